@@ -1,0 +1,1 @@
+int ts_agent_placeholder(void); int ts_agent_placeholder(void) { return 0; }

@@ -1,0 +1,417 @@
+/* Error strings, logging, buffers, clocks and file helpers. */
+
+#include "ts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *ts_strerror(int err)
+{
+    switch (err) {
+    case TS_OK: return "ok";
+    case TS_ERR_NOMEM: return "out of memory";
+    case TS_ERR_INVAL: return "invalid input";
+    case TS_ERR_IO: return "I/O error";
+    case TS_ERR_TIMEOUT: return "timed out";
+    case TS_ERR_TLS: return "TLS error";
+    case TS_ERR_PROTO: return "protocol error";
+    case TS_ERR_NOTFOUND: return "not found";
+    case TS_ERR_DB: return "database error";
+    case TS_ERR_AUTH: return "not authorized";
+    case TS_ERR_CLOSED: return "connection closed";
+    case TS_ERR_FULL: return "no space left";
+    case TS_ERR_GONE: return "gone (expired)";
+    case TS_ERR_CERT: return "certificate verification failed";
+    case TS_ERR_PERM: return "permission denied";
+    case TS_ERR_AGAIN: return "try again";
+    case TS_ERR_CONFIG: return "configuration error";
+    case TS_ERR_CONNECT: return "connection failed";
+    default: return "unknown error";
+    }
+}
+
+/* ---- logging ---- */
+
+static enum ts_log_level g_level = TS_LOG_INFO;
+static pthread_mutex_t g_log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void ts_log_set_level(enum ts_log_level lvl)
+{
+    g_level = lvl;
+}
+
+int ts_log_level_parse(const char *s, enum ts_log_level *out)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (enum ts_log_level)i;
+            return TS_OK;
+        }
+    }
+    return TS_ERR_INVAL;
+}
+
+void ts_vlog(enum ts_log_level lvl, const char *comp, const char *fmt, va_list ap)
+{
+    static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    if (lvl < g_level)
+        return;
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* One write per line so concurrent threads never interleave. */
+    pthread_mutex_lock(&g_log_mu);
+    fprintf(stderr, "%s %s: %s\n", names[lvl], comp, msg);
+    fflush(stderr);
+    pthread_mutex_unlock(&g_log_mu);
+}
+
+void ts_log(enum ts_log_level lvl, const char *comp, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ts_vlog(lvl, comp, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- buffers ---- */
+
+int ts_buf_reserve(ts_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return TS_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) {
+        if (cap > SIZE_MAX / 2)
+            return TS_ERR_NOMEM;
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return TS_ERR_NOMEM;
+    b->data = p;
+    b->cap = cap;
+    return TS_OK;
+}
+
+int ts_buf_append(ts_buf *b, const void *p, size_t n)
+{
+    int rc = ts_buf_reserve(b, n);
+    if (rc)
+        return rc;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return TS_OK;
+}
+
+int ts_buf_puts(ts_buf *b, const char *s)
+{
+    return ts_buf_append(b, s, strlen(s));
+}
+
+int ts_buf_printf(ts_buf *b, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        va_end(ap2);
+        return TS_ERR_INVAL;
+    }
+    int rc = ts_buf_reserve(b, (size_t)n);
+    if (rc == TS_OK) {
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+        b->len += (size_t)n;
+    }
+    va_end(ap2);
+    return rc;
+}
+
+void ts_buf_reset(ts_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void ts_buf_free(ts_buf *b)
+{
+    if (!b)
+        return;
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+char *ts_buf_steal(ts_buf *b)
+{
+    char *p = b->data;
+    if (!p)
+        p = calloc(1, 1);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+/* ---- clocks ---- */
+
+int64_t ts_now_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ts_now_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ts_iso8601(int64_t wall_ms, char *out, size_t outsz)
+{
+    time_t secs = (time_t)(wall_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall_ms % 1000));
+}
+
+int ts_iso8601_parse(const char *s, int64_t *wall_ms)
+{
+    int y, mo, d, h, mi, sec;
+    int n = 0;
+    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+        return TS_ERR_INVAL;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return TS_ERR_INVAL;
+    const char *p = s + n;
+    int ms = 0;
+    if (*p == '.') {
+        p++;
+        int digits = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (digits < 3)
+                ms = ms * 10 + (*p - '0');
+            digits++;
+            p++;
+        }
+        if (digits == 0)
+            return TS_ERR_INVAL;
+        while (digits < 3) {
+            ms *= 10;
+            digits++;
+        }
+    }
+    long off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om;
+        if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2)
+            return TS_ERR_INVAL;
+        off = (oh * 60 + om) * 60L * (*p == '-' ? -1 : 1);
+        p += 6;
+    } else if (*p != '\0') {
+        return TS_ERR_INVAL;
+    }
+    if (*p != '\0')
+        return TS_ERR_INVAL;
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    *wall_ms = ((int64_t)t - off) * 1000 + ms;
+    return TS_OK;
+}
+
+void ts_sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ---- helpers ---- */
+
+void ts_hex_encode(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int ts_hex_decode(const char *hex, uint8_t *out, size_t outsz, size_t *outlen)
+{
+    size_t n = strlen(hex);
+    if (n % 2 || n / 2 > outsz)
+        return TS_ERR_INVAL;
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return TS_ERR_INVAL;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    *outlen = n / 2;
+    return TS_OK;
+}
+
+int ts_random(void *out, size_t n)
+{
+    uint8_t *p = out;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return TS_ERR_IO;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+    return TS_OK;
+}
+
+size_t ts_strlcpy(char *dst, const char *src, size_t size)
+{
+    size_t n = strlen(src);
+    if (size) {
+        size_t c = n < size - 1 ? n : size - 1;
+        memcpy(dst, src, c);
+        dst[c] = '\0';
+    }
+    return n;
+}
+
+static int errno_to_ts(int e)
+{
+    switch (e) {
+    case ENOENT: return TS_ERR_NOTFOUND;
+    case EACCES:
+    case EPERM: return TS_ERR_PERM;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG: return TS_ERR_FULL;
+    case ENOMEM: return TS_ERR_NOMEM;
+    default: return TS_ERR_IO;
+    }
+}
+
+int ts_read_file(const char *path, size_t max_bytes, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno_to_ts(errno);
+    ts_buf b = {0};
+    int rc = TS_OK;
+    char chunk[8192];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = errno_to_ts(errno);
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (b.len + (size_t)n > max_bytes) {
+            rc = TS_ERR_FULL;
+            goto out;
+        }
+        if ((rc = ts_buf_append(&b, chunk, (size_t)n)))
+            goto out;
+    }
+    if (len)
+        *len = b.len;
+    *out = ts_buf_steal(&b);
+out:
+    close(fd);
+    ts_buf_free(&b);
+    return rc;
+}
+
+int ts_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+{
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp)
+        return TS_ERR_INVAL;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0)
+        return errno_to_ts(errno);
+    int rc = TS_OK;
+    const char *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = errno_to_ts(errno);
+            break;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    if (rc == TS_OK && fchmod(fd, (mode_t)mode) != 0)
+        rc = errno_to_ts(errno);
+    if (rc == TS_OK && fsync(fd) != 0)
+        rc = errno_to_ts(errno);
+    close(fd);
+    if (rc == TS_OK && rename(tmp, path) != 0)
+        rc = errno_to_ts(errno);
+    if (rc != TS_OK)
+        unlink(tmp);
+    return rc;
+}
+
+int ts_mkdir_p(const char *path, unsigned mode)
+{
+    char buf[4096];
+    if (ts_strlcpy(buf, path, sizeof buf) >= sizeof buf)
+        return TS_ERR_INVAL;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST)
+            return errno_to_ts(errno);
+        *p = '/';
+    }
+    if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST)
+        return errno_to_ts(errno);
+    return TS_OK;
+}

@@ -1,0 +1,1 @@
+int ts_hub_placeholder(void); int ts_hub_placeholder(void) { return 0; }

@@ -1,0 +1,50 @@
+/*
+ * A small HTTP/1.1 client for one base URL ("https://hub:8443" or
+ * "http://host:port"), keeping one connection alive between requests and
+ * reconnecting transparently once when the kept connection turned out dead.
+ * Not thread-safe: one client per thread.
+ */
+#ifndef TS_HTTPC_H
+#define TS_HTTPC_H
+
+#include "../common/ts.h"
+
+#include <stddef.h>
+
+struct ts_httpc;
+
+struct ts_httpc_opts {
+    const char *base_url;  /* scheme://host[:port] */
+    const char *ca_file;   /* https: CA to verify the server */
+    const char *cert_file; /* https: client certificate (mutual TLS) */
+    const char *key_file;
+    int connect_timeout_ms; /* default 5000 */
+    const char *user_agent; /* default "tillside/<version>" */
+};
+
+struct ts_http_resp {
+    int status;
+    ts_buf body;
+    char content_type[128];
+    int retry_after_s; /* -1 when absent */
+};
+
+int ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err, size_t errsz);
+void ts_httpc_free(struct ts_httpc *c);
+
+/*
+ * Sends one request and waits for the whole response within timeout_ms
+ * (total). extra_headers is NULL or "Name: value\r\n..." lines. On transport
+ * failure returns a TS_ERR_* and ts_httpc_error() tells why in words; an HTTP
+ * error status is not a failure (resp->status says it). Free resp with
+ * ts_http_resp_free.
+ */
+int ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_query,
+                     const char *extra_headers, const char *content_type, const void *body,
+                     size_t body_len, int timeout_ms, struct ts_http_resp *resp);
+const char *ts_httpc_error(const struct ts_httpc *c);
+/* Drops the kept connection (next request reconnects). */
+void ts_httpc_disconnect(struct ts_httpc *c);
+void ts_http_resp_free(struct ts_http_resp *r);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * The hub's HTTP(S) server: a listening socket, an accept thread and one
+ * thread per connection (capped), HTTP/1.1 keep-alive, TLS with required
+ * client certificates via tls.h, or plain HTTP when no TLS files are given
+ * (behind a TLS-terminating proxy). Handlers run on connection threads and
+ * must be thread-safe.
+ */
+#ifndef TS_HTTPD_H
+#define TS_HTTPD_H
+
+#include "../common/ts.h"
+#include "http.h"
+#include "tls.h"
+
+#include <stddef.h>
+
+struct ts_httpd;
+
+struct ts_httpd_req {
+    const char *method;
+    const char *target;               /* raw "path?query" */
+    char path[512];                   /* target before '?' */
+    const struct ts_http_msg *msg;    /* headers: ts_http_header(req->msg, "...") */
+    const char *body;                 /* NUL-terminated */
+    size_t body_len;
+    const struct ts_peer_id *peer;    /* verified client certificate, or NULL (plain) */
+    char remote_addr[64];
+};
+
+struct ts_httpd_resp {
+    int status;                 /* default 200 */
+    char content_type[64];      /* default "application/json" */
+    char extra_headers[512];    /* "Name: value\r\n" lines */
+    ts_buf body;
+};
+
+typedef void (*ts_httpd_handler)(void *ud, const struct ts_httpd_req *req,
+                                 struct ts_httpd_resp *resp);
+
+struct ts_httpd_opts {
+    const char *listen;    /* "host:port"; port 0 = ephemeral */
+    const char *cert_file; /* NULL = plain HTTP */
+    const char *key_file;
+    const char *client_ca_file; /* CA that issues terminal certificates */
+    int max_conns;              /* default 256 */
+    int io_timeout_ms;          /* default 15000 */
+    size_t max_body;            /* default 1 MiB; larger → 413 */
+};
+
+int ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
+                   struct ts_httpd **out, char *err, size_t errsz);
+/* The bound port (useful with port 0). */
+int ts_httpd_port(const struct ts_httpd *s);
+/* Stops accepting, closes connections, joins threads, frees. NULL ok. */
+void ts_httpd_stop(struct ts_httpd *s);
+
+/* Convenience: JSON error body {"error": msg} with status. */
+void ts_httpd_error(struct ts_httpd_resp *resp, int status, const char *msg);
+
+#endif

@@ -1,0 +1,13 @@
+# One ctest entry per black-box scenario so failures are named and -j works.
+ts_blackbox_test(bb_e2e_scan_shows_card test_e2e.py scan_shows_card)
+ts_blackbox_test(bb_e2e_page_is_served test_e2e.py page_is_served)
+ts_blackbox_test(bb_tls_agent_refuses_other_ca test_tls.py agent_refuses_other_ca)
+ts_blackbox_test(bb_tls_agent_refuses_wrong_host test_tls.py agent_refuses_wrong_host)
+ts_blackbox_test(bb_tls_agent_refuses_expired test_tls.py agent_refuses_expired)
+ts_blackbox_test(bb_tls_hub_refuses_no_client_cert test_tls.py hub_refuses_no_client_cert)
+ts_blackbox_test(bb_tls_hub_refuses_other_ca_client test_tls.py hub_refuses_other_ca_client)
+ts_blackbox_test(bb_offline_hub_down_then_up test_offline.py hub_down_then_up)
+ts_blackbox_test(bb_bad_batch_rejected test_bad_input.py batch_rejected)
+ts_blackbox_test(bb_bad_unknown_code test_bad_input.py unknown_code)
+ts_blackbox_test(bb_bad_garbled_feed_page test_bad_input.py garbled_feed_page)
+ts_blackbox_test(bb_demo_runs test_demo.py demo_runs)

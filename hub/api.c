@@ -1,0 +1,343 @@
+/*
+ * The hub's HTTP API (docs/PROTOCOL.md): the ts_httpd handler with routing,
+ * write-key authentication for the CDP, certificate scoping for agents, and
+ * the JSON answers. Requests are hostile until proven otherwise: every input
+ * is length-checked before use and the work per request is bounded (a batch
+ * by the body limit, a feed page by the limit clamp).
+ */
+#include "hub.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMP "hub"
+
+/* ---- small helpers --------------------------------------------------------*/
+
+/* {"error": msg} with the message JSON-escaped (it may quote the request). */
+static void fail(struct ts_httpd_resp *resp, int status, const char *msg)
+{
+    resp->status = status;
+    ts_buf_reset(&resp->body);
+    json_t *o = json_pack("{s:s}", "error", msg);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    ts_buf_puts(&resp->body, s ? s : "{\"error\":\"internal error\"}");
+    free(s);
+    json_decref(o);
+}
+
+static void ok_json(struct ts_httpd_resp *resp, const char *text)
+{
+    resp->status = 200;
+    ts_buf_reset(&resp->body);
+    ts_buf_puts(&resp->body, text);
+}
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int ts_hub_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz,
+                         size_t *outlen)
+{
+    size_t end = inlen, n = 0;
+    int pad = 0;
+    while (end > 0 && in[end - 1] == '=' && pad < 2) {
+        end--;
+        pad++;
+    }
+    if ((pad && (end + (size_t)pad) % 4 != 0) || end % 4 == 1)
+        return TS_ERR_INVAL;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < end; i++) {
+        int v = b64val((unsigned char)in[i]);
+        if (v < 0)
+            return TS_ERR_INVAL;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n >= outsz)
+                return TS_ERR_INVAL;
+            out[n++] = (uint8_t)(acc >> bits);
+        }
+        acc &= (1u << bits) - 1u;
+    }
+    *outlen = n;
+    return TS_OK;
+}
+
+void ts_hub_cursor_format(uint64_t seq, char out[TS_HUB_CURSOR_MAX])
+{
+    snprintf(out, TS_HUB_CURSOR_MAX, "c1.%llx", (unsigned long long)seq);
+}
+
+/* Only the canonical form ts_hub_cursor_format writes is accepted, so a
+ * cursor that round-trips is byte-identical to the one the agent saved. */
+int ts_hub_cursor_parse(const char *s, uint64_t *seq)
+{
+    if (strncmp(s, "c1.", 3) != 0)
+        return TS_ERR_INVAL;
+    const char *h = s + 3;
+    size_t n = strlen(h);
+    if (n == 0 || n > 16 || (n > 1 && h[0] == '0'))
+        return TS_ERR_INVAL;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return TS_ERR_INVAL;
+        v = (v << 4) | (uint64_t)d;
+    }
+    *seq = v;
+    return TS_OK;
+}
+
+/* Constant-time comparison so the write key cannot be guessed byte by byte
+ * from response times. */
+static bool same_secret(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    unsigned char diff = alen != blen;
+    for (size_t i = 0; i < blen; i++)
+        diff |= (unsigned char)(b[i] ^ (i < alen ? a[i] : 0));
+    return diff == 0;
+}
+
+/* Basic auth with the write key as the user name; Segment sends
+ * base64(write_key + ":") and some libraries put a password after it. */
+static bool write_key_ok(const struct ts_hub_api *api, const struct ts_httpd_req *req)
+{
+    const char *h = req->msg ? ts_http_header(req->msg, "Authorization") : NULL;
+    uint8_t dec[512];
+    size_t n;
+    if (!h || strncasecmp(h, "Basic ", 6) != 0)
+        return false;
+    h += 6;
+    while (*h == ' ')
+        h++;
+    size_t len = strlen(h);
+    while (len && (h[len - 1] == ' ' || h[len - 1] == '\t'))
+        len--;
+    if (len > 600 || ts_hub_base64_decode(h, len, dec, sizeof dec, &n) != TS_OK)
+        return false;
+    const char *colon = memchr(dec, ':', n);
+    size_t user_len = colon ? (size_t)(colon - (const char *)dec) : n;
+    return user_len > 0 && same_secret((const char *)dec, user_len, api->cfg->write_key);
+}
+
+/* Agent endpoints need a verified terminal certificate of this tenant. */
+static bool peer_ok(const struct ts_hub_api *api, const struct ts_httpd_req *req, bool need_ou,
+                    struct ts_httpd_resp *resp)
+{
+    const struct ts_peer_id *p = req->peer;
+    if (!p || !p->verified) {
+        fail(resp, 403, need_ou ? "client certificate has no store (OU)"
+                                : "a verified client certificate is required");
+        return false;
+    }
+    if (api->cfg->tenant[0] && strcmp(p->o, api->cfg->tenant) != 0) {
+        fail(resp, 403, "client certificate belongs to another tenant (O)");
+        return false;
+    }
+    if (need_ou && p->ou[0] == '\0') {
+        fail(resp, 403, "client certificate has no store (OU)");
+        return false;
+    }
+    return true;
+}
+
+/* A query parameter: TS_ERR_NOTFOUND when absent, TS_ERR_INVAL when it does
+ * not fit. Empty values read as absent. */
+static int param(const struct ts_httpd_req *req, const char *name, char *out, size_t outsz)
+{
+    int rc = ts_http_query_param(req->target ? req->target : "", name, out, outsz);
+    if (rc == TS_OK && out[0] == '\0')
+        return TS_ERR_NOTFOUND;
+    return rc == TS_OK || rc == TS_ERR_NOTFOUND ? rc : TS_ERR_INVAL;
+}
+
+/* ---- endpoints --------------------------------------------------------------*/
+
+static void do_batch(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                     struct ts_httpd_resp *resp)
+{
+    struct ts_seg_batch *b = NULL;
+    char err[256];
+    if (!write_key_ok(api, req)) {
+        ts_strlcpy(resp->extra_headers, "WWW-Authenticate: Basic realm=\"tillside-hub\"\r\n",
+                   sizeof resp->extra_headers);
+        TS_WARN(COMP, "batch refused from %s: invalid write key", req->remote_addr);
+        fail(resp, 401, "invalid write key");
+        return;
+    }
+    if (req->body_len > TS_HUB_MAX_BODY) {
+        fail(resp, 413, "batch larger than 500 KB");
+        return;
+    }
+    int64_t now = api->now_ms();
+    int rc = ts_seg_parse(req->body ? req->body : "", req->body_len, now, &b, err, sizeof err);
+    if (rc != TS_OK) {
+        TS_WARN(COMP, "batch refused from %s: %s", req->remote_addr, err);
+        fail(resp, rc == TS_ERR_NOMEM ? 503 : 400, err);
+        return;
+    }
+    struct ts_hub_ingest_result r;
+    rc = ts_hub_store_ingest(api->store, b, now, &r);
+    if (rc != TS_OK) {
+        fail(resp, rc == TS_ERR_FULL ? 507 : 500,
+             rc == TS_ERR_FULL ? "hub storage full" : "cannot store the batch");
+    } else {
+        TS_INFO(COMP, "batch events=%zu applied=%zu duplicates=%zu customers=%zu", b->n,
+                r.applied, r.duplicates, r.customers);
+        char out[96];
+        snprintf(out, sizeof out, "{\"success\":true,\"accepted\":%zu}", b->n);
+        ok_json(resp, out);
+    }
+    ts_seg_batch_free(b);
+}
+
+static void do_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                    struct ts_httpd_resp *resp)
+{
+    char since_s[64], limit_s[32], cursor[TS_HUB_CURSOR_MAX];
+    uint64_t since = 0;
+    long limit = api->cfg->page_limit;
+    if (!peer_ok(api, req, true, resp))
+        return;
+    const char *store = req->peer->ou;
+    int rc = param(req, "since", since_s, sizeof since_s);
+    if (rc == TS_ERR_INVAL || (rc == TS_OK && ts_hub_cursor_parse(since_s, &since) != TS_OK)) {
+        TS_WARN(COMP, "feed store=%s: malformed cursor", store);
+        fail(resp, 400, "malformed cursor");
+        return;
+    }
+    bool has_since = rc == TS_OK;
+    rc = param(req, "limit", limit_s, sizeof limit_s);
+    if (rc == TS_OK) {
+        char *end;
+        limit = strtol(limit_s, &end, 10);
+        if (*end != '\0') {
+            fail(resp, 400, "limit must be an integer");
+            return;
+        }
+    } else if (rc == TS_ERR_INVAL) {
+        fail(resp, 400, "limit must be an integer");
+        return;
+    }
+    limit = limit < 1 ? 1 : limit > TS_HUB_FEED_MAX_LIMIT ? TS_HUB_FEED_MAX_LIMIT : limit;
+
+    struct ts_hub_feed_page page = {0};
+    rc = ts_hub_store_feed(api->store, store, since, (int)limit, &page);
+    if (rc == TS_ERR_GONE) {
+        TS_WARN(COMP, "feed store=%s since=%s: cursor ahead of this hub, resync", store, since_s);
+        fail(resp, 410, "cursor unknown to this hub; resynchronize from scratch");
+    } else if (rc != TS_OK) {
+        fail(resp, 500, "cannot read the feed");
+    } else {
+        ts_hub_cursor_format(page.last_seq, cursor);
+        ts_buf_reset(&resp->body);
+        resp->status = 200;
+        if (ts_buf_printf(&resp->body, "{\"kv\":%d,\"items\":[", api->cfg->key.version) ||
+            ts_buf_append(&resp->body, page.items.data ? page.items.data : "", page.items.len) ||
+            ts_buf_printf(&resp->body, "],\"cursor\":\"%s\",\"more\":%s}", cursor,
+                          page.more ? "true" : "false")) {
+            fail(resp, 503, "out of memory");
+        } else {
+            TS_INFO(COMP, "feed store=%s since=%s items=%zu more=%d", store,
+                    has_since ? since_s : "-", page.nitems, page.more ? 1 : 0);
+        }
+    }
+    ts_buf_free(&page.items);
+}
+
+static void do_lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                      struct ts_httpd_resp *resp)
+{
+    char key[TS_IDENT_KEY_HEX + 1];
+    if (!peer_ok(api, req, false, resp))
+        return;
+    int rc = param(req, "key", key, sizeof key);
+    if (rc == TS_ERR_NOTFOUND) {
+        fail(resp, 400, "missing key parameter");
+        return;
+    }
+    size_t n = rc == TS_OK ? strlen(key) : 0;
+    bool hex = n == TS_IDENT_KEY_HEX - 1;
+    for (size_t i = 0; hex && i < n; i++) {
+        char c = key[i];
+        if (c >= 'A' && c <= 'F')
+            key[i] = (char)(c - 'A' + 'a');
+        else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            hex = false;
+    }
+    if (!hex) {
+        fail(resp, 400, "malformed key (expected 64 hex digits)");
+        return;
+    }
+    ts_buf_reset(&resp->body);
+    rc = ts_hub_store_lookup(api->store, key, &resp->body);
+    TS_DEBUG(COMP, "lookup store=%s found=%d", req->peer->ou, rc == TS_OK);
+    if (rc == TS_ERR_NOTFOUND)
+        fail(resp, 404, "unknown customer");
+    else if (rc != TS_OK)
+        fail(resp, 500, "cannot read the store");
+    else
+        resp->status = 200;
+}
+
+static void do_livez(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                     struct ts_httpd_resp *resp)
+{
+    (void)api;
+    (void)req;
+    ok_json(resp, "{\"ok\":true}");
+}
+
+typedef void (*endpoint_fn)(struct ts_hub_api *, const struct ts_httpd_req *,
+                            struct ts_httpd_resp *);
+
+static const struct route {
+    const char *path, *method;
+    endpoint_fn fn;
+} routes[] = {
+    {"/v1/batch", "POST", do_batch},
+    {"/v1/feed", "GET", do_feed},
+    {"/v1/lookup", "GET", do_lookup},
+    {"/livez", "GET", do_livez},
+};
+
+void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp)
+{
+    struct ts_hub_api *api = ud;
+    resp->status = 200;
+    ts_strlcpy(resp->content_type, "application/json", sizeof resp->content_type);
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(req->path, routes[i].path) != 0)
+            continue;
+        if (!req->method || strcmp(req->method, routes[i].method) != 0) {
+            snprintf(resp->extra_headers, sizeof resp->extra_headers, "Allow: %s\r\n",
+                     routes[i].method);
+            fail(resp, 405, "method not allowed");
+            return;
+        }
+        routes[i].fn(api, req, resp);
+        return;
+    }
+    fail(resp, 404, "not found");
+}

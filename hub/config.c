@@ -1,0 +1,126 @@
+/*
+ * The hub's INI configuration. Everything is checked at start-up so that a
+ * typo stops the hub with "file:line: what is wrong" instead of surfacing as
+ * refused agents at 3 a.m.
+ */
+#include "hub.h"
+#include "../common/conf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Copies an optional string value; a value that does not fit is an error
+ * rather than a silently truncated path or key. */
+static int get_str(const struct ts_conf *c, const char *sec, const char *key, const char *def,
+                   char *out, size_t outsz, char *err, size_t errsz)
+{
+    const char *v = ts_conf_get(c, sec, key, def);
+    if (ts_strlcpy(out, v ? v : "", outsz) >= outsz) {
+        char where[TS_HUB_PATH_MAX + 32];
+        snprintf(err, errsz, "%s: [%s] %s: value too long (max %zu bytes)",
+                 ts_conf_where(c, sec, key, where, sizeof where), sec, key, outsz - 1);
+        return TS_ERR_CONFIG;
+    }
+    return TS_OK;
+}
+
+static int fail(const struct ts_conf *c, const char *sec, const char *key, const char *what,
+                char *err, size_t errsz)
+{
+    char where[TS_HUB_PATH_MAX + 32];
+    snprintf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(c, sec, key, where, sizeof where), sec,
+             key, what);
+    return TS_ERR_CONFIG;
+}
+
+/* "host:port" with a non-empty host (or "[v6]") and a port 0..65535. */
+static bool listen_ok(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || colon[1] == '\0')
+        return false;
+    long port = 0;
+    for (const char *p = colon + 1; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        port = port * 10 + (*p - '0');
+        if (port > 65535)
+            return false;
+    }
+    return true;
+}
+
+static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
+{
+    int rc;
+    memset(o, 0, sizeof *o);
+    if ((rc = get_str(c, "hub", "listen", "127.0.0.1:8443", o->listen, sizeof o->listen, err,
+                      errsz)) ||
+        (rc = get_str(c, "hub", "db", "/var/lib/tillside-hub/hub.db", o->db, sizeof o->db, err,
+                      errsz)) ||
+        (rc = get_str(c, "hub", "tls_cert", "", o->tls_cert, sizeof o->tls_cert, err, errsz)) ||
+        (rc = get_str(c, "hub", "tls_key", "", o->tls_key, sizeof o->tls_key, err, errsz)) ||
+        (rc = get_str(c, "hub", "client_ca", "", o->client_ca, sizeof o->client_ca, err,
+                      errsz)) ||
+        (rc = get_str(c, "cdp", "write_key", "", o->write_key, sizeof o->write_key, err,
+                      errsz)) ||
+        (rc = get_str(c, "tenant", "name", "", o->tenant, sizeof o->tenant, err, errsz)))
+        return rc;
+    if (!listen_ok(o->listen))
+        return fail(c, "hub", "listen", "expected host:port", err, errsz);
+    if (o->db[0] == '\0')
+        return fail(c, "hub", "db", "must name the SQLite database file", err, errsz);
+    /* With a certificate the hub terminates TLS itself and then must verify
+     * terminals, so the key and the client CA are required too. */
+    if (o->tls_cert[0] != '\0') {
+        if (o->tls_key[0] == '\0')
+            return fail(c, "hub", "tls_key", "required when tls_cert is set", err, errsz);
+        if (o->client_ca[0] == '\0')
+            return fail(c, "hub", "client_ca", "required when tls_cert is set", err, errsz);
+    }
+    const char *lvl = ts_conf_get(c, "hub", "log_level", "info");
+    if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)
+        return fail(c, "hub", "log_level", "expected debug, info, warn or error", err, errsz);
+    if (o->write_key[0] == '\0')
+        return fail(c, "cdp", "write_key", "required (the CDP's Basic-auth key)", err, errsz);
+
+    long kv, limit;
+    if ((rc = ts_conf_get_int(c, "tenant", "key_version", 1, 1, 1000000, &kv, err, errsz)) ||
+        (rc = ts_conf_get_int(c, "feed", "page_limit", 500, 1, TS_HUB_FEED_MAX_LIMIT, &limit,
+                              err, errsz)))
+        return rc;
+    const char *hex = ts_conf_get(c, "tenant", "key", NULL);
+    if (!hex || hex[0] == '\0')
+        return fail(c, "tenant", "key", "required (hex, 32 to 64 bytes)", err, errsz);
+    if (ts_tenant_key_parse(hex, (int)kv, &o->key) != TS_OK || o->key.len < 32)
+        return fail(c, "tenant", "key", "expected 64 to 128 hex digits (32 to 64 bytes)", err,
+                    errsz);
+    o->page_limit = (int)limit;
+    return TS_OK;
+}
+
+/* Out-param is written on success only. */
+static int finish(struct ts_conf *c, struct ts_hub_config *out, char *err, size_t errsz)
+{
+    struct ts_hub_config tmp;
+    int rc = from_conf(c, &tmp, err, errsz);
+    ts_conf_free(c);
+    if (rc == TS_OK)
+        *out = tmp;
+    return rc;
+}
+
+int ts_hub_config_parse(const char *name, const char *text, struct ts_hub_config *out, char *err,
+                        size_t errsz)
+{
+    struct ts_conf *c = NULL;
+    int rc = ts_conf_parse(name, text, &c, err, errsz);
+    return rc != TS_OK ? rc : finish(c, out, err, errsz);
+}
+
+int ts_hub_config_load(const char *path, struct ts_hub_config *out, char *err, size_t errsz)
+{
+    struct ts_conf *c = NULL;
+    int rc = ts_conf_load(path, &c, err, errsz);
+    return rc != TS_OK ? rc : finish(c, out, err, errsz);
+}

@@ -1,0 +1,239 @@
+/*
+ * tillside-hub internals shared between the hub's files: configuration, the
+ * Segment batch parser, the SQLite store, the card builder and the HTTP API
+ * handler. Nothing here is used outside hub/ (and its tests and fuzzer).
+ */
+#ifndef TS_HUB_H
+#define TS_HUB_H
+
+#include "../common/ts.h"
+#include "../sync/httpd.h"
+#include "../sync/ident.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- config.c ------------------------------------------------------------ */
+
+#define TS_HUB_PATH_MAX 1024
+
+struct ts_hub_config {
+    char listen[256];            /* host:port */
+    char db[TS_HUB_PATH_MAX];    /* SQLite file */
+    char tls_cert[TS_HUB_PATH_MAX]; /* empty = plain HTTP behind a TLS proxy */
+    char tls_key[TS_HUB_PATH_MAX];
+    char client_ca[TS_HUB_PATH_MAX];
+    enum ts_log_level log_level;
+    char write_key[256]; /* CDP Basic-auth write key */
+    char tenant[64];     /* must match the O of terminal certificates */
+    struct ts_tenant_key key;
+    int page_limit; /* default feed page size, 1..1000 */
+};
+
+/* Reads and validates the INI file; err gets "file:line: ..." on failure. */
+int ts_hub_config_load(const char *path, struct ts_hub_config *out, char *err, size_t errsz);
+/* Same from text in memory (name appears in messages). */
+int ts_hub_config_parse(const char *name, const char *text, struct ts_hub_config *out, char *err,
+                        size_t errsz);
+
+/* ---- segment.c -----------------------------------------------------------
+ * A Segment HTTP API batch, parsed and validated as a whole before anything is
+ * stored. Strings are borrowed from the batch and live until
+ * ts_seg_batch_free. */
+
+#define TS_SEG_MAX_ID 256    /* userId, anonymousId, messageId, product and order ids */
+#define TS_SEG_MAX_TEXT 512  /* names, tiers, store ids longer than this are ignored */
+#define TS_SEG_MAX_LOYALTY 8 /* loyalty ids taken from one identify */
+
+enum ts_seg_kind {
+    TS_SEG_IGNORE = 0, /* valid but carries nothing we keep (page, screen, Cart Viewed...) */
+    TS_SEG_IDENTIFY,
+    TS_SEG_VIEWED,
+    TS_SEG_CART_ADD,
+    TS_SEG_CART_REMOVE,
+    TS_SEG_WISH_ADD,
+    TS_SEG_WISH_REMOVE,
+    TS_SEG_ORDER,
+};
+
+struct ts_seg_product {
+    const char *product_id;
+    const char *name; /* NULL when absent */
+    double price;
+    bool has_price;
+    long quantity; /* 1 when absent (has_quantity false) */
+    bool has_quantity;
+};
+
+struct ts_seg_event {
+    enum ts_seg_kind kind;
+    const char *user_id;      /* NULL or non-empty */
+    const char *anonymous_id; /* NULL or non-empty; at least one of the two is set */
+    const char *message_id;   /* NULL when the sender gave none (no dedupe then) */
+    int64_t at_ms;            /* timestamp, originalTimestamp, or receive time */
+    /* identify traits (NULL / has_ false when not sent: identify is a partial update) */
+    const char *name, *first_name, *last_name, *tier, *home_store;
+    long long points;
+    bool has_points;
+    int consent; /* -1 not sent, 0 or 1 */
+    const char *loyalty[TS_SEG_MAX_LOYALTY]; /* normalized with ts_ident_normalize */
+    size_t nloyalty;
+    const char *suggested_id, *suggested_name;
+    /* track: one product for single-product events, products[] for orders */
+    struct ts_seg_product *products;
+    size_t nproducts;
+    const char *order_id, *currency;
+    double total;
+    bool has_total;
+};
+
+struct ts_seg_batch {
+    struct ts_seg_event *ev;
+    size_t n;
+    void *priv; /* the parsed JSON and owned strings */
+};
+
+/*
+ * Parses body[0..len) as {"batch": [event, ...]}. Any invalid event fails the
+ * whole batch with TS_ERR_INVAL and err naming the event index and the
+ * problem ("batch[3]: event has neither userId nor anonymousId"). now_ms is
+ * the receive time used when an event carries no timestamp.
+ */
+int ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts_seg_batch **out,
+                 char *err, size_t errsz);
+void ts_seg_batch_free(struct ts_seg_batch *b);
+
+/* ---- summary.c -----------------------------------------------------------
+ * The customer card of docs/PROTOCOL.md, built from what the store loaded. */
+
+#define TS_HUB_HALF_LIFE_MS (7LL * 24 * 3600 * 1000)
+#define TS_HUB_RECENT_MS (7LL * 24 * 3600 * 1000) /* window for "count" */
+#define TS_HUB_MAX_INTERESTS 8
+#define TS_HUB_MAX_ORDERS 5
+
+struct ts_hub_line { /* a cart or wishlist line */
+    const char *product_id;
+    const char *name;
+    double price;
+    bool has_price;
+    long quantity;
+};
+
+struct ts_hub_view { /* one Product Viewed, grouped by product_id (sorted) */
+    const char *product_id;
+    const char *name;
+    int64_t at_ms;
+};
+
+struct ts_hub_order {
+    const char *order_id;
+    double total;
+    bool has_total;
+    const char *currency;
+    const char *status;
+    int64_t at_ms;
+};
+
+struct ts_hub_profile {
+    const char *cid;
+    const char *name, *tier; /* NULL = unknown, key left out */
+    long long points;
+    bool has_points;
+    bool consent;
+    const char *suggested_id, *suggested_name; /* trait; NULL = derive */
+    const struct ts_hub_line *cart;
+    size_t ncart;
+    const struct ts_hub_view *views; /* sorted by product_id */
+    size_t nviews;
+    const struct ts_hub_line *wishlist;
+    size_t nwish;
+    const struct ts_hub_order *orders; /* newest first */
+    size_t norders;
+    int64_t updated_ms; /* hub time of the last change */
+    int64_t now_ms;     /* reference for decay and the 7-day count */
+};
+
+/* Builds the card as compact JSON text; *out is malloc'd, free() it. */
+int ts_hub_card_build(const struct ts_hub_profile *p, char **out);
+
+/* cid = first 32 hex chars of HMAC-SHA256(tenant key, "cid:" + internal id). */
+int ts_hub_cid(const struct ts_tenant_key *k, const char *internal_id, char out[33]);
+
+/* ---- store.c / ingest.c --------------------------------------------------- */
+
+struct ts_hub_store;
+
+enum { TS_HUB_STORE_RDONLY = 1 };
+
+/* Opens (creating unless RDONLY) the SQLite store at path (":memory:" works).
+ * The key makes cids and identifier keys. One connection guarded by a mutex:
+ * every call below is thread-safe. */
+int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,
+                      struct ts_hub_store **out, char *err, size_t errsz);
+void ts_hub_store_close(struct ts_hub_store *s);
+
+struct ts_hub_ingest_result {
+    size_t applied;    /* events stored (including ones with nothing to keep) */
+    size_t duplicates; /* skipped: messageId seen before */
+    size_t customers;  /* distinct customers whose card changed */
+};
+
+/* Applies a validated batch in one transaction: all or nothing. now_ms is the
+ * hub time written as the cards' "updated" and used for decay. */
+int ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b, int64_t now_ms,
+                        struct ts_hub_ingest_result *res);
+
+struct ts_hub_feed_page {
+    ts_buf items;      /* JSON array elements, comma-separated, without brackets */
+    size_t nitems;
+    bool more;
+    uint64_t last_seq; /* seq of the last item; since when nitems == 0 */
+};
+
+/*
+ * One page of a store's feed: rows with seq > since in seq order, at most
+ * limit. TS_ERR_GONE when since is ahead of the hub (the hub's data was
+ * replaced; the agent must resync). page->items is reset first; the caller
+ * frees it with ts_buf_free.
+ */
+int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t since, int limit,
+                      struct ts_hub_feed_page *page);
+
+/* {"kv":..,"cid":..,"keys":[..],"card":{..}} for a 64-hex identifier key
+ * (lowercase), or TS_ERR_NOTFOUND. */
+int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out);
+
+/* {"customers":N,"events":N,"seq":N,"stores":{"S001":N,...}} */
+int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out);
+
+/* ---- api.c --------------------------------------------------------------- */
+
+#define TS_HUB_MAX_BODY (500u * 1024u) /* Segment's own batch limit */
+#define TS_HUB_FEED_MAX_LIMIT 1000
+
+struct ts_hub_api {
+    const struct ts_hub_config *cfg;
+    struct ts_hub_store *store;
+    int64_t (*now_ms)(void); /* wall clock; injectable for tests */
+};
+
+/* The ts_httpd handler; ud is a struct ts_hub_api. Thread-safe. */
+void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp);
+
+/* Feed cursors: "c1." + lowercase hex of the hub sequence number. Opaque to
+ * agents; the version prefix lets the encoding change later. */
+#define TS_HUB_CURSOR_MAX 32
+void ts_hub_cursor_format(uint64_t seq, char out[TS_HUB_CURSOR_MAX]);
+int ts_hub_cursor_parse(const char *s, uint64_t *seq);
+
+/* Decodes standard base64 (padding optional); TS_ERR_INVAL on bad input. */
+int ts_hub_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz,
+                         size_t *outlen);
+
+/* ---- gen.c --------------------------------------------------------------- */
+
+/* `tillside-hub gen ...`; argv[0] is "gen". Returns a process exit code. */
+int ts_hub_gen_main(int argc, char **argv);
+
+#endif

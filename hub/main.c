@@ -1,0 +1,190 @@
+/*
+ * tillside-hub: the central service (run), certificates for demos and tests
+ * (pki), counts for operators (stats), and the demo data generator (gen).
+ * Exit codes: 0 ok, 1 runtime or configuration failure, 2 usage error.
+ */
+#include "hub.h"
+#include "../sync/pki.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define DEFAULT_CONF "/etc/tillside-hub/hub.conf"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: tillside-hub COMMAND [-c FILE] [ARGS]\n"
+               "  run [-c FILE]     serve the hub API until SIGINT/SIGTERM\n"
+               "  stats [-c FILE]   customers, events and store slice sizes as JSON\n"
+               "  pki init|issue    make a CA and certificates (see tillside-hub pki)\n"
+               "  gen --url URL --write-key KEY --customers N --stores S001,S002\n"
+               "      [--ca F --cert F --key F] [--seed N] [--batch N] [--sample K]\n"
+               "                    send generated online behaviour to a hub\n"
+               "  version           print the version\n"
+               "The configuration defaults to " DEFAULT_CONF ".\n");
+}
+
+static int load_config(const char *path, struct ts_hub_config *cfg)
+{
+    char err[512];
+    if (ts_hub_config_load(path, cfg, err, sizeof err) != TS_OK) {
+        fprintf(stderr, "tillside-hub: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+static int64_t wall_ms(void)
+{
+    return ts_now_wall_ms();
+}
+
+/* Creates the database's directory so a fresh install starts without a
+ * manual mkdir; ":memory:" and bare file names need nothing. */
+static int ensure_db_dir(const char *db)
+{
+    char dir[TS_HUB_PATH_MAX];
+    ts_strlcpy(dir, db, sizeof dir);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return TS_OK;
+    *slash = '\0';
+    return ts_mkdir_p(dir, 0750);
+}
+
+/* The host part of "host:port" for the "listening on" line. */
+static void listen_host(const char *listen, char *out, size_t outsz)
+{
+    ts_strlcpy(out, listen, outsz);
+    char *colon = strrchr(out, ':');
+    if (colon)
+        *colon = '\0';
+}
+
+static int cmd_run(const char *conf)
+{
+    struct ts_hub_config cfg;
+    struct ts_hub_store *store = NULL;
+    struct ts_httpd *srv = NULL;
+    char err[512];
+    int code = 1;
+    if (load_config(conf, &cfg))
+        return 1;
+    ts_log_set_level(cfg.log_level);
+    if (ensure_db_dir(cfg.db) != TS_OK) {
+        TS_ERROR("hub", "cannot create the directory of %s: %s", cfg.db, strerror(errno));
+        return 1;
+    }
+    if (ts_hub_store_open(cfg.db, &cfg.key, 0, &store, err, sizeof err) != TS_OK) {
+        TS_ERROR("hub", "%s", err);
+        return 1;
+    }
+    /* Block the stop signals before any thread exists so every connection
+     * thread inherits the mask and only sigwait() below sees them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    bool tls = cfg.tls_cert[0] != '\0';
+    struct ts_hub_api api = {.cfg = &cfg, .store = store, .now_ms = wall_ms};
+    struct ts_httpd_opts o = {
+        .listen = cfg.listen,
+        .cert_file = tls ? cfg.tls_cert : NULL,
+        .key_file = tls ? cfg.tls_key : NULL,
+        .client_ca_file = tls ? cfg.client_ca : NULL,
+        .max_body = TS_HUB_MAX_BODY,
+    };
+    if (ts_httpd_start(&o, ts_hub_api_handle, &api, &srv, err, sizeof err) != TS_OK) {
+        TS_ERROR("hub", "cannot listen on %s: %s", cfg.listen, err);
+        goto out;
+    }
+    char host[256];
+    listen_host(cfg.listen, host, sizeof host);
+    TS_INFO("hub", "listening on %s://%s:%d", tls ? "https" : "http", host, ts_httpd_port(srv));
+    if (!tls)
+        TS_WARN("hub", "no tls_cert: plain HTTP, expecting a TLS-terminating proxy in front");
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0) {
+    }
+    TS_INFO("hub", "stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    code = 0;
+out:
+    ts_httpd_stop(srv);
+    ts_hub_store_close(store);
+    return code;
+}
+
+static int cmd_stats(const char *conf)
+{
+    struct ts_hub_config cfg;
+    struct ts_hub_store *store = NULL;
+    char err[512];
+    ts_buf out = {0};
+    if (load_config(conf, &cfg))
+        return 1;
+    if (ts_hub_store_open(cfg.db, &cfg.key, TS_HUB_STORE_RDONLY, &store, err, sizeof err) !=
+        TS_OK) {
+        fprintf(stderr, "tillside-hub: %s\n", err);
+        return 1;
+    }
+    int rc = ts_hub_store_stats(store, &out);
+    if (rc == TS_OK)
+        printf("%s\n", out.data);
+    else
+        fprintf(stderr, "tillside-hub: stats: %s\n", ts_strerror(rc));
+    ts_buf_free(&out);
+    ts_hub_store_close(store);
+    return rc == TS_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = DEFAULT_CONF, *cmd = NULL;
+    /* -c may come before or after the command; the first other word is the
+     * command, and pki/gen take the rest of the line as their own. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "tillside-hub: %s needs a file\n", argv[i]);
+                return 2;
+            }
+            conf = argv[++i];
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (!cmd) {
+            cmd = argv[i];
+            if (strcmp(cmd, "pki") == 0)
+                return ts_pki_main(argc - i, argv + i);
+            if (strcmp(cmd, "gen") == 0)
+                return ts_hub_gen_main(argc - i, argv + i);
+        } else {
+            fprintf(stderr, "tillside-hub: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!cmd) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(conf);
+    if (strcmp(cmd, "stats") == 0)
+        return cmd_stats(conf);
+    if (strcmp(cmd, "version") == 0) {
+        printf("tillside-hub %s\n", TS_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "tillside-hub: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,304 @@
+/*
+ * Rebuilding one customer's card after a change: load what the tables hold,
+ * let summary.c rank it, store the card and identifier keys as JSON text
+ * (so feed pages are plain concatenation), and re-stamp the customer's feed
+ * rows with a fresh sequence number so every store holding them sees the
+ * change after its cursor.
+ */
+#include "store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_VIEWS_KEPT 500                        /* per customer */
+#define VIEW_HORIZON_MS (90LL * 24 * 3600 * 1000) /* decayed below 0.2 % by then */
+#define MAX_CART_LOADED 16
+#define MAX_WISH_LOADED 16
+#define MAX_KEYS 100 /* loyalty ids first, then order keys */
+
+/* Strings copied out of SQLite rows; they must outlive the next step. */
+struct pool {
+    char **s;
+    size_t n, cap;
+};
+
+static const char *dup(struct pool *p, sqlite3_stmt *st, int col, bool *nomem)
+{
+    const char *v = (const char *)sqlite3_column_text(st, col);
+    if (!v)
+        return NULL;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 32;
+        char **a = realloc(p->s, cap * sizeof *a);
+        if (!a) {
+            *nomem = true;
+            return NULL;
+        }
+        p->s = a;
+        p->cap = cap;
+    }
+    char *c = strdup(v);
+    if (!c) {
+        *nomem = true;
+        return NULL;
+    }
+    p->s[p->n++] = c;
+    return c;
+}
+
+static void pool_free(struct pool *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->s[i]);
+    free(p->s);
+}
+
+/* A statement with ?1 = customer and ?2 = a limit (when used). */
+static sqlite3_stmt *query(struct ts_hub_store *s, enum stmt_id id, const char *cust, int limit)
+{
+    sqlite3_stmt *st = ts_hub_st(s, id);
+    if (st) {
+        ts_hub_bind_text(st, 1, cust);
+        if (limit > 0)
+            sqlite3_bind_int(st, 2, limit);
+    }
+    return st;
+}
+
+struct loaded {
+    struct ts_hub_profile p;
+    struct ts_hub_view *views;
+    struct ts_hub_line *cart, *wish;
+    struct ts_hub_order *orders;
+    const char *home_store;
+    ts_buf keys;
+    struct pool pool;
+};
+
+static void loaded_free(struct loaded *l)
+{
+    free(l->views);
+    free(l->cart);
+    free(l->wish);
+    free(l->orders);
+    ts_buf_free(&l->keys);
+    pool_free(&l->pool);
+}
+
+/* Runs st to the end, growing *arr by elem bytes per row and calling row(). */
+typedef void (*row_fn)(struct loaded *l, sqlite3_stmt *st, void *elem, bool *nomem);
+
+static int load_rows(struct ts_hub_store *s, sqlite3_stmt *st, struct loaded *l, void **arr,
+                     size_t elem, size_t *n, row_fn row)
+{
+    size_t cap = 0;
+    bool nomem = false;
+    int step;
+    if (!st)
+        return TS_ERR_DB;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            void *a = realloc(*arr, cap * elem);
+            if (!a)
+                return TS_ERR_NOMEM;
+            *arr = a;
+        }
+        char *e = (char *)*arr + *n * elem;
+        memset(e, 0, elem);
+        row(l, st, e, &nomem);
+        if (nomem)
+            return TS_ERR_NOMEM;
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    return step == SQLITE_DONE ? TS_OK : ts_hub_db_err(s, "load");
+}
+
+static void view_row(struct loaded *l, sqlite3_stmt *st, void *elem, bool *nomem)
+{
+    struct ts_hub_view *v = elem;
+    v->product_id = dup(&l->pool, st, 0, nomem);
+    v->name = dup(&l->pool, st, 1, nomem);
+    v->at_ms = sqlite3_column_int64(st, 2);
+    if (!v->product_id)
+        v->product_id = "";
+}
+
+static void line_row(struct loaded *l, sqlite3_stmt *st, void *elem, bool *nomem)
+{
+    struct ts_hub_line *c = elem;
+    c->product_id = dup(&l->pool, st, 0, nomem);
+    c->name = dup(&l->pool, st, 1, nomem);
+    if (!c->product_id)
+        c->product_id = "";
+    if (sqlite3_column_count(st) > 2) { /* cart lines carry price and quantity */
+        c->has_price = sqlite3_column_type(st, 2) != SQLITE_NULL;
+        c->price = sqlite3_column_double(st, 2);
+        c->quantity = (long)sqlite3_column_int64(st, 3);
+    }
+}
+
+static void order_row(struct loaded *l, sqlite3_stmt *st, void *elem, bool *nomem)
+{
+    struct ts_hub_order *o = elem;
+    o->order_id = dup(&l->pool, st, 0, nomem);
+    if (!o->order_id)
+        o->order_id = "";
+    o->has_total = sqlite3_column_type(st, 1) != SQLITE_NULL;
+    o->total = sqlite3_column_double(st, 1);
+    o->currency = dup(&l->pool, st, 2, nomem);
+    o->status = dup(&l->pool, st, 3, nomem);
+    o->at_ms = sqlite3_column_int64(st, 4);
+}
+
+/* The customer row; TS_ERR_NOTFOUND when merged away. */
+static int load_customer(struct ts_hub_store *s, const char *cust, struct loaded *l)
+{
+    bool nomem = false;
+    sqlite3_stmt *st = query(s, ST_LOAD_CUST, cust, 0);
+    if (!st)
+        return TS_ERR_DB;
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        struct ts_hub_profile *p = &l->p;
+        p->cid = dup(&l->pool, st, 0, &nomem);
+        p->name = dup(&l->pool, st, 1, &nomem);
+        p->tier = dup(&l->pool, st, 2, &nomem);
+        p->has_points = sqlite3_column_type(st, 3) != SQLITE_NULL;
+        p->points = sqlite3_column_int64(st, 3);
+        p->consent = sqlite3_column_int(st, 4) != 0;
+        l->home_store = dup(&l->pool, st, 5, &nomem);
+        p->suggested_id = dup(&l->pool, st, 6, &nomem);
+        p->suggested_name = dup(&l->pool, st, 7, &nomem);
+    }
+    sqlite3_reset(st);
+    if (step == SQLITE_DONE)
+        return TS_ERR_NOTFOUND;
+    if (step != SQLITE_ROW)
+        return ts_hub_db_err(s, "load customer");
+    if (nomem || !l->p.cid)
+        return nomem ? TS_ERR_NOMEM : TS_ERR_DB;
+    if (l->p.suggested_id && !l->p.suggested_name) {
+        /* A suggested_product trait naming only an id: the catalogue knows
+         * its name if the product was ever seen in an event. */
+        if (!(st = query(s, ST_PRODUCT_NAME, l->p.suggested_id, 0)))
+            return TS_ERR_DB;
+        if (sqlite3_step(st) == SQLITE_ROW)
+            l->p.suggested_name = dup(&l->pool, st, 0, &nomem);
+        sqlite3_reset(st);
+    }
+    return nomem ? TS_ERR_NOMEM : TS_OK;
+}
+
+static int load_keys(struct ts_hub_store *s, const char *cust, ts_buf *out)
+{
+    sqlite3_stmt *st = query(s, ST_LOAD_KEYS, cust, MAX_KEYS);
+    int step, rc = ts_buf_puts(out, "[");
+    if (!st)
+        return TS_ERR_DB;
+    for (size_t i = 0; rc == TS_OK && (step = sqlite3_step(st)) == SQLITE_ROW; i++) {
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        /* keys are our own lowercase hex: no escaping needed */
+        rc = ts_buf_printf(out, "%s\"%s\"", i ? "," : "", k ? k : "");
+    }
+    sqlite3_reset(st);
+    if (rc == TS_OK && step != SQLITE_DONE)
+        return ts_hub_db_err(s, "load keys");
+    return rc ? rc : ts_buf_puts(out, "]");
+}
+
+static int load(struct ts_hub_store *s, const char *cust, int64_t now, struct loaded *l)
+{
+    int rc = load_customer(s, cust, l);
+    if (rc != TS_OK)
+        return rc;
+    /* Bounded work per rebuild however long a customer has been browsing. */
+    sqlite3_stmt *st = query(s, ST_VIEWS_PRUNE, cust, 0);
+    if (!st)
+        return TS_ERR_DB;
+    sqlite3_bind_int64(st, 2, now - VIEW_HORIZON_MS);
+    sqlite3_bind_int(st, 3, MAX_VIEWS_KEPT);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return ts_hub_db_err(s, "prune views");
+    sqlite3_reset(st);
+    struct ts_hub_profile *p = &l->p;
+    if ((rc = load_rows(s, query(s, ST_LOAD_VIEWS, cust, 0), l, (void **)&l->views,
+                        sizeof *l->views, &p->nviews, view_row)) ||
+        (rc = load_rows(s, query(s, ST_LOAD_CART, cust, MAX_CART_LOADED), l, (void **)&l->cart,
+                        sizeof *l->cart, &p->ncart, line_row)) ||
+        (rc = load_rows(s, query(s, ST_LOAD_WISH, cust, MAX_WISH_LOADED), l, (void **)&l->wish,
+                        sizeof *l->wish, &p->nwish, line_row)) ||
+        (rc = load_rows(s, query(s, ST_LOAD_ORDERS, cust, TS_HUB_MAX_ORDERS), l,
+                        (void **)&l->orders, sizeof *l->orders, &p->norders, order_row)) ||
+        (rc = load_keys(s, cust, &l->keys)))
+        return rc;
+    p->views = l->views;
+    p->cart = l->cart;
+    p->wishlist = l->wish;
+    p->orders = l->orders;
+    return TS_OK;
+}
+
+static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *l,
+                 const char *card, int64_t now)
+{
+    int64_t seq;
+    int rc = ts_hub_next_seq(s, &seq);
+    if (rc != TS_OK)
+        return rc;
+    sqlite3_stmt *st = ts_hub_st(s, ST_CUST_STAMP);
+    if (!st)
+        return TS_ERR_DB;
+    ts_hub_bind_text(st, 1, cust);
+    ts_hub_bind_text(st, 2, card);
+    ts_hub_bind_text(st, 3, l->keys.data);
+    sqlite3_bind_int64(st, 4, seq);
+    sqlite3_bind_int64(st, 5, now);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return ts_hub_db_err(s, "stamp customer");
+    if (l->home_store) {
+        if (!(st = ts_hub_st(s, ST_FEED_UPSERT)))
+            return TS_ERR_DB;
+        ts_hub_bind_text(st, 1, l->home_store);
+        ts_hub_bind_text(st, 2, cust);
+        sqlite3_bind_int64(st, 3, seq);
+        ts_hub_bind_text(st, 4, l->p.cid);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            return ts_hub_db_err(s, "stamp feed");
+    }
+    /* A customer who moved to another home store leaves the old store's
+     * slice: that store gets an erase. */
+    if (!(st = ts_hub_st(s, ST_FEED_ERASE_OTHERS)))
+        return TS_ERR_DB;
+    ts_hub_bind_text(st, 1, cust);
+    sqlite3_bind_int64(st, 2, seq);
+    ts_hub_bind_text(st, 3, l->home_store);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return ts_hub_db_err(s, "stamp feed");
+    return TS_OK;
+}
+
+int ts_hub_rebuild(struct ts_hub_store *s, const char *cust, int64_t now_ms, bool *rebuilt)
+{
+    struct loaded l;
+    char *card = NULL;
+    memset(&l, 0, sizeof l);
+    *rebuilt = false;
+    int rc = load(s, cust, now_ms, &l);
+    if (rc == TS_ERR_NOTFOUND) {
+        rc = TS_OK;
+        goto out;
+    }
+    if (rc != TS_OK)
+        goto out;
+    l.p.updated_ms = now_ms;
+    l.p.now_ms = now_ms;
+    if ((rc = ts_hub_card_build(&l.p, &card)) || (rc = stamp(s, cust, &l, card, now_ms)))
+        goto out;
+    *rebuilt = true;
+out:
+    free(card);
+    loaded_free(&l);
+    return rc;
+}

@@ -1,0 +1,413 @@
+/*
+ * The hub's SQLite store: schema, the transaction around a batch, and the
+ * read side (feed pages, lookups, stats).
+ *
+ * The feed is a table with one row per (store, customer) stamped with a
+ * global sequence number from meta.seq. Every change to a customer re-stamps
+ * their rows, so "WHERE store_id=? AND seq>? ORDER BY seq" returns each
+ * customer once, at their latest state, and a cursor is just a seq. Writes are
+ * serialized on the one connection, so a reader never sees seq N+1 committed
+ * before seq N.
+ */
+#include "store_int.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const schema_sql =
+    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1), ('seq', 0), ('events', 0);"
+    "CREATE TABLE IF NOT EXISTS customers("
+    "  id TEXT PRIMARY KEY, cid TEXT NOT NULL, name TEXT, first_name TEXT, last_name TEXT,"
+    "  tier TEXT, points INTEGER, consent INTEGER NOT NULL DEFAULT 1, home_store TEXT,"
+    "  suggested_id TEXT, suggested_name TEXT, card TEXT, keys TEXT,"
+    "  seq INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL DEFAULT 0,"
+    "  created INTEGER NOT NULL DEFAULT 0);"
+    /* anonymousId → the userId an identify tied it to */
+    "CREATE TABLE IF NOT EXISTS anon_map(anonymous_id TEXT PRIMARY KEY, customer TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS identifiers("
+    "  key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, customer TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS identifiers_customer ON identifiers(customer);"
+    "CREATE TABLE IF NOT EXISTS products(product_id TEXT PRIMARY KEY, name TEXT, price REAL);"
+    /* one row per Product Viewed, pruned per customer when the card is rebuilt */
+    "CREATE TABLE IF NOT EXISTS views(customer TEXT NOT NULL, product_id TEXT NOT NULL,"
+    "  at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS views_customer ON views(customer, at);"
+    "CREATE TABLE IF NOT EXISTS cart(customer TEXT NOT NULL, product_id TEXT NOT NULL,"
+    "  quantity INTEGER NOT NULL, price REAL, at INTEGER NOT NULL,"
+    "  PRIMARY KEY(customer, product_id)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS wishlist(customer TEXT NOT NULL, product_id TEXT NOT NULL,"
+    "  at INTEGER NOT NULL, PRIMARY KEY(customer, product_id)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS orders(order_id TEXT PRIMARY KEY, customer TEXT NOT NULL,"
+    "  total REAL, currency TEXT, status TEXT NOT NULL, at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS orders_customer ON orders(customer, at);"
+    "CREATE TABLE IF NOT EXISTS processed(message_id TEXT PRIMARY KEY, at INTEGER NOT NULL)"
+    "  WITHOUT ROWID;"
+    /* op 'upsert' or 'erase'; cid kept so an erase outlives the customer row */
+    "CREATE TABLE IF NOT EXISTS feed(store_id TEXT NOT NULL, customer TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL, op TEXT NOT NULL, cid TEXT NOT NULL,"
+    "  PRIMARY KEY(store_id, customer)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS feed_seq ON feed(store_id, seq);";
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_SEQ_NEXT] = "UPDATE meta SET v = v + 1 WHERE k = 'seq' RETURNING v",
+    [ST_EVENTS_ADD] = "UPDATE meta SET v = v + ?1 WHERE k = 'events'",
+    [ST_PROCESSED_ADD] = "INSERT OR IGNORE INTO processed(message_id, at) VALUES(?1, ?2)",
+    [ST_CUST_EXISTS] = "SELECT 1 FROM customers WHERE id = ?1",
+    [ST_CUST_INSERT] = "INSERT INTO customers(id, cid, created) VALUES(?1, ?2, ?3)",
+    [ST_CUST_TRAITS] = "UPDATE customers SET tier = coalesce(?2, tier),"
+                       " points = coalesce(?3, points), consent = coalesce(?4, consent),"
+                       " home_store = coalesce(?5, home_store),"
+                       " suggested_name = CASE WHEN ?6 IS NULL THEN suggested_name ELSE ?7 END,"
+                       " suggested_id = coalesce(?6, suggested_id) WHERE id = ?1",
+    [ST_CUST_NAME] = "UPDATE customers SET name = ?2 WHERE id = ?1",
+    [ST_CUST_SPLIT_NAME] =
+        "UPDATE customers SET first_name = coalesce(?2, first_name),"
+        " last_name = coalesce(?3, last_name),"
+        " name = nullif(trim(coalesce(?2, first_name, '') || ' ' || coalesce(?3, last_name, '')),"
+        " '') WHERE id = ?1",
+    [ST_ANON_GET] = "SELECT customer FROM anon_map WHERE anonymous_id = ?1",
+    [ST_ANON_SET] = "INSERT OR REPLACE INTO anon_map(anonymous_id, customer) VALUES(?1, ?2)",
+    [ST_IDENT_OWNER] = "SELECT customer FROM identifiers WHERE key = ?1",
+    [ST_IDENT_SET] = "INSERT INTO identifiers(key, kind, value, customer) VALUES(?1, ?2, ?3, ?4)"
+                     " ON CONFLICT(key) DO UPDATE SET customer = excluded.customer",
+    [ST_PRODUCT_UPSERT] = "INSERT INTO products(product_id, name, price) VALUES(?1, ?2, ?3)"
+                          " ON CONFLICT(product_id) DO UPDATE SET"
+                          " name = coalesce(excluded.name, name),"
+                          " price = coalesce(excluded.price, price)",
+    [ST_VIEW_ADD] = "INSERT INTO views(customer, product_id, at) VALUES(?1, ?2, ?3)",
+    [ST_CART_ADD] = "INSERT INTO cart(customer, product_id, quantity, price, at)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(customer, product_id) DO UPDATE SET"
+                    " quantity = min(quantity + excluded.quantity, 1000000),"
+                    " price = coalesce(excluded.price, price), at = excluded.at",
+    [ST_CART_SUB] =
+        "UPDATE cart SET quantity = quantity - ?3 WHERE customer = ?1 AND product_id = ?2",
+    [ST_CART_DEL] = "DELETE FROM cart WHERE customer = ?1 AND product_id = ?2",
+    [ST_CART_DEL_EMPTY] = "DELETE FROM cart WHERE customer = ?1 AND product_id = ?2"
+                          " AND quantity <= 0",
+    [ST_WISH_ADD] = "INSERT INTO wishlist(customer, product_id, at) VALUES(?1, ?2, ?3)"
+                    " ON CONFLICT(customer, product_id) DO UPDATE SET at = excluded.at",
+    [ST_WISH_DEL] = "DELETE FROM wishlist WHERE customer = ?1 AND product_id = ?2",
+    [ST_ORDER_UPSERT] =
+        "INSERT INTO orders(order_id, customer, total, currency, status, at)"
+        " VALUES(?1, ?2, ?3, ?4, 'placed', ?5) ON CONFLICT(order_id) DO UPDATE SET"
+        " customer = excluded.customer, total = coalesce(excluded.total, total),"
+        " currency = coalesce(excluded.currency, currency), at = excluded.at",
+    /* ?1 = surviving customer, ?2 = the anonymous one merged into it; the
+     * survivor's own traits win, consent needs both to agree. */
+    [ST_MERGE_TRAITS] =
+        "UPDATE customers SET (name, first_name, last_name, tier, points, home_store,"
+        " suggested_id, suggested_name, consent) = (SELECT coalesce(t.name, f.name),"
+        " coalesce(t.first_name, f.first_name), coalesce(t.last_name, f.last_name),"
+        " coalesce(t.tier, f.tier), coalesce(t.points, f.points),"
+        " coalesce(t.home_store, f.home_store), coalesce(t.suggested_id, f.suggested_id),"
+        " CASE WHEN t.suggested_id IS NULL THEN f.suggested_name ELSE t.suggested_name END,"
+        " min(t.consent, f.consent) FROM customers t, customers f WHERE t.id = ?1 AND f.id = ?2)"
+        " WHERE id = ?1",
+    [ST_MERGE_VIEWS] = "UPDATE views SET customer = ?1 WHERE customer = ?2",
+    [ST_MERGE_CART] = "INSERT INTO cart(customer, product_id, quantity, price, at)"
+                      " SELECT ?1, product_id, quantity, price, at FROM cart WHERE customer = ?2"
+                      " ON CONFLICT(customer, product_id) DO UPDATE SET"
+                      " quantity = min(quantity + excluded.quantity, 1000000)",
+    [ST_MERGE_CART_DEL] = "DELETE FROM cart WHERE customer = ?2",
+    [ST_MERGE_WISH] = "INSERT OR IGNORE INTO wishlist(customer, product_id, at)"
+                      " SELECT ?1, product_id, at FROM wishlist WHERE customer = ?2",
+    [ST_MERGE_WISH_DEL] = "DELETE FROM wishlist WHERE customer = ?2",
+    [ST_MERGE_ORDERS] = "UPDATE orders SET customer = ?1 WHERE customer = ?2",
+    [ST_MERGE_IDENT] = "UPDATE identifiers SET customer = ?1 WHERE customer = ?2",
+    [ST_MERGE_ANON] = "UPDATE anon_map SET customer = ?1 WHERE customer = ?2",
+    [ST_FEED_ERASE_ALL] =
+        "UPDATE feed SET op = 'erase', seq = ?2 WHERE customer = ?1 AND op = 'upsert'",
+    [ST_CUST_DELETE] = "DELETE FROM customers WHERE id = ?1",
+    [ST_LOAD_CUST] = "SELECT cid, name, tier, points, consent, home_store, suggested_id,"
+                     " suggested_name FROM customers WHERE id = ?1",
+    [ST_VIEWS_PRUNE] = "DELETE FROM views WHERE customer = ?1 AND (at < ?2 OR rowid IN"
+                       " (SELECT rowid FROM views WHERE customer = ?1 ORDER BY at DESC"
+                       " LIMIT -1 OFFSET ?3))",
+    [ST_LOAD_VIEWS] = "SELECT v.product_id, p.name, v.at FROM views v"
+                      " LEFT JOIN products p ON p.product_id = v.product_id"
+                      " WHERE v.customer = ?1 ORDER BY v.product_id",
+    [ST_LOAD_CART] = "SELECT c.product_id, p.name, c.price, c.quantity FROM cart c"
+                     " LEFT JOIN products p ON p.product_id = c.product_id"
+                     " WHERE c.customer = ?1 ORDER BY c.at DESC, c.product_id LIMIT ?2",
+    [ST_LOAD_WISH] = "SELECT w.product_id, p.name FROM wishlist w"
+                     " LEFT JOIN products p ON p.product_id = w.product_id"
+                     " WHERE w.customer = ?1 ORDER BY w.at DESC, w.product_id LIMIT ?2",
+    [ST_LOAD_ORDERS] = "SELECT order_id, total, currency, status, at FROM orders"
+                       " WHERE customer = ?1 ORDER BY at DESC, order_id LIMIT ?2",
+    [ST_PRODUCT_NAME] = "SELECT name FROM products WHERE product_id = ?1",
+    [ST_LOAD_KEYS] = "SELECT key FROM identifiers WHERE customer = ?1"
+                     " ORDER BY kind = 'loyalty' DESC, key LIMIT ?2",
+    [ST_CUST_STAMP] =
+        "UPDATE customers SET card = ?2, keys = ?3, seq = ?4, updated = ?5 WHERE id = ?1",
+    [ST_FEED_UPSERT] = "INSERT INTO feed(store_id, customer, seq, op, cid)"
+                       " VALUES(?1, ?2, ?3, 'upsert', ?4) ON CONFLICT(store_id, customer)"
+                       " DO UPDATE SET seq = excluded.seq, op = 'upsert', cid = excluded.cid",
+    [ST_FEED_ERASE_OTHERS] = "UPDATE feed SET op = 'erase', seq = ?2 WHERE customer = ?1"
+                             " AND op = 'upsert' AND store_id IS NOT ?3",
+};
+
+int ts_hub_db_err(struct ts_hub_store *s, const char *what)
+{
+    int code = sqlite3_errcode(s->db);
+    TS_ERROR("hub", "store: %s: %s", what, sqlite3_errmsg(s->db));
+    return code == SQLITE_FULL ? TS_ERR_FULL : TS_ERR_DB;
+}
+
+sqlite3_stmt *ts_hub_st(struct ts_hub_store *s, enum stmt_id id)
+{
+    if (!s->st[id]) {
+        if (sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->st[id],
+                               NULL) != SQLITE_OK) {
+            ts_hub_db_err(s, stmt_sql[id]);
+            return NULL;
+        }
+        return s->st[id];
+    }
+    sqlite3_reset(s->st[id]);
+    sqlite3_clear_bindings(s->st[id]);
+    return s->st[id];
+}
+
+int ts_hub_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+int ts_hub_next_seq(struct ts_hub_store *s, int64_t *seq)
+{
+    sqlite3_stmt *st = ts_hub_st(s, ST_SEQ_NEXT);
+    if (!st || sqlite3_step(st) != SQLITE_ROW)
+        return ts_hub_db_err(s, "next seq");
+    *seq = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return TS_OK;
+}
+
+static int exec(struct ts_hub_store *s, const char *sql)
+{
+    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? TS_OK
+                                                                     : ts_hub_db_err(s, sql);
+}
+
+void ts_hub_store_close(struct ts_hub_store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,
+                      struct ts_hub_store **out, char *err, size_t errsz)
+{
+    int rc = TS_ERR_NOMEM;
+    struct ts_hub_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errsz, "out of memory");
+        return rc;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    s->key = *key;
+    bool ro = flags & TS_HUB_STORE_RDONLY;
+    int oflags = (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                 SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &s->db, oflags, NULL) != SQLITE_OK) {
+        snprintf(err, errsz, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        rc = TS_ERR_DB;
+        goto out;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    sqlite3_extended_result_codes(s->db, 0);
+    /* WAL lets `tillside-hub stats` and later readers run beside the hub;
+     * NORMAL sync is enough for CDP events, which the CDP can replay. */
+    if (!ro && (exec(s, "PRAGMA journal_mode=WAL") || exec(s, "PRAGMA synchronous=NORMAL") ||
+                exec(s, "BEGIN IMMEDIATE") || exec(s, schema_sql) || exec(s, "COMMIT"))) {
+        snprintf(err, errsz, "%s: cannot set up the schema: %s", path, sqlite3_errmsg(s->db));
+        rc = TS_ERR_DB;
+        goto out;
+    }
+    if (ro && exec(s, "SELECT v FROM meta WHERE k = 'schema'")) {
+        snprintf(err, errsz, "%s: not a tillside-hub database: %s", path, sqlite3_errmsg(s->db));
+        rc = TS_ERR_DB;
+        goto out;
+    }
+    rc = TS_OK;
+out:
+    if (rc != TS_OK) {
+        ts_hub_store_close(s);
+        return rc;
+    }
+    *out = s;
+    return TS_OK;
+}
+
+int ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b, int64_t now_ms,
+                        struct ts_hub_ingest_result *res)
+{
+    struct ts_hub_ingest_result r = {0};
+    pthread_mutex_lock(&s->mu);
+    int rc = exec(s, "BEGIN IMMEDIATE");
+    if (rc == TS_OK) {
+        rc = ts_hub_ingest_locked(s, b, now_ms, &r);
+        if (rc == TS_OK)
+            rc = exec(s, "COMMIT");
+        if (rc != TS_OK)
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc == TS_OK && res)
+        *res = r;
+    return rc;
+}
+
+static int64_t meta_get(struct ts_hub_store *s, const char *k)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT v FROM meta WHERE k = ?1", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Appends one feed item. The card and keys are JSON we wrote ourselves and
+ * the cid is hex, so plain concatenation is safe and avoids re-parsing a
+ * million cards during a full sync. */
+static int feed_item(ts_buf *b, const char *op, const char *cid, const char *card,
+                     const char *keys)
+{
+    if (b->len && ts_buf_puts(b, ","))
+        return TS_ERR_NOMEM;
+    if (strcmp(op, "upsert") == 0 && card && keys)
+        return ts_buf_printf(b, "{\"op\":\"upsert\",\"cid\":\"%s\",\"keys\":%s,\"card\":%s}", cid,
+                             keys, card);
+    return ts_buf_printf(b, "{\"op\":\"erase\",\"cid\":\"%s\"}", cid);
+}
+
+int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t since, int limit,
+                      struct ts_hub_feed_page *page)
+{
+    int rc = TS_OK;
+    sqlite3_stmt *st = NULL;
+    ts_buf_reset(&page->items);
+    page->nitems = 0;
+    page->more = false;
+    page->last_seq = since;
+    pthread_mutex_lock(&s->mu);
+    if (since > (uint64_t)meta_get(s, "seq")) {
+        rc = TS_ERR_GONE; /* a cursor from before this database was replaced */
+        goto out;
+    }
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT f.seq, f.op, f.cid, c.card, c.keys FROM feed f"
+                           " LEFT JOIN customers c ON c.id = f.customer AND f.op = 'upsert'"
+                           " WHERE f.store_id = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = ts_hub_db_err(s, "feed");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, store_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)since);
+    sqlite3_bind_int(st, 3, limit + 1); /* one extra row tells whether there is more */
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (page->nitems == (size_t)limit) {
+            page->more = true;
+            break;
+        }
+        const char *op = (const char *)sqlite3_column_text(st, 1);
+        const char *cid = (const char *)sqlite3_column_text(st, 2);
+        if ((rc = feed_item(&page->items, op ? op : "erase", cid ? cid : "",
+                            (const char *)sqlite3_column_text(st, 3),
+                            (const char *)sqlite3_column_text(st, 4))))
+            goto out;
+        page->last_seq = (uint64_t)sqlite3_column_int64(st, 0);
+        page->nitems++;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = ts_hub_db_err(s, "feed");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out)
+{
+    int rc = TS_ERR_NOTFOUND;
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT c.cid, c.card, c.keys FROM identifiers i"
+                           " JOIN customers c ON c.id = i.customer WHERE i.key = ?1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = ts_hub_db_err(s, "lookup");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, key_hex, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW && sqlite3_column_text(st, 1) && sqlite3_column_text(st, 2)) {
+        rc = ts_buf_printf(out, "{\"kv\":%d,\"cid\":\"%s\",\"keys\":%s,\"card\":%s}",
+                           s->key.version, (const char *)sqlite3_column_text(st, 0),
+                           (const char *)sqlite3_column_text(st, 2),
+                           (const char *)sqlite3_column_text(st, 1));
+    } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = ts_hub_db_err(s, "lookup");
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
+{
+    int rc = TS_ERR_NOMEM;
+    sqlite3_stmt *st = NULL;
+    json_t *o = json_object(), *stores = json_object();
+    char *text = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (!o || !stores)
+        goto out;
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM customers", -1, &st, NULL) !=
+            SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        rc = ts_hub_db_err(s, "stats");
+        goto out;
+    }
+    json_object_set_new(o, "customers", json_integer(sqlite3_column_int64(st, 0)));
+    json_object_set_new(o, "events", json_integer(meta_get(s, "events")));
+    json_object_set_new(o, "seq", json_integer(meta_get(s, "seq")));
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT store_id, count(*) FROM feed WHERE op = 'upsert'"
+                           " GROUP BY store_id ORDER BY store_id",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = ts_hub_db_err(s, "stats");
+        goto out;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        if (id)
+            json_object_set_new(stores, id, json_integer(sqlite3_column_int64(st, 1)));
+    }
+    json_object_set(o, "stores", stores);
+    text = json_dumps(o, JSON_COMPACT);
+    rc = text ? ts_buf_puts(out, text) : TS_ERR_NOMEM;
+out:
+    free(text);
+    sqlite3_finalize(st);
+    json_decref(stores);
+    json_decref(o);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}

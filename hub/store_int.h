@@ -1,0 +1,89 @@
+/*
+ * Private to hub/store.c and hub/ingest.c: the store handle, its cached
+ * prepared statements and small helpers.
+ */
+#ifndef TS_HUB_STORE_INT_H
+#define TS_HUB_STORE_INT_H
+
+#include "hub.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+/* Every statement the store runs, prepared once on first use. */
+enum stmt_id {
+    ST_SEQ_NEXT,
+    ST_EVENTS_ADD,
+    ST_PROCESSED_ADD,
+    ST_CUST_EXISTS,
+    ST_CUST_INSERT,
+    ST_CUST_TRAITS,
+    ST_CUST_NAME,
+    ST_CUST_SPLIT_NAME,
+    ST_ANON_GET,
+    ST_ANON_SET,
+    ST_IDENT_OWNER,
+    ST_IDENT_SET,
+    ST_PRODUCT_UPSERT,
+    ST_VIEW_ADD,
+    ST_CART_ADD,
+    ST_CART_SUB,
+    ST_CART_DEL,
+    ST_CART_DEL_EMPTY,
+    ST_WISH_ADD,
+    ST_WISH_DEL,
+    ST_ORDER_UPSERT,
+    ST_MERGE_TRAITS,
+    ST_MERGE_VIEWS,
+    ST_MERGE_CART,
+    ST_MERGE_CART_DEL,
+    ST_MERGE_WISH,
+    ST_MERGE_WISH_DEL,
+    ST_MERGE_ORDERS,
+    ST_MERGE_IDENT,
+    ST_MERGE_ANON,
+    ST_FEED_ERASE_ALL,
+    ST_CUST_DELETE,
+    ST_LOAD_CUST,
+    ST_VIEWS_PRUNE,
+    ST_LOAD_VIEWS,
+    ST_LOAD_CART,
+    ST_LOAD_WISH,
+    ST_LOAD_ORDERS,
+    ST_PRODUCT_NAME,
+    ST_LOAD_KEYS,
+    ST_CUST_STAMP,
+    ST_FEED_UPSERT,
+    ST_FEED_ERASE_OTHERS,
+    ST_COUNT
+};
+
+struct ts_hub_store {
+    sqlite3 *db;
+    pthread_mutex_t mu; /* one connection, one user at a time */
+    struct ts_tenant_key key;
+    sqlite3_stmt *st[ST_COUNT];
+};
+
+/* The cached statement id, reset and with bindings cleared; NULL (logged)
+ * when it cannot be prepared. */
+sqlite3_stmt *ts_hub_st(struct ts_hub_store *s, enum stmt_id id);
+/* Logs the connection's last error and maps it to TS_ERR_DB / TS_ERR_FULL. */
+int ts_hub_db_err(struct ts_hub_store *s, const char *what);
+
+/* Binds text or NULL. */
+int ts_hub_bind_text(sqlite3_stmt *st, int i, const char *v);
+
+/* Takes the next global feed sequence number (inside a transaction). */
+int ts_hub_next_seq(struct ts_hub_store *s, int64_t *seq);
+
+/* Rebuilds cust's card and keys from the tables, stamps them with a new seq
+ * and re-stamps the customer's feed rows (rebuild.c). A customer that no
+ * longer exists (merged away) is skipped with *rebuilt false. */
+int ts_hub_rebuild(struct ts_hub_store *s, const char *cust, int64_t now_ms, bool *rebuilt);
+
+/* Applies the events of a batch inside an open transaction (ingest.c). */
+int ts_hub_ingest_locked(struct ts_hub_store *s, const struct ts_seg_batch *b, int64_t now_ms,
+                         struct ts_hub_ingest_result *res);
+
+#endif

@@ -1,0 +1,4 @@
+# Hub unit tests: the parser, the store and the API handler, called directly
+# (no network), each its own ctest entry.
+ts_unit_test(test_hub_segment unit/test_hub_segment.c ts_hub)
+ts_unit_test(test_hub_store unit/test_hub_store.c ts_hub PkgConfig::JANSSON)

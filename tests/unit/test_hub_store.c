@@ -1,0 +1,546 @@
+/*
+ * Unit tests for the hub's store: Segment events in, cards, feed pages and
+ * lookups out, on an in-memory SQLite database with a fixed clock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub.h"
+
+#define NOW 1780000000000LL
+#define DAY (24LL * 3600 * 1000)
+#define KEY_HEX "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b"
+
+struct fx {
+    struct ts_hub_store *s;
+    struct ts_tenant_key key;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    char err[256];
+    assert_non_null(f);
+    assert_int_equal(ts_tenant_key_parse(KEY_HEX, 1, &f->key), TS_OK);
+    assert_int_equal(ts_hub_store_open(":memory:", &f->key, 0, &f->s, err, sizeof err), TS_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    ts_hub_store_close(f->s);
+    free(f);
+    return 0;
+}
+
+/* Ingests {"batch":[events]} at time now; returns the result. */
+static struct ts_hub_ingest_result ingest_at(struct fx *f, int64_t now, const char *events)
+{
+    ts_buf body = {0};
+    struct ts_seg_batch *b = NULL;
+    struct ts_hub_ingest_result r = {0};
+    char err[256] = "";
+    assert_int_equal(ts_buf_printf(&body, "{\"batch\":[%s]}", events), TS_OK);
+    int rc = ts_seg_parse(body.data, body.len, now, &b, err, sizeof err);
+    if (rc != TS_OK)
+        fail_msg("parse: %s", err);
+    assert_int_equal(ts_hub_store_ingest(f->s, b, now, &r), TS_OK);
+    ts_seg_batch_free(b);
+    ts_buf_free(&body);
+    return r;
+}
+
+static struct ts_hub_ingest_result ingest(struct fx *f, const char *events)
+{
+    return ingest_at(f, NOW, events);
+}
+
+/* Events like tests/blackbox/tslib.py customer_batch: identify, N views of
+ * SKU-RUN-42, one view of SKU-HAT-1, one cart add of SKU-JKT-7. */
+static void customer(ts_buf *out, const char *user, const char *loyalty, const char *store,
+                     bool consent, int views)
+{
+    char ts[40];
+    ts_iso8601(NOW - 3600 * 1000, ts, sizeof ts);
+    ts_buf_printf(out,
+                  "%s{\"type\":\"identify\",\"userId\":\"%s\",\"messageId\":\"%s-id\","
+                  "\"timestamp\":\"%s\",\"traits\":{\"name\":\"Ada Lovelace\","
+                  "\"loyalty_id\":\"%s\",\"tier\":\"gold\",\"points\":1200,"
+                  "\"home_store\":\"%s\",\"consent\":{\"personalization\":%s}}}",
+                  out->len ? "," : "", user, user, ts, loyalty, store,
+                  consent ? "true" : "false");
+    for (int i = 0; i < views; i++)
+        ts_buf_printf(out,
+                      ",{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"%s\","
+                      "\"messageId\":\"%s-v%d\",\"timestamp\":\"%s\",\"properties\":"
+                      "{\"product_id\":\"SKU-RUN-42\",\"name\":\"Trail Runner 42\","
+                      "\"price\":89.0}}",
+                      user, user, i, ts);
+    ts_buf_printf(out,
+                  ",{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"%s\","
+                  "\"messageId\":\"%s-v-other\",\"timestamp\":\"%s\",\"properties\":"
+                  "{\"product_id\":\"SKU-HAT-1\",\"name\":\"Wool Hat\",\"price\":19.0}}",
+                  user, user, ts);
+    ts_buf_printf(out,
+                  ",{\"type\":\"track\",\"event\":\"Product Added\",\"userId\":\"%s\","
+                  "\"messageId\":\"%s-c1\",\"timestamp\":\"%s\",\"properties\":"
+                  "{\"product_id\":\"SKU-JKT-7\",\"name\":\"Rain Jacket\",\"price\":129.0,"
+                  "\"quantity\":1}}",
+                  user, user, ts);
+}
+
+static void add_customer(struct fx *f, const char *user, const char *loyalty, const char *store,
+                         bool consent, int views)
+{
+    ts_buf b = {0};
+    customer(&b, user, loyalty, store, consent, views);
+    ingest(f, b.data);
+    ts_buf_free(&b);
+}
+
+static char *key_of(struct fx *f, enum ts_ident_kind kind, const char *raw)
+{
+    static char hex[TS_IDENT_KEY_HEX];
+    char norm[64];
+    assert_int_equal(ts_ident_normalize(raw, strlen(raw), norm, sizeof norm), TS_OK);
+    assert_int_equal(ts_ident_key(&f->key, kind, norm, hex), TS_OK);
+    return hex;
+}
+
+/* The lookup answer for a loyalty number, parsed; NULL when unknown. */
+static json_t *lookup(struct fx *f, enum ts_ident_kind kind, const char *raw)
+{
+    ts_buf out = {0};
+    int rc = ts_hub_store_lookup(f->s, key_of(f, kind, raw), &out);
+    if (rc == TS_ERR_NOTFOUND) {
+        ts_buf_free(&out);
+        return NULL;
+    }
+    assert_int_equal(rc, TS_OK);
+    json_error_t e;
+    json_t *j = json_loads(out.data, 0, &e);
+    if (!j)
+        fail_msg("lookup answer is not JSON: %s: %s", e.text, out.data);
+    ts_buf_free(&out);
+    return j;
+}
+
+static json_t *card_of(json_t *answer)
+{
+    return json_object_get(answer, "card");
+}
+
+static json_t *interest(json_t *card, const char *pid)
+{
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(card, "interests"), i, it)
+    {
+        if (strcmp(json_string_value(json_object_get(it, "product_id")), pid) == 0)
+            return it;
+    }
+    return NULL;
+}
+
+static const char *sig(json_t *it)
+{
+    return json_string_value(json_object_get(it, "signal"));
+}
+
+static long long num(json_t *o, const char *k)
+{
+    return json_integer_value(json_object_get(o, k));
+}
+
+static void test_card_from_identify_views_cart(void **state)
+{
+    struct fx *f = *state;
+    add_customer(f, "u-ada", "2000000000015", "S001", true, 3);
+    json_t *a = lookup(f, TS_IDENT_LOYALTY, "2000000000015");
+    assert_non_null(a);
+    json_t *card = card_of(a);
+    assert_string_equal(json_string_value(json_object_get(card, "name")), "Ada Lovelace");
+    assert_string_equal(json_string_value(json_object_get(card, "tier")), "gold");
+    assert_int_equal(num(card, "points"), 1200);
+    assert_true(json_is_true(json_object_get(card, "consent")));
+    assert_int_equal(num(a, "kv"), 1);
+
+    /* cart first, then views by score */
+    json_t *list = json_object_get(card, "interests");
+    assert_int_equal(json_array_size(list), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "product_id")),
+                        "SKU-JKT-7");
+    json_t *cart = interest(card, "SKU-JKT-7");
+    assert_string_equal(sig(cart), "cart");
+    assert_int_equal(num(cart, "quantity"), 1);
+    assert_true(json_real_value(json_object_get(cart, "price")) == 129.0);
+    assert_string_equal(json_string_value(json_object_get(cart, "name")), "Rain Jacket");
+    json_t *run = interest(card, "SKU-RUN-42");
+    assert_string_equal(sig(run), "viewed");
+    assert_int_equal(num(run, "count"), 3);
+    double score = json_real_value(json_object_get(run, "score"));
+    assert_true(score > 2.9 && score <= 3.0); /* three views an hour ago */
+    assert_ptr_equal(json_array_get(list, 1), run);
+    assert_int_equal(num(interest(card, "SKU-HAT-1"), "count"), 1);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(card, "suggested"), "product_id")),
+        "SKU-RUN-42");
+    assert_int_equal(json_array_size(json_object_get(card, "orders")), 0);
+
+    /* cid: opaque, 32 hex chars, same in the answer and the card, never the userId */
+    const char *cid = json_string_value(json_object_get(a, "cid"));
+    assert_int_equal(strlen(cid), 32);
+    assert_string_equal(cid, json_string_value(json_object_get(card, "cid")));
+    char want[33];
+    assert_int_equal(ts_hub_cid(&f->key, "u-ada", want), TS_OK);
+    assert_string_equal(cid, want);
+    char *dump = json_dumps(a, 0);
+    assert_null(strstr(dump, "u-ada"));
+    assert_null(strstr(dump, "2000000000015"));
+    free(dump);
+    json_t *keys = json_object_get(a, "keys");
+    assert_int_equal(json_array_size(keys), 1);
+    assert_string_equal(json_string_value(json_array_get(keys, 0)),
+                        key_of(f, TS_IDENT_LOYALTY, "2000000000015"));
+    char upd[40];
+    ts_iso8601(NOW, upd, sizeof upd);
+    assert_string_equal(json_string_value(json_object_get(card, "updated")), upd);
+    json_decref(a);
+}
+
+static void test_consent_false_hides_interests(void **state)
+{
+    struct fx *f = *state;
+    add_customer(f, "u-no", "2000000000022", "S001", false, 3);
+    json_t *a = lookup(f, TS_IDENT_LOYALTY, "2000000000022");
+    json_t *card = card_of(a);
+    assert_string_equal(json_string_value(json_object_get(card, "name")), "Ada Lovelace");
+    assert_true(json_is_false(json_object_get(card, "consent")));
+    assert_null(json_object_get(card, "interests"));
+    assert_null(json_object_get(card, "orders"));
+    assert_null(json_object_get(card, "suggested"));
+    json_decref(a);
+}
+
+static void test_cart_remove_and_quantities(void **state)
+{
+    struct fx *f = *state;
+    add_customer(f, "u1", "2000000000039", "S001", true, 1);
+    ingest(f, "{\"type\":\"track\",\"event\":\"Product Removed\",\"userId\":\"u1\","
+              "\"properties\":{\"product_id\":\"SKU-JKT-7\"}},"
+              "{\"type\":\"track\",\"event\":\"Product Added\",\"userId\":\"u1\","
+              "\"properties\":{\"product_id\":\"SKU-B\",\"quantity\":3}},"
+              "{\"type\":\"track\",\"event\":\"Product Removed\",\"userId\":\"u1\","
+              "\"properties\":{\"product_id\":\"SKU-B\",\"quantity\":1}}");
+    json_t *a = lookup(f, TS_IDENT_LOYALTY, "2000000000039");
+    json_t *card = card_of(a);
+    assert_null(interest(card, "SKU-JKT-7"));
+    json_t *b = interest(card, "SKU-B");
+    assert_string_equal(sig(b), "cart");
+    assert_int_equal(num(b, "quantity"), 2);
+    assert_null(json_object_get(b, "price"));
+    json_decref(a);
+
+    /* An online order takes its products out of the cart and is listed,
+     * and the order number finds the customer too. */
+    ingest(f, "{\"type\":\"track\",\"event\":\"Order Completed\",\"userId\":\"u1\","
+              "\"timestamp\":\"2026-05-28T10:00:00.000Z\",\"properties\":{\"order_id\":\"W-1001\","
+              "\"total\":59.9,\"currency\":\"EUR\",\"products\":[{\"product_id\":\"SKU-B\"}]}}");
+    a = lookup(f, TS_IDENT_ORDER, "w-1001");
+    assert_non_null(a);
+    card = card_of(a);
+    assert_null(interest(card, "SKU-B"));
+    json_t *o = json_array_get(json_object_get(card, "orders"), 0);
+    assert_string_equal(json_string_value(json_object_get(o, "order_id")), "W-1001");
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "placed");
+    assert_string_equal(json_string_value(json_object_get(o, "currency")), "EUR");
+    assert_string_equal(json_string_value(json_object_get(o, "at")), "2026-05-28T10:00:00.000Z");
+    assert_true(json_real_value(json_object_get(o, "total")) == 59.9);
+    assert_int_equal(json_array_size(json_object_get(a, "keys")), 2);
+    json_decref(a);
+}
+
+/* Fetches one feed page and returns its items (parsed). */
+static json_t *page(struct fx *f, const char *store, uint64_t since, int limit, bool *more,
+                    uint64_t *last)
+{
+    struct ts_hub_feed_page p = {0};
+    assert_int_equal(ts_hub_store_feed(f->s, store, since, limit, &p), TS_OK);
+    ts_buf b = {0};
+    ts_buf_printf(&b, "[%s]", p.items.data ? p.items.data : "");
+    json_t *items = json_loads(b.data, 0, NULL);
+    assert_non_null(items);
+    assert_int_equal(json_array_size(items), p.nitems);
+    *more = p.more;
+    *last = p.last_seq;
+    ts_buf_free(&b);
+    ts_buf_free(&p.items);
+    return items;
+}
+
+static void test_feed_paging_and_restamp(void **state)
+{
+    struct fx *f = *state;
+    char user[16], loy[16], cids[5][33];
+    for (int i = 0; i < 5; i++) {
+        snprintf(user, sizeof user, "u%d", i);
+        snprintf(loy, sizeof loy, "20000000%05d", i);
+        add_customer(f, user, loy, "S001", true, 1);
+        ts_hub_cid(&f->key, user, cids[i]);
+    }
+    add_customer(f, "u-other", "2000000099999", "S002", true, 1);
+
+    uint64_t since = 0, last;
+    bool more;
+    int seen = 0;
+    const bool want_more[] = {true, true, false};
+    for (int p = 0; p < 3; p++) {
+        json_t *items = page(f, "S001", since, 2, &more, &last);
+        assert_int_equal(json_array_size(items), p < 2 ? 2 : 1);
+        assert_int_equal(more, want_more[p]);
+        assert_true(last > since);
+        size_t i;
+        json_t *it;
+        json_array_foreach(items, i, it)
+        {
+            assert_string_equal(json_string_value(json_object_get(it, "op")), "upsert");
+            /* customers were added in order, so the feed lists them in order */
+            assert_string_equal(json_string_value(json_object_get(it, "cid")), cids[seen]);
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(it, "card"), "cid")),
+                cids[seen]);
+            assert_int_equal(json_array_size(json_object_get(it, "keys")), 1);
+            seen++;
+        }
+        json_decref(items);
+        since = last;
+    }
+    assert_int_equal(seen, 5);
+
+    /* Nothing new: empty page, cursor unchanged. */
+    json_t *items = page(f, "S001", since, 2, &more, &last);
+    assert_int_equal(json_array_size(items), 0);
+    assert_false(more);
+    assert_true(last == since);
+    json_decref(items);
+
+    /* A later change to customer 1 re-appears after the cursor, once. */
+    ingest(f, "{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"u1\","
+              "\"properties\":{\"product_id\":\"SKU-NEW\"}},"
+              "{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"u1\","
+              "\"properties\":{\"product_id\":\"SKU-NEW\"}}");
+    items = page(f, "S001", since, 10, &more, &last);
+    assert_int_equal(json_array_size(items), 1);
+    json_t *it = json_array_get(items, 0);
+    assert_string_equal(json_string_value(json_object_get(it, "cid")), cids[1]);
+    assert_int_equal(num(interest(json_object_get(it, "card"), "SKU-NEW"), "count"), 2);
+    json_decref(items);
+
+    /* A full resync lists every customer once at their latest state. */
+    items = page(f, "S001", 0, 1000, &more, &last);
+    assert_int_equal(json_array_size(items), 5);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 4), "cid")),
+                        cids[1]);
+    json_decref(items);
+
+    /* A cursor from the future (the hub's database was replaced) is gone. */
+    struct ts_hub_feed_page p = {0};
+    assert_int_equal(ts_hub_store_feed(f->s, "S001", last + 1000, 10, &p), TS_ERR_GONE);
+    ts_buf_free(&p.items);
+}
+
+static void test_store_scoping_and_moves(void **state)
+{
+    struct fx *f = *state;
+    add_customer(f, "u-a", "2000000000046", "S001", true, 1);
+    add_customer(f, "u-b", "2000000000053", "S002", true, 1);
+    char cid_b[33];
+    ts_hub_cid(&f->key, "u-b", cid_b);
+    bool more;
+    uint64_t last, s1;
+    json_t *items = page(f, "S001", 0, 100, &more, &s1);
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_not_equal(json_string_value(json_object_get(json_array_get(items, 0), "cid")),
+                            cid_b);
+    json_decref(items);
+    items = page(f, "S002", 0, 100, &more, &last);
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "cid")),
+                        cid_b);
+    json_decref(items);
+    items = page(f, "S999", 0, 100, &more, &last);
+    assert_int_equal(json_array_size(items), 0);
+    json_decref(items);
+
+    /* u-b moves to S001: S001 gets the upsert, S002 an erase. */
+    ingest(f, "{\"type\":\"identify\",\"userId\":\"u-b\",\"traits\":{\"home_store\":\"S001\"}}");
+    items = page(f, "S001", s1, 100, &more, &last);
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "cid")),
+                        cid_b);
+    json_decref(items);
+    items = page(f, "S002", 0, 100, &more, &last);
+    assert_int_equal(json_array_size(items), 1);
+    json_t *it = json_array_get(items, 0);
+    assert_string_equal(json_string_value(json_object_get(it, "op")), "erase");
+    assert_string_equal(json_string_value(json_object_get(it, "cid")), cid_b);
+    assert_null(json_object_get(it, "card"));
+    json_decref(items);
+
+    /* A customer without a home store is in no slice but still found. */
+    ingest(f, "{\"type\":\"identify\",\"userId\":\"u-c\",\"traits\":{\"loyalty_id\":"
+              "\"2000000000060\"}}");
+    json_t *a = lookup(f, TS_IDENT_LOYALTY, "2000000000060");
+    assert_non_null(a);
+    json_decref(a);
+    ts_buf st = {0};
+    assert_int_equal(ts_hub_store_stats(f->s, &st), TS_OK);
+    json_t *stats = json_loads(st.data, 0, NULL);
+    assert_int_equal(num(stats, "customers"), 3);
+    assert_int_equal(num(json_object_get(stats, "stores"), "S001"), 2);
+    assert_null(json_object_get(json_object_get(stats, "stores"), "S002"));
+    json_decref(stats);
+    ts_buf_free(&st);
+}
+
+static void test_duplicate_message_ids(void **state)
+{
+    struct fx *f = *state;
+    ts_buf b = {0};
+    customer(&b, "u-dup", "2000000000077", "S001", true, 3);
+    struct ts_hub_ingest_result r = ingest(f, b.data);
+    assert_int_equal(r.duplicates, 0);
+    assert_int_equal(r.applied, 6);
+    r = ingest(f, b.data); /* the CDP retried the whole batch */
+    assert_int_equal(r.duplicates, 6);
+    assert_int_equal(r.applied, 0);
+    /* and a duplicate inside one batch */
+    r = ingest(f, "{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"u-dup\","
+                  "\"messageId\":\"same\",\"properties\":{\"product_id\":\"SKU-RUN-42\"}},"
+                  "{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"u-dup\","
+                  "\"messageId\":\"same\",\"properties\":{\"product_id\":\"SKU-RUN-42\"}}");
+    assert_int_equal(r.duplicates, 1);
+    json_t *a = lookup(f, TS_IDENT_LOYALTY, "2000000000077");
+    assert_int_equal(num(interest(card_of(a), "SKU-RUN-42"), "count"), 4);
+    json_decref(a);
+    ts_buf_free(&b);
+    ts_buf st = {0};
+    assert_int_equal(ts_hub_store_stats(f->s, &st), TS_OK);
+    json_t *stats = json_loads(st.data, 0, NULL);
+    assert_int_equal(num(stats, "events"), 7);
+    json_decref(stats);
+    ts_buf_free(&st);
+}
+
+static void test_lookup_unknown(void **state)
+{
+    struct fx *f = *state;
+    assert_null(lookup(f, TS_IDENT_LOYALTY, "2999999999996"));
+    add_customer(f, "u", "2000000000084", "S001", true, 1);
+    assert_null(lookup(f, TS_IDENT_ORDER, "2000000000084")); /* kinds are separate */
+}
+
+static void test_anonymous_browsing_merges_on_identify(void **state)
+{
+    struct fx *f = *state;
+    ingest(f, "{\"type\":\"track\",\"event\":\"Product Viewed\",\"anonymousId\":\"anon-1\","
+              "\"properties\":{\"product_id\":\"SKU-X\",\"name\":\"X\"}},"
+              "{\"type\":\"track\",\"event\":\"Product Added to Wishlist\","
+              "\"anonymousId\":\"anon-1\",\"properties\":{\"product_id\":\"SKU-W\"}}");
+    ingest(f, "{\"type\":\"identify\",\"userId\":\"u-m\",\"anonymousId\":\"anon-1\","
+              "\"traits\":{\"name\":\"Merged\",\"loyalty_id\":\"2000000000091\","
+              "\"home_store\":\"S001\"}},"
+              "{\"type\":\"track\",\"event\":\"Product Viewed\",\"anonymousId\":\"anon-1\","
+              "\"properties\":{\"product_id\":\"SKU-X\"}}");
+    json_t *a = lookup(f, TS_IDENT_LOYALTY, "2000000000091");
+    json_t *card = card_of(a);
+    assert_string_equal(json_string_value(json_object_get(card, "name")), "Merged");
+    assert_int_equal(num(interest(card, "SKU-X"), "count"), 2);
+    assert_string_equal(sig(interest(card, "SKU-W")), "wishlist");
+    json_decref(a);
+    ts_buf st = {0};
+    assert_int_equal(ts_hub_store_stats(f->s, &st), TS_OK);
+    json_t *stats = json_loads(st.data, 0, NULL);
+    assert_int_equal(num(stats, "customers"), 1);
+    json_decref(stats);
+    ts_buf_free(&st);
+}
+
+static void test_decay_and_recent_count(void **state)
+{
+    struct fx *f = *state;
+    char ev[4096], t14[40], t1[40];
+    ts_iso8601(NOW - 14 * DAY, t14, sizeof t14);
+    ts_iso8601(NOW - DAY, t1, sizeof t1);
+    snprintf(ev, sizeof ev,
+             "{\"type\":\"identify\",\"userId\":\"u-d\",\"traits\":{\"loyalty_id\":\"2100\"}},"
+             "{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"u-d\","
+             "\"timestamp\":\"%s\",\"properties\":{\"product_id\":\"OLD\"}},"
+             "{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"u-d\","
+             "\"timestamp\":\"%s\",\"properties\":{\"product_id\":\"OLD\"}},"
+             "{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"u-d\","
+             "\"timestamp\":\"%s\",\"properties\":{\"product_id\":\"NEW\"}}",
+             t14, t14, t1);
+    ingest(f, ev);
+    json_t *a = lookup(f, TS_IDENT_LOYALTY, "2100");
+    json_t *card = card_of(a);
+    json_t *list = json_object_get(card, "interests");
+    /* one view a day ago (0.91) beats two views two half-lives ago (0.5) */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "product_id")),
+                        "NEW");
+    json_t *old = interest(card, "OLD");
+    assert_int_equal(num(old, "count"), 0); /* none in the last 7 days */
+    assert_true(json_real_value(json_object_get(old, "score")) == 0.5);
+    assert_int_equal(num(interest(card, "NEW"), "count"), 1);
+    json_decref(a);
+}
+
+static void test_interests_capped_at_eight(void **state)
+{
+    struct fx *f = *state;
+    ts_buf b = {0};
+    ts_buf_printf(&b, "{\"type\":\"identify\",\"userId\":\"u-many\","
+                      "\"traits\":{\"loyalty_id\":\"2200\",\"suggested_product\":"
+                      "{\"product_id\":\"SUG\",\"name\":\"Rain cover\"}}}");
+    for (int i = 0; i < 12; i++)
+        ts_buf_printf(&b,
+                      ",{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"u-many\","
+                      "\"properties\":{\"product_id\":\"P%02d\"}}",
+                      i);
+    ingest(f, b.data);
+    ts_buf_free(&b);
+    json_t *a = lookup(f, TS_IDENT_LOYALTY, "2200");
+    json_t *card = card_of(a);
+    assert_int_equal(json_array_size(json_object_get(card, "interests")), 8);
+    json_t *s = json_object_get(card, "suggested");
+    assert_string_equal(json_string_value(json_object_get(s, "product_id")), "SUG");
+    assert_string_equal(json_string_value(json_object_get(s, "name")), "Rain cover");
+    json_decref(a);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_card_from_identify_views_cart),
+        T(test_consent_false_hides_interests),
+        T(test_cart_remove_and_quantities),
+        T(test_feed_paging_and_restamp),
+        T(test_store_scoping_and_moves),
+        T(test_duplicate_message_ids),
+        T(test_lookup_unknown),
+        T(test_anonymous_browsing_merges_on_identify),
+        T(test_decay_and_recent_count),
+        T(test_interests_capped_at_eight),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

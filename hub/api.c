@@ -50,8 +50,7 @@ static int b64val(unsigned char c)
     return -1;
 }
 
-int ts_hub_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz,
-                         size_t *outlen)
+int ts_hub_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen)
 {
     size_t end = inlen, n = 0;
     int pad = 0;
@@ -147,8 +146,9 @@ static bool peer_ok(const struct ts_hub_api *api, const struct ts_httpd_req *req
 {
     const struct ts_peer_id *p = req->peer;
     if (!p || !p->verified) {
-        fail(resp, 403, need_ou ? "client certificate has no store (OU)"
-                                : "a verified client certificate is required");
+        fail(resp, 403,
+             need_ou ? "client certificate has no store (OU)"
+                     : "a verified client certificate is required");
         return false;
     }
     if (api->cfg->tenant[0] && strcmp(p->o, api->cfg->tenant) != 0) {
@@ -203,8 +203,8 @@ static void do_batch(struct ts_hub_api *api, const struct ts_httpd_req *req,
         fail(resp, rc == TS_ERR_FULL ? 507 : 500,
              rc == TS_ERR_FULL ? "hub storage full" : "cannot store the batch");
     } else {
-        TS_INFO(COMP, "batch events=%zu applied=%zu duplicates=%zu customers=%zu", b->n,
-                r.applied, r.duplicates, r.customers);
+        TS_INFO(COMP, "batch events=%zu applied=%zu duplicates=%zu customers=%zu", b->n, r.applied,
+                r.duplicates, r.customers);
         char out[96];
         snprintf(out, sizeof out, "{\"success\":true,\"accepted\":%zu}", b->n);
         ok_json(resp, out);

@@ -60,10 +60,8 @@ static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err
                       errsz)) ||
         (rc = get_str(c, "hub", "tls_cert", "", o->tls_cert, sizeof o->tls_cert, err, errsz)) ||
         (rc = get_str(c, "hub", "tls_key", "", o->tls_key, sizeof o->tls_key, err, errsz)) ||
-        (rc = get_str(c, "hub", "client_ca", "", o->client_ca, sizeof o->client_ca, err,
-                      errsz)) ||
-        (rc = get_str(c, "cdp", "write_key", "", o->write_key, sizeof o->write_key, err,
-                      errsz)) ||
+        (rc = get_str(c, "hub", "client_ca", "", o->client_ca, sizeof o->client_ca, err, errsz)) ||
+        (rc = get_str(c, "cdp", "write_key", "", o->write_key, sizeof o->write_key, err, errsz)) ||
         (rc = get_str(c, "tenant", "name", "", o->tenant, sizeof o->tenant, err, errsz)))
         return rc;
     if (!listen_ok(o->listen))
@@ -86,8 +84,8 @@ static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err
 
     long kv, limit;
     if ((rc = ts_conf_get_int(c, "tenant", "key_version", 1, 1, 1000000, &kv, err, errsz)) ||
-        (rc = ts_conf_get_int(c, "feed", "page_limit", 500, 1, TS_HUB_FEED_MAX_LIMIT, &limit,
-                              err, errsz)))
+        (rc = ts_conf_get_int(c, "feed", "page_limit", 500, 1, TS_HUB_FEED_MAX_LIMIT, &limit, err,
+                              errsz)))
         return rc;
     const char *hex = ts_conf_get(c, "tenant", "key", NULL);
     if (!hex || hex[0] == '\0')

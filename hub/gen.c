@@ -54,18 +54,18 @@ static const struct {
     const char *code, *name;
     double price;
 } lines[] = {
-    {"RUN", "Trail Runner", 89.0},    {"JKT", "Rain Jacket", 129.0},
-    {"HAT", "Wool Hat", 19.0},        {"SCF", "Merino Scarf", 34.0},
-    {"BCK", "Day Pack 20L", 59.0},    {"BOT", "Hiking Boot", 149.0},
-    {"FLC", "Fleece Pullover", 69.0}, {"TEE", "Organic Tee", 24.0},
-    {"SCK", "Trek Socks 2-pack", 15.0}, {"GLV", "Touch Gloves", 29.0},
-    {"TNT", "Ultralight Tent", 299.0}, {"BAG", "Sleeping Bag", 179.0},
-    {"BTL", "Steel Bottle", 22.0},    {"LMP", "Head Torch", 39.0},
+    {"RUN", "Trail Runner", 89.0},       {"JKT", "Rain Jacket", 129.0},
+    {"HAT", "Wool Hat", 19.0},           {"SCF", "Merino Scarf", 34.0},
+    {"BCK", "Day Pack 20L", 59.0},       {"BOT", "Hiking Boot", 149.0},
+    {"FLC", "Fleece Pullover", 69.0},    {"TEE", "Organic Tee", 24.0},
+    {"SCK", "Trek Socks 2-pack", 15.0},  {"GLV", "Touch Gloves", 29.0},
+    {"TNT", "Ultralight Tent", 299.0},   {"BAG", "Sleeping Bag", 179.0},
+    {"BTL", "Steel Bottle", 22.0},       {"LMP", "Head Torch", 39.0},
     {"PNT", "Softshell Trousers", 99.0}, {"SHT", "Flannel Shirt", 49.0},
-    {"VST", "Down Vest", 119.0},      {"CAP", "Running Cap", 21.0},
-    {"SND", "Trail Sandal", 64.0},    {"UMB", "Storm Umbrella", 32.0},
+    {"VST", "Down Vest", 119.0},         {"CAP", "Running Cap", 21.0},
+    {"SND", "Trail Sandal", 64.0},       {"UMB", "Storm Umbrella", 32.0},
 };
-static const char *colours[] = {"Black", "Navy", "Olive", "Red", "Grey",
+static const char *colours[] = {"Black", "Navy", "Olive", "Red",   "Grey",
                                 "Sand",  "Blue", "Green", "White", "Plum"};
 #define NLINES (sizeof lines / sizeof lines[0])
 #define NPRODUCTS (NLINES * 10)
@@ -85,18 +85,17 @@ static void product(unsigned i, struct product *p)
 }
 
 static const char *first_names[] = {
-    "Ada",    "Grace",  "Alan",   "Linus",  "Margaret", "Ken",    "Barbara", "Dennis",
-    "Frances", "Edsger", "Radia", "Tim",    "Hedy",     "John",   "Katherine", "Niklaus",
-    "Sophie", "Lukas",  "Emma",   "Noah",   "Mia",      "Elias",  "Lena",    "Jonas",
-    "Clara",  "Felix",  "Ines",   "Mateo",  "Amelie",   "Oskar",  "Zoe",     "Hugo",
-    "Nora",   "Leon",   "Freya",  "Arjun",  "Yuki",     "Omar",   "Aisha",   "Pablo"};
+    "Ada",     "Grace",  "Alan",  "Linus", "Margaret", "Ken",   "Barbara",   "Dennis",
+    "Frances", "Edsger", "Radia", "Tim",   "Hedy",     "John",  "Katherine", "Niklaus",
+    "Sophie",  "Lukas",  "Emma",  "Noah",  "Mia",      "Elias", "Lena",      "Jonas",
+    "Clara",   "Felix",  "Ines",  "Mateo", "Amelie",   "Oskar", "Zoe",       "Hugo",
+    "Nora",    "Leon",   "Freya", "Arjun", "Yuki",     "Omar",  "Aisha",     "Pablo"};
 static const char *last_names[] = {
-    "Lovelace", "Hopper",  "Turing",   "Torvalds", "Hamilton", "Thompson", "Liskov",
-    "Ritchie",  "Allen",   "Dijkstra", "Perlman",  "Berners-Lee", "Lamarr", "Backus",
-    "Johnson",  "Wirth",   "Meier",    "Schmidt",  "Dubois",   "Rossi",    "Garcia",
-    "Jansen",   "Novak",   "Kowalski", "Nielsen",  "Silva",    "Murphy",   "Costa",
-    "Weber",    "Fischer", "Martin",   "Bernard",  "Moreau",   "Laurent",  "Bianchi",
-    "Romano",   "Sato",    "Khan",     "Haddad",   "Lopez"};
+    "Lovelace", "Hopper",   "Turing",  "Torvalds",    "Hamilton", "Thompson", "Liskov",  "Ritchie",
+    "Allen",    "Dijkstra", "Perlman", "Berners-Lee", "Lamarr",   "Backus",   "Johnson", "Wirth",
+    "Meier",    "Schmidt",  "Dubois",  "Rossi",       "Garcia",   "Jansen",   "Novak",   "Kowalski",
+    "Nielsen",  "Silva",    "Murphy",  "Costa",       "Weber",    "Fischer",  "Martin",  "Bernard",
+    "Moreau",   "Laurent",  "Bianchi", "Romano",      "Sato",     "Khan",     "Haddad",  "Lopez"};
 #define NAMES(a) ((unsigned)(sizeof a / sizeof a[0]))
 
 /* "21" + 10 digits + EAN-13 check digit. The 10 digits are an affine
@@ -149,8 +148,8 @@ static int flush(struct gen *g)
     /* Retrying is safe: the hub drops events whose messageId it has seen. */
     for (int attempt = 1; attempt <= 3; attempt++) {
         struct ts_http_resp r = {0};
-        int rc = ts_httpc_request(g->http, "POST", "/v1/batch", g->auth, "application/json",
-                                  body, strlen(body), 30000, &r);
+        int rc = ts_httpc_request(g->http, "POST", "/v1/batch", g->auth, "application/json", body,
+                                  strlen(body), 30000, &r);
         if (rc != TS_OK) {
             fprintf(stderr, "gen: sending batch %zu (attempt %d): %s\n", g->sent_batches + 1,
                     attempt, ts_httpc_error(g->http));
@@ -184,8 +183,7 @@ static int emit(struct gen *g, json_t *ev)
         return 1;
     }
     size_t sz = json_dumpb(ev, NULL, 0, JSON_COMPACT) + 1;
-    if ((json_array_size(g->batch) >= g->batch_max || g->pending_bytes + sz > MAX_BODY) &&
-        flush(g))
+    if ((json_array_size(g->batch) >= g->batch_max || g->pending_bytes + sz > MAX_BODY) && flush(g))
         return 1;
     g->pending_bytes += sz;
     return json_array_append_new(g->batch, ev) ? 1 : 0;
@@ -224,8 +222,8 @@ static json_t *product_props(unsigned i, long qty)
 {
     struct product p;
     product(i, &p);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:f}", "product_id", p.sku, "sku", p.sku, "name",
-                          p.name, "price", p.price);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:f}", "product_id", p.sku, "sku", p.sku, "name", p.name,
+                          "price", p.price);
     if (o && qty > 0)
         json_object_set_new(o, "quantity", json_integer(qty));
     return o;
@@ -262,16 +260,16 @@ static int customer(struct gen *g, size_t i, struct person *p)
     bool browsed_anon = chance(g, 30);
     if (browsed_anon)
         for (unsigned k = 0; rc == 0 && k < 2; k++)
-            rc = emit(g, track(g, "Product Viewed", NULL, p->anon, i, &msg,
-                               t += pick(g, 3600000), product_props(favs[k % nfav], 0)));
+            rc = emit(g, track(g, "Product Viewed", NULL, p->anon, i, &msg, t += pick(g, 3600000),
+                               product_props(favs[k % nfav], 0)));
 
     json_t *id = envelope(g, "identify", p->user, browsed_anon ? p->anon : NULL, i, &msg,
                           t += pick(g, 600000));
-    json_t *traits = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:{s:b}}", "name", p->name, "firstName", fn,
-        "lastName", ln, "loyalty_id", p->loyalty, "tier", tiers[tier], "points",
-        (json_int_t)(100 * (tier + 1) + pick(g, 2000) * (tier + 1)), "home_store", p->store,
-        "consent", "personalization", p->consent);
+    json_t *traits =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:{s:b}}", "name", p->name, "firstName", fn,
+                  "lastName", ln, "loyalty_id", p->loyalty, "tier", tiers[tier], "points",
+                  (json_int_t)(100 * (tier + 1) + pick(g, 2000) * (tier + 1)), "home_store",
+                  p->store, "consent", "personalization", p->consent);
     if (id && traits) {
         json_object_set_new(id, "traits", traits);
     } else {
@@ -287,11 +285,11 @@ static int customer(struct gen *g, size_t i, struct person *p)
     unsigned nviews = 3 + pick(g, 10);
     for (unsigned k = 0; rc == 0 && k < nviews; k++) {
         /* Half the views go to the first favourite: 3+ views are common. */
-        unsigned prod = chance(g, 50) ? favs[0] : chance(g, 70) ? favs[pick(g, nfav)]
-                                                               : pick(g, NPRODUCTS);
+        unsigned prod = chance(g, 50)   ? favs[0]
+                        : chance(g, 70) ? favs[pick(g, nfav)]
+                                        : pick(g, NPRODUCTS);
         t += pick(g, (unsigned)(DAY_MS / 2));
-        rc = emit(g, track(g, "Product Viewed", p->user, NULL, i, &msg, t,
-                           product_props(prod, 0)));
+        rc = emit(g, track(g, "Product Viewed", p->user, NULL, i, &msg, t, product_props(prod, 0)));
     }
     bool carted = chance(g, 40);
     if (rc == 0 && carted) {
@@ -313,9 +311,9 @@ static int customer(struct gen *g, size_t i, struct person *p)
         unsigned prod = carted && chance(g, 50) ? favs[0] : pick(g, NPRODUCTS);
         struct product pr;
         product(prod, &pr);
-        json_t *props = json_pack("{s:s, s:f, s:f, s:s, s:[o]}", "order_id", oid, "total",
-                                  pr.price, "revenue", pr.price, "currency", "EUR", "products",
-                                  product_props(prod, 1));
+        json_t *props =
+            json_pack("{s:s, s:f, s:f, s:s, s:[o]}", "order_id", oid, "total", pr.price, "revenue",
+                      pr.price, "currency", "EUR", "products", product_props(prod, 1));
         rc = emit(g, track(g, "Order Completed", p->user, NULL, i, &msg,
                            t += pick(g, (unsigned)DAY_MS), props));
     }
@@ -387,7 +385,8 @@ int ts_hub_gen_main(int argc, char **argv)
         goto out;
     }
     code = 1;
-    if (!(stores_copy = strdup(stores)) || !(g.stores = calloc(strlen(stores) + 1, sizeof *g.stores)))
+    if (!(stores_copy = strdup(stores)) ||
+        !(g.stores = calloc(strlen(stores) + 1, sizeof *g.stores)))
         goto out;
     for (char *save = NULL, *s = strtok_r(stores_copy, ",", &save); s;
          s = strtok_r(NULL, ",", &save))
@@ -406,8 +405,11 @@ int ts_hub_gen_main(int argc, char **argv)
     b64((const uint8_t *)userpass, strlen(userpass), enc);
     snprintf(g.auth, sizeof g.auth, "Authorization: Basic %s\r\n", enc);
     char err[256];
-    struct ts_httpc_opts ho = {.base_url = url, .ca_file = ca, .cert_file = cert,
-                               .key_file = keyf, .user_agent = "tillside-hub-gen/" TS_VERSION};
+    struct ts_httpc_opts ho = {.base_url = url,
+                               .ca_file = ca,
+                               .cert_file = cert,
+                               .key_file = keyf,
+                               .user_agent = "tillside-hub-gen/" TS_VERSION};
     if (ts_httpc_new(&ho, &g.http, err, sizeof err) != TS_OK) {
         fprintf(stderr, "gen: %s\n", err);
         goto out;

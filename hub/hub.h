@@ -19,8 +19,8 @@
 #define TS_HUB_PATH_MAX 1024
 
 struct ts_hub_config {
-    char listen[256];            /* host:port */
-    char db[TS_HUB_PATH_MAX];    /* SQLite file */
+    char listen[256];               /* host:port */
+    char db[TS_HUB_PATH_MAX];       /* SQLite file */
     char tls_cert[TS_HUB_PATH_MAX]; /* empty = plain HTTP behind a TLS proxy */
     char tls_key[TS_HUB_PATH_MAX];
     char client_ca[TS_HUB_PATH_MAX];
@@ -76,7 +76,7 @@ struct ts_seg_event {
     const char *name, *first_name, *last_name, *tier, *home_store;
     long long points;
     bool has_points;
-    int consent; /* -1 not sent, 0 or 1 */
+    int consent;                             /* -1 not sent, 0 or 1 */
     const char *loyalty[TS_SEG_MAX_LOYALTY]; /* normalized with ts_ident_normalize */
     size_t nloyalty;
     const char *suggested_id, *suggested_name;
@@ -100,8 +100,8 @@ struct ts_seg_batch {
  * problem ("batch[3]: event has neither userId nor anonymousId"). now_ms is
  * the receive time used when an event carries no timestamp.
  */
-int ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts_seg_batch **out,
-                 char *err, size_t errsz);
+int ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts_seg_batch **out, char *err,
+                 size_t errsz);
 void ts_seg_batch_free(struct ts_seg_batch *b);
 
 /* ---- summary.c -----------------------------------------------------------
@@ -185,7 +185,7 @@ int ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b, in
                         struct ts_hub_ingest_result *res);
 
 struct ts_hub_feed_page {
-    ts_buf items;      /* JSON array elements, comma-separated, without brackets */
+    ts_buf items; /* JSON array elements, comma-separated, without brackets */
     size_t nitems;
     bool more;
     uint64_t last_seq; /* seq of the last item; since when nitems == 0 */
@@ -228,8 +228,7 @@ void ts_hub_cursor_format(uint64_t seq, char out[TS_HUB_CURSOR_MAX]);
 int ts_hub_cursor_parse(const char *s, uint64_t *seq);
 
 /* Decodes standard base64 (padding optional); TS_ERR_INVAL on bad input. */
-int ts_hub_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz,
-                         size_t *outlen);
+int ts_hub_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen);
 
 /* ---- gen.c --------------------------------------------------------------- */
 

@@ -103,7 +103,7 @@ static int ensure_customer(struct ing *g, const char *id)
 static int merge(struct ing *g, const char *user, const char *anon)
 {
     static const enum stmt_id steps[] = {
-        ST_MERGE_TRAITS, ST_MERGE_VIEWS, ST_MERGE_CART, ST_MERGE_CART_DEL, ST_MERGE_WISH,
+        ST_MERGE_TRAITS,   ST_MERGE_VIEWS,  ST_MERGE_CART,  ST_MERGE_CART_DEL, ST_MERGE_WISH,
         ST_MERGE_WISH_DEL, ST_MERGE_ORDERS, ST_MERGE_IDENT, ST_MERGE_ANON,
     };
     int rc = ensure_customer(g, user);
@@ -173,8 +173,7 @@ static int resolve(struct ing *g, const struct ts_seg_event *e, char *out, size_
     if (step == SQLITE_ROW)
         col_copy(st, 0, out, outsz);
     sqlite3_reset(st);
-    return step == SQLITE_ROW || step == SQLITE_DONE ? TS_OK
-                                                     : ts_hub_db_err(g->s, "anon lookup");
+    return step == SQLITE_ROW || step == SQLITE_DONE ? TS_OK : ts_hub_db_err(g->s, "anon lookup");
 }
 
 /* Points an identifier key at cust; a previous owner loses it (and its card

@@ -240,8 +240,8 @@ static int load(struct ts_hub_store *s, const char *cust, int64_t now, struct lo
     return TS_OK;
 }
 
-static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *l,
-                 const char *card, int64_t now)
+static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *l, const char *card,
+                 int64_t now)
 {
     int64_t seq;
     int rc = ts_hub_next_seq(s, &seq);

@@ -134,8 +134,7 @@ static bool iso_shape(const char *s)
 }
 
 /* Reads one timestamp field: absent/null → not set, anything unreadable → error. */
-static int timestamp(struct parser *ps, const json_t *ev, const char *key, bool *set,
-                     int64_t *at)
+static int timestamp(struct parser *ps, const json_t *ev, const char *key, bool *set, int64_t *at)
 {
     const json_t *v = json_object_get(ev, key);
     *set = false;
@@ -201,8 +200,7 @@ static int parse_order(struct parser *ps, const json_t *props, struct ts_seg_eve
     bool nomem = false;
     e->order_id = str_or_int(ps->pv, json_object_get(props, "order_id"), TS_SEG_MAX_ID, &nomem);
     if (!e->order_id)
-        e->order_id =
-            str_or_int(ps->pv, json_object_get(props, "orderId"), TS_SEG_MAX_ID, &nomem);
+        e->order_id = str_or_int(ps->pv, json_object_get(props, "orderId"), TS_SEG_MAX_ID, &nomem);
     e->has_total = number(json_object_get(props, "total"), -1e12, 1e12, &e->total) ||
                    number(json_object_get(props, "revenue"), -1e12, 1e12, &e->total);
     const char *cur = text(props, "currency");
@@ -271,8 +269,8 @@ static int parse_traits(struct parser *ps, const json_t *tr, struct ts_seg_event
     const json_t *sp = json_object_get(tr, "suggested_product");
     bool nomem = false;
     if (json_is_object(sp)) {
-        e->suggested_id = str_or_int(ps->pv, json_object_get(sp, "product_id"), TS_SEG_MAX_ID,
-                                     &nomem);
+        e->suggested_id =
+            str_or_int(ps->pv, json_object_get(sp, "product_id"), TS_SEG_MAX_ID, &nomem);
         e->suggested_name = e->suggested_id ? text(sp, "name") : NULL;
     } else {
         e->suggested_id = str_or_int(ps->pv, sp, TS_SEG_MAX_ID, &nomem);
@@ -313,8 +311,7 @@ static int identity(struct parser *ps, const json_t *ev, const char *key, const 
     return TS_OK;
 }
 
-static int parse_event(struct parser *ps, const json_t *ev, int64_t now_ms,
-                       struct ts_seg_event *e)
+static int parse_event(struct parser *ps, const json_t *ev, int64_t now_ms, struct ts_seg_event *e)
 {
     int rc;
     memset(e, 0, sizeof *e);
@@ -388,8 +385,8 @@ void ts_seg_batch_free(struct ts_seg_batch *b)
     free(b);
 }
 
-int ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts_seg_batch **out,
-                 char *err, size_t errsz)
+int ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts_seg_batch **out, char *err,
+                 size_t errsz)
 {
     int rc = TS_ERR_NOMEM;
     struct ts_seg_batch *b = calloc(1, sizeof *b);

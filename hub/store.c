@@ -90,11 +90,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_WISH_ADD] = "INSERT INTO wishlist(customer, product_id, at) VALUES(?1, ?2, ?3)"
                     " ON CONFLICT(customer, product_id) DO UPDATE SET at = excluded.at",
     [ST_WISH_DEL] = "DELETE FROM wishlist WHERE customer = ?1 AND product_id = ?2",
-    [ST_ORDER_UPSERT] =
-        "INSERT INTO orders(order_id, customer, total, currency, status, at)"
-        " VALUES(?1, ?2, ?3, ?4, 'placed', ?5) ON CONFLICT(order_id) DO UPDATE SET"
-        " customer = excluded.customer, total = coalesce(excluded.total, total),"
-        " currency = coalesce(excluded.currency, currency), at = excluded.at",
+    [ST_ORDER_UPSERT] = "INSERT INTO orders(order_id, customer, total, currency, status, at)"
+                        " VALUES(?1, ?2, ?3, ?4, 'placed', ?5) ON CONFLICT(order_id) DO UPDATE SET"
+                        " customer = excluded.customer, total = coalesce(excluded.total, total),"
+                        " currency = coalesce(excluded.currency, currency), at = excluded.at",
     /* ?1 = surviving customer, ?2 = the anonymous one merged into it; the
      * survivor's own traits win, consent needs both to agree. */
     [ST_MERGE_TRAITS] =
@@ -188,8 +187,7 @@ int ts_hub_next_seq(struct ts_hub_store *s, int64_t *seq)
 
 static int exec(struct ts_hub_store *s, const char *sql)
 {
-    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? TS_OK
-                                                                     : ts_hub_db_err(s, sql);
+    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? TS_OK : ts_hub_db_err(s, sql);
 }
 
 void ts_hub_store_close(struct ts_hub_store *s)
@@ -281,8 +279,7 @@ static int64_t meta_get(struct ts_hub_store *s, const char *k)
 /* Appends one feed item. The card and keys are JSON we wrote ourselves and
  * the cid is hex, so plain concatenation is safe and avoids re-parsing a
  * million cards during a full sync. */
-static int feed_item(ts_buf *b, const char *op, const char *cid, const char *card,
-                     const char *keys)
+static int feed_item(ts_buf *b, const char *op, const char *cid, const char *card, const char *keys)
 {
     if (b->len && ts_buf_puts(b, ","))
         return TS_ERR_NOMEM;
@@ -377,8 +374,7 @@ int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
     pthread_mutex_lock(&s->mu);
     if (!o || !stores)
         goto out;
-    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM customers", -1, &st, NULL) !=
-            SQLITE_OK ||
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM customers", -1, &st, NULL) != SQLITE_OK ||
         sqlite3_step(st) != SQLITE_ROW) {
         rc = ts_hub_db_err(s, "stats");
         goto out;

@@ -28,8 +28,7 @@ int ts_hub_cid(const struct ts_tenant_key *k, const char *internal_id, char out[
     if (rc == 0)
         rc = mbedtls_md_hmac_update(&ctx, (const unsigned char *)"cid:", 4);
     if (rc == 0)
-        rc = mbedtls_md_hmac_update(&ctx, (const unsigned char *)internal_id,
-                                    strlen(internal_id));
+        rc = mbedtls_md_hmac_update(&ctx, (const unsigned char *)internal_id, strlen(internal_id));
     if (rc == 0)
         rc = mbedtls_md_hmac_finish(&ctx, mac);
     mbedtls_md_free(&ctx);

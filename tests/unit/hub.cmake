@@ -2,3 +2,4 @@
 # (no network), each its own ctest entry.
 ts_unit_test(test_hub_segment unit/test_hub_segment.c ts_hub)
 ts_unit_test(test_hub_store unit/test_hub_store.c ts_hub PkgConfig::JANSSON)
+ts_unit_test(test_hub_api unit/test_hub_api.c ts_hub PkgConfig::JANSSON)

@@ -107,8 +107,7 @@ static void test_rejects_bad_envelopes(void **state)
                    "batch[1]: missing type");
     expect_invalid("{\"batch\":[{\"type\":\"track\",\"event\":\"Product Viewed\"}]}",
                    "batch[0]: event has neither userId nor anonymousId");
-    expect_invalid("{\"batch\":[{\"type\":\"track\",\"event\":\"X\",\"userId\":\"\"}]}",
-                   "neither");
+    expect_invalid("{\"batch\":[{\"type\":\"track\",\"event\":\"X\",\"userId\":\"\"}]}", "neither");
     expect_invalid("{\"batch\":[{\"type\":\"track\",\"event\":\"X\",\"userId\":[1]}]}",
                    "userId must be");
     expect_invalid("{\"batch\":[{\"type\":\"track\",\"userId\":\"u\"}]}", "without an event");
@@ -157,16 +156,17 @@ static void test_lenient_payload(void **state)
     ts_seg_batch_free(NULL);
 }
 
-static const char *good_conf = "[hub]\n"
-                               "listen = 127.0.0.1:0\n"
-                               "db = /tmp/x/hub.db\n"
-                               "tls_cert =\n"
-                               "[cdp]\n"
-                               "write_key = secret\n"
-                               "[tenant]\n"
-                               "name = acme\n"
-                               "key = 6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b\n"
-                               "key_version = 3\n";
+static const char *good_conf =
+    "[hub]\n"
+    "listen = 127.0.0.1:0\n"
+    "db = /tmp/x/hub.db\n"
+    "tls_cert =\n"
+    "[cdp]\n"
+    "write_key = secret\n"
+    "[tenant]\n"
+    "name = acme\n"
+    "key = 6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b\n"
+    "key_version = 3\n";
 
 static void test_config(void **state)
 {

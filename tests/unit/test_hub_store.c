@@ -76,8 +76,7 @@ static void customer(ts_buf *out, const char *user, const char *loyalty, const c
                   "\"timestamp\":\"%s\",\"traits\":{\"name\":\"Ada Lovelace\","
                   "\"loyalty_id\":\"%s\",\"tier\":\"gold\",\"points\":1200,"
                   "\"home_store\":\"%s\",\"consent\":{\"personalization\":%s}}}",
-                  out->len ? "," : "", user, user, ts, loyalty, store,
-                  consent ? "true" : "false");
+                  out->len ? "," : "", user, user, ts, loyalty, store, consent ? "true" : "false");
     for (int i = 0; i < views; i++)
         ts_buf_printf(out,
                       ",{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"%s\","
@@ -316,8 +315,7 @@ static void test_feed_paging_and_restamp(void **state)
             /* customers were added in order, so the feed lists them in order */
             assert_string_equal(json_string_value(json_object_get(it, "cid")), cids[seen]);
             assert_string_equal(
-                json_string_value(json_object_get(json_object_get(it, "card"), "cid")),
-                cids[seen]);
+                json_string_value(json_object_get(json_object_get(it, "card"), "cid")), cids[seen]);
             assert_int_equal(json_array_size(json_object_get(it, "keys")), 1);
             seen++;
         }
@@ -374,8 +372,7 @@ static void test_store_scoping_and_moves(void **state)
     json_decref(items);
     items = page(f, "S002", 0, 100, &more, &last);
     assert_int_equal(json_array_size(items), 1);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "cid")),
-                        cid_b);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "cid")), cid_b);
     json_decref(items);
     items = page(f, "S999", 0, 100, &more, &last);
     assert_int_equal(json_array_size(items), 0);
@@ -385,8 +382,7 @@ static void test_store_scoping_and_moves(void **state)
     ingest(f, "{\"type\":\"identify\",\"userId\":\"u-b\",\"traits\":{\"home_store\":\"S001\"}}");
     items = page(f, "S001", s1, 100, &more, &last);
     assert_int_equal(json_array_size(items), 1);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "cid")),
-                        cid_b);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "cid")), cid_b);
     json_decref(items);
     items = page(f, "S002", 0, 100, &more, &last);
     assert_int_equal(json_array_size(items), 1);

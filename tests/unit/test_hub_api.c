@@ -1,0 +1,439 @@
+/*
+ * Unit tests for the hub's HTTP handler, called directly with hand-built
+ * requests and certificate identities (no sockets): routing, write-key
+ * auth, store scoping, cursors and the exact JSON shapes of PROTOCOL.md.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub.h"
+
+#define NOW 1780000000000LL
+#define KEY_HEX "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b"
+/* base64("test-write-key:") */
+#define AUTH_OK "Basic dGVzdC13cml0ZS1rZXk6"
+
+static int64_t fixed_now(void)
+{
+    return NOW;
+}
+
+struct fx {
+    struct ts_hub_config cfg;
+    struct ts_hub_store *store;
+    struct ts_hub_api api;
+    struct ts_peer_id t01, nostore, other_tenant;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    char err[256];
+    assert_non_null(f);
+    assert_int_equal(ts_hub_config_parse("hub.conf",
+                                         "[hub]\ndb = :memory:\n[cdp]\nwrite_key = test-write-key\n"
+                                         "[tenant]\nname = acme\nkey = " KEY_HEX "\n"
+                                         "[feed]\npage_limit = 3\n",
+                                         &f->cfg, err, sizeof err),
+                     TS_OK);
+    assert_int_equal(ts_hub_store_open(":memory:", &f->cfg.key, 0, &f->store, err, sizeof err),
+                     TS_OK);
+    f->api = (struct ts_hub_api){.cfg = &f->cfg, .store = f->store, .now_ms = fixed_now};
+    f->t01 = (struct ts_peer_id){.verified = true, .cn = "T01", .ou = "S001", .o = "acme"};
+    f->nostore = (struct ts_peer_id){.verified = true, .cn = "cdp", .o = "acme"};
+    f->other_tenant = (struct ts_peer_id){.verified = true, .cn = "T01", .ou = "S001", .o = "evil"};
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    ts_hub_store_close(f->store);
+    free(f);
+    return 0;
+}
+
+struct answer {
+    int status;
+    json_t *json; /* NULL when the body is not JSON (a test failure) */
+    char headers[512];
+};
+
+/* Calls the handler like ts_httpd would and parses the JSON answer. */
+static struct answer call(struct fx *f, const char *method, const char *target, const char *auth,
+                          const char *body, const struct ts_peer_id *peer)
+{
+    struct ts_http_msg msg;
+    memset(&msg, 0, sizeof msg);
+    char hname[] = "Authorization";
+    char hval[512];
+    if (auth) {
+        ts_strlcpy(hval, auth, sizeof hval);
+        msg.headers[0] = (struct ts_http_header){.name = hname, .value = hval};
+        msg.nheaders = 1;
+    }
+    struct ts_httpd_req req = {
+        .method = method,
+        .target = target,
+        .msg = &msg,
+        .body = body ? body : "",
+        .body_len = body ? strlen(body) : 0,
+        .peer = peer,
+        .remote_addr = "127.0.0.1",
+    };
+    assert_int_equal(ts_http_target_path(target, req.path, sizeof req.path), TS_OK);
+    struct ts_httpd_resp resp;
+    memset(&resp, 0, sizeof resp);
+    ts_hub_api_handle(&f->api, &req, &resp);
+    struct answer a = {.status = resp.status};
+    assert_string_equal(resp.content_type, "application/json");
+    a.json = json_loads(resp.body.data ? resp.body.data : "", 0, NULL);
+    if (!a.json)
+        fail_msg("%s %s: body is not JSON: %s", method, target, resp.body.data);
+    ts_strlcpy(a.headers, resp.extra_headers, sizeof a.headers);
+    if (a.status >= 400)
+        assert_non_null(json_string_value(json_object_get(a.json, "error")));
+    ts_buf_free(&resp.body);
+    return a;
+}
+
+static long long customers(struct fx *f)
+{
+    ts_buf b = {0};
+    assert_int_equal(ts_hub_store_stats(f->store, &b), TS_OK);
+    json_t *j = json_loads(b.data, 0, NULL);
+    long long n = json_integer_value(json_object_get(j, "customers"));
+    json_decref(j);
+    ts_buf_free(&b);
+    return n;
+}
+
+/* Body for one customer in store with three views and a cart add. */
+static void customer_body(char *out, size_t outsz, const char *user, const char *loyalty,
+                          const char *store)
+{
+    snprintf(out, outsz,
+             "{\"batch\":[{\"type\":\"identify\",\"userId\":\"%s\",\"messageId\":\"%s-i\","
+             "\"traits\":{\"name\":\"Ada Lovelace\",\"loyalty_id\":\"%s\",\"tier\":\"gold\","
+             "\"home_store\":\"%s\"}},"
+             "{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"%s\","
+             "\"properties\":{\"product_id\":\"SKU-RUN-42\"}},"
+             "{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"%s\","
+             "\"properties\":{\"product_id\":\"SKU-RUN-42\"}},"
+             "{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"%s\","
+             "\"properties\":{\"product_id\":\"SKU-RUN-42\"}},"
+             "{\"type\":\"track\",\"event\":\"Product Added\",\"userId\":\"%s\","
+             "\"properties\":{\"product_id\":\"SKU-JKT-7\",\"price\":129.0}}]}",
+             user, user, loyalty, store, user, user, user, user);
+}
+
+static void post_customer(struct fx *f, const char *user, const char *loyalty, const char *store)
+{
+    char body[2048];
+    customer_body(body, sizeof body, user, loyalty, store);
+    struct answer a = call(f, "POST", "/v1/batch", AUTH_OK, body, NULL);
+    assert_int_equal(a.status, 200);
+    json_decref(a.json);
+}
+
+static void test_batch_accepted(void **state)
+{
+    struct fx *f = *state;
+    char body[2048];
+    customer_body(body, sizeof body, "u-ada", "2000000000015", "S001");
+    struct answer a = call(f, "POST", "/v1/batch", AUTH_OK, body, NULL);
+    assert_int_equal(a.status, 200);
+    assert_true(json_is_true(json_object_get(a.json, "success")));
+    assert_int_equal(json_integer_value(json_object_get(a.json, "accepted")), 5);
+    assert_int_equal(json_object_size(a.json), 2);
+    json_decref(a.json);
+    assert_int_equal(customers(f), 1);
+
+    /* The write key as user name with any password works too. */
+    customer_body(body, sizeof body, "u-bob", "2000000000022", "S001");
+    a = call(f, "POST", "/v1/batch", "basic dGVzdC13cml0ZS1rZXk6YW55dGhpbmc=", body, NULL);
+    assert_int_equal(a.status, 200);
+    json_decref(a.json);
+    assert_int_equal(customers(f), 2);
+}
+
+static void test_batch_refused_changes_nothing(void **state)
+{
+    struct fx *f = *state;
+    char good[2048];
+    customer_body(good, sizeof good, "u-x", "2000000000015", "S001");
+    static const char *bad_auth[] = {
+        NULL,
+        "Basic bm9wZTo=",                 /* "nope:" */
+        "Basic dGVzdC13cml0ZS1rZXk=",     /* "test-write-key" with no colon: ok, see below */
+        "Basic dGVzdC13cml0ZS1rZXlYOg==", /* "test-write-keyX:" */
+        "Basic OnRlc3Qtd3JpdGUta2V5",     /* ":test-write-key" (key as password) */
+        "Basic !!!!",
+        "Bearer test-write-key",
+        "Basic ",
+    };
+    for (size_t i = 0; i < sizeof bad_auth / sizeof bad_auth[0]; i++) {
+        if (i == 2)
+            continue;
+        struct answer a = call(f, "POST", "/v1/batch", bad_auth[i], good, NULL);
+        assert_int_equal(a.status, 401);
+        assert_string_equal(json_string_value(json_object_get(a.json, "error")),
+                            "invalid write key");
+        assert_non_null(strstr(a.headers, "WWW-Authenticate: Basic"));
+        json_decref(a.json);
+    }
+    static const struct {
+        const char *body, *needle;
+    } bad[] = {
+        {"{\"batch\": [ {\"type\": \"identify\", ", "malformed JSON"},
+        {"{\"events\": []}", "batch"},
+        {"", "malformed JSON"},
+        {"{\"batch\":[{\"userId\":\"u1\",\"traits\":{\"name\":\"X\"}}]}", "batch[0]"},
+        {"{\"batch\":[{\"type\":\"identify\",\"userId\":\"u1\",\"traits\":{\"name\":\"X\"}},"
+         "{\"type\":\"track\",\"event\":\"Product Viewed\"}]}",
+         "batch[1]"},
+        {"{\"batch\":[{\"type\":\"identify\",\"userId\":\"u1\",\"timestamp\":\"soon\"}]}",
+         "batch[0]: bad timestamp"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct answer a = call(f, "POST", "/v1/batch", AUTH_OK, bad[i].body, NULL);
+        assert_int_equal(a.status, 400);
+        const char *msg = json_string_value(json_object_get(a.json, "error"));
+        if (!strstr(msg, bad[i].needle))
+            fail_msg("case %zu: '%s' lacks '%s'", i, msg, bad[i].needle);
+        json_decref(a.json);
+    }
+    assert_int_equal(customers(f), 0);
+
+    /* Over Segment's 500 KB limit: refused before parsing. */
+    size_t big = TS_HUB_MAX_BODY + 10;
+    char *huge = malloc(big + 1);
+    memset(huge, ' ', big);
+    huge[big] = '\0';
+    struct answer a = call(f, "POST", "/v1/batch", AUTH_OK, huge, NULL);
+    assert_int_equal(a.status, 413);
+    json_decref(a.json);
+    free(huge);
+    assert_int_equal(customers(f), 0);
+
+    /* A key without the colon is still the user name. */
+    a = call(f, "POST", "/v1/batch", bad_auth[2], good, NULL);
+    assert_int_equal(a.status, 200);
+    json_decref(a.json);
+    assert_int_equal(customers(f), 1);
+}
+
+static const char *cursor_of(json_t *page)
+{
+    return json_string_value(json_object_get(page, "cursor"));
+}
+
+static void test_feed(void **state)
+{
+    struct fx *f = *state;
+    char user[16], loy[16], target[128];
+    for (int i = 0; i < 5; i++) {
+        snprintf(user, sizeof user, "u%d", i);
+        snprintf(loy, sizeof loy, "20000000%05d", i);
+        post_customer(f, user, loy, "S001");
+    }
+    post_customer(f, "u-far", "2000000099999", "S002");
+
+    /* Default limit from the config (3), then the rest. */
+    struct answer a = call(f, "GET", "/v1/feed", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(a.json, "kv")), 1);
+    assert_int_equal(json_array_size(json_object_get(a.json, "items")), 3);
+    assert_true(json_is_true(json_object_get(a.json, "more")));
+    json_t *first = json_array_get(json_object_get(a.json, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(first, "op")), "upsert");
+    assert_non_null(json_object_get(first, "card"));
+    assert_int_equal(json_array_size(json_object_get(first, "keys")), 1);
+    char cur[64];
+    ts_strlcpy(cur, cursor_of(a.json), sizeof cur);
+    assert_int_equal(strncmp(cur, "c1.", 3), 0);
+    json_decref(a.json);
+
+    snprintf(target, sizeof target, "/v1/feed?since=%s&limit=10", cur);
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_array_size(json_object_get(a.json, "items")), 2);
+    assert_true(json_is_false(json_object_get(a.json, "more")));
+    ts_strlcpy(cur, cursor_of(a.json), sizeof cur);
+    json_decref(a.json);
+
+    /* No news: same cursor back. */
+    snprintf(target, sizeof target, "/v1/feed?since=%s", cur);
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_array_size(json_object_get(a.json, "items")), 0);
+    assert_string_equal(cursor_of(a.json), cur);
+    json_decref(a.json);
+
+    /* limit is clamped, not refused */
+    a = call(f, "GET", "/v1/feed?limit=0", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_array_size(json_object_get(a.json, "items")), 1);
+    json_decref(a.json);
+    a = call(f, "GET", "/v1/feed?since=&limit=99999999999999999999", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_array_size(json_object_get(a.json, "items")), 5);
+    json_decref(a.json);
+
+    /* S002's terminal sees only S002. */
+    struct ts_peer_id s2 = f->t01;
+    ts_strlcpy(s2.ou, "S002", sizeof s2.ou);
+    a = call(f, "GET", "/v1/feed", NULL, NULL, &s2);
+    assert_int_equal(json_array_size(json_object_get(a.json, "items")), 1);
+    json_decref(a.json);
+
+    static const char *bad_cursor[] = {
+        "x", "c1.", "c1.00", "c1.zz", "c2.1", "c1.1%00", "c1.11111111111111111", "C1.1"};
+    for (size_t i = 0; i < sizeof bad_cursor / sizeof bad_cursor[0]; i++) {
+        snprintf(target, sizeof target, "/v1/feed?since=%s", bad_cursor[i]);
+        a = call(f, "GET", target, NULL, NULL, &f->t01);
+        if (a.status != 400)
+            fail_msg("cursor '%s' gave %d", bad_cursor[i], a.status);
+        json_decref(a.json);
+    }
+    a = call(f, "GET", "/v1/feed?limit=ten", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 400);
+    json_decref(a.json);
+    /* A cursor the hub never issued (its database was replaced): resync. */
+    a = call(f, "GET", "/v1/feed?since=c1.ffffff", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 410);
+    json_decref(a.json);
+
+    /* Scoping needs a verified certificate with a store of this tenant. */
+    a = call(f, "GET", "/v1/feed", NULL, NULL, NULL);
+    assert_int_equal(a.status, 403);
+    assert_string_equal(json_string_value(json_object_get(a.json, "error")),
+                        "client certificate has no store (OU)");
+    json_decref(a.json);
+    a = call(f, "GET", "/v1/feed", NULL, NULL, &f->nostore);
+    assert_int_equal(a.status, 403);
+    json_decref(a.json);
+    a = call(f, "GET", "/v1/feed", NULL, NULL, &f->other_tenant);
+    assert_int_equal(a.status, 403);
+    json_decref(a.json);
+}
+
+static void test_lookup(void **state)
+{
+    struct fx *f = *state;
+    post_customer(f, "u-ada", "2000000000015", "S002");
+    char key[TS_IDENT_KEY_HEX], target[160];
+    assert_int_equal(ts_ident_key(&f->cfg.key, TS_IDENT_LOYALTY, "2000000000015", key), TS_OK);
+
+    /* any store's terminal finds any customer */
+    snprintf(target, sizeof target, "/v1/lookup?key=%s", key);
+    struct answer a = call(f, "GET", target, NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(a.json, "kv")), 1);
+    assert_int_equal(strlen(json_string_value(json_object_get(a.json, "cid"))), 32);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(a.json, "keys"), 0)), key);
+    json_t *card = json_object_get(a.json, "card");
+    assert_string_equal(json_string_value(json_object_get(card, "name")), "Ada Lovelace");
+    json_t *first = json_array_get(json_object_get(card, "interests"), 0);
+    assert_string_equal(json_string_value(json_object_get(first, "signal")), "cart");
+    json_t *second = json_array_get(json_object_get(card, "interests"), 1);
+    assert_int_equal(json_integer_value(json_object_get(second, "count")), 3);
+    json_decref(a.json);
+
+    for (char *p = key; *p; p++) /* upper-case hex is the same key */
+        if (*p >= 'a' && *p <= 'f')
+            *p = (char)(*p - 'a' + 'A');
+    snprintf(target, sizeof target, "/v1/lookup?key=%s", key);
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200);
+    json_decref(a.json);
+
+    assert_int_equal(ts_ident_key(&f->cfg.key, TS_IDENT_LOYALTY, "2999999999996", key), TS_OK);
+    snprintf(target, sizeof target, "/v1/lookup?key=%s", key);
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 404);
+    assert_string_equal(json_string_value(json_object_get(a.json, "error")), "unknown customer");
+    json_decref(a.json);
+
+    static const char *bad[] = {
+        "/v1/lookup", "/v1/lookup?key=", "/v1/lookup?key=abc", "/v1/lookup?key=2000000000015",
+        "/v1/lookup?key=zz6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b"
+        "6b6b6b6b6b6b6b6b6b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        a = call(f, "GET", bad[i], NULL, NULL, &f->t01);
+        if (a.status != 400)
+            fail_msg("%s gave %d", bad[i], a.status);
+        json_decref(a.json);
+    }
+    a = call(f, "GET", target, NULL, NULL, NULL);
+    assert_int_equal(a.status, 403);
+    json_decref(a.json);
+}
+
+static void test_routing(void **state)
+{
+    struct fx *f = *state;
+    struct answer a = call(f, "GET", "/livez", NULL, NULL, NULL);
+    assert_int_equal(a.status, 200);
+    assert_true(json_is_true(json_object_get(a.json, "ok")));
+    json_decref(a.json);
+    a = call(f, "GET", "/nope", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 404);
+    json_decref(a.json);
+    a = call(f, "GET", "/v1/batch", AUTH_OK, NULL, NULL);
+    assert_int_equal(a.status, 405);
+    assert_non_null(strstr(a.headers, "Allow: POST"));
+    json_decref(a.json);
+    a = call(f, "DELETE", "/v1/feed", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 405);
+    json_decref(a.json);
+}
+
+static void test_cursor_and_base64(void **state)
+{
+    (void)state;
+    char c[TS_HUB_CURSOR_MAX];
+    uint64_t v;
+    const uint64_t seqs[] = {0, 1, 255, 0x123456789abcdefULL, UINT64_MAX};
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        ts_hub_cursor_format(seqs[i], c);
+        assert_int_equal(ts_hub_cursor_parse(c, &v), TS_OK);
+        assert_true(v == seqs[i]);
+    }
+    ts_hub_cursor_format(0, c);
+    assert_string_equal(c, "c1.0");
+
+    uint8_t out[64];
+    size_t n;
+    assert_int_equal(ts_hub_base64_decode("Zm9vYmFy", 8, out, sizeof out, &n), TS_OK);
+    assert_int_equal(n, 6);
+    assert_memory_equal(out, "foobar", 6);
+    assert_int_equal(ts_hub_base64_decode("Zm9vYg==", 8, out, sizeof out, &n), TS_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(ts_hub_base64_decode("Zm9vYg", 6, out, sizeof out, &n), TS_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(ts_hub_base64_decode("Zm9vY", 5, out, sizeof out, &n), TS_ERR_INVAL);
+    assert_int_equal(ts_hub_base64_decode("Zm9v=g==", 8, out, sizeof out, &n), TS_ERR_INVAL);
+    assert_int_equal(ts_hub_base64_decode("Zm9vYmFy", 8, out, 5, &n), TS_ERR_INVAL);
+    assert_int_equal(ts_hub_base64_decode("", 0, out, sizeof out, &n), TS_OK);
+    assert_int_equal(n, 0);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_batch_accepted), T(test_batch_refused_changes_nothing),
+        T(test_feed),           T(test_lookup),
+        T(test_routing),        T(test_cursor_and_base64),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -11,7 +11,16 @@
 #include <string.h>
 #include <strings.h>
 
-enum body_mode { BODY_UNKNOWN = 0, BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_UNTIL_CLOSE };
+/* BODY_TOO_LARGE: the head was fine but declares a body over the limit;
+ * head_len stays set so a server can answer 413 rather than 431. */
+enum body_mode {
+    BODY_UNKNOWN = 0,
+    BODY_NONE,
+    BODY_LENGTH,
+    BODY_CHUNKED,
+    BODY_UNTIL_CLOSE,
+    BODY_TOO_LARGE
+};
 
 #define CHUNK_LINE_MAX 4096 /* chunk-size line with extensions */
 #define TRAILER_MAX 4096    /* trailer section after the last chunk */
@@ -311,6 +320,7 @@ static int parse_head(struct ts_http_msg *m, bool is_request, const char *p, siz
     else
         mode = is_request ? BODY_NONE : BODY_UNTIL_CLOSE;
     if (mode == BODY_LENGTH && clen > max_body) {
+        m->ps.body_mode = BODY_TOO_LARGE;
         rc = TS_ERR_FULL;
         goto out;
     }
@@ -429,6 +439,8 @@ static int finish(struct ts_http_msg *m, bool is_request, const char *buf, size_
             (rc = walk_chunks(m, buf, body_end, max_body, &m->body, &end)))
             goto out;
     }
+    if (m->body.data)
+        m->body.data[m->body.len] = '\0'; /* reserve alone does not terminate */
     *consumed = body_end;
     rc = TS_OK;
 out:
@@ -473,7 +485,8 @@ int ts_http_parse(struct ts_http_msg *m, bool is_request, const char *buf, size_
         }
         if ((rc = parse_head(m, is_request, buf + m->ps.head_start, m->ps.head_len,
                              max_body))) {
-            m->ps.head_len = 0;
+            if (m->ps.body_mode != BODY_TOO_LARGE)
+                m->ps.head_len = 0;
             return rc;
         }
         m->ps.chunk_pos = m->ps.head_start + m->ps.head_len;
@@ -482,6 +495,8 @@ int ts_http_parse(struct ts_http_msg *m, bool is_request, const char *buf, size_
 
     size_t b0 = m->ps.head_start + m->ps.head_len, end = b0;
     switch (m->ps.body_mode) {
+    case BODY_TOO_LARGE:
+        return TS_ERR_FULL;
     case BODY_NONE:
         break;
     case BODY_LENGTH:
@@ -493,6 +508,11 @@ int ts_http_parse(struct ts_http_msg *m, bool is_request, const char *buf, size_
         break;
     case BODY_CHUNKED:
         rc = walk_chunks(m, buf, len, max_body, NULL, &end);
+        /* Framing may cost at most ~8 bytes per body byte (1-byte chunks):
+         * chunk extensions must not let a peer make us buffer without end. */
+        if (rc == TS_ERR_AGAIN && max_body < SIZE_MAX / 16 &&
+            m->ps.chunk_pos - b0 > 8 * max_body + 65536)
+            rc = TS_ERR_FULL;
         if (rc)
             goto again;
         break;

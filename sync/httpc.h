@@ -20,6 +20,7 @@ struct ts_httpc_opts {
     const char *key_file;
     int connect_timeout_ms; /* default 5000 */
     const char *user_agent; /* default "tillside/<version>" */
+    size_t max_body;        /* largest response body accepted; default 64 MiB */
 };
 
 struct ts_http_resp {
@@ -45,6 +46,9 @@ int ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_qu
 const char *ts_httpc_error(const struct ts_httpc *c);
 /* Drops the kept connection (next request reconnects). */
 void ts_httpc_disconnect(struct ts_httpc *c);
+/* How many connections this client has opened so far (keep-alive checks,
+ * metrics). */
+unsigned long ts_httpc_connects(const struct ts_httpc *c);
 void ts_http_resp_free(struct ts_http_resp *r);
 
 #endif

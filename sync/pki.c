@@ -1,1 +1,543 @@
-/* placeholder: filled by the component owner */
+/*
+ * A small certificate authority with mbedTLS's x509write: EC P-256 keys, a
+ * self-signed CA, server and terminal certificates. Enough for the demo, the
+ * tests and a store chain's own enrolment CA; not a general PKI toolkit.
+ */
+#include "pki.h"
+#include "tls_compat.h"
+#include "../common/ts.h"
+
+#include <mbedtls/entropy.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/platform_util.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PKI_DAY 86400
+
+struct pki_rng {
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+};
+
+static void seterr(char *err, size_t errsz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void seterr(char *err, size_t errsz, const char *fmt, ...)
+{
+    if (!err || errsz == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+}
+
+static void mberr(char *err, size_t errsz, const char *what, int ret)
+{
+    char mb[160];
+    ts_compat_strerror(ret, mb, sizeof mb);
+    seterr(err, errsz, "%s: %s", what, mb);
+}
+
+static int rng_init(struct pki_rng *r, char *err, size_t errsz)
+{
+    static const unsigned char pers[] = "tillside-pki";
+    mbedtls_entropy_init(&r->entropy);
+    mbedtls_ctr_drbg_init(&r->drbg);
+    if (ts_compat_crypto_init() != 0) {
+        seterr(err, errsz, "cannot initialise the crypto library");
+        return TS_ERR_TLS;
+    }
+    int ret = mbedtls_ctr_drbg_seed(&r->drbg, mbedtls_entropy_func, &r->entropy, pers,
+                                    sizeof pers - 1);
+    if (ret) {
+        mberr(err, errsz, "cannot seed the random generator", ret);
+        return TS_ERR_TLS;
+    }
+    return TS_OK;
+}
+
+static void rng_free(struct pki_rng *r)
+{
+    mbedtls_ctr_drbg_free(&r->drbg);
+    mbedtls_entropy_free(&r->entropy);
+}
+
+/* Subject parts go through mbedTLS's "CN=..,O=.." parser, whose escaping
+ * differs between versions; names with its special characters are refused
+ * instead of escaped. Store and terminal names never need them. */
+static int check_part(const char *what, const char *v, char *err, size_t errsz)
+{
+    if (strlen(v) > 64) {
+        seterr(err, errsz, "%s is longer than 64 characters", what);
+        return TS_ERR_INVAL;
+    }
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f || strchr(",+=\\\"<>;#", *p)) {
+            seterr(err, errsz, "%s may not contain '%c' or control characters", what,
+                   *p >= 0x20 ? *p : '?');
+            return TS_ERR_INVAL;
+        }
+    }
+    return TS_OK;
+}
+
+static int build_subject(const char *cn, const char *ou, const char *o, char *out, size_t outsz,
+                         char *err, size_t errsz)
+{
+    const char *keys[] = {"CN", "OU", "O"}, *vals[] = {cn, ou, o};
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < 3; i++) {
+        if (!vals[i] || !vals[i][0])
+            continue;
+        int rc = check_part(keys[i], vals[i], err, errsz);
+        if (rc)
+            return rc;
+        used += (size_t)snprintf(out + used, outsz - used, "%s%s=%s", used ? "," : "", keys[i],
+                                 vals[i]);
+    }
+    if (used == 0) {
+        seterr(err, errsz, "a certificate needs at least a CN");
+        return TS_ERR_INVAL;
+    }
+    return TS_OK;
+}
+
+/* The issuer of a certificate is the CA's subject, spelled the way
+ * mbedtls_x509write_crt_set_issuer_name parses it. */
+static int name_to_string(const mbedtls_x509_name *n, char *out, size_t outsz, char *err,
+                          size_t errsz)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (; n; n = n->next) {
+        if (!n->oid.p)
+            continue;
+        const char *sn = NULL;
+        char val[128];
+        if (mbedtls_oid_get_attr_short_name(&n->oid, &sn) != 0 || n->val.len >= sizeof val) {
+            seterr(err, errsz, "the CA's subject has an attribute this tool cannot copy");
+            return TS_ERR_INVAL;
+        }
+        memcpy(val, n->val.p, n->val.len);
+        val[n->val.len] = '\0';
+        if (check_part("CA subject", val, err, errsz))
+            return TS_ERR_INVAL;
+        int k = snprintf(out + used, outsz - used, "%s%s=%s", used ? "," : "", sn, val);
+        if (k < 0 || (size_t)k >= outsz - used) {
+            seterr(err, errsz, "the CA's subject is too long");
+            return TS_ERR_INVAL;
+        }
+        used += (size_t)k;
+    }
+    return TS_OK;
+}
+
+static void x509_time(int64_t t, char out[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    snprintf(out, 32, "%04d%02d%02d%02d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* DER length octets; returns how many were written. */
+static size_t der_len(unsigned char *p, size_t n)
+{
+    if (n < 0x80) {
+        p[0] = (unsigned char)n;
+        return 1;
+    }
+    if (n < 0x100) {
+        p[0] = 0x81;
+        p[1] = (unsigned char)n;
+        return 2;
+    }
+    p[0] = 0x82;
+    p[1] = (unsigned char)(n >> 8);
+    p[2] = (unsigned char)n;
+    return 3;
+}
+
+/*
+ * subjectAltName (RFC 5280 §4.2.1.6) from a comma-separated list: IP
+ * literals become iPAddress, everything else dNSName. Written by hand
+ * because mbedTLS 2.28 has no SAN writer. out must hold 1024 bytes.
+ */
+static int der_san(const char *list, unsigned char *out, size_t *outlen, char *err, size_t errsz)
+{
+    unsigned char body[1000];
+    size_t bl = 0;
+    const char *p = list;
+    while (*p) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        size_t n = strcspn(p, ", ");
+        if (n == 0)
+            break;
+        char name[256];
+        if (n >= sizeof name) {
+            seterr(err, errsz, "DNS name too long");
+            return TS_ERR_INVAL;
+        }
+        memcpy(name, p, n);
+        name[n] = '\0';
+        p += n;
+        unsigned char ip[16];
+        size_t iplen = 0;
+        if (inet_pton(AF_INET, name, ip) == 1)
+            iplen = 4;
+        else if (inet_pton(AF_INET6, name, ip) == 1)
+            iplen = 16;
+        const unsigned char *val = iplen ? ip : (const unsigned char *)name;
+        size_t vl = iplen ? iplen : n;
+        if (!iplen)
+            for (size_t i = 0; i < n; i++)
+                if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+                      (name[i] >= '0' && name[i] <= '9') || strchr(".-*_", name[i]))) {
+                    seterr(err, errsz, "invalid DNS name \"%s\"", name);
+                    return TS_ERR_INVAL;
+                }
+        if (bl + vl + 4 > sizeof body) {
+            seterr(err, errsz, "too many DNS names");
+            return TS_ERR_INVAL;
+        }
+        body[bl++] = iplen ? 0x87 : 0x82; /* [7] iPAddress, [2] dNSName */
+        bl += der_len(body + bl, vl);
+        memcpy(body + bl, val, vl);
+        bl += vl;
+    }
+    if (bl == 0) {
+        *outlen = 0;
+        return TS_OK;
+    }
+    out[0] = 0x30;
+    size_t h = 1 + der_len(out + 1, bl);
+    memcpy(out + h, body, bl);
+    *outlen = h + bl;
+    return TS_OK;
+}
+
+static int write_key(mbedtls_pk_context *key, const char *path, char *err, size_t errsz)
+{
+    unsigned char pem[2048];
+    int ret = mbedtls_pk_write_key_pem(key, pem, sizeof pem);
+    if (ret) {
+        mberr(err, errsz, "cannot encode the key", ret);
+        return TS_ERR_TLS;
+    }
+    int rc = ts_write_file_atomic(path, pem, strlen((char *)pem), 0600);
+    mbedtls_platform_zeroize(pem, sizeof pem);
+    if (rc)
+        seterr(err, errsz, "cannot write %s: %s", path, ts_strerror(rc));
+    return rc;
+}
+
+struct cert_spec {
+    const char *subject, *issuer;
+    mbedtls_pk_context *subject_key, *issuer_key;
+    int64_t not_before, not_after;
+    bool ca, server;
+    const unsigned char *san;
+    size_t san_len;
+    const char *out;
+};
+
+/* Signs and writes one certificate (PEM, 0644). */
+static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, size_t errsz)
+{
+    mbedtls_x509write_cert crt;
+    unsigned char serial[16], pem[4096];
+    char nb[32], na[32];
+    int ret, rc = TS_ERR_TLS;
+    mbedtls_x509write_crt_init(&crt);
+    mbedtls_x509write_crt_set_version(&crt, MBEDTLS_X509_CRT_VERSION_3);
+    mbedtls_x509write_crt_set_md_alg(&crt, MBEDTLS_MD_SHA256);
+    mbedtls_x509write_crt_set_subject_key(&crt, s->subject_key);
+    mbedtls_x509write_crt_set_issuer_key(&crt, s->issuer_key);
+    if ((rc = ts_random(serial, sizeof serial))) {
+        seterr(err, errsz, "no randomness for the serial number");
+        goto out;
+    }
+    rc = TS_ERR_TLS;
+    serial[0] = (unsigned char)((serial[0] & 0x7f) | 0x40); /* positive, full length */
+    x509_time(s->not_before, nb);
+    x509_time(s->not_after, na);
+    if ((ret = ts_compat_crt_set_serial(&crt, serial, sizeof serial)) ||
+        (ret = mbedtls_x509write_crt_set_subject_name(&crt, s->subject)) ||
+        (ret = mbedtls_x509write_crt_set_issuer_name(&crt, s->issuer)) ||
+        (ret = mbedtls_x509write_crt_set_validity(&crt, nb, na)) ||
+        (ret = mbedtls_x509write_crt_set_basic_constraints(&crt, s->ca, s->ca ? 0 : -1)) ||
+        (ret = mbedtls_x509write_crt_set_subject_key_identifier(&crt)) ||
+        (ret = mbedtls_x509write_crt_set_authority_key_identifier(&crt))) {
+        mberr(err, errsz, "cannot build the certificate", ret);
+        goto out;
+    }
+    if (s->ca) {
+        ret = mbedtls_x509write_crt_set_key_usage(&crt, MBEDTLS_X509_KU_KEY_CERT_SIGN |
+                                                            MBEDTLS_X509_KU_CRL_SIGN);
+    } else {
+        /* extendedKeyUsage: SEQUENCE { id-kp-serverAuth | id-kp-clientAuth } */
+        unsigned char eku[] = {0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01,
+                               0x05, 0x05, 0x07, 0x03, 0x01};
+        if (!s->server)
+            eku[sizeof eku - 1] = 0x02;
+        ret = mbedtls_x509write_crt_set_key_usage(&crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE);
+        if (ret == 0)
+            ret = mbedtls_x509write_crt_set_extension(
+                &crt, MBEDTLS_OID_EXTENDED_KEY_USAGE,
+                MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0, eku, sizeof eku);
+        if (ret == 0 && s->san_len)
+            ret = mbedtls_x509write_crt_set_extension(
+                &crt, MBEDTLS_OID_SUBJECT_ALT_NAME, MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME),
+                0, s->san, s->san_len);
+    }
+    if (ret) {
+        mberr(err, errsz, "cannot set certificate extensions", ret);
+        goto out;
+    }
+    if ((ret = mbedtls_x509write_crt_pem(&crt, pem, sizeof pem, mbedtls_ctr_drbg_random,
+                                         &r->drbg))) {
+        mberr(err, errsz, "cannot sign the certificate", ret);
+        goto out;
+    }
+    if ((rc = ts_write_file_atomic(s->out, pem, strlen((char *)pem), 0644)))
+        seterr(err, errsz, "cannot write %s: %s", s->out, ts_strerror(rc));
+out:
+    mbedtls_x509write_crt_free(&crt);
+    return rc;
+}
+
+int ts_pki_ca_init(const char *dir, const char *cn, int days, char *err, size_t errsz)
+{
+    char cert_path[4096], key_path[4096], subject[256];
+    struct pki_rng r;
+    mbedtls_pk_context key;
+    int rc, ret;
+    mbedtls_pk_init(&key);
+    if ((rc = rng_init(&r, err, errsz)))
+        goto out;
+    if (!dir || !dir[0]) {
+        seterr(err, errsz, "no CA directory given");
+        rc = TS_ERR_INVAL;
+        goto out;
+    }
+    if ((rc = build_subject(cn && cn[0] ? cn : "tillside CA", NULL, NULL, subject,
+                            sizeof subject, err, errsz)))
+        goto out;
+    snprintf(cert_path, sizeof cert_path, "%s/ca.pem", dir);
+    snprintf(key_path, sizeof key_path, "%s/ca.key", dir);
+    if (access(key_path, F_OK) == 0) {
+        /* a CA key is what every issued certificate hangs on: never clobber one */
+        seterr(err, errsz, "%s already exists; remove it to create a new CA", key_path);
+        rc = TS_ERR_INVAL;
+        goto out;
+    }
+    if ((rc = ts_mkdir_p(dir, 0700))) {
+        seterr(err, errsz, "cannot create %s: %s", dir, ts_strerror(rc));
+        goto out;
+    }
+    if ((ret = ts_compat_ec_p256_genkey(&key, mbedtls_ctr_drbg_random, &r.drbg))) {
+        mberr(err, errsz, "cannot generate the CA key", ret);
+        rc = TS_ERR_TLS;
+        goto out;
+    }
+    int64_t now = (int64_t)time(NULL);
+    struct cert_spec s = {.subject = subject,
+                          .issuer = subject,
+                          .subject_key = &key,
+                          .issuer_key = &key,
+                          .not_before = now - 3600,
+                          .not_after = now + (int64_t)(days > 0 ? days : 3650) * PKI_DAY,
+                          .ca = true,
+                          .out = cert_path};
+    if ((rc = write_key(&key, key_path, err, errsz)) || (rc = write_cert(&s, &r, err, errsz)))
+        goto out;
+out:
+    mbedtls_pk_free(&key);
+    rng_free(&r);
+    return rc;
+}
+
+int ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz)
+{
+    char subject[256], issuer[512];
+    unsigned char san[1024];
+    size_t san_len = 0;
+    struct pki_rng r;
+    mbedtls_x509_crt ca;
+    mbedtls_pk_context ca_key, key;
+    int rc, ret;
+    mbedtls_x509_crt_init(&ca);
+    mbedtls_pk_init(&ca_key);
+    mbedtls_pk_init(&key);
+    if ((rc = rng_init(&r, err, errsz)))
+        goto out;
+    if (!p || !p->ca_cert_file || !p->ca_key_file || !p->out_cert_file || !p->out_key_file ||
+        !p->cn || !p->cn[0] || p->not_after <= p->not_before) {
+        seterr(err, errsz, "issue needs a CA, a CN, output files and a validity period");
+        rc = TS_ERR_INVAL;
+        goto out;
+    }
+    if ((rc = build_subject(p->cn, p->ou, p->o, subject, sizeof subject, err, errsz)))
+        goto out;
+    /* Server certificates always name their host in the SAN: modern clients
+     * no longer fall back to the CN. */
+    const char *dns = p->dns && p->dns[0] ? p->dns : (p->server ? p->cn : NULL);
+    if (dns && (rc = der_san(dns, san, &san_len, err, errsz)))
+        goto out;
+    if ((ret = mbedtls_x509_crt_parse_file(&ca, p->ca_cert_file))) {
+        mberr(err, errsz, "cannot load the CA certificate", ret);
+        rc = TS_ERR_CONFIG;
+        goto out;
+    }
+    if ((ret = ts_compat_pk_parse_keyfile(&ca_key, p->ca_key_file, mbedtls_ctr_drbg_random,
+                                          &r.drbg))) {
+        mberr(err, errsz, "cannot load the CA key", ret);
+        rc = TS_ERR_CONFIG;
+        goto out;
+    }
+    if (ts_compat_pk_check_pair(&ca.pk, &ca_key, mbedtls_ctr_drbg_random, &r.drbg) != 0) {
+        seterr(err, errsz, "%s does not belong to %s", p->ca_key_file, p->ca_cert_file);
+        rc = TS_ERR_CONFIG;
+        goto out;
+    }
+    if ((rc = name_to_string(&ca.subject, issuer, sizeof issuer, err, errsz)))
+        goto out;
+    if ((ret = ts_compat_ec_p256_genkey(&key, mbedtls_ctr_drbg_random, &r.drbg))) {
+        mberr(err, errsz, "cannot generate a key", ret);
+        rc = TS_ERR_TLS;
+        goto out;
+    }
+    struct cert_spec s = {.subject = subject,
+                          .issuer = issuer,
+                          .subject_key = &key,
+                          .issuer_key = &ca_key,
+                          .not_before = p->not_before,
+                          .not_after = p->not_after,
+                          .server = p->server,
+                          .san = san,
+                          .san_len = san_len,
+                          .out = p->out_cert_file};
+    if ((rc = write_key(&key, p->out_key_file, err, errsz)) ||
+        (rc = write_cert(&s, &r, err, errsz)))
+        goto out;
+out:
+    mbedtls_pk_free(&key);
+    mbedtls_pk_free(&ca_key);
+    mbedtls_x509_crt_free(&ca);
+    rng_free(&r);
+    return rc;
+}
+
+/* ---- command line ------------------------------------------------------- */
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: tillside-hub pki init --dir DIR [--cn NAME] [--days N]\n"
+            "       tillside-hub pki issue --dir DIR --cn CN [--ou STORE] [--o TENANT]\n"
+            "                    [--dns a,b] [--server] [--days N] [--expired] --out PREFIX\n"
+            "init creates DIR/ca.pem and DIR/ca.key; issue writes PREFIX.pem and PREFIX.key\n"
+            "signed by that CA (clientAuth, or serverAuth with --server). --expired makes a\n"
+            "certificate that expired yesterday, for tests.\n");
+    return 2;
+}
+
+int ts_pki_main(int argc, char **argv)
+{
+    const char *dir = NULL, *cn = NULL, *ou = NULL, *o = NULL, *dns = NULL, *out = NULL;
+    bool server = false, expired = false;
+    long days = 0;
+    if (argc < 2)
+        return usage();
+    const char *cmd = argv[1];
+    bool init = strcmp(cmd, "init") == 0, issue = strcmp(cmd, "issue") == 0;
+    if (!init && !issue)
+        return usage();
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = NULL;
+        if (strcmp(a, "--server") == 0 && issue) {
+            server = true;
+            continue;
+        }
+        if (strcmp(a, "--expired") == 0 && issue) {
+            expired = true;
+            continue;
+        }
+        if (i + 1 >= argc)
+            return usage();
+        const char *v = argv[++i];
+        if (strcmp(a, "--dir") == 0)
+            slot = &dir;
+        else if (strcmp(a, "--cn") == 0)
+            slot = &cn;
+        else if (strcmp(a, "--ou") == 0 && issue)
+            slot = &ou;
+        else if (strcmp(a, "--o") == 0 && issue)
+            slot = &o;
+        else if (strcmp(a, "--dns") == 0 && issue)
+            slot = &dns;
+        else if (strcmp(a, "--out") == 0 && issue)
+            slot = &out;
+        else if (strcmp(a, "--days") == 0) {
+            char *end;
+            days = strtol(v, &end, 10);
+            if (*end || days < 1 || days > 36500)
+                return usage();
+            continue;
+        } else
+            return usage();
+        *slot = v;
+    }
+    if (!dir || (issue && (!cn || !out)))
+        return usage();
+
+    char err[512] = "";
+    int rc;
+    if (init) {
+        rc = ts_pki_ca_init(dir, cn, (int)days, err, sizeof err);
+        if (rc == TS_OK)
+            printf("CA written to %s/ca.pem and %s/ca.key\n", dir, dir);
+    } else {
+        char ca_cert[4096], ca_key[4096], cert[4096], key[4096];
+        snprintf(ca_cert, sizeof ca_cert, "%s/ca.pem", dir);
+        snprintf(ca_key, sizeof ca_key, "%s/ca.key", dir);
+        snprintf(cert, sizeof cert, "%s.pem", out);
+        snprintf(key, sizeof key, "%s.key", out);
+        int64_t now = (int64_t)time(NULL);
+        struct ts_pki_issue p = {
+            .ca_cert_file = ca_cert,
+            .ca_key_file = ca_key,
+            .cn = cn,
+            .ou = ou,
+            .o = o,
+            .dns = dns,
+            .server = server,
+            .not_before = expired ? now - 30 * PKI_DAY : now - 3600,
+            .not_after = expired ? now - PKI_DAY : now + (days ? days : 365) * PKI_DAY,
+            .out_cert_file = cert,
+            .out_key_file = key,
+        };
+        rc = ts_pki_issue(&p, err, sizeof err);
+        if (rc == TS_OK)
+            printf("certificate written to %s and %s\n", cert, key);
+    }
+    if (rc != TS_OK) {
+        fprintf(stderr, "pki %s: %s\n", cmd, err[0] ? err : ts_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,156 @@
+/*
+ * The one place that knows mbedTLS 2.28 (Debian 12) from 3.6 LTS. tls.c and
+ * pki.c call these wrappers and never test MBEDTLS_VERSION_* themselves.
+ * Private to sync/: not for other components.
+ */
+#ifndef TS_TLS_COMPAT_H
+#define TS_TLS_COMPAT_H
+
+#include <mbedtls/version.h>
+
+#if MBEDTLS_VERSION_MAJOR >= 3
+#include <mbedtls/build_info.h>
+#else
+#include <mbedtls/config.h>
+#endif
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecp.h>
+#include <mbedtls/error.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+#if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_PSA_CRYPTO_C)
+#include <psa/crypto.h>
+#endif
+
+#include <stdio.h>
+
+/* 3.x hides struct fields behind MBEDTLS_PRIVATE(); 2.28 has no such macro. */
+#ifndef MBEDTLS_PRIVATE
+#define MBEDTLS_PRIVATE(member) member
+#endif
+
+typedef int (*ts_rng_fn)(void *, unsigned char *, size_t);
+
+/* 3.x runs its crypto through PSA, which must be initialised before any
+ * handshake or key operation (TLS 1.3 needs it even without
+ * MBEDTLS_USE_PSA_CRYPTO). Idempotent. */
+static inline int ts_compat_crypto_init(void)
+{
+#if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_PSA_CRYPTO_C)
+    return psa_crypto_init() == PSA_SUCCESS ? 0 : -1;
+#else
+    return 0;
+#endif
+}
+
+/* TLS 1.2 is the floor: Debian's 2.28 still compiles in 1.0 and 1.1. The
+ * ceiling is left at the library's best (1.3 on 3.6 builds that have it). */
+static inline void ts_compat_min_tls12(mbedtls_ssl_config *conf)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000
+    mbedtls_ssl_conf_min_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#else
+    mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
+}
+
+/* 3.x wants an RNG for key blinding when it parses/checks private keys. */
+static inline int ts_compat_pk_parse_keyfile(mbedtls_pk_context *pk, const char *path,
+                                             ts_rng_fn f_rng, void *p_rng)
+{
+#if MBEDTLS_VERSION_MAJOR >= 3
+    return mbedtls_pk_parse_keyfile(pk, path, NULL, f_rng, p_rng);
+#else
+    (void)f_rng;
+    (void)p_rng;
+    return mbedtls_pk_parse_keyfile(pk, path, NULL);
+#endif
+}
+
+static inline int ts_compat_pk_check_pair(const mbedtls_pk_context *pub,
+                                          const mbedtls_pk_context *prv, ts_rng_fn f_rng,
+                                          void *p_rng)
+{
+#if MBEDTLS_VERSION_MAJOR >= 3
+    return mbedtls_pk_check_pair(pub, prv, f_rng, p_rng);
+#else
+    (void)f_rng;
+    (void)p_rng;
+    return mbedtls_pk_check_pair(pub, prv);
+#endif
+}
+
+/* Serial numbers: an MPI in 2.28, raw big-endian bytes from 3.4 on (the MPI
+ * setter is deprecated there and gone with MBEDTLS_DEPRECATED_REMOVED). */
+static inline int ts_compat_crt_set_serial(mbedtls_x509write_cert *crt, unsigned char *serial,
+                                           size_t len)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03040000
+    return mbedtls_x509write_crt_set_serial_raw(crt, serial, len);
+#else
+    mbedtls_mpi mpi;
+    mbedtls_mpi_init(&mpi);
+    int ret = mbedtls_mpi_read_binary(&mpi, serial, len);
+    if (ret == 0)
+        ret = mbedtls_x509write_crt_set_serial(crt, &mpi);
+    mbedtls_mpi_free(&mpi);
+    return ret;
+#endif
+}
+
+/* A fresh EC P-256 key in pk. With 3.6's PSA-held EC keys
+ * (MBEDTLS_PK_USE_PSA_EC_DATA) the ecp_keypair is not reachable, so the key
+ * is made by PSA and copied in. */
+static inline int ts_compat_ec_p256_genkey(mbedtls_pk_context *pk, ts_rng_fn f_rng, void *p_rng)
+{
+#if defined(MBEDTLS_PK_USE_PSA_EC_DATA)
+    (void)f_rng;
+    (void)p_rng;
+    psa_key_attributes_t attr = PSA_KEY_ATTRIBUTES_INIT;
+    mbedtls_svc_key_id_t id = MBEDTLS_SVC_KEY_ID_INIT;
+    psa_set_key_type(&attr, PSA_KEY_TYPE_ECC_KEY_PAIR(PSA_ECC_FAMILY_SECP_R1));
+    psa_set_key_bits(&attr, 256);
+    psa_set_key_usage_flags(&attr, PSA_KEY_USAGE_EXPORT | PSA_KEY_USAGE_SIGN_HASH);
+    psa_set_key_algorithm(&attr, PSA_ALG_ECDSA(PSA_ALG_ANY_HASH));
+    if (psa_generate_key(&attr, &id) != PSA_SUCCESS)
+        return MBEDTLS_ERR_PK_BAD_INPUT_DATA;
+    int ret = mbedtls_pk_copy_from_psa(id, pk);
+    psa_destroy_key(id);
+    return ret;
+#else
+    int ret = mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
+    if (ret == 0)
+        ret = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(*pk), f_rng, p_rng);
+    return ret;
+#endif
+}
+
+/* Read results that only mean "call again": a TLS 1.3 ticket or early-data
+ * notice arriving after the handshake. */
+static inline int ts_compat_read_retry(int ret)
+{
+#if defined(MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
+    if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
+        return 1;
+#endif
+#if defined(MBEDTLS_ERR_SSL_RECEIVED_EARLY_DATA)
+    if (ret == MBEDTLS_ERR_SSL_RECEIVED_EARLY_DATA)
+        return 1;
+#endif
+    (void)ret;
+    return 0;
+}
+
+/* mbedtls_strerror exists only with MBEDTLS_ERROR_C. */
+static inline void ts_compat_strerror(int ret, char *buf, size_t n)
+{
+#if defined(MBEDTLS_ERROR_C)
+    mbedtls_strerror(ret, buf, n);
+#else
+    snprintf(buf, n, "mbedTLS error -0x%04x", (unsigned)-ret);
+#endif
+}
+
+#endif

@@ -194,6 +194,8 @@ static json_t *envelope(struct gen *g, const char *type, const char *user, const
                         size_t cust, unsigned *msg, int64_t at)
 {
     char id[80], ts[40];
+    if (at > g->now - 1000)
+        at = g->now - 1000; /* nothing happens in the future */
     snprintf(id, sizeof id, "gen-%llu-%zu-%u", g->seed, cust, (*msg)++);
     ts_iso8601(at, ts, sizeof ts);
     json_t *e = json_pack("{s:s, s:s, s:s}", "type", type, "messageId", id, "timestamp", ts);
@@ -255,7 +257,9 @@ static int customer(struct gen *g, size_t i, struct person *p)
     unsigned favs[4], nfav = 2 + pick(g, 3);
     for (unsigned k = 0; k < nfav; k++)
         favs[k] = pick(g, NPRODUCTS);
-    int64_t t = g->now - 14 * DAY_MS + (int64_t)pick(g, (unsigned)(3 * DAY_MS));
+    /* Stories start 6 to 9 days ago, so most views fall in the 7-day window
+     * the card counts and some have already decayed. */
+    int64_t t = g->now - 9 * DAY_MS + (int64_t)pick(g, (unsigned)(3 * DAY_MS));
     int rc = 0;
     bool browsed_anon = chance(g, 30);
     if (browsed_anon)

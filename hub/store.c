@@ -148,11 +148,28 @@ static const char *const stmt_sql[ST_COUNT] = {
                              " AND op = 'upsert' AND store_id IS NOT ?3",
 };
 
+static int db_err(sqlite3 *db, const char *what)
+{
+    int code = sqlite3_errcode(db);
+    TS_ERROR("hub", "store: %s: %s", what, sqlite3_errmsg(db));
+    return code == SQLITE_FULL ? TS_ERR_FULL : TS_ERR_DB;
+}
+
 int ts_hub_db_err(struct ts_hub_store *s, const char *what)
 {
-    int code = sqlite3_errcode(s->db);
-    TS_ERROR("hub", "store: %s: %s", what, sqlite3_errmsg(s->db));
-    return code == SQLITE_FULL ? TS_ERR_FULL : TS_ERR_DB;
+    return db_err(s->db, what);
+}
+
+/* The read side: its own connection when there is one. */
+static sqlite3 *rd_lock(struct ts_hub_store *s)
+{
+    pthread_mutex_lock(s->rdb ? &s->rmu : &s->mu);
+    return s->rdb ? s->rdb : s->db;
+}
+
+static void rd_unlock(struct ts_hub_store *s)
+{
+    pthread_mutex_unlock(s->rdb ? &s->rmu : &s->mu);
 }
 
 sqlite3_stmt *ts_hub_st(struct ts_hub_store *s, enum stmt_id id)
@@ -196,7 +213,9 @@ void ts_hub_store_close(struct ts_hub_store *s)
         return;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->rdb);
     sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->rmu);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -211,6 +230,7 @@ int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int fla
         return rc;
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->rmu, NULL);
     s->key = *key;
     bool ro = flags & TS_HUB_STORE_RDONLY;
     int oflags = (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
@@ -234,6 +254,15 @@ int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int fla
         snprintf(err, errsz, "%s: not a tillside-hub database: %s", path, sqlite3_errmsg(s->db));
         rc = TS_ERR_DB;
         goto out;
+    }
+    if (!ro && path[0] && strcmp(path, ":memory:") != 0) {
+        if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK) {
+            snprintf(err, errsz, "%s: %s", path, s->rdb ? sqlite3_errmsg(s->rdb) : "out of memory");
+            rc = TS_ERR_DB;
+            goto out;
+        }
+        sqlite3_busy_timeout(s->rdb, 5000);
     }
     rc = TS_OK;
 out:
@@ -264,11 +293,11 @@ int ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b, in
     return rc;
 }
 
-static int64_t meta_get(struct ts_hub_store *s, const char *k)
+static int64_t meta_get(sqlite3 *db, const char *k)
 {
     sqlite3_stmt *st = NULL;
     int64_t v = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT v FROM meta WHERE k = ?1", -1, &st, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = ?1", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int64(st, 0);
@@ -298,17 +327,17 @@ int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t sin
     page->nitems = 0;
     page->more = false;
     page->last_seq = since;
-    pthread_mutex_lock(&s->mu);
-    if (since > (uint64_t)meta_get(s, "seq")) {
+    sqlite3 *db = rd_lock(s);
+    if (since > (uint64_t)meta_get(db, "seq")) {
         rc = TS_ERR_GONE; /* a cursor from before this database was replaced */
         goto out;
     }
-    if (sqlite3_prepare_v2(s->db,
+    if (sqlite3_prepare_v2(db,
                            "SELECT f.seq, f.op, f.cid, c.card, c.keys FROM feed f"
                            " LEFT JOIN customers c ON c.id = f.customer AND f.op = 'upsert'"
                            " WHERE f.store_id = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3",
                            -1, &st, NULL) != SQLITE_OK) {
-        rc = ts_hub_db_err(s, "feed");
+        rc = db_err(db, "feed");
         goto out;
     }
     sqlite3_bind_text(st, 1, store_id, -1, SQLITE_STATIC);
@@ -330,10 +359,10 @@ int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t sin
         page->nitems++;
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE)
-        rc = ts_hub_db_err(s, "feed");
+        rc = db_err(db, "feed");
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    rd_unlock(s);
     return rc;
 }
 
@@ -341,12 +370,12 @@ int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out
 {
     int rc = TS_ERR_NOTFOUND;
     sqlite3_stmt *st = NULL;
-    pthread_mutex_lock(&s->mu);
-    if (sqlite3_prepare_v2(s->db,
+    sqlite3 *db = rd_lock(s);
+    if (sqlite3_prepare_v2(db,
                            "SELECT c.cid, c.card, c.keys FROM identifiers i"
                            " JOIN customers c ON c.id = i.customer WHERE i.key = ?1",
                            -1, &st, NULL) != SQLITE_OK) {
-        rc = ts_hub_db_err(s, "lookup");
+        rc = db_err(db, "lookup");
         goto out;
     }
     sqlite3_bind_text(st, 1, key_hex, -1, SQLITE_STATIC);
@@ -357,11 +386,11 @@ int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out
                            (const char *)sqlite3_column_text(st, 2),
                            (const char *)sqlite3_column_text(st, 1));
     } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = ts_hub_db_err(s, "lookup");
+        rc = db_err(db, "lookup");
     }
 out:
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    rd_unlock(s);
     return rc;
 }
 
@@ -371,24 +400,24 @@ int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
     sqlite3_stmt *st = NULL;
     json_t *o = json_object(), *stores = json_object();
     char *text = NULL;
-    pthread_mutex_lock(&s->mu);
+    sqlite3 *db = rd_lock(s);
     if (!o || !stores)
         goto out;
-    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM customers", -1, &st, NULL) != SQLITE_OK ||
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM customers", -1, &st, NULL) != SQLITE_OK ||
         sqlite3_step(st) != SQLITE_ROW) {
-        rc = ts_hub_db_err(s, "stats");
+        rc = db_err(db, "stats");
         goto out;
     }
     json_object_set_new(o, "customers", json_integer(sqlite3_column_int64(st, 0)));
-    json_object_set_new(o, "events", json_integer(meta_get(s, "events")));
-    json_object_set_new(o, "seq", json_integer(meta_get(s, "seq")));
+    json_object_set_new(o, "events", json_integer(meta_get(db, "events")));
+    json_object_set_new(o, "seq", json_integer(meta_get(db, "seq")));
     sqlite3_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(s->db,
+    if (sqlite3_prepare_v2(db,
                            "SELECT store_id, count(*) FROM feed WHERE op = 'upsert'"
                            " GROUP BY store_id ORDER BY store_id",
                            -1, &st, NULL) != SQLITE_OK) {
-        rc = ts_hub_db_err(s, "stats");
+        rc = db_err(db, "stats");
         goto out;
     }
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -404,6 +433,6 @@ out:
     sqlite3_finalize(st);
     json_decref(stores);
     json_decref(o);
-    pthread_mutex_unlock(&s->mu);
+    rd_unlock(s);
     return rc;
 }

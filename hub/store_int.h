@@ -59,8 +59,14 @@ enum stmt_id {
 };
 
 struct ts_hub_store {
-    sqlite3 *db;
-    pthread_mutex_t mu; /* one connection, one user at a time */
+    sqlite3 *db;        /* the writer: batches */
+    pthread_mutex_t mu; /* one user of db at a time */
+    /* A second, read-only connection for feed pages, lookups and stats, so
+     * a terminal's live lookup (300 ms budget) never waits behind a large
+     * batch: WAL gives it the last committed snapshot. NULL for in-memory
+     * databases, where readers share db and mu. */
+    sqlite3 *rdb;
+    pthread_mutex_t rmu;
     struct ts_tenant_key key;
     sqlite3_stmt *st[ST_COUNT];
 };

@@ -523,6 +523,45 @@ static void test_interests_capped_at_eight(void **state)
     json_decref(a);
 }
 
+/* On a file the read side has its own connection: it must see each
+ * committed batch at once, and a read-only open (stats) must work beside it. */
+static void test_file_store_readers(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_hub_store.XXXXXX", path[64], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/hub.db", dir);
+    struct fx f = {0};
+    assert_int_equal(ts_tenant_key_parse(KEY_HEX, 1, &f.key), TS_OK);
+    assert_int_equal(ts_hub_store_open(path, &f.key, 0, &f.s, err, sizeof err), TS_OK);
+    bool more;
+    uint64_t last;
+    for (int i = 0; i < 3; i++) {
+        char user[16], loy[16];
+        snprintf(user, sizeof user, "f%d", i);
+        snprintf(loy, sizeof loy, "21000000%05d", i);
+        add_customer(&f, user, loy, "S001", true, 2);
+        json_t *items = page(&f, "S001", 0, 100, &more, &last);
+        assert_int_equal(json_array_size(items), i + 1);
+        json_decref(items);
+        json_t *a = lookup(&f, TS_IDENT_LOYALTY, loy);
+        assert_non_null(a);
+        json_decref(a);
+    }
+    struct ts_hub_store *ro = NULL;
+    assert_int_equal(ts_hub_store_open(path, &f.key, TS_HUB_STORE_RDONLY, &ro, err, sizeof err),
+                     TS_OK);
+    ts_buf st = {0};
+    assert_int_equal(ts_hub_store_stats(ro, &st), TS_OK);
+    assert_non_null(strstr(st.data, "\"customers\":3"));
+    ts_buf_free(&st);
+    ts_hub_store_close(ro);
+    ts_hub_store_close(f.s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -537,6 +576,7 @@ int main(void)
         T(test_anonymous_browsing_merges_on_identify),
         T(test_decay_and_recent_count),
         T(test_interests_capped_at_eight),
+        cmocka_unit_test(test_file_store_readers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -483,8 +483,7 @@ int ts_http_parse(struct ts_http_msg *m, bool is_request, const char *buf, size_
             m->ps.head_len = 0;
             return TS_ERR_FULL;
         }
-        if ((rc = parse_head(m, is_request, buf + m->ps.head_start, m->ps.head_len,
-                             max_body))) {
+        if ((rc = parse_head(m, is_request, buf + m->ps.head_start, m->ps.head_len, max_body))) {
             if (m->ps.body_mode != BODY_TOO_LARGE)
                 m->ps.head_len = 0;
             return rc;

@@ -283,20 +283,20 @@ static int read_response(struct ts_httpc *c, const char *method, int64_t deadlin
             }
             rc = ts_http_parse_eof(&m, in.data, in.len, c->max_body, &used);
             if (rc == TS_ERR_CLOSED)
-                seterr(c->err, sizeof c->err, "%s:%d closed the connection mid-response",
-                       c->host, c->port);
+                seterr(c->err, sizeof c->err, "%s:%d closed the connection mid-response", c->host,
+                       c->port);
             break;
         }
         if (n == TS_ERR_TIMEOUT) {
             rc = TS_ERR_TIMEOUT;
-            seterr(c->err, sizeof c->err, "timed out after %d ms (waiting for %s:%d)",
-                   timeout_ms, c->host, c->port);
+            seterr(c->err, sizeof c->err, "timed out after %d ms (waiting for %s:%d)", timeout_ms,
+                   c->host, c->port);
             goto out;
         }
         if (n < 0) {
             rc = (int)n;
-            seterr(c->err, sizeof c->err, "reading the response from %s:%d failed: %s",
-                   c->host, c->port, ts_strerror(rc));
+            seterr(c->err, sizeof c->err, "reading the response from %s:%d failed: %s", c->host,
+                   c->port, ts_strerror(rc));
             goto out;
         }
         *got_bytes = true;
@@ -329,7 +329,8 @@ static bool valid_token(const char *s)
     if (!s || !*s)
         return false;
     for (; *s; s++)
-        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", *s))
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f ||
+            strchr("()<>@,;:\\\"/[]?={}", *s))
             return false;
     return true;
 }

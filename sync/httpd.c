@@ -62,38 +62,44 @@ static void seterr(char *err, size_t errsz, const char *fmt, ...)
 
 static const char *reason(int status)
 {
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 507: return "Insufficient Storage";
-    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
-    }
+    static const struct {
+        int status;
+        const char *text;
+    } known[] = {
+        {100, "Continue"},
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {204, "No Content"},
+        {301, "Moved Permanently"},
+        {302, "Found"},
+        {304, "Not Modified"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {408, "Request Timeout"},
+        {409, "Conflict"},
+        {410, "Gone"},
+        {413, "Content Too Large"},
+        {414, "URI Too Long"},
+        {415, "Unsupported Media Type"},
+        {421, "Misdirected Request"},
+        {422, "Unprocessable Content"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {502, "Bad Gateway"},
+        {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
+        {507, "Insufficient Storage"},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (known[i].status == status)
+            return known[i].text;
+    return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
 }
 
 void ts_httpd_error(struct ts_httpd_resp *resp, int status, const char *msg)
@@ -282,8 +288,7 @@ static void serve(struct ts_httpd *s, struct conn *c, struct ts_tls_conn *tc)
         if (rc == TS_ERR_FULL) {
             char msg[96];
             if (m.ps.head_len) { /* the head was whole: it is the body that is too big */
-                snprintf(msg, sizeof msg, "request body too large (limit %zu bytes)",
-                         s->max_body);
+                snprintf(msg, sizeof msg, "request body too large (limit %zu bytes)", s->max_body);
                 send_error(s, tc, 413, msg);
             } else {
                 send_error(s, tc, 431, "request header too large");
@@ -378,8 +383,7 @@ static void *accept_main(void *arg)
         }
         if (s->nconns >= s->max_conns) {
             pthread_mutex_unlock(&s->mu);
-            TS_WARN("httpd", "connection limit (%d) reached, refusing a connection",
-                    s->max_conns);
+            TS_WARN("httpd", "connection limit (%d) reached, refusing a connection", s->max_conns);
             if (!s->tls) {
                 static const char busy[] =
                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -452,7 +456,8 @@ static int listen_on(const char *listen_addr, int *fd_out, int *port_out, char *
                listen_addr ? listen_addr : "");
         return TS_ERR_CONFIG;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int g = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);

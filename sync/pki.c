@@ -57,8 +57,8 @@ static int rng_init(struct pki_rng *r, char *err, size_t errsz)
         seterr(err, errsz, "cannot initialise the crypto library");
         return TS_ERR_TLS;
     }
-    int ret = mbedtls_ctr_drbg_seed(&r->drbg, mbedtls_entropy_func, &r->entropy, pers,
-                                    sizeof pers - 1);
+    int ret =
+        mbedtls_ctr_drbg_seed(&r->drbg, mbedtls_entropy_func, &r->entropy, pers, sizeof pers - 1);
     if (ret) {
         mberr(err, errsz, "cannot seed the random generator", ret);
         return TS_ERR_TLS;
@@ -289,8 +289,8 @@ static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, s
                                                             MBEDTLS_X509_KU_CRL_SIGN);
     } else {
         /* extendedKeyUsage: SEQUENCE { id-kp-serverAuth | id-kp-clientAuth } */
-        unsigned char eku[] = {0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01,
-                               0x05, 0x05, 0x07, 0x03, 0x01};
+        unsigned char eku[] = {0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06,
+                               0x01, 0x05, 0x05, 0x07, 0x03, 0x01};
         if (!s->server)
             eku[sizeof eku - 1] = 0x02;
         ret = mbedtls_x509write_crt_set_key_usage(&crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE);
@@ -307,8 +307,8 @@ static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, s
         mberr(err, errsz, "cannot set certificate extensions", ret);
         goto out;
     }
-    if ((ret = mbedtls_x509write_crt_pem(&crt, pem, sizeof pem, mbedtls_ctr_drbg_random,
-                                         &r->drbg))) {
+    if ((ret =
+             mbedtls_x509write_crt_pem(&crt, pem, sizeof pem, mbedtls_ctr_drbg_random, &r->drbg))) {
         mberr(err, errsz, "cannot sign the certificate", ret);
         goto out;
     }
@@ -333,8 +333,8 @@ int ts_pki_ca_init(const char *dir, const char *cn, int days, char *err, size_t 
         rc = TS_ERR_INVAL;
         goto out;
     }
-    if ((rc = build_subject(cn && cn[0] ? cn : "tillside CA", NULL, NULL, subject,
-                            sizeof subject, err, errsz)))
+    if ((rc = build_subject(cn && cn[0] ? cn : "tillside CA", NULL, NULL, subject, sizeof subject,
+                            err, errsz)))
         goto out;
     snprintf(cert_path, sizeof cert_path, "%s/ca.pem", dir);
     snprintf(key_path, sizeof key_path, "%s/ca.key", dir);

@@ -175,10 +175,9 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
             goto out;
         }
     }
-    if ((ret = mbedtls_ssl_config_defaults(&c->conf,
-                                           o->server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-                                           MBEDTLS_SSL_TRANSPORT_STREAM,
-                                           MBEDTLS_SSL_PRESET_DEFAULT))) {
+    if ((ret = mbedtls_ssl_config_defaults(
+             &c->conf, o->server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+             MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT))) {
         ts_compat_strerror(ret, mb, sizeof mb);
         seterr(err, errsz, "TLS configuration failed: %s", mb);
         rc = TS_ERR_TLS;
@@ -367,8 +366,7 @@ static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64
         if (ret == 0)
             break;
         if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
-            int rc = wait_fd(c->fd, ret == MBEDTLS_ERR_SSL_WANT_READ ? POLLIN : POLLOUT,
-                             deadline);
+            int rc = wait_fd(c->fd, ret == MBEDTLS_ERR_SSL_WANT_READ ? POLLIN : POLLOUT, deadline);
             if (rc == TS_ERR_TIMEOUT) {
                 seterr(err, errsz, "TLS handshake timed out");
                 return TS_ERR_TIMEOUT;
@@ -435,8 +433,8 @@ static int tcp_connect(const char *host, int port, int timeout_ms, int64_t deadl
 {
     char portstr[16];
     snprintf(portstr, sizeof portstr, "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int g = getaddrinfo(host, portstr, &hints, &res);
     if (g != 0) {
@@ -449,8 +447,8 @@ static int tcp_connect(const char *host, int port, int timeout_ms, int64_t deadl
     for (struct addrinfo *a = res; a; a = a->ai_next)
         naddr++;
     for (struct addrinfo *a = res; a; a = a->ai_next, naddr--) {
-        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        a->ai_protocol);
+        int fd =
+            socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
         if (fd < 0) {
             last_errno = errno;
             continue;

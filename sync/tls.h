@@ -45,16 +45,22 @@ struct ts_peer_id {
 int ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, int timeout_ms,
                    struct ts_tls_conn **out, char *err, size_t errsz);
 
-/* Server: wraps an accepted socket and runs the handshake (ctx NULL = plain). */
+/* Server: wraps an accepted socket and runs the handshake (ctx NULL = plain).
+ * On success the connection owns fd (ts_tls_close closes it); on failure fd
+ * stays the caller's to close, and err says why ("no certificate presented",
+ * "certificate not trusted by the configured CA", ...).
+ * A ctx may be shared by any number of threads and connections at once. */
 int ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct ts_tls_conn **out,
                   char *err, size_t errsz);
 
 /* Reads up to n bytes; returns bytes read (>0), TS_ERR_CLOSED at EOF,
- * TS_ERR_TIMEOUT after timeout_ms without data, or another error. */
+ * TS_ERR_TIMEOUT after timeout_ms without data, or another error.
+ * timeout_ms < 0 waits without limit (connect/accept: 0 means 15 s). */
 long ts_tls_read(struct ts_tls_conn *c, void *buf, size_t n, int timeout_ms);
 /* Writes all n bytes or fails. */
 int ts_tls_write(struct ts_tls_conn *c, const void *buf, size_t n, int timeout_ms);
-/* Peer identity (server side, after a verified handshake). */
+/* Peer identity after a verified handshake (client and server side); NULL
+ * for plain TCP. Valid until ts_tls_close. */
 const struct ts_peer_id *ts_tls_peer(const struct ts_tls_conn *c);
 /* Sends close_notify (best effort), closes the socket, frees. NULL ok. */
 void ts_tls_close(struct ts_tls_conn *c);

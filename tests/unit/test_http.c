@@ -136,9 +136,8 @@ static void test_responses_without_body(void **state)
     struct ts_http_msg m = {0};
     size_t used;
     /* 304 and 1xx never have a body, whatever Content-Length says. */
-    assert_int_equal(parse(&m, false, "HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n",
-                           &used),
-                     TS_OK);
+    assert_int_equal(
+        parse(&m, false, "HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n", &used), TS_OK);
     assert_int_equal(m.body.len, 0);
     assert_int_equal(parse(&m, false, "HTTP/1.1 100 Continue\r\n\r\n", &used), TS_OK);
     assert_int_equal(m.status, 100);
@@ -178,18 +177,18 @@ static void test_malformed(void **state)
 {
     (void)state;
     static const char *bad_req[] = {
-        "GET / HTTP/1.1\r\nHost: x\r\n continued\r\n\r\n",            /* obs-fold */
-        "GET / HTTP/1.1\r\nHost: x\rY: z\r\n\r\n",                     /* bare CR */
-        "GET / HTTP/1.1\nHost: x\n\n",                                 /* bare LF */
-        "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",                       /* space in name */
-        "GET / HTTP/1.1\r\nName : x\r\n\r\n",                          /* space before colon */
-        "GET / HTTP/1.1\r\n: x\r\n\r\n",                               /* empty name */
-        "GET / HTTP/1.1\r\nNoColon\r\n\r\n",                           /* no colon */
-        "GE(T / HTTP/1.1\r\n\r\n",                                     /* bad method token */
-        "GET  / HTTP/1.1\r\n\r\n",                                     /* double space */
-        "GET / HTTP/2.0\r\n\r\n",                                      /* version */
-        "GET /\x01 HTTP/1.1\r\n\r\n",                                  /* CTL in target */
-        "GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",                         /* CTL in value */
+        "GET / HTTP/1.1\r\nHost: x\r\n continued\r\n\r\n", /* obs-fold */
+        "GET / HTTP/1.1\r\nHost: x\rY: z\r\n\r\n",         /* bare CR */
+        "GET / HTTP/1.1\nHost: x\n\n",                     /* bare LF */
+        "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",           /* space in name */
+        "GET / HTTP/1.1\r\nName : x\r\n\r\n",              /* space before colon */
+        "GET / HTTP/1.1\r\n: x\r\n\r\n",                   /* empty name */
+        "GET / HTTP/1.1\r\nNoColon\r\n\r\n",               /* no colon */
+        "GE(T / HTTP/1.1\r\n\r\n",                         /* bad method token */
+        "GET  / HTTP/1.1\r\n\r\n",                         /* double space */
+        "GET / HTTP/2.0\r\n\r\n",                          /* version */
+        "GET /\x01 HTTP/1.1\r\n\r\n",                      /* CTL in target */
+        "GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",             /* CTL in value */
         "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
         "POST / HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\nabcd",
         "POST / HTTP/1.1\r\nContent-Length: -3\r\n\r\n",
@@ -213,12 +212,9 @@ static void test_malformed(void **state)
     ts_http_msg_clear(&m);
     assert_int_equal(ts_http_parse(&m, true, nul, sizeof nul - 1, MAXB, &used), TS_ERR_PROTO);
     static const char *bad_resp[] = {
-        "HTTP/1.1 20 OK\r\n\r\n",
-        "HTTP/1.1 abc OK\r\n\r\n",
-        "HTTP/1.1 200OK\r\n\r\n",
-        "HTTP/1.2 200 OK\r\n\r\n",
-        "ICY 200 OK\r\n\r\n",
-        "\r\n\r\n", /* responses get no empty-line grace */
+        "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 abc OK\r\n\r\n",
+        "HTTP/1.1 200OK\r\n\r\n", "HTTP/1.2 200 OK\r\n\r\n",
+        "ICY 200 OK\r\n\r\n",     "\r\n\r\n", /* responses get no empty-line grace */
     };
     for (size_t i = 0; i < sizeof bad_resp / sizeof *bad_resp; i++)
         assert_int_equal(parse(&m, false, bad_resp[i], &used), TS_ERR_PROTO);
@@ -233,7 +229,8 @@ static void test_limits(void **state)
     /* Declared body over the limit: refused as soon as the head is in. */
     const char *big = "POST / HTTP/1.1\r\nContent-Length: 65537\r\n\r\n";
     assert_int_equal(parse(&m, true, big, &used), TS_ERR_FULL);
-    assert_int_equal(parse(&m, true, "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+    assert_int_equal(parse(&m, true,
+                           "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
                            &used),
                      TS_ERR_FULL);
     /* Chunked body over the limit. */
@@ -318,16 +315,11 @@ static void test_target_helpers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request_basic),
-        cmocka_unit_test(test_request_body_incremental),
-        cmocka_unit_test(test_keep_alive_rules),
-        cmocka_unit_test(test_chunked),
-        cmocka_unit_test(test_pipelined),
-        cmocka_unit_test(test_responses_without_body),
-        cmocka_unit_test(test_until_close),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_target_helpers),
+        cmocka_unit_test(test_request_basic),    cmocka_unit_test(test_request_body_incremental),
+        cmocka_unit_test(test_keep_alive_rules), cmocka_unit_test(test_chunked),
+        cmocka_unit_test(test_pipelined),        cmocka_unit_test(test_responses_without_body),
+        cmocka_unit_test(test_until_close),      cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_limits),           cmocka_unit_test(test_target_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,8 +103,8 @@ static void echo(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp 
         ts_httpd_error(resp, 409, "said \"no\"\n\\ twice");
         return;
     }
-    json_t *j = json_pack("{s:s, s:s, s:I}", "path", req->path, "method", req->method,
-                          "len", (json_int_t)req->body_len);
+    json_t *j = json_pack("{s:s, s:s, s:I}", "path", req->path, "method", req->method, "len",
+                          (json_int_t)req->body_len);
     if (req->peer) {
         json_object_set_new(j, "cn", json_string(req->peer->cn));
         json_object_set_new(j, "ou", json_string(req->peer->ou));
@@ -125,9 +125,8 @@ static void echo(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp 
 static struct ts_httpd *start(const char *server_prefix, size_t max_body, int io_timeout_ms)
 {
     char crt[512], key[512], ca[512], err[256] = "";
-    struct ts_httpd_opts o = {.listen = "127.0.0.1:0",
-                              .max_body = max_body,
-                              .io_timeout_ms = io_timeout_ms};
+    struct ts_httpd_opts o = {
+        .listen = "127.0.0.1:0", .max_body = max_body, .io_timeout_ms = io_timeout_ms};
     if (server_prefix) {
         snprintf(crt, sizeof crt, "%s/%s.pem", g_dir, server_prefix);
         snprintf(key, sizeof key, "%s/%s.key", g_dir, server_prefix);
@@ -264,10 +263,9 @@ static void test_plain_http_and_error_json(void **state)
     struct ts_httpd *s = start(NULL, 0, 0);
     struct ts_httpc *c = client(false, ts_httpd_port(s), NULL);
     struct ts_http_resp r;
-    assert_int_equal(
-        ts_httpc_request(c, "POST", "/v1/batch", "X-Extra: 1\r\n", "application/json", "{}", 2,
-                         2000, &r),
-        TS_OK);
+    assert_int_equal(ts_httpc_request(c, "POST", "/v1/batch", "X-Extra: 1\r\n", "application/json",
+                                      "{}", 2, 2000, &r),
+                     TS_OK);
     assert_int_equal(r.status, 200);
     json_t *j = body_json(&r);
     assert_true(json_is_true(json_object_get(j, "plain")));
@@ -327,8 +325,8 @@ static void test_body_too_large_gets_413(void **state)
     char *big = malloc(n);
     memset(big, 'a', n);
     struct ts_http_resp r;
-    int rc = ts_httpc_request(c, "POST", "/v1/purchases", NULL, "application/json", big, n, 10000,
-                              &r);
+    int rc =
+        ts_httpc_request(c, "POST", "/v1/purchases", NULL, "application/json", big, n, 10000, &r);
     if (rc != TS_OK)
         fail_msg("request failed: %s", ts_httpc_error(c));
     assert_int_equal(r.status, 413);
@@ -367,8 +365,7 @@ static void test_error_texts(void **state)
     /* Listening but never answering: the request deadline is the limit. */
     assert_int_equal(listen(fd, 4), 0);
     int64_t t0 = ts_now_mono_ms();
-    assert_int_equal(ts_httpc_request(c, "GET", "/", NULL, NULL, NULL, 0, 300, &r),
-                     TS_ERR_TIMEOUT);
+    assert_int_equal(ts_httpc_request(c, "GET", "/", NULL, NULL, NULL, 0, 300, &r), TS_ERR_TIMEOUT);
     int64_t took = ts_now_mono_ms() - t0;
     assert_true(took >= 290 && took < 2000);
     if (!strstr(ts_httpc_error(c), "timed out after 300 ms"))
@@ -487,9 +484,9 @@ static void test_pki_files_and_cli(void **state)
     char *init[] = {"pki", "init", "--dir", d, "--cn", "cli CA", "--days", "5", NULL};
     assert_int_equal(ts_pki_main(8, init), 0);
     assert_int_equal(ts_pki_main(8, init), 1); /* never overwrites a CA */
-    char *iss[] = {"pki",  "issue", "--dir", d,     "--cn",  "T02", "--ou",
-                   "S002", "--o",   "acme",  "--dns", "a.example,127.0.0.1", "--server",
-                   "--out", out,    NULL};
+    char *iss[] = {"pki",      "issue", "--dir", d,      "--cn",  "T02",
+                   "--ou",     "S002",  "--o",   "acme", "--dns", "a.example,127.0.0.1",
+                   "--server", "--out", out,     NULL};
     assert_int_equal(ts_pki_main(15, iss), 0);
     char *comma[] = {"pki", "issue", "--dir", d, "--cn", "a,b", "--out", out, NULL};
     assert_int_equal(ts_pki_main(8, comma), 1);

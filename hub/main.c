@@ -103,7 +103,7 @@ static int cmd_run(const char *conf)
         .max_body = TS_HUB_MAX_BODY,
     };
     if (ts_httpd_start(&o, ts_hub_api_handle, &api, &srv, err, sizeof err) != TS_OK) {
-        TS_ERROR("hub", "cannot listen on %s: %s", cfg.listen, err);
+        TS_ERROR("hub", "%s", err);
         goto out;
     }
     char host[256];

@@ -80,29 +80,37 @@ int ts_hub_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outs
     return TS_OK;
 }
 
-void ts_hub_cursor_format(uint64_t seq, char out[TS_HUB_CURSOR_MAX])
+void ts_hub_cursor_format(uint32_t epoch, uint64_t seq, char out[TS_HUB_CURSOR_MAX])
 {
-    snprintf(out, TS_HUB_CURSOR_MAX, "c1.%llx", (unsigned long long)seq);
+    snprintf(out, TS_HUB_CURSOR_MAX, "c1.%08x.%llx", (unsigned)epoch, (unsigned long long)seq);
+}
+
+/* Lowercase hex digits of s[0..n) into *v; false on anything else. */
+static bool hex_u64(const char *s, size_t n, uint64_t *v)
+{
+    *v = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return false;
+        *v = (*v << 4) | (uint64_t)d;
+    }
+    return true;
 }
 
 /* Only the canonical form ts_hub_cursor_format writes is accepted, so a
  * cursor that round-trips is byte-identical to the one the agent saved. */
-int ts_hub_cursor_parse(const char *s, uint64_t *seq)
+int ts_hub_cursor_parse(const char *s, uint32_t *epoch, uint64_t *seq)
 {
-    if (strncmp(s, "c1.", 3) != 0)
+    uint64_t e, v;
+    if (strncmp(s, "c1.", 3) != 0 || strlen(s) < 13 || s[11] != '.')
         return TS_ERR_INVAL;
-    const char *h = s + 3;
+    const char *h = s + 12;
     size_t n = strlen(h);
-    if (n == 0 || n > 16 || (n > 1 && h[0] == '0'))
+    if (!hex_u64(s + 3, 8, &e) || n == 0 || n > 16 || (n > 1 && h[0] == '0') || !hex_u64(h, n, &v))
         return TS_ERR_INVAL;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = h[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (d < 0)
-            return TS_ERR_INVAL;
-        v = (v << 4) | (uint64_t)d;
-    }
+    *epoch = (uint32_t)e;
     *seq = v;
     return TS_OK;
 }
@@ -217,12 +225,14 @@ static void do_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
 {
     char since_s[64], limit_s[32], cursor[TS_HUB_CURSOR_MAX];
     uint64_t since = 0;
+    uint32_t epoch = ts_hub_store_epoch(api->store), cursor_epoch = epoch;
     long limit = api->cfg->page_limit;
     if (!peer_ok(api, req, true, resp))
         return;
     const char *store = req->peer->ou;
     int rc = param(req, "since", since_s, sizeof since_s);
-    if (rc == TS_ERR_INVAL || (rc == TS_OK && ts_hub_cursor_parse(since_s, &since) != TS_OK)) {
+    if (rc == TS_ERR_INVAL ||
+        (rc == TS_OK && ts_hub_cursor_parse(since_s, &cursor_epoch, &since) != TS_OK)) {
         TS_WARN(COMP, "feed store=%s: malformed cursor", store);
         fail(resp, 400, "malformed cursor");
         return;
@@ -243,14 +253,16 @@ static void do_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
     limit = limit < 1 ? 1 : limit > TS_HUB_FEED_MAX_LIMIT ? TS_HUB_FEED_MAX_LIMIT : limit;
 
     struct ts_hub_feed_page page = {0};
-    rc = ts_hub_store_feed(api->store, store, since, (int)limit, &page);
+    rc = cursor_epoch == epoch ? ts_hub_store_feed(api->store, store, since, (int)limit, &page)
+                               : TS_ERR_GONE;
     if (rc == TS_ERR_GONE) {
-        TS_WARN(COMP, "feed store=%s since=%s: cursor ahead of this hub, resync", store, since_s);
+        TS_WARN(COMP, "feed store=%s since=%s: cursor from another database or ahead of it, resync",
+                store, since_s);
         fail(resp, 410, "cursor unknown to this hub; resynchronize from scratch");
     } else if (rc != TS_OK) {
         fail(resp, 500, "cannot read the feed");
     } else {
-        ts_hub_cursor_format(page.last_seq, cursor);
+        ts_hub_cursor_format(epoch, page.last_seq, cursor);
         ts_buf_reset(&resp->body);
         resp->status = 200;
         if (ts_buf_printf(&resp->body, "{\"kv\":%d,\"items\":[", api->cfg->key.version) ||

@@ -204,6 +204,9 @@ int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t sin
  * (lowercase), or TS_ERR_NOTFOUND. */
 int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out);
 
+/* The random id this database was created with (see feed cursors). */
+uint32_t ts_hub_store_epoch(const struct ts_hub_store *s);
+
 /* {"customers":N,"events":N,"seq":N,"stores":{"S001":N,...}} */
 int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out);
 
@@ -221,11 +224,14 @@ struct ts_hub_api {
 /* The ts_httpd handler; ud is a struct ts_hub_api. Thread-safe. */
 void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp);
 
-/* Feed cursors: "c1." + lowercase hex of the hub sequence number. Opaque to
- * agents; the version prefix lets the encoding change later. */
-#define TS_HUB_CURSOR_MAX 32
-void ts_hub_cursor_format(uint64_t seq, char out[TS_HUB_CURSOR_MAX]);
-int ts_hub_cursor_parse(const char *s, uint64_t *seq);
+/* Feed cursors: "c1.<epoch>.<seq>", the store's epoch as 8 lowercase hex
+ * digits and the hub sequence number in lowercase hex. Opaque to agents; the
+ * epoch is drawn when the database is created, so a cursor saved against a
+ * database that has since been replaced is recognized (410) instead of
+ * silently skipping the new database's first changes. */
+#define TS_HUB_CURSOR_MAX 40
+void ts_hub_cursor_format(uint32_t epoch, uint64_t seq, char out[TS_HUB_CURSOR_MAX]);
+int ts_hub_cursor_parse(const char *s, uint32_t *epoch, uint64_t *seq);
 
 /* Decodes standard base64 (padding optional); TS_ERR_INVAL on bad input. */
 int ts_hub_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen);

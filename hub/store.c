@@ -18,7 +18,8 @@
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
-    "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1), ('seq', 0), ('events', 0);"
+    "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1), ('seq', 0), ('events', 0),"
+    "  ('epoch', random() & 4294967295);"
     "CREATE TABLE IF NOT EXISTS customers("
     "  id TEXT PRIMARY KEY, cid TEXT NOT NULL, name TEXT, first_name TEXT, last_name TEXT,"
     "  tier TEXT, points INTEGER, consent INTEGER NOT NULL DEFAULT 1, home_store TEXT,"
@@ -207,6 +208,18 @@ static int exec(struct ts_hub_store *s, const char *sql)
     return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? TS_OK : ts_hub_db_err(s, sql);
 }
 
+static int64_t meta_get(sqlite3 *db, const char *k)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = 0;
+    if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = ?1", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
 void ts_hub_store_close(struct ts_hub_store *s)
 {
     if (!s)
@@ -255,6 +268,7 @@ int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int fla
         rc = TS_ERR_DB;
         goto out;
     }
+    s->epoch = (uint32_t)meta_get(s->db, "epoch");
     if (!ro && path[0] && strcmp(path, ":memory:") != 0) {
         if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK) {
@@ -274,6 +288,11 @@ out:
     return TS_OK;
 }
 
+uint32_t ts_hub_store_epoch(const struct ts_hub_store *s)
+{
+    return s->epoch;
+}
+
 int ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b, int64_t now_ms,
                         struct ts_hub_ingest_result *res)
 {
@@ -291,18 +310,6 @@ int ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b, in
     if (rc == TS_OK && res)
         *res = r;
     return rc;
-}
-
-static int64_t meta_get(sqlite3 *db, const char *k)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t v = 0;
-    if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = ?1", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
 }
 
 /* Appends one feed item. The card and keys are JSON we wrote ourselves and

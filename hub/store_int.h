@@ -68,6 +68,7 @@ struct ts_hub_store {
     sqlite3 *rdb;
     pthread_mutex_t rmu;
     struct ts_tenant_key key;
+    uint32_t epoch;
     sqlite3_stmt *st[ST_COUNT];
 };
 

@@ -295,8 +295,23 @@ static void test_feed(void **state)
     assert_int_equal(json_array_size(json_object_get(a.json, "items")), 1);
     json_decref(a.json);
 
-    static const char *bad_cursor[] = {
-        "x", "c1.", "c1.00", "c1.zz", "c2.1", "c1.1%00", "c1.11111111111111111", "C1.1"};
+    char ep[9];
+    snprintf(ep, sizeof ep, "%08x", (unsigned)ts_hub_store_epoch(f->store));
+    assert_int_equal(strncmp(cur + 3, ep, 8), 0);
+    static const char *bad_cursor[] = {"x",
+                                       "c1.",
+                                       "c1.1",
+                                       "c1.00000000",
+                                       "c1.00000000.",
+                                       "c1.00000000.01",
+                                       "c1.0000000g.1",
+                                       "c1.0000000.1",
+                                       "c1.00000000.zz",
+                                       "c2.00000000.1",
+                                       "C1.00000000.1",
+                                       "c1.00000000.1%00",
+                                       "c1.00000000.11111111111111111",
+                                       "c1.00000000-1"};
     for (size_t i = 0; i < sizeof bad_cursor / sizeof bad_cursor[0]; i++) {
         snprintf(target, sizeof target, "/v1/feed?since=%s", bad_cursor[i]);
         a = call(f, "GET", target, NULL, NULL, &f->t01);
@@ -307,8 +322,17 @@ static void test_feed(void **state)
     a = call(f, "GET", "/v1/feed?limit=ten", NULL, NULL, &f->t01);
     assert_int_equal(a.status, 400);
     json_decref(a.json);
-    /* A cursor the hub never issued (its database was replaced): resync. */
-    a = call(f, "GET", "/v1/feed?since=c1.ffffff", NULL, NULL, &f->t01);
+    /* A cursor this database never issued: ahead of it (restored from an
+     * older backup), or from another database (replaced): resync. */
+    char other[TS_HUB_CURSOR_MAX];
+    ts_hub_cursor_format(ts_hub_store_epoch(f->store), 0xffffff, other);
+    snprintf(target, sizeof target, "/v1/feed?since=%s", other);
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 410);
+    json_decref(a.json);
+    ts_hub_cursor_format(ts_hub_store_epoch(f->store) ^ 1u, 1, other);
+    snprintf(target, sizeof target, "/v1/feed?since=%s", other);
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
     assert_int_equal(a.status, 410);
     json_decref(a.json);
 
@@ -402,14 +426,20 @@ static void test_cursor_and_base64(void **state)
     (void)state;
     char c[TS_HUB_CURSOR_MAX];
     uint64_t v;
+    uint32_t e;
     const uint64_t seqs[] = {0, 1, 255, 0x123456789abcdefULL, UINT64_MAX};
+    const uint32_t epochs[] = {0, 0xabcd, UINT32_MAX};
     for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
-        ts_hub_cursor_format(seqs[i], c);
-        assert_int_equal(ts_hub_cursor_parse(c, &v), TS_OK);
-        assert_true(v == seqs[i]);
+        for (size_t k = 0; k < sizeof epochs / sizeof epochs[0]; k++) {
+            ts_hub_cursor_format(epochs[k], seqs[i], c);
+            assert_int_equal(ts_hub_cursor_parse(c, &e, &v), TS_OK);
+            assert_true(v == seqs[i] && e == epochs[k]);
+        }
     }
-    ts_hub_cursor_format(0, c);
-    assert_string_equal(c, "c1.0");
+    ts_hub_cursor_format(0xabcd, 0, c);
+    assert_string_equal(c, "c1.0000abcd.0");
+    ts_hub_cursor_format(UINT32_MAX, UINT64_MAX, c);
+    assert_string_equal(c, "c1.ffffffff.ffffffffffffffff");
 
     uint8_t out[64];
     size_t n;

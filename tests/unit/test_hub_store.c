@@ -551,6 +551,16 @@ static void test_file_store_readers(void **state)
     struct ts_hub_store *ro = NULL;
     assert_int_equal(ts_hub_store_open(path, &f.key, TS_HUB_STORE_RDONLY, &ro, err, sizeof err),
                      TS_OK);
+    /* the epoch is the database's: the same on reopen, not another's */
+    assert_true(ts_hub_store_epoch(ro) == ts_hub_store_epoch(f.s));
+    struct ts_hub_store *mem = NULL;
+    assert_int_equal(ts_hub_store_open(":memory:", &f.key, 0, &mem, err, sizeof err), TS_OK);
+    struct ts_hub_store *mem2 = NULL;
+    assert_int_equal(ts_hub_store_open(":memory:", &f.key, 0, &mem2, err, sizeof err), TS_OK);
+    assert_true(ts_hub_store_epoch(mem) != ts_hub_store_epoch(f.s) ||
+                ts_hub_store_epoch(mem2) != ts_hub_store_epoch(f.s));
+    ts_hub_store_close(mem);
+    ts_hub_store_close(mem2);
     ts_buf st = {0};
     assert_int_equal(ts_hub_store_stats(ro, &st), TS_OK);
     assert_non_null(strstr(st.data, "\"customers\":3"));

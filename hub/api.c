@@ -153,21 +153,21 @@ static bool peer_ok(const struct ts_hub_api *api, const struct ts_httpd_req *req
                     struct ts_httpd_resp *resp)
 {
     const struct ts_peer_id *p = req->peer;
-    if (!p || !p->verified) {
-        fail(resp, 403,
-             need_ou ? "client certificate has no store (OU)"
-                     : "a verified client certificate is required");
-        return false;
-    }
-    if (api->cfg->tenant[0] && strcmp(p->o, api->cfg->tenant) != 0) {
-        fail(resp, 403, "client certificate belongs to another tenant (O)");
-        return false;
-    }
-    if (need_ou && p->ou[0] == '\0') {
-        fail(resp, 403, "client certificate has no store (OU)");
-        return false;
-    }
-    return true;
+    const char *why = NULL;
+    if (!p || !p->verified)
+        why = need_ou ? "client certificate has no store (OU)"
+                      : "a verified client certificate is required";
+    else if (api->cfg->tenant[0] && strcmp(p->o, api->cfg->tenant) != 0)
+        why = "client certificate belongs to another tenant (O)";
+    else if (need_ou && p->ou[0] == '\0')
+        why = "client certificate has no store (OU)";
+    if (!why)
+        return true;
+    /* Logged: a terminal polling with the wrong certificate shows up here. */
+    TS_WARN(COMP, "%s from %s (%s) refused: %s", req->path, req->remote_addr,
+            p ? p->subject : "no certificate", why);
+    fail(resp, 403, why);
+    return false;
 }
 
 /* A query parameter: TS_ERR_NOTFOUND when absent, TS_ERR_INVAL when it does

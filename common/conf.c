@@ -116,7 +116,7 @@ static int parse_text(struct ts_conf *c, const char *text, char *err, size_t err
         *eq = '\0';
         char *key = trim(s), *val = trim(eq + 1);
         for (char *q = val; *q; q++)
-            if ((*q == ';' || *q == '#') && q > val && (q[-1] == ' ' || q[-1] == '\t')) {
+            if ((*q == ';' || *q == '#') && (q == val || q[-1] == ' ' || q[-1] == '\t')) {
                 *q = '\0';
                 val = trim(val);
                 break;

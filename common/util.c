@@ -220,8 +220,12 @@ int ts_iso8601_parse(const char *s, int64_t *wall_ms)
     if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
-        int oh, om;
-        if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2)
+        /* Exactly "+hh:mm": check every byte before stepping over it. */
+        for (int i = 1; i <= 5; i++)
+            if (i == 3 ? p[i] != ':' : (p[i] < '0' || p[i] > '9'))
+                return TS_ERR_INVAL;
+        int oh = (p[1] - '0') * 10 + (p[2] - '0'), om = (p[4] - '0') * 10 + (p[5] - '0');
+        if (oh > 23 || om > 59)
             return TS_ERR_INVAL;
         off = (oh * 60 + om) * 60L * (*p == '-' ? -1 : 1);
         p += 6;

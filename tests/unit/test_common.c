@@ -35,6 +35,9 @@ static void test_iso8601_roundtrip(void **state)
     assert_int_equal(ms, 1795883835000LL);
     assert_int_equal(ts_iso8601_parse("yesterday", &ms), TS_ERR_INVAL);
     assert_int_equal(ts_iso8601_parse("2026-13-28T17:37:15Z", &ms), TS_ERR_INVAL);
+    /* Truncated offsets must not read past the string. */
+    assert_int_equal(ts_iso8601_parse("2026-11-28T17:37:15+1:2", &ms), TS_ERR_INVAL);
+    assert_int_equal(ts_iso8601_parse("2026-11-28T17:37:15+", &ms), TS_ERR_INVAL);
 }
 
 static void test_hex(void **state)
@@ -57,11 +60,12 @@ static void test_conf_values_and_errors(void **state)
     (void)state;
     char err[256] = "";
     struct ts_conf *c = NULL;
-    assert_int_equal(ts_conf_parse("t.conf", "[hub]\nurl = https://h:1\n\n[api]\nport = abc\n", &c,
+    assert_int_equal(ts_conf_parse("t.conf", "[hub]\nurl = https://h:1\ncert = ; empty\n[api]\nport = abc\n", &c,
                                    err, sizeof err),
                      TS_OK);
     assert_string_equal(ts_conf_get(c, "hub", "url", NULL), "https://h:1");
     assert_string_equal(ts_conf_get(c, "hub", "missing", "def"), "def");
+    assert_string_equal(ts_conf_get(c, "hub", "cert", "x"), ""); /* comment is not a value */
     long v = 0;
     assert_int_equal(ts_conf_get_int(c, "api", "port", 8765, 1, 65535, &v, err, sizeof err),
                      TS_ERR_CONFIG);

@@ -1,0 +1,142 @@
+/*
+ * tillside agent internals shared between agent/ files: configuration, the
+ * event bus, the core state (session, link, counters), the sync thread, the
+ * local API. Nothing here is used outside agent/ (and its tests).
+ */
+#ifndef TS_AGENT_H
+#define TS_AGENT_H
+
+#include "../common/ts.h"
+#include "../drivers/scan.h"
+#include "../sync/cache.h"
+#include "../sync/ident.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TS_AGENT_DEFAULT_CONFIG "/etc/tillside/tillside.conf"
+#define TS_AGENT_PATH_MAX 1024
+
+/* ---- config.c ------------------------------------------------------------ */
+
+struct ts_agent_config {
+    char path[TS_AGENT_PATH_MAX]; /* the file it came from */
+    char store[64], terminal[64];
+    char state_dir[TS_AGENT_PATH_MAX];
+    enum ts_log_level log_level;
+    char hub_url[512];
+    char hub_ca[TS_AGENT_PATH_MAX], hub_cert[TS_AGENT_PATH_MAX], hub_key[TS_AGENT_PATH_MAX];
+    long poll_interval_ms, timeout_ms, lookup_timeout_ms, page_limit;
+    struct ts_tenant_key tenant;
+    char api_host[64]; /* loopback address to bind */
+    int api_port;
+    char token_file[TS_AGENT_PATH_MAX];
+};
+
+/* Reads and validates the INI file; err gets "file:line: [section] key: ..." */
+int ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err, size_t errsz);
+int ts_agent_config_parse(const char *name, const char *text, struct ts_agent_config *out,
+                          char *err, size_t errsz);
+/* <state_dir>/cache.db */
+void ts_agent_cache_path(const struct ts_agent_config *c, char *out, size_t outsz);
+
+/* ---- bus.c ----------------------------------------------------------------
+ * Numbered events in a ring. Publishers never block on readers: a reader that
+ * fell more than the ring's capacity behind skips to the oldest event kept. */
+
+struct ts_bus;
+
+struct ts_bus_event {
+    uint64_t id;   /* 1, 2, 3 ... */
+    char type[16]; /* scan, customer, link, clear */
+    char *data;    /* JSON text, malloc'd copy owned by the caller */
+};
+
+int ts_bus_new(size_t capacity, struct ts_bus **out);
+void ts_bus_free(struct ts_bus *b);
+/* Copies json; returns the new event id (0 on allocation failure). */
+uint64_t ts_bus_publish(struct ts_bus *b, const char *type, const char *json);
+/* The id of the newest event (0 when none). */
+uint64_t ts_bus_last_id(struct ts_bus *b);
+/*
+ * Waits up to timeout_ms for the first event with id > after and copies it
+ * into *out (free out->data). TS_ERR_TIMEOUT when none came, TS_ERR_CLOSED
+ * once ts_bus_close was called (wakes every waiter).
+ */
+int ts_bus_next(struct ts_bus *b, uint64_t after, int timeout_ms, struct ts_bus_event *out);
+void ts_bus_close(struct ts_bus *b);
+
+/* ---- core.c ---------------------------------------------------------------
+ * The agent's shared state. Thread-safe: the sync thread, API threads and
+ * the main thread all call in. */
+
+struct ts_httpc;
+
+struct ts_agent {
+    struct ts_agent_config cfg;
+    struct ts_cache *cache;   /* reader/writer connection for lookups (guarded by mu) */
+    struct ts_bus *bus;
+    char token[65];           /* local API bearer token */
+    pthread_mutex_t mu;       /* guards everything below and cache */
+    char *session_json;       /* current session (see PROTOCOL.md), NULL = none */
+    bool link_online;
+    bool link_known;          /* false until the first sync attempt finished */
+    char last_error[512];
+    int64_t last_sync_wall_ms; /* 0 = never */
+    uint64_t feed_pages_applied, feed_items_applied;
+    uint64_t scans, lookups_hit, lookups_miss, lookups_live;
+    pthread_mutex_t live_mu;  /* guards live (httpc is single-threaded) */
+    struct ts_httpc *live;    /* live lookups to the hub, NULL until first use */
+    volatile int stopping;
+};
+
+/* Opens the cache (creating state_dir), loads or creates the API token. */
+int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err,
+                  size_t errsz);
+void ts_agent_close(struct ts_agent *a);
+
+/*
+ * Resolves a scan (cache first, live lookup on a miss while online), makes
+ * it the current session, publishes `scan` then `customer` on the bus, and
+ * returns the session JSON (malloc'd) in *session_out when not NULL.
+ */
+int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out);
+/* Current session JSON (malloc'd copy) or NULL when none. */
+char *ts_agent_session(struct ts_agent *a);
+/* Clears the session and publishes `clear`. */
+void ts_agent_clear(struct ts_agent *a);
+/* Status JSON (see PROTOCOL.md) appended to out. */
+int ts_agent_status_json(struct ts_agent *a, ts_buf *out);
+/* Called by the sync thread: records link state, publishes `link` on change.
+ * error (NULL when online) becomes last_error. */
+void ts_agent_set_link(struct ts_agent *a, bool online, const char *error);
+/* Called by the sync thread after a page was applied. */
+void ts_agent_note_page(struct ts_agent *a, size_t items, int64_t wall_ms);
+/* An HTTP client for the hub with the configured certificates. */
+int ts_agent_hub_client(const struct ts_agent_config *cfg, int connect_timeout_ms,
+                        struct ts_httpc **out, char *err, size_t errsz);
+
+/* ---- syncer.c -------------------------------------------------------------*/
+
+struct ts_syncer;
+/* Starts the sync thread (its own cache connection and HTTP client). */
+int ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz);
+/* Stops and joins it; NULL ok. */
+void ts_syncer_stop(struct ts_syncer *s);
+
+/* ---- api.c ----------------------------------------------------------------*/
+
+struct ts_api;
+/* Starts the loopback HTTP API (libmicrohttpd) on cfg.api_host:api_port
+ * (port 0 = ephemeral). */
+int ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errsz);
+int ts_api_port(const struct ts_api *api);
+/* Ends SSE streams, stops the daemon; NULL ok. */
+void ts_api_stop(struct ts_api *api);
+/* The embedded associate page (generated from agent/page/index.html). */
+extern const char ts_page_index_html[];
+extern const size_t ts_page_index_html_len;
+
+#endif

@@ -1,0 +1,205 @@
+/* The tillside command-line subcommands other than `run`. */
+#include "agent.h"
+#include "cli.h"
+#include "httpc.h"
+
+#include <jansson.h>
+#include <mbedtls/version.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A string member or "" (never NULL), for printing. */
+static const char *jstr(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+/* Prints a card as the associate would read it, for terminals and scripts. */
+static void print_card(FILE *f, json_t *card)
+{
+    const char *name = json_string_value(json_object_get(card, "name"));
+    const char *tier = json_string_value(json_object_get(card, "tier"));
+    json_t *points = json_object_get(card, "points");
+    fprintf(f, "%s", name ? name : "(no name)");
+    if (tier)
+        fprintf(f, " · %s", tier);
+    if (json_is_integer(points))
+        fprintf(f, " · %lld points", (long long)json_integer_value(points));
+    fputc('\n', f);
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(card, "interests"), i, it)
+    {
+        const char *sig = json_string_value(json_object_get(it, "signal"));
+        const char *pname = json_string_value(json_object_get(it, "name"));
+        char label[32];
+        if (sig && strcmp(sig, "cart") == 0)
+            snprintf(label, sizeof label, "in online cart");
+        else if (sig && strcmp(sig, "viewed") == 0)
+            snprintf(label, sizeof label, "viewed ×%lld",
+                     (long long)json_integer_value(json_object_get(it, "count")));
+        else if (sig && strcmp(sig, "wishlist") == 0)
+            snprintf(label, sizeof label, "on wishlist");
+        else
+            snprintf(label, sizeof label, "%s", sig ? sig : "interest");
+        fprintf(f, "  %-16s %s\n", label, pname ? pname : "?");
+    }
+    json_array_foreach(json_object_get(card, "orders"), i, it)
+    {
+        fprintf(f, "  order %-10s %.2f %s %s\n", jstr(it, "order_id"),
+                json_number_value(json_object_get(it, "total")), jstr(it, "currency"),
+                jstr(it, "status"));
+    }
+    const char *sugg = json_string_value(json_object_get(json_object_get(card, "suggested"), "name"));
+    if (sugg)
+        fprintf(f, "  %-16s %s\n", "suggest", sugg);
+}
+
+/* A client for the running agent's loopback API. */
+static int api_client(const struct ts_agent_config *cfg, struct ts_httpc **out)
+{
+    char url[128], err[256];
+    if (strchr(cfg->api_host, ':'))
+        snprintf(url, sizeof url, "http://[%s]:%d", cfg->api_host, cfg->api_port);
+    else
+        snprintf(url, sizeof url, "http://%s:%d", cfg->api_host, cfg->api_port);
+    struct ts_httpc_opts o = {.base_url = url, .connect_timeout_ms = 2000};
+    int rc = ts_httpc_new(&o, out, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "tillside: %s\n", err);
+    return rc;
+}
+
+int ts_cli_scan(const struct ts_agent_config *cfg, const char *code, const char *aim)
+{
+    char *token = NULL;
+    if (ts_read_file(cfg->token_file, 4096, &token, NULL) != TS_OK) {
+        fprintf(stderr, "tillside: cannot read the API token %s (is the agent running, and may "
+                        "this user read its state directory?)\n", cfg->token_file);
+        return 1;
+    }
+    token[strcspn(token, "\r\n")] = '\0';
+    struct ts_httpc *c = NULL;
+    if (api_client(cfg, &c)) {
+        free(token);
+        return 1;
+    }
+    json_t *body = json_pack("{s:s, s:s}", "code", code, "aim", aim ? aim : "");
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    char hdr[160];
+    snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", token);
+    free(token);
+    struct ts_http_resp r = {0};
+    int exit_code = 1;
+    if (!text) {
+        fprintf(stderr, "tillside: the code is not valid UTF-8 text\n");
+    } else if (ts_httpc_request(c, "POST", "/api/v1/scan", hdr, "application/json", text,
+                                strlen(text), 5000, &r)) {
+        fprintf(stderr, "tillside: the agent is not answering: %s\n", ts_httpc_error(c));
+    } else {
+        json_t *sess = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
+        const char *status = json_string_value(json_object_get(sess, "status"));
+        if (r.status != 200 || !status) {
+            const char *e = json_string_value(json_object_get(sess, "error"));
+            fprintf(stderr, "tillside: scan refused (HTTP %d): %s\n", r.status, e ? e : "?");
+        } else if (strcmp(status, "found") == 0) {
+            print_card(stdout, json_object_get(sess, "card"));
+            printf("  (%s, link %s)\n", jstr(sess, "source"), jstr(sess, "link"));
+            exit_code = 0;
+        } else {
+            printf("%s customer (%s)\n", status, jstr(json_object_get(sess, "scan"), "code_masked"));
+        }
+        json_decref(sess);
+    }
+    free(text);
+    ts_http_resp_free(&r);
+    ts_httpc_free(c);
+    return exit_code;
+}
+
+int ts_cli_lookup(const struct ts_agent_config *cfg, const char *code, bool as_json)
+{
+    char norm[TS_SCAN_MAX], key[TS_IDENT_KEY_HEX], err[512], path[TS_AGENT_PATH_MAX + 16];
+    if (ts_ident_normalize(code, strlen(code), norm, sizeof norm) ||
+        ts_ident_key(&cfg->tenant, TS_IDENT_LOYALTY, norm, key)) {
+        fprintf(stderr, "tillside: not a valid code\n");
+        return 2;
+    }
+    ts_agent_cache_path(cfg, path, sizeof path);
+    struct ts_cache *c = NULL;
+    if (ts_cache_open(path, &c, err, sizeof err)) {
+        fprintf(stderr, "tillside: %s\n", err);
+        return 1;
+    }
+    char *card = NULL;
+    int64_t synced = 0;
+    int rc = ts_cache_lookup(c, key, &card, &synced);
+    ts_cache_close(c);
+    if (rc == TS_ERR_NOTFOUND) {
+        printf("unknown customer\n");
+        return 1;
+    }
+    if (rc) {
+        fprintf(stderr, "tillside: lookup failed: %s\n", ts_strerror(rc));
+        return 1;
+    }
+    if (as_json) {
+        printf("%s\n", card);
+    } else {
+        json_t *o = json_loads(card, 0, NULL);
+        char at[32];
+        ts_iso8601(synced, at, sizeof at);
+        print_card(stdout, o);
+        printf("  (from cache, synced %s)\n", at);
+        json_decref(o);
+    }
+    free(card);
+    return 0;
+}
+
+int ts_cli_status(const struct ts_agent_config *cfg, bool as_json)
+{
+    struct ts_httpc *c = NULL;
+    if (api_client(cfg, &c))
+        return 1;
+    struct ts_http_resp r = {0};
+    int exit_code = 0;
+    if (ts_httpc_request(c, "GET", "/api/v1/status", NULL, NULL, NULL, 0, 3000, &r) ||
+        r.status != 200) {
+        printf("tillside is not running (no answer on %s:%d: %s)\n", cfg->api_host,
+               cfg->api_port, r.status ? "bad status" : ts_httpc_error(c));
+        exit_code = 3;
+    } else if (as_json) {
+        printf("%s\n", r.body.data);
+    } else {
+        json_t *o = json_loadb(r.body.data, r.body.len, 0, NULL);
+        const char *k;
+        json_t *v;
+        json_object_foreach(o, k, v)
+        {
+            if (json_is_object(v))
+                continue;
+            char *t = json_dumps(v, JSON_ENCODE_ANY);
+            if (json_is_string(v))
+                printf("%-20s %s\n", k, json_string_value(v));
+            else
+                printf("%-20s %s\n", k, t ? t : "?");
+            free(t);
+        }
+        json_decref(o);
+    }
+    ts_http_resp_free(&r);
+    ts_httpc_free(c);
+    return exit_code;
+}
+
+int ts_cli_version(void)
+{
+    printf("tillside %s (mbedTLS %s, SQLite %s, jansson %s)\n", TS_VERSION,
+           MBEDTLS_VERSION_STRING, sqlite3_libversion(), JANSSON_VERSION);
+    return 0;
+}

@@ -1,0 +1,154 @@
+/* Agent configuration: INI file → struct ts_agent_config, validated. */
+#include "agent.h"
+#include "conf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Copies a string option; too long is an error naming file:line. */
+static int get_str(const struct ts_conf *c, const char *sec, const char *key, const char *def,
+                   char *out, size_t outsz, char *err, size_t errsz)
+{
+    const char *v = ts_conf_get(c, sec, key, def);
+    if (ts_strlcpy(out, v ? v : "", outsz) >= outsz) {
+        char where[1100];
+        snprintf(err, errsz, "%s: [%s] %s: value too long (max %zu)",
+                 ts_conf_where(c, sec, key, where, sizeof where), sec, key, outsz - 1);
+        return TS_ERR_CONFIG;
+    }
+    return TS_OK;
+}
+
+static int fail(const struct ts_conf *c, const char *sec, const char *key, char *err,
+                size_t errsz, const char *msg)
+{
+    char where[1100];
+    snprintf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(c, sec, key, where, sizeof where), sec,
+             key, msg);
+    return TS_ERR_CONFIG;
+}
+
+/* "host:port" or "[v6]:port" → host (without brackets) and port. Only
+ * loopback addresses are accepted: the API carries customer data. */
+static int parse_listen(const char *v, char *host, size_t hostsz, int *port)
+{
+    const char *colon;
+    size_t hl;
+    if (v[0] == '[') {
+        const char *end = strchr(v, ']');
+        if (!end || end[1] != ':')
+            return TS_ERR_INVAL;
+        hl = (size_t)(end - v - 1);
+        if (hl >= hostsz)
+            return TS_ERR_INVAL;
+        memcpy(host, v + 1, hl);
+        colon = end + 1;
+    } else {
+        colon = strrchr(v, ':');
+        if (!colon || (hl = (size_t)(colon - v)) >= hostsz)
+            return TS_ERR_INVAL;
+        memcpy(host, v, hl);
+    }
+    host[hl] = '\0';
+    char *e;
+    long p = strtol(colon + 1, &e, 10);
+    if (*e || e == colon + 1 || p < 0 || p > 65535)
+        return TS_ERR_INVAL;
+    if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "::1") != 0 &&
+        strcmp(host, "localhost") != 0)
+        return TS_ERR_PERM;
+    if (strcmp(host, "localhost") == 0)
+        ts_strlcpy(host, "127.0.0.1", hostsz);
+    *port = (int)p;
+    return TS_OK;
+}
+
+static int from_conf(const struct ts_conf *c, struct ts_agent_config *o, char *err,
+                     size_t errsz)
+{
+    int rc;
+    long v;
+#define STR(sec, key, def, field)                                                                  \
+    if ((rc = get_str(c, sec, key, def, o->field, sizeof o->field, err, errsz)))                   \
+    return rc
+#define INT(sec, key, def, min, max, field)                                                        \
+    if ((rc = ts_conf_get_int(c, sec, key, def, min, max, &v, err, errsz)))                        \
+        return rc;                                                                                 \
+    o->field = v
+    STR("agent", "store", "", store);
+    STR("agent", "terminal", "", terminal);
+    STR("agent", "state_dir", "/var/lib/tillside", state_dir);
+    const char *lvl = ts_conf_get(c, "agent", "log_level", "info");
+    if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)
+        return fail(c, "agent", "log_level", err, errsz, "expected debug, info, warn or error");
+    STR("hub", "url", "", hub_url);
+    if (strncmp(o->hub_url, "https://", 8) != 0 && strncmp(o->hub_url, "http://", 7) != 0)
+        return fail(c, "hub", "url", err, errsz, "expected https://host:port");
+    STR("hub", "ca", "/etc/tillside/ca.pem", hub_ca);
+    STR("hub", "cert", "/etc/tillside/terminal.pem", hub_cert);
+    STR("hub", "key", "/etc/tillside/terminal.key", hub_key);
+    INT("hub", "poll_interval_ms", 5000, 50, 3600000, poll_interval_ms);
+    INT("hub", "timeout_ms", 5000, 100, 600000, timeout_ms);
+    INT("hub", "lookup_timeout_ms", 300, 10, 60000, lookup_timeout_ms);
+    INT("hub", "page_limit", 500, 1, 1000, page_limit);
+    long kver;
+    if ((rc = ts_conf_get_int(c, "identity", "key_version", 1, 1, 1000000, &kver, err, errsz)))
+        return rc;
+    const char *key = ts_conf_get(c, "identity", "tenant_key", NULL);
+    if (!key || !*key)
+        return fail(c, "identity", "tenant_key", err, errsz,
+                    "missing: the tenant key (hex) from enrolment is required");
+    if (ts_tenant_key_parse(key, (int)kver, &o->tenant) != TS_OK)
+        return fail(c, "identity", "tenant_key", err, errsz,
+                    "expected 32 to 64 bytes written as hex");
+    const char *listen = ts_conf_get(c, "api", "listen", "127.0.0.1:8765");
+    rc = parse_listen(listen, o->api_host, sizeof o->api_host, &o->api_port);
+    if (rc == TS_ERR_PERM)
+        return fail(c, "api", "listen", err, errsz,
+                    "must be a loopback address (127.0.0.1, ::1 or localhost): the API "
+                    "serves customer data");
+    if (rc)
+        return fail(c, "api", "listen", err, errsz, "expected host:port");
+    char def_token[TS_AGENT_PATH_MAX + 16];
+    snprintf(def_token, sizeof def_token, "%s/api.token", o->state_dir);
+    const char *tf = ts_conf_get(c, "api", "token_file", "");
+    STR("api", "token_file", *tf ? tf : def_token, token_file);
+#undef STR
+#undef INT
+    return TS_OK;
+}
+
+int ts_agent_config_parse(const char *name, const char *text, struct ts_agent_config *out,
+                          char *err, size_t errsz)
+{
+    struct ts_conf *c = NULL;
+    int rc = ts_conf_parse(name, text, &c, err, errsz);
+    if (rc)
+        return rc;
+    struct ts_agent_config cfg = {0};
+    ts_strlcpy(cfg.path, name, sizeof cfg.path);
+    rc = from_conf(c, &cfg, err, errsz);
+    ts_conf_free(c);
+    if (rc == TS_OK)
+        *out = cfg;
+    return rc;
+}
+
+int ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err, size_t errsz)
+{
+    char *text = NULL;
+    int rc = ts_read_file(path, 1 << 20, &text, NULL);
+    if (rc) {
+        snprintf(err, errsz, "%s: cannot read (%s)", path, ts_strerror(rc));
+        return rc;
+    }
+    rc = ts_agent_config_parse(path, text, out, err, errsz);
+    free(text);
+    return rc;
+}
+
+void ts_agent_cache_path(const struct ts_agent_config *c, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s/cache.db", c->state_dir);
+}

@@ -1,0 +1,291 @@
+/* The agent's shared state: scans to sessions, link state, status. */
+#include "agent.h"
+#include "httpc.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define BUS_CAPACITY 256
+
+int ts_agent_hub_client(const struct ts_agent_config *cfg, int connect_timeout_ms,
+                        struct ts_httpc **out, char *err, size_t errsz)
+{
+    struct ts_httpc_opts o = {
+        .base_url = cfg->hub_url,
+        .ca_file = cfg->hub_ca,
+        .cert_file = cfg->hub_cert,
+        .key_file = cfg->hub_key,
+        .connect_timeout_ms = connect_timeout_ms,
+        .max_body = 64u << 20,
+    };
+    return ts_httpc_new(&o, out, err, errsz);
+}
+
+/* Reads the API token, or creates one (0600) on first start so that only
+ * processes that can read the state directory may change the session. */
+static int load_token(struct ts_agent *a, char *err, size_t errsz)
+{
+    char *text = NULL;
+    int rc = ts_read_file(a->cfg.token_file, 4096, &text, NULL);
+    if (rc == TS_OK) {
+        size_t n = strcspn(text, "\r\n");
+        text[n] = '\0';
+        if (n < 16 || n >= sizeof a->token) {
+            snprintf(err, errsz, "%s: token must be 16 to 64 characters", a->cfg.token_file);
+            free(text);
+            return TS_ERR_CONFIG;
+        }
+        memcpy(a->token, text, n + 1);
+        free(text);
+        return TS_OK;
+    }
+    if (rc != TS_ERR_NOTFOUND) {
+        snprintf(err, errsz, "%s: cannot read (%s)", a->cfg.token_file, ts_strerror(rc));
+        return rc;
+    }
+    uint8_t raw[32];
+    if ((rc = ts_random(raw, sizeof raw)))
+        return rc;
+    ts_hex_encode(raw, sizeof raw, a->token);
+    char line[80];
+    int n = snprintf(line, sizeof line, "%s\n", a->token);
+    rc = ts_write_file_atomic(a->cfg.token_file, line, (size_t)n, 0600);
+    if (rc)
+        snprintf(err, errsz, "%s: cannot write (%s)", a->cfg.token_file, ts_strerror(rc));
+    return rc;
+}
+
+int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err,
+                  size_t errsz)
+{
+    struct ts_agent *a = calloc(1, sizeof *a);
+    if (!a)
+        return TS_ERR_NOMEM;
+    a->cfg = *cfg;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->live_mu, NULL);
+    int rc = ts_mkdir_p(cfg->state_dir, 0700);
+    if (rc) {
+        snprintf(err, errsz, "state directory %s: %s", cfg->state_dir, ts_strerror(rc));
+        goto fail;
+    }
+    char path[TS_AGENT_PATH_MAX + 16];
+    ts_agent_cache_path(cfg, path, sizeof path);
+    if ((rc = ts_cache_open(path, &a->cache, err, errsz)))
+        goto fail;
+    chmod(path, 0600);
+    if ((rc = load_token(a, err, errsz)))
+        goto fail;
+    if ((rc = ts_bus_new(BUS_CAPACITY, &a->bus)))
+        goto fail;
+    *out = a;
+    return TS_OK;
+fail:
+    ts_agent_close(a);
+    return rc;
+}
+
+void ts_agent_close(struct ts_agent *a)
+{
+    if (!a)
+        return;
+    ts_cache_close(a->cache);
+    ts_bus_free(a->bus);
+    ts_httpc_free(a->live);
+    free(a->session_json);
+    pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->live_mu);
+    free(a);
+}
+
+/*
+ * Asks the hub for one card on a cache miss, within lookup_timeout_ms so the
+ * till never waits long. Returns the card JSON (malloc'd) or NULL; a found
+ * card is also stored in the cache.
+ */
+static char *live_lookup(struct ts_agent *a, const char *key)
+{
+    char *card = NULL;
+    char err[256];
+    pthread_mutex_lock(&a->live_mu);
+    if (!a->live &&
+        ts_agent_hub_client(&a->cfg, (int)a->cfg.lookup_timeout_ms, &a->live, err, sizeof err)) {
+        TS_WARN("lookup", "live lookup unavailable: %s", err);
+        goto out;
+    }
+    char path[128];
+    snprintf(path, sizeof path, "/v1/lookup?key=%s", key);
+    struct ts_http_resp r = {0};
+    int rc = ts_httpc_request(a->live, "GET", path, NULL, NULL, NULL, 0,
+                              (int)a->cfg.lookup_timeout_ms, &r);
+    if (rc) {
+        TS_WARN("lookup", "live lookup failed: %s", ts_httpc_error(a->live));
+        ts_httpc_disconnect(a->live);
+    } else if (r.status == 200) {
+        struct ts_feed_page one;
+        if (ts_feed_parse_lookup(r.body.data, r.body.len, &one, err, sizeof err) == TS_OK) {
+            pthread_mutex_lock(&a->mu);
+            ts_cache_put_live(a->cache, &one, ts_now_wall_ms());
+            a->lookups_live++;
+            pthread_mutex_unlock(&a->mu);
+            card = one.items[0].card;
+            one.items[0].card = NULL;
+            ts_feed_page_free(&one);
+        } else {
+            TS_WARN("lookup", "live lookup answer rejected: %s", err);
+        }
+    } else if (r.status != 404) {
+        TS_WARN("lookup", "live lookup answered HTTP %d", r.status);
+    }
+    ts_http_resp_free(&r);
+out:
+    pthread_mutex_unlock(&a->live_mu);
+    return card;
+}
+
+int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out)
+{
+    char norm[TS_SCAN_MAX], key[TS_IDENT_KEY_HEX], masked[32], at[32];
+    char *card = NULL;
+    int64_t synced = 0;
+    const char *status = "unknown", *source = NULL;
+    bool online;
+
+    ts_scan_mask(scan->data, masked, sizeof masked);
+    ts_iso8601(scan->wall_ms, at, sizeof at);
+    int valid = ts_ident_normalize(scan->data, scan->data_len, norm, sizeof norm) == TS_OK &&
+                ts_ident_key(&a->cfg.tenant, TS_IDENT_LOYALTY, norm, key) == TS_OK;
+    pthread_mutex_lock(&a->mu);
+    a->scans++;
+    online = a->link_online;
+    if (valid && ts_cache_lookup(a->cache, key, &card, &synced) == TS_OK) {
+        a->lookups_hit++;
+        source = "cache";
+    } else {
+        a->lookups_miss++;
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (!valid)
+        status = "invalid";
+    else if (!card && online && (card = live_lookup(a, key))) {
+        source = "live";
+        synced = ts_now_wall_ms();
+    }
+    if (card)
+        status = "found";
+
+    json_t *scan_o = json_pack("{s:s, s:s, s:s, s:s}", "code_masked", masked, "aim", scan->aim,
+                               "kind", "loyalty", "at", at);
+    json_t *sess = json_pack("{s:O, s:s, s:s}", "scan", scan_o, "status", status, "link",
+                             online ? "online" : "offline");
+    if (source) {
+        char synced_s[32];
+        ts_iso8601(synced, synced_s, sizeof synced_s);
+        json_object_set_new(sess, "source", json_string(source));
+        json_object_set_new(sess, "synced_at", json_string(synced_s));
+        json_t *card_o = json_loads(card, 0, NULL);
+        json_object_set_new(sess, "card", card_o ? card_o : json_null());
+    }
+    char *scan_json = json_dumps(scan_o, JSON_COMPACT);
+    char *sess_json = json_dumps(sess, JSON_COMPACT);
+    json_decref(scan_o);
+    json_decref(sess);
+    free(card);
+    if (!scan_json || !sess_json) {
+        free(scan_json);
+        free(sess_json);
+        return TS_ERR_NOMEM;
+    }
+    TS_INFO("scan", "source=%s code=%s aim=%s status=%s from=%s", scan->source, masked,
+            scan->aim[0] ? scan->aim : "-", status, source ? source : "-");
+
+    pthread_mutex_lock(&a->mu);
+    free(a->session_json);
+    a->session_json = strdup(sess_json);
+    pthread_mutex_unlock(&a->mu);
+    ts_bus_publish(a->bus, "scan", scan_json);
+    ts_bus_publish(a->bus, "customer", sess_json);
+    free(scan_json);
+    if (session_out)
+        *session_out = sess_json;
+    else
+        free(sess_json);
+    return TS_OK;
+}
+
+char *ts_agent_session(struct ts_agent *a)
+{
+    pthread_mutex_lock(&a->mu);
+    char *s = a->session_json ? strdup(a->session_json) : NULL;
+    pthread_mutex_unlock(&a->mu);
+    return s;
+}
+
+void ts_agent_clear(struct ts_agent *a)
+{
+    pthread_mutex_lock(&a->mu);
+    free(a->session_json);
+    a->session_json = NULL;
+    pthread_mutex_unlock(&a->mu);
+    ts_bus_publish(a->bus, "clear", "{}");
+}
+
+void ts_agent_set_link(struct ts_agent *a, bool online, const char *error)
+{
+    pthread_mutex_lock(&a->mu);
+    bool changed = !a->link_known || a->link_online != online;
+    a->link_known = true;
+    a->link_online = online;
+    ts_strlcpy(a->last_error, error ? error : "", sizeof a->last_error);
+    pthread_mutex_unlock(&a->mu);
+    if (changed) {
+        if (online)
+            TS_INFO("sync", "link online (%s)", a->cfg.hub_url);
+        else
+            TS_WARN("sync", "link offline: %s", error ? error : "unknown reason");
+        ts_bus_publish(a->bus, "link", online ? "{\"link\":\"online\"}" : "{\"link\":\"offline\"}");
+    }
+}
+
+void ts_agent_note_page(struct ts_agent *a, size_t items, int64_t wall_ms)
+{
+    pthread_mutex_lock(&a->mu);
+    a->feed_pages_applied++;
+    a->feed_items_applied += items;
+    a->last_sync_wall_ms = wall_ms;
+    pthread_mutex_unlock(&a->mu);
+}
+
+int ts_agent_status_json(struct ts_agent *a, ts_buf *out)
+{
+    char cursor[TS_FEED_MAX_CURSOR + 1], last_sync[32];
+    pthread_mutex_lock(&a->mu);
+    int64_t cards = ts_cache_count(a->cache);
+    ts_cache_cursor(a->cache, cursor, sizeof cursor);
+    if (a->last_sync_wall_ms)
+        ts_iso8601(a->last_sync_wall_ms, last_sync, sizeof last_sync);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:o, s:o, s:I, s:I, s:I, s:{s:I, s:I, s:I}}",
+        "version", TS_VERSION, "link", a->link_online ? "online" : "offline", "store",
+        a->cfg.store, "terminal", a->cfg.terminal, "hub", a->cfg.hub_url, "cards",
+        (json_int_t)cards, "cursor_saved", cursor[0] != '\0', "last_sync",
+        a->last_sync_wall_ms ? json_string(last_sync) : json_null(), "last_error",
+        a->last_error[0] ? json_string(a->last_error) : json_null(), "feed_pages_applied",
+        (json_int_t)a->feed_pages_applied, "feed_items_applied",
+        (json_int_t)a->feed_items_applied, "scans", (json_int_t)a->scans, "lookups", "hit",
+        (json_int_t)a->lookups_hit, "miss", (json_int_t)a->lookups_miss, "live",
+        (json_int_t)a->lookups_live);
+    pthread_mutex_unlock(&a->mu);
+    if (!o)
+        return TS_ERR_NOMEM;
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        return TS_ERR_NOMEM;
+    int rc = ts_buf_puts(out, s);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,137 @@
+/* tillside: the store terminal agent (daemon + CLI). */
+#include "agent.h"
+#include "cli.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: tillside [-c FILE] COMMAND [ARGS]\n"
+               "\n"
+               "commands:\n"
+               "  run                 run the agent (sync, local API, associate page)\n"
+               "  scan CODE [--aim ]E0]  send a scan to the running agent, print the card\n"
+               "  lookup CODE [--json]   look a code up in the local cache (no agent needed)\n"
+               "  status [--json]     the running agent's link, cache and sync state\n"
+               "  check-config        validate the configuration file\n"
+               "  version             print the version\n"
+               "\n"
+               "-c FILE  configuration (default " TS_AGENT_DEFAULT_CONFIG ")\n");
+}
+
+/*
+ * Runs the daemon until SIGINT/SIGTERM. Signals are blocked before any
+ * thread starts so only sigwait() here sees them; shutdown goes sync thread,
+ * SSE streams, API, cache — nothing is left half-written.
+ */
+static int cmd_run(const struct ts_agent_config *cfg)
+{
+    char err[1024];
+    struct ts_agent *a = NULL;
+    struct ts_api *api = NULL;
+    struct ts_syncer *syncer = NULL;
+    int exit_code = 1;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (ts_agent_open(cfg, &a, err, sizeof err)) {
+        TS_ERROR("agent", "%s", err);
+        goto out;
+    }
+    if (ts_api_start(a, &api, err, sizeof err)) {
+        TS_ERROR("agent", "%s", err);
+        goto out;
+    }
+    if (ts_syncer_start(a, &syncer, err, sizeof err)) {
+        TS_ERROR("agent", "%s", err);
+        goto out;
+    }
+    TS_INFO("agent", "tillside %s for store %s terminal %s; API on http://%s%s%s:%d", TS_VERSION,
+            cfg->store[0] ? cfg->store : "-", cfg->terminal[0] ? cfg->terminal : "-",
+            strchr(cfg->api_host, ':') ? "[" : "", cfg->api_host,
+            strchr(cfg->api_host, ':') ? "]" : "", ts_api_port(api));
+    int sig = 0;
+    sigwait(&set, &sig);
+    TS_INFO("agent", "stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    exit_code = 0;
+out:
+    ts_syncer_stop(syncer);
+    if (a)
+        ts_bus_close(a->bus);
+    ts_api_stop(api);
+    ts_agent_close(a);
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf_path = TS_AGENT_DEFAULT_CONFIG;
+    const char *args[16];
+    int nargs = 0;
+    bool json = false;
+    const char *aim = NULL;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            conf_path = argv[++i];
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strcmp(argv[i], "--aim") == 0 && i + 1 < argc) {
+            aim = argv[++i];
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "tillside: unknown option %s\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else if (nargs < 16) {
+            args[nargs++] = argv[i];
+        }
+    }
+    if (nargs == 0) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = args[0];
+    if (strcmp(cmd, "version") == 0)
+        return ts_cli_version();
+    static const char *known[] = {"run", "scan", "lookup", "status", "check-config"};
+    bool ok = false;
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        ok |= strcmp(cmd, known[i]) == 0;
+    if (!ok) {
+        fprintf(stderr, "tillside: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    if ((strcmp(cmd, "scan") == 0 || strcmp(cmd, "lookup") == 0) && nargs != 2) {
+        fprintf(stderr, "tillside: %s needs exactly one CODE\n", cmd);
+        return 2;
+    }
+
+    struct ts_agent_config cfg;
+    char err[1024];
+    if (ts_agent_config_load(conf_path, &cfg, err, sizeof err)) {
+        fprintf(stderr, "tillside: %s\n", err);
+        return 1;
+    }
+    ts_log_set_level(cfg.log_level);
+    if (strcmp(cmd, "check-config") == 0) {
+        printf("%s: OK\n", conf_path);
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(&cfg);
+    if (strcmp(cmd, "scan") == 0)
+        return ts_cli_scan(&cfg, args[1], aim);
+    if (strcmp(cmd, "lookup") == 0)
+        return ts_cli_lookup(&cfg, args[1], json);
+    return ts_cli_status(&cfg, json);
+}

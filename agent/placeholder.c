@@ -1,1 +1,0 @@
-int ts_agent_placeholder(void); int ts_agent_placeholder(void) { return 0; }

@@ -1,0 +1,212 @@
+/*
+ * The sync thread: pulls the store's feed from the hub over mutual TLS and
+ * applies it to the cache page by page, each page together with its cursor
+ * in one transaction. On failure it marks the link offline and backs off
+ * (exponential, full jitter, capped) — it never busy-loops against a hub
+ * that is down.
+ */
+#include "agent.h"
+#include "httpc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+
+struct ts_syncer {
+    struct ts_agent *a;
+    struct ts_cache *cache; /* the thread's own connection */
+    struct ts_httpc *http;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    unsigned failures;
+};
+
+/* Sleeps up to ms, returning early (true) when asked to stop. */
+static bool sleep_or_stop(struct ts_syncer *s, int64_t ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += (time_t)(ms / 1000);
+    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, &dl) == 0) {
+    }
+    bool stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    return stop;
+}
+
+/* Full-jitter exponential backoff: uniform in [min, min(cap, base * 2^n)]. */
+static int64_t backoff_ms(unsigned failures)
+{
+    int64_t ceiling = BACKOFF_MIN_MS;
+    for (unsigned i = 1; i < failures && ceiling < BACKOFF_MAX_MS; i++)
+        ceiling *= 2;
+    if (ceiling > BACKOFF_MAX_MS)
+        ceiling = BACKOFF_MAX_MS;
+    uint32_t r = 0;
+    ts_random(&r, sizeof r);
+    return BACKOFF_MIN_MS + (int64_t)(r % (uint32_t)(ceiling - BACKOFF_MIN_MS + 1));
+}
+
+/*
+ * Fetches and applies one page. Returns TS_OK with *more set, or an error
+ * with a human reason in why (already logged by the caller once).
+ */
+static int sync_page(struct ts_syncer *s, bool *more, char *why, size_t whysz)
+{
+    struct ts_agent *a = s->a;
+    char cursor[TS_FEED_MAX_CURSOR + 1], path[TS_FEED_MAX_CURSOR * 3 + 64];
+    int rc = ts_cache_cursor(s->cache, cursor, sizeof cursor);
+    if (rc) {
+        snprintf(why, whysz, "cannot read the saved cursor");
+        return rc;
+    }
+    /* Cursors are printable ASCII without spaces (checked by the parser);
+     * escape the few characters that are special in a query string. */
+    int n = snprintf(path, sizeof path, "/v1/feed?limit=%ld&since=", a->cfg.page_limit);
+    for (const char *p = cursor; *p && (size_t)n + 4 < sizeof path; p++) {
+        if (*p == '&' || *p == '+' || *p == '%' || *p == '#' || *p == '?' || *p == '=')
+            n += snprintf(path + n, sizeof path - (size_t)n, "%%%02X", (unsigned char)*p);
+        else
+            path[n++] = *p;
+    }
+    path[n] = '\0';
+
+    struct ts_http_resp r = {0};
+    struct ts_feed_page page = {0};
+    rc = ts_httpc_request(s->http, "GET", path, NULL, NULL, NULL, 0, (int)a->cfg.timeout_ms, &r);
+    if (rc) {
+        snprintf(why, whysz, "feed request failed: %s", ts_httpc_error(s->http));
+        ts_httpc_disconnect(s->http);
+        goto out;
+    }
+    if (r.status == 410) {
+        /* The hub no longer has our position: start over from scratch. */
+        TS_WARN("sync", "hub answered 410 Gone for our cursor: resynchronizing from scratch");
+        rc = ts_cache_reset(s->cache);
+        *more = true;
+        goto out;
+    }
+    if (r.status != 200) {
+        snprintf(why, whysz, "feed request answered HTTP %d: %.200s", r.status,
+                 r.body.data ? r.body.data : "");
+        rc = TS_ERR_PROTO;
+        goto out;
+    }
+    char err[256];
+    if ((rc = ts_feed_parse(r.body.data, r.body.len, &page, err, sizeof err))) {
+        snprintf(why, whysz, "feed page rejected: %s", err);
+        goto out;
+    }
+    if (page.kv != a->cfg.tenant.version) {
+        snprintf(why, whysz, "feed page rejected: key version %d, ours is %d", page.kv,
+                 a->cfg.tenant.version);
+        rc = TS_ERR_PROTO;
+        goto out;
+    }
+    int64_t now = ts_now_wall_ms();
+    if ((rc = ts_cache_apply_page(s->cache, &page, now, err, sizeof err))) {
+        snprintf(why, whysz, "cannot store feed page: %s", err);
+        goto out;
+    }
+    ts_agent_note_page(a, page.nitems, now);
+    if (page.nitems)
+        TS_INFO("sync", "applied %zu change(s), more=%d", page.nitems, page.more);
+    *more = page.more;
+out:
+    ts_feed_page_free(&page);
+    ts_http_resp_free(&r);
+    return rc;
+}
+
+static void *run(void *arg)
+{
+    struct ts_syncer *s = arg;
+    struct ts_agent *a = s->a;
+    char why[768], last_why[768] = "";
+    for (;;) {
+        bool more = false;
+        int rc = sync_page(s, &more, why, sizeof why);
+        if (rc == TS_OK) {
+            s->failures = 0;
+            last_why[0] = '\0';
+            ts_agent_set_link(a, true, NULL);
+            if (more)
+                continue;
+            if (sleep_or_stop(s, a->cfg.poll_interval_ms))
+                break;
+            continue;
+        }
+        s->failures++;
+        /* Log a repeated failure once, not once per retry. */
+        if (strcmp(why, last_why) != 0)
+            TS_ERROR("sync", "%s", why);
+        ts_strlcpy(last_why, why, sizeof last_why);
+        /* A page the hub sent but we refused means the link works; still
+         * call it offline: the cache is no longer being refreshed. */
+        ts_agent_set_link(a, false, why);
+        if (sleep_or_stop(s, backoff_ms(s->failures)))
+            break;
+    }
+    return NULL;
+}
+
+int ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz)
+{
+    struct ts_syncer *s = calloc(1, sizeof *s);
+    if (!s)
+        return TS_ERR_NOMEM;
+    s->a = a;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    char path[TS_AGENT_PATH_MAX + 16];
+    ts_agent_cache_path(&a->cfg, path, sizeof path);
+    int rc = ts_cache_open(path, &s->cache, err, errsz);
+    if (rc == TS_OK)
+        rc = ts_agent_hub_client(&a->cfg, (int)a->cfg.timeout_ms, &s->http, err, errsz);
+    if (rc == TS_OK && pthread_create(&s->thread, NULL, run, s) != 0) {
+        snprintf(err, errsz, "cannot start the sync thread");
+        rc = TS_ERR_NOMEM;
+    }
+    if (rc) {
+        ts_httpc_free(s->http);
+        ts_cache_close(s->cache);
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return TS_OK;
+}
+
+void ts_syncer_stop(struct ts_syncer *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    ts_httpc_free(s->http);
+    ts_cache_close(s->cache);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}

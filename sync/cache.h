@@ -1,0 +1,40 @@
+/*
+ * The agent's SQLite cache: customer cards keyed by identifier HMAC, the feed
+ * cursor and sync metadata. Raw identifiers never enter it. One ts_cache is
+ * one connection: use it from one thread at a time.
+ */
+#ifndef TS_CACHE_H
+#define TS_CACHE_H
+
+#include "../common/ts.h"
+#include "feed.h"
+
+#include <stdint.h>
+
+struct ts_cache;
+
+/* Opens or creates path (WAL, secure_delete). A file that is not a usable
+ * database gives TS_ERR_DB and err names the file and SQLite's reason. */
+int ts_cache_open(const char *path, struct ts_cache **out, char *err, size_t errsz);
+void ts_cache_close(struct ts_cache *c);
+
+/*
+ * Applies every item of page and stores page->cursor, in one transaction:
+ * afterwards either all of it or none of it is in the file. now_ms is the
+ * wall time recorded as the cards' synced_at.
+ */
+int ts_cache_apply_page(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
+                        char *err, size_t errsz);
+/* Stores one card (a live lookup result) without touching the cursor. */
+int ts_cache_put_live(struct ts_cache *c, const struct ts_feed_page *one, int64_t now_ms);
+
+/* Card JSON (malloc'd) and its synced_at for a key; TS_ERR_NOTFOUND if none. */
+int ts_cache_lookup(struct ts_cache *c, const char *key_hex, char **card_json,
+                    int64_t *synced_at_ms);
+int64_t ts_cache_count(struct ts_cache *c);
+/* Saved cursor into out ("" when none). */
+int ts_cache_cursor(struct ts_cache *c, char *out, size_t outsz);
+/* Forgets the cursor and every card (a full resync follows). */
+int ts_cache_reset(struct ts_cache *c);
+
+#endif

@@ -26,10 +26,10 @@
 
 #define API_BODY_MAX (64 * 1024)
 #define API_CONN_LIMIT 64u
-#define API_TIMEOUT_S 30u  /* idle limit for ordinary requests */
-#define SSE_TIMEOUT_S 60u  /* streams write at least every keepalive */
+#define API_TIMEOUT_S 30u /* idle limit for ordinary requests */
+#define SSE_TIMEOUT_S 60u /* streams write at least every keepalive */
 #define SSE_KEEPALIVE_MS 15000
-#define SSE_SLICE_MS 500   /* how often a waiting stream looks for shutdown / hangup */
+#define SSE_SLICE_MS 500 /* how often a waiting stream looks for shutdown / hangup */
 #define SSE_BLOCK 4096
 #define SSE_HELLO ": tillside\nretry: 2000\n\n"
 
@@ -125,7 +125,8 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
 
 static enum MHD_Result send_empty(struct MHD_Connection *c, unsigned status)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
     add_common_headers(resp);
@@ -202,8 +203,8 @@ static int sse_next(struct sse *s)
         if (left <= 0)
             return ts_buf_puts(&s->out, ": keepalive\n\n");
         struct ts_bus_event ev = {0};
-        int rc = ts_bus_next(a->bus, s->last_id, left < SSE_SLICE_MS ? (int)left : SSE_SLICE_MS,
-                             &ev);
+        int rc =
+            ts_bus_next(a->bus, s->last_id, left < SSE_SLICE_MS ? (int)left : SSE_SLICE_MS, &ev);
         if (rc == TS_ERR_TIMEOUT)
             continue;
         if (rc != TS_OK)
@@ -459,8 +460,7 @@ static bool token_equal(const char *got, size_t got_len, const char *want)
 
 static bool bearer_ok(const struct ts_api *api, struct MHD_Connection *c)
 {
-    const char *h =
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
         return false;
     h += 7;
@@ -500,8 +500,8 @@ static enum MHD_Result begin(struct ts_api *api, struct MHD_Connection *c, struc
         return send_error(c, MHD_HTTP_BAD_REQUEST, "missing Host header", NULL);
     if (!host_allowed(api, host)) {
         TS_WARN("api", "refused request for Host %.64s (DNS-rebinding guard)", host);
-        snprintf(msg, sizeof msg, "Host must be 127.0.0.1:%d, localhost:%d or [::1]:%d",
-                 api->port, api->port, api->port);
+        snprintf(msg, sizeof msg, "Host must be 127.0.0.1:%d, localhost:%d or [::1]:%d", api->port,
+                 api->port, api->port);
         return send_error(c, MHD_HTTP_MISDIRECTED_REQUEST, msg, NULL);
     }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
@@ -519,7 +519,8 @@ static enum MHD_Result begin(struct ts_api *api, struct MHD_Connection *c, struc
         TS_WARN("api", "refused %s without a valid bearer token", url);
         return send_error(c, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token", NULL);
     }
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     uint64_t declared;
     if (cl && parse_u64(cl, &declared) && declared > API_BODY_MAX)
         return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than 64 KiB", NULL);
@@ -604,6 +605,7 @@ static int open_listener(const char *host, int port, int *fd_out, bool *v6, int 
     socklen_t slen;
     char h[64];
     int fd = -1, rc = TS_OK;
+    bool loopback;
     memset(&ss, 0, sizeof ss);
     size_t hl = strlen(host);
     if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
@@ -623,18 +625,20 @@ static int open_listener(const char *host, int port, int *fd_out, bool *v6, int 
         slen = sizeof *sin;
         *v6 = false;
         snprintf(where, wheresz, "%s:%d", h, port);
-        if ((ntohl(sin->sin_addr.s_addr) >> 24) != 127)
-            goto not_loopback;
+        loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
     } else if (inet_pton(AF_INET6, h, &sin6->sin6_addr) == 1) {
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons((uint16_t)port);
         slen = sizeof *sin6;
         *v6 = true;
         snprintf(where, wheresz, "[%s]:%d", h, port);
-        if (!IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr))
-            goto not_loopback;
+        loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
     } else {
         snprintf(err, errsz, "api listen address \"%s\" is not an IP address", host);
+        return TS_ERR_CONFIG;
+    }
+    if (!loopback) {
+        snprintf(err, errsz, "api listen address %s is not a loopback address", h);
         return TS_ERR_CONFIG;
     }
 
@@ -656,9 +660,6 @@ out:
     if (fd >= 0)
         close(fd);
     return rc;
-not_loopback:
-    snprintf(err, errsz, "api listen address %s is not a loopback address", h);
-    return TS_ERR_CONFIG;
 }
 
 int ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errsz)
@@ -683,12 +684,11 @@ int ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errs
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-    api->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, api,
-                                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, api,
-                                MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-                                MHD_OPTION_CONNECTION_LIMIT, API_CONN_LIMIT,
-                                MHD_OPTION_CONNECTION_TIMEOUT, API_TIMEOUT_S,
-                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_END);
+    api->mhd =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                         api, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
+                         API_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, API_TIMEOUT_S,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_END);
     if (!api->mhd) {
         /* MHD leaves a listen socket it was given open when it fails to start. */
         snprintf(err, errsz, "cannot start the local API on %s (see the log)", where);

@@ -38,24 +38,28 @@ static void print_card(FILE *f, json_t *card)
         char label[32];
         if (sig && strcmp(sig, "cart") == 0)
             snprintf(label, sizeof label, "in online cart");
-        else if (sig && strcmp(sig, "viewed") == 0)
-            snprintf(label, sizeof label, "viewed ×%lld",
+        else if (sig && strcmp(sig, "viewed") == 0 &&
+                 json_integer_value(json_object_get(it, "count")) > 0)
+            snprintf(label, sizeof label, "viewed x%lld this week",
                      (long long)json_integer_value(json_object_get(it, "count")));
+        else if (sig && strcmp(sig, "viewed") == 0)
+            snprintf(label, sizeof label, "viewed earlier");
         else if (sig && strcmp(sig, "wishlist") == 0)
             snprintf(label, sizeof label, "on wishlist");
         else
             snprintf(label, sizeof label, "%s", sig ? sig : "interest");
-        fprintf(f, "  %-16s %s\n", label, pname ? pname : "?");
+        fprintf(f, "  %-22s %s\n", label, pname ? pname : "?");
     }
     json_array_foreach(json_object_get(card, "orders"), i, it)
     {
-        fprintf(f, "  order %-10s %.2f %s %s\n", jstr(it, "order_id"),
+        fprintf(f, "  order %-16s %.2f %s %s\n", jstr(it, "order_id"),
                 json_number_value(json_object_get(it, "total")), jstr(it, "currency"),
                 jstr(it, "status"));
     }
-    const char *sugg = json_string_value(json_object_get(json_object_get(card, "suggested"), "name"));
+    const char *sugg =
+        json_string_value(json_object_get(json_object_get(card, "suggested"), "name"));
     if (sugg)
-        fprintf(f, "  %-16s %s\n", "suggest", sugg);
+        fprintf(f, "  %-22s %s\n", "suggest", sugg);
 }
 
 /* A client for the running agent's loopback API. */
@@ -77,8 +81,10 @@ int ts_cli_scan(const struct ts_agent_config *cfg, const char *code, const char 
 {
     char *token = NULL;
     if (ts_read_file(cfg->token_file, 4096, &token, NULL) != TS_OK) {
-        fprintf(stderr, "tillside: cannot read the API token %s (is the agent running, and may "
-                        "this user read its state directory?)\n", cfg->token_file);
+        fprintf(stderr,
+                "tillside: cannot read the API token %s (is the agent running, and may "
+                "this user read its state directory?)\n",
+                cfg->token_file);
         return 1;
     }
     token[strcspn(token, "\r\n")] = '\0';
@@ -111,7 +117,8 @@ int ts_cli_scan(const struct ts_agent_config *cfg, const char *code, const char 
             printf("  (%s, link %s)\n", jstr(sess, "source"), jstr(sess, "link"));
             exit_code = 0;
         } else {
-            printf("%s customer (%s)\n", status, jstr(json_object_get(sess, "scan"), "code_masked"));
+            printf("%s customer (%s)\n", status,
+                   jstr(json_object_get(sess, "scan"), "code_masked"));
         }
         json_decref(sess);
     }
@@ -170,8 +177,8 @@ int ts_cli_status(const struct ts_agent_config *cfg, bool as_json)
     int exit_code = 0;
     if (ts_httpc_request(c, "GET", "/api/v1/status", NULL, NULL, NULL, 0, 3000, &r) ||
         r.status != 200) {
-        printf("tillside is not running (no answer on %s:%d: %s)\n", cfg->api_host,
-               cfg->api_port, r.status ? "bad status" : ts_httpc_error(c));
+        printf("tillside is not running (no answer on %s:%d: %s)\n", cfg->api_host, cfg->api_port,
+               r.status ? "bad status" : ts_httpc_error(c));
         exit_code = 3;
     } else if (as_json) {
         printf("%s\n", r.body.data);
@@ -199,7 +206,7 @@ int ts_cli_status(const struct ts_agent_config *cfg, bool as_json)
 
 int ts_cli_version(void)
 {
-    printf("tillside %s (mbedTLS %s, SQLite %s, jansson %s)\n", TS_VERSION,
-           MBEDTLS_VERSION_STRING, sqlite3_libversion(), JANSSON_VERSION);
+    printf("tillside %s (mbedTLS %s, SQLite %s, jansson %s)\n", TS_VERSION, MBEDTLS_VERSION_STRING,
+           sqlite3_libversion(), JANSSON_VERSION);
     return 0;
 }

@@ -67,7 +67,19 @@ static int sync_page(struct ts_syncer *s, bool *more, char *why, size_t whysz)
 {
     struct ts_agent *a = s->a;
     char cursor[TS_FEED_MAX_CURSOR + 1], path[TS_FEED_MAX_CURSOR * 3 + 64];
-    int rc = ts_cache_cursor(s->cache, cursor, sizeof cursor);
+    int rc;
+    if (!s->http) {
+        /* Certificates that cannot be loaded keep the link down, not the
+         * agent: the till still answers from the cache, and status says why.
+         * Retried with the same backoff, so fixing the files is enough. */
+        char err[512];
+        if ((rc = ts_agent_hub_client(&a->cfg, (int)a->cfg.timeout_ms, &s->http, err,
+                                      sizeof err))) {
+            snprintf(why, whysz, "cannot set up TLS to the hub: %s", err);
+            return rc;
+        }
+    }
+    rc = ts_cache_cursor(s->cache, cursor, sizeof cursor);
     if (rc) {
         snprintf(why, whysz, "cannot read the saved cursor");
         return rc;
@@ -177,8 +189,6 @@ int ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_
     char path[TS_AGENT_PATH_MAX + 16];
     ts_agent_cache_path(&a->cfg, path, sizeof path);
     int rc = ts_cache_open(path, &s->cache, err, errsz);
-    if (rc == TS_OK)
-        rc = ts_agent_hub_client(&a->cfg, (int)a->cfg.timeout_ms, &s->http, err, errsz);
     if (rc == TS_OK && pthread_create(&s->thread, NULL, run, s) != 0) {
         snprintf(err, errsz, "cannot start the sync thread");
         rc = TS_ERR_NOMEM;

@@ -83,6 +83,8 @@ int ts_iso8601_parse(const char *s, int64_t *wall_ms);
 void ts_sleep_ms(int64_t ms);
 
 /* ---- helpers --------------------------------------------------------------*/
+/* printf into a caller's error buffer; err NULL or errsz 0 is allowed. */
+void ts_errf(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void ts_hex_encode(const uint8_t *in, size_t n, char *out); /* out: 2n+1 */
 int ts_hex_decode(const char *hex, uint8_t *out, size_t outsz, size_t *outlen);
 /* Cryptographically random bytes from getrandom(2). */

@@ -32,19 +32,6 @@ struct ts_httpc {
     char err[512];
 };
 
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (!err || errsz == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
-
 /* scheme://host[:port][/prefix], host possibly "[v6]". */
 static int parse_url(struct ts_httpc *c, const char *url, char *err, size_t errsz)
 {
@@ -55,13 +42,13 @@ static int parse_url(struct ts_httpc *c, const char *url, char *err, size_t errs
     } else if (strncasecmp(url, "http://", 7) == 0) {
         p = url + 7;
     } else {
-        seterr(err, errsz, "base URL \"%s\" must start with http:// or https://", url);
+        ts_errf(err, errsz, "base URL \"%s\" must start with http:// or https://", url);
         return TS_ERR_CONFIG;
     }
     size_t alen = strcspn(p, "/?#");
     const char *auth_end = p + alen, *port_s = NULL;
     if (memchr(p, '@', alen)) {
-        seterr(err, errsz, "base URL may not carry credentials");
+        ts_errf(err, errsz, "base URL may not carry credentials");
         return TS_ERR_CONFIG;
     }
     const char *hs = p, *he;
@@ -115,14 +102,14 @@ static int parse_url(struct ts_httpc *c, const char *url, char *err, size_t errs
     c->prefix[plen] = '\0';
     return TS_OK;
 bad:
-    seterr(err, errsz, "invalid base URL \"%s\"", url);
+    ts_errf(err, errsz, "invalid base URL \"%s\"", url);
     return TS_ERR_CONFIG;
 }
 
 int ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err, size_t errsz)
 {
     if (!o || !o->base_url || !out) {
-        seterr(err, errsz, "no base URL");
+        ts_errf(err, errsz, "no base URL");
         return TS_ERR_CONFIG;
     }
     struct ts_httpc *c = calloc(1, sizeof *c);
@@ -136,7 +123,7 @@ int ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err
     ts_strlcpy(c->ua, o->user_agent && o->user_agent[0] ? o->user_agent : "tillside/" TS_VERSION,
                sizeof c->ua);
     if (strpbrk(c->ua, "\r\n")) {
-        seterr(err, errsz, "invalid user agent");
+        ts_errf(err, errsz, "invalid user agent");
         rc = TS_ERR_CONFIG;
         goto fail;
     }
@@ -209,20 +196,20 @@ static int do_connect(struct ts_httpc *c, int64_t deadline, int timeout_ms)
     c->conn = NULL;
     if (rc == TS_ERR_TIMEOUT) {
         if (ct < left) { /* the connect budget ran out, not the request's */
-            seterr(c->err, sizeof c->err, "connect to %s:%d timed out after %d ms", c->host,
-                   c->port, ct);
+            ts_errf(c->err, sizeof c->err, "connect to %s:%d timed out after %d ms", c->host,
+                    c->port, ct);
             return rc;
         }
         goto timeout;
     }
     if (rc == TS_ERR_CERT || rc == TS_ERR_TLS)
-        seterr(c->err, sizeof c->err, "TLS: %s (%s:%d)", e, c->host, c->port);
+        ts_errf(c->err, sizeof c->err, "TLS: %s (%s:%d)", e, c->host, c->port);
     else
-        seterr(c->err, sizeof c->err, "%s", e[0] ? e : ts_strerror(rc));
+        ts_errf(c->err, sizeof c->err, "%s", e[0] ? e : ts_strerror(rc));
     return rc;
 timeout:
-    seterr(c->err, sizeof c->err, "timed out after %d ms (connecting to %s:%d)", timeout_ms,
-           c->host, c->port);
+    ts_errf(c->err, sizeof c->err, "timed out after %d ms (connecting to %s:%d)", timeout_ms,
+            c->host, c->port);
     return TS_ERR_TIMEOUT;
 }
 
@@ -277,26 +264,26 @@ static int read_response(struct ts_httpc *c, const char *method, int64_t deadlin
         if (n == TS_ERR_CLOSED) {
             if (in.len == 0) {
                 rc = TS_ERR_CLOSED;
-                seterr(c->err, sizeof c->err, "%s:%d closed the connection without answering",
-                       c->host, c->port);
+                ts_errf(c->err, sizeof c->err, "%s:%d closed the connection without answering",
+                        c->host, c->port);
                 goto out;
             }
             rc = ts_http_parse_eof(&m, in.data, in.len, c->max_body, &used);
             if (rc == TS_ERR_CLOSED)
-                seterr(c->err, sizeof c->err, "%s:%d closed the connection mid-response", c->host,
-                       c->port);
+                ts_errf(c->err, sizeof c->err, "%s:%d closed the connection mid-response", c->host,
+                        c->port);
             break;
         }
         if (n == TS_ERR_TIMEOUT) {
             rc = TS_ERR_TIMEOUT;
-            seterr(c->err, sizeof c->err, "timed out after %d ms (waiting for %s:%d)", timeout_ms,
-                   c->host, c->port);
+            ts_errf(c->err, sizeof c->err, "timed out after %d ms (waiting for %s:%d)", timeout_ms,
+                    c->host, c->port);
             goto out;
         }
         if (n < 0) {
             rc = (int)n;
-            seterr(c->err, sizeof c->err, "reading the response from %s:%d failed: %s", c->host,
-                   c->port, ts_strerror(rc));
+            ts_errf(c->err, sizeof c->err, "reading the response from %s:%d failed: %s", c->host,
+                    c->port, ts_strerror(rc));
             goto out;
         }
         *got_bytes = true;
@@ -304,10 +291,10 @@ static int read_response(struct ts_httpc *c, const char *method, int64_t deadlin
             goto out;
     }
     if (rc == TS_ERR_PROTO)
-        seterr(c->err, sizeof c->err, "malformed HTTP response from %s:%d", c->host, c->port);
+        ts_errf(c->err, sizeof c->err, "malformed HTTP response from %s:%d", c->host, c->port);
     else if (rc == TS_ERR_FULL)
-        seterr(c->err, sizeof c->err, "response from %s:%d exceeds the size limit (%zu bytes)",
-               c->host, c->port, c->max_body);
+        ts_errf(c->err, sizeof c->err, "response from %s:%d exceeds the size limit (%zu bytes)",
+                c->host, c->port, c->max_body);
     if (rc)
         goto out;
     resp->status = m.status;
@@ -356,7 +343,7 @@ int ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_qu
     c->err[0] = '\0';
     if (!valid_token(method) || !valid_target(path_query) || (body_len && !body) ||
         (content_type && strpbrk(content_type, "\r\n"))) {
-        seterr(c->err, sizeof c->err, "invalid request");
+        ts_errf(c->err, sizeof c->err, "invalid request");
         return TS_ERR_INVAL;
     }
     if (timeout_ms <= 0)
@@ -410,19 +397,19 @@ int ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_qu
         }
         if (wrc == TS_ERR_TIMEOUT || rc == TS_ERR_TIMEOUT) {
             rc = TS_ERR_TIMEOUT;
-            seterr(c->err, sizeof c->err, "timed out after %d ms (talking to %s:%d)", timeout_ms,
-                   c->host, c->port);
+            ts_errf(c->err, sizeof c->err, "timed out after %d ms (talking to %s:%d)", timeout_ms,
+                    c->host, c->port);
         } else if (wrc != TS_OK && !got_bytes) {
             rc = wrc;
-            seterr(c->err, sizeof c->err, "sending the request to %s:%d failed: %s", c->host,
-                   c->port, ts_strerror(wrc));
+            ts_errf(c->err, sizeof c->err, "sending the request to %s:%d failed: %s", c->host,
+                    c->port, ts_strerror(wrc));
         }
         break;
     }
     ts_httpc_disconnect(c);
 out:
     if (rc && !c->err[0])
-        seterr(c->err, sizeof c->err, "%s", ts_strerror(rc));
+        ts_errf(c->err, sizeof c->err, "%s", ts_strerror(rc));
     ts_buf_free(&req);
     return rc;
 }

@@ -47,19 +47,6 @@ struct ts_httpd {
     struct conn *conns;
 };
 
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (!err || errsz == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
-
 static const char *reason(int status)
 {
     static const struct {
@@ -452,8 +439,8 @@ static int listen_on(const char *listen_addr, int *fd_out, int *port_out, char *
 {
     char host[256], port[16];
     if (!listen_addr || split_listen(listen_addr, host, sizeof host, port, sizeof port)) {
-        seterr(err, errsz, "invalid listen address \"%s\" (want host:port)",
-               listen_addr ? listen_addr : "");
+        ts_errf(err, errsz, "invalid listen address \"%s\" (want host:port)",
+                listen_addr ? listen_addr : "");
         return TS_ERR_CONFIG;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -462,7 +449,7 @@ static int listen_on(const char *listen_addr, int *fd_out, int *port_out, char *
     struct addrinfo *res = NULL;
     int g = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (g) {
-        seterr(err, errsz, "cannot resolve listen address %s: %s", listen_addr, gai_strerror(g));
+        ts_errf(err, errsz, "cannot resolve listen address %s: %s", listen_addr, gai_strerror(g));
         return TS_ERR_CONFIG;
     }
     int last = 0, fd = -1;
@@ -482,7 +469,7 @@ static int listen_on(const char *listen_addr, int *fd_out, int *port_out, char *
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        seterr(err, errsz, "cannot listen on %s: %s", listen_addr, strerror(last));
+        ts_errf(err, errsz, "cannot listen on %s: %s", listen_addr, strerror(last));
         return last == EACCES ? TS_ERR_PERM : TS_ERR_IO;
     }
     struct sockaddr_storage ss;
@@ -498,12 +485,12 @@ int ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
                    struct ts_httpd **out, char *err, size_t errsz)
 {
     if (!o || !h || !out) {
-        seterr(err, errsz, "invalid arguments");
+        ts_errf(err, errsz, "invalid arguments");
         return TS_ERR_INVAL;
     }
     bool tls = o->cert_file && o->cert_file[0];
     if (tls && (!o->key_file || !o->key_file[0] || !o->client_ca_file || !o->client_ca_file[0])) {
-        seterr(err, errsz, "TLS needs a certificate, its key and the CA for client certificates");
+        ts_errf(err, errsz, "TLS needs a certificate, its key and the CA for client certificates");
         return TS_ERR_CONFIG;
     }
     struct ts_httpd *s = calloc(1, sizeof *s);
@@ -529,7 +516,7 @@ int ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
     if ((rc = listen_on(o->listen, &s->lfd, &s->port, err, errsz)))
         goto fail;
     if (pthread_create(&s->accept_thr, NULL, accept_main, s) != 0) {
-        seterr(err, errsz, "cannot start the accept thread");
+        ts_errf(err, errsz, "cannot start the accept thread");
         rc = TS_ERR_NOMEM;
         goto fail;
     }

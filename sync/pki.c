@@ -28,24 +28,11 @@ struct pki_rng {
     mbedtls_ctr_drbg_context drbg;
 };
 
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (!err || errsz == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
-
 static void mberr(char *err, size_t errsz, const char *what, int ret)
 {
     char mb[160];
     ts_compat_strerror(ret, mb, sizeof mb);
-    seterr(err, errsz, "%s: %s", what, mb);
+    ts_errf(err, errsz, "%s: %s", what, mb);
 }
 
 static int rng_init(struct pki_rng *r, char *err, size_t errsz)
@@ -54,7 +41,7 @@ static int rng_init(struct pki_rng *r, char *err, size_t errsz)
     mbedtls_entropy_init(&r->entropy);
     mbedtls_ctr_drbg_init(&r->drbg);
     if (ts_compat_crypto_init() != 0) {
-        seterr(err, errsz, "cannot initialise the crypto library");
+        ts_errf(err, errsz, "cannot initialise the crypto library");
         return TS_ERR_TLS;
     }
     int ret =
@@ -78,13 +65,13 @@ static void rng_free(struct pki_rng *r)
 static int check_part(const char *what, const char *v, char *err, size_t errsz)
 {
     if (strlen(v) > 64) {
-        seterr(err, errsz, "%s is longer than 64 characters", what);
+        ts_errf(err, errsz, "%s is longer than 64 characters", what);
         return TS_ERR_INVAL;
     }
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
         if (*p < 0x20 || *p == 0x7f || strchr(",+=\\\"<>;#", *p)) {
-            seterr(err, errsz, "%s may not contain '%c' or control characters", what,
-                   *p >= 0x20 ? *p : '?');
+            ts_errf(err, errsz, "%s may not contain '%c' or control characters", what,
+                    *p >= 0x20 ? *p : '?');
             return TS_ERR_INVAL;
         }
     }
@@ -107,7 +94,7 @@ static int build_subject(const char *cn, const char *ou, const char *o, char *ou
                                  vals[i]);
     }
     if (used == 0) {
-        seterr(err, errsz, "a certificate needs at least a CN");
+        ts_errf(err, errsz, "a certificate needs at least a CN");
         return TS_ERR_INVAL;
     }
     return TS_OK;
@@ -126,7 +113,7 @@ static int name_to_string(const mbedtls_x509_name *n, char *out, size_t outsz, c
         const char *sn = NULL;
         char val[128];
         if (mbedtls_oid_get_attr_short_name(&n->oid, &sn) != 0 || n->val.len >= sizeof val) {
-            seterr(err, errsz, "the CA's subject has an attribute this tool cannot copy");
+            ts_errf(err, errsz, "the CA's subject has an attribute this tool cannot copy");
             return TS_ERR_INVAL;
         }
         memcpy(val, n->val.p, n->val.len);
@@ -135,7 +122,7 @@ static int name_to_string(const mbedtls_x509_name *n, char *out, size_t outsz, c
             return TS_ERR_INVAL;
         int k = snprintf(out + used, outsz - used, "%s%s=%s", used ? "," : "", sn, val);
         if (k < 0 || (size_t)k >= outsz - used) {
-            seterr(err, errsz, "the CA's subject is too long");
+            ts_errf(err, errsz, "the CA's subject is too long");
             return TS_ERR_INVAL;
         }
         used += (size_t)k;
@@ -188,7 +175,7 @@ static int der_san(const char *list, unsigned char *out, size_t *outlen, char *e
             break;
         char name[256];
         if (n >= sizeof name) {
-            seterr(err, errsz, "DNS name too long");
+            ts_errf(err, errsz, "DNS name too long");
             return TS_ERR_INVAL;
         }
         memcpy(name, p, n);
@@ -206,11 +193,11 @@ static int der_san(const char *list, unsigned char *out, size_t *outlen, char *e
             for (size_t i = 0; i < n; i++)
                 if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
                       (name[i] >= '0' && name[i] <= '9') || strchr(".-*_", name[i]))) {
-                    seterr(err, errsz, "invalid DNS name \"%s\"", name);
+                    ts_errf(err, errsz, "invalid DNS name \"%s\"", name);
                     return TS_ERR_INVAL;
                 }
         if (bl + vl + 4 > sizeof body) {
-            seterr(err, errsz, "too many DNS names");
+            ts_errf(err, errsz, "too many DNS names");
             return TS_ERR_INVAL;
         }
         body[bl++] = iplen ? 0x87 : 0x82; /* [7] iPAddress, [2] dNSName */
@@ -240,7 +227,7 @@ static int write_key(mbedtls_pk_context *key, const char *path, char *err, size_
     int rc = ts_write_file_atomic(path, pem, strlen((char *)pem), 0600);
     mbedtls_platform_zeroize(pem, sizeof pem);
     if (rc)
-        seterr(err, errsz, "cannot write %s: %s", path, ts_strerror(rc));
+        ts_errf(err, errsz, "cannot write %s: %s", path, ts_strerror(rc));
     return rc;
 }
 
@@ -267,7 +254,7 @@ static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, s
     mbedtls_x509write_crt_set_subject_key(&crt, s->subject_key);
     mbedtls_x509write_crt_set_issuer_key(&crt, s->issuer_key);
     if ((rc = ts_random(serial, sizeof serial))) {
-        seterr(err, errsz, "no randomness for the serial number");
+        ts_errf(err, errsz, "no randomness for the serial number");
         goto out;
     }
     rc = TS_ERR_TLS;
@@ -313,7 +300,7 @@ static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, s
         goto out;
     }
     if ((rc = ts_write_file_atomic(s->out, pem, strlen((char *)pem), 0644)))
-        seterr(err, errsz, "cannot write %s: %s", s->out, ts_strerror(rc));
+        ts_errf(err, errsz, "cannot write %s: %s", s->out, ts_strerror(rc));
 out:
     mbedtls_x509write_crt_free(&crt);
     return rc;
@@ -329,7 +316,7 @@ int ts_pki_ca_init(const char *dir, const char *cn, int days, char *err, size_t 
     if ((rc = rng_init(&r, err, errsz)))
         goto out;
     if (!dir || !dir[0]) {
-        seterr(err, errsz, "no CA directory given");
+        ts_errf(err, errsz, "no CA directory given");
         rc = TS_ERR_INVAL;
         goto out;
     }
@@ -340,12 +327,12 @@ int ts_pki_ca_init(const char *dir, const char *cn, int days, char *err, size_t 
     snprintf(key_path, sizeof key_path, "%s/ca.key", dir);
     if (access(key_path, F_OK) == 0) {
         /* a CA key is what every issued certificate hangs on: never clobber one */
-        seterr(err, errsz, "%s already exists; remove it to create a new CA", key_path);
+        ts_errf(err, errsz, "%s already exists; remove it to create a new CA", key_path);
         rc = TS_ERR_INVAL;
         goto out;
     }
     if ((rc = ts_mkdir_p(dir, 0700))) {
-        seterr(err, errsz, "cannot create %s: %s", dir, ts_strerror(rc));
+        ts_errf(err, errsz, "cannot create %s: %s", dir, ts_strerror(rc));
         goto out;
     }
     if ((ret = ts_compat_ec_p256_genkey(&key, mbedtls_ctr_drbg_random, &r.drbg))) {
@@ -386,7 +373,7 @@ int ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz)
         goto out;
     if (!p || !p->ca_cert_file || !p->ca_key_file || !p->out_cert_file || !p->out_key_file ||
         !p->cn || !p->cn[0] || p->not_after <= p->not_before) {
-        seterr(err, errsz, "issue needs a CA, a CN, output files and a validity period");
+        ts_errf(err, errsz, "issue needs a CA, a CN, output files and a validity period");
         rc = TS_ERR_INVAL;
         goto out;
     }
@@ -409,7 +396,7 @@ int ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz)
         goto out;
     }
     if (ts_compat_pk_check_pair(&ca.pk, &ca_key, mbedtls_ctr_drbg_random, &r.drbg) != 0) {
-        seterr(err, errsz, "%s does not belong to %s", p->ca_key_file, p->ca_cert_file);
+        ts_errf(err, errsz, "%s does not belong to %s", p->ca_key_file, p->ca_cert_file);
         rc = TS_ERR_CONFIG;
         goto out;
     }

@@ -46,19 +46,6 @@ struct ts_tls_conn {
 
 #define DEFAULT_TIMEOUT_MS 15000
 
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (!err || errsz == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
-
 /* Connections of many threads draw from one DRBG; mbedTLS may or may not be
  * built with MBEDTLS_THREADING_C, so the lock is ours. */
 static int locked_rng(void *p, unsigned char *out, size_t n)
@@ -100,7 +87,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 static int load_file_check(const char *what, const char *path, char *err, size_t errsz)
 {
     if (access(path, R_OK) != 0) {
-        seterr(err, errsz, "cannot read %s %s: %s", what, path, strerror(errno));
+        ts_errf(err, errsz, "cannot read %s %s: %s", what, path, strerror(errno));
         return errno == ENOENT ? TS_ERR_NOTFOUND : TS_ERR_PERM;
     }
     return TS_OK;
@@ -111,13 +98,13 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
     char mb[160];
     int ret, rc = TS_OK;
     if (!o || !out || !o->ca_file || !o->ca_file[0]) {
-        seterr(err, errsz, "TLS needs a CA file");
+        ts_errf(err, errsz, "TLS needs a CA file");
         return TS_ERR_CONFIG;
     }
     bool have_cert = o->cert_file && o->cert_file[0], have_key = o->key_file && o->key_file[0];
     if (have_cert != have_key || (o->server && !have_cert)) {
-        seterr(err, errsz, "TLS needs both a certificate and its key%s",
-               o->server ? " on the server side" : "");
+        ts_errf(err, errsz, "TLS needs both a certificate and its key%s",
+                o->server ? " on the server side" : "");
         return TS_ERR_CONFIG;
     }
     struct ts_tls_ctx *c = calloc(1, sizeof *c);
@@ -133,7 +120,7 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
     mbedtls_ctr_drbg_init(&c->drbg);
 
     if (ts_compat_crypto_init() != 0) {
-        seterr(err, errsz, "cannot initialise the crypto library");
+        ts_errf(err, errsz, "cannot initialise the crypto library");
         rc = TS_ERR_TLS;
         goto out;
     }
@@ -141,7 +128,7 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
     if ((ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, pers,
                                      sizeof pers - 1))) {
         ts_compat_strerror(ret, mb, sizeof mb);
-        seterr(err, errsz, "cannot seed the random generator: %s", mb);
+        ts_errf(err, errsz, "cannot seed the random generator: %s", mb);
         rc = TS_ERR_TLS;
         goto out;
     }
@@ -149,7 +136,7 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
         goto out;
     if ((ret = mbedtls_x509_crt_parse_file(&c->ca, o->ca_file)) < 0) {
         ts_compat_strerror(ret, mb, sizeof mb);
-        seterr(err, errsz, "cannot load CA file %s: %s", o->ca_file, mb);
+        ts_errf(err, errsz, "cannot load CA file %s: %s", o->ca_file, mb);
         rc = TS_ERR_CONFIG;
         goto out;
     }
@@ -159,18 +146,18 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
             goto out;
         if ((ret = mbedtls_x509_crt_parse_file(&c->own, o->cert_file)) != 0) {
             ts_compat_strerror(ret, mb, sizeof mb);
-            seterr(err, errsz, "cannot load certificate %s: %s", o->cert_file, mb);
+            ts_errf(err, errsz, "cannot load certificate %s: %s", o->cert_file, mb);
             rc = TS_ERR_CONFIG;
             goto out;
         }
         if ((ret = ts_compat_pk_parse_keyfile(&c->key, o->key_file, locked_rng, c)) != 0) {
             ts_compat_strerror(ret, mb, sizeof mb);
-            seterr(err, errsz, "cannot load key %s: %s", o->key_file, mb);
+            ts_errf(err, errsz, "cannot load key %s: %s", o->key_file, mb);
             rc = TS_ERR_CONFIG;
             goto out;
         }
         if (ts_compat_pk_check_pair(&c->own.pk, &c->key, locked_rng, c) != 0) {
-            seterr(err, errsz, "certificate %s does not match key %s", o->cert_file, o->key_file);
+            ts_errf(err, errsz, "certificate %s does not match key %s", o->cert_file, o->key_file);
             rc = TS_ERR_CONFIG;
             goto out;
         }
@@ -179,7 +166,7 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
              &c->conf, o->server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
              MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT))) {
         ts_compat_strerror(ret, mb, sizeof mb);
-        seterr(err, errsz, "TLS configuration failed: %s", mb);
+        ts_errf(err, errsz, "TLS configuration failed: %s", mb);
         rc = TS_ERR_TLS;
         goto out;
     }
@@ -191,7 +178,7 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
     mbedtls_ssl_conf_rng(&c->conf, locked_rng, c);
     if (have_cert && (ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->own, &c->key))) {
         ts_compat_strerror(ret, mb, sizeof mb);
-        seterr(err, errsz, "cannot use certificate %s: %s", o->cert_file, mb);
+        ts_errf(err, errsz, "cannot use certificate %s: %s", o->cert_file, mb);
         rc = TS_ERR_CONFIG;
         goto out;
     }
@@ -368,7 +355,7 @@ static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64
         if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
             int rc = wait_fd(c->fd, ret == MBEDTLS_ERR_SSL_WANT_READ ? POLLIN : POLLOUT, deadline);
             if (rc == TS_ERR_TIMEOUT) {
-                seterr(err, errsz, "TLS handshake timed out");
+                ts_errf(err, errsz, "TLS handshake timed out");
                 return TS_ERR_TIMEOUT;
             }
             if (rc)
@@ -381,19 +368,19 @@ static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64
             return TS_ERR_CERT;
         }
         if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
-            seterr(err, errsz, "%s",
-                   server ? "the client aborted the handshake (does it trust our certificate?)"
-                          : "the server refused the handshake (a missing or untrusted client "
-                            "certificate?)");
+            ts_errf(err, errsz, "%s",
+                    server ? "the client aborted the handshake (does it trust our certificate?)"
+                           : "the server refused the handshake (a missing or untrusted client "
+                             "certificate?)");
         } else if (ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == MBEDTLS_ERR_NET_CONN_RESET) {
-            seterr(err, errsz, "the %s closed the connection during the TLS handshake",
-                   server ? "client" : "server");
+            ts_errf(err, errsz, "the %s closed the connection during the TLS handshake",
+                    server ? "client" : "server");
         } else if (ret == MBEDTLS_ERR_NET_SEND_FAILED || ret == MBEDTLS_ERR_NET_RECV_FAILED) {
-            seterr(err, errsz, "TLS handshake failed: %s", strerror(c->sys_errno));
+            ts_errf(err, errsz, "TLS handshake failed: %s", strerror(c->sys_errno));
         } else {
             char mb[160];
             ts_compat_strerror(ret, mb, sizeof mb);
-            seterr(err, errsz, "TLS handshake failed: %s", mb);
+            ts_errf(err, errsz, "TLS handshake failed: %s", mb);
         }
         return TS_ERR_TLS;
     }
@@ -414,7 +401,7 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
     if (ret) {
         char mb[160];
         ts_compat_strerror(ret, mb, sizeof mb);
-        seterr(err, errsz, "TLS setup failed: %s", mb);
+        ts_errf(err, errsz, "TLS setup failed: %s", mb);
         return ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? TS_ERR_NOMEM : TS_ERR_TLS;
     }
     mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
@@ -438,8 +425,8 @@ static int tcp_connect(const char *host, int port, int timeout_ms, int64_t deadl
     struct addrinfo *res = NULL;
     int g = getaddrinfo(host, portstr, &hints, &res);
     if (g != 0) {
-        seterr(err, errsz, "connect to %s:%d failed: cannot resolve host: %s", host, port,
-               gai_strerror(g));
+        ts_errf(err, errsz, "connect to %s:%d failed: cannot resolve host: %s", host, port,
+                gai_strerror(g));
         return TS_ERR_CONNECT;
     }
     int naddr = 0, last_errno = ECONNREFUSED, rc = TS_ERR_CONNECT;
@@ -487,10 +474,10 @@ static int tcp_connect(const char *host, int port, int timeout_ms, int64_t deadl
     if (rc == TS_OK)
         return TS_OK;
     if (timed_out && last_errno == ETIMEDOUT) {
-        seterr(err, errsz, "connect to %s:%d timed out after %d ms", host, port, timeout_ms);
+        ts_errf(err, errsz, "connect to %s:%d timed out after %d ms", host, port, timeout_ms);
         return TS_ERR_TIMEOUT;
     }
-    seterr(err, errsz, "connect to %s:%d failed: %s", host, port, strerror(last_errno));
+    ts_errf(err, errsz, "connect to %s:%d failed: %s", host, port, strerror(last_errno));
     return TS_ERR_CONNECT;
 }
 
@@ -498,7 +485,7 @@ int ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, int timeo
                    struct ts_tls_conn **out, char *err, size_t errsz)
 {
     if (!host || !out || port <= 0 || port > 65535 || (ctx && ctx->server)) {
-        seterr(err, errsz, "invalid connect arguments");
+        ts_errf(err, errsz, "invalid connect arguments");
         return TS_ERR_INVAL;
     }
     if (timeout_ms == 0)
@@ -526,7 +513,7 @@ int ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct ts_tls_
                   char *err, size_t errsz)
 {
     if (fd < 0 || !out || (ctx && !ctx->server)) {
-        seterr(err, errsz, "invalid accept arguments");
+        ts_errf(err, errsz, "invalid accept arguments");
         return TS_ERR_INVAL;
     }
     if (timeout_ms == 0)

@@ -18,7 +18,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ.get("TS_DEMO_BIN_DIR", os.path.join(ROOT, "build", "release"))
+BIN = os.path.abspath(os.environ.get("TS_DEMO_BIN_DIR", os.path.join(ROOT, "build", "release")))
 HUB = os.path.join(BIN, "hub", "tillside-hub")
 AGENT = os.path.join(BIN, "agent", "tillside")
 DIR = os.path.abspath(os.environ.get("TS_DEMO_DIR", os.path.join(ROOT, ".demo")))

@@ -38,6 +38,19 @@ def agent_refuses_expired(w):
     _agent_refuses(w, f"{w.certs}/expired", ["expired"])
 
 
+def agent_missing_cert_stays_up(w):
+    """A terminal whose certificate file is missing keeps serving the till
+    from its cache and says why the link is down."""
+    w.start_hub()
+    w.start_agent(cert=f"{w.certs}/missing.pem")
+    st = wait_for(lambda: w.status().get("last_error") and w.status(),
+                  what="agent to report the certificate problem")
+    check(st["link"] == "offline", f"link: {st['link']}")
+    check("missing.pem" in st["last_error"], f"error does not name the file: {st['last_error']}")
+    s, _ = w.api("GET", "/")
+    check(s == 200, "the associate page must still be served")
+
+
 def _hub_refuses(w, ctx):
     w.start_hub()
     refused = False
@@ -75,6 +88,7 @@ if __name__ == "__main__":
         "agent_refuses_other_ca": agent_refuses_other_ca,
         "agent_refuses_wrong_host": agent_refuses_wrong_host,
         "agent_refuses_expired": agent_refuses_expired,
+        "agent_missing_cert_stays_up": agent_missing_cert_stays_up,
         "hub_refuses_no_client_cert": hub_refuses_no_client_cert,
         "hub_refuses_other_ca_client": hub_refuses_other_ca_client,
     })

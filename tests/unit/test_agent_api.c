@@ -314,8 +314,8 @@ static bool sse_next(struct sse *s, struct event *ev, int timeout_ms)
                     ev->id = strtoull(line + 4, NULL, 10);
                 else if (strncmp(line, "event: ", 7) == 0)
                     snprintf(ev->type, sizeof ev->type, "%.*s", (int)(n - 7), line + 7);
-                else if (strncmp(line, "data: ", 6) == 0)
-                    ts_buf_append(&data, line + 6, n - 6);
+                else if (strncmp(line, "data: ", 6) == 0) /* joined with \n (SSE spec) */
+                    ts_buf_printf(&data, "%s%.*s", data.len ? "\n" : "", (int)(n - 6), line + 6);
                 line += n + 1;
             }
             if (ev->type[0]) {
@@ -392,7 +392,8 @@ static void test_scan_and_session(void **state)
     assert_string_equal(header(&r, "Cache-Control"), "no-store");
     resp_free(&r);
 
-    r = http(f, "POST", "/api/v1/scan", NULL, "", "{\"code\":\"CARD-UNKNOWN-0042\",\"aim\":\"]C0\"}");
+    r = http(f, "POST", "/api/v1/scan", NULL, "",
+             "{\"code\":\"CARD-UNKNOWN-0042\",\"aim\":\"]C0\"}");
     assert_int_equal(r.status, 200);
     json_t *j = json_body(&r);
     assert_string_equal(jstr(j, "status", NULL), "unknown");
@@ -425,8 +426,13 @@ static void test_scan_and_session(void **state)
 static void test_bad_requests(void **state)
 {
     struct fx *f = *state;
-    const char *bad[] = {"{\"code\":", "[1,2]", "{}", "{\"code\":5}", "{\"code\":\"\"}",
-                         "{\"code\":\"ok\",\"aim\":7}", ""};
+    const char *bad[] = {"{\"code\":",
+                         "[1,2]",
+                         "{}",
+                         "{\"code\":5}",
+                         "{\"code\":\"\"}",
+                         "{\"code\":\"ok\",\"aim\":7}",
+                         ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_error(http(f, "POST", "/api/v1/scan", NULL, "", bad[i]), 400);
 
@@ -448,8 +454,9 @@ static void test_bad_requests(void **state)
 
     /* Without Content-Length (chunked) the cap holds too. */
     ts_buf q = {0};
-    ts_buf_printf(&q, "POST /api/v1/scan HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
-                      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    ts_buf_printf(&q,
+                  "POST /api/v1/scan HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+                  "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
                   f->host, f->a->token);
     for (int i = 0; i < 20; i++) {
         ts_buf_printf(&q, "1000\r\n");
@@ -613,7 +620,14 @@ static void test_sse_large_event(void **state)
     assert_int_equal(ev.id, id);
     assert_string_equal(ev.data, json);
     free(ev.data);
-    /* And the stream goes on after it. */
+    /* Line breaks in a payload cannot break the framing. */
+    const char *multi = "{\"link\":\r\n\"offline\",\n\n\"x\":1}";
+    id = ts_bus_publish(f->a->bus, "link", multi);
+    assert_true(sse_next(&s, &ev, IO_TIMEOUT_MS));
+    assert_int_equal(ev.id, id);
+    assert_string_equal(ev.data, "{\"link\":\n\"offline\",\n\n\"x\":1}");
+    free(ev.data);
+    /* And the stream goes on after them. */
     ts_agent_clear(f->a);
     expect_event(&s, "clear", NULL, id + 1);
     sse_close(&s);

@@ -2,6 +2,7 @@
 #include "agent.h"
 #include "cli.h"
 #include "httpc.h"
+#include "render.h"
 
 #include <jansson.h>
 #include <mbedtls/version.h>
@@ -9,58 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A string member or "" (never NULL), for printing. */
-static const char *jstr(json_t *o, const char *key)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-    return s ? s : "";
-}
-
-/* Prints a card as the associate would read it, for terminals and scripts. */
-static void print_card(FILE *f, json_t *card)
-{
-    const char *name = json_string_value(json_object_get(card, "name"));
-    const char *tier = json_string_value(json_object_get(card, "tier"));
-    json_t *points = json_object_get(card, "points");
-    fprintf(f, "%s", name ? name : "(no name)");
-    if (tier)
-        fprintf(f, " · %s", tier);
-    if (json_is_integer(points))
-        fprintf(f, " · %lld points", (long long)json_integer_value(points));
-    fputc('\n', f);
-    size_t i;
-    json_t *it;
-    json_array_foreach(json_object_get(card, "interests"), i, it)
-    {
-        const char *sig = json_string_value(json_object_get(it, "signal"));
-        const char *pname = json_string_value(json_object_get(it, "name"));
-        char label[32];
-        if (sig && strcmp(sig, "cart") == 0)
-            snprintf(label, sizeof label, "in online cart");
-        else if (sig && strcmp(sig, "viewed") == 0 &&
-                 json_integer_value(json_object_get(it, "count")) > 0)
-            snprintf(label, sizeof label, "viewed x%lld this week",
-                     (long long)json_integer_value(json_object_get(it, "count")));
-        else if (sig && strcmp(sig, "viewed") == 0)
-            snprintf(label, sizeof label, "viewed earlier");
-        else if (sig && strcmp(sig, "wishlist") == 0)
-            snprintf(label, sizeof label, "on wishlist");
-        else
-            snprintf(label, sizeof label, "%s", sig ? sig : "interest");
-        fprintf(f, "  %-22s %s\n", label, pname ? pname : "?");
-    }
-    json_array_foreach(json_object_get(card, "orders"), i, it)
-    {
-        fprintf(f, "  order %-16s %.2f %s %s\n", jstr(it, "order_id"),
-                json_number_value(json_object_get(it, "total")), jstr(it, "currency"),
-                jstr(it, "status"));
-    }
-    const char *sugg =
-        json_string_value(json_object_get(json_object_get(card, "suggested"), "name"));
-    if (sugg)
-        fprintf(f, "  %-22s %s\n", "suggest", sugg);
-}
 
 /* A client for the running agent's loopback API. */
 static int api_client(const struct ts_agent_config *cfg, struct ts_httpc **out)
@@ -112,13 +61,10 @@ int ts_cli_scan(const struct ts_agent_config *cfg, const char *code, const char 
         if (r.status != 200 || !status) {
             const char *e = json_string_value(json_object_get(sess, "error"));
             fprintf(stderr, "tillside: scan refused (HTTP %d): %s\n", r.status, e ? e : "?");
-        } else if (strcmp(status, "found") == 0) {
-            print_card(stdout, json_object_get(sess, "card"));
-            printf("  (%s, link %s)\n", jstr(sess, "source"), jstr(sess, "link"));
-            exit_code = 0;
         } else {
-            printf("%s customer (%s)\n", status,
-                   jstr(json_object_get(sess, "scan"), "code_masked"));
+            struct ts_render out = {.f = stdout};
+            ts_render_session(&out, sess);
+            exit_code = strcmp(status, "found") == 0 ? 0 : 1;
         }
         json_decref(sess);
     }
@@ -160,7 +106,8 @@ int ts_cli_lookup(const struct ts_agent_config *cfg, const char *code, bool as_j
         json_t *o = json_loads(card, 0, NULL);
         char at[32];
         ts_iso8601(synced, at, sizeof at);
-        print_card(stdout, o);
+        struct ts_render r = {.f = stdout};
+        ts_render_card(&r, o);
         printf("  (from cache, synced %s)\n", at);
         json_decref(o);
     }

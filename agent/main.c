@@ -16,6 +16,7 @@ static void usage(FILE *f)
                "  scan CODE [--aim ]E0]  send a scan to the running agent, print the card\n"
                "  lookup CODE [--json]   look a code up in the local cache (no agent needed)\n"
                "  status [--json]     the running agent's link, cache and sync state\n"
+               "  watch               show the cards live in this terminal\n"
                "  check-config        validate the configuration file\n"
                "  version             print the version\n"
                "\n"
@@ -102,7 +103,7 @@ int main(int argc, char **argv)
     const char *cmd = args[0];
     if (strcmp(cmd, "version") == 0)
         return ts_cli_version();
-    static const char *known[] = {"run", "scan", "lookup", "status", "check-config"};
+    static const char *known[] = {"run", "scan", "lookup", "status", "check-config", "watch"};
     bool ok = false;
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
         ok |= strcmp(cmd, known[i]) == 0;
@@ -133,5 +134,7 @@ int main(int argc, char **argv)
         return ts_cli_scan(&cfg, args[1], aim);
     if (strcmp(cmd, "lookup") == 0)
         return ts_cli_lookup(&cfg, args[1], json);
+    if (strcmp(cmd, "watch") == 0)
+        return ts_cli_watch(&cfg);
     return ts_cli_status(&cfg, json);
 }

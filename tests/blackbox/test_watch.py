@@ -1,0 +1,64 @@
+"""`tillside watch` in a real terminal (tmux): a scan shows the name and an
+interest, a narrower window still shows them without overflowing, a clear
+goes back to the idle screen."""
+import shutil
+import subprocess
+import time
+
+import tslib
+from tslib import check, wait_for
+
+
+def tmux(w, *args):
+    return subprocess.run(["tmux", "-L", f"ts-{w.api_port}", *args], capture_output=True,
+                          text=True, timeout=10)
+
+
+def pane(w):
+    return tmux(w, "capture-pane", "-p", "-t", "watch").stdout
+
+
+def watch_shows_card(w):
+    if not shutil.which("tmux"):
+        print("tmux missing: ./run test installs it")
+        raise SystemExit(77)
+    w.start_hub()
+    w.send_batch(tslib.customer_batch())
+    w.start_agent()
+    w.wait_cards(1)
+    conf = w.agent_conf_path
+    r = tmux(w, "new-session", "-d", "-s", "watch", "-x", "100", "-y", "30",
+             f"{tslib.AGENT_BIN} watch -c {conf}")
+    check(r.returncode == 0, f"tmux: {r.stderr}")
+    try:
+        wait_for(lambda: "Scan a loyalty card" in pane(w), what="the idle screen")
+        s, _ = w.api("POST", "/api/v1/scan", {"code": "2000000000015"})
+        check(s == 200, "scan")
+        text = wait_for(lambda: "Ada Lovelace" in pane(w) and pane(w), what="the card in watch")
+        check("Trail Runner 42" in text and "viewed x3" in text, f"interest missing:\n{text}")
+        check("Rain Jacket" in text and "in online cart" in text, f"cart missing:\n{text}")
+
+        tmux(w, "resize-window", "-t", "watch", "-x", "40", "-y", "20")
+        time.sleep(0.3)
+        text = wait_for(lambda: "Ada Lovelace" in pane(w) and pane(w), what="redraw after resize")
+        widest = max(len(line.rstrip()) for line in text.splitlines())
+        check(widest <= 40, f"lines overflow a 40-column window ({widest}):\n{text}")
+
+        s, _ = w.api("POST", "/api/v1/session/clear", {})
+        check(s == 200, "clear")
+        wait_for(lambda: "Scan a loyalty card" in pane(w) and "Ada" not in pane(w),
+                 what="the idle screen after clear")
+
+        # The agent restarting is survived: watch reconnects and shows the
+        # next scan.
+        w.agent.stop()
+        wait_for(lambda: "reconnecting" in pane(w), what="reconnecting notice")
+        w.start_agent()
+        w.api("POST", "/api/v1/scan", {"code": "2000000000015"})
+        wait_for(lambda: "Ada Lovelace" in pane(w), what="the card after reconnect")
+    finally:
+        tmux(w, "kill-server")
+
+
+if __name__ == "__main__":
+    tslib.main({"watch_shows_card": watch_shows_card})

@@ -74,17 +74,24 @@ int ts_cli_scan(const struct ts_agent_config *cfg, const char *code, const char 
     return exit_code;
 }
 
-int ts_cli_lookup(const struct ts_agent_config *cfg, const char *code, bool as_json)
+/*
+ * Looks a code up in the cache file itself, read-only, so it works with the
+ * agent stopped and never competes with it for writes. Prints the card JSON
+ * (or, with as_text, what the associate would read).
+ */
+int ts_cli_lookup(const struct ts_agent_config *cfg, const char *code, bool as_text)
 {
-    char norm[TS_SCAN_MAX], key[TS_IDENT_KEY_HEX], err[512], path[TS_AGENT_PATH_MAX + 16];
-    if (ts_ident_normalize(code, strlen(code), norm, sizeof norm) ||
+    char norm[TS_SCAN_MAX], key[TS_IDENT_KEY_HEX], err[1200], path[TS_AGENT_PATH_MAX + 16];
+    struct ts_scan scan;
+    if (ts_scan_from_text("cli", code, strlen(code), NULL, &scan) ||
+        ts_ident_normalize(scan.data, scan.data_len, norm, sizeof norm) ||
         ts_ident_key(&cfg->tenant, TS_IDENT_LOYALTY, norm, key)) {
         fprintf(stderr, "tillside: not a valid code\n");
-        return 2;
+        return 1;
     }
     ts_agent_cache_path(cfg, path, sizeof path);
     struct ts_cache *c = NULL;
-    if (ts_cache_open(path, &c, err, sizeof err)) {
+    if (ts_cache_open_readonly(path, &c, err, sizeof err)) {
         fprintf(stderr, "tillside: %s\n", err);
         return 1;
     }
@@ -97,10 +104,10 @@ int ts_cli_lookup(const struct ts_agent_config *cfg, const char *code, bool as_j
         return 1;
     }
     if (rc) {
-        fprintf(stderr, "tillside: lookup failed: %s\n", ts_strerror(rc));
+        fprintf(stderr, "tillside: lookup in %s failed: %s\n", path, ts_strerror(rc));
         return 1;
     }
-    if (as_json) {
+    if (!as_text) {
         printf("%s\n", card);
     } else {
         json_t *o = json_loads(card, 0, NULL);

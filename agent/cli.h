@@ -5,7 +5,7 @@
 #include "agent.h"
 
 int ts_cli_scan(const struct ts_agent_config *cfg, const char *code, const char *aim);
-int ts_cli_lookup(const struct ts_agent_config *cfg, const char *code, bool as_json);
+int ts_cli_lookup(const struct ts_agent_config *cfg, const char *code, bool as_text);
 int ts_cli_status(const struct ts_agent_config *cfg, bool as_json);
 int ts_cli_version(void);
 /* Live cards in the terminal until SIGINT/SIGTERM. */

@@ -6,11 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A key written with nothing after '=' ("token_file =") means "use the
+ * default", as if it were not there. */
+static const char *get(const struct ts_conf *c, const char *sec, const char *key,
+                       const char *def)
+{
+    const char *v = ts_conf_get(c, sec, key, def);
+    return v && *v ? v : def;
+}
+
 /* Copies a string option; too long is an error naming file:line. */
 static int get_str(const struct ts_conf *c, const char *sec, const char *key, const char *def,
                    char *out, size_t outsz, char *err, size_t errsz)
 {
-    const char *v = ts_conf_get(c, sec, key, def);
+    const char *v = get(c, sec, key, def);
     if (ts_strlcpy(out, v ? v : "", outsz) >= outsz) {
         char where[1100];
         snprintf(err, errsz, "%s: [%s] %s: value too long (max %zu)",
@@ -18,6 +27,18 @@ static int get_str(const struct ts_conf *c, const char *sec, const char *key, co
         return TS_ERR_CONFIG;
     }
     return TS_OK;
+}
+
+/* ts_conf_get_int, with an empty value meaning the default. */
+static int get_int(const struct ts_conf *c, const char *sec, const char *key, long def, long min,
+                   long max, long *out, char *err, size_t errsz)
+{
+    const char *v = ts_conf_get(c, sec, key, NULL);
+    if (v && !*v) {
+        *out = def;
+        return TS_OK;
+    }
+    return ts_conf_get_int(c, sec, key, def, min, max, out, err, errsz);
 }
 
 static int fail(const struct ts_conf *c, const char *sec, const char *key, char *err,
@@ -73,13 +94,13 @@ static int from_conf(const struct ts_conf *c, struct ts_agent_config *o, char *e
     if ((rc = get_str(c, sec, key, def, o->field, sizeof o->field, err, errsz)))                   \
     return rc
 #define INT(sec, key, def, min, max, field)                                                        \
-    if ((rc = ts_conf_get_int(c, sec, key, def, min, max, &v, err, errsz)))                        \
+    if ((rc = get_int(c, sec, key, def, min, max, &v, err, errsz)))                                \
         return rc;                                                                                 \
     o->field = v
     STR("agent", "store", "", store);
     STR("agent", "terminal", "", terminal);
     STR("agent", "state_dir", "/var/lib/tillside", state_dir);
-    const char *lvl = ts_conf_get(c, "agent", "log_level", "info");
+    const char *lvl = get(c, "agent", "log_level", "info");
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)
         return fail(c, "agent", "log_level", err, errsz, "expected debug, info, warn or error");
     STR("hub", "url", "", hub_url);
@@ -93,16 +114,16 @@ static int from_conf(const struct ts_conf *c, struct ts_agent_config *o, char *e
     INT("hub", "lookup_timeout_ms", 300, 10, 60000, lookup_timeout_ms);
     INT("hub", "page_limit", 500, 1, 1000, page_limit);
     long kver;
-    if ((rc = ts_conf_get_int(c, "identity", "key_version", 1, 1, 1000000, &kver, err, errsz)))
+    if ((rc = get_int(c, "identity", "key_version", 1, 1, 1000000, &kver, err, errsz)))
         return rc;
-    const char *key = ts_conf_get(c, "identity", "tenant_key", NULL);
+    const char *key = get(c, "identity", "tenant_key", NULL);
     if (!key || !*key)
         return fail(c, "identity", "tenant_key", err, errsz,
                     "missing: the tenant key (hex) from enrolment is required");
     if (ts_tenant_key_parse(key, (int)kver, &o->tenant) != TS_OK)
         return fail(c, "identity", "tenant_key", err, errsz,
                     "expected 32 to 64 bytes written as hex");
-    const char *listen = ts_conf_get(c, "api", "listen", "127.0.0.1:8765");
+    const char *listen = get(c, "api", "listen", "127.0.0.1:8765");
     rc = parse_listen(listen, o->api_host, sizeof o->api_host, &o->api_port);
     if (rc == TS_ERR_PERM)
         return fail(c, "api", "listen", err, errsz,
@@ -112,8 +133,7 @@ static int from_conf(const struct ts_conf *c, struct ts_agent_config *o, char *e
         return fail(c, "api", "listen", err, errsz, "expected host:port");
     char def_token[TS_AGENT_PATH_MAX + 16];
     snprintf(def_token, sizeof def_token, "%s/api.token", o->state_dir);
-    const char *tf = ts_conf_get(c, "api", "token_file", "");
-    STR("api", "token_file", *tf ? tf : def_token, token_file);
+    STR("api", "token_file", def_token, token_file);
 #undef STR
 #undef INT
     return TS_OK;

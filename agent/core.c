@@ -77,6 +77,8 @@ int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char
     if ((rc = ts_cache_open(path, &a->cache, err, errsz)))
         goto fail;
     chmod(path, 0600);
+    /* Status shows the last sync even before this run's first poll. */
+    a->last_sync_wall_ms = ts_cache_last_sync(a->cache);
     if ((rc = load_token(a, err, errsz)))
         goto fail;
     if ((rc = ts_bus_new(BUS_CAPACITY, &a->bus)))
@@ -126,7 +128,13 @@ static char *live_lookup(struct ts_agent *a, const char *key)
         ts_httpc_disconnect(a->live);
     } else if (r.status == 200) {
         struct ts_feed_page one;
-        if (ts_feed_parse_lookup(r.body.data, r.body.len, &one, err, sizeof err) == TS_OK) {
+        rc = ts_feed_parse_lookup(r.body.data, r.body.len, &one, err, sizeof err);
+        if (rc == TS_OK && one.kv != a->cfg.tenant.version) {
+            snprintf(err, sizeof err, "key version %d, ours is %d", one.kv, a->cfg.tenant.version);
+            ts_feed_page_free(&one);
+            rc = TS_ERR_PROTO;
+        }
+        if (rc == TS_OK) {
             pthread_mutex_lock(&a->mu);
             ts_cache_put_live(a->cache, &one, ts_now_wall_ms());
             a->lookups_live++;
@@ -242,10 +250,12 @@ void ts_agent_set_link(struct ts_agent *a, bool online, const char *error)
     ts_strlcpy(a->last_error, error ? error : "", sizeof a->last_error);
     pthread_mutex_unlock(&a->mu);
     if (changed) {
+        /* The reason was logged once by whoever decided (the sync thread);
+         * this line only marks the transition. */
         if (online)
             TS_INFO("sync", "link online (%s)", a->cfg.hub_url);
         else
-            TS_WARN("sync", "link offline: %s", error ? error : "unknown reason");
+            TS_INFO("sync", "link offline: serving from the cache");
         ts_bus_publish(a->bus, "link", online ? "{\"link\":\"online\"}" : "{\"link\":\"offline\"}");
     }
 }

@@ -14,7 +14,7 @@ static void usage(FILE *f)
                "commands:\n"
                "  run                 run the agent (sync, local API, associate page)\n"
                "  scan CODE [--aim ]E0]  send a scan to the running agent, print the card\n"
-               "  lookup CODE [--json]   look a code up in the local cache (no agent needed)\n"
+               "  lookup CODE [--text]   the card JSON from the local cache (no agent needed)\n"
                "  status [--json]     the running agent's link, cache and sync state\n"
                "  watch               show the cards live in this terminal\n"
                "  check-config        validate the configuration file\n"
@@ -76,13 +76,15 @@ int main(int argc, char **argv)
     const char *conf_path = TS_AGENT_DEFAULT_CONFIG;
     const char *args[16];
     int nargs = 0;
-    bool json = false;
+    bool json = false, text = false;
     const char *aim = NULL;
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             conf_path = argv[++i];
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
+        } else if (strcmp(argv[i], "--text") == 0) {
+            text = true;
         } else if (strcmp(argv[i], "--aim") == 0 && i + 1 < argc) {
             aim = argv[++i];
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -133,7 +135,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "scan") == 0)
         return ts_cli_scan(&cfg, args[1], aim);
     if (strcmp(cmd, "lookup") == 0)
-        return ts_cli_lookup(&cfg, args[1], json);
+        return ts_cli_lookup(&cfg, args[1], text);
     if (strcmp(cmd, "watch") == 0)
         return ts_cli_watch(&cfg);
     return ts_cli_status(&cfg, json);

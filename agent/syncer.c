@@ -46,6 +46,14 @@ static bool sleep_or_stop(struct ts_syncer *s, int64_t ms)
     return stop;
 }
 
+static bool stop_requested(struct ts_syncer *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    return stop;
+}
+
 /* Full-jitter exponential backoff: uniform in [min, min(cap, base * 2^n)]. */
 static int64_t backoff_ms(unsigned failures)
 {
@@ -57,6 +65,20 @@ static int64_t backoff_ms(unsigned failures)
     uint32_t r = 0;
     ts_random(&r, sizeof r);
     return BACKOFF_MIN_MS + (int64_t)(r % (uint32_t)(ceiling - BACKOFF_MIN_MS + 1));
+}
+
+/* Copies up to outsz-1 bytes of an error body for a log line: one line,
+ * printable ASCII only (a hostile or broken peer cannot forge log lines). */
+static void printable(const char *in, size_t len, char *out, size_t outsz)
+{
+    size_t n = 0;
+    for (size_t i = 0; in && i < len && n + 1 < outsz; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        out[n++] = ch >= 0x20 && ch < 0x7f ? (char)ch : ' ';
+    }
+    while (n && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
 }
 
 /*
@@ -104,15 +126,24 @@ static int sync_page(struct ts_syncer *s, bool *more, char *why, size_t whysz)
         goto out;
     }
     if (r.status == 410) {
-        /* The hub no longer has our position: start over from scratch. */
+        /* The hub no longer has our position: start over from scratch. A 410
+         * for a full sync is a hub fault; retrying at once would spin. */
+        if (!cursor[0]) {
+            snprintf(why, whysz, "feed request answered HTTP 410 for a full sync");
+            rc = TS_ERR_PROTO;
+            goto out;
+        }
         TS_WARN("sync", "hub answered 410 Gone for our cursor: resynchronizing from scratch");
         rc = ts_cache_reset(s->cache);
-        *more = true;
+        if (rc)
+            snprintf(why, whysz, "cannot reset the cache for a resync");
+        *more = rc == TS_OK;
         goto out;
     }
     if (r.status != 200) {
-        snprintf(why, whysz, "feed request answered HTTP %d: %.200s", r.status,
-                 r.body.data ? r.body.data : "");
+        char excerpt[160];
+        printable(r.body.data, r.body.len, excerpt, sizeof excerpt);
+        snprintf(why, whysz, "feed request answered HTTP %d: %s", r.status, excerpt);
         rc = TS_ERR_PROTO;
         goto out;
     }
@@ -135,7 +166,9 @@ static int sync_page(struct ts_syncer *s, bool *more, char *why, size_t whysz)
     ts_agent_note_page(a, page.nitems, now);
     if (page.nitems)
         TS_INFO("sync", "applied %zu change(s), more=%d", page.nitems, page.more);
-    *more = page.more;
+    /* "more" with nothing in it and the same cursor would have us ask the
+     * same question forever: wait for the next poll instead. */
+    *more = page.more && (page.nitems > 0 || strcmp(page.cursor, cursor) != 0);
 out:
     ts_feed_page_free(&page);
     ts_http_resp_free(&r);
@@ -154,7 +187,7 @@ static void *run(void *arg)
             s->failures = 0;
             last_why[0] = '\0';
             ts_agent_set_link(a, true, NULL);
-            if (more)
+            if (more && !stop_requested(s))
                 continue;
             if (sleep_or_stop(s, a->cfg.poll_interval_ms))
                 break;

@@ -2,9 +2,11 @@
 #include "cache.h"
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
     ST_DEL_KEYS,
@@ -67,30 +69,53 @@ void ts_cache_close(struct ts_cache *c)
     free(c);
 }
 
-int ts_cache_open(const char *path, struct ts_cache **out, char *err, size_t errsz)
+/*
+ * Opens path and prepares every statement. Read-write connections create
+ * the file and the schema (idempotent); read-only ones only check that the
+ * statements prepare, which fails on anything that is not our schema.
+ */
+static int open_cache(const char *path, bool readonly, struct ts_cache **out, char *err,
+                      size_t errsz)
 {
     struct ts_cache *c = calloc(1, sizeof *c);
     if (!c)
         return TS_ERR_NOMEM;
     snprintf(c->path, sizeof c->path, "%s", path);
-    int rc = sqlite3_open_v2(path, &c->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int flags = SQLITE_OPEN_NOMUTEX |
+                (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(c->db, 5000);
-        rc = sqlite3_exec(c->db, schema, NULL, NULL, NULL);
+        rc = sqlite3_exec(c->db, readonly ? "PRAGMA query_only = ON" : schema, NULL, NULL, NULL);
     }
     for (int i = 0; rc == SQLITE_OK && i < ST__N; i++)
         rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i],
                                 NULL);
     if (rc != SQLITE_OK) {
-        snprintf(err, errsz, "cache %s: %s", path,
-                 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        const char *why = c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
+        if (readonly && strstr(why, "no such table"))
+            why = "not a tillside cache";
+        snprintf(err, errsz, "cache %s: %s", path, why);
         ts_cache_close(c);
         return TS_ERR_DB;
     }
     *out = c;
     return TS_OK;
+}
+
+int ts_cache_open(const char *path, struct ts_cache **out, char *err, size_t errsz)
+{
+    return open_cache(path, false, out, err, errsz);
+}
+
+int ts_cache_open_readonly(const char *path, struct ts_cache **out, char *err, size_t errsz)
+{
+    /* SQLite would say "unable to open database file"; say what is wrong. */
+    if (access(path, F_OK) != 0) {
+        snprintf(err, errsz, "cache %s: no such file (has the agent run and synced yet?)", path);
+        return TS_ERR_NOTFOUND;
+    }
+    return open_cache(path, true, out, err, errsz);
 }
 
 static sqlite3_stmt *stmt(struct ts_cache *c, int which)
@@ -145,9 +170,26 @@ static int put_card(struct ts_cache *c, const struct ts_feed_item *it, int kv, i
     return TS_OK;
 }
 
+/*
+ * After erasures: moves every page into the main file and truncates the WAL,
+ * so no copy of an erased card survives in an old WAL frame. Readers are
+ * waited for by the busy handler; should one hold on past it, the erasure
+ * is still committed and the next erasure (or close) retries.
+ */
+static void checkpoint_truncate(struct ts_cache *c)
+{
+    sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+}
+
+/*
+ * One transaction for the whole page (and its cursor when save_cursor):
+ * any failure rolls all of it back, so the cache is always at some page
+ * boundary the hub sent.
+ */
 static int apply(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
                  bool save_cursor, char *err, size_t errsz)
 {
+    bool erased = false;
     int rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? TS_OK
                                                                                    : TS_ERR_DB;
     if (rc)
@@ -160,22 +202,26 @@ static int apply(struct ts_cache *c, const struct ts_feed_page *page, int64_t no
             sqlite3_stmt *s = stmt(c, ST_ERASE);
             sqlite3_bind_text(s, 1, it->cid, -1, SQLITE_STATIC);
             rc = step_done(s);
+            erased = true;
         }
     }
-    if (rc == TS_OK && save_cursor)
-        rc = set_meta(c, "cursor", page->cursor);
-    if (rc == TS_OK) {
+    if (rc == TS_OK && save_cursor) {
         char ms[32];
         snprintf(ms, sizeof ms, "%lld", (long long)now_ms);
-        rc = set_meta(c, "last_sync", ms);
+        rc = set_meta(c, "cursor", page->cursor);
+        if (rc == TS_OK)
+            rc = set_meta(c, "last_sync", ms);
     }
     if (rc == TS_OK && sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         rc = sqlite3_errcode(c->db) == SQLITE_FULL ? TS_ERR_FULL : TS_ERR_DB;
 out:
     if (rc != TS_OK) {
         if (err)
-            snprintf(err, errsz, "cache %s: %s", c->path, sqlite3_errmsg(c->db));
+            snprintf(err, errsz, "cache %s: %s", c->path,
+                     rc == TS_ERR_INVAL ? "malformed key in page" : sqlite3_errmsg(c->db));
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    } else if (erased) {
+        checkpoint_truncate(c);
     }
     return rc;
 }
@@ -202,7 +248,8 @@ int ts_cache_lookup(struct ts_cache *c, const char *key_hex, char **card_json,
     sqlite3_bind_blob(s, 1, raw, 32, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        char *card = strdup((const char *)sqlite3_column_text(s, 0));
+        const char *text = (const char *)sqlite3_column_text(s, 0);
+        char *card = text ? strdup(text) : NULL;
         int64_t at = sqlite3_column_int64(s, 1);
         sqlite3_reset(s);
         if (!card)
@@ -237,6 +284,15 @@ int ts_cache_cursor(struct ts_cache *c, char *out, size_t outsz)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? TS_OK : TS_ERR_DB;
 }
 
+int64_t ts_cache_last_sync(struct ts_cache *c)
+{
+    sqlite3_stmt *s = stmt(c, ST_GET_META);
+    sqlite3_bind_text(s, 1, "last_sync", -1, SQLITE_STATIC);
+    int64_t ms = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return ms;
+}
+
 int ts_cache_reset(struct ts_cache *c)
 {
     int rc = sqlite3_exec(c->db,
@@ -247,5 +303,6 @@ int ts_cache_reset(struct ts_cache *c)
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
         return TS_ERR_DB;
     }
+    checkpoint_truncate(c);
     return TS_OK;
 }

@@ -16,16 +16,24 @@ struct ts_cache;
 /* Opens or creates path (WAL, secure_delete). A file that is not a usable
  * database gives TS_ERR_DB and err names the file and SQLite's reason. */
 int ts_cache_open(const char *path, struct ts_cache **out, char *err, size_t errsz);
+/* Opens an existing cache for reading only (the CLI's `lookup`, next to a
+ * running agent): never creates the file or changes it. A missing file is
+ * TS_ERR_NOTFOUND, anything that is not a tillside cache TS_ERR_DB. */
+int ts_cache_open_readonly(const char *path, struct ts_cache **out, char *err, size_t errsz);
 void ts_cache_close(struct ts_cache *c);
 
 /*
  * Applies every item of page and stores page->cursor, in one transaction:
  * afterwards either all of it or none of it is in the file. now_ms is the
- * wall time recorded as the cards' synced_at.
+ * wall time recorded as the cards' synced_at and as the last sync. When the
+ * page erased anyone, the WAL is checkpointed and truncated before this
+ * returns, so the erased cards are physically gone from both files (with
+ * secure_delete they were overwritten with zeros, not just unlinked).
  */
 int ts_cache_apply_page(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
                         char *err, size_t errsz);
-/* Stores one card (a live lookup result) without touching the cursor. */
+/* Stores one card (a live lookup result) without touching the cursor or
+ * the last sync time. */
 int ts_cache_put_live(struct ts_cache *c, const struct ts_feed_page *one, int64_t now_ms);
 
 /* Card JSON (malloc'd) and its synced_at for a key; TS_ERR_NOTFOUND if none. */
@@ -34,6 +42,8 @@ int ts_cache_lookup(struct ts_cache *c, const char *key_hex, char **card_json,
 int64_t ts_cache_count(struct ts_cache *c);
 /* Saved cursor into out ("" when none). */
 int ts_cache_cursor(struct ts_cache *c, char *out, size_t outsz);
+/* Wall time (ms) of the last applied feed page, 0 when never. */
+int64_t ts_cache_last_sync(struct ts_cache *c);
 /* Forgets the cursor and every card (a full resync follows). */
 int ts_cache_reset(struct ts_cache *c);
 

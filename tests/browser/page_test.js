@@ -21,6 +21,13 @@ async function scan(code) {
   return r.json();
 }
 
+async function clear() {
+  const r = await fetch(API + '/api/v1/session/clear', {
+    method: 'POST', headers: { 'Authorization': 'Bearer ' + TOKEN },
+  });
+  assert.equal(r.status, 200, 'clear answered ' + r.status);
+}
+
 async function shot(page, name) {
   if (SHOTS) await page.screenshot({ path: path.join(SHOTS, name) });
 }
@@ -93,6 +100,21 @@ async function main() {
     await page.getByText(/offline/).first().waitFor();
     await shot(page, 'associate-page-offline.png');
     console.log('PASS link down shows the offline banner');
+
+    // 5. German and French follow the browser's language.
+    for (const [locale, idle, cart] of [['de-DE', 'Kundenkarte scannen', 'im Online-Warenkorb'],
+      ['fr-FR', 'Scannez une carte de fidélité', 'dans le panier en ligne']]) {
+      await clear();
+      const ctx = await browser.newContext({ locale, viewport: { width: 1024, height: 768 } });
+      const p = await ctx.newPage();
+      await p.goto(API + '/');
+      await p.getByText(idle).waitFor();
+      await scan('2000000000015');
+      await p.getByText(cart).waitFor({ timeout: 5000 });
+      assert.equal(await p.evaluate(() => document.documentElement.lang), locale.slice(0, 2));
+      await ctx.close();
+      console.log('PASS page in ' + locale);
+    }
 
     assert.deepEqual(external, [], 'the page fetched something not from the agent');
   } finally {

@@ -45,7 +45,7 @@ static int setup(void **state)
     strcpy(f->dir, "/tmp/ts-api-test-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(text, sizeof text,
-             "[agent]\nstate_dir = %s\n"
+             "[agent]\nstore = S001\nterminal = T01\nstate_dir = %s\n"
              "[hub]\nurl = https://localhost:1\nca = /nonexistent/ca.pem\n"
              "cert = /nonexistent/t.pem\nkey = /nonexistent/t.key\n"
              "[identity]\ntenant_key = "
@@ -550,6 +550,138 @@ static void expect_event(struct sse *s, const char *type, const char *needle, ui
     free(ev.data);
 }
 
+/* Puts one customer into the cache the way the sync thread would, keyed by
+ * the HMAC of code under the agent's tenant key. */
+static void seed_card(struct fx *f, const char *code, const char *cid, const char *card_json)
+{
+    char norm[64], key[TS_IDENT_KEY_HEX], err[256] = "";
+    assert_int_equal(ts_ident_normalize(code, strlen(code), norm, sizeof norm), TS_OK);
+    assert_int_equal(ts_ident_key(&f->a->cfg.tenant, TS_IDENT_LOYALTY, norm, key), TS_OK);
+    ts_buf page = {0};
+    ts_buf_printf(&page,
+                  "{\"kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"%s\",\"keys\":[\"%s\"],"
+                  "\"card\":%s}],\"cursor\":\"c1.test.1\",\"more\":false}",
+                  cid, key, card_json);
+    struct ts_feed_page p;
+    assert_int_equal(ts_feed_parse(page.data, page.len, &p, err, sizeof err), TS_OK);
+    pthread_mutex_lock(&f->a->mu);
+    assert_int_equal(ts_cache_apply_page(f->a->cache, &p, ts_now_wall_ms(), err, sizeof err),
+                     TS_OK);
+    pthread_mutex_unlock(&f->a->mu);
+    ts_feed_page_free(&p);
+    ts_buf_free(&page);
+}
+
+#define ADA_CARD                                                                                   \
+    "{\"cid\":\"c-ada\",\"name\":\"Ada Lovelace\",\"tier\":\"gold\",\"points\":1200,"              \
+    "\"consent\":true,\"interests\":[{\"product_id\":\"SKU-1\",\"name\":\"Trail jacket\","         \
+    "\"signal\":\"cart\"}],\"orders\":[],\"suggested\":{\"product_id\":\"SKU-7\","                 \
+    "\"name\":\"Rain cover\"}}"
+
+/*
+ * A scan of a cached customer: the POST answers only after `scan` and
+ * `customer` were published, the session carries the card with its
+ * freshness, every open stream gets it, and the raw code is nowhere.
+ */
+static void test_scan_found_from_cache(void **state)
+{
+    struct fx *f = *state;
+    struct sse s1, s2;
+    seed_card(f, "2100-0199-1427-0", "c-ada", ADA_CARD);
+    sse_open(f, &s1, NULL);
+    sse_open(f, &s2, NULL);
+
+    uint64_t before = ts_bus_last_id(f->a->bus);
+    struct resp r = http(f, "POST", "/api/v1/scan", NULL, "",
+                         "{\"code\":\" 2100019914270\\r\\n\",\"aim\":\"]E0\"}");
+    assert_int_equal(r.status, 200);
+    assert_true(ts_bus_last_id(f->a->bus) >= before + 2); /* published before the answer */
+    json_t *j = json_body(&r);
+    assert_string_equal(jstr(j, "status", NULL), "found");
+    assert_string_equal(jstr(j, "source", NULL), "cache");
+    assert_string_equal(jstr(j, "link", NULL), "offline");
+    assert_string_equal(jstr(j, "card", "name"), "Ada Lovelace");
+    assert_string_equal(jstr(j, "card", "tier"), "gold");
+    assert_string_equal(jstr(j, "scan", "code_masked"), "…4270");
+    assert_string_equal(jstr(j, "scan", "aim"), "]E0");
+    assert_string_equal(jstr(j, "scan", "kind"), "loyalty");
+    int64_t synced;
+    assert_int_equal(ts_iso8601_parse(jstr(j, "synced_at", NULL), &synced), TS_OK);
+    assert_true(llabs(ts_now_wall_ms() - synced) < 60000);
+    assert_null(strstr(r.body, "2100019914270"));
+    json_decref(j);
+    char *posted = strdup(r.body);
+    resp_free(&r);
+
+    for (struct sse *s = &s1; s; s = s == &s1 ? &s2 : NULL) {
+        struct event ev;
+        assert_true(sse_next(s, &ev, IO_TIMEOUT_MS));
+        assert_string_equal(ev.type, "scan");
+        assert_null(strstr(ev.data, "2100019914270"));
+        free(ev.data);
+        assert_true(sse_next(s, &ev, IO_TIMEOUT_MS));
+        assert_string_equal(ev.type, "customer");
+        assert_string_equal(ev.data, posted); /* the same session the POST answered */
+        free(ev.data);
+    }
+    sse_close(&s1);
+    sse_close(&s2);
+
+    r = http(f, "GET", "/api/v1/session", NULL, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, posted);
+    resp_free(&r);
+    free(posted);
+
+    /* Another code of no one is unknown, and replaces the session. */
+    r = http(f, "POST", "/api/v1/scan", NULL, "", "{\"code\":\"2100019914287\"}");
+    j = json_body(&r);
+    assert_string_equal(jstr(j, "status", NULL), "unknown");
+    assert_null(json_object_get(j, "card"));
+    json_decref(j);
+    resp_free(&r);
+}
+
+static void test_status_fields(void **state)
+{
+    struct fx *f = *state;
+    struct resp r = http(f, "GET", "/api/v1/status", NULL, NULL, NULL);
+    json_t *j = json_body(&r);
+    assert_int_equal(json_integer_value(json_object_get(j, "cards")), 0);
+    assert_true(json_is_false(json_object_get(j, "cursor_saved")));
+    assert_true(json_is_null(json_object_get(j, "last_sync")));
+    assert_true(json_is_null(json_object_get(j, "last_error")));
+    assert_string_equal(jstr(j, "hub", NULL), "https://localhost:1");
+    assert_string_equal(jstr(j, "store", NULL), "S001");
+    assert_string_equal(jstr(j, "terminal", NULL), "T01");
+    json_decref(j);
+    resp_free(&r);
+
+    seed_card(f, "CARD-0001", "c1", ADA_CARD);
+    ts_agent_note_page(f->a, 1, ts_now_wall_ms());
+    ts_agent_set_link(f->a, false, "feed request failed: TLS: certificate expired");
+    r = http(f, "GET", "/api/v1/status", NULL, NULL, NULL);
+    j = json_body(&r);
+    assert_int_equal(json_integer_value(json_object_get(j, "cards")), 1);
+    assert_true(json_is_true(json_object_get(j, "cursor_saved")));
+    int64_t at;
+    assert_int_equal(ts_iso8601_parse(jstr(j, "last_sync", NULL), &at), TS_OK);
+    assert_string_equal(jstr(j, "last_error", NULL),
+                        "feed request failed: TLS: certificate expired");
+    assert_string_equal(jstr(j, "link", NULL), "offline");
+    assert_int_equal(json_integer_value(json_object_get(j, "feed_pages_applied")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "feed_items_applied")), 1);
+    json_decref(j);
+    resp_free(&r);
+
+    ts_agent_set_link(f->a, true, NULL);
+    r = http(f, "GET", "/api/v1/status", NULL, NULL, NULL);
+    j = json_body(&r);
+    assert_string_equal(jstr(j, "link", NULL), "online");
+    json_decref(j);
+    resp_free(&r);
+}
+
 static void test_sse_live(void **state)
 {
     struct fx *f = *state;
@@ -701,6 +833,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan_and_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_and_probes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_found_from_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sse_live, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sse_start_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sse_large_event, setup, teardown),

@@ -4,7 +4,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent.h"
 
@@ -52,11 +55,118 @@ static void test_errors_name_file_line_key(void **state)
                  "t.conf:6", "loopback");
 }
 
+/* The documented example leaves token_file empty: that means the default,
+ * as does any key written with nothing after '='. */
+static void test_empty_values_mean_default(void **state)
+{
+    (void)state;
+    struct ts_agent_config c;
+    char err[512] = "";
+    assert_int_equal(ts_agent_config_parse("a.conf",
+                                           "[agent]\nstate_dir = /srv/ts\nlog_level =\n"
+                                           "[hub]\nurl = https://hub:8443\npoll_interval_ms =\n"
+                                           "[identity]\ntenant_key = " KEY "\nkey_version = \n"
+                                           "[api]\nlisten =\ntoken_file =           ; default\n",
+                                           &c, err, sizeof err),
+                     TS_OK);
+    assert_string_equal(c.token_file, "/srv/ts/api.token");
+    assert_int_equal(c.poll_interval_ms, 5000);
+    assert_int_equal(c.tenant.version, 1);
+    assert_int_equal(c.api_port, 8765);
+    assert_int_equal(c.log_level, TS_LOG_INFO);
+}
+
+static void test_full_example(void **state)
+{
+    (void)state;
+    struct ts_agent_config c;
+    char err[512] = "";
+    assert_int_equal(ts_agent_config_parse("a.conf",
+                                           "[agent]\nstore = S001 ; informational\n"
+                                           "terminal = T01\nstate_dir = /var/lib/tillside\n"
+                                           "log_level = debug\n"
+                                           "[hub]\nurl = https://localhost:8443\n"
+                                           "ca = /etc/tillside/ca.pem\n"
+                                           "cert = /etc/tillside/terminal.pem\n"
+                                           "key = /etc/tillside/terminal.key\n"
+                                           "poll_interval_ms = 1000\ntimeout_ms = 2000\n"
+                                           "lookup_timeout_ms = 250\npage_limit = 1000\n"
+                                           "[identity]\ntenant_key = " KEY "\nkey_version = 7\n"
+                                           "[api]\nlisten = [::1]:9000\n"
+                                           "token_file = /run/ts/token\n",
+                                           &c, err, sizeof err),
+                     TS_OK);
+    assert_string_equal(c.store, "S001");
+    assert_string_equal(c.terminal, "T01");
+    assert_int_equal(c.log_level, TS_LOG_DEBUG);
+    assert_string_equal(c.hub_url, "https://localhost:8443");
+    assert_string_equal(c.hub_key, "/etc/tillside/terminal.key");
+    assert_int_equal(c.poll_interval_ms, 1000);
+    assert_int_equal(c.timeout_ms, 2000);
+    assert_int_equal(c.lookup_timeout_ms, 250);
+    assert_int_equal(c.page_limit, 1000);
+    assert_int_equal(c.tenant.version, 7);
+    assert_string_equal(c.api_host, "::1");
+    assert_int_equal(c.api_port, 9000);
+    assert_string_equal(c.token_file, "/run/ts/token");
+}
+
+static void test_more_errors(void **state)
+{
+    (void)state;
+    const char *base = "[hub]\nurl = https://x\n[identity]\ntenant_key = " KEY "\n";
+    char text[512];
+    snprintf(text, sizeof text, "%s[hub]\npage_limit = 1001\n", base);
+    expect_error(text, "t.conf:6", "page_limit");
+    snprintf(text, sizeof text, "%s[hub]\npoll_interval_ms = -5\n", base);
+    expect_error(text, "t.conf:6", "poll_interval_ms");
+    snprintf(text, sizeof text, "%s[agent]\nlog_level = loud\n", base);
+    expect_error(text, "t.conf:6", "log_level");
+    snprintf(text, sizeof text, "%s[api]\nlisten = 127.0.0.1\n", base);
+    expect_error(text, "t.conf:6", "listen");
+    snprintf(text, sizeof text, "%s[api]\nlisten = 10.1.2.3:8765\n", base);
+    expect_error(text, "t.conf:6", "loopback");
+    snprintf(text, sizeof text, "%s[identity]\nkey_version = 0\n", base);
+    expect_error(text, "t.conf:6", "key_version");
+    /* A short key is not a tenant key. */
+    expect_error("[hub]\nurl = https://x\n[identity]\ntenant_key = 6b6b\n", "t.conf:4",
+                 "tenant_key");
+    /* Syntax errors come from the INI reader, also with the line. */
+    expect_error("[hub\nurl = https://x\n", "t.conf:1", "");
+}
+
+/* From a file: the path is in every message. */
+static void test_load_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ts-conf-XXXXXX", path[64], err[512] = "";
+    struct ts_agent_config c;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tillside.conf", dir);
+    assert_int_equal(ts_agent_config_load(path, &c, err, sizeof err), TS_ERR_NOTFOUND);
+    assert_non_null(strstr(err, path));
+
+    static const char text[] = "[agent]\nstore = S001\n\n[hub]\nurl = https://x\n"
+                               "timeout_ms = 5s\n[identity]\ntenant_key = " KEY "\n";
+    assert_int_equal(ts_write_file_atomic(path, text, sizeof text - 1, 0600), TS_OK);
+    assert_int_equal(ts_agent_config_load(path, &c, err, sizeof err), TS_ERR_CONFIG);
+    char want[96];
+    snprintf(want, sizeof want, "%s:6: [hub] timeout_ms", path);
+    if (!strstr(err, want))
+        fail_msg("'%s' lacks '%s'", err, want);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_errors_name_file_line_key),
+        cmocka_unit_test(test_empty_values_mean_default),
+        cmocka_unit_test(test_full_example),
+        cmocka_unit_test(test_more_errors),
+        cmocka_unit_test(test_load_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

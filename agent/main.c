@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void usage(FILE *f)
 {
@@ -78,6 +79,10 @@ int main(int argc, char **argv)
     int nargs = 0;
     bool json = false, text = false;
     const char *aim = NULL;
+    /* Everything this program creates holds customer cards or the API token
+     * (the cache, its WAL and shared-memory files, the token): owner only,
+     * whatever the state directory's own mode. */
+    umask(077);
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             conf_path = argv[++i];

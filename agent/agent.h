@@ -12,6 +12,7 @@
 #include "../sync/ident.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,11 +29,20 @@ struct ts_agent_config {
     enum ts_log_level log_level;
     char hub_url[512];
     char hub_ca[TS_AGENT_PATH_MAX], hub_cert[TS_AGENT_PATH_MAX], hub_key[TS_AGENT_PATH_MAX];
+    char hub_pin[96]; /* [hub] pin_sha256: the hub's public key hash, "" = no pin */
+    long renew_days;  /* [hub] renew_days: renew with fewer days left; 0 = never */
+    char enrolled[TS_AGENT_PATH_MAX + 16]; /* <state_dir>/enrolled.conf when it was merged */
     long poll_interval_ms, timeout_ms, lookup_timeout_ms, page_limit;
     struct ts_tenant_key tenant;
     char api_host[64]; /* loopback address to bind */
     int api_port;
     char token_file[TS_AGENT_PATH_MAX];
+    /* [identity] previous_tenant_key / previous_key_version: tried after
+     * tenant at lookup during a key rotation; len 0 = none. */
+    struct ts_tenant_key prev_tenant;
+    long long_poll_s;    /* [hub] long_poll_s: feed ?wait= when caught up, 0 = poll */
+    long retention_days; /* [cache] retention_days: cards not refreshed this long go */
+    long max_cards;      /* [cache] max_cards: beyond it the least recently synced go */
 };
 
 /* Reads and validates the INI file; err gets "file:line: [section] key: ..." */
@@ -41,6 +51,14 @@ int ts_agent_config_parse(const char *name, const char *text, struct ts_agent_co
                           char *err, size_t errsz);
 /* <state_dir>/cache.db */
 void ts_agent_cache_path(const struct ts_agent_config *c, char *out, size_t outsz);
+/* The identifier keys to try for a normalized code, in order: the current
+ * tenant key, then the previous one during a rotation. Returns how many
+ * (0 when keying failed). */
+int ts_agent_ident_keys(const struct ts_agent_config *c, enum ts_ident_kind kind, const char *norm,
+                        char keys[2][TS_IDENT_KEY_HEX]);
+/* Can we use what a hub page keyed with versions kv and prev_kv (0 = none)
+ * carries, i.e. is one of them a version we have the key of? */
+bool ts_agent_kv_usable(const struct ts_agent_config *c, int kv, int prev_kv);
 
 /* ---- bus.c ----------------------------------------------------------------
  * Numbered events in a ring. Publishers never block on readers: a reader that
@@ -89,7 +107,12 @@ struct ts_agent {
     uint64_t scans, lookups_hit, lookups_miss, lookups_live;
     pthread_mutex_t live_mu;  /* guards live (httpc is single-threaded) */
     struct ts_httpc *live;    /* live lookups to the hub, NULL until first use */
+    struct ts_trust *trust;   /* enroll.c: certificate expiry and renewal; NULL = not running */
     volatile int stopping;
+    /* Set to cut the sync thread's long-poll short: at stop, and when a live
+     * lookup could not reach the hub (the sync thread then checks the link
+     * with a plain request instead of sitting in a 20 s wait). */
+    atomic_int sync_interrupt;
 };
 
 /* Opens the cache (creating state_dir), loads or creates the API token. */
@@ -138,5 +161,36 @@ void ts_api_stop(struct ts_api *api);
 /* The embedded associate page (generated from agent/page/index.html). */
 extern const char ts_page_index_html[];
 extern const size_t ts_page_index_html_len;
+
+/* ---- enroll.c -------------------------------------------------------------
+ * Enrolment (`tillside enroll`), the enrolment results merged into the
+ * configuration, and the trust thread: certificate expiry, renewal, the
+ * hub certificate's expiry. */
+
+#define TS_ENROLLED_CONF "enrolled.conf"
+
+/* `tillside enroll --hub URL --token TOKEN [--ca FILE]`; argv[0] is
+ * "enroll", conf_path the -c given before it (a -c after it wins).
+ * Returns a process exit code. */
+int ts_enroll_main(int argc, char **argv, const char *conf_path);
+struct ts_conf;
+/* Loads <state_dir>/enrolled.conf, which config loading lets override the
+ * main file for the keys it sets; its path goes to path_out. TS_ERR_NOTFOUND
+ * (path_out "") when the terminal was not enrolled. */
+int ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
+                          size_t pathsz, char *err, size_t errsz);
+
+struct ts_trust;
+struct json_t;
+/* Finishes a renewal a crash interrupted, then starts the thread; sets
+ * a->trust. */
+int ts_trust_start(struct ts_agent *a, char *err, size_t errsz);
+/* Stops and joins it, clears a->trust; NULL-safe. */
+void ts_trust_stop(struct ts_agent *a);
+/* Adds cert_days_left, hub_cert_days_left, cert_not_after and warnings to
+ * a status object (nothing when the thread is not running). */
+void ts_trust_status_add(struct ts_agent *a, struct json_t *status);
+/* Days left of our certificate and of the hub's (false when unknown). */
+bool ts_trust_days(struct ts_agent *a, int *own, bool *have_hub, int *hub);
 
 #endif

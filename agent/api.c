@@ -45,7 +45,7 @@ struct ts_api {
     atomic_int stopping;
 };
 
-enum route { R_PAGE, R_SESSION, R_EVENTS, R_SCAN, R_CLEAR, R_STATUS, R_LIVEZ, R_READYZ };
+enum route { R_PAGE, R_SESSION, R_EVENTS, R_SCAN, R_CLEAR, R_STATUS, R_LIVEZ, R_READYZ, R_METRICS };
 
 static const struct route_def {
     const char *path;
@@ -60,6 +60,7 @@ static const struct route_def {
     {"/api/v1/status", R_STATUS, "GET, HEAD"},
     {"/livez", R_LIVEZ, "GET, HEAD"},
     {"/readyz", R_READYZ, "GET, HEAD"},
+    {"/metrics", R_METRICS, "GET, HEAD"},
 };
 
 /* Per-request state, lives from the first handler call to NOTIFY_COMPLETED. */
@@ -400,6 +401,67 @@ static enum MHD_Result get_status(struct ts_api *api, struct MHD_Connection *c)
     return ret;
 }
 
+/* One Prometheus metric with its HELP and TYPE lines. */
+static void metric(ts_buf *b, const char *name, const char *type, const char *help, double v)
+{
+    ts_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+/*
+ * GET /metrics in the Prometheus text format (version 0.0.4): what a
+ * fleet dashboard watches per terminal. Certificate gauges are left out
+ * while unknown rather than reported as 0, which would read as "expired".
+ */
+static enum MHD_Result get_metrics(struct ts_api *api, struct MHD_Connection *c)
+{
+    struct ts_agent *a = api->a;
+    ts_buf b = {0};
+    int own = 0, hub = 0;
+    bool have_hub = false, have_own = ts_trust_days(a, &own, &have_hub, &hub);
+    pthread_mutex_lock(&a->mu);
+    int64_t cards = ts_cache_count(a->cache);
+    bool up = a->link_online;
+    uint64_t scans = a->scans, items = a->feed_items_applied, pages = a->feed_pages_applied;
+    uint64_t hit = a->lookups_hit, miss = a->lookups_miss, live = a->lookups_live;
+    int64_t last_sync = a->last_sync_wall_ms;
+    pthread_mutex_unlock(&a->mu);
+    metric(&b, "tillside_cards", "gauge", "Customer cards in the local cache.", (double)cards);
+    metric(&b, "tillside_link_up", "gauge", "1 when the last sync with the hub succeeded.",
+           up ? 1 : 0);
+    metric(&b, "tillside_scans_total", "counter", "Scans resolved since start.", (double)scans);
+    metric(&b, "tillside_feed_items_applied_total", "counter",
+           "Feed changes applied to the cache since start.", (double)items);
+    metric(&b, "tillside_feed_pages_applied_total", "counter",
+           "Feed pages applied to the cache since start.", (double)pages);
+    ts_buf_printf(&b,
+                  "# HELP tillside_lookups_total Lookups since start, by where the answer came "
+                  "from.\n# TYPE tillside_lookups_total counter\n"
+                  "tillside_lookups_total{result=\"hit\"} %" PRIu64 "\n"
+                  "tillside_lookups_total{result=\"miss\"} %" PRIu64 "\n"
+                  "tillside_lookups_total{result=\"live\"} %" PRIu64 "\n",
+                  hit, miss, live);
+    if (last_sync)
+        metric(&b, "tillside_last_sync_timestamp_seconds", "gauge",
+               "Wall-clock time of the last applied feed page.", (double)last_sync / 1000.0);
+    if (have_own)
+        metric(&b, "tillside_cert_days_left", "gauge",
+               "Whole days until this terminal's certificate expires.", own);
+    if (have_hub)
+        metric(&b, "tillside_hub_cert_days_left", "gauge",
+               "Whole days until the hub's certificate expires.", hub);
+    if (!b.data)
+        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
+    ts_buf_free(&b);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    add_common_headers(resp);
+    return queue(c, MHD_HTTP_OK, resp);
+}
+
 static enum MHD_Result handle_get(struct ts_api *api, struct MHD_Connection *c, enum route r)
 {
     switch (r) {
@@ -417,6 +479,8 @@ static enum MHD_Result handle_get(struct ts_api *api, struct MHD_Connection *c, 
         return get_status(api, c);
     case R_LIVEZ:
         return send_json(c, MHD_HTTP_OK, "{\"ok\":true}", NULL);
+    case R_METRICS:
+        return get_metrics(api, c);
     case R_READYZ:
         /* The API is only started once the cache is open. */
         return send_json(c, MHD_HTTP_OK, "{\"ready\":true}", NULL);

@@ -81,11 +81,12 @@ int ts_cli_scan(const struct ts_agent_config *cfg, const char *code, const char 
  */
 int ts_cli_lookup(const struct ts_agent_config *cfg, const char *code, bool as_text)
 {
-    char norm[TS_SCAN_MAX], key[TS_IDENT_KEY_HEX], err[1200], path[TS_AGENT_PATH_MAX + 16];
+    char norm[TS_SCAN_MAX], keys[2][TS_IDENT_KEY_HEX], err[1200], path[TS_AGENT_PATH_MAX + 16];
     struct ts_scan scan;
+    int nkeys = 0;
     if (ts_scan_from_text("cli", code, strlen(code), NULL, &scan) ||
         ts_ident_normalize(scan.data, scan.data_len, norm, sizeof norm) ||
-        ts_ident_key(&cfg->tenant, TS_IDENT_LOYALTY, norm, key)) {
+        (nkeys = ts_agent_ident_keys(cfg, TS_IDENT_LOYALTY, norm, keys)) == 0) {
         fprintf(stderr, "tillside: not a valid code\n");
         return 1;
     }
@@ -97,7 +98,10 @@ int ts_cli_lookup(const struct ts_agent_config *cfg, const char *code, bool as_t
     }
     char *card = NULL;
     int64_t synced = 0;
-    int rc = ts_cache_lookup(c, key, &card, &synced);
+    /* During a key rotation the cache may hold either version's keys. */
+    int rc = TS_ERR_NOTFOUND;
+    for (int k = 0; k < nkeys && rc == TS_ERR_NOTFOUND; k++)
+        rc = ts_cache_lookup(c, keys[k], &card, &synced);
     ts_cache_close(c);
     if (rc == TS_ERR_NOTFOUND) {
         printf("unknown customer\n");

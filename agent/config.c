@@ -1,6 +1,7 @@
 /* Agent configuration: INI file → struct ts_agent_config, validated. */
 #include "agent.h"
 #include "conf.h"
+#include "tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,15 @@ static int fail(const struct ts_conf *c, const char *sec, const char *key, char 
     return TS_ERR_CONFIG;
 }
 
+/* Where a key is read from: <state_dir>/enrolled.conf (written by
+ * `tillside enroll`, enr) overrides the main file for the keys it sets, so
+ * errors name the file and line the value really came from. */
+static const struct ts_conf *pick(const struct ts_conf *c, const struct ts_conf *enr,
+                                  const char *sec, const char *key)
+{
+    return enr && ts_conf_get(enr, sec, key, NULL) ? enr : c;
+}
+
 /* "host:port" or "[v6]:port" → host (without brackets) and port. Only
  * loopback addresses are accepted: the API carries customer data. */
 static int parse_listen(const char *v, char *host, size_t hostsz, int *port)
@@ -85,16 +95,40 @@ static int parse_listen(const char *v, char *host, size_t hostsz, int *port)
     return TS_OK;
 }
 
-static int from_conf(const struct ts_conf *c, struct ts_agent_config *o, char *err,
-                     size_t errsz)
+/* [identity] previous_tenant_key + previous_key_version: during a key
+ * rotation the key this terminal tries second. Both or neither. */
+static int previous_key(const struct ts_conf *c, struct ts_agent_config *o, char *err, size_t errsz)
+{
+    long pver;
+    int rc = get_int(c, "identity", "previous_key_version", 0, 0, 1000000, &pver, err, errsz);
+    if (rc)
+        return rc;
+    const char *key = get(c, "identity", "previous_tenant_key", NULL);
+    if (!key && !pver)
+        return TS_OK;
+    if (!key)
+        return fail(c, "identity", "previous_tenant_key", err, errsz,
+                    "required when previous_key_version is set");
+    if (!pver || pver == o->tenant.version)
+        return fail(c, "identity", "previous_key_version", err, errsz,
+                    "required with previous_tenant_key, and different from key_version");
+    if (ts_tenant_key_parse(key, (int)pver, &o->prev_tenant) != TS_OK)
+        return fail(c, "identity", "previous_tenant_key", err, errsz,
+                    "expected 32 to 64 bytes written as hex");
+    return TS_OK;
+}
+
+static int from_conf(const struct ts_conf *c, const struct ts_conf *enr, struct ts_agent_config *o,
+                     char *err, size_t errsz)
 {
     int rc;
     long v;
 #define STR(sec, key, def, field)                                                                  \
-    if ((rc = get_str(c, sec, key, def, o->field, sizeof o->field, err, errsz)))                   \
+    if ((rc = get_str(pick(c, enr, sec, key), sec, key, def, o->field, sizeof o->field, err,       \
+                      errsz)))                                                                     \
     return rc
 #define INT(sec, key, def, min, max, field)                                                        \
-    if ((rc = get_int(c, sec, key, def, min, max, &v, err, errsz)))                                \
+    if ((rc = get_int(pick(c, enr, sec, key), sec, key, def, min, max, &v, err, errsz)))           \
         return rc;                                                                                 \
     o->field = v
     STR("agent", "store", "", store);
@@ -105,7 +139,9 @@ static int from_conf(const struct ts_conf *c, struct ts_agent_config *o, char *e
         return fail(c, "agent", "log_level", err, errsz, "expected debug, info, warn or error");
     STR("hub", "url", "", hub_url);
     if (strncmp(o->hub_url, "https://", 8) != 0 && strncmp(o->hub_url, "http://", 7) != 0)
-        return fail(c, "hub", "url", err, errsz, "expected https://host:port");
+        return fail(pick(c, enr, "hub", "url"), "hub", "url", err, errsz,
+                    enr || o->hub_url[0] ? "expected https://host:port"
+                                         : "expected https://host:port (or run `tillside enroll`)");
     STR("hub", "ca", "/etc/tillside/ca.pem", hub_ca);
     STR("hub", "cert", "/etc/tillside/terminal.pem", hub_cert);
     STR("hub", "key", "/etc/tillside/terminal.key", hub_key);
@@ -113,16 +149,31 @@ static int from_conf(const struct ts_conf *c, struct ts_agent_config *o, char *e
     INT("hub", "timeout_ms", 5000, 100, 600000, timeout_ms);
     INT("hub", "lookup_timeout_ms", 300, 10, 60000, lookup_timeout_ms);
     INT("hub", "page_limit", 500, 1, 1000, page_limit);
+    INT("hub", "long_poll_s", 20, 0, 25, long_poll_s);
+    INT("cache", "retention_days", 30, 1, 3650, retention_days);
+    INT("cache", "max_cards", 2000000, 1, 100000000, max_cards);
+    STR("hub", "pin_sha256", "", hub_pin);
+    unsigned char pin[32];
+    if (o->hub_pin[0] && ts_tls_pin_parse(o->hub_pin, pin) != TS_OK)
+        return fail(pick(c, enr, "hub", "pin_sha256"), "hub", "pin_sha256", err, errsz,
+                    "expected the SHA-256 of the hub's public key in base64 (44 characters) or "
+                    "hex (64 digits)");
+    INT("hub", "renew_days", 30, 0, 3650, renew_days);
     long kver;
-    if ((rc = get_int(c, "identity", "key_version", 1, 1, 1000000, &kver, err, errsz)))
+    const struct ts_conf *ic = pick(c, enr, "identity", "tenant_key");
+    if ((rc = get_int(ic, "identity", "key_version", 1, 1, 1000000, &kver, err, errsz)))
         return rc;
-    const char *key = get(c, "identity", "tenant_key", NULL);
+    const char *key = get(ic, "identity", "tenant_key", NULL);
     if (!key || !*key)
         return fail(c, "identity", "tenant_key", err, errsz,
                     "missing: the tenant key (hex) from enrolment is required");
     if (ts_tenant_key_parse(key, (int)kver, &o->tenant) != TS_OK)
-        return fail(c, "identity", "tenant_key", err, errsz,
+        return fail(ic, "identity", "tenant_key", err, errsz,
                     "expected 32 to 64 bytes written as hex");
+    /* An enrolment that delivered a rotation's second key wins, as for the
+     * current one. */
+    if ((rc = previous_key(pick(c, enr, "identity", "previous_tenant_key"), o, err, errsz)))
+        return rc;
     const char *listen = get(c, "api", "listen", "127.0.0.1:8765");
     rc = parse_listen(listen, o->api_host, sizeof o->api_host, &o->api_port);
     if (rc == TS_ERR_PERM)
@@ -148,22 +199,38 @@ int ts_agent_config_parse(const char *name, const char *text, struct ts_agent_co
         return rc;
     struct ts_agent_config cfg = {0};
     ts_strlcpy(cfg.path, name, sizeof cfg.path);
-    rc = from_conf(c, &cfg, err, errsz);
+    rc = from_conf(c, NULL, &cfg, err, errsz);
     ts_conf_free(c);
     if (rc == TS_OK)
         *out = cfg;
     return rc;
 }
 
+/* A file also merges what enrolment wrote into its state directory. */
 int ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err, size_t errsz)
 {
     char *text = NULL;
+    struct ts_conf *c = NULL, *enr = NULL;
+    struct ts_agent_config cfg = {0};
     int rc = ts_read_file(path, 1 << 20, &text, NULL);
     if (rc) {
         snprintf(err, errsz, "%s: cannot read (%s)", path, ts_strerror(rc));
         return rc;
     }
-    rc = ts_agent_config_parse(path, text, out, err, errsz);
+    if ((rc = ts_conf_parse(path, text, &c, err, errsz)))
+        goto out;
+    rc = ts_enrolled_conf_load(get(c, "agent", "state_dir", "/var/lib/tillside"), &enr,
+                               cfg.enrolled, sizeof cfg.enrolled, err, errsz);
+    if (rc == TS_ERR_NOTFOUND)
+        rc = TS_OK;
+    if (rc)
+        goto out;
+    ts_strlcpy(cfg.path, path, sizeof cfg.path);
+    if ((rc = from_conf(c, enr, &cfg, err, errsz)) == TS_OK)
+        *out = cfg;
+out:
+    ts_conf_free(enr);
+    ts_conf_free(c);
     free(text);
     return rc;
 }
@@ -171,4 +238,24 @@ int ts_agent_config_load(const char *path, struct ts_agent_config *out, char *er
 void ts_agent_cache_path(const struct ts_agent_config *c, char *out, size_t outsz)
 {
     snprintf(out, outsz, "%s/cache.db", c->state_dir);
+}
+
+int ts_agent_ident_keys(const struct ts_agent_config *c, enum ts_ident_kind kind, const char *norm,
+                        char keys[2][TS_IDENT_KEY_HEX])
+{
+    int n = 0;
+    if (ts_ident_key(&c->tenant, kind, norm, keys[n]) == TS_OK)
+        n++;
+    if (n && c->prev_tenant.len && ts_ident_key(&c->prev_tenant, kind, norm, keys[n]) == TS_OK)
+        n++;
+    return n;
+}
+
+bool ts_agent_kv_usable(const struct ts_agent_config *c, int kv, int prev_kv)
+{
+    int mine[2] = {c->tenant.version, c->prev_tenant.len ? c->prev_tenant.version : 0};
+    for (int i = 0; i < 2; i++)
+        if (mine[i] && (mine[i] == kv || mine[i] == prev_kv))
+            return true;
+    return false;
 }

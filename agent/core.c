@@ -1,5 +1,6 @@
 /* The agent's shared state: scans to sessions, link state, status. */
 #include "agent.h"
+#include "gzip.h"
 #include "httpc.h"
 
 #include <jansson.h>
@@ -18,6 +19,7 @@ int ts_agent_hub_client(const struct ts_agent_config *cfg, int connect_timeout_m
         .ca_file = cfg->hub_ca,
         .cert_file = cfg->hub_cert,
         .key_file = cfg->hub_key,
+        .pin_sha256 = cfg->hub_pin,
         .connect_timeout_ms = connect_timeout_ms,
         .max_body = 64u << 20,
     };
@@ -103,52 +105,75 @@ void ts_agent_close(struct ts_agent *a)
     free(a);
 }
 
+/* Inflated lookup answers larger than this are refused (one card). */
+#define LOOKUP_MAX_BODY (1u << 20)
+
 /*
- * Asks the hub for one card on a cache miss, within lookup_timeout_ms so the
- * till never waits long. Returns the card JSON (malloc'd) or NULL; a found
- * card is also stored in the cache.
+ * Asks the hub for one card on a cache miss, within lookup_timeout_ms in
+ * total so the till never waits long: the key under the current tenant key
+ * first, then (during a rotation, if time is left) the previous one.
+ * Returns the card JSON (malloc'd) or NULL; a found card is also stored in
+ * the cache.
  */
-static char *live_lookup(struct ts_agent *a, const char *key)
+static char *live_lookup(struct ts_agent *a, char keys[][TS_IDENT_KEY_HEX], int nkeys)
 {
     char *card = NULL;
     char err[256];
+    int64_t deadline = ts_now_mono_ms() + a->cfg.lookup_timeout_ms;
     pthread_mutex_lock(&a->live_mu);
     if (!a->live &&
         ts_agent_hub_client(&a->cfg, (int)a->cfg.lookup_timeout_ms, &a->live, err, sizeof err)) {
         TS_WARN("lookup", "live lookup unavailable: %s", err);
         goto out;
     }
-    char path[128];
-    snprintf(path, sizeof path, "/v1/lookup?key=%s", key);
-    struct ts_http_resp r = {0};
-    int rc = ts_httpc_request(a->live, "GET", path, NULL, NULL, NULL, 0,
-                              (int)a->cfg.lookup_timeout_ms, &r);
-    if (rc) {
-        TS_WARN("lookup", "live lookup failed: %s", ts_httpc_error(a->live));
-        ts_httpc_disconnect(a->live);
-    } else if (r.status == 200) {
-        struct ts_feed_page one;
-        rc = ts_feed_parse_lookup(r.body.data, r.body.len, &one, err, sizeof err);
-        if (rc == TS_OK && one.kv != a->cfg.tenant.version) {
-            snprintf(err, sizeof err, "key version %d, ours is %d", one.kv, a->cfg.tenant.version);
-            ts_feed_page_free(&one);
-            rc = TS_ERR_PROTO;
+    for (int k = 0; k < nkeys && !card; k++) {
+        int64_t left = deadline - ts_now_mono_ms();
+        if (left <= 0)
+            break;
+        char path[128];
+        snprintf(path, sizeof path, "/v1/lookup?key=%s", keys[k]);
+        struct ts_http_resp r = {0};
+        int rc = ts_httpc_request(a->live, "GET", path, "Accept-Encoding: gzip\r\n", NULL, NULL, 0,
+                                  (int)left, &r);
+        if (rc) {
+            TS_WARN("lookup", "live lookup failed: %s", ts_httpc_error(a->live));
+            ts_httpc_disconnect(a->live);
+            ts_http_resp_free(&r);
+            /* The sync thread may be sitting in a long-poll on a link that
+             * just died: have it check now, so status and the next card say
+             * offline within seconds. */
+            atomic_store(&a->sync_interrupt, 1);
+            break;
         }
-        if (rc == TS_OK) {
-            pthread_mutex_lock(&a->mu);
-            ts_cache_put_live(a->cache, &one, ts_now_wall_ms());
-            a->lookups_live++;
-            pthread_mutex_unlock(&a->mu);
-            card = one.items[0].card;
-            one.items[0].card = NULL;
-            ts_feed_page_free(&one);
-        } else {
-            TS_WARN("lookup", "live lookup answer rejected: %s", err);
+        if (r.status == 200) {
+            struct ts_feed_page one;
+            rc = ts_gzip_decode_body(&r.body, r.content_encoding, LOOKUP_MAX_BODY);
+            if (rc != TS_OK)
+                snprintf(err, sizeof err, "body cannot be decoded (%s)", ts_strerror(rc));
+            else
+                rc = ts_feed_parse_lookup(r.body.data, r.body.len, &one, err, sizeof err);
+            if (rc == TS_OK && !ts_agent_kv_usable(&a->cfg, one.kv, one.prev_kv)) {
+                snprintf(err, sizeof err, "key version %d, ours is %d", one.kv,
+                         a->cfg.tenant.version);
+                ts_feed_page_free(&one);
+                rc = TS_ERR_PROTO;
+            }
+            if (rc == TS_OK) {
+                pthread_mutex_lock(&a->mu);
+                ts_cache_put_live(a->cache, &one, ts_now_wall_ms());
+                a->lookups_live++;
+                pthread_mutex_unlock(&a->mu);
+                card = one.items[0].card;
+                one.items[0].card = NULL;
+                ts_feed_page_free(&one);
+            } else {
+                TS_WARN("lookup", "live lookup answer rejected: %s", err);
+            }
+        } else if (r.status != 404) {
+            TS_WARN("lookup", "live lookup answered HTTP %d", r.status);
         }
-    } else if (r.status != 404) {
-        TS_WARN("lookup", "live lookup answered HTTP %d", r.status);
+        ts_http_resp_free(&r);
     }
-    ts_http_resp_free(&r);
 out:
     pthread_mutex_unlock(&a->live_mu);
     return card;
@@ -156,7 +181,7 @@ out:
 
 int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out)
 {
-    char norm[TS_SCAN_MAX], key[TS_IDENT_KEY_HEX], masked[32], at[32];
+    char norm[TS_SCAN_MAX], keys[2][TS_IDENT_KEY_HEX], masked[32], at[32];
     char *card = NULL;
     int64_t synced = 0;
     const char *status = "unknown", *source = NULL;
@@ -164,12 +189,18 @@ int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session
 
     ts_scan_mask(scan->data, masked, sizeof masked);
     ts_iso8601(scan->wall_ms, at, sizeof at);
-    int valid = ts_ident_normalize(scan->data, scan->data_len, norm, sizeof norm) == TS_OK &&
-                ts_ident_key(&a->cfg.tenant, TS_IDENT_LOYALTY, norm, key) == TS_OK;
+    int nkeys = ts_ident_normalize(scan->data, scan->data_len, norm, sizeof norm) == TS_OK
+                    ? ts_agent_ident_keys(&a->cfg, TS_IDENT_LOYALTY, norm, keys)
+                    : 0;
+    bool valid = nkeys > 0;
     pthread_mutex_lock(&a->mu);
     a->scans++;
     online = a->link_online;
-    if (valid && ts_cache_lookup(a->cache, key, &card, &synced) == TS_OK) {
+    /* During a key rotation the cache may hold either version's keys. */
+    for (int k = 0; k < nkeys && !card; k++)
+        if (ts_cache_lookup(a->cache, keys[k], &card, &synced) != TS_OK)
+            card = NULL;
+    if (card) {
         a->lookups_hit++;
         source = "cache";
     } else {
@@ -178,7 +209,7 @@ int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session
     pthread_mutex_unlock(&a->mu);
     if (!valid)
         status = "invalid";
-    else if (!card && online && (card = live_lookup(a, key))) {
+    else if (!card && online && (card = live_lookup(a, keys, nkeys))) {
         source = "live";
         synced = ts_now_wall_ms();
     }
@@ -271,10 +302,12 @@ void ts_agent_note_page(struct ts_agent *a, size_t items, int64_t wall_ms)
 
 int ts_agent_status_json(struct ts_agent *a, ts_buf *out)
 {
-    char cursor[TS_FEED_MAX_CURSOR + 1], last_sync[32];
+    char cursor[TS_FEED_MAX_CURSOR + 1], last_sync[32], pos[TS_FEED_MAX_CURSOR + 1];
+    bool resyncing = false;
     pthread_mutex_lock(&a->mu);
     int64_t cards = ts_cache_count(a->cache);
     ts_cache_cursor(a->cache, cursor, sizeof cursor);
+    ts_cache_position(a->cache, pos, sizeof pos, &resyncing);
     if (a->last_sync_wall_ms)
         ts_iso8601(a->last_sync_wall_ms, last_sync, sizeof last_sync);
     json_t *o = json_pack(
@@ -291,6 +324,10 @@ int ts_agent_status_json(struct ts_agent *a, ts_buf *out)
     pthread_mutex_unlock(&a->mu);
     if (!o)
         return TS_ERR_NOMEM;
+    /* A 410 resync builds the new slice beside the live cards: lookups
+     * still answer from "cards" while this is true. */
+    json_object_set_new(o, "resyncing", json_boolean(resyncing));
+    ts_trust_status_add(a, o); /* certificate days left, expiry warnings */
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s)

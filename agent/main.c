@@ -19,6 +19,8 @@ static void usage(FILE *f)
                "  status [--json]     the running agent's link, cache and sync state\n"
                "  watch               show the cards live in this terminal\n"
                "  check-config        validate the configuration file\n"
+               "  enroll --hub https://HUB:8444 --token TOKEN [--ca FILE]\n"
+               "                      make a key, get this terminal's certificate and tenant key\n"
                "  version             print the version\n"
                "\n"
                "-c FILE  configuration (default " TS_AGENT_DEFAULT_CONFIG ")\n");
@@ -47,6 +49,10 @@ static int cmd_run(const struct ts_agent_config *cfg)
         TS_ERROR("agent", "%s", err);
         goto out;
     }
+    if (ts_trust_start(a, err, sizeof err)) { /* certificate expiry and renewal */
+        TS_ERROR("agent", "%s", err);
+        goto out;
+    }
     if (ts_api_start(a, &api, err, sizeof err)) {
         TS_ERROR("agent", "%s", err);
         goto out;
@@ -68,6 +74,7 @@ out:
     if (a)
         ts_bus_close(a->bus);
     ts_api_stop(api);
+    ts_trust_stop(a);
     ts_agent_close(a);
     return exit_code;
 }
@@ -83,6 +90,16 @@ int main(int argc, char **argv)
      * (the cache, its WAL and shared-memory files, the token): owner only,
      * whatever the state directory's own mode. */
     umask(077);
+    /* enroll has options of its own and runs before the configuration is
+     * complete (enrolment is what completes it). */
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            conf_path = argv[++i];
+        else if (strcmp(argv[i], "enroll") == 0)
+            return ts_enroll_main(argc - i, argv + i, conf_path);
+        else
+            break;
+    }
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             conf_path = argv[++i];
@@ -133,6 +150,9 @@ int main(int argc, char **argv)
     ts_log_set_level(cfg.log_level);
     if (strcmp(cmd, "check-config") == 0) {
         printf("%s: OK\n", conf_path);
+        if (cfg.enrolled[0])
+            printf("  with enrolment from %s (store %s, terminal %s)\n", cfg.enrolled,
+                   cfg.store[0] ? cfg.store : "-", cfg.terminal[0] ? cfg.terminal : "-");
         return 0;
     }
     if (strcmp(cmd, "run") == 0)

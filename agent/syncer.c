@@ -6,6 +6,7 @@
  * that is down.
  */
 #include "agent.h"
+#include "gzip.h"
 #include "httpc.h"
 
 #include <stdio.h>
@@ -25,6 +26,8 @@ struct ts_syncer {
     pthread_cond_t cv;
     bool stop;
     unsigned failures;
+    bool caught_up;        /* the last page said more=false: long-poll next */
+    int64_t next_prune_ms; /* monotonic time of the next retention run */
 };
 
 /* Sleeps up to ms, returning early (true) when asked to stop. */
@@ -81,63 +84,120 @@ static void printable(const char *in, size_t len, char *out, size_t outsz)
     out[n] = '\0';
 }
 
+/* Inflated feed pages larger than this are refused (a zip bomb, or a hub
+ * gone wrong); a page of 1,000 full cards is a few MB. */
+#define FEED_MAX_BODY (32u << 20)
+#define DAY_MS (24LL * 3600 * 1000)
+#define PRUNE_PERIOD_MS (3600LL * 1000)
+
+/* The feed request for cursor: ?limit, ?since (escaped) and, when we are
+ * caught up, ?wait for a long-poll. */
+static void feed_path(const struct ts_agent_config *cfg, const char *cursor, long wait_s,
+                      char *path, size_t pathsz)
+{
+    int n = snprintf(path, pathsz, "/v1/feed?limit=%ld", cfg->page_limit);
+    if (wait_s > 0)
+        n += snprintf(path + n, pathsz - (size_t)n, "&wait=%ld", wait_s);
+    n += snprintf(path + n, pathsz - (size_t)n, "&since=");
+    /* Cursors are printable ASCII without spaces (checked by the parser);
+     * escape the few characters that are special in a query string. */
+    for (const char *p = cursor; *p && (size_t)n + 4 < pathsz; p++) {
+        if (*p == '&' || *p == '+' || *p == '%' || *p == '#' || *p == '?' || *p == '=')
+            n += snprintf(path + n, pathsz - (size_t)n, "%%%02X", (unsigned char)*p);
+        else
+            path[n++] = *p;
+    }
+    path[n] = '\0';
+}
+
+/* Retention and the size bound, hourly and after a resync. */
+static void prune(struct ts_syncer *s)
+{
+    const struct ts_agent_config *cfg = &s->a->cfg;
+    int64_t removed = 0;
+    if (ts_cache_prune(s->cache, ts_now_wall_ms(), cfg->retention_days * DAY_MS, cfg->max_cards,
+                       &removed) != TS_OK)
+        TS_WARN("sync", "cannot prune the cache (retention, size bound)");
+    else if (removed)
+        TS_INFO("sync", "removed %lld card(s) past retention (%ld days) or the size bound (%ld)",
+                (long long)removed, cfg->retention_days, cfg->max_cards);
+    s->next_prune_ms = ts_now_mono_ms() + PRUNE_PERIOD_MS;
+}
+
 /*
- * Fetches and applies one page. Returns TS_OK with *more set, or an error
- * with a human reason in why (already logged by the caller once).
+ * Fetches and applies one page. Returns TS_OK with *pause_ms set (0: ask
+ * again at once), or an error with a human reason in why (logged once by
+ * the caller).
  */
-static int sync_page(struct ts_syncer *s, bool *more, char *why, size_t whysz)
+static int sync_page(struct ts_syncer *s, int64_t *pause_ms, char *why, size_t whysz)
 {
     struct ts_agent *a = s->a;
-    char cursor[TS_FEED_MAX_CURSOR + 1], path[TS_FEED_MAX_CURSOR * 3 + 64];
+    char cursor[TS_FEED_MAX_CURSOR + 1], path[TS_FEED_MAX_CURSOR * 3 + 96];
+    bool resyncing = false;
     int rc;
+    *pause_ms = a->cfg.poll_interval_ms;
     if (!s->http) {
         /* Certificates that cannot be loaded keep the link down, not the
          * agent: the till still answers from the cache, and status says why.
          * Retried with the same backoff, so fixing the files is enough. */
         char err[512];
-        if ((rc = ts_agent_hub_client(&a->cfg, (int)a->cfg.timeout_ms, &s->http, err,
-                                      sizeof err))) {
+        if ((rc =
+                 ts_agent_hub_client(&a->cfg, (int)a->cfg.timeout_ms, &s->http, err, sizeof err))) {
             snprintf(why, whysz, "cannot set up TLS to the hub: %s", err);
             return rc;
         }
+        ts_httpc_set_cancel(s->http, &a->sync_interrupt);
     }
-    rc = ts_cache_cursor(s->cache, cursor, sizeof cursor);
+    rc = ts_cache_position(s->cache, cursor, sizeof cursor, &resyncing);
     if (rc) {
         snprintf(why, whysz, "cannot read the saved cursor");
         return rc;
     }
-    /* Cursors are printable ASCII without spaces (checked by the parser);
-     * escape the few characters that are special in a query string. */
-    int n = snprintf(path, sizeof path, "/v1/feed?limit=%ld&since=", a->cfg.page_limit);
-    for (const char *p = cursor; *p && (size_t)n + 4 < sizeof path; p++) {
-        if (*p == '&' || *p == '+' || *p == '%' || *p == '#' || *p == '?' || *p == '=')
-            n += snprintf(path + n, sizeof path - (size_t)n, "%%%02X", (unsigned char)*p);
-        else
-            path[n++] = *p;
-    }
-    path[n] = '\0';
+    /* Caught up: hold the request at the hub until something changes, so an
+     * online change reaches the till in well under a second. */
+    long wait_s = s->caught_up && !resyncing ? a->cfg.long_poll_s : 0;
+    feed_path(&a->cfg, cursor, wait_s, path, sizeof path);
 
     struct ts_http_resp r = {0};
     struct ts_feed_page page = {0};
-    rc = ts_httpc_request(s->http, "GET", path, NULL, NULL, NULL, 0, (int)a->cfg.timeout_ms, &r);
+    int64_t t0 = ts_now_mono_ms();
+    rc = ts_httpc_request(s->http, "GET", path, "Accept-Encoding: gzip\r\n", NULL, NULL, 0,
+                          (int)(a->cfg.timeout_ms + wait_s * 1000), &r);
+    if (rc && !stop_requested(s) && atomic_exchange(&a->sync_interrupt, 0)) {
+        /* A live lookup could not reach the hub: rather than sit out the
+         * long-poll, find out now whether the link works (a plain request
+         * fails within timeout_ms when it does not). */
+        TS_DEBUG("sync", "checking the link after a failed live lookup");
+        ts_http_resp_free(&r);
+        ts_httpc_disconnect(s->http);
+        wait_s = 0;
+        feed_path(&a->cfg, cursor, 0, path, sizeof path);
+        t0 = ts_now_mono_ms();
+        rc = ts_httpc_request(s->http, "GET", path, "Accept-Encoding: gzip\r\n", NULL, NULL, 0,
+                              (int)a->cfg.timeout_ms, &r);
+    }
     if (rc) {
         snprintf(why, whysz, "feed request failed: %s", ts_httpc_error(s->http));
         ts_httpc_disconnect(s->http);
+        s->caught_up = false;
         goto out;
     }
     if (r.status == 410) {
-        /* The hub no longer has our position: start over from scratch. A 410
-         * for a full sync is a hub fault; retrying at once would spin. */
+        /* The hub no longer has our position: build its slice again from
+         * scratch beside the live cards, which keep answering meanwhile. A
+         * 410 for a full sync is a hub fault; retrying at once would spin. */
         if (!cursor[0]) {
             snprintf(why, whysz, "feed request answered HTTP 410 for a full sync");
             rc = TS_ERR_PROTO;
             goto out;
         }
-        TS_WARN("sync", "hub answered 410 Gone for our cursor: resynchronizing from scratch");
-        rc = ts_cache_reset(s->cache);
+        TS_WARN("sync", "hub answered 410 Gone for our cursor: resynchronizing beside the "
+                        "live cache");
+        rc = ts_cache_resync_begin(s->cache);
         if (rc)
-            snprintf(why, whysz, "cannot reset the cache for a resync");
-        *more = rc == TS_OK;
+            snprintf(why, whysz, "cannot start a resync in the cache");
+        s->caught_up = false;
+        *pause_ms = 0;
         goto out;
     }
     if (r.status != 200) {
@@ -148,11 +208,17 @@ static int sync_page(struct ts_syncer *s, bool *more, char *why, size_t whysz)
         goto out;
     }
     char err[256];
+    if ((rc = ts_gzip_decode_body(&r.body, r.content_encoding, FEED_MAX_BODY))) {
+        snprintf(why, whysz, "feed page rejected: %s body cannot be decoded (%s)",
+                 r.content_encoding,
+                 rc == TS_ERR_FULL ? "inflates past the size limit" : ts_strerror(rc));
+        goto out;
+    }
     if ((rc = ts_feed_parse(r.body.data, r.body.len, &page, err, sizeof err))) {
         snprintf(why, whysz, "feed page rejected: %s", err);
         goto out;
     }
-    if (page.kv != a->cfg.tenant.version) {
+    if (!ts_agent_kv_usable(&a->cfg, page.kv, page.prev_kv)) {
         snprintf(why, whysz, "feed page rejected: key version %d, ours is %d", page.kv,
                  a->cfg.tenant.version);
         rc = TS_ERR_PROTO;
@@ -165,10 +231,27 @@ static int sync_page(struct ts_syncer *s, bool *more, char *why, size_t whysz)
     }
     ts_agent_note_page(a, page.nitems, now);
     if (page.nitems)
-        TS_INFO("sync", "applied %zu change(s), more=%d", page.nitems, page.more);
+        TS_INFO("sync", "applied %zu change(s)%s, more=%d", page.nitems,
+                resyncing ? " to the resync" : "", page.more);
+    if (resyncing && !page.more) {
+        TS_INFO("sync", "resync complete: the new slice replaced the old cache");
+        prune(s);
+    }
     /* "more" with nothing in it and the same cursor would have us ask the
      * same question forever: wait for the next poll instead. */
-    *more = page.more && (page.nitems > 0 || strcmp(page.cursor, cursor) != 0);
+    bool more = page.more && (page.nitems > 0 || strcmp(page.cursor, cursor) != 0);
+    bool was_caught_up = s->caught_up;
+    s->caught_up = !page.more;
+    if (more) {
+        *pause_ms = 0;
+    } else if (a->cfg.long_poll_s > 0) {
+        /* The next request long-polls; only a hub that answered a long-poll
+         * at once with nothing (one that ignores ?wait) gets the poll
+         * interval between requests, so it is never hammered. */
+        bool held = ts_now_mono_ms() - t0 >= wait_s * 500;
+        if (!was_caught_up || wait_s == 0 || page.nitems > 0 || held)
+            *pause_ms = 0;
+    }
 out:
     ts_feed_page_free(&page);
     ts_http_resp_free(&r);
@@ -181,15 +264,17 @@ static void *run(void *arg)
     struct ts_agent *a = s->a;
     char why[768], last_why[768] = "";
     for (;;) {
-        bool more = false;
-        int rc = sync_page(s, &more, why, sizeof why);
+        if (ts_now_mono_ms() >= s->next_prune_ms)
+            prune(s);
+        int64_t pause = 0;
+        int rc = sync_page(s, &pause, why, sizeof why);
+        if (stop_requested(s))
+            break; /* a cancelled long-poll is no failure */
         if (rc == TS_OK) {
             s->failures = 0;
             last_why[0] = '\0';
             ts_agent_set_link(a, true, NULL);
-            if (more && !stop_requested(s))
-                continue;
-            if (sleep_or_stop(s, a->cfg.poll_interval_ms))
+            if (pause > 0 && sleep_or_stop(s, pause))
                 break;
             continue;
         }
@@ -244,6 +329,7 @@ void ts_syncer_stop(struct ts_syncer *s)
         return;
     pthread_mutex_lock(&s->mu);
     s->stop = true;
+    atomic_store(&s->a->sync_interrupt, 1);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);

@@ -50,6 +50,63 @@ static bool listen_ok(const char *s)
     return true;
 }
 
+/* Enrolment and renewal (hub/enroll.c, docs/OPERATIONS.md): the second
+ * listener needs the CA that signs terminal certificates. */
+static int trust_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
+{
+    int rc;
+    long days;
+    if ((rc = get_str(c, "hub", "enroll_listen", "", o->enroll_listen, sizeof o->enroll_listen, err,
+                      errsz)) ||
+        (rc = get_str(c, "hub", "ca_cert", "", o->ca_cert, sizeof o->ca_cert, err, errsz)) ||
+        (rc = get_str(c, "hub", "ca_key", "", o->ca_key, sizeof o->ca_key, err, errsz)) ||
+        (rc = get_str(c, "hub", "public_url", "", o->public_url, sizeof o->public_url, err,
+                      errsz)) ||
+        (rc = ts_conf_get_int(c, "hub", "cert_days", 90, 1, 3650, &days, err, errsz)))
+        return rc;
+    o->cert_days = (int)days;
+    if (o->enroll_listen[0] && !listen_ok(o->enroll_listen))
+        return fail(c, "hub", "enroll_listen", "expected host:port", err, errsz);
+    if (o->enroll_listen[0] && !o->ca_key[0])
+        return fail(c, "hub", "ca_key",
+                    "required when enroll_listen is set (the key of the CA that signs terminal "
+                    "certificates)",
+                    err, errsz);
+    if (o->ca_key[0] && !o->ca_cert[0] && !o->client_ca[0])
+        return fail(c, "hub", "ca_cert", "required when ca_key is set", err, errsz);
+    if (o->public_url[0] && strncmp(o->public_url, "https://", 8) != 0 &&
+        strncmp(o->public_url, "http://", 7) != 0)
+        return fail(c, "hub", "public_url", "expected https://host:port", err, errsz);
+    return TS_OK;
+}
+
+/* Key rotation and erasure tombstones (docs/OPERATIONS.md): [tenant]
+ * previous_key / previous_key_version, [feed] tombstone_days. */
+static int rotation_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                         size_t errsz)
+{
+    long pkv, days;
+    int rc;
+    if ((rc = ts_conf_get_int(c, "feed", "tombstone_days", 90, 1, 3650, &days, err, errsz)) ||
+        (rc = ts_conf_get_int(c, "tenant", "previous_key_version", 0, 0, 1000000, &pkv, err,
+                              errsz)))
+        return rc;
+    o->tombstone_days = (int)days;
+    const char *hex = ts_conf_get(c, "tenant", "previous_key", "");
+    if (!hex[0] && pkv == 0)
+        return TS_OK;
+    if (!hex[0])
+        return fail(c, "tenant", "previous_key", "required when previous_key_version is set", err,
+                    errsz);
+    if (pkv == 0 || pkv == o->key.version)
+        return fail(c, "tenant", "previous_key_version",
+                    "required with previous_key, and different from key_version", err, errsz);
+    if (ts_tenant_key_parse(hex, (int)pkv, &o->prev_key) != TS_OK || o->prev_key.len < 32)
+        return fail(c, "tenant", "previous_key", "expected 64 to 128 hex digits (32 to 64 bytes)",
+                    err, errsz);
+    return TS_OK;
+}
+
 static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
 {
     int rc;
@@ -76,6 +133,8 @@ static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err
         if (o->client_ca[0] == '\0')
             return fail(c, "hub", "client_ca", "required when tls_cert is set", err, errsz);
     }
+    if ((rc = trust_conf(c, o, err, errsz)))
+        return rc;
     const char *lvl = ts_conf_get(c, "hub", "log_level", "info");
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)
         return fail(c, "hub", "log_level", "expected debug, info, warn or error", err, errsz);
@@ -94,7 +153,7 @@ static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err
         return fail(c, "tenant", "key", "expected 64 to 128 hex digits (32 to 64 bytes)", err,
                     errsz);
     o->page_limit = (int)limit;
-    return TS_OK;
+    return rotation_conf(c, o, err, errsz);
 }
 
 /* Out-param is written on success only. */

@@ -1,12 +1,15 @@
 /*
  * `tillside-hub gen`: plausible online behaviour for demos and benchmarks,
- * sent through the real /v1/batch endpoint the way a CDP would. Everything
+ * sent through the real /v1/batch endpoint the way a CDP would, or written
+ * as Segment events one per line (--out) for `tillside-hub import`, which
+ * fills a million-customer database far faster than HTTP batches. Everything
  * but the timestamps (which trail "now") follows from --seed, including the
  * messageIds, so running it twice with one seed stores nothing new.
  */
 #include "hub.h"
 #include "../sync/httpc.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,7 @@ struct gen {
     size_t batch_max;
     size_t sent_events, sent_batches;
     struct ts_httpc *http;
+    FILE *out; /* --out: events go here, one JSON object per line */
     char auth[600];
     int64_t now;
 };
@@ -133,10 +137,31 @@ static void b64(const uint8_t *in, size_t n, char *out)
     out[o] = '\0';
 }
 
+/* Writes the pending events as JSON lines (--out). */
+static int flush_file(struct gen *g)
+{
+    size_t i;
+    json_t *ev;
+    json_array_foreach(g->batch, i, ev)
+    {
+        if (json_dumpf(ev, g->out, JSON_COMPACT) != 0 || fputc('\n', g->out) == EOF) {
+            perror("gen: writing events");
+            return 1;
+        }
+    }
+    g->sent_events += json_array_size(g->batch);
+    g->sent_batches++;
+    json_array_clear(g->batch);
+    g->pending_bytes = 0;
+    return 0;
+}
+
 static int flush(struct gen *g)
 {
     if (json_array_size(g->batch) == 0)
         return 0;
+    if (g->out)
+        return flush_file(g);
     json_t *root = json_pack("{s:O}", "batch", g->batch);
     char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
@@ -339,7 +364,8 @@ static int parse_count(const char *opt, const char *v, unsigned long long max,
 
 int ts_hub_gen_main(int argc, char **argv)
 {
-    const char *url = NULL, *key = NULL, *ca = NULL, *cert = NULL, *keyf = NULL, *stores = NULL;
+    const char *url = NULL, *key = NULL, *ca = NULL, *cert = NULL, *keyf = NULL, *stores = NULL,
+               *outf = NULL;
     unsigned long long customers = 0, seed = 1, batch = 200, sample = 0;
     int code = 2;
     struct gen g = {0};
@@ -365,6 +391,8 @@ int ts_hub_gen_main(int argc, char **argv)
             keyf = v;
         else if (!strcmp(o, "--stores"))
             stores = v;
+        else if (!strcmp(o, "--out"))
+            outf = v;
         else if (!strcmp(o, "--customers"))
             bad = parse_count(o, v, 10000000, &customers);
         else if (!strcmp(o, "--seed"))
@@ -382,9 +410,10 @@ int ts_hub_gen_main(int argc, char **argv)
         if (bad)
             goto out;
     }
-    if (!url || !key || !stores || customers == 0 || batch == 0) {
-        fprintf(stderr, "usage: tillside-hub gen --url URL --write-key KEY --customers N "
-                        "--stores S001,S002 [--ca F --cert F --key F] [--seed N] [--batch N] "
+    if ((outf ? (url || key) : (!url || !key)) || !stores || customers == 0 || batch == 0) {
+        fprintf(stderr, "usage: tillside-hub gen (--url URL --write-key KEY | --out FILE) "
+                        "--customers N --stores S001,S002\n"
+                        "           [--ca F --cert F --key F] [--seed N] [--batch N] "
                         "[--sample K]\n");
         goto out;
     }
@@ -400,23 +429,32 @@ int ts_hub_gen_main(int argc, char **argv)
         code = 2;
         goto out;
     }
-    char userpass[300], enc[420];
-    if (snprintf(userpass, sizeof userpass, "%s:", key) >= (int)sizeof userpass) {
-        fprintf(stderr, "gen: write key too long\n");
-        code = 2;
-        goto out;
-    }
-    b64((const uint8_t *)userpass, strlen(userpass), enc);
-    snprintf(g.auth, sizeof g.auth, "Authorization: Basic %s\r\n", enc);
-    char err[256];
-    struct ts_httpc_opts ho = {.base_url = url,
-                               .ca_file = ca,
-                               .cert_file = cert,
-                               .key_file = keyf,
-                               .user_agent = "tillside-hub-gen/" TS_VERSION};
-    if (ts_httpc_new(&ho, &g.http, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "gen: %s\n", err);
-        goto out;
+    if (outf) {
+        /* A large buffer: a million customers are a few GB of lines. */
+        if (!(g.out = fopen(outf, "w"))) {
+            fprintf(stderr, "gen: %s: %s\n", outf, strerror(errno));
+            goto out;
+        }
+        setvbuf(g.out, NULL, _IOFBF, 1u << 20);
+    } else {
+        char userpass[300], enc[420];
+        if (snprintf(userpass, sizeof userpass, "%s:", key) >= (int)sizeof userpass) {
+            fprintf(stderr, "gen: write key too long\n");
+            code = 2;
+            goto out;
+        }
+        b64((const uint8_t *)userpass, strlen(userpass), enc);
+        snprintf(g.auth, sizeof g.auth, "Authorization: Basic %s\r\n", enc);
+        char err[256];
+        struct ts_httpc_opts ho = {.base_url = url,
+                                   .ca_file = ca,
+                                   .cert_file = cert,
+                                   .key_file = keyf,
+                                   .user_agent = "tillside-hub-gen/" TS_VERSION};
+        if (ts_httpc_new(&ho, &g.http, err, sizeof err) != TS_OK) {
+            fprintf(stderr, "gen: %s\n", err);
+            goto out;
+        }
     }
     g.seed = seed;
     g.rng = seed * 0x2545f4914f6cdd1dULL + 1;
@@ -434,13 +472,24 @@ int ts_hub_gen_main(int argc, char **argv)
          * their cards have something to show when scanned. */
         if (nsamples < sample && p.consent && strcmp(p.store, g.stores[0]) == 0)
             samples[nsamples++] = p;
-        if ((i + 1) % 1000 == 0)
+        if ((i + 1) % (outf ? 100000 : 1000) == 0)
             fprintf(stderr, "gen: %zu customers\n", i + 1);
     }
     if (flush(&g))
         goto out;
-    fprintf(stderr, "gen: sent %zu events for %llu customers in %zu batches (%lld ms)\n",
-            g.sent_events, customers, g.sent_batches, (long long)(ts_now_mono_ms() - t0));
+    if (g.out) {
+        FILE *f = g.out;
+        g.out = NULL;
+        if (fclose(f) != 0) {
+            fprintf(stderr, "gen: %s: %s\n", outf, strerror(errno));
+            goto out;
+        }
+        fprintf(stderr, "gen: wrote %zu events for %llu customers to %s (%lld ms)\n", g.sent_events,
+                customers, outf, (long long)(ts_now_mono_ms() - t0));
+    } else {
+        fprintf(stderr, "gen: sent %zu events for %llu customers in %zu batches (%lld ms)\n",
+                g.sent_events, customers, g.sent_batches, (long long)(ts_now_mono_ms() - t0));
+    }
     for (size_t i = 0; i < nsamples; i++) {
         json_t *o = json_pack("{s:s, s:s, s:s}", "loyalty_id", samples[i].loyalty, "name",
                               samples[i].name, "store", samples[i].store);
@@ -453,6 +502,8 @@ int ts_hub_gen_main(int argc, char **argv)
     fflush(stdout);
     code = 0;
 out:
+    if (g.out)
+        fclose(g.out);
     ts_httpc_free(g.http);
     json_decref(g.batch);
     free(g.stores);

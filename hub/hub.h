@@ -29,6 +29,16 @@ struct ts_hub_config {
     char tenant[64];     /* must match the O of terminal certificates */
     struct ts_tenant_key key;
     int page_limit; /* default feed page size, 1..1000 */
+    /* [tenant] previous_key / previous_key_version: the second key version
+     * during a rotation (len 0 = none); feed items carry keys for both. */
+    struct ts_tenant_key prev_key;
+    int tombstone_days; /* [feed] tombstone_days: how long erasures are kept */
+    /* enrolment and renewal (enroll.c) */
+    char enroll_listen[256];       /* host:port of the enrolment listener; "" = none */
+    char ca_cert[TS_HUB_PATH_MAX]; /* enrolment CA certificate; "" = client_ca */
+    char ca_key[TS_HUB_PATH_MAX];  /* its key; "" = no enrolment or renewal */
+    int cert_days;                 /* validity of issued terminal certificates */
+    char public_url[512];          /* main listener URL given to enrolled agents; "" = derive */
 };
 
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */
@@ -210,15 +220,76 @@ uint32_t ts_hub_store_epoch(const struct ts_hub_store *s);
 /* {"customers":N,"events":N,"seq":N,"stores":{"S001":N,...}} */
 int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out);
 
+/* ---- store.c / erase.c: rotation, long-poll, erasure, tombstones ---------- */
+
+/*
+ * Sets the second key version (prev NULL or len 0 = none) next to the key
+ * the store was opened with. When the pair differs from the one the
+ * database was last stamped with, every identifier is re-keyed and every
+ * customer re-stamped in one transaction, so every store receives the new
+ * keys (*restamped, may be NULL, says how many). Call once after opening a
+ * store that ingests; feed items and lookups then carry both versions.
+ */
+int ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant_key *prev,
+                          size_t *restamped);
+/* The second key version feed items carry ("prev_kv"), 0 when none. */
+int ts_hub_store_prev_kv(const struct ts_hub_store *s);
+
+/*
+ * Long-poll: returns true as soon as store_id's feed has a change after
+ * since, false after timeout_ms without one or once ts_hub_store_shutdown
+ * was called. Commits in this process wake it at once; changes committed by
+ * other processes on the same database are seen within a second.
+ */
+bool ts_hub_store_wait(struct ts_hub_store *s, const char *store_id, uint64_t since,
+                       int timeout_ms);
+/* Releases every waiter for good (before stopping the server). NULL ok. */
+void ts_hub_store_shutdown(struct ts_hub_store *s);
+
+struct ts_hub_erase_result {
+    char cid[33];  /* the erased customer's card reference */
+    size_t stores; /* stores whose feed got the erase */
+};
+
+/*
+ * GDPR erasure of one customer, found by Segment userId (loyalty NULL) or by
+ * loyalty number (user_id NULL): profile, identifiers, views, cart,
+ * wishlist, orders and anonymous-id links are deleted in one transaction,
+ * and every store that had the customer in its slice gets an erase item
+ * (a tombstone, kept tombstone_days). TS_ERR_NOTFOUND when nobody matches.
+ */
+int ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *loyalty,
+                       int64_t now_ms, struct ts_hub_erase_result *res);
+/*
+ * Deletes tombstones older than keep_ms and raises the horizon to the newest
+ * one deleted: cursors below it get 410 Gone (they may have missed an
+ * erasure). *removed (may be NULL) gets the count.
+ */
+int ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t keep_ms, size_t *removed);
+/* The seq below which cursors are refused (0 = none). */
+uint64_t ts_hub_store_horizon(struct ts_hub_store *s);
+
+/* Prunes tombstones at start and then hourly on its own thread. */
+struct ts_hub_janitor;
+int ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days, struct ts_hub_janitor **out);
+void ts_hub_janitor_stop(struct ts_hub_janitor *j); /* NULL ok */
+
+/* `tillside-hub erase [-c FILE] [--loyalty ID | CUSTOMER]`; argv[0] is
+ * "erase", conf the configuration named before the command. Returns a
+ * process exit code. */
+int ts_hub_erase_main(int argc, char **argv, const char *conf);
+
 /* ---- api.c --------------------------------------------------------------- */
 
 #define TS_HUB_MAX_BODY (500u * 1024u) /* Segment's own batch limit */
 #define TS_HUB_FEED_MAX_LIMIT 1000
+#define TS_HUB_FEED_MAX_WAIT 25 /* seconds a long-poll (?wait=) may be held */
 
 struct ts_hub_api {
     const struct ts_hub_config *cfg;
     struct ts_hub_store *store;
     int64_t (*now_ms)(void); /* wall clock; injectable for tests */
+    struct ts_hub_trust *trust; /* enroll.c; NULL = renewal answers 503 */
 };
 
 /* The ts_httpd handler; ud is a struct ts_hub_api. Thread-safe. */
@@ -240,5 +311,38 @@ int ts_hub_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outs
 
 /* `tillside-hub gen ...`; argv[0] is "gen". Returns a process exit code. */
 int ts_hub_gen_main(int argc, char **argv);
+
+/* ---- import.c ------------------------------------------------------------ */
+
+/* `tillside-hub import [-c FILE] EVENTS`; argv[0] is "import", conf the
+ * configuration named before the command (a -c after it wins). Returns a
+ * process exit code. */
+int ts_hub_import_main(int argc, char **argv, const char *conf);
+
+/* ---- enroll.c -------------------------------------------------------------
+ * Enrolment tokens, the enrolment listener, renewal and revocation, with
+ * their state in trust_* tables of the hub database. */
+
+struct ts_hub_trust;
+
+/* Opens the trust tables in cfg->db (creating them) and, with [hub] ca_key,
+ * loads the enrolment CA. now_ms NULL = wall clock. cfg must outlive it. */
+int ts_hub_trust_open(const struct ts_hub_config *cfg, int64_t (*now_ms)(void),
+                      struct ts_hub_trust **out, char *err, size_t errsz);
+void ts_hub_trust_close(struct ts_hub_trust *t);
+/* The main listener's port, for the hub_url enrolment answers with. */
+void ts_hub_trust_set_main_port(struct ts_hub_trust *t, int port);
+/* ts_tls_peer_check for the main listener (ud = trust): false for a revoked
+ * certificate. Thread-safe. */
+bool ts_hub_trust_peer_ok(void *ud, const struct ts_peer_id *peer, char *why, size_t whysz);
+/* ts_httpd handler of the enrolment listener (ud = trust): POST /v1/enroll. */
+void ts_hub_enroll_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp);
+/* POST /v1/renew for an already verified terminal (req->peer). */
+void ts_hub_trust_renew(struct ts_hub_trust *t, const struct ts_httpd_req *req,
+                        struct ts_httpd_resp *resp);
+/* `tillside-hub enroll-token ...` and `revoke ...`; argv[0] is the command,
+ * conf the configuration named before it (a -c after it wins). */
+int ts_hub_enroll_token_main(int argc, char **argv, const char *conf);
+int ts_hub_revoke_main(int argc, char **argv, const char *conf);
 
 #endif

@@ -118,6 +118,7 @@ static int merge(struct ing *g, const char *user, const char *anon)
             return TS_ERR_DB;
         ts_hub_bind_text(st, 1, anon);
         sqlite3_bind_int64(st, 2, seq);
+        sqlite3_bind_int64(st, 3, g->now);
         rc = run(g, st, "feed erase");
     }
     if (rc == TS_OK)
@@ -181,8 +182,9 @@ static int resolve(struct ing *g, const struct ts_seg_event *e, char *out, size_
 static int link_identifier(struct ing *g, const char *cust, enum ts_ident_kind kind,
                            const char *norm)
 {
-    char key[TS_IDENT_KEY_HEX], prev[TS_SEG_MAX_ID + 1] = "";
-    if (ts_ident_key(&g->s->key, kind, norm, key) != TS_OK)
+    char key[TS_IDENT_KEY_HEX], pkey[TS_IDENT_KEY_HEX], prev[TS_SEG_MAX_ID + 1] = "";
+    if (ts_ident_key(&g->s->key, kind, norm, key) != TS_OK ||
+        (g->s->prev.len && ts_ident_key(&g->s->prev, kind, norm, pkey) != TS_OK))
         return TS_ERR_INVAL;
     sqlite3_stmt *st = ts_hub_st(g->s, ST_IDENT_OWNER);
     if (!st)
@@ -203,6 +205,7 @@ static int link_identifier(struct ing *g, const char *cust, enum ts_ident_kind k
     ts_hub_bind_text(st, 2, ts_ident_kind_name(kind));
     ts_hub_bind_text(st, 3, norm);
     ts_hub_bind_text(st, 4, cust);
+    ts_hub_bind_text(st, 5, g->s->prev.len ? pkey : NULL);
     return run(g, st, "identifier upsert");
 }
 

@@ -25,6 +25,16 @@ static void usage(FILE *f)
                "  gen --url URL --write-key KEY --customers N --stores S001,S002\n"
                "      [--ca F --cert F --key F] [--seed N] [--batch N] [--sample K]\n"
                "                    send generated online behaviour to a hub\n"
+               "  gen --out FILE --customers N --stores S001,S002 [--seed N]\n"
+               "                    write it as Segment events, one per line, instead\n"
+               "  import [-c FILE] [--format segment] [--chunk N] EVENTS\n"
+               "                    store Segment events (JSONL or {\"batch\":[...]}) directly\n"
+               "  enroll-token [-c FILE] --store S001 --terminal T07 [--ttl 24h]\n"
+               "                    print a one-time enrolment token for a new terminal\n"
+               "  revoke [-c FILE] --terminal T07 [--store S001] | --serial HEX | --list\n"
+               "                    refuse a terminal's certificates from now on\n"
+               "  erase [-c FILE] CUSTOMER | --loyalty ID\n"
+               "                    erase a customer (GDPR) at the hub and in every store\n"
                "  version           print the version\n"
                "The configuration defaults to " DEFAULT_CONF ".\n");
 }
@@ -70,7 +80,9 @@ static int cmd_run(const char *conf)
 {
     struct ts_hub_config cfg;
     struct ts_hub_store *store = NULL;
-    struct ts_httpd *srv = NULL;
+    struct ts_httpd *srv = NULL, *enroll_srv = NULL;
+    struct ts_hub_trust *trust = NULL;
+    struct ts_hub_janitor *janitor = NULL;
     char err[512];
     int code = 1;
     if (load_config(conf, &cfg))
@@ -84,6 +96,17 @@ static int cmd_run(const char *conf)
         TS_ERROR("hub", "%s", err);
         return 1;
     }
+    /* A changed key pair re-stamps every customer before anyone is served. */
+    if (ts_hub_store_set_keys(store, &cfg.prev_key, NULL) != TS_OK) {
+        TS_ERROR("hub", "%s: cannot apply the tenant key versions", cfg.db);
+        ts_hub_store_close(store);
+        return 1;
+    }
+    if (ts_hub_trust_open(&cfg, wall_ms, &trust, err, sizeof err) != TS_OK) {
+        TS_ERROR("hub", "%s", err);
+        ts_hub_store_close(store);
+        return 1;
+    }
     /* Block the stop signals before any thread exists so every connection
      * thread inherits the mask and only sigwait() below sees them. */
     sigset_t stop;
@@ -94,13 +117,15 @@ static int cmd_run(const char *conf)
     signal(SIGPIPE, SIG_IGN);
 
     bool tls = cfg.tls_cert[0] != '\0';
-    struct ts_hub_api api = {.cfg = &cfg, .store = store, .now_ms = wall_ms};
+    struct ts_hub_api api = {.cfg = &cfg, .store = store, .now_ms = wall_ms, .trust = trust};
     struct ts_httpd_opts o = {
         .listen = cfg.listen,
         .cert_file = tls ? cfg.tls_cert : NULL,
         .key_file = tls ? cfg.tls_key : NULL,
         .client_ca_file = tls ? cfg.client_ca : NULL,
         .max_body = TS_HUB_MAX_BODY,
+        .peer_check = ts_hub_trust_peer_ok, /* revoked terminals */
+        .peer_check_ud = trust,
     };
     if (ts_httpd_start(&o, ts_hub_api_handle, &api, &srv, err, sizeof err) != TS_OK) {
         TS_ERROR("hub", "%s", err);
@@ -111,13 +136,42 @@ static int cmd_run(const char *conf)
     TS_INFO("hub", "listening on %s://%s:%d", tls ? "https" : "http", host, ts_httpd_port(srv));
     if (!tls)
         TS_WARN("hub", "no tls_cert: plain HTTP, expecting a TLS-terminating proxy in front");
+    ts_hub_trust_set_main_port(trust, ts_httpd_port(srv));
+    if (cfg.enroll_listen[0]) {
+        /* Same server certificate, but no client certificate asked: new
+         * terminals have none yet and prove themselves with a token. */
+        struct ts_httpd_opts eo = {
+            .listen = cfg.enroll_listen,
+            .cert_file = tls ? cfg.tls_cert : NULL,
+            .key_file = tls ? cfg.tls_key : NULL,
+            .no_client_cert = true,
+            .max_conns = 32,
+            .max_body = 64 * 1024,
+        };
+        if (ts_httpd_start(&eo, ts_hub_enroll_handle, trust, &enroll_srv, err, sizeof err) !=
+            TS_OK) {
+            TS_ERROR("hub", "enrolment listener: %s", err);
+            goto out;
+        }
+        listen_host(cfg.enroll_listen, host, sizeof host);
+        TS_INFO("hub", "enrolment on %s://%s:%d", tls ? "https" : "http", host,
+                ts_httpd_port(enroll_srv));
+    }
+    if (ts_hub_janitor_start(store, cfg.tombstone_days, &janitor) != TS_OK) {
+        TS_ERROR("hub", "cannot start the tombstone janitor");
+        goto out;
+    }
     int sig = 0;
     while (sigwait(&stop, &sig) != 0) {
     }
     TS_INFO("hub", "stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     code = 0;
 out:
+    ts_hub_janitor_stop(janitor);
+    ts_hub_store_shutdown(store); /* ends long-polls, or stopping waits for them */
+    ts_httpd_stop(enroll_srv);
     ts_httpd_stop(srv);
+    ts_hub_trust_close(trust);
     ts_hub_store_close(store);
     return code;
 }
@@ -166,6 +220,14 @@ int main(int argc, char **argv)
                 return ts_pki_main(argc - i, argv + i);
             if (strcmp(cmd, "gen") == 0)
                 return ts_hub_gen_main(argc - i, argv + i);
+            if (strcmp(cmd, "erase") == 0)
+                return ts_hub_erase_main(argc - i, argv + i, conf);
+            if (strcmp(cmd, "import") == 0)
+                return ts_hub_import_main(argc - i, argv + i, conf);
+            if (strcmp(cmd, "enroll-token") == 0)
+                return ts_hub_enroll_token_main(argc - i, argv + i, conf);
+            if (strcmp(cmd, "revoke") == 0)
+                return ts_hub_revoke_main(argc - i, argv + i, conf);
         } else {
             fprintf(stderr, "tillside-hub: unexpected argument '%s'\n", argv[i]);
             usage(stderr);

@@ -71,7 +71,7 @@ struct loaded {
     struct ts_hub_line *cart, *wish;
     struct ts_hub_order *orders;
     const char *home_store;
-    ts_buf keys;
+    ts_buf keys, prev_keys; /* JSON arrays; prev_keys empty without a second key */
     struct pool pool;
 };
 
@@ -82,6 +82,7 @@ static void loaded_free(struct loaded *l)
     free(l->wish);
     free(l->orders);
     ts_buf_free(&l->keys);
+    ts_buf_free(&l->prev_keys);
     pool_free(&l->pool);
 }
 
@@ -191,20 +192,31 @@ static int load_customer(struct ts_hub_store *s, const char *cust, struct loaded
     return nomem ? TS_ERR_NOMEM : TS_OK;
 }
 
-static int load_keys(struct ts_hub_store *s, const char *cust, ts_buf *out)
+/* The customer's identifier keys as JSON arrays: out under the current key,
+ * prev (left empty when the store has no second key) under the previous
+ * one, in the same order. */
+int ts_hub_load_keys(struct ts_hub_store *s, const char *cust, ts_buf *out, ts_buf *prev)
 {
     sqlite3_stmt *st = query(s, ST_LOAD_KEYS, cust, MAX_KEYS);
-    int step, rc = ts_buf_puts(out, "[");
+    bool two = s->prev.len > 0;
+    int step = SQLITE_DONE, rc = ts_buf_puts(out, "[");
     if (!st)
         return TS_ERR_DB;
+    if (rc == TS_OK && two)
+        rc = ts_buf_puts(prev, "[");
     for (size_t i = 0; rc == TS_OK && (step = sqlite3_step(st)) == SQLITE_ROW; i++) {
         const char *k = (const char *)sqlite3_column_text(st, 0);
+        const char *p = (const char *)sqlite3_column_text(st, 1);
         /* keys are our own lowercase hex: no escaping needed */
         rc = ts_buf_printf(out, "%s\"%s\"", i ? "," : "", k ? k : "");
+        if (rc == TS_OK && two && p)
+            rc = ts_buf_printf(prev, "%s\"%s\"", prev->len > 1 ? "," : "", p);
     }
     sqlite3_reset(st);
     if (rc == TS_OK && step != SQLITE_DONE)
         return ts_hub_db_err(s, "load keys");
+    if (rc == TS_OK && two)
+        rc = ts_buf_puts(prev, "]");
     return rc ? rc : ts_buf_puts(out, "]");
 }
 
@@ -231,7 +243,7 @@ static int load(struct ts_hub_store *s, const char *cust, int64_t now, struct lo
                         sizeof *l->wish, &p->nwish, line_row)) ||
         (rc = load_rows(s, query(s, ST_LOAD_ORDERS, cust, TS_HUB_MAX_ORDERS), l,
                         (void **)&l->orders, sizeof *l->orders, &p->norders, order_row)) ||
-        (rc = load_keys(s, cust, &l->keys)))
+        (rc = ts_hub_load_keys(s, cust, &l->keys, &l->prev_keys)))
         return rc;
     p->views = l->views;
     p->cart = l->cart;
@@ -255,6 +267,7 @@ static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *
     ts_hub_bind_text(st, 3, l->keys.data);
     sqlite3_bind_int64(st, 4, seq);
     sqlite3_bind_int64(st, 5, now);
+    ts_hub_bind_text(st, 6, l->prev_keys.len ? l->prev_keys.data : NULL);
     if (sqlite3_step(st) != SQLITE_DONE)
         return ts_hub_db_err(s, "stamp customer");
     if (l->home_store) {
@@ -274,6 +287,7 @@ static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *
     ts_hub_bind_text(st, 1, cust);
     sqlite3_bind_int64(st, 2, seq);
     ts_hub_bind_text(st, 3, l->home_store);
+    sqlite3_bind_int64(st, 4, now);
     if (sqlite3_step(st) != SQLITE_DONE)
         return ts_hub_db_err(s, "stamp feed");
     return TS_OK;
@@ -300,5 +314,81 @@ int ts_hub_rebuild(struct ts_hub_store *s, const char *cust, int64_t now_ms, boo
 out:
     free(card);
     loaded_free(&l);
+    return rc;
+}
+
+/* Next batch of customer ids after `after` (keyset pagination: the loop
+ * below updates the table it walks, so no statement stays open across it). */
+static int next_ids(struct ts_hub_store *s, sqlite3_stmt *q, const char *after, struct pool *ids)
+{
+    bool nomem = false;
+    sqlite3_reset(q);
+    ts_hub_bind_text(q, 1, after);
+    int step;
+    while ((step = sqlite3_step(q)) == SQLITE_ROW && !nomem)
+        dup(ids, q, 0, &nomem);
+    sqlite3_reset(q);
+    if (nomem)
+        return TS_ERR_NOMEM;
+    return step == SQLITE_ROW || step == SQLITE_DONE ? TS_OK : ts_hub_db_err(s, "rekey ids");
+}
+
+int ts_hub_rekey_all(struct ts_hub_store *s, size_t *restamped)
+{
+    sqlite3_stmt *q = NULL, *up = NULL, *feed = NULL;
+    struct pool ids = {0};
+    char last[TS_SEG_MAX_ID + 1] = "";
+    size_t n = 0;
+    int rc = TS_OK;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id FROM customers WHERE card IS NOT NULL AND id > ?1"
+                           " ORDER BY id LIMIT 1000",
+                           -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db,
+                           "UPDATE customers SET keys = ?2, prev_keys = ?3, seq = ?4 WHERE id = ?1",
+                           -1, &up, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "UPDATE feed SET seq = ?2 WHERE customer = ?1 AND op = 'upsert'",
+                           -1, &feed, NULL) != SQLITE_OK) {
+        rc = ts_hub_db_err(s, "rekey");
+        goto out;
+    }
+    for (;;) {
+        pool_free(&ids);
+        memset(&ids, 0, sizeof ids);
+        if ((rc = next_ids(s, q, last, &ids)) || ids.n == 0)
+            break;
+        for (size_t i = 0; rc == TS_OK && i < ids.n; i++) {
+            ts_buf keys = {0}, prev = {0};
+            int64_t seq;
+            rc = ts_hub_load_keys(s, ids.s[i], &keys, &prev);
+            if (rc == TS_OK)
+                rc = ts_hub_next_seq(s, &seq);
+            if (rc == TS_OK) {
+                sqlite3_reset(up);
+                ts_hub_bind_text(up, 1, ids.s[i]);
+                ts_hub_bind_text(up, 2, keys.data);
+                ts_hub_bind_text(up, 3, prev.len ? prev.data : NULL);
+                sqlite3_bind_int64(up, 4, seq);
+                sqlite3_reset(feed);
+                ts_hub_bind_text(feed, 1, ids.s[i]);
+                sqlite3_bind_int64(feed, 2, seq);
+                if (sqlite3_step(up) != SQLITE_DONE || sqlite3_step(feed) != SQLITE_DONE)
+                    rc = ts_hub_db_err(s, "rekey stamp");
+                n++;
+            }
+            ts_buf_free(&keys);
+            ts_buf_free(&prev);
+        }
+        if (rc)
+            break;
+        ts_strlcpy(last, ids.s[ids.n - 1], sizeof last);
+    }
+out:
+    pool_free(&ids);
+    sqlite3_finalize(q);
+    sqlite3_finalize(up);
+    sqlite3_finalize(feed);
+    if (rc == TS_OK && restamped)
+        *restamped = n;
     return rc;
 }

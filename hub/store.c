@@ -13,23 +13,26 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1), ('seq', 0), ('events', 0),"
-    "  ('epoch', random() & 4294967295);"
+    "  ('epoch', random() & 4294967295), ('horizon', 0);"
     "CREATE TABLE IF NOT EXISTS customers("
     "  id TEXT PRIMARY KEY, cid TEXT NOT NULL, name TEXT, first_name TEXT, last_name TEXT,"
     "  tier TEXT, points INTEGER, consent INTEGER NOT NULL DEFAULT 1, home_store TEXT,"
-    "  suggested_id TEXT, suggested_name TEXT, card TEXT, keys TEXT,"
+    "  suggested_id TEXT, suggested_name TEXT, card TEXT, keys TEXT, prev_keys TEXT,"
     "  seq INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL DEFAULT 0,"
     "  created INTEGER NOT NULL DEFAULT 0);"
     /* anonymousId → the userId an identify tied it to */
     "CREATE TABLE IF NOT EXISTS anon_map(anonymous_id TEXT PRIMARY KEY, customer TEXT NOT NULL);"
+    /* key under the current tenant key, prev_key under the second version */
     "CREATE TABLE IF NOT EXISTS identifiers("
-    "  key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, customer TEXT NOT NULL);"
+    "  key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, customer TEXT NOT NULL,"
+    "  prev_key TEXT);"
     "CREATE INDEX IF NOT EXISTS identifiers_customer ON identifiers(customer);"
     "CREATE TABLE IF NOT EXISTS products(product_id TEXT PRIMARY KEY, name TEXT, price REAL);"
     /* one row per Product Viewed, pruned per customer when the card is rebuilt */
@@ -46,9 +49,11 @@ static const char *const schema_sql =
     "CREATE INDEX IF NOT EXISTS orders_customer ON orders(customer, at);"
     "CREATE TABLE IF NOT EXISTS processed(message_id TEXT PRIMARY KEY, at INTEGER NOT NULL)"
     "  WITHOUT ROWID;"
-    /* op 'upsert' or 'erase'; cid kept so an erase outlives the customer row */
+    /* op 'upsert' or 'erase'; cid kept so an erase outlives the customer row,
+     * at (ms) says when an erase row became one, for pruning tombstones. An
+     * erased customer's rows are keyed 'erased:<cid>', not by their id. */
     "CREATE TABLE IF NOT EXISTS feed(store_id TEXT NOT NULL, customer TEXT NOT NULL,"
-    "  seq INTEGER NOT NULL, op TEXT NOT NULL, cid TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL, op TEXT NOT NULL, cid TEXT NOT NULL, at INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY(store_id, customer)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS feed_seq ON feed(store_id, seq);";
 
@@ -72,8 +77,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ANON_GET] = "SELECT customer FROM anon_map WHERE anonymous_id = ?1",
     [ST_ANON_SET] = "INSERT OR REPLACE INTO anon_map(anonymous_id, customer) VALUES(?1, ?2)",
     [ST_IDENT_OWNER] = "SELECT customer FROM identifiers WHERE key = ?1",
-    [ST_IDENT_SET] = "INSERT INTO identifiers(key, kind, value, customer) VALUES(?1, ?2, ?3, ?4)"
-                     " ON CONFLICT(key) DO UPDATE SET customer = excluded.customer",
+    [ST_IDENT_SET] = "INSERT INTO identifiers(key, kind, value, customer, prev_key)"
+                     " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO UPDATE SET"
+                     " customer = excluded.customer, prev_key = excluded.prev_key",
     [ST_PRODUCT_UPSERT] = "INSERT INTO products(product_id, name, price) VALUES(?1, ?2, ?3)"
                           " ON CONFLICT(product_id) DO UPDATE SET"
                           " name = coalesce(excluded.name, name),"
@@ -119,7 +125,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_MERGE_IDENT] = "UPDATE identifiers SET customer = ?1 WHERE customer = ?2",
     [ST_MERGE_ANON] = "UPDATE anon_map SET customer = ?1 WHERE customer = ?2",
     [ST_FEED_ERASE_ALL] =
-        "UPDATE feed SET op = 'erase', seq = ?2 WHERE customer = ?1 AND op = 'upsert'",
+        "UPDATE feed SET op = 'erase', seq = ?2, at = ?3 WHERE customer = ?1 AND op = 'upsert'",
     [ST_CUST_DELETE] = "DELETE FROM customers WHERE id = ?1",
     [ST_LOAD_CUST] = "SELECT cid, name, tier, points, consent, home_store, suggested_id,"
                      " suggested_name FROM customers WHERE id = ?1",
@@ -138,14 +144,15 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LOAD_ORDERS] = "SELECT order_id, total, currency, status, at FROM orders"
                        " WHERE customer = ?1 ORDER BY at DESC, order_id LIMIT ?2",
     [ST_PRODUCT_NAME] = "SELECT name FROM products WHERE product_id = ?1",
-    [ST_LOAD_KEYS] = "SELECT key FROM identifiers WHERE customer = ?1"
+    [ST_LOAD_KEYS] = "SELECT key, prev_key FROM identifiers WHERE customer = ?1"
                      " ORDER BY kind = 'loyalty' DESC, key LIMIT ?2",
     [ST_CUST_STAMP] =
-        "UPDATE customers SET card = ?2, keys = ?3, seq = ?4, updated = ?5 WHERE id = ?1",
+        "UPDATE customers SET card = ?2, keys = ?3, seq = ?4, updated = ?5, prev_keys = ?6"
+        " WHERE id = ?1",
     [ST_FEED_UPSERT] = "INSERT INTO feed(store_id, customer, seq, op, cid)"
                        " VALUES(?1, ?2, ?3, 'upsert', ?4) ON CONFLICT(store_id, customer)"
                        " DO UPDATE SET seq = excluded.seq, op = 'upsert', cid = excluded.cid",
-    [ST_FEED_ERASE_OTHERS] = "UPDATE feed SET op = 'erase', seq = ?2 WHERE customer = ?1"
+    [ST_FEED_ERASE_OTHERS] = "UPDATE feed SET op = 'erase', seq = ?2, at = ?4 WHERE customer = ?1"
                              " AND op = 'upsert' AND store_id IS NOT ?3",
 };
 
@@ -228,10 +235,55 @@ void ts_hub_store_close(struct ts_hub_store *s)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->rdb);
     sqlite3_close(s->db);
+    pthread_cond_destroy(&s->changed);
+    pthread_mutex_destroy(&s->wmu);
     pthread_mutex_destroy(&s->rmu);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
+
+/* Does table have column? -1 on error. */
+static int has_column(sqlite3 *db, const char *table, const char *column)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -1;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/*
+ * Brings a database made by an older hub up to this schema (inside the
+ * opening transaction). Erase rows from before tombstones had an age count
+ * as made now, so they are kept their full time.
+ */
+static int migrate(struct ts_hub_store *s)
+{
+    static const struct {
+        const char *table, *column, *sql;
+    } cols[] = {
+        {"feed", "at",
+         "ALTER TABLE feed ADD COLUMN at INTEGER NOT NULL DEFAULT 0;"
+         "UPDATE feed SET at = CAST(strftime('%s', 'now') AS INTEGER) * 1000 WHERE op = 'erase'"},
+        {"identifiers", "prev_key", "ALTER TABLE identifiers ADD COLUMN prev_key TEXT"},
+        {"customers", "prev_keys", "ALTER TABLE customers ADD COLUMN prev_keys TEXT"},
+    };
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+        int h = has_column(s->db, cols[i].table, cols[i].column);
+        if (h < 0 || (h == 0 && exec(s, cols[i].sql)))
+            return TS_ERR_DB;
+    }
+    return exec(s, "CREATE INDEX IF NOT EXISTS identifiers_prev ON identifiers(prev_key)"
+                   " WHERE prev_key IS NOT NULL");
+}
+
+static void sql_ident_key(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 
 int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,
                       struct ts_hub_store **out, char *err, size_t errsz)
@@ -244,6 +296,12 @@ int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int fla
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->rmu, NULL);
+    pthread_mutex_init(&s->wmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->changed, &ca);
+    pthread_condattr_destroy(&ca);
     s->key = *key;
     bool ro = flags & TS_HUB_STORE_RDONLY;
     int oflags = (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
@@ -257,8 +315,9 @@ int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int fla
     sqlite3_extended_result_codes(s->db, 0);
     /* WAL lets `tillside-hub stats` and later readers run beside the hub;
      * NORMAL sync is enough for CDP events, which the CDP can replay. */
-    if (!ro && (exec(s, "PRAGMA journal_mode=WAL") || exec(s, "PRAGMA synchronous=NORMAL") ||
-                exec(s, "BEGIN IMMEDIATE") || exec(s, schema_sql) || exec(s, "COMMIT"))) {
+    if (!ro &&
+        (exec(s, "PRAGMA journal_mode=WAL") || exec(s, "PRAGMA synchronous=NORMAL") ||
+         exec(s, "BEGIN IMMEDIATE") || exec(s, schema_sql) || migrate(s) || exec(s, "COMMIT"))) {
         snprintf(err, errsz, "%s: cannot set up the schema: %s", path, sqlite3_errmsg(s->db));
         rc = TS_ERR_DB;
         goto out;
@@ -269,6 +328,13 @@ int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int fla
         goto out;
     }
     s->epoch = (uint32_t)meta_get(s->db, "epoch");
+    if (!ro &&
+        sqlite3_create_function_v2(s->db, "ts_ident_key", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC, s,
+                                   sql_ident_key, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errsz, "%s: %s", path, sqlite3_errmsg(s->db));
+        rc = TS_ERR_DB;
+        goto out;
+    }
     if (!ro && path[0] && strcmp(path, ":memory:") != 0) {
         if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK) {
@@ -293,6 +359,129 @@ uint32_t ts_hub_store_epoch(const struct ts_hub_store *s)
     return s->epoch;
 }
 
+int ts_hub_store_prev_kv(const struct ts_hub_store *s)
+{
+    return s->prev.len ? s->prev.version : 0;
+}
+
+uint64_t ts_hub_store_horizon(struct ts_hub_store *s)
+{
+    sqlite3 *db = rd_lock(s);
+    uint64_t h = (uint64_t)meta_get(db, "horizon");
+    rd_unlock(s);
+    return h;
+}
+
+/*
+ * SQL function ts_ident_key(which, kind, value): the identifier's key under
+ * the current (which = 0) or the second (1) tenant key; NULL when there is no
+ * second key. Lets a rotation re-key the identifiers table in one UPDATE.
+ */
+static void sql_ident_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    struct ts_hub_store *s = sqlite3_user_data(ctx);
+    const struct ts_tenant_key *k = sqlite3_value_int(argv[0]) ? &s->prev : &s->key;
+    const char *kind_s = (const char *)sqlite3_value_text(argv[1]);
+    const char *value = (const char *)sqlite3_value_text(argv[2]);
+    enum ts_ident_kind kind;
+    char hex[TS_IDENT_KEY_HEX];
+    (void)argc;
+    if (!k->len || !kind_s || !value || ts_ident_kind_parse(kind_s, &kind) != TS_OK ||
+        ts_ident_key(k, kind, value, hex) != TS_OK) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    sqlite3_result_text(ctx, hex, -1, SQLITE_TRANSIENT);
+}
+
+/* 48 bits of an HMAC under the key, so the database can tell that a key
+ * changed without holding it; 0 for no key. */
+static int64_t key_fp(const struct ts_tenant_key *k)
+{
+    char out[33];
+    uint64_t v;
+    if (!k->len || ts_hub_cid(k, "\x01tillside key fingerprint", out) != TS_OK)
+        return 0;
+    out[12] = '\0';
+    v = strtoull(out, NULL, 16);
+    return (int64_t)v;
+}
+
+static int meta_set(struct ts_hub_store *s, const char *k, int64_t v)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = TS_OK;
+    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(k, v) VALUES(?1, ?2)", -1, &st,
+                           NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, v) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+        rc = ts_hub_db_err(s, "meta");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Has meta the key k? */
+static bool meta_has(sqlite3 *db, const char *k)
+{
+    sqlite3_stmt *st = NULL;
+    bool has =
+        sqlite3_prepare_v2(db, "SELECT 1 FROM meta WHERE k = ?1", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return has;
+}
+
+int ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant_key *prev,
+                          size_t *restamped)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&s->mu);
+    memset(&s->prev, 0, sizeof s->prev);
+    if (prev && prev->len)
+        s->prev = *prev;
+    const int64_t want[4] = {key_fp(&s->key), s->key.version, key_fp(&s->prev),
+                             s->prev.len ? s->prev.version : 0};
+    static const char *const names[4] = {"key_fp", "key_kv", "prev_fp", "prev_kv"};
+    int rc = exec(s, "BEGIN IMMEDIATE");
+    if (rc)
+        goto out;
+    /* A database from before rotation support was keyed with the current
+     * key and no second one. */
+    bool legacy = !meta_has(s->db, "key_fp");
+    bool same = true;
+    for (int i = 0; i < 4; i++) {
+        int64_t had = legacy ? (i < 2 ? want[i] : 0) : meta_get(s->db, names[i]);
+        same = same && had == want[i];
+    }
+    if (!same) {
+        char prev_s[32] = "";
+        if (s->prev.len)
+            snprintf(prev_s, sizeof prev_s, ", previous %d", s->prev.version);
+        TS_INFO("hub", "tenant key versions changed (now %d%s): re-keying every identifier",
+                s->key.version, prev_s);
+        rc = exec(s, "UPDATE identifiers SET key = ts_ident_key(0, kind, value),"
+                     " prev_key = ts_ident_key(1, kind, value)");
+        if (rc == TS_OK)
+            rc = ts_hub_rekey_all(s, &n);
+    }
+    for (int i = 0; rc == TS_OK && i < 4; i++)
+        rc = meta_set(s, names[i], want[i]);
+    if (rc == TS_OK)
+        rc = exec(s, "COMMIT");
+    if (rc != TS_OK)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+    pthread_mutex_unlock(&s->mu);
+    if (rc == TS_OK && n) {
+        TS_INFO("hub", "re-stamped %zu customer(s) with the new keys", n);
+        ts_hub_store_notify(s);
+    }
+    if (rc == TS_OK && restamped)
+        *restamped = n;
+    return rc;
+}
+
 int ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b, int64_t now_ms,
                         struct ts_hub_ingest_result *res)
 {
@@ -307,21 +496,100 @@ int ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b, in
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     }
     pthread_mutex_unlock(&s->mu);
+    if (rc == TS_OK && r.customers)
+        ts_hub_store_notify(s);
     if (rc == TS_OK && res)
         *res = r;
     return rc;
 }
 
+void ts_hub_store_notify(struct ts_hub_store *s)
+{
+    pthread_mutex_lock(&s->wmu);
+    s->gen++;
+    pthread_cond_broadcast(&s->changed);
+    pthread_mutex_unlock(&s->wmu);
+}
+
+void ts_hub_store_shutdown(struct ts_hub_store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->wmu);
+    s->closing = true;
+    pthread_cond_broadcast(&s->changed);
+    pthread_mutex_unlock(&s->wmu);
+}
+
+/* Has store_id's feed a row after since? -1 on error. */
+static int has_change(struct ts_hub_store *s, const char *store_id, uint64_t since)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    sqlite3 *db = rd_lock(s);
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM feed WHERE store_id = ?1 AND seq > ?2 LIMIT 1", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, store_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)since);
+        int step = sqlite3_step(st);
+        rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -1;
+    }
+    sqlite3_finalize(st);
+    rd_unlock(s);
+    return rc;
+}
+
+/* Changes committed by another process (`tillside-hub erase`, `import`, a
+ * second hub) signal nobody here: waiters look again this often. */
+#define WAIT_SLICE_MS 1000
+
+bool ts_hub_store_wait(struct ts_hub_store *s, const char *store_id, uint64_t since, int timeout_ms)
+{
+    int64_t deadline = ts_now_mono_ms() + timeout_ms;
+    for (;;) {
+        pthread_mutex_lock(&s->wmu);
+        uint64_t gen = s->gen;
+        bool closing = s->closing;
+        pthread_mutex_unlock(&s->wmu);
+        if (closing)
+            return false;
+        int ch = has_change(s, store_id, since);
+        if (ch != 0)
+            return ch > 0; /* on an error, stop waiting: the caller answers what it has */
+        int64_t left = deadline - ts_now_mono_ms();
+        if (left <= 0)
+            return false;
+        if (left > WAIT_SLICE_MS)
+            left = WAIT_SLICE_MS;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(left / 1000);
+        ts.tv_nsec += (long)(left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&s->wmu);
+        while (s->gen == gen && !s->closing &&
+               pthread_cond_timedwait(&s->changed, &s->wmu, &ts) == 0) {
+        }
+        pthread_mutex_unlock(&s->wmu);
+    }
+}
+
 /* Appends one feed item. The card and keys are JSON we wrote ourselves and
  * the cid is hex, so plain concatenation is safe and avoids re-parsing a
- * million cards during a full sync. */
-static int feed_item(ts_buf *b, const char *op, const char *cid, const char *card, const char *keys)
+ * million cards during a full sync. prev_keys is NULL without a second key
+ * version. */
+static int feed_item(ts_buf *b, const char *op, const char *cid, const char *card, const char *keys,
+                     const char *prev_keys)
 {
     if (b->len && ts_buf_puts(b, ","))
         return TS_ERR_NOMEM;
     if (strcmp(op, "upsert") == 0 && card && keys)
-        return ts_buf_printf(b, "{\"op\":\"upsert\",\"cid\":\"%s\",\"keys\":%s,\"card\":%s}", cid,
-                             keys, card);
+        return ts_buf_printf(b, "{\"op\":\"upsert\",\"cid\":\"%s\",\"keys\":%s%s%s,\"card\":%s}",
+                             cid, keys, prev_keys ? ",\"prev_keys\":" : "",
+                             prev_keys ? prev_keys : "", card);
     return ts_buf_printf(b, "{\"op\":\"erase\",\"cid\":\"%s\"}", cid);
 }
 
@@ -335,12 +603,22 @@ int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t sin
     page->more = false;
     page->last_seq = since;
     sqlite3 *db = rd_lock(s);
+    /* One read transaction: the horizon and the rows from one snapshot, so
+     * a prune committing in between cannot slip a tombstone past us. */
+    bool txn = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
     if (since > (uint64_t)meta_get(db, "seq")) {
         rc = TS_ERR_GONE; /* a cursor from before this database was replaced */
         goto out;
     }
+    /* Tombstones up to the horizon were pruned: a cursor below it may have
+     * missed an erasure. A cursor of 0 has seen nothing, so has nothing to
+     * erase either. */
+    if (since > 0 && since < (uint64_t)meta_get(db, "horizon")) {
+        rc = TS_ERR_GONE;
+        goto out;
+    }
     if (sqlite3_prepare_v2(db,
-                           "SELECT f.seq, f.op, f.cid, c.card, c.keys FROM feed f"
+                           "SELECT f.seq, f.op, f.cid, c.card, c.keys, c.prev_keys FROM feed f"
                            " LEFT JOIN customers c ON c.id = f.customer AND f.op = 'upsert'"
                            " WHERE f.store_id = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3",
                            -1, &st, NULL) != SQLITE_OK) {
@@ -360,7 +638,8 @@ int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t sin
         const char *cid = (const char *)sqlite3_column_text(st, 2);
         if ((rc = feed_item(&page->items, op ? op : "erase", cid ? cid : "",
                             (const char *)sqlite3_column_text(st, 3),
-                            (const char *)sqlite3_column_text(st, 4))))
+                            (const char *)sqlite3_column_text(st, 4),
+                            s->prev.len ? (const char *)sqlite3_column_text(st, 5) : NULL)))
             goto out;
         page->last_seq = (uint64_t)sqlite3_column_int64(st, 0);
         page->nitems++;
@@ -369,6 +648,8 @@ int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t sin
         rc = db_err(db, "feed");
 out:
     sqlite3_finalize(st);
+    if (txn)
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     rd_unlock(s);
     return rc;
 }
@@ -378,9 +659,13 @@ int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out
     int rc = TS_ERR_NOTFOUND;
     sqlite3_stmt *st = NULL;
     sqlite3 *db = rd_lock(s);
+    /* Either key version finds the customer: a terminal that has not yet
+     * switched to the new key keeps finding people during a rotation. */
     if (sqlite3_prepare_v2(db,
-                           "SELECT c.cid, c.card, c.keys FROM identifiers i"
-                           " JOIN customers c ON c.id = i.customer WHERE i.key = ?1",
+                           "SELECT c.cid, c.card, c.keys, c.prev_keys FROM identifiers i"
+                           " JOIN customers c ON c.id = i.customer WHERE i.key = ?1"
+                           " UNION ALL SELECT c.cid, c.card, c.keys, c.prev_keys FROM identifiers i"
+                           " JOIN customers c ON c.id = i.customer WHERE i.prev_key = ?1 LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK) {
         rc = db_err(db, "lookup");
         goto out;
@@ -388,10 +673,20 @@ int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out
     sqlite3_bind_text(st, 1, key_hex, -1, SQLITE_STATIC);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW && sqlite3_column_text(st, 1) && sqlite3_column_text(st, 2)) {
-        rc = ts_buf_printf(out, "{\"kv\":%d,\"cid\":\"%s\",\"keys\":%s,\"card\":%s}",
-                           s->key.version, (const char *)sqlite3_column_text(st, 0),
-                           (const char *)sqlite3_column_text(st, 2),
-                           (const char *)sqlite3_column_text(st, 1));
+        const char *prev = (const char *)sqlite3_column_text(st, 3);
+        if (prev && s->prev.len)
+            rc = ts_buf_printf(out,
+                               "{\"kv\":%d,\"prev_kv\":%d,\"cid\":\"%s\",\"keys\":%s,"
+                               "\"prev_keys\":%s,\"card\":%s}",
+                               s->key.version, s->prev.version,
+                               (const char *)sqlite3_column_text(st, 0),
+                               (const char *)sqlite3_column_text(st, 2), prev,
+                               (const char *)sqlite3_column_text(st, 1));
+        else
+            rc = ts_buf_printf(out, "{\"kv\":%d,\"cid\":\"%s\",\"keys\":%s,\"card\":%s}",
+                               s->key.version, (const char *)sqlite3_column_text(st, 0),
+                               (const char *)sqlite3_column_text(st, 2),
+                               (const char *)sqlite3_column_text(st, 1));
     } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
         rc = db_err(db, "lookup");
     }

@@ -61,6 +61,12 @@ enum stmt_id {
 struct ts_hub_store {
     sqlite3 *db;        /* the writer: batches */
     pthread_mutex_t mu; /* one user of db at a time */
+    /* Long-poll: gen counts committed changes (ingest, erase, re-key);
+     * waiters sleep on changed until it moves or closing is set. */
+    pthread_mutex_t wmu;
+    pthread_cond_t changed;
+    uint64_t gen;
+    bool closing;
     /* A second, read-only connection for feed pages, lookups and stats, so
      * a terminal's live lookup (300 ms budget) never waits behind a large
      * batch: WAL gives it the last committed snapshot. NULL for in-memory
@@ -68,6 +74,7 @@ struct ts_hub_store {
     sqlite3 *rdb;
     pthread_mutex_t rmu;
     struct ts_tenant_key key;
+    struct ts_tenant_key prev; /* second key version (rotation); len 0 = none */
     uint32_t epoch;
     sqlite3_stmt *st[ST_COUNT];
 };
@@ -88,6 +95,18 @@ int ts_hub_next_seq(struct ts_hub_store *s, int64_t *seq);
  * and re-stamps the customer's feed rows (rebuild.c). A customer that no
  * longer exists (merged away) is skipped with *rebuilt false. */
 int ts_hub_rebuild(struct ts_hub_store *s, const char *cust, int64_t now_ms, bool *rebuilt);
+
+/* The customer's identifier keys as JSON arrays, current and (when the
+ * store has a second key) previous version (rebuild.c). */
+int ts_hub_load_keys(struct ts_hub_store *s, const char *cust, ts_buf *out, ts_buf *prev);
+
+/* Inside a transaction, after the identifiers table was re-keyed: gives
+ * every customer with a card its new keys and a new seq, re-stamping their
+ * feed rows so every store receives the keys (rebuild.c). */
+int ts_hub_rekey_all(struct ts_hub_store *s, size_t *restamped);
+
+/* Wakes long-poll waiters after a commit that may have changed a feed. */
+void ts_hub_store_notify(struct ts_hub_store *s);
 
 /* Applies the events of a batch inside an open transaction (ingest.c). */
 int ts_hub_ingest_locked(struct ts_hub_store *s, const struct ts_seg_batch *b, int64_t now_ms,

@@ -9,6 +9,7 @@
 #include "../common/ts.h"
 #include "feed.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct ts_cache;
@@ -29,6 +30,13 @@ void ts_cache_close(struct ts_cache *c);
  * page erased anyone, the WAL is checkpointed and truncated before this
  * returns, so the erased cards are physically gone from both files (with
  * secure_delete they were overwritten with zeros, not just unlinked).
+ * Identifier keys of every version the page carries (keys and prev_keys)
+ * are stored, so a lookup may use either.
+ *
+ * While a resync runs (ts_cache_resync_begin), upserts go to the shadow
+ * slice and page->cursor becomes the resync's position, erasures apply to
+ * both slices at once, and the page with more == false swaps the shadow
+ * slice in (same transaction): lookups see the old slice until then.
  */
 int ts_cache_apply_page(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
                         char *err, size_t errsz);
@@ -46,5 +54,28 @@ int ts_cache_cursor(struct ts_cache *c, char *out, size_t outsz);
 int64_t ts_cache_last_sync(struct ts_cache *c);
 /* Forgets the cursor and every card (a full resync follows). */
 int ts_cache_reset(struct ts_cache *c);
+
+/*
+ * Starts a full resync beside the live cards (after 410 Gone): an empty
+ * shadow slice that feed pages fill from an empty cursor. A resync already
+ * under way is thrown away and started again. The live cards, the cursor
+ * and everything else in the file stay as they are until the swap.
+ */
+int ts_cache_resync_begin(struct ts_cache *c);
+/*
+ * Where the next feed request starts: the resync's cursor while one runs
+ * (*resyncing true; "" before its first page), else the saved cursor ("" for
+ * a first sync). A resync survives a restart and continues where it was.
+ */
+int ts_cache_position(struct ts_cache *c, char *cursor, size_t cursorsz, bool *resyncing);
+/*
+ * Retention and the size bound: deletes the cards not refreshed (synced_at)
+ * since now_ms - retention_ms, then, while more than max_cards remain (< 0:
+ * no bound), the least recently synced ones. *removed (may be NULL) gets how
+ * many went. Removed cards are overwritten and the WAL truncated, as for
+ * erasures.
+ */
+int ts_cache_prune(struct ts_cache *c, int64_t now_ms, int64_t retention_ms, int64_t max_cards,
+                   int64_t *removed);
 
 #endif

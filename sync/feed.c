@@ -35,14 +35,43 @@ void ts_feed_page_free(struct ts_feed_page *page)
         return;
     for (size_t i = 0; i < page->nitems; i++) {
         free(page->items[i].keys);
+        free(page->items[i].prev_keys);
         free(page->items[i].card);
     }
     free(page->items);
     memset(page, 0, sizeof *page);
 }
 
-/* Validates one item object into it; idx is used in messages. */
-static int parse_item(json_t *o, size_t idx, struct ts_feed_item *it, char *err, size_t errsz)
+/* A key list ("keys" or "prev_keys") into *out / *n. */
+static int parse_keys(json_t *keys, const char *name, size_t idx, char (**out)[65], size_t *n,
+                      char *err, size_t errsz)
+{
+    if (!json_is_array(keys) || json_array_size(keys) > TS_FEED_MAX_KEYS) {
+        snprintf(err, errsz, "items[%zu].%s: expected an array of at most %d keys", idx, name,
+                 TS_FEED_MAX_KEYS);
+        return TS_ERR_PROTO;
+    }
+    size_t cnt = json_array_size(keys);
+    *out = calloc(cnt ? cnt : 1, sizeof **out);
+    if (!*out)
+        return TS_ERR_NOMEM;
+    *n = cnt;
+    for (size_t k = 0; k < cnt; k++) {
+        const char *key = json_string_value(json_array_get(keys, k));
+        if (!key || !is_key_hex(key)) {
+            snprintf(err, errsz, "items[%zu].%s[%zu]: not a 64-char lowercase hex key", idx, name,
+                     k);
+            return TS_ERR_PROTO;
+        }
+        memcpy((*out)[k], key, 65);
+    }
+    return TS_OK;
+}
+
+/* Validates one item object into it; idx is used in messages. prev says
+ * whether the page named a second key version (prev_kv). */
+static int parse_item(json_t *o, size_t idx, bool prev, struct ts_feed_item *it, char *err,
+                      size_t errsz)
 {
     if (!json_is_object(o)) {
         snprintf(err, errsz, "items[%zu]: not an object", idx);
@@ -63,35 +92,27 @@ static int parse_item(json_t *o, size_t idx, struct ts_feed_item *it, char *err,
     if (it->op == TS_FEED_ERASE)
         return TS_OK;
 
-    json_t *keys = json_object_get(o, "keys");
     json_t *card = json_object_get(o, "card");
-    if (!json_is_array(keys) || json_array_size(keys) > TS_FEED_MAX_KEYS) {
-        snprintf(err, errsz, "items[%zu].keys: expected an array of at most %d keys", idx,
-                 TS_FEED_MAX_KEYS);
+    json_t *prev_keys = json_object_get(o, "prev_keys");
+    int rc = parse_keys(json_object_get(o, "keys"), "keys", idx, &it->keys, &it->nkeys, err, errsz);
+    if (rc)
+        return rc;
+    if (prev_keys && !prev) {
+        snprintf(err, errsz, "items[%zu].prev_keys: the page names no prev_kv", idx);
         return TS_ERR_PROTO;
     }
+    if (prev_keys &&
+        (rc = parse_keys(prev_keys, "prev_keys", idx, &it->prev_keys, &it->nprev_keys, err, errsz)))
+        return rc;
     if (!json_is_object(card)) {
         snprintf(err, errsz, "items[%zu].card: expected an object", idx);
         return TS_ERR_PROTO;
-    }
-    it->nkeys = json_array_size(keys);
-    it->keys = calloc(it->nkeys ? it->nkeys : 1, sizeof *it->keys);
-    if (!it->keys)
-        return TS_ERR_NOMEM;
-    for (size_t k = 0; k < it->nkeys; k++) {
-        const char *key = json_string_value(json_array_get(keys, k));
-        if (!key || !is_key_hex(key)) {
-            snprintf(err, errsz, "items[%zu].keys[%zu]: not a 64-char lowercase hex key", idx, k);
-            return TS_ERR_PROTO;
-        }
-        memcpy(it->keys[k], key, 65);
     }
     it->card = json_dumps(card, JSON_COMPACT);
     return it->card ? TS_OK : TS_ERR_NOMEM;
 }
 
-static int parse_root(json_t *root, bool lookup, struct ts_feed_page *page, char *err,
-                      size_t errsz)
+static int parse_root(json_t *root, bool lookup, struct ts_feed_page *page, char *err, size_t errsz)
 {
     if (!json_is_object(root)) {
         snprintf(err, errsz, "page is not a JSON object");
@@ -103,6 +124,13 @@ static int parse_root(json_t *root, bool lookup, struct ts_feed_page *page, char
         return TS_ERR_PROTO;
     }
     page->kv = (int)json_integer_value(kv);
+    json_t *pkv = json_object_get(root, "prev_kv");
+    if (pkv && (!json_is_integer(pkv) || json_integer_value(pkv) < 1 ||
+                json_integer_value(pkv) > 1000000 || json_integer_value(pkv) == page->kv)) {
+        snprintf(err, errsz, "prev_kv: expected a positive key version other than kv");
+        return TS_ERR_PROTO;
+    }
+    page->prev_kv = pkv ? (int)json_integer_value(pkv) : 0;
     if (lookup) {
         json_t *item = json_deep_copy(root);
         if (!item)
@@ -114,7 +142,7 @@ static int parse_root(json_t *root, bool lookup, struct ts_feed_page *page, char
             return TS_ERR_NOMEM;
         }
         page->nitems = 1;
-        int rc = parse_item(item, 0, &page->items[0], err, errsz);
+        int rc = parse_item(item, 0, page->prev_kv != 0, &page->items[0], err, errsz);
         json_decref(item);
         return rc;
     }
@@ -147,15 +175,16 @@ static int parse_root(json_t *root, bool lookup, struct ts_feed_page *page, char
         return TS_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
         page->nitems = i + 1;
-        int rc = parse_item(json_array_get(items, i), i, &page->items[i], err, errsz);
+        int rc = parse_item(json_array_get(items, i), i, page->prev_kv != 0, &page->items[i], err,
+                            errsz);
         if (rc)
             return rc;
     }
     return TS_OK;
 }
 
-static int parse(const char *body, size_t len, bool lookup, struct ts_feed_page *page,
-                 char *err, size_t errsz)
+static int parse(const char *body, size_t len, bool lookup, struct ts_feed_page *page, char *err,
+                 size_t errsz)
 {
     memset(page, 0, sizeof *page);
     json_error_t je;
@@ -172,8 +201,7 @@ static int parse(const char *body, size_t len, bool lookup, struct ts_feed_page 
     return rc;
 }
 
-int ts_feed_parse(const char *body, size_t len, struct ts_feed_page *page, char *err,
-                  size_t errsz)
+int ts_feed_parse(const char *body, size_t len, struct ts_feed_page *page, char *err, size_t errsz)
 {
     return parse(body, len, false, page, err, errsz);
 }

@@ -22,12 +22,15 @@ struct ts_feed_item {
     enum ts_feed_op op;
     char cid[TS_FEED_MAX_CID + 1];
     size_t nkeys;
-    char (*keys)[65]; /* nkeys lowercase hex HMACs */
-    char *card;       /* compact JSON object text (upsert only) */
+    char (*keys)[65]; /* nkeys lowercase hex HMACs under key version kv */
+    size_t nprev_keys;
+    char (*prev_keys)[65]; /* the same identifiers under prev_kv (rotation) */
+    char *card;            /* compact JSON object text (upsert only) */
 };
 
 struct ts_feed_page {
     int kv;
+    int prev_kv; /* the hub's second key version during a rotation, 0 = none */
     size_t nitems;
     struct ts_feed_item *items;
     char cursor[TS_FEED_MAX_CURSOR + 1];
@@ -39,8 +42,7 @@ struct ts_feed_page {
  * ("items[3].keys[0]: not a 64-char lowercase hex key"). The page owns its
  * memory: release it with ts_feed_page_free (NULL ok).
  */
-int ts_feed_parse(const char *body, size_t len, struct ts_feed_page *page, char *err,
-                  size_t errsz);
+int ts_feed_parse(const char *body, size_t len, struct ts_feed_page *page, char *err, size_t errsz);
 void ts_feed_page_free(struct ts_feed_page *page);
 
 /* Parses a single card answer from /v1/lookup ({"kv","cid","keys","card"})

@@ -29,8 +29,12 @@ struct ts_httpc {
     struct ts_tls_ctx *tls;
     struct ts_tls_conn *conn;
     unsigned long connects;
+    const atomic_int *cancel; /* see ts_httpc_set_cancel */
     char err[512];
 };
+
+/* Reads are cut into slices this long when a cancel flag is set. */
+#define CANCEL_SLICE_MS 200
 
 /* scheme://host[:port][/prefix], host possibly "[v6]". */
 static int parse_url(struct ts_httpc *c, const char *url, char *err, size_t errsz)
@@ -131,6 +135,7 @@ int ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err
         struct ts_tls_opts to = {.ca_file = o->ca_file,
                                  .cert_file = o->cert_file,
                                  .key_file = o->key_file,
+                                 .pin_sha256 = o->pin_sha256,
                                  .server = false};
         if ((rc = ts_tls_ctx_new(&to, &c->tls, err, errsz)))
             goto fail;
@@ -162,6 +167,17 @@ void ts_httpc_free(struct ts_httpc *c)
 const char *ts_httpc_error(const struct ts_httpc *c)
 {
     return c ? c->err : "no client";
+}
+
+void ts_httpc_set_cancel(struct ts_httpc *c, const atomic_int *flag)
+{
+    if (c)
+        c->cancel = flag;
+}
+
+static bool cancelled(const struct ts_httpc *c)
+{
+    return c->cancel && atomic_load(c->cancel) != 0;
 }
 
 unsigned long ts_httpc_connects(const struct ts_httpc *c)
@@ -260,7 +276,16 @@ static int read_response(struct ts_httpc *c, const char *method, int64_t deadlin
         if (rc != TS_ERR_AGAIN)
             break;
         int left = remaining_ms(deadline);
+        if (c->cancel && left > CANCEL_SLICE_MS)
+            left = CANCEL_SLICE_MS;
         long n = left ? ts_tls_read(c->conn, buf, sizeof buf, left) : TS_ERR_TIMEOUT;
+        if (cancelled(c)) {
+            rc = TS_ERR_CLOSED;
+            ts_errf(c->err, sizeof c->err, "cancelled");
+            goto out;
+        }
+        if (n == TS_ERR_TIMEOUT && remaining_ms(deadline) > 0)
+            continue; /* one slice of a longer wait */
         if (n == TS_ERR_CLOSED) {
             if (in.len == 0) {
                 rc = TS_ERR_CLOSED;
@@ -302,6 +327,8 @@ static int read_response(struct ts_httpc *c, const char *method, int64_t deadlin
     m.body = (ts_buf){0};
     const char *ct = ts_http_header(&m, "Content-Type");
     ts_strlcpy(resp->content_type, ct ? ct : "", sizeof resp->content_type);
+    const char *ce = ts_http_header(&m, "Content-Encoding");
+    ts_strlcpy(resp->content_encoding, ce ? ce : "", sizeof resp->content_encoding);
     resp->retry_after_s = parse_retry_after(ts_http_header(&m, "Retry-After"));
     if (!m.keep_alive || used != in.len)
         ts_httpc_disconnect(c); /* closing, or sent more than it was asked for */
@@ -391,7 +418,8 @@ int ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_qu
         rc = read_response(c, method, deadline, timeout_ms, &got_bytes, resp);
         if (rc == TS_OK)
             goto out;
-        if (rc == TS_ERR_CLOSED && !got_bytes && wrc == TS_OK && reused && attempt == 0) {
+        if (rc == TS_ERR_CLOSED && !got_bytes && wrc == TS_OK && reused && attempt == 0 &&
+            !cancelled(c)) {
             ts_httpc_disconnect(c);
             continue;
         }

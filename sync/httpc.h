@@ -9,6 +9,7 @@
 
 #include "../common/ts.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 struct ts_httpc;
@@ -18,6 +19,7 @@ struct ts_httpc_opts {
     const char *ca_file;   /* https: CA to verify the server */
     const char *cert_file; /* https: client certificate (mutual TLS) */
     const char *key_file;
+    const char *pin_sha256; /* https: the server's public key hash too (tls.h); NULL = none */
     int connect_timeout_ms; /* default 5000 */
     const char *user_agent; /* default "tillside/<version>" */
     size_t max_body;        /* largest response body accepted; default 64 MiB */
@@ -27,7 +29,8 @@ struct ts_http_resp {
     int status;
     ts_buf body;
     char content_type[128];
-    int retry_after_s; /* -1 when absent */
+    char content_encoding[32]; /* "" when absent; the body is as received */
+    int retry_after_s;         /* -1 when absent */
 };
 
 int ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err, size_t errsz);
@@ -46,6 +49,13 @@ int ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_qu
 const char *ts_httpc_error(const struct ts_httpc *c);
 /* Drops the kept connection (next request reconnects). */
 void ts_httpc_disconnect(struct ts_httpc *c);
+/*
+ * Lets another thread cut a request short: while *flag is non-zero, waiting
+ * for a response ends within about 200 ms with TS_ERR_CLOSED ("cancelled").
+ * A long-poll can then be stopped at shutdown. flag must outlive the client;
+ * NULL removes it.
+ */
+void ts_httpc_set_cancel(struct ts_httpc *c, const atomic_int *flag);
 /* How many connections this client has opened so far (keep-alive checks,
  * metrics). */
 unsigned long ts_httpc_connects(const struct ts_httpc *c);

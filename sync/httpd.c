@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 
 #define DRAIN_MAX_BYTES (8u << 20)
 #define DRAIN_MAX_MS 2000
+#define HANDSHAKE_LINGER_MS 500
 
 struct conn {
     struct ts_httpd *s;
@@ -35,6 +37,8 @@ struct ts_httpd {
     int port;
     pthread_t accept_thr;
     struct ts_tls_ctx *tls;
+    ts_tls_peer_check peer_check;
+    void *peer_check_ud;
     ts_httpd_handler handler;
     void *ud;
     int max_conns;
@@ -213,6 +217,22 @@ static bool wants_continue(const char *head, size_t n)
     return false;
 }
 
+/*
+ * Asks peer_check again about a kept connection's certificate: before a
+ * request is handled, and before its answer goes out, so a terminal
+ * revoked while its request waited (a long-poll) gets nothing more.
+ */
+static bool peer_refused(struct ts_httpd *s, struct conn *c, struct ts_tls_conn *tc)
+{
+    const struct ts_peer_id *peer = ts_tls_peer(tc);
+    char why[160] = "";
+    if (!s->peer_check || !peer || s->peer_check(s->peer_check_ud, peer, why, sizeof why))
+        return false;
+    TS_WARN("httpd", "%s: %s: %s; closing the connection", c->remote,
+            why[0] ? why : "certificate refused", peer->subject);
+    return true;
+}
+
 /* Runs one request through the handler and answers it. */
 static int dispatch(struct ts_httpd *s, struct conn *c, struct ts_tls_conn *tc,
                     const struct ts_http_msg *m, bool *keep)
@@ -238,7 +258,7 @@ static int dispatch(struct ts_httpd *s, struct conn *c, struct ts_tls_conn *tc,
     }
     *keep = *keep && !is_stopping(s);
     TS_DEBUG("httpd", "%s %s %s -> %d", c->remote, m->method, req.path, resp.status);
-    int rc = send_response(s, tc, m->method, &resp, *keep);
+    int rc = peer_refused(s, c, tc) ? TS_ERR_AUTH : send_response(s, tc, m->method, &resp, *keep);
     ts_buf_free(&resp.body);
     return rc;
 }
@@ -288,6 +308,8 @@ static void serve(struct ts_httpd *s, struct conn *c, struct ts_tls_conn *tc)
                        rc == TS_ERR_PROTO ? "malformed HTTP request" : "internal error");
             break;
         }
+        if (peer_refused(s, c, tc))
+            break;
         bool keep = m.keep_alive;
         rc = dispatch(s, c, tc, &m, &keep);
         ts_http_msg_clear(&m);
@@ -302,6 +324,28 @@ static void serve(struct ts_httpd *s, struct conn *c, struct ts_tls_conn *tc)
     ts_buf_free(&in);
 }
 
+/*
+ * After a refused handshake: the alert saying why ("certificate revoked")
+ * is written, but the client's last flight is still unread, and closing
+ * now would make the kernel answer with a reset that destroys the alert
+ * before the client reads it. So: half-close, then read until the client
+ * hangs up (or HANDSHAKE_LINGER_MS passed).
+ */
+static void linger(int fd)
+{
+    char buf[4096];
+    int64_t end = ts_now_mono_ms() + HANDSHAKE_LINGER_MS;
+    shutdown(fd, SHUT_WR);
+    for (;;) {
+        int64_t left = end - ts_now_mono_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            break;
+        if (recv(fd, buf, sizeof buf, MSG_DONTWAIT) <= 0)
+            break;
+    }
+}
+
 static void *conn_main(void *arg)
 {
     struct conn *c = arg;
@@ -309,10 +353,12 @@ static void *conn_main(void *arg)
     struct ts_tls_conn *tc = NULL;
     char err[256] = "";
     int rc = ts_tls_accept(s->tls, c->fd, s->io_timeout_ms, &tc, err, sizeof err);
-    if (rc == TS_OK)
+    if (rc == TS_OK) {
         serve(s, c, tc);
-    else if (!is_stopping(s))
+    } else if (!is_stopping(s)) {
         TS_WARN("httpd", "TLS handshake with %s failed: %s", c->remote, err);
+        linger(c->fd);
+    }
 
     /* Unlink before closing, under the lock, so ts_httpd_stop never shuts
      * down a descriptor number that has been closed and reused. */
@@ -489,7 +535,9 @@ int ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
         return TS_ERR_INVAL;
     }
     bool tls = o->cert_file && o->cert_file[0];
-    if (tls && (!o->key_file || !o->key_file[0] || !o->client_ca_file || !o->client_ca_file[0])) {
+    bool need_ca = !o->no_client_cert;
+    if (tls && (!o->key_file || !o->key_file[0] ||
+                (need_ca && (!o->client_ca_file || !o->client_ca_file[0])))) {
         ts_errf(err, errsz, "TLS needs a certificate, its key and the CA for client certificates");
         return TS_ERR_CONFIG;
     }
@@ -509,7 +557,12 @@ int ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
         struct ts_tls_opts to = {.ca_file = o->client_ca_file,
                                  .cert_file = o->cert_file,
                                  .key_file = o->key_file,
-                                 .server = true};
+                                 .server = true,
+                                 .no_client_auth = o->no_client_cert,
+                                 .peer_check = o->peer_check,
+                                 .peer_check_ud = o->peer_check_ud};
+        s->peer_check = o->no_client_cert ? NULL : o->peer_check;
+        s->peer_check_ud = o->peer_check_ud;
         if ((rc = ts_tls_ctx_new(&to, &s->tls, err, errsz)))
             goto fail;
     }
@@ -521,7 +574,9 @@ int ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
         goto fail;
     }
     TS_INFO("httpd", "listening on %s (port %d, %s)", o->listen, s->port,
-            tls ? "TLS, client certificates required" : "plain HTTP");
+            !tls                ? "plain HTTP"
+            : o->no_client_cert ? "TLS, no client certificate asked"
+                                : "TLS, client certificates required");
     *out = s;
     return TS_OK;
 fail:

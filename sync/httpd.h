@@ -12,6 +12,7 @@
 #include "http.h"
 #include "tls.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct ts_httpd;
@@ -42,6 +43,14 @@ struct ts_httpd_opts {
     const char *cert_file; /* NULL = plain HTTP */
     const char *key_file;
     const char *client_ca_file; /* CA that issues terminal certificates */
+    bool no_client_cert;        /* TLS without asking for a client certificate (enrolment) */
+    /* Optional, with client certificates: asked at every handshake and
+     * again before every request on a kept connection, so a certificate
+     * revoked while its terminal is connected is refused at its next
+     * request (the connection is closed; the client's reconnect is then
+     * refused in the handshake). */
+    ts_tls_peer_check peer_check;
+    void *peer_check_ud;
     int max_conns;              /* default 256 */
     int io_timeout_ms;          /* default 15000 */
     size_t max_body;            /* default 1 MiB; larger → 413 */

@@ -3,16 +3,18 @@
  * self-signed CA, server and terminal certificates. Enough for the demo, the
  * tests and a store chain's own enrolment CA; not a general PKI toolkit.
  */
-#include "pki.h"
-#include "tls_compat.h"
+#include "pki_int.h"
 #include "../common/ts.h"
 
+#include <mbedtls/base64.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/platform_util.h>
+#include <mbedtls/x509_csr.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,21 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PKI_DAY 86400
-
-struct pki_rng {
-    mbedtls_entropy_context entropy;
-    mbedtls_ctr_drbg_context drbg;
-};
-
-static void mberr(char *err, size_t errsz, const char *what, int ret)
+void ts_pki_mberr(char *err, size_t errsz, const char *what, int ret)
 {
     char mb[160];
     ts_compat_strerror(ret, mb, sizeof mb);
     ts_errf(err, errsz, "%s: %s", what, mb);
 }
 
-static int rng_init(struct pki_rng *r, char *err, size_t errsz)
+int ts_pki_rng_init(struct pki_rng *r, char *err, size_t errsz)
 {
     static const unsigned char pers[] = "tillside-pki";
     mbedtls_entropy_init(&r->entropy);
@@ -47,13 +42,13 @@ static int rng_init(struct pki_rng *r, char *err, size_t errsz)
     int ret =
         mbedtls_ctr_drbg_seed(&r->drbg, mbedtls_entropy_func, &r->entropy, pers, sizeof pers - 1);
     if (ret) {
-        mberr(err, errsz, "cannot seed the random generator", ret);
+        ts_pki_mberr(err, errsz, "cannot seed the random generator", ret);
         return TS_ERR_TLS;
     }
     return TS_OK;
 }
 
-static void rng_free(struct pki_rng *r)
+void ts_pki_rng_free(struct pki_rng *r)
 {
     mbedtls_ctr_drbg_free(&r->drbg);
     mbedtls_entropy_free(&r->entropy);
@@ -78,7 +73,7 @@ static int check_part(const char *what, const char *v, char *err, size_t errsz)
     return TS_OK;
 }
 
-static int build_subject(const char *cn, const char *ou, const char *o, char *out, size_t outsz,
+int ts_pki_build_subject(const char *cn, const char *ou, const char *o, char *out, size_t outsz,
                          char *err, size_t errsz)
 {
     const char *keys[] = {"CN", "OU", "O"}, *vals[] = {cn, ou, o};
@@ -102,7 +97,7 @@ static int build_subject(const char *cn, const char *ou, const char *o, char *ou
 
 /* The issuer of a certificate is the CA's subject, spelled the way
  * mbedtls_x509write_crt_set_issuer_name parses it. */
-static int name_to_string(const mbedtls_x509_name *n, char *out, size_t outsz, char *err,
+int ts_pki_name_to_string(const mbedtls_x509_name *n, char *out, size_t outsz, char *err,
                           size_t errsz)
 {
     size_t used = 0;
@@ -221,7 +216,7 @@ static int write_key(mbedtls_pk_context *key, const char *path, char *err, size_
     unsigned char pem[2048];
     int ret = mbedtls_pk_write_key_pem(key, pem, sizeof pem);
     if (ret) {
-        mberr(err, errsz, "cannot encode the key", ret);
+        ts_pki_mberr(err, errsz, "cannot encode the key", ret);
         return TS_ERR_TLS;
     }
     int rc = ts_write_file_atomic(path, pem, strlen((char *)pem), 0600);
@@ -231,21 +226,13 @@ static int write_key(mbedtls_pk_context *key, const char *path, char *err, size_
     return rc;
 }
 
-struct cert_spec {
-    const char *subject, *issuer;
-    mbedtls_pk_context *subject_key, *issuer_key;
-    int64_t not_before, not_after;
-    bool ca, server;
-    const unsigned char *san;
-    size_t san_len;
-    const char *out;
-};
-
-/* Signs and writes one certificate (PEM, 0644). */
-static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, size_t errsz)
+/* Signs one certificate into pem (PEM text, NUL-terminated); serial_hex
+ * gets its serial number as lowercase hex. */
+int ts_pki_sign_cert(const struct cert_spec *s, struct pki_rng *r, unsigned char *pem, size_t pemsz,
+                     char serial_hex[33], char *err, size_t errsz)
 {
     mbedtls_x509write_cert crt;
-    unsigned char serial[16], pem[4096];
+    unsigned char serial[16];
     char nb[32], na[32];
     int ret, rc = TS_ERR_TLS;
     mbedtls_x509write_crt_init(&crt);
@@ -259,6 +246,7 @@ static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, s
     }
     rc = TS_ERR_TLS;
     serial[0] = (unsigned char)((serial[0] & 0x7f) | 0x40); /* positive, full length */
+    ts_hex_encode(serial, sizeof serial, serial_hex);
     x509_time(s->not_before, nb);
     x509_time(s->not_after, na);
     if ((ret = ts_compat_crt_set_serial(&crt, serial, sizeof serial)) ||
@@ -268,7 +256,7 @@ static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, s
         (ret = mbedtls_x509write_crt_set_basic_constraints(&crt, s->ca, s->ca ? 0 : -1)) ||
         (ret = mbedtls_x509write_crt_set_subject_key_identifier(&crt)) ||
         (ret = mbedtls_x509write_crt_set_authority_key_identifier(&crt))) {
-        mberr(err, errsz, "cannot build the certificate", ret);
+        ts_pki_mberr(err, errsz, "cannot build the certificate", ret);
         goto out;
     }
     if (s->ca) {
@@ -291,18 +279,27 @@ static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, s
                 0, s->san, s->san_len);
     }
     if (ret) {
-        mberr(err, errsz, "cannot set certificate extensions", ret);
+        ts_pki_mberr(err, errsz, "cannot set certificate extensions", ret);
         goto out;
     }
-    if ((ret =
-             mbedtls_x509write_crt_pem(&crt, pem, sizeof pem, mbedtls_ctr_drbg_random, &r->drbg))) {
-        mberr(err, errsz, "cannot sign the certificate", ret);
+    if ((ret = mbedtls_x509write_crt_pem(&crt, pem, pemsz, mbedtls_ctr_drbg_random, &r->drbg))) {
+        ts_pki_mberr(err, errsz, "cannot sign the certificate", ret);
         goto out;
     }
-    if ((rc = ts_write_file_atomic(s->out, pem, strlen((char *)pem), 0644)))
-        ts_errf(err, errsz, "cannot write %s: %s", s->out, ts_strerror(rc));
+    rc = TS_OK;
 out:
     mbedtls_x509write_crt_free(&crt);
+    return rc;
+}
+
+/* Signs and writes one certificate (PEM, 0644). */
+static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, size_t errsz)
+{
+    unsigned char pem[4096];
+    char serial[33];
+    int rc = ts_pki_sign_cert(s, r, pem, sizeof pem, serial, err, errsz);
+    if (rc == TS_OK && (rc = ts_write_file_atomic(s->out, pem, strlen((char *)pem), 0644)))
+        ts_errf(err, errsz, "cannot write %s: %s", s->out, ts_strerror(rc));
     return rc;
 }
 
@@ -313,15 +310,15 @@ int ts_pki_ca_init(const char *dir, const char *cn, int days, char *err, size_t 
     mbedtls_pk_context key;
     int rc, ret;
     mbedtls_pk_init(&key);
-    if ((rc = rng_init(&r, err, errsz)))
+    if ((rc = ts_pki_rng_init(&r, err, errsz)))
         goto out;
     if (!dir || !dir[0]) {
         ts_errf(err, errsz, "no CA directory given");
         rc = TS_ERR_INVAL;
         goto out;
     }
-    if ((rc = build_subject(cn && cn[0] ? cn : "tillside CA", NULL, NULL, subject, sizeof subject,
-                            err, errsz)))
+    if ((rc = ts_pki_build_subject(cn && cn[0] ? cn : "tillside CA", NULL, NULL, subject,
+                                   sizeof subject, err, errsz)))
         goto out;
     snprintf(cert_path, sizeof cert_path, "%s/ca.pem", dir);
     snprintf(key_path, sizeof key_path, "%s/ca.key", dir);
@@ -336,7 +333,7 @@ int ts_pki_ca_init(const char *dir, const char *cn, int days, char *err, size_t 
         goto out;
     }
     if ((ret = ts_compat_ec_p256_genkey(&key, mbedtls_ctr_drbg_random, &r.drbg))) {
-        mberr(err, errsz, "cannot generate the CA key", ret);
+        ts_pki_mberr(err, errsz, "cannot generate the CA key", ret);
         rc = TS_ERR_TLS;
         goto out;
     }
@@ -353,7 +350,7 @@ int ts_pki_ca_init(const char *dir, const char *cn, int days, char *err, size_t 
         goto out;
 out:
     mbedtls_pk_free(&key);
-    rng_free(&r);
+    ts_pki_rng_free(&r);
     return rc;
 }
 
@@ -369,7 +366,7 @@ int ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz)
     mbedtls_x509_crt_init(&ca);
     mbedtls_pk_init(&ca_key);
     mbedtls_pk_init(&key);
-    if ((rc = rng_init(&r, err, errsz)))
+    if ((rc = ts_pki_rng_init(&r, err, errsz)))
         goto out;
     if (!p || !p->ca_cert_file || !p->ca_key_file || !p->out_cert_file || !p->out_key_file ||
         !p->cn || !p->cn[0] || p->not_after <= p->not_before) {
@@ -377,7 +374,7 @@ int ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz)
         rc = TS_ERR_INVAL;
         goto out;
     }
-    if ((rc = build_subject(p->cn, p->ou, p->o, subject, sizeof subject, err, errsz)))
+    if ((rc = ts_pki_build_subject(p->cn, p->ou, p->o, subject, sizeof subject, err, errsz)))
         goto out;
     /* Server certificates always name their host in the SAN: modern clients
      * no longer fall back to the CN. */
@@ -385,13 +382,13 @@ int ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz)
     if (dns && (rc = der_san(dns, san, &san_len, err, errsz)))
         goto out;
     if ((ret = mbedtls_x509_crt_parse_file(&ca, p->ca_cert_file))) {
-        mberr(err, errsz, "cannot load the CA certificate", ret);
+        ts_pki_mberr(err, errsz, "cannot load the CA certificate", ret);
         rc = TS_ERR_CONFIG;
         goto out;
     }
     if ((ret = ts_compat_pk_parse_keyfile(&ca_key, p->ca_key_file, mbedtls_ctr_drbg_random,
                                           &r.drbg))) {
-        mberr(err, errsz, "cannot load the CA key", ret);
+        ts_pki_mberr(err, errsz, "cannot load the CA key", ret);
         rc = TS_ERR_CONFIG;
         goto out;
     }
@@ -400,10 +397,10 @@ int ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz)
         rc = TS_ERR_CONFIG;
         goto out;
     }
-    if ((rc = name_to_string(&ca.subject, issuer, sizeof issuer, err, errsz)))
+    if ((rc = ts_pki_name_to_string(&ca.subject, issuer, sizeof issuer, err, errsz)))
         goto out;
     if ((ret = ts_compat_ec_p256_genkey(&key, mbedtls_ctr_drbg_random, &r.drbg))) {
-        mberr(err, errsz, "cannot generate a key", ret);
+        ts_pki_mberr(err, errsz, "cannot generate a key", ret);
         rc = TS_ERR_TLS;
         goto out;
     }
@@ -424,7 +421,7 @@ out:
     mbedtls_pk_free(&key);
     mbedtls_pk_free(&ca_key);
     mbedtls_x509_crt_free(&ca);
-    rng_free(&r);
+    ts_pki_rng_free(&r);
     return rc;
 }
 
@@ -436,10 +433,26 @@ static int usage(void)
             "usage: tillside-hub pki init --dir DIR [--cn NAME] [--days N]\n"
             "       tillside-hub pki issue --dir DIR --cn CN [--ou STORE] [--o TENANT]\n"
             "                    [--dns a,b] [--server] [--days N] [--expired] --out PREFIX\n"
+            "       tillside-hub pki pin CERTFILE\n"
             "init creates DIR/ca.pem and DIR/ca.key; issue writes PREFIX.pem and PREFIX.key\n"
-            "signed by that CA (clientAuth, or serverAuth with --server). --expired makes a\n"
-            "certificate that expired yesterday, for tests.\n");
+            "signed by that CA (clientAuth, or serverAuth with --server), valid for --days\n"
+            "(default 365). --expired makes a certificate that expired yesterday, for tests.\n"
+            "pin prints the SHA-256 of a certificate's public key for [hub] pin_sha256.\n");
     return 2;
+}
+
+static int pin_main(const char *file)
+{
+    struct ts_pki_cert_info i;
+    char err[512], b64[48], hex[65];
+    if (ts_pki_cert_info_file(file, &i, err, sizeof err) != TS_OK ||
+        ts_pki_pin_text(i.spki_sha256, b64, hex) != TS_OK) {
+        fprintf(stderr, "pki pin: %s\n", err);
+        return 1;
+    }
+    printf("subject  %s\nserial   %s\nexpires  in %d days\npin_sha256 = %s\npin_sha256 = %s\n",
+           i.subject, i.serial, i.days_left, b64, hex);
+    return 0;
 }
 
 int ts_pki_main(int argc, char **argv)
@@ -450,6 +463,8 @@ int ts_pki_main(int argc, char **argv)
     if (argc < 2)
         return usage();
     const char *cmd = argv[1];
+    if (strcmp(cmd, "pin") == 0)
+        return argc == 3 ? pin_main(argv[2]) : usage();
     bool init = strcmp(cmd, "init") == 0, issue = strcmp(cmd, "issue") == 0;
     if (!init && !issue)
         return usage();

@@ -2,14 +2,12 @@
  * TLS over TCP with mbedTLS for both ends (see tls.h). Sockets are
  * nonblocking; every wait is a poll() against a deadline, so no read, write
  * or handshake can hang a thread longer than its caller allowed. Version
- * differences between mbedTLS 2.28 and 3.6 live in tls_compat.h.
+ * differences between mbedTLS 2.28 and 3.6 live in tls_compat.h; what the
+ * peer is and whether to trust it, in tls_verify.c.
  */
-#include "tls.h"
-#include "tls_compat.h"
+#include "tls_int.h"
 
-#include <mbedtls/entropy.h>
 #include <mbedtls/net_sockets.h>
-#include <mbedtls/oid.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,27 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-struct ts_tls_ctx {
-    bool server;
-    mbedtls_ssl_config conf;
-    mbedtls_x509_crt ca;
-    mbedtls_x509_crt own;
-    mbedtls_pk_context key;
-    mbedtls_entropy_context entropy;
-    mbedtls_ctr_drbg_context drbg;
-    pthread_mutex_t rng_mu; /* the DRBG is shared by every connection */
-};
-
-struct ts_tls_conn {
-    int fd;
-    bool tls;
-    int sys_errno; /* last socket error seen by the BIO callbacks */
-    mbedtls_ssl_context ssl;
-    struct ts_peer_id peer;
-};
 
 #define DEFAULT_TIMEOUT_MS 15000
 
@@ -93,11 +73,119 @@ static int load_file_check(const char *what, const char *path, char *err, size_t
     return TS_OK;
 }
 
+static bool file_id_of(const char *path, struct file_id *id)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return false;
+    *id = (struct file_id){
+        .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size, .mtime = st.st_mtim};
+    return true;
+}
+
+static bool file_id_same(const struct file_id *a, const struct file_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+static void tls_conf_free(struct tls_conf *t)
+{
+    if (!t)
+        return;
+    mbedtls_ssl_config_free(&t->conf);
+    mbedtls_x509_crt_free(&t->own);
+    mbedtls_pk_free(&t->key);
+    free(t);
+}
+
+/* Drops one reference (ctx->mu held); frees on the last. */
+static void tls_conf_unref(struct tls_conf *t)
+{
+    if (t && --t->refs == 0)
+        tls_conf_free(t);
+}
+
+/*
+ * Loads the certificate and key (when configured) and builds the mbedTLS
+ * configuration around them and the context's CA and RNG.
+ */
+static int tls_conf_load(struct ts_tls_ctx *c, struct tls_conf **out, char *err, size_t errsz)
+{
+    char mb[160];
+    int ret, rc = TS_OK;
+    struct tls_conf *t = calloc(1, sizeof *t);
+    if (!t)
+        return TS_ERR_NOMEM;
+    t->refs = 1;
+    mbedtls_ssl_config_init(&t->conf);
+    mbedtls_x509_crt_init(&t->own);
+    mbedtls_pk_init(&t->key);
+    if (c->have_cert) {
+        if ((rc = load_file_check("certificate", c->cert_file, err, errsz)) ||
+            (rc = load_file_check("key", c->key_file, err, errsz)))
+            goto out;
+        /* The identities first: a file replaced while we read it is then
+         * seen as changed again at the next check, never as current. */
+        file_id_of(c->cert_file, &t->cert_id);
+        file_id_of(c->key_file, &t->key_id);
+        if ((ret = mbedtls_x509_crt_parse_file(&t->own, c->cert_file)) != 0) {
+            ts_compat_strerror(ret, mb, sizeof mb);
+            ts_errf(err, errsz, "cannot load certificate %s: %s", c->cert_file, mb);
+            rc = TS_ERR_CONFIG;
+            goto out;
+        }
+        if ((ret = ts_compat_pk_parse_keyfile(&t->key, c->key_file, locked_rng, c)) != 0) {
+            ts_compat_strerror(ret, mb, sizeof mb);
+            ts_errf(err, errsz, "cannot load key %s: %s", c->key_file, mb);
+            rc = TS_ERR_CONFIG;
+            goto out;
+        }
+        if (ts_compat_pk_check_pair(&t->own.pk, &t->key, locked_rng, c) != 0) {
+            ts_errf(err, errsz, "certificate %s does not match key %s", c->cert_file, c->key_file);
+            rc = TS_ERR_CONFIG;
+            goto out;
+        }
+    }
+    if ((ret = mbedtls_ssl_config_defaults(
+             &t->conf, c->server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+             MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT))) {
+        ts_compat_strerror(ret, mb, sizeof mb);
+        ts_errf(err, errsz, "TLS configuration failed: %s", mb);
+        rc = TS_ERR_TLS;
+        goto out;
+    }
+    ts_compat_min_tls12(&t->conf);
+    /* Both directions verify: the hub refuses terminals without a
+     * certificate from its CA, the agent refuses an impostor hub. Only the
+     * enrolment listener does not ask: its callers have no certificate yet
+     * and prove themselves with a one-time token instead. */
+    if (c->no_client_auth) {
+        mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_NONE);
+    } else {
+        mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+        mbedtls_ssl_conf_ca_chain(&t->conf, &c->ca, NULL);
+    }
+    mbedtls_ssl_conf_rng(&t->conf, locked_rng, c);
+    if (c->have_cert && (ret = mbedtls_ssl_conf_own_cert(&t->conf, &t->own, &t->key))) {
+        ts_compat_strerror(ret, mb, sizeof mb);
+        ts_errf(err, errsz, "cannot use certificate %s: %s", c->cert_file, mb);
+        rc = TS_ERR_CONFIG;
+        goto out;
+    }
+    *out = t;
+    t = NULL;
+out:
+    tls_conf_free(t);
+    return rc;
+}
+
 int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *err, size_t errsz)
 {
     char mb[160];
     int ret, rc = TS_OK;
-    if (!o || !out || !o->ca_file || !o->ca_file[0]) {
+    bool no_client_auth = o && o->server && o->no_client_auth;
+    if (!o || !out || (!no_client_auth && (!o->ca_file || !o->ca_file[0]))) {
         ts_errf(err, errsz, "TLS needs a CA file");
         return TS_ERR_CONFIG;
     }
@@ -111,14 +199,31 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
     if (!c)
         return TS_ERR_NOMEM;
     c->server = o->server;
+    c->no_client_auth = no_client_auth;
+    c->have_cert = have_cert;
+    c->peer_check = o->server ? o->peer_check : NULL;
+    c->peer_check_ud = o->peer_check_ud;
     pthread_mutex_init(&c->rng_mu, NULL);
-    mbedtls_ssl_config_init(&c->conf);
+    pthread_mutex_init(&c->mu, NULL);
     mbedtls_x509_crt_init(&c->ca);
-    mbedtls_x509_crt_init(&c->own);
-    mbedtls_pk_init(&c->key);
     mbedtls_entropy_init(&c->entropy);
     mbedtls_ctr_drbg_init(&c->drbg);
 
+    if (!o->server && o->pin_sha256 && o->pin_sha256[0]) {
+        if (ts_tls_pin_parse(o->pin_sha256, c->pin) != TS_OK) {
+            ts_errf(err, errsz,
+                    "public key pin \"%.80s\" is not a SHA-256 in hex (64 digits) or base64",
+                    o->pin_sha256);
+            rc = TS_ERR_CONFIG;
+            goto out;
+        }
+        c->has_pin = true;
+    }
+    if (have_cert &&
+        (!(c->cert_file = strdup(o->cert_file)) || !(c->key_file = strdup(o->key_file)))) {
+        rc = TS_ERR_NOMEM;
+        goto out;
+    }
     if (ts_compat_crypto_init() != 0) {
         ts_errf(err, errsz, "cannot initialise the crypto library");
         rc = TS_ERR_TLS;
@@ -132,56 +237,18 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
         rc = TS_ERR_TLS;
         goto out;
     }
-    if ((rc = load_file_check("CA file", o->ca_file, err, errsz)))
-        goto out;
-    if ((ret = mbedtls_x509_crt_parse_file(&c->ca, o->ca_file)) < 0) {
-        ts_compat_strerror(ret, mb, sizeof mb);
-        ts_errf(err, errsz, "cannot load CA file %s: %s", o->ca_file, mb);
-        rc = TS_ERR_CONFIG;
-        goto out;
-    }
-    if (have_cert) {
-        if ((rc = load_file_check("certificate", o->cert_file, err, errsz)) ||
-            (rc = load_file_check("key", o->key_file, err, errsz)))
+    if (!no_client_auth) {
+        if ((rc = load_file_check("CA file", o->ca_file, err, errsz)))
             goto out;
-        if ((ret = mbedtls_x509_crt_parse_file(&c->own, o->cert_file)) != 0) {
+        if ((ret = mbedtls_x509_crt_parse_file(&c->ca, o->ca_file)) < 0) {
             ts_compat_strerror(ret, mb, sizeof mb);
-            ts_errf(err, errsz, "cannot load certificate %s: %s", o->cert_file, mb);
-            rc = TS_ERR_CONFIG;
-            goto out;
-        }
-        if ((ret = ts_compat_pk_parse_keyfile(&c->key, o->key_file, locked_rng, c)) != 0) {
-            ts_compat_strerror(ret, mb, sizeof mb);
-            ts_errf(err, errsz, "cannot load key %s: %s", o->key_file, mb);
-            rc = TS_ERR_CONFIG;
-            goto out;
-        }
-        if (ts_compat_pk_check_pair(&c->own.pk, &c->key, locked_rng, c) != 0) {
-            ts_errf(err, errsz, "certificate %s does not match key %s", o->cert_file, o->key_file);
+            ts_errf(err, errsz, "cannot load CA file %s: %s", o->ca_file, mb);
             rc = TS_ERR_CONFIG;
             goto out;
         }
     }
-    if ((ret = mbedtls_ssl_config_defaults(
-             &c->conf, o->server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-             MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT))) {
-        ts_compat_strerror(ret, mb, sizeof mb);
-        ts_errf(err, errsz, "TLS configuration failed: %s", mb);
-        rc = TS_ERR_TLS;
+    if ((rc = tls_conf_load(c, &c->cur, err, errsz)))
         goto out;
-    }
-    ts_compat_min_tls12(&c->conf);
-    /* Both directions verify: the hub refuses terminals without a
-     * certificate from its CA, the agent refuses an impostor hub. */
-    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-    mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
-    mbedtls_ssl_conf_rng(&c->conf, locked_rng, c);
-    if (have_cert && (ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->own, &c->key))) {
-        ts_compat_strerror(ret, mb, sizeof mb);
-        ts_errf(err, errsz, "cannot use certificate %s: %s", o->cert_file, mb);
-        rc = TS_ERR_CONFIG;
-        goto out;
-    }
     *out = c;
     c = NULL;
 out:
@@ -193,14 +260,55 @@ void ts_tls_ctx_free(struct ts_tls_ctx *c)
 {
     if (!c)
         return;
-    mbedtls_ssl_config_free(&c->conf);
+    pthread_mutex_lock(&c->mu);
+    tls_conf_unref(c->cur); /* connections must be closed by now */
+    pthread_mutex_unlock(&c->mu);
     mbedtls_x509_crt_free(&c->ca);
-    mbedtls_x509_crt_free(&c->own);
-    mbedtls_pk_free(&c->key);
     mbedtls_ctr_drbg_free(&c->drbg);
     mbedtls_entropy_free(&c->entropy);
     pthread_mutex_destroy(&c->rng_mu);
+    pthread_mutex_destroy(&c->mu);
+    free(c->cert_file);
+    free(c->key_file);
     free(c);
+}
+
+/*
+ * The configuration a new connection should use, with a reference taken.
+ * A client whose certificate or key file changed since it was loaded
+ * (renewal) loads the new pair first; when that fails (a pair caught half
+ * replaced, say) it keeps the old one, which still works, and tries again
+ * at the next connect.
+ */
+static struct tls_conf *tls_conf_get(struct ts_tls_ctx *c)
+{
+    struct file_id cid, kid;
+    struct tls_conf *fresh = NULL;
+    pthread_mutex_lock(&c->mu);
+    bool stale = !c->server && c->have_cert && file_id_of(c->cert_file, &cid) &&
+                 file_id_of(c->key_file, &kid) &&
+                 (!file_id_same(&cid, &c->cur->cert_id) || !file_id_same(&kid, &c->cur->key_id));
+    pthread_mutex_unlock(&c->mu);
+    if (stale && tls_conf_load(c, &fresh, NULL, 0) != TS_OK)
+        fresh = NULL;
+    pthread_mutex_lock(&c->mu);
+    if (fresh) {
+        tls_conf_unref(c->cur);
+        c->cur = fresh;
+    }
+    struct tls_conf *t = c->cur;
+    t->refs++;
+    pthread_mutex_unlock(&c->mu);
+    return t;
+}
+
+static void tls_conf_put(struct ts_tls_ctx *c, struct tls_conf *t)
+{
+    if (!c || !t)
+        return;
+    pthread_mutex_lock(&c->mu);
+    tls_conf_unref(t);
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* ---- socket BIO --------------------------------------------------------- */
@@ -251,93 +359,13 @@ static void set_socket_opts(int fd)
 
 /* ---- verification and identity ------------------------------------------ */
 
-/* Words for the verify flags an operator can act on; the rest in mbedTLS's. */
-static void describe_verify(uint32_t flags, const char *host, char *err, size_t errsz)
-{
-    static const struct {
-        uint32_t flag;
-        const char *text;
-    } known[] = {
-        {MBEDTLS_X509_BADCERT_MISSING, "no certificate presented"},
-        {MBEDTLS_X509_BADCERT_NOT_TRUSTED, "certificate not trusted by the configured CA"},
-        {MBEDTLS_X509_BADCERT_EXPIRED, "certificate expired"},
-        {MBEDTLS_X509_BADCERT_FUTURE, "certificate not valid yet (check the clock)"},
-        {MBEDTLS_X509_BADCERT_REVOKED, "certificate revoked"},
-        {MBEDTLS_X509_BADCERT_KEY_USAGE, "certificate key usage does not allow this"},
-        {MBEDTLS_X509_BADCERT_EXT_KEY_USAGE,
-         "certificate not issued for this role (extended key usage)"},
-    };
-    size_t used = 0;
-    uint32_t rest = flags;
-    err[0] = '\0';
-    for (size_t i = 0; i < sizeof known / sizeof *known; i++) {
-        if (!(flags & known[i].flag))
-            continue;
-        rest &= ~known[i].flag;
-        int n = snprintf(err + used, errsz - used, "%s%s", used ? "; " : "", known[i].text);
-        used += n > 0 ? (size_t)n : 0;
-        if (used >= errsz)
-            return;
-    }
-    if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
-        rest &= ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH;
-        int n = snprintf(err + used, errsz - used, "%shost name mismatch (expected %s)",
-                         used ? "; " : "", host ? host : "?");
-        used += n > 0 ? (size_t)n : 0;
-        if (used >= errsz)
-            return;
-    }
-    if (rest || used == 0) {
-        char info[256];
-        int n = mbedtls_x509_crt_verify_info(info, sizeof info, "", rest ? rest : flags);
-        while (n > 0 && (info[n - 1] == '\n' || info[n - 1] == ' '))
-            info[--n] = '\0';
-        for (char *p = info; *p; p++)
-            if (*p == '\n')
-                *p = ';';
-        snprintf(err + used, errsz - used, "%s%s", used ? "; " : "",
-                 n > 0 ? info : "certificate verification failed");
-    }
-}
-
-static void copy_name_value(char *dst, size_t dstsz, const mbedtls_x509_buf *v)
-{
-    size_t n = v->len < dstsz - 1 ? v->len : dstsz - 1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = v->p[i];
-        dst[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-    }
-    dst[n] = '\0';
-}
-
 static void fill_peer(struct ts_tls_conn *c)
 {
     const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&c->ssl);
     if (!crt)
         return;
     c->peer.verified = mbedtls_ssl_get_verify_result(&c->ssl) == 0;
-    if (mbedtls_x509_dn_gets(c->peer.subject, sizeof c->peer.subject, &crt->subject) < 0)
-        c->peer.subject[0] = '\0';
-    for (const mbedtls_x509_name *n = &crt->subject; n; n = n->next) {
-        if (!n->oid.p)
-            continue;
-        if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0)
-            copy_name_value(c->peer.cn, sizeof c->peer.cn, &n->val);
-        else if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_ORG_UNIT, &n->oid) == 0)
-            copy_name_value(c->peer.ou, sizeof c->peer.ou, &n->val);
-        else if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_ORGANIZATION, &n->oid) == 0)
-            copy_name_value(c->peer.o, sizeof c->peer.o, &n->val);
-    }
-    const mbedtls_x509_time *t = &crt->valid_to;
-    struct tm tm = {.tm_year = t->year - 1900,
-                    .tm_mon = t->mon - 1,
-                    .tm_mday = t->day,
-                    .tm_hour = t->hour,
-                    .tm_min = t->min,
-                    .tm_sec = t->sec};
-    int64_t left = (int64_t)timegm(&tm) - (int64_t)time(NULL);
-    /* floor: a certificate expiring in 10 hours has 0 days left */
-    c->peer.days_left = (int)(left >= 0 ? left / 86400 : -((-left + 86399) / 86400));
+    ts_tls_peer_from_crt(crt, &c->peer);
 }
 
 /*
@@ -364,15 +392,31 @@ static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64
         }
         uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
         if (flags != 0 && flags != (uint32_t)-1) {
-            describe_verify(flags, host, err, errsz);
+            if (c->refused_by_check) {
+                ts_errf(err, errsz, "%s: %s", c->refused_why, c->refused_subject);
+            } else if (c->pin_mismatch) {
+                flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_OTHER;
+                char more[256] = "";
+                if (flags)
+                    ts_tls_describe_verify(flags, host, more, sizeof more);
+                ts_errf(err, errsz,
+                        "public key pin mismatch (the server's key is not the "
+                        "pinned one)%s%s",
+                        more[0] ? "; " : "", more);
+            } else {
+                ts_tls_describe_verify(flags, host, err, errsz);
+            }
             return TS_ERR_CERT;
         }
         if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
-            ts_errf(err, errsz, "%s",
-                    server ? "the client aborted the handshake (does it trust our certificate?)"
-                           : "the server refused the handshake (a missing or untrusted client "
-                             "certificate?)");
-        } else if (ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == MBEDTLS_ERR_NET_CONN_RESET) {
+            if (server) {
+                ts_errf(err, errsz, "%s",
+                        "the client aborted the handshake (does it trust our certificate?)");
+                return TS_ERR_TLS;
+            }
+            return ts_tls_describe_alert(ts_compat_received_alert(&c->ssl), err, errsz);
+        }
+        if (ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == MBEDTLS_ERR_NET_CONN_RESET) {
             ts_errf(err, errsz, "the %s closed the connection during the TLS handshake",
                     server ? "client" : "server");
         } else if (ret == MBEDTLS_ERR_NET_SEND_FAILED || ret == MBEDTLS_ERR_NET_RECV_FAILED) {
@@ -392,8 +436,10 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
                           int64_t deadline, char *err, size_t errsz)
 {
     c->tls = true;
+    c->ctx = ctx;
+    c->tc = tls_conf_get(ctx);
     mbedtls_ssl_init(&c->ssl);
-    int ret = mbedtls_ssl_setup(&c->ssl, &ctx->conf);
+    int ret = mbedtls_ssl_setup(&c->ssl, &c->tc->conf);
     /* Always set on the client: it is what the certificate is checked
      * against (and 3.6 refuses to verify without it). */
     if (ret == 0 && !ctx->server)
@@ -404,6 +450,8 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
         ts_errf(err, errsz, "TLS setup failed: %s", mb);
         return ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? TS_ERR_NOMEM : TS_ERR_TLS;
     }
+    if (ctx->has_pin || ctx->peer_check)
+        mbedtls_ssl_set_verify(&c->ssl, ts_tls_verify_cb, c);
     mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
     return handshake(c, ctx->server, host, deadline, err, errsz);
 }
@@ -525,8 +573,8 @@ int ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct ts_tls_
     c->fd = fd;
     int rc = TS_OK;
     if (ctx && (rc = conn_start_tls(c, ctx, NULL, deadline_of(timeout_ms), err, errsz))) {
-        mbedtls_ssl_free(&c->ssl); /* the socket stays the caller's on failure */
-        free(c);
+        c->fd = -1; /* the socket stays the caller's on failure */
+        ts_tls_close(c);
         return rc;
     }
     *out = c;
@@ -553,6 +601,13 @@ long ts_tls_read(struct ts_tls_conn *c, void *buf, size_t n, int timeout_ms)
                 return TS_ERR_CLOSED;
             if (ts_compat_read_retry(ret))
                 continue;
+            /* TLS 1.3 clients finish the handshake before the server has
+             * judged their certificate: a refusal arrives as an alert on
+             * the first read. */
+            if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && !c->ctx->server) {
+                char why[160];
+                return ts_tls_describe_alert(ts_compat_received_alert(&c->ssl), why, sizeof why);
+            }
             if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
                 ev = POLLOUT;
             else if (ret != MBEDTLS_ERR_SSL_WANT_READ)
@@ -627,8 +682,10 @@ void ts_tls_close(struct ts_tls_conn *c)
     if (!c)
         return;
     if (c->tls) {
-        (void)mbedtls_ssl_close_notify(&c->ssl); /* one nonblocking try */
+        if (c->fd >= 0)
+            (void)mbedtls_ssl_close_notify(&c->ssl); /* one nonblocking try */
         mbedtls_ssl_free(&c->ssl);
+        tls_conf_put(c->ctx, c->tc);
     }
     if (c->fd >= 0)
         close(c->fd);

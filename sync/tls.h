@@ -1,7 +1,9 @@
 /*
  * TLS over TCP with mbedTLS, for both sides: the agent's client (mutual TLS
- * to the hub) and the hub's server (client certificates required). TLS >= 1.2,
- * CA verification, host name check, timeouts on every read and write.
+ * to the hub) and the hub's server (client certificates required, or not
+ * asked for on the enrolment listener). TLS >= 1.2, CA verification, host
+ * name check, optional public key pinning and a revocation hook, timeouts
+ * on every read and write.
  * The mbedTLS 2.28 / 3.6 API differences live in tls_compat.h only.
  */
 #ifndef TS_TLS_H
@@ -15,32 +17,56 @@
 struct ts_tls_ctx;  /* shared configuration: CA, own certificate and key, RNG */
 struct ts_tls_conn; /* one connection (TLS or plain TCP) */
 
-struct ts_tls_opts {
-    const char *ca_file;   /* CA(s) to verify the peer; required for TLS */
-    const char *cert_file; /* own certificate chain (PEM) */
-    const char *key_file;  /* own private key (PEM) */
-    bool server;           /* server side: requires and verifies client certs */
-};
-
-/* Loads files; on failure err says which file and why. */
-int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *err, size_t errsz);
-void ts_tls_ctx_free(struct ts_tls_ctx *c);
-
-/* Identity taken from a verified peer certificate subject. */
+/* Identity taken from a peer certificate. */
 struct ts_peer_id {
     bool verified;
     char subject[256]; /* e.g. "CN=T01, OU=S001, O=acme" */
     char cn[64];       /* terminal */
     char ou[64];       /* store */
     char o[64];        /* tenant */
-    int days_left;     /* days until the certificate expires */
+    char serial[48];   /* serial number, lowercase hex without leading zero bytes */
+    int days_left;     /* whole days until the certificate expires (negative: expired) */
 };
+
+/*
+ * Server side: asked during every handshake, after the chain verified, with
+ * the client certificate's identity. Returns true to let it in; false
+ * refuses the handshake as "certificate revoked" (the client gets a
+ * certificate_revoked alert). why (optional) is logged. Called on
+ * connection threads at once: must be thread-safe.
+ */
+typedef bool (*ts_tls_peer_check)(void *ud, const struct ts_peer_id *peer, char *why, size_t whysz);
+
+struct ts_tls_opts {
+    const char *ca_file;   /* CA(s) to verify the peer; required unless no_client_auth */
+    const char *cert_file; /* own certificate chain (PEM) */
+    const char *key_file;  /* own private key (PEM) */
+    bool server;           /* server side: requires and verifies client certs */
+    bool no_client_auth;   /* server side: do not ask for a client certificate at all */
+    /* Client side: the server's public key must also hash to this (SHA-256
+     * of its SubjectPublicKeyInfo, 64 hex digits or base64); NULL/"" = off. */
+    const char *pin_sha256;
+    ts_tls_peer_check peer_check; /* server side, optional */
+    void *peer_check_ud;
+};
+
+/*
+ * Loads files; on failure err says which file and why. A client context
+ * notices when its certificate or key file is replaced (renewal) and uses
+ * the new pair from the next ts_tls_connect on; connections already open
+ * keep the pair they started with.
+ */
+int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *err, size_t errsz);
+void ts_tls_ctx_free(struct ts_tls_ctx *c);
 
 /*
  * Client: connects to host:port within timeout_ms. ctx NULL = plain TCP.
  * With TLS, verifies the chain against the CA, the host name (SAN/CN) and
  * validity dates; on failure returns TS_ERR_CERT and err names the reason
- * ("certificate expired", "host name mismatch", "not trusted by CA").
+ * ("certificate expired", "host name mismatch", "not trusted by CA",
+ * "public key pin mismatch"); a server that refuses our certificate gives
+ * TS_ERR_CERT too ("the server refused our certificate: certificate
+ * revoked").
  */
 int ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, int timeout_ms,
                    struct ts_tls_conn **out, char *err, size_t errsz);
@@ -54,7 +80,9 @@ int ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct ts_tls_
                   char *err, size_t errsz);
 
 /* Reads up to n bytes; returns bytes read (>0), TS_ERR_CLOSED at EOF,
- * TS_ERR_TIMEOUT after timeout_ms without data, or another error.
+ * TS_ERR_TIMEOUT after timeout_ms without data, TS_ERR_CERT when the
+ * server refused our certificate only after the handshake (TLS 1.3), or
+ * another error.
  * timeout_ms < 0 waits without limit (connect/accept: 0 means 15 s). */
 long ts_tls_read(struct ts_tls_conn *c, void *buf, size_t n, int timeout_ms);
 /* Writes all n bytes or fails. */
@@ -64,5 +92,9 @@ int ts_tls_write(struct ts_tls_conn *c, const void *buf, size_t n, int timeout_m
 const struct ts_peer_id *ts_tls_peer(const struct ts_tls_conn *c);
 /* Sends close_notify (best effort), closes the socket, frees. NULL ok. */
 void ts_tls_close(struct ts_tls_conn *c);
+
+/* Parses a public key pin: SHA-256 as 64 hex digits or base64 (44 chars,
+ * padding optional). TS_ERR_INVAL on anything else. */
+int ts_tls_pin_parse(const char *s, unsigned char out[32]);
 
 #endif

@@ -17,9 +17,11 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/error.h>
+#include <mbedtls/md.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
+#include <mbedtls/x509_csr.h>
 #if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_PSA_CRYPTO_C)
 #include <psa/crypto.h>
 #endif
@@ -141,6 +143,34 @@ static inline int ts_compat_read_retry(int ret)
 #endif
     (void)ret;
     return 0;
+}
+
+/* The description byte of the last alert the peer sent (RFC 8446 §6,
+ * "certificate_revoked" = 44 ...), or -1. mbedTLS has no getter for it; the
+ * record stays in in_msg after MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE, in both
+ * versions (private in 3.x). Only read right after that error. */
+static inline int ts_compat_received_alert(const mbedtls_ssl_context *ssl)
+{
+    const unsigned char *m = ssl->MBEDTLS_PRIVATE(in_msg);
+    return m ? m[1] : -1;
+}
+
+/* mbedtls_x509_csr_parse does not check the request's self-signature (the
+ * proof that the requester holds the key); this does. The signature fields
+ * are private in 3.x. 0 when it verifies. */
+static inline int ts_compat_csr_verify_signature(mbedtls_x509_csr *csr)
+{
+    unsigned char hash[MBEDTLS_MD_MAX_SIZE];
+    mbedtls_md_type_t md = csr->MBEDTLS_PRIVATE(sig_md);
+    const mbedtls_md_info_t *info = mbedtls_md_info_from_type(md);
+    if (!info)
+        return MBEDTLS_ERR_X509_UNKNOWN_SIG_ALG;
+    int ret = mbedtls_md(info, csr->cri.p, csr->cri.len, hash);
+    if (ret == 0)
+        ret = mbedtls_pk_verify_ext(csr->MBEDTLS_PRIVATE(sig_pk), csr->MBEDTLS_PRIVATE(sig_opts),
+                                    &csr->pk, md, hash, mbedtls_md_get_size(info),
+                                    csr->MBEDTLS_PRIVATE(sig).p, csr->MBEDTLS_PRIVATE(sig).len);
+    return ret;
 }
 
 /* mbedtls_strerror exists only with MBEDTLS_ERROR_C. */

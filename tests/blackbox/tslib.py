@@ -94,6 +94,26 @@ class Proc:
         return self.p.returncode
 
 
+class _ProxyProc:
+    """Lets World.close() stop a FaultProxy like a Proc; its "log" is the
+    proxy's counters."""
+
+    name = "faultproxy"
+
+    def __init__(self, px):
+        self.px = px
+
+    def alive(self):
+        return True
+
+    def stop(self, *a, **kw):
+        self.px.stop()
+        return 0
+
+    def log(self):
+        return json.dumps(self.px.snapshot()) + "\n"
+
+
 class World:
     def __init__(self, name):
         self.name = name
@@ -212,6 +232,22 @@ page_limit = 500
     def hub_stats(self):
         p = run([HUB_BIN, "stats", "-c", os.path.join(self.dir, "hub.conf")])
         return json.loads(p.stdout)
+
+    def start_proxy(self, seed=0):
+        """A fault proxy (tests/tools/faultproxy.py) in front of the hub,
+        stopped with the World. Point the agent at proxy_url(px)."""
+        tools = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools")
+        if tools not in sys.path:
+            sys.path.insert(0, tools)
+        from faultproxy import FaultProxy
+        px = FaultProxy(target_port=self.hub_port, seed=seed).start()
+        self.procs.append(_ProxyProc(px))
+        return px
+
+    @staticmethod
+    def proxy_url(px):
+        # localhost, not 127.0.0.1: the hub certificate names DNS localhost.
+        return f"https://localhost:{px.port}"
 
     # ---- agent --------------------------------------------------------
     def agent_conf(self, ca=None, cert=None, key=None, url=None, poll_ms=300):

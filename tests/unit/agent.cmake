@@ -1,6 +1,7 @@
 ts_unit_test(test_feed unit/test_feed.c ts_sync)
 ts_unit_test(test_cache unit/test_cache.c ts_sync PkgConfig::SQLITE3)
 ts_unit_test(test_agent_config unit/test_agent_config.c ts_agent)
+ts_unit_test(test_enroll_agent unit/test_enroll_agent.c ts_agent)
 ts_unit_test(test_sse unit/test_sse.c ts_agent)
 if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_agent_api.c)
     ts_unit_test(test_agent_api unit/test_agent_api.c ts_agent)

@@ -3,3 +3,4 @@
 ts_unit_test(test_hub_segment unit/test_hub_segment.c ts_hub)
 ts_unit_test(test_hub_store unit/test_hub_store.c ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_hub_api unit/test_hub_api.c ts_hub PkgConfig::JANSSON)
+ts_unit_test(test_enroll unit/test_enroll.c ts_hub PkgConfig::JANSSON)

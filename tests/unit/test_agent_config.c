@@ -158,6 +158,78 @@ static void test_load_file(void **state)
     rmdir(dir);
 }
 
+#define KEY2 "2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b"
+
+/* Sync, retention and key rotation settings: defaults, values, and what a
+ * lookup does with a previous key. */
+static void test_sync_cache_and_rotation(void **state)
+{
+    (void)state;
+    struct ts_agent_config c;
+    char err[512] = "";
+    assert_int_equal(ts_agent_config_parse("a.conf",
+                                           "[hub]\nurl = https://hub:8443\n"
+                                           "[identity]\ntenant_key = " KEY "\n",
+                                           &c, err, sizeof err),
+                     TS_OK);
+    assert_int_equal(c.long_poll_s, 20);
+    assert_int_equal(c.retention_days, 30);
+    assert_int_equal(c.max_cards, 2000000);
+    assert_int_equal(c.prev_tenant.len, 0);
+    char keys[2][TS_IDENT_KEY_HEX];
+    assert_int_equal(ts_agent_ident_keys(&c, TS_IDENT_LOYALTY, "2000000000015", keys), 1);
+    assert_true(ts_agent_kv_usable(&c, 1, 0));
+    assert_false(ts_agent_kv_usable(&c, 2, 0));
+    assert_true(ts_agent_kv_usable(&c, 2, 1)); /* the hub switched first */
+
+    assert_int_equal(ts_agent_config_parse("a.conf",
+                                           "[hub]\nurl = https://hub:8443\nlong_poll_s = 0\n"
+                                           "[identity]\ntenant_key = " KEY2 "\nkey_version = 2\n"
+                                           "previous_tenant_key = " KEY "\n"
+                                           "previous_key_version = 1\n"
+                                           "[cache]\nretention_days = 7\nmax_cards = 1000\n",
+                                           &c, err, sizeof err),
+                     TS_OK);
+    assert_int_equal(c.long_poll_s, 0);
+    assert_int_equal(c.retention_days, 7);
+    assert_int_equal(c.max_cards, 1000);
+    assert_int_equal(c.tenant.version, 2);
+    assert_int_equal(c.prev_tenant.version, 1);
+    /* Current key first, then the previous one (what the cache may still
+     * hold from before the hub switched). */
+    assert_int_equal(ts_agent_ident_keys(&c, TS_IDENT_LOYALTY, "2000000000015", keys), 2);
+    struct ts_tenant_key k1, k2;
+    char want[TS_IDENT_KEY_HEX];
+    ts_tenant_key_parse(KEY, 1, &k1);
+    ts_tenant_key_parse(KEY2, 2, &k2);
+    ts_ident_key(&k2, TS_IDENT_LOYALTY, "2000000000015", want);
+    assert_string_equal(keys[0], want);
+    ts_ident_key(&k1, TS_IDENT_LOYALTY, "2000000000015", want);
+    assert_string_equal(keys[1], want);
+    assert_true(ts_agent_kv_usable(&c, 1, 0));
+    assert_true(ts_agent_kv_usable(&c, 2, 0));
+    assert_false(ts_agent_kv_usable(&c, 3, 0));
+    assert_true(ts_agent_kv_usable(&c, 3, 2));
+
+    expect_error("[hub]\nurl = https://x\nlong_poll_s = 26\n[identity]\ntenant_key = " KEY "\n",
+                 "t.conf:3", "long_poll_s");
+    expect_error("[hub]\nurl = https://x\n[identity]\ntenant_key = " KEY "\n"
+                 "[cache]\nretention_days = 0\n",
+                 "t.conf:6", "retention_days");
+    expect_error("[hub]\nurl = https://x\n[identity]\ntenant_key = " KEY "\n"
+                 "previous_tenant_key = " KEY2 "\n",
+                 "t.conf", "previous_key_version");
+    expect_error("[hub]\nurl = https://x\n[identity]\ntenant_key = " KEY "\n"
+                 "previous_tenant_key = " KEY2 "\nprevious_key_version = 1\n",
+                 "t.conf:6", "different from key_version");
+    expect_error("[hub]\nurl = https://x\n[identity]\ntenant_key = " KEY "\n"
+                 "previous_key_version = 2\n",
+                 "t.conf", "previous_tenant_key");
+    expect_error("[hub]\nurl = https://x\n[identity]\ntenant_key = " KEY "\n"
+                 "previous_tenant_key = nothex\nprevious_key_version = 2\n",
+                 "t.conf:5", "previous_tenant_key");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_full_example),
         cmocka_unit_test(test_more_errors),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_sync_cache_and_rotation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -361,6 +361,259 @@ static void test_readonly(void **state)
     ts_cache_close(c);
 }
 
+#define K5 "5555555555555555555555555555555555555555555555555555555555555555"
+#define K6 "6666666666666666666666666666666666666666666666666666666666666666"
+
+/* During a key rotation a page carries every identifier under both key
+ * versions; either finds the card, and a later page without the old
+ * version's keys drops them. */
+static void test_prev_keys_both_find_the_card(void **state)
+{
+    struct fx *f = *state;
+    struct ts_cache *c = open_cache(f);
+    apply_text(c,
+               "{\"kv\":2,\"prev_kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"r1\",\"keys\":[\"" K4
+               "\"],\"prev_keys\":[\"" K5 "\"],\"card\":{\"name\":\"Rita\"}}],"
+               "\"cursor\":\"c1.aa.5\",\"more\":false}",
+               1000);
+    expect_name(c, K4, "Rita");
+    expect_name(c, K5, "Rita");
+    apply_text(c,
+               "{\"kv\":2,\"items\":[{\"op\":\"upsert\",\"cid\":\"r1\",\"keys\":[\"" K4
+               "\"],\"card\":{\"name\":\"Rita\"}}],\"cursor\":\"c1.aa.6\",\"more\":false}",
+               2000);
+    expect_name(c, K4, "Rita");
+    expect_name(c, K5, NULL);
+    ts_cache_close(c);
+
+    /* prev_keys need the page's prev_kv, which must differ from kv. */
+    static const char *bad[] = {
+        "{\"kv\":2,\"items\":[{\"op\":\"upsert\",\"cid\":\"r1\",\"keys\":[],\"prev_keys\":[],"
+        "\"card\":{}}],\"cursor\":\"c\",\"more\":false}",
+        "{\"kv\":2,\"prev_kv\":2,\"items\":[],\"cursor\":\"c\",\"more\":false}",
+        "{\"kv\":2,\"prev_kv\":\"1\",\"items\":[],\"cursor\":\"c\",\"more\":false}",
+        "{\"kv\":2,\"prev_kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"r1\",\"keys\":[],"
+        "\"prev_keys\":[\"zz\"],\"card\":{}}],\"cursor\":\"c\",\"more\":false}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct ts_feed_page p;
+        char err[256] = "";
+        if (ts_feed_parse(bad[i], strlen(bad[i]), &p, err, sizeof err) != TS_ERR_PROTO)
+            fail_msg("case %zu accepted: %s", i, bad[i]);
+    }
+}
+
+static const char live_slice[] =
+    "{\"kv\":1,\"items\":["
+    "{\"op\":\"upsert\",\"cid\":\"a\",\"keys\":[\"" K1 "\"],\"card\":{\"name\":\"Old A\"}},"
+    "{\"op\":\"upsert\",\"cid\":\"b\",\"keys\":[\"" K2 "\"],\"card\":{\"name\":\"Old B\"}},"
+    "{\"op\":\"upsert\",\"cid\":\"c\",\"keys\":[\"" K3 "\"],\"card\":{\"name\":\"Old C\"}}"
+    "],\"cursor\":\"c1.old.3\",\"more\":false}";
+
+static void expect_position(struct ts_cache *c, const char *cursor, bool resyncing)
+{
+    char cur[TS_FEED_MAX_CURSOR + 1];
+    bool r = !resyncing;
+    assert_int_equal(ts_cache_position(c, cur, sizeof cur, &r), TS_OK);
+    assert_string_equal(cur, cursor);
+    assert_int_equal(r, resyncing);
+}
+
+/*
+ * 410 Gone: the new slice is built in a shadow beside the live cards while
+ * lookups keep answering from the old slice, whole; the resync survives a
+ * restart; an erasure reaches the live cards at once; the last page swaps
+ * the new slice in, so afterwards the cache is exactly the hub's slice.
+ */
+static void test_resync_beside_live_cache(void **state)
+{
+    struct fx *f = *state;
+    struct ts_cache *c = open_cache(f);
+    apply_text(c, live_slice, 1000);
+    expect_position(c, "c1.old.3", false);
+    for (int round = 0; round < 2; round++) { /* twice: the swapped-in index has another name */
+        assert_int_equal(ts_cache_resync_begin(c), TS_OK);
+        expect_position(c, "", true);
+        apply_text(c,
+                   "{\"kv\":1,\"items\":["
+                   "{\"op\":\"upsert\",\"cid\":\"b\",\"keys\":[\"" K2 "\"],\"card\":{\"name\":"
+                   "\"New B\"}},"
+                   "{\"op\":\"upsert\",\"cid\":\"d\",\"keys\":[\"" K4 "\"],\"card\":{\"name\":"
+                   "\"New D\"}}],\"cursor\":\"c1.new.2\",\"more\":true}",
+                   2000);
+        expect_name(c, K1, "Old A");
+        expect_name(c, K2, "Old B");
+        expect_name(c, K4, NULL);
+        assert_int_equal(ts_cache_count(c), 3);
+        expect_cursor(c, "c1.old.3");
+        expect_position(c, "c1.new.2", true);
+
+        ts_cache_close(c); /* the agent restarts mid-resync */
+        c = open_cache(f);
+        expect_position(c, "c1.new.2", true);
+        expect_name(c, K3, "Old C");
+
+        apply_text(c,
+                   "{\"kv\":1,\"items\":[{\"op\":\"erase\",\"cid\":\"a\"},"
+                   "{\"op\":\"upsert\",\"cid\":\"e\",\"keys\":[\"" K5 "\"],\"card\":{\"name\":"
+                   "\"New E\"}}],\"cursor\":\"c1.new.4\",\"more\":true}",
+                   3000);
+        expect_name(c, K1, NULL); /* erased now, not at the swap */
+        expect_name(c, K3, "Old C");
+        expect_name(c, K5, NULL);
+
+        apply_text(c,
+                   "{\"kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"f\",\"keys\":[\"" K6
+                   "\"],\"card\":{\"name\":\"New F\"}}],\"cursor\":\"c1.new.5\",\"more\":false}",
+                   4000);
+        expect_position(c, "c1.new.5", false);
+        expect_cursor(c, "c1.new.5");
+        assert_int_equal(ts_cache_count(c), 4);
+        expect_name(c, K2, "New B");
+        expect_name(c, K3, NULL); /* not in the new slice */
+        expect_name(c, K4, "New D");
+        expect_name(c, K5, "New E");
+        expect_name(c, K6, "New F");
+        assert_false(cache_files_contain(f, "Old C"));
+
+        /* The swapped-in tables work like the old ones: key replacement,
+         * erasure with its keys, reopen. */
+        apply_text(c,
+                   "{\"kv\":1,\"items\":[{\"op\":\"erase\",\"cid\":\"d\"},{\"op\":\"upsert\","
+                   "\"cid\":\"b\",\"keys\":[\"" K3 "\"],\"card\":{\"name\":\"Newer B\"}}],"
+                   "\"cursor\":\"c1.new.7\",\"more\":false}",
+                   5000);
+        expect_name(c, K4, NULL);
+        expect_name(c, K2, NULL);
+        expect_name(c, K3, "Newer B");
+        ts_cache_close(c);
+        c = open_cache(f);
+        assert_int_equal(ts_cache_count(c), 3);
+        assert_int_equal(ts_cache_reset(c), TS_OK);
+        apply_text(c, live_slice, 1000);
+    }
+    /* A resync started again (a second 410) starts from scratch. */
+    assert_int_equal(ts_cache_resync_begin(c), TS_OK);
+    apply_text(c,
+               "{\"kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"x\",\"keys\":[\"" K6
+               "\"],\"card\":{\"name\":\"Gone X\"}}],\"cursor\":\"c1.n.1\",\"more\":true}",
+               2000);
+    assert_int_equal(ts_cache_resync_begin(c), TS_OK);
+    expect_position(c, "", true);
+    apply_text(c, "{\"kv\":1,\"items\":[],\"cursor\":\"c1.n.0\",\"more\":false}", 3000);
+    assert_int_equal(ts_cache_count(c), 0);
+    expect_name(c, K6, NULL);
+    ts_cache_close(c);
+}
+
+/* Retention and the size bound, with "now" injected. */
+static void test_retention_and_size_bound(void **state)
+{
+    struct fx *f = *state;
+    const int64_t day = 24LL * 3600 * 1000, t0 = 1780000000000LL;
+    struct ts_cache *c = open_cache(f);
+    static const struct {
+        const char *cid, *key, *name;
+        int64_t at;
+    } cards[] = {
+        {"a", K1, "Ancient", t0 - 40 * day},
+        {"b", K2, "Older", t0 - 20 * day},
+        {"c", K3, "Recent", t0 - 1000},
+        {"d", K4, "Newest", t0},
+    };
+    for (size_t i = 0; i < 4; i++) {
+        char page[512];
+        snprintf(page, sizeof page,
+                 "{\"kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"%s\",\"keys\":[\"%s\"],"
+                 "\"card\":{\"name\":\"%s\"}}],\"cursor\":\"c1.x.%zu\",\"more\":false}",
+                 cards[i].cid, cards[i].key, cards[i].name, i + 1);
+        apply_text(c, page, cards[i].at);
+    }
+    int64_t removed = -1;
+    /* 30 days, generous bound: the card not refreshed for 40 days goes,
+     * physically. */
+    assert_int_equal(ts_cache_prune(c, t0, 30 * day, 1000, &removed), TS_OK);
+    assert_int_equal(removed, 1);
+    expect_name(c, K1, NULL);
+    expect_name(c, K2, "Older");
+    assert_false(cache_files_contain(f, "Ancient"));
+    assert_int_equal(ts_cache_prune(c, t0, 30 * day, 1000, &removed), TS_OK);
+    assert_int_equal(removed, 0);
+    /* Eleven days on, the 20-day-old card has passed 30 days too. */
+    assert_int_equal(ts_cache_prune(c, t0 + 11 * day, 30 * day, 1000, &removed), TS_OK);
+    assert_int_equal(removed, 1);
+    expect_name(c, K2, NULL);
+    /* A refresh (the hub sent the card again) restarts its clock. */
+    apply_text(c,
+               "{\"kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"c\",\"keys\":[\"" K3
+               "\"],\"card\":{\"name\":\"Recent\"}}],\"cursor\":\"c1.x.9\",\"more\":false}",
+               t0 + 29 * day);
+    assert_int_equal(ts_cache_prune(c, t0 + 31 * day, 30 * day, 1000, &removed), TS_OK);
+    assert_int_equal(removed, 1); /* d, synced at t0 */
+    expect_name(c, K3, "Recent");
+    expect_name(c, K4, NULL);
+    /* Over the size bound the least recently synced go first. */
+    apply_text(c,
+               "{\"kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"e\",\"keys\":[\"" K5
+               "\"],\"card\":{\"name\":\"Fresh E\"}},{\"op\":\"upsert\",\"cid\":\"g\",\"keys\":[\"" K6
+               "\"],\"card\":{\"name\":\"Fresh G\"}}],\"cursor\":\"c1.x.10\",\"more\":false}",
+               t0 + 30 * day);
+    assert_int_equal(ts_cache_count(c), 3);
+    assert_int_equal(ts_cache_prune(c, t0 + 30 * day, 30 * day, 2, &removed), TS_OK);
+    assert_int_equal(removed, 1);
+    expect_name(c, K3, NULL);
+    expect_name(c, K5, "Fresh E");
+    expect_name(c, K6, "Fresh G");
+    ts_cache_close(c);
+}
+
+/* The erased customer's identifier key (raw HMAC bytes, as stored) is gone
+ * from the files too, also when the card shared its pages with hundreds of
+ * others and was updated before it was erased. */
+static void test_erase_leaves_no_key_bytes(void **state)
+{
+    struct fx *f = *state;
+    struct ts_cache *c = open_cache(f), *reader = open_cache(f);
+    static const char key[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    uint8_t raw[33] = {0};
+    size_t rawlen;
+    assert_int_equal(ts_hex_decode(key, raw, 32, &rawlen), TS_OK);
+    ts_buf page = {0};
+    ts_buf_puts(&page, "{\"kv\":1,\"items\":[");
+    for (int i = 0; i < 300; i++)
+        ts_buf_printf(&page,
+                      "{\"op\":\"upsert\",\"cid\":\"n%d\",\"keys\":[\"%064x\"],\"card\":{\"name\":"
+                      "\"Neighbour %d\",\"pad\":\"%0200d\"}},",
+                      i, i + 1, i, i);
+    ts_buf_printf(&page, "{\"op\":\"upsert\",\"cid\":\"v\",\"keys\":[\"%s\"],\"card\":{\"name\":"
+                         "\"" NAME1 "\"}}],\"cursor\":\"c1.x.1\",\"more\":false}",
+                  key);
+    apply_text(c, page.data, 1000);
+    ts_buf_free(&page);
+    char upd[512];
+    snprintf(upd, sizeof upd,
+             "{\"kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"v\",\"keys\":[\"%s\"],\"card\":"
+             "{\"name\":\"" NAME1 "\",\"tier\":\"gold\"}}],\"cursor\":\"c1.x.2\",\"more\":false}",
+             key);
+    apply_text(c, upd, 2000);
+    expect_name(reader, key, NAME1);
+    assert_true(cache_files_contain(f, NAME1));
+    assert_true(cache_files_contain(f, (const char *)raw)); /* no NUL inside this key */
+
+    apply_text(c, "{\"kv\":1,\"items\":[{\"op\":\"erase\",\"cid\":\"v\"}],\"cursor\":\"c1.x.3\","
+                  "\"more\":false}",
+               3000);
+    expect_name(reader, key, NULL);
+    assert_false(cache_files_contain(f, NAME1));
+    assert_false(cache_files_contain(f, (const char *)raw));
+    assert_false(cache_files_contain(f, key));
+    char shm[160];
+    snprintf(shm, sizeof shm, "%s-shm", f->path);
+    assert_false(file_contains(shm, (const char *)raw));
+    ts_cache_close(reader);
+    ts_cache_close(c);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -369,6 +622,10 @@ int main(void)
         T(test_failed_page_changes_nothing), T(test_erase_is_physical),
         T(test_live_card_and_reset), T(test_bad_files_are_named),
         T(test_readonly),
+        T(test_prev_keys_both_find_the_card),
+        T(test_resync_beside_live_cache),
+        T(test_retention_and_size_bound),
+        T(test_erase_leaves_no_key_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,10 +9,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gzip.h"
 #include "hub.h"
 
 #define NOW 1780000000000LL
@@ -457,13 +459,225 @@ static void test_cursor_and_base64(void **state)
     assert_int_equal(n, 0);
 }
 
+/* A raw answer: status, extra headers and the body bytes as sent. */
+struct raw {
+    int status;
+    char headers[512];
+    ts_buf body;
+};
+
+/* GET target as t01 with an Accept-Encoding header (NULL: none). */
+static struct raw get_raw(struct fx *f, const char *target, const char *accept_encoding)
+{
+    struct ts_http_msg msg;
+    memset(&msg, 0, sizeof msg);
+    char hname[] = "Accept-Encoding", hval[128];
+    if (accept_encoding) {
+        ts_strlcpy(hval, accept_encoding, sizeof hval);
+        msg.headers[0] = (struct ts_http_header){.name = hname, .value = hval};
+        msg.nheaders = 1;
+    }
+    struct ts_httpd_req req = {
+        .method = "GET",
+        .target = target,
+        .msg = &msg,
+        .body = "",
+        .peer = &f->t01,
+        .remote_addr = "127.0.0.1",
+    };
+    assert_int_equal(ts_http_target_path(target, req.path, sizeof req.path), TS_OK);
+    struct ts_httpd_resp resp;
+    memset(&resp, 0, sizeof resp);
+    ts_hub_api_handle(&f->api, &req, &resp);
+    struct raw r = {.status = resp.status, .body = resp.body};
+    ts_strlcpy(r.headers, resp.extra_headers, sizeof r.headers);
+    return r;
+}
+
+/*
+ * gzip: a feed page over 1 KiB goes compressed to a client that accepts it,
+ * and inflates to exactly the page a client without gzip gets; small
+ * answers go plain; either way the answer says it varies by encoding.
+ */
+static void test_feed_gzip(void **state)
+{
+    struct fx *f = *state;
+    char user[16], loy[16];
+    for (int i = 0; i < 3; i++) {
+        snprintf(user, sizeof user, "g%d", i);
+        snprintf(loy, sizeof loy, "20000000%05d", i);
+        post_customer(f, user, loy, "S001");
+    }
+    struct raw plain = get_raw(f, "/v1/feed?limit=3", NULL);
+    assert_int_equal(plain.status, 200);
+    assert_true(plain.body.len > TS_GZIP_MIN_BODY);
+    assert_null(strstr(plain.headers, "Content-Encoding"));
+    assert_non_null(strstr(plain.headers, "Vary: Accept-Encoding\r\n"));
+
+    struct raw gz = get_raw(f, "/v1/feed?limit=3", "br, gzip");
+    assert_int_equal(gz.status, 200);
+    assert_non_null(strstr(gz.headers, "Content-Encoding: gzip\r\n"));
+    assert_non_null(strstr(gz.headers, "Vary: Accept-Encoding\r\n"));
+    assert_true(gz.body.len < plain.body.len / 2);
+    ts_buf out = {0};
+    assert_int_equal(ts_gzip_inflate(gz.body.data, gz.body.len, 1 << 20, &out), TS_OK);
+    assert_int_equal(out.len, plain.body.len);
+    assert_memory_equal(out.data, plain.body.data, out.len);
+    ts_buf_free(&out);
+    ts_buf_free(&gz.body);
+
+    /* gzip;q=0 means no; a small page is not worth it. */
+    gz = get_raw(f, "/v1/feed?limit=3", "gzip;q=0");
+    assert_null(strstr(gz.headers, "Content-Encoding"));
+    ts_buf_free(&gz.body);
+    gz = get_raw(f, "/v1/feed?limit=1&since=c1.00000000.0", "gzip");
+    assert_int_equal(gz.status, 410); /* another epoch */
+    assert_null(strstr(gz.headers, "Content-Encoding"));
+    ts_buf_free(&gz.body);
+    json_t *j = json_loadb(plain.body.data, plain.body.len, 0, NULL);
+    char target[128];
+    snprintf(target, sizeof target, "/v1/feed?since=%s", cursor_of(j));
+    json_decref(j);
+    gz = get_raw(f, target, "gzip");
+    assert_int_equal(gz.status, 200);
+    assert_true(gz.body.len < TS_GZIP_MIN_BODY);
+    assert_null(strstr(gz.headers, "Content-Encoding"));
+    assert_non_null(strstr(gz.headers, "Vary: Accept-Encoding"));
+    ts_buf_free(&gz.body);
+    ts_buf_free(&plain.body);
+}
+
+struct poster {
+    struct fx *f;
+    int delay_ms;
+};
+
+static void *post_later(void *arg)
+{
+    struct poster *p = arg;
+    ts_sleep_ms(p->delay_ms);
+    post_customer(p->f, "u-late", "2000000055555", "S001");
+    return NULL;
+}
+
+/* ?wait: nothing new holds the request up to that many seconds; a batch
+ * committed meanwhile answers it at once; bad values are refused. */
+static void test_feed_long_poll(void **state)
+{
+    struct fx *f = *state;
+    post_customer(f, "u1", "2000000000015", "S001");
+    struct answer a = call(f, "GET", "/v1/feed?wait=5", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200); /* something to send: at once */
+    assert_int_equal(json_array_size(json_object_get(a.json, "items")), 1);
+    char target[160], cur[64];
+    ts_strlcpy(cur, cursor_of(a.json), sizeof cur);
+    json_decref(a.json);
+
+    snprintf(target, sizeof target, "/v1/feed?since=%s&wait=1", cur);
+    int64_t t0 = ts_now_mono_ms();
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
+    int64_t dt = ts_now_mono_ms() - t0;
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_array_size(json_object_get(a.json, "items")), 0);
+    assert_string_equal(cursor_of(a.json), cur);
+    assert_true(dt >= 950 && dt < 3000);
+    json_decref(a.json);
+
+    pthread_t th;
+    struct poster p = {f, 300};
+    assert_int_equal(pthread_create(&th, NULL, post_later, &p), 0);
+    snprintf(target, sizeof target, "/v1/feed?since=%s&wait=20", cur);
+    t0 = ts_now_mono_ms();
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
+    dt = ts_now_mono_ms() - t0;
+    pthread_join(th, NULL);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_array_size(json_object_get(a.json, "items")), 1);
+    assert_true(dt >= 250 && dt < 2000);
+    json_decref(a.json);
+
+    static const char *const bad[] = {"/v1/feed?wait=soon", "/v1/feed?wait=-1",
+                                      "/v1/feed?wait=1.5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        a = call(f, "GET", bad[i], NULL, NULL, &f->t01);
+        assert_int_equal(a.status, 400);
+        json_decref(a.json);
+    }
+}
+
+/* A cursor older than the newest pruned tombstone is answered 410 (it may
+ * have missed an erasure); a full sync is not. */
+static void test_feed_gone_below_horizon(void **state)
+{
+    struct fx *f = *state;
+    post_customer(f, "u1", "2000000000015", "S001");
+    post_customer(f, "u2", "2000000000022", "S001");
+    struct answer a = call(f, "GET", "/v1/feed", NULL, NULL, &f->t01);
+    char old[64], target[128];
+    ts_strlcpy(old, cursor_of(a.json), sizeof old);
+    json_decref(a.json);
+    assert_int_equal(ts_hub_store_erase(f->store, "u1", NULL, NOW, NULL), TS_OK);
+    snprintf(target, sizeof target, "/v1/feed?since=%s", old);
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200);
+    json_t *it = json_array_get(json_object_get(a.json, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(it, "op")), "erase");
+    json_decref(a.json);
+
+    assert_int_equal(
+        ts_hub_store_prune(f->store, NOW + 91LL * 24 * 3600 * 1000, 90LL * 24 * 3600 * 1000, NULL),
+        TS_OK);
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 410);
+    json_decref(a.json);
+    a = call(f, "GET", "/v1/feed", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_array_size(json_object_get(a.json, "items")), 1);
+    json_decref(a.json);
+}
+
+/* With a second key configured, pages and lookups name both versions. */
+static void test_prev_key_versions(void **state)
+{
+    struct fx *f = *state;
+    post_customer(f, "u1", "2000000000015", "S001");
+    struct ts_tenant_key k2;
+    assert_int_equal(
+        ts_tenant_key_parse("2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b", 2,
+                            &k2),
+        TS_OK);
+    assert_int_equal(ts_hub_store_set_keys(f->store, &k2, NULL), TS_OK);
+    struct answer a = call(f, "GET", "/v1/feed", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(a.json, "kv")), 1);
+    assert_int_equal(json_integer_value(json_object_get(a.json, "prev_kv")), 2);
+    json_t *it = json_array_get(json_object_get(a.json, "items"), 0);
+    json_t *pk = json_object_get(it, "prev_keys");
+    assert_int_equal(json_array_size(pk), 1);
+    char target[128];
+    snprintf(target, sizeof target, "/v1/lookup?key=%s", json_string_value(json_array_get(pk, 0)));
+    json_decref(a.json);
+    a = call(f, "GET", target, NULL, NULL, &f->t01); /* found by the other version's key */
+    assert_int_equal(a.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(a.json, "prev_kv")), 2);
+    assert_int_equal(json_array_size(json_object_get(a.json, "prev_keys")), 1);
+    json_decref(a.json);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_batch_accepted), T(test_batch_refused_changes_nothing),
-        T(test_feed),           T(test_lookup),
-        T(test_routing),        T(test_cursor_and_base64),
+        T(test_batch_accepted),
+        T(test_batch_refused_changes_nothing),
+        T(test_feed),
+        T(test_lookup),
+        T(test_routing),
+        T(test_cursor_and_base64),
+        T(test_feed_gzip),
+        T(test_feed_long_poll),
+        T(test_feed_gone_below_horizon),
+        T(test_prev_key_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -526,6 +526,291 @@ static void test_pki_files_and_cli(void **state)
     mbedtls_x509_crt_free(&ca);
 }
 
+/* ---- trust: pins, revocation hook, enrolment listener, renewal ----------- */
+
+static void pin_of(const char *prefix, char b64[48], char hex[65])
+{
+    char f[512];
+    struct ts_pki_cert_info i;
+    snprintf(f, sizeof f, "%s/%s.pem", g_dir, prefix);
+    assert_int_equal(ts_pki_cert_info_file(f, &i, NULL, 0), TS_OK);
+    assert_int_equal(ts_pki_pin_text(i.spki_sha256, b64, hex), TS_OK);
+}
+
+static struct ts_httpc *pinned_client(int port, const char *pin, int *rc_new, char *err,
+                                      size_t errsz)
+{
+    char url[128], crt[512], key[512], ca[512];
+    snprintf(url, sizeof url, "https://localhost:%d", port);
+    path(ca, sizeof ca, "ca/ca.pem");
+    path(crt, sizeof crt, "t01.pem");
+    path(key, sizeof key, "t01.key");
+    struct ts_httpc_opts o = {.base_url = url,
+                              .ca_file = ca,
+                              .cert_file = crt,
+                              .key_file = key,
+                              .pin_sha256 = pin,
+                              .connect_timeout_ms = 2000};
+    struct ts_httpc *c = NULL;
+    *rc_new = ts_httpc_new(&o, &c, err, errsz);
+    return c;
+}
+
+static void test_pin(void **state)
+{
+    (void)state;
+    char b64[48], hex[65], other_b64[48], other_hex[65], err[256];
+    int rc;
+    pin_of("hub", b64, hex);
+    pin_of("evilhub", other_b64, other_hex);
+    assert_int_equal(strlen(b64), 44);
+    struct ts_httpd *s = start("hub", 0, 0);
+    const char *good[] = {b64, hex};
+    for (int k = 0; k < 2; k++) {
+        struct ts_httpc *c = pinned_client(ts_httpd_port(s), good[k], &rc, err, sizeof err);
+        assert_int_equal(rc, TS_OK);
+        struct ts_http_resp r;
+        assert_int_equal(ts_httpc_request(c, "GET", "/x", NULL, NULL, NULL, 0, 5000, &r), TS_OK);
+        assert_int_equal(r.status, 200);
+        ts_http_resp_free(&r);
+        ts_httpc_free(c);
+    }
+    /* a valid pin of another key: refused although the CA vouches */
+    struct ts_httpc *c = pinned_client(ts_httpd_port(s), other_b64, &rc, err, sizeof err);
+    assert_int_equal(rc, TS_OK);
+    struct ts_http_resp r;
+    assert_int_equal(ts_httpc_request(c, "GET", "/x", NULL, NULL, NULL, 0, 5000, &r), TS_ERR_CERT);
+    if (!strstr(ts_httpc_error(c), "public key pin mismatch"))
+        fail_msg("error: %s", ts_httpc_error(c));
+    ts_httpc_free(c);
+    /* malformed pins are configuration errors */
+    const char *bad[] = {"abc",
+                         "zz"
+                         "00000000000000000000000000000000000000000000000000000000000000",
+                         "not base64 at all, but 44 characters long!!="};
+    for (int k = 0; k < 3; k++) {
+        c = pinned_client(ts_httpd_port(s), bad[k], &rc, err, sizeof err);
+        assert_int_equal(rc, TS_ERR_CONFIG);
+        assert_non_null(strstr(err, "pin"));
+        ts_httpc_free(c);
+    }
+    unsigned char raw[32];
+    assert_int_equal(ts_tls_pin_parse(hex, raw), TS_OK);
+    b64[43] = '\0'; /* padding is optional */
+    assert_int_equal(ts_tls_pin_parse(b64, raw), TS_OK);
+    ts_httpd_stop(s);
+}
+
+/* Refuses one serial; counts how often it was asked. */
+struct revoker {
+    char serial[48];
+    int asked;
+    pthread_mutex_t mu;
+};
+
+static bool revoker_check(void *ud, const struct ts_peer_id *p, char *why, size_t whysz)
+{
+    struct revoker *rv = ud;
+    pthread_mutex_lock(&rv->mu);
+    rv->asked++;
+    bool ok = strcmp(p->serial, rv->serial) != 0;
+    pthread_mutex_unlock(&rv->mu);
+    if (!ok)
+        snprintf(why, whysz, "certificate revoked (test)");
+    return ok;
+}
+
+static struct ts_httpd *start_checked(struct revoker *rv)
+{
+    char crt[512], key[512], ca[512], err[256] = "";
+    path(crt, sizeof crt, "hub.pem");
+    path(key, sizeof key, "hub.key");
+    path(ca, sizeof ca, "ca/ca.pem");
+    struct ts_httpd_opts o = {.listen = "127.0.0.1:0",
+                              .cert_file = crt,
+                              .key_file = key,
+                              .client_ca_file = ca,
+                              .peer_check = revoker_check,
+                              .peer_check_ud = rv};
+    struct ts_httpd *s = NULL;
+    if (ts_httpd_start(&o, echo, NULL, &s, err, sizeof err) != TS_OK)
+        fail_msg("httpd: %s", err);
+    return s;
+}
+
+static void test_peer_check_refuses_handshake_and_kept_connection(void **state)
+{
+    (void)state;
+    struct revoker rv = {.serial = "none"};
+    pthread_mutex_init(&rv.mu, NULL);
+    char f[512];
+    struct ts_pki_cert_info t01;
+    path(f, sizeof f, "t01.pem");
+    assert_int_equal(ts_pki_cert_info_file(f, &t01, NULL, 0), TS_OK);
+    struct ts_httpd *s = start_checked(&rv);
+    struct ts_httpc *c = client(true, ts_httpd_port(s), "t01");
+    struct ts_http_resp r;
+    assert_int_equal(ts_httpc_request(c, "GET", "/a", NULL, NULL, NULL, 0, 5000, &r), TS_OK);
+    assert_int_equal(r.status, 200);
+    ts_http_resp_free(&r);
+    assert_true(rv.asked >= 2); /* at the handshake and before the request */
+    /* revoked while connected: the kept connection is closed at the next
+     * request, the reconnect is refused in the handshake with the reason */
+    pthread_mutex_lock(&rv.mu);
+    ts_strlcpy(rv.serial, t01.serial, sizeof rv.serial);
+    pthread_mutex_unlock(&rv.mu);
+    assert_int_equal(ts_httpc_request(c, "GET", "/b", NULL, NULL, NULL, 0, 5000, &r), TS_ERR_CERT);
+    if (!strstr(ts_httpc_error(c), "the server refused our certificate: certificate revoked"))
+        fail_msg("error: %s", ts_httpc_error(c));
+    assert_int_equal(ts_httpc_connects(c), 1); /* the second handshake failed */
+    ts_httpc_free(c);
+    /* another terminal still gets in */
+    issue("ca", "t02", "T02", "S001", NULL, false, false);
+    c = client(true, ts_httpd_port(s), "t02");
+    assert_int_equal(ts_httpc_request(c, "GET", "/c", NULL, NULL, NULL, 0, 5000, &r), TS_OK);
+    assert_int_equal(r.status, 200);
+    ts_http_resp_free(&r);
+    ts_httpc_free(c);
+    ts_httpd_stop(s);
+    pthread_mutex_destroy(&rv.mu);
+}
+
+/* The enrolment listener: TLS with the server certificate, no client
+ * certificate asked, so a client without one is served. */
+static void test_listener_without_client_certs(void **state)
+{
+    (void)state;
+    char crt[512], key[512], err[256] = "";
+    path(crt, sizeof crt, "hub.pem");
+    path(key, sizeof key, "hub.key");
+    struct ts_httpd_opts o = {
+        .listen = "127.0.0.1:0", .cert_file = crt, .key_file = key, .no_client_cert = true};
+    struct ts_httpd *s = NULL;
+    if (ts_httpd_start(&o, echo, NULL, &s, err, sizeof err) != TS_OK)
+        fail_msg("httpd: %s", err);
+    struct ts_httpc *c = client(true, ts_httpd_port(s), NULL);
+    struct ts_http_resp r;
+    assert_int_equal(ts_httpc_request(c, "GET", "/v1/enroll", NULL, NULL, NULL, 0, 5000, &r),
+                     TS_OK);
+    json_t *j = body_json(&r);
+    assert_false(json_is_true(json_object_get(j, "verified")));
+    assert_string_equal(json_string_value(json_object_get(j, "cn")), "");
+    json_decref(j);
+    ts_http_resp_free(&r);
+    ts_httpc_free(c);
+    ts_httpd_stop(s);
+}
+
+/* Renewal replaces the files; the client's next connection presents the
+ * new certificate, the one open before keeps the old. */
+static void test_client_picks_up_renewed_files(void **state)
+{
+    (void)state;
+    char crt[512], key[512], ca[512], url[128], err[256] = "", src[512], dst[512];
+    issue("ca", "renew-a", "T05", "S001", NULL, false, false);
+    issue("ca", "renew-b", "T05", "S001", NULL, false, false);
+    path(crt, sizeof crt, "live.pem");
+    path(key, sizeof key, "live.key");
+    path(ca, sizeof ca, "ca/ca.pem");
+    struct ts_pki_cert_info a, b;
+    path(src, sizeof src, "renew-a.pem");
+    assert_int_equal(ts_pki_cert_info_file(src, &a, NULL, 0), TS_OK);
+    path(src, sizeof src, "renew-b.pem");
+    assert_int_equal(ts_pki_cert_info_file(src, &b, NULL, 0), TS_OK);
+    const char *ext[] = {"pem", "key"};
+    for (int k = 0; k < 2; k++) {
+        char cmd[1100];
+        snprintf(cmd, sizeof cmd, "cp %s/renew-a.%s %s/live.%s", g_dir, ext[k], g_dir, ext[k]);
+        assert_int_equal(system(cmd), 0);
+    }
+    struct revoker rv = {.serial = "none"};
+    pthread_mutex_init(&rv.mu, NULL);
+    struct ts_httpd *s = start_checked(&rv);
+    snprintf(url, sizeof url, "https://localhost:%d", ts_httpd_port(s));
+    struct ts_httpc_opts o = {.base_url = url, .ca_file = ca, .cert_file = crt, .key_file = key};
+    struct ts_httpc *c = NULL;
+    assert_int_equal(ts_httpc_new(&o, &c, err, sizeof err), TS_OK);
+    struct ts_http_resp r;
+    assert_int_equal(ts_httpc_request(c, "GET", "/", NULL, NULL, NULL, 0, 5000, &r), TS_OK);
+    ts_http_resp_free(&r);
+    /* renewal: key first, then certificate, each by rename */
+    for (int k = 1; k >= 0; k--) {
+        snprintf(src, sizeof src, "%s/renew-b.%s", g_dir, ext[k]);
+        snprintf(dst, sizeof dst, "%s/live.%s.new", g_dir, ext[k]);
+        char cmd[1100];
+        snprintf(cmd, sizeof cmd, "cp %s %s", src, dst);
+        assert_int_equal(system(cmd), 0);
+        snprintf(src, sizeof src, "%s/live.%s", g_dir, ext[k]);
+        assert_int_equal(rename(dst, src), 0);
+    }
+    /* the kept connection still runs on A; revoking A closes it and the
+     * reconnect must present B */
+    pthread_mutex_lock(&rv.mu);
+    ts_strlcpy(rv.serial, a.serial, sizeof rv.serial);
+    pthread_mutex_unlock(&rv.mu);
+    assert_int_equal(ts_httpc_request(c, "GET", "/", NULL, NULL, NULL, 0, 5000, &r), TS_OK);
+    assert_int_equal(r.status, 200);
+    ts_http_resp_free(&r);
+    assert_int_equal(ts_httpc_connects(c), 2);
+    ts_httpc_free(c);
+    ts_httpd_stop(s);
+    pthread_mutex_destroy(&rv.mu);
+    (void)b;
+}
+
+/* The agent side of enrolment: key + CSR here, signed there, names what
+ * the signer says, and the certificate works for mutual TLS. */
+static void test_csr_signed_certificate_works(void **state)
+{
+    (void)state;
+    char cac[512], cak[512], err[256] = "", *key = NULL, *csr = NULL, *cert = NULL, serial[48];
+    unsigned char spki[32];
+    path(cac, sizeof cac, "ca/ca.pem");
+    path(cak, sizeof cak, "ca/ca.key");
+    struct ts_pki_signer *sg = NULL;
+    assert_int_equal(ts_pki_signer_new(cac, cak, &sg, err, sizeof err), TS_OK);
+    assert_non_null(strstr(ts_pki_signer_ca_pem(sg), "BEGIN CERTIFICATE"));
+    assert_int_equal(ts_pki_new_key_csr("asks to be the hub", &key, &csr, spki, err, sizeof err),
+                     TS_OK);
+    assert_non_null(strstr(key, "PRIVATE KEY"));
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(ts_pki_signer_sign(sg, csr, strlen(csr), "T06", "S003", "acme", now - 60,
+                                        now + 3 * 86400 + 60, &cert, serial, err, sizeof err),
+                     TS_OK);
+    struct ts_pki_cert_info i;
+    assert_int_equal(ts_pki_cert_info_pem(cert, strlen(cert), &i, NULL, 0), TS_OK);
+    assert_string_equal(i.subject, "CN=T06, OU=S003, O=acme");
+    assert_string_equal(i.serial, serial);
+    assert_int_equal(i.days_left, 3);
+    assert_memory_equal(i.spki_sha256, spki, 32);
+    /* bad subject parts are refused */
+    char *c2 = NULL;
+    assert_int_equal(ts_pki_signer_sign(sg, csr, strlen(csr), "T,06", "S003", "acme", now, now + 60,
+                                        &c2, serial, err, sizeof err),
+                     TS_ERR_INVAL);
+    /* mutual TLS with it */
+    char f[512];
+    path(f, sizeof f, "csr.pem");
+    assert_int_equal(ts_write_file_atomic(f, cert, strlen(cert), 0644), TS_OK);
+    path(f, sizeof f, "csr.key");
+    assert_int_equal(ts_write_file_atomic(f, key, strlen(key), 0600), TS_OK);
+    struct ts_httpd *s = start("hub", 0, 0);
+    struct ts_httpc *c = client(true, ts_httpd_port(s), "csr");
+    struct ts_http_resp r;
+    assert_int_equal(ts_httpc_request(c, "GET", "/", NULL, NULL, NULL, 0, 5000, &r), TS_OK);
+    json_t *j = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "cn")), "T06");
+    assert_string_equal(json_string_value(json_object_get(j, "ou")), "S003");
+    json_decref(j);
+    ts_http_resp_free(&r);
+    ts_httpc_free(c);
+    ts_httpd_stop(s);
+    free(cert);
+    free(csr);
+    ts_pki_free_secret(key);
+    ts_pki_signer_free(sg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -543,6 +828,11 @@ int main(void)
         cmocka_unit_test(test_concurrent_clients),
         cmocka_unit_test(test_stop_with_open_connection),
         cmocka_unit_test(test_pki_files_and_cli),
+        cmocka_unit_test(test_pin),
+        cmocka_unit_test(test_peer_check_refuses_handshake_and_kept_connection),
+        cmocka_unit_test(test_listener_without_client_certs),
+        cmocka_unit_test(test_client_picks_up_renewed_files),
+        cmocka_unit_test(test_csr_signed_certificate_works),
     };
     ts_log_set_level(TS_LOG_ERROR);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

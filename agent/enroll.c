@@ -1,0 +1,691 @@
+/*
+ * The terminal's identity (docs/OPERATIONS.md "Enrolment", "Renewal",
+ * "Expiry"):
+ *
+ * - `tillside enroll` makes an EC P-256 key on the device, sends a signing
+ *   request with a one-time token to the hub's enrolment listener, and
+ *   writes what comes back into the state directory: the key (0600), the
+ *   certificate, the CA bundle that verifies the hub, and enrolled.conf
+ *   (0600: it holds the tenant key), which config loading merges over the
+ *   main file. The operator's configuration file is never rewritten.
+ * - The trust thread of a running agent watches the certificate: it renews
+ *   it over the mutual-TLS link when fewer than [hub] renew_days are left
+ *   (a new key each time, files replaced so that a crash at any point
+ *   leaves a working pair), probes the hub's certificate hourly, and from
+ *   14 days ahead warns once a day, in `status` and in /metrics.
+ */
+#include "agent.h"
+#include "conf.h"
+#include "httpc.h"
+#include "pki.h"
+#include "tls.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define COMP "trust"
+#define WARN_DAYS 14
+#define CHECK_MS (3600LL * 1000) /* certificate files and the hub, hourly */
+#define WARN_EVERY_MS (24LL * 3600 * 1000)
+#define RENEW_RETRY_MIN_MS (60LL * 1000)
+#define RENEW_RETRY_MAX_MS (3600LL * 1000)
+#define ENROLL_TIMEOUT_MS 20000
+
+/* ---- enrolled.conf ------------------------------------------------------- */
+
+int ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
+                          size_t pathsz, char *err, size_t errsz)
+{
+    char path[TS_AGENT_PATH_MAX + 32];
+    if (pathsz)
+        path_out[0] = '\0';
+    snprintf(path, sizeof path, "%s/%s", state_dir, TS_ENROLLED_CONF);
+    if (access(path, F_OK) != 0)
+        return TS_ERR_NOTFOUND;
+    int rc = ts_conf_load(path, out, err, errsz);
+    if (rc == TS_OK && pathsz)
+        ts_strlcpy(path_out, path, pathsz);
+    return rc;
+}
+
+/* A value we write into enrolled.conf must read back the same: no line
+ * breaks, no comment starters, no surrounding blanks. */
+static bool ini_safe(const char *s)
+{
+    if (!s || !s[0] || s[0] == ' ' || s[strlen(s) - 1] == ' ')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == ';' || *p == '#')
+            return false;
+    return true;
+}
+
+/* ---- tillside enroll -------------------------------------------------------*/
+
+static int enroll_usage(void)
+{
+    fprintf(stderr,
+            "usage: tillside [-c FILE] enroll --hub https://HUB:8444 --token TOKEN [--ca FILE]\n"
+            "  --hub    the hub's enrolment listener\n"
+            "  --token  the one-time token from `tillside-hub enroll-token`\n"
+            "  --ca     the CA certificate that verifies the hub (shipped with the package;\n"
+            "           default: [hub] ca of the configuration)\n");
+    return 2;
+}
+
+/* The CA bundle the agent trusts the hub with from now on: the file that
+ * verified the hub just now, plus the enrolment CA when it is another. */
+static int write_ca_bundle(const char *path, const char *ca_file, const char *enroll_ca, char *err,
+                           size_t errsz)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = ts_read_file(ca_file, 1 << 20, &text, &len);
+    if (rc) {
+        ts_errf(err, errsz, "cannot read %s: %s", ca_file, ts_strerror(rc));
+        return rc;
+    }
+    ts_buf b = {0};
+    rc = ts_buf_append(&b, text, len);
+    if (rc == TS_OK && enroll_ca && enroll_ca[0] && !strstr(text, enroll_ca)) {
+        if (len && text[len - 1] != '\n')
+            rc = ts_buf_puts(&b, "\n");
+        if (rc == TS_OK)
+            rc = ts_buf_puts(&b, enroll_ca);
+    }
+    if (rc == TS_OK && (rc = ts_write_file_atomic(path, b.data, b.len, 0644)))
+        ts_errf(err, errsz, "cannot write %s: %s", path, ts_strerror(rc));
+    ts_buf_free(&b);
+    free(text);
+    return rc;
+}
+
+struct enrolment {
+    const char *cert, *ca, *tenant_key, *hub_url;
+    int key_version;
+    struct ts_pki_cert_info info;
+};
+
+/* Checks the hub's answer before anything is written. */
+static int check_answer(json_t *o, const unsigned char spki[32], struct enrolment *e, char *err,
+                        size_t errsz)
+{
+    struct ts_tenant_key k;
+    e->cert = json_string_value(json_object_get(o, "certificate"));
+    e->ca = json_string_value(json_object_get(o, "ca"));
+    e->tenant_key = json_string_value(json_object_get(o, "tenant_key"));
+    e->hub_url = json_string_value(json_object_get(o, "hub_url"));
+    json_t *kv = json_object_get(o, "key_version");
+    e->key_version = json_is_integer(kv) ? (int)json_integer_value(kv) : 0;
+    char e2[256] = "";
+    if (!e->cert || !e->ca || !e->tenant_key || !e->hub_url || e->key_version < 1) {
+        ts_errf(err, errsz,
+                "the hub's answer lacks certificate, ca, tenant_key, key_version "
+                "or hub_url");
+        return TS_ERR_PROTO;
+    }
+    if (ts_pki_cert_info_pem(e->cert, strlen(e->cert), &e->info, e2, sizeof e2) != TS_OK) {
+        ts_errf(err, errsz, "the hub's certificate is unreadable: %s", e2);
+        return TS_ERR_PROTO;
+    }
+    if (memcmp(e->info.spki_sha256, spki, 32) != 0) {
+        ts_errf(err, errsz, "the hub's certificate is not for the key made here");
+        return TS_ERR_PROTO;
+    }
+    if (!ini_safe(e->info.cn) || !ini_safe(e->info.ou)) {
+        ts_errf(err, errsz, "the certificate names no usable terminal (CN) and store (OU)");
+        return TS_ERR_PROTO;
+    }
+    if (ts_tenant_key_parse(e->tenant_key, e->key_version, &k) != TS_OK) {
+        ts_errf(err, errsz, "the hub's tenant key is not 32 to 64 bytes of hex");
+        return TS_ERR_PROTO;
+    }
+    if (!ini_safe(e->hub_url) || strchr(e->hub_url, ' ') ||
+        (strncmp(e->hub_url, "https://", 8) != 0 && strncmp(e->hub_url, "http://", 7) != 0)) {
+        ts_errf(err, errsz, "the hub's hub_url is not an http(s) URL");
+        return TS_ERR_PROTO;
+    }
+    return TS_OK;
+}
+
+/*
+ * Writes the results; enrolled.conf last, so the configuration switches to
+ * the new identity only once the files it names are all in place.
+ */
+static int write_enrolment(const char *dir, const char *key_pem, const char *ca_file,
+                           const struct enrolment *e, char *err, size_t errsz)
+{
+    char key[TS_AGENT_PATH_MAX + 32], crt[TS_AGENT_PATH_MAX + 32], ca[TS_AGENT_PATH_MAX + 32],
+        conf[TS_AGENT_PATH_MAX + 32], at[32];
+    snprintf(key, sizeof key, "%s/terminal.key", dir);
+    snprintf(crt, sizeof crt, "%s/terminal.pem", dir);
+    snprintf(ca, sizeof ca, "%s/hub-ca.pem", dir);
+    snprintf(conf, sizeof conf, "%s/%s", dir, TS_ENROLLED_CONF);
+    if (!ini_safe(dir)) {
+        ts_errf(err, errsz, "state_dir \"%s\" cannot be written into enrolled.conf", dir);
+        return TS_ERR_CONFIG;
+    }
+    int rc;
+    if ((rc = ts_write_file_atomic(key, key_pem, strlen(key_pem), 0600))) {
+        ts_errf(err, errsz, "cannot write %s: %s", key, ts_strerror(rc));
+        return rc;
+    }
+    if ((rc = ts_write_file_atomic(crt, e->cert, strlen(e->cert), 0644))) {
+        ts_errf(err, errsz, "cannot write %s: %s", crt, ts_strerror(rc));
+        return rc;
+    }
+    if ((rc = write_ca_bundle(ca, ca_file, e->ca, err, errsz)))
+        return rc;
+    ts_iso8601(ts_now_wall_ms(), at, sizeof at);
+    ts_buf b = {0};
+    rc = ts_buf_printf(&b,
+                       "; Written by `tillside enroll` at %s; the next enrolment rewrites it.\n"
+                       "; These keys override the same keys of the main configuration file.\n"
+                       "; It holds the tenant key: keep it 0600.\n"
+                       "[agent]\nstore = %s\nterminal = %s\n"
+                       "[hub]\nurl = %s\nca = %s\ncert = %s\nkey = %s\n"
+                       "[identity]\ntenant_key = %s\nkey_version = %d\n",
+                       at, e->info.ou, e->info.cn, e->hub_url, ca, crt, key, e->tenant_key,
+                       e->key_version);
+    if (rc == TS_OK && (rc = ts_write_file_atomic(conf, b.data, b.len, 0600)))
+        ts_errf(err, errsz, "cannot write %s: %s", conf, ts_strerror(rc));
+    if (b.data)
+        memset(b.data, 0, b.len);
+    ts_buf_free(&b);
+    return rc;
+}
+
+int ts_enroll_main(int argc, char **argv, const char *conf_path)
+{
+    const char *hub = NULL, *token = NULL, *ca_opt = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char **slot = !strcmp(argv[i], "--hub")                                  ? &hub
+                            : !strcmp(argv[i], "--token")                              ? &token
+                            : !strcmp(argv[i], "--ca")                                 ? &ca_opt
+                            : (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) ? &conf_path
+                                                                                       : NULL;
+        if (!slot || i + 1 >= argc)
+            return enroll_usage();
+        *slot = argv[++i];
+    }
+    if (!hub || !token || !token[0])
+        return enroll_usage();
+
+    char err[1024] = "", state_dir[TS_AGENT_PATH_MAX], ca_file[TS_AGENT_PATH_MAX];
+    struct ts_conf *c = NULL;
+    if (ts_conf_load(conf_path, &c, err, sizeof err) != TS_OK) {
+        fprintf(stderr, "tillside: %s\n(enroll reads state_dir and [hub] ca from it)\n", err);
+        return 1;
+    }
+    const char *v = ts_conf_get(c, "agent", "state_dir", "");
+    ts_strlcpy(state_dir, v && v[0] ? v : "/var/lib/tillside", sizeof state_dir);
+    v = ts_conf_get(c, "hub", "ca", "");
+    ts_strlcpy(ca_file, ca_opt ? ca_opt : v && v[0] ? v : "/etc/tillside/ca.pem", sizeof ca_file);
+    ts_conf_free(c);
+    if (access(ca_file, R_OK) != 0) {
+        fprintf(stderr,
+                "tillside: cannot read the CA file %s (%s): pass the CA that signed the hub's "
+                "certificate with --ca\n",
+                ca_file, strerror(errno));
+        return 1;
+    }
+    int rc = ts_mkdir_p(state_dir, 0700);
+    if (rc) {
+        fprintf(stderr, "tillside: cannot create %s: %s\n", state_dir, ts_strerror(rc));
+        return 1;
+    }
+
+    char *key_pem = NULL, *csr_pem = NULL, *body = NULL;
+    unsigned char spki[32];
+    struct ts_httpc *http = NULL;
+    struct ts_http_resp r = {0};
+    json_t *o = NULL;
+    int code = 1;
+    if (ts_pki_new_key_csr("tillside enrolment", &key_pem, &csr_pem, spki, err, sizeof err)) {
+        fprintf(stderr, "tillside: %s\n", err);
+        goto out;
+    }
+    struct ts_httpc_opts ho = {.base_url = hub, .ca_file = ca_file, .connect_timeout_ms = 10000};
+    if (ts_httpc_new(&ho, &http, err, sizeof err)) {
+        fprintf(stderr, "tillside: %s\n", err);
+        goto out;
+    }
+    json_t *req = json_pack("{s:s, s:s}", "token", token, "csr", csr_pem);
+    body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!body) {
+        fprintf(stderr, "tillside: the token is not valid text\n");
+        goto out;
+    }
+    if (ts_httpc_request(http, "POST", "/v1/enroll", NULL, "application/json", body, strlen(body),
+                         ENROLL_TIMEOUT_MS, &r)) {
+        fprintf(stderr, "tillside: cannot reach the hub at %s: %s\n", hub, ts_httpc_error(http));
+        goto out;
+    }
+    o = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
+    if (r.status != 200) {
+        const char *e = json_string_value(json_object_get(o, "error"));
+        fprintf(stderr, "tillside: the hub refused the enrolment (HTTP %d): %s\n", r.status,
+                e ? e : "no reason given");
+        goto out;
+    }
+    struct enrolment e;
+    if (!o || check_answer(o, spki, &e, err, sizeof err) ||
+        write_enrolment(state_dir, key_pem, ca_file, &e, err, sizeof err)) {
+        fprintf(stderr, "tillside: enrolment failed: %s\n",
+                err[0] ? err
+                       : "the hub's answer is "
+                         "not JSON");
+        goto out;
+    }
+    char until[32];
+    ts_iso8601(e.info.not_after * 1000, until, sizeof until);
+    printf("enrolled as terminal %s of store %s (%s), certificate valid until %s\n"
+           "hub %s; files in %s (enrolled.conf overrides the configuration's identity)\n"
+           "start the agent: tillside run -c %s\n",
+           e.info.cn, e.info.ou, e.info.o[0] ? e.info.o : "-", until, e.hub_url, state_dir,
+           conf_path);
+    code = 0;
+out:
+    json_decref(o);
+    free(body);
+    ts_http_resp_free(&r);
+    ts_httpc_free(http);
+    ts_pki_free_secret(key_pem);
+    free(csr_pem);
+    return code;
+}
+
+/* ---- the trust thread ---------------------------------------------------- */
+
+struct ts_trust {
+    struct ts_agent *a;
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t cv;
+    bool stop;
+    bool have_own, have_hub;
+    int own_days, hub_days;
+    int64_t own_not_after; /* Unix seconds */
+    char own_error[256];   /* our certificate cannot be read */
+    char renew_error[256]; /* the last renewal attempt failed */
+};
+
+static bool sleep_or_stop(struct ts_trust *t, int64_t ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += (time_t)(ms / 1000);
+    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&t->mu);
+    while (!t->stop && pthread_cond_timedwait(&t->cv, &t->mu, &dl) == 0) {
+    }
+    bool stop = t->stop;
+    pthread_mutex_unlock(&t->mu);
+    return stop;
+}
+
+/*
+ * A renewal replaces key and certificate as key.new + cert.new, then
+ * renames the key, then the certificate. Crashed before the first rename:
+ * the old pair is intact, the leftovers go. Crashed between the two: the
+ * new key is in place, so the new certificate must follow it.
+ */
+static void finish_interrupted_renewal(const struct ts_agent_config *cfg)
+{
+    char kn[TS_AGENT_PATH_MAX + 8], cn[TS_AGENT_PATH_MAX + 8];
+    snprintf(kn, sizeof kn, "%s.new", cfg->hub_key);
+    snprintf(cn, sizeof cn, "%s.new", cfg->hub_cert);
+    if (access(kn, F_OK) == 0) {
+        unlink(kn);
+        unlink(cn);
+        TS_INFO(COMP, "discarded an unfinished certificate renewal (%s)", kn);
+    } else if (access(cn, F_OK) == 0) {
+        if (rename(cn, cfg->hub_cert) == 0)
+            TS_WARN(COMP, "finished an interrupted certificate renewal: %s", cfg->hub_cert);
+        else
+            TS_ERROR(COMP, "cannot finish an interrupted renewal: %s -> %s: %s", cn, cfg->hub_cert,
+                     strerror(errno));
+    }
+}
+
+static void check_own(struct ts_trust *t)
+{
+    struct ts_pki_cert_info i;
+    char err[256];
+    int rc = ts_pki_cert_info_file(t->a->cfg.hub_cert, &i, err, sizeof err);
+    pthread_mutex_lock(&t->mu);
+    t->have_own = rc == TS_OK;
+    if (rc == TS_OK) {
+        t->own_days = i.days_left;
+        t->own_not_after = i.not_after;
+        t->own_error[0] = '\0';
+    } else {
+        ts_strlcpy(t->own_error, err, sizeof t->own_error);
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* "https://host:port/..." → host and port. */
+static int url_host_port(const char *url, char *host, size_t hostsz, int *port)
+{
+    if (strncmp(url, "https://", 8) != 0)
+        return TS_ERR_INVAL;
+    const char *p = url + 8, *end = p + strcspn(p, "/?#"), *colon;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb)
+            return TS_ERR_INVAL;
+        p++;
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+        end = rb;
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+    }
+    const char *hend = colon && colon < end ? colon : end;
+    if (hend == p || (size_t)(hend - p) >= hostsz)
+        return TS_ERR_INVAL;
+    memcpy(host, p, (size_t)(hend - p));
+    host[hend - p] = '\0';
+    *port = colon ? atoi(colon + 1) : 443;
+    return *port > 0 && *port < 65536 ? TS_OK : TS_ERR_INVAL;
+}
+
+/* One handshake with the hub, for its certificate's days left. */
+static void probe_hub(struct ts_trust *t)
+{
+    const struct ts_agent_config *cfg = &t->a->cfg;
+    char host[256], err[512];
+    int port;
+    if (url_host_port(cfg->hub_url, host, sizeof host, &port) != TS_OK)
+        return; /* plain http: a proxy's certificate is not ours to watch */
+    struct ts_tls_opts o = {.ca_file = cfg->hub_ca,
+                            .cert_file = cfg->hub_cert,
+                            .key_file = cfg->hub_key,
+                            .pin_sha256 = cfg->hub_pin};
+    struct ts_tls_ctx *ctx = NULL;
+    struct ts_tls_conn *conn = NULL;
+    if (ts_tls_ctx_new(&o, &ctx, err, sizeof err) == TS_OK &&
+        ts_tls_connect(ctx, host, port, (int)cfg->timeout_ms, &conn, err, sizeof err) == TS_OK) {
+        const struct ts_peer_id *p = ts_tls_peer(conn);
+        pthread_mutex_lock(&t->mu);
+        t->have_hub = p != NULL;
+        t->hub_days = p ? p->days_left : 0;
+        pthread_mutex_unlock(&t->mu);
+    } else {
+        TS_DEBUG(COMP, "hub certificate check: %s", err);
+    }
+    ts_tls_close(conn);
+    ts_tls_ctx_free(ctx);
+}
+
+/* Writes the renewed pair as described at finish_interrupted_renewal. */
+static int install_pair(const struct ts_agent_config *cfg, const char *key_pem,
+                        const char *cert_pem, char *why, size_t whysz)
+{
+    char kn[TS_AGENT_PATH_MAX + 8], cn[TS_AGENT_PATH_MAX + 8];
+    snprintf(kn, sizeof kn, "%s.new", cfg->hub_key);
+    snprintf(cn, sizeof cn, "%s.new", cfg->hub_cert);
+    int rc = ts_write_file_atomic(cn, cert_pem, strlen(cert_pem), 0644);
+    if (rc == TS_OK)
+        rc = ts_write_file_atomic(kn, key_pem, strlen(key_pem), 0600);
+    if (rc) {
+        ts_errf(why, whysz, "cannot write the new certificate next to %s: %s", cfg->hub_cert,
+                ts_strerror(rc));
+        unlink(kn);
+        unlink(cn);
+        return rc;
+    }
+    if (rename(kn, cfg->hub_key) != 0) {
+        ts_errf(why, whysz, "cannot replace %s: %s", cfg->hub_key, strerror(errno));
+        unlink(kn);
+        unlink(cn);
+        return TS_ERR_IO;
+    }
+    if (rename(cn, cfg->hub_cert) != 0) {
+        /* the next start finishes it (finish_interrupted_renewal) */
+        ts_errf(why, whysz, "cannot replace %s: %s", cfg->hub_cert, strerror(errno));
+        return TS_ERR_IO;
+    }
+    return TS_OK;
+}
+
+/*
+ * POST /v1/renew with a request for a new key, over the link the current
+ * certificate still opens. The hub names the new certificate after the
+ * one we present; we check it is for our new key and the same terminal.
+ */
+static int renew(struct ts_trust *t, char *why, size_t whysz)
+{
+    const struct ts_agent_config *cfg = &t->a->cfg;
+    char *key_pem = NULL, *csr_pem = NULL, *body = NULL, err[512];
+    unsigned char spki[32];
+    struct ts_httpc *http = NULL;
+    struct ts_http_resp r = {0};
+    struct ts_pki_cert_info old, neu;
+    json_t *o = NULL;
+    int rc;
+    if ((rc = ts_pki_cert_info_file(cfg->hub_cert, &old, why, whysz)) ||
+        (rc = ts_pki_new_key_csr(old.cn, &key_pem, &csr_pem, spki, why, whysz)))
+        goto out;
+    if ((rc = ts_agent_hub_client(cfg, (int)cfg->timeout_ms, &http, err, sizeof err))) {
+        ts_errf(why, whysz, "%s", err);
+        goto out;
+    }
+    json_t *req = json_pack("{s:s}", "csr", csr_pem);
+    body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!body) {
+        rc = TS_ERR_NOMEM;
+        goto out;
+    }
+    if ((rc = ts_httpc_request(http, "POST", "/v1/renew", NULL, "application/json", body,
+                               strlen(body), (int)cfg->timeout_ms * 2, &r))) {
+        ts_errf(why, whysz, "%s", ts_httpc_error(http));
+        goto out;
+    }
+    o = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
+    const char *cert = json_string_value(json_object_get(o, "certificate"));
+    rc = TS_ERR_PROTO;
+    if (r.status != 200) {
+        const char *e = json_string_value(json_object_get(o, "error"));
+        ts_errf(why, whysz, "the hub answered HTTP %d: %s", r.status, e ? e : "no reason given");
+        goto out;
+    }
+    if (!cert || ts_pki_cert_info_pem(cert, strlen(cert), &neu, err, sizeof err) != TS_OK ||
+        memcmp(neu.spki_sha256, spki, 32) != 0 || strcmp(neu.cn, old.cn) != 0 ||
+        strcmp(neu.ou, old.ou) != 0) {
+        ts_errf(why, whysz, "the hub's certificate is not for this key and terminal");
+        goto out;
+    }
+    if ((rc = install_pair(cfg, key_pem, cert, why, whysz)))
+        goto out;
+    char until[32];
+    ts_iso8601(neu.not_after * 1000, until, sizeof until);
+    TS_INFO(COMP, "renewed the terminal certificate: serial %s -> %s, valid until %s (%d days)",
+            old.serial, neu.serial, until, neu.days_left);
+out:
+    json_decref(o);
+    free(body);
+    ts_http_resp_free(&r);
+    ts_httpc_free(http);
+    ts_pki_free_secret(key_pem);
+    free(csr_pem);
+    return rc;
+}
+
+/* Fills warnings (t->mu held); each text names the problem and the date. */
+static void warnings_locked(const struct ts_trust *t, json_t *arr)
+{
+    const struct ts_agent_config *cfg = &t->a->cfg;
+    char msg[512], until[32];
+    if (t->have_own && t->own_days <= WARN_DAYS) {
+        ts_iso8601(t->own_not_after * 1000, until, sizeof until);
+        int n = t->own_days < 0
+                    ? snprintf(msg, sizeof msg, "terminal certificate expired on %s", until)
+                    : snprintf(msg, sizeof msg, "terminal certificate expires in %d day%s (%s)",
+                               t->own_days, t->own_days == 1 ? "" : "s", until);
+        if (n > 0 && (size_t)n < sizeof msg && cfg->renew_days == 0)
+            snprintf(msg + n, sizeof msg - (size_t)n, "; automatic renewal is off");
+        json_array_append_new(arr, json_string(msg));
+    }
+    if (t->renew_error[0]) {
+        snprintf(msg, sizeof msg, "certificate renewal failed: %s", t->renew_error);
+        json_array_append_new(arr, json_string(msg));
+    }
+    if (!t->have_own && t->own_error[0]) {
+        snprintf(msg, sizeof msg, "cannot read the terminal certificate: %s", t->own_error);
+        json_array_append_new(arr, json_string(msg));
+    }
+    if (t->have_hub && t->hub_days <= WARN_DAYS) {
+        snprintf(msg, sizeof msg, "hub certificate %s %d day%s%s",
+                 t->hub_days < 0 ? "expired" : "expires in",
+                 t->hub_days < 0 ? -t->hub_days : t->hub_days,
+                 (t->hub_days == 1 || t->hub_days == -1) ? "" : "s", t->hub_days < 0 ? " ago" : "");
+        json_array_append_new(arr, json_string(msg));
+    }
+}
+
+static void *trust_main(void *arg)
+{
+    struct ts_trust *t = arg;
+    const struct ts_agent_config *cfg = &t->a->cfg;
+    int64_t next_renew = 0, next_probe = 0, last_warn = -WARN_EVERY_MS;
+    unsigned failures = 0;
+    char why[512];
+    for (;;) {
+        int64_t now = ts_now_mono_ms();
+        check_own(t);
+        pthread_mutex_lock(&t->mu);
+        bool due = t->have_own && cfg->renew_days > 0 && t->own_days < cfg->renew_days;
+        int days = t->own_days;
+        pthread_mutex_unlock(&t->mu);
+        if (due && now >= next_renew) {
+            TS_INFO(COMP, "terminal certificate has %d day%s left (renew_days = %ld): renewing",
+                    days, days == 1 ? "" : "s", cfg->renew_days);
+            why[0] = '\0';
+            int rc = renew(t, why, sizeof why);
+            pthread_mutex_lock(&t->mu);
+            ts_strlcpy(t->renew_error, rc ? why : "", sizeof t->renew_error);
+            pthread_mutex_unlock(&t->mu);
+            if (rc) {
+                failures++;
+                int64_t wait = RENEW_RETRY_MIN_MS;
+                for (unsigned i = 1; i < failures && wait < RENEW_RETRY_MAX_MS; i++)
+                    wait *= 2;
+                next_renew = now + (wait > RENEW_RETRY_MAX_MS ? RENEW_RETRY_MAX_MS : wait);
+                TS_WARN(COMP, "certificate renewal failed: %s (next try in %lld s)", why,
+                        (long long)((next_renew - now) / 1000));
+            } else {
+                failures = 0;
+                check_own(t);
+            }
+        }
+        if (now >= next_probe) {
+            probe_hub(t);
+            next_probe = now + CHECK_MS;
+        }
+        json_t *w = json_array();
+        pthread_mutex_lock(&t->mu);
+        warnings_locked(t, w);
+        pthread_mutex_unlock(&t->mu);
+        if (json_array_size(w) && now - last_warn >= WARN_EVERY_MS) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(w, i, x) TS_WARN(COMP, "%s", json_string_value(x));
+            last_warn = now;
+        }
+        json_decref(w);
+        int64_t wait = next_probe - now;
+        if (due && next_renew > now && next_renew - now < wait)
+            wait = next_renew - now;
+        if (wait > CHECK_MS)
+            wait = CHECK_MS;
+        if (sleep_or_stop(t, wait < 1000 ? 1000 : wait))
+            break;
+    }
+    return NULL;
+}
+
+int ts_trust_start(struct ts_agent *a, char *err, size_t errsz)
+{
+    struct ts_trust *t = calloc(1, sizeof *t);
+    if (!t)
+        return TS_ERR_NOMEM;
+    t->a = a;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    finish_interrupted_renewal(&a->cfg);
+    check_own(t); /* status has the days left from the first request on */
+    if (pthread_create(&t->thread, NULL, trust_main, t) != 0) {
+        ts_errf(err, errsz, "cannot start the certificate thread");
+        pthread_cond_destroy(&t->cv);
+        pthread_mutex_destroy(&t->mu);
+        free(t);
+        return TS_ERR_NOMEM;
+    }
+    a->trust = t;
+    return TS_OK;
+}
+
+void ts_trust_stop(struct ts_agent *a)
+{
+    struct ts_trust *t = a ? a->trust : NULL;
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->mu);
+    t->stop = true;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->thread, NULL);
+    a->trust = NULL;
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+void ts_trust_status_add(struct ts_agent *a, struct json_t *o)
+{
+    struct ts_trust *t = a ? a->trust : NULL;
+    if (!t || !o)
+        return;
+    json_t *w = json_array();
+    char until[32];
+    pthread_mutex_lock(&t->mu);
+    if (t->have_own)
+        ts_iso8601(t->own_not_after * 1000, until, sizeof until);
+    json_object_set_new(o, "cert_days_left", t->have_own ? json_integer(t->own_days) : json_null());
+    json_object_set_new(o, "cert_not_after", t->have_own ? json_string(until) : json_null());
+    json_object_set_new(o, "hub_cert_days_left",
+                        t->have_hub ? json_integer(t->hub_days) : json_null());
+    warnings_locked(t, w);
+    pthread_mutex_unlock(&t->mu);
+    json_object_set_new(o, "warnings", w);
+}
+
+bool ts_trust_days(struct ts_agent *a, int *own, bool *have_hub, int *hub)
+{
+    struct ts_trust *t = a ? a->trust : NULL;
+    if (!t)
+        return false;
+    pthread_mutex_lock(&t->mu);
+    bool have = t->have_own;
+    *own = t->own_days;
+    *have_hub = t->have_hub;
+    *hub = t->hub_days;
+    pthread_mutex_unlock(&t->mu);
+    return have;
+}

@@ -1,0 +1,315 @@
+/*
+ * Erasure (GDPR art. 17) and the tombstones it leaves.
+ *
+ * Erasing a customer deletes everything the hub holds about them and turns
+ * each of their feed rows into an erase item keyed by the card reference
+ * only ('erased:<cid>'), so every store that had the card deletes it at its
+ * next sync while the hub forgets the user id. Those tombstones must outlive
+ * any cursor an agent may still hold; they are pruned after tombstone_days,
+ * and pruning raises a horizon below which cursors are answered 410 Gone: an
+ * agent that old may have missed an erasure, so it starts over from an empty
+ * cache instead (see docs/PROTOCOL.md).
+ */
+#include "store_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DAY_MS (24LL * 3600 * 1000)
+#define JANITOR_PERIOD_MS (3600LL * 1000)
+
+/* Runs sql with ?1 = text a (NULL: none) or, when a is NULL, ?1 = the
+ * integer b; *changes (may be NULL) gets sqlite3_changes(). */
+static int run(struct ts_hub_store *s, const char *sql, const char *a, int64_t b, int *changes)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = TS_OK;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return ts_hub_db_err(s, sql);
+    if (a)
+        ts_hub_bind_text(st, 1, a);
+    else
+        sqlite3_bind_int64(st, 1, b);
+    int step = sqlite3_step(st);
+    if (step != SQLITE_DONE && step != SQLITE_ROW)
+        rc = ts_hub_db_err(s, sql);
+    else if (changes)
+        *changes = step == SQLITE_ROW ? sqlite3_column_int(st, 0) : sqlite3_changes(s->db);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The internal id (userId) of the customer to erase, into out. */
+static int find_customer(struct ts_hub_store *s, const char *user_id, const char *loyalty,
+                         char *out, size_t outsz)
+{
+    sqlite3_stmt *st = NULL;
+    char key[TS_IDENT_KEY_HEX], norm[TS_SEG_MAX_ID + 1];
+    const char *sql = "SELECT id FROM customers WHERE id = ?1";
+    const char *arg = user_id;
+    if (loyalty) {
+        if (ts_ident_normalize(loyalty, strlen(loyalty), norm, sizeof norm) != TS_OK ||
+            ts_ident_key(&s->key, TS_IDENT_LOYALTY, norm, key) != TS_OK)
+            return TS_ERR_NOTFOUND;
+        sql = "SELECT customer FROM identifiers WHERE key = ?1";
+        arg = key;
+    }
+    if (!arg || sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return arg ? ts_hub_db_err(s, "find customer") : TS_ERR_NOTFOUND;
+    ts_hub_bind_text(st, 1, arg);
+    int step = sqlite3_step(st), rc = TS_ERR_NOTFOUND;
+    if (step == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        rc = id && ts_strlcpy(out, id, outsz) < outsz ? TS_OK : TS_ERR_NOTFOUND;
+    } else if (step != SQLITE_DONE) {
+        rc = ts_hub_db_err(s, "find customer");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int erase_locked(struct ts_hub_store *s, const char *user_id, const char *loyalty,
+                        int64_t now_ms, struct ts_hub_erase_result *res)
+{
+    char id[TS_SEG_MAX_ID + 1], cid[33] = "";
+    sqlite3_stmt *st = NULL;
+    int rc = find_customer(s, user_id, loyalty, id, sizeof id);
+    if (rc)
+        return rc;
+    if (sqlite3_prepare_v2(s->db, "SELECT cid FROM customers WHERE id = ?1", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        ts_strlcpy(cid, (const char *)sqlite3_column_text(st, 0), sizeof cid);
+    sqlite3_finalize(st);
+    if (!cid[0])
+        return ts_hub_db_err(s, "erase: customer without cid");
+    int64_t seq;
+    if ((rc = ts_hub_next_seq(s, &seq)))
+        return rc;
+    /* Feed rows of the customer and of anonymous ids merged into them become
+     * tombstones that name only the cid; the rows keyed by ids go. */
+    static const char *const owned =
+        " (customer = ?1 OR customer IN (SELECT anonymous_id FROM anon_map WHERE customer = ?1))";
+    char sql[512];
+    int stores = 0;
+    snprintf(sql, sizeof sql, "SELECT count(DISTINCT store_id) FROM feed WHERE%s", owned);
+    if ((rc = run(s, sql, id, 0, &stores)))
+        return rc;
+    snprintf(sql, sizeof sql,
+             "INSERT OR REPLACE INTO feed(store_id, customer, seq, op, cid, at)"
+             " SELECT DISTINCT store_id, 'erased:' || cid, %lld, 'erase', cid, %lld FROM feed"
+             " WHERE%s",
+             (long long)seq, (long long)now_ms, owned);
+    if ((rc = run(s, sql, id, 0, NULL)))
+        return rc;
+    snprintf(sql, sizeof sql, "DELETE FROM feed WHERE%s", owned);
+    if ((rc = run(s, sql, id, 0, NULL)))
+        return rc;
+    static const char *const del[] = {
+        "DELETE FROM views WHERE customer = ?1",       "DELETE FROM cart WHERE customer = ?1",
+        "DELETE FROM wishlist WHERE customer = ?1",    "DELETE FROM orders WHERE customer = ?1",
+        "DELETE FROM identifiers WHERE customer = ?1", "DELETE FROM anon_map WHERE customer = ?1",
+        "DELETE FROM customers WHERE id = ?1",
+    };
+    for (size_t i = 0; rc == TS_OK && i < sizeof del / sizeof del[0]; i++)
+        rc = run(s, del[i], id, 0, NULL);
+    if (rc == TS_OK && res) {
+        memcpy(res->cid, cid, sizeof res->cid);
+        res->stores = (size_t)stores;
+    }
+    return rc;
+}
+
+int ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *loyalty,
+                       int64_t now_ms, struct ts_hub_erase_result *res)
+{
+    struct ts_hub_erase_result r = {0};
+    pthread_mutex_lock(&s->mu);
+    /* Overwrite what is deleted (this connection only; the running hub's
+     * batches are not slowed), then leave no copy in the WAL. */
+    sqlite3_exec(s->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL);
+    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK
+                 ? TS_OK
+                 : ts_hub_db_err(s, "begin");
+    if (rc == TS_OK) {
+        rc = erase_locked(s, user_id, loyalty, now_ms, &r);
+        if (rc == TS_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+            rc = ts_hub_db_err(s, "commit");
+        if (rc != TS_OK)
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    if (rc == TS_OK)
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_exec(s->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+    pthread_mutex_unlock(&s->mu);
+    if (rc == TS_OK) {
+        ts_hub_store_notify(s);
+        if (res)
+            *res = r;
+    }
+    return rc;
+}
+
+int ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t keep_ms, size_t *removed)
+{
+    int64_t cutoff = now_ms - keep_ms;
+    int n = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK
+                 ? TS_OK
+                 : ts_hub_db_err(s, "begin");
+    /* The horizon first, while the rows that set it are still there. */
+    if (rc == TS_OK)
+        rc = run(s,
+                 "UPDATE meta SET v = max(v, (SELECT coalesce(max(seq), 0) FROM feed"
+                 " WHERE op = 'erase' AND at < ?1)) WHERE k = 'horizon'",
+                 NULL, cutoff, NULL);
+    if (rc == TS_OK)
+        rc = run(s, "DELETE FROM feed WHERE op = 'erase' AND at < ?1", NULL, cutoff, &n);
+    if (rc == TS_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = ts_hub_db_err(s, "commit");
+    if (rc != TS_OK)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&s->mu);
+    if (rc == TS_OK && removed)
+        *removed = (size_t)n;
+    return rc;
+}
+
+/* ---- the janitor thread --------------------------------------------------*/
+
+struct ts_hub_janitor {
+    struct ts_hub_store *s;
+    int64_t keep_ms;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+};
+
+static void *janitor_run(void *arg)
+{
+    struct ts_hub_janitor *j = arg;
+    for (;;) {
+        size_t n = 0;
+        if (ts_hub_store_prune(j->s, ts_now_wall_ms(), j->keep_ms, &n) == TS_OK && n)
+            TS_INFO("hub", "pruned %zu erasure tombstone(s) older than %lld days; horizon now %llu",
+                    n, (long long)(j->keep_ms / DAY_MS),
+                    (unsigned long long)ts_hub_store_horizon(j->s));
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_sec += (time_t)(JANITOR_PERIOD_MS / 1000);
+        pthread_mutex_lock(&j->mu);
+        while (!j->stop && pthread_cond_timedwait(&j->cv, &j->mu, &dl) == 0) {
+        }
+        bool stop = j->stop;
+        pthread_mutex_unlock(&j->mu);
+        if (stop)
+            return NULL;
+    }
+}
+
+int ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days, struct ts_hub_janitor **out)
+{
+    struct ts_hub_janitor *j = calloc(1, sizeof *j);
+    if (!j)
+        return TS_ERR_NOMEM;
+    j->s = s;
+    j->keep_ms = (int64_t)tombstone_days * DAY_MS;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&j->thread, NULL, janitor_run, j) != 0) {
+        pthread_cond_destroy(&j->cv);
+        pthread_mutex_destroy(&j->mu);
+        free(j);
+        return TS_ERR_NOMEM;
+    }
+    *out = j;
+    return TS_OK;
+}
+
+void ts_hub_janitor_stop(struct ts_hub_janitor *j)
+{
+    if (!j)
+        return;
+    pthread_mutex_lock(&j->mu);
+    j->stop = true;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    pthread_join(j->thread, NULL);
+    pthread_cond_destroy(&j->cv);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+}
+
+/* ---- `tillside-hub erase` ------------------------------------------------*/
+
+static void erase_usage(FILE *f)
+{
+    fprintf(f, "usage: tillside-hub erase [-c FILE] CUSTOMER\n"
+               "       tillside-hub erase [-c FILE] --loyalty ID\n"
+               "Deletes the customer (CUSTOMER = the CDP userId) at the hub and tells every\n"
+               "store that holds their card to delete it at its next sync.\n");
+}
+
+int ts_hub_erase_main(int argc, char **argv, const char *conf)
+{
+    const char *user = NULL, *loyalty = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if ((strcmp(o, "-c") == 0 || strcmp(o, "--config") == 0) && i + 1 < argc) {
+            conf = argv[++i];
+        } else if (strcmp(o, "--loyalty") == 0 && i + 1 < argc) {
+            loyalty = argv[++i];
+        } else if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
+            erase_usage(stdout);
+            return 0;
+        } else if (o[0] == '-' || user) {
+            fprintf(stderr, "tillside-hub erase: unexpected argument '%s'\n", o);
+            erase_usage(stderr);
+            return 2;
+        } else {
+            user = o;
+        }
+    }
+    if (!user == !loyalty || (user && !*user) || (loyalty && !*loyalty)) {
+        erase_usage(stderr);
+        return 2;
+    }
+    struct ts_hub_config cfg;
+    struct ts_hub_store *store = NULL;
+    char err[1024];
+    if (ts_hub_config_load(conf, &cfg, err, sizeof err) != TS_OK) {
+        fprintf(stderr, "tillside-hub: %s\n", err);
+        return 1;
+    }
+    if (ts_hub_store_open(cfg.db, &cfg.key, 0, &store, err, sizeof err) != TS_OK) {
+        fprintf(stderr, "tillside-hub: %s\n", err);
+        return 1;
+    }
+    struct ts_hub_erase_result r;
+    int rc = ts_hub_store_erase(store, user, loyalty, ts_now_wall_ms(), &r);
+    ts_hub_store_close(store);
+    if (rc == TS_ERR_NOTFOUND) {
+        if (loyalty)
+            fprintf(stderr, "tillside-hub erase: no customer has that loyalty id\n");
+        else
+            fprintf(stderr, "tillside-hub erase: no customer '%s'\n", user);
+        return 1;
+    }
+    if (rc != TS_OK) {
+        fprintf(stderr, "tillside-hub erase: %s\n", ts_strerror(rc));
+        return 1;
+    }
+    printf("erased customer %s: %zu store(s) will delete the card at their next sync; the "
+           "erasure is kept %d days\n",
+           r.cid, r.stores, cfg.tombstone_days);
+    return 0;
+}

@@ -1,0 +1,83 @@
+/*
+ * What tls.c and tls_verify.c share: the context, a connection, and the
+ * verification helpers. Private to sync/tls*.c.
+ */
+#ifndef TS_TLS_INT_H
+#define TS_TLS_INT_H
+
+#include "tls.h"
+#include "tls_compat.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+
+/* Which file was loaded: a renewal replaces the file (rename), a rewrite
+ * in place changes its size or time. */
+struct file_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+
+/*
+ * One loaded certificate + key and the mbedTLS configuration that uses
+ * them. Reference-counted: the context holds one reference while it is
+ * current, every connection one while it lives, so a client context can
+ * swap in a renewed pair while an old connection still runs on the old one.
+ */
+struct tls_conf {
+    mbedtls_ssl_config conf;
+    mbedtls_x509_crt own;
+    mbedtls_pk_context key;
+    struct file_id cert_id, key_id;
+    int refs;
+};
+
+struct ts_tls_ctx {
+    bool server, no_client_auth, have_cert, has_pin;
+    unsigned char pin[32];
+    ts_tls_peer_check peer_check;
+    void *peer_check_ud;
+    char *cert_file, *key_file; /* copies, for reloads */
+    mbedtls_x509_crt ca;
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    pthread_mutex_t rng_mu; /* the DRBG is shared by every connection */
+    pthread_mutex_t mu;     /* guards cur and every tls_conf's refs */
+    struct tls_conf *cur;
+};
+
+struct ts_tls_conn {
+    int fd;
+    bool tls;
+    int sys_errno; /* last socket error seen by the BIO callbacks */
+    struct ts_tls_ctx *ctx;
+    struct tls_conf *tc; /* the configuration this connection runs on */
+    mbedtls_ssl_context ssl;
+    struct ts_peer_id peer;
+    bool pin_mismatch;     /* client: the verify callback refused the pin */
+    bool refused_by_check; /* server: peer_check said no */
+    char refused_why[160];
+    char refused_subject[256];
+};
+
+/* ---- tls_verify.c ---- */
+
+/* Words for failed verification flags ("certificate expired; host name
+ * mismatch (expected hub)"). */
+void ts_tls_describe_verify(uint32_t flags, const char *host, char *err, size_t errsz);
+/* Subject parts, serial and days left of a certificate. */
+void ts_tls_peer_from_crt(const mbedtls_x509_crt *crt, struct ts_peer_id *p);
+/* mbedtls_ssl_set_verify callback (p = the connection): the pin and the
+ * revocation hook, at the leaf. */
+int ts_tls_verify_cb(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
+/* The client's words for a server's fatal alert; TS_ERR_CERT or TS_ERR_TLS. */
+int ts_tls_describe_alert(int alert, char *err, size_t errsz);
+
+#endif

@@ -130,7 +130,7 @@ static char *live_lookup(struct ts_agent *a, char keys[][TS_IDENT_KEY_HEX], int 
         int64_t left = deadline - ts_now_mono_ms();
         if (left <= 0)
             break;
-        char path[128];
+        char path[192];
         snprintf(path, sizeof path, "/v1/lookup?key=%s", keys[k]);
         struct ts_http_resp r = {0};
         int rc = ts_httpc_request(a->live, "GET", path, "Accept-Encoding: gzip\r\n", NULL, NULL, 0,

@@ -265,17 +265,6 @@ def dataset(bins, workroot, customers, seed, stores="S001"):
                 f"[cdp]\nwrite_key = {WRITE_KEY}\n"
                 f"[tenant]\nname = acme\nkey = {TENANT_KEY}\nkey_version = 1\n")
     shutil.rmtree(os.path.dirname(db), ignore_errors=True)
-    # Until hub/store.c indexes feed(customer) and anon_map(customer), every
-    # card rebuild scans those tables and an import of 1M customers never
-    # ends; create the schema with an empty import and add the two indexes.
-    # They are only used by the write side; feed pages are read through
-    # feed_seq either way.
-    empty = os.path.join(d, "empty.jsonl")
-    open(empty, "w").close()
-    run([bins.hub, "import", "-c", conf, empty])
-    if shutil.which("sqlite3"):
-        run(["sqlite3", db, "CREATE INDEX IF NOT EXISTS feed_customer ON feed(customer);"
-             "CREATE INDEX IF NOT EXISTS anon_map_customer ON anon_map(customer);"])
     log(f"importing {events}")
     t0 = time.monotonic()
     p = subprocess.run([bins.hub, "import", "-c", conf, events], stdout=subprocess.PIPE,

@@ -29,6 +29,7 @@ static const char *const schema_sql =
     "  created INTEGER NOT NULL DEFAULT 0);"
     /* anonymousId → the userId an identify tied it to */
     "CREATE TABLE IF NOT EXISTS anon_map(anonymous_id TEXT PRIMARY KEY, customer TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS anon_map_customer ON anon_map(customer);"
     /* key under the current tenant key, prev_key under the second version */
     "CREATE TABLE IF NOT EXISTS identifiers("
     "  key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, customer TEXT NOT NULL,"
@@ -55,7 +56,9 @@ static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS feed(store_id TEXT NOT NULL, customer TEXT NOT NULL,"
     "  seq INTEGER NOT NULL, op TEXT NOT NULL, cid TEXT NOT NULL, at INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY(store_id, customer)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS feed_seq ON feed(store_id, seq);";
+    "CREATE INDEX IF NOT EXISTS feed_seq ON feed(store_id, seq);"
+    /* a card rebuild finds every store row of one customer */
+    "CREATE INDEX IF NOT EXISTS feed_customer ON feed(customer);";
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_SEQ_NEXT] = "UPDATE meta SET v = v + 1 WHERE k = 'seq' RETURNING v",

@@ -318,20 +318,7 @@ struct ts_trust {
 
 static bool sleep_or_stop(struct ts_trust *t, int64_t ms)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += (time_t)(ms / 1000);
-    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&t->mu);
-    while (!t->stop && pthread_cond_timedwait(&t->cv, &t->mu, &dl) == 0) {
-    }
-    bool stop = t->stop;
-    pthread_mutex_unlock(&t->mu);
-    return stop;
+    return ts_sleep_or_stop(&t->mu, &t->cv, &t->stop, ms);
 }
 
 /*

@@ -33,20 +33,7 @@ struct ts_syncer {
 /* Sleeps up to ms, returning early (true) when asked to stop. */
 static bool sleep_or_stop(struct ts_syncer *s, int64_t ms)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += (time_t)(ms / 1000);
-    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&s->mu);
-    while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, &dl) == 0) {
-    }
-    bool stop = s->stop;
-    pthread_mutex_unlock(&s->mu);
-    return stop;
+    return ts_sleep_or_stop(&s->mu, &s->cv, &s->stop, ms);
 }
 
 static bool stop_requested(struct ts_syncer *s)

@@ -5,7 +5,9 @@
 #ifndef TS_COMMON_H
 #define TS_COMMON_H
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,5 +99,17 @@ int ts_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
 int ts_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 /* mkdir -p with mode for created components. */
 int ts_mkdir_p(const char *path, unsigned mode);
+/* Creates the directory a file path lives in (mode 0750), so a fresh install
+ * starts without a manual mkdir; bare names and ":memory:" need nothing. */
+int ts_mkdir_for_file(const char *file);
+
+/* Base64 (RFC 4648, standard or URL-safe alphabet, padding optional) into
+ * out; TS_ERR_INVAL on a bad character, bad length or when out is too small. */
+int ts_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen);
+
+/* Waits on cv (with mu unlocked) up to ms or until *stop is set and cv
+ * signalled; returns *stop. For threads that sleep between rounds and must
+ * quit promptly when asked. */
+bool ts_sleep_or_stop(pthread_mutex_t *mu, pthread_cond_t *cv, const bool *stop, int64_t ms);
 
 #endif

@@ -429,3 +429,78 @@ int ts_mkdir_p(const char *path, unsigned mode)
         return errno_to_ts(errno);
     return TS_OK;
 }
+
+int ts_mkdir_for_file(const char *file)
+{
+    char dir[4096];
+    if (ts_strlcpy(dir, file, sizeof dir) >= sizeof dir)
+        return TS_ERR_INVAL;
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return TS_OK;
+    *slash = '\0';
+    return ts_mkdir_p(dir, 0750);
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+int ts_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen)
+{
+    size_t end = inlen, n = 0;
+    int pad = 0;
+    while (end > 0 && in[end - 1] == '=' && pad < 2) {
+        end--;
+        pad++;
+    }
+    if ((pad && (end + (size_t)pad) % 4 != 0) || end % 4 == 1)
+        return TS_ERR_INVAL;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < end; i++) {
+        int v = b64_value((unsigned char)in[i]);
+        if (v < 0)
+            return TS_ERR_INVAL;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n >= outsz)
+                return TS_ERR_INVAL;
+            out[n++] = (uint8_t)(acc >> bits);
+        }
+        acc &= (1u << bits) - 1u;
+    }
+    *outlen = n;
+    return TS_OK;
+}
+
+bool ts_sleep_or_stop(pthread_mutex_t *mu, pthread_cond_t *cv, const bool *stop, int64_t ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += (time_t)(ms / 1000);
+    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(mu);
+    while (!*stop && pthread_cond_timedwait(cv, mu, &dl) == 0) {
+    }
+    bool stopped = *stop;
+    pthread_mutex_unlock(mu);
+    return stopped;
+}

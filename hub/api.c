@@ -36,51 +36,6 @@ static void ok_json(struct ts_httpd_resp *resp, const char *text)
     ts_buf_puts(&resp->body, text);
 }
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-int ts_hub_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen)
-{
-    size_t end = inlen, n = 0;
-    int pad = 0;
-    while (end > 0 && in[end - 1] == '=' && pad < 2) {
-        end--;
-        pad++;
-    }
-    if ((pad && (end + (size_t)pad) % 4 != 0) || end % 4 == 1)
-        return TS_ERR_INVAL;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < end; i++) {
-        int v = b64val((unsigned char)in[i]);
-        if (v < 0)
-            return TS_ERR_INVAL;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n >= outsz)
-                return TS_ERR_INVAL;
-            out[n++] = (uint8_t)(acc >> bits);
-        }
-        acc &= (1u << bits) - 1u;
-    }
-    *outlen = n;
-    return TS_OK;
-}
-
 void ts_hub_cursor_format(uint32_t epoch, uint64_t seq, char out[TS_HUB_CURSOR_MAX])
 {
     snprintf(out, TS_HUB_CURSOR_MAX, "c1.%08x.%llx", (unsigned)epoch, (unsigned long long)seq);
@@ -142,7 +97,7 @@ static bool write_key_ok(const struct ts_hub_api *api, const struct ts_httpd_req
     size_t len = strlen(h);
     while (len && (h[len - 1] == ' ' || h[len - 1] == '\t'))
         len--;
-    if (len > 600 || ts_hub_base64_decode(h, len, dec, sizeof dec, &n) != TS_OK)
+    if (len > 600 || ts_base64_decode(h, len, dec, sizeof dec, &n) != TS_OK)
         return false;
     const char *colon = memchr(dec, ':', n);
     size_t user_len = colon ? (size_t)(colon - (const char *)dec) : n;

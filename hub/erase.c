@@ -199,15 +199,7 @@ static void *janitor_run(void *arg)
             TS_INFO("hub", "pruned %zu erasure tombstone(s) older than %lld days; horizon now %llu",
                     n, (long long)(j->keep_ms / DAY_MS),
                     (unsigned long long)ts_hub_store_horizon(j->s));
-        struct timespec dl;
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += (time_t)(JANITOR_PERIOD_MS / 1000);
-        pthread_mutex_lock(&j->mu);
-        while (!j->stop && pthread_cond_timedwait(&j->cv, &j->mu, &dl) == 0) {
-        }
-        bool stop = j->stop;
-        pthread_mutex_unlock(&j->mu);
-        if (stop)
+        if (ts_sleep_or_stop(&j->mu, &j->cv, &j->stop, JANITOR_PERIOD_MS))
             return NULL;
     }
 }

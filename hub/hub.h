@@ -304,8 +304,6 @@ void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd
 void ts_hub_cursor_format(uint32_t epoch, uint64_t seq, char out[TS_HUB_CURSOR_MAX]);
 int ts_hub_cursor_parse(const char *s, uint32_t *epoch, uint64_t *seq);
 
-/* Decodes standard base64 (padding optional); TS_ERR_INVAL on bad input. */
-int ts_hub_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen);
 
 /* ---- gen.c --------------------------------------------------------------- */
 

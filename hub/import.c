@@ -326,18 +326,6 @@ out:
     return rc;
 }
 
-/* The database's directory, so importing into a fresh install works. */
-static int ensure_db_dir(const char *db)
-{
-    char dir[TS_HUB_PATH_MAX];
-    ts_strlcpy(dir, db, sizeof dir);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return TS_OK;
-    *slash = '\0';
-    return ts_mkdir_p(dir, 0750);
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -409,7 +397,7 @@ int ts_hub_import_main(int argc, char **argv, const char *conf)
         fprintf(stderr, "import: %s: %s\n", path, strerror(errno));
         goto out;
     }
-    if (ensure_db_dir(cfg.db) != TS_OK) {
+    if (ts_mkdir_for_file(cfg.db) != TS_OK) {
         fprintf(stderr, "import: cannot create the directory of %s: %s\n", cfg.db, strerror(errno));
         goto out;
     }

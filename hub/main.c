@@ -54,19 +54,6 @@ static int64_t wall_ms(void)
     return ts_now_wall_ms();
 }
 
-/* Creates the database's directory so a fresh install starts without a
- * manual mkdir; ":memory:" and bare file names need nothing. */
-static int ensure_db_dir(const char *db)
-{
-    char dir[TS_HUB_PATH_MAX];
-    ts_strlcpy(dir, db, sizeof dir);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return TS_OK;
-    *slash = '\0';
-    return ts_mkdir_p(dir, 0750);
-}
-
 /* The host part of "host:port" for the "listening on" line. */
 static void listen_host(const char *listen, char *out, size_t outsz)
 {
@@ -88,7 +75,7 @@ static int cmd_run(const char *conf)
     if (load_config(conf, &cfg))
         return 1;
     ts_log_set_level(cfg.log_level);
-    if (ensure_db_dir(cfg.db) != TS_OK) {
+    if (ts_mkdir_for_file(cfg.db) != TS_OK) {
         TS_ERROR("hub", "cannot create the directory of %s: %s", cfg.db, strerror(errno));
         return 1;
     }

@@ -182,46 +182,16 @@ int ts_tls_describe_alert(int alert, char *err, size_t errsz)
 
 /* ---- pins --------------------------------------------------------------- */
 
-static int b64_value(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '+' || ch == '-')
-        return 62;
-    if (ch == '/' || ch == '_')
-        return 63;
-    return -1;
-}
-
 int ts_tls_pin_parse(const char *s, unsigned char out[32])
 {
     size_t n = s ? strlen(s) : 0, got = 0;
     if (n == 64)
         return ts_hex_decode(s, out, 32, &got) == TS_OK && got == 32 ? TS_OK : TS_ERR_INVAL;
     /* base64 of 32 bytes: 43 significant characters, then "=" or nothing */
-    if (n == 44 && s[43] == '=')
-        n = 43;
-    if (n != 43)
+    unsigned char buf[33];
+    if ((n != 43 && n != 44) || ts_base64_decode(s, n, buf, sizeof buf, &got) != TS_OK ||
+        got != 32)
         return TS_ERR_INVAL;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value((unsigned char)s[i]);
-        if (v < 0)
-            return TS_ERR_INVAL;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (got == 32)
-                return TS_ERR_INVAL;
-            out[got++] = (unsigned char)(acc >> bits);
-        }
-        acc &= (1u << bits) - 1u;
-    }
-    return got == 32 && acc == 0 ? TS_OK : TS_ERR_INVAL;
+    memcpy(out, buf, 32);
+    return TS_OK;
 }

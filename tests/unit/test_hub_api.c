@@ -445,17 +445,17 @@ static void test_cursor_and_base64(void **state)
 
     uint8_t out[64];
     size_t n;
-    assert_int_equal(ts_hub_base64_decode("Zm9vYmFy", 8, out, sizeof out, &n), TS_OK);
+    assert_int_equal(ts_base64_decode("Zm9vYmFy", 8, out, sizeof out, &n), TS_OK);
     assert_int_equal(n, 6);
     assert_memory_equal(out, "foobar", 6);
-    assert_int_equal(ts_hub_base64_decode("Zm9vYg==", 8, out, sizeof out, &n), TS_OK);
+    assert_int_equal(ts_base64_decode("Zm9vYg==", 8, out, sizeof out, &n), TS_OK);
     assert_int_equal(n, 4);
-    assert_int_equal(ts_hub_base64_decode("Zm9vYg", 6, out, sizeof out, &n), TS_OK);
+    assert_int_equal(ts_base64_decode("Zm9vYg", 6, out, sizeof out, &n), TS_OK);
     assert_int_equal(n, 4);
-    assert_int_equal(ts_hub_base64_decode("Zm9vY", 5, out, sizeof out, &n), TS_ERR_INVAL);
-    assert_int_equal(ts_hub_base64_decode("Zm9v=g==", 8, out, sizeof out, &n), TS_ERR_INVAL);
-    assert_int_equal(ts_hub_base64_decode("Zm9vYmFy", 8, out, 5, &n), TS_ERR_INVAL);
-    assert_int_equal(ts_hub_base64_decode("", 0, out, sizeof out, &n), TS_OK);
+    assert_int_equal(ts_base64_decode("Zm9vY", 5, out, sizeof out, &n), TS_ERR_INVAL);
+    assert_int_equal(ts_base64_decode("Zm9v=g==", 8, out, sizeof out, &n), TS_ERR_INVAL);
+    assert_int_equal(ts_base64_decode("Zm9vYmFy", 8, out, 5, &n), TS_ERR_INVAL);
+    assert_int_equal(ts_base64_decode("", 0, out, sizeof out, &n), TS_OK);
     assert_int_equal(n, 0);
 }
 

@@ -1,0 +1,245 @@
+/*
+ * Unit tests for the payment card guard (drivers/guard.c), symbology and
+ * GS1 element strings (drivers/symbology.c), the serial framer
+ * (drivers/serial.c) and the input registry (drivers/input.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conf.h"
+#include "guard.h"
+#include "input.h"
+#include "serial.h"
+#include "symbology.h"
+#include "ts.h"
+
+static enum ts_guard_verdict g(const char *aim, const char *s)
+{
+    return ts_guard_check(NULL, aim, s, strlen(s));
+}
+
+static void guard_drops_card_data(void **st)
+{
+    (void)st;
+    assert_int_equal(g(NULL, "%B4111111111111111^DOE/JOHN^2512101000000000000?"), TS_GUARD_TRACK);
+    assert_int_equal(g(NULL, ";4111111111111111=25121010000000000000?"), TS_GUARD_TRACK);
+    assert_int_equal(g(NULL, "4111111111111111=2512101"), TS_GUARD_TRACK);
+    assert_int_equal(g(NULL, "4111111111111111"), TS_GUARD_PAN);
+    assert_int_equal(g(NULL, "4111 1111 1111 1111"), TS_GUARD_PAN);
+    assert_int_equal(g("]Q1", "pay:378282246310005;"), TS_GUARD_PAN);
+    assert_int_equal(g(NULL, "4222222222222"), TS_GUARD_PAN); /* 13 digits, not an EAN-13 */
+}
+
+static void guard_passes_codes(void **st)
+{
+    (void)st;
+    assert_int_equal(g("]E0", "5901234123457"), TS_GUARD_PASS); /* EAN-13, passes Luhn too */
+    assert_true(ts_luhn_valid("5901234123457", 13));
+    assert_int_equal(g("]E0", "2100000000012"), TS_GUARD_PASS);
+    assert_int_equal(g(NULL, "4111111111111112"), TS_GUARD_PASS);        /* Luhn fails */
+    assert_int_equal(g("]C1", "8018106141410000000019"), TS_GUARD_PASS); /* GSRN */
+    assert_int_equal(g(NULL, "41111111111111111111"), TS_GUARD_PASS);    /* 20 digits */
+    assert_int_equal(g("]Q1", "https://shop.example/o/ORD-1001"), TS_GUARD_PASS);
+}
+
+static void guard_allowed_prefixes(void **st)
+{
+    (void)st;
+    struct ts_conf *c = NULL;
+    struct ts_guard gd;
+    char err[256];
+    assert_int_equal(
+        ts_conf_parse("t.conf", "[guard]\nallow_prefixes = 6036, 7777\n", &c, err, sizeof err),
+        TS_OK);
+    assert_int_equal(ts_guard_conf(c, &gd, err, sizeof err), TS_OK);
+    ts_conf_free(c);
+    /* 6036 + Luhn-valid: a private-label loyalty card allowed by config. */
+    char num[] = "6036000000000000";
+    for (char d = '0'; d <= '9'; d++) {
+        num[15] = d;
+        if (ts_luhn_valid(num, 16))
+            break;
+    }
+    assert_int_equal(ts_guard_check(NULL, NULL, num, 16), TS_GUARD_PAN);
+    assert_int_equal(ts_guard_check(&gd, NULL, num, 16), TS_GUARD_PASS);
+    assert_int_equal(
+        ts_conf_parse("t.conf", "[guard]\nallow_prefixes = 60x\n", &c, err, sizeof err), TS_OK);
+    assert_int_equal(ts_guard_conf(c, &gd, err, sizeof err), TS_ERR_CONFIG);
+    assert_non_null(strstr(err, "t.conf:2"));
+    ts_conf_free(c);
+}
+
+static void check_digits(void **st)
+{
+    (void)st;
+    assert_true(ts_gs1_is_ean13("4006381333931", 13));
+    assert_false(ts_gs1_is_ean13("4006381333932", 13));
+    assert_true(ts_gs1_is_ean8("96385074", 8));
+    assert_true(ts_gs1_is_upca("036000291452", 12));
+    assert_true(ts_gs1_check_ok("106141411234567897", 18)); /* SSCC */
+    assert_false(ts_gs1_check_ok("10614141123456789X", 18));
+}
+
+static void upos_types(void **st)
+{
+    (void)st;
+    assert_int_equal(ts_symbology_upos("]E0", "5901234123457", 13), TS_SDT_EAN13);
+    assert_int_equal(ts_symbology_upos("]E0", "0036000291452", 13), TS_SDT_UPCA);
+    assert_int_equal(ts_symbology_upos("]E4", "96385074", 8), TS_SDT_EAN8);
+    assert_int_equal(ts_symbology_upos("]C0", "ABC", 3), TS_SDT_CODE128);
+    assert_int_equal(ts_symbology_upos("]C1", "01", 2), TS_SDT_EAN128);
+    assert_int_equal(ts_symbology_upos("]Q1", "x", 1), TS_SDT_QRCODE);
+    assert_int_equal(ts_symbology_upos("]d2", "x", 1), TS_SDT_DATAMATRIX);
+    assert_int_equal(ts_symbology_upos(NULL, "x", 1), TS_SDT_UNKNOWN);
+    assert_string_equal(ts_symbology_name(TS_SDT_EAN13), "EAN-13");
+}
+
+static void gs1_strings(void **st)
+{
+    (void)st;
+    struct ts_gs1 p;
+    char err[128];
+    const char *s = "010950110153000317250101"
+                    "10ABC123\x1d"
+                    "21XYZ";
+    assert_int_equal(ts_gs1_parse(s, strlen(s), &p, err, sizeof err), TS_OK);
+    assert_int_equal(p.n, 4);
+    assert_string_equal(ts_gs1_get(&p, "01"), "09501101530003");
+    assert_string_equal(ts_gs1_get(&p, "17"), "250101");
+    assert_string_equal(ts_gs1_get(&p, "10"), "ABC123");
+    assert_string_equal(ts_gs1_get(&p, "21"), "XYZ");
+    s = "8018106141410000000019";
+    assert_int_equal(ts_gs1_parse(s, strlen(s), &p, err, sizeof err), TS_OK);
+    assert_string_equal(ts_gs1_get(&p, "8018"), "106141410000000019");
+    s = "(00)106141411234567897(10)L1";
+    assert_int_equal(ts_gs1_parse(s, strlen(s), &p, err, sizeof err), TS_OK);
+    assert_string_equal(ts_gs1_get(&p, "00"), "106141411234567897");
+    assert_string_equal(ts_gs1_get(&p, "10"), "L1");
+    /* Wrong check digit, cut short, unknown AI. */
+    s = "8018106141410000000018";
+    assert_int_equal(ts_gs1_parse(s, strlen(s), &p, err, sizeof err), TS_ERR_INVAL);
+    assert_non_null(strstr(err, "check digit"));
+    s = "0109501101530";
+    assert_int_equal(ts_gs1_parse(s, strlen(s), &p, err, sizeof err), TS_ERR_INVAL);
+    s = "05123";
+    assert_int_equal(ts_gs1_parse(s, strlen(s), &p, err, sizeof err), TS_ERR_INVAL);
+}
+
+struct codes {
+    int n;
+    char data[4][64];
+    char aim[4][4];
+};
+
+static void collect(void *ctx, const char *data, size_t len, const char *aim)
+{
+    struct codes *c = ctx;
+    if (c->n < 4) {
+        snprintf(c->data[c->n], sizeof c->data[0], "%.*s", (int)len, data);
+        snprintf(c->aim[c->n], sizeof c->aim[0], "%s", aim);
+        c->n++;
+    }
+}
+
+static void framer_suffix_and_timeout(void **st)
+{
+    (void)st;
+    struct ts_serial_framer f;
+    struct codes c = {0};
+    ts_serial_framer_init(&f, TS_SUFFIX_CRLF, 0, true);
+    const char *in = "]E0123\r\n456\r";
+    ts_serial_framer_feed(&f, (const uint8_t *)in, 8, 0, collect, &c);
+    ts_serial_framer_feed(&f, (const uint8_t *)in + 8, strlen(in) - 8, 1, collect, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.data[0], "123");
+    assert_string_equal(c.aim[0], "]E0");
+    assert_int_equal(f.len, 4); /* "456\r" waits for its LF */
+
+    /* Inter-character timeout: nothing before the deadline, the code after. */
+    memset(&c, 0, sizeof c);
+    ts_serial_framer_init(&f, TS_SUFFIX_NONE, 50, false);
+    ts_serial_framer_feed(&f, (const uint8_t *)"ABC", 3, 1000, collect, &c);
+    assert_int_equal(ts_serial_framer_deadline(&f), 1050);
+    ts_serial_framer_tick(&f, 1049, collect, &c);
+    assert_int_equal(c.n, 0);
+    ts_serial_framer_tick(&f, 1050, collect, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.data[0], "ABC");
+    assert_int_equal(ts_serial_framer_deadline(&f), INT64_MAX);
+
+    /* Too long: dropped whole, the next code is fine. */
+    memset(&c, 0, sizeof c);
+    ts_serial_framer_init(&f, TS_SUFFIX_CR, 0, false);
+    char big[TS_SCAN_MAX + 10];
+    memset(big, 'x', sizeof big);
+    ts_serial_framer_feed(&f, (const uint8_t *)big, sizeof big, 0, collect, &c);
+    ts_serial_framer_feed(&f, (const uint8_t *)"\rOK\r", 4, 0, collect, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.data[0], "OK");
+}
+
+static void registry_and_unknown_driver(void **st)
+{
+    (void)st;
+    assert_non_null(ts_driver_find("serial"));
+    assert_null(ts_driver_find("nope"));
+    struct ts_conf *c = NULL;
+    char err[512];
+    assert_int_equal(ts_conf_parse("a.conf", "[agent]\nx=1\n[input.front]\ndriver = seriel\n", &c,
+                                   err, sizeof err),
+                     TS_OK);
+    assert_int_equal(ts_inputs_check(c, err, sizeof err), TS_ERR_CONFIG);
+    assert_non_null(strstr(err, "a.conf:4"));
+    assert_non_null(strstr(err, "seriel"));
+    assert_non_null(strstr(err, "serial"));
+    ts_conf_free(c);
+}
+
+/* Emitted scans go through the guard: a PAN never reaches on_scan. */
+struct seen {
+    int scans, drops;
+};
+static void on_scan(void *ctx, const struct ts_scan *s)
+{
+    struct seen *x = ctx;
+    (void)s;
+    x->scans++;
+}
+static void on_drop(void *ctx, const char *input)
+{
+    struct seen *x = ctx;
+    (void)input;
+    x->drops++;
+}
+
+static void emit_runs_the_guard(void **st)
+{
+    (void)st;
+    struct seen x = {0};
+    struct ts_driver_host h = {.ctx = &x, .on_scan = on_scan, .on_guard_drop = on_drop};
+    assert_false(ts_driver_emit(&h, "front", "4111111111111111", 16, NULL));
+    assert_true(ts_driver_emit(&h, "front", "5901234123457", 13, "]E0"));
+    assert_int_equal(x.scans, 1);
+    assert_int_equal(x.drops, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(guard_drops_card_data),
+        cmocka_unit_test(guard_passes_codes),
+        cmocka_unit_test(guard_allowed_prefixes),
+        cmocka_unit_test(check_digits),
+        cmocka_unit_test(upos_types),
+        cmocka_unit_test(gs1_strings),
+        cmocka_unit_test(framer_suffix_and_timeout),
+        cmocka_unit_test(registry_and_unknown_driver),
+        cmocka_unit_test(emit_runs_the_guard),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

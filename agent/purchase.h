@@ -1,0 +1,87 @@
+/*
+ * In-store purchases on the agent (PRODUCT.md §4.5, PROTOCOL.md "POST
+ * /api/v1/purchases"): validation, the Segment "Order Completed" event,
+ * the durable commit into the outbox (sync/outbox.h) and, in uploader.c,
+ * the thread that uploads the outbox to the hub.
+ */
+#ifndef TS_AGENT_PURCHASE_H
+#define TS_AGENT_PURCHASE_H
+
+#include "agent.h"
+#include "outbox.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define TS_PURCHASE_MAX_EVENT (32 * 1024) /* Segment's per-event limit */
+#define TS_PURCHASE_MAX_PRODUCTS 500
+
+struct ts_uploader;
+
+/* The purchase state hung off struct ts_agent (a->purch). */
+struct ts_purch {
+    struct ts_outbox *ob;
+    pthread_mutex_t mu; /* guards kicked, stop (the uploader's wake-up) */
+    pthread_cond_t cv;
+    bool kicked, stop;
+    struct ts_uploader *up;
+    /* counters since start, for /metrics */
+    atomic_uint_fast64_t recorded, duplicates, refused_full, uploads, upload_failures, sent,
+        dead_lettered;
+    atomic_int_fast64_t last_upload_ok_ms; /* wall ms, 0 = never */
+};
+
+/* <state_dir>/outbox.db */
+void ts_purchase_outbox_path(const struct ts_agent_config *c, char *out, size_t outsz);
+/* Opens the outbox into a->purch (ts_agent_open calls it); _close frees it
+ * (NULL-safe, after the uploader stopped). */
+int ts_purchase_open(struct ts_agent *a, char *err, size_t errsz);
+void ts_purchase_close(struct ts_agent *a);
+
+/*
+ * Validates purchase (the local API body), makes its Segment event with a
+ * new messageId, commits it durably and only then returns TS_OK with the
+ * id. A receipt recorded before gives TS_OK, *duplicate and the first id.
+ * TS_ERR_INVAL: err lists the bad fields ("invalid fields: total,
+ * products[0].quantity"). TS_ERR_FULL: the disk is full, nothing recorded.
+ * After a new purchase, publishes `purchase` on the bus and clears the
+ * session when the purchase is its customer's.
+ */
+int ts_agent_purchase_submit(struct ts_agent *a, const char *source, json_t *purchase,
+                             char message_id[64], bool *duplicate, char *err, size_t errsz);
+/* The same with the bad fields as a JSON array (appended to fields). */
+int ts_purchase_submit_fields(struct ts_agent *a, const char *source, json_t *purchase,
+                              char message_id[64], bool *duplicate, json_t *fields, char *err,
+                              size_t errsz);
+
+/* POST /api/v1/purchases for api.c: the HTTP status, the JSON answer in out. */
+unsigned ts_purchase_http(struct ts_agent *a, const char *body, size_t len, ts_buf *out);
+/* outbox_depth, outbox_oldest_age_s, dead_letters for /api/v1/status. */
+void ts_purchase_status_add(struct ts_agent *a, json_t *status);
+/* The outbox metrics for /metrics (Prometheus text). */
+void ts_purchase_metrics(struct ts_agent *a, ts_buf *b);
+
+/* ---- uploader.c ------------------------------------------------------------*/
+
+/* Starts the upload thread (its own HTTP client). */
+int ts_uploader_start(struct ts_agent *a, char *err, size_t errsz);
+/* Stops and joins it; NULL-safe on a->purch. */
+void ts_uploader_stop(struct ts_agent *a);
+/* Wakes the upload thread: new rows are pending. */
+void ts_uploader_kick(struct ts_agent *a);
+
+/* Full jitter ("Exponential Backoff And Jitter", AWS Architecture Blog,
+ * 2015): uniform in [0, min(cap, base * 2^attempt)], never below
+ * retry_after_ms. r is a uniform random 32-bit number. */
+int64_t ts_uploader_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, int64_t retry_after_ms,
+                               uint32_t r);
+
+/* `tillside outbox list [--dead|--pending|--sent|--all]` and `tillside
+ * outbox retry [MESSAGE_ID|--all]`: exit codes. */
+int ts_cli_outbox(const struct ts_agent_config *cfg, int argc, const char *const *argv);
+/* main.c's entry: argv[0] is "outbox"; a -c FILE among the arguments wins
+ * over conf_path. Loads the configuration, then ts_cli_outbox. */
+int ts_outbox_main(int argc, char **argv, const char *conf_path);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * Receipt rules: POSIX extended regexes from a config section that turn the
+ * text of a printed receipt (escpos.h) into a purchase object in the shape of
+ * the local API's POST /api/v1/purchases body (docs/PROTOCOL.md), plus
+ * "barcode" (the receipt's printed barcode) so that scanning the receipt
+ * later finds the purchase. Syntax: docs/OPERATIONS.md "Receipt tap".
+ */
+#ifndef TS_ESCPOS_RULES_H
+#define TS_ESCPOS_RULES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "escpos.h"
+
+struct json_t;
+struct ts_receipt_rules;
+
+/* Compiles the rule keys of [section]. TS_ERR_CONFIG with err
+ * "file:line: [section] key: ..." on a bad regex or value, or when a
+ * required rule (receipt_re, total_re, item_re, currency or currency_re)
+ * is missing. */
+int ts_receipt_rules_load(const struct ts_conf *conf, const char *section,
+                          struct ts_receipt_rules **out, char *err, size_t errsz);
+void ts_receipt_rules_free(struct ts_receipt_rules *r); /* NULL ok */
+
+/*
+ * Applies the rules to one receipt. wall_ms becomes "at" (the time the
+ * receipt was cut, i.e. the time of sale). On success *out is a new object
+ * the caller owns (json_decref). TS_ERR_NOTFOUND when the receipt is not a
+ * sale (no receipt number, total or line item: an X report, a copy, a
+ * drawer slip) with err saying which; the caller logs it and moves on.
+ */
+int ts_receipt_rules_apply(const struct ts_receipt_rules *r, const struct ts_escpos_receipt *rc,
+                           int64_t wall_ms, struct json_t **out, char *err, size_t errsz);
+
+#endif

@@ -1,0 +1,192 @@
+/*
+ * Finding in-store purchases and online orders again (GET /v1/lookup?receipt=
+ * and ?order=, docs/PROTOCOL.md) and counting purchases and their forwarding
+ * state for `tillside-hub stats` and /metrics. Everything here reads through
+ * the store's read-side connection, so a receipt scanned at the till never
+ * waits behind a large batch being written.
+ */
+#include "purchases.h"
+#include "store_int.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The read side, as store.c takes it: its own connection when there is one. */
+static sqlite3 *rd_lock(struct ts_hub_store *s)
+{
+    pthread_mutex_lock(s->rdb ? &s->rmu : &s->mu);
+    return s->rdb ? s->rdb : s->db;
+}
+
+static void rd_unlock(struct ts_hub_store *s)
+{
+    pthread_mutex_unlock(s->rdb ? &s->rmu : &s->mu);
+}
+
+/* Appends ,"cid":..,"keys":..,"card":.. (with the rotation's second key
+ * version) for customer cust, if they still exist. */
+static int card_of(struct ts_hub_store *s, sqlite3 *db, const char *cust, ts_buf *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = TS_OK;
+    if (!cust)
+        return TS_OK;
+    if (sqlite3_prepare_v2(db, "SELECT cid, card, keys, prev_keys FROM customers WHERE id = ?1", -1,
+                           &st, NULL) != SQLITE_OK)
+        return ts_hub_db_err(s, "lookup card");
+    ts_hub_bind_text(st, 1, cust);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 1) &&
+        sqlite3_column_text(st, 2)) {
+        const char *prev = (const char *)sqlite3_column_text(st, 3);
+        rc = ts_buf_printf(out, ",\"cid\":\"%s\",\"keys\":%s", sqlite3_column_text(st, 0),
+                           sqlite3_column_text(st, 2));
+        if (rc == TS_OK && prev && s->prev.len)
+            rc = ts_buf_printf(out, ",\"prev_kv\":%d,\"prev_keys\":%s", s->prev.version, prev);
+        if (rc == TS_OK)
+            rc = ts_buf_printf(out, ",\"card\":%s", sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int put_json(ts_buf *out, const char *name, json_t *o)
+{
+    char *t = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    int rc = t ? ts_buf_printf(out, ",\"%s\":%s", name, t) : TS_ERR_NOMEM;
+    free(t);
+    json_decref(o);
+    return rc;
+}
+
+static json_t *when(int64_t ms)
+{
+    char at[40];
+    ts_iso8601(ms, at, sizeof at);
+    return json_string(at);
+}
+
+int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *out)
+{
+    char norm[TS_SEG_MAX_ID + 1];
+    sqlite3_stmt *st = NULL;
+    int rc = TS_ERR_NOTFOUND;
+    if (ts_ident_normalize(receipt, strlen(receipt), norm, sizeof norm) != TS_OK)
+        return TS_ERR_NOTFOUND;
+    sqlite3 *db = rd_lock(s);
+    /* Receipt numbers are unique per store; should two stores share one,
+     * the newest sale answers. */
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT p.receipt, p.store_id, p.terminal, p.total, p.currency, p.at,"
+            " p.event, coalesce(c.id, o.customer) FROM purchases p"
+            " LEFT JOIN customers c ON c.id = p.customer"
+            " LEFT JOIN orders o ON o.order_id = p.receipt AND o.store_id = p.store_id"
+            " WHERE p.receipt_norm = ?1 OR p.barcode_norm = ?1 ORDER BY p.at DESC LIMIT 1",
+            -1, &st, NULL) != SQLITE_OK) {
+        rc = ts_hub_db_err(s, "receipt lookup");
+        goto out;
+    }
+    ts_hub_bind_text(st, 1, norm);
+    int step = sqlite3_step(st);
+    if (step != SQLITE_ROW) {
+        rc = step == SQLITE_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(s, "receipt lookup");
+        goto out;
+    }
+    json_t *ev = json_loads((const char *)sqlite3_column_text(st, 6), 0, NULL);
+    json_t *products = json_object_get(json_object_get(ev, "properties"), "products");
+    json_t *pj =
+        json_pack("{s:s, s:s, s:f, s:s, s:o, s:s}", "receipt", sqlite3_column_text(st, 0), "store",
+                  sqlite3_column_text(st, 1), "total", sqlite3_column_double(st, 3), "currency",
+                  sqlite3_column_text(st, 4) ? (const char *)sqlite3_column_text(st, 4) : "", "at",
+                  when(sqlite3_column_int64(st, 5)), "status", "in store");
+    if (pj && sqlite3_column_text(st, 2))
+        json_object_set_new(pj, "terminal", json_string((const char *)sqlite3_column_text(st, 2)));
+    if (pj && json_is_array(products))
+        json_object_set(pj, "products", products);
+    json_decref(ev);
+    rc = ts_buf_printf(out, "{\"kv\":%d", s->key.version);
+    if (rc == TS_OK)
+        rc = card_of(s, db, (const char *)sqlite3_column_text(st, 7), out);
+    if (rc == TS_OK)
+        rc = put_json(out, "purchase", pj);
+    else
+        json_decref(pj);
+    if (rc == TS_OK)
+        rc = ts_buf_puts(out, "}");
+out:
+    sqlite3_finalize(st);
+    rd_unlock(s);
+    return rc;
+}
+
+int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    sqlite3 *db = rd_lock(s);
+    if (sqlite3_prepare_v2(db,
+                           "SELECT order_id, customer, total, currency, status, at, store_id"
+                           " FROM orders WHERE order_id = ?1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = ts_hub_db_err(s, "order lookup");
+        goto out;
+    }
+    ts_hub_bind_text(st, 1, order_id);
+    int step = sqlite3_step(st);
+    if (step != SQLITE_ROW) {
+        rc = step == SQLITE_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(s, "order lookup");
+        goto out;
+    }
+    json_t *o =
+        json_pack("{s:s, s:s, s:o}", "order_id", sqlite3_column_text(st, 0), "status",
+                  sqlite3_column_text(st, 4) ? (const char *)sqlite3_column_text(st, 4) : "placed",
+                  "at", when(sqlite3_column_int64(st, 5)));
+    if (o && sqlite3_column_type(st, 2) != SQLITE_NULL)
+        json_object_set_new(o, "total", json_real(sqlite3_column_double(st, 2)));
+    if (o && sqlite3_column_text(st, 3))
+        json_object_set_new(o, "currency", json_string((const char *)sqlite3_column_text(st, 3)));
+    if (o && sqlite3_column_text(st, 6))
+        json_object_set_new(o, "store", json_string((const char *)sqlite3_column_text(st, 6)));
+    rc = ts_buf_printf(out, "{\"kv\":%d", s->key.version);
+    if (rc == TS_OK)
+        rc = card_of(s, db, (const char *)sqlite3_column_text(st, 1), out);
+    if (rc == TS_OK)
+        rc = put_json(out, "order", o);
+    else
+        json_decref(o);
+    if (rc == TS_OK)
+        rc = ts_buf_puts(out, "}");
+out:
+    sqlite3_finalize(st);
+    rd_unlock(s);
+    return rc;
+}
+
+int ts_hub_purchases_stats(struct ts_hub_store *s, void *obj)
+{
+    json_t *o = obj, *p = json_object();
+    sqlite3_stmt *st = NULL;
+    static const char *const names[4] = {"stored", "forwarded", "pending", "dead"};
+    long long v[4] = {0};
+    if (!p)
+        return TS_ERR_NOMEM;
+    sqlite3 *db = rd_lock(s);
+    /* An older database (opened read-only by `stats`) has no tables: zeros. */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT (SELECT count(*) FROM purchases),"
+                           " (SELECT count(*) FROM upstream_outbox WHERE state = 'sent'),"
+                           " (SELECT count(*) FROM upstream_outbox WHERE state = 'pending'),"
+                           " (SELECT count(*) FROM upstream_outbox WHERE state = 'dead')",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        for (int i = 0; i < 4; i++)
+            v[i] = sqlite3_column_int64(st, i);
+    sqlite3_finalize(st);
+    rd_unlock(s);
+    for (int i = 0; i < 4; i++)
+        json_object_set_new(p, names[i], json_integer(v[i]));
+    json_object_set_new(o, "purchases", p);
+    return TS_OK;
+}

@@ -1,0 +1,130 @@
+/*
+ * In-store purchases at the hub (docs/PROTOCOL.md "POST /v1/purchases"):
+ * the batch parser, storing them exactly once by messageId with the profile
+ * update (purchases.c), receipt and order lookups (purchase_lookup.c), and
+ * forwarding them upstream to a Segment-compatible CDP through a durable
+ * outbox table (upstream.c).
+ */
+#ifndef TS_HUB_PURCHASES_H
+#define TS_HUB_PURCHASES_H
+
+#include "hub.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TS_HUB_PURCHASE_MAX_EVENT (32u * 1024u) /* Segment's per-event limit */
+#define TS_HUB_PURCHASE_MAX_PRODUCTS 500
+
+enum ts_hub_purchase_status {
+    TS_HUB_P_ACCEPTED = 0,
+    TS_HUB_P_DUPLICATE, /* messageId (or this store's receipt) stored before */
+    TS_HUB_P_REJECTED,  /* invalid event; error says why; nothing stored */
+};
+
+struct ts_hub_purchase {
+    const char *message_id; /* NULL when the event had none (then rejected) */
+    const char *store, *terminal, *receipt, *cid, *currency, *source; /* cid NULL = unknown */
+    const char *barcode; /* context.tillside.barcode: the printed receipt barcode, NULL = none */
+    double total;
+    int64_t at_ms; /* originalTimestamp, else receive time */
+    void *event;   /* json_t *: the event as forwarded upstream */
+    char *text;    /* event as compact JSON text, as stored; owned by the batch */
+    enum ts_hub_purchase_status status;
+    char error[160]; /* for TS_HUB_P_REJECTED */
+};
+
+struct ts_hub_pbatch {
+    struct ts_hub_purchase *p;
+    size_t n;
+    void *root; /* json_t * of the whole body */
+};
+
+/*
+ * Parses body[0..len) as {"batch": [event...]} of "Order Completed" track
+ * events from a terminal of store (its certificate's OU). TS_ERR_INVAL (err
+ * says why) only when the body is not such a batch at all; an invalid event
+ * is marked TS_HUB_P_REJECTED with its reason, and so is an event that names
+ * another store. now_ms stands in for a missing originalTimestamp.
+ */
+int ts_hub_purchases_parse(const char *body, size_t len, const char *store, int64_t now_ms,
+                           struct ts_hub_pbatch **out, char *err, size_t errsz);
+void ts_hub_pbatch_free(struct ts_hub_pbatch *b);
+
+struct ts_hub_purchase_counts {
+    size_t accepted, duplicates, rejected, customers; /* customers whose card changed */
+};
+
+/*
+ * Stores the batch's valid events in one durable transaction (synchronous
+ * FULL): each once by messageId (a second event for a receipt this store
+ * already recorded is a duplicate too), marking p[i].status. Accepted
+ * purchases of a known customer (context.tillside.cid) take the items out of
+ * the online cart, add the in-store order to the card and re-stamp the card
+ * in every feed that has it. With forward, each accepted purchase is queued
+ * for upstream.c in the same transaction. TS_ERR_FULL when the disk is full.
+ */
+int ts_hub_purchases_store(struct ts_hub_store *s, struct ts_hub_pbatch *b, bool forward,
+                           int64_t now_ms, struct ts_hub_purchase_counts *c);
+
+/* Creates the purchase and outbox tables (inside store.c's opening
+ * transaction, on the writer connection). */
+int ts_hub_purchases_schema(struct ts_hub_store *s);
+
+/*
+ * GET /v1/lookup?receipt= and ?order=: {"kv",...,"cid","keys","card",
+ * "purchase": {...}} (the lookup shape plus the purchase or order; without
+ * "cid"/"keys"/"card" when the purchase has no known customer), or
+ * TS_ERR_NOTFOUND.
+ */
+int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *out);
+int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *out);
+
+/* Purchase and forwarding counts: {"stored","forwarded","pending","dead"}
+ * into *o (a json_t * object); zeros for a database without the tables. */
+int ts_hub_purchases_stats(struct ts_hub_store *s, void *o);
+
+/* POST /v1/purchases and GET /metrics for api.c. */
+void ts_hub_purchases_handle(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                             struct ts_httpd_resp *resp);
+void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                           struct ts_httpd_resp *resp);
+
+/* ---- upstream.c ------------------------------------------------------------
+ * The forwarder: one thread sending due outbox rows as Segment batches to
+ * [upstream] url with Basic auth, exponential backoff with full jitter
+ * (capped) on failures, Retry-After honoured, and a 4xx other than 408/429
+ * moving the event to the dead letters with the reason (a batch refused as a
+ * whole is retried one event at a time, so only the bad event dies). */
+
+struct ts_hub_upstream;
+
+int ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_config *cfg,
+                        struct ts_hub_upstream **out, char *err, size_t errsz);
+/* Starts the thread (after _new). */
+int ts_hub_upstream_start(struct ts_hub_upstream *u);
+/* Stops and joins the thread, frees. NULL ok. */
+void ts_hub_upstream_free(struct ts_hub_upstream *u);
+/* New rows are due: send now instead of at the next wake-up. NULL ok. */
+void ts_hub_upstream_kick(struct ts_hub_upstream *u);
+/*
+ * One pass (what the thread runs): sends every row due at now_ms, in
+ * batches, and returns the time the next row falls due in *next_ms (INT64_MAX
+ * when none). For tests; not while the thread runs.
+ */
+int ts_hub_upstream_run_once(struct ts_hub_upstream *u, int64_t now_ms, int64_t *next_ms);
+
+struct ts_hub_upstream_metrics {
+    uint64_t requests, forwarded, failures, dead; /* since start */
+    int64_t last_success_ms;                      /* 0 = never */
+};
+void ts_hub_upstream_metrics(const struct ts_hub_upstream *u, struct ts_hub_upstream_metrics *m);
+
+/* Full jitter (AWS architecture blog, "Exponential Backoff and Jitter"):
+ * uniform in [0, min(cap, base * 2^attempt)], at least retry_after_ms. r is
+ * a uniform random 32-bit number. */
+int64_t ts_hub_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, int64_t retry_after_ms,
+                          uint32_t r);
+
+#endif

@@ -1,0 +1,477 @@
+/*
+ * Forwarding accepted purchases to the CDP: a thread that reads due rows of
+ * the upstream_outbox table (filled in the purchase's own transaction, so a
+ * crash between storing and forwarding loses nothing), sends them as Segment
+ * HTTP API batches to [upstream] url + "/v1/batch" with Basic auth, and
+ * marks them sent, retries them later, or dead-letters them.
+ *
+ * Retry rules are the agent's (PRODUCT.md 4.5): exponential backoff with
+ * full jitter and a cap, at least Retry-After, one request in flight, and a
+ * failure pauses all sending until the backoff ends, so an outage costs one
+ * request per backoff step, never a busy loop. A 4xx other than 408/429 is
+ * permanent: Segment refuses a batch as a whole, so the batch's events are
+ * then sent one by one ("solo") and only the event refused on its own goes
+ * to the dead letters, with the status and answer as reason.
+ */
+#include "purchases.h"
+#include "store_int.h"
+#include "../sync/httpc.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMP "upstream"
+#define BATCH_MAX_BYTES (475u * 1024u) /* Segment: 500 KB per request, with room */
+#define BATCH_MAX_EVENTS 500 /* fewer round trips to a distant CDP; bytes bound it first */
+#define BASE_BACKOFF_MS 1000
+#define REQUEST_TIMEOUT_MS 15000
+
+struct ts_hub_upstream {
+    struct ts_hub_store *s;
+    struct ts_httpc *http;
+    char auth[400]; /* "Authorization: Basic ...\r\n" */
+    int64_t cap_ms;
+    int64_t paused_until; /* wall ms: no request before (backoff after a failure) */
+    int fails;            /* consecutive failed requests */
+    pthread_t thread;
+    bool started, stop, kicked;
+    atomic_int cancel; /* cuts a request short at shutdown */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_ullong requests, forwarded, failures, dead;
+    _Atomic int64_t last_success_ms;
+};
+
+int64_t ts_hub_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, int64_t retry_after_ms,
+                          uint32_t r)
+{
+    int64_t ceil = base_ms;
+    for (int i = 0; i < attempt && ceil < cap_ms; i++)
+        ceil *= 2;
+    if (ceil > cap_ms)
+        ceil = cap_ms;
+    int64_t d = (int64_t)((double)ceil * ((double)r / 4294967295.0));
+    return d < retry_after_ms ? retry_after_ms : d;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void base64(const char *in, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)(unsigned char)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)in[i + 2];
+        out[o++] = b64[(v >> 18) & 63];
+        out[o++] = b64[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? b64[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+int ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_config *cfg,
+                        struct ts_hub_upstream **out, char *err, size_t errsz)
+{
+    *out = NULL;
+    struct ts_hub_upstream *u = calloc(1, sizeof *u);
+    if (!u) {
+        ts_errf(err, errsz, "out of memory");
+        return TS_ERR_NOMEM;
+    }
+    u->s = s;
+    u->cap_ms = (int64_t)cfg->upstream_max_backoff_s * 1000;
+    pthread_mutex_init(&u->mu, NULL);
+    pthread_cond_init(&u->cv, NULL);
+    /* Segment's Basic auth: the write key as user name, no password. */
+    char user[sizeof cfg->upstream_write_key + 2], enc[sizeof user * 4 / 3 + 8];
+    snprintf(user, sizeof user, "%s:", cfg->upstream_write_key);
+    base64(user, strlen(user), enc);
+    snprintf(u->auth, sizeof u->auth, "Authorization: Basic %s\r\n", enc);
+    struct ts_httpc_opts o = {
+        .base_url = cfg->upstream_url,
+        .ca_file = cfg->upstream_ca_file[0] ? cfg->upstream_ca_file : NULL,
+        .max_body = 64 * 1024, /* the CDP's answer is a small JSON */
+    };
+    int rc = ts_httpc_new(&o, &u->http, err, errsz);
+    if (rc != TS_OK) {
+        ts_hub_upstream_free(u);
+        return rc;
+    }
+    ts_httpc_set_cancel(u->http, &u->cancel);
+    *out = u;
+    return TS_OK;
+}
+
+/* One due row. */
+struct row {
+    char id[TS_SEG_MAX_ID + 1];
+    int attempts;
+    bool solo;
+};
+
+/* Due rows, oldest first, into rows (up to max); a solo row comes alone. */
+static int due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, size_t max, size_t *n,
+                    int64_t *next)
+{
+    struct ts_hub_store *s = u->s;
+    sqlite3_stmt *st = NULL;
+    int rc = TS_OK;
+    *n = 0;
+    *next = INT64_MAX;
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT message_id, attempts, solo, next_at FROM upstream_outbox"
+                           " WHERE state = 'pending' ORDER BY next_at, created, message_id"
+                           " LIMIT ?1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = ts_hub_db_err(s, "outbox read");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t at = sqlite3_column_int64(st, 3);
+        if (at > now) {
+            *next = at;
+            break;
+        }
+        bool solo = sqlite3_column_int(st, 2) != 0;
+        if (solo && *n > 0)
+            break;
+        struct row *r = &rows[(*n)++];
+        ts_strlcpy(r->id, (const char *)sqlite3_column_text(st, 0), sizeof r->id);
+        r->attempts = sqlite3_column_int(st, 1);
+        r->solo = solo;
+        if (solo)
+            break;
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = ts_hub_db_err(s, "outbox read");
+    else if (*n == max || (*n > 0 && step == SQLITE_ROW))
+        *next = now; /* more are due at once */
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* The request body for rows: their events, each with the customer's CDP
+ * userId when the hub knows the customer now, and sentAt. Rows whose event
+ * no longer fits are left for the next request (*used says how many went). */
+static int build_body(struct ts_hub_upstream *u, const struct row *rows, size_t n, int64_t now,
+                      ts_buf *body, size_t *used)
+{
+    struct ts_hub_store *s = u->s;
+    sqlite3_stmt *st = NULL;
+    char sent[40];
+    int rc = TS_OK;
+    *used = 0;
+    ts_iso8601(now, sent, sizeof sent);
+    ts_buf_reset(body);
+    ts_buf_puts(body, "{\"batch\":[");
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT p.event, c.id FROM purchases p LEFT JOIN customers c"
+                           " ON c.id = p.customer WHERE p.message_id = ?1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = ts_hub_db_err(s, "outbox event");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, rows[i].id, -1, SQLITE_STATIC);
+        json_t *e = NULL;
+        if (sqlite3_step(st) == SQLITE_ROW)
+            e = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+        if (!e) {
+            rc = TS_ERR_DB; /* the purchase row is gone: cannot happen short of corruption */
+            TS_ERROR(COMP, "purchase %s has no stored event", rows[i].id);
+            goto out;
+        }
+        if (sqlite3_column_text(st, 1))
+            json_object_set_new(e, "userId", json_string((const char *)sqlite3_column_text(st, 1)));
+        json_object_set_new(e, "sentAt", json_string(sent));
+        char *t = json_dumps(e, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        json_decref(e);
+        if (!t) {
+            rc = TS_ERR_NOMEM;
+            goto out;
+        }
+        size_t tl = strlen(t);
+        if (i > 0 && body->len + tl + 64 > BATCH_MAX_BYTES) {
+            free(t);
+            break;
+        }
+        rc = ts_buf_printf(body, "%s%s", i ? "," : "", t);
+        free(t);
+        if (rc != TS_OK)
+            goto out;
+        (*used)++;
+    }
+    rc = ts_buf_printf(body, "],\"sentAt\":\"%s\"}", sent);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+enum outcome { SENT, RETRY, SPLIT, DEAD };
+
+/* Marks rows[0..n) with the outcome in one transaction. */
+static int mark(struct ts_hub_upstream *u, const struct row *rows, size_t n, enum outcome oc,
+                int64_t now, int64_t next_at, const char *reason)
+{
+    static const char *const sql[] = {
+        [SENT] = "UPDATE upstream_outbox SET state = 'sent', done_at = ?2, reason = NULL,"
+                 " attempts = attempts + 1 WHERE message_id = ?1",
+        [RETRY] = "UPDATE upstream_outbox SET attempts = attempts + 1, next_at = ?3,"
+                  " reason = ?4 WHERE message_id = ?1",
+        [SPLIT] = "UPDATE upstream_outbox SET solo = 1, reason = ?4 WHERE message_id = ?1",
+        [DEAD] = "UPDATE upstream_outbox SET state = 'dead', done_at = ?2, reason = ?4,"
+                 " attempts = attempts + 1 WHERE message_id = ?1",
+    };
+    struct ts_hub_store *s = u->s;
+    sqlite3_stmt *st = NULL;
+    int rc = TS_OK;
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, sql[oc], -1, &st, NULL) != SQLITE_OK) {
+        rc = ts_hub_db_err(s, "outbox mark");
+        goto out;
+    }
+    for (size_t i = 0; rc == TS_OK && i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, rows[i].id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int64(st, 3, next_at);
+        ts_hub_bind_text(st, 4, reason);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = ts_hub_db_err(s, "outbox mark");
+    }
+    if (rc == TS_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = ts_hub_db_err(s, "outbox mark");
+out:
+    if (rc != TS_OK)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* "HTTP 400: <answer>" with the answer cut short and kept printable. */
+static void reason_of(const struct ts_http_resp *r, char *out, size_t outsz)
+{
+    int n = snprintf(out, outsz, "HTTP %d: ", r->status);
+    size_t o = n > 0 ? (size_t)n : 0;
+    for (size_t i = 0; r->body.data && i < r->body.len && o + 1 < outsz && i < 200; i++) {
+        char c = r->body.data[i];
+        out[o++] = (c >= 0x20 && c < 0x7f) ? c : ' ';
+    }
+    out[o < outsz ? o : outsz - 1] = '\0';
+}
+
+/* Sends one request for the due rows; *next_ms = when to look again. */
+static int send_some(struct ts_hub_upstream *u, int64_t now, int64_t *next_ms)
+{
+    size_t n, used;
+    ts_buf body = {0};
+    struct row *rows = malloc(BATCH_MAX_EVENTS * sizeof *rows);
+    if (!rows)
+        return TS_ERR_NOMEM;
+    int rc = due_rows(u, now, rows, BATCH_MAX_EVENTS, &n, next_ms);
+    if (rc == TS_OK && n > 0)
+        rc = build_body(u, rows, n, now, &body, &used);
+    if (rc != TS_OK || n == 0) {
+        ts_buf_free(&body);
+        free(rows);
+        return rc;
+    }
+    if (used < n)
+        *next_ms = now;
+    n = used;
+    struct ts_http_resp resp = {0};
+    atomic_fetch_add(&u->requests, 1);
+    rc = ts_httpc_request(u->http, "POST", "/v1/batch", u->auth, "application/json", body.data,
+                          body.len, REQUEST_TIMEOUT_MS, &resp);
+    ts_buf_free(&body);
+    char reason[300];
+    enum outcome oc;
+    int64_t retry_after = -1;
+    if (rc != TS_OK) {
+        snprintf(reason, sizeof reason, "%s", ts_httpc_error(u->http));
+        ts_httpc_disconnect(u->http);
+        oc = RETRY;
+    } else {
+        reason_of(&resp, reason, sizeof reason);
+        retry_after = resp.retry_after_s >= 0 ? (int64_t)resp.retry_after_s * 1000 : -1;
+        if (resp.status >= 200 && resp.status < 300)
+            oc = SENT;
+        else if (resp.status == 408 || resp.status == 429 || resp.status >= 500 ||
+                 resp.status < 200)
+            oc = RETRY;
+        else
+            oc = n > 1 ? SPLIT : DEAD;
+    }
+    ts_http_resp_free(&resp);
+    int64_t next_at = now;
+    if (oc == RETRY) {
+        uint32_t r = 0;
+        ts_random(&r, sizeof r);
+        /* The pause grows with consecutive failures of the link, not with
+         * one row's attempts: a new purchase during an outage waits too. */
+        int64_t d = ts_hub_backoff_ms(u->fails, BASE_BACKOFF_MS, u->cap_ms, retry_after, r);
+        if (d < 100)
+            d = 100; /* never a tight loop, whatever the jitter drew */
+        u->fails++;
+        next_at = now + d;
+        u->paused_until = next_at;
+        atomic_fetch_add(&u->failures, 1);
+        TS_WARN(COMP, "%zu purchase(s) not forwarded (%s); next try in %lld ms", n, reason,
+                (long long)d);
+        *next_ms = next_at;
+    } else {
+        u->fails = 0;
+        u->paused_until = 0;
+        if (oc == SENT) {
+            atomic_fetch_add(&u->forwarded, n);
+            atomic_store(&u->last_success_ms, now);
+            TS_INFO(COMP, "forwarded %zu purchase(s)", n);
+        } else if (oc == SPLIT) {
+            TS_WARN(COMP, "batch of %zu refused (%s): sending them one by one", n, reason);
+        } else {
+            atomic_fetch_add(&u->dead, n);
+            TS_ERROR(COMP, "purchase %s refused for good, dead-lettered: %s", rows[0].id, reason);
+        }
+        *next_ms = now; /* look again at once: more may be due */
+    }
+    rc = mark(u, rows, n, oc, now, next_at, oc == SENT ? NULL : reason);
+    free(rows);
+    return rc;
+}
+
+int ts_hub_upstream_run_once(struct ts_hub_upstream *u, int64_t now_ms, int64_t *next_ms)
+{
+    *next_ms = INT64_MAX;
+    if (u->paused_until > now_ms) {
+        *next_ms = u->paused_until;
+        return TS_OK;
+    }
+    for (;;) {
+        int64_t next;
+        int rc = send_some(u, now_ms, &next);
+        if (rc != TS_OK || next > now_ms) {
+            *next_ms = rc != TS_OK ? now_ms + BASE_BACKOFF_MS : next;
+            return rc;
+        }
+        if (u->paused_until > now_ms) {
+            *next_ms = u->paused_until;
+            return TS_OK;
+        }
+        now_ms = ts_now_wall_ms() > now_ms ? ts_now_wall_ms() : now_ms;
+        pthread_mutex_lock(&u->mu);
+        bool stop = u->stop;
+        pthread_mutex_unlock(&u->mu);
+        if (stop)
+            return TS_OK;
+    }
+}
+
+static void *run(void *arg)
+{
+    struct ts_hub_upstream *u = arg;
+    for (;;) {
+        int64_t now = ts_now_wall_ms(), next;
+        ts_hub_upstream_run_once(u, now, &next);
+        pthread_mutex_lock(&u->mu);
+        /* Kicks while paused wait for the pause to end. */
+        if (u->kicked && u->paused_until <= ts_now_wall_ms())
+            next = now;
+        u->kicked = false;
+        int64_t wait = next == INT64_MAX ? 60000 : next - ts_now_wall_ms();
+        if (!u->stop && wait > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            wait = wait > 60000 ? 60000 : wait;
+            ts.tv_sec += (time_t)(wait / 1000);
+            ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            while (!u->stop && !u->kicked && pthread_cond_timedwait(&u->cv, &u->mu, &ts) == 0) {
+            }
+        }
+        bool stop = u->stop;
+        pthread_mutex_unlock(&u->mu);
+        if (stop)
+            return NULL;
+    }
+}
+
+int ts_hub_upstream_start(struct ts_hub_upstream *u)
+{
+    /* A restart is often the fix for what made the CDP refuse (a key, a
+     * URL): what waits for a backoff from before goes now. */
+    struct ts_hub_store *s = u->s;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE upstream_outbox SET next_at = ?1 WHERE state = 'pending'"
+                           " AND next_at > ?1",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 1, ts_now_wall_ms()) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+        ts_hub_db_err(s, "outbox reset"); /* logged; the rows still go when due */
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    if (pthread_create(&u->thread, NULL, run, u) != 0)
+        return TS_ERR_NOMEM;
+    u->started = true;
+    return TS_OK;
+}
+
+void ts_hub_upstream_kick(struct ts_hub_upstream *u)
+{
+    if (!u)
+        return;
+    pthread_mutex_lock(&u->mu);
+    u->kicked = true;
+    pthread_cond_signal(&u->cv);
+    pthread_mutex_unlock(&u->mu);
+}
+
+void ts_hub_upstream_free(struct ts_hub_upstream *u)
+{
+    if (!u)
+        return;
+    if (u->started) {
+        pthread_mutex_lock(&u->mu);
+        u->stop = true;
+        atomic_store(&u->cancel, 1);
+        pthread_cond_signal(&u->cv);
+        pthread_mutex_unlock(&u->mu);
+        pthread_join(u->thread, NULL);
+    }
+    ts_httpc_free(u->http);
+    pthread_cond_destroy(&u->cv);
+    pthread_mutex_destroy(&u->mu);
+    free(u);
+}
+
+void ts_hub_upstream_metrics(const struct ts_hub_upstream *u, struct ts_hub_upstream_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    if (!u)
+        return;
+    m->requests = atomic_load(&u->requests);
+    m->forwarded = atomic_load(&u->forwarded);
+    m->failures = atomic_load(&u->failures);
+    m->dead = atomic_load(&u->dead);
+    m->last_success_ms = atomic_load(&u->last_success_ms);
+}

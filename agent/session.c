@@ -1,0 +1,202 @@
+/*
+ * Around the current session: what the associate page needs beyond "show
+ * the card".
+ *
+ * - The idle clear: a card left on screen after the customer walked away is
+ *   the creepy part of a customer card, so after [page] idle_clear_s without
+ *   a new scan the session goes and `clear` tells every page and watch.
+ * - The last few sessions, for the "previous card" key: an associate who
+ *   cleared too early, or scanned a product by mistake, gets the customer
+ *   back. Kept in memory only, for TS_AGENT_RECENT_MAX_MS at most.
+ * - The page key: Esc on the page clears the card, and POST
+ *   /api/v1/session/clear needs a credential. The page is served with a key
+ *   derived from the API token that is good for that one endpoint only, so
+ *   whoever can load the page (any local process can; a web page elsewhere
+ *   cannot read it: no CORS and the Host guard) can at worst blank the
+ *   screen, never scan or record a purchase.
+ */
+#include "agent.h"
+
+#include <jansson.h>
+#include <mbedtls/md.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Long enough to undo a mistaken clear, short enough that a card does not
+ * come back for the next customer in the queue. */
+#define TS_AGENT_RECENT_MAX_MS (10LL * 60 * 1000)
+
+/* Drops sessions older than TS_AGENT_RECENT_MAX_MS (a->mu held). */
+static void prune_locked(struct ts_agent *a, int64_t now)
+{
+    for (size_t i = 0; i < TS_AGENT_RECENT; i++) {
+        if (a->recent[i] && now - a->recent_mono_ms[i] > TS_AGENT_RECENT_MAX_MS) {
+            free(a->recent[i]);
+            a->recent[i] = NULL;
+        }
+    }
+}
+
+void ts_agent_remember_locked(struct ts_agent *a, const char *sess)
+{
+    char *copy = strdup(sess);
+    if (!copy)
+        return; /* history is a convenience: losing an entry is harmless */
+    free(a->recent[TS_AGENT_RECENT - 1]);
+    memmove(&a->recent[1], &a->recent[0], (TS_AGENT_RECENT - 1) * sizeof a->recent[0]);
+    memmove(&a->recent_mono_ms[1], &a->recent_mono_ms[0],
+            (TS_AGENT_RECENT - 1) * sizeof a->recent_mono_ms[0]);
+    a->recent[0] = copy;
+    a->recent_mono_ms[0] = ts_now_mono_ms();
+}
+
+char *ts_agent_previous(struct ts_agent *a, int n)
+{
+    char *out = NULL;
+    if (n < 1)
+        return NULL;
+    pthread_mutex_lock(&a->mu);
+    prune_locked(a, ts_now_mono_ms());
+    /* recent[0] is the session on screen, if there is one. */
+    size_t idx = (size_t)n - 1 + (a->session_json ? 1 : 0);
+    if (idx < TS_AGENT_RECENT && a->recent[idx])
+        out = strdup(a->recent[idx]);
+    pthread_mutex_unlock(&a->mu);
+    return out;
+}
+
+void ts_agent_clear_reason(struct ts_agent *a, const char *reason)
+{
+    json_t *o = json_pack("{s:s}", "reason", reason);
+    char *data = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    pthread_mutex_lock(&a->mu);
+    free(a->session_json);
+    a->session_json = NULL;
+    pthread_mutex_unlock(&a->mu);
+    ts_bus_publish(a->bus, "clear", data ? data : "{}");
+    free(data);
+}
+
+int ts_agent_page_key_init(struct ts_agent *a)
+{
+    static const char label[] = "tillside page key v1";
+    uint8_t mac[32];
+    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+    /* HMAC(token, label): unguessable without the token, the same after a
+     * restart so an open page keeps working, and useless for anything but
+     * the clear endpoint. */
+    if (!md || mbedtls_md_hmac(md, (const unsigned char *)a->token, strlen(a->token),
+                               (const unsigned char *)label, sizeof label - 1, mac) != 0)
+        return TS_ERR_INVAL;
+    ts_hex_encode(mac, sizeof mac, a->page_key);
+    return TS_OK;
+}
+
+/* Placeholders in agent/page/index.html, filled when the page is served. */
+#define FILL_KEY "@@PAGE_KEY@@"
+#define FILL_IDLE "@@IDLE_CLEAR_S@@"
+
+char *ts_agent_page_render(const struct ts_agent *a, size_t *len)
+{
+    char idle[24];
+    snprintf(idle, sizeof idle, "%ld", a->cfg.idle_clear_s);
+    ts_buf b = {0};
+    const char *p = ts_page_index_html, *end = ts_page_index_html + ts_page_index_html_len;
+    int rc = TS_OK;
+    while (rc == TS_OK && p < end) {
+        const char *k = strstr(p, FILL_KEY), *i = strstr(p, FILL_IDLE);
+        const char *next = k && (!i || k < i) ? k : i;
+        if (!next) {
+            rc = ts_buf_append(&b, p, (size_t)(end - p));
+            break;
+        }
+        rc = ts_buf_append(&b, p, (size_t)(next - p));
+        if (rc == TS_OK)
+            rc = ts_buf_puts(&b, next == k ? a->page_key : idle);
+        p = next + strlen(next == k ? FILL_KEY : FILL_IDLE);
+    }
+    if (rc != TS_OK || !b.data) {
+        ts_buf_free(&b);
+        return NULL;
+    }
+    *len = b.len;
+    return ts_buf_steal(&b);
+}
+
+/* ---- the idle clear ------------------------------------------------------*/
+
+struct ts_idle {
+    struct ts_agent *a;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+};
+
+#define IDLE_TICK_MS 250 /* how late a clear may come, at most */
+
+static void *idle_main(void *arg)
+{
+    struct ts_idle *t = arg;
+    struct ts_agent *a = t->a;
+    const int64_t limit = a->cfg.idle_clear_s * 1000;
+    while (!ts_sleep_or_stop(&t->mu, &t->cv, &t->stop, IDLE_TICK_MS)) {
+        pthread_mutex_lock(&a->mu);
+        /* Decided and done under one lock, so a scan landing right now is
+         * never the one cleared. */
+        bool due = a->session_json && ts_now_mono_ms() - a->session_mono_ms >= limit;
+        if (due) {
+            free(a->session_json);
+            a->session_json = NULL;
+        }
+        prune_locked(a, ts_now_mono_ms());
+        pthread_mutex_unlock(&a->mu);
+        if (due) {
+            TS_INFO("page", "card cleared after %ld s without a scan", a->cfg.idle_clear_s);
+            ts_bus_publish(a->bus, "clear", "{\"reason\":\"idle\"}");
+        }
+    }
+    return NULL;
+}
+
+int ts_idle_start(struct ts_agent *a, struct ts_idle **out)
+{
+    *out = NULL;
+    if (a->cfg.idle_clear_s <= 0)
+        return TS_OK; /* "0 = never": no thread at all */
+    struct ts_idle *t = calloc(1, sizeof *t);
+    if (!t)
+        return TS_ERR_NOMEM;
+    t->a = a;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_condattr_t ca; /* ts_sleep_or_stop counts on the monotonic clock */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&t->thread, NULL, idle_main, t) != 0) {
+        pthread_cond_destroy(&t->cv);
+        pthread_mutex_destroy(&t->mu);
+        free(t);
+        return TS_ERR_NOMEM;
+    }
+    *out = t;
+    return TS_OK;
+}
+
+void ts_idle_stop(struct ts_idle *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->mu);
+    t->stop = true;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->thread, NULL);
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}

@@ -1,0 +1,186 @@
+/*
+ * Two things on the card that come from more than one customer event:
+ *
+ * - The suggested product. A CDP trait `suggested_product` wins (the
+ *   marketing team knows best); otherwise "customers who looked at what
+ *   this customer looks at most also looked at / bought ...": the recent
+ *   viewers of the customer's top interest, each counted once per product,
+ *   a purchase worth three views, leaving out everything this customer
+ *   already viewed, bought, carts or wishes for (the associate should
+ *   bring up something new). Only customers with personalization consent
+ *   lend their behaviour, and only customers with consent get a suggestion.
+ *   It is computed when the customer's card is rebuilt, i.e. whenever their
+ *   own events change it.
+ * - The order status: Segment's E-commerce spec has Order Completed,
+ *   Order Updated, Order Cancelled and Order Refunded; shops add Order
+ *   Shipped and friends, or send a `status` property. They are mapped onto
+ *   a few statuses the page translates (placed, processing, shipped,
+ *   ready_for_pickup, delivered, picked_up, cancelled, refunded, returned);
+ *   the newest event wins, whatever order events arrive in.
+ */
+#include "store_int.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How many recent viewers of the top interest are asked: enough for a
+ * stable answer, few enough that the query stays around a millisecond
+ * however popular the product is (measured: ~1 ms at 30 peers on a
+ * 20,000-customer store; bulk imports skip it, see ts_hub_store_set_bulk). */
+#define SUGGEST_PEERS 30
+
+static const struct {
+    const char *event, *status;
+} by_event[] = {
+    {"Order Shipped", "shipped"},
+    {"Order Delivered", "delivered"},
+    {"Order Ready for Pickup", "ready_for_pickup"},
+    {"Order Picked Up", "picked_up"},
+    {"Order Cancelled", "cancelled"},
+    {"Order Refunded", "refunded"},
+    {"Order Returned", "returned"},
+};
+
+/* Words shops use for a status, normalized (lowercase, '_' between words). */
+static const struct {
+    const char *word, *status;
+} by_word[] = {
+    {"placed", "placed"},
+    {"pending", "placed"},
+    {"new", "placed"},
+    {"created", "placed"},
+    {"confirmed", "placed"},
+    {"paid", "placed"},
+    {"open", "placed"},
+    {"processing", "processing"},
+    {"in_progress", "processing"},
+    {"preparing", "processing"},
+    {"picking", "processing"},
+    {"packed", "processing"},
+    {"shipped", "shipped"},
+    {"dispatched", "shipped"},
+    {"in_transit", "shipped"},
+    {"out_for_delivery", "shipped"},
+    {"fulfilled", "shipped"},
+    {"sent", "shipped"},
+    {"ready_for_pickup", "ready_for_pickup"},
+    {"ready_for_collection", "ready_for_pickup"},
+    {"ready_to_collect", "ready_for_pickup"},
+    {"awaiting_pickup", "ready_for_pickup"},
+    {"ready", "ready_for_pickup"},
+    {"delivered", "delivered"},
+    {"complete", "delivered"},
+    {"completed", "delivered"},
+    {"picked_up", "picked_up"},
+    {"collected", "picked_up"},
+    {"cancelled", "cancelled"},
+    {"canceled", "cancelled"},
+    {"void", "cancelled"},
+    {"voided", "cancelled"},
+    {"refunded", "refunded"},
+    {"partially_refunded", "refunded"},
+    {"returned", "returned"},
+};
+
+const char *ts_hub_order_status(const char *event_name, const char *status_prop)
+{
+    for (size_t i = 0; event_name && i < sizeof by_event / sizeof by_event[0]; i++)
+        if (strcmp(event_name, by_event[i].event) == 0)
+            return by_event[i].status;
+    if (!status_prop)
+        return NULL;
+    /* "Ready for pickup", "ready-for-pickup", "READY_FOR_PICKUP" alike. */
+    char w[40];
+    size_t n = 0;
+    bool gap = false;
+    for (const char *p = status_prop; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (isalnum(c)) {
+            if (gap && n)
+                w[n++] = '_';
+            gap = false;
+            if (n + 2 >= sizeof w)
+                return NULL; /* longer than any word we know */
+            w[n++] = (char)tolower(c);
+        } else {
+            gap = true;
+        }
+    }
+    w[n] = '\0';
+    for (size_t i = 0; i < sizeof by_word / sizeof by_word[0]; i++)
+        if (strcmp(w, by_word[i].word) == 0)
+            return by_word[i].status;
+    return NULL;
+}
+
+const char *ts_hub_top_interest(const struct ts_hub_profile *p)
+{
+    if (p->ncart)
+        return p->cart[0].product_id; /* loaded newest first */
+    const char *best = NULL;
+    double best_score = 0;
+    /* Views come sorted by product: sum each run's decayed weight. */
+    for (size_t i = 0; i < p->nviews;) {
+        size_t j = i;
+        double score = 0;
+        for (; j < p->nviews && strcmp(p->views[j].product_id, p->views[i].product_id) == 0; j++) {
+            int64_t age = p->now_ms - p->views[j].at_ms;
+            score += pow(0.5, (double)(age < 0 ? 0 : age) / (double)TS_HUB_HALF_LIFE_MS);
+        }
+        if (score > best_score) {
+            best_score = score;
+            best = p->views[i].product_id;
+        }
+        i = j;
+    }
+    return best;
+}
+
+int ts_hub_suggest_peers(struct ts_hub_store *s, const char *cust, const char *top, char *id,
+                         size_t idsz, char *name, size_t namesz)
+{
+    id[0] = name[0] = '\0';
+    sqlite3_stmt *st = ts_hub_st(s, ST_SUGGEST);
+    if (!st)
+        return TS_ERR_DB;
+    ts_hub_bind_text(st, 1, cust);
+    ts_hub_bind_text(st, 2, top);
+    sqlite3_bind_int(st, 3, SUGGEST_PEERS);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        const char *nm = (const char *)sqlite3_column_text(st, 1);
+        ts_strlcpy(id, v ? v : "", idsz);
+        ts_strlcpy(name, nm ? nm : "", namesz);
+    }
+    sqlite3_reset(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return ts_hub_db_err(s, "suggest");
+    return TS_OK;
+}
+
+void ts_hub_store_set_bulk(struct ts_hub_store *s, bool bulk)
+{
+    s->bulk = bulk;
+}
+
+int ts_hub_order_status_apply(struct ts_hub_store *s, const char *cust,
+                              const struct ts_seg_event *e)
+{
+    sqlite3_stmt *st = ts_hub_st(s, ST_ORDER_STATUS);
+    if (!st)
+        return TS_ERR_DB;
+    ts_hub_bind_text(st, 1, e->order_id);
+    ts_hub_bind_text(st, 2, cust);
+    if (e->has_total)
+        sqlite3_bind_double(st, 3, e->total);
+    ts_hub_bind_text(st, 4, e->currency);
+    ts_hub_bind_text(st, 5, e->order_status);
+    sqlite3_bind_int64(st, 6, e->at_ms);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? TS_OK : ts_hub_db_err(s, "order status");
+}

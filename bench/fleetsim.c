@@ -1,0 +1,368 @@
+/*
+ * ts_fleetsim: N simulated terminals against one hub, through the agent's
+ * own transport and feed code (sync/httpc.c over sync/tls.c, sync/gzip.c,
+ * sync/feed.c). Each terminal has its own client certificate (CN=Tnnnn,
+ * OU=Sxxx, issued here with the CA in --pki when missing), polls
+ * GET /v1/feed every --interval seconds with jitter, follows its cursor and
+ * `more`, and now and then uploads a purchase batch (POST /v1/purchases,
+ * the Segment batch of the purchase contract) on the same connection.
+ *
+ * The terminals share --threads worker threads; a worker serves its
+ * terminals in due order and records how late it started each one, so a
+ * simulator that cannot keep up shows it (sched_late) instead of silently
+ * measuring less load. A fresh TLS connection per poll: the hub closes idle
+ * kept connections after 15 s, so at a 30 s interval every poll handshakes
+ * in the real fleet too. No long-poll (?wait=): that holds a hub thread per
+ * terminal, which this measures separately (docs/BENCHMARKS.md).
+ *
+ * Prints one JSON object with latency percentiles (ms) per request kind.
+ */
+#include "feed.h"
+#include "gzip.h"
+#include "httpc.h"
+#include "pki.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct opts {
+    const char *url, *pki;
+    int terminals, stores, threads;
+    double interval_s, duration_s, purchase_every_s;
+};
+
+struct samples {
+    double *v;
+    size_t n, cap;
+};
+
+struct term {
+    int idx;
+    char store[16], name[16];
+    char cert[512], key[512];
+    struct ts_httpc *c;
+    char cursor[TS_FEED_MAX_CURSOR + 1];
+    bool synced; /* first full sync done */
+    int64_t due;
+    unsigned long receipts;
+};
+
+struct worker {
+    pthread_t thr;
+    const struct opts *o;
+    struct term *t;
+    size_t nt;
+    unsigned seed;
+    struct samples first, feed, purchase, late;
+    unsigned long errors, non2xx, items;
+};
+
+static atomic_int g_stop;
+
+static void add(struct samples *s, double v)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        double *nv = realloc(s->v, cap * sizeof *nv);
+        if (!nv)
+            return;
+        s->v = nv;
+        s->cap = cap;
+    }
+    s->v[s->n++] = v;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static double jitter(unsigned *seed, double span)
+{
+    return span * ((double)rand_r(seed) / RAND_MAX);
+}
+
+/* One feed cycle: pages until `more` is false. false on a transport error. */
+static bool poll_feed(struct worker *w, struct term *t)
+{
+    for (int pages = 0; pages < 1000; pages++) {
+        char path[512];
+        snprintf(path, sizeof path, "/v1/feed?limit=500%s%s", t->cursor[0] ? "&since=" : "",
+                 t->cursor);
+        struct ts_http_resp r = {0};
+        double t0 = now_ms();
+        int rc = ts_httpc_request(t->c, "GET", path, "Accept-Encoding: gzip\r\n", NULL, NULL, 0,
+                                  30000, &r);
+        double dt = now_ms() - t0;
+        if (rc != TS_OK) {
+            w->errors++;
+            ts_http_resp_free(&r);
+            return false;
+        }
+        add(t->synced ? &w->feed : &w->first, dt);
+        if (r.status != 200) {
+            w->non2xx++;
+            ts_http_resp_free(&r);
+            return true;
+        }
+        struct ts_feed_page page = {0};
+        char err[256];
+        if (ts_gzip_decode_body(&r.body, r.content_encoding, 64u << 20) != TS_OK ||
+            ts_feed_parse(r.body.data, r.body.len, &page, err, sizeof err) != TS_OK) {
+            w->errors++;
+            ts_http_resp_free(&r);
+            return false;
+        }
+        w->items += page.nitems;
+        ts_strlcpy(t->cursor, page.cursor, sizeof t->cursor);
+        bool more = page.more;
+        ts_feed_page_free(&page);
+        ts_http_resp_free(&r);
+        if (!more)
+            break;
+    }
+    t->synced = true;
+    return true;
+}
+
+/* A one-sale batch as the purchase contract has it (contract.md). */
+static void upload_purchase(struct worker *w, struct term *t)
+{
+    char receipt[64], mid[96], ts[32], body[2048];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    t->receipts++;
+    snprintf(receipt, sizeof receipt, "%s-%s-%06lu-%ld", t->store, t->name, t->receipts, (long)now);
+    snprintf(mid, sizeof mid, "fleet-%s", receipt);
+    double total = 5.0 + (double)(rand_r(&w->seed) % 9000) / 100.0;
+    int n = snprintf(
+        body, sizeof body,
+        "{\"batch\":[{\"type\":\"track\",\"event\":\"Order Completed\",\"messageId\":\"%s\","
+        "\"anonymousId\":\"%s:%s\",\"originalTimestamp\":\"%s\",\"sentAt\":\"%s\","
+        "\"properties\":{\"order_id\":\"%s\",\"total\":%.2f,\"revenue\":%.2f,\"tax\":0,"
+        "\"discount\":0,\"currency\":\"EUR\",\"products\":[{\"product_id\":\"SKU-%d\","
+        "\"sku\":\"SKU-%d\",\"name\":\"Fleet item\",\"price\":%.2f,\"quantity\":1}]},"
+        "\"context\":{\"tillside\":{\"store\":\"%s\",\"terminal\":\"%s\",\"receipt\":\"%s\","
+        "\"source\":\"api\"}}}],\"sentAt\":\"%s\"}",
+        mid, t->store, t->name, ts, ts, receipt, total, total, t->idx % 50, t->idx % 50, total,
+        t->store, t->name, receipt, ts);
+    struct ts_http_resp r = {0};
+    double t0 = now_ms();
+    int rc = ts_httpc_request(t->c, "POST", "/v1/purchases", NULL, "application/json", body,
+                              (size_t)n, 30000, &r);
+    double dt = now_ms() - t0;
+    if (rc != TS_OK)
+        w->errors++;
+    else {
+        add(&w->purchase, dt);
+        if (r.status != 200 || !strstr(r.body.data ? r.body.data : "", mid))
+            w->non2xx++;
+    }
+    ts_http_resp_free(&r);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    const struct opts *o = w->o;
+    double end = now_ms() + o->duration_s * 1000.0;
+    double p_purchase = o->purchase_every_s > 0 ? o->interval_s / o->purchase_every_s : 0;
+    while (!atomic_load(&g_stop)) {
+        struct term *next = NULL;
+        for (size_t i = 0; i < w->nt; i++)
+            if (!next || w->t[i].due < next->due)
+                next = &w->t[i];
+        double wait = (double)next->due - now_ms();
+        if (now_ms() + (wait > 0 ? wait : 0) >= end)
+            break;
+        if (wait > 0) {
+            ts_sleep_ms((int64_t)wait + 1);
+            continue; /* re-check the stop flag and the order */
+        }
+        add(&w->late, -wait);
+        bool ok = poll_feed(w, next);
+        if (ok && jitter(&w->seed, 1.0) < p_purchase)
+            upload_purchase(w, next);
+        ts_httpc_disconnect(next->c);
+        /* the agent's schedule: the interval plus up to 10 % jitter */
+        next->due =
+            (int64_t)(now_ms() + o->interval_s * 1000.0 + jitter(&w->seed, o->interval_s * 100.0));
+    }
+    return NULL;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void print_stats(const char *name, struct samples *s, bool comma)
+{
+    qsort(s->v, s->n, sizeof *s->v, cmp_d);
+    double p50 = 0, p90 = 0, p99 = 0, max = 0;
+    if (s->n) {
+        p50 = s->v[(size_t)(0.50 * (double)(s->n - 1))];
+        p90 = s->v[(size_t)(0.90 * (double)(s->n - 1))];
+        p99 = s->v[(size_t)ceil(0.99 * (double)(s->n - 1))];
+        max = s->v[s->n - 1];
+    }
+    printf("  \"%s\": {\"n\": %zu, \"p50\": %.2f, \"p90\": %.2f, \"p99\": %.2f, \"max\": %.2f}%s\n",
+           name, s->n, p50, p90, p99, max, comma ? "," : "");
+}
+
+static void merge(struct samples *into, const struct samples *from)
+{
+    for (size_t i = 0; i < from->n; i++)
+        add(into, from->v[i]);
+}
+
+/* tNNNN.pem/key under pki/fleet, made once with the bench CA. */
+static int ensure_cert(const struct opts *o, struct term *t)
+{
+    char dir[400], ca[512], cakey[512], err[256];
+    snprintf(dir, sizeof dir, "%s/fleet", o->pki);
+    mkdir(dir, 0700);
+    snprintf(t->cert, sizeof t->cert, "%s/%s-%s.pem", dir, t->store, t->name);
+    snprintf(t->key, sizeof t->key, "%s/%s-%s.key", dir, t->store, t->name);
+    if (access(t->cert, R_OK) == 0 && access(t->key, R_OK) == 0)
+        return 0;
+    snprintf(ca, sizeof ca, "%s/ca.pem", o->pki);
+    snprintf(cakey, sizeof cakey, "%s/ca.key", o->pki);
+    int64_t now = (int64_t)time(NULL);
+    struct ts_pki_issue p = {.ca_cert_file = ca,
+                             .ca_key_file = cakey,
+                             .cn = t->name,
+                             .ou = t->store,
+                             .o = "acme",
+                             .not_before = now - 3600,
+                             .not_after = now + 30 * 86400,
+                             .out_cert_file = t->cert,
+                             .out_key_file = t->key};
+    if (ts_pki_issue(&p, err, sizeof err)) {
+        fprintf(stderr, "fleetsim: %s: %s\n", t->cert, err);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {.terminals = 100,
+                     .stores = 100,
+                     .threads = 32,
+                     .interval_s = 30,
+                     .duration_s = 90,
+                     .purchase_every_s = 300};
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *a = argv[i], *v = argv[i + 1];
+        if (!strcmp(a, "--url"))
+            o.url = v;
+        else if (!strcmp(a, "--pki"))
+            o.pki = v;
+        else if (!strcmp(a, "--terminals"))
+            o.terminals = atoi(v);
+        else if (!strcmp(a, "--stores"))
+            o.stores = atoi(v);
+        else if (!strcmp(a, "--threads"))
+            o.threads = atoi(v);
+        else if (!strcmp(a, "--interval"))
+            o.interval_s = atof(v);
+        else if (!strcmp(a, "--duration"))
+            o.duration_s = atof(v);
+        else if (!strcmp(a, "--purchase-every"))
+            o.purchase_every_s = atof(v);
+        else {
+            fprintf(stderr, "fleetsim: unknown option %s\n", a);
+            return 2;
+        }
+    }
+    if (!o.url || !o.pki || o.terminals < 1 || o.stores < 1 || o.threads < 1) {
+        fprintf(stderr, "usage: ts_fleetsim --url https://localhost:PORT --pki DIR "
+                        "[--terminals N] [--stores S] [--threads T] [--interval S] "
+                        "[--duration S] [--purchase-every S]\n");
+        return 2;
+    }
+    ts_log_set_level(TS_LOG_ERROR);
+    if (o.threads > o.terminals)
+        o.threads = o.terminals;
+    struct term *terms = calloc((size_t)o.terminals, sizeof *terms);
+    struct worker *ws = calloc((size_t)o.threads, sizeof *ws);
+    char ca[512];
+    snprintf(ca, sizeof ca, "%s/ca.pem", o.pki);
+    double start = now_ms();
+    unsigned seed = 42;
+    for (int i = 0; i < o.terminals; i++) {
+        struct term *t = &terms[i];
+        t->idx = i;
+        snprintf(t->store, sizeof t->store, "S%03d", i % o.stores + 1);
+        snprintf(t->name, sizeof t->name, "T%04d", i / o.stores + 1);
+        if (ensure_cert(&o, t))
+            return 1;
+        struct ts_httpc_opts ho = {.base_url = o.url,
+                                   .ca_file = ca,
+                                   .cert_file = t->cert,
+                                   .key_file = t->key,
+                                   .connect_timeout_ms = 10000};
+        char err[256];
+        if (ts_httpc_new(&ho, &t->c, err, sizeof err)) {
+            fprintf(stderr, "fleetsim: terminal %d: %s\n", i, err);
+            return 1;
+        }
+    }
+    double setup_ms = now_ms() - start;
+    /* First polls spread evenly over one interval, as a fleet that has been
+     * running a while would be. */
+    double t0 = now_ms();
+    for (int i = 0; i < o.terminals; i++)
+        terms[i].due = (int64_t)(t0 + jitter(&seed, o.interval_s * 1000.0));
+    for (int k = 0; k < o.threads; k++) {
+        ws[k].o = &o;
+        ws[k].seed = (unsigned)k * 7919u + 1;
+        ws[k].t = calloc((size_t)o.terminals / (size_t)o.threads + 1, sizeof(struct term));
+    }
+    /* terminals are moved into their worker's array (no sharing) */
+    for (int i = 0; i < o.terminals; i++) {
+        struct worker *w = &ws[i % o.threads];
+        w->t[w->nt++] = terms[i];
+    }
+    for (int k = 0; k < o.threads; k++)
+        pthread_create(&ws[k].thr, NULL, worker_main, &ws[k]);
+    struct samples first = {0}, feed = {0}, purchase = {0}, late = {0};
+    unsigned long errors = 0, non2xx = 0, items = 0;
+    for (int k = 0; k < o.threads; k++) {
+        pthread_join(ws[k].thr, NULL);
+        merge(&first, &ws[k].first);
+        merge(&feed, &ws[k].feed);
+        merge(&purchase, &ws[k].purchase);
+        merge(&late, &ws[k].late);
+        errors += ws[k].errors;
+        non2xx += ws[k].non2xx;
+        items += ws[k].items;
+        for (size_t i = 0; i < ws[k].nt; i++)
+            ts_httpc_free(ws[k].t[i].c);
+    }
+    double ran = (now_ms() - t0) / 1000.0;
+    printf("{\n  \"terminals\": %d, \"stores\": %d, \"threads\": %d, \"interval_s\": %.1f,\n"
+           "  \"ran_s\": %.1f, \"setup_s\": %.1f, \"errors\": %lu, \"non2xx\": %lu, "
+           "\"items\": %lu,\n",
+           o.terminals, o.stores, o.threads, o.interval_s, ran, setup_ms / 1000.0, errors, non2xx,
+           items);
+    print_stats("feed_first", &first, true);
+    print_stats("feed", &feed, true);
+    print_stats("purchase", &purchase, true);
+    print_stats("sched_late", &late, false);
+    printf("}\n");
+    return errors ? 1 : 0;
+}

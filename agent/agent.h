@@ -10,6 +10,8 @@
 #include "../drivers/scan.h"
 #include "../sync/cache.h"
 #include "../sync/ident.h"
+#include "../drivers/guard.h"
+#include "rules.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -43,6 +45,14 @@ struct ts_agent_config {
     long long_poll_s;    /* [hub] long_poll_s: feed ?wait= when caught up, 0 = poll */
     long retention_days; /* [cache] retention_days: cards not refreshed this long go */
     long max_cards;      /* [cache] max_cards: beyond it the least recently synced go */
+    long idle_clear_s;   /* [page] idle_clear_s: clear the card after this long; 0 = never */
+    /* [outbox] (purchase.c, uploader.c): retry backoff base and cap, and the
+     * largest upload request (Segment's 475 KB unless lowered for tests). */
+    long outbox_backoff_ms, outbox_backoff_max_ms, outbox_batch_bytes;
+    /* [rule.*] identity rules (rules.c), compiled into a->rules at open;
+     * [guard] for codes posted to the API (drivers check their own). */
+    struct ts_rules_conf rules;
+    struct ts_guard guard;
 };
 
 /* Reads and validates the INI file; err gets "file:line: [section] key: ..." */
@@ -92,6 +102,8 @@ void ts_bus_close(struct ts_bus *b);
 
 struct ts_httpc;
 
+#define TS_AGENT_RECENT 5 /* sessions kept for "previous card" */
+
 struct ts_agent {
     struct ts_agent_config cfg;
     struct ts_cache *cache;   /* reader/writer connection for lookups (guarded by mu) */
@@ -113,6 +125,15 @@ struct ts_agent {
      * lookup could not reach the hub (the sync thread then checks the link
      * with a plain request instead of sitting in a 20 s wait). */
     atomic_int sync_interrupt;
+    /* session.c: idle clear and the "previous card" history (guarded by mu) */
+    int64_t session_mono_ms;       /* when session_json was last set */
+    char *recent[TS_AGENT_RECENT]; /* sessions shown, newest first */
+    int64_t recent_mono_ms[TS_AGENT_RECENT];
+    char page_key[65]; /* lets the served page clear the card, nothing more */
+    struct ts_purch *purch; /* purchase.c: journal, outbox, uploader counters */
+    struct ts_inputs *inputs; /* inputs.c: [input.*] scanners; NULL = none started */
+    struct ts_rules *rules;   /* rules.c: compiled [rule.*] + defaults */
+    atomic_uint_fast64_t api_guard_drops; /* POST /api/v1/scan codes the guard dropped */
 };
 
 /* Opens the cache (creating state_dir), loads or creates the API token. */
@@ -140,6 +161,37 @@ void ts_agent_note_page(struct ts_agent *a, size_t items, int64_t wall_ms);
 /* An HTTP client for the hub with the configured certificates. */
 int ts_agent_hub_client(const struct ts_agent_config *cfg, int connect_timeout_ms,
                         struct ts_httpc **out, char *err, size_t errsz);
+
+/* ---- session.c ------------------------------------------------------------
+ * What the associate page needs around the session: the idle clear, the
+ * last few sessions ("previous card") and the page key. */
+
+/* Called with a->mu held whenever a scan makes sess the current session. */
+void ts_agent_remember_locked(struct ts_agent *a, const char *sess);
+/* The n-th session before the one on screen (n >= 1; when nothing is on
+ * screen, n = 1 is the last one shown), malloc'd, or NULL. Sessions older
+ * than TS_AGENT_RECENT_MAX_MS are forgotten. */
+char *ts_agent_previous(struct ts_agent *a, int n);
+/* Clears the session like ts_agent_clear, publishing `clear` with
+ * {"reason": reason}. */
+void ts_agent_clear_reason(struct ts_agent *a, const char *reason);
+/* Derives a->page_key from the API token (stable across restarts). */
+int ts_agent_page_key_init(struct ts_agent *a);
+/* The associate page with the page key and settings filled in (malloc'd). */
+char *ts_agent_page_render(const struct ts_agent *a, size_t *len);
+struct ts_idle;
+/* Starts the thread that clears an idle session ([page] idle_clear_s). */
+int ts_idle_start(struct ts_agent *a, struct ts_idle **out);
+void ts_idle_stop(struct ts_idle *t); /* NULL ok */
+
+/* ---- inputs.c -------------------------------------------------------------
+ * The [input.*] sections (drivers/input.h) feeding ts_agent_scan. */
+struct ts_inputs;
+/* Opens every configured input (re-reading cfg.path) and starts the input
+ * thread; sets a->inputs. Devices need not be present. */
+int ts_agent_inputs_start(struct ts_agent *a, char *err, size_t errsz);
+/* Stops the thread and closes the drivers; NULL-safe. */
+void ts_agent_inputs_stop(struct ts_agent *a);
 
 /* ---- syncer.c -------------------------------------------------------------*/
 
@@ -192,5 +244,15 @@ void ts_trust_stop(struct ts_agent *a);
 void ts_trust_status_add(struct ts_agent *a, struct json_t *status);
 /* Days left of our certificate and of the hub's (false when unknown). */
 bool ts_trust_days(struct ts_agent *a, int *own, bool *have_hub, int *hub);
+
+/* ---- resolve.c ------------------------------------------------------------
+ * Receipt and order scans: the card (cache by the receipt/order key, or the
+ * hub) and the sale (this terminal's purchase journal, or the hub's
+ * /v1/lookup?receipt= / ?order=). On TS_OK sets status, source, synced_at,
+ * card (null when the sale has no known customer) and purchase / order in
+ * sess; TS_ERR_NOTFOUND when neither was found. */
+int ts_agent_resolve_sale(struct ts_agent *a, enum ts_ident_kind kind, const char *value,
+                          char keys[][TS_IDENT_KEY_HEX], int nkeys, bool online,
+                          struct json_t *sess);
 
 #endif

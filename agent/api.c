@@ -8,6 +8,8 @@
  * the bearer token. Nothing ever sends Access-Control-Allow-Origin.
  */
 #include "agent.h"
+#include "purchase.h"
+#include "input.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,9 +45,22 @@ struct ts_api {
     int port;
     char hosts[3][32]; /* the Host values we answer to */
     atomic_int stopping;
+    char *page; /* the page with its key filled in (session.c) */
+    size_t page_len;
 };
 
-enum route { R_PAGE, R_SESSION, R_EVENTS, R_SCAN, R_CLEAR, R_STATUS, R_LIVEZ, R_READYZ, R_METRICS };
+enum route {
+    R_PAGE,
+    R_SESSION,
+    R_EVENTS,
+    R_SCAN,
+    R_CLEAR,
+    R_STATUS,
+    R_LIVEZ,
+    R_READYZ,
+    R_METRICS,
+    R_PURCHASES
+};
 
 static const struct route_def {
     const char *path;
@@ -61,6 +76,7 @@ static const struct route_def {
     {"/livez", R_LIVEZ, "GET, HEAD"},
     {"/readyz", R_READYZ, "GET, HEAD"},
     {"/metrics", R_METRICS, "GET, HEAD"},
+    {"/api/v1/purchases", R_PURCHASES, "POST"}, /* purchase.c */
 };
 
 /* Per-request state, lives from the first handler call to NOTIFY_COMPLETED. */
@@ -134,10 +150,10 @@ static enum MHD_Result send_empty(struct MHD_Connection *c, unsigned status)
     return queue(c, status, resp);
 }
 
-static enum MHD_Result send_page(struct MHD_Connection *c)
+static enum MHD_Result send_page(struct ts_api *api, struct MHD_Connection *c)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        ts_page_index_html_len, (void *)ts_page_index_html, MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(api->page_len, api->page, MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
@@ -370,6 +386,25 @@ static enum MHD_Result post_scan(struct ts_api *api, struct MHD_Connection *c, c
         snprintf(msg, sizeof msg, "invalid code");
         goto out;
     }
+    /* The payment card guard, as at the driver boundary: POS software may
+     * post whatever the scanner read. Counted, never logged or stored. It
+     * sees the code as a driver's framer would pass it: without the
+     * surrounding whitespace and suffix (" 2100019914270\r\n" is an EAN-13). */
+    size_t g0 = 0, g1 = scan.data_len;
+    while (g0 < g1 && (unsigned char)scan.data[g0] <= ' ')
+        g0++;
+    while (g1 > g0 && (unsigned char)scan.data[g1 - 1] <= ' ')
+        g1--;
+    if (ts_guard_check(&api->a->cfg.guard, scan.aim, scan.data + g0, g1 - g0) != TS_GUARD_PASS) {
+        atomic_fetch_add(&api->a->api_guard_drops, 1);
+        TS_WARN("guard", "payment card data dropped from the local API");
+        memset(&scan, 0, sizeof scan);
+        status = 422; /* Unprocessable Content */
+        snprintf(msg, sizeof msg,
+                 "payment card data refused: a card number or magnetic stripe data is never "
+                 "processed");
+        goto out;
+    }
     rc = ts_agent_scan(api->a, &scan, &session);
     if (rc == TS_OK && !session)
         session = ts_agent_session(api->a);
@@ -443,12 +478,29 @@ static enum MHD_Result get_metrics(struct ts_api *api, struct MHD_Connection *c)
     if (last_sync)
         metric(&b, "tillside_last_sync_timestamp_seconds", "gauge",
                "Wall-clock time of the last applied feed page.", (double)last_sync / 1000.0);
+    /* In seconds, Prometheus' base unit (promtool check metrics refuses a
+     * "days" metric), counted in whole days: alert on < 14 * 86400. */
+    unsigned in_states[3];
+    uint64_t guard_drops;
+    ts_inputs_counts(a->inputs, in_states, &guard_drops);
+    guard_drops += atomic_load(&a->api_guard_drops); /* POST /api/v1/scan too */
+    ts_buf_printf(&b,
+                  "# HELP tillside_inputs Configured inputs (scanners) by state.\n"
+                  "# TYPE tillside_inputs gauge\n");
+    for (int st = 0; st < 3; st++)
+        ts_buf_printf(&b, "tillside_inputs{state=\"%s\"} %u\n",
+                      ts_input_state_name((enum ts_input_state)st), in_states[st]);
+    metric(&b, "tillside_guard_drops_total", "counter",
+           "Scans dropped by the payment card guard (card numbers, magnetic stripe data).",
+           (double)guard_drops);
     if (have_own)
-        metric(&b, "tillside_cert_days_left", "gauge",
-               "Whole days until this terminal's certificate expires.", own);
+        metric(&b, "tillside_cert_remaining_seconds", "gauge",
+               "Time until this terminal's certificate expires, in whole days.",
+               own * 86400.0);
     if (have_hub)
-        metric(&b, "tillside_hub_cert_days_left", "gauge",
-               "Whole days until the hub's certificate expires.", hub);
+        metric(&b, "tillside_hub_cert_remaining_seconds", "gauge",
+               "Time until the hub's certificate expires, in whole days.", hub * 86400.0);
+    ts_purchase_metrics(a, &b); /* outbox depth, oldest age, dead letters, uploads */
     if (!b.data)
         return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
     struct MHD_Response *resp =
@@ -466,9 +518,14 @@ static enum MHD_Result handle_get(struct ts_api *api, struct MHD_Connection *c, 
 {
     switch (r) {
     case R_PAGE:
-        return send_page(c);
+        return send_page(api, c);
     case R_SESSION: {
-        char *s = ts_agent_session(api->a);
+        /* ?previous=N: the N-th card before the one on screen (session.c). */
+        const char *prev = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "previous");
+        uint64_t n = 0;
+        if (prev && (!parse_u64(prev, &n) || n < 1 || n > TS_AGENT_RECENT))
+            return send_error(c, MHD_HTTP_BAD_REQUEST, "previous must be 1 to 5", NULL);
+        char *s = n ? ts_agent_previous(api->a, (int)n) : ts_agent_session(api->a);
         enum MHD_Result ret = s ? send_json(c, MHD_HTTP_OK, s, NULL) : send_empty(c, 204);
         free(s);
         return ret;
@@ -497,6 +554,13 @@ static enum MHD_Result handle_post(struct ts_api *api, struct MHD_Connection *c,
         return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
     if (r->def->route == R_SCAN)
         return post_scan(api, c, &r->body);
+    if (r->def->route == R_PURCHASES) {
+        ts_buf out = {0};
+        unsigned st = ts_purchase_http(api->a, r->body.data, r->body.len, &out);
+        enum MHD_Result ret = send_json(c, st, out.data ? out.data : "{}", NULL);
+        ts_buf_free(&out);
+        return ret;
+    }
     ts_agent_clear(api->a);
     return send_json(c, MHD_HTTP_OK, "{\"ok\":true}", NULL);
 }
@@ -522,7 +586,9 @@ static bool token_equal(const char *got, size_t got_len, const char *want)
     return diff == 0;
 }
 
-static bool bearer_ok(const struct ts_api *api, struct MHD_Connection *c)
+/* The API token, or for the clear endpoint alone also the page key the
+ * associate page was served with (session.c). */
+static bool bearer_ok(const struct ts_api *api, struct MHD_Connection *c, bool page_key_ok)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
@@ -533,7 +599,7 @@ static bool bearer_ok(const struct ts_api *api, struct MHD_Connection *c)
     size_t n = strlen(h);
     while (n && h[n - 1] == ' ')
         n--;
-    return token_equal(h, n, api->a->token);
+    return token_equal(h, n, api->a->token) || (page_key_ok && token_equal(h, n, api->a->page_key));
 }
 
 static bool method_allowed(const char *allow, const char *method)
@@ -579,7 +645,7 @@ static enum MHD_Result begin(struct ts_api *api, struct MHD_Connection *c, struc
     }
     if (strcmp(method, "POST") != 0)
         return handle_get(api, c, r->def->route);
-    if (!bearer_ok(api, c)) {
+    if (!bearer_ok(api, c, r->def->route == R_CLEAR)) {
         TS_WARN("api", "refused %s without a valid bearer token", url);
         return send_error(c, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token", NULL);
     }
@@ -737,6 +803,11 @@ int ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errs
         return TS_ERR_NOMEM;
     }
     api->a = a;
+    if (!(api->page = ts_agent_page_render(a, &api->page_len))) {
+        snprintf(err, errsz, "out of memory");
+        rc = TS_ERR_NOMEM;
+        goto out;
+    }
     rc = open_listener(a->cfg.api_host, a->cfg.api_port, &fd, &v6, &port, where, sizeof where, err,
                        errsz);
     if (rc != TS_OK)
@@ -769,6 +840,8 @@ int ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errs
 out:
     if (fd >= 0)
         close(fd);
+    if (api)
+        free(api->page);
     free(api);
     return rc;
 }
@@ -789,5 +862,6 @@ void ts_api_stop(struct ts_api *api)
         return;
     atomic_store(&api->stopping, 1);
     MHD_stop_daemon(api->mhd);
+    free(api->page);
     free(api);
 }

@@ -1,6 +1,7 @@
 /* Agent configuration: INI file → struct ts_agent_config, validated. */
 #include "agent.h"
 #include "conf.h"
+#include "input.h"
 #include "tls.h"
 
 #include <stdio.h>
@@ -152,6 +153,10 @@ static int from_conf(const struct ts_conf *c, const struct ts_conf *enr, struct 
     INT("hub", "long_poll_s", 20, 0, 25, long_poll_s);
     INT("cache", "retention_days", 30, 1, 3650, retention_days);
     INT("cache", "max_cards", 2000000, 1, 100000000, max_cards);
+    INT("page", "idle_clear_s", 120, 0, 86400, idle_clear_s);
+    INT("outbox", "backoff_ms", 1000, 10, 600000, outbox_backoff_ms);
+    INT("outbox", "backoff_max_ms", 300000, 10, 3600000, outbox_backoff_max_ms);
+    INT("outbox", "batch_bytes", 475 * 1024, 33 * 1024, 475 * 1024, outbox_batch_bytes);
     STR("hub", "pin_sha256", "", hub_pin);
     unsigned char pin[32];
     if (o->hub_pin[0] && ts_tls_pin_parse(o->hub_pin, pin) != TS_OK)
@@ -185,6 +190,13 @@ static int from_conf(const struct ts_conf *c, const struct ts_conf *enr, struct 
     char def_token[TS_AGENT_PATH_MAX + 16];
     snprintf(def_token, sizeof def_token, "%s/api.token", o->state_dir);
     STR("api", "token_file", def_token, token_file);
+    /* [input.*] driver names and [guard]; each driver checks its own keys
+     * when the agent opens it. */
+    if ((rc = ts_inputs_check(c, err, errsz)))
+        return rc;
+    if ((rc = ts_guard_conf(c, &o->guard, err, errsz)) ||
+        (rc = ts_rules_conf_read(c, &o->rules, err, errsz)))
+        return rc;
 #undef STR
 #undef INT
     return TS_OK;

@@ -1,7 +1,9 @@
 /* The agent's shared state: scans to sessions, link state, status. */
 #include "agent.h"
+#include "purchase.h"
 #include "gzip.h"
 #include "httpc.h"
+#include "input.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -79,9 +81,16 @@ int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char
     if ((rc = ts_cache_open(path, &a->cache, err, errsz)))
         goto fail;
     chmod(path, 0600);
+    /* The purchase journal and outbox: a file of its own (purchase.c). */
+    if ((rc = ts_purchase_open(a, err, errsz)))
+        goto fail;
     /* Status shows the last sync even before this run's first poll. */
     a->last_sync_wall_ms = ts_cache_last_sync(a->cache);
     if ((rc = load_token(a, err, errsz)))
+        goto fail;
+    if ((rc = ts_agent_page_key_init(a)))
+        goto fail;
+    if ((rc = ts_rules_new(&cfg->rules, &a->rules, err, errsz)))
         goto fail;
     if ((rc = ts_bus_new(BUS_CAPACITY, &a->bus)))
         goto fail;
@@ -97,9 +106,13 @@ void ts_agent_close(struct ts_agent *a)
     if (!a)
         return;
     ts_cache_close(a->cache);
+    ts_purchase_close(a);
+    ts_rules_free(a->rules);
     ts_bus_free(a->bus);
     ts_httpc_free(a->live);
     free(a->session_json);
+    for (size_t i = 0; i < TS_AGENT_RECENT; i++)
+        free(a->recent[i]);
     pthread_mutex_destroy(&a->mu);
     pthread_mutex_destroy(&a->live_mu);
     free(a);
@@ -179,6 +192,38 @@ out:
     return card;
 }
 
+/* A product scan (kind product): the session stays as it is; only the
+ * `scan` event tells the page (and SSE clients) it happened. The answer is
+ * {"scan": {...}, "status": "ignored", "link": ...}. */
+static int product_scan(struct ts_agent *a, json_t *scan_o, const char *masked,
+                        const struct ts_scan *scan, char **session_out)
+{
+    pthread_mutex_lock(&a->mu);
+    a->scans++;
+    bool online = a->link_online;
+    pthread_mutex_unlock(&a->mu);
+    json_t *ans = json_pack("{s:O, s:s, s:s}", "scan", scan_o, "status", "ignored", "link",
+                            online ? "online" : "offline");
+    char *scan_json = json_dumps(scan_o, JSON_COMPACT);
+    char *ans_json = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
+    json_decref(ans);
+    json_decref(scan_o);
+    if (!scan_json || !ans_json) {
+        free(scan_json);
+        free(ans_json);
+        return TS_ERR_NOMEM;
+    }
+    TS_INFO("scan", "source=%s code=%s aim=%s kind=product", scan->source, masked,
+            scan->aim[0] ? scan->aim : "-");
+    ts_bus_publish(a->bus, "scan", scan_json);
+    free(scan_json);
+    if (session_out)
+        *session_out = ans_json;
+    else
+        free(ans_json);
+    return TS_OK;
+}
+
 int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out)
 {
     char norm[TS_SCAN_MAX], keys[2][TS_IDENT_KEY_HEX], masked[32], at[32];
@@ -186,13 +231,42 @@ int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session
     int64_t synced = 0;
     const char *status = "unknown", *source = NULL;
     bool online;
+    struct ts_rule_match m;
 
     ts_scan_mask(scan->data, masked, sizeof masked);
     ts_iso8601(scan->wall_ms, at, sizeof at);
-    int nkeys = ts_ident_normalize(scan->data, scan->data_len, norm, sizeof norm) == TS_OK
-                    ? ts_agent_ident_keys(&a->cfg, TS_IDENT_LOYALTY, norm, keys)
+    /* The identity rules say what was scanned and which part of it is the
+     * identifier (rules.h); loyalty when no rule is configured. */
+    bool resolved = ts_rules_resolve(a->rules, scan, &m) == TS_OK;
+    if (!resolved)
+        m.kind = TS_IDENT_LOYALTY;
+    json_t *scan_o = json_pack("{s:s, s:s, s:s, s:s}", "code_masked", masked, "aim", scan->aim,
+                               "kind", ts_ident_kind_name(m.kind), "at", at);
+    if (!scan_o)
+        return TS_ERR_NOMEM;
+    if (resolved && m.kind == TS_IDENT_PRODUCT)
+        return product_scan(a, scan_o, masked, scan, session_out);
+    int nkeys = resolved && ts_ident_normalize(m.value, strlen(m.value), norm, sizeof norm) == TS_OK
+                    ? ts_agent_ident_keys(&a->cfg, m.kind, norm, keys)
                     : 0;
     bool valid = nkeys > 0;
+    json_t *sess = NULL;
+    if (m.kind == TS_IDENT_RECEIPT || m.kind == TS_IDENT_ORDER) {
+        pthread_mutex_lock(&a->mu);
+        a->scans++;
+        online = a->link_online;
+        pthread_mutex_unlock(&a->mu);
+        sess = json_pack("{s:O, s:s, s:s}", "scan", scan_o, "status", valid ? "unknown" : "invalid",
+                         "link", online ? "online" : "offline");
+        /* The journal and the hub know receipts by the number as printed:
+         * the rule's identifier, not its normalized form. */
+        if (sess && valid &&
+            ts_agent_resolve_sale(a, m.kind, m.value, keys, nkeys, online, sess) == TS_OK)
+            status = "found", source = json_string_value(json_object_get(sess, "source"));
+        else if (!valid)
+            status = "invalid";
+        goto publish;
+    }
     pthread_mutex_lock(&a->mu);
     a->scans++;
     online = a->link_online;
@@ -216,11 +290,9 @@ int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session
     if (card)
         status = "found";
 
-    json_t *scan_o = json_pack("{s:s, s:s, s:s, s:s}", "code_masked", masked, "aim", scan->aim,
-                               "kind", "loyalty", "at", at);
-    json_t *sess = json_pack("{s:O, s:s, s:s}", "scan", scan_o, "status", status, "link",
-                             online ? "online" : "offline");
-    if (source) {
+    sess = json_pack("{s:O, s:s, s:s}", "scan", scan_o, "status", status, "link",
+                     online ? "online" : "offline");
+    if (sess && source) {
         char synced_s[32];
         ts_iso8601(synced, synced_s, sizeof synced_s);
         json_object_set_new(sess, "source", json_string(source));
@@ -228,8 +300,11 @@ int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session
         json_t *card_o = json_loads(card, 0, NULL);
         json_object_set_new(sess, "card", card_o ? card_o : json_null());
     }
+publish:;
     char *scan_json = json_dumps(scan_o, JSON_COMPACT);
-    char *sess_json = json_dumps(sess, JSON_COMPACT);
+    char *sess_json = sess ? json_dumps(sess, JSON_COMPACT) : NULL;
+    char log_source[16];
+    ts_strlcpy(log_source, source ? source : "-", sizeof log_source);
     json_decref(scan_o);
     json_decref(sess);
     free(card);
@@ -238,12 +313,15 @@ int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session
         free(sess_json);
         return TS_ERR_NOMEM;
     }
-    TS_INFO("scan", "source=%s code=%s aim=%s status=%s from=%s", scan->source, masked,
-            scan->aim[0] ? scan->aim : "-", status, source ? source : "-");
+    TS_INFO("scan", "source=%s code=%s aim=%s kind=%s rule=%s status=%s from=%s", scan->source,
+            masked, scan->aim[0] ? scan->aim : "-", ts_ident_kind_name(m.kind),
+            resolved ? m.rule : "-", status, log_source);
 
     pthread_mutex_lock(&a->mu);
     free(a->session_json);
     a->session_json = strdup(sess_json);
+    a->session_mono_ms = ts_now_mono_ms(); /* the idle clear counts from here */
+    ts_agent_remember_locked(a, sess_json);
     pthread_mutex_unlock(&a->mu);
     ts_bus_publish(a->bus, "scan", scan_json);
     ts_bus_publish(a->bus, "customer", sess_json);
@@ -327,7 +405,10 @@ int ts_agent_status_json(struct ts_agent *a, ts_buf *out)
     /* A 410 resync builds the new slice beside the live cards: lookups
      * still answer from "cards" while this is true. */
     json_object_set_new(o, "resyncing", json_boolean(resyncing));
+    /* [input.*]: name, driver, state, detail (e.g. the udev rule to install). */
+    json_object_set_new(o, "devices", ts_inputs_devices_json(a->inputs));
     ts_trust_status_add(a, o); /* certificate days left, expiry warnings */
+    ts_purchase_status_add(a, o); /* outbox_depth, dead_letters */
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s)

@@ -1,6 +1,9 @@
 /* tillside: the store terminal agent (daemon + CLI). */
 #include "agent.h"
 #include "cli.h"
+#include "purchase.h"
+#include "devices.h"
+#include "sdnotify.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -19,11 +22,26 @@ static void usage(FILE *f)
                "  status [--json]     the running agent's link, cache and sync state\n"
                "  watch               show the cards live in this terminal\n"
                "  check-config        validate the configuration file\n"
+               "  doctor              check config, disk, cache, certificate, hub and clock\n"
                "  enroll --hub https://HUB:8444 --token TOKEN [--ca FILE]\n"
                "                      make a key, get this terminal's certificate and tenant key\n"
+               "  devices             serial ports and USB scanners: vendor, mode, access\n"
+               "  outbox [list|retry] purchases waiting for upload and dead letters; retry\n"
+               "                      (`outbox retry MESSAGE_ID... | --all`)\n"
                "  version             print the version\n"
                "\n"
                "-c FILE  configuration (default " TS_AGENT_DEFAULT_CONFIG ")\n");
+}
+
+/* The watchdog's proof of life: the lock every scan, lookup and feed page
+ * takes can be taken. A thread stuck holding it stops the pings and systemd
+ * restarts the agent (WatchdogSec= in tillside.service). */
+static bool core_alive(void *ud)
+{
+    struct ts_agent *a = ud;
+    pthread_mutex_lock(&a->mu);
+    pthread_mutex_unlock(&a->mu);
+    return true;
 }
 
 /*
@@ -37,6 +55,7 @@ static int cmd_run(const struct ts_agent_config *cfg)
     struct ts_agent *a = NULL;
     struct ts_api *api = NULL;
     struct ts_syncer *syncer = NULL;
+    struct ts_idle *idle = NULL;
     int exit_code = 1;
     sigset_t set;
     sigemptyset(&set);
@@ -44,6 +63,9 @@ static int cmd_run(const struct ts_agent_config *cfg)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Past RLIMIT_FSIZE a write fails with EFBIG (a full disk, as far as the
+     * outbox is concerned: 507) instead of killing the agent. */
+    signal(SIGXFSZ, SIG_IGN);
 
     if (ts_agent_open(cfg, &a, err, sizeof err)) {
         TS_ERROR("agent", "%s", err);
@@ -57,7 +79,19 @@ static int cmd_run(const struct ts_agent_config *cfg)
         TS_ERROR("agent", "%s", err);
         goto out;
     }
+    if (ts_idle_start(a, &idle)) { /* [page] idle_clear_s */
+        TS_ERROR("agent", "cannot start the idle clear");
+        goto out;
+    }
     if (ts_syncer_start(a, &syncer, err, sizeof err)) {
+        TS_ERROR("agent", "%s", err);
+        goto out;
+    }
+    if (ts_agent_inputs_start(a, err, sizeof err)) { /* [input.*] scanners */
+        TS_ERROR("agent", "%s", err);
+        goto out;
+    }
+    if (ts_uploader_start(a, err, sizeof err)) { /* the purchase outbox to the hub */
         TS_ERROR("agent", "%s", err);
         goto out;
     }
@@ -65,15 +99,18 @@ static int cmd_run(const struct ts_agent_config *cfg)
             cfg->store[0] ? cfg->store : "-", cfg->terminal[0] ? cfg->terminal : "-",
             strchr(cfg->api_host, ':') ? "[" : "", cfg->api_host,
             strchr(cfg->api_host, ':') ? "]" : "", ts_api_port(api));
-    int sig = 0;
-    sigwait(&set, &sig);
+    /* READY=1 now, WATCHDOG=1 while the core lock is free (sdnotify.h). */
+    int sig = ts_sd_run_until_signal(&set, core_alive, a);
     TS_INFO("agent", "stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     exit_code = 0;
 out:
+    ts_uploader_stop(a);
     ts_syncer_stop(syncer);
+    ts_idle_stop(idle);
     if (a)
         ts_bus_close(a->bus);
     ts_api_stop(api);
+    ts_agent_inputs_stop(a); /* after the API: status and metrics read it */
     ts_trust_stop(a);
     ts_agent_close(a);
     return exit_code;
@@ -97,6 +134,8 @@ int main(int argc, char **argv)
             conf_path = argv[++i];
         else if (strcmp(argv[i], "enroll") == 0)
             return ts_enroll_main(argc - i, argv + i, conf_path);
+        else if (strcmp(argv[i], "outbox") == 0) /* options of its own (outbox_cli.c) */
+            return ts_outbox_main(argc - i, argv + i, conf_path);
         else
             break;
     }
@@ -127,6 +166,10 @@ int main(int argc, char **argv)
     const char *cmd = args[0];
     if (strcmp(cmd, "version") == 0)
         return ts_cli_version();
+    if (strcmp(cmd, "devices") == 0) /* needs no configuration */
+        return ts_devices_print(stdout, false) >= 0 ? 0 : 1;
+    if (strcmp(cmd, "doctor") == 0)
+        return ts_cli_doctor(conf_path); /* reports a bad configuration itself */
     static const char *known[] = {"run", "scan", "lookup", "status", "check-config", "watch"};
     bool ok = false;
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)

@@ -261,11 +261,16 @@ static void *run(void *arg)
             s->failures = 0;
             last_why[0] = '\0';
             ts_agent_set_link(a, true, NULL);
-            if (pause > 0 && sleep_or_stop(s, pause))
-                break;
+            if (pause > 0) {
+                ts_cache_flush(s->cache);
+                if (sleep_or_stop(s, pause))
+                    break;
+            }
             continue;
         }
         s->failures++;
+        /* Pages held for a group commit must not wait out the backoff. */
+        ts_cache_flush(s->cache);
         /* Log a repeated failure once, not once per retry. */
         if (strcmp(why, last_why) != 0)
             TS_ERROR("sync", "%s", why);

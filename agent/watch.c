@@ -40,6 +40,7 @@ struct watch {
     json_t *session; /* last customer session, NULL = idle */
     const char *link;
     const char *note; /* "reconnecting…" etc. */
+    char flash[96];   /* "purchase recorded", until the next card */
 };
 
 static void draw(struct watch *w)
@@ -57,6 +58,8 @@ static void draw(struct watch *w)
         printf("[%s]\n", w->note);
     else if (w->link && strcmp(w->link, "offline") == 0)
         printf("[offline: showing cached data]\n");
+    if (w->flash[0])
+        printf("%s\n", w->flash);
     if (w->session)
         ts_render_session(&r, w->session);
     else
@@ -71,12 +74,21 @@ static void on_event(void *ud, const struct ts_sse_event *ev)
     if (strcmp(ev->type, "customer") == 0 && json_is_object(data)) {
         json_decref(w->session);
         w->session = json_incref(data);
+        w->flash[0] = '\0';
         const char *l = json_string_value(json_object_get(data, "link"));
         if (l)
             w->link = strcmp(l, "online") == 0 ? "online" : "offline";
     } else if (strcmp(ev->type, "clear") == 0) {
         json_decref(w->session);
         w->session = NULL;
+    } else if (strcmp(ev->type, "purchase") == 0) {
+        const char *r = json_string_value(json_object_get(data, "receipt"));
+        /* The receipt number is the POS's own text: printable ASCII only. */
+        char safe[48] = "";
+        for (size_t i = 0, n = 0; r && r[i] && n + 1 < sizeof safe; i++)
+            if (r[i] >= 0x20 && r[i] < 0x7f)
+                safe[n++] = r[i], safe[n] = '\0';
+        snprintf(w->flash, sizeof w->flash, "Purchase recorded%s%s", safe[0] ? " · " : "", safe);
     } else if (strcmp(ev->type, "link") == 0) {
         const char *l = json_string_value(json_object_get(data, "link"));
         w->link = l && strcmp(l, "online") == 0 ? "online" : "offline";
@@ -162,6 +174,10 @@ static bool stream_once(struct watch *w)
         }
         in_body = streamed = true;
         w->note = NULL;
+        /* The agent sends the current card first if there is one; what we
+         * showed before the reconnect may be gone (agent restarted). */
+        json_decref(w->session);
+        w->session = NULL;
         draw(w);
         size_t body_off = (size_t)(end + 4 - head.data);
         ts_sse_feed(&sse, head.data + body_off, head.len - body_off, on_event, w);

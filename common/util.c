@@ -60,16 +60,44 @@ int ts_log_level_parse(const char *s, enum ts_log_level *out)
     return TS_ERR_INVAL;
 }
 
+/*
+ * Whether stderr is the journal's stream: $JOURNAL_STREAM ("dev:inode") names
+ * it, and must match stderr itself (a child whose stderr was redirected
+ * inherits the variable). sd-daemon(3): then each line may start with "<N>",
+ * the syslog priority, which journald strips and files as PRIORITY=N.
+ */
+static int journal_stream(void)
+{
+    static int cached = -1;
+    if (cached >= 0)
+        return cached;
+    unsigned long long dev = 0, ino = 0;
+    struct stat st;
+    const char *js = getenv("JOURNAL_STREAM");
+    cached = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
+             (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+    return cached;
+}
+
 void ts_vlog(enum ts_log_level lvl, const char *comp, const char *fmt, va_list ap)
 {
     static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    static const char prio[] = {'7', '6', '4', '3'}; /* syslog debug, info, warning, err */
     if (lvl < g_level)
         return;
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    /* One event, one line: a log shipper splits on newlines, and a peer's
+     * text quoted in a message may carry some. */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
     /* One write per line so concurrent threads never interleave. */
     pthread_mutex_lock(&g_log_mu);
-    fprintf(stderr, "%s %s: %s\n", names[lvl], comp, msg);
+    if (journal_stream())
+        fprintf(stderr, "<%c>%s %s: %s\n", prio[lvl], names[lvl], comp, msg);
+    else
+        fprintf(stderr, "%s %s: %s\n", names[lvl], comp, msg);
     fflush(stderr);
     pthread_mutex_unlock(&g_log_mu);
 }

@@ -30,6 +30,9 @@
 #include "conf.h"
 #include "scan.h"
 
+struct json_t;
+struct ts_guard;
+
 /* What an input is doing, for status, metrics and the log. */
 enum ts_input_state {
     TS_INPUT_WAITING = 0, /* device not present (yet); retrying with backoff */
@@ -50,6 +53,15 @@ struct ts_driver_host {
     /* Injected clock; NULL means ts_now_mono_ms / ts_now_wall_ms. */
     int64_t (*now_mono_ms)(void *ctx);
     int64_t (*now_wall_ms)(void *ctx);
+    /* A purchase parsed from a printed receipt by the escpos tap
+     * (drivers/escpos_relay.c): the POST /api/v1/purchases body plus
+     * "barcode" (borrowed for the call; json_incref to keep it). Called on
+     * the input thread after the bytes went to the printer. Optional: NULL
+     * means the tap only logs what it parsed. */
+    void (*on_purchase)(void *ctx, const char *input, struct json_t *purchase);
+    /* The payment card guard's allowed ranges ([guard], drivers/guard.h);
+     * NULL = only the built-in exceptions. */
+    const struct ts_guard *guard;
 };
 
 struct ts_driver_ops {

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cache.h"
 #include "feed.h"
 #include "gzip.h"
@@ -58,6 +60,24 @@ static void try_resync(struct ts_cache *rs, const struct ts_feed_page *page)
         check_applied(rs, page, true); /* swapped in: lookups see the page */
 }
 
+/* The feed parser is its own JSON reader: whatever it accepts, jansson
+ * must accept as JSON too, and every card it copied must be an object. */
+static void check_json(const char *data, size_t size, const struct ts_feed_page *page)
+{
+    json_t *all = json_loadb(data, size, 0, NULL);
+    if (!json_is_object(all))
+        abort();
+    json_decref(all);
+    for (size_t i = 0; i < page->nitems; i++) {
+        if (page->items[i].op != TS_FEED_UPSERT)
+            continue;
+        json_t *card = json_loads(page->items[i].card, 0, NULL);
+        if (!json_is_object(card))
+            abort();
+        json_decref(card);
+    }
+}
+
 static void try_body(struct ts_cache *cache, struct ts_cache *rs, const char *data, size_t size)
 {
     char err[256];
@@ -65,6 +85,7 @@ static void try_body(struct ts_cache *cache, struct ts_cache *rs, const char *da
     if (ts_feed_parse(data, size, &page, err, sizeof err) == TS_OK) {
         if (page.nitems > TS_FEED_MAX_ITEMS || !page.cursor[0])
             abort();
+        check_json(data, size, &page);
         if (ts_cache_apply_page(cache, &page, 1, err, sizeof err) != TS_OK)
             abort(); /* whatever the parser accepts, the cache must take */
         check_applied(cache, &page, true);
@@ -72,6 +93,7 @@ static void try_body(struct ts_cache *cache, struct ts_cache *rs, const char *da
         ts_feed_page_free(&page);
     }
     if (ts_feed_parse_lookup(data, size, &page, err, sizeof err) == TS_OK) {
+        check_json(data, size, &page);
         if (page.nitems != 1 || ts_cache_put_live(cache, &page, 1) != TS_OK)
             abort();
         check_applied(cache, &page, false);

@@ -6,6 +6,7 @@
  * by the body limit, a feed page by the limit clamp).
  */
 #include "hub.h"
+#include "purchases.h"
 #include "../sync/gzip.h"
 
 #include <jansson.h>
@@ -282,11 +283,42 @@ static void do_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
     ts_buf_free(&page.items);
 }
 
+/* ?receipt= and ?order= (purchases.c); false when neither was asked. */
+static bool lookup_purchase(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                            struct ts_httpd_resp *resp)
+{
+    char v[TS_SEG_MAX_ID + 1];
+    bool receipt = param(req, "receipt", v, sizeof v) != TS_ERR_NOTFOUND;
+    if (!receipt && param(req, "order", v, sizeof v) == TS_ERR_NOTFOUND)
+        return false;
+    int rc = param(req, receipt ? "receipt" : "order", v, sizeof v);
+    if (rc != TS_OK) {
+        fail(resp, 400, receipt ? "malformed receipt parameter" : "malformed order parameter");
+        return true;
+    }
+    ts_buf_reset(&resp->body);
+    rc = receipt ? ts_hub_lookup_receipt(api->store, v, &resp->body)
+                 : ts_hub_lookup_order(api->store, v, &resp->body);
+    TS_DEBUG(COMP, "lookup store=%s %s found=%d", req->peer->ou, receipt ? "receipt" : "order",
+             rc == TS_OK);
+    if (rc == TS_ERR_NOTFOUND)
+        fail(resp, 404, receipt ? "unknown receipt" : "unknown order");
+    else if (rc != TS_OK)
+        fail(resp, 500, "cannot read the store");
+    else {
+        resp->status = 200;
+        maybe_gzip(req, resp);
+    }
+    return true;
+}
+
 static void do_lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
                       struct ts_httpd_resp *resp)
 {
     char key[TS_IDENT_KEY_HEX + 1];
     if (!peer_ok(api, req, false, resp))
+        return;
+    if (lookup_purchase(api, req, resp))
         return;
     int rc = param(req, "key", key, sizeof key);
     if (rc == TS_ERR_NOTFOUND) {
@@ -321,6 +353,14 @@ static void do_lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
 
 /* A terminal renews its own certificate: the new one names the same
  * terminal, store and tenant as the one it presents (enroll.c). */
+/* In-store purchases from a terminal; the store is its certificate's OU. */
+static void do_purchases(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                         struct ts_httpd_resp *resp)
+{
+    if (peer_ok(api, req, true, resp))
+        ts_hub_purchases_handle(api, req, resp);
+}
+
 static void do_renew(struct ts_hub_api *api, const struct ts_httpd_req *req,
                      struct ts_httpd_resp *resp)
 {
@@ -349,6 +389,8 @@ static const struct route {
     {"/v1/lookup", "GET", do_lookup},
     {"/v1/renew", "POST", do_renew},
     {"/livez", "GET", do_livez},
+    {"/v1/purchases", "POST", do_purchases},
+    {"/metrics", "GET", ts_hub_metrics_handle},
 };
 
 void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp)

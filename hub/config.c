@@ -5,6 +5,7 @@
  */
 #include "hub.h"
 #include "../common/conf.h"
+#include "proxy.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -107,6 +108,33 @@ static int rotation_conf(const struct ts_conf *c, struct ts_hub_config *o, char 
     return TS_OK;
 }
 
+/* Forwarding purchases to the CDP (hub/upstream.c, docs/OPERATIONS.md):
+ * [upstream] url, write_key, ca_file, max_backoff_s. */
+static int upstream_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
+{
+    long cap;
+    int rc;
+    if ((rc = get_str(c, "upstream", "url", "", o->upstream_url, sizeof o->upstream_url, err,
+                      errsz)) ||
+        (rc = get_str(c, "upstream", "write_key", "", o->upstream_write_key,
+                      sizeof o->upstream_write_key, err, errsz)) ||
+        (rc = get_str(c, "upstream", "ca_file", "/etc/ssl/certs/ca-certificates.crt",
+                      o->upstream_ca_file, sizeof o->upstream_ca_file, err, errsz)) ||
+        (rc = ts_conf_get_int(c, "upstream", "max_backoff_s", 300, 1, 86400, &cap, err, errsz)))
+        return rc;
+    o->upstream_max_backoff_s = (int)cap;
+    /* Segment's docs give the batch endpoint in full; the base is kept. */
+    size_t n = strlen(o->upstream_url);
+    if (n >= 9 && strcmp(o->upstream_url + n - 9, "/v1/batch") == 0)
+        o->upstream_url[n - 9] = '\0';
+    if (o->upstream_url[0] && strncmp(o->upstream_url, "https://", 8) != 0 &&
+        strncmp(o->upstream_url, "http://", 7) != 0)
+        return fail(c, "upstream", "url", "expected https://host[:port]", err, errsz);
+    if (o->upstream_url[0] && !o->upstream_write_key[0])
+        return fail(c, "upstream", "write_key", "required when url is set", err, errsz);
+    return TS_OK;
+}
+
 static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
 {
     int rc;
@@ -133,7 +161,8 @@ static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err
         if (o->client_ca[0] == '\0')
             return fail(c, "hub", "client_ca", "required when tls_cert is set", err, errsz);
     }
-    if ((rc = trust_conf(c, o, err, errsz)))
+    if ((rc = trust_conf(c, o, err, errsz)) || (rc = upstream_conf(c, o, err, errsz)) ||
+        (rc = ts_hub_proxy_conf(c, o, err, errsz)))
         return rc;
     const char *lvl = ts_conf_get(c, "hub", "log_level", "info");
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)

@@ -109,9 +109,15 @@ static int erase_locked(struct ts_hub_store *s, const char *user_id, const char 
     if ((rc = run(s, sql, id, 0, NULL)))
         return rc;
     static const char *const del[] = {
-        "DELETE FROM views WHERE customer = ?1",       "DELETE FROM cart WHERE customer = ?1",
-        "DELETE FROM wishlist WHERE customer = ?1",    "DELETE FROM orders WHERE customer = ?1",
-        "DELETE FROM identifiers WHERE customer = ?1", "DELETE FROM anon_map WHERE customer = ?1",
+        "DELETE FROM views WHERE customer = ?1",
+        "DELETE FROM cart WHERE customer = ?1",
+        "DELETE FROM wishlist WHERE customer = ?1",
+        "DELETE FROM orders WHERE customer = ?1",
+        "DELETE FROM identifiers WHERE customer = ?1",
+        "DELETE FROM anon_map WHERE customer = ?1",
+        "DELETE FROM bought WHERE customer = ?1",
+        /* purchases stay (they are the stores' sales) but forget who bought */
+        "UPDATE purchases SET customer = NULL, cid = NULL WHERE customer = ?1",
         "DELETE FROM customers WHERE id = ?1",
     };
     for (size_t i = 0; rc == TS_OK && i < sizeof del / sizeof del[0]; i++)

@@ -80,6 +80,29 @@ struct product {
     double price;
 };
 
+/* What people shop for together (indexes into lines[]): a customer leans to
+ * one activity and one colour, so customers who view the same product view
+ * and buy its companions, and the hub's co-occurrence suggestion
+ * (hub/suggest.c) has something real to find. */
+static const struct {
+    unsigned n, line[5];
+} activities[] = {
+    {5, {0, 17, 8, 7, 12}}, /* running: shoes, cap, socks, tee, bottle */
+    {5, {5, 4, 14, 8, 13}}, /* hiking: boots, pack, trousers, socks, torch */
+    {4, {10, 11, 13, 12}},  /* camping: tent, bag, torch, bottle */
+    {5, {2, 3, 9, 6, 16}},  /* cold: hat, scarf, gloves, fleece, vest */
+    {4, {1, 19, 14, 15}},   /* rain: jacket, umbrella, trousers, shirt */
+    {4, {18, 7, 17, 4}},    /* summer: sandals, tee, cap, pack */
+};
+#define NACTIVITIES (sizeof activities / sizeof activities[0])
+
+/* A product of activity a, mostly in the person's colour. */
+static unsigned companion(struct gen *g, unsigned a, unsigned colour)
+{
+    unsigned line = activities[a].line[pick(g, activities[a].n)];
+    return line * 10 + (chance(g, 75) ? colour : pick(g, 10));
+}
+
 static void product(unsigned i, struct product *p)
 {
     unsigned l = (i / 10) % (unsigned)NLINES, c = i % 10;
@@ -278,10 +301,12 @@ static int customer(struct gen *g, size_t i, struct person *p)
     static const char *tiers[] = {"bronze", "silver", "gold", "platinum"};
     unsigned roll = pick(g, 100), tier = roll < 50 ? 0 : roll < 80 ? 1 : roll < 95 ? 2 : 3;
 
-    /* 2-4 products this person is into, one of them strongly. */
+    /* 2-4 products this person is into, one of them strongly, from one
+     * activity and mostly in one colour. */
+    unsigned activity = pick(g, (unsigned)NACTIVITIES), colour = pick(g, 10);
     unsigned favs[4], nfav = 2 + pick(g, 3);
     for (unsigned k = 0; k < nfav; k++)
-        favs[k] = pick(g, NPRODUCTS);
+        favs[k] = companion(g, activity, colour);
     /* Stories start 6 to 9 days ago, so most views fall in the 7-day window
      * the card counts and some have already decayed. */
     int64_t t = g->now - 9 * DAY_MS + (int64_t)pick(g, (unsigned)(3 * DAY_MS));
@@ -337,7 +362,7 @@ static int customer(struct gen *g, size_t i, struct person *p)
     if (rc == 0 && chance(g, 25)) {
         char oid[64];
         snprintf(oid, sizeof oid, "W-%llu-%06zu", g->seed, i);
-        unsigned prod = carted && chance(g, 50) ? favs[0] : pick(g, NPRODUCTS);
+        unsigned prod = carted && chance(g, 50) ? favs[0] : companion(g, activity, colour);
         struct product pr;
         product(prod, &pr);
         json_t *props =
@@ -345,6 +370,19 @@ static int customer(struct gen *g, size_t i, struct person *p)
                       pr.price, "currency", "EUR", "products", product_props(prod, 1));
         rc = emit(g, track(g, "Order Completed", p->user, NULL, i, &msg,
                            t += pick(g, (unsigned)DAY_MS), props));
+        /* Most orders move on: shipped, or waiting in the store for pickup
+         * (what the associate can act on), now and then cancelled. */
+        unsigned next = pick(g, 100);
+        if (rc == 0 && next < 70) {
+            json_t *sp = next >= 35 && next < 65 ? json_pack("{s:s, s:s}", "order_id", oid,
+                                                             "status", "ready_for_pickup")
+                                                 : json_pack("{s:s}", "order_id", oid);
+            const char *name = next < 35   ? "Order Shipped"
+                               : next < 65 ? "Order Updated"
+                                           : "Order Cancelled";
+            rc = emit(
+                g, track(g, name, p->user, NULL, i, &msg, t += pick(g, (unsigned)DAY_MS / 4), sp));
+        }
     }
     return rc;
 }

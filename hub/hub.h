@@ -39,10 +39,24 @@ struct ts_hub_config {
     char ca_key[TS_HUB_PATH_MAX];  /* its key; "" = no enrolment or renewal */
     int cert_days;                 /* validity of issued terminal certificates */
     char public_url[512];          /* main listener URL given to enrolled agents; "" = derive */
+    /* [upstream]: where accepted purchases are forwarded (upstream.c);
+     * url "" = not forwarded */
+    char upstream_url[512];
+    char upstream_write_key[256];
+    char upstream_ca_file[TS_HUB_PATH_MAX];
+    int upstream_max_backoff_s; /* cap of the retry backoff */
+    /* [hub] listen_plain: plain HTTP for a TLS-terminating proxy that passes
+     * the verified client identity in headers (proxy.c); "" = none */
+    char listen_plain[256];
+    char trusted_proxy[256]; /* the proxy's addresses, comma-separated */
+    char proxy_verify_header[64], proxy_dn_header[64], proxy_serial_header[64],
+        proxy_v_end_header[64];
 };
 
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */
 int ts_hub_config_load(const char *path, struct ts_hub_config *out, char *err, size_t errsz);
+/* `tillside-hub check-config` (checkconf.c): 0 ok, 1 error printed. */
+int ts_hub_check_config_main(const char *conf);
 /* Same from text in memory (name appears in messages). */
 int ts_hub_config_parse(const char *name, const char *text, struct ts_hub_config *out, char *err,
                         size_t errsz);
@@ -65,6 +79,7 @@ enum ts_seg_kind {
     TS_SEG_WISH_ADD,
     TS_SEG_WISH_REMOVE,
     TS_SEG_ORDER,
+    TS_SEG_ORDER_STATUS, /* Order Updated / Shipped / Cancelled / Refunded ... */
 };
 
 struct ts_seg_product {
@@ -96,6 +111,9 @@ struct ts_seg_event {
     const char *order_id, *currency;
     double total;
     bool has_total;
+    /* orders: the status the event sets, one of ts_hub_order_status's
+     * names; NULL = none (an Order Completed is "placed") */
+    const char *order_status;
 };
 
 struct ts_seg_batch {
@@ -143,6 +161,7 @@ struct ts_hub_order {
     const char *currency;
     const char *status;
     int64_t at_ms;
+    const char *store; /* in-store purchases (purchases.c): the store; NULL online */
 };
 
 struct ts_hub_profile {
@@ -152,6 +171,7 @@ struct ts_hub_profile {
     bool has_points;
     bool consent;
     const char *suggested_id, *suggested_name; /* trait; NULL = derive */
+    const char *peer_id, *peer_name;           /* from other customers (suggest.c); NULL = none */
     const struct ts_hub_line *cart;
     size_t ncart;
     const struct ts_hub_view *views; /* sorted by product_id */
@@ -166,6 +186,19 @@ struct ts_hub_profile {
 
 /* Builds the card as compact JSON text; *out is malloc'd, free() it. */
 int ts_hub_card_build(const struct ts_hub_profile *p, char **out);
+
+/* ---- suggest.c ------------------------------------------------------------
+ * The suggested product from what other customers did, and order statuses
+ * from the online order events. */
+
+/* The order status an event sets: "Order Shipped" → "shipped", "Order
+ * Updated" with properties.status "Ready for pickup" → "ready_for_pickup"...
+ * status_prop may be NULL. NULL when the event says nothing we know. The
+ * result is a static string. */
+const char *ts_hub_order_status(const char *event_name, const char *status_prop);
+/* The customer's strongest interest: the newest cart line, else the
+ * most-viewed product (decayed); NULL when there is none. */
+const char *ts_hub_top_interest(const struct ts_hub_profile *p);
 
 /* cid = first 32 hex chars of HMAC-SHA256(tenant key, "cid:" + internal id). */
 int ts_hub_cid(const struct ts_tenant_key *k, const char *internal_id, char out[33]);
@@ -182,6 +215,10 @@ enum { TS_HUB_STORE_RDONLY = 1 };
 int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,
                       struct ts_hub_store **out, char *err, size_t errsz);
 void ts_hub_store_close(struct ts_hub_store *s);
+/* Bulk mode (import): card rebuilds skip the suggestion from other
+ * customers (about a millisecond of SQL per card, suggest.c), leaving the
+ * card's own fallback. */
+void ts_hub_store_set_bulk(struct ts_hub_store *s, bool bulk);
 
 struct ts_hub_ingest_result {
     size_t applied;    /* events stored (including ones with nothing to keep) */
@@ -288,8 +325,9 @@ int ts_hub_erase_main(int argc, char **argv, const char *conf);
 struct ts_hub_api {
     const struct ts_hub_config *cfg;
     struct ts_hub_store *store;
-    int64_t (*now_ms)(void); /* wall clock; injectable for tests */
-    struct ts_hub_trust *trust; /* enroll.c; NULL = renewal answers 503 */
+    int64_t (*now_ms)(void);          /* wall clock; injectable for tests */
+    struct ts_hub_trust *trust;       /* enroll.c; NULL = renewal answers 503 */
+    struct ts_hub_upstream *upstream; /* upstream.c; NULL = purchases not forwarded */
 };
 
 /* The ts_httpd handler; ud is a struct ts_hub_api. Thread-safe. */

@@ -405,6 +405,9 @@ int ts_hub_import_main(int argc, char **argv, const char *conf)
         fprintf(stderr, "import: %s\n", im.err);
         goto out;
     }
+    /* A back-fill: cards get their peer suggestion with the customer's next
+     * live event (suggest.c), which keeps a million-customer import fast. */
+    ts_hub_store_set_bulk(im.store, true);
     /* Stamp with the same key versions the running hub would use. */
     if (ts_hub_store_set_keys(im.store, &cfg.prev_key, NULL) != TS_OK) {
         fprintf(stderr, "import: %s: cannot apply the tenant key versions\n", cfg.db);

@@ -103,8 +103,9 @@ static int ensure_customer(struct ing *g, const char *id)
 static int merge(struct ing *g, const char *user, const char *anon)
 {
     static const enum stmt_id steps[] = {
-        ST_MERGE_TRAITS,   ST_MERGE_VIEWS,  ST_MERGE_CART,  ST_MERGE_CART_DEL, ST_MERGE_WISH,
-        ST_MERGE_WISH_DEL, ST_MERGE_ORDERS, ST_MERGE_IDENT, ST_MERGE_ANON,
+        ST_MERGE_TRAITS, ST_MERGE_VIEWS,    ST_MERGE_CART,       ST_MERGE_CART_DEL,
+        ST_MERGE_WISH,   ST_MERGE_WISH_DEL, ST_MERGE_ORDERS,     ST_MERGE_IDENT,
+        ST_MERGE_ANON,   ST_MERGE_BOUGHT,   ST_MERGE_BOUGHT_DEL,
     };
     int rc = ensure_customer(g, user);
     for (size_t i = 0; rc == TS_OK && i < sizeof steps / sizeof steps[0]; i++)
@@ -278,6 +279,9 @@ static int apply_order(struct ing *g, const char *cust, const struct ts_seg_even
         rc = product_upsert(g, &e->products[i]);
         if (rc == TS_OK)
             rc = run_cp(g, ST_CART_DEL, cust, e->products[i].product_id, false, 0);
+        /* what customers buy feeds other customers' suggestions (suggest.c) */
+        if (rc == TS_OK)
+            rc = run_cp(g, ST_BOUGHT_ADD, cust, e->products[i].product_id, true, e->at_ms);
     }
     if (rc != TS_OK || !e->order_id)
         return rc;
@@ -290,7 +294,8 @@ static int apply_order(struct ing *g, const char *cust, const struct ts_seg_even
         sqlite3_bind_double(st, 3, e->total);
     ts_hub_bind_text(st, 4, e->currency);
     sqlite3_bind_int64(st, 5, e->at_ms);
-    if ((rc = run(g, st, "order upsert")))
+    if ((rc = run(g, st, "order upsert")) ||
+        (e->order_status && (rc = ts_hub_order_status_apply(g->s, cust, e))))
         return rc;
     /* The order confirmation QR scanned at the till finds this customer. */
     char norm[TS_SEG_MAX_ID + 1];
@@ -340,6 +345,8 @@ static int apply_event(struct ing *g, const char *cust, const struct ts_seg_even
         return run_cp(g, ST_WISH_DEL, cust, p->product_id, false, 0);
     case TS_SEG_ORDER:
         return apply_order(g, cust, e);
+    case TS_SEG_ORDER_STATUS:
+        return e->order_id && e->order_status ? ts_hub_order_status_apply(g->s, cust, e) : TS_OK;
     case TS_SEG_IGNORE:
         break;
     }

@@ -4,7 +4,10 @@
  * Exit codes: 0 ok, 1 runtime or configuration failure, 2 usage error.
  */
 #include "hub.h"
+#include "purchases.h"
+#include "proxy.h"
 #include "../sync/pki.h"
+#include "sdnotify.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,7 +23,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: tillside-hub COMMAND [-c FILE] [ARGS]\n"
                "  run [-c FILE]     serve the hub API until SIGINT/SIGTERM\n"
-               "  stats [-c FILE]   customers, events and store slice sizes as JSON\n"
+               "  check-config [-c FILE]  validate the configuration and the files it names\n"
+               "  stats [-c FILE]   customers, events, store slice sizes and purchases as JSON\n"
                "  pki init|issue    make a CA and certificates (see tillside-hub pki)\n"
                "  gen --url URL --write-key KEY --customers N --stores S001,S002\n"
                "      [--ca F --cert F --key F] [--seed N] [--batch N] [--sample K]\n"
@@ -33,6 +37,8 @@ static void usage(FILE *f)
                "                    print a one-time enrolment token for a new terminal\n"
                "  revoke [-c FILE] --terminal T07 [--store S001] | --serial HEX | --list\n"
                "                    refuse a terminal's certificates from now on\n"
+               "  crl [-c FILE] --out FILE [--days N]\n"
+               "                    write the revoked certificates as a CRL (nginx ssl_crl)\n"
                "  erase [-c FILE] CUSTOMER | --loyalty ID\n"
                "                    erase a customer (GDPR) at the hub and in every store\n"
                "  version           print the version\n"
@@ -67,9 +73,10 @@ static int cmd_run(const char *conf)
 {
     struct ts_hub_config cfg;
     struct ts_hub_store *store = NULL;
-    struct ts_httpd *srv = NULL, *enroll_srv = NULL;
+    struct ts_httpd *srv = NULL, *enroll_srv = NULL, *proxy_srv = NULL;
     struct ts_hub_trust *trust = NULL;
     struct ts_hub_janitor *janitor = NULL;
+    struct ts_hub_upstream *upstream = NULL;
     char err[512];
     int code = 1;
     if (load_config(conf, &cfg))
@@ -104,7 +111,16 @@ static int cmd_run(const char *conf)
     signal(SIGPIPE, SIG_IGN);
 
     bool tls = cfg.tls_cert[0] != '\0';
-    struct ts_hub_api api = {.cfg = &cfg, .store = store, .now_ms = wall_ms, .trust = trust};
+    /* Purchases still waiting from before a restart go out at once. */
+    snprintf(err, sizeof err, "cannot start the forwarder thread");
+    if (cfg.upstream_url[0] &&
+        (ts_hub_upstream_new(store, &cfg, &upstream, err, sizeof err) != TS_OK ||
+         ts_hub_upstream_start(upstream) != TS_OK)) {
+        TS_ERROR("hub", "[upstream]: %s", err);
+        goto out;
+    }
+    struct ts_hub_api api = {
+        .cfg = &cfg, .store = store, .now_ms = wall_ms, .trust = trust, .upstream = upstream};
     struct ts_httpd_opts o = {
         .listen = cfg.listen,
         .cert_file = tls ? cfg.tls_cert : NULL,
@@ -124,6 +140,10 @@ static int cmd_run(const char *conf)
     if (!tls)
         TS_WARN("hub", "no tls_cert: plain HTTP, expecting a TLS-terminating proxy in front");
     ts_hub_trust_set_main_port(trust, ts_httpd_port(srv));
+    if (ts_hub_proxy_start(&api, &proxy_srv, err, sizeof err) != TS_OK) {
+        TS_ERROR("hub", "[hub] listen_plain: %s", err);
+        goto out;
+    }
     if (cfg.enroll_listen[0]) {
         /* Same server certificate, but no client certificate asked: new
          * terminals have none yet and prove themselves with a token. */
@@ -148,16 +168,17 @@ static int cmd_run(const char *conf)
         TS_ERROR("hub", "cannot start the tombstone janitor");
         goto out;
     }
-    int sig = 0;
-    while (sigwait(&stop, &sig) != 0) {
-    }
+    /* READY=1 for Type=notify, and the watchdog pings (sdnotify.h). */
+    int sig = ts_sd_run_until_signal(&stop, NULL, NULL);
     TS_INFO("hub", "stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     code = 0;
 out:
     ts_hub_janitor_stop(janitor);
     ts_hub_store_shutdown(store); /* ends long-polls, or stopping waits for them */
     ts_httpd_stop(enroll_srv);
+    ts_httpd_stop(proxy_srv);
     ts_httpd_stop(srv);
+    ts_hub_upstream_free(upstream);
     ts_hub_trust_close(trust);
     ts_hub_store_close(store);
     return code;
@@ -215,6 +236,8 @@ int main(int argc, char **argv)
                 return ts_hub_enroll_token_main(argc - i, argv + i, conf);
             if (strcmp(cmd, "revoke") == 0)
                 return ts_hub_revoke_main(argc - i, argv + i, conf);
+            if (strcmp(cmd, "crl") == 0)
+                return ts_hub_crl_main(argc - i, argv + i, conf);
         } else {
             fprintf(stderr, "tillside-hub: unexpected argument '%s'\n", argv[i]);
             usage(stderr);
@@ -229,6 +252,8 @@ int main(int argc, char **argv)
         return cmd_run(conf);
     if (strcmp(cmd, "stats") == 0)
         return cmd_stats(conf);
+    if (strcmp(cmd, "check-config") == 0)
+        return ts_hub_check_config_main(conf); /* checkconf.c */
     if (strcmp(cmd, "version") == 0) {
         printf("tillside-hub %s\n", TS_VERSION);
         return 0;

@@ -73,6 +73,7 @@ struct loaded {
     const char *home_store;
     ts_buf keys, prev_keys; /* JSON arrays; prev_keys empty without a second key */
     struct pool pool;
+    char peer_id[TS_SEG_MAX_ID + 1], peer_name[TS_SEG_MAX_TEXT + 1]; /* suggest.c */
 };
 
 static void loaded_free(struct loaded *l)
@@ -151,6 +152,7 @@ static void order_row(struct loaded *l, sqlite3_stmt *st, void *elem, bool *nome
     o->currency = dup(&l->pool, st, 2, nomem);
     o->status = dup(&l->pool, st, 3, nomem);
     o->at_ms = sqlite3_column_int64(st, 4);
+    o->store = dup(&l->pool, st, 5, nomem);
 }
 
 /* The customer row; TS_ERR_NOTFOUND when merged away. */
@@ -249,6 +251,17 @@ static int load(struct ts_hub_store *s, const char *cust, int64_t now, struct lo
     p->cart = l->cart;
     p->wishlist = l->wish;
     p->orders = l->orders;
+    p->now_ms = now;
+    /* What other customers did, for the suggestion; not asked when the
+     * card will carry no suggestion from it anyway. */
+    const char *top = p->consent && !p->suggested_id && !s->bulk ? ts_hub_top_interest(p) : NULL;
+    if (top && (rc = ts_hub_suggest_peers(s, cust, top, l->peer_id, sizeof l->peer_id, l->peer_name,
+                                          sizeof l->peer_name)))
+        return rc;
+    if (l->peer_id[0]) {
+        p->peer_id = l->peer_id;
+        p->peer_name = l->peer_name[0] ? l->peer_name : NULL;
+    }
     return TS_OK;
 }
 

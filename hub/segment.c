@@ -175,12 +175,13 @@ static int parse_products(struct parser *ps, const json_t *props, struct ts_seg_
     bool nomem = false;
     const json_t *arr = json_object_get(props, "products");
     size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
-    if (e->kind != TS_SEG_ORDER)
+    bool order = e->kind == TS_SEG_ORDER || e->kind == TS_SEG_ORDER_STATUS;
+    if (!order)
         n = 1; /* single-product events carry the product in properties */
     e->products = calloc(n ? n : 1, sizeof *e->products);
     if (!e->products)
         return TS_ERR_NOMEM;
-    if (e->kind != TS_SEG_ORDER) {
+    if (!order) {
         if (product(ps->pv, props, &e->products[0], &nomem))
             e->nproducts = 1;
         else
@@ -290,6 +291,16 @@ static enum ts_seg_kind track_kind(const char *name)
         {"Product Added to Wishlist", TS_SEG_WISH_ADD},
         {"Product Removed from Wishlist", TS_SEG_WISH_REMOVE},
         {"Order Completed", TS_SEG_ORDER},
+        /* Segment E-commerce spec v2 order lifecycle, and the fulfilment
+         * events shops commonly add (suggest.c maps them to a status). */
+        {"Order Updated", TS_SEG_ORDER_STATUS},
+        {"Order Shipped", TS_SEG_ORDER_STATUS},
+        {"Order Delivered", TS_SEG_ORDER_STATUS},
+        {"Order Ready for Pickup", TS_SEG_ORDER_STATUS},
+        {"Order Picked Up", TS_SEG_ORDER_STATUS},
+        {"Order Cancelled", TS_SEG_ORDER_STATUS},
+        {"Order Refunded", TS_SEG_ORDER_STATUS},
+        {"Order Returned", TS_SEG_ORDER_STATUS},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(name, map[i].name) == 0)
@@ -354,8 +365,12 @@ static int parse_event(struct parser *ps, const json_t *ev, int64_t now_ms, stru
         /* json_object_get on a non-object yields NULL, so odd properties
          * simply read as empty. */
         const json_t *props = json_object_get(ev, "properties");
-        if (e->kind == TS_SEG_ORDER)
+        if (e->kind == TS_SEG_ORDER || e->kind == TS_SEG_ORDER_STATUS) {
+            const char *st = text(props, "status");
+            e->order_status = ts_hub_order_status(json_string_value(name),
+                                                  st ? st : text(props, "fulfillment_status"));
             return parse_order(ps, props, e);
+        }
         if (e->kind != TS_SEG_IGNORE)
             return parse_products(ps, props, e);
         return TS_OK;

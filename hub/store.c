@@ -10,6 +10,8 @@
  * before seq N.
  */
 #include "store_int.h"
+#include "purchases.h"
+#include "dbver.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -46,7 +48,11 @@ static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS wishlist(customer TEXT NOT NULL, product_id TEXT NOT NULL,"
     "  at INTEGER NOT NULL, PRIMARY KEY(customer, product_id)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS orders(order_id TEXT PRIMARY KEY, customer TEXT NOT NULL,"
-    "  total REAL, currency TEXT, status TEXT NOT NULL, at INTEGER NOT NULL);"
+    "  total REAL, currency TEXT, status TEXT NOT NULL, at INTEGER NOT NULL, status_at INTEGER);"
+    /* products a customer ordered, and who viewed a product (suggest.c) */
+    "CREATE TABLE IF NOT EXISTS bought(customer TEXT NOT NULL, product_id TEXT NOT NULL,"
+    "  at INTEGER NOT NULL, PRIMARY KEY(customer, product_id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS views_product ON views(product_id, at);"
     "CREATE INDEX IF NOT EXISTS orders_customer ON orders(customer, at);"
     "CREATE TABLE IF NOT EXISTS processed(message_id TEXT PRIMARY KEY, at INTEGER NOT NULL)"
     "  WITHOUT ROWID;"
@@ -144,7 +150,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LOAD_WISH] = "SELECT w.product_id, p.name FROM wishlist w"
                      " LEFT JOIN products p ON p.product_id = w.product_id"
                      " WHERE w.customer = ?1 ORDER BY w.at DESC, w.product_id LIMIT ?2",
-    [ST_LOAD_ORDERS] = "SELECT order_id, total, currency, status, at FROM orders"
+    [ST_LOAD_ORDERS] = "SELECT order_id, total, currency, status, at, store_id FROM orders"
                        " WHERE customer = ?1 ORDER BY at DESC, order_id LIMIT ?2",
     [ST_PRODUCT_NAME] = "SELECT name FROM products WHERE product_id = ?1",
     [ST_LOAD_KEYS] = "SELECT key, prev_key FROM identifiers WHERE customer = ?1"
@@ -157,6 +163,39 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " DO UPDATE SET seq = excluded.seq, op = 'upsert', cid = excluded.cid",
     [ST_FEED_ERASE_OTHERS] = "UPDATE feed SET op = 'erase', seq = ?2, at = ?4 WHERE customer = ?1"
                              " AND op = 'upsert' AND store_id IS NOT ?3",
+    /* An order status from an event newer than the one that set the
+     * current status (events may arrive out of order); an order first
+     * heard of through a status event is recorded with it. */
+    [ST_ORDER_STATUS] =
+        "INSERT INTO orders(order_id, customer, total, currency, status, at, status_at)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT(order_id) DO UPDATE SET"
+        " status = excluded.status, status_at = excluded.status_at,"
+        " total = coalesce(excluded.total, total), currency = coalesce(excluded.currency, currency)"
+        " WHERE excluded.status_at >= coalesce(orders.status_at, 0)",
+    [ST_BOUGHT_ADD] = "INSERT INTO bought(customer, product_id, at) VALUES(?1, ?2, ?3)"
+                      " ON CONFLICT(customer, product_id) DO UPDATE SET at = max(at, excluded.at)",
+    [ST_MERGE_BOUGHT] = "INSERT OR IGNORE INTO bought(customer, product_id, at)"
+                        " SELECT ?1, product_id, at FROM bought WHERE customer = ?2",
+    [ST_MERGE_BOUGHT_DEL] = "DELETE FROM bought WHERE customer = ?2",
+    /* ?1 customer, ?2 their top interest, ?3 how many recent viewers of it
+     * to ask. A peer counts once per product, a purchase three times a
+     * view; two views' worth of support at least. */
+    [ST_SUGGEST] =
+        "WITH peers AS (SELECT DISTINCT r.customer FROM (SELECT customer FROM views"
+        "   WHERE product_id = ?2 AND customer <> ?1 ORDER BY at DESC LIMIT ?3) r"
+        "   JOIN customers c ON c.id = r.customer AND c.consent = 1),"
+        " seen(product_id, customer, w) AS (SELECT v.product_id, v.customer, 1 FROM views v"
+        "   JOIN peers p ON p.customer = v.customer UNION ALL SELECT b.product_id, b.customer, 3"
+        "   FROM bought b JOIN peers p ON p.customer = b.customer),"
+        " per AS (SELECT product_id, max(w) AS w FROM seen GROUP BY product_id, customer)"
+        " SELECT per.product_id, pr.name, sum(per.w) AS score FROM per"
+        " LEFT JOIN products pr ON pr.product_id = per.product_id"
+        " WHERE per.product_id <> ?2"
+        "  AND per.product_id NOT IN (SELECT product_id FROM views WHERE customer = ?1)"
+        "  AND per.product_id NOT IN (SELECT product_id FROM bought WHERE customer = ?1)"
+        "  AND per.product_id NOT IN (SELECT product_id FROM cart WHERE customer = ?1)"
+        "  AND per.product_id NOT IN (SELECT product_id FROM wishlist WHERE customer = ?1)"
+        " GROUP BY per.product_id HAVING score >= 2 ORDER BY score DESC, per.product_id LIMIT 1",
 };
 
 static int db_err(sqlite3 *db, const char *what)
@@ -276,6 +315,7 @@ static int migrate(struct ts_hub_store *s)
          "UPDATE feed SET at = CAST(strftime('%s', 'now') AS INTEGER) * 1000 WHERE op = 'erase'"},
         {"identifiers", "prev_key", "ALTER TABLE identifiers ADD COLUMN prev_key TEXT"},
         {"customers", "prev_keys", "ALTER TABLE customers ADD COLUMN prev_keys TEXT"},
+        {"orders", "status_at", "ALTER TABLE orders ADD COLUMN status_at INTEGER"},
     };
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
         int h = has_column(s->db, cols[i].table, cols[i].column);
@@ -285,6 +325,17 @@ static int migrate(struct ts_hub_store *s)
     return exec(s, "CREATE INDEX IF NOT EXISTS identifiers_prev ON identifiers(prev_key)"
                    " WHERE prev_key IS NOT NULL");
 }
+
+/*
+ * Schema versions (PRAGMA user_version, dbver.h): 0/1 = the first release
+ * (06a07ff, meta 'schema' = 1), 2 = tombstone ages, key rotation columns,
+ * order status times, bought, purchases and the upstream outbox (migrate()
+ * and ts_hub_purchases_schema() add those to an older file).
+ */
+#define TS_HUB_SCHEMA_VERSION 2
+static const struct ts_db_step schema_steps[] = {
+    {2, "UPDATE meta SET v = 2 WHERE k = 'schema'", NULL},
+};
 
 static void sql_ident_key(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 
@@ -318,10 +369,22 @@ int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int fla
     sqlite3_extended_result_codes(s->db, 0);
     /* WAL lets `tillside-hub stats` and later readers run beside the hub;
      * NORMAL sync is enough for CDP events, which the CDP can replay. */
+    /* The idempotent part (CREATE IF NOT EXISTS, missing columns) runs on
+     * every open; versioned steps (dbver.h) for what cannot be idempotent. A
+     * file from a newer hub is refused before anything is written. */
+    char verr[512] = "";
     if (!ro &&
         (exec(s, "PRAGMA journal_mode=WAL") || exec(s, "PRAGMA synchronous=NORMAL") ||
-         exec(s, "BEGIN IMMEDIATE") || exec(s, schema_sql) || migrate(s) || exec(s, "COMMIT"))) {
-        snprintf(err, errsz, "%s: cannot set up the schema: %s", path, sqlite3_errmsg(s->db));
+         exec(s, "BEGIN IMMEDIATE") ||
+         ts_db_version_check(s->db, path, TS_HUB_SCHEMA_VERSION, verr, sizeof verr) ||
+         exec(s, schema_sql) || migrate(s) || ts_hub_purchases_schema(s) ||
+         ts_db_migrate(s->db, path, TS_HUB_SCHEMA_VERSION, schema_steps,
+                       sizeof schema_steps / sizeof schema_steps[0], s, NULL, verr, sizeof verr) ||
+         exec(s, "COMMIT"))) {
+        if (verr[0])
+            snprintf(err, errsz, "%s", verr);
+        else
+            snprintf(err, errsz, "%s: cannot set up the schema: %s", path, sqlite3_errmsg(s->db));
         rc = TS_ERR_DB;
         goto out;
     }
@@ -706,6 +769,7 @@ int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
     json_t *o = json_object(), *stores = json_object();
     char *text = NULL;
     sqlite3 *db = rd_lock(s);
+    bool locked = true;
     if (!o || !stores)
         goto out;
     if (sqlite3_prepare_v2(db, "SELECT count(*) FROM customers", -1, &st, NULL) != SQLITE_OK ||
@@ -731,6 +795,11 @@ int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
             json_object_set_new(stores, id, json_integer(sqlite3_column_int64(st, 1)));
     }
     json_object_set(o, "stores", stores);
+    sqlite3_finalize(st);
+    st = NULL;
+    rd_unlock(s); /* purchases.c takes the read side itself */
+    locked = false;
+    ts_hub_purchases_stats(s, o);
     text = json_dumps(o, JSON_COMPACT);
     rc = text ? ts_buf_puts(out, text) : TS_ERR_NOMEM;
 out:
@@ -738,6 +807,7 @@ out:
     sqlite3_finalize(st);
     json_decref(stores);
     json_decref(o);
-    rd_unlock(s);
+    if (locked)
+        rd_unlock(s);
     return rc;
 }

@@ -55,6 +55,11 @@ enum stmt_id {
     ST_CUST_STAMP,
     ST_FEED_UPSERT,
     ST_FEED_ERASE_OTHERS,
+    ST_ORDER_STATUS, /* suggest.c: order statuses and co-occurrence */
+    ST_BOUGHT_ADD,
+    ST_MERGE_BOUGHT,
+    ST_MERGE_BOUGHT_DEL,
+    ST_SUGGEST,
     ST_COUNT
 };
 
@@ -76,6 +81,7 @@ struct ts_hub_store {
     struct ts_tenant_key key;
     struct ts_tenant_key prev; /* second key version (rotation); len 0 = none */
     uint32_t epoch;
+    bool bulk; /* ts_hub_store_set_bulk */
     sqlite3_stmt *st[ST_COUNT];
 };
 
@@ -104,6 +110,18 @@ int ts_hub_load_keys(struct ts_hub_store *s, const char *cust, ts_buf *out, ts_b
  * every customer with a card its new keys and a new seq, re-stamping their
  * feed rows so every store receives the keys (rebuild.c). */
 int ts_hub_rekey_all(struct ts_hub_store *s, size_t *restamped);
+
+/* The product other customers most often viewed or bought alongside top
+ * (customers with consent who viewed top lately), leaving out what cust
+ * viewed, bought, has in the cart or wishlist (suggest.c). id[0] = '\0'
+ * when nothing stands out. */
+int ts_hub_suggest_peers(struct ts_hub_store *s, const char *cust, const char *top, char *id,
+                         size_t idsz, char *name, size_t namesz);
+
+/* Records the status an order event carries (e->order_id and
+ * e->order_status set) unless a later event already set one (suggest.c). */
+int ts_hub_order_status_apply(struct ts_hub_store *s, const char *cust,
+                              const struct ts_seg_event *e);
 
 /* Wakes long-poll waiters after a commit that may have changed a feed. */
 void ts_hub_store_notify(struct ts_hub_store *s);

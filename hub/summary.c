@@ -196,6 +196,8 @@ static json_t *orders(const struct ts_hub_profile *p, bool *ok)
             if (o->currency)
                 put(j, "currency", json_string(o->currency), ok);
             put(j, "status", json_string(o->status ? o->status : "placed"), ok);
+            if (o->store) /* bought in this store (purchases.c) */
+                put(j, "store", json_string(o->store), ok);
             put(j, "at", json_string(at), ok);
         }
         append(arr, j, ok);
@@ -203,12 +205,17 @@ static json_t *orders(const struct ts_hub_profile *p, bool *ok)
     return arr;
 }
 
-/* The trait wins; otherwise the most-viewed product that is not already in
+/* The trait wins, then what customers with the same top interest went for
+ * (suggest.c); otherwise the most-viewed product that is not already in
  * the cart (the associate can point at it on the shelf). */
 static json_t *suggested(const struct ts_hub_profile *p, const struct viewed *v, size_t nv,
                          bool *ok)
 {
     const char *id = p->suggested_id, *name = p->suggested_name;
+    if (!id && p->peer_id) { /* what similar customers went for (suggest.c) */
+        id = p->peer_id;
+        name = p->peer_name;
+    }
     for (size_t i = 0; !id && i < nv; i++)
         if (v[i].score >= MIN_SCORE && !in_cart(p, v[i].product_id)) {
             id = v[i].product_id;

@@ -8,6 +8,7 @@
  * or the whole new one, never a mixture and never an empty cache.
  */
 #include "cache.h"
+#include "dbver.h"
 
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -57,8 +58,19 @@ struct ts_cache {
     sqlite3 *db;
     sqlite3_stmt *st[ST__N];
     bool truncate_due; /* a WAL truncation after deletions has not succeeded yet */
+    /* A catch-up commits several pages at once (see apply); open while some
+     * applied pages and their cursor wait for that commit. */
+    bool txn_open;
+    int txn_pages;
+    int64_t txn_start_ms; /* monotonic */
     char path[1024];
 };
+
+/* Catching up, pages are committed together up to this many or this old:
+ * each commit of random-key cards rewrites ~1,000 b-tree pages, so one
+ * commit per page spent most of a full sync writing the same pages again. */
+#define GROUP_PAGES 32
+#define GROUP_MS 1000
 
 /* meta keys: "cursor" (live slice), "last_sync" (ms), and while a resync
  * runs "resync" = the cursor of the shadow slice ("" before its first page). */
@@ -67,6 +79,11 @@ static const char schema[] =
     "PRAGMA synchronous = NORMAL;"
     "PRAGMA secure_delete = ON;"
     "PRAGMA foreign_keys = ON;"
+    /* A page of 500 random-key cards dirties ~1,000 b-tree pages: with the
+     * default 1,000-page auto-checkpoint nearly every commit checkpointed
+     * and synced, and a full sync spent most of its time there. */
+    "PRAGMA wal_autocheckpoint = 16384;"
+    "PRAGMA journal_size_limit = 67108864;"
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS cards("
     "  cid TEXT PRIMARY KEY, card TEXT NOT NULL, kv INTEGER NOT NULL,"
@@ -75,7 +92,10 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS card_keys("
     "  key BLOB PRIMARY KEY, cid TEXT NOT NULL REFERENCES cards(cid) ON DELETE CASCADE"
     ") WITHOUT ROWID;"
+    /* TS_CACHE_SCHEMA_VERSION: unchanged since the first release (06a07ff);
+     * a new version adds its steps here and bumps both. */
     "PRAGMA user_version = 1;";
+#define TS_CACHE_SCHEMA_VERSION 1
 
 /* The index on card_keys(cid) (erasures, key replacement) changes its name
  * with every swap (an index keeps its name across a table RENAME); these are
@@ -86,6 +106,7 @@ void ts_cache_close(struct ts_cache *c)
 {
     if (!c)
         return;
+    ts_cache_flush(c);
     for (int i = 0; i < ST__N; i++)
         sqlite3_finalize(c->st[i]);
     sqlite3_close(c->db);
@@ -142,6 +163,11 @@ static int open_cache(const char *path, bool readonly, struct ts_cache **out, ch
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(c->db, 5000);
+        /* A cache written by a newer agent is left alone (dbver.h). */
+        if (ts_db_version_check(c->db, path, TS_CACHE_SCHEMA_VERSION, err, errsz) != TS_OK) {
+            ts_cache_close(c);
+            return TS_ERR_DB;
+        }
         rc = sqlite3_exec(c->db, readonly ? "PRAGMA query_only = ON" : schema, NULL, NULL, NULL);
     }
     if (rc == SQLITE_OK && !readonly)
@@ -348,15 +374,31 @@ static int swap_in(struct ts_cache *c)
  * erasures to both (an erasure must not wait for the resync to finish), and
  * the last page swaps the shadow tables in.
  */
+int ts_cache_flush(struct ts_cache *c)
+{
+    if (!c || !c->txn_open)
+        return TS_OK;
+    int rc = exec(c, "COMMIT");
+    if (rc != TS_OK)
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    c->txn_open = false;
+    return rc;
+}
+
 static int apply(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
                  bool save_cursor, char *err, size_t errsz)
 {
     bool erased = false, resync = false, swapped = false;
     struct tset live = {0}, shadow = {0};
     memcpy(live.st, c->st, sizeof live.st); /* ST_DEL_KEYS..ST_ERASE come first */
-    int rc = exec(c, "BEGIN IMMEDIATE");
-    if (rc)
-        goto out;
+    int rc = TS_OK;
+    if (!c->txn_open) {
+        if ((rc = exec(c, "BEGIN IMMEDIATE")))
+            goto out;
+        c->txn_open = true;
+        c->txn_pages = 0;
+        c->txn_start_ms = ts_now_mono_ms();
+    }
     if (save_cursor) {
         char rcur[TS_FEED_MAX_CURSOR + 1];
         int g = get_meta(c, "resync", rcur, sizeof rcur);
@@ -395,8 +437,17 @@ static int apply(struct ts_cache *c, const struct ts_feed_page *page, int64_t no
         if (rc == TS_OK)
             rc = set_meta(c, "last_sync", ms);
     }
-    if (rc == TS_OK)
-        rc = exec(c, "COMMIT");
+    /* Mid catch-up the commit may wait for the next pages: the cursor in
+     * the transaction still matches the cards in it, so a crash loses only
+     * pages that will be fetched again. Erasures and a finished slice are
+     * committed at once. */
+    c->txn_pages++;
+    if (rc == TS_OK && !(save_cursor && page->more && !erased && !swapped &&
+                         c->txn_pages < GROUP_PAGES &&
+                         ts_now_mono_ms() - c->txn_start_ms < GROUP_MS))
+        rc = ts_cache_flush(c);
+    else if (rc == TS_OK)
+        return TS_OK;
 out:
     if (rc != TS_OK) {
         if (err)
@@ -404,6 +455,7 @@ out:
                      rc == TS_ERR_INVAL ? "malformed key in page" : sqlite3_errmsg(c->db));
         tset_done(&shadow);
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        c->txn_open = false;
     } else if (erased || swapped || c->truncate_due) {
         checkpoint_truncate(c);
     }
@@ -423,6 +475,8 @@ int ts_cache_put_live(struct ts_cache *c, const struct ts_feed_page *one, int64_
 
 int ts_cache_resync_begin(struct ts_cache *c)
 {
+    if (ts_cache_flush(c) != TS_OK)
+        return TS_ERR_DB;
     int slot = live_index_slot(c->db);
     if (slot < 0)
         return TS_ERR_DB;
@@ -466,7 +520,9 @@ int ts_cache_prune(struct ts_cache *c, int64_t now_ms, int64_t retention_ms, int
 {
     sqlite3_stmt *s = NULL;
     int64_t gone = 0;
-    int rc = exec(c, "BEGIN IMMEDIATE");
+    int rc = ts_cache_flush(c);
+    if (rc == TS_OK)
+        rc = exec(c, "BEGIN IMMEDIATE");
     if (rc)
         return rc;
     if (sqlite3_prepare_v2(c->db, "DELETE FROM cards WHERE synced_at < ?1", -1, &s, NULL) !=
@@ -565,6 +621,7 @@ int64_t ts_cache_last_sync(struct ts_cache *c)
 
 int ts_cache_reset(struct ts_cache *c)
 {
+    ts_cache_flush(c);
     int rc = sqlite3_exec(c->db,
                           "BEGIN IMMEDIATE; DELETE FROM card_keys; DELETE FROM cards;"
                           "DROP TABLE IF EXISTS card_keys_new; DROP TABLE IF EXISTS cards_new;"

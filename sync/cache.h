@@ -37,7 +37,14 @@ void ts_cache_close(struct ts_cache *c);
  * slice and page->cursor becomes the resync's position, erasures apply to
  * both slices at once, and the page with more == false swaps the shadow
  * slice in (same transaction): lookups see the old slice until then.
+ *
+ * Catching up (page->more), the commit may be held for up to 32 pages or
+ * 1 s and made with a later page: the cursor always travels in the same
+ * transaction as its cards. Other connections see the pages at that commit;
+ * ts_cache_flush commits at once (the syncer calls it before it waits).
  */
+/* Commits pages held back by ts_cache_apply_page (no-op when none). */
+int ts_cache_flush(struct ts_cache *c);
 int ts_cache_apply_page(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
                         char *err, size_t errsz);
 /* Stores one card (a live lookup result) without touching the cursor or

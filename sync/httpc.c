@@ -330,6 +330,10 @@ static int read_response(struct ts_httpc *c, const char *method, int64_t deadlin
     const char *ce = ts_http_header(&m, "Content-Encoding");
     ts_strlcpy(resp->content_encoding, ce ? ce : "", sizeof resp->content_encoding);
     resp->retry_after_s = parse_retry_after(ts_http_header(&m, "Retry-After"));
+    const char *date = ts_http_header(&m, "Date");
+    struct tm dtm = {0};
+    const char *dend = date ? strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &dtm) : NULL;
+    resp->date_s = dend && !*dend ? (int64_t)timegm(&dtm) : 0;
     if (!m.keep_alive || used != in.len)
         ts_httpc_disconnect(c); /* closing, or sent more than it was asked for */
 out:

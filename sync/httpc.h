@@ -31,6 +31,7 @@ struct ts_http_resp {
     char content_type[128];
     char content_encoding[32]; /* "" when absent; the body is as received */
     int retry_after_s;         /* -1 when absent */
+    int64_t date_s;            /* the Date header as Unix seconds, 0 when absent (doctor) */
 };
 
 int ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err, size_t errsz);

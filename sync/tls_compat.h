@@ -84,6 +84,21 @@ static inline int ts_compat_pk_check_pair(const mbedtls_pk_context *pub,
 #endif
 }
 
+/* 3.x takes the signature buffer's size (pki_crl.c signs a CRL itself:
+ * mbedTLS has no CRL writer). */
+static inline int ts_compat_pk_sign(mbedtls_pk_context *pk, mbedtls_md_type_t md,
+                                    const unsigned char *hash, size_t hash_len, unsigned char *sig,
+                                    size_t sig_size, size_t *sig_len, ts_rng_fn f_rng,
+                                    void *p_rng)
+{
+#if MBEDTLS_VERSION_MAJOR >= 3
+    return mbedtls_pk_sign(pk, md, hash, hash_len, sig, sig_size, sig_len, f_rng, p_rng);
+#else
+    (void)sig_size; /* MBEDTLS_PK_SIGNATURE_MAX_SIZE is what callers pass */
+    return mbedtls_pk_sign(pk, md, hash, hash_len, sig, sig_len, f_rng, p_rng);
+#endif
+}
+
 /* Serial numbers: an MPI in 2.28, raw big-endian bytes from 3.4 on (the MPI
  * setter is deprecated there and gone with MBEDTLS_DEPRECATED_REMOVED). */
 static inline int ts_compat_crt_set_serial(mbedtls_x509write_cert *crt, unsigned char *serial,

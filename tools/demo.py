@@ -169,7 +169,27 @@ listen = 127.0.0.1:{API_PORT}
                            capture_output=True, text=True)
         for line in (p.stdout or p.stderr).rstrip().splitlines():
             say(f"    {line}")
-    say("    (in-store purchases and the upload outbox arrive with the next release)")
+    step("a purchase at the till (POST /api/v1/purchases), uploaded through the outbox")
+    if samples:
+        subprocess.run([AGENT, "scan", samples[0]["loyalty_id"], "-c", agent_conf],
+                       capture_output=True, text=True)
+    with open(os.path.join(DIR, "agent", "api.token")) as f:
+        token = f.read().strip()
+    body = {"receipt": f"S001-T01-{int(time.time()) % 1000000:06d}", "currency": "EUR",
+            "total": 129.0, "tax": 20.6,
+            "products": [{"sku": "SKU-JKT-7", "name": "Rain Jacket", "quantity": 1,
+                          "price": 129.0}]}
+    req = urllib.request.Request(f"http://127.0.0.1:{API_PORT}/api/v1/purchases",
+                                 data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            say(f"    receipt {body['receipt']}: HTTP {r.status} {r.read().decode()}")
+        wait(lambda: get_json("/api/v1/status")["outbox_depth"] == 0, "the upload", 30)
+        say("    uploaded to the hub (outbox empty); `tillside outbox list --sent` shows it")
+    except (OSError, ValueError) as e:
+        say(f"    purchase failed: {e}")
 
     say()
     say(f"Associate page: http://127.0.0.1:{API_PORT}/")
@@ -179,6 +199,7 @@ listen = 127.0.0.1:{API_PORT}
     say(f"  scan a customer:   {AGENT} scan {code} -c {agent_conf}")
     say(f"  look up offline:   {AGENT} lookup {code} -c {agent_conf}")
     say(f"  agent status:      {AGENT} status -c {agent_conf}")
+    say(f"  the outbox:        {AGENT} outbox list --all -c {agent_conf}")
     say(f"  pull the link:     kill -STOP {hub.pid}    (restore: kill -CONT {hub.pid})")
     say(f"  logs:              {DIR}/hub.log {DIR}/agent.log")
     say("Press Ctrl-C to stop the hub and the agent.")

@@ -35,6 +35,8 @@ def demo_runs(w):
                             text=True)
         check(st.returncode == 0 and '"online"' in st.stdout, f"status: {st.stdout}{st.stderr}")
         check("unknown customer" in output().lower(), "demo did not show an unknown scan")
+        check("HTTP 202" in output() and "uploaded to the hub" in output(),
+              f"demo's purchase did not go through:\n{output()[-2000:]}")
         os.kill(p.pid, signal.SIGINT)
         rc = p.wait(30)
         check(rc == 0, f"demo exited {rc} on Ctrl-C:\n{output()[-2000:]}")

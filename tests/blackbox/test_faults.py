@@ -50,7 +50,7 @@ class Model:
         with self.lock:
             i = self.n
             self.n += 1
-            user, loyalty, name = f"fu{i}", f"2100{i:09d}", f"Customer {i} v0"
+            user, loyalty, name = f"fu{i}", tslib.ean13(f"2100{i:08d}"), f"Customer {i} v0"
             self.users[user] = {"loyalty": loyalty, "store": store, "name": name,
                                 "names": {name}}
             if store == "S001":

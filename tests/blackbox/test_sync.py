@@ -124,13 +124,13 @@ def customers(n, prefix="u", rename=None, skip=()):
         if i in skip:
             continue
         name = rename.get(i, f"Customer {i}") if rename else f"Customer {i}"
-        ev += tslib.customer_batch(user=f"{prefix}{i}", loyalty=f"20000000{i:05d}", name=name,
+        ev += tslib.customer_batch(user=f"{prefix}{i}", loyalty=code(i), name=name,
                                    views=1)
     return ev
 
 
 def code(i):
-    return f"20000000{i:05d}"
+    return tslib.ean13(f"2000000{i:05d}")
 
 
 def rename_event(user, name, mid):

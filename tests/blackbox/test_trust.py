@@ -432,11 +432,12 @@ def expiry_warning(w):
         if ln and not ln.startswith("#"):
             name, _, v = ln.rpartition(" ")
             values[name] = float(v)
-    for m in ("tillside_cert_days_left", "tillside_cards", "tillside_link_up",
+    for m in ("tillside_cert_remaining_seconds", "tillside_cards", "tillside_link_up",
               "tillside_scans_total", "tillside_feed_items_applied_total"):
         check(m in values, f"/metrics lacks {m}:\n{text}")
         check(f"# HELP {m} " in text and f"# TYPE {m} " in text, f"{m} lacks HELP/TYPE")
-    check(values["tillside_cert_days_left"] <= 10, f"gauge: {values['tillside_cert_days_left']}")
+    check(values["tillside_cert_remaining_seconds"] <= 10 * 86400,
+          f"gauge: {values['tillside_cert_remaining_seconds']}")
     wait_for(lambda: "terminal certificate expires in" in a.proc.log(), what="a WARN in the log")
     log_lines = [ln for ln in a.proc.log().splitlines() if "certificate expires in" in ln]
     check(log_lines[0].startswith("WARN"), f"log line: {log_lines[0]}")

@@ -1,6 +1,6 @@
 """`tillside watch` in a real terminal (tmux): a scan shows the name and an
 interest, a narrower window still shows them without overflowing, a clear
-goes back to the idle screen."""
+goes back to the idle screen, a purchase clears the card."""
 import shutil
 import subprocess
 import time
@@ -56,6 +56,15 @@ def watch_shows_card(w):
         w.start_agent()
         w.api("POST", "/api/v1/scan", {"code": "2000000000015"})
         wait_for(lambda: "Ada Lovelace" in pane(w), what="the card after reconnect")
+
+        # A purchase for the customer on screen: noted, and the card goes.
+        s, body = w.api("POST", "/api/v1/purchases", {
+            "receipt": "S001-T01-000777", "currency": "EUR", "total": 19.0,
+            "products": [{"sku": "SKU-HAT-1", "name": "Wool Hat", "quantity": 1, "price": 19.0}]})
+        check(s == 202, f"purchase answered {s}: {body}")
+        text = wait_for(lambda: "Purchase recorded" in pane(w) and "Ada" not in pane(w)
+                        and pane(w), what="the purchase noted and the card cleared")
+        check("S001-T01-000777" in text and "Scan a loyalty card" in text, f"after purchase:\n{text}")
     finally:
         tmux(w, "kill-server")
 

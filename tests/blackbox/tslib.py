@@ -250,7 +250,8 @@ page_limit = 500
         return f"https://localhost:{px.port}"
 
     # ---- agent --------------------------------------------------------
-    def agent_conf(self, ca=None, cert=None, key=None, url=None, poll_ms=300):
+    def agent_conf(self, ca=None, cert=None, key=None, url=None, poll_ms=300, extra=""):
+        """extra: more INI text appended (e.g. "[page]\nidle_clear_s = 1\n")."""
         path = os.path.join(self.dir, "tillside.conf")
         c = self.certs
         os.makedirs(os.path.join(self.dir, "agent"), exist_ok=True)
@@ -277,6 +278,7 @@ key_version = 1
 
 [api]
 listen = 127.0.0.1:{self.api_port}
+{extra}
 """)
         self.agent_conf_path = path
         return path
@@ -440,6 +442,14 @@ class SSEClient:
         except OSError:
             pass
         self.sock.close()
+
+
+def ean13(body):
+    """body (12 digits) + its GS1 check digit: a valid EAN-13. Loyalty codes
+    in tests should be valid EAN-13s: a 13-digit number that is not one but
+    passes Luhn is dropped as a card number by the payment card guard."""
+    t = sum(int(c) * (3 if i % 2 == 0 else 1) for i, c in enumerate(reversed(body)))
+    return body + str((10 - t % 10) % 10)
 
 
 def customer_batch(user="u-ada", loyalty="2000000000015", name="Ada Lovelace", tier="gold",

@@ -49,6 +49,66 @@ async function nothingCutOff(page, width) {
   assert.deepEqual(bad, [], 'cut off at ' + width + 'px:\n' + bad.join('\n'));
 }
 
+// Asks tests/blackbox/test_browser.py for something only it can do (restart
+// the agent): one "@@command" line out, one answer line in.
+const answers = [];
+let waiting = null;
+process.stdin.setEncoding('utf8');
+let inbuf = '';
+process.stdin.on('data', (d) => {
+  inbuf += d;
+  let i;
+  while ((i = inbuf.indexOf('\n')) >= 0) {
+    const line = inbuf.slice(0, i);
+    inbuf = inbuf.slice(i + 1);
+    if (waiting) { const w = waiting; waiting = null; w(line); } else answers.push(line);
+  }
+});
+async function ask(cmd) {
+  process.stdout.write('@@' + cmd + '\n');
+  const line = answers.length ? answers.shift() : await new Promise((r) => { waiting = r; });
+  assert.equal(line, 'ok', cmd + ': ' + line);
+}
+
+// WCAG 2.x contrast of every element that shows text against the first
+// opaque background behind it: 4.5:1, or 3:1 for large text.
+async function contrastFailures(page) {
+  return page.evaluate(() => {
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const bg = (e) => {
+      for (; e; e = e.parentElement) {
+        const c = rgb(getComputedStyle(e).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    const out = [];
+    for (const e of document.querySelectorAll('body *')) {
+      const own = Array.from(e.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim());
+      if (!own || !e.getClientRects().length) continue;
+      const cs = getComputedStyle(e);
+      const a = lum(rgb(cs.color)), b = lum(bg(e));
+      const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+      const size = parseFloat(cs.fontSize), bold = Number(cs.fontWeight) >= 700;
+      const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+      if (ratio < need) out.push(e.tagName + ' "' + e.textContent.trim().slice(0, 30) + '" ' + ratio.toFixed(2));
+    }
+    return out;
+  });
+}
+
+async function purchase(body) {
+  return fetch(API + '/api/v1/purchases', {
+    method: 'POST',
+    headers: { 'Authorization': 'Bearer ' + TOKEN, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+}
+
 async function main() {
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -69,7 +129,9 @@ async function main() {
     assert.match(text, /gold/i);
     assert.match(text, /Trail Runner 42[\s\S]*viewed ×3 this week/);
     assert.match(text, /Rain Jacket[\s\S]*in online cart/);
-    assert.match(text, /W-1001/, 'recent online order missing');
+    assert.match(text, /W-1001[\s\S]*ready for pickup/, 'recent online order or its status missing');
+    assert.match(await card.locator('.suggest').innerText(), /Trek Socks/,
+      'the suggestion is not what a customer with the same interest bought');
     assert.match(text, /from cache/);
     await shot(page, 'associate-page-1024x768.png');
     console.log('PASS scan shows name, interests and order');
@@ -91,6 +153,67 @@ async function main() {
     await nothingCutOff(page, 1024);
     await shot(narrow, 'associate-page-800x480.png');
     console.log('PASS 800x480 shows the card without cutting anything off');
+
+    // 3a. Small, self-contained and accessible: landmarks, headings, contrast,
+    //     focus order through the two key buttons.
+    const raw = await (await fetch(API + '/')).arrayBuffer();
+    assert.ok(raw.byteLength <= 50 * 1024, 'page is ' + raw.byteLength + ' bytes, over 50 KB');
+    assert.doesNotMatch(Buffer.from(raw).toString(), /(src|href)=["']?(https?:)?\/\//, 'external asset');
+    for (const role of ['banner', 'main', 'contentinfo']) {
+      assert.equal(await page.getByRole(role).count(), 1, 'landmark ' + role);
+    }
+    assert.equal(await page.getByRole('heading', { level: 1 }).count(), 1, 'one h1');
+    await page.getByRole('heading', { level: 2, name: 'Interests' }).waitFor();
+    await page.getByRole('heading', { level: 2, name: 'Recent orders' }).waitFor();
+    assert.deepEqual(await contrastFailures(page), [], 'contrast');
+    assert.deepEqual(await contrastFailures(narrow), [], 'contrast at 800x480');
+    await page.locator('body').focus();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'btn-prev', 'first tab stop');
+    assert.notEqual(await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle), 'none',
+      'focus is not visible');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'btn-clear', 'second tab stop');
+    await page.evaluate(() => document.activeElement.blur());
+    await page.getByText('Esc').first().waitFor();  // the keys are hinted on screen
+    console.log('PASS accessible: landmarks, headings, contrast, focus order; ' + raw.byteLength + ' bytes');
+
+    // 3b. Keys: P brings back the previous card, Esc clears it everywhere.
+    await scan('2000000000022');
+    await card.getByRole('heading', { name: 'Bea Private' }).waitFor({ timeout: 5000 });
+    await page.keyboard.press('p');
+    await card.getByRole('heading', { name: 'Ada Lovelace' }).waitFor({ timeout: 5000 });
+    await page.getByText('Previous card (1 back)').waitFor();
+    await page.keyboard.press('Escape');
+    await page.getByText('Scan a loyalty card').waitFor({ timeout: 5000 });
+    await narrow.getByText('Scan a loyalty card').waitFor({ timeout: 5000 });
+    const after = await fetch(API + '/api/v1/session');
+    assert.equal(after.status, 204, 'Esc did not clear the agent\'s session');
+    console.log('PASS keys: P shows the previous card, Esc clears it in every tab');
+
+    // 3c. Two tabs, and the agent restarting under them: "reconnecting", then
+    //     the stream is back and both tabs show the next card.
+    await scan('2000000000015');
+    for (const p of [page, narrow]) {
+      await p.locator('#card').getByRole('heading', { name: 'Ada Lovelace' }).waitFor({ timeout: 5000 });
+    }
+    await ask('agent-stop');
+    for (const p of [page, narrow]) {
+      await p.locator('#conn').waitFor({ state: 'visible', timeout: 10000 });
+      assert.match(await p.locator('#conn').innerText(), /reconnecting/);
+    }
+    await shot(page, 'associate-page-reconnecting.png');
+    await ask('agent-start');
+    for (const p of [page, narrow]) {
+      await p.locator('#conn').waitFor({ state: 'hidden', timeout: 15000 });
+      // The restarted agent has no session: the old card must not linger.
+      await p.getByText('Scan a loyalty card').waitFor({ timeout: 5000 });
+    }
+    await scan('2000000000015');
+    for (const p of [page, narrow]) {
+      await p.locator('#card').getByRole('heading', { name: 'Ada Lovelace' }).waitFor({ timeout: 5000 });
+    }
+    console.log('PASS two tabs follow the agent through a restart, showing "reconnecting"');
 
     // 4. Link down: the offline banner appears on its own.
     assert.equal(await page.locator('#offline').isVisible(), false, 'banner while online');
@@ -116,10 +239,31 @@ async function main() {
       console.log('PASS page in ' + locale);
     }
 
+    // 6. A purchase for the customer on screen clears the card (the agent
+    //    publishes `purchase`, then `clear`). The endpoint is another
+    //    engineer's; wait a little for it, then fail saying so.
+    await clear();
+    await scan('2000000000015');
+    await card.getByRole('heading', { name: 'Ada Lovelace' }).waitFor({ timeout: 5000 });
+    const body = { receipt: 'S001-T01-000123', currency: 'EUR', total: 59.9, tax: 9.56,
+      products: [{ sku: 'SKU-SOCK', name: 'Wool Socks', quantity: 1, price: 59.9 }] };
+    let r = await purchase(body);
+    for (let i = 0; r.status === 404 && i < 20; i++) {
+      await new Promise((ok) => setTimeout(ok, 500));
+      r = await purchase(body);
+    }
+    assert.notEqual(r.status, 404, 'POST /api/v1/purchases does not exist in this agent (404 for 10 s)');
+    assert.equal(r.status, 202, 'purchase answered ' + r.status + ': ' + (await r.text()));
+    await page.getByText('Scan a loyalty card').waitFor({ timeout: 5000 });
+    assert.equal(await card.isVisible(), false, 'the card is still shown after the purchase');
+    await page.getByText(/Purchase recorded/).waitFor({ timeout: 5000 });
+    console.log('PASS purchase clears the card');
+
     assert.deepEqual(external, [], 'the page fetched something not from the agent');
   } finally {
     await browser.close();
   }
 }
 
-main().catch((e) => { console.error('FAIL', e); process.exit(1); });
+// stdin stays open (the harness may answer), so exit explicitly.
+main().then(() => process.exit(0), (e) => { console.error('FAIL', e); process.exit(1); });

@@ -175,6 +175,7 @@ static void test_sync_cache_and_rotation(void **state)
     assert_int_equal(c.long_poll_s, 20);
     assert_int_equal(c.retention_days, 30);
     assert_int_equal(c.max_cards, 2000000);
+    assert_int_equal(c.idle_clear_s, 120); /* the card goes 2 minutes after a scan */
     assert_int_equal(c.prev_tenant.len, 0);
     char keys[2][TS_IDENT_KEY_HEX];
     assert_int_equal(ts_agent_ident_keys(&c, TS_IDENT_LOYALTY, "2000000000015", keys), 1);
@@ -187,9 +188,11 @@ static void test_sync_cache_and_rotation(void **state)
                                            "[identity]\ntenant_key = " KEY2 "\nkey_version = 2\n"
                                            "previous_tenant_key = " KEY "\n"
                                            "previous_key_version = 1\n"
-                                           "[cache]\nretention_days = 7\nmax_cards = 1000\n",
+                                           "[cache]\nretention_days = 7\nmax_cards = 1000\n"
+                                           "[page]\nidle_clear_s = 0\n",
                                            &c, err, sizeof err),
                      TS_OK);
+    assert_int_equal(c.idle_clear_s, 0);
     assert_int_equal(c.long_poll_s, 0);
     assert_int_equal(c.retention_days, 7);
     assert_int_equal(c.max_cards, 1000);
@@ -216,6 +219,9 @@ static void test_sync_cache_and_rotation(void **state)
     expect_error("[hub]\nurl = https://x\n[identity]\ntenant_key = " KEY "\n"
                  "[cache]\nretention_days = 0\n",
                  "t.conf:6", "retention_days");
+    expect_error("[hub]\nurl = https://x\n[identity]\ntenant_key = " KEY "\n"
+                 "[page]\nidle_clear_s = -1\n",
+                 "t.conf:6", "idle_clear_s");
     expect_error("[hub]\nurl = https://x\n[identity]\ntenant_key = " KEY "\n"
                  "previous_tenant_key = " KEY2 "\n",
                  "t.conf", "previous_key_version");

@@ -30,6 +30,7 @@
 #include "escpos_relay.h"
 #include "escpos_rules.h"
 #include "guard.h"
+#include "serial.h"
 #include "ts.h"
 
 #include <errno.h>
@@ -204,48 +205,12 @@ static void pos_reset(struct relay *r)
     side_close(&r->pos);
 }
 
-/*
- * The device node behind a udev symlink (/dev/tillside-printer → ttyUSB1):
- * libserialport 0.1.1 looks the port up in /sys/class/tty by the name it is
- * given, so it must get the kernel's name (same reasoning as
- * drivers/serial.c). false when the path does not exist (unplugged).
- */
-static bool resolve_dev(const char *path, char *out, size_t outsz)
-{
-    char cur[256], link[256];
-    ts_strlcpy(cur, path, sizeof cur);
-    for (int hops = 0; hops < 8; hops++) {
-        struct stat st;
-        ssize_t n;
-        if (lstat(cur, &st) != 0)
-            return false;
-        if (!S_ISLNK(st.st_mode)) {
-            ts_strlcpy(out, cur, outsz);
-            return true;
-        }
-        n = readlink(cur, link, sizeof link - 1);
-        if (n <= 0)
-            return false;
-        link[n] = '\0';
-        if (link[0] == '/') {
-            ts_strlcpy(cur, link, sizeof cur);
-        } else {
-            char *slash = strrchr(cur, '/');
-            size_t dir = slash ? (size_t)(slash - cur + 1) : 0;
-            if (dir + (size_t)n >= sizeof cur)
-                return false;
-            memcpy(cur + dir, link, (size_t)n + 1);
-        }
-    }
-    return false;
-}
-
 static int serial_open(struct relay *r, const char *path, struct side *s, char *why, size_t whysz)
 {
     struct sp_port *sp = NULL;
     int fd = -1;
     char dev[256];
-    if (!resolve_dev(path, dev, sizeof dev)) {
+    if (ts_serial_dev_name(path, dev, sizeof dev) != TS_OK) {
         ts_errf(why, whysz, "%s: not present", path);
         return TS_ERR_IO;
     }
@@ -480,16 +445,7 @@ static int relay_open(const struct ts_conf *conf, const char *sec,
                               &r->connect_timeout_ms, err, errsz)) ||
         (rc = ts_conf_get_int(conf, sec, "linger_ms", 5000, 0, 60000, &r->linger_ms, err, errsz)))
         goto out;
-    v = ts_conf_get(conf, sec, "flow", "none");
-    if (!strcmp(v, "none"))
-        r->flow = SP_FLOWCONTROL_NONE;
-    else if (!strcmp(v, "rtscts"))
-        r->flow = SP_FLOWCONTROL_RTSCTS;
-    else if (!strcmp(v, "dtrdsr"))
-        r->flow = SP_FLOWCONTROL_DTRDSR;
-    else if (!strcmp(v, "xonxoff"))
-        r->flow = SP_FLOWCONTROL_XONXOFF;
-    else {
+    if (ts_serial_flow_parse(ts_conf_get(conf, sec, "flow", "none"), &r->flow) != TS_OK) {
         rc = conf_err(conf, sec, "flow", err, errsz, "none, rtscts, dtrdsr or xonxoff");
         goto out;
     }

@@ -230,16 +230,7 @@ static int serial_open(const struct ts_conf *c, const char *sec, const struct ts
         rc = conf_err(c, sec, "parity", err, errsz, "none, odd, even, mark or space");
         goto out;
     }
-    v = ts_conf_get(c, sec, "flow", "none");
-    if (!strcmp(v, "none"))
-        s->flow = SP_FLOWCONTROL_NONE;
-    else if (!strcmp(v, "rtscts"))
-        s->flow = SP_FLOWCONTROL_RTSCTS;
-    else if (!strcmp(v, "dtrdsr"))
-        s->flow = SP_FLOWCONTROL_DTRDSR;
-    else if (!strcmp(v, "xonxoff"))
-        s->flow = SP_FLOWCONTROL_XONXOFF;
-    else {
+    if (ts_serial_flow_parse(ts_conf_get(c, sec, "flow", "none"), &s->flow) != TS_OK) {
         rc = conf_err(c, sec, "flow", err, errsz, "none, rtscts, dtrdsr or xonxoff");
         goto out;
     }
@@ -303,7 +294,7 @@ static void schedule_retry(struct serial *s, int64_t now)
  * name it is given, so it must get the kernel's name. A replugged scanner
  * may come back under another ttyACMn; the symlink follows it.
  */
-static int resolve(const char *path, char *out, size_t outsz)
+int ts_serial_dev_name(const char *path, char *out, size_t outsz)
 {
     char cur[256], link[256];
     ts_strlcpy(cur, path, sizeof cur);
@@ -332,12 +323,29 @@ static int resolve(const char *path, char *out, size_t outsz)
     return TS_ERR_INVAL; /* a loop */
 }
 
+int ts_serial_flow_parse(const char *v, enum sp_flowcontrol *out)
+{
+    static const struct {
+        const char *name;
+        enum sp_flowcontrol f;
+    } flows[] = {{"none", SP_FLOWCONTROL_NONE},
+                 {"rtscts", SP_FLOWCONTROL_RTSCTS},
+                 {"dtrdsr", SP_FLOWCONTROL_DTRDSR},
+                 {"xonxoff", SP_FLOWCONTROL_XONXOFF}};
+    for (size_t i = 0; i < sizeof flows / sizeof *flows; i++)
+        if (!strcmp(v, flows[i].name)) {
+            *out = flows[i].f;
+            return TS_OK;
+        }
+    return TS_ERR_CONFIG;
+}
+
 static void try_open(struct serial *s, int64_t now)
 {
     char detail[512], dev[256];
     struct sp_port *sp = NULL;
     int fd = -1;
-    if (resolve(s->port, dev, sizeof dev) != TS_OK) {
+    if (ts_serial_dev_name(s->port, dev, sizeof dev) != TS_OK) {
         snprintf(detail, sizeof detail, "waiting for %s (not present)", s->port);
         set_state(s, TS_INPUT_WAITING, detail);
         schedule_retry(s, now);

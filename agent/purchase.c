@@ -114,8 +114,11 @@ static void validate(json_t *p, json_t *fields)
     }
     json_t *at = json_object_get(p, "at");
     int64_t ms;
+    /* A time of sale between 2000 and 2100: outside it the till's clock or the
+     * POS is wrong, and the hub would refuse the event after the 202. */
     if (at && !json_is_null(at) &&
-        (!json_is_string(at) || ts_iso8601_parse(json_string_value(at), &ms) != TS_OK))
+        (!json_is_string(at) || ts_iso8601_parse(json_string_value(at), &ms) != TS_OK ||
+         ms < 946684800000LL || ms >= 4102444800000LL))
         bad(fields, "at");
     json_t *products = json_object_get(p, "products");
     if (!json_is_array(products) || json_array_size(products) == 0 ||

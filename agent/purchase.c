@@ -137,7 +137,9 @@ static void validate(json_t *p, json_t *fields)
             }
             json_t *sku = json_object_get(l, "sku"), *pid = json_object_get(l, "product_id");
             json_t *nm = json_object_get(l, "name");
-            if ((sku && !json_is_null(sku) && !text_ok(sku, 128)) || (!sku && !pid)) {
+            /* null counts as absent: a line needs a real sku or product_id */
+            bool has_sku = sku && !json_is_null(sku), has_pid = pid && !json_is_null(pid);
+            if ((has_sku && !text_ok(sku, 128)) || (!has_sku && !has_pid)) {
                 snprintf(name, sizeof name, "products[%zu].sku", i);
                 bad(fields, name);
             }

@@ -381,4 +381,8 @@ void ts_hub_trust_renew(struct ts_hub_trust *t, const struct ts_httpd_req *req,
 int ts_hub_enroll_token_main(int argc, char **argv, const char *conf);
 int ts_hub_revoke_main(int argc, char **argv, const char *conf);
 
+/* YYYY-MM-DDTHH:MM:SS[.f{1,9}][Z|+hh:mm|-hh:mm]: ts_iso8601_parse trusts the
+ * shape, so CDP events and purchases check it first (segment.c). */
+bool ts_hub_iso_shape(const char *s);
+
 #endif

@@ -25,31 +25,6 @@ static atomic_ullong n_accepted, n_duplicates, n_rejected;
 
 /* ---- parsing ---------------------------------------------------------------*/
 
-/* YYYY-MM-DDTHH:MM:SS[.f{1,9}][Z|+hh:mm|-hh:mm]: ts_iso8601_parse trusts the
- * shape, so it is checked first (as segment.c does for CDP events). */
-static bool iso_shape(const char *s)
-{
-    static const char pat[] = "dddd-dd-ddTdd:dd:dd";
-    size_t i = 0;
-    for (; pat[i]; i++)
-        if (pat[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != pat[i])
-            return false;
-    s += i;
-    if (*s == '.') {
-        size_t n = 0;
-        for (s++; *s >= '0' && *s <= '9'; s++)
-            n++;
-        if (n == 0 || n > 9)
-            return false;
-    }
-    if (*s == 'Z' || *s == 'z')
-        return s[1] == '\0';
-    if (*s == '+' || *s == '-')
-        return s[1] >= '0' && s[1] <= '9' && s[2] >= '0' && s[2] <= '9' && s[3] == ':' &&
-               s[4] >= '0' && s[4] <= '9' && s[5] >= '0' && s[5] <= '9' && s[6] == '\0';
-    return *s == '\0';
-}
-
 /* A string member of 1..max bytes without control characters, else NULL. */
 static const char *str_member(json_t *o, const char *name, size_t max)
 {
@@ -167,7 +142,7 @@ static bool bad_event(struct ts_hub_purchase *p, json_t *e, const char *store, i
         ts = json_object_get(e, "timestamp");
     if (ts) {
         const char *t = json_string_value(ts);
-        if (!t || !iso_shape(t) || ts_iso8601_parse(t, &p->at_ms) != TS_OK)
+        if (!t || !ts_hub_iso_shape(t) || ts_iso8601_parse(t, &p->at_ms) != TS_OK)
             return reject(p, "originalTimestamp is not an ISO-8601 time%s", NULL);
     }
     /* What goes upstream names the store even when the agent left it out. */

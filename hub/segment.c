@@ -109,7 +109,7 @@ static bool number(const json_t *v, double lo, double hi, double *out)
 
 /* Strict ISO-8601 shape check before ts_iso8601_parse, which trusts that a
  * "+hh:mm" offset is complete: YYYY-MM-DDTHH:MM:SS[.f{1,9}][Z|z|+hh:mm|-hh:mm]. */
-static bool iso_shape(const char *s)
+bool ts_hub_iso_shape(const char *s)
 {
     static const char pat[] = "dddd-dd-ddTdd:dd:dd";
     size_t i = 0;
@@ -142,7 +142,7 @@ static int timestamp(struct parser *ps, const json_t *ev, const char *key, bool 
         return TS_OK;
     char msg[64];
     snprintf(msg, sizeof msg, "bad %s (expected ISO-8601)", key);
-    if (!json_is_string(v) || !iso_shape(json_string_value(v)) ||
+    if (!json_is_string(v) || !ts_hub_iso_shape(json_string_value(v)) ||
         ts_iso8601_parse(json_string_value(v), at) != TS_OK)
         return bad(ps, msg);
     *set = true;

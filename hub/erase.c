@@ -12,6 +12,7 @@
  */
 #include "store_int.h"
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,23 +22,23 @@
 #define JANITOR_PERIOD_MS (3600LL * 1000)
 
 /* Runs sql with ?1 = text a (NULL: none) or, when a is NULL, ?1 = the
- * integer b; *changes (may be NULL) gets sqlite3_changes(). */
+ * integer b; *changes (may be NULL) gets ts_sql_changes(). */
 static int run(struct ts_hub_store *s, const char *sql, const char *a, int64_t b, int *changes)
 {
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+    if (ts_sql_prepare(s->db, sql, &st) != TS_SQL_OK)
         return ts_hub_db_err(s, sql);
     if (a)
         ts_hub_bind_text(st, 1, a);
     else
-        sqlite3_bind_int64(st, 1, b);
-    int step = sqlite3_step(st);
-    if (step != SQLITE_DONE && step != SQLITE_ROW)
+        ts_sql_bind_int64(st, 1, b);
+    int step = ts_sql_step(st);
+    if (step != TS_SQL_DONE && step != TS_SQL_ROW)
         rc = ts_hub_db_err(s, sql);
     else if (changes)
-        *changes = step == SQLITE_ROW ? sqlite3_column_int(st, 0) : sqlite3_changes(s->db);
-    sqlite3_finalize(st);
+        *changes = (int)(step == TS_SQL_ROW ? ts_sql_column_int64(st, 0) : ts_sql_changes(s->db));
+    ts_sql_finalize(st);
     return rc;
 }
 
@@ -45,7 +46,7 @@ static int run(struct ts_hub_store *s, const char *sql, const char *a, int64_t b
 static int find_customer(struct ts_hub_store *s, const char *user_id, const char *loyalty,
                          char *out, size_t outsz)
 {
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     char key[TS_IDENT_KEY_HEX], norm[TS_SEG_MAX_ID + 1];
     const char *sql = "SELECT id FROM customers WHERE id = ?1";
     const char *arg = user_id;
@@ -56,17 +57,17 @@ static int find_customer(struct ts_hub_store *s, const char *user_id, const char
         sql = "SELECT customer FROM identifiers WHERE key = ?1";
         arg = key;
     }
-    if (!arg || sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+    if (!arg || ts_sql_prepare(s->db, sql, &st) != TS_SQL_OK)
         return arg ? ts_hub_db_err(s, "find customer") : TS_ERR_NOTFOUND;
     ts_hub_bind_text(st, 1, arg);
-    int step = sqlite3_step(st), rc = TS_ERR_NOTFOUND;
-    if (step == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(st, 0);
+    int step = ts_sql_step(st), rc = TS_ERR_NOTFOUND;
+    if (step == TS_SQL_ROW) {
+        const char *id = ts_sql_column_text(st, 0);
         rc = id && ts_strlcpy(out, id, outsz) < outsz ? TS_OK : TS_ERR_NOTFOUND;
-    } else if (step != SQLITE_DONE) {
+    } else if (step != TS_SQL_DONE) {
         rc = ts_hub_db_err(s, "find customer");
     }
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     return rc;
 }
 
@@ -74,16 +75,16 @@ static int erase_locked(struct ts_hub_store *s, const char *user_id, const char 
                         int64_t now_ms, struct ts_hub_erase_result *res)
 {
     char id[TS_SEG_MAX_ID + 1], cid[33] = "";
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     int rc = find_customer(s, user_id, loyalty, id, sizeof id);
     if (rc)
         return rc;
-    if (sqlite3_prepare_v2(s->db, "SELECT cid FROM customers WHERE id = ?1", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-        ts_strlcpy(cid, (const char *)sqlite3_column_text(st, 0), sizeof cid);
-    sqlite3_finalize(st);
+    if (ts_sql_prepare(s->db, "SELECT cid FROM customers WHERE id = ?1", &st) ==
+            TS_SQL_OK &&
+        ts_sql_bind_text(st, 1, id) == TS_SQL_OK &&
+        ts_sql_step(st) == TS_SQL_ROW && ts_sql_column_text(st, 0))
+        ts_strlcpy(cid, ts_sql_column_text(st, 0), sizeof cid);
+    ts_sql_finalize(st);
     if (!cid[0])
         return ts_hub_db_err(s, "erase: customer without cid");
     int64_t seq;
@@ -99,9 +100,10 @@ static int erase_locked(struct ts_hub_store *s, const char *user_id, const char 
     if ((rc = run(s, sql, id, 0, &stores)))
         return rc;
     snprintf(sql, sizeof sql,
-             "INSERT OR REPLACE INTO feed(store_id, customer, seq, op, cid, at)"
+             "INSERT INTO feed(store_id, customer, seq, op, cid, at)"
              " SELECT DISTINCT store_id, 'erased:' || cid, %lld, 'erase', cid, %lld FROM feed"
-             " WHERE%s",
+             " WHERE%s ON CONFLICT(store_id, customer) DO UPDATE SET seq = excluded.seq,"
+             " op = excluded.op, cid = excluded.cid, at = excluded.at",
              (long long)seq, (long long)now_ms, owned);
     if ((rc = run(s, sql, id, 0, NULL)))
         return rc;
@@ -136,20 +138,20 @@ int ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *
     pthread_mutex_lock(&s->mu);
     /* Overwrite what is deleted (this connection only; the running hub's
      * batches are not slowed), then leave no copy in the WAL. */
-    sqlite3_exec(s->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL);
-    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK
+    ts_sql_exec(s->db, "PRAGMA secure_delete = ON");
+    int rc = ts_sql_exec(s->db, "BEGIN IMMEDIATE") == TS_SQL_OK
                  ? TS_OK
                  : ts_hub_db_err(s, "begin");
     if (rc == TS_OK) {
         rc = erase_locked(s, user_id, loyalty, now_ms, &r);
-        if (rc == TS_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        if (rc == TS_OK && ts_sql_exec(s->db, "COMMIT") != TS_SQL_OK)
             rc = ts_hub_db_err(s, "commit");
         if (rc != TS_OK)
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            ts_sql_exec(s->db, "ROLLBACK");
     }
-    if (rc == TS_OK)
-        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-    sqlite3_exec(s->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+    if (rc == TS_OK && ts_sql_sqlite(s->db))
+        sqlite3_wal_checkpoint_v2(ts_sql_sqlite(s->db), NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    ts_sql_exec(s->db, "PRAGMA secure_delete = OFF");
     pthread_mutex_unlock(&s->mu);
     if (rc == TS_OK) {
         ts_hub_store_notify(s);
@@ -164,7 +166,7 @@ int ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t keep_ms, 
     int64_t cutoff = now_ms - keep_ms;
     int n = 0;
     pthread_mutex_lock(&s->mu);
-    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK
+    int rc = ts_sql_exec(s->db, "BEGIN IMMEDIATE") == TS_SQL_OK
                  ? TS_OK
                  : ts_hub_db_err(s, "begin");
     /* The horizon first, while the rows that set it are still there. */
@@ -175,10 +177,10 @@ int ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t keep_ms, 
                  NULL, cutoff, NULL);
     if (rc == TS_OK)
         rc = run(s, "DELETE FROM feed WHERE op = 'erase' AND at < ?1", NULL, cutoff, &n);
-    if (rc == TS_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    if (rc == TS_OK && ts_sql_exec(s->db, "COMMIT") != TS_SQL_OK)
         rc = ts_hub_db_err(s, "commit");
     if (rc != TS_OK)
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        ts_sql_exec(s->db, "ROLLBACK");
     pthread_mutex_unlock(&s->mu);
     if (rc == TS_OK && removed)
         *removed = (size_t)n;

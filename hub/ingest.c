@@ -43,21 +43,21 @@ static int touch(struct ing *g, const char *id)
 }
 
 /* Steps a statement that returns no rows (or whose rows we ignore). */
-static int run(struct ing *g, sqlite3_stmt *st, const char *what)
+static int run(struct ing *g, struct ts_sql_stmt *st, const char *what)
 {
     if (!st)
         return TS_ERR_DB;
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+    int rc = ts_sql_step(st);
+    if (rc != TS_SQL_DONE && rc != TS_SQL_ROW)
         return ts_hub_db_err(g->s, what);
-    sqlite3_reset(st);
+    ts_sql_reset(st);
     return TS_OK;
 }
 
 /* Binds ?1 and ?2 (text) to a statement and runs it. */
 static int run2(struct ing *g, enum stmt_id id, const char *a, const char *b)
 {
-    sqlite3_stmt *st = ts_hub_st(g->s, id);
+    struct ts_sql_stmt *st = ts_hub_st(g->s, id);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, a);
@@ -66,23 +66,23 @@ static int run2(struct ing *g, enum stmt_id id, const char *a, const char *b)
 }
 
 /* Copies column i as text into out (which holds ids of TS_SEG_MAX_ID). */
-static bool col_copy(sqlite3_stmt *st, int i, char *out, size_t outsz)
+static bool col_copy(struct ts_sql_stmt *st, int i, char *out, size_t outsz)
 {
-    const char *v = (const char *)sqlite3_column_text(st, i);
+    const char *v = ts_sql_column_text(st, i);
     return v && ts_strlcpy(out, v, outsz) < outsz;
 }
 
 static int ensure_customer(struct ing *g, const char *id)
 {
-    sqlite3_stmt *st = ts_hub_st(g->s, ST_CUST_EXISTS);
+    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CUST_EXISTS);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, id);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW)
+    int rc = ts_sql_step(st);
+    ts_sql_reset(st);
+    if (rc == TS_SQL_ROW)
         return TS_OK;
-    if (rc != SQLITE_DONE)
+    if (rc != TS_SQL_DONE)
         return ts_hub_db_err(g->s, "customer lookup");
     char cid[33];
     if (ts_hub_cid(&g->s->key, id, cid) != TS_OK)
@@ -91,7 +91,7 @@ static int ensure_customer(struct ing *g, const char *id)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, id);
     ts_hub_bind_text(st, 2, cid);
-    sqlite3_bind_int64(st, 3, g->now);
+    ts_sql_bind_int64(st, 3, g->now);
     return run(g, st, "customer insert");
 }
 
@@ -114,12 +114,12 @@ static int merge(struct ing *g, const char *user, const char *anon)
     if (rc == TS_OK)
         rc = ts_hub_next_seq(g->s, &seq);
     if (rc == TS_OK) {
-        sqlite3_stmt *st = ts_hub_st(g->s, ST_FEED_ERASE_ALL);
+        struct ts_sql_stmt *st = ts_hub_st(g->s, ST_FEED_ERASE_ALL);
         if (!st)
             return TS_ERR_DB;
         ts_hub_bind_text(st, 1, anon);
-        sqlite3_bind_int64(st, 2, seq);
-        sqlite3_bind_int64(st, 3, g->now);
+        ts_sql_bind_int64(st, 2, seq);
+        ts_sql_bind_int64(st, 3, g->now);
         rc = run(g, st, "feed erase");
     }
     if (rc == TS_OK)
@@ -131,15 +131,15 @@ static int merge(struct ing *g, const char *user, const char *anon)
 static int link_anonymous(struct ing *g, const char *user, const char *anon)
 {
     char prev[TS_SEG_MAX_ID + 1] = "";
-    sqlite3_stmt *st = ts_hub_st(g->s, ST_ANON_GET);
+    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_ANON_GET);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, anon);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW)
+    int step = ts_sql_step(st);
+    if (step == TS_SQL_ROW)
         col_copy(st, 0, prev, sizeof prev);
-    sqlite3_reset(st);
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
+    ts_sql_reset(st);
+    if (step != TS_SQL_ROW && step != TS_SQL_DONE)
         return ts_hub_db_err(g->s, "anon lookup");
     if (strcmp(prev, user) == 0)
         return TS_OK;
@@ -149,11 +149,11 @@ static int link_anonymous(struct ing *g, const char *user, const char *anon)
     if (!(st = ts_hub_st(g->s, ST_CUST_EXISTS)))
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, anon);
-    step = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (step == SQLITE_ROW)
+    step = ts_sql_step(st);
+    ts_sql_reset(st);
+    if (step == TS_SQL_ROW)
         return merge(g, user, anon);
-    return step == SQLITE_DONE ? TS_OK : ts_hub_db_err(g->s, "customer lookup");
+    return step == TS_SQL_DONE ? TS_OK : ts_hub_db_err(g->s, "customer lookup");
 }
 
 /* The internal customer id of an event: its userId, else what its
@@ -167,15 +167,15 @@ static int resolve(struct ing *g, const struct ts_seg_event *e, char *out, size_
         return TS_OK;
     }
     ts_strlcpy(out, e->anonymous_id, outsz);
-    sqlite3_stmt *st = ts_hub_st(g->s, ST_ANON_GET);
+    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_ANON_GET);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, e->anonymous_id);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW)
+    int step = ts_sql_step(st);
+    if (step == TS_SQL_ROW)
         col_copy(st, 0, out, outsz);
-    sqlite3_reset(st);
-    return step == SQLITE_ROW || step == SQLITE_DONE ? TS_OK : ts_hub_db_err(g->s, "anon lookup");
+    ts_sql_reset(st);
+    return step == TS_SQL_ROW || step == TS_SQL_DONE ? TS_OK : ts_hub_db_err(g->s, "anon lookup");
 }
 
 /* Points an identifier key at cust; a previous owner loses it (and its card
@@ -187,15 +187,15 @@ static int link_identifier(struct ing *g, const char *cust, enum ts_ident_kind k
     if (ts_ident_key(&g->s->key, kind, norm, key) != TS_OK ||
         (g->s->prev.len && ts_ident_key(&g->s->prev, kind, norm, pkey) != TS_OK))
         return TS_ERR_INVAL;
-    sqlite3_stmt *st = ts_hub_st(g->s, ST_IDENT_OWNER);
+    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_IDENT_OWNER);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, key);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW)
+    int step = ts_sql_step(st);
+    if (step == TS_SQL_ROW)
         col_copy(st, 0, prev, sizeof prev);
-    sqlite3_reset(st);
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
+    ts_sql_reset(st);
+    if (step != TS_SQL_ROW && step != TS_SQL_DONE)
         return ts_hub_db_err(g->s, "identifier lookup");
     if (strcmp(prev, cust) == 0)
         return TS_OK;
@@ -216,7 +216,7 @@ static int apply_identify(struct ing *g, const char *cust, const struct ts_seg_e
     if (e->name)
         rc = run2(g, ST_CUST_NAME, cust, e->name);
     else if (e->first_name || e->last_name) {
-        sqlite3_stmt *st = ts_hub_st(g->s, ST_CUST_SPLIT_NAME);
+        struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CUST_SPLIT_NAME);
         if (!st)
             return TS_ERR_DB;
         ts_hub_bind_text(st, 1, cust);
@@ -226,15 +226,15 @@ static int apply_identify(struct ing *g, const char *cust, const struct ts_seg_e
     }
     if (rc != TS_OK)
         return rc;
-    sqlite3_stmt *st = ts_hub_st(g->s, ST_CUST_TRAITS);
+    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CUST_TRAITS);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, cust);
     ts_hub_bind_text(st, 2, e->tier);
     if (e->has_points)
-        sqlite3_bind_int64(st, 3, e->points);
+        ts_sql_bind_int64(st, 3, e->points);
     if (e->consent >= 0)
-        sqlite3_bind_int(st, 4, e->consent);
+        ts_sql_bind_int64(st, 4, e->consent);
     ts_hub_bind_text(st, 5, e->home_store);
     ts_hub_bind_text(st, 6, e->suggested_id);
     ts_hub_bind_text(st, 7, e->suggested_name);
@@ -247,13 +247,13 @@ static int apply_identify(struct ing *g, const char *cust, const struct ts_seg_e
 
 static int product_upsert(struct ing *g, const struct ts_seg_product *p)
 {
-    sqlite3_stmt *st = ts_hub_st(g->s, ST_PRODUCT_UPSERT);
+    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_PRODUCT_UPSERT);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, p->product_id);
     ts_hub_bind_text(st, 2, p->name);
     if (p->has_price)
-        sqlite3_bind_double(st, 3, p->price);
+        ts_sql_bind_double(st, 3, p->price);
     return run(g, st, "product upsert");
 }
 
@@ -261,13 +261,13 @@ static int product_upsert(struct ing *g, const struct ts_seg_product *p)
 static int run_cp(struct ing *g, enum stmt_id id, const char *cust, const char *pid, bool has_n,
                   int64_t n)
 {
-    sqlite3_stmt *st = ts_hub_st(g->s, id);
+    struct ts_sql_stmt *st = ts_hub_st(g->s, id);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, cust);
     ts_hub_bind_text(st, 2, pid);
     if (has_n)
-        sqlite3_bind_int64(st, 3, n);
+        ts_sql_bind_int64(st, 3, n);
     return run(g, st, "line update");
 }
 
@@ -285,15 +285,15 @@ static int apply_order(struct ing *g, const char *cust, const struct ts_seg_even
     }
     if (rc != TS_OK || !e->order_id)
         return rc;
-    sqlite3_stmt *st = ts_hub_st(g->s, ST_ORDER_UPSERT);
+    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_ORDER_UPSERT);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, e->order_id);
     ts_hub_bind_text(st, 2, cust);
     if (e->has_total)
-        sqlite3_bind_double(st, 3, e->total);
+        ts_sql_bind_double(st, 3, e->total);
     ts_hub_bind_text(st, 4, e->currency);
-    sqlite3_bind_int64(st, 5, e->at_ms);
+    ts_sql_bind_int64(st, 5, e->at_ms);
     if ((rc = run(g, st, "order upsert")) ||
         (e->order_status && (rc = ts_hub_order_status_apply(g->s, cust, e))))
         return rc;
@@ -318,15 +318,15 @@ static int apply_event(struct ing *g, const char *cust, const struct ts_seg_even
     case TS_SEG_CART_ADD: {
         if ((rc = product_upsert(g, p)))
             return rc;
-        sqlite3_stmt *st = ts_hub_st(g->s, ST_CART_ADD);
+        struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CART_ADD);
         if (!st)
             return TS_ERR_DB;
         ts_hub_bind_text(st, 1, cust);
         ts_hub_bind_text(st, 2, p->product_id);
-        sqlite3_bind_int64(st, 3, p->quantity);
+        ts_sql_bind_int64(st, 3, p->quantity);
         if (p->has_price)
-            sqlite3_bind_double(st, 4, p->price);
-        sqlite3_bind_int64(st, 5, e->at_ms);
+            ts_sql_bind_double(st, 4, p->price);
+        ts_sql_bind_int64(st, 5, e->at_ms);
         return run(g, st, "cart add");
     }
     case TS_SEG_CART_REMOVE:
@@ -359,14 +359,14 @@ static int seen_before(struct ing *g, const struct ts_seg_event *e, int *dup)
     *dup = 0;
     if (!e->message_id)
         return TS_OK;
-    sqlite3_stmt *st = ts_hub_st(g->s, ST_PROCESSED_ADD);
+    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_PROCESSED_ADD);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, e->message_id);
-    sqlite3_bind_int64(st, 2, g->now);
+    ts_sql_bind_int64(st, 2, g->now);
     int rc = run(g, st, "dedupe");
     if (rc == TS_OK)
-        *dup = sqlite3_changes(g->s->db) == 0;
+        *dup = ts_sql_changes(g->s->db) == 0;
     return rc;
 }
 
@@ -409,11 +409,11 @@ int ts_hub_ingest_locked(struct ts_hub_store *s, const struct ts_seg_batch *b, i
         }
     }
     if (rc == TS_OK) {
-        sqlite3_stmt *st = ts_hub_st(s, ST_EVENTS_ADD);
+        struct ts_sql_stmt *st = ts_hub_st(s, ST_EVENTS_ADD);
         if (!st)
             rc = TS_ERR_DB;
         else {
-            sqlite3_bind_int64(st, 1, (sqlite3_int64)res->applied);
+            ts_sql_bind_int64(st, 1, (int64_t)res->applied);
             rc = run(&g, st, "event count");
         }
     }

@@ -14,7 +14,7 @@
 #include <string.h>
 
 /* The read side, as store.c takes it: its own connection when there is one. */
-static sqlite3 *rd_lock(struct ts_hub_store *s)
+static struct ts_sql *rd_lock(struct ts_hub_store *s)
 {
     pthread_mutex_lock(s->rdb ? &s->rmu : &s->mu);
     return s->rdb ? s->rdb : s->db;
@@ -27,27 +27,26 @@ static void rd_unlock(struct ts_hub_store *s)
 
 /* Appends ,"cid":..,"keys":..,"card":.. (with the rotation's second key
  * version) for customer cust, if they still exist. */
-static int card_of(struct ts_hub_store *s, sqlite3 *db, const char *cust, ts_buf *out)
+static int card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust, ts_buf *out)
 {
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
     if (!cust)
         return TS_OK;
-    if (sqlite3_prepare_v2(db, "SELECT cid, card, keys, prev_keys FROM customers WHERE id = ?1", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (ts_sql_prepare(db, "SELECT cid, card, keys, prev_keys FROM customers WHERE id = ?1", &st) != TS_SQL_OK)
         return ts_hub_db_err(s, "lookup card");
     ts_hub_bind_text(st, 1, cust);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 1) &&
-        sqlite3_column_text(st, 2)) {
-        const char *prev = (const char *)sqlite3_column_text(st, 3);
-        rc = ts_buf_printf(out, ",\"cid\":\"%s\",\"keys\":%s", sqlite3_column_text(st, 0),
-                           sqlite3_column_text(st, 2));
+    if (ts_sql_step(st) == TS_SQL_ROW && ts_sql_column_text(st, 1) &&
+        ts_sql_column_text(st, 2)) {
+        const char *prev = ts_sql_column_text(st, 3);
+        rc = ts_buf_printf(out, ",\"cid\":\"%s\",\"keys\":%s", ts_sql_column_text(st, 0),
+                           ts_sql_column_text(st, 2));
         if (rc == TS_OK && prev && s->prev.len)
             rc = ts_buf_printf(out, ",\"prev_kv\":%d,\"prev_keys\":%s", s->prev.version, prev);
         if (rc == TS_OK)
-            rc = ts_buf_printf(out, ",\"card\":%s", sqlite3_column_text(st, 1));
+            rc = ts_buf_printf(out, ",\"card\":%s", ts_sql_column_text(st, 1));
     }
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     return rc;
 }
 
@@ -70,45 +69,44 @@ static json_t *when(int64_t ms)
 int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *out)
 {
     char norm[TS_SEG_MAX_ID + 1];
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     int rc = TS_ERR_NOTFOUND;
     if (ts_ident_normalize(receipt, strlen(receipt), norm, sizeof norm) != TS_OK)
         return TS_ERR_NOTFOUND;
-    sqlite3 *db = rd_lock(s);
+    struct ts_sql *db = rd_lock(s);
     /* Receipt numbers are unique per store; should two stores share one,
      * the newest sale answers. */
-    if (sqlite3_prepare_v2(
+    if (ts_sql_prepare(
             db,
             "SELECT p.receipt, p.store_id, p.terminal, p.total, p.currency, p.at,"
             " p.event, coalesce(c.id, o.customer) FROM purchases p"
             " LEFT JOIN customers c ON c.id = p.customer"
             " LEFT JOIN orders o ON o.order_id = p.receipt AND o.store_id = p.store_id"
-            " WHERE p.receipt_norm = ?1 OR p.barcode_norm = ?1 ORDER BY p.at DESC LIMIT 1",
-            -1, &st, NULL) != SQLITE_OK) {
+            " WHERE p.receipt_norm = ?1 OR p.barcode_norm = ?1 ORDER BY p.at DESC LIMIT 1", &st) != TS_SQL_OK) {
         rc = ts_hub_db_err(s, "receipt lookup");
         goto out;
     }
     ts_hub_bind_text(st, 1, norm);
-    int step = sqlite3_step(st);
-    if (step != SQLITE_ROW) {
-        rc = step == SQLITE_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(s, "receipt lookup");
+    int step = ts_sql_step(st);
+    if (step != TS_SQL_ROW) {
+        rc = step == TS_SQL_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(s, "receipt lookup");
         goto out;
     }
-    json_t *ev = json_loads((const char *)sqlite3_column_text(st, 6), 0, NULL);
+    json_t *ev = json_loads(ts_sql_column_text(st, 6), 0, NULL);
     json_t *products = json_object_get(json_object_get(ev, "properties"), "products");
     json_t *pj =
-        json_pack("{s:s, s:s, s:f, s:s, s:o, s:s}", "receipt", sqlite3_column_text(st, 0), "store",
-                  sqlite3_column_text(st, 1), "total", sqlite3_column_double(st, 3), "currency",
-                  sqlite3_column_text(st, 4) ? (const char *)sqlite3_column_text(st, 4) : "", "at",
-                  when(sqlite3_column_int64(st, 5)), "status", "in store");
-    if (pj && sqlite3_column_text(st, 2))
-        json_object_set_new(pj, "terminal", json_string((const char *)sqlite3_column_text(st, 2)));
+        json_pack("{s:s, s:s, s:f, s:s, s:o, s:s}", "receipt", ts_sql_column_text(st, 0), "store",
+                  ts_sql_column_text(st, 1), "total", ts_sql_column_double(st, 3), "currency",
+                  ts_sql_column_text(st, 4) ? ts_sql_column_text(st, 4) : "", "at",
+                  when(ts_sql_column_int64(st, 5)), "status", "in store");
+    if (pj && ts_sql_column_text(st, 2))
+        json_object_set_new(pj, "terminal", json_string(ts_sql_column_text(st, 2)));
     if (pj && json_is_array(products))
         json_object_set(pj, "products", products);
     json_decref(ev);
     rc = ts_buf_printf(out, "{\"kv\":%d", s->key.version);
     if (rc == TS_OK)
-        rc = card_of(s, db, (const char *)sqlite3_column_text(st, 7), out);
+        rc = card_of(s, db, ts_sql_column_text(st, 7), out);
     if (rc == TS_OK)
         rc = put_json(out, "purchase", pj);
     else
@@ -116,42 +114,41 @@ int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *o
     if (rc == TS_OK)
         rc = ts_buf_puts(out, "}");
 out:
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     rd_unlock(s);
     return rc;
 }
 
 int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *out)
 {
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     int rc;
-    sqlite3 *db = rd_lock(s);
-    if (sqlite3_prepare_v2(db,
+    struct ts_sql *db = rd_lock(s);
+    if (ts_sql_prepare(db,
                            "SELECT order_id, customer, total, currency, status, at, store_id"
-                           " FROM orders WHERE order_id = ?1",
-                           -1, &st, NULL) != SQLITE_OK) {
+                           " FROM orders WHERE order_id = ?1", &st) != TS_SQL_OK) {
         rc = ts_hub_db_err(s, "order lookup");
         goto out;
     }
     ts_hub_bind_text(st, 1, order_id);
-    int step = sqlite3_step(st);
-    if (step != SQLITE_ROW) {
-        rc = step == SQLITE_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(s, "order lookup");
+    int step = ts_sql_step(st);
+    if (step != TS_SQL_ROW) {
+        rc = step == TS_SQL_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(s, "order lookup");
         goto out;
     }
     json_t *o =
-        json_pack("{s:s, s:s, s:o}", "order_id", sqlite3_column_text(st, 0), "status",
-                  sqlite3_column_text(st, 4) ? (const char *)sqlite3_column_text(st, 4) : "placed",
-                  "at", when(sqlite3_column_int64(st, 5)));
-    if (o && sqlite3_column_type(st, 2) != SQLITE_NULL)
-        json_object_set_new(o, "total", json_real(sqlite3_column_double(st, 2)));
-    if (o && sqlite3_column_text(st, 3))
-        json_object_set_new(o, "currency", json_string((const char *)sqlite3_column_text(st, 3)));
-    if (o && sqlite3_column_text(st, 6))
-        json_object_set_new(o, "store", json_string((const char *)sqlite3_column_text(st, 6)));
+        json_pack("{s:s, s:s, s:o}", "order_id", ts_sql_column_text(st, 0), "status",
+                  ts_sql_column_text(st, 4) ? ts_sql_column_text(st, 4) : "placed",
+                  "at", when(ts_sql_column_int64(st, 5)));
+    if (o && ts_sql_column_type(st, 2) != TS_SQL_NULL)
+        json_object_set_new(o, "total", json_real(ts_sql_column_double(st, 2)));
+    if (o && ts_sql_column_text(st, 3))
+        json_object_set_new(o, "currency", json_string(ts_sql_column_text(st, 3)));
+    if (o && ts_sql_column_text(st, 6))
+        json_object_set_new(o, "store", json_string(ts_sql_column_text(st, 6)));
     rc = ts_buf_printf(out, "{\"kv\":%d", s->key.version);
     if (rc == TS_OK)
-        rc = card_of(s, db, (const char *)sqlite3_column_text(st, 1), out);
+        rc = card_of(s, db, ts_sql_column_text(st, 1), out);
     if (rc == TS_OK)
         rc = put_json(out, "order", o);
     else
@@ -159,7 +156,7 @@ int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *ou
     if (rc == TS_OK)
         rc = ts_buf_puts(out, "}");
 out:
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     rd_unlock(s);
     return rc;
 }
@@ -167,23 +164,22 @@ out:
 int ts_hub_purchases_stats(struct ts_hub_store *s, void *obj)
 {
     json_t *o = obj, *p = json_object();
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     static const char *const names[4] = {"stored", "forwarded", "pending", "dead"};
     long long v[4] = {0};
     if (!p)
         return TS_ERR_NOMEM;
-    sqlite3 *db = rd_lock(s);
+    struct ts_sql *db = rd_lock(s);
     /* An older database (opened read-only by `stats`) has no tables: zeros. */
-    if (sqlite3_prepare_v2(db,
+    if (ts_sql_prepare(db,
                            "SELECT (SELECT count(*) FROM purchases),"
                            " (SELECT count(*) FROM upstream_outbox WHERE state = 'sent'),"
                            " (SELECT count(*) FROM upstream_outbox WHERE state = 'pending'),"
-                           " (SELECT count(*) FROM upstream_outbox WHERE state = 'dead')",
-                           -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
+                           " (SELECT count(*) FROM upstream_outbox WHERE state = 'dead')", &st) == TS_SQL_OK &&
+        ts_sql_step(st) == TS_SQL_ROW)
         for (int i = 0; i < 4; i++)
-            v[i] = sqlite3_column_int64(st, i);
-    sqlite3_finalize(st);
+            v[i] = ts_sql_column_int64(st, i);
+    ts_sql_finalize(st);
     rd_unlock(s);
     for (int i = 0; i < 4; i++)
         json_object_set_new(p, names[i], json_integer(v[i]));

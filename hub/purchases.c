@@ -237,19 +237,19 @@ static const char *const schema_sql =
 
 int ts_hub_purchases_schema(struct ts_hub_store *s)
 {
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     bool has_store = false;
-    if (sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
-        return ts_hub_db_err(s, "purchases schema");
+    if (ts_hub_exec_ddl(s, schema_sql) != TS_OK)
+        return TS_ERR_DB;
+    if (ts_sql_is_pg(s->db))
+        return ts_hub_exec_ddl(s, "ALTER TABLE orders ADD COLUMN IF NOT EXISTS store_id TEXT");
     /* In-store orders name their store on the card. */
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT 1 FROM pragma_table_info('orders') WHERE name = 'store_id'", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (ts_sql_prepare(s->db,
+                           "SELECT 1 FROM pragma_table_info('orders') WHERE name = 'store_id'", &st) != TS_SQL_OK)
         return ts_hub_db_err(s, "purchases schema");
-    has_store = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    if (!has_store && sqlite3_exec(s->db, "ALTER TABLE orders ADD COLUMN store_id TEXT", NULL, NULL,
-                                   NULL) != SQLITE_OK)
+    has_store = ts_sql_step(st) == TS_SQL_ROW;
+    ts_sql_finalize(st);
+    if (!has_store && ts_sql_exec(s->db, "ALTER TABLE orders ADD COLUMN store_id TEXT") != TS_SQL_OK)
         return ts_hub_db_err(s, "purchases schema");
     return TS_OK;
 }
@@ -266,15 +266,17 @@ enum q {
 };
 
 static const char *const q_sql[Q_COUNT] = {
-    [Q_INSERT] = "INSERT OR IGNORE INTO purchases(message_id, store_id, terminal, receipt,"
+    [Q_INSERT] = "INSERT INTO purchases(message_id, store_id, terminal, receipt,"
                  " receipt_norm, customer, cid, total, currency, at, received, source, event,"
                  " barcode_norm)"
-                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    [Q_OUTBOX] = "INSERT OR IGNORE INTO upstream_outbox(message_id, next_at, created)"
-                 " VALUES(?1, ?2, ?2)",
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                 " ON CONFLICT DO NOTHING",
+    [Q_OUTBOX] = "INSERT INTO upstream_outbox(message_id, next_at, created)"
+                 " VALUES(?1, ?2, ?2) ON CONFLICT DO NOTHING",
     [Q_CUST_BY_CID] = "SELECT id FROM customers WHERE cid = ?1",
     /* a till's product name ("TRAIL JKT M") never overwrites the catalogue's */
-    [Q_PRODUCT] = "INSERT OR IGNORE INTO products(product_id, name) VALUES(?1, ?2)",
+    [Q_PRODUCT] = "INSERT INTO products(product_id, name) VALUES(?1, ?2)"
+                  " ON CONFLICT DO NOTHING",
     [Q_ORDER] = "INSERT INTO orders(order_id, customer, total, currency, status, at, store_id)"
                 " VALUES(?1, ?2, ?3, ?4, 'in store', ?5, ?6) ON CONFLICT(order_id) DO NOTHING",
     /* the store a customer buys in gets their card when no home store is known */
@@ -286,22 +288,22 @@ static const char *const q_sql[Q_COUNT] = {
 
 struct ctx {
     struct ts_hub_store *s;
-    sqlite3_stmt *q[Q_COUNT];
+    struct ts_sql_stmt *q[Q_COUNT];
     char **touched;
     size_t ntouched;
 };
 
-static int step_done(struct ctx *c, sqlite3_stmt *st, const char *what)
+static int step_done(struct ctx *c, struct ts_sql_stmt *st, const char *what)
 {
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? TS_OK : ts_hub_db_err(c->s, what);
+    int rc = ts_sql_step(st);
+    ts_sql_reset(st);
+    return rc == TS_SQL_DONE || rc == TS_SQL_ROW ? TS_OK : ts_hub_db_err(c->s, what);
 }
 
-static sqlite3_stmt *q(struct ctx *c, enum q id)
+static struct ts_sql_stmt *q(struct ctx *c, enum q id)
 {
-    sqlite3_reset(c->q[id]);
-    sqlite3_clear_bindings(c->q[id]);
+    ts_sql_reset(c->q[id]);
+    ts_sql_clear_bindings(c->q[id]);
     return c->q[id];
 }
 
@@ -309,13 +311,13 @@ static sqlite3_stmt *q(struct ctx *c, enum q id)
 static int line(struct ctx *c, enum stmt_id id, const char *cust, const char *pid, bool has_n,
                 int64_t n)
 {
-    sqlite3_stmt *st = ts_hub_st(c->s, id);
+    struct ts_sql_stmt *st = ts_hub_st(c->s, id);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, cust);
     ts_hub_bind_text(st, 2, pid);
     if (has_n)
-        sqlite3_bind_int64(st, 3, n);
+        ts_sql_bind_int64(st, 3, n);
     return step_done(c, st, "purchase line");
 }
 
@@ -329,7 +331,7 @@ static int link_receipt(struct ctx *c, const char *norm, const char *cust)
     if (!norm || ts_ident_key(&c->s->key, TS_IDENT_RECEIPT, norm, key) != TS_OK ||
         (c->s->prev.len && ts_ident_key(&c->s->prev, TS_IDENT_RECEIPT, norm, pkey)))
         return TS_OK; /* nothing printable: no key, still an order */
-    sqlite3_stmt *st = q(c, Q_IDENT);
+    struct ts_sql_stmt *st = q(c, Q_IDENT);
     ts_hub_bind_text(st, 1, key);
     ts_hub_bind_text(st, 2, norm);
     ts_hub_bind_text(st, 3, cust);
@@ -351,7 +353,7 @@ static int apply_profile(struct ctx *c, const struct ts_hub_purchase *p, const c
                              ? json_integer_value(json_object_get(it, "quantity"))
                              : 1;
         const char *ids[2] = {pid ? pid : sku, pid && sku && strcmp(pid, sku) != 0 ? sku : NULL};
-        sqlite3_stmt *st = q(c, Q_PRODUCT);
+        struct ts_sql_stmt *st = q(c, Q_PRODUCT);
         ts_hub_bind_text(st, 1, ids[0]);
         ts_hub_bind_text(st, 2, str_member(it, "name", TS_SEG_MAX_TEXT));
         rc = step_done(c, st, "purchase product");
@@ -366,12 +368,12 @@ static int apply_profile(struct ctx *c, const struct ts_hub_purchase *p, const c
     }
     if (rc != TS_OK)
         return rc;
-    sqlite3_stmt *st = q(c, Q_ORDER);
+    struct ts_sql_stmt *st = q(c, Q_ORDER);
     ts_hub_bind_text(st, 1, p->receipt);
     ts_hub_bind_text(st, 2, cust);
-    sqlite3_bind_double(st, 3, p->total);
+    ts_sql_bind_double(st, 3, p->total);
     ts_hub_bind_text(st, 4, p->currency);
-    sqlite3_bind_int64(st, 5, p->at_ms);
+    ts_sql_bind_int64(st, 5, p->at_ms);
     ts_hub_bind_text(st, 6, p->store);
     if ((rc = step_done(c, st, "purchase order")))
         return rc;
@@ -407,13 +409,13 @@ static int customer_of(struct ctx *c, const char *cid, char *out, size_t outsz)
     out[0] = '\0';
     if (!cid)
         return TS_OK;
-    sqlite3_stmt *st = q(c, Q_CUST_BY_CID);
+    struct ts_sql_stmt *st = q(c, Q_CUST_BY_CID);
     ts_hub_bind_text(st, 1, cid);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW && sqlite3_column_text(st, 0))
-        ts_strlcpy(out, (const char *)sqlite3_column_text(st, 0), outsz);
-    sqlite3_reset(st);
-    return step == SQLITE_ROW || step == SQLITE_DONE ? TS_OK : ts_hub_db_err(c->s, "cid lookup");
+    int step = ts_sql_step(st);
+    if (step == TS_SQL_ROW && ts_sql_column_text(st, 0))
+        ts_strlcpy(out, ts_sql_column_text(st, 0), outsz);
+    ts_sql_reset(st);
+    return step == TS_SQL_ROW || step == TS_SQL_DONE ? TS_OK : ts_hub_db_err(c->s, "cid lookup");
 }
 
 static int store_one(struct ctx *c, struct ts_hub_purchase *p, bool forward, int64_t now_ms)
@@ -425,7 +427,7 @@ static int store_one(struct ctx *c, struct ts_hub_purchase *p, bool forward, int
     bool has_norm = ts_ident_normalize(p->receipt, strlen(p->receipt), norm, sizeof norm) == TS_OK;
     bool has_bnorm = p->barcode && ts_ident_normalize(p->barcode, strlen(p->barcode), bnorm,
                                                       sizeof bnorm) == TS_OK;
-    sqlite3_stmt *st = q(c, Q_INSERT);
+    struct ts_sql_stmt *st = q(c, Q_INSERT);
     ts_hub_bind_text(st, 1, p->message_id);
     ts_hub_bind_text(st, 2, p->store);
     ts_hub_bind_text(st, 3, p->terminal);
@@ -433,16 +435,16 @@ static int store_one(struct ctx *c, struct ts_hub_purchase *p, bool forward, int
     ts_hub_bind_text(st, 5, has_norm ? norm : NULL);
     ts_hub_bind_text(st, 6, cust[0] ? cust : NULL);
     ts_hub_bind_text(st, 7, p->cid);
-    sqlite3_bind_double(st, 8, p->total);
+    ts_sql_bind_double(st, 8, p->total);
     ts_hub_bind_text(st, 9, p->currency);
-    sqlite3_bind_int64(st, 10, p->at_ms);
-    sqlite3_bind_int64(st, 11, now_ms);
+    ts_sql_bind_int64(st, 10, p->at_ms);
+    ts_sql_bind_int64(st, 11, now_ms);
     ts_hub_bind_text(st, 12, p->source);
-    sqlite3_bind_text(st, 13, p->text, -1, SQLITE_STATIC);
+    ts_sql_bind_text(st, 13, p->text);
     ts_hub_bind_text(st, 14, has_bnorm ? bnorm : NULL);
     if ((rc = step_done(c, st, "purchase insert")))
         return rc;
-    if (sqlite3_changes(c->s->db) == 0) {
+    if (ts_sql_changes(c->s->db) == 0) {
         /* Seen before: by messageId, or this store's receipt under another
          * messageId (the same sale must not count twice). */
         p->status = TS_HUB_P_DUPLICATE;
@@ -452,7 +454,7 @@ static int store_one(struct ctx *c, struct ts_hub_purchase *p, bool forward, int
     if (forward) {
         st = q(c, Q_OUTBOX);
         ts_hub_bind_text(st, 1, p->message_id);
-        sqlite3_bind_int64(st, 2, now_ms);
+        ts_sql_bind_int64(st, 2, now_ms);
         if ((rc = step_done(c, st, "outbox insert")))
             return rc;
     }
@@ -465,7 +467,7 @@ static int store_one(struct ctx *c, struct ts_hub_purchase *p, bool forward, int
 
 static int exec(struct ts_hub_store *s, const char *sql)
 {
-    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? TS_OK : ts_hub_db_err(s, sql);
+    return ts_sql_exec(s->db, sql) == TS_SQL_OK ? TS_OK : ts_hub_db_err(s, sql);
 }
 
 int ts_hub_purchases_store(struct ts_hub_store *s, struct ts_hub_pbatch *b, bool forward,
@@ -476,7 +478,7 @@ int ts_hub_purchases_store(struct ts_hub_store *s, struct ts_hub_pbatch *b, bool
     int rc = TS_OK;
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < Q_COUNT; i++)
-        if (sqlite3_prepare_v2(s->db, q_sql[i], -1, &c.q[i], NULL) != SQLITE_OK) {
+        if (ts_sql_prepare(s->db, q_sql[i], &c.q[i]) != TS_SQL_OK) {
             rc = ts_hub_db_err(s, q_sql[i]);
             goto out;
         }
@@ -496,11 +498,11 @@ int ts_hub_purchases_store(struct ts_hub_store *s, struct ts_hub_pbatch *b, bool
     if (rc == TS_OK)
         rc = exec(s, "COMMIT");
     if (rc != TS_OK)
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        ts_sql_exec(s->db, "ROLLBACK");
 out:
-    sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    ts_sql_exec(s->db, "PRAGMA synchronous=NORMAL");
     for (int i = 0; i < Q_COUNT; i++)
-        sqlite3_finalize(c.q[i]);
+        ts_sql_finalize(c.q[i]);
     pthread_mutex_unlock(&s->mu);
     for (size_t i = 0; i < c.ntouched; i++)
         free(c.touched[i]);

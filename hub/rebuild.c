@@ -22,9 +22,9 @@ struct pool {
     size_t n, cap;
 };
 
-static const char *dup(struct pool *p, sqlite3_stmt *st, int col, bool *nomem)
+static const char *dup(struct pool *p, struct ts_sql_stmt *st, int col, bool *nomem)
 {
-    const char *v = (const char *)sqlite3_column_text(st, col);
+    const char *v = ts_sql_column_text(st, col);
     if (!v)
         return NULL;
     if (p->n == p->cap) {
@@ -54,13 +54,13 @@ static void pool_free(struct pool *p)
 }
 
 /* A statement with ?1 = customer and ?2 = a limit (when used). */
-static sqlite3_stmt *query(struct ts_hub_store *s, enum stmt_id id, const char *cust, int limit)
+static struct ts_sql_stmt *query(struct ts_hub_store *s, enum stmt_id id, const char *cust, int limit)
 {
-    sqlite3_stmt *st = ts_hub_st(s, id);
+    struct ts_sql_stmt *st = ts_hub_st(s, id);
     if (st) {
         ts_hub_bind_text(st, 1, cust);
         if (limit > 0)
-            sqlite3_bind_int(st, 2, limit);
+            ts_sql_bind_int64(st, 2, limit);
     }
     return st;
 }
@@ -88,9 +88,9 @@ static void loaded_free(struct loaded *l)
 }
 
 /* Runs st to the end, growing *arr by elem bytes per row and calling row(). */
-typedef void (*row_fn)(struct loaded *l, sqlite3_stmt *st, void *elem, bool *nomem);
+typedef void (*row_fn)(struct loaded *l, struct ts_sql_stmt *st, void *elem, bool *nomem);
 
-static int load_rows(struct ts_hub_store *s, sqlite3_stmt *st, struct loaded *l, void **arr,
+static int load_rows(struct ts_hub_store *s, struct ts_sql_stmt *st, struct loaded *l, void **arr,
                      size_t elem, size_t *n, row_fn row)
 {
     size_t cap = 0;
@@ -98,7 +98,7 @@ static int load_rows(struct ts_hub_store *s, sqlite3_stmt *st, struct loaded *l,
     int step;
     if (!st)
         return TS_ERR_DB;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((step = ts_sql_step(st)) == TS_SQL_ROW) {
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             void *a = realloc(*arr, cap * elem);
@@ -113,45 +113,45 @@ static int load_rows(struct ts_hub_store *s, sqlite3_stmt *st, struct loaded *l,
             return TS_ERR_NOMEM;
         (*n)++;
     }
-    sqlite3_reset(st);
-    return step == SQLITE_DONE ? TS_OK : ts_hub_db_err(s, "load");
+    ts_sql_reset(st);
+    return step == TS_SQL_DONE ? TS_OK : ts_hub_db_err(s, "load");
 }
 
-static void view_row(struct loaded *l, sqlite3_stmt *st, void *elem, bool *nomem)
+static void view_row(struct loaded *l, struct ts_sql_stmt *st, void *elem, bool *nomem)
 {
     struct ts_hub_view *v = elem;
     v->product_id = dup(&l->pool, st, 0, nomem);
     v->name = dup(&l->pool, st, 1, nomem);
-    v->at_ms = sqlite3_column_int64(st, 2);
+    v->at_ms = ts_sql_column_int64(st, 2);
     if (!v->product_id)
         v->product_id = "";
 }
 
-static void line_row(struct loaded *l, sqlite3_stmt *st, void *elem, bool *nomem)
+static void line_row(struct loaded *l, struct ts_sql_stmt *st, void *elem, bool *nomem)
 {
     struct ts_hub_line *c = elem;
     c->product_id = dup(&l->pool, st, 0, nomem);
     c->name = dup(&l->pool, st, 1, nomem);
     if (!c->product_id)
         c->product_id = "";
-    if (sqlite3_column_count(st) > 2) { /* cart lines carry price and quantity */
-        c->has_price = sqlite3_column_type(st, 2) != SQLITE_NULL;
-        c->price = sqlite3_column_double(st, 2);
-        c->quantity = (long)sqlite3_column_int64(st, 3);
+    if (ts_sql_column_count(st) > 2) { /* cart lines carry price and quantity */
+        c->has_price = ts_sql_column_type(st, 2) != TS_SQL_NULL;
+        c->price = ts_sql_column_double(st, 2);
+        c->quantity = (long)ts_sql_column_int64(st, 3);
     }
 }
 
-static void order_row(struct loaded *l, sqlite3_stmt *st, void *elem, bool *nomem)
+static void order_row(struct loaded *l, struct ts_sql_stmt *st, void *elem, bool *nomem)
 {
     struct ts_hub_order *o = elem;
     o->order_id = dup(&l->pool, st, 0, nomem);
     if (!o->order_id)
         o->order_id = "";
-    o->has_total = sqlite3_column_type(st, 1) != SQLITE_NULL;
-    o->total = sqlite3_column_double(st, 1);
+    o->has_total = ts_sql_column_type(st, 1) != TS_SQL_NULL;
+    o->total = ts_sql_column_double(st, 1);
     o->currency = dup(&l->pool, st, 2, nomem);
     o->status = dup(&l->pool, st, 3, nomem);
-    o->at_ms = sqlite3_column_int64(st, 4);
+    o->at_ms = ts_sql_column_int64(st, 4);
     o->store = dup(&l->pool, st, 5, nomem);
 }
 
@@ -159,26 +159,26 @@ static void order_row(struct loaded *l, sqlite3_stmt *st, void *elem, bool *nome
 static int load_customer(struct ts_hub_store *s, const char *cust, struct loaded *l)
 {
     bool nomem = false;
-    sqlite3_stmt *st = query(s, ST_LOAD_CUST, cust, 0);
+    struct ts_sql_stmt *st = query(s, ST_LOAD_CUST, cust, 0);
     if (!st)
         return TS_ERR_DB;
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
+    int step = ts_sql_step(st);
+    if (step == TS_SQL_ROW) {
         struct ts_hub_profile *p = &l->p;
         p->cid = dup(&l->pool, st, 0, &nomem);
         p->name = dup(&l->pool, st, 1, &nomem);
         p->tier = dup(&l->pool, st, 2, &nomem);
-        p->has_points = sqlite3_column_type(st, 3) != SQLITE_NULL;
-        p->points = sqlite3_column_int64(st, 3);
-        p->consent = sqlite3_column_int(st, 4) != 0;
+        p->has_points = ts_sql_column_type(st, 3) != TS_SQL_NULL;
+        p->points = ts_sql_column_int64(st, 3);
+        p->consent = ts_sql_column_int64(st, 4) != 0;
         l->home_store = dup(&l->pool, st, 5, &nomem);
         p->suggested_id = dup(&l->pool, st, 6, &nomem);
         p->suggested_name = dup(&l->pool, st, 7, &nomem);
     }
-    sqlite3_reset(st);
-    if (step == SQLITE_DONE)
+    ts_sql_reset(st);
+    if (step == TS_SQL_DONE)
         return TS_ERR_NOTFOUND;
-    if (step != SQLITE_ROW)
+    if (step != TS_SQL_ROW)
         return ts_hub_db_err(s, "load customer");
     if (nomem || !l->p.cid)
         return nomem ? TS_ERR_NOMEM : TS_ERR_DB;
@@ -187,9 +187,9 @@ static int load_customer(struct ts_hub_store *s, const char *cust, struct loaded
          * its name if the product was ever seen in an event. */
         if (!(st = query(s, ST_PRODUCT_NAME, l->p.suggested_id, 0)))
             return TS_ERR_DB;
-        if (sqlite3_step(st) == SQLITE_ROW)
+        if (ts_sql_step(st) == TS_SQL_ROW)
             l->p.suggested_name = dup(&l->pool, st, 0, &nomem);
-        sqlite3_reset(st);
+        ts_sql_reset(st);
     }
     return nomem ? TS_ERR_NOMEM : TS_OK;
 }
@@ -199,23 +199,23 @@ static int load_customer(struct ts_hub_store *s, const char *cust, struct loaded
  * one, in the same order. */
 int ts_hub_load_keys(struct ts_hub_store *s, const char *cust, ts_buf *out, ts_buf *prev)
 {
-    sqlite3_stmt *st = query(s, ST_LOAD_KEYS, cust, MAX_KEYS);
+    struct ts_sql_stmt *st = query(s, ST_LOAD_KEYS, cust, MAX_KEYS);
     bool two = s->prev.len > 0;
-    int step = SQLITE_DONE, rc = ts_buf_puts(out, "[");
+    int step = TS_SQL_DONE, rc = ts_buf_puts(out, "[");
     if (!st)
         return TS_ERR_DB;
     if (rc == TS_OK && two)
         rc = ts_buf_puts(prev, "[");
-    for (size_t i = 0; rc == TS_OK && (step = sqlite3_step(st)) == SQLITE_ROW; i++) {
-        const char *k = (const char *)sqlite3_column_text(st, 0);
-        const char *p = (const char *)sqlite3_column_text(st, 1);
+    for (size_t i = 0; rc == TS_OK && (step = ts_sql_step(st)) == TS_SQL_ROW; i++) {
+        const char *k = ts_sql_column_text(st, 0);
+        const char *p = ts_sql_column_text(st, 1);
         /* keys are our own lowercase hex: no escaping needed */
         rc = ts_buf_printf(out, "%s\"%s\"", i ? "," : "", k ? k : "");
         if (rc == TS_OK && two && p)
             rc = ts_buf_printf(prev, "%s\"%s\"", prev->len > 1 ? "," : "", p);
     }
-    sqlite3_reset(st);
-    if (rc == TS_OK && step != SQLITE_DONE)
+    ts_sql_reset(st);
+    if (rc == TS_OK && step != TS_SQL_DONE)
         return ts_hub_db_err(s, "load keys");
     if (rc == TS_OK && two)
         rc = ts_buf_puts(prev, "]");
@@ -228,14 +228,14 @@ static int load(struct ts_hub_store *s, const char *cust, int64_t now, struct lo
     if (rc != TS_OK)
         return rc;
     /* Bounded work per rebuild however long a customer has been browsing. */
-    sqlite3_stmt *st = query(s, ST_VIEWS_PRUNE, cust, 0);
+    struct ts_sql_stmt *st = query(s, ST_VIEWS_PRUNE, cust, 0);
     if (!st)
         return TS_ERR_DB;
-    sqlite3_bind_int64(st, 2, now - VIEW_HORIZON_MS);
-    sqlite3_bind_int(st, 3, MAX_VIEWS_KEPT);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    ts_sql_bind_int64(st, 2, now - VIEW_HORIZON_MS);
+    ts_sql_bind_int64(st, 3, MAX_VIEWS_KEPT);
+    if (ts_sql_step(st) != TS_SQL_DONE)
         return ts_hub_db_err(s, "prune views");
-    sqlite3_reset(st);
+    ts_sql_reset(st);
     struct ts_hub_profile *p = &l->p;
     if ((rc = load_rows(s, query(s, ST_LOAD_VIEWS, cust, 0), l, (void **)&l->views,
                         sizeof *l->views, &p->nviews, view_row)) ||
@@ -272,25 +272,25 @@ static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *
     int rc = ts_hub_next_seq(s, &seq);
     if (rc != TS_OK)
         return rc;
-    sqlite3_stmt *st = ts_hub_st(s, ST_CUST_STAMP);
+    struct ts_sql_stmt *st = ts_hub_st(s, ST_CUST_STAMP);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, cust);
     ts_hub_bind_text(st, 2, card);
     ts_hub_bind_text(st, 3, l->keys.data);
-    sqlite3_bind_int64(st, 4, seq);
-    sqlite3_bind_int64(st, 5, now);
+    ts_sql_bind_int64(st, 4, seq);
+    ts_sql_bind_int64(st, 5, now);
     ts_hub_bind_text(st, 6, l->prev_keys.len ? l->prev_keys.data : NULL);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    if (ts_sql_step(st) != TS_SQL_DONE)
         return ts_hub_db_err(s, "stamp customer");
     if (l->home_store) {
         if (!(st = ts_hub_st(s, ST_FEED_UPSERT)))
             return TS_ERR_DB;
         ts_hub_bind_text(st, 1, l->home_store);
         ts_hub_bind_text(st, 2, cust);
-        sqlite3_bind_int64(st, 3, seq);
+        ts_sql_bind_int64(st, 3, seq);
         ts_hub_bind_text(st, 4, l->p.cid);
-        if (sqlite3_step(st) != SQLITE_DONE)
+        if (ts_sql_step(st) != TS_SQL_DONE)
             return ts_hub_db_err(s, "stamp feed");
     }
     /* A customer who moved to another home store leaves the old store's
@@ -298,10 +298,10 @@ static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *
     if (!(st = ts_hub_st(s, ST_FEED_ERASE_OTHERS)))
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, cust);
-    sqlite3_bind_int64(st, 2, seq);
+    ts_sql_bind_int64(st, 2, seq);
     ts_hub_bind_text(st, 3, l->home_store);
-    sqlite3_bind_int64(st, 4, now);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    ts_sql_bind_int64(st, 4, now);
+    if (ts_sql_step(st) != TS_SQL_DONE)
         return ts_hub_db_err(s, "stamp feed");
     return TS_OK;
 }
@@ -332,36 +332,33 @@ out:
 
 /* Next batch of customer ids after `after` (keyset pagination: the loop
  * below updates the table it walks, so no statement stays open across it). */
-static int next_ids(struct ts_hub_store *s, sqlite3_stmt *q, const char *after, struct pool *ids)
+static int next_ids(struct ts_hub_store *s, struct ts_sql_stmt *q, const char *after, struct pool *ids)
 {
     bool nomem = false;
-    sqlite3_reset(q);
+    ts_sql_reset(q);
     ts_hub_bind_text(q, 1, after);
     int step;
-    while ((step = sqlite3_step(q)) == SQLITE_ROW && !nomem)
+    while ((step = ts_sql_step(q)) == TS_SQL_ROW && !nomem)
         dup(ids, q, 0, &nomem);
-    sqlite3_reset(q);
+    ts_sql_reset(q);
     if (nomem)
         return TS_ERR_NOMEM;
-    return step == SQLITE_ROW || step == SQLITE_DONE ? TS_OK : ts_hub_db_err(s, "rekey ids");
+    return step == TS_SQL_ROW || step == TS_SQL_DONE ? TS_OK : ts_hub_db_err(s, "rekey ids");
 }
 
 int ts_hub_rekey_all(struct ts_hub_store *s, size_t *restamped)
 {
-    sqlite3_stmt *q = NULL, *up = NULL, *feed = NULL;
+    struct ts_sql_stmt *q = NULL, *up = NULL, *feed = NULL;
     struct pool ids = {0};
     char last[TS_SEG_MAX_ID + 1] = "";
     size_t n = 0;
     int rc = TS_OK;
-    if (sqlite3_prepare_v2(s->db,
+    if (ts_sql_prepare(s->db,
                            "SELECT id FROM customers WHERE card IS NOT NULL AND id > ?1"
-                           " ORDER BY id LIMIT 1000",
-                           -1, &q, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db,
-                           "UPDATE customers SET keys = ?2, prev_keys = ?3, seq = ?4 WHERE id = ?1",
-                           -1, &up, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "UPDATE feed SET seq = ?2 WHERE customer = ?1 AND op = 'upsert'",
-                           -1, &feed, NULL) != SQLITE_OK) {
+                           " ORDER BY id LIMIT 1000", &q) != TS_SQL_OK ||
+        ts_sql_prepare(s->db,
+                           "UPDATE customers SET keys = ?2, prev_keys = ?3, seq = ?4 WHERE id = ?1", &up) != TS_SQL_OK ||
+        ts_sql_prepare(s->db, "UPDATE feed SET seq = ?2 WHERE customer = ?1 AND op = 'upsert'", &feed) != TS_SQL_OK) {
         rc = ts_hub_db_err(s, "rekey");
         goto out;
     }
@@ -377,15 +374,15 @@ int ts_hub_rekey_all(struct ts_hub_store *s, size_t *restamped)
             if (rc == TS_OK)
                 rc = ts_hub_next_seq(s, &seq);
             if (rc == TS_OK) {
-                sqlite3_reset(up);
+                ts_sql_reset(up);
                 ts_hub_bind_text(up, 1, ids.s[i]);
                 ts_hub_bind_text(up, 2, keys.data);
                 ts_hub_bind_text(up, 3, prev.len ? prev.data : NULL);
-                sqlite3_bind_int64(up, 4, seq);
-                sqlite3_reset(feed);
+                ts_sql_bind_int64(up, 4, seq);
+                ts_sql_reset(feed);
                 ts_hub_bind_text(feed, 1, ids.s[i]);
-                sqlite3_bind_int64(feed, 2, seq);
-                if (sqlite3_step(up) != SQLITE_DONE || sqlite3_step(feed) != SQLITE_DONE)
+                ts_sql_bind_int64(feed, 2, seq);
+                if (ts_sql_step(up) != TS_SQL_DONE || ts_sql_step(feed) != TS_SQL_DONE)
                     rc = ts_hub_db_err(s, "rekey stamp");
                 n++;
             }
@@ -398,9 +395,9 @@ int ts_hub_rekey_all(struct ts_hub_store *s, size_t *restamped)
     }
 out:
     pool_free(&ids);
-    sqlite3_finalize(q);
-    sqlite3_finalize(up);
-    sqlite3_finalize(feed);
+    ts_sql_finalize(q);
+    ts_sql_finalize(up);
+    ts_sql_finalize(feed);
     if (rc == TS_OK && restamped)
         *restamped = n;
     return rc;

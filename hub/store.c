@@ -13,7 +13,9 @@
 #include "purchases.h"
 #include "dbver.h"
 
+#include <ctype.h>
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
@@ -21,8 +23,8 @@
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
-    "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', 1), ('seq', 0), ('events', 0),"
-    "  ('epoch', random() & 4294967295), ('horizon', 0);"
+    "INSERT INTO meta(k, v) VALUES('schema', 1), ('seq', 0), ('events', 0), ('horizon', 0)"
+    "  ON CONFLICT DO NOTHING;"
     "CREATE TABLE IF NOT EXISTS customers("
     "  id TEXT PRIMARY KEY, cid TEXT NOT NULL, name TEXT, first_name TEXT, last_name TEXT,"
     "  tier TEXT, points INTEGER, consent INTEGER NOT NULL DEFAULT 1, home_store TEXT,"
@@ -69,7 +71,8 @@ static const char *const schema_sql =
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_SEQ_NEXT] = "UPDATE meta SET v = v + 1 WHERE k = 'seq' RETURNING v",
     [ST_EVENTS_ADD] = "UPDATE meta SET v = v + ?1 WHERE k = 'events'",
-    [ST_PROCESSED_ADD] = "INSERT OR IGNORE INTO processed(message_id, at) VALUES(?1, ?2)",
+    [ST_PROCESSED_ADD] = "INSERT INTO processed(message_id, at) VALUES(?1, ?2)"
+                         " ON CONFLICT DO NOTHING",
     [ST_CUST_EXISTS] = "SELECT 1 FROM customers WHERE id = ?1",
     [ST_CUST_INSERT] = "INSERT INTO customers(id, cid, created) VALUES(?1, ?2, ?3)",
     [ST_CUST_TRAITS] = "UPDATE customers SET tier = coalesce(?2, tier),"
@@ -84,20 +87,21 @@ static const char *const stmt_sql[ST_COUNT] = {
         " name = nullif(trim(coalesce(?2, first_name, '') || ' ' || coalesce(?3, last_name, '')),"
         " '') WHERE id = ?1",
     [ST_ANON_GET] = "SELECT customer FROM anon_map WHERE anonymous_id = ?1",
-    [ST_ANON_SET] = "INSERT OR REPLACE INTO anon_map(anonymous_id, customer) VALUES(?1, ?2)",
+    [ST_ANON_SET] = "INSERT INTO anon_map(anonymous_id, customer) VALUES(?1, ?2)"
+                    " ON CONFLICT(anonymous_id) DO UPDATE SET customer = excluded.customer",
     [ST_IDENT_OWNER] = "SELECT customer FROM identifiers WHERE key = ?1",
     [ST_IDENT_SET] = "INSERT INTO identifiers(key, kind, value, customer, prev_key)"
                      " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO UPDATE SET"
                      " customer = excluded.customer, prev_key = excluded.prev_key",
     [ST_PRODUCT_UPSERT] = "INSERT INTO products(product_id, name, price) VALUES(?1, ?2, ?3)"
                           " ON CONFLICT(product_id) DO UPDATE SET"
-                          " name = coalesce(excluded.name, name),"
-                          " price = coalesce(excluded.price, price)",
+                          " name = coalesce(excluded.name, products.name),"
+                          " price = coalesce(excluded.price, products.price)",
     [ST_VIEW_ADD] = "INSERT INTO views(customer, product_id, at) VALUES(?1, ?2, ?3)",
     [ST_CART_ADD] = "INSERT INTO cart(customer, product_id, quantity, price, at)"
                     " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(customer, product_id) DO UPDATE SET"
-                    " quantity = min(quantity + excluded.quantity, 1000000),"
-                    " price = coalesce(excluded.price, price), at = excluded.at",
+                    " quantity = min(cart.quantity + excluded.quantity, 1000000),"
+                    " price = coalesce(excluded.price, cart.price), at = excluded.at",
     [ST_CART_SUB] =
         "UPDATE cart SET quantity = quantity - ?3 WHERE customer = ?1 AND product_id = ?2",
     [ST_CART_DEL] = "DELETE FROM cart WHERE customer = ?1 AND product_id = ?2",
@@ -108,8 +112,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_WISH_DEL] = "DELETE FROM wishlist WHERE customer = ?1 AND product_id = ?2",
     [ST_ORDER_UPSERT] = "INSERT INTO orders(order_id, customer, total, currency, status, at)"
                         " VALUES(?1, ?2, ?3, ?4, 'placed', ?5) ON CONFLICT(order_id) DO UPDATE SET"
-                        " customer = excluded.customer, total = coalesce(excluded.total, total),"
-                        " currency = coalesce(excluded.currency, currency), at = excluded.at",
+                        " customer = excluded.customer, total = coalesce(excluded.total, orders.total),"
+                        " currency = coalesce(excluded.currency, orders.currency), at = excluded.at",
     /* ?1 = surviving customer, ?2 = the anonymous one merged into it; the
      * survivor's own traits win, consent needs both to agree. */
     [ST_MERGE_TRAITS] =
@@ -123,12 +127,13 @@ static const char *const stmt_sql[ST_COUNT] = {
         " WHERE id = ?1",
     [ST_MERGE_VIEWS] = "UPDATE views SET customer = ?1 WHERE customer = ?2",
     [ST_MERGE_CART] = "INSERT INTO cart(customer, product_id, quantity, price, at)"
-                      " SELECT ?1, product_id, quantity, price, at FROM cart WHERE customer = ?2"
-                      " ON CONFLICT(customer, product_id) DO UPDATE SET"
-                      " quantity = min(quantity + excluded.quantity, 1000000)",
+                      " SELECT CAST(?1 AS TEXT), product_id, quantity, price, at FROM cart"
+                      " WHERE customer = ?2 ON CONFLICT(customer, product_id) DO UPDATE SET"
+                      " quantity = min(cart.quantity + excluded.quantity, 1000000)",
     [ST_MERGE_CART_DEL] = "DELETE FROM cart WHERE customer = ?2",
-    [ST_MERGE_WISH] = "INSERT OR IGNORE INTO wishlist(customer, product_id, at)"
-                      " SELECT ?1, product_id, at FROM wishlist WHERE customer = ?2",
+    [ST_MERGE_WISH] = "INSERT INTO wishlist(customer, product_id, at)"
+                      " SELECT CAST(?1 AS TEXT), product_id, at FROM wishlist WHERE customer = ?2"
+                      " ON CONFLICT DO NOTHING",
     [ST_MERGE_WISH_DEL] = "DELETE FROM wishlist WHERE customer = ?2",
     [ST_MERGE_ORDERS] = "UPDATE orders SET customer = ?1 WHERE customer = ?2",
     [ST_MERGE_IDENT] = "UPDATE identifiers SET customer = ?1 WHERE customer = ?2",
@@ -162,7 +167,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " VALUES(?1, ?2, ?3, 'upsert', ?4) ON CONFLICT(store_id, customer)"
                        " DO UPDATE SET seq = excluded.seq, op = 'upsert', cid = excluded.cid",
     [ST_FEED_ERASE_OTHERS] = "UPDATE feed SET op = 'erase', seq = ?2, at = ?4 WHERE customer = ?1"
-                             " AND op = 'upsert' AND store_id IS NOT ?3",
+                             " AND op = 'upsert' AND store_id IS DISTINCT FROM ?3",
     /* An order status from an event newer than the one that set the
      * current status (events may arrive out of order); an order first
      * heard of through a status event is recorded with it. */
@@ -170,12 +175,14 @@ static const char *const stmt_sql[ST_COUNT] = {
         "INSERT INTO orders(order_id, customer, total, currency, status, at, status_at)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT(order_id) DO UPDATE SET"
         " status = excluded.status, status_at = excluded.status_at,"
-        " total = coalesce(excluded.total, total), currency = coalesce(excluded.currency, currency)"
+        " total = coalesce(excluded.total, orders.total),"
+        " currency = coalesce(excluded.currency, orders.currency)"
         " WHERE excluded.status_at >= coalesce(orders.status_at, 0)",
     [ST_BOUGHT_ADD] = "INSERT INTO bought(customer, product_id, at) VALUES(?1, ?2, ?3)"
-                      " ON CONFLICT(customer, product_id) DO UPDATE SET at = max(at, excluded.at)",
-    [ST_MERGE_BOUGHT] = "INSERT OR IGNORE INTO bought(customer, product_id, at)"
-                        " SELECT ?1, product_id, at FROM bought WHERE customer = ?2",
+                      " ON CONFLICT(customer, product_id) DO UPDATE SET at = max(bought.at, excluded.at)",
+    [ST_MERGE_BOUGHT] = "INSERT INTO bought(customer, product_id, at)"
+                        " SELECT CAST(?1 AS TEXT), product_id, at FROM bought WHERE customer = ?2"
+                        " ON CONFLICT DO NOTHING",
     [ST_MERGE_BOUGHT_DEL] = "DELETE FROM bought WHERE customer = ?2",
     /* ?1 customer, ?2 their top interest, ?3 how many recent viewers of it
      * to ask. A peer counts once per product, a purchase three times a
@@ -195,14 +202,20 @@ static const char *const stmt_sql[ST_COUNT] = {
         "  AND per.product_id NOT IN (SELECT product_id FROM bought WHERE customer = ?1)"
         "  AND per.product_id NOT IN (SELECT product_id FROM cart WHERE customer = ?1)"
         "  AND per.product_id NOT IN (SELECT product_id FROM wishlist WHERE customer = ?1)"
-        " GROUP BY per.product_id HAVING score >= 2 ORDER BY score DESC, per.product_id LIMIT 1",
+        " GROUP BY per.product_id HAVING sum(per.w) >= 2 ORDER BY score DESC, per.product_id LIMIT 1",
 };
 
-static int db_err(sqlite3 *db, const char *what)
+/* Where PostgreSQL needs other words for the same statement. */
+static const char *const stmt_sql_pg[ST_COUNT] = {
+    [ST_VIEWS_PRUNE] = "DELETE FROM views WHERE customer = ?1 AND (at < ?2 OR ctid IN"
+                       " (SELECT ctid FROM views WHERE customer = ?1 ORDER BY at DESC OFFSET ?3))",
+};
+
+static int db_err(struct ts_sql *db, const char *what)
 {
-    int code = sqlite3_errcode(db);
-    TS_ERROR("hub", "store: %s: %s", what, sqlite3_errmsg(db));
-    return code == SQLITE_FULL ? TS_ERR_FULL : TS_ERR_DB;
+    int code = ts_sql_errcode(db);
+    TS_ERROR("hub", "store: %s: %s", what, ts_sql_errmsg(db));
+    return code == TS_SQL_FULL ? TS_ERR_FULL : TS_ERR_DB;
 }
 
 int ts_hub_db_err(struct ts_hub_store *s, const char *what)
@@ -211,7 +224,7 @@ int ts_hub_db_err(struct ts_hub_store *s, const char *what)
 }
 
 /* The read side: its own connection when there is one. */
-static sqlite3 *rd_lock(struct ts_hub_store *s)
+static struct ts_sql *rd_lock(struct ts_hub_store *s)
 {
     pthread_mutex_lock(s->rdb ? &s->rmu : &s->mu);
     return s->rdb ? s->rdb : s->db;
@@ -222,50 +235,51 @@ static void rd_unlock(struct ts_hub_store *s)
     pthread_mutex_unlock(s->rdb ? &s->rmu : &s->mu);
 }
 
-sqlite3_stmt *ts_hub_st(struct ts_hub_store *s, enum stmt_id id)
+struct ts_sql_stmt *ts_hub_st(struct ts_hub_store *s, enum stmt_id id)
 {
     if (!s->st[id]) {
-        if (sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->st[id],
-                               NULL) != SQLITE_OK) {
-            ts_hub_db_err(s, stmt_sql[id]);
+        const char *sql =
+            ts_sql_is_pg(s->db) && stmt_sql_pg[id] ? stmt_sql_pg[id] : stmt_sql[id];
+        if (ts_sql_prepare(s->db, sql, &s->st[id]) != TS_SQL_OK) {
+            ts_hub_db_err(s, sql);
             return NULL;
         }
         return s->st[id];
     }
-    sqlite3_reset(s->st[id]);
-    sqlite3_clear_bindings(s->st[id]);
+    ts_sql_reset(s->st[id]);
+    ts_sql_clear_bindings(s->st[id]);
     return s->st[id];
 }
 
-int ts_hub_bind_text(sqlite3_stmt *st, int i, const char *v)
+int ts_hub_bind_text(struct ts_sql_stmt *st, int i, const char *v)
 {
-    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+    return ts_sql_bind_text(st, i, v);
 }
 
 int ts_hub_next_seq(struct ts_hub_store *s, int64_t *seq)
 {
-    sqlite3_stmt *st = ts_hub_st(s, ST_SEQ_NEXT);
-    if (!st || sqlite3_step(st) != SQLITE_ROW)
+    struct ts_sql_stmt *st = ts_hub_st(s, ST_SEQ_NEXT);
+    if (!st || ts_sql_step(st) != TS_SQL_ROW)
         return ts_hub_db_err(s, "next seq");
-    *seq = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
+    *seq = ts_sql_column_int64(st, 0);
+    ts_sql_reset(st);
     return TS_OK;
 }
 
 static int exec(struct ts_hub_store *s, const char *sql)
 {
-    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? TS_OK : ts_hub_db_err(s, sql);
+    return ts_sql_exec(s->db, sql) == TS_SQL_OK ? TS_OK : ts_hub_db_err(s, sql);
 }
 
-static int64_t meta_get(sqlite3 *db, const char *k)
+static int64_t meta_get(struct ts_sql *db, const char *k)
 {
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     int64_t v = 0;
-    if (sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = ?1", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    if (ts_sql_prepare(db, "SELECT v FROM meta WHERE k = ?1", &st) == TS_SQL_OK &&
+        ts_sql_bind_text(st, 1, k) == TS_SQL_OK &&
+        ts_sql_step(st) == TS_SQL_ROW)
+        v = ts_sql_column_int64(st, 0);
+    ts_sql_finalize(st);
     return v;
 }
 
@@ -274,9 +288,9 @@ void ts_hub_store_close(struct ts_hub_store *s)
     if (!s)
         return;
     for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(s->st[i]);
-    sqlite3_close(s->rdb);
-    sqlite3_close(s->db);
+        ts_sql_finalize(s->st[i]);
+    ts_sql_close(s->rdb);
+    ts_sql_close(s->db);
     pthread_cond_destroy(&s->changed);
     pthread_mutex_destroy(&s->wmu);
     pthread_mutex_destroy(&s->rmu);
@@ -285,18 +299,17 @@ void ts_hub_store_close(struct ts_hub_store *s)
 }
 
 /* Does table have column? -1 on error. */
-static int has_column(sqlite3 *db, const char *table, const char *column)
+static int has_column(struct ts_sql *db, const char *table, const char *column)
 {
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     int rc = -1;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &st,
-                           NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
-        int step = sqlite3_step(st);
-        rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -1;
+    if (ts_sql_prepare(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", &st) == TS_SQL_OK) {
+        ts_sql_bind_text(st, 1, table);
+        ts_sql_bind_text(st, 2, column);
+        int step = ts_sql_step(st);
+        rc = step == TS_SQL_ROW ? 1 : step == TS_SQL_DONE ? 0 : -1;
     }
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     return rc;
 }
 
@@ -338,6 +351,108 @@ static const struct ts_db_step schema_steps[] = {
 };
 
 static void sql_ident_key(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+static int meta_set(struct ts_hub_store *s, const char *k, int64_t v);
+static bool meta_has(struct ts_sql *db, const char *k);
+
+int ts_hub_exec_ddl(struct ts_hub_store *s, const char *ddl)
+{
+    if (!ts_sql_is_pg(s->db))
+        return exec(s, ddl);
+    /* The same tables on PostgreSQL: 64-bit integers (times are in ms),
+     * doubles, and no WITHOUT ROWID clause. */
+    static const struct {
+        const char *from, *to;
+    } words[] = {{"INTEGER", "BIGINT"}, {"REAL", "DOUBLE PRECISION"}, {"WITHOUT ROWID", ""}};
+    ts_buf b = {0};
+    int rc = TS_OK;
+    for (const char *p = ddl; *p && rc == TS_OK;) {
+        size_t k = 0;
+        bool start = p == ddl || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
+        for (; start && k < sizeof words / sizeof words[0]; k++) {
+            size_t n = strlen(words[k].from);
+            if (strncmp(p, words[k].from, n) == 0 && !isalnum((unsigned char)p[n]) && p[n] != '_')
+                break;
+        }
+        if (start && k < sizeof words / sizeof words[0]) {
+            rc = ts_buf_puts(&b, words[k].to);
+            p += strlen(words[k].from);
+        } else {
+            rc = ts_buf_append(&b, p++, 1);
+        }
+    }
+    if (rc == TS_OK)
+        rc = ts_buf_append(&b, "", 1);
+    if (rc == TS_OK)
+        rc = exec(s, b.data);
+    ts_buf_free(&b);
+    return rc;
+}
+
+/* SQLite's two-argument min() and max(), which the statements use. */
+static const char *const pg_functions_sql =
+    "CREATE OR REPLACE FUNCTION min(bigint, bigint) RETURNS bigint LANGUAGE sql IMMUTABLE"
+    "  AS 'SELECT LEAST($1, $2)';"
+    "CREATE OR REPLACE FUNCTION max(bigint, bigint) RETURNS bigint LANGUAGE sql IMMUTABLE"
+    "  AS 'SELECT GREATEST($1, $2)';";
+
+/* The schema version of a PostgreSQL database, kept in meta 'schema' (an
+ * SQLite file keeps it in user_version, dbver.h): a database from a newer
+ * hub is refused, an older one is brought up to this one. */
+static int pg_version(struct ts_hub_store *s, const char *shown, char *err, size_t errsz)
+{
+    int64_t v = meta_get(s->db, "schema");
+    if (v > TS_HUB_SCHEMA_VERSION) {
+        snprintf(err, errsz,
+                 "%s: schema version %lld is newer than this tillside-hub knows (%d): "
+                 "upgrade the hub, do not downgrade it",
+                 shown, (long long)v, TS_HUB_SCHEMA_VERSION);
+        return TS_ERR_DB;
+    }
+    return meta_set(s, "schema", TS_HUB_SCHEMA_VERSION);
+}
+
+/* Creates or upgrades the schema in one write transaction; two hub
+ * processes starting together on one PostgreSQL take turns. */
+static int setup_schema(struct ts_hub_store *s, const char *path, char *err, size_t errsz)
+{
+    bool pg = ts_sql_is_pg(s->db);
+    uint32_t epoch = 0;
+    char verr[512] = "";
+    ts_random(&epoch, sizeof epoch);
+    /* The idempotent part (CREATE IF NOT EXISTS, missing columns) runs on
+     * every open; versioned steps (dbver.h) for what cannot be idempotent.
+     * A database from a newer hub is refused before anything is written.
+     * WAL lets `tillside-hub stats` and later readers run beside the hub;
+     * NORMAL sync is enough for CDP events, which the CDP can replay. */
+    int rc = exec(s, "PRAGMA journal_mode=WAL") || exec(s, "PRAGMA synchronous=NORMAL") ||
+             exec(s, "BEGIN IMMEDIATE");
+    if (rc == TS_OK && pg)
+        rc = exec(s, pg_functions_sql) || ts_hub_exec_ddl(s, schema_sql) ||
+             ts_hub_exec_ddl(s, "CREATE INDEX IF NOT EXISTS identifiers_prev ON"
+                                " identifiers(prev_key) WHERE prev_key IS NOT NULL") ||
+             ts_hub_purchases_schema(s) || pg_version(s, path, verr, sizeof verr);
+    else if (rc == TS_OK)
+        rc = ts_db_version_check(ts_sql_sqlite(s->db), path, TS_HUB_SCHEMA_VERSION, verr,
+                                 sizeof verr) ||
+             exec(s, schema_sql) || migrate(s) || ts_hub_purchases_schema(s) ||
+             ts_db_migrate(ts_sql_sqlite(s->db), path, TS_HUB_SCHEMA_VERSION, schema_steps,
+                           sizeof schema_steps / sizeof schema_steps[0], s, NULL, verr,
+                           sizeof verr);
+    /* the feed's epoch: random, once per database */
+    if (rc == TS_OK && !meta_has(s->db, "epoch"))
+        rc = meta_set(s, "epoch", epoch);
+    if (rc == TS_OK)
+        rc = exec(s, "COMMIT");
+    if (rc != TS_OK) {
+        if (verr[0])
+            snprintf(err, errsz, "%s", verr);
+        else
+            snprintf(err, errsz, "%s: cannot set up the schema: %s", path, ts_sql_errmsg(s->db));
+        ts_sql_exec(s->db, "ROLLBACK");
+        return TS_ERR_DB;
+    }
+    return TS_OK;
+}
 
 int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,
                       struct ts_hub_store **out, char *err, size_t errsz)
@@ -358,58 +473,30 @@ int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int fla
     pthread_condattr_destroy(&ca);
     s->key = *key;
     bool ro = flags & TS_HUB_STORE_RDONLY;
-    int oflags = (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-                 SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &s->db, oflags, NULL) != SQLITE_OK) {
-        snprintf(err, errsz, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        rc = TS_ERR_DB;
+    bool pg = ts_sql_target_is_pg(path);
+    if ((rc = ts_sql_open(path, ro ? TS_SQL_RDONLY : 0, &s->db, err, errsz)))
         goto out;
-    }
-    sqlite3_busy_timeout(s->db, 5000);
-    sqlite3_extended_result_codes(s->db, 0);
-    /* WAL lets `tillside-hub stats` and later readers run beside the hub;
-     * NORMAL sync is enough for CDP events, which the CDP can replay. */
-    /* The idempotent part (CREATE IF NOT EXISTS, missing columns) runs on
-     * every open; versioned steps (dbver.h) for what cannot be idempotent. A
-     * file from a newer hub is refused before anything is written. */
-    char verr[512] = "";
-    if (!ro &&
-        (exec(s, "PRAGMA journal_mode=WAL") || exec(s, "PRAGMA synchronous=NORMAL") ||
-         exec(s, "BEGIN IMMEDIATE") ||
-         ts_db_version_check(s->db, path, TS_HUB_SCHEMA_VERSION, verr, sizeof verr) ||
-         exec(s, schema_sql) || migrate(s) || ts_hub_purchases_schema(s) ||
-         ts_db_migrate(s->db, path, TS_HUB_SCHEMA_VERSION, schema_steps,
-                       sizeof schema_steps / sizeof schema_steps[0], s, NULL, verr, sizeof verr) ||
-         exec(s, "COMMIT"))) {
-        if (verr[0])
-            snprintf(err, errsz, "%s", verr);
-        else
-            snprintf(err, errsz, "%s: cannot set up the schema: %s", path, sqlite3_errmsg(s->db));
-        rc = TS_ERR_DB;
+    if (!ro && (rc = setup_schema(s, path, err, errsz)))
         goto out;
-    }
     if (ro && exec(s, "SELECT v FROM meta WHERE k = 'schema'")) {
-        snprintf(err, errsz, "%s: not a tillside-hub database: %s", path, sqlite3_errmsg(s->db));
+        snprintf(err, errsz, "%s: not a tillside-hub database: %s", path, ts_sql_errmsg(s->db));
         rc = TS_ERR_DB;
         goto out;
     }
     s->epoch = (uint32_t)meta_get(s->db, "epoch");
-    if (!ro &&
-        sqlite3_create_function_v2(s->db, "ts_ident_key", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC, s,
-                                   sql_ident_key, NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(err, errsz, "%s: %s", path, sqlite3_errmsg(s->db));
+    if (!ro && !pg &&
+        sqlite3_create_function_v2(ts_sql_sqlite(s->db), "ts_ident_key", 3,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC, s, sql_ident_key, NULL,
+                                   NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errsz, "%s: %s", path, ts_sql_errmsg(s->db));
         rc = TS_ERR_DB;
         goto out;
     }
-    if (!ro && path[0] && strcmp(path, ":memory:") != 0) {
-        if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
-            SQLITE_OK) {
-            snprintf(err, errsz, "%s: %s", path, s->rdb ? sqlite3_errmsg(s->rdb) : "out of memory");
-            rc = TS_ERR_DB;
-            goto out;
-        }
-        sqlite3_busy_timeout(s->rdb, 5000);
-    }
+    /* The read side's own connection (not for an in-memory SQLite
+     * database, which exists once). */
+    if (!ro && (pg || (path[0] && strcmp(path, ":memory:") != 0)) &&
+        (rc = ts_sql_open(path, TS_SQL_RDONLY, &s->rdb, err, errsz)))
+        goto out;
     rc = TS_OK;
 out:
     if (rc != TS_OK) {
@@ -432,7 +519,7 @@ int ts_hub_store_prev_kv(const struct ts_hub_store *s)
 
 uint64_t ts_hub_store_horizon(struct ts_hub_store *s)
 {
-    sqlite3 *db = rd_lock(s);
+    struct ts_sql *db = rd_lock(s);
     uint64_t h = (uint64_t)meta_get(db, "horizon");
     rd_unlock(s);
     return h;
@@ -460,6 +547,49 @@ static void sql_ident_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_text(ctx, hex, -1, SQLITE_TRANSIENT);
 }
 
+/* What sql_ident_key does in one UPDATE on SQLite, on PostgreSQL: a cursor
+ * over the identifiers as they were (the updates do not move it), each row
+ * re-keyed from C. */
+static int rekey_identifiers_pg(struct ts_hub_store *s)
+{
+    struct ts_sql_stmt *fetch = NULL, *upd = NULL;
+    int rc = exec(s, "DECLARE rekey CURSOR FOR SELECT key, kind, value FROM identifiers");
+    if (rc == TS_OK &&
+        (ts_sql_prepare(s->db, "FETCH 1000 FROM rekey", &fetch) != TS_SQL_OK ||
+         ts_sql_prepare(s->db, "UPDATE identifiers SET key = ?2, prev_key = ?3 WHERE key = ?1",
+                        &upd) != TS_SQL_OK))
+        rc = ts_hub_db_err(s, "re-key");
+    for (bool more = true; rc == TS_OK && more;) {
+        ts_sql_reset(fetch);
+        int step = TS_SQL_DONE;
+        more = false;
+        while (rc == TS_OK && (step = ts_sql_step(fetch)) == TS_SQL_ROW) {
+            const char *kind_s = ts_sql_column_text(fetch, 1);
+            const char *value = ts_sql_column_text(fetch, 2);
+            char hex[TS_IDENT_KEY_HEX], prev[TS_IDENT_KEY_HEX];
+            enum ts_ident_kind kind;
+            more = true;
+            if (!kind_s || !value || ts_ident_kind_parse(kind_s, &kind) != TS_OK ||
+                ts_ident_key(&s->key, kind, value, hex) != TS_OK)
+                continue; /* not ours to re-key; SQLite's function leaves it too */
+            bool has_prev = s->prev.len && ts_ident_key(&s->prev, kind, value, prev) == TS_OK;
+            ts_sql_reset(upd);
+            ts_sql_bind_text(upd, 1, ts_sql_column_text(fetch, 0));
+            ts_sql_bind_text(upd, 2, hex);
+            ts_sql_bind_text(upd, 3, has_prev ? prev : NULL);
+            if (ts_sql_step(upd) != TS_SQL_DONE)
+                rc = ts_hub_db_err(s, "re-key");
+        }
+        if (rc == TS_OK && step != TS_SQL_DONE && step != TS_SQL_ROW)
+            rc = ts_hub_db_err(s, "re-key");
+    }
+    ts_sql_finalize(fetch);
+    ts_sql_finalize(upd);
+    if (rc == TS_OK)
+        rc = exec(s, "CLOSE rekey");
+    return rc;
+}
+
 /* 48 bits of an HMAC under the key, so the database can tell that a key
  * changed without holding it; 0 for no key. */
 static int64_t key_fp(const struct ts_tenant_key *k)
@@ -475,26 +605,26 @@ static int64_t key_fp(const struct ts_tenant_key *k)
 
 static int meta_set(struct ts_hub_store *s, const char *k, int64_t v)
 {
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
-    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(k, v) VALUES(?1, ?2)", -1, &st,
-                           NULL) != SQLITE_OK ||
-        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 2, v) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+    if (ts_sql_prepare(s->db, "INSERT INTO meta(k, v) VALUES(?1, ?2)"
+                       " ON CONFLICT(k) DO UPDATE SET v = excluded.v", &st) != TS_SQL_OK ||
+        ts_sql_bind_text(st, 1, k) != TS_SQL_OK ||
+        ts_sql_bind_int64(st, 2, v) != TS_SQL_OK || ts_sql_step(st) != TS_SQL_DONE)
         rc = ts_hub_db_err(s, "meta");
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     return rc;
 }
 
 /* Has meta the key k? */
-static bool meta_has(sqlite3 *db, const char *k)
+static bool meta_has(struct ts_sql *db, const char *k)
 {
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     bool has =
-        sqlite3_prepare_v2(db, "SELECT 1 FROM meta WHERE k = ?1", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
+        ts_sql_prepare(db, "SELECT 1 FROM meta WHERE k = ?1", &st) == TS_SQL_OK &&
+        ts_sql_bind_text(st, 1, k) == TS_SQL_OK &&
+        ts_sql_step(st) == TS_SQL_ROW;
+    ts_sql_finalize(st);
     return has;
 }
 
@@ -526,8 +656,10 @@ int ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant_key *pr
             snprintf(prev_s, sizeof prev_s, ", previous %d", s->prev.version);
         TS_INFO("hub", "tenant key versions changed (now %d%s): re-keying every identifier",
                 s->key.version, prev_s);
-        rc = exec(s, "UPDATE identifiers SET key = ts_ident_key(0, kind, value),"
-                     " prev_key = ts_ident_key(1, kind, value)");
+        rc = ts_sql_is_pg(s->db)
+                 ? rekey_identifiers_pg(s)
+                 : exec(s, "UPDATE identifiers SET key = ts_ident_key(0, kind, value),"
+                           " prev_key = ts_ident_key(1, kind, value)");
         if (rc == TS_OK)
             rc = ts_hub_rekey_all(s, &n);
     }
@@ -536,7 +668,7 @@ int ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant_key *pr
     if (rc == TS_OK)
         rc = exec(s, "COMMIT");
     if (rc != TS_OK)
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        ts_sql_exec(s->db, "ROLLBACK");
 out:
     pthread_mutex_unlock(&s->mu);
     if (rc == TS_OK && n) {
@@ -559,7 +691,7 @@ int ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b, in
         if (rc == TS_OK)
             rc = exec(s, "COMMIT");
         if (rc != TS_OK)
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            ts_sql_exec(s->db, "ROLLBACK");
     }
     pthread_mutex_unlock(&s->mu);
     if (rc == TS_OK && r.customers)
@@ -590,17 +722,16 @@ void ts_hub_store_shutdown(struct ts_hub_store *s)
 /* Has store_id's feed a row after since? -1 on error. */
 static int has_change(struct ts_hub_store *s, const char *store_id, uint64_t since)
 {
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     int rc = -1;
-    sqlite3 *db = rd_lock(s);
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM feed WHERE store_id = ?1 AND seq > ?2 LIMIT 1", -1,
-                           &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, store_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)since);
-        int step = sqlite3_step(st);
-        rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -1;
+    struct ts_sql *db = rd_lock(s);
+    if (ts_sql_prepare(db, "SELECT 1 FROM feed WHERE store_id = ?1 AND seq > ?2 LIMIT 1", &st) == TS_SQL_OK) {
+        ts_sql_bind_text(st, 1, store_id);
+        ts_sql_bind_int64(st, 2, (int64_t)since);
+        int step = ts_sql_step(st);
+        rc = step == TS_SQL_ROW ? 1 : step == TS_SQL_DONE ? 0 : -1;
     }
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     rd_unlock(s);
     return rc;
 }
@@ -663,15 +794,15 @@ int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t sin
                       struct ts_hub_feed_page *page)
 {
     int rc = TS_OK;
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     ts_buf_reset(&page->items);
     page->nitems = 0;
     page->more = false;
     page->last_seq = since;
-    sqlite3 *db = rd_lock(s);
+    struct ts_sql *db = rd_lock(s);
     /* One read transaction: the horizon and the rows from one snapshot, so
      * a prune committing in between cannot slip a tombstone past us. */
-    bool txn = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    bool txn = ts_sql_exec(db, "BEGIN") == TS_SQL_OK;
     if (since > (uint64_t)meta_get(db, "seq")) {
         rc = TS_ERR_GONE; /* a cursor from before this database was replaced */
         goto out;
@@ -683,39 +814,38 @@ int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t sin
         rc = TS_ERR_GONE;
         goto out;
     }
-    if (sqlite3_prepare_v2(db,
+    if (ts_sql_prepare(db,
                            "SELECT f.seq, f.op, f.cid, c.card, c.keys, c.prev_keys FROM feed f"
                            " LEFT JOIN customers c ON c.id = f.customer AND f.op = 'upsert'"
-                           " WHERE f.store_id = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3",
-                           -1, &st, NULL) != SQLITE_OK) {
+                           " WHERE f.store_id = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3", &st) != TS_SQL_OK) {
         rc = db_err(db, "feed");
         goto out;
     }
-    sqlite3_bind_text(st, 1, store_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)since);
-    sqlite3_bind_int(st, 3, limit + 1); /* one extra row tells whether there is more */
+    ts_sql_bind_text(st, 1, store_id);
+    ts_sql_bind_int64(st, 2, (int64_t)since);
+    ts_sql_bind_int64(st, 3, limit + 1); /* one extra row tells whether there is more */
     int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((step = ts_sql_step(st)) == TS_SQL_ROW) {
         if (page->nitems == (size_t)limit) {
             page->more = true;
             break;
         }
-        const char *op = (const char *)sqlite3_column_text(st, 1);
-        const char *cid = (const char *)sqlite3_column_text(st, 2);
+        const char *op = ts_sql_column_text(st, 1);
+        const char *cid = ts_sql_column_text(st, 2);
         if ((rc = feed_item(&page->items, op ? op : "erase", cid ? cid : "",
-                            (const char *)sqlite3_column_text(st, 3),
-                            (const char *)sqlite3_column_text(st, 4),
-                            s->prev.len ? (const char *)sqlite3_column_text(st, 5) : NULL)))
+                            ts_sql_column_text(st, 3),
+                            ts_sql_column_text(st, 4),
+                            s->prev.len ? ts_sql_column_text(st, 5) : NULL)))
             goto out;
-        page->last_seq = (uint64_t)sqlite3_column_int64(st, 0);
+        page->last_seq = (uint64_t)ts_sql_column_int64(st, 0);
         page->nitems++;
     }
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
+    if (step != TS_SQL_ROW && step != TS_SQL_DONE)
         rc = db_err(db, "feed");
 out:
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     if (txn)
-        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        ts_sql_exec(db, "COMMIT");
     rd_unlock(s);
     return rc;
 }
@@ -723,41 +853,40 @@ out:
 int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out)
 {
     int rc = TS_ERR_NOTFOUND;
-    sqlite3_stmt *st = NULL;
-    sqlite3 *db = rd_lock(s);
+    struct ts_sql_stmt *st = NULL;
+    struct ts_sql *db = rd_lock(s);
     /* Either key version finds the customer: a terminal that has not yet
      * switched to the new key keeps finding people during a rotation. */
-    if (sqlite3_prepare_v2(db,
+    if (ts_sql_prepare(db,
                            "SELECT c.cid, c.card, c.keys, c.prev_keys FROM identifiers i"
                            " JOIN customers c ON c.id = i.customer WHERE i.key = ?1"
                            " UNION ALL SELECT c.cid, c.card, c.keys, c.prev_keys FROM identifiers i"
-                           " JOIN customers c ON c.id = i.customer WHERE i.prev_key = ?1 LIMIT 1",
-                           -1, &st, NULL) != SQLITE_OK) {
+                           " JOIN customers c ON c.id = i.customer WHERE i.prev_key = ?1 LIMIT 1", &st) != TS_SQL_OK) {
         rc = db_err(db, "lookup");
         goto out;
     }
-    sqlite3_bind_text(st, 1, key_hex, -1, SQLITE_STATIC);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW && sqlite3_column_text(st, 1) && sqlite3_column_text(st, 2)) {
-        const char *prev = (const char *)sqlite3_column_text(st, 3);
+    ts_sql_bind_text(st, 1, key_hex);
+    int step = ts_sql_step(st);
+    if (step == TS_SQL_ROW && ts_sql_column_text(st, 1) && ts_sql_column_text(st, 2)) {
+        const char *prev = ts_sql_column_text(st, 3);
         if (prev && s->prev.len)
             rc = ts_buf_printf(out,
                                "{\"kv\":%d,\"prev_kv\":%d,\"cid\":\"%s\",\"keys\":%s,"
                                "\"prev_keys\":%s,\"card\":%s}",
                                s->key.version, s->prev.version,
-                               (const char *)sqlite3_column_text(st, 0),
-                               (const char *)sqlite3_column_text(st, 2), prev,
-                               (const char *)sqlite3_column_text(st, 1));
+                               ts_sql_column_text(st, 0),
+                               ts_sql_column_text(st, 2), prev,
+                               ts_sql_column_text(st, 1));
         else
             rc = ts_buf_printf(out, "{\"kv\":%d,\"cid\":\"%s\",\"keys\":%s,\"card\":%s}",
-                               s->key.version, (const char *)sqlite3_column_text(st, 0),
-                               (const char *)sqlite3_column_text(st, 2),
-                               (const char *)sqlite3_column_text(st, 1));
-    } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
+                               s->key.version, ts_sql_column_text(st, 0),
+                               ts_sql_column_text(st, 2),
+                               ts_sql_column_text(st, 1));
+    } else if (step != TS_SQL_ROW && step != TS_SQL_DONE) {
         rc = db_err(db, "lookup");
     }
 out:
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     rd_unlock(s);
     return rc;
 }
@@ -765,37 +894,36 @@ out:
 int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
 {
     int rc = TS_ERR_NOMEM;
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     json_t *o = json_object(), *stores = json_object();
     char *text = NULL;
-    sqlite3 *db = rd_lock(s);
+    struct ts_sql *db = rd_lock(s);
     bool locked = true;
     if (!o || !stores)
         goto out;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM customers", -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
+    if (ts_sql_prepare(db, "SELECT count(*) FROM customers", &st) != TS_SQL_OK ||
+        ts_sql_step(st) != TS_SQL_ROW) {
         rc = db_err(db, "stats");
         goto out;
     }
-    json_object_set_new(o, "customers", json_integer(sqlite3_column_int64(st, 0)));
+    json_object_set_new(o, "customers", json_integer(ts_sql_column_int64(st, 0)));
     json_object_set_new(o, "events", json_integer(meta_get(db, "events")));
     json_object_set_new(o, "seq", json_integer(meta_get(db, "seq")));
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(db,
+    if (ts_sql_prepare(db,
                            "SELECT store_id, count(*) FROM feed WHERE op = 'upsert'"
-                           " GROUP BY store_id ORDER BY store_id",
-                           -1, &st, NULL) != SQLITE_OK) {
+                           " GROUP BY store_id ORDER BY store_id", &st) != TS_SQL_OK) {
         rc = db_err(db, "stats");
         goto out;
     }
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(st, 0);
+    while (ts_sql_step(st) == TS_SQL_ROW) {
+        const char *id = ts_sql_column_text(st, 0);
         if (id)
-            json_object_set_new(stores, id, json_integer(sqlite3_column_int64(st, 1)));
+            json_object_set_new(stores, id, json_integer(ts_sql_column_int64(st, 1)));
     }
     json_object_set(o, "stores", stores);
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     st = NULL;
     rd_unlock(s); /* purchases.c takes the read side itself */
     locked = false;
@@ -804,7 +932,7 @@ int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
     rc = text ? ts_buf_puts(out, text) : TS_ERR_NOMEM;
 out:
     free(text);
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     json_decref(stores);
     json_decref(o);
     if (locked)

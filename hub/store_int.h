@@ -8,7 +8,7 @@
 #include "hub.h"
 
 #include <pthread.h>
-#include <sqlite3.h>
+#include "sql.h"
 
 /* Every statement the store runs, prepared once on first use. */
 enum stmt_id {
@@ -64,7 +64,7 @@ enum stmt_id {
 };
 
 struct ts_hub_store {
-    sqlite3 *db;        /* the writer: batches */
+    struct ts_sql *db;        /* the writer: batches */
     pthread_mutex_t mu; /* one user of db at a time */
     /* Long-poll: gen counts committed changes (ingest, erase, re-key);
      * waiters sleep on changed until it moves or closing is set. */
@@ -76,23 +76,27 @@ struct ts_hub_store {
      * a terminal's live lookup (300 ms budget) never waits behind a large
      * batch: WAL gives it the last committed snapshot. NULL for in-memory
      * databases, where readers share db and mu. */
-    sqlite3 *rdb;
+    struct ts_sql *rdb;
     pthread_mutex_t rmu;
     struct ts_tenant_key key;
     struct ts_tenant_key prev; /* second key version (rotation); len 0 = none */
     uint32_t epoch;
     bool bulk; /* ts_hub_store_set_bulk */
-    sqlite3_stmt *st[ST_COUNT];
+    struct ts_sql_stmt *st[ST_COUNT];
 };
 
 /* The cached statement id, reset and with bindings cleared; NULL (logged)
  * when it cannot be prepared. */
-sqlite3_stmt *ts_hub_st(struct ts_hub_store *s, enum stmt_id id);
+struct ts_sql_stmt *ts_hub_st(struct ts_hub_store *s, enum stmt_id id);
 /* Logs the connection's last error and maps it to TS_ERR_DB / TS_ERR_FULL. */
 int ts_hub_db_err(struct ts_hub_store *s, const char *what);
 
+/* Runs SQLite DDL (CREATE TABLE/INDEX IF NOT EXISTS) on the store's
+ * database, worded for PostgreSQL when it is one. */
+int ts_hub_exec_ddl(struct ts_hub_store *s, const char *ddl);
+
 /* Binds text or NULL. */
-int ts_hub_bind_text(sqlite3_stmt *st, int i, const char *v);
+int ts_hub_bind_text(struct ts_sql_stmt *st, int i, const char *v);
 
 /* Takes the next global feed sequence number (inside a transaction). */
 int ts_hub_next_seq(struct ts_hub_store *s, int64_t *seq);

@@ -143,21 +143,21 @@ int ts_hub_suggest_peers(struct ts_hub_store *s, const char *cust, const char *t
                          size_t idsz, char *name, size_t namesz)
 {
     id[0] = name[0] = '\0';
-    sqlite3_stmt *st = ts_hub_st(s, ST_SUGGEST);
+    struct ts_sql_stmt *st = ts_hub_st(s, ST_SUGGEST);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, cust);
     ts_hub_bind_text(st, 2, top);
-    sqlite3_bind_int(st, 3, SUGGEST_PEERS);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        const char *v = (const char *)sqlite3_column_text(st, 0);
-        const char *nm = (const char *)sqlite3_column_text(st, 1);
+    ts_sql_bind_int64(st, 3, SUGGEST_PEERS);
+    int step = ts_sql_step(st);
+    if (step == TS_SQL_ROW) {
+        const char *v = ts_sql_column_text(st, 0);
+        const char *nm = ts_sql_column_text(st, 1);
         ts_strlcpy(id, v ? v : "", idsz);
         ts_strlcpy(name, nm ? nm : "", namesz);
     }
-    sqlite3_reset(st);
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
+    ts_sql_reset(st);
+    if (step != TS_SQL_ROW && step != TS_SQL_DONE)
         return ts_hub_db_err(s, "suggest");
     return TS_OK;
 }
@@ -170,17 +170,17 @@ void ts_hub_store_set_bulk(struct ts_hub_store *s, bool bulk)
 int ts_hub_order_status_apply(struct ts_hub_store *s, const char *cust,
                               const struct ts_seg_event *e)
 {
-    sqlite3_stmt *st = ts_hub_st(s, ST_ORDER_STATUS);
+    struct ts_sql_stmt *st = ts_hub_st(s, ST_ORDER_STATUS);
     if (!st)
         return TS_ERR_DB;
     ts_hub_bind_text(st, 1, e->order_id);
     ts_hub_bind_text(st, 2, cust);
     if (e->has_total)
-        sqlite3_bind_double(st, 3, e->total);
+        ts_sql_bind_double(st, 3, e->total);
     ts_hub_bind_text(st, 4, e->currency);
     ts_hub_bind_text(st, 5, e->order_status);
-    sqlite3_bind_int64(st, 6, e->at_ms);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? TS_OK : ts_hub_db_err(s, "order status");
+    ts_sql_bind_int64(st, 6, e->at_ms);
+    int rc = ts_sql_step(st);
+    ts_sql_reset(st);
+    return rc == TS_SQL_DONE ? TS_OK : ts_hub_db_err(s, "order status");
 }

@@ -121,43 +121,42 @@ static int due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, si
                     int64_t *next)
 {
     struct ts_hub_store *s = u->s;
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
     *n = 0;
     *next = INT64_MAX;
     pthread_mutex_lock(&s->mu);
-    if (sqlite3_prepare_v2(s->db,
+    if (ts_sql_prepare(s->db,
                            "SELECT message_id, attempts, solo, next_at FROM upstream_outbox"
                            " WHERE state = 'pending' ORDER BY next_at, created, message_id"
-                           " LIMIT ?1",
-                           -1, &st, NULL) != SQLITE_OK) {
+                           " LIMIT ?1", &st) != TS_SQL_OK) {
         rc = ts_hub_db_err(s, "outbox read");
         goto out;
     }
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+    ts_sql_bind_int64(st, 1, (int64_t)max);
     int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t at = sqlite3_column_int64(st, 3);
+    while ((step = ts_sql_step(st)) == TS_SQL_ROW) {
+        int64_t at = ts_sql_column_int64(st, 3);
         if (at > now) {
             *next = at;
             break;
         }
-        bool solo = sqlite3_column_int(st, 2) != 0;
+        bool solo = ts_sql_column_int64(st, 2) != 0;
         if (solo && *n > 0)
             break;
         struct row *r = &rows[(*n)++];
-        ts_strlcpy(r->id, (const char *)sqlite3_column_text(st, 0), sizeof r->id);
-        r->attempts = sqlite3_column_int(st, 1);
+        ts_strlcpy(r->id, ts_sql_column_text(st, 0), sizeof r->id);
+        r->attempts = (int)ts_sql_column_int64(st, 1);
         r->solo = solo;
         if (solo)
             break;
     }
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
+    if (step != TS_SQL_ROW && step != TS_SQL_DONE)
         rc = ts_hub_db_err(s, "outbox read");
-    else if (*n == max || (*n > 0 && step == SQLITE_ROW))
+    else if (*n == max || (*n > 0 && step == TS_SQL_ROW))
         *next = now; /* more are due at once */
 out:
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -169,7 +168,7 @@ static int build_body(struct ts_hub_upstream *u, const struct row *rows, size_t 
                       ts_buf *body, size_t *used)
 {
     struct ts_hub_store *s = u->s;
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     char sent[40];
     int rc = TS_OK;
     *used = 0;
@@ -177,26 +176,25 @@ static int build_body(struct ts_hub_upstream *u, const struct row *rows, size_t 
     ts_buf_reset(body);
     ts_buf_puts(body, "{\"batch\":[");
     pthread_mutex_lock(&s->mu);
-    if (sqlite3_prepare_v2(s->db,
+    if (ts_sql_prepare(s->db,
                            "SELECT p.event, c.id FROM purchases p LEFT JOIN customers c"
-                           " ON c.id = p.customer WHERE p.message_id = ?1",
-                           -1, &st, NULL) != SQLITE_OK) {
+                           " ON c.id = p.customer WHERE p.message_id = ?1", &st) != TS_SQL_OK) {
         rc = ts_hub_db_err(s, "outbox event");
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, rows[i].id, -1, SQLITE_STATIC);
+        ts_sql_reset(st);
+        ts_sql_bind_text(st, 1, rows[i].id);
         json_t *e = NULL;
-        if (sqlite3_step(st) == SQLITE_ROW)
-            e = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+        if (ts_sql_step(st) == TS_SQL_ROW)
+            e = json_loads(ts_sql_column_text(st, 0), 0, NULL);
         if (!e) {
             rc = TS_ERR_DB; /* the purchase row is gone: cannot happen short of corruption */
             TS_ERROR(COMP, "purchase %s has no stored event", rows[i].id);
             goto out;
         }
-        if (sqlite3_column_text(st, 1))
-            json_object_set_new(e, "userId", json_string((const char *)sqlite3_column_text(st, 1)));
+        if (ts_sql_column_text(st, 1))
+            json_object_set_new(e, "userId", json_string(ts_sql_column_text(st, 1)));
         json_object_set_new(e, "sentAt", json_string(sent));
         char *t = json_dumps(e, JSON_COMPACT | JSON_REAL_PRECISION(10));
         json_decref(e);
@@ -217,7 +215,7 @@ static int build_body(struct ts_hub_upstream *u, const struct row *rows, size_t 
     }
     rc = ts_buf_printf(body, "],\"sentAt\":\"%s\"}", sent);
 out:
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -238,29 +236,29 @@ static int mark(struct ts_hub_upstream *u, const struct row *rows, size_t n, enu
                  " attempts = attempts + 1 WHERE message_id = ?1",
     };
     struct ts_hub_store *s = u->s;
-    sqlite3_stmt *st = NULL;
+    struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
     pthread_mutex_lock(&s->mu);
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, sql[oc], -1, &st, NULL) != SQLITE_OK) {
+    if (ts_sql_exec(s->db, "BEGIN IMMEDIATE") != TS_SQL_OK ||
+        ts_sql_prepare(s->db, sql[oc], &st) != TS_SQL_OK) {
         rc = ts_hub_db_err(s, "outbox mark");
         goto out;
     }
     for (size_t i = 0; rc == TS_OK && i < n; i++) {
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, rows[i].id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, now);
-        sqlite3_bind_int64(st, 3, next_at);
+        ts_sql_reset(st);
+        ts_sql_bind_text(st, 1, rows[i].id);
+        ts_sql_bind_int64(st, 2, now);
+        ts_sql_bind_int64(st, 3, next_at);
         ts_hub_bind_text(st, 4, reason);
-        if (sqlite3_step(st) != SQLITE_DONE)
+        if (ts_sql_step(st) != TS_SQL_DONE)
             rc = ts_hub_db_err(s, "outbox mark");
     }
-    if (rc == TS_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    if (rc == TS_OK && ts_sql_exec(s->db, "COMMIT") != TS_SQL_OK)
         rc = ts_hub_db_err(s, "outbox mark");
 out:
     if (rc != TS_OK)
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    sqlite3_finalize(st);
+        ts_sql_exec(s->db, "ROLLBACK");
+    ts_sql_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -421,14 +419,13 @@ int ts_hub_upstream_start(struct ts_hub_upstream *u)
      * URL): what waits for a backoff from before goes now. */
     struct ts_hub_store *s = u->s;
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
+    struct ts_sql_stmt *st = NULL;
+    if (ts_sql_prepare(s->db,
                            "UPDATE upstream_outbox SET next_at = ?1 WHERE state = 'pending'"
-                           " AND next_at > ?1",
-                           -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 1, ts_now_wall_ms()) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+                           " AND next_at > ?1", &st) != TS_SQL_OK ||
+        ts_sql_bind_int64(st, 1, ts_now_wall_ms()) != TS_SQL_OK || ts_sql_step(st) != TS_SQL_DONE)
         ts_hub_db_err(s, "outbox reset"); /* logged; the rows still go when due */
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     pthread_mutex_unlock(&s->mu);
     if (pthread_create(&u->thread, NULL, run, u) != 0)
         return TS_ERR_NOMEM;

@@ -1,0 +1,450 @@
+/*
+ * hub/sql.h on SQLite (straight through) and on PostgreSQL (libpq: each
+ * statement runs with PQexecParams, parameters sent as text and typed by
+ * the server from the statement, the whole result held until the next
+ * reset).
+ */
+#include "sql.h"
+
+#include "../common/ts.h"
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Taken by every PostgreSQL writer transaction (see sql.h). */
+#define TS_SQL_PG_WRITE_LOCK 0x74696c6cL /* "till" */
+
+struct ts_sql {
+    sqlite3 *lite;
+    PGconn *pg;
+    int64_t changes;
+    int errcode;
+    char err[512];
+};
+
+struct ts_sql_stmt {
+    struct ts_sql *db;
+    sqlite3_stmt *lite;
+    /* PostgreSQL */
+    char *sql; /* with $N parameters */
+    int nparams;
+    char **vals;
+    PGresult *res;
+    int row, nrows;
+};
+
+bool ts_sql_target_is_pg(const char *target)
+{
+    return strncmp(target, "postgresql://", 13) == 0 || strncmp(target, "postgres://", 11) == 0;
+}
+
+/* target without a password, for messages */
+static void redact(const char *target, char *out, size_t outsz)
+{
+    const char *scheme = strstr(target, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+    if (!colon) {
+        snprintf(out, outsz, "%s", target);
+        return;
+    }
+    snprintf(out, outsz, "%.*s:***%s", (int)(colon - target), target, at);
+}
+
+static void pg_fail(struct ts_sql *db, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(db->pg);
+    db->errcode = state && strcmp(state, "53100") == 0 ? TS_SQL_FULL : TS_SQL_ERROR;
+    snprintf(db->err, sizeof db->err, "%s", msg && msg[0] ? msg : "PostgreSQL error");
+    size_t n = strlen(db->err);
+    while (n && (db->err[n - 1] == '\n' || db->err[n - 1] == ' '))
+        db->err[--n] = '\0';
+}
+
+int ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err, size_t errsz)
+{
+    struct ts_sql *db = calloc(1, sizeof *db);
+    if (!db) {
+        snprintf(err, errsz, "out of memory");
+        return TS_ERR_NOMEM;
+    }
+    if (ts_sql_target_is_pg(target)) {
+        char shown[256];
+        redact(target, shown, sizeof shown);
+        db->pg = PQconnectdb(target);
+        if (!db->pg || PQstatus(db->pg) != CONNECTION_OK) {
+            snprintf(err, errsz, "%s: %s", shown, db->pg ? PQerrorMessage(db->pg) : "out of memory");
+            size_t n = strlen(err);
+            while (n && err[n - 1] == '\n')
+                err[--n] = '\0';
+            ts_sql_close(db);
+            return TS_ERR_DB;
+        }
+        /* quiet NOTICEs ("relation already exists, skipping") off stderr */
+        if (ts_sql_exec(db, "SET client_min_messages = warning") != TS_SQL_OK ||
+            ((flags & TS_SQL_RDONLY) &&
+             ts_sql_exec(db, "SET default_transaction_read_only = on") != TS_SQL_OK)) {
+            snprintf(err, errsz, "%s: %s", shown, db->err);
+            ts_sql_close(db);
+            return TS_ERR_DB;
+        }
+        *out = db;
+        return TS_OK;
+    }
+    int oflags = (flags & TS_SQL_RDONLY ? SQLITE_OPEN_READONLY
+                                        : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                 SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(target, &db->lite, oflags, NULL) != SQLITE_OK) {
+        snprintf(err, errsz, "%s: %s", target, db->lite ? sqlite3_errmsg(db->lite) : "out of memory");
+        ts_sql_close(db);
+        return TS_ERR_DB;
+    }
+    sqlite3_busy_timeout(db->lite, 5000);
+    sqlite3_extended_result_codes(db->lite, 0);
+    *out = db;
+    return TS_OK;
+}
+
+void ts_sql_close(struct ts_sql *db)
+{
+    if (!db)
+        return;
+    sqlite3_close(db->lite);
+    if (db->pg)
+        PQfinish(db->pg);
+    free(db);
+}
+
+bool ts_sql_is_pg(const struct ts_sql *db)
+{
+    return db->pg != NULL;
+}
+
+struct sqlite3 *ts_sql_sqlite(struct ts_sql *db)
+{
+    return db->lite;
+}
+
+/* Runs sql on PostgreSQL (simple protocol: several statements allowed). */
+static int pg_exec(struct ts_sql *db, const char *sql)
+{
+    PGresult *res = PQexec(db->pg, sql);
+    ExecStatusType st = PQresultStatus(res);
+    int rc = TS_SQL_OK;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        db->changes = strtoll(PQcmdTuples(res), NULL, 10);
+    else {
+        pg_fail(db, res);
+        rc = db->errcode;
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ts_sql_exec(struct ts_sql *db, const char *sql)
+{
+    if (db->pg) {
+        while (*sql == ' ')
+            sql++;
+        if (strncasecmp(sql, "PRAGMA", 6) == 0)
+            return TS_SQL_OK;
+        if (strcasecmp(sql, "BEGIN IMMEDIATE") == 0) {
+            char begin[96];
+            snprintf(begin, sizeof begin, "BEGIN; SELECT pg_advisory_xact_lock(%ld)",
+                     TS_SQL_PG_WRITE_LOCK);
+            return pg_exec(db, begin);
+        }
+        if (strcasecmp(sql, "BEGIN") == 0)
+            return pg_exec(db, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+        return pg_exec(db, sql);
+    }
+    char *msg = NULL;
+    int rc = sqlite3_exec(db->lite, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        db->errcode = rc == SQLITE_FULL ? TS_SQL_FULL : TS_SQL_ERROR;
+        snprintf(db->err, sizeof db->err, "%s", msg ? msg : sqlite3_errmsg(db->lite));
+        sqlite3_free(msg);
+        return db->errcode;
+    }
+    return TS_SQL_OK;
+}
+
+int64_t ts_sql_changes(struct ts_sql *db)
+{
+    return db->lite ? sqlite3_changes(db->lite) : db->changes;
+}
+
+const char *ts_sql_errmsg(struct ts_sql *db)
+{
+    return db->lite ? sqlite3_errmsg(db->lite) : db->err;
+}
+
+int ts_sql_errcode(struct ts_sql *db)
+{
+    if (db->lite) {
+        int c = sqlite3_errcode(db->lite);
+        return c == SQLITE_FULL ? TS_SQL_FULL : c == SQLITE_OK ? TS_SQL_OK : TS_SQL_ERROR;
+    }
+    return db->errcode;
+}
+
+/* ---- statements ---------------------------------------------------------- */
+
+/* sql with ?N (and bare ?, numbered in order) as $N, outside quotes. */
+static char *pg_translate(const char *sql, int *nparams)
+{
+    size_t n = strlen(sql);
+    char *out = malloc(n * 2 + 1);
+    if (!out)
+        return NULL;
+    char *o = out;
+    int next = 1, max = 0;
+    char quote = 0;
+    for (const char *p = sql; *p; p++) {
+        if (quote) {
+            if (*p == quote)
+                quote = 0;
+            *o++ = *p;
+            continue;
+        }
+        if (*p == '\'' || *p == '"') {
+            quote = *p;
+            *o++ = *p;
+            continue;
+        }
+        if (*p != '?') {
+            *o++ = *p;
+            continue;
+        }
+        int num = 0;
+        while (p[1] >= '0' && p[1] <= '9' && num < 10000)
+            num = num * 10 + (*++p - '0');
+        if (num == 0)
+            num = next;
+        next = num + 1;
+        if (num > max)
+            max = num;
+        o += sprintf(o, "$%d", num);
+    }
+    *o = '\0';
+    *nparams = max;
+    return out;
+}
+
+int ts_sql_prepare(struct ts_sql *db, const char *sql, struct ts_sql_stmt **out)
+{
+    *out = NULL;
+    struct ts_sql_stmt *st = calloc(1, sizeof *st);
+    if (!st)
+        return TS_SQL_ERROR;
+    st->db = db;
+    if (db->lite) {
+        if (sqlite3_prepare_v2(db->lite, sql, -1, &st->lite, NULL) != SQLITE_OK) {
+            free(st);
+            return TS_SQL_ERROR;
+        }
+        *out = st;
+        return TS_SQL_OK;
+    }
+    st->sql = pg_translate(sql, &st->nparams);
+    st->vals = st->nparams ? calloc((size_t)st->nparams, sizeof *st->vals) : NULL;
+    if (!st->sql || (st->nparams && !st->vals)) {
+        snprintf(db->err, sizeof db->err, "out of memory");
+        ts_sql_finalize(st);
+        return TS_SQL_ERROR;
+    }
+    st->row = -1;
+    *out = st;
+    return TS_SQL_OK;
+}
+
+static int pg_bind(struct ts_sql_stmt *st, int i, char *v)
+{
+    if (i < 1 || i > st->nparams) {
+        free(v);
+        snprintf(st->db->err, sizeof st->db->err, "parameter %d out of range", i);
+        return TS_SQL_ERROR;
+    }
+    free(st->vals[i - 1]);
+    st->vals[i - 1] = v;
+    return TS_SQL_OK;
+}
+
+int ts_sql_bind_int64(struct ts_sql_stmt *st, int i, int64_t v)
+{
+    if (st->lite)
+        return sqlite3_bind_int64(st->lite, i, v) == SQLITE_OK ? TS_SQL_OK : TS_SQL_ERROR;
+    char buf[24];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    char *c = strdup(buf);
+    return c ? pg_bind(st, i, c) : TS_SQL_ERROR;
+}
+
+int ts_sql_bind_double(struct ts_sql_stmt *st, int i, double v)
+{
+    if (st->lite)
+        return sqlite3_bind_double(st->lite, i, v) == SQLITE_OK ? TS_SQL_OK : TS_SQL_ERROR;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    char *c = strdup(buf);
+    return c ? pg_bind(st, i, c) : TS_SQL_ERROR;
+}
+
+int ts_sql_bind_text(struct ts_sql_stmt *st, int i, const char *v)
+{
+    if (!v)
+        return ts_sql_bind_null(st, i);
+    if (st->lite)
+        return sqlite3_bind_text(st->lite, i, v, -1, SQLITE_TRANSIENT) == SQLITE_OK ? TS_SQL_OK
+                                                                                    : TS_SQL_ERROR;
+    char *c = strdup(v);
+    return c ? pg_bind(st, i, c) : TS_SQL_ERROR;
+}
+
+int ts_sql_bind_null(struct ts_sql_stmt *st, int i)
+{
+    if (st->lite)
+        return sqlite3_bind_null(st->lite, i) == SQLITE_OK ? TS_SQL_OK : TS_SQL_ERROR;
+    return pg_bind(st, i, NULL);
+}
+
+int ts_sql_step(struct ts_sql_stmt *st)
+{
+    if (st->lite) {
+        int rc = sqlite3_step(st->lite);
+        if (rc == SQLITE_ROW)
+            return TS_SQL_ROW;
+        if (rc == SQLITE_DONE)
+            return TS_SQL_DONE;
+        return rc == SQLITE_FULL ? TS_SQL_FULL : TS_SQL_ERROR;
+    }
+    struct ts_sql *db = st->db;
+    if (!st->res) {
+        st->res = PQexecParams(db->pg, st->sql, st->nparams, NULL, (const char *const *)st->vals,
+                               NULL, NULL, 0);
+        ExecStatusType s = PQresultStatus(st->res);
+        if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
+            pg_fail(db, st->res);
+            PQclear(st->res);
+            st->res = NULL;
+            return db->errcode;
+        }
+        st->nrows = PQntuples(st->res);
+        st->row = -1;
+        db->changes = strtoll(PQcmdTuples(st->res), NULL, 10);
+    }
+    if (st->row + 1 < st->nrows) {
+        st->row++;
+        return TS_SQL_ROW;
+    }
+    st->row = st->nrows;
+    return TS_SQL_DONE;
+}
+
+void ts_sql_reset(struct ts_sql_stmt *st)
+{
+    if (!st)
+        return;
+    if (st->lite) {
+        sqlite3_reset(st->lite);
+        return;
+    }
+    PQclear(st->res);
+    st->res = NULL;
+    st->row = -1;
+}
+
+void ts_sql_clear_bindings(struct ts_sql_stmt *st)
+{
+    if (!st)
+        return;
+    if (st->lite) {
+        sqlite3_clear_bindings(st->lite);
+        return;
+    }
+    for (int i = 0; i < st->nparams; i++) {
+        free(st->vals[i]);
+        st->vals[i] = NULL;
+    }
+}
+
+void ts_sql_finalize(struct ts_sql_stmt *st)
+{
+    if (!st)
+        return;
+    sqlite3_finalize(st->lite);
+    ts_sql_clear_bindings(st->lite ? NULL : st);
+    PQclear(st->res);
+    free(st->vals);
+    free(st->sql);
+    free(st);
+}
+
+/* ---- columns ------------------------------------------------------------- */
+
+static bool pg_cell(struct ts_sql_stmt *st, int i)
+{
+    return st->res && st->row >= 0 && st->row < st->nrows && i >= 0 && i < PQnfields(st->res) &&
+           !PQgetisnull(st->res, st->row, i);
+}
+
+int ts_sql_column_count(struct ts_sql_stmt *st)
+{
+    if (st->lite)
+        return sqlite3_column_count(st->lite);
+    return st->res ? PQnfields(st->res) : 0;
+}
+
+int ts_sql_column_type(struct ts_sql_stmt *st, int i)
+{
+    if (st->lite)
+        return sqlite3_column_type(st->lite, i);
+    if (!pg_cell(st, i))
+        return TS_SQL_NULL;
+    switch (PQftype(st->res, i)) {
+    case 20: /* int8 */
+    case 21: /* int2 */
+    case 23: /* int4 */
+    case 16: /* bool */
+        return TS_SQL_INTEGER;
+    case 700:  /* float4 */
+    case 701:  /* float8 */
+    case 1700: /* numeric */
+        return TS_SQL_FLOAT;
+    default:
+        return TS_SQL_TEXT;
+    }
+}
+
+const char *ts_sql_column_text(struct ts_sql_stmt *st, int i)
+{
+    if (st->lite)
+        return (const char *)sqlite3_column_text(st->lite, i);
+    return pg_cell(st, i) ? PQgetvalue(st->res, st->row, i) : NULL;
+}
+
+int64_t ts_sql_column_int64(struct ts_sql_stmt *st, int i)
+{
+    if (st->lite)
+        return sqlite3_column_int64(st->lite, i);
+    if (!pg_cell(st, i))
+        return 0;
+    const char *v = PQgetvalue(st->res, st->row, i);
+    if (v[0] == 't' && v[1] == '\0')
+        return 1;
+    if (ts_sql_column_type(st, i) == TS_SQL_FLOAT)
+        return (int64_t)strtod(v, NULL);
+    return strtoll(v, NULL, 10);
+}
+
+double ts_sql_column_double(struct ts_sql_stmt *st, int i)
+{
+    if (st->lite)
+        return sqlite3_column_double(st->lite, i);
+    return pg_cell(st, i) ? strtod(PQgetvalue(st->res, st->row, i), NULL) : 0.0;
+}

@@ -1,0 +1,89 @@
+/*
+ * The hub's database connection: SQLite (a file) or PostgreSQL (libpq, a
+ * "postgresql://" or "postgres://" URI), behind one small statement API in
+ * SQLite's shape: prepare, bind, step through rows, read columns, reset.
+ *
+ * SQL is written once, in the subset both servers run: "?N" parameters
+ * (rewritten to "$N" for PostgreSQL), ON CONFLICT upserts with the target's
+ * columns qualified by its table name, IS DISTINCT FROM, two-argument
+ * min()/max() (created as functions in a PostgreSQL schema by the store).
+ * DDL differs and stays with its caller (ts_sql_is_pg).
+ *
+ * Transactions: "BEGIN IMMEDIATE" is how a writer begins. On PostgreSQL it
+ * also takes a transaction-scoped advisory lock, so writers from several hub
+ * processes commit one at a time, as on SQLite: feed sequence numbers commit
+ * in order and a reader never sees seq N+1 before seq N. "BEGIN" (a reader's
+ * snapshot) is REPEATABLE READ there. PRAGMA statements are SQLite's and do
+ * nothing on PostgreSQL.
+ *
+ * A connection is used by one thread at a time (the caller's mutex).
+ */
+#ifndef TS_HUB_SQL_H
+#define TS_HUB_SQL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sqlite3;
+
+enum {
+    TS_SQL_OK = 0,
+    TS_SQL_ERROR = 1,
+    TS_SQL_FULL = 13, /* disk full (SQLITE_FULL, PostgreSQL 53100) */
+    TS_SQL_ROW = 100,
+    TS_SQL_DONE = 101,
+};
+
+/* Column types (SQLite's numbers). */
+enum { TS_SQL_INTEGER = 1, TS_SQL_FLOAT = 2, TS_SQL_TEXT = 3, TS_SQL_NULL = 5 };
+
+/* ts_sql_open flags */
+enum { TS_SQL_RDONLY = 1 };
+
+struct ts_sql;
+struct ts_sql_stmt;
+
+/* Does target name a PostgreSQL database (a postgres[ql]:// URI)? */
+bool ts_sql_target_is_pg(const char *target);
+
+/* Opens target: a PostgreSQL URI, or an SQLite file (created unless RDONLY;
+ * ":memory:" works). The error names target (without a URI's password). */
+int ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err, size_t errsz);
+void ts_sql_close(struct ts_sql *db);
+
+bool ts_sql_is_pg(const struct ts_sql *db);
+/* The SQLite handle (for SQLite-only features), NULL on PostgreSQL. */
+struct sqlite3 *ts_sql_sqlite(struct ts_sql *db);
+
+/* Runs one or more statements without results. TS_SQL_OK or an error code. */
+int ts_sql_exec(struct ts_sql *db, const char *sql);
+/* Rows the last INSERT, UPDATE or DELETE changed. */
+int64_t ts_sql_changes(struct ts_sql *db);
+/* The last error's message / code (TS_SQL_FULL when the disk is full). */
+const char *ts_sql_errmsg(struct ts_sql *db);
+int ts_sql_errcode(struct ts_sql *db);
+
+/* TS_SQL_OK, or an error (ts_sql_errmsg says which). */
+int ts_sql_prepare(struct ts_sql *db, const char *sql, struct ts_sql_stmt **out);
+/* Parameters count from 1; text is copied, NULL text binds NULL. */
+int ts_sql_bind_int64(struct ts_sql_stmt *st, int i, int64_t v);
+int ts_sql_bind_double(struct ts_sql_stmt *st, int i, double v);
+int ts_sql_bind_text(struct ts_sql_stmt *st, int i, const char *v);
+int ts_sql_bind_null(struct ts_sql_stmt *st, int i);
+/* TS_SQL_ROW (a row to read), TS_SQL_DONE, or an error code. */
+int ts_sql_step(struct ts_sql_stmt *st);
+/* Back to before the first step; bindings stay. */
+void ts_sql_reset(struct ts_sql_stmt *st);
+void ts_sql_clear_bindings(struct ts_sql_stmt *st);
+void ts_sql_finalize(struct ts_sql_stmt *st);
+
+/* Columns of the current row, counting from 0. Text is valid until the
+ * next step, reset or finalize; NULL for SQL NULL. */
+int ts_sql_column_count(struct ts_sql_stmt *st);
+int ts_sql_column_type(struct ts_sql_stmt *st, int i);
+const char *ts_sql_column_text(struct ts_sql_stmt *st, int i);
+int64_t ts_sql_column_int64(struct ts_sql_stmt *st, int i);
+double ts_sql_column_double(struct ts_sql_stmt *st, int i);
+
+#endif

@@ -15,6 +15,13 @@
 #include <string.h>
 #include <strings.h>
 
+/* Parameter types: bound text, integers and doubles are sent typed, so the
+ * server need not guess from the statement (a NULL is left to it). */
+#define PG_INT8 20
+#define PG_TEXT 25
+#define PG_FLOAT8 701
+#define TS_SQL_MAX_PARAMS 64
+
 /* Taken by every PostgreSQL writer transaction (see sql.h). */
 #define TS_SQL_PG_WRITE_LOCK 0x74696c6cL /* "till" */
 
@@ -33,6 +40,8 @@ struct ts_sql_stmt {
     char *sql; /* with $N parameters */
     int nparams;
     char **vals;
+    Oid *types; /* from the bind calls; text for a parameter the SQL skips */
+    unsigned char used[TS_SQL_MAX_PARAMS];
     PGresult *res;
     int row, nrows;
 };
@@ -196,7 +205,7 @@ int ts_sql_errcode(struct ts_sql *db)
 /* ---- statements ---------------------------------------------------------- */
 
 /* sql with ?N (and bare ?, numbered in order) as $N, outside quotes. */
-static char *pg_translate(const char *sql, int *nparams)
+static char *pg_translate(const char *sql, int *nparams, unsigned char used[TS_SQL_MAX_PARAMS])
 {
     size_t n = strlen(sql);
     char *out = malloc(n * 2 + 1);
@@ -229,6 +238,8 @@ static char *pg_translate(const char *sql, int *nparams)
         next = num + 1;
         if (num > max)
             max = num;
+        if (num <= TS_SQL_MAX_PARAMS)
+            used[num - 1] = 1;
         o += sprintf(o, "$%d", num);
     }
     *o = '\0';
@@ -251,19 +262,27 @@ int ts_sql_prepare(struct ts_sql *db, const char *sql, struct ts_sql_stmt **out)
         *out = st;
         return TS_SQL_OK;
     }
-    st->sql = pg_translate(sql, &st->nparams);
+    st->sql = pg_translate(sql, &st->nparams, st->used);
+    if (st->nparams > TS_SQL_MAX_PARAMS) {
+        snprintf(db->err, sizeof db->err, "more than %d parameters", TS_SQL_MAX_PARAMS);
+        ts_sql_finalize(st);
+        return TS_SQL_ERROR;
+    }
     st->vals = st->nparams ? calloc((size_t)st->nparams, sizeof *st->vals) : NULL;
-    if (!st->sql || (st->nparams && !st->vals)) {
+    st->types = st->nparams ? calloc((size_t)st->nparams, sizeof *st->types) : NULL;
+    if (!st->sql || (st->nparams && (!st->vals || !st->types))) {
         snprintf(db->err, sizeof db->err, "out of memory");
         ts_sql_finalize(st);
         return TS_SQL_ERROR;
     }
+    for (int i = 0; i < st->nparams; i++)
+        st->types[i] = st->used[i] ? 0 : PG_TEXT;
     st->row = -1;
     *out = st;
     return TS_SQL_OK;
 }
 
-static int pg_bind(struct ts_sql_stmt *st, int i, char *v)
+static int pg_bind(struct ts_sql_stmt *st, int i, char *v, Oid type)
 {
     if (i < 1 || i > st->nparams) {
         free(v);
@@ -272,6 +291,8 @@ static int pg_bind(struct ts_sql_stmt *st, int i, char *v)
     }
     free(st->vals[i - 1]);
     st->vals[i - 1] = v;
+    if (st->used[i - 1])
+        st->types[i - 1] = type;
     return TS_SQL_OK;
 }
 
@@ -282,7 +303,7 @@ int ts_sql_bind_int64(struct ts_sql_stmt *st, int i, int64_t v)
     char buf[24];
     snprintf(buf, sizeof buf, "%lld", (long long)v);
     char *c = strdup(buf);
-    return c ? pg_bind(st, i, c) : TS_SQL_ERROR;
+    return c ? pg_bind(st, i, c, PG_INT8) : TS_SQL_ERROR;
 }
 
 int ts_sql_bind_double(struct ts_sql_stmt *st, int i, double v)
@@ -292,7 +313,7 @@ int ts_sql_bind_double(struct ts_sql_stmt *st, int i, double v)
     char buf[32];
     snprintf(buf, sizeof buf, "%.17g", v);
     char *c = strdup(buf);
-    return c ? pg_bind(st, i, c) : TS_SQL_ERROR;
+    return c ? pg_bind(st, i, c, PG_FLOAT8) : TS_SQL_ERROR;
 }
 
 int ts_sql_bind_text(struct ts_sql_stmt *st, int i, const char *v)
@@ -303,14 +324,14 @@ int ts_sql_bind_text(struct ts_sql_stmt *st, int i, const char *v)
         return sqlite3_bind_text(st->lite, i, v, -1, SQLITE_TRANSIENT) == SQLITE_OK ? TS_SQL_OK
                                                                                     : TS_SQL_ERROR;
     char *c = strdup(v);
-    return c ? pg_bind(st, i, c) : TS_SQL_ERROR;
+    return c ? pg_bind(st, i, c, PG_TEXT) : TS_SQL_ERROR;
 }
 
 int ts_sql_bind_null(struct ts_sql_stmt *st, int i)
 {
     if (st->lite)
         return sqlite3_bind_null(st->lite, i) == SQLITE_OK ? TS_SQL_OK : TS_SQL_ERROR;
-    return pg_bind(st, i, NULL);
+    return pg_bind(st, i, NULL, 0); /* typed by the statement */
 }
 
 int ts_sql_step(struct ts_sql_stmt *st)
@@ -325,7 +346,8 @@ int ts_sql_step(struct ts_sql_stmt *st)
     }
     struct ts_sql *db = st->db;
     if (!st->res) {
-        st->res = PQexecParams(db->pg, st->sql, st->nparams, NULL, (const char *const *)st->vals,
+        st->res = PQexecParams(db->pg, st->sql, st->nparams, st->types,
+                               (const char *const *)st->vals,
                                NULL, NULL, 0);
         ExecStatusType s = PQresultStatus(st->res);
         if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
@@ -381,6 +403,7 @@ void ts_sql_finalize(struct ts_sql_stmt *st)
     ts_sql_clear_bindings(st->lite ? NULL : st);
     PQclear(st->res);
     free(st->vals);
+    free(st->types);
     free(st->sql);
     free(st);
 }

@@ -78,7 +78,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CUST_TRAITS] = "UPDATE customers SET tier = coalesce(?2, tier),"
                        " points = coalesce(?3, points), consent = coalesce(?4, consent),"
                        " home_store = coalesce(?5, home_store),"
-                       " suggested_name = CASE WHEN ?6 IS NULL THEN suggested_name ELSE ?7 END,"
+                       " suggested_name = CASE WHEN CAST(?6 AS TEXT) IS NULL THEN suggested_name ELSE ?7 END,"
                        " suggested_id = coalesce(?6, suggested_id) WHERE id = ?1",
     [ST_CUST_NAME] = "UPDATE customers SET name = ?2 WHERE id = ?1",
     [ST_CUST_SPLIT_NAME] =
@@ -202,7 +202,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         "  AND per.product_id NOT IN (SELECT product_id FROM bought WHERE customer = ?1)"
         "  AND per.product_id NOT IN (SELECT product_id FROM cart WHERE customer = ?1)"
         "  AND per.product_id NOT IN (SELECT product_id FROM wishlist WHERE customer = ?1)"
-        " GROUP BY per.product_id HAVING sum(per.w) >= 2 ORDER BY score DESC, per.product_id LIMIT 1",
+        " GROUP BY per.product_id, pr.name HAVING sum(per.w) >= 2 ORDER BY score DESC, per.product_id LIMIT 1",
 };
 
 /* Where PostgreSQL needs other words for the same statement. */

@@ -16,6 +16,7 @@
 
 #include "gzip.h"
 #include "hub.h"
+#include "hubdb.h"
 
 #define NOW 1780000000000LL
 #define KEY_HEX "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b"
@@ -45,7 +46,7 @@ static int setup(void **state)
                                          "[feed]\npage_limit = 3\n",
                                          &f->cfg, err, sizeof err),
                      TS_OK);
-    assert_int_equal(ts_hub_store_open(":memory:", &f->cfg.key, 0, &f->store, err, sizeof err),
+    assert_int_equal(ts_hub_store_open(test_hub_db(), &f->cfg.key, 0, &f->store, err, sizeof err),
                      TS_OK);
     f->api = (struct ts_hub_api){.cfg = &f->cfg, .store = f->store, .now_ms = fixed_now};
     f->t01 = (struct ts_peer_id){.verified = true, .cn = "T01", .ou = "S001", .o = "acme"};

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "hub.h"
+#include "hubdb.h"
 #include "purchases.h"
 
 #define NOW 1780000000000LL
@@ -46,7 +47,7 @@ static int setup_with(void **state, const char *extra)
              "[tenant]\nname = acme\nkey = " KEY_HEX "\n%s",
              extra);
     assert_int_equal(ts_hub_config_parse("hub.conf", conf, &f->cfg, err, sizeof err), TS_OK);
-    assert_int_equal(ts_hub_store_open(":memory:", &f->cfg.key, 0, &f->store, err, sizeof err),
+    assert_int_equal(ts_hub_store_open(test_hub_db(), &f->cfg.key, 0, &f->store, err, sizeof err),
                      TS_OK);
     f->api = (struct ts_hub_api){.cfg = &f->cfg, .store = f->store, .now_ms = fixed_now};
     f->t01 = (struct ts_peer_id){.verified = true, .cn = "T01", .ou = "S001", .o = "acme"};

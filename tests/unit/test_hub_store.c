@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "hub.h"
+#include "hubdb.h"
 
 #define NOW 1780000000000LL
 #define DAY (24LL * 3600 * 1000)
@@ -30,7 +31,7 @@ static int setup(void **state)
     char err[256];
     assert_non_null(f);
     assert_int_equal(ts_tenant_key_parse(KEY_HEX, 1, &f->key), TS_OK);
-    assert_int_equal(ts_hub_store_open(":memory:", &f->key, 0, &f->s, err, sizeof err), TS_OK);
+    assert_int_equal(ts_hub_store_open(test_hub_db(), &f->key, 0, &f->s, err, sizeof err), TS_OK);
     *state = f;
     return 0;
 }
@@ -529,9 +530,9 @@ static void test_interests_capped_at_eight(void **state)
 static void test_file_store_readers(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/test_hub_store.XXXXXX", path[64], err[256];
+    char dir[] = "/tmp/test_hub_store.XXXXXX", path[256], err[256];
     assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/hub.db", dir);
+    test_hub_db_file(path, sizeof path, dir);
     struct fx f = {0};
     assert_int_equal(ts_tenant_key_parse(KEY_HEX, 1, &f.key), TS_OK);
     assert_int_equal(ts_hub_store_open(path, &f.key, 0, &f.s, err, sizeof err), TS_OK);
@@ -798,9 +799,9 @@ static bool found_by(struct ts_hub_store *s, const char *key)
 static void test_key_rotation_restamps(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/test_hub_rotate.XXXXXX", path[64], err[256];
+    char dir[] = "/tmp/test_hub_rotate.XXXXXX", path[256], err[256];
     assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/hub.db", dir);
+    test_hub_db_file(path, sizeof path, dir);
     struct ts_tenant_key k1, k2;
     assert_int_equal(ts_tenant_key_parse(KEY_HEX, 1, &k1), TS_OK);
     assert_int_equal(ts_tenant_key_parse(KEY2_HEX, 2, &k2), TS_OK);

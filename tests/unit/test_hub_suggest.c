@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "hub.h"
+#include "hubdb.h"
 
 #define NOW 1780000000000LL
 #define MIN (60LL * 1000)
@@ -31,7 +32,7 @@ static int setup(void **state)
     char err[256];
     assert_non_null(f);
     assert_int_equal(ts_tenant_key_parse(KEY_HEX, 1, &f->key), TS_OK);
-    assert_int_equal(ts_hub_store_open(":memory:", &f->key, 0, &f->s, err, sizeof err), TS_OK);
+    assert_int_equal(ts_hub_store_open(test_hub_db(), &f->key, 0, &f->s, err, sizeof err), TS_OK);
     *state = f;
     return 0;
 }

@@ -152,7 +152,7 @@ static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err
     if (!listen_ok(o->listen))
         return fail(c, "hub", "listen", "expected host:port", err, errsz);
     if (o->db[0] == '\0')
-        return fail(c, "hub", "db", "must name the SQLite database file", err, errsz);
+        return fail(c, "hub", "db", "must name the SQLite database file or a postgresql:// URI", err, errsz);
     /* With a certificate the hub terminates TLS itself and then must verify
      * terminals, so the key and the client CA are required too. */
     if (o->tls_cert[0] != '\0') {

@@ -14,7 +14,7 @@
 #include "../sync/pki_crl.h"
 
 #include <errno.h>
-#include <sqlite3.h>
+#include "sql.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +32,7 @@ static const char SQL_SERIALS[] =
     " SELECT i.serial, r.at FROM trust_revoked r JOIN trust_issued i"
     "  ON r.serial IS NULL AND i.cn = r.cn AND (coalesce(r.ou, '') = '' OR i.ou = r.ou)"
     "  AND i.issued <= r.at"
-    ") GROUP BY serial ORDER BY serial";
+    ") r GROUP BY serial ORDER BY serial";
 
 /* Name rules with no certificate issued here before them. */
 static const char SQL_UNLISTED[] =
@@ -64,52 +64,49 @@ static int grow(struct list *l)
 /* A database the hub never ran on has no trust tables: nothing revoked. */
 static int read_revoked(const char *path, struct list *l, long *unlisted, char *err, size_t errsz)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
+    struct ts_sql *db = NULL;
+    struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
     *unlisted = 0;
-    if (access(path, F_OK) != 0 && errno == ENOENT) {
+    if (!ts_sql_target_is_pg(path) && access(path, F_OK) != 0 && errno == ENOENT) {
         fprintf(stderr, "tillside-hub: crl: %s does not exist yet: nothing is revoked\n", path);
         return TS_OK;
     }
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        ts_errf(err, errsz, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+    char e[512];
+    if (ts_sql_open(path, TS_SQL_RDONLY, &db, e, sizeof e) != TS_OK) {
+        ts_errf(err, errsz, "cannot open %s", e);
         rc = TS_ERR_DB;
         goto out;
     }
-    sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_prepare_v2(db, SQL_SERIALS, -1, &st, NULL) != SQLITE_OK) {
-        if (strstr(sqlite3_errmsg(db), "no such table"))
-            goto out;
-        ts_errf(err, errsz, "%s: %s", path, sqlite3_errmsg(db));
-        rc = TS_ERR_DB;
-        goto out;
-    }
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    int step = ts_sql_prepare(db, SQL_SERIALS, &st) == TS_SQL_OK ? ts_sql_step(st) : TS_SQL_ERROR;
+    for (; step == TS_SQL_ROW; step = ts_sql_step(st)) {
         if (l->n == l->cap && (rc = grow(l)))
             goto out;
-        const char *s = (const char *)sqlite3_column_text(st, 0);
+        const char *s = ts_sql_column_text(st, 0);
         ts_strlcpy(l->serial[l->n], s ? s : "", sizeof l->serial[l->n]);
-        l->e[l->n].revoked_at = sqlite3_column_int64(st, 1) / 1000;
+        l->e[l->n].revoked_at = ts_sql_column_int64(st, 1) / 1000;
         l->n++;
     }
-    if (step != SQLITE_DONE) {
-        ts_errf(err, errsz, "%s: %s", path, sqlite3_errmsg(db));
+    if (step != TS_SQL_DONE) {
+        /* SQLite: "no such table"; PostgreSQL: relation "..." does not exist */
+        if (strstr(ts_sql_errmsg(db), "no such table") ||
+            strstr(ts_sql_errmsg(db), "does not exist"))
+            goto out;
+        ts_errf(err, errsz, "%s: %s", path, ts_sql_errmsg(db));
         rc = TS_ERR_DB;
         goto out;
     }
     /* the serial texts moved with realloc: point at them only now */
     for (size_t i = 0; i < l->n; i++)
         l->e[i].serial_hex = l->serial[i];
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(db, SQL_UNLISTED, -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        *unlisted = (long)sqlite3_column_int64(st, 0);
+    if (ts_sql_prepare(db, SQL_UNLISTED, &st) == TS_SQL_OK &&
+        ts_sql_step(st) == TS_SQL_ROW)
+        *unlisted = (long)ts_sql_column_int64(st, 0);
 out:
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    ts_sql_finalize(st);
+    ts_sql_close(db);
     return rc;
 }
 

@@ -19,7 +19,7 @@
 #include <jansson.h>
 #include <mbedtls/md.h>
 #include <pthread.h>
-#include <sqlite3.h>
+#include "sql.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +56,7 @@ struct ts_hub_trust {
     const struct ts_hub_config *cfg;
     int64_t (*now_ms)(void);
     pthread_mutex_t mu; /* guards db and the rules */
-    sqlite3 *db;
+    struct ts_sql *db;
     struct ts_pki_signer *signer; /* NULL: no [hub] ca_key, enrolment and renewal off */
     int main_port;
     struct rule *rules;
@@ -71,22 +71,21 @@ static int64_t wall_now(void)
 
 /* ---- database ------------------------------------------------------------ */
 
-static int db_open(const char *path, sqlite3 **out, char *err, size_t errsz)
+/* The trust tables live in the hub's database (SQLite or PostgreSQL, so
+ * hubs sharing one see the same tokens and revocations). */
+static int db_open(const char *path, struct ts_sql **out, char *err, size_t errsz)
 {
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
-        ts_errf(err, errsz, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
-        sqlite3_close(db);
+    struct ts_sql *db = NULL;
+    char e[512];
+    if (ts_sql_open(path, 0, &db, e, sizeof e) != TS_OK) {
+        ts_errf(err, errsz, "cannot open %s", e);
         return TS_ERR_DB;
     }
-    sqlite3_busy_timeout(db, 5000);
-    char *msg = NULL;
-    if (sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
-        ts_errf(err, errsz, "%s: cannot create the trust tables: %s", path,
-                msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        sqlite3_close(db);
+    if (ts_sql_exec(db, "PRAGMA journal_mode=WAL") != TS_SQL_OK ||
+        ts_sql_exec(db, "BEGIN IMMEDIATE") != TS_SQL_OK ||
+        ts_sql_exec_ddl(db, SCHEMA) != TS_SQL_OK || ts_sql_exec(db, "COMMIT") != TS_SQL_OK) {
+        ts_errf(err, errsz, "%s: cannot create the trust tables: %s", path, ts_sql_errmsg(db));
+        ts_sql_close(db);
         return TS_ERR_DB;
     }
     *out = db;
@@ -95,48 +94,48 @@ static int db_open(const char *path, sqlite3 **out, char *err, size_t errsz)
 
 /* Prepares sql and binds text/integers given as a format: 't' text, 'i'
  * int64, 'n' NULL. */
-static sqlite3_stmt *prep(sqlite3 *db, const char *sql, const char *types, ...)
+static struct ts_sql_stmt *prep(struct ts_sql *db, const char *sql, const char *types, ...)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        TS_ERROR(COMP, "%s: %s", sql, sqlite3_errmsg(db));
+    struct ts_sql_stmt *st = NULL;
+    if (ts_sql_prepare(db, sql, &st) != TS_SQL_OK) {
+        TS_ERROR(COMP, "%s: %s", sql, ts_sql_errmsg(db));
         return NULL;
     }
     va_list ap;
     va_start(ap, types);
     for (int i = 0; types[i]; i++) {
         if (types[i] == 't')
-            sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+            ts_sql_bind_text(st, i + 1, va_arg(ap, const char *));
         else if (types[i] == 'i')
-            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+            ts_sql_bind_int64(st, i + 1, va_arg(ap, int64_t));
         else
-            sqlite3_bind_null(st, i + 1);
+            ts_sql_bind_null(st, i + 1);
     }
     va_end(ap);
     return st;
 }
 
 /* Runs a statement without rows; TS_OK when it is done. */
-static int exec_st(sqlite3_stmt *st)
+static int exec_st(struct ts_sql_stmt *st)
 {
-    int rc = st && sqlite3_step(st) == SQLITE_DONE ? TS_OK : TS_ERR_DB;
-    sqlite3_finalize(st);
+    int rc = st && ts_sql_step(st) == TS_SQL_DONE ? TS_OK : TS_ERR_DB;
+    ts_sql_finalize(st);
     return rc;
 }
 
-static int64_t generation(sqlite3 *db)
+static int64_t generation(struct ts_sql *db)
 {
-    sqlite3_stmt *st = prep(db, "SELECT v FROM trust_meta WHERE k='revocations'", "");
-    int64_t g = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
+    struct ts_sql_stmt *st = prep(db, "SELECT v FROM trust_meta WHERE k='revocations'", "");
+    int64_t g = st && ts_sql_step(st) == TS_SQL_ROW ? ts_sql_column_int64(st, 0) : 0;
+    ts_sql_finalize(st);
     return g;
 }
 
-static int bump_generation(sqlite3 *db)
+static int bump_generation(struct ts_sql *db)
 {
     return exec_st(prep(db,
                         "INSERT INTO trust_meta(k, v) VALUES('revocations', 1) "
-                        "ON CONFLICT(k) DO UPDATE SET v = v + 1",
+                        "ON CONFLICT(k) DO UPDATE SET v = trust_meta.v + 1",
                         ""));
 }
 
@@ -148,12 +147,12 @@ static void refresh_rules(struct ts_hub_trust *t)
     int64_t g = generation(t->db);
     if (t->rules && g == t->generation)
         return;
-    sqlite3_stmt *st = prep(t->db, "SELECT serial, cn, ou, at FROM trust_revoked", "");
+    struct ts_sql_stmt *st = prep(t->db, "SELECT serial, cn, ou, at FROM trust_revoked", "");
     struct rule *r = NULL;
     size_t n = 0, cap = 0;
     bool ok = st != NULL;
-    int step = SQLITE_DONE;
-    while (ok && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    int step = TS_SQL_DONE;
+    while (ok && (step = ts_sql_step(st)) == TS_SQL_ROW) {
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             struct rule *nr = realloc(r, cap * sizeof *nr);
@@ -165,20 +164,20 @@ static void refresh_rules(struct ts_hub_trust *t)
         }
         struct rule *x = &r[n++];
         memset(x, 0, sizeof *x);
-        const char *s = (const char *)sqlite3_column_text(st, 0);
+        const char *s = ts_sql_column_text(st, 0);
         ts_strlcpy(x->serial, s ? s : "", sizeof x->serial);
-        s = (const char *)sqlite3_column_text(st, 1);
+        s = ts_sql_column_text(st, 1);
         ts_strlcpy(x->cn, s ? s : "", sizeof x->cn);
-        s = (const char *)sqlite3_column_text(st, 2);
+        s = ts_sql_column_text(st, 2);
         ts_strlcpy(x->ou, s ? s : "", sizeof x->ou);
-        x->at = sqlite3_column_int64(st, 3);
+        x->at = ts_sql_column_int64(st, 3);
     }
-    if (ok && step != SQLITE_DONE)
+    if (ok && step != TS_SQL_DONE)
         ok = false;
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     if (!ok) {
         /* Keep enforcing what we had; say so once per attempt. */
-        TS_ERROR(COMP, "cannot reload the revocation list: %s", sqlite3_errmsg(t->db));
+        TS_ERROR(COMP, "cannot reload the revocation list: %s", ts_sql_errmsg(t->db));
         free(r);
         return;
     }
@@ -222,7 +221,7 @@ void ts_hub_trust_close(struct ts_hub_trust *t)
 {
     if (!t)
         return;
-    sqlite3_close(t->db);
+    ts_sql_close(t->db);
     ts_pki_signer_free(t->signer);
     pthread_mutex_destroy(&t->mu);
     free(t->rules);
@@ -240,9 +239,9 @@ void ts_hub_trust_set_main_port(struct ts_hub_trust *t, int port)
 /* Was serial issued by this hub after at_ms? (t->mu held) */
 static bool issued_after(struct ts_hub_trust *t, const char *serial, int64_t at_ms)
 {
-    sqlite3_stmt *st = prep(t->db, "SELECT issued FROM trust_issued WHERE serial = ?", "t", serial);
-    bool after = st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > at_ms;
-    sqlite3_finalize(st);
+    struct ts_sql_stmt *st = prep(t->db, "SELECT issued FROM trust_issued WHERE serial = ?", "t", serial);
+    bool after = st && ts_sql_step(st) == TS_SQL_ROW && ts_sql_column_int64(st, 0) > at_ms;
+    ts_sql_finalize(st);
     return after;
 }
 
@@ -361,8 +360,11 @@ static int record_issued(struct ts_hub_trust *t, const struct signed_cert *c, co
                          const char *ou, const char *via)
 {
     return exec_st(prep(t->db,
-                        "INSERT OR REPLACE INTO trust_issued(serial, cn, ou, o, issued, not_after,"
-                        " via) VALUES(?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO trust_issued(serial, cn, ou, o, issued, not_after, via)"
+                        " VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(serial) DO UPDATE SET"
+                        " cn = excluded.cn, ou = excluded.ou, o = excluded.o,"
+                        " issued = excluded.issued, not_after = excluded.not_after,"
+                        " via = excluded.via",
                         "ttttiit", c->serial, cn, ou, t->cfg->tenant, t->now_ms(),
                         c->not_after_s * 1000, via));
 }
@@ -424,16 +426,16 @@ static void do_enroll(struct ts_hub_trust *t, const struct ts_httpd_req *req,
     int64_t now = t->now_ms(), expires = 0, used = 0;
     bool found = false;
     pthread_mutex_lock(&t->mu);
-    sqlite3_stmt *st = prep(
+    struct ts_sql_stmt *st = prep(
         t->db, "SELECT store, terminal, expires, used FROM trust_tokens WHERE hash=?", "t", hash);
-    if (st && sqlite3_step(st) == SQLITE_ROW) {
+    if (st && ts_sql_step(st) == TS_SQL_ROW) {
         found = true;
-        ts_strlcpy(store, (const char *)sqlite3_column_text(st, 0), sizeof store);
-        ts_strlcpy(terminal, (const char *)sqlite3_column_text(st, 1), sizeof terminal);
-        expires = sqlite3_column_int64(st, 2);
-        used = sqlite3_column_type(st, 3) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 3);
+        ts_strlcpy(store, ts_sql_column_text(st, 0), sizeof store);
+        ts_strlcpy(terminal, ts_sql_column_text(st, 1), sizeof terminal);
+        expires = ts_sql_column_int64(st, 2);
+        used = ts_sql_column_type(st, 3) == TS_SQL_NULL ? 0 : ts_sql_column_int64(st, 3);
     }
-    sqlite3_finalize(st);
+    ts_sql_finalize(st);
     pthread_mutex_unlock(&t->mu);
     const char *why = !found           ? "unknown enrolment token"
                       : used           ? "enrolment token already used"
@@ -452,22 +454,22 @@ static void do_enroll(struct ts_hub_trust *t, const struct ts_httpd_req *req,
     }
     pthread_mutex_lock(&t->mu);
     int rc =
-        sqlite3_exec(t->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? TS_OK : TS_ERR_DB;
+        ts_sql_exec(t->db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : TS_ERR_DB;
     bool spent = false;
     if (rc == TS_OK) {
         rc = exec_st(prep(t->db,
                           "UPDATE trust_tokens SET used=?, serial=? WHERE hash=? AND used IS NULL"
                           " AND expires > ?",
                           "itti", now, c.serial, hash, now));
-        spent = rc == TS_OK && sqlite3_changes(t->db) == 1;
+        spent = rc == TS_OK && ts_sql_changes(t->db) == 1;
         if (spent)
             rc = record_issued(t, &c, terminal, store, "enroll");
-        sqlite3_exec(t->db, rc == TS_OK && spent ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+        ts_sql_exec(t->db, rc == TS_OK && spent ? "COMMIT" : "ROLLBACK");
     }
     pthread_mutex_unlock(&t->mu);
     if (rc != TS_OK) {
         TS_ERROR(COMP, "cannot record the enrolment of %s/%s: %s", store, terminal,
-                 sqlite3_errmsg(t->db));
+                 ts_sql_errmsg(t->db));
         refuse(resp, 500, "cannot record the enrolment");
         goto out;
     }
@@ -626,7 +628,7 @@ static int parse_cli(int argc, char **argv, const char **conf, struct cli_opt *o
     return 0;
 }
 
-static int open_for_cli(const char *conf, struct ts_hub_config *cfg, sqlite3 **db)
+static int open_for_cli(const char *conf, struct ts_hub_config *cfg, struct ts_sql **db)
 {
     char err[1024];
     if (ts_hub_config_load(conf, cfg, err, sizeof err) != TS_OK ||
@@ -654,7 +656,7 @@ int ts_hub_enroll_token_main(int argc, char **argv, const char *conf)
         return 2;
     }
     struct ts_hub_config cfg;
-    sqlite3 *db = NULL;
+    struct ts_sql *db = NULL;
     if (open_for_cli(conf, &cfg, &db))
         return 1;
     if (!cfg.ca_key[0])
@@ -667,7 +669,7 @@ int ts_hub_enroll_token_main(int argc, char **argv, const char *conf)
     int64_t now = ts_now_wall_ms();
     if (ts_random(raw, sizeof raw) != TS_OK) {
         fprintf(stderr, "tillside-hub: no randomness for a token\n");
-        sqlite3_close(db);
+        ts_sql_close(db);
         return 1;
     }
     ts_hex_encode(raw, sizeof raw, token);
@@ -678,11 +680,11 @@ int ts_hub_enroll_token_main(int argc, char **argv, const char *conf)
                       "tttii", hash, store, terminal, now, now + ttl_ms));
     if (rc) {
         fprintf(stderr, "tillside-hub: cannot store the token in %s: %s\n", cfg.db,
-                sqlite3_errmsg(db));
-        sqlite3_close(db);
+                ts_sql_errmsg(db));
+        ts_sql_close(db);
         return 1;
     }
-    sqlite3_close(db);
+    ts_sql_close(db);
     ts_iso8601(now + ttl_ms, until, sizeof until);
     /* The token alone on stdout, for scripts; the rest for people. */
     printf("%s\n", token);
@@ -717,19 +719,19 @@ int ts_hub_revoke_main(int argc, char **argv, const char *conf)
         return 2;
     }
     struct ts_hub_config cfg;
-    sqlite3 *db = NULL;
+    struct ts_sql *db = NULL;
     if (open_for_cli(conf, &cfg, &db))
         return 1;
     if (list) {
-        sqlite3_stmt *st =
+        struct ts_sql_stmt *st =
             prep(db, "SELECT serial, cn, ou, at, reason FROM trust_revoked ORDER BY at", "");
-        while (st && sqlite3_step(st) == SQLITE_ROW) {
+        while (st && ts_sql_step(st) == TS_SQL_ROW) {
             char at[32];
-            const char *s = (const char *)sqlite3_column_text(st, 0);
-            const char *cn = (const char *)sqlite3_column_text(st, 1);
-            const char *ou = (const char *)sqlite3_column_text(st, 2);
-            const char *why = (const char *)sqlite3_column_text(st, 4);
-            ts_iso8601(sqlite3_column_int64(st, 3), at, sizeof at);
+            const char *s = ts_sql_column_text(st, 0);
+            const char *cn = ts_sql_column_text(st, 1);
+            const char *ou = ts_sql_column_text(st, 2);
+            const char *why = ts_sql_column_text(st, 4);
+            ts_iso8601(ts_sql_column_int64(st, 3), at, sizeof at);
             if (s)
                 printf("%s  serial %s", at, s);
             else
@@ -737,8 +739,8 @@ int ts_hub_revoke_main(int argc, char **argv, const char *conf)
                        ou && ou[0] ? "store " : "any store", ou ? ou : "");
             printf("%s%s\n", why && why[0] ? "  " : "", why ? why : "");
         }
-        sqlite3_finalize(st);
-        sqlite3_close(db);
+        ts_sql_finalize(st);
+        ts_sql_close(db);
         return 0;
     }
     char lower[48] = "";
@@ -750,7 +752,7 @@ int ts_hub_revoke_main(int argc, char **argv, const char *conf)
         sv += 2;
     int64_t now = ts_now_wall_ms();
     long certs = 0;
-    rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? TS_OK : TS_ERR_DB;
+    rc = ts_sql_exec(db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : TS_ERR_DB;
     if (rc == TS_OK)
         rc = exec_st(by_serial ? prep(db,
                                       "INSERT INTO trust_revoked(serial, at, reason) "
@@ -761,22 +763,22 @@ int ts_hub_revoke_main(int argc, char **argv, const char *conf)
                                       "VALUES(?, ?, ?, ?)",
                                       "ttit", terminal, store ? store : "", now, reason));
     if (rc == TS_OK && by_name) {
-        sqlite3_stmt *st =
+        struct ts_sql_stmt *st =
             prep(db, "SELECT count(*) FROM trust_issued WHERE cn=? AND (?='' OR ou=?)", "ttt",
                  terminal, store ? store : "", store ? store : "");
-        certs = st && sqlite3_step(st) == SQLITE_ROW ? (long)sqlite3_column_int64(st, 0) : 0;
-        sqlite3_finalize(st);
+        certs = st && ts_sql_step(st) == TS_SQL_ROW ? (long)ts_sql_column_int64(st, 0) : 0;
+        ts_sql_finalize(st);
     }
     if (rc == TS_OK)
         rc = bump_generation(db);
-    sqlite3_exec(db, rc == TS_OK ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    ts_sql_exec(db, rc == TS_OK ? "COMMIT" : "ROLLBACK");
     if (rc) {
         fprintf(stderr, "tillside-hub: cannot record the revocation in %s: %s\n", cfg.db,
-                sqlite3_errmsg(db));
-        sqlite3_close(db);
+                ts_sql_errmsg(db));
+        ts_sql_close(db);
         return 1;
     }
-    sqlite3_close(db);
+    ts_sql_close(db);
     if (by_serial)
         printf("revoked certificate serial %s\n", sv);
     else

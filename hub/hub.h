@@ -20,7 +20,7 @@
 
 struct ts_hub_config {
     char listen[256];               /* host:port */
-    char db[TS_HUB_PATH_MAX];       /* SQLite file */
+    char db[TS_HUB_PATH_MAX];       /* SQLite file or postgresql:// URI */
     char tls_cert[TS_HUB_PATH_MAX]; /* empty = plain HTTP behind a TLS proxy */
     char tls_key[TS_HUB_PATH_MAX];
     char client_ca[TS_HUB_PATH_MAX];
@@ -209,8 +209,10 @@ struct ts_hub_store;
 
 enum { TS_HUB_STORE_RDONLY = 1 };
 
-/* Opens (creating unless RDONLY) the SQLite store at path (":memory:" works).
- * The key makes cids and identifier keys. One connection guarded by a mutex:
+/* Opens (creating unless RDONLY) the store at path: an SQLite file
+ * (":memory:" works) or a PostgreSQL database named by a postgresql:// URI
+ * (hub/sql.h), which several hub processes may share. The key makes cids and
+ * identifier keys. A writer and a reader connection, each guarded by a mutex:
  * every call below is thread-safe. */
 int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,
                       struct ts_hub_store **out, char *err, size_t errsz);

@@ -19,6 +19,7 @@
  * message says how many events that was).
  */
 #include "hub.h"
+#include "sql.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -397,7 +398,7 @@ int ts_hub_import_main(int argc, char **argv, const char *conf)
         fprintf(stderr, "import: %s: %s\n", path, strerror(errno));
         goto out;
     }
-    if (ts_mkdir_for_file(cfg.db) != TS_OK) {
+    if (!ts_sql_target_is_pg(cfg.db) && ts_mkdir_for_file(cfg.db) != TS_OK) {
         fprintf(stderr, "import: cannot create the directory of %s: %s\n", cfg.db, strerror(errno));
         goto out;
     }

@@ -4,6 +4,7 @@
  * Exit codes: 0 ok, 1 runtime or configuration failure, 2 usage error.
  */
 #include "hub.h"
+#include "sql.h"
 #include "purchases.h"
 #include "proxy.h"
 #include "../sync/pki.h"
@@ -82,7 +83,7 @@ static int cmd_run(const char *conf)
     if (load_config(conf, &cfg))
         return 1;
     ts_log_set_level(cfg.log_level);
-    if (ts_mkdir_for_file(cfg.db) != TS_OK) {
+    if (!ts_sql_target_is_pg(cfg.db) && ts_mkdir_for_file(cfg.db) != TS_OK) {
         TS_ERROR("hub", "cannot create the directory of %s: %s", cfg.db, strerror(errno));
         return 1;
     }

@@ -8,6 +8,7 @@
 
 #include "../common/ts.h"
 
+#include <ctype.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -28,6 +29,10 @@
 struct ts_sql {
     sqlite3 *lite;
     PGconn *pg;
+    bool rdonly;
+    uint64_t session;      /* counts reconnections */
+    uint64_t lock_session; /* the session the try-locks were taken in, plus 1 */
+    uint64_t locks;        /* ts_sql_try_lock locks held, by bit */
     int64_t changes;
     int errcode;
     char err[512];
@@ -64,6 +69,27 @@ static void redact(const char *target, char *out, size_t outsz)
     snprintf(out, outsz, "%.*s:***%s", (int)(colon - target), target, at);
 }
 
+static void pg_exec_quiet(struct ts_sql *db, const char *sql)
+{
+    PQclear(PQexec(db->pg, sql));
+}
+
+/* After a lost connection (server restart, network): reconnect, so the
+ * next statement works. The failed one is reported to its caller, whose
+ * transaction is gone with the connection; session locks are gone too. */
+static void pg_check_link(struct ts_sql *db)
+{
+    if (PQstatus(db->pg) != CONNECTION_BAD)
+        return;
+    PQreset(db->pg);
+    db->session++;
+    if (PQstatus(db->pg) != CONNECTION_OK)
+        return;
+    pg_exec_quiet(db, "SET client_min_messages = warning");
+    if (db->rdonly)
+        pg_exec_quiet(db, "SET default_transaction_read_only = on");
+}
+
 static void pg_fail(struct ts_sql *db, const PGresult *res)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -73,6 +99,7 @@ static void pg_fail(struct ts_sql *db, const PGresult *res)
     size_t n = strlen(db->err);
     while (n && (db->err[n - 1] == '\n' || db->err[n - 1] == ' '))
         db->err[--n] = '\0';
+    pg_check_link(db);
 }
 
 int ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err, size_t errsz)
@@ -94,6 +121,7 @@ int ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err, s
             ts_sql_close(db);
             return TS_ERR_DB;
         }
+        db->rdonly = flags & TS_SQL_RDONLY;
         /* quiet NOTICEs ("relation already exists, skipping") off stderr */
         if (ts_sql_exec(db, "SET client_min_messages = warning") != TS_SQL_OK ||
             ((flags & TS_SQL_RDONLY) &&
@@ -181,6 +209,72 @@ int ts_sql_exec(struct ts_sql *db, const char *sql)
         return db->errcode;
     }
     return TS_SQL_OK;
+}
+
+int ts_sql_try_lock(struct ts_sql *db, int64_t which, bool *held)
+{
+    *held = true;
+    if (!db->pg)
+        return TS_SQL_OK;
+    if (db->lock_session != db->session + 1) {
+        /* a new session holds none of the old one's locks */
+        db->lock_session = db->session + 1;
+        db->locks = 0;
+    }
+    if (which >= 0 && which < 64 && (db->locks & (1ULL << which)))
+        return TS_SQL_OK;
+    char sql[80];
+    snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%ld, %ld)", TS_SQL_PG_WRITE_LOCK,
+             (long)which);
+    PGresult *res = PQexec(db->pg, sql);
+    int rc = TS_SQL_OK;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        pg_fail(db, res);
+        rc = db->errcode;
+        *held = false;
+    } else {
+        *held = PQgetvalue(res, 0, 0)[0] == 't';
+        if (*held && which >= 0 && which < 64)
+            db->locks |= 1ULL << which;
+    }
+    PQclear(res);
+    return rc;
+}
+
+int ts_sql_exec_ddl(struct ts_sql *db, const char *ddl)
+{
+    if (!db->pg)
+        return ts_sql_exec(db, ddl);
+    static const struct {
+        const char *from, *to;
+    } words[] = {{"INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY"},
+                 {"INTEGER", "BIGINT"},
+                 {"REAL", "DOUBLE PRECISION"},
+                 {"WITHOUT ROWID", ""}};
+    const size_t nwords = sizeof words / sizeof words[0];
+    ts_buf b = {0};
+    int rc = TS_OK;
+    for (const char *p = ddl; *p && rc == TS_OK;) {
+        size_t k = nwords;
+        if (p == ddl || !(isalnum((unsigned char)p[-1]) || p[-1] == '_'))
+            for (k = 0; k < nwords; k++) {
+                size_t n = strlen(words[k].from);
+                if (strncmp(p, words[k].from, n) == 0 && !isalnum((unsigned char)p[n]) &&
+                    p[n] != '_')
+                    break;
+            }
+        if (k < nwords) {
+            rc = ts_buf_puts(&b, words[k].to);
+            p += strlen(words[k].from);
+        } else {
+            rc = ts_buf_append(&b, p++, 1);
+        }
+    }
+    if (rc == TS_OK)
+        rc = ts_buf_append(&b, "", 1);
+    rc = rc == TS_OK ? pg_exec(db, b.data) : TS_SQL_ERROR;
+    ts_buf_free(&b);
+    return rc;
 }
 
 int64_t ts_sql_changes(struct ts_sql *db)

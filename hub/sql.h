@@ -56,8 +56,22 @@ bool ts_sql_is_pg(const struct ts_sql *db);
 /* The SQLite handle (for SQLite-only features), NULL on PostgreSQL. */
 struct sqlite3 *ts_sql_sqlite(struct ts_sql *db);
 
+/*
+ * Takes the session-wide lock `which` if no other connection holds it and
+ * keeps it while this connection lives: *held says whether this connection
+ * has it. Lets one of several hub processes on one PostgreSQL database do a
+ * job that must run once (the upstream forwarder). Always held on SQLite,
+ * where one process owns the file.
+ */
+int ts_sql_try_lock(struct ts_sql *db, int64_t which, bool *held);
+
 /* Runs one or more statements without results. TS_SQL_OK or an error code. */
 int ts_sql_exec(struct ts_sql *db, const char *sql);
+/* Runs SQLite DDL (CREATE TABLE/INDEX IF NOT EXISTS ...), worded for
+ * PostgreSQL there: INTEGER PRIMARY KEY becomes BIGSERIAL PRIMARY KEY (a row
+ * id given on insert), INTEGER BIGINT (times are in ms), REAL DOUBLE
+ * PRECISION, and WITHOUT ROWID goes. */
+int ts_sql_exec_ddl(struct ts_sql *db, const char *ddl);
 /* Rows the last INSERT, UPDATE or DELETE changed. */
 int64_t ts_sql_changes(struct ts_sql *db);
 /* The last error's message / code (TS_SQL_FULL when the disk is full). */

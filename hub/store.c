@@ -13,7 +13,6 @@
 #include "purchases.h"
 #include "dbver.h"
 
-#include <ctype.h>
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -356,36 +355,7 @@ static bool meta_has(struct ts_sql *db, const char *k);
 
 int ts_hub_exec_ddl(struct ts_hub_store *s, const char *ddl)
 {
-    if (!ts_sql_is_pg(s->db))
-        return exec(s, ddl);
-    /* The same tables on PostgreSQL: 64-bit integers (times are in ms),
-     * doubles, and no WITHOUT ROWID clause. */
-    static const struct {
-        const char *from, *to;
-    } words[] = {{"INTEGER", "BIGINT"}, {"REAL", "DOUBLE PRECISION"}, {"WITHOUT ROWID", ""}};
-    ts_buf b = {0};
-    int rc = TS_OK;
-    for (const char *p = ddl; *p && rc == TS_OK;) {
-        size_t k = 0;
-        bool start = p == ddl || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
-        for (; start && k < sizeof words / sizeof words[0]; k++) {
-            size_t n = strlen(words[k].from);
-            if (strncmp(p, words[k].from, n) == 0 && !isalnum((unsigned char)p[n]) && p[n] != '_')
-                break;
-        }
-        if (start && k < sizeof words / sizeof words[0]) {
-            rc = ts_buf_puts(&b, words[k].to);
-            p += strlen(words[k].from);
-        } else {
-            rc = ts_buf_append(&b, p++, 1);
-        }
-    }
-    if (rc == TS_OK)
-        rc = ts_buf_append(&b, "", 1);
-    if (rc == TS_OK)
-        rc = exec(s, b.data);
-    ts_buf_free(&b);
-    return rc;
+    return ts_sql_exec_ddl(s->db, ddl) == TS_SQL_OK ? TS_OK : ts_hub_db_err(s, "schema");
 }
 
 /* SQLite's two-argument min() and max(), which the statements use. */

@@ -28,6 +28,9 @@
 #define BATCH_MAX_EVENTS 500 /* fewer round trips to a distant CDP; bytes bound it first */
 #define BASE_BACKOFF_MS 1000
 #define REQUEST_TIMEOUT_MS 15000
+#define FOLLOWER_RETRY_MS 5000 /* a hub that does not forward asks again this often */
+#define TS_HUB_LOCK_FORWARDER 1
+#define SHARED_POLL_MS 1000
 
 struct ts_hub_upstream {
     struct ts_hub_store *s;
@@ -123,9 +126,16 @@ static int due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, si
     struct ts_hub_store *s = u->s;
     struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
+    bool leading = false;
     *n = 0;
     *next = INT64_MAX;
     pthread_mutex_lock(&s->mu);
+    /* Of several hubs on one PostgreSQL database one forwards (the others
+     * would send the same rows); another takes over when it goes. */
+    if (ts_sql_try_lock(s->db, TS_HUB_LOCK_FORWARDER, &leading) != TS_SQL_OK || !leading) {
+        *next = now + FOLLOWER_RETRY_MS;
+        goto out;
+    }
     if (ts_sql_prepare(s->db,
                            "SELECT message_id, attempts, solo, next_at FROM upstream_outbox"
                            " WHERE state = 'pending' ORDER BY next_at, created, message_id"
@@ -155,6 +165,9 @@ static int due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, si
         rc = ts_hub_db_err(s, "outbox read");
     else if (*n == max || (*n > 0 && step == TS_SQL_ROW))
         *next = now; /* more are due at once */
+    /* Other hubs on a shared database queue rows without waking us. */
+    if (ts_sql_is_pg(s->db) && *next > now + SHARED_POLL_MS)
+        *next = now + SHARED_POLL_MS;
 out:
     ts_sql_finalize(st);
     pthread_mutex_unlock(&s->mu);

@@ -27,7 +27,7 @@ def start_trust_hub(w, extra_hub=""):
         f.write(f"""[hub]
 listen = 127.0.0.1:{w.hub_port}
 enroll_listen = 127.0.0.1:{w.enroll_port}
-db = {w.dir}/hub.db
+db = {w.db}
 tls_cert = {c}/hub.pem
 tls_key = {c}/hub.key
 client_ca = {c}/ca.pem

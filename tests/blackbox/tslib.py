@@ -24,6 +24,20 @@ HUB_BIN = os.path.join(BIN, "hub", "tillside-hub")
 AGENT_BIN = os.path.join(BIN, "agent", "tillside")
 TENANT_KEY = "6b" * 32
 WRITE_KEY = "test-write-key"
+# Under tests/tools/with_pg.sh the hub stores into that PostgreSQL server.
+PG_URI = os.environ.get("TS_TEST_PG", "")
+
+
+def pg_reset():
+    """Empties the PostgreSQL database of TS_TEST_PG (each World starts from nothing)."""
+    run(["psql", "-q", "-v", "ON_ERROR_STOP=1", PG_URI, "-c",
+         "SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public"])
+
+
+def pg_query(sql):
+    """Rows of one query on TS_TEST_PG, as lists of strings."""
+    p = run(["psql", "-qAt", "-F", "\t", "-v", "ON_ERROR_STOP=1", PG_URI, "-c", sql])
+    return [line.split("\t") for line in p.stdout.splitlines() if line]
 
 
 class Fail(AssertionError):
@@ -122,6 +136,10 @@ class World:
         self.certs = os.path.join(self.dir, "pki")
         self.hub_port = free_port()
         self.api_port = free_port()
+        self.db = f"{self.dir}/hub.db"
+        if PG_URI:
+            pg_reset()
+            self.db = PG_URI
         self._make_certs()
 
     # ---- certificates -------------------------------------------------
@@ -156,7 +174,7 @@ class World:
         with open(path, "w") as f:
             f.write(f"""[hub]
 listen = 127.0.0.1:{self.hub_port}
-db = {self.dir}/hub.db
+db = {self.db}
 tls_cert = {cert or c + '/hub.pem'}
 tls_key = {key or c + '/hub.key'}
 client_ca = {c}/ca.pem

@@ -549,6 +549,17 @@ static void cdp_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd
     pthread_mutex_unlock(&c->mu);
 }
 
+/* When the forwarder looks again with nothing pending: not until woken on
+ * SQLite (a new purchase wakes it), in a second on PostgreSQL, where other
+ * hubs sharing the database queue purchases too. */
+static bool idle_next(int64_t next, int64_t now)
+{
+    int64_t wall = ts_now_wall_ms(); /* run_once moves its clock on to the wall's */
+    if (!getenv("TS_TEST_PG"))
+        return next == INT64_MAX;
+    return next >= now + 1000 && next <= (wall > now ? wall : now) + 1000;
+}
+
 static void test_forwarding(void **state)
 {
     struct fx *f = *state;
@@ -613,7 +624,8 @@ static void test_forwarding(void **state)
 
     /* Back up: the batch is refused for the BAD event, sent one by one,
      * and only that event dies. */
-    assert_int_equal(ts_hub_upstream_run_once(u, next, &next), TS_OK);
+    int64_t t = next;
+    assert_int_equal(ts_hub_upstream_run_once(u, t, &next), TS_OK);
     assert_int_equal(pstat(f, "pending"), 0);
     assert_int_equal(pstat(f, "forwarded"), 2);
     assert_int_equal(pstat(f, "dead"), 1);
@@ -622,11 +634,12 @@ static void test_forwarding(void **state)
     assert_string_equal(json_string_value(json_object_get(c.got, "m-f1")), "u-ada");
     assert_string_equal(json_string_value(json_object_get(c.got, "m-f2")), "");
     assert_string_equal(c.auth, "Basic Y2RwLWtleTo="); /* base64("cdp-key:") */
-    assert_true(next == INT64_MAX);
+    assert_true(idle_next(next, t));
     int before = c.requests;
-    assert_int_equal(ts_hub_upstream_run_once(u, ts_now_wall_ms() + 1000, &next), TS_OK);
+    t = ts_now_wall_ms() + 1000;
+    assert_int_equal(ts_hub_upstream_run_once(u, t, &next), TS_OK);
     assert_int_equal(c.requests, before); /* nothing left to send */
-    assert_true(next == INT64_MAX);
+    assert_true(idle_next(next, t));
 
     struct ts_httpd_resp resp;
     memset(&resp, 0, sizeof resp);

@@ -1,0 +1,25 @@
+# The hub on PostgreSQL: each entry runs under tests/tools/with_pg.sh, which
+# starts a throwaway server and sets TS_TEST_PG; tslib then points the hub's
+# [hub] db at it. test_pg.py holds what only a shared database can show (two
+# hubs, one feed); the others are the SQLite scenarios run again on PostgreSQL.
+function(ts_blackbox_pg_test name script)
+    add_test(NAME ${name} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tools/with_pg.sh ${PYTHON3} -u
+        ${CMAKE_CURRENT_SOURCE_DIR}/blackbox/${script} ${ARGN})
+    set_tests_properties(${name} PROPERTIES LABELS "blackbox;pg" TIMEOUT 300
+        ENVIRONMENT "TS_BIN_DIR=${CMAKE_BINARY_DIR};TS_SRC_DIR=${CMAKE_SOURCE_DIR}")
+endfunction()
+ts_blackbox_pg_test(bb_pg_two_hubs_one_feed test_pg.py two_hubs_one_feed)
+ts_blackbox_pg_test(bb_pg_forward_once_with_two_hubs test_pg.py forward_once_with_two_hubs)
+ts_blackbox_pg_test(bb_pg_long_poll_across_hubs test_pg.py long_poll_across_hubs)
+ts_blackbox_pg_test(bb_pg_server_restart test_pg.py pg_restart)
+ts_blackbox_pg_test(bb_pg_e2e_scan_shows_card test_e2e.py scan_shows_card)
+ts_blackbox_pg_test(bb_pg_sync_erase_reaches_store test_sync.py erase_reaches_store)
+ts_blackbox_pg_test(bb_pg_sync_long_poll_delivers_fast test_sync.py long_poll_delivers_fast)
+ts_blackbox_pg_test(bb_pg_sync_key_rotation_no_gap test_sync.py key_rotation_no_gap)
+ts_blackbox_pg_test(bb_pg_purch_hub_reaches_feed test_purchases_hub.py purchase_reaches_feed)
+ts_blackbox_pg_test(bb_pg_purch_hub_forwarding_outage test_purchases_hub.py forwarding_through_outage)
+ts_blackbox_pg_test(bb_pg_purch_hub_restart_pending test_purchases_hub.py restart_with_pending)
+ts_blackbox_pg_test(bb_pg_trust_enroll_end_to_end test_trust.py enroll_end_to_end)
+ts_blackbox_pg_test(bb_pg_trust_revoked_terminal_refused test_trust.py revoked_terminal_refused)
+ts_blackbox_pg_test(bb_pg_nginx_refusals test_nginx.py refusals)
+ts_blackbox_pg_test(bb_pg_ops_metrics_promtool test_ops.py metrics_promtool)

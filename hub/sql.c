@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,8 @@ struct ts_sql {
     uint64_t session;      /* counts reconnections */
     uint64_t lock_session; /* the session the try-locks were taken in, plus 1 */
     uint64_t locks;        /* ts_sql_try_lock locks held, by bit */
+    char notify[64];       /* channel to notify at COMMIT, "" = none */
+    char listen[64];       /* channel this connection listens on, "" = none */
     int64_t changes;
     int errcode;
     char err[512];
@@ -198,6 +201,14 @@ int ts_sql_exec(struct ts_sql *db, const char *sql)
         }
         if (strcasecmp(sql, "BEGIN") == 0)
             return pg_exec(db, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+        if (strcasecmp(sql, "COMMIT") == 0 && db->notify[0]) {
+            char commit[96];
+            snprintf(commit, sizeof commit, "NOTIFY %s; COMMIT", db->notify);
+            db->notify[0] = '\0';
+            return pg_exec(db, commit);
+        }
+        if (strcasecmp(sql, "ROLLBACK") == 0)
+            db->notify[0] = '\0';
         return pg_exec(db, sql);
     }
     char *msg = NULL;
@@ -239,6 +250,64 @@ int ts_sql_try_lock(struct ts_sql *db, int64_t which, bool *held)
     }
     PQclear(res);
     return rc;
+}
+
+void ts_sql_notify_on_commit(struct ts_sql *db, const char *channel)
+{
+    if (db->pg)
+        snprintf(db->notify, sizeof db->notify, "%s", channel);
+}
+
+int ts_sql_listen(struct ts_sql *db, const char *channel)
+{
+    if (!db->pg)
+        return TS_SQL_ERROR;
+    snprintf(db->listen, sizeof db->listen, "%s", channel);
+    char sql[80];
+    snprintf(sql, sizeof sql, "LISTEN %s", channel);
+    return pg_exec(db, sql);
+}
+
+/* Frees the notices received so far; true if there was one. */
+static bool drain_notices(PGconn *c)
+{
+    bool got = false;
+    PGnotify *n;
+    while ((n = PQnotifies(c)) != NULL) {
+        got = true;
+        PQfreemem(n);
+    }
+    return got;
+}
+
+int ts_sql_wait_notice(struct ts_sql *db, int wake_fd, int timeout_ms)
+{
+    if (!db->pg || !db->listen[0])
+        return -1;
+    if (PQstatus(db->pg) != CONNECTION_OK) {
+        pg_check_link(db);
+        if (PQstatus(db->pg) != CONNECTION_OK || ts_sql_listen(db, db->listen) != TS_SQL_OK) {
+            struct pollfd w = {.fd = wake_fd, .events = POLLIN};
+            poll(&w, wake_fd >= 0 ? 1 : 0, timeout_ms);
+            return -1;
+        }
+        return 1; /* notices may have been missed while down: look */
+    }
+    if (!PQconsumeInput(db->pg)) {
+        pg_check_link(db);
+        return -1;
+    }
+    if (drain_notices(db->pg))
+        return 1;
+    struct pollfd p[2] = {{.fd = PQsocket(db->pg), .events = POLLIN},
+                          {.fd = wake_fd, .events = POLLIN}};
+    if (poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms) <= 0 || !(p[0].revents & (POLLIN | POLLHUP)))
+        return 0;
+    if (!PQconsumeInput(db->pg)) {
+        pg_check_link(db);
+        return -1;
+    }
+    return drain_notices(db->pg) ? 1 : 0;
 }
 
 int ts_sql_exec_ddl(struct ts_sql *db, const char *ddl)

@@ -65,6 +65,20 @@ struct sqlite3 *ts_sql_sqlite(struct ts_sql *db);
  */
 int ts_sql_try_lock(struct ts_sql *db, int64_t which, bool *held);
 
+/*
+ * Change notices between processes (PostgreSQL NOTIFY/LISTEN; SQLite has
+ * none). ts_sql_notify_on_commit: send a notice on channel when the open
+ * transaction commits (with the COMMIT, no round trip of its own; nothing if
+ * it rolls back). ts_sql_listen: receive channel's notices on this
+ * connection, which then serves nothing else. ts_sql_wait_notice: wait up
+ * to timeout_ms for one, or until wake_fd (may be -1) is readable: 1 = a
+ * notice came, 0 = none, -1 = the connection is down (it is re-established
+ * and listens again on a later call) or this is SQLite.
+ */
+void ts_sql_notify_on_commit(struct ts_sql *db, const char *channel);
+int ts_sql_listen(struct ts_sql *db, const char *channel);
+int ts_sql_wait_notice(struct ts_sql *db, int wake_fd, int timeout_ms);
+
 /* Runs one or more statements without results. TS_SQL_OK or an error code. */
 int ts_sql_exec(struct ts_sql *db, const char *sql);
 /* Runs SQLite DDL (CREATE TABLE/INDEX IF NOT EXISTS ...), worded for

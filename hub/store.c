@@ -14,11 +14,14 @@
 #include "dbver.h"
 
 #include <jansson.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
@@ -204,6 +207,8 @@ static const char *const stmt_sql[ST_COUNT] = {
         " GROUP BY per.product_id, pr.name HAVING sum(per.w) >= 2 ORDER BY score DESC, per.product_id LIMIT 1",
 };
 
+#define FEED_CHANNEL "tillside_feed"
+
 /* Where PostgreSQL needs other words for the same statement. */
 static const char *const stmt_sql_pg[ST_COUNT] = {
     [ST_VIEWS_PRUNE] = "DELETE FROM views WHERE customer = ?1 AND (at < ?2 OR ctid IN"
@@ -262,6 +267,8 @@ int ts_hub_next_seq(struct ts_hub_store *s, int64_t *seq)
         return ts_hub_db_err(s, "next seq");
     *seq = ts_sql_column_int64(st, 0);
     ts_sql_reset(st);
+    /* hubs sharing the database wake their long-polls when this commits */
+    ts_sql_notify_on_commit(s->db, FEED_CHANNEL);
     return TS_OK;
 }
 
@@ -286,6 +293,16 @@ void ts_hub_store_close(struct ts_hub_store *s)
 {
     if (!s)
         return;
+    if (s->listener_started) {
+        if (write(s->wake[1], "x", 1) < 0)
+            TS_WARN("hub", "cannot wake the listener thread");
+        pthread_join(s->listener, NULL);
+    }
+    if (s->wake[0] >= 0)
+        close(s->wake[0]);
+    if (s->wake[1] >= 0)
+        close(s->wake[1]);
+    ts_sql_close(s->ldb);
     for (int i = 0; i < ST_COUNT; i++)
         ts_sql_finalize(s->st[i]);
     ts_sql_close(s->rdb);
@@ -424,6 +441,40 @@ static int setup_schema(struct ts_hub_store *s, const char *path, char *err, siz
     return TS_OK;
 }
 
+/* The listener thread: other processes' commits wake our waiters. */
+static void *listen_run(void *arg)
+{
+    struct ts_hub_store *s = arg;
+    for (;;) {
+        int r = ts_sql_wait_notice(s->ldb, s->wake[0], 5000);
+        struct pollfd p = {.fd = s->wake[0], .events = POLLIN};
+        if (poll(&p, 1, 0) > 0)
+            return NULL;
+        if (r != 0)
+            ts_hub_store_notify(s); /* a notice, or back after an outage: look */
+        atomic_store(&s->listening, r >= 0);
+    }
+}
+
+static int start_listener(struct ts_hub_store *s, const char *path, char *err, size_t errsz)
+{
+    int rc = ts_sql_open(path, 0, &s->ldb, err, errsz);
+    if (rc)
+        return rc;
+    if (ts_sql_listen(s->ldb, FEED_CHANNEL) != TS_SQL_OK) {
+        snprintf(err, errsz, "%s: LISTEN: %s", path, ts_sql_errmsg(s->ldb));
+        return TS_ERR_DB;
+    }
+    if (pipe2(s->wake, O_CLOEXEC) != 0 ||
+        pthread_create(&s->listener, NULL, listen_run, s) != 0) {
+        snprintf(err, errsz, "cannot start the listener thread");
+        return TS_ERR_IO;
+    }
+    atomic_store(&s->listening, true);
+    s->listener_started = true;
+    return TS_OK;
+}
+
 int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,
                       struct ts_hub_store **out, char *err, size_t errsz)
 {
@@ -441,6 +492,7 @@ int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int fla
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->changed, &ca);
     pthread_condattr_destroy(&ca);
+    s->wake[0] = s->wake[1] = -1;
     s->key = *key;
     bool ro = flags & TS_HUB_STORE_RDONLY;
     bool pg = ts_sql_target_is_pg(path);
@@ -466,6 +518,8 @@ int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int fla
      * database, which exists once). */
     if (!ro && (pg || (path[0] && strcmp(path, ":memory:") != 0)) &&
         (rc = ts_sql_open(path, TS_SQL_RDONLY, &s->rdb, err, errsz)))
+        goto out;
+    if (!ro && pg && (rc = start_listener(s, path, err, errsz)))
         goto out;
     rc = TS_OK;
 out:
@@ -707,8 +761,11 @@ static int has_change(struct ts_hub_store *s, const char *store_id, uint64_t sin
 }
 
 /* Changes committed by another process (`tillside-hub erase`, `import`, a
- * second hub) signal nobody here: waiters look again this often. */
+ * second hub) signal nobody here on SQLite: waiters look again this often.
+ * On PostgreSQL the listener thread wakes them; the long slice only covers
+ * a notice lost in a reconnect. */
 #define WAIT_SLICE_MS 1000
+#define WAIT_SLICE_LISTENING_MS 10000
 
 bool ts_hub_store_wait(struct ts_hub_store *s, const char *store_id, uint64_t since, int timeout_ms)
 {
@@ -726,8 +783,9 @@ bool ts_hub_store_wait(struct ts_hub_store *s, const char *store_id, uint64_t si
         int64_t left = deadline - ts_now_mono_ms();
         if (left <= 0)
             return false;
-        if (left > WAIT_SLICE_MS)
-            left = WAIT_SLICE_MS;
+        int64_t slice = atomic_load(&s->listening) ? WAIT_SLICE_LISTENING_MS : WAIT_SLICE_MS;
+        if (left > slice)
+            left = slice;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += (time_t)(left / 1000);

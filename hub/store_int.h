@@ -8,6 +8,7 @@
 #include "hub.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include "sql.h"
 
 /* Every statement the store runs, prepared once on first use. */
@@ -78,6 +79,13 @@ struct ts_hub_store {
      * databases, where readers share db and mu. */
     struct ts_sql *rdb;
     pthread_mutex_t rmu;
+    /* PostgreSQL: a third connection listening for other processes'
+     * commits (NOTIFY tillside_feed); its thread wakes our waiters. */
+    struct ts_sql *ldb;
+    pthread_t listener;
+    bool listener_started;
+    int wake[2];            /* the pipe that ends the listener */
+    _Atomic bool listening; /* notices arrive: waiters need not look each second */
     struct ts_tenant_key key;
     struct ts_tenant_key prev; /* second key version (rotation); len 0 = none */
     uint32_t epoch;

@@ -10,12 +10,27 @@
  * The terminals share --threads worker threads; a worker serves its
  * terminals in due order and records how late it started each one, so a
  * simulator that cannot keep up shows it (sched_late) instead of silently
- * measuring less load. A fresh TLS connection per poll: the hub closes idle
- * kept connections after 15 s, so at a 30 s interval every poll handshakes
- * in the real fleet too. No long-poll (?wait=): that holds a hub thread per
+ * measuring less load. A fresh TCP + TLS connection per poll: the hub closes
+ * idle kept connections after 15 s, so at a 30 s interval every poll
+ * reconnects in the real fleet too. As in the agent, the reconnect resumes
+ * the terminal's TLS session (sync/tls.c: session tickets, an abbreviated
+ * handshake without certificates or ECDHE/ECDSA); only a terminal's first
+ * poll, and the first after the hub's ticket lifetime (1 h), does a full
+ * handshake. --no-resume makes every poll a full handshake (the agent
+ * before resumption). No long-poll (?wait=): that holds a hub thread per
  * terminal, which this measures separately (docs/BENCHMARKS.md).
  *
- * Prints one JSON object with latency percentiles (ms) per request kind.
+ * A fleet that has been running a while has its sessions already; one that
+ * starts cold (every terminal's first poll: a full handshake and a full
+ * sync) is a hub restart's thundering herd. --warmup S runs those first
+ * polls spread over S seconds before the measured --duration begins (their
+ * lateness is reported apart, as sched_late_warmup); without it the first
+ * polls fall into the measured window, spread over one interval.
+ *
+ * Prints one JSON object with latency percentiles (ms) per request kind,
+ * the handshakes (full and resumed) and the simulator's own CPU time over
+ * the measured window (cpu_s, all threads), so a caller can put a cost on a
+ * poll; "fleetsim: measuring" on stderr marks the window's start.
  */
 #include "feed.h"
 #include "gzip.h"
@@ -24,6 +39,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +51,8 @@
 struct opts {
     const char *url, *pki;
     int terminals, stores, threads;
-    double interval_s, duration_s, purchase_every_s;
+    double interval_s, duration_s, purchase_every_s, warmup_s;
+    bool no_resume;
 };
 
 struct samples {
@@ -52,6 +69,7 @@ struct term {
     bool synced; /* first full sync done */
     int64_t due;
     unsigned long receipts;
+    unsigned long warm_connects, warm_resumed; /* handshakes before the measured window */
 };
 
 struct worker {
@@ -60,7 +78,8 @@ struct worker {
     struct term *t;
     size_t nt;
     unsigned seed;
-    struct samples first, feed, purchase, late;
+    double measure_at; /* now_ms() when the measured window begins */
+    struct samples first, feed, purchase, late, warm_late;
     unsigned long errors, non2xx, items;
 };
 
@@ -84,6 +103,15 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* CPU time of the whole process (every thread), seconds. */
+static double cpu_now_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static double jitter(unsigned *seed, double span)
@@ -176,7 +204,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     const struct opts *o = w->o;
-    double end = now_ms() + o->duration_s * 1000.0;
+    double end = w->measure_at + o->duration_s * 1000.0;
     double p_purchase = o->purchase_every_s > 0 ? o->interval_s / o->purchase_every_s : 0;
     while (!atomic_load(&g_stop)) {
         struct term *next = NULL;
@@ -190,11 +218,20 @@ static void *worker_main(void *arg)
             ts_sleep_ms((int64_t)wait + 1);
             continue; /* re-check the stop flag and the order */
         }
-        add(&w->late, -wait);
+        bool warm = (double)next->due < w->measure_at;
+        add(warm ? &w->warm_late : &w->late, -wait);
         bool ok = poll_feed(w, next);
-        if (ok && jitter(&w->seed, 1.0) < p_purchase)
+        if (!warm && ok && jitter(&w->seed, 1.0) < p_purchase)
             upload_purchase(w, next);
         ts_httpc_disconnect(next->c);
+        if (warm) {
+            /* warmed up: the measured window starts with polls spread over
+             * one interval, as in a fleet that has been running a while */
+            next->warm_connects = ts_httpc_connects(next->c);
+            next->warm_resumed = ts_httpc_resumed(next->c);
+            next->due = (int64_t)(w->measure_at + jitter(&w->seed, o->interval_s * 1000.0));
+            continue;
+        }
         /* the agent's schedule: the interval plus up to 10 % jitter */
         next->due =
             (int64_t)(now_ms() + o->interval_s * 1000.0 + jitter(&w->seed, o->interval_s * 100.0));
@@ -265,9 +302,12 @@ int main(int argc, char **argv)
                      .interval_s = 30,
                      .duration_s = 90,
                      .purchase_every_s = 300};
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const char *a = argv[i], *v = argv[i + 1];
-        if (!strcmp(a, "--url"))
+    for (int i = 1; i < argc; i += 2) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+        if (!strcmp(a, "--no-resume")) {
+            o.no_resume = true;
+            i--; /* a flag: no value */
+        } else if (!strcmp(a, "--url"))
             o.url = v;
         else if (!strcmp(a, "--pki"))
             o.pki = v;
@@ -283,6 +323,8 @@ int main(int argc, char **argv)
             o.duration_s = atof(v);
         else if (!strcmp(a, "--purchase-every"))
             o.purchase_every_s = atof(v);
+        else if (!strcmp(a, "--warmup"))
+            o.warmup_s = atof(v);
         else {
             fprintf(stderr, "fleetsim: unknown option %s\n", a);
             return 2;
@@ -291,7 +333,7 @@ int main(int argc, char **argv)
     if (!o.url || !o.pki || o.terminals < 1 || o.stores < 1 || o.threads < 1) {
         fprintf(stderr, "usage: ts_fleetsim --url https://localhost:PORT --pki DIR "
                         "[--terminals N] [--stores S] [--threads T] [--interval S] "
-                        "[--duration S] [--purchase-every S]\n");
+                        "[--duration S] [--purchase-every S] [--warmup S] [--no-resume]\n");
         return 2;
     }
     ts_log_set_level(TS_LOG_ERROR);
@@ -314,7 +356,8 @@ int main(int argc, char **argv)
                                    .ca_file = ca,
                                    .cert_file = t->cert,
                                    .key_file = t->key,
-                                   .connect_timeout_ms = 10000};
+                                   .connect_timeout_ms = 10000,
+                                   .no_resume = o.no_resume};
         char err[256];
         if (ts_httpc_new(&ho, &t->c, err, sizeof err)) {
             fprintf(stderr, "fleetsim: terminal %d: %s\n", i, err);
@@ -322,14 +365,16 @@ int main(int argc, char **argv)
         }
     }
     double setup_ms = now_ms() - start;
-    /* First polls spread evenly over one interval, as a fleet that has been
-     * running a while would be. */
-    double t0 = now_ms();
+    /* First polls spread evenly over the warm-up, or else over one interval
+     * of the measured window. */
+    double t0 = now_ms(), measure_at = t0 + o.warmup_s * 1000.0;
+    double first_span = o.warmup_s > 0 ? o.warmup_s : o.interval_s;
     for (int i = 0; i < o.terminals; i++)
-        terms[i].due = (int64_t)(t0 + jitter(&seed, o.interval_s * 1000.0));
+        terms[i].due = (int64_t)(t0 + jitter(&seed, first_span * 1000.0));
     for (int k = 0; k < o.threads; k++) {
         ws[k].o = &o;
         ws[k].seed = (unsigned)k * 7919u + 1;
+        ws[k].measure_at = measure_at;
         ws[k].t = calloc((size_t)o.terminals / (size_t)o.threads + 1, sizeof(struct term));
     }
     /* terminals are moved into their worker's array (no sharing) */
@@ -339,29 +384,49 @@ int main(int argc, char **argv)
     }
     for (int k = 0; k < o.threads; k++)
         pthread_create(&ws[k].thr, NULL, worker_main, &ws[k]);
-    struct samples first = {0}, feed = {0}, purchase = {0}, late = {0};
-    unsigned long errors = 0, non2xx = 0, items = 0;
+    /* the caller (bench/fleet.py) starts its own measurements on this line */
+    if (measure_at > now_ms())
+        ts_sleep_ms((int64_t)(measure_at - now_ms()));
+    double cpu0 = cpu_now_s();
+    fprintf(stderr, "fleetsim: measuring\n");
+    fflush(stderr);
+    struct samples first = {0}, feed = {0}, purchase = {0}, late = {0}, warm_late = {0};
+    unsigned long errors = 0, non2xx = 0, items = 0, connects = 0, resumed = 0, warm_connects = 0,
+                  warm_resumed = 0;
     for (int k = 0; k < o.threads; k++) {
         pthread_join(ws[k].thr, NULL);
         merge(&first, &ws[k].first);
         merge(&feed, &ws[k].feed);
         merge(&purchase, &ws[k].purchase);
         merge(&late, &ws[k].late);
+        merge(&warm_late, &ws[k].warm_late);
         errors += ws[k].errors;
         non2xx += ws[k].non2xx;
         items += ws[k].items;
-        for (size_t i = 0; i < ws[k].nt; i++)
-            ts_httpc_free(ws[k].t[i].c);
     }
-    double ran = (now_ms() - t0) / 1000.0;
+    double ran = (now_ms() - measure_at) / 1000.0, cpu = cpu_now_s() - cpu0;
+    for (int k = 0; k < o.threads; k++)
+        for (size_t i = 0; i < ws[k].nt; i++) {
+            const struct term *t = &ws[k].t[i];
+            connects += ts_httpc_connects(t->c) - t->warm_connects;
+            resumed += ts_httpc_resumed(t->c) - t->warm_resumed;
+            warm_connects += t->warm_connects;
+            warm_resumed += t->warm_resumed;
+            ts_httpc_free(t->c);
+        }
     printf("{\n  \"terminals\": %d, \"stores\": %d, \"threads\": %d, \"interval_s\": %.1f,\n"
            "  \"ran_s\": %.1f, \"setup_s\": %.1f, \"errors\": %lu, \"non2xx\": %lu, "
-           "\"items\": %lu,\n",
+           "\"items\": %lu,\n"
+           "  \"resume\": %s, \"warmup_s\": %.1f, "
+           "\"handshakes\": {\"full\": %lu, \"resumed\": %lu}, "
+           "\"handshakes_warmup\": {\"full\": %lu, \"resumed\": %lu}, \"cpu_s\": %.3f,\n",
            o.terminals, o.stores, o.threads, o.interval_s, ran, setup_ms / 1000.0, errors, non2xx,
-           items);
+           items, o.no_resume ? "false" : "true", o.warmup_s, connects - resumed, resumed,
+           warm_connects - warm_resumed, warm_resumed, cpu);
     print_stats("feed_first", &first, true);
     print_stats("feed", &feed, true);
     print_stats("purchase", &purchase, true);
+    print_stats("sched_late_warmup", &warm_late, true);
     print_stats("sched_late", &late, false);
     printf("}\n");
     return errors ? 1 : 0;

@@ -28,7 +28,7 @@ struct ts_httpc {
     char ua[128];
     struct ts_tls_ctx *tls;
     struct ts_tls_conn *conn;
-    unsigned long connects;
+    unsigned long connects, resumed;
     const atomic_int *cancel; /* see ts_httpc_set_cancel */
     char err[512];
 };
@@ -136,7 +136,8 @@ int ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err
                                  .cert_file = o->cert_file,
                                  .key_file = o->key_file,
                                  .pin_sha256 = o->pin_sha256,
-                                 .server = false};
+                                 .server = false,
+                                 .no_resume = o->no_resume};
         if ((rc = ts_tls_ctx_new(&to, &c->tls, err, errsz)))
             goto fail;
     }
@@ -185,6 +186,11 @@ unsigned long ts_httpc_connects(const struct ts_httpc *c)
     return c ? c->connects : 0;
 }
 
+unsigned long ts_httpc_resumed(const struct ts_httpc *c)
+{
+    return c ? c->resumed : 0;
+}
+
 void ts_http_resp_free(struct ts_http_resp *r)
 {
     if (r)
@@ -207,6 +213,7 @@ static int do_connect(struct ts_httpc *c, int64_t deadline, int timeout_ms)
     int rc = ts_tls_connect(c->tls, c->host, c->port, ct, &c->conn, e, sizeof e);
     if (rc == TS_OK) {
         c->connects++;
+        c->resumed += ts_tls_resumed(c->conn);
         return TS_OK;
     }
     c->conn = NULL;

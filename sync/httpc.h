@@ -2,6 +2,9 @@
  * A small HTTP/1.1 client for one base URL ("https://hub:8443" or
  * "http://host:port"), keeping one connection alive between requests and
  * reconnecting transparently once when the kept connection turned out dead.
+ * Over https a reconnect resumes the client's last TLS session (tls.h), so
+ * only the first connect, and one after the session's lifetime or a
+ * certificate renewal, pays for a full handshake.
  * Not thread-safe: one client per thread.
  */
 #ifndef TS_HTTPC_H
@@ -23,6 +26,7 @@ struct ts_httpc_opts {
     int connect_timeout_ms; /* default 5000 */
     const char *user_agent; /* default "tillside/<version>" */
     size_t max_body;        /* largest response body accepted; default 64 MiB */
+    bool no_resume;         /* https: a full TLS handshake on every connect */
 };
 
 struct ts_http_resp {
@@ -60,6 +64,8 @@ void ts_httpc_set_cancel(struct ts_httpc *c, const atomic_int *flag);
 /* How many connections this client has opened so far (keep-alive checks,
  * metrics). */
 unsigned long ts_httpc_connects(const struct ts_httpc *c);
+/* How many of those resumed a TLS session (abbreviated handshakes). */
+unsigned long ts_httpc_resumed(const struct ts_httpc *c);
 void ts_http_resp_free(struct ts_http_resp *r);
 
 #endif

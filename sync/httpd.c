@@ -244,6 +244,7 @@ static int dispatch(struct ts_httpd *s, struct conn *c, struct ts_tls_conn *tc,
         .body = m->body.data ? m->body.data : "",
         .body_len = m->body.len,
         .peer = ts_tls_peer(tc),
+        .tls_resumed = ts_tls_resumed(tc),
     };
     ts_strlcpy(req.remote_addr, c->remote, sizeof req.remote_addr);
     struct ts_httpd_resp resp = {.status = 200};
@@ -560,7 +561,9 @@ int ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
                                  .server = true,
                                  .no_client_auth = o->no_client_cert,
                                  .peer_check = o->peer_check,
-                                 .peer_check_ud = o->peer_check_ud};
+                                 .peer_check_ud = o->peer_check_ud,
+                                 .session_lifetime_s = o->tls_session_lifetime_s,
+                                 .no_resume = o->no_resume};
         s->peer_check = o->no_client_cert ? NULL : o->peer_check;
         s->peer_check_ud = o->peer_check_ud;
         if ((rc = ts_tls_ctx_new(&to, &s->tls, err, errsz)))

@@ -25,6 +25,7 @@ struct ts_httpd_req {
     const char *body;                 /* NUL-terminated */
     size_t body_len;
     const struct ts_peer_id *peer;    /* verified client certificate, or NULL (plain) */
+    bool tls_resumed;                 /* the connection resumed a TLS session (tls.h) */
     char remote_addr[64];
 };
 
@@ -51,6 +52,12 @@ struct ts_httpd_opts {
      * refused in the handshake). */
     ts_tls_peer_check peer_check;
     void *peer_check_ud;
+    /* With client certificates: TLS session tickets let a terminal resume
+     * its session for this long after its full handshake (0 = 3600 s; the
+     * ticket key is in memory only). peer_check is asked before a ticket
+     * is taken, too. no_resume = full handshakes only. */
+    int tls_session_lifetime_s;
+    bool no_resume;
     int max_conns;              /* default 256 */
     int io_timeout_ms;          /* default 15000 */
     size_t max_body;            /* default 1 MiB; larger → 413 */

@@ -3,7 +3,10 @@
  * nonblocking; every wait is a poll() against a deadline, so no read, write
  * or handshake can hang a thread longer than its caller allowed. Version
  * differences between mbedTLS 2.28 and 3.6 live in tls_compat.h; what the
- * peer is and whether to trust it, in tls_verify.c.
+ * peer is and whether to trust it, in tls_verify.c. Session resumption:
+ * a server context seals sessions into tickets (ticket_write/ticket_parse,
+ * which re-judges the certificate inside), a client context keeps its last
+ * session and offers it again (offer_session/keep_session).
  */
 #include "tls_int.h"
 
@@ -25,6 +28,8 @@
 #include <unistd.h>
 
 #define DEFAULT_TIMEOUT_MS 15000
+#define DEFAULT_SESSION_LIFETIME_S 3600
+#define MAX_SESSION_LIFETIME_S 86400
 
 /* Connections of many threads draw from one DRBG; mbedTLS may or may not be
  * built with MBEDTLS_THREADING_C, so the lock is ours. */
@@ -106,6 +111,41 @@ static void tls_conf_unref(struct tls_conf *t)
         tls_conf_free(t);
 }
 
+/* ---- session tickets (server) ------------------------------------------ */
+
+static int ticket_write(void *p, const mbedtls_ssl_session *session, unsigned char *start,
+                        const unsigned char *end, size_t *tlen, uint32_t *lifetime)
+{
+    struct ts_tls_ctx *c = p;
+    return mbedtls_ssl_ticket_write(&c->ticket, session, start, end, tlen, lifetime);
+}
+
+/*
+ * A ticket a client offers: mbedTLS opens it (our key, not older than the
+ * lifetime counted from the full handshake that made it), then the client
+ * certificate sealed in it must still be good: within its dates and let in
+ * by peer_check (revocation). Any failure only means "no resumption":
+ * mbedTLS then runs a full handshake, where the certificate is verified
+ * afresh and a revoked one is refused with certificate_revoked as always.
+ */
+static int ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *buf, size_t len)
+{
+    struct ts_tls_ctx *c = p;
+    int ret = mbedtls_ssl_ticket_parse(&c->ticket, session, buf, len);
+    if (ret)
+        return ret;
+    char why[320] = "";
+    if (ts_compat_session_verify_result(session) != 0)
+        ts_errf(why, sizeof why, "the session's certificate was not verified");
+    else
+        (void)ts_tls_session_peer_ok(c, ts_compat_session_peer_cert(session), why, sizeof why);
+    if (why[0]) {
+        TS_DEBUG("tls", "not resuming a session (%s): full handshake", why);
+        return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
+    }
+    return 0;
+}
+
 /*
  * Loads the certificate and key (when configured) and builds the mbedTLS
  * configuration around them and the context's CA and RNG.
@@ -167,6 +207,8 @@ static int tls_conf_load(struct ts_tls_ctx *c, struct tls_conf **out, char *err,
         mbedtls_ssl_conf_ca_chain(&t->conf, &c->ca, NULL);
     }
     mbedtls_ssl_conf_rng(&t->conf, locked_rng, c);
+    if (c->tickets)
+        mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, c);
     if (c->have_cert && (ret = mbedtls_ssl_conf_own_cert(&t->conf, &t->own, &t->key))) {
         ts_compat_strerror(ret, mb, sizeof mb);
         ts_errf(err, errsz, "cannot use certificate %s: %s", c->cert_file, mb);
@@ -203,11 +245,14 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
     c->have_cert = have_cert;
     c->peer_check = o->server ? o->peer_check : NULL;
     c->peer_check_ud = o->peer_check_ud;
+    c->no_resume = o->no_resume;
     pthread_mutex_init(&c->rng_mu, NULL);
     pthread_mutex_init(&c->mu, NULL);
     mbedtls_x509_crt_init(&c->ca);
     mbedtls_entropy_init(&c->entropy);
     mbedtls_ctr_drbg_init(&c->drbg);
+    mbedtls_ssl_ticket_init(&c->ticket);
+    mbedtls_ssl_session_init(&c->session);
 
     if (!o->server && o->pin_sha256 && o->pin_sha256[0]) {
         if (ts_tls_pin_parse(o->pin_sha256, c->pin) != TS_OK) {
@@ -237,6 +282,21 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
         rc = TS_ERR_TLS;
         goto out;
     }
+    /* Tickets only where they carry an identity: the enrolment listener
+     * (no client certificates) has nothing worth resuming. */
+    if (o->server && !no_client_auth && !o->no_resume) {
+        int life = o->session_lifetime_s > 0 ? o->session_lifetime_s : DEFAULT_SESSION_LIFETIME_S;
+        if (life > MAX_SESSION_LIFETIME_S)
+            life = MAX_SESSION_LIFETIME_S;
+        if ((ret = mbedtls_ssl_ticket_setup(&c->ticket, locked_rng, c, MBEDTLS_CIPHER_AES_256_GCM,
+                                            (uint32_t)life))) {
+            ts_compat_strerror(ret, mb, sizeof mb);
+            ts_errf(err, errsz, "cannot set up TLS session tickets: %s", mb);
+            rc = TS_ERR_TLS;
+            goto out;
+        }
+        c->tickets = true;
+    }
     if (!no_client_auth) {
         if ((rc = load_file_check("CA file", o->ca_file, err, errsz)))
             goto out;
@@ -249,6 +309,7 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
     }
     if ((rc = tls_conf_load(c, &c->cur, err, errsz)))
         goto out;
+    c->cur->gen = ++c->gens;
     *out = c;
     c = NULL;
 out:
@@ -263,6 +324,8 @@ void ts_tls_ctx_free(struct ts_tls_ctx *c)
     pthread_mutex_lock(&c->mu);
     tls_conf_unref(c->cur); /* connections must be closed by now */
     pthread_mutex_unlock(&c->mu);
+    mbedtls_ssl_session_free(&c->session);
+    mbedtls_ssl_ticket_free(&c->ticket);
     mbedtls_x509_crt_free(&c->ca);
     mbedtls_ctr_drbg_free(&c->drbg);
     mbedtls_entropy_free(&c->entropy);
@@ -295,6 +358,7 @@ static struct tls_conf *tls_conf_get(struct ts_tls_ctx *c)
     if (fresh) {
         tls_conf_unref(c->cur);
         c->cur = fresh;
+        fresh->gen = ++c->gens; /* the kept session was made with the old pair */
     }
     struct tls_conf *t = c->cur;
     t->refs++;
@@ -432,7 +496,64 @@ static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64
     return TS_OK;
 }
 
-static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const char *host,
+/* Client: drops the kept session (ctx->mu held). */
+static void forget_session_locked(struct ts_tls_ctx *c)
+{
+    if (c->have_session) {
+        mbedtls_ssl_session_free(&c->session);
+        mbedtls_ssl_session_init(&c->session);
+        c->have_session = false;
+    }
+}
+
+void ts_tls_forget_session(struct ts_tls_ctx *ctx)
+{
+    if (!ctx || ctx->server)
+        return;
+    pthread_mutex_lock(&ctx->mu);
+    forget_session_locked(ctx);
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+/*
+ * Client: offers the kept session when it is for this host and port and
+ * was made with the certificate this connection presents (a renewed pair
+ * must be shown to the server in a full handshake). A failure to set it
+ * only costs the resumption.
+ */
+static void offer_session(struct ts_tls_conn *c, const char *host, int port)
+{
+    struct ts_tls_ctx *ctx = c->ctx;
+    pthread_mutex_lock(&ctx->mu);
+    if (ctx->have_session && (ctx->session_gen != c->tc->gen || ctx->session_port != port ||
+                              strcmp(ctx->session_host, host) != 0))
+        forget_session_locked(ctx);
+    if (ctx->have_session && mbedtls_ssl_set_session(&c->ssl, &ctx->session) == 0)
+        c->offered = true;
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+/* Client: keeps this connection's session for the next connect. */
+static void keep_session(struct ts_tls_conn *c, const char *host, int port)
+{
+    struct ts_tls_ctx *ctx = c->ctx;
+    if (!ts_compat_session_keepable(&c->ssl) || strlen(host) >= sizeof ctx->session_host)
+        return;
+    pthread_mutex_lock(&ctx->mu);
+    forget_session_locked(ctx);
+    if (mbedtls_ssl_get_session(&c->ssl, &ctx->session) == 0) {
+        ctx->have_session = true;
+        ts_strlcpy(ctx->session_host, host, sizeof ctx->session_host);
+        ctx->session_port = port;
+        ctx->session_gen = c->tc->gen;
+    } else {
+        mbedtls_ssl_session_free(&ctx->session);
+        mbedtls_ssl_session_init(&ctx->session);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const char *host, int port,
                           int64_t deadline, char *err, size_t errsz)
 {
     c->tls = true;
@@ -441,7 +562,7 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
     mbedtls_ssl_init(&c->ssl);
     int ret = mbedtls_ssl_setup(&c->ssl, &c->tc->conf);
     /* Always set on the client: it is what the certificate is checked
-     * against (and 3.6 refuses to verify without it). */
+     * against (and 3.6 refuses to verify without it), resumed or not. */
     if (ret == 0 && !ctx->server)
         ret = mbedtls_ssl_set_hostname(&c->ssl, host);
     if (ret) {
@@ -450,10 +571,32 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
         ts_errf(err, errsz, "TLS setup failed: %s", mb);
         return ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? TS_ERR_NOMEM : TS_ERR_TLS;
     }
-    if (ctx->has_pin || ctx->peer_check)
-        mbedtls_ssl_set_verify(&c->ssl, ts_tls_verify_cb, c);
+    /* On every connection, also without a pin or a revocation hook: that
+     * it ran tells a full handshake from a resumed one. */
+    mbedtls_ssl_set_verify(&c->ssl, ts_tls_verify_cb, c);
     mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
-    return handshake(c, ctx->server, host, deadline, err, errsz);
+    if (!ctx->server && !ctx->no_resume)
+        offer_session(c, host, port);
+    int rc = handshake(c, ctx->server, host, deadline, err, errsz);
+    if (rc) {
+        if (!ctx->server)
+            ts_tls_forget_session(ctx);
+        return rc;
+    }
+    /* Both ends verify certificates on every full handshake, so one that
+     * completed without a verified chain resumed a session. */
+    c->resumed = !c->chain_checked && (ctx->server ? ctx->tickets : c->offered);
+    if (ctx->server && c->resumed && !c->peer.verified) {
+        /* ticket_parse only takes tickets that carry a verified client
+         * certificate; never let a resumed connection in without one */
+        (void)mbedtls_ssl_send_alert_message(&c->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                             MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED);
+        ts_errf(err, errsz, "resumed session without a verified client certificate");
+        return TS_ERR_CERT;
+    }
+    if (!ctx->server && !ctx->no_resume && !c->resumed)
+        keep_session(c, host, port);
+    return TS_OK;
 }
 
 /* ---- connect / accept --------------------------------------------------- */
@@ -539,6 +682,8 @@ int ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, int timeo
     if (timeout_ms == 0)
         timeout_ms = DEFAULT_TIMEOUT_MS;
     int64_t deadline = deadline_of(timeout_ms);
+    bool retried = false;
+again:;
     int fd = -1;
     int rc = tcp_connect(host, port, timeout_ms, deadline, &fd, err, errsz);
     if (rc)
@@ -549,8 +694,19 @@ int ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, int timeo
         return TS_ERR_NOMEM;
     }
     c->fd = fd;
-    if (ctx && (rc = conn_start_tls(c, ctx, host, deadline, err, errsz))) {
+    if (ctx && (rc = conn_start_tls(c, ctx, host, port, deadline, err, errsz))) {
+        /* A server that broke the handshake over the session we offered
+         * (instead of ignoring it) gets one full handshake more, if there
+         * is time; the session is gone by now. Refusals (TS_ERR_CERT) and
+         * timeouts stand. */
+        bool again = c->offered && rc == TS_ERR_TLS && !retried &&
+                     (deadline < 0 || ts_now_mono_ms() < deadline);
         ts_tls_close(c);
+        if (again) {
+            TS_DEBUG("tls", "resuming with %s:%d failed (%s): full handshake", host, port, err);
+            retried = true;
+            goto again;
+        }
         return rc;
     }
     *out = c;
@@ -572,7 +728,7 @@ int ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct ts_tls_
         return TS_ERR_NOMEM;
     c->fd = fd;
     int rc = TS_OK;
-    if (ctx && (rc = conn_start_tls(c, ctx, NULL, deadline_of(timeout_ms), err, errsz))) {
+    if (ctx && (rc = conn_start_tls(c, ctx, NULL, 0, deadline_of(timeout_ms), err, errsz))) {
         c->fd = -1; /* the socket stays the caller's on failure */
         ts_tls_close(c);
         return rc;
@@ -606,6 +762,7 @@ long ts_tls_read(struct ts_tls_conn *c, void *buf, size_t n, int timeout_ms)
              * the first read. */
             if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && !c->ctx->server) {
                 char why[160];
+                ts_tls_forget_session(c->ctx);
                 return ts_tls_describe_alert(ts_compat_received_alert(&c->ssl), why, sizeof why);
             }
             if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
@@ -675,6 +832,11 @@ int ts_tls_write(struct ts_tls_conn *c, const void *buf, size_t n, int timeout_m
 const struct ts_peer_id *ts_tls_peer(const struct ts_tls_conn *c)
 {
     return c && c->tls ? &c->peer : NULL;
+}
+
+bool ts_tls_resumed(const struct ts_tls_conn *c)
+{
+    return c && c->tls && c->resumed;
 }
 
 void ts_tls_close(struct ts_tls_conn *c)

@@ -3,7 +3,11 @@
  * to the hub) and the hub's server (client certificates required, or not
  * asked for on the enrolment listener). TLS >= 1.2, CA verification, host
  * name check, optional public key pinning and a revocation hook, timeouts
- * on every read and write.
+ * on every read and write, and TLS 1.2 session resumption by session
+ * tickets (RFC 5077): the server seals each session in a ticket under a key
+ * it holds in memory only, the client offers its last session again on
+ * its next connect, and the abbreviated handshake skips the certificate
+ * exchange and the ECDHE/ECDSA work of a full one.
  * The mbedTLS 2.28 / 3.6 API differences live in tls_compat.h only.
  */
 #ifndef TS_TLS_H
@@ -48,6 +52,19 @@ struct ts_tls_opts {
     const char *pin_sha256;
     ts_tls_peer_check peer_check; /* server side, optional */
     void *peer_check_ud;
+    /* Session resumption, on by default. Client: keeps the last session of
+     * this context (per host and port) and offers it at the next connect;
+     * a server that does not take it gives a full handshake, silently.
+     * Server (with client certificates only): issues session tickets that
+     * resume for session_lifetime_s seconds counted from the full
+     * handshake that authenticated the client (0 = 3600, at most 86400).
+     * A ticket is taken only while its client certificate is still within
+     * its validity dates and peer_check still lets it in; otherwise the
+     * client gets a full handshake and is judged there. The ticket key
+     * lives in memory only (rotated every session_lifetime_s): a restarted
+     * server resumes nothing it issued before. no_resume turns it off. */
+    int session_lifetime_s;
+    bool no_resume;
 };
 
 /*
@@ -88,8 +105,14 @@ long ts_tls_read(struct ts_tls_conn *c, void *buf, size_t n, int timeout_ms);
 /* Writes all n bytes or fails. */
 int ts_tls_write(struct ts_tls_conn *c, const void *buf, size_t n, int timeout_ms);
 /* Peer identity after a verified handshake (client and server side); NULL
- * for plain TCP. Valid until ts_tls_close. */
+ * for plain TCP. Valid until ts_tls_close. After a resumed handshake it is
+ * the certificate of the full handshake the session came from. */
 const struct ts_peer_id *ts_tls_peer(const struct ts_tls_conn *c);
+/* Whether the handshake was an abbreviated one, resuming an earlier
+ * session (no certificate was exchanged or verified on it). */
+bool ts_tls_resumed(const struct ts_tls_conn *c);
+/* Client: drops the kept session; the next connect does a full handshake. */
+void ts_tls_forget_session(struct ts_tls_ctx *ctx);
 /* Sends close_notify (best effort), closes the socket, frees. NULL ok. */
 void ts_tls_close(struct ts_tls_conn *c);
 

@@ -188,6 +188,39 @@ static inline int ts_compat_csr_verify_signature(mbedtls_x509_csr *csr)
     return ret;
 }
 
+/* The client certificate a (server-side) session was authenticated with:
+ * kept in the session, and so in its ticket, only with
+ * MBEDTLS_SSL_KEEP_PEER_CERTIFICATE (on in both versions' defaults).
+ * NULL without it: such a session is then never resumed. */
+static inline const mbedtls_x509_crt *ts_compat_session_peer_cert(const mbedtls_ssl_session *s)
+{
+#if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE)
+    return s->MBEDTLS_PRIVATE(peer_cert);
+#else
+    (void)s;
+    return NULL;
+#endif
+}
+
+static inline uint32_t ts_compat_session_verify_result(const mbedtls_ssl_session *s)
+{
+    return s->MBEDTLS_PRIVATE(verify_result);
+}
+
+/* Whether a client keeps this connection's session to offer it again:
+ * TLS 1.2 only. A TLS 1.3 (3.6) server's tickets arrive after the
+ * handshake and resume through PSKs, a path this code does not take yet;
+ * such a connection simply does full handshakes. */
+static inline int ts_compat_session_keepable(const mbedtls_ssl_context *ssl)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000
+    return mbedtls_ssl_get_version_number(ssl) == MBEDTLS_SSL_VERSION_TLS1_2;
+#else
+    (void)ssl;
+    return 1; /* 2.28 negotiates nothing above TLS 1.2 */
+#endif
+}
+
 /* mbedtls_strerror exists only with MBEDTLS_ERROR_C. */
 static inline void ts_compat_strerror(int ret, char *buf, size_t n)
 {

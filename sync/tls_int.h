@@ -15,6 +15,7 @@
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
+#include <mbedtls/ssl_ticket.h>
 
 /* Which file was loaded: a renewal replaces the file (rename), a rewrite
  * in place changes its size or time. */
@@ -36,6 +37,7 @@ struct tls_conf {
     mbedtls_x509_crt own;
     mbedtls_pk_context key;
     struct file_id cert_id, key_id;
+    unsigned gen; /* which load this is: a kept session belongs to one */
     int refs;
 };
 
@@ -49,8 +51,19 @@ struct ts_tls_ctx {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
     pthread_mutex_t rng_mu; /* the DRBG is shared by every connection */
-    pthread_mutex_t mu;     /* guards cur and every tls_conf's refs */
+    pthread_mutex_t mu;     /* guards cur, every tls_conf's refs, the kept session */
     struct tls_conf *cur;
+    unsigned gens; /* tls_conf loads so far */
+    /* server: session tickets (sealed under a key held in memory only) */
+    bool tickets;
+    mbedtls_ssl_ticket_context ticket;
+    /* client: the last session, offered again to the same host and port
+     * while the certificate it was made with is still the current one */
+    bool no_resume, have_session;
+    mbedtls_ssl_session session;
+    char session_host[256];
+    int session_port;
+    unsigned session_gen;
 };
 
 struct ts_tls_conn {
@@ -63,6 +76,9 @@ struct ts_tls_conn {
     struct ts_peer_id peer;
     bool pin_mismatch;     /* client: the verify callback refused the pin */
     bool refused_by_check; /* server: peer_check said no */
+    bool chain_checked;    /* the peer's certificate chain was verified (a full handshake) */
+    bool offered;          /* client: a kept session was offered */
+    bool resumed;          /* the handshake resumed a session */
     char refused_why[160];
     char refused_subject[256];
 };
@@ -79,5 +95,10 @@ void ts_tls_peer_from_crt(const mbedtls_x509_crt *crt, struct ts_peer_id *p);
 int ts_tls_verify_cb(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
 /* The client's words for a server's fatal alert; TS_ERR_CERT or TS_ERR_TLS. */
 int ts_tls_describe_alert(int alert, char *err, size_t errsz);
+/* Server: may a session that authenticated crt earlier still be resumed?
+ * The certificate must be within its validity dates now and the context's
+ * peer_check must still let it in. false says why. */
+bool ts_tls_session_peer_ok(struct ts_tls_ctx *ctx, const mbedtls_x509_crt *crt, char *why,
+                            size_t whysz);
 
 #endif

@@ -2,7 +2,8 @@
  * Who the peer is and whether to trust it (see tls.h): the words for
  * verification failures and refusals, the identity read from a
  * certificate, public key pins and the server's revocation hook, both run
- * from mbedTLS's verify callback at the leaf certificate.
+ * from mbedTLS's verify callback at the leaf certificate, and the same
+ * revocation hook and validity dates for a session a client asks to resume.
  */
 #include "tls_int.h"
 
@@ -122,6 +123,8 @@ static int spki_sha256(const mbedtls_x509_crt *crt, unsigned char out[32])
  * leaf is where our own rules are added: the client's public key pin and
  * the server's revocation check. Setting a flag fails the handshake the
  * same way a bad chain does (the server then sends certificate_revoked).
+ * Set on every connection that verifies its peer, so that a handshake
+ * that completed without it having run is known to be a resumed one.
  */
 int ts_tls_verify_cb(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
@@ -129,6 +132,7 @@ int ts_tls_verify_cb(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
     struct ts_tls_ctx *ctx = c->ctx;
     if (depth != 0)
         return 0;
+    c->chain_checked = true; /* a full handshake: a resumed one verifies nothing */
     if (ctx->has_pin) {
         unsigned char h[32];
         if (spki_sha256(crt, h) != 0 || memcmp(h, ctx->pin, sizeof h) != 0) {
@@ -148,6 +152,32 @@ int ts_tls_verify_cb(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
         }
     }
     return 0;
+}
+
+bool ts_tls_session_peer_ok(struct ts_tls_ctx *ctx, const mbedtls_x509_crt *crt, char *why,
+                            size_t whysz)
+{
+    if (!crt) {
+        ts_errf(why, whysz, "the session carries no client certificate");
+        return false;
+    }
+    if (mbedtls_x509_time_is_past(&crt->valid_to)) {
+        ts_errf(why, whysz, "certificate expired");
+        return false;
+    }
+    if (mbedtls_x509_time_is_future(&crt->valid_from)) {
+        ts_errf(why, whysz, "certificate not valid yet");
+        return false;
+    }
+    if (!ctx->peer_check)
+        return true;
+    struct ts_peer_id id = {.verified = true};
+    ts_tls_peer_from_crt(crt, &id);
+    char w[160] = "";
+    if (ctx->peer_check(ctx->peer_check_ud, &id, w, sizeof w))
+        return true;
+    ts_errf(why, whysz, "%s: %s", w[0] ? w : "certificate revoked", id.subject);
+    return false;
 }
 
 /* The client's words for the alert a server refused the handshake with

@@ -1,11 +1,15 @@
 """Mutual TLS refusals, one test each: the agent refuses a hub certificate
 from another CA, with the wrong host name, or expired; the hub refuses a
-client without a certificate or with one from another CA."""
+client without a certificate or with one from another CA. And session
+resumption as a third-party client (Python's OpenSSL) sees it: the hub
+resumes a terminal's session with its identity intact, and a terminal
+revoked since cannot resume."""
+import os
 import socket
 import ssl
 
 import tslib
-from tslib import check, wait_for
+from tslib import check, run, wait_for
 
 
 def _agent_refuses(w, hub_cert_prefix, words):
@@ -83,6 +87,89 @@ def hub_refuses_other_ca_client(w):
     _hub_refuses(w, ctx)
 
 
+# ---- session resumption ------------------------------------------------------
+
+def _tls12_ctx(w, cert):
+    ctx = w.hub_ssl(cert)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # tickets as RFC 5077 has them
+    return ctx
+
+
+def _get(ctx, port, path, session=None):
+    """One GET on a fresh connection offering session; returns (status line,
+    body, the connection's session, whether OpenSSL says it was reused)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                      .encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            return head.split(b"\r\n")[0].decode(), body.decode("utf-8", "replace"), \
+                s.session, s.session_reused
+
+
+def hub_resumes_session(w):
+    """A second connection offering the first one's session is resumed by the
+    hub (OpenSSL reports it reused), and the hub still knows the terminal:
+    its store's feed is served. A certificate without a store is refused the
+    same way on the resumed session as on the full one."""
+    w.start_hub()
+    ctx = _tls12_ctx(w, "t01")
+    line, _, sess, reused = _get(ctx, w.hub_port, "/v1/feed?limit=10")
+    check(" 200 " in line + " " and not reused, f"first poll: {line}, reused={reused}")
+    check(sess is not None and sess.has_ticket, "the hub must issue a session ticket")
+    check(0 < sess.ticket_lifetime_hint <= 3600,
+          f"ticket lifetime hint {sess.ticket_lifetime_hint} s (want at most 1 h)")
+    for i in range(2):
+        line, body, sess2, reused = _get(ctx, w.hub_port, "/v1/feed?limit=10", sess)
+        check(reused, f"connection {i + 2} was not resumed")
+        check(" 200 " in line + " ", f"resumed poll: {line} {body[:200]}")
+        check(sess2.id == sess.id, "a resumed connection carries the same session")
+    w.pki("issue", "--dir", w.certs, "--cn", "T09", "--o", "acme", "--out", f"{w.certs}/nostore")
+    ctx = _tls12_ctx(w, "nostore")
+    _, _, sess, reused = _get(ctx, w.hub_port, "/v1/feed")
+    line, body, _, reused = _get(ctx, w.hub_port, "/v1/feed", sess)
+    check(reused, "the store-less terminal's second connection was not resumed")
+    check(" 403 " in line + " " and "no store" in body,
+          f"identity on the resumed session: {line} {body[:200]}")
+
+
+def revoked_cannot_resume(w):
+    """`tillside-hub revoke` after a terminal's session began: its ticket is
+    not taken, the full handshake that follows refuses the certificate
+    (certificate_revoked), and another terminal's sessions still resume."""
+    w.start_hub()
+    c = w.certs
+    w.pki("issue", "--dir", c, "--cn", "T02", "--ou", "S001", "--o", "acme", "--out", f"{c}/t02")
+    ctx1, ctx2 = _tls12_ctx(w, "t01"), _tls12_ctx(w, "t02")
+    _, _, s1, _ = _get(ctx1, w.hub_port, "/v1/feed")
+    _, _, s2, _ = _get(ctx2, w.hub_port, "/v1/feed")
+    line, _, _, reused = _get(ctx1, w.hub_port, "/v1/feed", s1)
+    check(reused and " 200 " in line + " ", f"T01 before revocation: {line}, reused={reused}")
+    run([tslib.HUB_BIN, "revoke", "--terminal", "T01", "--store", "S001", "--reason", "stolen",
+         "-c", os.path.join(w.dir, "hub.conf")])
+    refused = False
+    try:
+        line, body, _, reused = _get(ctx1, w.hub_port, "/v1/feed", s1)
+        check(not reused, "the revoked terminal's session was resumed")
+        check(" 200 " not in line + " ", f"the revoked terminal was served: {line}")
+        refused = line == ""
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as e:
+        refused = True
+        check("revoked" in str(e).lower(), f"refusal does not say revoked: {e}")
+    check(refused, "the hub did not refuse the revoked terminal")
+    line, _, _, reused = _get(ctx2, w.hub_port, "/v1/feed", s2)
+    check(reused and " 200 " in line + " ", f"T02 after T01's revocation: {line}, {reused}")
+    log = w.hub.log()
+    check("certificate revoked" in log and "CN=T01" in log,
+          "hub log must name the revoked subject")
+
+
 if __name__ == "__main__":
     tslib.main({
         "agent_refuses_other_ca": agent_refuses_other_ca,
@@ -91,4 +178,6 @@ if __name__ == "__main__":
         "agent_missing_cert_stays_up": agent_missing_cert_stays_up,
         "hub_refuses_no_client_cert": hub_refuses_no_client_cert,
         "hub_refuses_other_ca_client": hub_refuses_other_ca_client,
+        "hub_resumes_session": hub_resumes_session,
+        "revoked_cannot_resume": revoked_cannot_resume,
     })

@@ -262,9 +262,10 @@ int ts_sql_listen(struct ts_sql *db, const char *channel)
 {
     if (!db->pg)
         return TS_SQL_ERROR;
-    snprintf(db->listen, sizeof db->listen, "%s", channel);
     char sql[80];
     snprintf(sql, sizeof sql, "LISTEN %s", channel);
+    if (channel != db->listen) /* a re-LISTEN after a reconnect passes its own */
+        snprintf(db->listen, sizeof db->listen, "%s", channel);
     return pg_exec(db, sql);
 }
 

@@ -6,7 +6,8 @@
 # "tillside", and TS_TEST_PG=<libpq URI> exported for the command. The server
 # and its files go when the command ends. PostgreSQL refuses to run as root,
 # so as root (CI) the server runs as the "postgres" system user.
-# fsync is off: these tests are about what the hub stores, not power cuts.
+# fsync is off (TS_PG_FSYNC=on for benchmarks): these tests are about what
+# the hub stores, not power cuts.
 set -eu
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
@@ -28,7 +29,7 @@ trap 'exit 130' INT TERM
 as_pg "$PGBIN/initdb" -D "$dir/data" -A trust -U tillside --no-sync -E UTF8 >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; exit 1; }
 if ! as_pg "$PGBIN/pg_ctl" -D "$dir/data" -w -t 60 -l "$dir/server.log" \
-    -o "-k $dir -c listen_addresses= -c fsync=off -c max_connections=${TS_PG_MAX_CONN:-100}" start >/dev/null; then
+    -o "-k $dir -c listen_addresses= -c fsync=${TS_PG_FSYNC:-off} -c max_connections=${TS_PG_MAX_CONN:-100}" start >/dev/null; then
     cat "$dir/server.log" >&2
     exit 1
 fi

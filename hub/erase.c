@@ -30,7 +30,7 @@ static int run(struct ts_hub_store *s, const char *sql, const char *a, int64_t b
     if (ts_sql_prepare(s->db, sql, &st) != TS_SQL_OK)
         return ts_hub_db_err(s, sql);
     if (a)
-        ts_hub_bind_text(st, 1, a);
+        ts_sql_bind_text(st, 1, a);
     else
         ts_sql_bind_int64(st, 1, b);
     int step = ts_sql_step(st);
@@ -59,7 +59,7 @@ static int find_customer(struct ts_hub_store *s, const char *user_id, const char
     }
     if (!arg || ts_sql_prepare(s->db, sql, &st) != TS_SQL_OK)
         return arg ? ts_hub_db_err(s, "find customer") : TS_ERR_NOTFOUND;
-    ts_hub_bind_text(st, 1, arg);
+    ts_sql_bind_text(st, 1, arg);
     int step = ts_sql_step(st), rc = TS_ERR_NOTFOUND;
     if (step == TS_SQL_ROW) {
         const char *id = ts_sql_column_text(st, 0);

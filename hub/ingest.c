@@ -60,8 +60,8 @@ static int run2(struct ing *g, enum stmt_id id, const char *a, const char *b)
     struct ts_sql_stmt *st = ts_hub_st(g->s, id);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, a);
-    ts_hub_bind_text(st, 2, b);
+    ts_sql_bind_text(st, 1, a);
+    ts_sql_bind_text(st, 2, b);
     return run(g, st, "update");
 }
 
@@ -77,7 +77,7 @@ static int ensure_customer(struct ing *g, const char *id)
     struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CUST_EXISTS);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, id);
+    ts_sql_bind_text(st, 1, id);
     int rc = ts_sql_step(st);
     ts_sql_reset(st);
     if (rc == TS_SQL_ROW)
@@ -89,8 +89,8 @@ static int ensure_customer(struct ing *g, const char *id)
         return TS_ERR_INVAL;
     if (!(st = ts_hub_st(g->s, ST_CUST_INSERT)))
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, id);
-    ts_hub_bind_text(st, 2, cid);
+    ts_sql_bind_text(st, 1, id);
+    ts_sql_bind_text(st, 2, cid);
     ts_sql_bind_int64(st, 3, g->now);
     return run(g, st, "customer insert");
 }
@@ -117,7 +117,7 @@ static int merge(struct ing *g, const char *user, const char *anon)
         struct ts_sql_stmt *st = ts_hub_st(g->s, ST_FEED_ERASE_ALL);
         if (!st)
             return TS_ERR_DB;
-        ts_hub_bind_text(st, 1, anon);
+        ts_sql_bind_text(st, 1, anon);
         ts_sql_bind_int64(st, 2, seq);
         ts_sql_bind_int64(st, 3, g->now);
         rc = run(g, st, "feed erase");
@@ -134,7 +134,7 @@ static int link_anonymous(struct ing *g, const char *user, const char *anon)
     struct ts_sql_stmt *st = ts_hub_st(g->s, ST_ANON_GET);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, anon);
+    ts_sql_bind_text(st, 1, anon);
     int step = ts_sql_step(st);
     if (step == TS_SQL_ROW)
         col_copy(st, 0, prev, sizeof prev);
@@ -148,7 +148,7 @@ static int link_anonymous(struct ing *g, const char *user, const char *anon)
         return rc;
     if (!(st = ts_hub_st(g->s, ST_CUST_EXISTS)))
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, anon);
+    ts_sql_bind_text(st, 1, anon);
     step = ts_sql_step(st);
     ts_sql_reset(st);
     if (step == TS_SQL_ROW)
@@ -170,7 +170,7 @@ static int resolve(struct ing *g, const struct ts_seg_event *e, char *out, size_
     struct ts_sql_stmt *st = ts_hub_st(g->s, ST_ANON_GET);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, e->anonymous_id);
+    ts_sql_bind_text(st, 1, e->anonymous_id);
     int step = ts_sql_step(st);
     if (step == TS_SQL_ROW)
         col_copy(st, 0, out, outsz);
@@ -190,7 +190,7 @@ static int link_identifier(struct ing *g, const char *cust, enum ts_ident_kind k
     struct ts_sql_stmt *st = ts_hub_st(g->s, ST_IDENT_OWNER);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, key);
+    ts_sql_bind_text(st, 1, key);
     int step = ts_sql_step(st);
     if (step == TS_SQL_ROW)
         col_copy(st, 0, prev, sizeof prev);
@@ -202,11 +202,11 @@ static int link_identifier(struct ing *g, const char *cust, enum ts_ident_kind k
     int rc = prev[0] ? touch(g, prev) : TS_OK;
     if (rc != TS_OK || !(st = ts_hub_st(g->s, ST_IDENT_SET)))
         return rc ? rc : TS_ERR_DB;
-    ts_hub_bind_text(st, 1, key);
-    ts_hub_bind_text(st, 2, ts_ident_kind_name(kind));
-    ts_hub_bind_text(st, 3, norm);
-    ts_hub_bind_text(st, 4, cust);
-    ts_hub_bind_text(st, 5, g->s->prev.len ? pkey : NULL);
+    ts_sql_bind_text(st, 1, key);
+    ts_sql_bind_text(st, 2, ts_ident_kind_name(kind));
+    ts_sql_bind_text(st, 3, norm);
+    ts_sql_bind_text(st, 4, cust);
+    ts_sql_bind_text(st, 5, g->s->prev.len ? pkey : NULL);
     return run(g, st, "identifier upsert");
 }
 
@@ -219,9 +219,9 @@ static int apply_identify(struct ing *g, const char *cust, const struct ts_seg_e
         struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CUST_SPLIT_NAME);
         if (!st)
             return TS_ERR_DB;
-        ts_hub_bind_text(st, 1, cust);
-        ts_hub_bind_text(st, 2, e->first_name);
-        ts_hub_bind_text(st, 3, e->last_name);
+        ts_sql_bind_text(st, 1, cust);
+        ts_sql_bind_text(st, 2, e->first_name);
+        ts_sql_bind_text(st, 3, e->last_name);
         rc = run(g, st, "name update");
     }
     if (rc != TS_OK)
@@ -229,15 +229,15 @@ static int apply_identify(struct ing *g, const char *cust, const struct ts_seg_e
     struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CUST_TRAITS);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, cust);
-    ts_hub_bind_text(st, 2, e->tier);
+    ts_sql_bind_text(st, 1, cust);
+    ts_sql_bind_text(st, 2, e->tier);
     if (e->has_points)
         ts_sql_bind_int64(st, 3, e->points);
     if (e->consent >= 0)
         ts_sql_bind_int64(st, 4, e->consent);
-    ts_hub_bind_text(st, 5, e->home_store);
-    ts_hub_bind_text(st, 6, e->suggested_id);
-    ts_hub_bind_text(st, 7, e->suggested_name);
+    ts_sql_bind_text(st, 5, e->home_store);
+    ts_sql_bind_text(st, 6, e->suggested_id);
+    ts_sql_bind_text(st, 7, e->suggested_name);
     if ((rc = run(g, st, "traits update")))
         return rc;
     for (size_t i = 0; rc == TS_OK && i < e->nloyalty; i++)
@@ -250,8 +250,8 @@ static int product_upsert(struct ing *g, const struct ts_seg_product *p)
     struct ts_sql_stmt *st = ts_hub_st(g->s, ST_PRODUCT_UPSERT);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, p->product_id);
-    ts_hub_bind_text(st, 2, p->name);
+    ts_sql_bind_text(st, 1, p->product_id);
+    ts_sql_bind_text(st, 2, p->name);
     if (p->has_price)
         ts_sql_bind_double(st, 3, p->price);
     return run(g, st, "product upsert");
@@ -264,8 +264,8 @@ static int run_cp(struct ing *g, enum stmt_id id, const char *cust, const char *
     struct ts_sql_stmt *st = ts_hub_st(g->s, id);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, cust);
-    ts_hub_bind_text(st, 2, pid);
+    ts_sql_bind_text(st, 1, cust);
+    ts_sql_bind_text(st, 2, pid);
     if (has_n)
         ts_sql_bind_int64(st, 3, n);
     return run(g, st, "line update");
@@ -288,11 +288,11 @@ static int apply_order(struct ing *g, const char *cust, const struct ts_seg_even
     struct ts_sql_stmt *st = ts_hub_st(g->s, ST_ORDER_UPSERT);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, e->order_id);
-    ts_hub_bind_text(st, 2, cust);
+    ts_sql_bind_text(st, 1, e->order_id);
+    ts_sql_bind_text(st, 2, cust);
     if (e->has_total)
         ts_sql_bind_double(st, 3, e->total);
-    ts_hub_bind_text(st, 4, e->currency);
+    ts_sql_bind_text(st, 4, e->currency);
     ts_sql_bind_int64(st, 5, e->at_ms);
     if ((rc = run(g, st, "order upsert")) ||
         (e->order_status && (rc = ts_hub_order_status_apply(g->s, cust, e))))
@@ -321,8 +321,8 @@ static int apply_event(struct ing *g, const char *cust, const struct ts_seg_even
         struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CART_ADD);
         if (!st)
             return TS_ERR_DB;
-        ts_hub_bind_text(st, 1, cust);
-        ts_hub_bind_text(st, 2, p->product_id);
+        ts_sql_bind_text(st, 1, cust);
+        ts_sql_bind_text(st, 2, p->product_id);
         ts_sql_bind_int64(st, 3, p->quantity);
         if (p->has_price)
             ts_sql_bind_double(st, 4, p->price);
@@ -362,7 +362,7 @@ static int seen_before(struct ing *g, const struct ts_seg_event *e, int *dup)
     struct ts_sql_stmt *st = ts_hub_st(g->s, ST_PROCESSED_ADD);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, e->message_id);
+    ts_sql_bind_text(st, 1, e->message_id);
     ts_sql_bind_int64(st, 2, g->now);
     int rc = run(g, st, "dedupe");
     if (rc == TS_OK)

@@ -35,7 +35,7 @@ static int card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust, 
         return TS_OK;
     if (ts_sql_prepare(db, "SELECT cid, card, keys, prev_keys FROM customers WHERE id = ?1", &st) != TS_SQL_OK)
         return ts_hub_db_err(s, "lookup card");
-    ts_hub_bind_text(st, 1, cust);
+    ts_sql_bind_text(st, 1, cust);
     if (ts_sql_step(st) == TS_SQL_ROW && ts_sql_column_text(st, 1) &&
         ts_sql_column_text(st, 2)) {
         const char *prev = ts_sql_column_text(st, 3);
@@ -86,7 +86,7 @@ int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *o
         rc = ts_hub_db_err(s, "receipt lookup");
         goto out;
     }
-    ts_hub_bind_text(st, 1, norm);
+    ts_sql_bind_text(st, 1, norm);
     int step = ts_sql_step(st);
     if (step != TS_SQL_ROW) {
         rc = step == TS_SQL_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(s, "receipt lookup");
@@ -130,7 +130,7 @@ int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *ou
         rc = ts_hub_db_err(s, "order lookup");
         goto out;
     }
-    ts_hub_bind_text(st, 1, order_id);
+    ts_sql_bind_text(st, 1, order_id);
     int step = ts_sql_step(st);
     if (step != TS_SQL_ROW) {
         rc = step == TS_SQL_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(s, "order lookup");

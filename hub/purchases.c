@@ -314,8 +314,8 @@ static int line(struct ctx *c, enum stmt_id id, const char *cust, const char *pi
     struct ts_sql_stmt *st = ts_hub_st(c->s, id);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, cust);
-    ts_hub_bind_text(st, 2, pid);
+    ts_sql_bind_text(st, 1, cust);
+    ts_sql_bind_text(st, 2, pid);
     if (has_n)
         ts_sql_bind_int64(st, 3, n);
     return step_done(c, st, "purchase line");
@@ -332,10 +332,10 @@ static int link_receipt(struct ctx *c, const char *norm, const char *cust)
         (c->s->prev.len && ts_ident_key(&c->s->prev, TS_IDENT_RECEIPT, norm, pkey)))
         return TS_OK; /* nothing printable: no key, still an order */
     struct ts_sql_stmt *st = q(c, Q_IDENT);
-    ts_hub_bind_text(st, 1, key);
-    ts_hub_bind_text(st, 2, norm);
-    ts_hub_bind_text(st, 3, cust);
-    ts_hub_bind_text(st, 4, c->s->prev.len ? pkey : NULL);
+    ts_sql_bind_text(st, 1, key);
+    ts_sql_bind_text(st, 2, norm);
+    ts_sql_bind_text(st, 3, cust);
+    ts_sql_bind_text(st, 4, c->s->prev.len ? pkey : NULL);
     return step_done(c, st, "purchase receipt key");
 }
 
@@ -354,8 +354,8 @@ static int apply_profile(struct ctx *c, const struct ts_hub_purchase *p, const c
                              : 1;
         const char *ids[2] = {pid ? pid : sku, pid && sku && strcmp(pid, sku) != 0 ? sku : NULL};
         struct ts_sql_stmt *st = q(c, Q_PRODUCT);
-        ts_hub_bind_text(st, 1, ids[0]);
-        ts_hub_bind_text(st, 2, str_member(it, "name", TS_SEG_MAX_TEXT));
+        ts_sql_bind_text(st, 1, ids[0]);
+        ts_sql_bind_text(st, 2, str_member(it, "name", TS_SEG_MAX_TEXT));
         rc = step_done(c, st, "purchase product");
         /* The online cart may hold the product under its sku. */
         for (int k = 0; rc == TS_OK && k < 2 && ids[k]; k++) {
@@ -369,17 +369,17 @@ static int apply_profile(struct ctx *c, const struct ts_hub_purchase *p, const c
     if (rc != TS_OK)
         return rc;
     struct ts_sql_stmt *st = q(c, Q_ORDER);
-    ts_hub_bind_text(st, 1, p->receipt);
-    ts_hub_bind_text(st, 2, cust);
+    ts_sql_bind_text(st, 1, p->receipt);
+    ts_sql_bind_text(st, 2, cust);
     ts_sql_bind_double(st, 3, p->total);
-    ts_hub_bind_text(st, 4, p->currency);
+    ts_sql_bind_text(st, 4, p->currency);
     ts_sql_bind_int64(st, 5, p->at_ms);
-    ts_hub_bind_text(st, 6, p->store);
+    ts_sql_bind_text(st, 6, p->store);
     if ((rc = step_done(c, st, "purchase order")))
         return rc;
     st = q(c, Q_HOME);
-    ts_hub_bind_text(st, 1, cust);
-    ts_hub_bind_text(st, 2, p->store);
+    ts_sql_bind_text(st, 1, cust);
+    ts_sql_bind_text(st, 2, p->store);
     if ((rc = step_done(c, st, "purchase home store")) ||
         (rc = link_receipt(c, receipt_norm, cust)))
         return rc;
@@ -410,7 +410,7 @@ static int customer_of(struct ctx *c, const char *cid, char *out, size_t outsz)
     if (!cid)
         return TS_OK;
     struct ts_sql_stmt *st = q(c, Q_CUST_BY_CID);
-    ts_hub_bind_text(st, 1, cid);
+    ts_sql_bind_text(st, 1, cid);
     int step = ts_sql_step(st);
     if (step == TS_SQL_ROW && ts_sql_column_text(st, 0))
         ts_strlcpy(out, ts_sql_column_text(st, 0), outsz);
@@ -428,20 +428,20 @@ static int store_one(struct ctx *c, struct ts_hub_purchase *p, bool forward, int
     bool has_bnorm = p->barcode && ts_ident_normalize(p->barcode, strlen(p->barcode), bnorm,
                                                       sizeof bnorm) == TS_OK;
     struct ts_sql_stmt *st = q(c, Q_INSERT);
-    ts_hub_bind_text(st, 1, p->message_id);
-    ts_hub_bind_text(st, 2, p->store);
-    ts_hub_bind_text(st, 3, p->terminal);
-    ts_hub_bind_text(st, 4, p->receipt);
-    ts_hub_bind_text(st, 5, has_norm ? norm : NULL);
-    ts_hub_bind_text(st, 6, cust[0] ? cust : NULL);
-    ts_hub_bind_text(st, 7, p->cid);
+    ts_sql_bind_text(st, 1, p->message_id);
+    ts_sql_bind_text(st, 2, p->store);
+    ts_sql_bind_text(st, 3, p->terminal);
+    ts_sql_bind_text(st, 4, p->receipt);
+    ts_sql_bind_text(st, 5, has_norm ? norm : NULL);
+    ts_sql_bind_text(st, 6, cust[0] ? cust : NULL);
+    ts_sql_bind_text(st, 7, p->cid);
     ts_sql_bind_double(st, 8, p->total);
-    ts_hub_bind_text(st, 9, p->currency);
+    ts_sql_bind_text(st, 9, p->currency);
     ts_sql_bind_int64(st, 10, p->at_ms);
     ts_sql_bind_int64(st, 11, now_ms);
-    ts_hub_bind_text(st, 12, p->source);
+    ts_sql_bind_text(st, 12, p->source);
     ts_sql_bind_text(st, 13, p->text);
-    ts_hub_bind_text(st, 14, has_bnorm ? bnorm : NULL);
+    ts_sql_bind_text(st, 14, has_bnorm ? bnorm : NULL);
     if ((rc = step_done(c, st, "purchase insert")))
         return rc;
     if (ts_sql_changes(c->s->db) == 0) {
@@ -453,7 +453,7 @@ static int store_one(struct ctx *c, struct ts_hub_purchase *p, bool forward, int
     p->status = TS_HUB_P_ACCEPTED;
     if (forward) {
         st = q(c, Q_OUTBOX);
-        ts_hub_bind_text(st, 1, p->message_id);
+        ts_sql_bind_text(st, 1, p->message_id);
         ts_sql_bind_int64(st, 2, now_ms);
         if ((rc = step_done(c, st, "outbox insert")))
             return rc;

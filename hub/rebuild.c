@@ -58,7 +58,7 @@ static struct ts_sql_stmt *query(struct ts_hub_store *s, enum stmt_id id, const 
 {
     struct ts_sql_stmt *st = ts_hub_st(s, id);
     if (st) {
-        ts_hub_bind_text(st, 1, cust);
+        ts_sql_bind_text(st, 1, cust);
         if (limit > 0)
             ts_sql_bind_int64(st, 2, limit);
     }
@@ -275,21 +275,21 @@ static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *
     struct ts_sql_stmt *st = ts_hub_st(s, ST_CUST_STAMP);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, cust);
-    ts_hub_bind_text(st, 2, card);
-    ts_hub_bind_text(st, 3, l->keys.data);
+    ts_sql_bind_text(st, 1, cust);
+    ts_sql_bind_text(st, 2, card);
+    ts_sql_bind_text(st, 3, l->keys.data);
     ts_sql_bind_int64(st, 4, seq);
     ts_sql_bind_int64(st, 5, now);
-    ts_hub_bind_text(st, 6, l->prev_keys.len ? l->prev_keys.data : NULL);
+    ts_sql_bind_text(st, 6, l->prev_keys.len ? l->prev_keys.data : NULL);
     if (ts_sql_step(st) != TS_SQL_DONE)
         return ts_hub_db_err(s, "stamp customer");
     if (l->home_store) {
         if (!(st = ts_hub_st(s, ST_FEED_UPSERT)))
             return TS_ERR_DB;
-        ts_hub_bind_text(st, 1, l->home_store);
-        ts_hub_bind_text(st, 2, cust);
+        ts_sql_bind_text(st, 1, l->home_store);
+        ts_sql_bind_text(st, 2, cust);
         ts_sql_bind_int64(st, 3, seq);
-        ts_hub_bind_text(st, 4, l->p.cid);
+        ts_sql_bind_text(st, 4, l->p.cid);
         if (ts_sql_step(st) != TS_SQL_DONE)
             return ts_hub_db_err(s, "stamp feed");
     }
@@ -297,9 +297,9 @@ static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *
      * slice: that store gets an erase. */
     if (!(st = ts_hub_st(s, ST_FEED_ERASE_OTHERS)))
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, cust);
+    ts_sql_bind_text(st, 1, cust);
     ts_sql_bind_int64(st, 2, seq);
-    ts_hub_bind_text(st, 3, l->home_store);
+    ts_sql_bind_text(st, 3, l->home_store);
     ts_sql_bind_int64(st, 4, now);
     if (ts_sql_step(st) != TS_SQL_DONE)
         return ts_hub_db_err(s, "stamp feed");
@@ -336,7 +336,7 @@ static int next_ids(struct ts_hub_store *s, struct ts_sql_stmt *q, const char *a
 {
     bool nomem = false;
     ts_sql_reset(q);
-    ts_hub_bind_text(q, 1, after);
+    ts_sql_bind_text(q, 1, after);
     int step;
     while ((step = ts_sql_step(q)) == TS_SQL_ROW && !nomem)
         dup(ids, q, 0, &nomem);
@@ -375,12 +375,12 @@ int ts_hub_rekey_all(struct ts_hub_store *s, size_t *restamped)
                 rc = ts_hub_next_seq(s, &seq);
             if (rc == TS_OK) {
                 ts_sql_reset(up);
-                ts_hub_bind_text(up, 1, ids.s[i]);
-                ts_hub_bind_text(up, 2, keys.data);
-                ts_hub_bind_text(up, 3, prev.len ? prev.data : NULL);
+                ts_sql_bind_text(up, 1, ids.s[i]);
+                ts_sql_bind_text(up, 2, keys.data);
+                ts_sql_bind_text(up, 3, prev.len ? prev.data : NULL);
                 ts_sql_bind_int64(up, 4, seq);
                 ts_sql_reset(feed);
-                ts_hub_bind_text(feed, 1, ids.s[i]);
+                ts_sql_bind_text(feed, 1, ids.s[i]);
                 ts_sql_bind_int64(feed, 2, seq);
                 if (ts_sql_step(up) != TS_SQL_DONE || ts_sql_step(feed) != TS_SQL_DONE)
                     rc = ts_hub_db_err(s, "rekey stamp");

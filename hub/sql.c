@@ -72,6 +72,14 @@ static void redact(const char *target, char *out, size_t outsz)
     snprintf(out, outsz, "%.*s:***%s", (int)(colon - target), target, at);
 }
 
+/* libpq's messages end in a newline */
+static void chomp(char *s)
+{
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+        s[--n] = '\0';
+}
+
 static void pg_exec_quiet(struct ts_sql *db, const char *sql)
 {
     PQclear(PQexec(db->pg, sql));
@@ -99,9 +107,7 @@ static void pg_fail(struct ts_sql *db, const PGresult *res)
     const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(db->pg);
     db->errcode = state && strcmp(state, "53100") == 0 ? TS_SQL_FULL : TS_SQL_ERROR;
     snprintf(db->err, sizeof db->err, "%s", msg && msg[0] ? msg : "PostgreSQL error");
-    size_t n = strlen(db->err);
-    while (n && (db->err[n - 1] == '\n' || db->err[n - 1] == ' '))
-        db->err[--n] = '\0';
+    chomp(db->err);
     pg_check_link(db);
 }
 
@@ -118,9 +124,7 @@ int ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err, s
         db->pg = PQconnectdb(target);
         if (!db->pg || PQstatus(db->pg) != CONNECTION_OK) {
             snprintf(err, errsz, "%s: %s", shown, db->pg ? PQerrorMessage(db->pg) : "out of memory");
-            size_t n = strlen(err);
-            while (n && err[n - 1] == '\n')
-                err[--n] = '\0';
+            chomp(err);
             ts_sql_close(db);
             return TS_ERR_DB;
         }

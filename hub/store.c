@@ -255,11 +255,6 @@ struct ts_sql_stmt *ts_hub_st(struct ts_hub_store *s, enum stmt_id id)
     return s->st[id];
 }
 
-int ts_hub_bind_text(struct ts_sql_stmt *st, int i, const char *v)
-{
-    return ts_sql_bind_text(st, i, v);
-}
-
 int ts_hub_next_seq(struct ts_hub_store *s, int64_t *seq)
 {
     struct ts_sql_stmt *st = ts_hub_st(s, ST_SEQ_NEXT);

@@ -103,8 +103,6 @@ int ts_hub_db_err(struct ts_hub_store *s, const char *what);
  * database, worded for PostgreSQL when it is one. */
 int ts_hub_exec_ddl(struct ts_hub_store *s, const char *ddl);
 
-/* Binds text or NULL. */
-int ts_hub_bind_text(struct ts_sql_stmt *st, int i, const char *v);
 
 /* Takes the next global feed sequence number (inside a transaction). */
 int ts_hub_next_seq(struct ts_hub_store *s, int64_t *seq);

@@ -146,8 +146,8 @@ int ts_hub_suggest_peers(struct ts_hub_store *s, const char *cust, const char *t
     struct ts_sql_stmt *st = ts_hub_st(s, ST_SUGGEST);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, cust);
-    ts_hub_bind_text(st, 2, top);
+    ts_sql_bind_text(st, 1, cust);
+    ts_sql_bind_text(st, 2, top);
     ts_sql_bind_int64(st, 3, SUGGEST_PEERS);
     int step = ts_sql_step(st);
     if (step == TS_SQL_ROW) {
@@ -173,12 +173,12 @@ int ts_hub_order_status_apply(struct ts_hub_store *s, const char *cust,
     struct ts_sql_stmt *st = ts_hub_st(s, ST_ORDER_STATUS);
     if (!st)
         return TS_ERR_DB;
-    ts_hub_bind_text(st, 1, e->order_id);
-    ts_hub_bind_text(st, 2, cust);
+    ts_sql_bind_text(st, 1, e->order_id);
+    ts_sql_bind_text(st, 2, cust);
     if (e->has_total)
         ts_sql_bind_double(st, 3, e->total);
-    ts_hub_bind_text(st, 4, e->currency);
-    ts_hub_bind_text(st, 5, e->order_status);
+    ts_sql_bind_text(st, 4, e->currency);
+    ts_sql_bind_text(st, 5, e->order_status);
     ts_sql_bind_int64(st, 6, e->at_ms);
     int rc = ts_sql_step(st);
     ts_sql_reset(st);

@@ -262,7 +262,7 @@ static int mark(struct ts_hub_upstream *u, const struct row *rows, size_t n, enu
         ts_sql_bind_text(st, 1, rows[i].id);
         ts_sql_bind_int64(st, 2, now);
         ts_sql_bind_int64(st, 3, next_at);
-        ts_hub_bind_text(st, 4, reason);
+        ts_sql_bind_text(st, 4, reason);
         if (ts_sql_step(st) != TS_SQL_DONE)
             rc = ts_hub_db_err(s, "outbox mark");
     }

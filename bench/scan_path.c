@@ -41,7 +41,10 @@ static int64_t now_ns(void)
 /* EAN-13 "2" + 11 digits of i + GS1 check digit: an in-store number. */
 static void ean13(char prefix, long i, char out[14])
 {
-    snprintf(out, 14, "%c%011ld", prefix, i);
+    char digits[24]; /* room for any long: the caller keeps i below 10^11 */
+    snprintf(digits, sizeof digits, "%011ld", i % 100000000000L);
+    out[0] = prefix;
+    memcpy(out + 1, digits, 11);
     int sum = 0;
     for (int k = 0; k < 12; k++)
         sum += (out[k] - '0') * (k % 2 ? 3 : 1);

@@ -264,7 +264,7 @@ static void power_cuts(void **state)
         assert_int_equal(ts_outbox_open(path, NULL, &o, err, sizeof err), TS_OK);
         for (int k = 0; k < nacked; k++) {
             char *ev = NULL, st[8];
-            snprintf(receipt, sizeof receipt, "R-%s", acked_ids[k]);
+            snprintf(receipt, sizeof receipt, "R-%.*s", (int)sizeof acked_ids[0] - 1, acked_ids[k]);
             rc = ts_outbox_find_receipt(o, receipt, &ev, st);
             if (rc != TS_OK)
                 fail_msg("cycle %d: acknowledged purchase %s lost", cycle, acked_ids[k]);

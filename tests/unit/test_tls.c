@@ -596,8 +596,8 @@ static void test_pin(void **state)
     ts_httpc_free(c);
     /* malformed pins are configuration errors */
     const char *bad[] = {"abc",
-                         "zz"
-                         "00000000000000000000000000000000000000000000000000000000000000",
+                         /* 64 characters, not all hex */
+                         "zz00000000000000000000000000000000000000000000000000000000000000",
                          "not base64 at all, but 44 characters long!!="};
     for (int k = 0; k < 3; k++) {
         c = pinned_client(ts_httpd_port(s), bad[k], &rc, err, sizeof err);

@@ -12,14 +12,8 @@ install(FILES ${TS_PKG_DIR}/systemd/tillside-hub.service DESTINATION ${TS_UNIT_D
 install(FILES ${TS_PKG_DIR}/etc/tillside.conf DESTINATION /etc/tillside COMPONENT tillside)
 install(FILES ${TS_PKG_DIR}/etc/hub.conf DESTINATION /etc/tillside-hub COMPONENT tillside-hub)
 
-# The driver owners' rule set when it exists; a minimal one otherwise.
-if(EXISTS ${TS_PKG_DIR}/udev/60-tillside-scanners.rules)
-    install(FILES ${TS_PKG_DIR}/udev/60-tillside-scanners.rules DESTINATION ${TS_UDEV_DIR}
-            COMPONENT tillside)
-else()
-    install(FILES ${TS_PKG_DIR}/udev/tillside-minimal.rules DESTINATION ${TS_UDEV_DIR}
-            RENAME 60-tillside-scanners.rules COMPONENT tillside)
-endif()
+install(FILES ${TS_PKG_DIR}/udev/60-tillside-scanners.rules DESTINATION ${TS_UDEV_DIR}
+        COMPONENT tillside)
 
 # Man pages, compressed as Debian policy wants them (gzip -n: reproducible).
 find_program(GZIP_EXE gzip REQUIRED)

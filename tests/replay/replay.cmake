@@ -12,15 +12,13 @@ endfunction()
 
 # The unplug / replug scenario needs libumockdev (device removed from and
 # added back to the testbed while the driver runs) and the preload wrapper.
-pkg_check_modules(UMOCKDEV IMPORTED_TARGET umockdev-1.0)
-find_program(UMOCKDEV_WRAPPER umockdev-wrapper)
-if(UMOCKDEV_FOUND AND UMOCKDEV_WRAPPER)
-    add_executable(hidpos_vanish replay/hidpos_vanish.c)
-    target_link_libraries(hidpos_vanish PRIVATE ts_drivers PkgConfig::UMOCKDEV ts_warnings)
-    add_test(NAME replay_hidpos_unplug_replug COMMAND ${UMOCKDEV_WRAPPER} $<TARGET_FILE:hidpos_vanish>)
-    set_tests_properties(replay_hidpos_unplug_replug PROPERTIES LABELS replay TIMEOUT 120
-        SKIP_RETURN_CODE 77 ENVIRONMENT "TS_SRC_DIR=${CMAKE_SOURCE_DIR}")
-endif()
+pkg_check_modules(UMOCKDEV REQUIRED IMPORTED_TARGET umockdev-1.0)
+find_program(UMOCKDEV_WRAPPER umockdev-wrapper REQUIRED)
+add_executable(hidpos_vanish replay/hidpos_vanish.c)
+target_link_libraries(hidpos_vanish PRIVATE ts_drivers PkgConfig::UMOCKDEV ts_warnings)
+add_test(NAME replay_hidpos_unplug_replug COMMAND ${UMOCKDEV_WRAPPER} $<TARGET_FILE:hidpos_vanish>)
+set_tests_properties(replay_hidpos_unplug_replug PROPERTIES LABELS replay TIMEOUT 120
+    SKIP_RETURN_CODE 77 ENVIRONMENT "TS_SRC_DIR=${CMAKE_SOURCE_DIR}")
 
 ts_replay_test(replay_hidpos_short_code hidpos_short_code)
 ts_replay_test(replay_hidpos_multi_report_code hidpos_multi_report_code)

@@ -106,20 +106,20 @@ struct ts_httpc;
 
 struct ts_agent {
     struct ts_agent_config cfg;
-    struct ts_cache *cache;   /* reader/writer connection for lookups (guarded by mu) */
+    struct ts_cache *cache; /* reader/writer connection for lookups (guarded by mu) */
     struct ts_bus *bus;
-    char token[65];           /* local API bearer token */
-    pthread_mutex_t mu;       /* guards everything below and cache */
-    char *session_json;       /* current session (see PROTOCOL.md), NULL = none */
+    char token[65];     /* local API bearer token */
+    pthread_mutex_t mu; /* guards everything below and cache */
+    char *session_json; /* current session (see PROTOCOL.md), NULL = none */
     bool link_online;
-    bool link_known;          /* false until the first sync attempt finished */
+    bool link_known; /* false until the first sync attempt finished */
     char last_error[512];
     int64_t last_sync_wall_ms; /* 0 = never */
     uint64_t feed_pages_applied, feed_items_applied;
     uint64_t scans, lookups_hit, lookups_miss, lookups_live;
-    pthread_mutex_t live_mu;  /* guards live (httpc is single-threaded) */
-    struct ts_httpc *live;    /* live lookups to the hub, NULL until first use */
-    struct ts_trust *trust;   /* enroll.c: certificate expiry and renewal; NULL = not running */
+    pthread_mutex_t live_mu; /* guards live (httpc is single-threaded) */
+    struct ts_httpc *live;   /* live lookups to the hub, NULL until first use */
+    struct ts_trust *trust;  /* enroll.c: certificate expiry and renewal; NULL = not running */
     volatile int stopping;
     /* Set to cut the sync thread's long-poll short: at stop, and when a live
      * lookup could not reach the hub (the sync thread then checks the link
@@ -129,10 +129,10 @@ struct ts_agent {
     int64_t session_mono_ms;       /* when session_json was last set */
     char *recent[TS_AGENT_RECENT]; /* sessions shown, newest first */
     int64_t recent_mono_ms[TS_AGENT_RECENT];
-    char page_key[65]; /* lets the served page clear the card, nothing more */
-    struct ts_purch *purch; /* purchase.c: journal, outbox, uploader counters */
-    struct ts_inputs *inputs; /* inputs.c: [input.*] scanners; NULL = none started */
-    struct ts_rules *rules;   /* rules.c: compiled [rule.*] + defaults */
+    char page_key[65];                    /* lets the served page clear the card, nothing more */
+    struct ts_purch *purch;               /* purchase.c: journal, outbox, uploader counters */
+    struct ts_inputs *inputs;             /* inputs.c: [input.*] scanners; NULL = none started */
+    struct ts_rules *rules;               /* rules.c: compiled [rule.*] + defaults */
     atomic_uint_fast64_t api_guard_drops; /* POST /api/v1/scan codes the guard dropped */
 };
 

@@ -484,9 +484,8 @@ static enum MHD_Result get_metrics(struct ts_api *api, struct MHD_Connection *c)
     uint64_t guard_drops;
     ts_inputs_counts(a->inputs, in_states, &guard_drops);
     guard_drops += atomic_load(&a->api_guard_drops); /* POST /api/v1/scan too */
-    ts_buf_printf(&b,
-                  "# HELP tillside_inputs Configured inputs (scanners) by state.\n"
-                  "# TYPE tillside_inputs gauge\n");
+    ts_buf_printf(&b, "# HELP tillside_inputs Configured inputs (scanners) by state.\n"
+                      "# TYPE tillside_inputs gauge\n");
     for (int st = 0; st < 3; st++)
         ts_buf_printf(&b, "tillside_inputs{state=\"%s\"} %u\n",
                       ts_input_state_name((enum ts_input_state)st), in_states[st]);
@@ -495,8 +494,7 @@ static enum MHD_Result get_metrics(struct ts_api *api, struct MHD_Connection *c)
            (double)guard_drops);
     if (have_own)
         metric(&b, "tillside_cert_remaining_seconds", "gauge",
-               "Time until this terminal's certificate expires, in whole days.",
-               own * 86400.0);
+               "Time until this terminal's certificate expires, in whole days.", own * 86400.0);
     if (have_hub)
         metric(&b, "tillside_hub_cert_remaining_seconds", "gauge",
                "Time until the hub's certificate expires, in whole days.", hub * 86400.0);

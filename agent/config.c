@@ -10,8 +10,7 @@
 
 /* A key written with nothing after '=' ("token_file =") means "use the
  * default", as if it were not there. */
-static const char *get(const struct ts_conf *c, const char *sec, const char *key,
-                       const char *def)
+static const char *get(const struct ts_conf *c, const char *sec, const char *key, const char *def)
 {
     const char *v = ts_conf_get(c, sec, key, def);
     return v && *v ? v : def;
@@ -43,8 +42,8 @@ static int get_int(const struct ts_conf *c, const char *sec, const char *key, lo
     return ts_conf_get_int(c, sec, key, def, min, max, out, err, errsz);
 }
 
-static int fail(const struct ts_conf *c, const char *sec, const char *key, char *err,
-                size_t errsz, const char *msg)
+static int fail(const struct ts_conf *c, const char *sec, const char *key, char *err, size_t errsz,
+                const char *msg)
 {
     char where[1100];
     snprintf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(c, sec, key, where, sizeof where), sec,

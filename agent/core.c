@@ -62,8 +62,7 @@ static int load_token(struct ts_agent *a, char *err, size_t errsz)
     return rc;
 }
 
-int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err,
-                  size_t errsz)
+int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err, size_t errsz)
 {
     struct ts_agent *a = calloc(1, sizeof *a);
     if (!a)
@@ -390,15 +389,14 @@ int ts_agent_status_json(struct ts_agent *a, ts_buf *out)
         ts_iso8601(a->last_sync_wall_ms, last_sync, sizeof last_sync);
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:o, s:o, s:I, s:I, s:I, s:{s:I, s:I, s:I}}",
-        "version", TS_VERSION, "link", a->link_online ? "online" : "offline", "store",
-        a->cfg.store, "terminal", a->cfg.terminal, "hub", a->cfg.hub_url, "cards",
-        (json_int_t)cards, "cursor_saved", cursor[0] != '\0', "last_sync",
+        "version", TS_VERSION, "link", a->link_online ? "online" : "offline", "store", a->cfg.store,
+        "terminal", a->cfg.terminal, "hub", a->cfg.hub_url, "cards", (json_int_t)cards,
+        "cursor_saved", cursor[0] != '\0', "last_sync",
         a->last_sync_wall_ms ? json_string(last_sync) : json_null(), "last_error",
         a->last_error[0] ? json_string(a->last_error) : json_null(), "feed_pages_applied",
-        (json_int_t)a->feed_pages_applied, "feed_items_applied",
-        (json_int_t)a->feed_items_applied, "scans", (json_int_t)a->scans, "lookups", "hit",
-        (json_int_t)a->lookups_hit, "miss", (json_int_t)a->lookups_miss, "live",
-        (json_int_t)a->lookups_live);
+        (json_int_t)a->feed_pages_applied, "feed_items_applied", (json_int_t)a->feed_items_applied,
+        "scans", (json_int_t)a->scans, "lookups", "hit", (json_int_t)a->lookups_hit, "miss",
+        (json_int_t)a->lookups_miss, "live", (json_int_t)a->lookups_live);
     pthread_mutex_unlock(&a->mu);
     if (!o)
         return TS_ERR_NOMEM;
@@ -407,7 +405,7 @@ int ts_agent_status_json(struct ts_agent *a, ts_buf *out)
     json_object_set_new(o, "resyncing", json_boolean(resyncing));
     /* [input.*]: name, driver, state, detail (e.g. the udev rule to install). */
     json_object_set_new(o, "devices", ts_inputs_devices_json(a->inputs));
-    ts_trust_status_add(a, o); /* certificate days left, expiry warnings */
+    ts_trust_status_add(a, o);    /* certificate days left, expiry warnings */
     ts_purchase_status_add(a, o); /* outbox_depth, dead_letters */
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);

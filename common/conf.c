@@ -155,8 +155,7 @@ int ts_conf_load(const char *path, struct ts_conf **out, char *err, size_t errsz
     return rc;
 }
 
-int ts_conf_parse(const char *name, const char *text, struct ts_conf **out, char *err,
-                  size_t errsz)
+int ts_conf_parse(const char *name, const char *text, struct ts_conf **out, char *err, size_t errsz)
 {
     struct ts_conf *c = conf_new(name);
     if (!c)
@@ -184,8 +183,7 @@ void ts_conf_free(struct ts_conf *c)
     free(c);
 }
 
-static const struct conf_entry *find(const struct ts_conf *c, const char *section,
-                                     const char *key)
+static const struct conf_entry *find(const struct ts_conf *c, const char *section, const char *key)
 {
     if (!c)
         return NULL;
@@ -202,8 +200,8 @@ const char *ts_conf_get(const struct ts_conf *c, const char *section, const char
     return e ? e->value : def;
 }
 
-const char *ts_conf_where(const struct ts_conf *c, const char *section, const char *key,
-                          char *buf, size_t bufsz)
+const char *ts_conf_where(const struct ts_conf *c, const char *section, const char *key, char *buf,
+                          size_t bufsz)
 {
     const struct conf_entry *e = find(c, section, key);
     if (e)
@@ -225,8 +223,8 @@ int ts_conf_get_int(const struct ts_conf *c, const char *section, const char *ke
     errno = 0;
     long v = strtol(e->value, &end, 10);
     if (errno || end == e->value || *end != '\0' || v < min || v > max) {
-        snprintf(err, errsz, "%s:%d: [%s] %s = '%s': expected an integer from %ld to %ld",
-                 c->name, e->line, section, key, e->value, min, max);
+        snprintf(err, errsz, "%s:%d: [%s] %s = '%s': expected an integer from %ld to %ld", c->name,
+                 e->line, section, key, e->value, min, max);
         return TS_ERR_CONFIG;
     }
     *out = v;

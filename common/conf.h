@@ -28,8 +28,8 @@ int ts_conf_get_int(const struct ts_conf *c, const char *section, const char *ke
 int ts_conf_get_bool(const struct ts_conf *c, const char *section, const char *key, bool def,
                      bool *out, char *err, size_t errsz);
 /* "file:line" of a key, or the file name when missing. */
-const char *ts_conf_where(const struct ts_conf *c, const char *section, const char *key,
-                          char *buf, size_t bufsz);
+const char *ts_conf_where(const struct ts_conf *c, const char *section, const char *key, char *buf,
+                          size_t bufsz);
 
 /* Iterates sections in file order: returns the i-th distinct section name,
  * NULL past the end. */

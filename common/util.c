@@ -16,25 +16,44 @@
 const char *ts_strerror(int err)
 {
     switch (err) {
-    case TS_OK: return "ok";
-    case TS_ERR_NOMEM: return "out of memory";
-    case TS_ERR_INVAL: return "invalid input";
-    case TS_ERR_IO: return "I/O error";
-    case TS_ERR_TIMEOUT: return "timed out";
-    case TS_ERR_TLS: return "TLS error";
-    case TS_ERR_PROTO: return "protocol error";
-    case TS_ERR_NOTFOUND: return "not found";
-    case TS_ERR_DB: return "database error";
-    case TS_ERR_AUTH: return "not authorized";
-    case TS_ERR_CLOSED: return "connection closed";
-    case TS_ERR_FULL: return "no space left";
-    case TS_ERR_GONE: return "gone (expired)";
-    case TS_ERR_CERT: return "certificate verification failed";
-    case TS_ERR_PERM: return "permission denied";
-    case TS_ERR_AGAIN: return "try again";
-    case TS_ERR_CONFIG: return "configuration error";
-    case TS_ERR_CONNECT: return "connection failed";
-    default: return "unknown error";
+    case TS_OK:
+        return "ok";
+    case TS_ERR_NOMEM:
+        return "out of memory";
+    case TS_ERR_INVAL:
+        return "invalid input";
+    case TS_ERR_IO:
+        return "I/O error";
+    case TS_ERR_TIMEOUT:
+        return "timed out";
+    case TS_ERR_TLS:
+        return "TLS error";
+    case TS_ERR_PROTO:
+        return "protocol error";
+    case TS_ERR_NOTFOUND:
+        return "not found";
+    case TS_ERR_DB:
+        return "database error";
+    case TS_ERR_AUTH:
+        return "not authorized";
+    case TS_ERR_CLOSED:
+        return "connection closed";
+    case TS_ERR_FULL:
+        return "no space left";
+    case TS_ERR_GONE:
+        return "gone (expired)";
+    case TS_ERR_CERT:
+        return "certificate verification failed";
+    case TS_ERR_PERM:
+        return "permission denied";
+    case TS_ERR_AGAIN:
+        return "try again";
+    case TS_ERR_CONFIG:
+        return "configuration error";
+    case TS_ERR_CONNECT:
+        return "connection failed";
+    default:
+        return "unknown error";
     }
 }
 
@@ -361,14 +380,19 @@ size_t ts_strlcpy(char *dst, const char *src, size_t size)
 static int errno_to_ts(int e)
 {
     switch (e) {
-    case ENOENT: return TS_ERR_NOTFOUND;
+    case ENOENT:
+        return TS_ERR_NOTFOUND;
     case EACCES:
-    case EPERM: return TS_ERR_PERM;
+    case EPERM:
+        return TS_ERR_PERM;
     case ENOSPC:
     case EDQUOT:
-    case EFBIG: return TS_ERR_FULL;
-    case ENOMEM: return TS_ERR_NOMEM;
-    default: return TS_ERR_IO;
+    case EFBIG:
+        return TS_ERR_FULL;
+    case ENOMEM:
+        return TS_ERR_NOMEM;
+    default:
+        return TS_ERR_IO;
     }
 }
 

@@ -16,8 +16,8 @@ struct ts_scan {
     int64_t mono_ms, wall_ms; /* when the scan completed */
     char data[TS_SCAN_MAX];   /* decoded data, NUL-terminated, no AIM prefix */
     size_t data_len;
-    char aim[4];              /* "]E0" style symbology identifier, or "" */
-    int upos_type;            /* UnifiedPOS ScanDataType (drivers/symbology.h), 0 = unknown */
+    char aim[4];   /* "]E0" style symbology identifier, or "" */
+    int upos_type; /* UnifiedPOS ScanDataType (drivers/symbology.h), 0 = unknown */
 };
 
 /*

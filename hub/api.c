@@ -143,7 +143,8 @@ static int param(const struct ts_httpd_req *req, const char *name, char *out, si
 static bool maybe_gzip(const struct ts_httpd_req *req, struct ts_httpd_resp *resp)
 {
     size_t xl = strlen(resp->extra_headers);
-    snprintf(resp->extra_headers + xl, sizeof resp->extra_headers - xl, "Vary: Accept-Encoding\r\n");
+    snprintf(resp->extra_headers + xl, sizeof resp->extra_headers - xl,
+             "Vary: Accept-Encoding\r\n");
     if (resp->status != 200 || resp->body.len < TS_GZIP_MIN_BODY || !req->msg ||
         !ts_gzip_accepted(ts_http_header(req->msg, "Accept-Encoding")))
         return false;

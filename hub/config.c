@@ -83,14 +83,13 @@ static int trust_conf(const struct ts_conf *c, struct ts_hub_config *o, char *er
 
 /* Key rotation and erasure tombstones (docs/OPERATIONS.md): [tenant]
  * previous_key / previous_key_version, [feed] tombstone_days. */
-static int rotation_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
-                         size_t errsz)
+static int rotation_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
 {
     long pkv, days;
     int rc;
     if ((rc = ts_conf_get_int(c, "feed", "tombstone_days", 90, 1, 3650, &days, err, errsz)) ||
-        (rc = ts_conf_get_int(c, "tenant", "previous_key_version", 0, 0, 1000000, &pkv, err,
-                              errsz)))
+        (rc =
+             ts_conf_get_int(c, "tenant", "previous_key_version", 0, 0, 1000000, &pkv, err, errsz)))
         return rc;
     o->tombstone_days = (int)days;
     const char *hex = ts_conf_get(c, "tenant", "previous_key", "");
@@ -152,7 +151,8 @@ static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err
     if (!listen_ok(o->listen))
         return fail(c, "hub", "listen", "expected host:port", err, errsz);
     if (o->db[0] == '\0')
-        return fail(c, "hub", "db", "must name the SQLite database file or a postgresql:// URI", err, errsz);
+        return fail(c, "hub", "db", "must name the SQLite database file or a postgresql:// URI",
+                    err, errsz);
     /* With a certificate the hub terminates TLS itself and then must verify
      * terminals, so the key and the client CA are required too. */
     if (o->tls_cert[0] != '\0') {

@@ -101,8 +101,7 @@ static int read_revoked(const char *path, struct list *l, long *unlisted, char *
         l->e[i].serial_hex = l->serial[i];
     ts_sql_finalize(st);
     st = NULL;
-    if (ts_sql_prepare(db, SQL_UNLISTED, &st) == TS_SQL_OK &&
-        ts_sql_step(st) == TS_SQL_ROW)
+    if (ts_sql_prepare(db, SQL_UNLISTED, &st) == TS_SQL_OK && ts_sql_step(st) == TS_SQL_ROW)
         *unlisted = (long)ts_sql_column_int64(st, 0);
 out:
     ts_sql_finalize(st);

@@ -239,7 +239,8 @@ void ts_hub_trust_set_main_port(struct ts_hub_trust *t, int port)
 /* Was serial issued by this hub after at_ms? (t->mu held) */
 static bool issued_after(struct ts_hub_trust *t, const char *serial, int64_t at_ms)
 {
-    struct ts_sql_stmt *st = prep(t->db, "SELECT issued FROM trust_issued WHERE serial = ?", "t", serial);
+    struct ts_sql_stmt *st =
+        prep(t->db, "SELECT issued FROM trust_issued WHERE serial = ?", "t", serial);
     bool after = st && ts_sql_step(st) == TS_SQL_ROW && ts_sql_column_int64(st, 0) > at_ms;
     ts_sql_finalize(st);
     return after;
@@ -453,8 +454,7 @@ static void do_enroll(struct ts_hub_trust *t, const struct ts_httpd_req *req,
         goto out;
     }
     pthread_mutex_lock(&t->mu);
-    int rc =
-        ts_sql_exec(t->db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : TS_ERR_DB;
+    int rc = ts_sql_exec(t->db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : TS_ERR_DB;
     bool spent = false;
     if (rc == TS_OK) {
         rc = exec_st(prep(t->db,

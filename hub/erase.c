@@ -79,10 +79,9 @@ static int erase_locked(struct ts_hub_store *s, const char *user_id, const char 
     int rc = find_customer(s, user_id, loyalty, id, sizeof id);
     if (rc)
         return rc;
-    if (ts_sql_prepare(s->db, "SELECT cid FROM customers WHERE id = ?1", &st) ==
-            TS_SQL_OK &&
-        ts_sql_bind_text(st, 1, id) == TS_SQL_OK &&
-        ts_sql_step(st) == TS_SQL_ROW && ts_sql_column_text(st, 0))
+    if (ts_sql_prepare(s->db, "SELECT cid FROM customers WHERE id = ?1", &st) == TS_SQL_OK &&
+        ts_sql_bind_text(st, 1, id) == TS_SQL_OK && ts_sql_step(st) == TS_SQL_ROW &&
+        ts_sql_column_text(st, 0))
         ts_strlcpy(cid, ts_sql_column_text(st, 0), sizeof cid);
     ts_sql_finalize(st);
     if (!cid[0])
@@ -139,9 +138,7 @@ int ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *
     /* Overwrite what is deleted (this connection only; the running hub's
      * batches are not slowed), then leave no copy in the WAL. */
     ts_sql_exec(s->db, "PRAGMA secure_delete = ON");
-    int rc = ts_sql_exec(s->db, "BEGIN IMMEDIATE") == TS_SQL_OK
-                 ? TS_OK
-                 : ts_hub_db_err(s, "begin");
+    int rc = ts_sql_exec(s->db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : ts_hub_db_err(s, "begin");
     if (rc == TS_OK) {
         rc = erase_locked(s, user_id, loyalty, now_ms, &r);
         if (rc == TS_OK && ts_sql_exec(s->db, "COMMIT") != TS_SQL_OK)
@@ -150,7 +147,8 @@ int ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *
             ts_sql_exec(s->db, "ROLLBACK");
     }
     if (rc == TS_OK && ts_sql_sqlite(s->db))
-        sqlite3_wal_checkpoint_v2(ts_sql_sqlite(s->db), NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        sqlite3_wal_checkpoint_v2(ts_sql_sqlite(s->db), NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
+                                  NULL);
     ts_sql_exec(s->db, "PRAGMA secure_delete = OFF");
     pthread_mutex_unlock(&s->mu);
     if (rc == TS_OK) {
@@ -166,9 +164,7 @@ int ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t keep_ms, 
     int64_t cutoff = now_ms - keep_ms;
     int n = 0;
     pthread_mutex_lock(&s->mu);
-    int rc = ts_sql_exec(s->db, "BEGIN IMMEDIATE") == TS_SQL_OK
-                 ? TS_OK
-                 : ts_hub_db_err(s, "begin");
+    int rc = ts_sql_exec(s->db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : ts_hub_db_err(s, "begin");
     /* The horizon first, while the rows that set it are still there. */
     if (rc == TS_OK)
         rc = run(s,

@@ -344,7 +344,6 @@ void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd
 void ts_hub_cursor_format(uint32_t epoch, uint64_t seq, char out[TS_HUB_CURSOR_MAX]);
 int ts_hub_cursor_parse(const char *s, uint32_t *epoch, uint64_t *seq);
 
-
 /* ---- gen.c --------------------------------------------------------------- */
 
 /* `tillside-hub gen ...`; argv[0] is "gen". Returns a process exit code. */

@@ -33,11 +33,11 @@ static int card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust, 
     int rc = TS_OK;
     if (!cust)
         return TS_OK;
-    if (ts_sql_prepare(db, "SELECT cid, card, keys, prev_keys FROM customers WHERE id = ?1", &st) != TS_SQL_OK)
+    if (ts_sql_prepare(db, "SELECT cid, card, keys, prev_keys FROM customers WHERE id = ?1", &st) !=
+        TS_SQL_OK)
         return ts_hub_db_err(s, "lookup card");
     ts_sql_bind_text(st, 1, cust);
-    if (ts_sql_step(st) == TS_SQL_ROW && ts_sql_column_text(st, 1) &&
-        ts_sql_column_text(st, 2)) {
+    if (ts_sql_step(st) == TS_SQL_ROW && ts_sql_column_text(st, 1) && ts_sql_column_text(st, 2)) {
         const char *prev = ts_sql_column_text(st, 3);
         rc = ts_buf_printf(out, ",\"cid\":\"%s\",\"keys\":%s", ts_sql_column_text(st, 0),
                            ts_sql_column_text(st, 2));
@@ -82,7 +82,8 @@ int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *o
             " p.event, coalesce(c.id, o.customer) FROM purchases p"
             " LEFT JOIN customers c ON c.id = p.customer"
             " LEFT JOIN orders o ON o.order_id = p.receipt AND o.store_id = p.store_id"
-            " WHERE p.receipt_norm = ?1 OR p.barcode_norm = ?1 ORDER BY p.at DESC LIMIT 1", &st) != TS_SQL_OK) {
+            " WHERE p.receipt_norm = ?1 OR p.barcode_norm = ?1 ORDER BY p.at DESC LIMIT 1",
+            &st) != TS_SQL_OK) {
         rc = ts_hub_db_err(s, "receipt lookup");
         goto out;
     }
@@ -94,11 +95,10 @@ int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *o
     }
     json_t *ev = json_loads(ts_sql_column_text(st, 6), 0, NULL);
     json_t *products = json_object_get(json_object_get(ev, "properties"), "products");
-    json_t *pj =
-        json_pack("{s:s, s:s, s:f, s:s, s:o, s:s}", "receipt", ts_sql_column_text(st, 0), "store",
-                  ts_sql_column_text(st, 1), "total", ts_sql_column_double(st, 3), "currency",
-                  ts_sql_column_text(st, 4) ? ts_sql_column_text(st, 4) : "", "at",
-                  when(ts_sql_column_int64(st, 5)), "status", "in store");
+    json_t *pj = json_pack("{s:s, s:s, s:f, s:s, s:o, s:s}", "receipt", ts_sql_column_text(st, 0),
+                           "store", ts_sql_column_text(st, 1), "total", ts_sql_column_double(st, 3),
+                           "currency", ts_sql_column_text(st, 4) ? ts_sql_column_text(st, 4) : "",
+                           "at", when(ts_sql_column_int64(st, 5)), "status", "in store");
     if (pj && ts_sql_column_text(st, 2))
         json_object_set_new(pj, "terminal", json_string(ts_sql_column_text(st, 2)));
     if (pj && json_is_array(products))
@@ -125,8 +125,9 @@ int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *ou
     int rc;
     struct ts_sql *db = rd_lock(s);
     if (ts_sql_prepare(db,
-                           "SELECT order_id, customer, total, currency, status, at, store_id"
-                           " FROM orders WHERE order_id = ?1", &st) != TS_SQL_OK) {
+                       "SELECT order_id, customer, total, currency, status, at, store_id"
+                       " FROM orders WHERE order_id = ?1",
+                       &st) != TS_SQL_OK) {
         rc = ts_hub_db_err(s, "order lookup");
         goto out;
     }
@@ -136,10 +137,9 @@ int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *ou
         rc = step == TS_SQL_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(s, "order lookup");
         goto out;
     }
-    json_t *o =
-        json_pack("{s:s, s:s, s:o}", "order_id", ts_sql_column_text(st, 0), "status",
-                  ts_sql_column_text(st, 4) ? ts_sql_column_text(st, 4) : "placed",
-                  "at", when(ts_sql_column_int64(st, 5)));
+    json_t *o = json_pack("{s:s, s:s, s:o}", "order_id", ts_sql_column_text(st, 0), "status",
+                          ts_sql_column_text(st, 4) ? ts_sql_column_text(st, 4) : "placed", "at",
+                          when(ts_sql_column_int64(st, 5)));
     if (o && ts_sql_column_type(st, 2) != TS_SQL_NULL)
         json_object_set_new(o, "total", json_real(ts_sql_column_double(st, 2)));
     if (o && ts_sql_column_text(st, 3))
@@ -172,10 +172,11 @@ int ts_hub_purchases_stats(struct ts_hub_store *s, void *obj)
     struct ts_sql *db = rd_lock(s);
     /* An older database (opened read-only by `stats`) has no tables: zeros. */
     if (ts_sql_prepare(db,
-                           "SELECT (SELECT count(*) FROM purchases),"
-                           " (SELECT count(*) FROM upstream_outbox WHERE state = 'sent'),"
-                           " (SELECT count(*) FROM upstream_outbox WHERE state = 'pending'),"
-                           " (SELECT count(*) FROM upstream_outbox WHERE state = 'dead')", &st) == TS_SQL_OK &&
+                       "SELECT (SELECT count(*) FROM purchases),"
+                       " (SELECT count(*) FROM upstream_outbox WHERE state = 'sent'),"
+                       " (SELECT count(*) FROM upstream_outbox WHERE state = 'pending'),"
+                       " (SELECT count(*) FROM upstream_outbox WHERE state = 'dead')",
+                       &st) == TS_SQL_OK &&
         ts_sql_step(st) == TS_SQL_ROW)
         for (int i = 0; i < 4; i++)
             v[i] = ts_sql_column_int64(st, i);

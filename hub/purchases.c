@@ -244,12 +244,13 @@ int ts_hub_purchases_schema(struct ts_hub_store *s)
     if (ts_sql_is_pg(s->db))
         return ts_hub_exec_ddl(s, "ALTER TABLE orders ADD COLUMN IF NOT EXISTS store_id TEXT");
     /* In-store orders name their store on the card. */
-    if (ts_sql_prepare(s->db,
-                           "SELECT 1 FROM pragma_table_info('orders') WHERE name = 'store_id'", &st) != TS_SQL_OK)
+    if (ts_sql_prepare(s->db, "SELECT 1 FROM pragma_table_info('orders') WHERE name = 'store_id'",
+                       &st) != TS_SQL_OK)
         return ts_hub_db_err(s, "purchases schema");
     has_store = ts_sql_step(st) == TS_SQL_ROW;
     ts_sql_finalize(st);
-    if (!has_store && ts_sql_exec(s->db, "ALTER TABLE orders ADD COLUMN store_id TEXT") != TS_SQL_OK)
+    if (!has_store &&
+        ts_sql_exec(s->db, "ALTER TABLE orders ADD COLUMN store_id TEXT") != TS_SQL_OK)
         return ts_hub_db_err(s, "purchases schema");
     return TS_OK;
 }

@@ -54,7 +54,8 @@ static void pool_free(struct pool *p)
 }
 
 /* A statement with ?1 = customer and ?2 = a limit (when used). */
-static struct ts_sql_stmt *query(struct ts_hub_store *s, enum stmt_id id, const char *cust, int limit)
+static struct ts_sql_stmt *query(struct ts_hub_store *s, enum stmt_id id, const char *cust,
+                                 int limit)
 {
     struct ts_sql_stmt *st = ts_hub_st(s, id);
     if (st) {
@@ -332,7 +333,8 @@ out:
 
 /* Next batch of customer ids after `after` (keyset pagination: the loop
  * below updates the table it walks, so no statement stays open across it). */
-static int next_ids(struct ts_hub_store *s, struct ts_sql_stmt *q, const char *after, struct pool *ids)
+static int next_ids(struct ts_hub_store *s, struct ts_sql_stmt *q, const char *after,
+                    struct pool *ids)
 {
     bool nomem = false;
     ts_sql_reset(q);
@@ -354,11 +356,14 @@ int ts_hub_rekey_all(struct ts_hub_store *s, size_t *restamped)
     size_t n = 0;
     int rc = TS_OK;
     if (ts_sql_prepare(s->db,
-                           "SELECT id FROM customers WHERE card IS NOT NULL AND id > ?1"
-                           " ORDER BY id LIMIT 1000", &q) != TS_SQL_OK ||
+                       "SELECT id FROM customers WHERE card IS NOT NULL AND id > ?1"
+                       " ORDER BY id LIMIT 1000",
+                       &q) != TS_SQL_OK ||
         ts_sql_prepare(s->db,
-                           "UPDATE customers SET keys = ?2, prev_keys = ?3, seq = ?4 WHERE id = ?1", &up) != TS_SQL_OK ||
-        ts_sql_prepare(s->db, "UPDATE feed SET seq = ?2 WHERE customer = ?1 AND op = 'upsert'", &feed) != TS_SQL_OK) {
+                       "UPDATE customers SET keys = ?2, prev_keys = ?3, seq = ?4 WHERE id = ?1",
+                       &up) != TS_SQL_OK ||
+        ts_sql_prepare(s->db, "UPDATE feed SET seq = ?2 WHERE customer = ?1 AND op = 'upsert'",
+                       &feed) != TS_SQL_OK) {
         rc = ts_hub_db_err(s, "rekey");
         goto out;
     }

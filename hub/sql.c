@@ -123,7 +123,8 @@ int ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err, s
         redact(target, shown, sizeof shown);
         db->pg = PQconnectdb(target);
         if (!db->pg || PQstatus(db->pg) != CONNECTION_OK) {
-            snprintf(err, errsz, "%s: %s", shown, db->pg ? PQerrorMessage(db->pg) : "out of memory");
+            snprintf(err, errsz, "%s: %s", shown,
+                     db->pg ? PQerrorMessage(db->pg) : "out of memory");
             chomp(err);
             ts_sql_close(db);
             return TS_ERR_DB;
@@ -144,7 +145,8 @@ int ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err, s
                                         : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                  SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(target, &db->lite, oflags, NULL) != SQLITE_OK) {
-        snprintf(err, errsz, "%s: %s", target, db->lite ? sqlite3_errmsg(db->lite) : "out of memory");
+        snprintf(err, errsz, "%s: %s", target,
+                 db->lite ? sqlite3_errmsg(db->lite) : "out of memory");
         ts_sql_close(db);
         return TS_ERR_DB;
     }
@@ -515,8 +517,7 @@ int ts_sql_step(struct ts_sql_stmt *st)
     struct ts_sql *db = st->db;
     if (!st->res) {
         st->res = PQexecParams(db->pg, st->sql, st->nparams, st->types,
-                               (const char *const *)st->vals,
-                               NULL, NULL, 0);
+                               (const char *const *)st->vals, NULL, NULL, 0);
         ExecStatusType s = PQresultStatus(st->res);
         if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
             pg_fail(db, st->res);

@@ -77,11 +77,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                          " ON CONFLICT DO NOTHING",
     [ST_CUST_EXISTS] = "SELECT 1 FROM customers WHERE id = ?1",
     [ST_CUST_INSERT] = "INSERT INTO customers(id, cid, created) VALUES(?1, ?2, ?3)",
-    [ST_CUST_TRAITS] = "UPDATE customers SET tier = coalesce(?2, tier),"
-                       " points = coalesce(?3, points), consent = coalesce(?4, consent),"
-                       " home_store = coalesce(?5, home_store),"
-                       " suggested_name = CASE WHEN CAST(?6 AS TEXT) IS NULL THEN suggested_name ELSE ?7 END,"
-                       " suggested_id = coalesce(?6, suggested_id) WHERE id = ?1",
+    [ST_CUST_TRAITS] =
+        "UPDATE customers SET tier = coalesce(?2, tier),"
+        " points = coalesce(?3, points), consent = coalesce(?4, consent),"
+        " home_store = coalesce(?5, home_store),"
+        " suggested_name = CASE WHEN CAST(?6 AS TEXT) IS NULL THEN suggested_name ELSE ?7 END,"
+        " suggested_id = coalesce(?6, suggested_id) WHERE id = ?1",
     [ST_CUST_NAME] = "UPDATE customers SET name = ?2 WHERE id = ?1",
     [ST_CUST_SPLIT_NAME] =
         "UPDATE customers SET first_name = coalesce(?2, first_name),"
@@ -112,10 +113,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_WISH_ADD] = "INSERT INTO wishlist(customer, product_id, at) VALUES(?1, ?2, ?3)"
                     " ON CONFLICT(customer, product_id) DO UPDATE SET at = excluded.at",
     [ST_WISH_DEL] = "DELETE FROM wishlist WHERE customer = ?1 AND product_id = ?2",
-    [ST_ORDER_UPSERT] = "INSERT INTO orders(order_id, customer, total, currency, status, at)"
-                        " VALUES(?1, ?2, ?3, ?4, 'placed', ?5) ON CONFLICT(order_id) DO UPDATE SET"
-                        " customer = excluded.customer, total = coalesce(excluded.total, orders.total),"
-                        " currency = coalesce(excluded.currency, orders.currency), at = excluded.at",
+    [ST_ORDER_UPSERT] =
+        "INSERT INTO orders(order_id, customer, total, currency, status, at)"
+        " VALUES(?1, ?2, ?3, ?4, 'placed', ?5) ON CONFLICT(order_id) DO UPDATE SET"
+        " customer = excluded.customer, total = coalesce(excluded.total, orders.total),"
+        " currency = coalesce(excluded.currency, orders.currency), at = excluded.at",
     /* ?1 = surviving customer, ?2 = the anonymous one merged into it; the
      * survivor's own traits win, consent needs both to agree. */
     [ST_MERGE_TRAITS] =
@@ -180,8 +182,9 @@ static const char *const stmt_sql[ST_COUNT] = {
         " total = coalesce(excluded.total, orders.total),"
         " currency = coalesce(excluded.currency, orders.currency)"
         " WHERE excluded.status_at >= coalesce(orders.status_at, 0)",
-    [ST_BOUGHT_ADD] = "INSERT INTO bought(customer, product_id, at) VALUES(?1, ?2, ?3)"
-                      " ON CONFLICT(customer, product_id) DO UPDATE SET at = max(bought.at, excluded.at)",
+    [ST_BOUGHT_ADD] =
+        "INSERT INTO bought(customer, product_id, at) VALUES(?1, ?2, ?3)"
+        " ON CONFLICT(customer, product_id) DO UPDATE SET at = max(bought.at, excluded.at)",
     [ST_MERGE_BOUGHT] = "INSERT INTO bought(customer, product_id, at)"
                         " SELECT CAST(?1 AS TEXT), product_id, at FROM bought WHERE customer = ?2"
                         " ON CONFLICT DO NOTHING",
@@ -204,7 +207,8 @@ static const char *const stmt_sql[ST_COUNT] = {
         "  AND per.product_id NOT IN (SELECT product_id FROM bought WHERE customer = ?1)"
         "  AND per.product_id NOT IN (SELECT product_id FROM cart WHERE customer = ?1)"
         "  AND per.product_id NOT IN (SELECT product_id FROM wishlist WHERE customer = ?1)"
-        " GROUP BY per.product_id, pr.name HAVING sum(per.w) >= 2 ORDER BY score DESC, per.product_id LIMIT 1",
+        " GROUP BY per.product_id, pr.name HAVING sum(per.w) >= 2 ORDER BY score DESC, "
+        "per.product_id LIMIT 1",
 };
 
 #define FEED_CHANNEL "tillside_feed"
@@ -242,8 +246,7 @@ static void rd_unlock(struct ts_hub_store *s)
 struct ts_sql_stmt *ts_hub_st(struct ts_hub_store *s, enum stmt_id id)
 {
     if (!s->st[id]) {
-        const char *sql =
-            ts_sql_is_pg(s->db) && stmt_sql_pg[id] ? stmt_sql_pg[id] : stmt_sql[id];
+        const char *sql = ts_sql_is_pg(s->db) && stmt_sql_pg[id] ? stmt_sql_pg[id] : stmt_sql[id];
         if (ts_sql_prepare(s->db, sql, &s->st[id]) != TS_SQL_OK) {
             ts_hub_db_err(s, sql);
             return NULL;
@@ -277,8 +280,7 @@ static int64_t meta_get(struct ts_sql *db, const char *k)
     struct ts_sql_stmt *st = NULL;
     int64_t v = 0;
     if (ts_sql_prepare(db, "SELECT v FROM meta WHERE k = ?1", &st) == TS_SQL_OK &&
-        ts_sql_bind_text(st, 1, k) == TS_SQL_OK &&
-        ts_sql_step(st) == TS_SQL_ROW)
+        ts_sql_bind_text(st, 1, k) == TS_SQL_OK && ts_sql_step(st) == TS_SQL_ROW)
         v = ts_sql_column_int64(st, 0);
     ts_sql_finalize(st);
     return v;
@@ -314,7 +316,8 @@ static int has_column(struct ts_sql *db, const char *table, const char *column)
 {
     struct ts_sql_stmt *st = NULL;
     int rc = -1;
-    if (ts_sql_prepare(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", &st) == TS_SQL_OK) {
+    if (ts_sql_prepare(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", &st) ==
+        TS_SQL_OK) {
         ts_sql_bind_text(st, 1, table);
         ts_sql_bind_text(st, 2, column);
         int step = ts_sql_step(st);
@@ -414,12 +417,12 @@ static int setup_schema(struct ts_hub_store *s, const char *path, char *err, siz
                                 " identifiers(prev_key) WHERE prev_key IS NOT NULL") ||
              ts_hub_purchases_schema(s) || pg_version(s, path, verr, sizeof verr);
     else if (rc == TS_OK)
-        rc = ts_db_version_check(ts_sql_sqlite(s->db), path, TS_HUB_SCHEMA_VERSION, verr,
-                                 sizeof verr) ||
-             exec(s, schema_sql) || migrate(s) || ts_hub_purchases_schema(s) ||
-             ts_db_migrate(ts_sql_sqlite(s->db), path, TS_HUB_SCHEMA_VERSION, schema_steps,
-                           sizeof schema_steps / sizeof schema_steps[0], s, NULL, verr,
-                           sizeof verr);
+        rc =
+            ts_db_version_check(ts_sql_sqlite(s->db), path, TS_HUB_SCHEMA_VERSION, verr,
+                                sizeof verr) ||
+            exec(s, schema_sql) || migrate(s) || ts_hub_purchases_schema(s) ||
+            ts_db_migrate(ts_sql_sqlite(s->db), path, TS_HUB_SCHEMA_VERSION, schema_steps,
+                          sizeof schema_steps / sizeof schema_steps[0], s, NULL, verr, sizeof verr);
     /* the feed's epoch: random, once per database */
     if (rc == TS_OK && !meta_has(s->db, "epoch"))
         rc = meta_set(s, "epoch", epoch);
@@ -460,8 +463,7 @@ static int start_listener(struct ts_hub_store *s, const char *path, char *err, s
         snprintf(err, errsz, "%s: LISTEN: %s", path, ts_sql_errmsg(s->ldb));
         return TS_ERR_DB;
     }
-    if (pipe2(s->wake, O_CLOEXEC) != 0 ||
-        pthread_create(&s->listener, NULL, listen_run, s) != 0) {
+    if (pipe2(s->wake, O_CLOEXEC) != 0 || pthread_create(&s->listener, NULL, listen_run, s) != 0) {
         snprintf(err, errsz, "cannot start the listener thread");
         return TS_ERR_IO;
     }
@@ -503,8 +505,8 @@ int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int fla
     s->epoch = (uint32_t)meta_get(s->db, "epoch");
     if (!ro && !pg &&
         sqlite3_create_function_v2(ts_sql_sqlite(s->db), "ts_ident_key", 3,
-                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC, s, sql_ident_key, NULL,
-                                   NULL, NULL) != SQLITE_OK) {
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC, s, sql_ident_key, NULL, NULL,
+                                   NULL) != SQLITE_OK) {
         snprintf(err, errsz, "%s: %s", path, ts_sql_errmsg(s->db));
         rc = TS_ERR_DB;
         goto out;
@@ -626,10 +628,12 @@ static int meta_set(struct ts_hub_store *s, const char *k, int64_t v)
 {
     struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
-    if (ts_sql_prepare(s->db, "INSERT INTO meta(k, v) VALUES(?1, ?2)"
-                       " ON CONFLICT(k) DO UPDATE SET v = excluded.v", &st) != TS_SQL_OK ||
-        ts_sql_bind_text(st, 1, k) != TS_SQL_OK ||
-        ts_sql_bind_int64(st, 2, v) != TS_SQL_OK || ts_sql_step(st) != TS_SQL_DONE)
+    if (ts_sql_prepare(s->db,
+                       "INSERT INTO meta(k, v) VALUES(?1, ?2)"
+                       " ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                       &st) != TS_SQL_OK ||
+        ts_sql_bind_text(st, 1, k) != TS_SQL_OK || ts_sql_bind_int64(st, 2, v) != TS_SQL_OK ||
+        ts_sql_step(st) != TS_SQL_DONE)
         rc = ts_hub_db_err(s, "meta");
     ts_sql_finalize(st);
     return rc;
@@ -639,10 +643,8 @@ static int meta_set(struct ts_hub_store *s, const char *k, int64_t v)
 static bool meta_has(struct ts_sql *db, const char *k)
 {
     struct ts_sql_stmt *st = NULL;
-    bool has =
-        ts_sql_prepare(db, "SELECT 1 FROM meta WHERE k = ?1", &st) == TS_SQL_OK &&
-        ts_sql_bind_text(st, 1, k) == TS_SQL_OK &&
-        ts_sql_step(st) == TS_SQL_ROW;
+    bool has = ts_sql_prepare(db, "SELECT 1 FROM meta WHERE k = ?1", &st) == TS_SQL_OK &&
+               ts_sql_bind_text(st, 1, k) == TS_SQL_OK && ts_sql_step(st) == TS_SQL_ROW;
     ts_sql_finalize(st);
     return has;
 }
@@ -744,7 +746,8 @@ static int has_change(struct ts_hub_store *s, const char *store_id, uint64_t sin
     struct ts_sql_stmt *st = NULL;
     int rc = -1;
     struct ts_sql *db = rd_lock(s);
-    if (ts_sql_prepare(db, "SELECT 1 FROM feed WHERE store_id = ?1 AND seq > ?2 LIMIT 1", &st) == TS_SQL_OK) {
+    if (ts_sql_prepare(db, "SELECT 1 FROM feed WHERE store_id = ?1 AND seq > ?2 LIMIT 1", &st) ==
+        TS_SQL_OK) {
         ts_sql_bind_text(st, 1, store_id);
         ts_sql_bind_int64(st, 2, (int64_t)since);
         int step = ts_sql_step(st);
@@ -838,9 +841,10 @@ int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t sin
         goto out;
     }
     if (ts_sql_prepare(db,
-                           "SELECT f.seq, f.op, f.cid, c.card, c.keys, c.prev_keys FROM feed f"
-                           " LEFT JOIN customers c ON c.id = f.customer AND f.op = 'upsert'"
-                           " WHERE f.store_id = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3", &st) != TS_SQL_OK) {
+                       "SELECT f.seq, f.op, f.cid, c.card, c.keys, c.prev_keys FROM feed f"
+                       " LEFT JOIN customers c ON c.id = f.customer AND f.op = 'upsert'"
+                       " WHERE f.store_id = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3",
+                       &st) != TS_SQL_OK) {
         rc = db_err(db, "feed");
         goto out;
     }
@@ -856,8 +860,7 @@ int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t sin
         const char *op = ts_sql_column_text(st, 1);
         const char *cid = ts_sql_column_text(st, 2);
         if ((rc = feed_item(&page->items, op ? op : "erase", cid ? cid : "",
-                            ts_sql_column_text(st, 3),
-                            ts_sql_column_text(st, 4),
+                            ts_sql_column_text(st, 3), ts_sql_column_text(st, 4),
                             s->prev.len ? ts_sql_column_text(st, 5) : NULL)))
             goto out;
         page->last_seq = (uint64_t)ts_sql_column_int64(st, 0);
@@ -881,10 +884,11 @@ int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out
     /* Either key version finds the customer: a terminal that has not yet
      * switched to the new key keeps finding people during a rotation. */
     if (ts_sql_prepare(db,
-                           "SELECT c.cid, c.card, c.keys, c.prev_keys FROM identifiers i"
-                           " JOIN customers c ON c.id = i.customer WHERE i.key = ?1"
-                           " UNION ALL SELECT c.cid, c.card, c.keys, c.prev_keys FROM identifiers i"
-                           " JOIN customers c ON c.id = i.customer WHERE i.prev_key = ?1 LIMIT 1", &st) != TS_SQL_OK) {
+                       "SELECT c.cid, c.card, c.keys, c.prev_keys FROM identifiers i"
+                       " JOIN customers c ON c.id = i.customer WHERE i.key = ?1"
+                       " UNION ALL SELECT c.cid, c.card, c.keys, c.prev_keys FROM identifiers i"
+                       " JOIN customers c ON c.id = i.customer WHERE i.prev_key = ?1 LIMIT 1",
+                       &st) != TS_SQL_OK) {
         rc = db_err(db, "lookup");
         goto out;
     }
@@ -896,14 +900,11 @@ int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out
             rc = ts_buf_printf(out,
                                "{\"kv\":%d,\"prev_kv\":%d,\"cid\":\"%s\",\"keys\":%s,"
                                "\"prev_keys\":%s,\"card\":%s}",
-                               s->key.version, s->prev.version,
-                               ts_sql_column_text(st, 0),
-                               ts_sql_column_text(st, 2), prev,
-                               ts_sql_column_text(st, 1));
+                               s->key.version, s->prev.version, ts_sql_column_text(st, 0),
+                               ts_sql_column_text(st, 2), prev, ts_sql_column_text(st, 1));
         else
             rc = ts_buf_printf(out, "{\"kv\":%d,\"cid\":\"%s\",\"keys\":%s,\"card\":%s}",
-                               s->key.version, ts_sql_column_text(st, 0),
-                               ts_sql_column_text(st, 2),
+                               s->key.version, ts_sql_column_text(st, 0), ts_sql_column_text(st, 2),
                                ts_sql_column_text(st, 1));
     } else if (step != TS_SQL_ROW && step != TS_SQL_DONE) {
         rc = db_err(db, "lookup");
@@ -935,8 +936,9 @@ int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
     ts_sql_finalize(st);
     st = NULL;
     if (ts_sql_prepare(db,
-                           "SELECT store_id, count(*) FROM feed WHERE op = 'upsert'"
-                           " GROUP BY store_id ORDER BY store_id", &st) != TS_SQL_OK) {
+                       "SELECT store_id, count(*) FROM feed WHERE op = 'upsert'"
+                       " GROUP BY store_id ORDER BY store_id",
+                       &st) != TS_SQL_OK) {
         rc = db_err(db, "stats");
         goto out;
     }

@@ -65,7 +65,7 @@ enum stmt_id {
 };
 
 struct ts_hub_store {
-    struct ts_sql *db;        /* the writer: batches */
+    struct ts_sql *db;  /* the writer: batches */
     pthread_mutex_t mu; /* one user of db at a time */
     /* Long-poll: gen counts committed changes (ingest, erase, re-key);
      * waiters sleep on changed until it moves or closing is set. */
@@ -102,7 +102,6 @@ int ts_hub_db_err(struct ts_hub_store *s, const char *what);
 /* Runs SQLite DDL (CREATE TABLE/INDEX IF NOT EXISTS) on the store's
  * database, worded for PostgreSQL when it is one. */
 int ts_hub_exec_ddl(struct ts_hub_store *s, const char *ddl);
-
 
 /* Takes the next global feed sequence number (inside a transaction). */
 int ts_hub_next_seq(struct ts_hub_store *s, int64_t *seq);

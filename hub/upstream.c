@@ -137,9 +137,10 @@ static int due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, si
         goto out;
     }
     if (ts_sql_prepare(s->db,
-                           "SELECT message_id, attempts, solo, next_at FROM upstream_outbox"
-                           " WHERE state = 'pending' ORDER BY next_at, created, message_id"
-                           " LIMIT ?1", &st) != TS_SQL_OK) {
+                       "SELECT message_id, attempts, solo, next_at FROM upstream_outbox"
+                       " WHERE state = 'pending' ORDER BY next_at, created, message_id"
+                       " LIMIT ?1",
+                       &st) != TS_SQL_OK) {
         rc = ts_hub_db_err(s, "outbox read");
         goto out;
     }
@@ -190,8 +191,9 @@ static int build_body(struct ts_hub_upstream *u, const struct row *rows, size_t 
     ts_buf_puts(body, "{\"batch\":[");
     pthread_mutex_lock(&s->mu);
     if (ts_sql_prepare(s->db,
-                           "SELECT p.event, c.id FROM purchases p LEFT JOIN customers c"
-                           " ON c.id = p.customer WHERE p.message_id = ?1", &st) != TS_SQL_OK) {
+                       "SELECT p.event, c.id FROM purchases p LEFT JOIN customers c"
+                       " ON c.id = p.customer WHERE p.message_id = ?1",
+                       &st) != TS_SQL_OK) {
         rc = ts_hub_db_err(s, "outbox event");
         goto out;
     }
@@ -434,8 +436,9 @@ int ts_hub_upstream_start(struct ts_hub_upstream *u)
     pthread_mutex_lock(&s->mu);
     struct ts_sql_stmt *st = NULL;
     if (ts_sql_prepare(s->db,
-                           "UPDATE upstream_outbox SET next_at = ?1 WHERE state = 'pending'"
-                           " AND next_at > ?1", &st) != TS_SQL_OK ||
+                       "UPDATE upstream_outbox SET next_at = ?1 WHERE state = 'pending'"
+                       " AND next_at > ?1",
+                       &st) != TS_SQL_OK ||
         ts_sql_bind_int64(st, 1, ts_now_wall_ms()) != TS_SQL_OK || ts_sql_step(st) != TS_SQL_DONE)
         ts_hub_db_err(s, "outbox reset"); /* logged; the rows still go when due */
     ts_sql_finalize(st);

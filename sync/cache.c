@@ -442,9 +442,9 @@ static int apply(struct ts_cache *c, const struct ts_feed_page *page, int64_t no
      * pages that will be fetched again. Erasures and a finished slice are
      * committed at once. */
     c->txn_pages++;
-    if (rc == TS_OK && !(save_cursor && page->more && !erased && !swapped &&
-                         c->txn_pages < GROUP_PAGES &&
-                         ts_now_mono_ms() - c->txn_start_ms < GROUP_MS))
+    if (rc == TS_OK &&
+        !(save_cursor && page->more && !erased && !swapped && c->txn_pages < GROUP_PAGES &&
+          ts_now_mono_ms() - c->txn_start_ms < GROUP_MS))
         rc = ts_cache_flush(c);
     else if (rc == TS_OK)
         return TS_OK;

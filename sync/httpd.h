@@ -19,20 +19,20 @@ struct ts_httpd;
 
 struct ts_httpd_req {
     const char *method;
-    const char *target;               /* raw "path?query" */
-    char path[512];                   /* target before '?' */
-    const struct ts_http_msg *msg;    /* headers: ts_http_header(req->msg, "...") */
-    const char *body;                 /* NUL-terminated */
+    const char *target;            /* raw "path?query" */
+    char path[512];                /* target before '?' */
+    const struct ts_http_msg *msg; /* headers: ts_http_header(req->msg, "...") */
+    const char *body;              /* NUL-terminated */
     size_t body_len;
-    const struct ts_peer_id *peer;    /* verified client certificate, or NULL (plain) */
-    bool tls_resumed;                 /* the connection resumed a TLS session (tls.h) */
+    const struct ts_peer_id *peer; /* verified client certificate, or NULL (plain) */
+    bool tls_resumed;              /* the connection resumed a TLS session (tls.h) */
     char remote_addr[64];
 };
 
 struct ts_httpd_resp {
-    int status;                 /* default 200 */
-    char content_type[64];      /* default "application/json" */
-    char extra_headers[512];    /* "Name: value\r\n" lines */
+    int status;              /* default 200 */
+    char content_type[64];   /* default "application/json" */
+    char extra_headers[512]; /* "Name: value\r\n" lines */
     ts_buf body;
 };
 
@@ -58,9 +58,9 @@ struct ts_httpd_opts {
      * is taken, too. no_resume = full handshakes only. */
     int tls_session_lifetime_s;
     bool no_resume;
-    int max_conns;              /* default 256 */
-    int io_timeout_ms;          /* default 15000 */
-    size_t max_body;            /* default 1 MiB; larger → 413 */
+    int max_conns;     /* default 256 */
+    int io_timeout_ms; /* default 15000 */
+    size_t max_body;   /* default 1 MiB; larger → 413 */
 };
 
 int ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,

@@ -88,8 +88,7 @@ static inline int ts_compat_pk_check_pair(const mbedtls_pk_context *pub,
  * mbedTLS has no CRL writer). */
 static inline int ts_compat_pk_sign(mbedtls_pk_context *pk, mbedtls_md_type_t md,
                                     const unsigned char *hash, size_t hash_len, unsigned char *sig,
-                                    size_t sig_size, size_t *sig_len, ts_rng_fn f_rng,
-                                    void *p_rng)
+                                    size_t sig_size, size_t *sig_len, ts_rng_fn f_rng, void *p_rng)
 {
 #if MBEDTLS_VERSION_MAJOR >= 3
     return mbedtls_pk_sign(pk, md, hash, hash_len, sig, sig_size, sig_len, f_rng, p_rng);

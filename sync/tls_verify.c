@@ -219,8 +219,7 @@ int ts_tls_pin_parse(const char *s, unsigned char out[32])
         return ts_hex_decode(s, out, 32, &got) == TS_OK && got == 32 ? TS_OK : TS_ERR_INVAL;
     /* base64 of 32 bytes: 43 significant characters, then "=" or nothing */
     unsigned char buf[33];
-    if ((n != 43 && n != 44) || ts_base64_decode(s, n, buf, sizeof buf, &got) != TS_OK ||
-        got != 32)
+    if ((n != 43 && n != 44) || ts_base64_decode(s, n, buf, sizeof buf, &got) != TS_OK || got != 32)
         return TS_ERR_INVAL;
     memcpy(out, buf, 32);
     return TS_OK;

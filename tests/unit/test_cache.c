@@ -201,8 +201,9 @@ static void test_apply_lookup_reopen(void **state)
                3000);
     expect_name(c, K2, "Cy");
     /* An erase of someone we never had is not an error. */
-    apply_text(c, "{\"kv\":1,\"items\":[{\"op\":\"erase\",\"cid\":\"zz\"}],\"cursor\":\"c1.aa.6\","
-                  "\"more\":false}",
+    apply_text(c,
+               "{\"kv\":1,\"items\":[{\"op\":\"erase\",\"cid\":\"zz\"}],\"cursor\":\"c1.aa.6\","
+               "\"more\":false}",
                4000);
     expect_cursor(c, "c1.aa.6");
     ts_cache_close(c);
@@ -229,8 +230,8 @@ static void test_failed_page_changes_nothing(void **state)
     assert_non_null(strstr(err, f->path));
 
     /* Same again, failing on a card the database refuses (NULL). */
-    items[2] = (struct ts_feed_item){.op = TS_FEED_UPSERT, .cid = "c8", .nkeys = 0, .keys = keys,
-                                     .card = NULL};
+    items[2] = (struct ts_feed_item){
+        .op = TS_FEED_UPSERT, .cid = "c8", .nkeys = 0, .keys = keys, .card = NULL};
     assert_int_not_equal(ts_cache_apply_page(c, &p, 5000, err, sizeof err), TS_OK);
 
     expect_cursor(c, "c1.aa.2");
@@ -288,7 +289,7 @@ static void test_live_card_and_reset(void **state)
     assert_int_equal(ts_cache_put_live(c, &one, 7000), TS_OK);
     ts_feed_page_free(&one);
     expect_name(c, K4, "Live One");
-    expect_cursor(c, "c1.aa.2");                 /* a live card is not a sync */
+    expect_cursor(c, "c1.aa.2"); /* a live card is not a sync */
     assert_int_equal(ts_cache_last_sync(c), 1000);
 
     assert_int_equal(ts_cache_reset(c), TS_OK); /* 410: start over */
@@ -371,11 +372,12 @@ static void test_prev_keys_both_find_the_card(void **state)
 {
     struct fx *f = *state;
     struct ts_cache *c = open_cache(f);
-    apply_text(c,
-               "{\"kv\":2,\"prev_kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"r1\",\"keys\":[\"" K4
-               "\"],\"prev_keys\":[\"" K5 "\"],\"card\":{\"name\":\"Rita\"}}],"
-               "\"cursor\":\"c1.aa.5\",\"more\":false}",
-               1000);
+    apply_text(
+        c,
+        "{\"kv\":2,\"prev_kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"r1\",\"keys\":[\"" K4
+        "\"],\"prev_keys\":[\"" K5 "\"],\"card\":{\"name\":\"Rita\"}}],"
+        "\"cursor\":\"c1.aa.5\",\"more\":false}",
+        1000);
     expect_name(c, K4, "Rita");
     expect_name(c, K5, "Rita");
     apply_text(c,
@@ -553,11 +555,12 @@ static void test_retention_and_size_bound(void **state)
     expect_name(c, K3, "Recent");
     expect_name(c, K4, NULL);
     /* Over the size bound the least recently synced go first. */
-    apply_text(c,
-               "{\"kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"e\",\"keys\":[\"" K5
-               "\"],\"card\":{\"name\":\"Fresh E\"}},{\"op\":\"upsert\",\"cid\":\"g\",\"keys\":[\"" K6
-               "\"],\"card\":{\"name\":\"Fresh G\"}}],\"cursor\":\"c1.x.10\",\"more\":false}",
-               t0 + 30 * day);
+    apply_text(
+        c,
+        "{\"kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"e\",\"keys\":[\"" K5
+        "\"],\"card\":{\"name\":\"Fresh E\"}},{\"op\":\"upsert\",\"cid\":\"g\",\"keys\":[\"" K6
+        "\"],\"card\":{\"name\":\"Fresh G\"}}],\"cursor\":\"c1.x.10\",\"more\":false}",
+        t0 + 30 * day);
     assert_int_equal(ts_cache_count(c), 3);
     assert_int_equal(ts_cache_prune(c, t0 + 30 * day, 30 * day, 2, &removed), TS_OK);
     assert_int_equal(removed, 1);
@@ -585,8 +588,9 @@ static void test_erase_leaves_no_key_bytes(void **state)
                       "{\"op\":\"upsert\",\"cid\":\"n%d\",\"keys\":[\"%064x\"],\"card\":{\"name\":"
                       "\"Neighbour %d\",\"pad\":\"%0200d\"}},",
                       i, i + 1, i, i);
-    ts_buf_printf(&page, "{\"op\":\"upsert\",\"cid\":\"v\",\"keys\":[\"%s\"],\"card\":{\"name\":"
-                         "\"" NAME1 "\"}}],\"cursor\":\"c1.x.1\",\"more\":false}",
+    ts_buf_printf(&page,
+                  "{\"op\":\"upsert\",\"cid\":\"v\",\"keys\":[\"%s\"],\"card\":{\"name\":"
+                  "\"" NAME1 "\"}}],\"cursor\":\"c1.x.1\",\"more\":false}",
                   key);
     apply_text(c, page.data, 1000);
     ts_buf_free(&page);
@@ -600,8 +604,9 @@ static void test_erase_leaves_no_key_bytes(void **state)
     assert_true(cache_files_contain(f, NAME1));
     assert_true(cache_files_contain(f, (const char *)raw)); /* no NUL inside this key */
 
-    apply_text(c, "{\"kv\":1,\"items\":[{\"op\":\"erase\",\"cid\":\"v\"}],\"cursor\":\"c1.x.3\","
-                  "\"more\":false}",
+    apply_text(c,
+               "{\"kv\":1,\"items\":[{\"op\":\"erase\",\"cid\":\"v\"}],\"cursor\":\"c1.x.3\","
+               "\"more\":false}",
                3000);
     expect_name(reader, key, NULL);
     assert_false(cache_files_contain(f, NAME1));
@@ -618,9 +623,12 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_fresh_cache),         T(test_apply_lookup_reopen),
-        T(test_failed_page_changes_nothing), T(test_erase_is_physical),
-        T(test_live_card_and_reset), T(test_bad_files_are_named),
+        T(test_fresh_cache),
+        T(test_apply_lookup_reopen),
+        T(test_failed_page_changes_nothing),
+        T(test_erase_is_physical),
+        T(test_live_card_and_reset),
+        T(test_bad_files_are_named),
         T(test_readonly),
         T(test_prev_keys_both_find_the_card),
         T(test_resync_beside_live_cache),

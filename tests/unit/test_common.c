@@ -60,8 +60,9 @@ static void test_conf_values_and_errors(void **state)
     (void)state;
     char err[256] = "";
     struct ts_conf *c = NULL;
-    assert_int_equal(ts_conf_parse("t.conf", "[hub]\nurl = https://h:1\ncert = ; empty\n[api]\nport = abc\n", &c,
-                                   err, sizeof err),
+    assert_int_equal(ts_conf_parse("t.conf",
+                                   "[hub]\nurl = https://h:1\ncert = ; empty\n[api]\nport = abc\n",
+                                   &c, err, sizeof err),
                      TS_OK);
     assert_string_equal(ts_conf_get(c, "hub", "url", NULL), "https://h:1");
     assert_string_equal(ts_conf_get(c, "hub", "missing", "def"), "def");
@@ -77,8 +78,7 @@ static void test_conf_values_and_errors(void **state)
     assert_null(ts_conf_section(c, 2));
     ts_conf_free(c);
 
-    assert_int_equal(ts_conf_parse("bad.conf", "[hub\nurl\n", &c, err, sizeof err),
-                     TS_ERR_CONFIG);
+    assert_int_equal(ts_conf_parse("bad.conf", "[hub\nurl\n", &c, err, sizeof err), TS_ERR_CONFIG);
     assert_non_null(strstr(err, "bad.conf:1"));
 }
 

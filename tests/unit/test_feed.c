@@ -189,7 +189,8 @@ static void test_limits(void **state)
 
     /* Deep nesting inside a card cannot exhaust the stack. */
     ts_buf b = {0};
-    ts_buf_puts(&b, "{\"kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"a\",\"keys\":[],\"card\":{\"x\":");
+    ts_buf_puts(
+        &b, "{\"kv\":1,\"items\":[{\"op\":\"upsert\",\"cid\":\"a\",\"keys\":[],\"card\":{\"x\":");
     for (int i = 0; i < 100000; i++)
         ts_buf_puts(&b, "[");
     assert_int_equal(ts_feed_parse(b.data, b.len, &p, err, sizeof err), TS_ERR_PROTO);
@@ -197,8 +198,7 @@ static void test_limits(void **state)
 
     /* Bytes after the JSON value, and a NUL inside, are not a page. */
     static const char trailing[] = "{\"kv\":1,\"items\":[],\"cursor\":\"c\",\"more\":false} x";
-    assert_int_equal(ts_feed_parse(trailing, strlen(trailing), &p, err, sizeof err),
-                     TS_ERR_PROTO);
+    assert_int_equal(ts_feed_parse(trailing, strlen(trailing), &p, err, sizeof err), TS_ERR_PROTO);
     static const char nul[] = "{\"kv\":1,\"items\":[],\"cursor\":\"c\",\"more\":false}\0";
     assert_int_equal(ts_feed_parse(nul, sizeof nul - 1, &p, err, sizeof err), TS_ERR_PROTO);
 }
@@ -235,7 +235,7 @@ static void test_lookup_answer(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_page),     cmocka_unit_test(test_empty_page),
+        cmocka_unit_test(test_valid_page),      cmocka_unit_test(test_empty_page),
         cmocka_unit_test(test_malformed_pages), cmocka_unit_test(test_limits),
         cmocka_unit_test(test_lookup_answer),
     };

@@ -56,9 +56,9 @@ static void test_statements_same_on_both(void **state)
     ts_sql_finalize(up);
     assert_int_equal(ts_sql_exec(db, "INSERT INTO r(k) VALUES('x'), ('y')"), TS_SQL_OK);
     assert_int_equal(ts_sql_changes(db), 2);
-    assert_int_equal(ts_sql_prepare(db, "SELECT k, n, x, note, NULL FROM t WHERE k = ? AND '?' = '?'",
-                                    &sel),
-                     TS_SQL_OK);
+    assert_int_equal(
+        ts_sql_prepare(db, "SELECT k, n, x, note, NULL FROM t WHERE k = ? AND '?' = '?'", &sel),
+        TS_SQL_OK);
     ts_sql_bind_text(sel, 1, "a");
     assert_int_equal(ts_sql_step(sel), TS_SQL_ROW);
     assert_int_equal(ts_sql_column_count(sel), 5);

@@ -71,3 +71,5 @@ ts_blackbox_test(bb_ident_receipt_finds_sale test_ident_rules.py receipt_finds_s
 ts_blackbox_test(bb_ident_order_qr test_ident_rules.py order_qr_finds_order)
 ts_blackbox_test(bb_ident_gsrn_loyalty test_ident_rules.py gsrn_loyalty)
 ts_blackbox_test(bb_ident_api_guard test_ident_rules.py api_guard)
+ts_blackbox_test(bb_tslib_died_fails_fast test_tslib.py died_fails_fast)
+ts_blackbox_test(bb_tslib_ports_are_reserved test_tslib.py ports_are_reserved)

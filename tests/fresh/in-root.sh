@@ -52,6 +52,7 @@ mkdir -p "$CACHE/$SUITE-debs/partial"
 if [ ! -s "$BASE" ]; then
     log "building the base root with debootstrap from $MIRROR (cached in $BASE)"
     tmp="$(mktemp -d "$WORK/ts-base-$SUITE.XXXXXX")"
+    chmod 755 "$tmp"
     debootstrap --variant=minbase --include=git,ca-certificates "$SUITE" "$tmp" "$MIRROR" \
         >"$CACHE/$SUITE-debootstrap.log" 2>&1 || { tail -30 "$CACHE/$SUITE-debootstrap.log" >&2; rm -rf "$tmp"; die "debootstrap failed"; }
     {
@@ -67,7 +68,6 @@ fi
 [ "${TS_FRESH_BASE_ONLY:-0}" = 1 ] && { log "base root ready: $BASE"; exit 0; }
 
 ROOTDIR="$(mktemp -d "$WORK/ts-fresh-$SUITE.XXXXXX")"
-chmod 755 "$ROOTDIR" # it is /: every user inside must be able to walk it
 MOUNTS=()
 cleanup() {
     local rc=$?
@@ -85,6 +85,7 @@ trap 'exit 130' INT TERM
 
 log "unpacking a fresh root in $ROOTDIR"
 tar -C "$ROOTDIR" -xf "$BASE"
+chmod 755 "$ROOTDIR" # it is /: every user inside (postgres, nobody) must be able to walk it
 mnt() { # mnt SRC DEST [mount options...]
     local src="$1" dst="$ROOTDIR$2"; shift 2
     mkdir -p "$dst"

@@ -145,7 +145,6 @@ if [[ "$STEPS" == *" test "* ]]; then
     log "./run test passed in $((SECONDS - t0)) s"
     left="$(in_root_pids)"
     [ -z "$left" ] || die "processes left running after ./run test: $(ps -o pid=,args= -p ${left//$'\n'/,})"
-
 fi
 
 if [[ "$STEPS" == *" presets "* ]]; then
@@ -161,7 +160,7 @@ demo=$!
 ok=0
 while [ $((SECONDS - t0)) -lt "$DEMO_TIMEOUT" ]; do
     kill -0 "$demo" 2>/dev/null || break
-    if grep -q 'Associate page:' "$ROOTDIR/root/demo.out" &&
+    if grep -q 'Associate page:' "$ROOTDIR/root/demo.out" 2>/dev/null &&
         inroot curl -fsS -o /root/page.html http://127.0.0.1:8765/ 2>/dev/null &&
         inroot curl -fsS -o /root/status.json http://127.0.0.1:8765/api/v1/status 2>/dev/null; then
         ok=1
@@ -175,6 +174,7 @@ if [ $ok -ne 1 ]; then
 fi
 log "demo up after $((SECONDS - t0)) s: page $(wc -c <"$ROOTDIR/root/page.html") bytes, status $(head -c 200 "$ROOTDIR/root/status.json")"
 grep -qi '<html' "$ROOTDIR/root/page.html" || die "the associate page is not HTML"
+sed -n '/replaying scans/,$p' "$ROOTDIR/root/demo.out" | sed 's/^/    demo| /' >&2
 # Ctrl-C: SIGINT to the demo's process group, as a terminal sends it.
 leader=""
 for p in $(in_root_pids); do

@@ -450,7 +450,9 @@ int ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_qu
             rc = TS_ERR_TIMEOUT;
             ts_errf(c->err, sizeof c->err, "timed out after %d ms (talking to %s:%d)", timeout_ms,
                     c->host, c->port);
-        } else if (wrc != TS_OK && !got_bytes) {
+        } else if (wrc != TS_OK && !got_bytes && rc != TS_ERR_CERT) {
+            /* (a TLS 1.3 server's refusal can reset the connection under
+             * our request; its alert, read after, says more) */
             rc = wrc;
             ts_errf(c->err, sizeof c->err, "sending the request to %s:%d failed: %s", c->host,
                     c->port, ts_strerror(wrc));

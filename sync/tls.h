@@ -39,7 +39,9 @@ struct ts_peer_id {
  * Server side: asked during every handshake, after the chain verified, with
  * the client certificate's identity. Returns true to let it in; false
  * refuses the handshake as "certificate revoked" (the client gets a
- * certificate_revoked alert). why (optional) is logged. Called on
+ * certificate_revoked alert: in the handshake on TLS 1.2, right after it on
+ * TLS 1.3). Also asked for every ticket a client offers to resume with.
+ * why (optional) is logged. Called on
  * connection threads at once: must be thread-safe.
  */
 typedef bool (*ts_tls_peer_check)(void *ud, const struct ts_peer_id *peer, char *why, size_t whysz);

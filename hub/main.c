@@ -8,6 +8,7 @@
 #include "purchases.h"
 #include "proxy.h"
 #include "../sync/pki.h"
+#include "../sync/tls.h"
 #include "sdnotify.h"
 
 #include <errno.h>
@@ -256,7 +257,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check-config") == 0)
         return ts_hub_check_config_main(conf); /* checkconf.c */
     if (strcmp(cmd, "version") == 0) {
-        printf("tillside-hub %s\n", TS_VERSION);
+        char lib[64];
+        ts_tls_library(lib, sizeof lib);
+        printf("tillside-hub %s\n%s, TLS 1.2 up to %s\n", TS_VERSION, lib, ts_tls_best_version());
         return 0;
     }
     fprintf(stderr, "tillside-hub: unknown command '%s'\n", cmd);

@@ -1,9 +1,10 @@
 /*
  * In-store purchases at the hub (docs/PROTOCOL.md "POST /v1/purchases"):
- * the batch parser, storing them exactly once by messageId with the profile
- * update (purchases.c), receipt and order lookups (purchase_lookup.c), and
- * forwarding them upstream to a Segment-compatible CDP through a durable
- * outbox table (upstream.c).
+ * the batch parser (purchase_parse.c), storing them exactly once by messageId
+ * with the profile update (purchases.c), the HTTP handler
+ * (purchase_http.c), receipt and order lookups (purchase_lookup.c), /metrics
+ * (metrics.c), and forwarding them upstream to a Segment-compatible CDP
+ * through a durable outbox table (upstream.c).
  */
 #ifndef TS_HUB_PURCHASES_H
 #define TS_HUB_PURCHASES_H
@@ -51,6 +52,9 @@ struct ts_hub_pbatch {
 int ts_hub_purchases_parse(const char *body, size_t len, const char *store, int64_t now_ms,
                            struct ts_hub_pbatch **out, char *err, size_t errsz);
 void ts_hub_pbatch_free(struct ts_hub_pbatch *b);
+/* Member name of the JSON object obj (a json_t *) when it is a string of
+ * 1..max bytes without control characters, else NULL. Borrowed from obj. */
+const char *ts_hub_purchase_member(const void *obj, const char *name, size_t max);
 
 struct ts_hub_purchase_counts {
     size_t accepted, duplicates, rejected, customers; /* customers whose card changed */
@@ -68,9 +72,8 @@ struct ts_hub_purchase_counts {
 int ts_hub_purchases_store(struct ts_hub_store *s, struct ts_hub_pbatch *b, bool forward,
                            int64_t now_ms, struct ts_hub_purchase_counts *c);
 
-/* Creates the purchase and outbox tables (inside store.c's opening
- * transaction, on the writer connection). */
-int ts_hub_purchases_schema(struct ts_hub_store *s);
+/* The purchases' part of the schema (struct ts_hub_db_part, db.h). */
+enum ts_err ts_hub_purchases_schema(struct ts_hub_store *s);
 
 /*
  * GET /v1/lookup?receipt= and ?order=: {"kv",...,"cid","keys","card",
@@ -85,7 +88,11 @@ int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *ou
  * into *o (a json_t * object); zeros for a database without the tables. */
 int ts_hub_purchases_stats(struct ts_hub_store *s, void *o);
 
-/* POST /v1/purchases and GET /metrics for api.c. */
+/* Counts the answer to one purchase batch for /metrics (metrics.c). */
+void ts_hub_metrics_count_purchases(const struct ts_hub_purchase_counts *c);
+
+/* POST /v1/purchases (purchase_http.c) and GET /metrics (metrics.c) for
+ * api.c. */
 void ts_hub_purchases_handle(struct ts_hub_api *api, const struct ts_httpd_req *req,
                              struct ts_httpd_resp *resp);
 void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *req,

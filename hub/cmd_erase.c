@@ -2,7 +2,7 @@
  * `tillside-hub erase [-c FILE] [--loyalty ID | CUSTOMER]`: erases one
  * customer at the hub (erase.c) from the command line.
  */
-#include "hub.h"
+#include "cmd.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -55,8 +55,6 @@ struct ts_hub_config {
 
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */
 int ts_hub_config_load(const char *path, struct ts_hub_config *out, char *err, size_t errsz);
-/* `tillside-hub check-config` (checkconf.c): 0 ok, 1 error printed. */
-int ts_hub_check_config_main(const char *conf);
 /* Same from text in memory (name appears in messages). */
 int ts_hub_config_parse(const char *name, const char *text, struct ts_hub_config *out, char *err,
                         size_t errsz);
@@ -313,11 +311,6 @@ struct ts_hub_janitor;
 int ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days, struct ts_hub_janitor **out);
 void ts_hub_janitor_stop(struct ts_hub_janitor *j); /* NULL ok */
 
-/* `tillside-hub erase [-c FILE] [--loyalty ID | CUSTOMER]`; argv[0] is
- * "erase", conf the configuration named before the command. Returns a
- * process exit code. */
-int ts_hub_erase_main(int argc, char **argv, const char *conf);
-
 /* ---- api.c --------------------------------------------------------------- */
 
 #define TS_HUB_MAX_BODY (500u * 1024u) /* Segment's own batch limit */
@@ -344,18 +337,6 @@ void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd
 void ts_hub_cursor_format(uint32_t epoch, uint64_t seq, char out[TS_HUB_CURSOR_MAX]);
 int ts_hub_cursor_parse(const char *s, uint32_t *epoch, uint64_t *seq);
 
-/* ---- gen.c --------------------------------------------------------------- */
-
-/* `tillside-hub gen ...`; argv[0] is "gen". Returns a process exit code. */
-int ts_hub_gen_main(int argc, char **argv);
-
-/* ---- import.c ------------------------------------------------------------ */
-
-/* `tillside-hub import [-c FILE] EVENTS`; argv[0] is "import", conf the
- * configuration named before the command (a -c after it wins). Returns a
- * process exit code. */
-int ts_hub_import_main(int argc, char **argv, const char *conf);
-
 /* ---- enroll.c -------------------------------------------------------------
  * Enrolment tokens, the enrolment listener, renewal and revocation, with
  * their state in trust_* tables of the hub database. */
@@ -377,10 +358,30 @@ void ts_hub_enroll_handle(void *ud, const struct ts_httpd_req *req, struct ts_ht
 /* POST /v1/renew for an already verified terminal (req->peer). */
 void ts_hub_trust_renew(struct ts_hub_trust *t, const struct ts_httpd_req *req,
                         struct ts_httpd_resp *resp);
-/* `tillside-hub enroll-token ...` and `revoke ...`; argv[0] is the command,
- * conf the configuration named before it (a -c after it wins). */
-int ts_hub_enroll_token_main(int argc, char **argv, const char *conf);
-int ts_hub_revoke_main(int argc, char **argv, const char *conf);
+
+/* A one-time enrolment token for terminal of store, valid ttl_ms from
+ * now_ms, stored (as its SHA-256) in the trust tables of the database
+ * target. */
+#define TS_HUB_TOKEN_HEX 33
+enum ts_err ts_hub_trust_add_token(const char *target, const char *store, const char *terminal,
+                                   int64_t now_ms, int64_t ttl_ms, char token[TS_HUB_TOKEN_HEX],
+                                   char *err, size_t errsz);
+/* Revokes the certificate serial (hex; terminal and store then NULL) or
+ * every certificate of terminal (of store, NULL = any) made until now_ms;
+ * running hubs refuse it from their next request. shown gets the serial as
+ * compared; *certs how many certificates this hub issued to the terminal. */
+enum ts_err ts_hub_trust_revoke(const char *target, const char *terminal, const char *store,
+                                const char *serial, const char *reason, int64_t now_ms, char *shown,
+                                size_t shownsz, long *certs, char *err, size_t errsz);
+struct ts_hub_revocation {
+    const char *serial; /* NULL: by name */
+    const char *cn, *ou, *reason;
+    int64_t at_ms;
+};
+/* Calls fn for every revocation, oldest first; r lives during the call. */
+enum ts_err ts_hub_trust_list_revoked(const char *target,
+                                      void (*fn)(void *ud, const struct ts_hub_revocation *r),
+                                      void *ud, char *err, size_t errsz);
 
 /* YYYY-MM-DDTHH:MM:SS[.f{1,9}][Z|+hh:mm|-hh:mm]: ts_iso8601_parse trusts the
  * shape, so CDP events and purchases check it first (segment.c). */

@@ -7,6 +7,7 @@
 #include "sql.h"
 #include "purchases.h"
 #include "proxy.h"
+#include "cmd.h"
 #include "../sync/pki.h"
 #include "sdnotify.h"
 
@@ -254,7 +255,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "stats") == 0)
         return cmd_stats(conf);
     if (strcmp(cmd, "check-config") == 0)
-        return ts_hub_check_config_main(conf); /* checkconf.c */
+        return ts_hub_check_config_main(conf); /* cmd_check_config.c */
     if (strcmp(cmd, "version") == 0) {
         printf("tillside-hub %s\n", TS_VERSION);
         return 0;

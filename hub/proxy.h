@@ -40,9 +40,4 @@ void ts_hub_proxy_handle(void *ud, const struct ts_httpd_req *req, struct ts_htt
  * otherwise). api must outlive it; stop it with ts_httpd_stop. */
 int ts_hub_proxy_start(struct ts_hub_api *api, struct ts_httpd **out, char *err, size_t errsz);
 
-/* crl.c: `tillside-hub crl [-c FILE] --out FILE [--days N]`, the revoked
- * terminal certificates as a CRL for the proxy's ssl_crl; argv[0] is "crl".
- * Returns a process exit code. */
-int ts_hub_crl_main(int argc, char **argv, const char *conf);
-
 #endif

@@ -10,6 +10,7 @@
  * it cannot be listed, and the command says how many such rules there are
  * (the hub itself still refuses them on every request).
  */
+#include "cmd.h"
 #include "proxy.h"
 #include "../sync/pki_crl.h"
 

@@ -18,7 +18,7 @@
  * 1; nothing of its chunk is stored, the chunks before it stay imported (the
  * message says how many events that was).
  */
-#include "hub.h"
+#include "cmd.h"
 #include "sql.h"
 
 #include <errno.h>

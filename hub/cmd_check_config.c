@@ -6,7 +6,7 @@
  * `systemctl status` as "hub.conf:7: [hub] tls_key: ..." instead of a crash
  * loop. Exit codes: 0 ok, 1 an error (printed), as tillside-hub(1) says.
  */
-#include "hub.h"
+#include "cmd.h"
 #include "sql.h"
 #include "../common/conf.h"
 

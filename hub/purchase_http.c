@@ -58,7 +58,7 @@ void ts_hub_purchases_handle(struct ts_hub_api *api, const struct ts_httpd_req *
         else if (p->status == TS_HUB_P_DUPLICATE)
             json_array_append_new(json_object_get(o, "duplicates"), json_string(p->message_id));
         else {
-            json_t *r = json_pack("{s:s?, s:i, s:s}", "messageId", p->message_id, "index",
+            json_t *r = json_pack("{s:s?, s:I, s:s}", "messageId", p->message_id, "index",
                                   (json_int_t)i, "error", p->error);
             json_array_append_new(json_object_get(o, "rejected"), r);
             TS_WARN(COMP, "purchase %s from %s/%s rejected: %s",

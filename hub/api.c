@@ -58,7 +58,7 @@ static bool hex_u64(const char *s, size_t n, uint64_t *v)
 
 /* Only the canonical form ts_hub_cursor_format writes is accepted, so a
  * cursor that round-trips is byte-identical to the one the agent saved. */
-int ts_hub_cursor_parse(const char *s, uint32_t *epoch, uint64_t *seq)
+enum ts_err ts_hub_cursor_parse(const char *s, uint32_t *epoch, uint64_t *seq)
 {
     uint64_t e, v;
     if (strncmp(s, "c1.", 3) != 0 || strlen(s) < 13 || s[11] != '.')

@@ -79,7 +79,7 @@ static int read_revoked(const char *path, struct list *l, long *unlisted, char *
         rc = TS_ERR_DB;
         goto out;
     }
-    int step = ts_sql_prepare(db, SQL_SERIALS, &st) == TS_SQL_OK ? ts_sql_step(st) : TS_SQL_ERROR;
+    int step = ts_sql_prepare(db, SQL_SERIALS, &st) == TS_OK ? ts_sql_step(st) : TS_ERR_DB;
     for (; step == TS_SQL_ROW; step = ts_sql_step(st)) {
         if (l->n == l->cap && (rc = grow(l)))
             goto out;
@@ -102,7 +102,7 @@ static int read_revoked(const char *path, struct list *l, long *unlisted, char *
         l->e[i].serial_hex = l->serial[i];
     ts_sql_finalize(st);
     st = NULL;
-    if (ts_sql_prepare(db, SQL_UNLISTED, &st) == TS_SQL_OK && ts_sql_step(st) == TS_SQL_ROW)
+    if (ts_sql_prepare(db, SQL_UNLISTED, &st) == TS_OK && ts_sql_step(st) == TS_SQL_ROW)
         *unlisted = (long)ts_sql_column_int64(st, 0);
 out:
     ts_sql_finalize(st);

@@ -67,9 +67,9 @@ struct ts_hub_store {
 
 enum ts_err ts_hub_db_err(struct ts_sql *db, const char *what)
 {
-    int code = ts_sql_errcode(db);
+    enum ts_err code = ts_sql_err(db);
     TS_ERROR("hub", "store: %s: %s", what, ts_sql_errmsg(db));
-    return code == TS_SQL_FULL ? TS_ERR_FULL : TS_ERR_DB;
+    return code == TS_ERR_FULL ? TS_ERR_FULL : TS_ERR_DB;
 }
 
 enum ts_err ts_hub_db_werr(struct ts_hub_store *s, const char *what)
@@ -79,7 +79,7 @@ enum ts_err ts_hub_db_werr(struct ts_hub_store *s, const char *what)
 
 enum ts_err ts_hub_db_exec(struct ts_sql *db, const char *sql)
 {
-    return ts_sql_exec(db, sql) == TS_SQL_OK ? TS_OK : ts_hub_db_err(db, sql);
+    return ts_sql_exec(db, sql) == TS_OK ? TS_OK : ts_hub_db_err(db, sql);
 }
 
 /* ---- writing ---------------------------------------------------------------*/
@@ -116,7 +116,7 @@ enum ts_err ts_hub_db_write_begin(struct ts_hub_store *s, unsigned flags)
 {
     pthread_mutex_lock(&s->mu);
     txn_pragmas(s, flags, true);
-    if (ts_sql_exec(s->db, "BEGIN IMMEDIATE") != TS_SQL_OK) {
+    if (ts_sql_exec(s->db, "BEGIN IMMEDIATE") != TS_OK) {
         enum ts_err rc = ts_hub_db_err(s->db, "begin");
         txn_pragmas(s, flags, false);
         pthread_mutex_unlock(&s->mu);
@@ -177,7 +177,7 @@ struct ts_sql_stmt *ts_hub_db_st(struct ts_hub_store *s, const struct ts_hub_stm
         return c->st[id];
     }
     const char *sql = ts_sql_is_pg(s->db) && t->pg && t->pg[id] ? t->pg[id] : t->sql[id];
-    if (ts_sql_prepare(s->db, sql, &c->st[id]) != TS_SQL_OK) {
+    if (ts_sql_prepare(s->db, sql, &c->st[id]) != TS_OK) {
         ts_hub_db_err(s->db, sql);
         c->st[id] = NULL;
     }
@@ -190,8 +190,8 @@ int64_t ts_hub_db_meta(struct ts_sql *db, const char *k)
 {
     struct ts_sql_stmt *st = NULL;
     int64_t v = 0;
-    if (ts_sql_prepare(db, "SELECT v FROM meta WHERE k = ?1", &st) == TS_SQL_OK &&
-        ts_sql_bind_text(st, 1, k) == TS_SQL_OK && ts_sql_step(st) == TS_SQL_ROW)
+    if (ts_sql_prepare(db, "SELECT v FROM meta WHERE k = ?1", &st) == TS_OK &&
+        ts_sql_bind_text(st, 1, k) == TS_OK && ts_sql_step(st) == TS_SQL_ROW)
         v = ts_sql_column_int64(st, 0);
     ts_sql_finalize(st);
     return v;
@@ -200,8 +200,8 @@ int64_t ts_hub_db_meta(struct ts_sql *db, const char *k)
 bool ts_hub_db_meta_has(struct ts_sql *db, const char *k)
 {
     struct ts_sql_stmt *st = NULL;
-    bool has = ts_sql_prepare(db, "SELECT 1 FROM meta WHERE k = ?1", &st) == TS_SQL_OK &&
-               ts_sql_bind_text(st, 1, k) == TS_SQL_OK && ts_sql_step(st) == TS_SQL_ROW;
+    bool has = ts_sql_prepare(db, "SELECT 1 FROM meta WHERE k = ?1", &st) == TS_OK &&
+               ts_sql_bind_text(st, 1, k) == TS_OK && ts_sql_step(st) == TS_SQL_ROW;
     ts_sql_finalize(st);
     return has;
 }
@@ -213,8 +213,8 @@ enum ts_err ts_hub_db_meta_set(struct ts_hub_store *s, const char *k, int64_t v)
     if (ts_sql_prepare(s->db,
                        "INSERT INTO meta(k, v) VALUES(?1, ?2)"
                        " ON CONFLICT(k) DO UPDATE SET v = excluded.v",
-                       &st) != TS_SQL_OK ||
-        ts_sql_bind_text(st, 1, k) != TS_SQL_OK || ts_sql_bind_int64(st, 2, v) != TS_SQL_OK ||
+                       &st) != TS_OK ||
+        ts_sql_bind_text(st, 1, k) != TS_OK || ts_sql_bind_int64(st, 2, v) != TS_OK ||
         ts_sql_step(st) != TS_SQL_DONE)
         rc = ts_hub_db_err(s->db, "meta");
     ts_sql_finalize(st);
@@ -242,7 +242,7 @@ struct ts_sql *ts_hub_db_read_begin(struct ts_hub_store *s, bool snapshot)
     pthread_mutex_lock(s->rdb ? &s->rmu : &s->mu);
     struct ts_sql *db = s->rdb ? s->rdb : s->db;
     /* A failed BEGIN only costs the one snapshot; the reads still run. */
-    if (snapshot && ts_sql_exec(db, "BEGIN") != TS_SQL_OK)
+    if (snapshot && ts_sql_exec(db, "BEGIN") != TS_OK)
         TS_WARN("hub", "store: read snapshot: %s", ts_sql_errmsg(db));
     return db;
 }
@@ -258,7 +258,7 @@ void ts_hub_db_read_end(struct ts_hub_store *s, bool snapshot)
 
 enum ts_err ts_hub_db_ddl(struct ts_hub_store *s, const char *ddl)
 {
-    return ts_sql_exec_ddl(s->db, ddl) == TS_SQL_OK ? TS_OK : ts_hub_db_err(s->db, "schema");
+    return ts_sql_exec_ddl(s->db, ddl) == TS_OK ? TS_OK : ts_hub_db_err(s->db, "schema");
 }
 
 /* Does table have column? -1 on error. */
@@ -266,8 +266,7 @@ static int has_column(struct ts_sql *db, const char *table, const char *column)
 {
     struct ts_sql_stmt *st = NULL;
     int rc = -1;
-    if (ts_sql_prepare(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", &st) ==
-        TS_SQL_OK) {
+    if (ts_sql_prepare(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", &st) == TS_OK) {
         ts_sql_bind_text(st, 1, table);
         ts_sql_bind_text(st, 2, column);
         int step = ts_sql_step(st);
@@ -416,9 +415,9 @@ static enum ts_err rekey_identifiers_pg(struct ts_hub_store *s)
     enum ts_err rc =
         ts_hub_db_exec(s->db, "DECLARE rekey CURSOR FOR SELECT key, kind, value FROM identifiers");
     if (rc == TS_OK &&
-        (ts_sql_prepare(s->db, "FETCH 1000 FROM rekey", &fetch) != TS_SQL_OK ||
+        (ts_sql_prepare(s->db, "FETCH 1000 FROM rekey", &fetch) != TS_OK ||
          ts_sql_prepare(s->db, "UPDATE identifiers SET key = ?2, prev_key = ?3 WHERE key = ?1",
-                        &upd) != TS_SQL_OK))
+                        &upd) != TS_OK))
         rc = ts_hub_db_err(s->db, "re-key");
     for (bool more = true; rc == TS_OK && more;) {
         ts_sql_reset(fetch);
@@ -576,7 +575,7 @@ static enum ts_err start_listener(struct ts_hub_store *s, const char *path, char
     enum ts_err rc = ts_sql_open(path, 0, &s->ldb, err, errsz);
     if (rc)
         return rc;
-    if (ts_sql_listen(s->ldb, FEED_CHANNEL) != TS_SQL_OK) {
+    if (ts_sql_listen(s->ldb, FEED_CHANNEL) != TS_OK) {
         snprintf(err, errsz, "%s: LISTEN: %s", path, ts_sql_errmsg(s->ldb));
         return TS_ERR_DB;
     }

@@ -82,9 +82,9 @@ static int db_open(const char *path, struct ts_sql **out, char *err, size_t errs
         ts_errf(err, errsz, "cannot open %s", e);
         return TS_ERR_DB;
     }
-    if (ts_sql_exec(db, "PRAGMA journal_mode=WAL") != TS_SQL_OK ||
-        ts_sql_exec(db, "BEGIN IMMEDIATE") != TS_SQL_OK ||
-        ts_sql_exec_ddl(db, SCHEMA) != TS_SQL_OK || ts_sql_exec(db, "COMMIT") != TS_SQL_OK) {
+    if (ts_sql_exec(db, "PRAGMA journal_mode=WAL") != TS_OK ||
+        ts_sql_exec(db, "BEGIN IMMEDIATE") != TS_OK || ts_sql_exec_ddl(db, SCHEMA) != TS_OK ||
+        ts_sql_exec(db, "COMMIT") != TS_OK) {
         ts_errf(err, errsz, "%s: cannot create the trust tables: %s", path, ts_sql_errmsg(db));
         ts_sql_close(db);
         return TS_ERR_DB;
@@ -98,7 +98,7 @@ static int db_open(const char *path, struct ts_sql **out, char *err, size_t errs
 static struct ts_sql_stmt *prep(struct ts_sql *db, const char *sql, const char *types, ...)
 {
     struct ts_sql_stmt *st = NULL;
-    if (ts_sql_prepare(db, sql, &st) != TS_SQL_OK) {
+    if (ts_sql_prepare(db, sql, &st) != TS_OK) {
         TS_ERROR(COMP, "%s: %s", sql, ts_sql_errmsg(db));
         return NULL;
     }
@@ -191,8 +191,8 @@ static void refresh_rules(struct ts_hub_trust *t)
 
 /* ---- open / close -------------------------------------------------------- */
 
-int ts_hub_trust_open(const struct ts_hub_config *cfg, int64_t (*now_ms)(void),
-                      struct ts_hub_trust **out, char *err, size_t errsz)
+enum ts_err ts_hub_trust_open(const struct ts_hub_config *cfg, int64_t (*now_ms)(void),
+                              struct ts_hub_trust **out, char *err, size_t errsz)
 {
     struct ts_hub_trust *t = calloc(1, sizeof *t);
     if (!t)
@@ -455,7 +455,7 @@ static void do_enroll(struct ts_hub_trust *t, const struct ts_httpd_req *req,
         goto out;
     }
     pthread_mutex_lock(&t->mu);
-    int rc = ts_sql_exec(t->db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : TS_ERR_DB;
+    int rc = ts_sql_exec(t->db, "BEGIN IMMEDIATE") == TS_OK ? TS_OK : TS_ERR_DB;
     bool spent = false;
     if (rc == TS_OK) {
         rc = exec_st(prep(t->db,
@@ -602,7 +602,7 @@ enum ts_err ts_hub_trust_revoke(const char *target, const char *terminal, const 
     while (sv[0] == '0' && sv[1] == '0' && sv[2])
         sv += 2;
     *certs = 0;
-    rc = ts_sql_exec(db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : TS_ERR_DB;
+    rc = ts_sql_exec(db, "BEGIN IMMEDIATE") == TS_OK ? TS_OK : TS_ERR_DB;
     if (rc == TS_OK)
         rc = exec_st(serial ? prep(db,
                                    "INSERT INTO trust_revoked(serial, at, reason) "

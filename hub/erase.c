@@ -23,11 +23,12 @@
 
 /* Runs sql with ?1 = text a (NULL: none) or, when a is NULL, ?1 = the
  * integer b; *changes (may be NULL) gets ts_sql_changes(). */
-static int run(struct ts_hub_store *s, const char *sql, const char *a, int64_t b, int *changes)
+static enum ts_err run(struct ts_hub_store *s, const char *sql, const char *a, int64_t b,
+                       int *changes)
 {
     struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
-    if (ts_sql_prepare(ts_hub_db_writer(s), sql, &st) != TS_SQL_OK)
+    if (ts_sql_prepare(ts_hub_db_writer(s), sql, &st) != TS_OK)
         return ts_hub_db_werr(s, sql);
     if (a)
         ts_sql_bind_text(st, 1, a);
@@ -44,8 +45,8 @@ static int run(struct ts_hub_store *s, const char *sql, const char *a, int64_t b
 }
 
 /* The internal id (userId) of the customer to erase, into out. */
-static int find_customer(struct ts_hub_store *s, const char *user_id, const char *loyalty,
-                         char *out, size_t outsz)
+static enum ts_err find_customer(struct ts_hub_store *s, const char *user_id, const char *loyalty,
+                                 char *out, size_t outsz)
 {
     struct ts_sql_stmt *st = NULL;
     char key[TS_IDENT_KEY_HEX], norm[TS_SEG_MAX_ID + 1];
@@ -58,7 +59,7 @@ static int find_customer(struct ts_hub_store *s, const char *user_id, const char
         sql = "SELECT customer FROM identifiers WHERE key = ?1";
         arg = key;
     }
-    if (!arg || ts_sql_prepare(ts_hub_db_writer(s), sql, &st) != TS_SQL_OK)
+    if (!arg || ts_sql_prepare(ts_hub_db_writer(s), sql, &st) != TS_OK)
         return arg ? ts_hub_db_werr(s, "find customer") : TS_ERR_NOTFOUND;
     ts_sql_bind_text(st, 1, arg);
     int step = ts_sql_step(st), rc = TS_ERR_NOTFOUND;
@@ -72,8 +73,8 @@ static int find_customer(struct ts_hub_store *s, const char *user_id, const char
     return rc;
 }
 
-static int erase_locked(struct ts_hub_store *s, const char *user_id, const char *loyalty,
-                        int64_t now_ms, struct ts_hub_erase_result *res)
+static enum ts_err erase_locked(struct ts_hub_store *s, const char *user_id, const char *loyalty,
+                                int64_t now_ms, struct ts_hub_erase_result *res)
 {
     char id[TS_SEG_MAX_ID + 1], cid[33] = "";
     struct ts_sql_stmt *st = NULL;
@@ -81,8 +82,8 @@ static int erase_locked(struct ts_hub_store *s, const char *user_id, const char 
     if (rc)
         return rc;
     if (ts_sql_prepare(ts_hub_db_writer(s), "SELECT cid FROM customers WHERE id = ?1", &st) ==
-            TS_SQL_OK &&
-        ts_sql_bind_text(st, 1, id) == TS_SQL_OK && ts_sql_step(st) == TS_SQL_ROW &&
+            TS_OK &&
+        ts_sql_bind_text(st, 1, id) == TS_OK && ts_sql_step(st) == TS_SQL_ROW &&
         ts_sql_column_text(st, 0))
         ts_strlcpy(cid, ts_sql_column_text(st, 0), sizeof cid);
     ts_sql_finalize(st);
@@ -132,8 +133,8 @@ static int erase_locked(struct ts_hub_store *s, const char *user_id, const char 
     return rc;
 }
 
-int ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *loyalty,
-                       int64_t now_ms, struct ts_hub_erase_result *res)
+enum ts_err ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *loyalty,
+                               int64_t now_ms, struct ts_hub_erase_result *res)
 {
     struct ts_hub_erase_result r = {0};
     /* Deleted bytes are overwritten, and no copy is left in the WAL. */
@@ -151,7 +152,8 @@ int ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *
     return TS_OK;
 }
 
-int ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t keep_ms, size_t *removed)
+enum ts_err ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t keep_ms,
+                               size_t *removed)
 {
     int64_t cutoff = now_ms - keep_ms;
     int n = 0;
@@ -201,7 +203,8 @@ static void *janitor_run(void *arg)
     }
 }
 
-int ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days, struct ts_hub_janitor **out)
+enum ts_err ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days,
+                                 struct ts_hub_janitor **out)
 {
     struct ts_hub_janitor *j = calloc(1, sizeof *j);
     if (!j)

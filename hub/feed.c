@@ -43,7 +43,7 @@ static int has_change(struct ts_hub_store *s, const char *store_id, uint64_t sin
     int rc = -1;
     struct ts_sql *db = ts_hub_db_read_begin(s, false);
     if (ts_sql_prepare(db, "SELECT 1 FROM feed WHERE store_id = ?1 AND seq > ?2 LIMIT 1", &st) ==
-        TS_SQL_OK) {
+        TS_OK) {
         ts_sql_bind_text(st, 1, store_id);
         ts_sql_bind_int64(st, 2, (int64_t)since);
         int step = ts_sql_step(st);
@@ -84,8 +84,8 @@ uint64_t ts_hub_store_horizon(struct ts_hub_store *s)
  * the cid is hex, so plain concatenation is safe and avoids re-parsing a
  * million cards during a full sync. prev_keys is NULL without a second key
  * version. */
-static int feed_item(ts_buf *b, const char *op, const char *cid, const char *card, const char *keys,
-                     const char *prev_keys)
+static enum ts_err feed_item(ts_buf *b, const char *op, const char *cid, const char *card,
+                             const char *keys, const char *prev_keys)
 {
     if (b->len && ts_buf_puts(b, ","))
         return TS_ERR_NOMEM;
@@ -96,8 +96,8 @@ static int feed_item(ts_buf *b, const char *op, const char *cid, const char *car
     return ts_buf_printf(b, "{\"op\":\"erase\",\"cid\":\"%s\"}", cid);
 }
 
-int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t since, int limit,
-                      struct ts_hub_feed_page *page)
+enum ts_err ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t since,
+                              int limit, struct ts_hub_feed_page *page)
 {
     int rc = TS_OK;
     struct ts_sql_stmt *st = NULL;
@@ -124,7 +124,7 @@ int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t sin
                        "SELECT f.seq, f.op, f.cid, c.card, c.keys, c.prev_keys FROM feed f"
                        " LEFT JOIN customers c ON c.id = f.customer AND f.op = 'upsert'"
                        " WHERE f.store_id = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3",
-                       &st) != TS_SQL_OK) {
+                       &st) != TS_OK) {
         rc = ts_hub_db_err(db, "feed");
         goto out;
     }
@@ -154,7 +154,7 @@ out:
     return rc;
 }
 
-int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out)
+enum ts_err ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out)
 {
     int rc = TS_ERR_NOTFOUND;
     struct ts_sql_stmt *st = NULL;
@@ -166,7 +166,7 @@ int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out
                        " JOIN customers c ON c.id = i.customer WHERE i.key = ?1"
                        " UNION ALL SELECT c.cid, c.card, c.keys, c.prev_keys FROM identifiers i"
                        " JOIN customers c ON c.id = i.customer WHERE i.prev_key = ?1 LIMIT 1",
-                       &st) != TS_SQL_OK) {
+                       &st) != TS_OK) {
         rc = ts_hub_db_err(db, "lookup");
         goto out;
     }

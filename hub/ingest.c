@@ -206,7 +206,7 @@ struct ing {
     int64_t now;
 };
 
-static int touch(struct ing *g, const char *id)
+static enum ts_err touch(struct ing *g, const char *id)
 {
     struct touched *t = &g->t;
     if (t->n && strcmp(t->ids[t->n - 1], id) == 0)
@@ -226,7 +226,7 @@ static int touch(struct ing *g, const char *id)
 }
 
 /* Steps a statement that returns no rows (or whose rows we ignore). */
-static int run(struct ing *g, struct ts_sql_stmt *st, const char *what)
+static enum ts_err run(struct ing *g, struct ts_sql_stmt *st, const char *what)
 {
     if (!st)
         return TS_ERR_DB;
@@ -238,7 +238,7 @@ static int run(struct ing *g, struct ts_sql_stmt *st, const char *what)
 }
 
 /* Binds ?1 and ?2 (text) to a statement and runs it. */
-static int run2(struct ing *g, enum stmt_id id, const char *a, const char *b)
+static enum ts_err run2(struct ing *g, enum stmt_id id, const char *a, const char *b)
 {
     struct ts_sql_stmt *st = stmt(g->s, id);
     if (!st)
@@ -255,7 +255,7 @@ static bool col_copy(struct ts_sql_stmt *st, int i, char *out, size_t outsz)
     return v && ts_strlcpy(out, v, outsz) < outsz;
 }
 
-static int ensure_customer(struct ing *g, const char *id)
+static enum ts_err ensure_customer(struct ing *g, const char *id)
 {
     struct ts_sql_stmt *st = stmt(g->s, ST_CUST_EXISTS);
     if (!st)
@@ -283,7 +283,7 @@ static int ensure_customer(struct ing *g, const char *id)
  * under the anonymous id moves to the user, the anonymous customer
  * disappears, and any store that had its card is told to erase it.
  */
-static int merge(struct ing *g, const char *user, const char *anon)
+static enum ts_err merge(struct ing *g, const char *user, const char *anon)
 {
     static const enum stmt_id steps[] = {
         ST_MERGE_TRAITS, ST_MERGE_VIEWS,    ST_MERGE_CART,       ST_MERGE_CART_DEL,
@@ -311,7 +311,7 @@ static int merge(struct ing *g, const char *user, const char *anon)
 }
 
 /* Records anon → user and folds an existing anonymous customer into user. */
-static int link_anonymous(struct ing *g, const char *user, const char *anon)
+static enum ts_err link_anonymous(struct ing *g, const char *user, const char *anon)
 {
     char prev[TS_SEG_MAX_ID + 1] = "";
     struct ts_sql_stmt *st = stmt(g->s, ST_ANON_GET);
@@ -341,7 +341,7 @@ static int link_anonymous(struct ing *g, const char *user, const char *anon)
 
 /* The internal customer id of an event: its userId, else what its
  * anonymousId was mapped to, else the anonymousId itself. */
-static int resolve(struct ing *g, const struct ts_seg_event *e, char *out, size_t outsz)
+static enum ts_err resolve(struct ing *g, const struct ts_seg_event *e, char *out, size_t outsz)
 {
     if (e->user_id) {
         ts_strlcpy(out, e->user_id, outsz);
@@ -363,8 +363,8 @@ static int resolve(struct ing *g, const struct ts_seg_event *e, char *out, size_
 
 /* Points an identifier key at cust; a previous owner loses it (and its card
  * is rebuilt without the key). */
-static int link_identifier(struct ing *g, const char *cust, enum ts_ident_kind kind,
-                           const char *norm)
+static enum ts_err link_identifier(struct ing *g, const char *cust, enum ts_ident_kind kind,
+                                   const char *norm)
 {
     char key[TS_IDENT_KEY_HEX], pkey[TS_IDENT_KEY_HEX], prev[TS_SEG_MAX_ID + 1] = "";
     const struct ts_tenant_key *pk = ts_hub_db_prev(g->s);
@@ -394,7 +394,7 @@ static int link_identifier(struct ing *g, const char *cust, enum ts_ident_kind k
     return run(g, st, "identifier upsert");
 }
 
-static int apply_identify(struct ing *g, const char *cust, const struct ts_seg_event *e)
+static enum ts_err apply_identify(struct ing *g, const char *cust, const struct ts_seg_event *e)
 {
     int rc = TS_OK;
     if (e->name)
@@ -429,7 +429,7 @@ static int apply_identify(struct ing *g, const char *cust, const struct ts_seg_e
     return rc;
 }
 
-static int product_upsert(struct ing *g, const struct ts_seg_product *p)
+static enum ts_err product_upsert(struct ing *g, const struct ts_seg_product *p)
 {
     struct ts_sql_stmt *st = stmt(g->s, ST_PRODUCT_UPSERT);
     if (!st)
@@ -442,8 +442,8 @@ static int product_upsert(struct ing *g, const struct ts_seg_product *p)
 }
 
 /* Binds (customer, product_id, then an integer) and runs. */
-static int run_cp(struct ing *g, enum stmt_id id, const char *cust, const char *pid, bool has_n,
-                  int64_t n)
+static enum ts_err run_cp(struct ing *g, enum stmt_id id, const char *cust, const char *pid,
+                          bool has_n, int64_t n)
 {
     struct ts_sql_stmt *st = stmt(g->s, id);
     if (!st)
@@ -455,7 +455,7 @@ static int run_cp(struct ing *g, enum stmt_id id, const char *cust, const char *
     return run(g, st, "line update");
 }
 
-static int apply_order(struct ing *g, const char *cust, const struct ts_seg_event *e)
+static enum ts_err apply_order(struct ing *g, const char *cust, const struct ts_seg_event *e)
 {
     int rc = TS_OK;
     /* What was bought online leaves the cart. */
@@ -488,7 +488,7 @@ static int apply_order(struct ing *g, const char *cust, const struct ts_seg_even
     return rc;
 }
 
-static int apply_event(struct ing *g, const char *cust, const struct ts_seg_event *e)
+static enum ts_err apply_event(struct ing *g, const char *cust, const struct ts_seg_event *e)
 {
     const struct ts_seg_product *p = e->nproducts ? &e->products[0] : NULL;
     int rc;
@@ -538,7 +538,7 @@ static int apply_event(struct ing *g, const char *cust, const struct ts_seg_even
 }
 
 /* *dup = 1 when the event's messageId was processed before (skip it). */
-static int seen_before(struct ing *g, const struct ts_seg_event *e, int *dup)
+static enum ts_err seen_before(struct ing *g, const struct ts_seg_event *e, int *dup)
 {
     *dup = 0;
     if (!e->message_id)
@@ -560,8 +560,8 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Applies the events of a batch inside the open transaction. */
-static int ingest_locked(struct ts_hub_store *s, const struct ts_seg_batch *b, int64_t now_ms,
-                         struct ts_hub_ingest_result *res)
+static enum ts_err ingest_locked(struct ts_hub_store *s, const struct ts_seg_batch *b,
+                                 int64_t now_ms, struct ts_hub_ingest_result *res)
 {
     struct ing g = {.s = s, .now = now_ms};
     char cust[TS_SEG_MAX_ID + 1];
@@ -608,8 +608,8 @@ static int ingest_locked(struct ts_hub_store *s, const struct ts_seg_batch *b, i
     return rc;
 }
 
-int ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b, int64_t now_ms,
-                        struct ts_hub_ingest_result *res)
+enum ts_err ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b,
+                                int64_t now_ms, struct ts_hub_ingest_result *res)
 {
     struct ts_hub_ingest_result r = {0};
     enum ts_err rc = ts_hub_db_write_begin(s, 0);

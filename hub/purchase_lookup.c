@@ -15,14 +15,14 @@
 
 /* Appends ,"cid":..,"keys":..,"card":.. (with the rotation's second key
  * version) for customer cust, if they still exist. */
-static int card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust, ts_buf *out)
+static enum ts_err card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust, ts_buf *out)
 {
     struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
     if (!cust)
         return TS_OK;
     if (ts_sql_prepare(db, "SELECT cid, card, keys, prev_keys FROM customers WHERE id = ?1", &st) !=
-        TS_SQL_OK)
+        TS_OK)
         return ts_hub_db_err(db, "lookup card");
     ts_sql_bind_text(st, 1, cust);
     if (ts_sql_step(st) == TS_SQL_ROW && ts_sql_column_text(st, 1) && ts_sql_column_text(st, 2)) {
@@ -39,7 +39,7 @@ static int card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust, 
     return rc;
 }
 
-static int put_json(ts_buf *out, const char *name, json_t *o)
+static enum ts_err put_json(ts_buf *out, const char *name, json_t *o)
 {
     char *t = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     int rc = t ? ts_buf_printf(out, ",\"%s\":%s", name, t) : TS_ERR_NOMEM;
@@ -55,7 +55,7 @@ static json_t *when(int64_t ms)
     return json_string(at);
 }
 
-int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *out)
+enum ts_err ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *out)
 {
     char norm[TS_SEG_MAX_ID + 1];
     struct ts_sql_stmt *st = NULL;
@@ -72,7 +72,7 @@ int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *o
             " LEFT JOIN customers c ON c.id = p.customer"
             " LEFT JOIN orders o ON o.order_id = p.receipt AND o.store_id = p.store_id"
             " WHERE p.receipt_norm = ?1 OR p.barcode_norm = ?1 ORDER BY p.at DESC LIMIT 1",
-            &st) != TS_SQL_OK) {
+            &st) != TS_OK) {
         rc = ts_hub_db_err(db, "receipt lookup");
         goto out;
     }
@@ -108,7 +108,7 @@ out:
     return rc;
 }
 
-int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *out)
+enum ts_err ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *out)
 {
     struct ts_sql_stmt *st = NULL;
     int rc;
@@ -116,7 +116,7 @@ int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *ou
     if (ts_sql_prepare(db,
                        "SELECT order_id, customer, total, currency, status, at, store_id"
                        " FROM orders WHERE order_id = ?1",
-                       &st) != TS_SQL_OK) {
+                       &st) != TS_OK) {
         rc = ts_hub_db_err(db, "order lookup");
         goto out;
     }
@@ -150,7 +150,7 @@ out:
     return rc;
 }
 
-int ts_hub_purchases_stats(struct ts_hub_store *s, void *obj)
+enum ts_err ts_hub_purchases_stats(struct ts_hub_store *s, void *obj)
 {
     json_t *o = obj, *p = json_object();
     struct ts_sql_stmt *st = NULL;
@@ -165,7 +165,7 @@ int ts_hub_purchases_stats(struct ts_hub_store *s, void *obj)
                        " (SELECT count(*) FROM upstream_outbox WHERE state = 'sent'),"
                        " (SELECT count(*) FROM upstream_outbox WHERE state = 'pending'),"
                        " (SELECT count(*) FROM upstream_outbox WHERE state = 'dead')",
-                       &st) == TS_SQL_OK &&
+                       &st) == TS_OK &&
         ts_sql_step(st) == TS_SQL_ROW)
         for (int i = 0; i < 4; i++)
             v[i] = ts_sql_column_int64(st, i);

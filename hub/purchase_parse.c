@@ -158,8 +158,8 @@ static bool bad_event(struct ts_hub_purchase *p, json_t *e, const char *store, i
     return false;
 }
 
-int ts_hub_purchases_parse(const char *body, size_t len, const char *store, int64_t now_ms,
-                           struct ts_hub_pbatch **out, char *err, size_t errsz)
+enum ts_err ts_hub_purchases_parse(const char *body, size_t len, const char *store, int64_t now_ms,
+                                   struct ts_hub_pbatch **out, char *err, size_t errsz)
 {
     json_error_t je;
     *out = NULL;

@@ -73,7 +73,7 @@ struct ctx {
     size_t ntouched;
 };
 
-static int step_done(struct ctx *c, struct ts_sql_stmt *st, const char *what)
+static enum ts_err step_done(struct ctx *c, struct ts_sql_stmt *st, const char *what)
 {
     int rc = ts_sql_step(st);
     ts_sql_reset(st);
@@ -91,7 +91,7 @@ static struct ts_sql_stmt *q(struct ctx *c, enum q id)
  * bought for suggestions, and the receipt becomes an in-store order. */
 /* Scanning the receipt (its number or its printed barcode) later finds the
  * card in the store's cache too: the identifier key joins the card's keys. */
-static int link_receipt(struct ctx *c, const char *norm, const char *cust)
+static enum ts_err link_receipt(struct ctx *c, const char *norm, const char *cust)
 {
     char key[TS_IDENT_KEY_HEX], pkey[TS_IDENT_KEY_HEX];
     const struct ts_tenant_key *pk = ts_hub_db_prev(c->s);
@@ -106,8 +106,8 @@ static int link_receipt(struct ctx *c, const char *norm, const char *cust)
     return step_done(c, st, "purchase receipt key");
 }
 
-static int apply_profile(struct ctx *c, const struct ts_hub_purchase *p, const char *cust,
-                         const char *receipt_norm, const char *barcode_norm)
+static enum ts_err apply_profile(struct ctx *c, const struct ts_hub_purchase *p, const char *cust,
+                                 const char *receipt_norm, const char *barcode_norm)
 {
     json_t *props = json_object_get(p->event, "properties");
     json_t *products = json_object_get(props, "products");
@@ -150,7 +150,7 @@ static int apply_profile(struct ctx *c, const struct ts_hub_purchase *p, const c
     return rc;
 }
 
-static int touch(struct ctx *c, const char *cust)
+static enum ts_err touch(struct ctx *c, const char *cust)
 {
     for (size_t i = 0; i < c->ntouched; i++)
         if (strcmp(c->touched[i], cust) == 0)
@@ -166,7 +166,7 @@ static int touch(struct ctx *c, const char *cust)
 }
 
 /* The customer's internal id for a card cid into out ("" = none known). */
-static int customer_of(struct ctx *c, const char *cid, char *out, size_t outsz)
+static enum ts_err customer_of(struct ctx *c, const char *cid, char *out, size_t outsz)
 {
     out[0] = '\0';
     if (!cid)
@@ -180,7 +180,7 @@ static int customer_of(struct ctx *c, const char *cid, char *out, size_t outsz)
     return step == TS_SQL_ROW || step == TS_SQL_DONE ? TS_OK : ts_hub_db_werr(c->s, "cid lookup");
 }
 
-static int store_one(struct ctx *c, struct ts_hub_purchase *p, bool forward, int64_t now_ms)
+static enum ts_err store_one(struct ctx *c, struct ts_hub_purchase *p, bool forward, int64_t now_ms)
 {
     char cust[TS_SEG_MAX_ID + 1], norm[TS_SEG_MAX_ID + 1], bnorm[TS_SEG_MAX_ID + 1];
     int rc = customer_of(c, p->cid, cust, sizeof cust);
@@ -224,8 +224,8 @@ static int store_one(struct ctx *c, struct ts_hub_purchase *p, bool forward, int
     return touch(c, cust);
 }
 
-int ts_hub_purchases_store(struct ts_hub_store *s, struct ts_hub_pbatch *b, bool forward,
-                           int64_t now_ms, struct ts_hub_purchase_counts *cnt)
+enum ts_err ts_hub_purchases_store(struct ts_hub_store *s, struct ts_hub_pbatch *b, bool forward,
+                                   int64_t now_ms, struct ts_hub_purchase_counts *cnt)
 {
     struct ctx c = {.s = s};
     struct ts_hub_purchase_counts r = {0};

@@ -158,8 +158,8 @@ static void loaded_free(struct loaded *l)
 /* Runs st to the end, growing *arr by elem bytes per row and calling row(). */
 typedef void (*row_fn)(struct loaded *l, struct ts_sql_stmt *st, void *elem, bool *nomem);
 
-static int load_rows(struct ts_hub_store *s, struct ts_sql_stmt *st, struct loaded *l, void **arr,
-                     size_t elem, size_t *n, row_fn row)
+static enum ts_err load_rows(struct ts_hub_store *s, struct ts_sql_stmt *st, struct loaded *l,
+                             void **arr, size_t elem, size_t *n, row_fn row)
 {
     size_t cap = 0;
     bool nomem = false;
@@ -224,7 +224,7 @@ static void order_row(struct loaded *l, struct ts_sql_stmt *st, void *elem, bool
 }
 
 /* The customer row; TS_ERR_NOTFOUND when merged away. */
-static int load_customer(struct ts_hub_store *s, const char *cust, struct loaded *l)
+static enum ts_err load_customer(struct ts_hub_store *s, const char *cust, struct loaded *l)
 {
     bool nomem = false;
     struct ts_sql_stmt *st = query(s, ST_LOAD_CUST, cust, 0);
@@ -290,7 +290,7 @@ enum ts_err ts_hub_load_keys(struct ts_hub_store *s, const char *cust, ts_buf *o
     return rc ? rc : ts_buf_puts(out, "]");
 }
 
-static int load(struct ts_hub_store *s, const char *cust, int64_t now, struct loaded *l)
+static enum ts_err load(struct ts_hub_store *s, const char *cust, int64_t now, struct loaded *l)
 {
     int rc = load_customer(s, cust, l);
     if (rc != TS_OK)
@@ -334,8 +334,8 @@ static int load(struct ts_hub_store *s, const char *cust, int64_t now, struct lo
     return TS_OK;
 }
 
-static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *l, const char *card,
-                 int64_t now)
+static enum ts_err stamp(struct ts_hub_store *s, const char *cust, const struct loaded *l,
+                         const char *card, int64_t now)
 {
     int64_t seq;
     int rc = ts_hub_db_next_seq(s, &seq);
@@ -401,7 +401,7 @@ out:
 
 /* Next batch of customer ids after `after` (keyset pagination: the loop
  * below updates the table it walks, so no statement stays open across it). */
-static int next_ids(struct ts_hub_store *s, const char *after, struct pool *ids)
+static enum ts_err next_ids(struct ts_hub_store *s, const char *after, struct pool *ids)
 {
     bool nomem = false;
     struct ts_sql_stmt *q = stmt(s, ST_REKEY_IDS);
@@ -418,7 +418,7 @@ static int next_ids(struct ts_hub_store *s, const char *after, struct pool *ids)
 }
 
 /* Gives cust the keys and seq a re-key stamps. */
-static int restamp(struct ts_hub_store *s, const char *cust)
+static enum ts_err restamp(struct ts_hub_store *s, const char *cust)
 {
     ts_buf keys = {0}, prev = {0};
     int64_t seq;

@@ -27,8 +27,8 @@ static const struct ts_hub_db_part parts[] = {
     {"upstream", ts_hub_upstream_schema},
 };
 
-int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,
-                      struct ts_hub_store **out, char *err, size_t errsz)
+enum ts_err ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,
+                              struct ts_hub_store **out, char *err, size_t errsz)
 {
     return ts_hub_db_open(path, key, flags, parts, sizeof parts / sizeof parts[0], out, err, errsz);
 }
@@ -46,8 +46,8 @@ static int64_t key_fp(const struct ts_tenant_key *k)
     return (int64_t)v;
 }
 
-int ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant_key *prev,
-                          size_t *restamped)
+enum ts_err ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant_key *prev,
+                                  size_t *restamped)
 {
     size_t n = 0;
     static const char *const names[4] = {"key_fp", "key_kv", "prev_fp", "prev_kv"};
@@ -91,7 +91,7 @@ int ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant_key *pr
     return TS_OK;
 }
 
-int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
+enum ts_err ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
 {
     int rc = TS_ERR_NOMEM;
     struct ts_sql_stmt *st = NULL;
@@ -101,7 +101,7 @@ int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
     bool locked = true;
     if (!o || !stores)
         goto out;
-    if (ts_sql_prepare(db, "SELECT count(*) FROM customers", &st) != TS_SQL_OK ||
+    if (ts_sql_prepare(db, "SELECT count(*) FROM customers", &st) != TS_OK ||
         ts_sql_step(st) != TS_SQL_ROW) {
         rc = ts_hub_db_err(db, "stats");
         goto out;
@@ -114,7 +114,7 @@ int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
     if (ts_sql_prepare(db,
                        "SELECT store_id, count(*) FROM feed WHERE op = 'upsert'"
                        " GROUP BY store_id ORDER BY store_id",
-                       &st) != TS_SQL_OK) {
+                       &st) != TS_OK) {
         rc = ts_hub_db_err(db, "stats");
         goto out;
     }

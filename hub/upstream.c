@@ -79,8 +79,8 @@ static void base64(const char *in, size_t n, char *out)
     out[o] = '\0';
 }
 
-int ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_config *cfg,
-                        struct ts_hub_upstream **out, char *err, size_t errsz)
+enum ts_err ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_config *cfg,
+                                struct ts_hub_upstream **out, char *err, size_t errsz)
 {
     *out = NULL;
     struct ts_hub_upstream *u = calloc(1, sizeof *u);
@@ -151,8 +151,8 @@ struct row {
 };
 
 /* Due rows, oldest first, into rows (up to max); a solo row comes alone. */
-static int due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, size_t max, size_t *n,
-                    int64_t *next)
+static enum ts_err due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, size_t max,
+                            size_t *n, int64_t *next)
 {
     struct ts_hub_store *s = u->s;
     struct ts_sql_stmt *st = NULL;
@@ -163,7 +163,7 @@ static int due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, si
     struct ts_sql *db = ts_hub_db_use(s);
     /* Of several hubs on one PostgreSQL database one forwards (the others
      * would send the same rows); another takes over when it goes. */
-    if (ts_sql_try_lock(db, TS_HUB_LOCK_FORWARDER, &leading) != TS_SQL_OK || !leading) {
+    if (ts_sql_try_lock(db, TS_HUB_LOCK_FORWARDER, &leading) != TS_OK || !leading) {
         *next = now + FOLLOWER_RETRY_MS;
         goto out;
     }
@@ -171,7 +171,7 @@ static int due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, si
                        "SELECT message_id, attempts, solo, next_at FROM upstream_outbox"
                        " WHERE state = 'pending' ORDER BY next_at, created, message_id"
                        " LIMIT ?1",
-                       &st) != TS_SQL_OK) {
+                       &st) != TS_OK) {
         rc = ts_hub_db_err(db, "outbox read");
         goto out;
     }
@@ -209,8 +209,8 @@ out:
 /* The request body for rows: their events, each with the customer's CDP
  * userId when the hub knows the customer now, and sentAt. Rows whose event
  * no longer fits are left for the next request (*used says how many went). */
-static int build_body(struct ts_hub_upstream *u, const struct row *rows, size_t n, int64_t now,
-                      ts_buf *body, size_t *used)
+static enum ts_err build_body(struct ts_hub_upstream *u, const struct row *rows, size_t n,
+                              int64_t now, ts_buf *body, size_t *used)
 {
     struct ts_hub_store *s = u->s;
     struct ts_sql_stmt *st = NULL;
@@ -224,7 +224,7 @@ static int build_body(struct ts_hub_upstream *u, const struct row *rows, size_t 
     if (ts_sql_prepare(db,
                        "SELECT p.event, c.id FROM purchases p LEFT JOIN customers c"
                        " ON c.id = p.customer WHERE p.message_id = ?1",
-                       &st) != TS_SQL_OK) {
+                       &st) != TS_OK) {
         rc = ts_hub_db_err(db, "outbox event");
         goto out;
     }
@@ -269,8 +269,8 @@ out:
 enum outcome { SENT, RETRY, SPLIT, DEAD };
 
 /* Marks rows[0..n) with the outcome in one transaction. */
-static int mark(struct ts_hub_upstream *u, const struct row *rows, size_t n, enum outcome oc,
-                int64_t now, int64_t next_at, const char *reason)
+static enum ts_err mark(struct ts_hub_upstream *u, const struct row *rows, size_t n,
+                        enum outcome oc, int64_t now, int64_t next_at, const char *reason)
 {
     static const char *const sql[] = {
         [SENT] = "UPDATE upstream_outbox SET state = 'sent', done_at = ?2, reason = NULL,"
@@ -286,7 +286,7 @@ static int mark(struct ts_hub_upstream *u, const struct row *rows, size_t n, enu
     int rc = TS_OK;
     if ((rc = ts_hub_db_write_begin(s, 0)))
         return rc;
-    if (ts_sql_prepare(ts_hub_db_writer(s), sql[oc], &st) != TS_SQL_OK) {
+    if (ts_sql_prepare(ts_hub_db_writer(s), sql[oc], &st) != TS_OK) {
         rc = ts_hub_db_werr(s, "outbox mark");
         goto out;
     }
@@ -398,7 +398,7 @@ static int send_some(struct ts_hub_upstream *u, int64_t now, int64_t *next_ms)
     return rc;
 }
 
-int ts_hub_upstream_run_once(struct ts_hub_upstream *u, int64_t now_ms, int64_t *next_ms)
+enum ts_err ts_hub_upstream_run_once(struct ts_hub_upstream *u, int64_t now_ms, int64_t *next_ms)
 {
     *next_ms = INT64_MAX;
     if (u->paused_until > now_ms) {
@@ -457,7 +457,7 @@ static void *run(void *arg)
     }
 }
 
-int ts_hub_upstream_start(struct ts_hub_upstream *u)
+enum ts_err ts_hub_upstream_start(struct ts_hub_upstream *u)
 {
     /* A restart is often the fix for what made the CDP refuse (a key, a
      * URL): what waits for a backoff from before goes now. */
@@ -467,8 +467,8 @@ int ts_hub_upstream_start(struct ts_hub_upstream *u)
     if (ts_sql_prepare(db,
                        "UPDATE upstream_outbox SET next_at = ?1 WHERE state = 'pending'"
                        " AND next_at > ?1",
-                       &st) != TS_SQL_OK ||
-        ts_sql_bind_int64(st, 1, ts_now_wall_ms()) != TS_SQL_OK || ts_sql_step(st) != TS_SQL_DONE)
+                       &st) != TS_OK ||
+        ts_sql_bind_int64(st, 1, ts_now_wall_ms()) != TS_OK || ts_sql_step(st) != TS_SQL_DONE)
         ts_hub_db_err(db, "outbox reset"); /* logged; the rows still go when due */
     ts_sql_finalize(st);
     ts_hub_db_release(s);

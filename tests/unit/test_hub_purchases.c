@@ -754,7 +754,7 @@ static void test_lookup_failure_names_reader_error(void **state)
     /* Another process takes the table away under the running hub. */
     struct ts_sql *other = NULL;
     assert_int_equal(ts_sql_open(db, 0, &other, err, sizeof err), TS_OK);
-    assert_int_equal(ts_sql_exec(other, "DROP TABLE purchases"), TS_SQL_OK);
+    assert_int_equal(ts_sql_exec(other, "DROP TABLE purchases"), TS_OK);
     ts_sql_close(other);
     struct lookup_call c = {.store = store};
     capture_stderr(lookup_receipt, &c, log, sizeof log);

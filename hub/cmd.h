@@ -10,6 +10,10 @@
 
 #include "hub.h"
 
+/* Loads the configuration conf into cfg: 0, or 1 (an exit code) after
+ * saying why not on stderr (cmd_common.c). */
+int ts_hub_cmd_config(const char *conf, struct ts_hub_config *cfg);
+
 /* `tillside-hub check-config` (cmd_check_config.c): 0 ok, 1 error printed. */
 int ts_hub_check_config_main(const char *conf);
 /* `tillside-hub gen ...` (cmd_gen.c): synthetic CDP events. */

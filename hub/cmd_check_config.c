@@ -63,10 +63,8 @@ int ts_hub_check_config_main(const char *conf)
     struct ts_hub_config cfg;
     struct ts_conf *c = NULL;
     char err[1024];
-    if (ts_hub_config_load(conf, &cfg, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
+    if (ts_hub_cmd_config(conf, &cfg))
         return 1;
-    }
     /* Loaded once more for the line numbers; it parsed a moment ago. */
     if (ts_conf_load(conf, &c, err, sizeof err) != TS_OK) {
         fprintf(stderr, "tillside-hub: %s\n", err);

@@ -165,10 +165,8 @@ int ts_hub_crl_main(int argc, char **argv, const char *conf)
         return usage();
     struct ts_hub_config cfg;
     char err[512];
-    if (ts_hub_config_load(conf, &cfg, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
+    if (ts_hub_cmd_config(conf, &cfg))
         return 1;
-    }
     const char *ca = cfg.ca_cert[0] ? cfg.ca_cert : cfg.client_ca;
     if (!ca[0] || !cfg.ca_key[0]) {
         fprintf(stderr,

@@ -81,17 +81,6 @@ static int parse_cli(int argc, char **argv, const char **conf, struct cli_opt *o
     return 0;
 }
 
-/* The configuration's database, for the commands below. */
-static int load_config(const char *conf, struct ts_hub_config *cfg)
-{
-    char err[1024];
-    if (ts_hub_config_load(conf, cfg, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
-        return 1;
-    }
-    return 0;
-}
-
 int ts_hub_enroll_token_main(int argc, char **argv, const char *conf)
 {
     const char *store = NULL, *terminal = NULL, *ttl = "24h";
@@ -109,7 +98,7 @@ int ts_hub_enroll_token_main(int argc, char **argv, const char *conf)
         return 2;
     }
     struct ts_hub_config cfg;
-    if (load_config(conf, &cfg))
+    if (ts_hub_cmd_config(conf, &cfg))
         return 1;
     if (!cfg.ca_key[0])
         fprintf(stderr,
@@ -173,7 +162,7 @@ int ts_hub_revoke_main(int argc, char **argv, const char *conf)
     struct ts_hub_config cfg;
     char err[1024], sv[48];
     long certs = 0;
-    if (load_config(conf, &cfg))
+    if (ts_hub_cmd_config(conf, &cfg))
         return 1;
     if (list) {
         if (ts_hub_trust_list_revoked(cfg.db, print_revocation, NULL, err, sizeof err) != TS_OK) {

@@ -42,10 +42,8 @@ int ts_hub_erase_main(int argc, char **argv, const char *conf)
     struct ts_hub_config cfg;
     struct ts_hub_store *store = NULL;
     char err[1024];
-    if (ts_hub_config_load(conf, &cfg, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
+    if (ts_hub_cmd_config(conf, &cfg))
         return 1;
-    }
     if (ts_hub_store_open(cfg.db, &cfg.key, 0, &store, err, sizeof err) != TS_OK) {
         fprintf(stderr, "tillside-hub: %s\n", err);
         return 1;

@@ -155,6 +155,14 @@ void ts_hub_db_write_rollback(struct ts_hub_store *s)
     write_end(s, false);
 }
 
+enum ts_err ts_hub_db_write_end(struct ts_hub_store *s, enum ts_err rc, bool changed)
+{
+    if (rc == TS_OK)
+        return ts_hub_db_write_commit(s, changed);
+    ts_hub_db_write_rollback(s);
+    return rc;
+}
+
 struct ts_sql_stmt *ts_hub_db_st(struct ts_hub_store *s, const struct ts_hub_stmts *t, size_t id)
 {
     struct cached *c = NULL;

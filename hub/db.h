@@ -67,6 +67,10 @@ enum ts_err ts_hub_db_write_begin(struct ts_hub_store *s, unsigned flags);
 enum ts_err ts_hub_db_write_commit(struct ts_hub_store *s, bool changed);
 /* Rolls back and releases the writer. */
 void ts_hub_db_write_rollback(struct ts_hub_store *s);
+/* Ends the transaction by what the work in it returned: commits after
+ * TS_OK (as ts_hub_db_write_commit), rolls back after anything else.
+ * Returns rc, or the commit's error. */
+enum ts_err ts_hub_db_write_end(struct ts_hub_store *s, enum ts_err rc, bool changed);
 
 /* The writer connection outside a transaction (the upstream forwarder's
  * reads), until ts_hub_db_release. */

@@ -141,11 +141,8 @@ enum ts_err ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, cons
     int rc = ts_hub_db_write_begin(s, TS_HUB_TXN_SECURE);
     if (rc != TS_OK)
         return rc;
-    if ((rc = erase_locked(s, user_id, loyalty, now_ms, &r))) {
-        ts_hub_db_write_rollback(s);
-        return rc;
-    }
-    if ((rc = ts_hub_db_write_commit(s, true)))
+    rc = erase_locked(s, user_id, loyalty, now_ms, &r);
+    if ((rc = ts_hub_db_write_end(s, rc, true)))
         return rc;
     if (res)
         *res = r;
@@ -167,11 +164,7 @@ enum ts_err ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t k
              NULL, cutoff, NULL);
     if (rc == TS_OK)
         rc = run(s, "DELETE FROM feed WHERE op = 'erase' AND at < ?1", NULL, cutoff, &n);
-    if (rc != TS_OK) {
-        ts_hub_db_write_rollback(s);
-        return rc;
-    }
-    if ((rc = ts_hub_db_write_commit(s, false)))
+    if ((rc = ts_hub_db_write_end(s, rc, false)))
         return rc;
     if (removed)
         *removed = (size_t)n;

@@ -615,11 +615,8 @@ enum ts_err ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batc
     enum ts_err rc = ts_hub_db_write_begin(s, 0);
     if (rc != TS_OK)
         return rc;
-    if ((rc = ingest_locked(s, b, now_ms, &r))) {
-        ts_hub_db_write_rollback(s);
-        return rc;
-    }
-    if ((rc = ts_hub_db_write_commit(s, r.customers > 0)))
+    rc = ingest_locked(s, b, now_ms, &r);
+    if ((rc = ts_hub_db_write_end(s, rc, r.customers > 0)))
         return rc;
     if (res)
         *res = r;

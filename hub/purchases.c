@@ -246,10 +246,7 @@ enum ts_err ts_hub_purchases_store(struct ts_hub_store *s, struct ts_hub_pbatch 
         rc = ts_hub_rebuild(s, c.touched[i], now_ms, &rebuilt);
         r.customers += rebuilt;
     }
-    if (rc == TS_OK)
-        rc = ts_hub_db_write_commit(s, r.customers > 0);
-    else
-        ts_hub_db_write_rollback(s);
+    rc = ts_hub_db_write_end(s, rc, r.customers > 0);
     for (size_t i = 0; i < c.ntouched; i++)
         free(c.touched[i]);
     free(c.touched);

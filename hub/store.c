@@ -78,11 +78,7 @@ enum ts_err ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant
     }
     for (int i = 0; rc == TS_OK && i < 4; i++)
         rc = ts_hub_db_meta_set(s, names[i], want[i]);
-    if (rc != TS_OK) {
-        ts_hub_db_write_rollback(s);
-        return rc;
-    }
-    if ((rc = ts_hub_db_write_commit(s, n > 0)))
+    if ((rc = ts_hub_db_write_end(s, rc, n > 0)))
         return rc;
     if (n)
         TS_INFO("hub", "re-stamped %zu customer(s) with the new keys", n);

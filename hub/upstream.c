@@ -301,10 +301,7 @@ static enum ts_err mark(struct ts_hub_upstream *u, const struct row *rows, size_
     }
 out:
     ts_sql_finalize(st);
-    if (rc == TS_OK)
-        return ts_hub_db_write_commit(s, false);
-    ts_hub_db_write_rollback(s);
-    return rc;
+    return ts_hub_db_write_end(s, rc, false);
 }
 
 /* "HTTP 400: <answer>" with the answer cut short and kept printable. */

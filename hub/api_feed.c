@@ -156,7 +156,7 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
     ts_buf_free(&page.items);
 }
 
-/* ?receipt= and ?order= (purchases.c); false when neither was asked. */
+/* ?receipt= and ?order= (purchase_lookup.c); false when neither was asked. */
 static bool lookup_purchase(struct ts_hub_api *api, const struct ts_httpd_req *req,
                             struct ts_httpd_resp *resp)
 {

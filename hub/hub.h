@@ -1,7 +1,7 @@
 /*
  * tillside-hub internals shared between the hub's files: configuration, the
- * Segment batch parser, the SQLite store, the card builder and the HTTP API
- * handler. Nothing here is used outside hub/ (and its tests and fuzzer).
+ * Segment batch parser, the store (SQLite or PostgreSQL), the card builder,
+ * trust and the HTTP API handler. Nothing here is used outside hub/ (and its tests and fuzzer).
  */
 #ifndef TS_HUB_H
 #define TS_HUB_H
@@ -202,7 +202,7 @@ const char *ts_hub_top_interest(const struct ts_hub_profile *p);
 /* cid = first 32 hex chars of HMAC-SHA256(tenant key, "cid:" + internal id). */
 enum ts_err ts_hub_cid(const struct ts_tenant_key *k, const char *internal_id, char out[33]);
 
-/* ---- store.c / ingest.c --------------------------------------------------- */
+/* ---- store.c, db.c, ingest.c, feed.c: the store --------------------------- */
 
 struct ts_hub_store;
 
@@ -258,7 +258,7 @@ uint32_t ts_hub_store_epoch(const struct ts_hub_store *s);
 /* {"customers":N,"events":N,"seq":N,"stores":{"S001":N,...}} */
 enum ts_err ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out);
 
-/* ---- store.c / erase.c: rotation, long-poll, erasure, tombstones ---------- */
+/* ---- store.c, feed.c, erase.c: rotation, long-poll, erasure, tombstones --- */
 
 /*
  * Sets the second key version (prev NULL or len 0 = none) next to the key

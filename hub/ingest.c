@@ -1,6 +1,6 @@
 /*
- * Applying a validated Segment batch to the store, inside the transaction
- * store.c opened: identity resolution (userId, or anonymousId mapped to the
+ * Applying a validated Segment batch to the store, in one write transaction
+ * (db.h): identity resolution (userId, or anonymousId mapped to the
  * userId an identify tied it to), the per-event updates, and at the end one
  * card rebuild and feed re-stamp per customer the batch touched.
  */

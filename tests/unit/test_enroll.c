@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hub.h"
+#include "cmd.h"
 #include "pki.h"
 
 #define KEY_HEX "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b"

@@ -6,6 +6,7 @@
  * waits until the last connection thread has let go of the server.
  */
 #include "httpd.h"
+#include "url.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -476,8 +477,10 @@ static int split_listen(const char *l, char *host, size_t hsz, char *port, size_
         memcpy(host, l, (size_t)(colon - l));
         host[colon - l] = '\0';
     }
-    if (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-        ts_strlcpy(port, colon + 1, psz) >= psz || atoi(port) > 65535)
+    /* atoi took "4294975488" for 8192 (it wraps). */
+    int num;
+    if (ts_port_parse(colon + 1, strlen(colon + 1), true, &num) != TS_OK ||
+        ts_strlcpy(port, colon + 1, psz) >= psz)
         return TS_ERR_CONFIG;
     return TS_OK;
 }

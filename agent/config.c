@@ -3,6 +3,7 @@
 #include "conf.h"
 #include "input.h"
 #include "tls.h"
+#include "url.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +22,8 @@ static int get_str(const struct ts_conf *c, const char *sec, const char *key, co
                    char *out, size_t outsz, char *err, size_t errsz)
 {
     const char *v = get(c, sec, key, def);
-    if (ts_strlcpy(out, v ? v : "", outsz) >= outsz) {
-        char where[1100];
-        snprintf(err, errsz, "%s: [%s] %s: value too long (max %zu)",
-                 ts_conf_where(c, sec, key, where, sizeof where), sec, key, outsz - 1);
-        return TS_ERR_CONFIG;
-    }
+    if (ts_strlcpy(out, v ? v : "", outsz) >= outsz)
+        return ts_conf_errf(c, sec, key, err, errsz, "value too long (max %zu)", outsz - 1);
     return TS_OK;
 }
 
@@ -45,10 +42,7 @@ static int get_int(const struct ts_conf *c, const char *sec, const char *key, lo
 static int fail(const struct ts_conf *c, const char *sec, const char *key, char *err, size_t errsz,
                 const char *msg)
 {
-    char where[1100];
-    snprintf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(c, sec, key, where, sizeof where), sec,
-             key, msg);
-    return TS_ERR_CONFIG;
+    return ts_conf_errf(c, sec, key, err, errsz, "%s", msg);
 }
 
 /* Where a key is read from: <state_dir>/enrolled.conf (written by
@@ -82,16 +76,15 @@ static int parse_listen(const char *v, char *host, size_t hostsz, int *port)
         memcpy(host, v, hl);
     }
     host[hl] = '\0';
-    char *e;
-    long p = strtol(colon + 1, &e, 10);
-    if (*e || e == colon + 1 || p < 0 || p > 65535)
+    int p;
+    if (ts_port_parse(colon + 1, strlen(colon + 1), true, &p) != TS_OK)
         return TS_ERR_INVAL;
     if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "::1") != 0 &&
         strcmp(host, "localhost") != 0)
         return TS_ERR_PERM;
     if (strcmp(host, "localhost") == 0)
         ts_strlcpy(host, "127.0.0.1", hostsz);
-    *port = (int)p;
+    *port = p;
     return TS_OK;
 }
 
@@ -138,7 +131,8 @@ static int from_conf(const struct ts_conf *c, const struct ts_conf *enr, struct 
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)
         return fail(c, "agent", "log_level", err, errsz, "expected debug, info, warn or error");
     STR("hub", "url", "", hub_url);
-    if (strncmp(o->hub_url, "https://", 8) != 0 && strncmp(o->hub_url, "http://", 7) != 0)
+    struct ts_url url;
+    if (ts_url_parse(o->hub_url, &url, NULL, 0) != TS_OK)
         return fail(pick(c, enr, "hub", "url"), "hub", "url", err, errsz,
                     enr || o->hub_url[0] ? "expected https://host:port"
                                          : "expected https://host:port (or run `tillside enroll`)");

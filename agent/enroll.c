@@ -19,6 +19,8 @@
 #include "httpc.h"
 #include "pki.h"
 #include "tls.h"
+#include "url.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -145,8 +147,9 @@ static int check_answer(json_t *o, const unsigned char spki[32], struct enrolmen
         ts_errf(err, errsz, "the hub's tenant key is not 32 to 64 bytes of hex");
         return TS_ERR_PROTO;
     }
+    struct ts_url url;
     if (!ini_safe(e->hub_url) || strchr(e->hub_url, ' ') ||
-        (strncmp(e->hub_url, "https://", 8) != 0 && strncmp(e->hub_url, "http://", 7) != 0)) {
+        ts_url_parse(e->hub_url, &url, NULL, 0) != TS_OK) {
         ts_errf(err, errsz, "the hub's hub_url is not an http(s) URL");
         return TS_ERR_PROTO;
     }
@@ -305,10 +308,7 @@ out:
 
 struct ts_trust {
     struct ts_agent *a;
-    pthread_t thread;
-    pthread_mutex_t mu; /* guards everything below */
-    pthread_cond_t cv;
-    bool stop;
+    struct ts_worker w; /* the thread; w.mu also guards everything below */
     bool have_own, have_hub;
     int own_days, hub_days;
     int64_t own_not_after; /* Unix seconds */
@@ -318,7 +318,7 @@ struct ts_trust {
 
 static bool sleep_or_stop(struct ts_trust *t, int64_t ms)
 {
-    return ts_sleep_or_stop(&t->mu, &t->cv, &t->stop, ms);
+    return ts_worker_sleep(&t->w, ms, TS_WORKER_NO_KICK);
 }
 
 /*
@@ -350,7 +350,7 @@ static void check_own(struct ts_trust *t)
     struct ts_pki_cert_info i;
     char err[256];
     int rc = ts_pki_cert_info_file(t->a->cfg.hub_cert, &i, err, sizeof err);
-    pthread_mutex_lock(&t->mu);
+    pthread_mutex_lock(&t->w.mu);
     t->have_own = rc == TS_OK;
     if (rc == TS_OK) {
         t->own_days = i.days_left;
@@ -359,42 +359,19 @@ static void check_own(struct ts_trust *t)
     } else {
         ts_strlcpy(t->own_error, err, sizeof t->own_error);
     }
-    pthread_mutex_unlock(&t->mu);
-}
-
-/* "https://host:port/..." → host and port. */
-static int url_host_port(const char *url, char *host, size_t hostsz, int *port)
-{
-    if (strncmp(url, "https://", 8) != 0)
-        return TS_ERR_INVAL;
-    const char *p = url + 8, *end = p + strcspn(p, "/?#"), *colon;
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', (size_t)(end - p));
-        if (!rb)
-            return TS_ERR_INVAL;
-        p++;
-        colon = rb[1] == ':' ? rb + 1 : NULL;
-        end = rb;
-    } else {
-        colon = memchr(p, ':', (size_t)(end - p));
-    }
-    const char *hend = colon && colon < end ? colon : end;
-    if (hend == p || (size_t)(hend - p) >= hostsz)
-        return TS_ERR_INVAL;
-    memcpy(host, p, (size_t)(hend - p));
-    host[hend - p] = '\0';
-    *port = colon ? atoi(colon + 1) : 443;
-    return *port > 0 && *port < 65536 ? TS_OK : TS_ERR_INVAL;
+    pthread_mutex_unlock(&t->w.mu);
 }
 
 /* One handshake with the hub, for its certificate's days left. */
 static void probe_hub(struct ts_trust *t)
 {
     const struct ts_agent_config *cfg = &t->a->cfg;
-    char host[256], err[512];
-    int port;
-    if (url_host_port(cfg->hub_url, host, sizeof host, &port) != TS_OK)
+    char err[512];
+    struct ts_url url;
+    if (ts_url_parse(cfg->hub_url, &url, NULL, 0) != TS_OK || !url.https)
         return; /* plain http: a proxy's certificate is not ours to watch */
+    const char *host = url.host;
+    int port = url.port;
     struct ts_tls_opts o = {.ca_file = cfg->hub_ca,
                             .cert_file = cfg->hub_cert,
                             .key_file = cfg->hub_key,
@@ -404,10 +381,10 @@ static void probe_hub(struct ts_trust *t)
     if (ts_tls_ctx_new(&o, &ctx, err, sizeof err) == TS_OK &&
         ts_tls_connect(ctx, host, port, (int)cfg->timeout_ms, &conn, err, sizeof err) == TS_OK) {
         const struct ts_peer_id *p = ts_tls_peer(conn);
-        pthread_mutex_lock(&t->mu);
+        pthread_mutex_lock(&t->w.mu);
         t->have_hub = p != NULL;
         t->hub_days = p ? p->days_left : 0;
-        pthread_mutex_unlock(&t->mu);
+        pthread_mutex_unlock(&t->w.mu);
     } else {
         TS_DEBUG(COMP, "hub certificate check: %s", err);
     }
@@ -510,7 +487,7 @@ out:
     return rc;
 }
 
-/* Fills warnings (t->mu held); each text names the problem and the date. */
+/* Fills warnings (t->w.mu held); each text names the problem and the date. */
 static void warnings_locked(const struct ts_trust *t, json_t *arr)
 {
     const struct ts_agent_config *cfg = &t->a->cfg;
@@ -542,8 +519,9 @@ static void warnings_locked(const struct ts_trust *t, json_t *arr)
     }
 }
 
-static void *trust_main(void *arg)
+static void trust_main(struct ts_worker *w, void *arg)
 {
+    (void)w;
     struct ts_trust *t = arg;
     const struct ts_agent_config *cfg = &t->a->cfg;
     int64_t next_renew = 0, next_probe = 0, last_warn = -WARN_EVERY_MS;
@@ -552,24 +530,24 @@ static void *trust_main(void *arg)
     for (;;) {
         int64_t now = ts_now_mono_ms();
         check_own(t);
-        pthread_mutex_lock(&t->mu);
+        pthread_mutex_lock(&t->w.mu);
         bool due = t->have_own && cfg->renew_days > 0 && t->own_days < cfg->renew_days;
         int days = t->own_days;
-        pthread_mutex_unlock(&t->mu);
+        pthread_mutex_unlock(&t->w.mu);
         if (due && now >= next_renew) {
             TS_INFO(COMP, "terminal certificate has %d day%s left (renew_days = %ld): renewing",
                     days, days == 1 ? "" : "s", cfg->renew_days);
             why[0] = '\0';
             int rc = renew(t, why, sizeof why);
-            pthread_mutex_lock(&t->mu);
+            pthread_mutex_lock(&t->w.mu);
             ts_strlcpy(t->renew_error, rc ? why : "", sizeof t->renew_error);
-            pthread_mutex_unlock(&t->mu);
+            pthread_mutex_unlock(&t->w.mu);
             if (rc) {
                 failures++;
-                int64_t wait = RENEW_RETRY_MIN_MS;
-                for (unsigned i = 1; i < failures && wait < RENEW_RETRY_MAX_MS; i++)
-                    wait *= 2;
-                next_renew = now + (wait > RENEW_RETRY_MAX_MS ? RENEW_RETRY_MAX_MS : wait);
+                /* Jittered, so a fleet whose hub was down does not come back
+                 * at the same second. */
+                next_renew = now + ts_backoff_ms(failures - 1, RENEW_RETRY_MIN_MS,
+                                                 RENEW_RETRY_MAX_MS, RENEW_RETRY_MIN_MS / 2);
                 TS_WARN(COMP, "certificate renewal failed: %s (next try in %lld s)", why,
                         (long long)((next_renew - now) / 1000));
             } else {
@@ -581,17 +559,17 @@ static void *trust_main(void *arg)
             probe_hub(t);
             next_probe = now + CHECK_MS;
         }
-        json_t *w = json_array();
-        pthread_mutex_lock(&t->mu);
-        warnings_locked(t, w);
-        pthread_mutex_unlock(&t->mu);
-        if (json_array_size(w) && now - last_warn >= WARN_EVERY_MS) {
+        json_t *warn = json_array();
+        pthread_mutex_lock(&t->w.mu);
+        warnings_locked(t, warn);
+        pthread_mutex_unlock(&t->w.mu);
+        if (json_array_size(warn) && now - last_warn >= WARN_EVERY_MS) {
             size_t i;
             json_t *x;
-            json_array_foreach(w, i, x) TS_WARN(COMP, "%s", json_string_value(x));
+            json_array_foreach(warn, i, x) TS_WARN(COMP, "%s", json_string_value(x));
             last_warn = now;
         }
-        json_decref(w);
+        json_decref(warn);
         int64_t wait = next_probe - now;
         if (due && next_renew > now && next_renew - now < wait)
             wait = next_renew - now;
@@ -600,7 +578,6 @@ static void *trust_main(void *arg)
         if (sleep_or_stop(t, wait < 1000 ? 1000 : wait))
             break;
     }
-    return NULL;
 }
 
 int ts_trust_start(struct ts_agent *a, char *err, size_t errsz)
@@ -609,18 +586,15 @@ int ts_trust_start(struct ts_agent *a, char *err, size_t errsz)
     if (!t)
         return TS_ERR_NOMEM;
     t->a = a;
-    pthread_mutex_init(&t->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    if (ts_worker_init(&t->w) != TS_OK) {
+        free(t);
+        return TS_ERR_NOMEM;
+    }
     finish_interrupted_renewal(&a->cfg);
     check_own(t); /* status has the days left from the first request on */
-    if (pthread_create(&t->thread, NULL, trust_main, t) != 0) {
+    if (ts_worker_start(&t->w, trust_main, t) != TS_OK) {
         ts_errf(err, errsz, "cannot start the certificate thread");
-        pthread_cond_destroy(&t->cv);
-        pthread_mutex_destroy(&t->mu);
+        ts_worker_destroy(&t->w);
         free(t);
         return TS_ERR_NOMEM;
     }
@@ -633,14 +607,9 @@ void ts_trust_stop(struct ts_agent *a)
     struct ts_trust *t = a ? a->trust : NULL;
     if (!t)
         return;
-    pthread_mutex_lock(&t->mu);
-    t->stop = true;
-    pthread_cond_broadcast(&t->cv);
-    pthread_mutex_unlock(&t->mu);
-    pthread_join(t->thread, NULL);
+    ts_worker_stop(&t->w);
     a->trust = NULL;
-    pthread_cond_destroy(&t->cv);
-    pthread_mutex_destroy(&t->mu);
+    ts_worker_destroy(&t->w);
     free(t);
 }
 
@@ -651,7 +620,7 @@ void ts_trust_status_add(struct ts_agent *a, struct json_t *o)
         return;
     json_t *w = json_array();
     char until[32];
-    pthread_mutex_lock(&t->mu);
+    pthread_mutex_lock(&t->w.mu);
     if (t->have_own)
         ts_iso8601(t->own_not_after * 1000, until, sizeof until);
     json_object_set_new(o, "cert_days_left", t->have_own ? json_integer(t->own_days) : json_null());
@@ -659,7 +628,7 @@ void ts_trust_status_add(struct ts_agent *a, struct json_t *o)
     json_object_set_new(o, "hub_cert_days_left",
                         t->have_hub ? json_integer(t->hub_days) : json_null());
     warnings_locked(t, w);
-    pthread_mutex_unlock(&t->mu);
+    pthread_mutex_unlock(&t->w.mu);
     json_object_set_new(o, "warnings", w);
 }
 
@@ -668,11 +637,11 @@ bool ts_trust_days(struct ts_agent *a, int *own, bool *have_hub, int *hub)
     struct ts_trust *t = a ? a->trust : NULL;
     if (!t)
         return false;
-    pthread_mutex_lock(&t->mu);
+    pthread_mutex_lock(&t->w.mu);
     bool have = t->have_own;
     *own = t->own_days;
     *have_hub = t->have_hub;
     *hub = t->hub_days;
-    pthread_mutex_unlock(&t->mu);
+    pthread_mutex_unlock(&t->w.mu);
     return have;
 }

@@ -22,13 +22,12 @@ int ts_purchase_open(struct ts_agent *a, char *err, size_t errsz)
     struct ts_purch *p = calloc(1, sizeof *p);
     if (!p)
         return TS_ERR_NOMEM;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
     ts_purchase_outbox_path(&a->cfg, path, sizeof path);
-    int rc = ts_outbox_open(path, NULL, &p->ob, err, errsz);
+    int rc = ts_worker_init(&p->w);
+    if (rc == TS_OK)
+        rc = ts_outbox_open(path, NULL, &p->ob, err, errsz);
     if (rc) {
-        pthread_mutex_destroy(&p->mu);
-        pthread_cond_destroy(&p->cv);
+        ts_worker_destroy(&p->w);
         free(p);
         return rc;
     }
@@ -42,8 +41,7 @@ void ts_purchase_close(struct ts_agent *a)
     if (!p)
         return;
     ts_outbox_close(p->ob);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
+    ts_worker_destroy(&p->w);
     free(p);
     a->purch = NULL;
 }

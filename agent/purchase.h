@@ -9,6 +9,7 @@
 
 #include "agent.h"
 #include "outbox.h"
+#include "worker.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -22,9 +23,7 @@ struct ts_uploader;
 /* The purchase state hung off struct ts_agent (a->purch). */
 struct ts_purch {
     struct ts_outbox *ob;
-    pthread_mutex_t mu; /* guards kicked, stop (the uploader's wake-up) */
-    pthread_cond_t cv;
-    bool kicked, stop;
+    struct ts_worker w; /* the upload thread: its stop, kick and sleeps */
     struct ts_uploader *up;
     /* counters since start, for /metrics */
     atomic_uint_fast64_t recorded, duplicates, refused_full, uploads, upload_failures, sent,
@@ -71,9 +70,10 @@ void ts_uploader_stop(struct ts_agent *a);
 /* Wakes the upload thread: new rows are pending. */
 void ts_uploader_kick(struct ts_agent *a);
 
-/* Full jitter ("Exponential Backoff And Jitter", AWS Architecture Blog,
- * 2015): uniform in [0, min(cap, base * 2^attempt)], never below
- * retry_after_ms. r is a uniform random 32-bit number. */
+/* The uploader's wait after its attempt-th consecutive failure (from 1):
+ * ts_backoff_pick_ms (full jitter, uniform in [50 ms, min(cap, base *
+ * 2^(attempt-1))]), never below retry_after_ms. r is a uniform random
+ * 32-bit number. */
 int64_t ts_uploader_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, int64_t retry_after_ms,
                                uint32_t r);
 

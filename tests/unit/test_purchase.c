@@ -165,16 +165,17 @@ static void invalid_fields_listed(void **state)
     assert_int_equal(st.pending, 0);
 }
 
-/* Full jitter: within [MIN, min(cap, base * 2^(n-1))], never under
- * Retry-After, growing ceiling, capped. */
+/* Full jitter: uniform in [MIN, min(cap, base * 2^(n-1))] (both ends
+ * reachable, common/backoff.c), never under Retry-After, growing ceiling,
+ * capped. */
 static void backoff_full_jitter(void **state)
 {
     (void)state;
     assert_int_equal(ts_uploader_backoff_ms(1, 1000, 300000, 0, 0), 50); /* the floor */
-    assert_int_equal(ts_uploader_backoff_ms(1, 1000, 300000, 0, UINT32_MAX), 999);
-    assert_int_equal(ts_uploader_backoff_ms(3, 1000, 300000, 0, UINT32_MAX), 3999);
-    assert_int_equal(ts_uploader_backoff_ms(60, 1000, 300000, 0, UINT32_MAX), 299999);
-    assert_int_equal(ts_uploader_backoff_ms(60, 1000, 300000, 0, 1u << 31), 150000);
+    assert_int_equal(ts_uploader_backoff_ms(1, 1000, 300000, 0, UINT32_MAX), 1000);
+    assert_int_equal(ts_uploader_backoff_ms(3, 1000, 300000, 0, UINT32_MAX), 4000);
+    assert_int_equal(ts_uploader_backoff_ms(60, 1000, 300000, 0, UINT32_MAX), 300000);
+    assert_int_equal(ts_uploader_backoff_ms(60, 1000, 300000, 0, 1u << 31), 150025);
     assert_int_equal(ts_uploader_backoff_ms(1, 1000, 300000, 7000, 0), 7000);
 }
 

@@ -132,11 +132,10 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cons
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg,
                                   const char *allow)
 {
-    json_t *o = json_pack("{s:s}", "error", msg);
-    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    enum MHD_Result ret = txt ? send_json(c, status, txt, allow) : MHD_NO;
-    free(txt);
-    json_decref(o);
+    ts_buf b = {0};
+    enum MHD_Result ret =
+        ts_json_error(&b, msg) == TS_OK ? send_json(c, status, b.data, allow) : MHD_NO;
+    ts_buf_free(&b);
     return ret;
 }
 

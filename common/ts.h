@@ -118,6 +118,10 @@ size_t ts_base64_encode(const void *in, size_t n, char *out, size_t outsz);
  * Logs must not let a hostile peer forge lines or drive a terminal. */
 size_t ts_sanitize(const void *in, size_t len, char *out, size_t outsz, char repl);
 
+/* The error body of every JSON API of ours (PROTOCOL.md):
+ * {"error":"<msg>"}, msg JSON-escaped; b is reset first. */
+int ts_json_error(ts_buf *b, const char *msg);
+
 /* ---- back-off (backoff.c) -------------------------------------------------
  * Full jitter: uniform in [floor, min(cap, base * 2^attempt)], attempt 0 the
  * first retry after a failure. _pick takes the random number (tests). */

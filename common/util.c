@@ -582,3 +582,24 @@ size_t ts_sanitize(const void *in, size_t len, char *out, size_t outsz, char rep
     out[n] = '\0';
     return n;
 }
+
+int ts_json_error(ts_buf *b, const char *msg)
+{
+    ts_buf_reset(b);
+    int rc = ts_buf_puts(b, "{\"error\":\"");
+    for (const unsigned char *p = (const unsigned char *)(msg ? msg : ""); *p && !rc; p++) {
+        if (*p == '"' || *p == '\\')
+            rc = ts_buf_printf(b, "\\%c", *p);
+        else if (*p == '\n')
+            rc = ts_buf_puts(b, "\\n");
+        else if (*p == '\r')
+            rc = ts_buf_puts(b, "\\r");
+        else if (*p == '\t')
+            rc = ts_buf_puts(b, "\\t");
+        else if (*p < 0x20 || *p == 0x7f)
+            rc = ts_buf_printf(b, "\\u%04x", *p);
+        else
+            rc = ts_buf_append(b, p, 1);
+    }
+    return rc ? rc : ts_buf_puts(b, "\"}");
+}

@@ -100,23 +100,7 @@ void ts_httpd_error(struct ts_httpd_resp *resp, int status, const char *msg)
         return;
     resp->status = status;
     ts_strlcpy(resp->content_type, "application/json", sizeof resp->content_type);
-    ts_buf_reset(&resp->body);
-    ts_buf_puts(&resp->body, "{\"error\":\"");
-    for (const unsigned char *p = (const unsigned char *)(msg ? msg : ""); *p; p++) {
-        if (*p == '"' || *p == '\\')
-            ts_buf_printf(&resp->body, "\\%c", *p);
-        else if (*p == '\n')
-            ts_buf_puts(&resp->body, "\\n");
-        else if (*p == '\r')
-            ts_buf_puts(&resp->body, "\\r");
-        else if (*p == '\t')
-            ts_buf_puts(&resp->body, "\\t");
-        else if (*p < 0x20 || *p == 0x7f)
-            ts_buf_printf(&resp->body, "\\u%04x", *p);
-        else
-            ts_buf_append(&resp->body, p, 1);
-    }
-    ts_buf_puts(&resp->body, "\"}");
+    ts_json_error(&resp->body, msg);
 }
 
 static bool is_stopping(struct ts_httpd *s)

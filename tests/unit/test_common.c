@@ -455,6 +455,20 @@ static void test_sqlite_err(void **state)
     sqlite3_close(db);
 }
 
+/* A message with quotes, a newline and control bytes stays one valid JSON
+ * string: a client's parser, and a log line, see the message and no more. */
+static void test_json_error(void **state)
+{
+    (void)state;
+    ts_buf b = {0};
+    assert_int_equal(ts_buf_puts(&b, "left over"), TS_OK);
+    assert_int_equal(ts_json_error(&b, "bad \"x\"\\\n\x01\t\x7f"), TS_OK);
+    assert_string_equal(b.data, "{\"error\":\"bad \\\"x\\\"\\\\\\n\\u0001\\t\\u007f\"}");
+    assert_int_equal(ts_json_error(&b, NULL), TS_OK);
+    assert_string_equal(b.data, "{\"error\":\"\"}");
+    ts_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -473,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_port_parse),
         cmocka_unit_test(test_conf_errf),
         cmocka_unit_test(test_sqlite_err),
+        cmocka_unit_test(test_json_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -100,7 +100,7 @@ void ts_bus_close(struct ts_bus *b);
  * The agent's shared state. Thread-safe: the sync thread, API threads and
  * the main thread all call in. */
 
-struct ts_httpc;
+struct ts_hublink;
 
 #define TS_AGENT_RECENT 5 /* sessions kept for "previous card" */
 
@@ -116,10 +116,9 @@ struct ts_agent {
     char last_error[512];
     int64_t last_sync_wall_ms; /* 0 = never */
     uint64_t feed_pages_applied, feed_items_applied;
-    uint64_t scans, lookups_hit, lookups_miss, lookups_live;
-    pthread_mutex_t live_mu; /* guards live (httpc is single-threaded) */
-    struct ts_httpc *live;   /* live lookups to the hub, NULL until first use */
-    struct ts_trust *trust;  /* enroll.c: certificate expiry and renewal; NULL = not running */
+    uint64_t scans, lookups_hit, lookups_miss;
+    struct ts_hublink *hub; /* hublink.c: every live lookup (its own lock) */
+    struct ts_trust *trust; /* enroll.c: certificate expiry and renewal; NULL = not running */
     volatile int stopping;
     /* Set to cut the sync thread's long-poll short: at stop, and when a live
      * lookup could not reach the hub (the sync thread then checks the link
@@ -158,9 +157,6 @@ int ts_agent_status_json(struct ts_agent *a, ts_buf *out);
 void ts_agent_set_link(struct ts_agent *a, bool online, const char *error);
 /* Called by the sync thread after a page was applied. */
 void ts_agent_note_page(struct ts_agent *a, size_t items, int64_t wall_ms);
-/* An HTTP client for the hub with the configured certificates. */
-int ts_agent_hub_client(const struct ts_agent_config *cfg, int connect_timeout_ms,
-                        struct ts_httpc **out, char *err, size_t errsz);
 
 /* ---- session.c ------------------------------------------------------------
  * What the associate page needs around the session: the idle clear, the

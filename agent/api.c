@@ -8,6 +8,7 @@
  * the bearer token. Nothing ever sends Access-Control-Allow-Origin.
  */
 #include "agent.h"
+#include "hublink.h"
 #include "purchase.h"
 #include "input.h"
 
@@ -456,7 +457,7 @@ static enum MHD_Result get_metrics(struct ts_api *api, struct MHD_Connection *c)
     int64_t cards = ts_cache_count(a->cache);
     bool up = a->link_online;
     uint64_t scans = a->scans, items = a->feed_items_applied, pages = a->feed_pages_applied;
-    uint64_t hit = a->lookups_hit, miss = a->lookups_miss, live = a->lookups_live;
+    uint64_t hit = a->lookups_hit, miss = a->lookups_miss, live = ts_hublink_answers(a->hub);
     int64_t last_sync = a->last_sync_wall_ms;
     pthread_mutex_unlock(&a->mu);
     metric(&b, "tillside_cards", "gauge", "Customer cards in the local cache.", (double)cards);

@@ -7,6 +7,7 @@
  * only (2 is usage, in main.c).
  */
 #include "agent.h"
+#include "hublink.h"
 #include "cli.h"
 #include "devices.h"
 #include "httpc.h"
@@ -120,7 +121,7 @@ static void check_hub(struct report *r, const struct ts_agent_config *cfg)
     struct ts_http_resp resp = {0};
     char err[512];
     bool https = strncmp(cfg->hub_url, "https://", 8) == 0;
-    if (ts_agent_hub_client(cfg, (int)cfg->timeout_ms, &hc, err, sizeof err) != TS_OK) {
+    if (ts_hublink_client(cfg, (int)cfg->timeout_ms, &hc, err, sizeof err) != TS_OK) {
         line(r, FAIL, "hub", "%s: %s", cfg->hub_url, err);
         return;
     }

@@ -15,6 +15,7 @@
  *   14 days ahead warns once a day, in `status` and in /metrics.
  */
 #include "agent.h"
+#include "hublink.h"
 #include "conf.h"
 #include "httpc.h"
 #include "pki.h"
@@ -441,7 +442,7 @@ static int renew(struct ts_trust *t, char *why, size_t whysz)
     if ((rc = ts_pki_cert_info_file(cfg->hub_cert, &old, why, whysz)) ||
         (rc = ts_pki_new_key_csr(old.cn, &key_pem, &csr_pem, spki, why, whysz)))
         goto out;
-    if ((rc = ts_agent_hub_client(cfg, (int)cfg->timeout_ms, &http, err, sizeof err))) {
+    if ((rc = ts_hublink_client(cfg, (int)cfg->timeout_ms, &http, err, sizeof err))) {
         ts_errf(why, whysz, "%s", err);
         goto out;
     }

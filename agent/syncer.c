@@ -6,6 +6,7 @@
  * that is down.
  */
 #include "agent.h"
+#include "hublink.h"
 #include "gzip.h"
 #include "httpc.h"
 #include "worker.h"
@@ -105,8 +106,7 @@ static int sync_page(struct ts_syncer *s, int64_t *pause_ms, char *why, size_t w
          * agent: the till still answers from the cache, and status says why.
          * Retried with the same backoff, so fixing the files is enough. */
         char err[512];
-        if ((rc =
-                 ts_agent_hub_client(&a->cfg, (int)a->cfg.timeout_ms, &s->http, err, sizeof err))) {
+        if ((rc = ts_hublink_client(&a->cfg, (int)a->cfg.timeout_ms, &s->http, err, sizeof err))) {
             snprintf(why, whysz, "cannot set up TLS to the hub: %s", err);
             return rc;
         }

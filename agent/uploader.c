@@ -19,6 +19,7 @@
  */
 #include "httpc.h"
 #include "purchase.h"
+#include "hublink.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,7 +182,7 @@ static enum round run_round(struct ts_uploader *u, int64_t *retry_after_ms)
             break;
         n--;
     }
-    if (!u->hc && ts_agent_hub_client(&a->cfg, (int)a->cfg.timeout_ms, &u->hc, err, sizeof err)) {
+    if (!u->hc && ts_hublink_client(&a->cfg, (int)a->cfg.timeout_ms, &u->hc, err, sizeof err)) {
         if (!u->failing)
             TS_WARN("outbox", "cannot upload: %s", err);
         goto out;

@@ -59,6 +59,14 @@ struct ts_agent_config {
 int ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err, size_t errsz);
 int ts_agent_config_parse(const char *name, const char *text, struct ts_agent_config *out,
                           char *err, size_t errsz);
+#define TS_ENROLLED_CONF "enrolled.conf"
+struct ts_conf;
+/* Loads <state_dir>/enrolled.conf (written by `tillside enroll`), which
+ * config loading lets override the main file for the keys it sets; its path
+ * goes to path_out. TS_ERR_NOTFOUND (path_out "") when the terminal was not
+ * enrolled. */
+int ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
+                          size_t pathsz, char *err, size_t errsz);
 /* <state_dir>/cache.db */
 void ts_agent_cache_path(const struct ts_agent_config *c, char *out, size_t outsz);
 /* The identifier keys to try for a normalized code, in order: the current
@@ -215,18 +223,10 @@ extern const size_t ts_page_index_html_len;
  * configuration, and the trust thread: certificate expiry, renewal, the
  * hub certificate's expiry. */
 
-#define TS_ENROLLED_CONF "enrolled.conf"
-
 /* `tillside enroll --hub URL --token TOKEN [--ca FILE]`; argv[0] is
  * "enroll", conf_path the -c given before it (a -c after it wins).
  * Returns a process exit code. */
 int ts_enroll_main(int argc, char **argv, const char *conf_path);
-struct ts_conf;
-/* Loads <state_dir>/enrolled.conf, which config loading lets override the
- * main file for the keys it sets; its path goes to path_out. TS_ERR_NOTFOUND
- * (path_out "") when the terminal was not enrolled. */
-int ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
-                          size_t pathsz, char *err, size_t errsz);
 
 struct ts_trust;
 struct json_t;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A key written with nothing after '=' ("token_file =") means "use the
  * default", as if it were not there. */
@@ -43,6 +44,23 @@ static int fail(const struct ts_conf *c, const char *sec, const char *key, char 
                 const char *msg)
 {
     return ts_conf_errf(c, sec, key, err, errsz, "%s", msg);
+}
+
+/* <state_dir>/enrolled.conf: here, with the rest of configuration loading,
+ * so loading a configuration never calls into enrolment. */
+int ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
+                          size_t pathsz, char *err, size_t errsz)
+{
+    char path[TS_AGENT_PATH_MAX + 32];
+    if (pathsz)
+        path_out[0] = '\0';
+    snprintf(path, sizeof path, "%s/%s", state_dir, TS_ENROLLED_CONF);
+    if (access(path, F_OK) != 0)
+        return TS_ERR_NOTFOUND;
+    int rc = ts_conf_load(path, out, err, errsz);
+    if (rc == TS_OK && pathsz)
+        ts_strlcpy(path_out, path, pathsz);
+    return rc;
 }
 
 /* Where a key is read from: <state_dir>/enrolled.conf (written by

@@ -39,23 +39,6 @@
 #define RENEW_RETRY_MAX_MS (3600LL * 1000)
 #define ENROLL_TIMEOUT_MS 20000
 
-/* ---- enrolled.conf ------------------------------------------------------- */
-
-int ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
-                          size_t pathsz, char *err, size_t errsz)
-{
-    char path[TS_AGENT_PATH_MAX + 32];
-    if (pathsz)
-        path_out[0] = '\0';
-    snprintf(path, sizeof path, "%s/%s", state_dir, TS_ENROLLED_CONF);
-    if (access(path, F_OK) != 0)
-        return TS_ERR_NOTFOUND;
-    int rc = ts_conf_load(path, out, err, errsz);
-    if (rc == TS_OK && pathsz)
-        ts_strlcpy(path_out, path, pathsz);
-    return rc;
-}
-
 /* A value we write into enrolled.conf must read back the same: no line
  * breaks, no comment starters, no surrounding blanks. */
 static bool ini_safe(const char *s)

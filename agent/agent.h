@@ -191,9 +191,11 @@ void ts_idle_stop(struct ts_idle *t); /* NULL ok */
 /* ---- inputs.c -------------------------------------------------------------
  * The [input.*] sections (drivers/input.h) feeding ts_agent_scan. */
 struct ts_inputs;
-/* Opens every configured input (re-reading cfg.path) and starts the input
- * thread; sets a->inputs. Devices need not be present. */
-int ts_agent_inputs_start(struct ts_agent *a, char *err, size_t errsz);
+/* Opens every [input.*] section of conf (the parsed configuration file the
+ * program loaded; borrowed for the call) and starts the input thread; sets
+ * a->inputs. Devices need not be present. */
+enum ts_err ts_agent_inputs_start(struct ts_agent *a, const struct ts_conf *conf, char *err,
+                                  size_t errsz);
 /* Stops the thread and closes the drivers; NULL-safe. */
 void ts_agent_inputs_stop(struct ts_agent *a);
 
@@ -218,15 +220,9 @@ void ts_api_stop(struct ts_api *api);
 extern const char ts_page_index_html[];
 extern const size_t ts_page_index_html_len;
 
-/* ---- enroll.c -------------------------------------------------------------
- * Enrolment (`tillside enroll`), the enrolment results merged into the
- * configuration, and the trust thread: certificate expiry, renewal, the
- * hub certificate's expiry. */
-
-/* `tillside enroll --hub URL --token TOKEN [--ca FILE]`; argv[0] is
- * "enroll", conf_path the -c given before it (a -c after it wins).
- * Returns a process exit code. */
-int ts_enroll_main(int argc, char **argv, const char *conf_path);
+/* ---- trust.c --------------------------------------------------------------
+ * The trust thread: certificate expiry, renewal, the hub certificate's
+ * expiry. (`tillside enroll` itself is a command: cmd_enroll.c.) */
 
 struct ts_trust;
 struct json_t;

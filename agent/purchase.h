@@ -77,11 +77,4 @@ void ts_uploader_kick(struct ts_agent *a);
 int64_t ts_uploader_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, int64_t retry_after_ms,
                                uint32_t r);
 
-/* `tillside outbox list [--dead|--pending|--sent|--all]` and `tillside
- * outbox retry [MESSAGE_ID|--all]`: exit codes. */
-int ts_cli_outbox(const struct ts_agent_config *cfg, int argc, const char *const *argv);
-/* main.c's entry: argv[0] is "outbox"; a -c FILE among the arguments wins
- * over conf_path. Loads the configuration, then ts_cli_outbox. */
-int ts_outbox_main(int argc, char **argv, const char *conf_path);
-
 #endif

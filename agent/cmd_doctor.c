@@ -8,7 +8,7 @@
  */
 #include "agent.h"
 #include "hublink.h"
-#include "cli.h"
+#include "cmd.h"
 #include "devices.h"
 #include "httpc.h"
 #include "pki.h"
@@ -180,7 +180,7 @@ static void check_devices(struct report *r)
     free(text);
 }
 
-int ts_cli_doctor(const char *conf_path)
+int ts_cmd_doctor(const char *conf_path)
 {
     struct report r = {0};
     struct ts_agent_config cfg;

@@ -114,10 +114,14 @@ struct ts_hublink;
 
 struct ts_agent {
     struct ts_agent_config cfg;
-    struct ts_cache *cache; /* reader/writer connection for lookups (guarded by mu) */
-    struct ts_bus *bus;
-    char token[65];     /* local API bearer token */
-    pthread_mutex_t mu; /* guards everything below and cache */
+    pthread_mutex_t cache_mu; /* guards cache, and nothing else */
+    struct ts_cache *cache;   /* the lookup connection (the sync thread has its own) */
+    struct ts_bus *bus;       /* thread-safe on its own */
+    char token[65];           /* local API bearer token (set at open, then read-only) */
+    /* Guards the session, the link state and the counters below (not the
+     * subsystems' handles, which have their own locks). Never held while
+     * taking cache_mu or the reverse. */
+    pthread_mutex_t mu;
     char *session_json; /* current session (see PROTOCOL.md), NULL = none */
     bool link_online;
     bool link_known; /* false until the first sync attempt finished */
@@ -154,6 +158,11 @@ void ts_agent_close(struct ts_agent *a);
  * returns the session JSON (malloc'd) in *session_out when not NULL.
  */
 int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out);
+/* The first of keys (nkeys of them: during a key rotation the cache may
+ * hold either version's) the cache knows: TS_OK with the card JSON
+ * (malloc'd) and when it was synced, TS_ERR_NOTFOUND when none is. */
+enum ts_err ts_agent_cache_find(struct ts_agent *a, char keys[][TS_IDENT_KEY_HEX], int nkeys,
+                                char **card, int64_t *synced_ms);
 /* Current session JSON (malloc'd copy) or NULL when none. */
 char *ts_agent_session(struct ts_agent *a);
 /* Clears the session and publishes `clear`. */

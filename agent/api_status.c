@@ -42,8 +42,10 @@ enum MHD_Result ts_api_get_metrics(struct ts_api *api, struct MHD_Connection *c)
     ts_buf b = {0};
     int own = 0, hub = 0;
     bool have_hub = false, have_own = ts_trust_days(a, &own, &have_hub, &hub);
-    pthread_mutex_lock(&a->mu);
+    pthread_mutex_lock(&a->cache_mu);
     int64_t cards = ts_cache_count(a->cache);
+    pthread_mutex_unlock(&a->cache_mu);
+    pthread_mutex_lock(&a->mu);
     bool up = a->link_online;
     uint64_t scans = a->scans, items = a->feed_items_applied, pages = a->feed_pages_applied;
     uint64_t hit = a->lookups_hit, miss = a->lookups_miss, live = ts_hublink_answers(a->hub);

@@ -8,12 +8,15 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The watchdog's proof of life: the lock every scan, lookup and feed page
- * takes can be taken. A thread stuck holding it stops the pings and systemd
- * restarts the agent (WatchdogSec= in tillside.service). */
+/* The watchdog's proof of life: the locks every scan takes (the cache's,
+ * then the core's, one after the other as a scan does) can be taken. A
+ * thread stuck holding one stops the pings and systemd restarts the agent
+ * (WatchdogSec= in tillside.service). */
 static bool core_alive(void *ud)
 {
     struct ts_agent *a = ud;
+    pthread_mutex_lock(&a->cache_mu);
+    pthread_mutex_unlock(&a->cache_mu);
     pthread_mutex_lock(&a->mu);
     pthread_mutex_unlock(&a->mu);
     return true;
@@ -21,8 +24,21 @@ static bool core_alive(void *ud)
 
 /*
  * Runs the daemon until SIGINT/SIGTERM. Signals are blocked before any
- * thread starts so only sigwait() here sees them; shutdown goes sync thread,
- * SSE streams, API, cache — nothing is left half-written.
+ * thread starts so only sigwait() here sees them.
+ *
+ * Start order, each subsystem a handle with its own lock:
+ *   1. the core (ts_agent_open): cache connection (cache_mu), session and
+ *      counters (mu), bus, hub link (its lock), rules, the purchase journal
+ *      (outbox.db; the uploader's worker lock);
+ *   2. trust (certificate thread, its own lock), so status has the days left
+ *      from the first request;
+ *   3. the API (libmicrohttpd threads), 4. the idle clear, 5. sync,
+ *   6. inputs (scanners, the receipt tap), 7. the uploader.
+ * Stop order, the reverse where it matters: the uploader and sync first (no
+ * more network, their SQLite writes committed), the idle clear, then the bus
+ * is closed so SSE streams end, then the API (no request in flight), then
+ * inputs (after the API: status and metrics read them), trust, and last the
+ * core, which closes cache and outbox — nothing is left half-written.
  */
 int ts_cmd_run(const struct ts_agent_config *cfg)
 {
@@ -80,7 +96,7 @@ int ts_cmd_run(const struct ts_agent_config *cfg)
             cfg->store[0] ? cfg->store : "-", cfg->terminal[0] ? cfg->terminal : "-",
             strchr(cfg->api_host, ':') ? "[" : "", cfg->api_host,
             strchr(cfg->api_host, ':') ? "]" : "", ts_api_port(api));
-    /* READY=1 now, WATCHDOG=1 while the core lock is free (sdnotify.h). */
+    /* READY=1 now, WATCHDOG=1 while the core locks are free (sdnotify.h). */
     int sig = ts_sd_run_until_signal(&set, core_alive, a);
     TS_INFO("agent", "stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     exit_code = 0;

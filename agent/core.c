@@ -55,6 +55,7 @@ int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char
         return TS_ERR_NOMEM;
     a->cfg = *cfg;
     pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->cache_mu, NULL);
     int rc = ts_mkdir_p(cfg->state_dir, 0700);
     if (rc) {
         snprintf(err, errsz, "state directory %s: %s", cfg->state_dir, ts_strerror(rc));
@@ -78,8 +79,10 @@ int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char
         goto fail;
     if ((rc = ts_bus_new(BUS_CAPACITY, &a->bus)))
         goto fail;
-    struct ts_hublink_opts ho = {
-        .cfg = &a->cfg, .cache = a->cache, .cache_mu = &a->mu, .unreachable = &a->sync_interrupt};
+    struct ts_hublink_opts ho = {.cfg = &a->cfg,
+                                 .cache = a->cache,
+                                 .cache_mu = &a->cache_mu,
+                                 .unreachable = &a->sync_interrupt};
     if ((rc = ts_hublink_new(&ho, &a->hub)))
         goto fail;
     *out = a;
@@ -102,7 +105,26 @@ void ts_agent_close(struct ts_agent *a)
     for (size_t i = 0; i < TS_AGENT_RECENT; i++)
         free(a->recent[i]);
     pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->cache_mu);
     free(a);
+}
+
+enum ts_err ts_agent_cache_find(struct ts_agent *a, char keys[][TS_IDENT_KEY_HEX], int nkeys,
+                                char **card, int64_t *synced_ms)
+{
+    char *found = NULL;
+    int64_t synced = 0;
+    pthread_mutex_lock(&a->cache_mu);
+    for (int k = 0; k < nkeys && !found; k++)
+        if (ts_cache_lookup(a->cache, keys[k], &found, &synced) != TS_OK)
+            found = NULL;
+    pthread_mutex_unlock(&a->cache_mu);
+    if (!found)
+        return TS_ERR_NOTFOUND;
+    *card = found;
+    if (synced_ms)
+        *synced_ms = synced;
+    return TS_OK;
 }
 
 /*
@@ -208,14 +230,11 @@ int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session
             status = "invalid";
         goto publish;
     }
+    bool hit = ts_agent_cache_find(a, keys, nkeys, &card, &synced) == TS_OK;
     pthread_mutex_lock(&a->mu);
     a->scans++;
     online = a->link_online;
-    /* During a key rotation the cache may hold either version's keys. */
-    for (int k = 0; k < nkeys && !card; k++)
-        if (ts_cache_lookup(a->cache, keys[k], &card, &synced) != TS_OK)
-            card = NULL;
-    if (card) {
+    if (hit) {
         a->lookups_hit++;
         source = "cache";
     } else {
@@ -323,10 +342,12 @@ int ts_agent_status_json(struct ts_agent *a, ts_buf *out)
 {
     char cursor[TS_FEED_MAX_CURSOR + 1], last_sync[32], pos[TS_FEED_MAX_CURSOR + 1];
     bool resyncing = false;
-    pthread_mutex_lock(&a->mu);
+    pthread_mutex_lock(&a->cache_mu);
     int64_t cards = ts_cache_count(a->cache);
     ts_cache_cursor(a->cache, cursor, sizeof cursor);
     ts_cache_position(a->cache, pos, sizeof pos, &resyncing);
+    pthread_mutex_unlock(&a->cache_mu);
+    pthread_mutex_lock(&a->mu);
     if (a->last_sync_wall_ms)
         ts_iso8601(a->last_sync_wall_ms, last_sync, sizeof last_sync);
     json_t *o = json_pack(

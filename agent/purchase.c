@@ -212,11 +212,8 @@ static void resolve_customer(struct ts_agent *a, json_t *p, char *cid, size_t ci
         nkeys = ts_agent_ident_keys(&a->cfg, TS_IDENT_LOYALTY, norm, keys);
     char *card = NULL;
     int64_t synced;
-    pthread_mutex_lock(&a->mu);
-    for (int k = 0; k < nkeys && !card; k++)
-        if (ts_cache_lookup(a->cache, keys[k], &card, &synced) != TS_OK)
-            card = NULL;
-    pthread_mutex_unlock(&a->mu);
+    if (ts_agent_cache_find(a, keys, nkeys, &card, &synced) != TS_OK)
+        card = NULL;
     card_cid(card, cid, cidsz);
     free(card);
 }

@@ -80,10 +80,9 @@ int ts_agent_resolve_sale(struct ts_agent *a, enum ts_ident_kind kind, const cha
     const char *source = NULL;
     json_t *sale = NULL, *card_o = NULL;
 
+    if (ts_agent_cache_find(a, keys, nkeys, &card, &synced) != TS_OK)
+        card = NULL;
     pthread_mutex_lock(&a->mu);
-    for (int k = 0; k < nkeys && !card; k++)
-        if (ts_cache_lookup(a->cache, keys[k], &card, &synced) != TS_OK)
-            card = NULL;
     if (card)
         a->lookups_hit++;
     else

@@ -568,10 +568,10 @@ static void seed_card(struct fx *f, const char *code, const char *cid, const cha
                   cid, key, card_json);
     struct ts_feed_page p;
     assert_int_equal(ts_feed_parse(page.data, page.len, &p, err, sizeof err), TS_OK);
-    pthread_mutex_lock(&f->a->mu);
+    pthread_mutex_lock(&f->a->cache_mu);
     assert_int_equal(ts_cache_apply_page(f->a->cache, &p, ts_now_wall_ms(), err, sizeof err),
                      TS_OK);
-    pthread_mutex_unlock(&f->a->mu);
+    pthread_mutex_unlock(&f->a->cache_mu);
     ts_feed_page_free(&p);
     ts_buf_free(&page);
 }

@@ -107,9 +107,9 @@ static bool cached(struct fx *f, const char *key)
 {
     char *card = NULL;
     int64_t synced = 0;
-    pthread_mutex_lock(&f->a->mu);
+    pthread_mutex_lock(&f->a->cache_mu);
     int rc = ts_cache_lookup(f->a->cache, key, &card, &synced);
-    pthread_mutex_unlock(&f->a->mu);
+    pthread_mutex_unlock(&f->a->cache_mu);
     free(card);
     return rc == TS_OK;
 }

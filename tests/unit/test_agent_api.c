@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "tmpdir.h"
 
 #define IO_TIMEOUT_MS 5000
 
@@ -62,21 +63,13 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *f = *state;
     ts_bus_close(f->a->bus); /* as the agent's shutdown does */
     ts_api_stop(f->api);
     ts_agent_close(f->a);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    ts_test_rm_tree(f->dir);
     free(f);
     return 0;
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "tmpdir.h"
 #include "httpd.h"
 #include "hublink.h"
 
@@ -84,20 +85,12 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *f = *state;
     ts_agent_close(f->a);
     ts_httpd_stop(f->hub);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    ts_test_rm_tree(f->dir);
     pthread_mutex_destroy(&f->mu);
     free(f);
     return 0;

@@ -4,6 +4,7 @@
  * in the outbox.
  */
 #include "agent.h"
+#include "tmpdir.h"
 #include "purchase.h"
 
 #include <ftw.h>
@@ -46,19 +47,11 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *f = *state;
     ts_agent_close(f->a);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    ts_test_rm_tree(f->dir);
     free(f);
     return 0;
 }

@@ -35,7 +35,10 @@ int ts_cmd_outbox(const struct ts_agent_config *cfg, int argc, const char *const
  * over conf_path. Loads the configuration, then ts_cmd_outbox. */
 int ts_cmd_outbox_main(int argc, char **argv, const char *conf_path);
 
-/* A client for the running agent's loopback API (cmd_api.c); says why on
+/* Loads conf_path (with enrolled.conf) and sets the log level; says why on
+ * stderr when it cannot (cmd_common.c). */
+enum ts_err ts_cmd_load_config(const char *conf_path, struct ts_agent_config *cfg);
+/* A client for the running agent's loopback API (cmd_common.c); says why on
  * stderr when it cannot make one. */
 enum ts_err ts_cmd_api_client(const struct ts_agent_config *cfg, struct ts_httpc **out);
 

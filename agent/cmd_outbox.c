@@ -122,11 +122,7 @@ int ts_cmd_outbox_main(int argc, char **argv, const char *conf_path)
             args[n++] = argv[i];
     }
     struct ts_agent_config cfg;
-    char err[1024];
-    if (ts_agent_config_load(conf_path, &cfg, err, sizeof err)) {
-        fprintf(stderr, "tillside: %s\n", err);
+    if (ts_cmd_load_config(conf_path, &cfg) != TS_OK)
         return 1;
-    }
-    ts_log_set_level(cfg.log_level);
     return ts_cmd_outbox(&cfg, n, args);
 }

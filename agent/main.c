@@ -99,12 +99,8 @@ int main(int argc, char **argv)
     }
 
     struct ts_agent_config cfg;
-    char err[1024];
-    if (ts_agent_config_load(conf_path, &cfg, err, sizeof err)) {
-        fprintf(stderr, "tillside: %s\n", err);
+    if (ts_cmd_load_config(conf_path, &cfg) != TS_OK)
         return 1;
-    }
-    ts_log_set_level(cfg.log_level);
     if (strcmp(cmd, "check-config") == 0) {
         printf("%s: OK\n", conf_path);
         if (cfg.enrolled[0])

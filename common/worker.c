@@ -3,8 +3,7 @@
 
 #include <time.h>
 
-/* Now + ms on CLOCK_MONOTONIC, for pthread_cond_timedwait. */
-static struct timespec deadline_in(int64_t ms)
+struct timespec ts_mono_deadline(int64_t ms)
 {
     struct timespec dl;
     clock_gettime(CLOCK_MONOTONIC, &dl);
@@ -17,17 +16,22 @@ static struct timespec deadline_in(int64_t ms)
     return dl;
 }
 
-enum ts_err ts_worker_init(struct ts_worker *w)
+enum ts_err ts_cond_init_mono(pthread_cond_t *cv)
 {
-    *w = (struct ts_worker){0};
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca) != 0)
         return TS_ERR_NOMEM;
     int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     if (rc == 0)
-        rc = pthread_cond_init(&w->cv, &ca);
+        rc = pthread_cond_init(cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (rc != 0)
+    return rc == 0 ? TS_OK : TS_ERR_NOMEM;
+}
+
+enum ts_err ts_worker_init(struct ts_worker *w)
+{
+    *w = (struct ts_worker){0};
+    if (ts_cond_init_mono(&w->cv) != TS_OK)
         return TS_ERR_NOMEM;
     if (pthread_mutex_init(&w->mu, NULL) != 0) {
         pthread_cond_destroy(&w->cv);
@@ -106,7 +110,7 @@ bool ts_worker_sleep_locked(struct ts_worker *w, int64_t ms, enum ts_worker_wake
 {
     bool kickable = wake == TS_WORKER_KICKABLE;
     if (ms > 0) {
-        struct timespec dl = deadline_in(ms);
+        struct timespec dl = ts_mono_deadline(ms);
         while (!w->stop && !(kickable && w->kicked) &&
                pthread_cond_timedwait(&w->cv, &w->mu, &dl) == 0) {
         }
@@ -126,7 +130,7 @@ bool ts_worker_sleep(struct ts_worker *w, int64_t ms, enum ts_worker_wake wake)
 
 bool ts_sleep_or_stop(pthread_mutex_t *mu, pthread_cond_t *cv, const bool *stop, int64_t ms)
 {
-    struct timespec dl = deadline_in(ms);
+    struct timespec dl = ts_mono_deadline(ms);
     pthread_mutex_lock(mu);
     while (!*stop && pthread_cond_timedwait(cv, mu, &dl) == 0) {
     }

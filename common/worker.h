@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 struct ts_worker;
 typedef void (*ts_worker_fn)(struct ts_worker *w, void *arg);
@@ -35,6 +36,12 @@ enum ts_worker_wake {
     TS_WORKER_KICKABLE = 0, /* a kick ends the sleep */
     TS_WORKER_NO_KICK = 1,  /* only the deadline or stop does (a back-off) */
 };
+
+/* A condition variable whose timed waits count on CLOCK_MONOTONIC, and the
+ * absolute deadline ms from now on that clock, for every timed wait of ours
+ * (a wall-clock step must not stretch or cut one). */
+enum ts_err ts_cond_init_mono(pthread_cond_t *cv);
+struct timespec ts_mono_deadline(int64_t ms);
 
 /* Sets up the mutex and the monotonic condition variable. */
 enum ts_err ts_worker_init(struct ts_worker *w);

@@ -1,4 +1,4 @@
-/* What the commands that talk to a running agent share: its API client. */
+/* What the commands share: loading the configuration, the running agent's API client. */
 #include "cmd.h"
 #include "httpc.h"
 
@@ -18,4 +18,16 @@ enum ts_err ts_cmd_api_client(const struct ts_agent_config *cfg, struct ts_httpc
     if (rc)
         fprintf(stderr, "tillside: %s\n", err);
     return rc;
+}
+
+enum ts_err ts_cmd_load_config(const char *conf_path, struct ts_agent_config *cfg)
+{
+    char err[1024];
+    enum ts_err rc = ts_agent_config_load(conf_path, cfg, err, sizeof err);
+    if (rc != TS_OK) {
+        fprintf(stderr, "tillside: %s\n", err);
+        return rc;
+    }
+    ts_log_set_level(cfg->log_level);
+    return TS_OK;
 }

@@ -56,17 +56,18 @@ struct ts_agent_config {
 };
 
 /* Reads and validates the INI file; err gets "file:line: [section] key: ..." */
-int ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err, size_t errsz);
-int ts_agent_config_parse(const char *name, const char *text, struct ts_agent_config *out,
-                          char *err, size_t errsz);
+enum ts_err ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err,
+                                 size_t errsz);
+enum ts_err ts_agent_config_parse(const char *name, const char *text, struct ts_agent_config *out,
+                                  char *err, size_t errsz);
 #define TS_ENROLLED_CONF "enrolled.conf"
 struct ts_conf;
 /* Loads <state_dir>/enrolled.conf (written by `tillside enroll`), which
  * config loading lets override the main file for the keys it sets; its path
  * goes to path_out. TS_ERR_NOTFOUND (path_out "") when the terminal was not
  * enrolled. */
-int ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
-                          size_t pathsz, char *err, size_t errsz);
+enum ts_err ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
+                                  size_t pathsz, char *err, size_t errsz);
 /* <state_dir>/cache.db */
 void ts_agent_cache_path(const struct ts_agent_config *c, char *out, size_t outsz);
 /* The identifier keys to try for a normalized code, in order: the current
@@ -148,8 +149,8 @@ struct ts_agent {
 };
 
 /* Opens the cache (creating state_dir), loads or creates the API token. */
-int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err,
-                  size_t errsz);
+enum ts_err ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err,
+                          size_t errsz);
 void ts_agent_close(struct ts_agent *a);
 
 /*
@@ -157,7 +158,7 @@ void ts_agent_close(struct ts_agent *a);
  * it the current session, publishes `scan` then `customer` on the bus, and
  * returns the session JSON (malloc'd) in *session_out when not NULL.
  */
-int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out);
+enum ts_err ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out);
 /* The first of keys (nkeys of them: during a key rotation the cache may
  * hold either version's) the cache knows: TS_OK with the card JSON
  * (malloc'd) and when it was synced, TS_ERR_NOTFOUND when none is. */
@@ -194,7 +195,7 @@ int ts_agent_page_key_init(struct ts_agent *a);
 char *ts_agent_page_render(const struct ts_agent *a, size_t *len);
 struct ts_idle;
 /* Starts the thread that clears an idle session ([page] idle_clear_s). */
-int ts_idle_start(struct ts_agent *a, struct ts_idle **out);
+enum ts_err ts_idle_start(struct ts_agent *a, struct ts_idle **out);
 void ts_idle_stop(struct ts_idle *t); /* NULL ok */
 
 /* ---- inputs.c -------------------------------------------------------------
@@ -212,7 +213,7 @@ void ts_agent_inputs_stop(struct ts_agent *a);
 
 struct ts_syncer;
 /* Starts the sync thread (its own cache connection and HTTP client). */
-int ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz);
+enum ts_err ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz);
 /* Stops and joins it; NULL ok. */
 void ts_syncer_stop(struct ts_syncer *s);
 
@@ -221,7 +222,7 @@ void ts_syncer_stop(struct ts_syncer *s);
 struct ts_api;
 /* Starts the loopback HTTP API (libmicrohttpd) on cfg.api_host:api_port
  * (port 0 = ephemeral). */
-int ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errsz);
+enum ts_err ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errsz);
 int ts_api_port(const struct ts_api *api);
 /* Ends SSE streams, stops the daemon; NULL ok. */
 void ts_api_stop(struct ts_api *api);
@@ -237,7 +238,7 @@ struct ts_trust;
 struct json_t;
 /* Finishes a renewal a crash interrupted, then starts the thread; sets
  * a->trust. */
-int ts_trust_start(struct ts_agent *a, char *err, size_t errsz);
+enum ts_err ts_trust_start(struct ts_agent *a, char *err, size_t errsz);
 /* Stops and joins it, clears a->trust; NULL-safe. */
 void ts_trust_stop(struct ts_agent *a);
 /* Adds cert_days_left, hub_cert_days_left, cert_not_after and warnings to
@@ -252,8 +253,8 @@ bool ts_trust_days(struct ts_agent *a, int *own, bool *have_hub, int *hub);
  * /v1/lookup?receipt= / ?order=). On TS_OK sets status, source, synced_at,
  * card (null when the sale has no known customer) and purchase / order in
  * sess; TS_ERR_NOTFOUND when neither was found. */
-int ts_agent_resolve_sale(struct ts_agent *a, enum ts_ident_kind kind, const char *value,
-                          char keys[][TS_IDENT_KEY_HEX], int nkeys, bool online,
-                          struct json_t *sess);
+enum ts_err ts_agent_resolve_sale(struct ts_agent *a, enum ts_ident_kind kind, const char *value,
+                                  char keys[][TS_IDENT_KEY_HEX], int nkeys, bool online,
+                                  struct json_t *sess);
 
 #endif

@@ -348,7 +348,7 @@ out:
     return rc;
 }
 
-int ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errsz)
+enum ts_err ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errsz)
 {
     int fd = -1, port = 0, rc;
     bool v6 = false;

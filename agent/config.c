@@ -48,8 +48,8 @@ static int fail(const struct ts_conf *c, const char *sec, const char *key, char 
 
 /* <state_dir>/enrolled.conf: here, with the rest of configuration loading,
  * so loading a configuration never calls into enrolment. */
-int ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
-                          size_t pathsz, char *err, size_t errsz)
+enum ts_err ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
+                                  size_t pathsz, char *err, size_t errsz)
 {
     char path[TS_AGENT_PATH_MAX + 32];
     if (pathsz)
@@ -213,8 +213,8 @@ static int from_conf(const struct ts_conf *c, const struct ts_conf *enr, struct 
     return TS_OK;
 }
 
-int ts_agent_config_parse(const char *name, const char *text, struct ts_agent_config *out,
-                          char *err, size_t errsz)
+enum ts_err ts_agent_config_parse(const char *name, const char *text, struct ts_agent_config *out,
+                                  char *err, size_t errsz)
 {
     struct ts_conf *c = NULL;
     int rc = ts_conf_parse(name, text, &c, err, errsz);
@@ -230,7 +230,8 @@ int ts_agent_config_parse(const char *name, const char *text, struct ts_agent_co
 }
 
 /* A file also merges what enrolment wrote into its state directory. */
-int ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err, size_t errsz)
+enum ts_err ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err,
+                                 size_t errsz)
 {
     char *text = NULL;
     struct ts_conf *c = NULL, *enr = NULL;

@@ -48,7 +48,8 @@ static int load_token(struct ts_agent *a, char *err, size_t errsz)
     return rc;
 }
 
-int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err, size_t errsz)
+enum ts_err ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err,
+                          size_t errsz)
 {
     struct ts_agent *a = calloc(1, sizeof *a);
     if (!a)
@@ -187,7 +188,7 @@ static int product_scan(struct ts_agent *a, json_t *scan_o, const char *masked,
     return TS_OK;
 }
 
-int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out)
+enum ts_err ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out)
 {
     char norm[TS_SCAN_MAX], keys[2][TS_IDENT_KEY_HEX], masked[32], at[32];
     char *card = NULL;

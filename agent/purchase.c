@@ -16,7 +16,7 @@ void ts_purchase_outbox_path(const struct ts_agent_config *c, char *out, size_t 
     snprintf(out, outsz, "%s/outbox.db", c->state_dir);
 }
 
-int ts_purchase_open(struct ts_agent *a, char *err, size_t errsz)
+enum ts_err ts_purchase_open(struct ts_agent *a, char *err, size_t errsz)
 {
     char path[TS_AGENT_PATH_MAX + 16];
     struct ts_purch *p = calloc(1, sizeof *p);

@@ -35,7 +35,7 @@ struct ts_purch {
 void ts_purchase_outbox_path(const struct ts_agent_config *c, char *out, size_t outsz);
 /* Opens the outbox into a->purch (ts_agent_open calls it); _close frees it
  * (NULL-safe, after the uploader stopped). */
-int ts_purchase_open(struct ts_agent *a, char *err, size_t errsz);
+enum ts_err ts_purchase_open(struct ts_agent *a, char *err, size_t errsz);
 void ts_purchase_close(struct ts_agent *a);
 
 /*
@@ -64,7 +64,7 @@ void ts_purchase_metrics(struct ts_agent *a, ts_buf *b);
 /* ---- uploader.c ------------------------------------------------------------*/
 
 /* Starts the upload thread (its own HTTP client). */
-int ts_uploader_start(struct ts_agent *a, char *err, size_t errsz);
+enum ts_err ts_uploader_start(struct ts_agent *a, char *err, size_t errsz);
 /* Stops and joins it; NULL-safe on a->purch. */
 void ts_uploader_stop(struct ts_agent *a);
 /* Wakes the upload thread: new rows are pending. */

@@ -72,8 +72,9 @@ static json_t *hub_lookup(struct ts_agent *a, enum ts_ident_kind kind, const cha
     return ans;
 }
 
-int ts_agent_resolve_sale(struct ts_agent *a, enum ts_ident_kind kind, const char *value,
-                          char keys[][TS_IDENT_KEY_HEX], int nkeys, bool online, json_t *sess)
+enum ts_err ts_agent_resolve_sale(struct ts_agent *a, enum ts_ident_kind kind, const char *value,
+                                  char keys[][TS_IDENT_KEY_HEX], int nkeys, bool online,
+                                  json_t *sess)
 {
     char *card = NULL, state[8];
     int64_t synced = 0;

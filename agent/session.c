@@ -159,7 +159,7 @@ static void idle_main(struct ts_worker *w, void *arg)
     }
 }
 
-int ts_idle_start(struct ts_agent *a, struct ts_idle **out)
+enum ts_err ts_idle_start(struct ts_agent *a, struct ts_idle **out)
 {
     *out = NULL;
     if (a->cfg.idle_clear_s <= 0)

@@ -261,7 +261,7 @@ static void run(struct ts_worker *w, void *arg)
     }
 }
 
-int ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz)
+enum ts_err ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz)
 {
     struct ts_syncer *s = calloc(1, sizeof *s);
     if (!s)

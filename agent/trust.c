@@ -303,7 +303,7 @@ static void trust_main(struct ts_worker *w, void *arg)
     }
 }
 
-int ts_trust_start(struct ts_agent *a, char *err, size_t errsz)
+enum ts_err ts_trust_start(struct ts_agent *a, char *err, size_t errsz)
 {
     struct ts_trust *t = calloc(1, sizeof *t);
     if (!t)

@@ -313,7 +313,7 @@ static void upload_thread(struct ts_worker *w, void *arg)
     }
 }
 
-int ts_uploader_start(struct ts_agent *a, char *err, size_t errsz)
+enum ts_err ts_uploader_start(struct ts_agent *a, char *err, size_t errsz)
 {
     struct ts_purch *p = a->purch;
     if (!p) {

@@ -64,7 +64,7 @@ typedef struct ts_buf {
     size_t cap;
 } ts_buf;
 
-int ts_buf_reserve(ts_buf *b, size_t extra);
+enum ts_err ts_buf_reserve(ts_buf *b, size_t extra);
 int ts_buf_append(ts_buf *b, const void *p, size_t n);
 int ts_buf_puts(ts_buf *b, const char *s);
 int ts_buf_printf(ts_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -120,7 +120,7 @@ size_t ts_sanitize(const void *in, size_t len, char *out, size_t outsz, char rep
 
 /* The error body of every JSON API of ours (PROTOCOL.md):
  * {"error":"<msg>"}, msg JSON-escaped; b is reset first. */
-int ts_json_error(ts_buf *b, const char *msg);
+enum ts_err ts_json_error(ts_buf *b, const char *msg);
 
 /* ---- back-off (backoff.c) -------------------------------------------------
  * Full jitter: uniform in [floor, min(cap, base * 2^attempt)], attempt 0 the

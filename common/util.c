@@ -131,7 +131,7 @@ void ts_log(enum ts_log_level lvl, const char *comp, const char *fmt, ...)
 
 /* ---- buffers ---- */
 
-int ts_buf_reserve(ts_buf *b, size_t extra)
+enum ts_err ts_buf_reserve(ts_buf *b, size_t extra)
 {
     /* len + extra + 1 must not wrap: a huge extra (a length read off the
      * wire, a size computed by a caller) would else "fit" a small buffer. */
@@ -583,7 +583,7 @@ size_t ts_sanitize(const void *in, size_t len, char *out, size_t outsz, char rep
     return n;
 }
 
-int ts_json_error(ts_buf *b, const char *msg)
+enum ts_err ts_json_error(ts_buf *b, const char *msg)
 {
     ts_buf_reset(b);
     int rc = ts_buf_puts(b, "{\"error\":\"");

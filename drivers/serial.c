@@ -359,7 +359,10 @@ static void try_open(struct serial *s, int64_t now)
         if (e == EACCES || e == EPERM) {
             perm_detail(s, detail, sizeof detail);
             set_state(s, TS_INPUT_ERROR, detail);
-        } else if (e == EBUSY) {
+        } else if (e == EBUSY || e == EWOULDBLOCK) {
+            /* EBUSY: the tty is held with TIOCEXCL; libserialport 0.1.2 also
+             * takes flock(LOCK_EX | LOCK_NB) on open: EWOULDBLOCK when
+             * another program (root passes TIOCEXCL) holds that lock */
             snprintf(detail, sizeof detail, "%s is busy (another program has it open)", s->port);
             set_state(s, TS_INPUT_ERROR, detail);
         } else {

@@ -196,15 +196,15 @@ static int finish(struct ts_conf *c, struct ts_hub_config *out, char *err, size_
     return rc;
 }
 
-int ts_hub_config_parse(const char *name, const char *text, struct ts_hub_config *out, char *err,
-                        size_t errsz)
+enum ts_err ts_hub_config_parse(const char *name, const char *text, struct ts_hub_config *out,
+                                char *err, size_t errsz)
 {
     struct ts_conf *c = NULL;
     int rc = ts_conf_parse(name, text, &c, err, errsz);
     return rc != TS_OK ? rc : finish(c, out, err, errsz);
 }
 
-int ts_hub_config_load(const char *path, struct ts_hub_config *out, char *err, size_t errsz)
+enum ts_err ts_hub_config_load(const char *path, struct ts_hub_config *out, char *err, size_t errsz)
 {
     struct ts_conf *c = NULL;
     int rc = ts_conf_load(path, &c, err, errsz);

@@ -1,7 +1,8 @@
 /*
  * Trust at the hub: enrolment tokens, the enrolment listener, certificate
  * renewal and revocation (docs/PROTOCOL.md "Enrolment and renewal",
- * docs/OPERATIONS.md).
+ * docs/OPERATIONS.md); the commands that make tokens and revoke are in
+ * cmd_enroll.c.
  *
  * State lives in the hub's database, in tables of its own (trust_*), on a
  * connection of its own, so `tillside-hub enroll-token` and `revoke` work
@@ -81,9 +82,9 @@ static int db_open(const char *path, struct ts_sql **out, char *err, size_t errs
         ts_errf(err, errsz, "cannot open %s", e);
         return TS_ERR_DB;
     }
-    if (ts_sql_exec(db, "PRAGMA journal_mode=WAL") != TS_SQL_OK ||
-        ts_sql_exec(db, "BEGIN IMMEDIATE") != TS_SQL_OK ||
-        ts_sql_exec_ddl(db, SCHEMA) != TS_SQL_OK || ts_sql_exec(db, "COMMIT") != TS_SQL_OK) {
+    if (ts_sql_exec(db, "PRAGMA journal_mode=WAL") != TS_OK ||
+        ts_sql_exec(db, "BEGIN IMMEDIATE") != TS_OK || ts_sql_exec_ddl(db, SCHEMA) != TS_OK ||
+        ts_sql_exec(db, "COMMIT") != TS_OK) {
         ts_errf(err, errsz, "%s: cannot create the trust tables: %s", path, ts_sql_errmsg(db));
         ts_sql_close(db);
         return TS_ERR_DB;
@@ -97,7 +98,7 @@ static int db_open(const char *path, struct ts_sql **out, char *err, size_t errs
 static struct ts_sql_stmt *prep(struct ts_sql *db, const char *sql, const char *types, ...)
 {
     struct ts_sql_stmt *st = NULL;
-    if (ts_sql_prepare(db, sql, &st) != TS_SQL_OK) {
+    if (ts_sql_prepare(db, sql, &st) != TS_OK) {
         TS_ERROR(COMP, "%s: %s", sql, ts_sql_errmsg(db));
         return NULL;
     }
@@ -190,8 +191,8 @@ static void refresh_rules(struct ts_hub_trust *t)
 
 /* ---- open / close -------------------------------------------------------- */
 
-int ts_hub_trust_open(const struct ts_hub_config *cfg, int64_t (*now_ms)(void),
-                      struct ts_hub_trust **out, char *err, size_t errsz)
+enum ts_err ts_hub_trust_open(const struct ts_hub_config *cfg, int64_t (*now_ms)(void),
+                              struct ts_hub_trust **out, char *err, size_t errsz)
 {
     struct ts_hub_trust *t = calloc(1, sizeof *t);
     if (!t)
@@ -454,7 +455,7 @@ static void do_enroll(struct ts_hub_trust *t, const struct ts_httpd_req *req,
         goto out;
     }
     pthread_mutex_lock(&t->mu);
-    int rc = ts_sql_exec(t->db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : TS_ERR_DB;
+    int rc = ts_sql_exec(t->db, "BEGIN IMMEDIATE") == TS_OK ? TS_OK : TS_ERR_DB;
     bool spent = false;
     if (rc == TS_OK) {
         rc = exec_st(prep(t->db,
@@ -556,235 +557,100 @@ void ts_hub_trust_renew(struct ts_hub_trust *t, const struct ts_httpd_req *req,
     json_decref(o);
 }
 
-/* ---- command line ---------------------------------------------------------*/
+/* ---- tokens and revocations, for the commands (cmd_enroll.c) --------------*/
 
-/* Store and terminal names go into certificate subjects. */
-static bool name_ok(const char *s)
+enum ts_err ts_hub_trust_add_token(const char *target, const char *store, const char *terminal,
+                                   int64_t now_ms, int64_t ttl_ms, char token[TS_HUB_TOKEN_HEX],
+                                   char *err, size_t errsz)
 {
-    size_t n = s ? strlen(s) : 0;
-    return n > 0 && n <= 64 &&
-           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
-}
-
-/* "90s", "15m", "24h", "7d" (a bare number is hours). */
-static int parse_ttl(const char *s, int64_t *ms)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    int64_t unit = 3600000;
-    if (end == s || v <= 0)
-        return TS_ERR_INVAL;
-    if (*end == 's')
-        unit = 1000;
-    else if (*end == 'm')
-        unit = 60000;
-    else if (*end == 'd')
-        unit = DAY_MS;
-    else if (*end != 'h' && *end != '\0')
-        return TS_ERR_INVAL;
-    if (*end && end[1])
-        return TS_ERR_INVAL;
-    *ms = v * unit;
-    return *ms <= 30 * DAY_MS ? TS_OK : TS_ERR_INVAL;
-}
-
-/* -c FILE / --config FILE anywhere after the command; the rest into opts. */
-struct cli_opt {
-    const char *name;
-    const char **val; /* NULL: a flag, counted in *flag */
-    bool *flag;
-};
-
-static int parse_cli(int argc, char **argv, const char **conf, struct cli_opt *opts, size_t n,
-                     const char *cmd)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool done = false;
-        if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
-            if (i + 1 >= argc)
-                break;
-            *conf = argv[++i];
-            continue;
-        }
-        for (size_t k = 0; k < n && !done; k++) {
-            if (strcmp(a, opts[k].name) != 0)
-                continue;
-            done = true;
-            if (opts[k].flag) {
-                *opts[k].flag = true;
-            } else if (i + 1 < argc) {
-                *opts[k].val = argv[++i];
-            } else {
-                fprintf(stderr, "tillside-hub %s: %s needs a value\n", cmd, a);
-                return 2;
-            }
-        }
-        if (!done) {
-            fprintf(stderr, "tillside-hub %s: unexpected argument '%s'\n", cmd, a);
-            return 2;
-        }
-    }
-    return 0;
-}
-
-static int open_for_cli(const char *conf, struct ts_hub_config *cfg, struct ts_sql **db)
-{
-    char err[1024];
-    if (ts_hub_config_load(conf, cfg, err, sizeof err) != TS_OK ||
-        db_open(cfg->db, db, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
-        return 1;
-    }
-    return 0;
-}
-
-int ts_hub_enroll_token_main(int argc, char **argv, const char *conf)
-{
-    const char *store = NULL, *terminal = NULL, *ttl = "24h";
-    struct cli_opt opts[] = {
-        {"--store", &store, NULL}, {"--terminal", &terminal, NULL}, {"--ttl", &ttl, NULL}};
-    int64_t ttl_ms;
-    int rc = parse_cli(argc, argv, &conf, opts, 3, "enroll-token");
-    if (rc)
-        return rc;
-    if (!name_ok(store) || !name_ok(terminal) || parse_ttl(ttl, &ttl_ms) != TS_OK) {
-        fprintf(stderr, "usage: tillside-hub enroll-token [-c FILE] --store STORE --terminal "
-                        "TERMINAL [--ttl 24h]\n"
-                        "STORE and TERMINAL: 1-64 of A-Z a-z 0-9 . _ -; --ttl N[s|m|h|d], at "
-                        "most 30d\n");
-        return 2;
-    }
-    struct ts_hub_config cfg;
     struct ts_sql *db = NULL;
-    if (open_for_cli(conf, &cfg, &db))
-        return 1;
-    if (!cfg.ca_key[0])
-        fprintf(stderr,
-                "tillside-hub: warning: [hub] ca_key is not set in %s: the hub cannot "
-                "sign certificates until it is\n",
-                conf);
     unsigned char raw[TOKEN_BYTES];
-    char token[2 * TOKEN_BYTES + 1], hash[65], until[32];
-    int64_t now = ts_now_wall_ms();
-    if (ts_random(raw, sizeof raw) != TS_OK) {
-        fprintf(stderr, "tillside-hub: no randomness for a token\n");
+    char hash[65];
+    enum ts_err rc = db_open(target, &db, err, errsz);
+    if (rc != TS_OK)
+        return rc;
+    if ((rc = ts_random(raw, sizeof raw)) != TS_OK) {
+        ts_errf(err, errsz, "no randomness for a token");
         ts_sql_close(db);
-        return 1;
+        return rc;
     }
     ts_hex_encode(raw, sizeof raw, token);
     sha256_hex(token, hash);
     rc = exec_st(prep(db,
                       "INSERT INTO trust_tokens(hash, store, terminal, created, expires) "
                       "VALUES(?, ?, ?, ?, ?)",
-                      "tttii", hash, store, terminal, now, now + ttl_ms));
-    if (rc) {
-        fprintf(stderr, "tillside-hub: cannot store the token in %s: %s\n", cfg.db,
-                ts_sql_errmsg(db));
-        ts_sql_close(db);
-        return 1;
-    }
+                      "tttii", hash, store, terminal, now_ms, now_ms + ttl_ms));
+    if (rc != TS_OK)
+        ts_errf(err, errsz, "cannot store the token in %s: %s", target, ts_sql_errmsg(db));
     ts_sql_close(db);
-    ts_iso8601(now + ttl_ms, until, sizeof until);
-    /* The token alone on stdout, for scripts; the rest for people. */
-    printf("%s\n", token);
-    fprintf(stderr,
-            "one-time enrolment token for terminal %s of store %s, valid until %s\n"
-            "on the terminal: tillside enroll --hub https://HUB:PORT --token %s\n",
-            terminal, store, until, token);
-    return 0;
+    return rc;
 }
 
-int ts_hub_revoke_main(int argc, char **argv, const char *conf)
+enum ts_err ts_hub_trust_revoke(const char *target, const char *terminal, const char *store,
+                                const char *serial, const char *reason, int64_t now_ms, char *shown,
+                                size_t shownsz, long *certs, char *err, size_t errsz)
 {
-    const char *terminal = NULL, *store = NULL, *serial = NULL, *reason = "";
-    bool list = false;
-    struct cli_opt opts[] = {{"--terminal", &terminal, NULL},
-                             {"--store", &store, NULL},
-                             {"--serial", &serial, NULL},
-                             {"--reason", &reason, NULL},
-                             {"--list", NULL, &list}};
-    int rc = parse_cli(argc, argv, &conf, opts, 5, "revoke");
-    if (rc)
-        return rc;
-    bool by_name = terminal && !serial, by_serial = serial && !terminal && !store;
-    if (!list && (!(by_name || by_serial) || (terminal && !name_ok(terminal)) ||
-                  (store && !name_ok(store)) ||
-                  (serial && (strlen(serial) > 46 ||
-                              strspn(serial, "0123456789abcdefABCDEF") != strlen(serial))))) {
-        fprintf(stderr, "usage: tillside-hub revoke [-c FILE] --terminal T01 [--store S001] "
-                        "[--reason TEXT]\n"
-                        "       tillside-hub revoke [-c FILE] --serial HEX [--reason TEXT]\n"
-                        "       tillside-hub revoke [-c FILE] --list\n");
-        return 2;
-    }
-    struct ts_hub_config cfg;
     struct ts_sql *db = NULL;
-    if (open_for_cli(conf, &cfg, &db))
-        return 1;
-    if (list) {
-        struct ts_sql_stmt *st =
-            prep(db, "SELECT serial, cn, ou, at, reason FROM trust_revoked ORDER BY at", "");
-        while (st && ts_sql_step(st) == TS_SQL_ROW) {
-            char at[32];
-            const char *s = ts_sql_column_text(st, 0);
-            const char *cn = ts_sql_column_text(st, 1);
-            const char *ou = ts_sql_column_text(st, 2);
-            const char *why = ts_sql_column_text(st, 4);
-            ts_iso8601(ts_sql_column_int64(st, 3), at, sizeof at);
-            if (s)
-                printf("%s  serial %s", at, s);
-            else
-                printf("%s  terminal %s of %s%s", at, cn ? cn : "?",
-                       ou && ou[0] ? "store " : "any store", ou ? ou : "");
-            printf("%s%s\n", why && why[0] ? "  " : "", why ? why : "");
-        }
-        ts_sql_finalize(st);
-        ts_sql_close(db);
-        return 0;
-    }
     char lower[48] = "";
+    enum ts_err rc = db_open(target, &db, err, errsz);
+    if (rc != TS_OK)
+        return rc;
     for (size_t i = 0; serial && serial[i] && i + 1 < sizeof lower; i++)
         lower[i] = (char)(serial[i] >= 'A' && serial[i] <= 'F' ? serial[i] - 'A' + 'a' : serial[i]);
     /* serials are compared without leading zero bytes, as handshakes see them */
     const char *sv = lower;
     while (sv[0] == '0' && sv[1] == '0' && sv[2])
         sv += 2;
-    int64_t now = ts_now_wall_ms();
-    long certs = 0;
-    rc = ts_sql_exec(db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : TS_ERR_DB;
+    *certs = 0;
+    rc = ts_sql_exec(db, "BEGIN IMMEDIATE") == TS_OK ? TS_OK : TS_ERR_DB;
     if (rc == TS_OK)
-        rc = exec_st(by_serial ? prep(db,
-                                      "INSERT INTO trust_revoked(serial, at, reason) "
-                                      "VALUES(?, ?, ?)",
-                                      "tit", sv, now, reason)
-                               : prep(db,
-                                      "INSERT INTO trust_revoked(cn, ou, at, reason) "
-                                      "VALUES(?, ?, ?, ?)",
-                                      "ttit", terminal, store ? store : "", now, reason));
-    if (rc == TS_OK && by_name) {
+        rc = exec_st(serial ? prep(db,
+                                   "INSERT INTO trust_revoked(serial, at, reason) "
+                                   "VALUES(?, ?, ?)",
+                                   "tit", sv, now_ms, reason)
+                            : prep(db,
+                                   "INSERT INTO trust_revoked(cn, ou, at, reason) "
+                                   "VALUES(?, ?, ?, ?)",
+                                   "ttit", terminal, store ? store : "", now_ms, reason));
+    if (rc == TS_OK && !serial) {
         struct ts_sql_stmt *st =
             prep(db, "SELECT count(*) FROM trust_issued WHERE cn=? AND (?='' OR ou=?)", "ttt",
                  terminal, store ? store : "", store ? store : "");
-        certs = st && ts_sql_step(st) == TS_SQL_ROW ? (long)ts_sql_column_int64(st, 0) : 0;
+        *certs = st && ts_sql_step(st) == TS_SQL_ROW ? (long)ts_sql_column_int64(st, 0) : 0;
         ts_sql_finalize(st);
     }
     if (rc == TS_OK)
         rc = bump_generation(db);
     ts_sql_exec(db, rc == TS_OK ? "COMMIT" : "ROLLBACK");
-    if (rc) {
-        fprintf(stderr, "tillside-hub: cannot record the revocation in %s: %s\n", cfg.db,
-                ts_sql_errmsg(db));
-        ts_sql_close(db);
-        return 1;
-    }
-    ts_sql_close(db);
-    if (by_serial)
-        printf("revoked certificate serial %s\n", sv);
+    if (rc != TS_OK)
+        ts_errf(err, errsz, "cannot record the revocation in %s: %s", target, ts_sql_errmsg(db));
     else
-        printf("revoked terminal %s of %s%s: every certificate made for it until now (%ld issued "
-               "by this hub); a new enrolment lets it back in\n",
-               terminal, store ? "store " : "any store", store ? store : "", certs);
-    printf("a running hub refuses it from its next request on\n");
-    return 0;
+        ts_strlcpy(shown, sv, shownsz);
+    ts_sql_close(db);
+    return rc;
+}
+
+enum ts_err ts_hub_trust_list_revoked(const char *target,
+                                      void (*fn)(void *ud, const struct ts_hub_revocation *r),
+                                      void *ud, char *err, size_t errsz)
+{
+    struct ts_sql *db = NULL;
+    enum ts_err rc = db_open(target, &db, err, errsz);
+    if (rc != TS_OK)
+        return rc;
+    struct ts_sql_stmt *st =
+        prep(db, "SELECT serial, cn, ou, at, reason FROM trust_revoked ORDER BY at", "");
+    while (st && ts_sql_step(st) == TS_SQL_ROW) {
+        struct ts_hub_revocation r = {
+            .serial = ts_sql_column_text(st, 0),
+            .cn = ts_sql_column_text(st, 1),
+            .ou = ts_sql_column_text(st, 2),
+            .at_ms = ts_sql_column_int64(st, 3),
+            .reason = ts_sql_column_text(st, 4),
+        };
+        fn(ud, &r);
+    }
+    ts_sql_finalize(st);
+    ts_sql_close(db);
+    return TS_OK;
 }

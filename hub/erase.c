@@ -10,9 +10,9 @@
  * agent that old may have missed an erasure, so it starts over from an empty
  * cache instead (see docs/PROTOCOL.md).
  */
-#include "store_int.h"
+#include "db.h"
 
-#include <sqlite3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,28 +23,30 @@
 
 /* Runs sql with ?1 = text a (NULL: none) or, when a is NULL, ?1 = the
  * integer b; *changes (may be NULL) gets ts_sql_changes(). */
-static int run(struct ts_hub_store *s, const char *sql, const char *a, int64_t b, int *changes)
+static enum ts_err run(struct ts_hub_store *s, const char *sql, const char *a, int64_t b,
+                       int *changes)
 {
     struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
-    if (ts_sql_prepare(s->db, sql, &st) != TS_SQL_OK)
-        return ts_hub_db_err(s, sql);
+    if (ts_sql_prepare(ts_hub_db_writer(s), sql, &st) != TS_OK)
+        return ts_hub_db_werr(s, sql);
     if (a)
         ts_sql_bind_text(st, 1, a);
     else
         ts_sql_bind_int64(st, 1, b);
     int step = ts_sql_step(st);
     if (step != TS_SQL_DONE && step != TS_SQL_ROW)
-        rc = ts_hub_db_err(s, sql);
+        rc = ts_hub_db_werr(s, sql);
     else if (changes)
-        *changes = (int)(step == TS_SQL_ROW ? ts_sql_column_int64(st, 0) : ts_sql_changes(s->db));
+        *changes = (int)(step == TS_SQL_ROW ? ts_sql_column_int64(st, 0)
+                                            : ts_sql_changes(ts_hub_db_writer(s)));
     ts_sql_finalize(st);
     return rc;
 }
 
 /* The internal id (userId) of the customer to erase, into out. */
-static int find_customer(struct ts_hub_store *s, const char *user_id, const char *loyalty,
-                         char *out, size_t outsz)
+static enum ts_err find_customer(struct ts_hub_store *s, const char *user_id, const char *loyalty,
+                                 char *out, size_t outsz)
 {
     struct ts_sql_stmt *st = NULL;
     char key[TS_IDENT_KEY_HEX], norm[TS_SEG_MAX_ID + 1];
@@ -52,42 +54,43 @@ static int find_customer(struct ts_hub_store *s, const char *user_id, const char
     const char *arg = user_id;
     if (loyalty) {
         if (ts_ident_normalize(loyalty, strlen(loyalty), norm, sizeof norm) != TS_OK ||
-            ts_ident_key(&s->key, TS_IDENT_LOYALTY, norm, key) != TS_OK)
+            ts_ident_key(ts_hub_db_key(s), TS_IDENT_LOYALTY, norm, key) != TS_OK)
             return TS_ERR_NOTFOUND;
         sql = "SELECT customer FROM identifiers WHERE key = ?1";
         arg = key;
     }
-    if (!arg || ts_sql_prepare(s->db, sql, &st) != TS_SQL_OK)
-        return arg ? ts_hub_db_err(s, "find customer") : TS_ERR_NOTFOUND;
+    if (!arg || ts_sql_prepare(ts_hub_db_writer(s), sql, &st) != TS_OK)
+        return arg ? ts_hub_db_werr(s, "find customer") : TS_ERR_NOTFOUND;
     ts_sql_bind_text(st, 1, arg);
     int step = ts_sql_step(st), rc = TS_ERR_NOTFOUND;
     if (step == TS_SQL_ROW) {
         const char *id = ts_sql_column_text(st, 0);
         rc = id && ts_strlcpy(out, id, outsz) < outsz ? TS_OK : TS_ERR_NOTFOUND;
     } else if (step != TS_SQL_DONE) {
-        rc = ts_hub_db_err(s, "find customer");
+        rc = ts_hub_db_werr(s, "find customer");
     }
     ts_sql_finalize(st);
     return rc;
 }
 
-static int erase_locked(struct ts_hub_store *s, const char *user_id, const char *loyalty,
-                        int64_t now_ms, struct ts_hub_erase_result *res)
+static enum ts_err erase_locked(struct ts_hub_store *s, const char *user_id, const char *loyalty,
+                                int64_t now_ms, struct ts_hub_erase_result *res)
 {
     char id[TS_SEG_MAX_ID + 1], cid[33] = "";
     struct ts_sql_stmt *st = NULL;
     int rc = find_customer(s, user_id, loyalty, id, sizeof id);
     if (rc)
         return rc;
-    if (ts_sql_prepare(s->db, "SELECT cid FROM customers WHERE id = ?1", &st) == TS_SQL_OK &&
-        ts_sql_bind_text(st, 1, id) == TS_SQL_OK && ts_sql_step(st) == TS_SQL_ROW &&
+    if (ts_sql_prepare(ts_hub_db_writer(s), "SELECT cid FROM customers WHERE id = ?1", &st) ==
+            TS_OK &&
+        ts_sql_bind_text(st, 1, id) == TS_OK && ts_sql_step(st) == TS_SQL_ROW &&
         ts_sql_column_text(st, 0))
         ts_strlcpy(cid, ts_sql_column_text(st, 0), sizeof cid);
     ts_sql_finalize(st);
     if (!cid[0])
-        return ts_hub_db_err(s, "erase: customer without cid");
+        return ts_hub_db_werr(s, "erase: customer without cid");
     int64_t seq;
-    if ((rc = ts_hub_next_seq(s, &seq)))
+    if ((rc = ts_hub_db_next_seq(s, &seq)))
         return rc;
     /* Feed rows of the customer and of anonymous ids merged into them become
      * tombstones that name only the cid; the rows keyed by ids go. */
@@ -130,57 +133,42 @@ static int erase_locked(struct ts_hub_store *s, const char *user_id, const char 
     return rc;
 }
 
-int ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *loyalty,
-                       int64_t now_ms, struct ts_hub_erase_result *res)
+enum ts_err ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *loyalty,
+                               int64_t now_ms, struct ts_hub_erase_result *res)
 {
     struct ts_hub_erase_result r = {0};
-    pthread_mutex_lock(&s->mu);
-    /* Overwrite what is deleted (this connection only; the running hub's
-     * batches are not slowed), then leave no copy in the WAL. */
-    ts_sql_exec(s->db, "PRAGMA secure_delete = ON");
-    int rc = ts_sql_exec(s->db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : ts_hub_db_err(s, "begin");
-    if (rc == TS_OK) {
-        rc = erase_locked(s, user_id, loyalty, now_ms, &r);
-        if (rc == TS_OK && ts_sql_exec(s->db, "COMMIT") != TS_SQL_OK)
-            rc = ts_hub_db_err(s, "commit");
-        if (rc != TS_OK)
-            ts_sql_exec(s->db, "ROLLBACK");
-    }
-    if (rc == TS_OK && ts_sql_sqlite(s->db))
-        sqlite3_wal_checkpoint_v2(ts_sql_sqlite(s->db), NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
-                                  NULL);
-    ts_sql_exec(s->db, "PRAGMA secure_delete = OFF");
-    pthread_mutex_unlock(&s->mu);
-    if (rc == TS_OK) {
-        ts_hub_store_notify(s);
-        if (res)
-            *res = r;
-    }
-    return rc;
+    /* Deleted bytes are overwritten, and no copy is left in the WAL. */
+    int rc = ts_hub_db_write_begin(s, TS_HUB_TXN_SECURE);
+    if (rc != TS_OK)
+        return rc;
+    rc = erase_locked(s, user_id, loyalty, now_ms, &r);
+    if ((rc = ts_hub_db_write_end(s, rc, true)))
+        return rc;
+    if (res)
+        *res = r;
+    return TS_OK;
 }
 
-int ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t keep_ms, size_t *removed)
+enum ts_err ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t keep_ms,
+                               size_t *removed)
 {
     int64_t cutoff = now_ms - keep_ms;
     int n = 0;
-    pthread_mutex_lock(&s->mu);
-    int rc = ts_sql_exec(s->db, "BEGIN IMMEDIATE") == TS_SQL_OK ? TS_OK : ts_hub_db_err(s, "begin");
+    int rc = ts_hub_db_write_begin(s, 0);
+    if (rc != TS_OK)
+        return rc;
     /* The horizon first, while the rows that set it are still there. */
-    if (rc == TS_OK)
-        rc = run(s,
-                 "UPDATE meta SET v = max(v, (SELECT coalesce(max(seq), 0) FROM feed"
-                 " WHERE op = 'erase' AND at < ?1)) WHERE k = 'horizon'",
-                 NULL, cutoff, NULL);
+    rc = run(s,
+             "UPDATE meta SET v = max(v, (SELECT coalesce(max(seq), 0) FROM feed"
+             " WHERE op = 'erase' AND at < ?1)) WHERE k = 'horizon'",
+             NULL, cutoff, NULL);
     if (rc == TS_OK)
         rc = run(s, "DELETE FROM feed WHERE op = 'erase' AND at < ?1", NULL, cutoff, &n);
-    if (rc == TS_OK && ts_sql_exec(s->db, "COMMIT") != TS_SQL_OK)
-        rc = ts_hub_db_err(s, "commit");
-    if (rc != TS_OK)
-        ts_sql_exec(s->db, "ROLLBACK");
-    pthread_mutex_unlock(&s->mu);
-    if (rc == TS_OK && removed)
+    if ((rc = ts_hub_db_write_end(s, rc, false)))
+        return rc;
+    if (removed)
         *removed = (size_t)n;
-    return rc;
+    return TS_OK;
 }
 
 /* ---- the janitor thread --------------------------------------------------*/
@@ -208,7 +196,8 @@ static void *janitor_run(void *arg)
     }
 }
 
-int ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days, struct ts_hub_janitor **out)
+enum ts_err ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days,
+                                 struct ts_hub_janitor **out)
 {
     struct ts_hub_janitor *j = calloc(1, sizeof *j);
     if (!j)
@@ -243,69 +232,4 @@ void ts_hub_janitor_stop(struct ts_hub_janitor *j)
     pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
     free(j);
-}
-
-/* ---- `tillside-hub erase` ------------------------------------------------*/
-
-static void erase_usage(FILE *f)
-{
-    fprintf(f, "usage: tillside-hub erase [-c FILE] CUSTOMER\n"
-               "       tillside-hub erase [-c FILE] --loyalty ID\n"
-               "Deletes the customer (CUSTOMER = the CDP userId) at the hub and tells every\n"
-               "store that holds their card to delete it at its next sync.\n");
-}
-
-int ts_hub_erase_main(int argc, char **argv, const char *conf)
-{
-    const char *user = NULL, *loyalty = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if ((strcmp(o, "-c") == 0 || strcmp(o, "--config") == 0) && i + 1 < argc) {
-            conf = argv[++i];
-        } else if (strcmp(o, "--loyalty") == 0 && i + 1 < argc) {
-            loyalty = argv[++i];
-        } else if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
-            erase_usage(stdout);
-            return 0;
-        } else if (o[0] == '-' || user) {
-            fprintf(stderr, "tillside-hub erase: unexpected argument '%s'\n", o);
-            erase_usage(stderr);
-            return 2;
-        } else {
-            user = o;
-        }
-    }
-    if (!user == !loyalty || (user && !*user) || (loyalty && !*loyalty)) {
-        erase_usage(stderr);
-        return 2;
-    }
-    struct ts_hub_config cfg;
-    struct ts_hub_store *store = NULL;
-    char err[1024];
-    if (ts_hub_config_load(conf, &cfg, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
-        return 1;
-    }
-    if (ts_hub_store_open(cfg.db, &cfg.key, 0, &store, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
-        return 1;
-    }
-    struct ts_hub_erase_result r;
-    int rc = ts_hub_store_erase(store, user, loyalty, ts_now_wall_ms(), &r);
-    ts_hub_store_close(store);
-    if (rc == TS_ERR_NOTFOUND) {
-        if (loyalty)
-            fprintf(stderr, "tillside-hub erase: no customer has that loyalty id\n");
-        else
-            fprintf(stderr, "tillside-hub erase: no customer '%s'\n", user);
-        return 1;
-    }
-    if (rc != TS_OK) {
-        fprintf(stderr, "tillside-hub erase: %s\n", ts_strerror(rc));
-        return 1;
-    }
-    printf("erased customer %s: %zu store(s) will delete the card at their next sync; the "
-           "erasure is kept %d days\n",
-           r.cid, r.stores, cfg.tombstone_days);
-    return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * tillside-hub internals shared between the hub's files: configuration, the
- * Segment batch parser, the SQLite store, the card builder and the HTTP API
- * handler. Nothing here is used outside hub/ (and its tests and fuzzer).
+ * Segment batch parser, the store (SQLite or PostgreSQL), the card builder,
+ * trust and the HTTP API handler. Nothing here is used outside hub/ (and its tests and fuzzer).
  */
 #ifndef TS_HUB_H
 #define TS_HUB_H
@@ -54,12 +54,11 @@ struct ts_hub_config {
 };
 
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */
-int ts_hub_config_load(const char *path, struct ts_hub_config *out, char *err, size_t errsz);
-/* `tillside-hub check-config` (checkconf.c): 0 ok, 1 error printed. */
-int ts_hub_check_config_main(const char *conf);
+enum ts_err ts_hub_config_load(const char *path, struct ts_hub_config *out, char *err,
+                               size_t errsz);
 /* Same from text in memory (name appears in messages). */
-int ts_hub_config_parse(const char *name, const char *text, struct ts_hub_config *out, char *err,
-                        size_t errsz);
+enum ts_err ts_hub_config_parse(const char *name, const char *text, struct ts_hub_config *out,
+                                char *err, size_t errsz);
 
 /* ---- segment.c -----------------------------------------------------------
  * A Segment HTTP API batch, parsed and validated as a whole before anything is
@@ -128,8 +127,8 @@ struct ts_seg_batch {
  * problem ("batch[3]: event has neither userId nor anonymousId"). now_ms is
  * the receive time used when an event carries no timestamp.
  */
-int ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts_seg_batch **out, char *err,
-                 size_t errsz);
+enum ts_err ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts_seg_batch **out,
+                         char *err, size_t errsz);
 void ts_seg_batch_free(struct ts_seg_batch *b);
 
 /* ---- summary.c -----------------------------------------------------------
@@ -185,7 +184,7 @@ struct ts_hub_profile {
 };
 
 /* Builds the card as compact JSON text; *out is malloc'd, free() it. */
-int ts_hub_card_build(const struct ts_hub_profile *p, char **out);
+enum ts_err ts_hub_card_build(const struct ts_hub_profile *p, char **out);
 
 /* ---- suggest.c ------------------------------------------------------------
  * The suggested product from what other customers did, and order statuses
@@ -201,9 +200,9 @@ const char *ts_hub_order_status(const char *event_name, const char *status_prop)
 const char *ts_hub_top_interest(const struct ts_hub_profile *p);
 
 /* cid = first 32 hex chars of HMAC-SHA256(tenant key, "cid:" + internal id). */
-int ts_hub_cid(const struct ts_tenant_key *k, const char *internal_id, char out[33]);
+enum ts_err ts_hub_cid(const struct ts_tenant_key *k, const char *internal_id, char out[33]);
 
-/* ---- store.c / ingest.c --------------------------------------------------- */
+/* ---- store.c, db.c, ingest.c, feed.c: the store --------------------------- */
 
 struct ts_hub_store;
 
@@ -214,8 +213,8 @@ enum { TS_HUB_STORE_RDONLY = 1 };
  * (hub/sql.h), which several hub processes may share. The key makes cids and
  * identifier keys. A writer and a reader connection, each guarded by a mutex:
  * every call below is thread-safe. */
-int ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,
-                      struct ts_hub_store **out, char *err, size_t errsz);
+enum ts_err ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,
+                              struct ts_hub_store **out, char *err, size_t errsz);
 void ts_hub_store_close(struct ts_hub_store *s);
 /* Bulk mode (import): card rebuilds skip the suggestion from other
  * customers (about a millisecond of SQL per card, suggest.c), leaving the
@@ -230,8 +229,8 @@ struct ts_hub_ingest_result {
 
 /* Applies a validated batch in one transaction: all or nothing. now_ms is the
  * hub time written as the cards' "updated" and used for decay. */
-int ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b, int64_t now_ms,
-                        struct ts_hub_ingest_result *res);
+enum ts_err ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b,
+                                int64_t now_ms, struct ts_hub_ingest_result *res);
 
 struct ts_hub_feed_page {
     ts_buf items; /* JSON array elements, comma-separated, without brackets */
@@ -246,20 +245,20 @@ struct ts_hub_feed_page {
  * replaced; the agent must resync). page->items is reset first; the caller
  * frees it with ts_buf_free.
  */
-int ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t since, int limit,
-                      struct ts_hub_feed_page *page);
+enum ts_err ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t since,
+                              int limit, struct ts_hub_feed_page *page);
 
 /* {"kv":..,"cid":..,"keys":[..],"card":{..}} for a 64-hex identifier key
  * (lowercase), or TS_ERR_NOTFOUND. */
-int ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out);
+enum ts_err ts_hub_store_lookup(struct ts_hub_store *s, const char *key_hex, ts_buf *out);
 
 /* The random id this database was created with (see feed cursors). */
 uint32_t ts_hub_store_epoch(const struct ts_hub_store *s);
 
 /* {"customers":N,"events":N,"seq":N,"stores":{"S001":N,...}} */
-int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out);
+enum ts_err ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out);
 
-/* ---- store.c / erase.c: rotation, long-poll, erasure, tombstones ---------- */
+/* ---- store.c, feed.c, erase.c: rotation, long-poll, erasure, tombstones --- */
 
 /*
  * Sets the second key version (prev NULL or len 0 = none) next to the key
@@ -269,8 +268,8 @@ int ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out);
  * keys (*restamped, may be NULL, says how many). Call once after opening a
  * store that ingests; feed items and lookups then carry both versions.
  */
-int ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant_key *prev,
-                          size_t *restamped);
+enum ts_err ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant_key *prev,
+                                  size_t *restamped);
 /* The second key version feed items carry ("prev_kv"), 0 when none. */
 int ts_hub_store_prev_kv(const struct ts_hub_store *s);
 
@@ -297,26 +296,23 @@ struct ts_hub_erase_result {
  * and every store that had the customer in its slice gets an erase item
  * (a tombstone, kept tombstone_days). TS_ERR_NOTFOUND when nobody matches.
  */
-int ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *loyalty,
-                       int64_t now_ms, struct ts_hub_erase_result *res);
+enum ts_err ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *loyalty,
+                               int64_t now_ms, struct ts_hub_erase_result *res);
 /*
  * Deletes tombstones older than keep_ms and raises the horizon to the newest
  * one deleted: cursors below it get 410 Gone (they may have missed an
  * erasure). *removed (may be NULL) gets the count.
  */
-int ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t keep_ms, size_t *removed);
+enum ts_err ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t keep_ms,
+                               size_t *removed);
 /* The seq below which cursors are refused (0 = none). */
 uint64_t ts_hub_store_horizon(struct ts_hub_store *s);
 
 /* Prunes tombstones at start and then hourly on its own thread. */
 struct ts_hub_janitor;
-int ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days, struct ts_hub_janitor **out);
+enum ts_err ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days,
+                                 struct ts_hub_janitor **out);
 void ts_hub_janitor_stop(struct ts_hub_janitor *j); /* NULL ok */
-
-/* `tillside-hub erase [-c FILE] [--loyalty ID | CUSTOMER]`; argv[0] is
- * "erase", conf the configuration named before the command. Returns a
- * process exit code. */
-int ts_hub_erase_main(int argc, char **argv, const char *conf);
 
 /* ---- api.c --------------------------------------------------------------- */
 
@@ -342,19 +338,7 @@ void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd
  * silently skipping the new database's first changes. */
 #define TS_HUB_CURSOR_MAX 40
 void ts_hub_cursor_format(uint32_t epoch, uint64_t seq, char out[TS_HUB_CURSOR_MAX]);
-int ts_hub_cursor_parse(const char *s, uint32_t *epoch, uint64_t *seq);
-
-/* ---- gen.c --------------------------------------------------------------- */
-
-/* `tillside-hub gen ...`; argv[0] is "gen". Returns a process exit code. */
-int ts_hub_gen_main(int argc, char **argv);
-
-/* ---- import.c ------------------------------------------------------------ */
-
-/* `tillside-hub import [-c FILE] EVENTS`; argv[0] is "import", conf the
- * configuration named before the command (a -c after it wins). Returns a
- * process exit code. */
-int ts_hub_import_main(int argc, char **argv, const char *conf);
+enum ts_err ts_hub_cursor_parse(const char *s, uint32_t *epoch, uint64_t *seq);
 
 /* ---- enroll.c -------------------------------------------------------------
  * Enrolment tokens, the enrolment listener, renewal and revocation, with
@@ -364,8 +348,8 @@ struct ts_hub_trust;
 
 /* Opens the trust tables in cfg->db (creating them) and, with [hub] ca_key,
  * loads the enrolment CA. now_ms NULL = wall clock. cfg must outlive it. */
-int ts_hub_trust_open(const struct ts_hub_config *cfg, int64_t (*now_ms)(void),
-                      struct ts_hub_trust **out, char *err, size_t errsz);
+enum ts_err ts_hub_trust_open(const struct ts_hub_config *cfg, int64_t (*now_ms)(void),
+                              struct ts_hub_trust **out, char *err, size_t errsz);
 void ts_hub_trust_close(struct ts_hub_trust *t);
 /* The main listener's port, for the hub_url enrolment answers with. */
 void ts_hub_trust_set_main_port(struct ts_hub_trust *t, int port);
@@ -377,10 +361,30 @@ void ts_hub_enroll_handle(void *ud, const struct ts_httpd_req *req, struct ts_ht
 /* POST /v1/renew for an already verified terminal (req->peer). */
 void ts_hub_trust_renew(struct ts_hub_trust *t, const struct ts_httpd_req *req,
                         struct ts_httpd_resp *resp);
-/* `tillside-hub enroll-token ...` and `revoke ...`; argv[0] is the command,
- * conf the configuration named before it (a -c after it wins). */
-int ts_hub_enroll_token_main(int argc, char **argv, const char *conf);
-int ts_hub_revoke_main(int argc, char **argv, const char *conf);
+
+/* A one-time enrolment token for terminal of store, valid ttl_ms from
+ * now_ms, stored (as its SHA-256) in the trust tables of the database
+ * target. */
+#define TS_HUB_TOKEN_HEX 33
+enum ts_err ts_hub_trust_add_token(const char *target, const char *store, const char *terminal,
+                                   int64_t now_ms, int64_t ttl_ms, char token[TS_HUB_TOKEN_HEX],
+                                   char *err, size_t errsz);
+/* Revokes the certificate serial (hex; terminal and store then NULL) or
+ * every certificate of terminal (of store, NULL = any) made until now_ms;
+ * running hubs refuse it from their next request. shown gets the serial as
+ * compared; *certs how many certificates this hub issued to the terminal. */
+enum ts_err ts_hub_trust_revoke(const char *target, const char *terminal, const char *store,
+                                const char *serial, const char *reason, int64_t now_ms, char *shown,
+                                size_t shownsz, long *certs, char *err, size_t errsz);
+struct ts_hub_revocation {
+    const char *serial; /* NULL: by name */
+    const char *cn, *ou, *reason;
+    int64_t at_ms;
+};
+/* Calls fn for every revocation, oldest first; r lives during the call. */
+enum ts_err ts_hub_trust_list_revoked(const char *target,
+                                      void (*fn)(void *ud, const struct ts_hub_revocation *r),
+                                      void *ud, char *err, size_t errsz);
 
 /* YYYY-MM-DDTHH:MM:SS[.f{1,9}][Z|+hh:mm|-hh:mm]: ts_iso8601_parse trusts the
  * shape, so CDP events and purchases check it first (segment.c). */

@@ -1,14 +1,197 @@
 /*
- * Applying a validated Segment batch to the store, inside the transaction
- * store.c opened: identity resolution (userId, or anonymousId mapped to the
+ * Applying a validated Segment batch to the store, in one write transaction
+ * (db.h): identity resolution (userId, or anonymousId mapped to the
  * userId an identify tied it to), the per-event updates, and at the end one
  * card rebuild and feed re-stamp per customer the batch touched.
  */
-#include "store_int.h"
+#include "parts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Customers and what the CDP tells about them; meta 'events' counts the
+ * events applied. */
+static const char *const schema_sql =
+    "INSERT INTO meta(k, v) VALUES('events', 0) ON CONFLICT DO NOTHING;"
+    "CREATE TABLE IF NOT EXISTS customers("
+    "  id TEXT PRIMARY KEY, cid TEXT NOT NULL, name TEXT, first_name TEXT, last_name TEXT,"
+    "  tier TEXT, points INTEGER, consent INTEGER NOT NULL DEFAULT 1, home_store TEXT,"
+    "  suggested_id TEXT, suggested_name TEXT, card TEXT, keys TEXT, prev_keys TEXT,"
+    "  seq INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL DEFAULT 0,"
+    "  created INTEGER NOT NULL DEFAULT 0);"
+    /* anonymousId → the userId an identify tied it to */
+    "CREATE TABLE IF NOT EXISTS anon_map(anonymous_id TEXT PRIMARY KEY, customer TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS anon_map_customer ON anon_map(customer);"
+    /* key under the current tenant key, prev_key under the second version */
+    "CREATE TABLE IF NOT EXISTS identifiers("
+    "  key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, customer TEXT NOT NULL,"
+    "  prev_key TEXT);"
+    "CREATE INDEX IF NOT EXISTS identifiers_customer ON identifiers(customer);"
+    "CREATE TABLE IF NOT EXISTS products(product_id TEXT PRIMARY KEY, name TEXT, price REAL);"
+    /* one row per Product Viewed, pruned per customer when the card is rebuilt */
+    "CREATE TABLE IF NOT EXISTS views(customer TEXT NOT NULL, product_id TEXT NOT NULL,"
+    "  at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS views_customer ON views(customer, at);"
+    "CREATE TABLE IF NOT EXISTS cart(customer TEXT NOT NULL, product_id TEXT NOT NULL,"
+    "  quantity INTEGER NOT NULL, price REAL, at INTEGER NOT NULL,"
+    "  PRIMARY KEY(customer, product_id)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS wishlist(customer TEXT NOT NULL, product_id TEXT NOT NULL,"
+    "  at INTEGER NOT NULL, PRIMARY KEY(customer, product_id)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS orders(order_id TEXT PRIMARY KEY, customer TEXT NOT NULL,"
+    "  total REAL, currency TEXT, status TEXT NOT NULL, at INTEGER NOT NULL, status_at INTEGER);"
+    /* products a customer ordered, and who viewed a product (suggest.c) */
+    "CREATE TABLE IF NOT EXISTS bought(customer TEXT NOT NULL, product_id TEXT NOT NULL,"
+    "  at INTEGER NOT NULL, PRIMARY KEY(customer, product_id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS views_product ON views(product_id, at);"
+    "CREATE INDEX IF NOT EXISTS orders_customer ON orders(customer, at);"
+    "CREATE TABLE IF NOT EXISTS processed(message_id TEXT PRIMARY KEY, at INTEGER NOT NULL)"
+    "  WITHOUT ROWID;";
+
+enum ts_err ts_hub_ingest_schema(struct ts_hub_store *s)
+{
+    /* Columns an older database lacks (key rotation, order status times). */
+    enum ts_err rc = ts_hub_db_ddl(s, schema_sql);
+    if (rc == TS_OK)
+        rc = ts_hub_db_add_column(s, "identifiers", "prev_key", "prev_key TEXT", NULL);
+    if (rc == TS_OK)
+        rc = ts_hub_db_add_column(s, "customers", "prev_keys", "prev_keys TEXT", NULL);
+    if (rc == TS_OK)
+        rc = ts_hub_db_add_column(s, "orders", "status_at", "status_at INTEGER", NULL);
+    if (rc == TS_OK)
+        rc = ts_hub_db_ddl(s, "CREATE INDEX IF NOT EXISTS identifiers_prev ON"
+                              " identifiers(prev_key) WHERE prev_key IS NOT NULL");
+    return rc;
+}
+
+/* Every statement ingest runs, prepared once on first use (db.h). */
+enum stmt_id {
+    ST_EVENTS_ADD,
+    ST_PROCESSED_ADD,
+    ST_CUST_EXISTS,
+    ST_CUST_INSERT,
+    ST_CUST_TRAITS,
+    ST_CUST_NAME,
+    ST_CUST_SPLIT_NAME,
+    ST_ANON_GET,
+    ST_ANON_SET,
+    ST_IDENT_OWNER,
+    ST_IDENT_SET,
+    ST_PRODUCT_UPSERT,
+    ST_VIEW_ADD,
+    ST_CART_ADD,
+    ST_CART_SUB,
+    ST_CART_DEL,
+    ST_CART_DEL_EMPTY,
+    ST_WISH_ADD,
+    ST_WISH_DEL,
+    ST_ORDER_UPSERT,
+    ST_BOUGHT_ADD,
+    ST_MERGE_TRAITS,
+    ST_MERGE_VIEWS,
+    ST_MERGE_CART,
+    ST_MERGE_CART_DEL,
+    ST_MERGE_WISH,
+    ST_MERGE_WISH_DEL,
+    ST_MERGE_ORDERS,
+    ST_MERGE_IDENT,
+    ST_MERGE_ANON,
+    ST_MERGE_BOUGHT,
+    ST_MERGE_BOUGHT_DEL,
+    ST_FEED_ERASE_ALL,
+    ST_CUST_DELETE,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_EVENTS_ADD] = "UPDATE meta SET v = v + ?1 WHERE k = 'events'",
+    [ST_PROCESSED_ADD] = "INSERT INTO processed(message_id, at) VALUES(?1, ?2)"
+                         " ON CONFLICT DO NOTHING",
+    [ST_CUST_EXISTS] = "SELECT 1 FROM customers WHERE id = ?1",
+    [ST_CUST_INSERT] = "INSERT INTO customers(id, cid, created) VALUES(?1, ?2, ?3)",
+    [ST_CUST_TRAITS] =
+        "UPDATE customers SET tier = coalesce(?2, tier),"
+        " points = coalesce(?3, points), consent = coalesce(?4, consent),"
+        " home_store = coalesce(?5, home_store),"
+        " suggested_name = CASE WHEN CAST(?6 AS TEXT) IS NULL THEN suggested_name ELSE ?7 END,"
+        " suggested_id = coalesce(?6, suggested_id) WHERE id = ?1",
+    [ST_CUST_NAME] = "UPDATE customers SET name = ?2 WHERE id = ?1",
+    [ST_CUST_SPLIT_NAME] =
+        "UPDATE customers SET first_name = coalesce(?2, first_name),"
+        " last_name = coalesce(?3, last_name),"
+        " name = nullif(trim(coalesce(?2, first_name, '') || ' ' || coalesce(?3, last_name, '')),"
+        " '') WHERE id = ?1",
+    [ST_ANON_GET] = "SELECT customer FROM anon_map WHERE anonymous_id = ?1",
+    [ST_ANON_SET] = "INSERT INTO anon_map(anonymous_id, customer) VALUES(?1, ?2)"
+                    " ON CONFLICT(anonymous_id) DO UPDATE SET customer = excluded.customer",
+    [ST_IDENT_OWNER] = "SELECT customer FROM identifiers WHERE key = ?1",
+    [ST_IDENT_SET] = "INSERT INTO identifiers(key, kind, value, customer, prev_key)"
+                     " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO UPDATE SET"
+                     " customer = excluded.customer, prev_key = excluded.prev_key",
+    [ST_PRODUCT_UPSERT] = "INSERT INTO products(product_id, name, price) VALUES(?1, ?2, ?3)"
+                          " ON CONFLICT(product_id) DO UPDATE SET"
+                          " name = coalesce(excluded.name, products.name),"
+                          " price = coalesce(excluded.price, products.price)",
+    [ST_VIEW_ADD] = "INSERT INTO views(customer, product_id, at) VALUES(?1, ?2, ?3)",
+    [ST_CART_ADD] = "INSERT INTO cart(customer, product_id, quantity, price, at)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(customer, product_id) DO UPDATE SET"
+                    " quantity = min(cart.quantity + excluded.quantity, 1000000),"
+                    " price = coalesce(excluded.price, cart.price), at = excluded.at",
+    [ST_CART_SUB] =
+        "UPDATE cart SET quantity = quantity - ?3 WHERE customer = ?1 AND product_id = ?2",
+    [ST_CART_DEL] = "DELETE FROM cart WHERE customer = ?1 AND product_id = ?2",
+    [ST_CART_DEL_EMPTY] = "DELETE FROM cart WHERE customer = ?1 AND product_id = ?2"
+                          " AND quantity <= 0",
+    [ST_WISH_ADD] = "INSERT INTO wishlist(customer, product_id, at) VALUES(?1, ?2, ?3)"
+                    " ON CONFLICT(customer, product_id) DO UPDATE SET at = excluded.at",
+    [ST_WISH_DEL] = "DELETE FROM wishlist WHERE customer = ?1 AND product_id = ?2",
+    [ST_ORDER_UPSERT] =
+        "INSERT INTO orders(order_id, customer, total, currency, status, at)"
+        " VALUES(?1, ?2, ?3, ?4, 'placed', ?5) ON CONFLICT(order_id) DO UPDATE SET"
+        " customer = excluded.customer, total = coalesce(excluded.total, orders.total),"
+        " currency = coalesce(excluded.currency, orders.currency), at = excluded.at",
+    [ST_BOUGHT_ADD] =
+        "INSERT INTO bought(customer, product_id, at) VALUES(?1, ?2, ?3)"
+        " ON CONFLICT(customer, product_id) DO UPDATE SET at = max(bought.at, excluded.at)",
+    /* ?1 = surviving customer, ?2 = the anonymous one merged into it; the
+     * survivor's own traits win, consent needs both to agree. */
+    [ST_MERGE_TRAITS] =
+        "UPDATE customers SET (name, first_name, last_name, tier, points, home_store,"
+        " suggested_id, suggested_name, consent) = (SELECT coalesce(t.name, f.name),"
+        " coalesce(t.first_name, f.first_name), coalesce(t.last_name, f.last_name),"
+        " coalesce(t.tier, f.tier), coalesce(t.points, f.points),"
+        " coalesce(t.home_store, f.home_store), coalesce(t.suggested_id, f.suggested_id),"
+        " CASE WHEN t.suggested_id IS NULL THEN f.suggested_name ELSE t.suggested_name END,"
+        " min(t.consent, f.consent) FROM customers t, customers f WHERE t.id = ?1 AND f.id = ?2)"
+        " WHERE id = ?1",
+    [ST_MERGE_VIEWS] = "UPDATE views SET customer = ?1 WHERE customer = ?2",
+    [ST_MERGE_CART] = "INSERT INTO cart(customer, product_id, quantity, price, at)"
+                      " SELECT CAST(?1 AS TEXT), product_id, quantity, price, at FROM cart"
+                      " WHERE customer = ?2 ON CONFLICT(customer, product_id) DO UPDATE SET"
+                      " quantity = min(cart.quantity + excluded.quantity, 1000000)",
+    [ST_MERGE_CART_DEL] = "DELETE FROM cart WHERE customer = ?2",
+    [ST_MERGE_WISH] = "INSERT INTO wishlist(customer, product_id, at)"
+                      " SELECT CAST(?1 AS TEXT), product_id, at FROM wishlist WHERE customer = ?2"
+                      " ON CONFLICT DO NOTHING",
+    [ST_MERGE_WISH_DEL] = "DELETE FROM wishlist WHERE customer = ?2",
+    [ST_MERGE_ORDERS] = "UPDATE orders SET customer = ?1 WHERE customer = ?2",
+    [ST_MERGE_IDENT] = "UPDATE identifiers SET customer = ?1 WHERE customer = ?2",
+    [ST_MERGE_ANON] = "UPDATE anon_map SET customer = ?1 WHERE customer = ?2",
+    [ST_MERGE_BOUGHT] = "INSERT INTO bought(customer, product_id, at)"
+                        " SELECT CAST(?1 AS TEXT), product_id, at FROM bought WHERE customer = ?2"
+                        " ON CONFLICT DO NOTHING",
+    [ST_MERGE_BOUGHT_DEL] = "DELETE FROM bought WHERE customer = ?2",
+    [ST_FEED_ERASE_ALL] =
+        "UPDATE feed SET op = 'erase', seq = ?2, at = ?3 WHERE customer = ?1 AND op = 'upsert'",
+    [ST_CUST_DELETE] = "DELETE FROM customers WHERE id = ?1",
+};
+static const struct ts_hub_stmts stmts = {stmt_sql, NULL, ST_COUNT};
+
+/* The cached statement id, reset (db.h). */
+static struct ts_sql_stmt *stmt(struct ts_hub_store *s, enum stmt_id id)
+{
+    return ts_hub_db_st(s, &stmts, id);
+}
 
 /* Customers to rebuild at the end of the batch (sorted and de-duplicated
  * there, so a batch of 10,000 events for one customer rebuilds one card). */
@@ -23,7 +206,7 @@ struct ing {
     int64_t now;
 };
 
-static int touch(struct ing *g, const char *id)
+static enum ts_err touch(struct ing *g, const char *id)
 {
     struct touched *t = &g->t;
     if (t->n && strcmp(t->ids[t->n - 1], id) == 0)
@@ -43,21 +226,21 @@ static int touch(struct ing *g, const char *id)
 }
 
 /* Steps a statement that returns no rows (or whose rows we ignore). */
-static int run(struct ing *g, struct ts_sql_stmt *st, const char *what)
+static enum ts_err run(struct ing *g, struct ts_sql_stmt *st, const char *what)
 {
     if (!st)
         return TS_ERR_DB;
     int rc = ts_sql_step(st);
     if (rc != TS_SQL_DONE && rc != TS_SQL_ROW)
-        return ts_hub_db_err(g->s, what);
+        return ts_hub_db_werr(g->s, what);
     ts_sql_reset(st);
     return TS_OK;
 }
 
 /* Binds ?1 and ?2 (text) to a statement and runs it. */
-static int run2(struct ing *g, enum stmt_id id, const char *a, const char *b)
+static enum ts_err run2(struct ing *g, enum stmt_id id, const char *a, const char *b)
 {
-    struct ts_sql_stmt *st = ts_hub_st(g->s, id);
+    struct ts_sql_stmt *st = stmt(g->s, id);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, a);
@@ -72,9 +255,9 @@ static bool col_copy(struct ts_sql_stmt *st, int i, char *out, size_t outsz)
     return v && ts_strlcpy(out, v, outsz) < outsz;
 }
 
-static int ensure_customer(struct ing *g, const char *id)
+static enum ts_err ensure_customer(struct ing *g, const char *id)
 {
-    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CUST_EXISTS);
+    struct ts_sql_stmt *st = stmt(g->s, ST_CUST_EXISTS);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, id);
@@ -83,11 +266,11 @@ static int ensure_customer(struct ing *g, const char *id)
     if (rc == TS_SQL_ROW)
         return TS_OK;
     if (rc != TS_SQL_DONE)
-        return ts_hub_db_err(g->s, "customer lookup");
+        return ts_hub_db_werr(g->s, "customer lookup");
     char cid[33];
-    if (ts_hub_cid(&g->s->key, id, cid) != TS_OK)
+    if (ts_hub_cid(ts_hub_db_key(g->s), id, cid) != TS_OK)
         return TS_ERR_INVAL;
-    if (!(st = ts_hub_st(g->s, ST_CUST_INSERT)))
+    if (!(st = stmt(g->s, ST_CUST_INSERT)))
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, id);
     ts_sql_bind_text(st, 2, cid);
@@ -100,7 +283,7 @@ static int ensure_customer(struct ing *g, const char *id)
  * under the anonymous id moves to the user, the anonymous customer
  * disappears, and any store that had its card is told to erase it.
  */
-static int merge(struct ing *g, const char *user, const char *anon)
+static enum ts_err merge(struct ing *g, const char *user, const char *anon)
 {
     static const enum stmt_id steps[] = {
         ST_MERGE_TRAITS, ST_MERGE_VIEWS,    ST_MERGE_CART,       ST_MERGE_CART_DEL,
@@ -112,9 +295,9 @@ static int merge(struct ing *g, const char *user, const char *anon)
         rc = run2(g, steps[i], user, anon);
     int64_t seq;
     if (rc == TS_OK)
-        rc = ts_hub_next_seq(g->s, &seq);
+        rc = ts_hub_db_next_seq(g->s, &seq);
     if (rc == TS_OK) {
-        struct ts_sql_stmt *st = ts_hub_st(g->s, ST_FEED_ERASE_ALL);
+        struct ts_sql_stmt *st = stmt(g->s, ST_FEED_ERASE_ALL);
         if (!st)
             return TS_ERR_DB;
         ts_sql_bind_text(st, 1, anon);
@@ -128,10 +311,10 @@ static int merge(struct ing *g, const char *user, const char *anon)
 }
 
 /* Records anon → user and folds an existing anonymous customer into user. */
-static int link_anonymous(struct ing *g, const char *user, const char *anon)
+static enum ts_err link_anonymous(struct ing *g, const char *user, const char *anon)
 {
     char prev[TS_SEG_MAX_ID + 1] = "";
-    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_ANON_GET);
+    struct ts_sql_stmt *st = stmt(g->s, ST_ANON_GET);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, anon);
@@ -140,25 +323,25 @@ static int link_anonymous(struct ing *g, const char *user, const char *anon)
         col_copy(st, 0, prev, sizeof prev);
     ts_sql_reset(st);
     if (step != TS_SQL_ROW && step != TS_SQL_DONE)
-        return ts_hub_db_err(g->s, "anon lookup");
+        return ts_hub_db_werr(g->s, "anon lookup");
     if (strcmp(prev, user) == 0)
         return TS_OK;
     int rc = run2(g, ST_ANON_SET, anon, user);
     if (rc != TS_OK)
         return rc;
-    if (!(st = ts_hub_st(g->s, ST_CUST_EXISTS)))
+    if (!(st = stmt(g->s, ST_CUST_EXISTS)))
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, anon);
     step = ts_sql_step(st);
     ts_sql_reset(st);
     if (step == TS_SQL_ROW)
         return merge(g, user, anon);
-    return step == TS_SQL_DONE ? TS_OK : ts_hub_db_err(g->s, "customer lookup");
+    return step == TS_SQL_DONE ? TS_OK : ts_hub_db_werr(g->s, "customer lookup");
 }
 
 /* The internal customer id of an event: its userId, else what its
  * anonymousId was mapped to, else the anonymousId itself. */
-static int resolve(struct ing *g, const struct ts_seg_event *e, char *out, size_t outsz)
+static enum ts_err resolve(struct ing *g, const struct ts_seg_event *e, char *out, size_t outsz)
 {
     if (e->user_id) {
         ts_strlcpy(out, e->user_id, outsz);
@@ -167,7 +350,7 @@ static int resolve(struct ing *g, const struct ts_seg_event *e, char *out, size_
         return TS_OK;
     }
     ts_strlcpy(out, e->anonymous_id, outsz);
-    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_ANON_GET);
+    struct ts_sql_stmt *st = stmt(g->s, ST_ANON_GET);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, e->anonymous_id);
@@ -175,19 +358,20 @@ static int resolve(struct ing *g, const struct ts_seg_event *e, char *out, size_
     if (step == TS_SQL_ROW)
         col_copy(st, 0, out, outsz);
     ts_sql_reset(st);
-    return step == TS_SQL_ROW || step == TS_SQL_DONE ? TS_OK : ts_hub_db_err(g->s, "anon lookup");
+    return step == TS_SQL_ROW || step == TS_SQL_DONE ? TS_OK : ts_hub_db_werr(g->s, "anon lookup");
 }
 
 /* Points an identifier key at cust; a previous owner loses it (and its card
  * is rebuilt without the key). */
-static int link_identifier(struct ing *g, const char *cust, enum ts_ident_kind kind,
-                           const char *norm)
+static enum ts_err link_identifier(struct ing *g, const char *cust, enum ts_ident_kind kind,
+                                   const char *norm)
 {
     char key[TS_IDENT_KEY_HEX], pkey[TS_IDENT_KEY_HEX], prev[TS_SEG_MAX_ID + 1] = "";
-    if (ts_ident_key(&g->s->key, kind, norm, key) != TS_OK ||
-        (g->s->prev.len && ts_ident_key(&g->s->prev, kind, norm, pkey) != TS_OK))
+    const struct ts_tenant_key *pk = ts_hub_db_prev(g->s);
+    if (ts_ident_key(ts_hub_db_key(g->s), kind, norm, key) != TS_OK ||
+        (pk && ts_ident_key(pk, kind, norm, pkey) != TS_OK))
         return TS_ERR_INVAL;
-    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_IDENT_OWNER);
+    struct ts_sql_stmt *st = stmt(g->s, ST_IDENT_OWNER);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, key);
@@ -196,27 +380,27 @@ static int link_identifier(struct ing *g, const char *cust, enum ts_ident_kind k
         col_copy(st, 0, prev, sizeof prev);
     ts_sql_reset(st);
     if (step != TS_SQL_ROW && step != TS_SQL_DONE)
-        return ts_hub_db_err(g->s, "identifier lookup");
+        return ts_hub_db_werr(g->s, "identifier lookup");
     if (strcmp(prev, cust) == 0)
         return TS_OK;
     int rc = prev[0] ? touch(g, prev) : TS_OK;
-    if (rc != TS_OK || !(st = ts_hub_st(g->s, ST_IDENT_SET)))
+    if (rc != TS_OK || !(st = stmt(g->s, ST_IDENT_SET)))
         return rc ? rc : TS_ERR_DB;
     ts_sql_bind_text(st, 1, key);
     ts_sql_bind_text(st, 2, ts_ident_kind_name(kind));
     ts_sql_bind_text(st, 3, norm);
     ts_sql_bind_text(st, 4, cust);
-    ts_sql_bind_text(st, 5, g->s->prev.len ? pkey : NULL);
+    ts_sql_bind_text(st, 5, pk ? pkey : NULL);
     return run(g, st, "identifier upsert");
 }
 
-static int apply_identify(struct ing *g, const char *cust, const struct ts_seg_event *e)
+static enum ts_err apply_identify(struct ing *g, const char *cust, const struct ts_seg_event *e)
 {
     int rc = TS_OK;
     if (e->name)
         rc = run2(g, ST_CUST_NAME, cust, e->name);
     else if (e->first_name || e->last_name) {
-        struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CUST_SPLIT_NAME);
+        struct ts_sql_stmt *st = stmt(g->s, ST_CUST_SPLIT_NAME);
         if (!st)
             return TS_ERR_DB;
         ts_sql_bind_text(st, 1, cust);
@@ -226,7 +410,7 @@ static int apply_identify(struct ing *g, const char *cust, const struct ts_seg_e
     }
     if (rc != TS_OK)
         return rc;
-    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CUST_TRAITS);
+    struct ts_sql_stmt *st = stmt(g->s, ST_CUST_TRAITS);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, cust);
@@ -245,9 +429,9 @@ static int apply_identify(struct ing *g, const char *cust, const struct ts_seg_e
     return rc;
 }
 
-static int product_upsert(struct ing *g, const struct ts_seg_product *p)
+static enum ts_err product_upsert(struct ing *g, const struct ts_seg_product *p)
 {
-    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_PRODUCT_UPSERT);
+    struct ts_sql_stmt *st = stmt(g->s, ST_PRODUCT_UPSERT);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, p->product_id);
@@ -258,10 +442,10 @@ static int product_upsert(struct ing *g, const struct ts_seg_product *p)
 }
 
 /* Binds (customer, product_id, then an integer) and runs. */
-static int run_cp(struct ing *g, enum stmt_id id, const char *cust, const char *pid, bool has_n,
-                  int64_t n)
+static enum ts_err run_cp(struct ing *g, enum stmt_id id, const char *cust, const char *pid,
+                          bool has_n, int64_t n)
 {
-    struct ts_sql_stmt *st = ts_hub_st(g->s, id);
+    struct ts_sql_stmt *st = stmt(g->s, id);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, cust);
@@ -271,7 +455,7 @@ static int run_cp(struct ing *g, enum stmt_id id, const char *cust, const char *
     return run(g, st, "line update");
 }
 
-static int apply_order(struct ing *g, const char *cust, const struct ts_seg_event *e)
+static enum ts_err apply_order(struct ing *g, const char *cust, const struct ts_seg_event *e)
 {
     int rc = TS_OK;
     /* What was bought online leaves the cart. */
@@ -285,7 +469,7 @@ static int apply_order(struct ing *g, const char *cust, const struct ts_seg_even
     }
     if (rc != TS_OK || !e->order_id)
         return rc;
-    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_ORDER_UPSERT);
+    struct ts_sql_stmt *st = stmt(g->s, ST_ORDER_UPSERT);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, e->order_id);
@@ -304,7 +488,7 @@ static int apply_order(struct ing *g, const char *cust, const struct ts_seg_even
     return rc;
 }
 
-static int apply_event(struct ing *g, const char *cust, const struct ts_seg_event *e)
+static enum ts_err apply_event(struct ing *g, const char *cust, const struct ts_seg_event *e)
 {
     const struct ts_seg_product *p = e->nproducts ? &e->products[0] : NULL;
     int rc;
@@ -318,7 +502,7 @@ static int apply_event(struct ing *g, const char *cust, const struct ts_seg_even
     case TS_SEG_CART_ADD: {
         if ((rc = product_upsert(g, p)))
             return rc;
-        struct ts_sql_stmt *st = ts_hub_st(g->s, ST_CART_ADD);
+        struct ts_sql_stmt *st = stmt(g->s, ST_CART_ADD);
         if (!st)
             return TS_ERR_DB;
         ts_sql_bind_text(st, 1, cust);
@@ -354,19 +538,19 @@ static int apply_event(struct ing *g, const char *cust, const struct ts_seg_even
 }
 
 /* *dup = 1 when the event's messageId was processed before (skip it). */
-static int seen_before(struct ing *g, const struct ts_seg_event *e, int *dup)
+static enum ts_err seen_before(struct ing *g, const struct ts_seg_event *e, int *dup)
 {
     *dup = 0;
     if (!e->message_id)
         return TS_OK;
-    struct ts_sql_stmt *st = ts_hub_st(g->s, ST_PROCESSED_ADD);
+    struct ts_sql_stmt *st = stmt(g->s, ST_PROCESSED_ADD);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, e->message_id);
     ts_sql_bind_int64(st, 2, g->now);
     int rc = run(g, st, "dedupe");
     if (rc == TS_OK)
-        *dup = ts_sql_changes(g->s->db) == 0;
+        *dup = ts_sql_changes(ts_hub_db_writer(g->s)) == 0;
     return rc;
 }
 
@@ -375,8 +559,9 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int ts_hub_ingest_locked(struct ts_hub_store *s, const struct ts_seg_batch *b, int64_t now_ms,
-                         struct ts_hub_ingest_result *res)
+/* Applies the events of a batch inside the open transaction. */
+static enum ts_err ingest_locked(struct ts_hub_store *s, const struct ts_seg_batch *b,
+                                 int64_t now_ms, struct ts_hub_ingest_result *res)
 {
     struct ing g = {.s = s, .now = now_ms};
     char cust[TS_SEG_MAX_ID + 1];
@@ -409,7 +594,7 @@ int ts_hub_ingest_locked(struct ts_hub_store *s, const struct ts_seg_batch *b, i
         }
     }
     if (rc == TS_OK) {
-        struct ts_sql_stmt *st = ts_hub_st(s, ST_EVENTS_ADD);
+        struct ts_sql_stmt *st = stmt(s, ST_EVENTS_ADD);
         if (!st)
             rc = TS_ERR_DB;
         else {
@@ -421,4 +606,33 @@ int ts_hub_ingest_locked(struct ts_hub_store *s, const struct ts_seg_batch *b, i
         free(g.t.ids[i]);
     free(g.t.ids);
     return rc;
+}
+
+enum ts_err ts_hub_store_ingest(struct ts_hub_store *s, const struct ts_seg_batch *b,
+                                int64_t now_ms, struct ts_hub_ingest_result *res)
+{
+    struct ts_hub_ingest_result r = {0};
+    enum ts_err rc = ts_hub_db_write_begin(s, 0);
+    if (rc != TS_OK)
+        return rc;
+    rc = ingest_locked(s, b, now_ms, &r);
+    if ((rc = ts_hub_db_write_end(s, rc, r.customers > 0)))
+        return rc;
+    if (res)
+        *res = r;
+    return TS_OK;
+}
+
+enum ts_err ts_hub_ingest_bought(struct ts_hub_store *s, const char *cust, const char *pid,
+                                 const char *alt, int64_t qty, int64_t at_ms)
+{
+    struct ing g = {.s = s, .now = at_ms};
+    const char *ids[2] = {pid, alt};
+    int rc = TS_OK;
+    for (int k = 0; rc == TS_OK && k < 2 && ids[k]; k++) {
+        rc = run_cp(&g, ST_CART_SUB, cust, ids[k], true, qty);
+        if (rc == TS_OK)
+            rc = run_cp(&g, ST_CART_DEL_EMPTY, cust, ids[k], false, 0);
+    }
+    return rc ? rc : run_cp(&g, ST_BOUGHT_ADD, cust, pid, true, at_ms);
 }

@@ -7,7 +7,9 @@
 #include "sql.h"
 #include "purchases.h"
 #include "proxy.h"
+#include "cmd.h"
 #include "../sync/pki.h"
+#include "../sync/tls.h"
 #include "sdnotify.h"
 
 #include <errno.h>
@@ -46,16 +48,6 @@ static void usage(FILE *f)
                "The configuration defaults to " DEFAULT_CONF ".\n");
 }
 
-static int load_config(const char *path, struct ts_hub_config *cfg)
-{
-    char err[512];
-    if (ts_hub_config_load(path, cfg, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
-        return 1;
-    }
-    return 0;
-}
-
 static int64_t wall_ms(void)
 {
     return ts_now_wall_ms();
@@ -80,7 +72,7 @@ static int cmd_run(const char *conf)
     struct ts_hub_upstream *upstream = NULL;
     char err[512];
     int code = 1;
-    if (load_config(conf, &cfg))
+    if (ts_hub_cmd_config(conf, &cfg))
         return 1;
     ts_log_set_level(cfg.log_level);
     if (!ts_sql_target_is_pg(cfg.db) && ts_mkdir_for_file(cfg.db) != TS_OK) {
@@ -191,7 +183,7 @@ static int cmd_stats(const char *conf)
     struct ts_hub_store *store = NULL;
     char err[512];
     ts_buf out = {0};
-    if (load_config(conf, &cfg))
+    if (ts_hub_cmd_config(conf, &cfg))
         return 1;
     if (ts_hub_store_open(cfg.db, &cfg.key, TS_HUB_STORE_RDONLY, &store, err, sizeof err) !=
         TS_OK) {
@@ -254,9 +246,11 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "stats") == 0)
         return cmd_stats(conf);
     if (strcmp(cmd, "check-config") == 0)
-        return ts_hub_check_config_main(conf); /* checkconf.c */
+        return ts_hub_check_config_main(conf); /* cmd_check_config.c */
     if (strcmp(cmd, "version") == 0) {
-        printf("tillside-hub %s\n", TS_VERSION);
+        char lib[64];
+        ts_tls_library(lib, sizeof lib);
+        printf("tillside-hub %s\n%s, TLS 1.2 up to %s\n", TS_VERSION, lib, ts_tls_best_version());
         return 0;
     }
     fprintf(stderr, "tillside-hub: unknown command '%s'\n", cmd);

@@ -107,7 +107,8 @@ static bool accept_any(const struct addr *a, void *ud)
     return true;
 }
 
-int ts_hub_proxy_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
+enum ts_err ts_hub_proxy_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                              size_t errsz)
 {
     int rc;
     if ((rc = conf_str(c, "listen_plain", "", o->listen_plain, sizeof o->listen_plain, err,
@@ -285,8 +286,8 @@ static bool days_left(const char *v_end, int *out)
     return true;
 }
 
-int ts_hub_proxy_identity(const struct ts_hub_config *cfg, const struct ts_http_msg *msg,
-                          struct ts_peer_id *out, char *why, size_t whysz)
+enum ts_err ts_hub_proxy_identity(const struct ts_hub_config *cfg, const struct ts_http_msg *msg,
+                                  struct ts_peer_id *out, char *why, size_t whysz)
 {
     const char *verify = msg ? ts_http_header(msg, cfg->proxy_verify_header) : NULL;
     if (!verify || strcmp(verify, "NONE") == 0)
@@ -358,7 +359,8 @@ void ts_hub_proxy_handle(void *ud, const struct ts_httpd_req *req, struct ts_htt
     ts_hub_api_handle(api, &r, resp);
 }
 
-int ts_hub_proxy_start(struct ts_hub_api *api, struct ts_httpd **out, char *err, size_t errsz)
+enum ts_err ts_hub_proxy_start(struct ts_hub_api *api, struct ts_httpd **out, char *err,
+                               size_t errsz)
 {
     const struct ts_hub_config *cfg = api->cfg;
     if (!cfg->listen_plain[0])

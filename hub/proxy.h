@@ -12,7 +12,8 @@
 
 /* Reads [hub] listen_plain, trusted_proxy and the header names into o
  * (called by config.c). err gets "file:line: ..." on failure. */
-int ts_hub_proxy_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz);
+enum ts_err ts_hub_proxy_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                              size_t errsz);
 
 /*
  * The identity a trusted proxy vouches for, from its headers (names from
@@ -24,8 +25,8 @@ int ts_hub_proxy_conf(const struct ts_conf *c, struct ts_hub_config *o, char *er
  * proxy says the certificate failed, or the headers do not parse (why says
  * which).
  */
-int ts_hub_proxy_identity(const struct ts_hub_config *cfg, const struct ts_http_msg *msg,
-                          struct ts_peer_id *out, char *why, size_t whysz);
+enum ts_err ts_hub_proxy_identity(const struct ts_hub_config *cfg, const struct ts_http_msg *msg,
+                                  struct ts_peer_id *out, char *why, size_t whysz);
 
 /* Is addr (as ts_httpd_req.remote_addr) one of [hub] trusted_proxy? */
 bool ts_hub_proxy_trusted(const struct ts_hub_config *cfg, const char *addr);
@@ -38,11 +39,7 @@ void ts_hub_proxy_handle(void *ud, const struct ts_httpd_req *req, struct ts_htt
 
 /* Starts the plain listener when [hub] listen_plain is set (*out stays NULL
  * otherwise). api must outlive it; stop it with ts_httpd_stop. */
-int ts_hub_proxy_start(struct ts_hub_api *api, struct ts_httpd **out, char *err, size_t errsz);
-
-/* crl.c: `tillside-hub crl [-c FILE] --out FILE [--days N]`, the revoked
- * terminal certificates as a CRL for the proxy's ssl_crl; argv[0] is "crl".
- * Returns a process exit code. */
-int ts_hub_crl_main(int argc, char **argv, const char *conf);
+enum ts_err ts_hub_proxy_start(struct ts_hub_api *api, struct ts_httpd **out, char *err,
+                               size_t errsz);
 
 #endif

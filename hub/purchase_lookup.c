@@ -6,43 +6,32 @@
  * waits behind a large batch being written.
  */
 #include "purchases.h"
-#include "store_int.h"
+#include "db.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The read side, as store.c takes it: its own connection when there is one. */
-static struct ts_sql *rd_lock(struct ts_hub_store *s)
-{
-    pthread_mutex_lock(s->rdb ? &s->rmu : &s->mu);
-    return s->rdb ? s->rdb : s->db;
-}
-
-static void rd_unlock(struct ts_hub_store *s)
-{
-    pthread_mutex_unlock(s->rdb ? &s->rmu : &s->mu);
-}
-
 /* Appends ,"cid":..,"keys":..,"card":.. (with the rotation's second key
  * version) for customer cust, if they still exist. */
-static int card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust, ts_buf *out)
+static enum ts_err card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust, ts_buf *out)
 {
     struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
     if (!cust)
         return TS_OK;
     if (ts_sql_prepare(db, "SELECT cid, card, keys, prev_keys FROM customers WHERE id = ?1", &st) !=
-        TS_SQL_OK)
-        return ts_hub_db_err(s, "lookup card");
+        TS_OK)
+        return ts_hub_db_err(db, "lookup card");
     ts_sql_bind_text(st, 1, cust);
     if (ts_sql_step(st) == TS_SQL_ROW && ts_sql_column_text(st, 1) && ts_sql_column_text(st, 2)) {
         const char *prev = ts_sql_column_text(st, 3);
         rc = ts_buf_printf(out, ",\"cid\":\"%s\",\"keys\":%s", ts_sql_column_text(st, 0),
                            ts_sql_column_text(st, 2));
-        if (rc == TS_OK && prev && s->prev.len)
-            rc = ts_buf_printf(out, ",\"prev_kv\":%d,\"prev_keys\":%s", s->prev.version, prev);
+        const struct ts_tenant_key *pk = ts_hub_db_prev(s);
+        if (rc == TS_OK && prev && pk)
+            rc = ts_buf_printf(out, ",\"prev_kv\":%d,\"prev_keys\":%s", pk->version, prev);
         if (rc == TS_OK)
             rc = ts_buf_printf(out, ",\"card\":%s", ts_sql_column_text(st, 1));
     }
@@ -50,7 +39,7 @@ static int card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust, 
     return rc;
 }
 
-static int put_json(ts_buf *out, const char *name, json_t *o)
+static enum ts_err put_json(ts_buf *out, const char *name, json_t *o)
 {
     char *t = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     int rc = t ? ts_buf_printf(out, ",\"%s\":%s", name, t) : TS_ERR_NOMEM;
@@ -66,14 +55,14 @@ static json_t *when(int64_t ms)
     return json_string(at);
 }
 
-int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *out)
+enum ts_err ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *out)
 {
     char norm[TS_SEG_MAX_ID + 1];
     struct ts_sql_stmt *st = NULL;
     int rc = TS_ERR_NOTFOUND;
     if (ts_ident_normalize(receipt, strlen(receipt), norm, sizeof norm) != TS_OK)
         return TS_ERR_NOTFOUND;
-    struct ts_sql *db = rd_lock(s);
+    struct ts_sql *db = ts_hub_db_read_begin(s, false);
     /* Receipt numbers are unique per store; should two stores share one,
      * the newest sale answers. */
     if (ts_sql_prepare(
@@ -83,14 +72,14 @@ int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *o
             " LEFT JOIN customers c ON c.id = p.customer"
             " LEFT JOIN orders o ON o.order_id = p.receipt AND o.store_id = p.store_id"
             " WHERE p.receipt_norm = ?1 OR p.barcode_norm = ?1 ORDER BY p.at DESC LIMIT 1",
-            &st) != TS_SQL_OK) {
-        rc = ts_hub_db_err(s, "receipt lookup");
+            &st) != TS_OK) {
+        rc = ts_hub_db_err(db, "receipt lookup");
         goto out;
     }
     ts_sql_bind_text(st, 1, norm);
     int step = ts_sql_step(st);
     if (step != TS_SQL_ROW) {
-        rc = step == TS_SQL_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(s, "receipt lookup");
+        rc = step == TS_SQL_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(db, "receipt lookup");
         goto out;
     }
     json_t *ev = json_loads(ts_sql_column_text(st, 6), 0, NULL);
@@ -104,7 +93,7 @@ int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *o
     if (pj && json_is_array(products))
         json_object_set(pj, "products", products);
     json_decref(ev);
-    rc = ts_buf_printf(out, "{\"kv\":%d", s->key.version);
+    rc = ts_buf_printf(out, "{\"kv\":%d", ts_hub_db_key(s)->version);
     if (rc == TS_OK)
         rc = card_of(s, db, ts_sql_column_text(st, 7), out);
     if (rc == TS_OK)
@@ -115,26 +104,26 @@ int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *o
         rc = ts_buf_puts(out, "}");
 out:
     ts_sql_finalize(st);
-    rd_unlock(s);
+    ts_hub_db_read_end(s, false);
     return rc;
 }
 
-int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *out)
+enum ts_err ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *out)
 {
     struct ts_sql_stmt *st = NULL;
     int rc;
-    struct ts_sql *db = rd_lock(s);
+    struct ts_sql *db = ts_hub_db_read_begin(s, false);
     if (ts_sql_prepare(db,
                        "SELECT order_id, customer, total, currency, status, at, store_id"
                        " FROM orders WHERE order_id = ?1",
-                       &st) != TS_SQL_OK) {
-        rc = ts_hub_db_err(s, "order lookup");
+                       &st) != TS_OK) {
+        rc = ts_hub_db_err(db, "order lookup");
         goto out;
     }
     ts_sql_bind_text(st, 1, order_id);
     int step = ts_sql_step(st);
     if (step != TS_SQL_ROW) {
-        rc = step == TS_SQL_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(s, "order lookup");
+        rc = step == TS_SQL_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(db, "order lookup");
         goto out;
     }
     json_t *o = json_pack("{s:s, s:s, s:o}", "order_id", ts_sql_column_text(st, 0), "status",
@@ -146,7 +135,7 @@ int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *ou
         json_object_set_new(o, "currency", json_string(ts_sql_column_text(st, 3)));
     if (o && ts_sql_column_text(st, 6))
         json_object_set_new(o, "store", json_string(ts_sql_column_text(st, 6)));
-    rc = ts_buf_printf(out, "{\"kv\":%d", s->key.version);
+    rc = ts_buf_printf(out, "{\"kv\":%d", ts_hub_db_key(s)->version);
     if (rc == TS_OK)
         rc = card_of(s, db, ts_sql_column_text(st, 1), out);
     if (rc == TS_OK)
@@ -157,11 +146,11 @@ int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *ou
         rc = ts_buf_puts(out, "}");
 out:
     ts_sql_finalize(st);
-    rd_unlock(s);
+    ts_hub_db_read_end(s, false);
     return rc;
 }
 
-int ts_hub_purchases_stats(struct ts_hub_store *s, void *obj)
+enum ts_err ts_hub_purchases_stats(struct ts_hub_store *s, void *obj)
 {
     json_t *o = obj, *p = json_object();
     struct ts_sql_stmt *st = NULL;
@@ -169,19 +158,19 @@ int ts_hub_purchases_stats(struct ts_hub_store *s, void *obj)
     long long v[4] = {0};
     if (!p)
         return TS_ERR_NOMEM;
-    struct ts_sql *db = rd_lock(s);
+    struct ts_sql *db = ts_hub_db_read_begin(s, false);
     /* An older database (opened read-only by `stats`) has no tables: zeros. */
     if (ts_sql_prepare(db,
                        "SELECT (SELECT count(*) FROM purchases),"
                        " (SELECT count(*) FROM upstream_outbox WHERE state = 'sent'),"
                        " (SELECT count(*) FROM upstream_outbox WHERE state = 'pending'),"
                        " (SELECT count(*) FROM upstream_outbox WHERE state = 'dead')",
-                       &st) == TS_SQL_OK &&
+                       &st) == TS_OK &&
         ts_sql_step(st) == TS_SQL_ROW)
         for (int i = 0; i < 4; i++)
             v[i] = ts_sql_column_int64(st, i);
     ts_sql_finalize(st);
-    rd_unlock(s);
+    ts_hub_db_read_end(s, false);
     for (int i = 0; i < 4; i++)
         json_object_set_new(p, names[i], json_integer(v[i]));
     json_object_set_new(o, "purchases", p);

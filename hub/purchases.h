@@ -1,9 +1,10 @@
 /*
  * In-store purchases at the hub (docs/PROTOCOL.md "POST /v1/purchases"):
- * the batch parser, storing them exactly once by messageId with the profile
- * update (purchases.c), receipt and order lookups (purchase_lookup.c), and
- * forwarding them upstream to a Segment-compatible CDP through a durable
- * outbox table (upstream.c).
+ * the batch parser (purchase_parse.c), storing them exactly once by messageId
+ * with the profile update (purchases.c), the HTTP handler
+ * (purchase_http.c), receipt and order lookups (purchase_lookup.c), /metrics
+ * (metrics.c), and forwarding them upstream to a Segment-compatible CDP
+ * through a durable outbox table (upstream.c).
  */
 #ifndef TS_HUB_PURCHASES_H
 #define TS_HUB_PURCHASES_H
@@ -48,9 +49,12 @@ struct ts_hub_pbatch {
  * is marked TS_HUB_P_REJECTED with its reason, and so is an event that names
  * another store. now_ms stands in for a missing originalTimestamp.
  */
-int ts_hub_purchases_parse(const char *body, size_t len, const char *store, int64_t now_ms,
-                           struct ts_hub_pbatch **out, char *err, size_t errsz);
+enum ts_err ts_hub_purchases_parse(const char *body, size_t len, const char *store, int64_t now_ms,
+                                   struct ts_hub_pbatch **out, char *err, size_t errsz);
 void ts_hub_pbatch_free(struct ts_hub_pbatch *b);
+/* Member name of the JSON object obj (a json_t *) when it is a string of
+ * 1..max bytes without control characters, else NULL. Borrowed from obj. */
+const char *ts_hub_purchase_member(const void *obj, const char *name, size_t max);
 
 struct ts_hub_purchase_counts {
     size_t accepted, duplicates, rejected, customers; /* customers whose card changed */
@@ -65,12 +69,11 @@ struct ts_hub_purchase_counts {
  * in every feed that has it. With forward, each accepted purchase is queued
  * for upstream.c in the same transaction. TS_ERR_FULL when the disk is full.
  */
-int ts_hub_purchases_store(struct ts_hub_store *s, struct ts_hub_pbatch *b, bool forward,
-                           int64_t now_ms, struct ts_hub_purchase_counts *c);
+enum ts_err ts_hub_purchases_store(struct ts_hub_store *s, struct ts_hub_pbatch *b, bool forward,
+                                   int64_t now_ms, struct ts_hub_purchase_counts *c);
 
-/* Creates the purchase and outbox tables (inside store.c's opening
- * transaction, on the writer connection). */
-int ts_hub_purchases_schema(struct ts_hub_store *s);
+/* The purchases' part of the schema (struct ts_hub_db_part, db.h). */
+enum ts_err ts_hub_purchases_schema(struct ts_hub_store *s);
 
 /*
  * GET /v1/lookup?receipt= and ?order=: {"kv",...,"cid","keys","card",
@@ -78,14 +81,18 @@ int ts_hub_purchases_schema(struct ts_hub_store *s);
  * "cid"/"keys"/"card" when the purchase has no known customer), or
  * TS_ERR_NOTFOUND.
  */
-int ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *out);
-int ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *out);
+enum ts_err ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *out);
+enum ts_err ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *out);
 
 /* Purchase and forwarding counts: {"stored","forwarded","pending","dead"}
  * into *o (a json_t * object); zeros for a database without the tables. */
-int ts_hub_purchases_stats(struct ts_hub_store *s, void *o);
+enum ts_err ts_hub_purchases_stats(struct ts_hub_store *s, void *o);
 
-/* POST /v1/purchases and GET /metrics for api.c. */
+/* Counts the answer to one purchase batch for /metrics (metrics.c). */
+void ts_hub_metrics_count_purchases(const struct ts_hub_purchase_counts *c);
+
+/* POST /v1/purchases (purchase_http.c) and GET /metrics (metrics.c) for
+ * api.c. */
 void ts_hub_purchases_handle(struct ts_hub_api *api, const struct ts_httpd_req *req,
                              struct ts_httpd_resp *resp);
 void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *req,
@@ -100,10 +107,10 @@ void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
 
 struct ts_hub_upstream;
 
-int ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_config *cfg,
-                        struct ts_hub_upstream **out, char *err, size_t errsz);
+enum ts_err ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_config *cfg,
+                                struct ts_hub_upstream **out, char *err, size_t errsz);
 /* Starts the thread (after _new). */
-int ts_hub_upstream_start(struct ts_hub_upstream *u);
+enum ts_err ts_hub_upstream_start(struct ts_hub_upstream *u);
 /* Stops and joins the thread, frees. NULL ok. */
 void ts_hub_upstream_free(struct ts_hub_upstream *u);
 /* New rows are due: send now instead of at the next wake-up. NULL ok. */
@@ -113,7 +120,7 @@ void ts_hub_upstream_kick(struct ts_hub_upstream *u);
  * batches, and returns the time the next row falls due in *next_ms (INT64_MAX
  * when none). For tests; not while the thread runs.
  */
-int ts_hub_upstream_run_once(struct ts_hub_upstream *u, int64_t now_ms, int64_t *next_ms);
+enum ts_err ts_hub_upstream_run_once(struct ts_hub_upstream *u, int64_t now_ms, int64_t *next_ms);
 
 struct ts_hub_upstream_metrics {
     uint64_t requests, forwarded, failures, dead; /* since start */

@@ -5,7 +5,7 @@
  * rows with a fresh sequence number so every store holding them sees the
  * change after its cursor.
  */
-#include "store_int.h"
+#include "parts.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +15,73 @@
 #define MAX_CART_LOADED 16
 #define MAX_WISH_LOADED 16
 #define MAX_KEYS 100 /* loyalty ids first, then order keys */
+
+/* Every statement a rebuild runs, prepared once on first use (db.h). */
+enum stmt_id {
+    ST_LOAD_CUST,
+    ST_VIEWS_PRUNE,
+    ST_LOAD_VIEWS,
+    ST_LOAD_CART,
+    ST_LOAD_WISH,
+    ST_LOAD_ORDERS,
+    ST_PRODUCT_NAME,
+    ST_LOAD_KEYS,
+    ST_CUST_STAMP,
+    ST_FEED_UPSERT,
+    ST_FEED_ERASE_OTHERS,
+    ST_REKEY_IDS,
+    ST_REKEY_CUST,
+    ST_REKEY_FEED,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_LOAD_CUST] = "SELECT cid, name, tier, points, consent, home_store, suggested_id,"
+                     " suggested_name FROM customers WHERE id = ?1",
+    [ST_VIEWS_PRUNE] = "DELETE FROM views WHERE customer = ?1 AND (at < ?2 OR rowid IN"
+                       " (SELECT rowid FROM views WHERE customer = ?1 ORDER BY at DESC"
+                       " LIMIT -1 OFFSET ?3))",
+    [ST_LOAD_VIEWS] = "SELECT v.product_id, p.name, v.at FROM views v"
+                      " LEFT JOIN products p ON p.product_id = v.product_id"
+                      " WHERE v.customer = ?1 ORDER BY v.product_id",
+    [ST_LOAD_CART] = "SELECT c.product_id, p.name, c.price, c.quantity FROM cart c"
+                     " LEFT JOIN products p ON p.product_id = c.product_id"
+                     " WHERE c.customer = ?1 ORDER BY c.at DESC, c.product_id LIMIT ?2",
+    [ST_LOAD_WISH] = "SELECT w.product_id, p.name FROM wishlist w"
+                     " LEFT JOIN products p ON p.product_id = w.product_id"
+                     " WHERE w.customer = ?1 ORDER BY w.at DESC, w.product_id LIMIT ?2",
+    [ST_LOAD_ORDERS] = "SELECT order_id, total, currency, status, at, store_id FROM orders"
+                       " WHERE customer = ?1 ORDER BY at DESC, order_id LIMIT ?2",
+    [ST_PRODUCT_NAME] = "SELECT name FROM products WHERE product_id = ?1",
+    [ST_LOAD_KEYS] = "SELECT key, prev_key FROM identifiers WHERE customer = ?1"
+                     " ORDER BY kind = 'loyalty' DESC, key LIMIT ?2",
+    [ST_CUST_STAMP] =
+        "UPDATE customers SET card = ?2, keys = ?3, seq = ?4, updated = ?5, prev_keys = ?6"
+        " WHERE id = ?1",
+    [ST_FEED_UPSERT] = "INSERT INTO feed(store_id, customer, seq, op, cid)"
+                       " VALUES(?1, ?2, ?3, 'upsert', ?4) ON CONFLICT(store_id, customer)"
+                       " DO UPDATE SET seq = excluded.seq, op = 'upsert', cid = excluded.cid",
+    [ST_FEED_ERASE_OTHERS] = "UPDATE feed SET op = 'erase', seq = ?2, at = ?4 WHERE customer = ?1"
+                             " AND op = 'upsert' AND store_id IS DISTINCT FROM ?3",
+    /* keyset pagination: the re-key loop updates the table it walks */
+    [ST_REKEY_IDS] = "SELECT id FROM customers WHERE card IS NOT NULL AND id > ?1"
+                     " ORDER BY id LIMIT 1000",
+    [ST_REKEY_CUST] = "UPDATE customers SET keys = ?2, prev_keys = ?3, seq = ?4 WHERE id = ?1",
+    [ST_REKEY_FEED] = "UPDATE feed SET seq = ?2 WHERE customer = ?1 AND op = 'upsert'",
+};
+
+/* Where PostgreSQL needs other words for the same statement. */
+static const char *const stmt_sql_pg[ST_COUNT] = {
+    [ST_VIEWS_PRUNE] = "DELETE FROM views WHERE customer = ?1 AND (at < ?2 OR ctid IN"
+                       " (SELECT ctid FROM views WHERE customer = ?1 ORDER BY at DESC OFFSET ?3))",
+};
+static const struct ts_hub_stmts stmts = {stmt_sql, stmt_sql_pg, ST_COUNT};
+
+/* The cached statement id, reset (db.h). */
+static struct ts_sql_stmt *stmt(struct ts_hub_store *s, enum stmt_id id)
+{
+    return ts_hub_db_st(s, &stmts, id);
+}
 
 /* Strings copied out of SQLite rows; they must outlive the next step. */
 struct pool {
@@ -57,7 +124,7 @@ static void pool_free(struct pool *p)
 static struct ts_sql_stmt *query(struct ts_hub_store *s, enum stmt_id id, const char *cust,
                                  int limit)
 {
-    struct ts_sql_stmt *st = ts_hub_st(s, id);
+    struct ts_sql_stmt *st = stmt(s, id);
     if (st) {
         ts_sql_bind_text(st, 1, cust);
         if (limit > 0)
@@ -91,8 +158,8 @@ static void loaded_free(struct loaded *l)
 /* Runs st to the end, growing *arr by elem bytes per row and calling row(). */
 typedef void (*row_fn)(struct loaded *l, struct ts_sql_stmt *st, void *elem, bool *nomem);
 
-static int load_rows(struct ts_hub_store *s, struct ts_sql_stmt *st, struct loaded *l, void **arr,
-                     size_t elem, size_t *n, row_fn row)
+static enum ts_err load_rows(struct ts_hub_store *s, struct ts_sql_stmt *st, struct loaded *l,
+                             void **arr, size_t elem, size_t *n, row_fn row)
 {
     size_t cap = 0;
     bool nomem = false;
@@ -115,7 +182,7 @@ static int load_rows(struct ts_hub_store *s, struct ts_sql_stmt *st, struct load
         (*n)++;
     }
     ts_sql_reset(st);
-    return step == TS_SQL_DONE ? TS_OK : ts_hub_db_err(s, "load");
+    return step == TS_SQL_DONE ? TS_OK : ts_hub_db_werr(s, "load");
 }
 
 static void view_row(struct loaded *l, struct ts_sql_stmt *st, void *elem, bool *nomem)
@@ -157,7 +224,7 @@ static void order_row(struct loaded *l, struct ts_sql_stmt *st, void *elem, bool
 }
 
 /* The customer row; TS_ERR_NOTFOUND when merged away. */
-static int load_customer(struct ts_hub_store *s, const char *cust, struct loaded *l)
+static enum ts_err load_customer(struct ts_hub_store *s, const char *cust, struct loaded *l)
 {
     bool nomem = false;
     struct ts_sql_stmt *st = query(s, ST_LOAD_CUST, cust, 0);
@@ -180,7 +247,7 @@ static int load_customer(struct ts_hub_store *s, const char *cust, struct loaded
     if (step == TS_SQL_DONE)
         return TS_ERR_NOTFOUND;
     if (step != TS_SQL_ROW)
-        return ts_hub_db_err(s, "load customer");
+        return ts_hub_db_werr(s, "load customer");
     if (nomem || !l->p.cid)
         return nomem ? TS_ERR_NOMEM : TS_ERR_DB;
     if (l->p.suggested_id && !l->p.suggested_name) {
@@ -198,10 +265,10 @@ static int load_customer(struct ts_hub_store *s, const char *cust, struct loaded
 /* The customer's identifier keys as JSON arrays: out under the current key,
  * prev (left empty when the store has no second key) under the previous
  * one, in the same order. */
-int ts_hub_load_keys(struct ts_hub_store *s, const char *cust, ts_buf *out, ts_buf *prev)
+enum ts_err ts_hub_load_keys(struct ts_hub_store *s, const char *cust, ts_buf *out, ts_buf *prev)
 {
     struct ts_sql_stmt *st = query(s, ST_LOAD_KEYS, cust, MAX_KEYS);
-    bool two = s->prev.len > 0;
+    bool two = ts_hub_db_prev(s) != NULL;
     int step = TS_SQL_DONE, rc = ts_buf_puts(out, "[");
     if (!st)
         return TS_ERR_DB;
@@ -217,13 +284,13 @@ int ts_hub_load_keys(struct ts_hub_store *s, const char *cust, ts_buf *out, ts_b
     }
     ts_sql_reset(st);
     if (rc == TS_OK && step != TS_SQL_DONE)
-        return ts_hub_db_err(s, "load keys");
+        return ts_hub_db_werr(s, "load keys");
     if (rc == TS_OK && two)
         rc = ts_buf_puts(prev, "]");
     return rc ? rc : ts_buf_puts(out, "]");
 }
 
-static int load(struct ts_hub_store *s, const char *cust, int64_t now, struct loaded *l)
+static enum ts_err load(struct ts_hub_store *s, const char *cust, int64_t now, struct loaded *l)
 {
     int rc = load_customer(s, cust, l);
     if (rc != TS_OK)
@@ -235,7 +302,7 @@ static int load(struct ts_hub_store *s, const char *cust, int64_t now, struct lo
     ts_sql_bind_int64(st, 2, now - VIEW_HORIZON_MS);
     ts_sql_bind_int64(st, 3, MAX_VIEWS_KEPT);
     if (ts_sql_step(st) != TS_SQL_DONE)
-        return ts_hub_db_err(s, "prune views");
+        return ts_hub_db_werr(s, "prune views");
     ts_sql_reset(st);
     struct ts_hub_profile *p = &l->p;
     if ((rc = load_rows(s, query(s, ST_LOAD_VIEWS, cust, 0), l, (void **)&l->views,
@@ -255,7 +322,8 @@ static int load(struct ts_hub_store *s, const char *cust, int64_t now, struct lo
     p->now_ms = now;
     /* What other customers did, for the suggestion; not asked when the
      * card will carry no suggestion from it anyway. */
-    const char *top = p->consent && !p->suggested_id && !s->bulk ? ts_hub_top_interest(p) : NULL;
+    const char *top =
+        p->consent && !p->suggested_id && !ts_hub_db_bulk(s) ? ts_hub_top_interest(p) : NULL;
     if (top && (rc = ts_hub_suggest_peers(s, cust, top, l->peer_id, sizeof l->peer_id, l->peer_name,
                                           sizeof l->peer_name)))
         return rc;
@@ -266,14 +334,14 @@ static int load(struct ts_hub_store *s, const char *cust, int64_t now, struct lo
     return TS_OK;
 }
 
-static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *l, const char *card,
-                 int64_t now)
+static enum ts_err stamp(struct ts_hub_store *s, const char *cust, const struct loaded *l,
+                         const char *card, int64_t now)
 {
     int64_t seq;
-    int rc = ts_hub_next_seq(s, &seq);
+    int rc = ts_hub_db_next_seq(s, &seq);
     if (rc != TS_OK)
         return rc;
-    struct ts_sql_stmt *st = ts_hub_st(s, ST_CUST_STAMP);
+    struct ts_sql_stmt *st = stmt(s, ST_CUST_STAMP);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, cust);
@@ -283,31 +351,31 @@ static int stamp(struct ts_hub_store *s, const char *cust, const struct loaded *
     ts_sql_bind_int64(st, 5, now);
     ts_sql_bind_text(st, 6, l->prev_keys.len ? l->prev_keys.data : NULL);
     if (ts_sql_step(st) != TS_SQL_DONE)
-        return ts_hub_db_err(s, "stamp customer");
+        return ts_hub_db_werr(s, "stamp customer");
     if (l->home_store) {
-        if (!(st = ts_hub_st(s, ST_FEED_UPSERT)))
+        if (!(st = stmt(s, ST_FEED_UPSERT)))
             return TS_ERR_DB;
         ts_sql_bind_text(st, 1, l->home_store);
         ts_sql_bind_text(st, 2, cust);
         ts_sql_bind_int64(st, 3, seq);
         ts_sql_bind_text(st, 4, l->p.cid);
         if (ts_sql_step(st) != TS_SQL_DONE)
-            return ts_hub_db_err(s, "stamp feed");
+            return ts_hub_db_werr(s, "stamp feed");
     }
     /* A customer who moved to another home store leaves the old store's
      * slice: that store gets an erase. */
-    if (!(st = ts_hub_st(s, ST_FEED_ERASE_OTHERS)))
+    if (!(st = stmt(s, ST_FEED_ERASE_OTHERS)))
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, cust);
     ts_sql_bind_int64(st, 2, seq);
     ts_sql_bind_text(st, 3, l->home_store);
     ts_sql_bind_int64(st, 4, now);
     if (ts_sql_step(st) != TS_SQL_DONE)
-        return ts_hub_db_err(s, "stamp feed");
+        return ts_hub_db_werr(s, "stamp feed");
     return TS_OK;
 }
 
-int ts_hub_rebuild(struct ts_hub_store *s, const char *cust, int64_t now_ms, bool *rebuilt)
+enum ts_err ts_hub_rebuild(struct ts_hub_store *s, const char *cust, int64_t now_ms, bool *rebuilt)
 {
     struct loaded l;
     char *card = NULL;
@@ -333,11 +401,12 @@ out:
 
 /* Next batch of customer ids after `after` (keyset pagination: the loop
  * below updates the table it walks, so no statement stays open across it). */
-static int next_ids(struct ts_hub_store *s, struct ts_sql_stmt *q, const char *after,
-                    struct pool *ids)
+static enum ts_err next_ids(struct ts_hub_store *s, const char *after, struct pool *ids)
 {
     bool nomem = false;
-    ts_sql_reset(q);
+    struct ts_sql_stmt *q = stmt(s, ST_REKEY_IDS);
+    if (!q)
+        return TS_ERR_DB;
     ts_sql_bind_text(q, 1, after);
     int step;
     while ((step = ts_sql_step(q)) == TS_SQL_ROW && !nomem)
@@ -345,64 +414,53 @@ static int next_ids(struct ts_hub_store *s, struct ts_sql_stmt *q, const char *a
     ts_sql_reset(q);
     if (nomem)
         return TS_ERR_NOMEM;
-    return step == TS_SQL_ROW || step == TS_SQL_DONE ? TS_OK : ts_hub_db_err(s, "rekey ids");
+    return step == TS_SQL_ROW || step == TS_SQL_DONE ? TS_OK : ts_hub_db_werr(s, "rekey ids");
 }
 
-int ts_hub_rekey_all(struct ts_hub_store *s, size_t *restamped)
+/* Gives cust the keys and seq a re-key stamps. */
+static enum ts_err restamp(struct ts_hub_store *s, const char *cust)
 {
-    struct ts_sql_stmt *q = NULL, *up = NULL, *feed = NULL;
+    ts_buf keys = {0}, prev = {0};
+    int64_t seq;
+    struct ts_sql_stmt *up, *feed;
+    int rc = ts_hub_load_keys(s, cust, &keys, &prev);
+    if (rc == TS_OK)
+        rc = ts_hub_db_next_seq(s, &seq);
+    if (rc == TS_OK && (!(up = stmt(s, ST_REKEY_CUST)) || !(feed = stmt(s, ST_REKEY_FEED))))
+        rc = TS_ERR_DB;
+    if (rc == TS_OK) {
+        ts_sql_bind_text(up, 1, cust);
+        ts_sql_bind_text(up, 2, keys.data);
+        ts_sql_bind_text(up, 3, prev.len ? prev.data : NULL);
+        ts_sql_bind_int64(up, 4, seq);
+        ts_sql_bind_text(feed, 1, cust);
+        ts_sql_bind_int64(feed, 2, seq);
+        if (ts_sql_step(up) != TS_SQL_DONE || ts_sql_step(feed) != TS_SQL_DONE)
+            rc = ts_hub_db_werr(s, "rekey stamp");
+    }
+    ts_buf_free(&keys);
+    ts_buf_free(&prev);
+    return rc;
+}
+
+enum ts_err ts_hub_rekey_all(struct ts_hub_store *s, size_t *restamped)
+{
     struct pool ids = {0};
     char last[TS_SEG_MAX_ID + 1] = "";
     size_t n = 0;
     int rc = TS_OK;
-    if (ts_sql_prepare(s->db,
-                       "SELECT id FROM customers WHERE card IS NOT NULL AND id > ?1"
-                       " ORDER BY id LIMIT 1000",
-                       &q) != TS_SQL_OK ||
-        ts_sql_prepare(s->db,
-                       "UPDATE customers SET keys = ?2, prev_keys = ?3, seq = ?4 WHERE id = ?1",
-                       &up) != TS_SQL_OK ||
-        ts_sql_prepare(s->db, "UPDATE feed SET seq = ?2 WHERE customer = ?1 AND op = 'upsert'",
-                       &feed) != TS_SQL_OK) {
-        rc = ts_hub_db_err(s, "rekey");
-        goto out;
-    }
     for (;;) {
         pool_free(&ids);
         memset(&ids, 0, sizeof ids);
-        if ((rc = next_ids(s, q, last, &ids)) || ids.n == 0)
+        if ((rc = next_ids(s, last, &ids)) || ids.n == 0)
             break;
-        for (size_t i = 0; rc == TS_OK && i < ids.n; i++) {
-            ts_buf keys = {0}, prev = {0};
-            int64_t seq;
-            rc = ts_hub_load_keys(s, ids.s[i], &keys, &prev);
-            if (rc == TS_OK)
-                rc = ts_hub_next_seq(s, &seq);
-            if (rc == TS_OK) {
-                ts_sql_reset(up);
-                ts_sql_bind_text(up, 1, ids.s[i]);
-                ts_sql_bind_text(up, 2, keys.data);
-                ts_sql_bind_text(up, 3, prev.len ? prev.data : NULL);
-                ts_sql_bind_int64(up, 4, seq);
-                ts_sql_reset(feed);
-                ts_sql_bind_text(feed, 1, ids.s[i]);
-                ts_sql_bind_int64(feed, 2, seq);
-                if (ts_sql_step(up) != TS_SQL_DONE || ts_sql_step(feed) != TS_SQL_DONE)
-                    rc = ts_hub_db_err(s, "rekey stamp");
-                n++;
-            }
-            ts_buf_free(&keys);
-            ts_buf_free(&prev);
-        }
+        for (size_t i = 0; rc == TS_OK && i < ids.n; i++, n++)
+            rc = restamp(s, ids.s[i]);
         if (rc)
             break;
         ts_strlcpy(last, ids.s[ids.n - 1], sizeof last);
     }
-out:
     pool_free(&ids);
-    ts_sql_finalize(q);
-    ts_sql_finalize(up);
-    ts_sql_finalize(feed);
     if (rc == TS_OK && restamped)
         *restamped = n;
     return rc;

@@ -400,8 +400,8 @@ void ts_seg_batch_free(struct ts_seg_batch *b)
     free(b);
 }
 
-int ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts_seg_batch **out, char *err,
-                 size_t errsz)
+enum ts_err ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts_seg_batch **out,
+                         char *err, size_t errsz)
 {
     int rc = TS_ERR_NOMEM;
     struct ts_seg_batch *b = calloc(1, sizeof *b);

@@ -37,7 +37,7 @@ struct ts_sql {
     char notify[64];       /* channel to notify at COMMIT, "" = none */
     char listen[64];       /* channel this connection listens on, "" = none */
     int64_t changes;
-    int errcode;
+    enum ts_err errcode;
     char err[512];
 };
 
@@ -105,13 +105,13 @@ static void pg_fail(struct ts_sql *db, const PGresult *res)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(db->pg);
-    db->errcode = state && strcmp(state, "53100") == 0 ? TS_SQL_FULL : TS_SQL_ERROR;
+    db->errcode = state && strcmp(state, "53100") == 0 ? TS_ERR_FULL : TS_ERR_DB;
     snprintf(db->err, sizeof db->err, "%s", msg && msg[0] ? msg : "PostgreSQL error");
     chomp(db->err);
     pg_check_link(db);
 }
 
-int ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err, size_t errsz)
+enum ts_err ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err, size_t errsz)
 {
     struct ts_sql *db = calloc(1, sizeof *db);
     if (!db) {
@@ -131,9 +131,9 @@ int ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err, s
         }
         db->rdonly = flags & TS_SQL_RDONLY;
         /* quiet NOTICEs ("relation already exists, skipping") off stderr */
-        if (ts_sql_exec(db, "SET client_min_messages = warning") != TS_SQL_OK ||
+        if (ts_sql_exec(db, "SET client_min_messages = warning") != TS_OK ||
             ((flags & TS_SQL_RDONLY) &&
-             ts_sql_exec(db, "SET default_transaction_read_only = on") != TS_SQL_OK)) {
+             ts_sql_exec(db, "SET default_transaction_read_only = on") != TS_OK)) {
             snprintf(err, errsz, "%s: %s", shown, db->err);
             ts_sql_close(db);
             return TS_ERR_DB;
@@ -177,11 +177,11 @@ struct sqlite3 *ts_sql_sqlite(struct ts_sql *db)
 }
 
 /* Runs sql on PostgreSQL (simple protocol: several statements allowed). */
-static int pg_exec(struct ts_sql *db, const char *sql)
+static enum ts_err pg_exec(struct ts_sql *db, const char *sql)
 {
     PGresult *res = PQexec(db->pg, sql);
     ExecStatusType st = PQresultStatus(res);
-    int rc = TS_SQL_OK;
+    int rc = TS_OK;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         db->changes = strtoll(PQcmdTuples(res), NULL, 10);
     else {
@@ -192,13 +192,13 @@ static int pg_exec(struct ts_sql *db, const char *sql)
     return rc;
 }
 
-int ts_sql_exec(struct ts_sql *db, const char *sql)
+enum ts_err ts_sql_exec(struct ts_sql *db, const char *sql)
 {
     if (db->pg) {
         while (*sql == ' ')
             sql++;
         if (strncasecmp(sql, "PRAGMA", 6) == 0)
-            return TS_SQL_OK;
+            return TS_OK;
         if (strcasecmp(sql, "BEGIN IMMEDIATE") == 0) {
             char begin[96];
             snprintf(begin, sizeof begin, "BEGIN; SELECT pg_advisory_xact_lock(%ld)",
@@ -220,31 +220,31 @@ int ts_sql_exec(struct ts_sql *db, const char *sql)
     char *msg = NULL;
     int rc = sqlite3_exec(db->lite, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
-        db->errcode = rc == SQLITE_FULL ? TS_SQL_FULL : TS_SQL_ERROR;
+        db->errcode = rc == SQLITE_FULL ? TS_ERR_FULL : TS_ERR_DB;
         snprintf(db->err, sizeof db->err, "%s", msg ? msg : sqlite3_errmsg(db->lite));
         sqlite3_free(msg);
         return db->errcode;
     }
-    return TS_SQL_OK;
+    return TS_OK;
 }
 
-int ts_sql_try_lock(struct ts_sql *db, int64_t which, bool *held)
+enum ts_err ts_sql_try_lock(struct ts_sql *db, int64_t which, bool *held)
 {
     *held = true;
     if (!db->pg)
-        return TS_SQL_OK;
+        return TS_OK;
     if (db->lock_session != db->session + 1) {
         /* a new session holds none of the old one's locks */
         db->lock_session = db->session + 1;
         db->locks = 0;
     }
     if (which >= 0 && which < 64 && (db->locks & (1ULL << which)))
-        return TS_SQL_OK;
+        return TS_OK;
     char sql[80];
     snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%ld, %ld)", TS_SQL_PG_WRITE_LOCK,
              (long)which);
     PGresult *res = PQexec(db->pg, sql);
-    int rc = TS_SQL_OK;
+    int rc = TS_OK;
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         pg_fail(db, res);
         rc = db->errcode;
@@ -264,10 +264,10 @@ void ts_sql_notify_on_commit(struct ts_sql *db, const char *channel)
         snprintf(db->notify, sizeof db->notify, "%s", channel);
 }
 
-int ts_sql_listen(struct ts_sql *db, const char *channel)
+enum ts_err ts_sql_listen(struct ts_sql *db, const char *channel)
 {
     if (!db->pg)
-        return TS_SQL_ERROR;
+        return TS_ERR_DB;
     char sql[80];
     snprintf(sql, sizeof sql, "LISTEN %s", channel);
     if (channel != db->listen) /* a re-LISTEN after a reconnect passes its own */
@@ -293,7 +293,7 @@ int ts_sql_wait_notice(struct ts_sql *db, int wake_fd, int timeout_ms)
         return -1;
     if (PQstatus(db->pg) != CONNECTION_OK) {
         pg_check_link(db);
-        if (PQstatus(db->pg) != CONNECTION_OK || ts_sql_listen(db, db->listen) != TS_SQL_OK) {
+        if (PQstatus(db->pg) != CONNECTION_OK || ts_sql_listen(db, db->listen) != TS_OK) {
             struct pollfd w = {.fd = wake_fd, .events = POLLIN};
             poll(&w, wake_fd >= 0 ? 1 : 0, timeout_ms);
             return -1;
@@ -317,7 +317,7 @@ int ts_sql_wait_notice(struct ts_sql *db, int wake_fd, int timeout_ms)
     return drain_notices(db->pg) ? 1 : 0;
 }
 
-int ts_sql_exec_ddl(struct ts_sql *db, const char *ddl)
+enum ts_err ts_sql_exec_ddl(struct ts_sql *db, const char *ddl)
 {
     if (!db->pg)
         return ts_sql_exec(db, ddl);
@@ -348,7 +348,7 @@ int ts_sql_exec_ddl(struct ts_sql *db, const char *ddl)
     }
     if (rc == TS_OK)
         rc = ts_buf_append(&b, "", 1);
-    rc = rc == TS_OK ? pg_exec(db, b.data) : TS_SQL_ERROR;
+    rc = rc == TS_OK ? pg_exec(db, b.data) : TS_ERR_DB;
     ts_buf_free(&b);
     return rc;
 }
@@ -363,11 +363,11 @@ const char *ts_sql_errmsg(struct ts_sql *db)
     return db->lite ? sqlite3_errmsg(db->lite) : db->err;
 }
 
-int ts_sql_errcode(struct ts_sql *db)
+enum ts_err ts_sql_err(struct ts_sql *db)
 {
     if (db->lite) {
         int c = sqlite3_errcode(db->lite);
-        return c == SQLITE_FULL ? TS_SQL_FULL : c == SQLITE_OK ? TS_SQL_OK : TS_SQL_ERROR;
+        return c == SQLITE_FULL ? TS_ERR_FULL : c == SQLITE_OK ? TS_OK : TS_ERR_DB;
     }
     return db->errcode;
 }
@@ -417,39 +417,39 @@ static char *pg_translate(const char *sql, int *nparams, unsigned char used[TS_S
     return out;
 }
 
-int ts_sql_prepare(struct ts_sql *db, const char *sql, struct ts_sql_stmt **out)
+enum ts_err ts_sql_prepare(struct ts_sql *db, const char *sql, struct ts_sql_stmt **out)
 {
     *out = NULL;
     struct ts_sql_stmt *st = calloc(1, sizeof *st);
     if (!st)
-        return TS_SQL_ERROR;
+        return TS_ERR_DB;
     st->db = db;
     if (db->lite) {
         if (sqlite3_prepare_v2(db->lite, sql, -1, &st->lite, NULL) != SQLITE_OK) {
             free(st);
-            return TS_SQL_ERROR;
+            return TS_ERR_DB;
         }
         *out = st;
-        return TS_SQL_OK;
+        return TS_OK;
     }
     st->sql = pg_translate(sql, &st->nparams, st->used);
     if (st->nparams > TS_SQL_MAX_PARAMS) {
         snprintf(db->err, sizeof db->err, "more than %d parameters", TS_SQL_MAX_PARAMS);
         ts_sql_finalize(st);
-        return TS_SQL_ERROR;
+        return TS_ERR_DB;
     }
     st->vals = st->nparams ? calloc((size_t)st->nparams, sizeof *st->vals) : NULL;
     st->types = st->nparams ? calloc((size_t)st->nparams, sizeof *st->types) : NULL;
     if (!st->sql || (st->nparams && (!st->vals || !st->types))) {
         snprintf(db->err, sizeof db->err, "out of memory");
         ts_sql_finalize(st);
-        return TS_SQL_ERROR;
+        return TS_ERR_DB;
     }
     for (int i = 0; i < st->nparams; i++)
         st->types[i] = st->used[i] ? 0 : PG_TEXT;
     st->row = -1;
     *out = st;
-    return TS_SQL_OK;
+    return TS_OK;
 }
 
 static int pg_bind(struct ts_sql_stmt *st, int i, char *v, Oid type)
@@ -457,50 +457,50 @@ static int pg_bind(struct ts_sql_stmt *st, int i, char *v, Oid type)
     if (i < 1 || i > st->nparams) {
         free(v);
         snprintf(st->db->err, sizeof st->db->err, "parameter %d out of range", i);
-        return TS_SQL_ERROR;
+        return TS_ERR_DB;
     }
     free(st->vals[i - 1]);
     st->vals[i - 1] = v;
     if (st->used[i - 1])
         st->types[i - 1] = type;
-    return TS_SQL_OK;
+    return TS_OK;
 }
 
-int ts_sql_bind_int64(struct ts_sql_stmt *st, int i, int64_t v)
+enum ts_err ts_sql_bind_int64(struct ts_sql_stmt *st, int i, int64_t v)
 {
     if (st->lite)
-        return sqlite3_bind_int64(st->lite, i, v) == SQLITE_OK ? TS_SQL_OK : TS_SQL_ERROR;
+        return sqlite3_bind_int64(st->lite, i, v) == SQLITE_OK ? TS_OK : TS_ERR_DB;
     char buf[24];
     snprintf(buf, sizeof buf, "%lld", (long long)v);
     char *c = strdup(buf);
-    return c ? pg_bind(st, i, c, PG_INT8) : TS_SQL_ERROR;
+    return c ? pg_bind(st, i, c, PG_INT8) : TS_ERR_DB;
 }
 
-int ts_sql_bind_double(struct ts_sql_stmt *st, int i, double v)
+enum ts_err ts_sql_bind_double(struct ts_sql_stmt *st, int i, double v)
 {
     if (st->lite)
-        return sqlite3_bind_double(st->lite, i, v) == SQLITE_OK ? TS_SQL_OK : TS_SQL_ERROR;
+        return sqlite3_bind_double(st->lite, i, v) == SQLITE_OK ? TS_OK : TS_ERR_DB;
     char buf[32];
     snprintf(buf, sizeof buf, "%.17g", v);
     char *c = strdup(buf);
-    return c ? pg_bind(st, i, c, PG_FLOAT8) : TS_SQL_ERROR;
+    return c ? pg_bind(st, i, c, PG_FLOAT8) : TS_ERR_DB;
 }
 
-int ts_sql_bind_text(struct ts_sql_stmt *st, int i, const char *v)
+enum ts_err ts_sql_bind_text(struct ts_sql_stmt *st, int i, const char *v)
 {
     if (!v)
         return ts_sql_bind_null(st, i);
     if (st->lite)
-        return sqlite3_bind_text(st->lite, i, v, -1, SQLITE_TRANSIENT) == SQLITE_OK ? TS_SQL_OK
-                                                                                    : TS_SQL_ERROR;
+        return sqlite3_bind_text(st->lite, i, v, -1, SQLITE_TRANSIENT) == SQLITE_OK ? TS_OK
+                                                                                    : TS_ERR_DB;
     char *c = strdup(v);
-    return c ? pg_bind(st, i, c, PG_TEXT) : TS_SQL_ERROR;
+    return c ? pg_bind(st, i, c, PG_TEXT) : TS_ERR_DB;
 }
 
-int ts_sql_bind_null(struct ts_sql_stmt *st, int i)
+enum ts_err ts_sql_bind_null(struct ts_sql_stmt *st, int i)
 {
     if (st->lite)
-        return sqlite3_bind_null(st->lite, i) == SQLITE_OK ? TS_SQL_OK : TS_SQL_ERROR;
+        return sqlite3_bind_null(st->lite, i) == SQLITE_OK ? TS_OK : TS_ERR_DB;
     return pg_bind(st, i, NULL, 0); /* typed by the statement */
 }
 
@@ -512,7 +512,7 @@ int ts_sql_step(struct ts_sql_stmt *st)
             return TS_SQL_ROW;
         if (rc == SQLITE_DONE)
             return TS_SQL_DONE;
-        return rc == SQLITE_FULL ? TS_SQL_FULL : TS_SQL_ERROR;
+        return rc == SQLITE_FULL ? TS_ERR_FULL : TS_ERR_DB;
     }
     struct ts_sql *db = st->db;
     if (!st->res) {

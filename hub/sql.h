@@ -25,14 +25,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/ts.h"
+
 struct sqlite3;
 
+/*
+ * Errors are enum ts_err: TS_ERR_FULL when the disk is full (SQLITE_FULL,
+ * PostgreSQL 53100), TS_ERR_DB for every other database error. Stepping a
+ * statement has two more outcomes, neither an error:
+ */
 enum {
-    TS_SQL_OK = 0,
-    TS_SQL_ERROR = 1,
-    TS_SQL_FULL = 13, /* disk full (SQLITE_FULL, PostgreSQL 53100) */
-    TS_SQL_ROW = 100,
-    TS_SQL_DONE = 101,
+    TS_SQL_ROW = 100,  /* a row to read */
+    TS_SQL_DONE = 101, /* no more rows */
 };
 
 /* Column types (SQLite's numbers). */
@@ -49,7 +53,8 @@ bool ts_sql_target_is_pg(const char *target);
 
 /* Opens target: a PostgreSQL URI, or an SQLite file (created unless RDONLY;
  * ":memory:" works). The error names target (without a URI's password). */
-int ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err, size_t errsz);
+enum ts_err ts_sql_open(const char *target, int flags, struct ts_sql **out, char *err,
+                        size_t errsz);
 void ts_sql_close(struct ts_sql *db);
 
 bool ts_sql_is_pg(const struct ts_sql *db);
@@ -63,7 +68,7 @@ struct sqlite3 *ts_sql_sqlite(struct ts_sql *db);
  * job that must run once (the upstream forwarder). Always held on SQLite,
  * where one process owns the file.
  */
-int ts_sql_try_lock(struct ts_sql *db, int64_t which, bool *held);
+enum ts_err ts_sql_try_lock(struct ts_sql *db, int64_t which, bool *held);
 
 /*
  * Change notices between processes (PostgreSQL NOTIFY/LISTEN; SQLite has
@@ -76,30 +81,31 @@ int ts_sql_try_lock(struct ts_sql *db, int64_t which, bool *held);
  * and listens again on a later call) or this is SQLite.
  */
 void ts_sql_notify_on_commit(struct ts_sql *db, const char *channel);
-int ts_sql_listen(struct ts_sql *db, const char *channel);
+enum ts_err ts_sql_listen(struct ts_sql *db, const char *channel);
 int ts_sql_wait_notice(struct ts_sql *db, int wake_fd, int timeout_ms);
 
-/* Runs one or more statements without results. TS_SQL_OK or an error code. */
-int ts_sql_exec(struct ts_sql *db, const char *sql);
+/* Runs one or more statements without results. */
+enum ts_err ts_sql_exec(struct ts_sql *db, const char *sql);
 /* Runs SQLite DDL (CREATE TABLE/INDEX IF NOT EXISTS ...), worded for
  * PostgreSQL there: INTEGER PRIMARY KEY becomes BIGSERIAL PRIMARY KEY (a row
  * id given on insert), INTEGER BIGINT (times are in ms), REAL DOUBLE
  * PRECISION, and WITHOUT ROWID goes. */
-int ts_sql_exec_ddl(struct ts_sql *db, const char *ddl);
+enum ts_err ts_sql_exec_ddl(struct ts_sql *db, const char *ddl);
 /* Rows the last INSERT, UPDATE or DELETE changed. */
 int64_t ts_sql_changes(struct ts_sql *db);
-/* The last error's message / code (TS_SQL_FULL when the disk is full). */
+/* The last error's message, and the error itself (TS_OK when there was
+ * none, TS_ERR_FULL when the disk is full, else TS_ERR_DB). */
 const char *ts_sql_errmsg(struct ts_sql *db);
-int ts_sql_errcode(struct ts_sql *db);
+enum ts_err ts_sql_err(struct ts_sql *db);
 
-/* TS_SQL_OK, or an error (ts_sql_errmsg says which). */
-int ts_sql_prepare(struct ts_sql *db, const char *sql, struct ts_sql_stmt **out);
+/* TS_OK, or an error (ts_sql_errmsg says which). */
+enum ts_err ts_sql_prepare(struct ts_sql *db, const char *sql, struct ts_sql_stmt **out);
 /* Parameters count from 1; text is copied, NULL text binds NULL. */
-int ts_sql_bind_int64(struct ts_sql_stmt *st, int i, int64_t v);
-int ts_sql_bind_double(struct ts_sql_stmt *st, int i, double v);
-int ts_sql_bind_text(struct ts_sql_stmt *st, int i, const char *v);
-int ts_sql_bind_null(struct ts_sql_stmt *st, int i);
-/* TS_SQL_ROW (a row to read), TS_SQL_DONE, or an error code. */
+enum ts_err ts_sql_bind_int64(struct ts_sql_stmt *st, int i, int64_t v);
+enum ts_err ts_sql_bind_double(struct ts_sql_stmt *st, int i, double v);
+enum ts_err ts_sql_bind_text(struct ts_sql_stmt *st, int i, const char *v);
+enum ts_err ts_sql_bind_null(struct ts_sql_stmt *st, int i);
+/* TS_SQL_ROW (a row to read), TS_SQL_DONE, or an error (negative). */
 int ts_sql_step(struct ts_sql_stmt *st);
 /* Back to before the first step; bindings stay. */
 void ts_sql_reset(struct ts_sql_stmt *st);

@@ -18,7 +18,7 @@
  *   ready_for_pickup, delivered, picked_up, cancelled, refunded, returned);
  *   the newest event wins, whatever order events arrive in.
  */
-#include "store_int.h"
+#include "parts.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -31,6 +31,49 @@
  * however popular the product is (measured: ~1 ms at 30 peers on a
  * 20,000-customer store; bulk imports skip it, see ts_hub_store_set_bulk). */
 #define SUGGEST_PEERS 30
+
+/* The statements, prepared once on first use (db.h). */
+enum stmt_id { ST_ORDER_STATUS, ST_SUGGEST, ST_COUNT };
+
+static const char *const stmt_sql[ST_COUNT] = {
+    /* An order status from an event newer than the one that set the
+     * current status (events may arrive out of order); an order first
+     * heard of through a status event is recorded with it. */
+    [ST_ORDER_STATUS] =
+        "INSERT INTO orders(order_id, customer, total, currency, status, at, status_at)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT(order_id) DO UPDATE SET"
+        " status = excluded.status, status_at = excluded.status_at,"
+        " total = coalesce(excluded.total, orders.total),"
+        " currency = coalesce(excluded.currency, orders.currency)"
+        " WHERE excluded.status_at >= coalesce(orders.status_at, 0)",
+    /* ?1 customer, ?2 their top interest, ?3 how many recent viewers of it
+     * to ask. A peer counts once per product, a purchase three times a
+     * view; two views' worth of support at least. */
+    [ST_SUGGEST] =
+        "WITH peers AS (SELECT DISTINCT r.customer FROM (SELECT customer FROM views"
+        "   WHERE product_id = ?2 AND customer <> ?1 ORDER BY at DESC LIMIT ?3) r"
+        "   JOIN customers c ON c.id = r.customer AND c.consent = 1),"
+        " seen(product_id, customer, w) AS (SELECT v.product_id, v.customer, 1 FROM views v"
+        "   JOIN peers p ON p.customer = v.customer UNION ALL SELECT b.product_id, b.customer, 3"
+        "   FROM bought b JOIN peers p ON p.customer = b.customer),"
+        " per AS (SELECT product_id, max(w) AS w FROM seen GROUP BY product_id, customer)"
+        " SELECT per.product_id, pr.name, sum(per.w) AS score FROM per"
+        " LEFT JOIN products pr ON pr.product_id = per.product_id"
+        " WHERE per.product_id <> ?2"
+        "  AND per.product_id NOT IN (SELECT product_id FROM views WHERE customer = ?1)"
+        "  AND per.product_id NOT IN (SELECT product_id FROM bought WHERE customer = ?1)"
+        "  AND per.product_id NOT IN (SELECT product_id FROM cart WHERE customer = ?1)"
+        "  AND per.product_id NOT IN (SELECT product_id FROM wishlist WHERE customer = ?1)"
+        " GROUP BY per.product_id, pr.name HAVING sum(per.w) >= 2 ORDER BY score DESC, "
+        "per.product_id LIMIT 1",
+};
+static const struct ts_hub_stmts stmts = {stmt_sql, NULL, ST_COUNT};
+
+/* The cached statement id, reset (db.h). */
+static struct ts_sql_stmt *stmt(struct ts_hub_store *s, enum stmt_id id)
+{
+    return ts_hub_db_st(s, &stmts, id);
+}
 
 static const struct {
     const char *event, *status;
@@ -139,11 +182,11 @@ const char *ts_hub_top_interest(const struct ts_hub_profile *p)
     return best;
 }
 
-int ts_hub_suggest_peers(struct ts_hub_store *s, const char *cust, const char *top, char *id,
-                         size_t idsz, char *name, size_t namesz)
+enum ts_err ts_hub_suggest_peers(struct ts_hub_store *s, const char *cust, const char *top,
+                                 char *id, size_t idsz, char *name, size_t namesz)
 {
     id[0] = name[0] = '\0';
-    struct ts_sql_stmt *st = ts_hub_st(s, ST_SUGGEST);
+    struct ts_sql_stmt *st = stmt(s, ST_SUGGEST);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, cust);
@@ -158,19 +201,14 @@ int ts_hub_suggest_peers(struct ts_hub_store *s, const char *cust, const char *t
     }
     ts_sql_reset(st);
     if (step != TS_SQL_ROW && step != TS_SQL_DONE)
-        return ts_hub_db_err(s, "suggest");
+        return ts_hub_db_werr(s, "suggest");
     return TS_OK;
 }
 
-void ts_hub_store_set_bulk(struct ts_hub_store *s, bool bulk)
+enum ts_err ts_hub_order_status_apply(struct ts_hub_store *s, const char *cust,
+                                      const struct ts_seg_event *e)
 {
-    s->bulk = bulk;
-}
-
-int ts_hub_order_status_apply(struct ts_hub_store *s, const char *cust,
-                              const struct ts_seg_event *e)
-{
-    struct ts_sql_stmt *st = ts_hub_st(s, ST_ORDER_STATUS);
+    struct ts_sql_stmt *st = stmt(s, ST_ORDER_STATUS);
     if (!st)
         return TS_ERR_DB;
     ts_sql_bind_text(st, 1, e->order_id);
@@ -182,5 +220,5 @@ int ts_hub_order_status_apply(struct ts_hub_store *s, const char *cust,
     ts_sql_bind_int64(st, 6, e->at_ms);
     int rc = ts_sql_step(st);
     ts_sql_reset(st);
-    return rc == TS_SQL_DONE ? TS_OK : ts_hub_db_err(s, "order status");
+    return rc == TS_SQL_DONE ? TS_OK : ts_hub_db_werr(s, "order status");
 }

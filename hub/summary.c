@@ -15,7 +15,7 @@
  * interest worth a line on the card any more (about 30 days). */
 #define MIN_SCORE 0.05
 
-int ts_hub_cid(const struct ts_tenant_key *k, const char *internal_id, char out[33])
+enum ts_err ts_hub_cid(const struct ts_tenant_key *k, const char *internal_id, char out[33])
 {
     const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
     mbedtls_md_context_t ctx;
@@ -234,7 +234,7 @@ static json_t *suggested(const struct ts_hub_profile *p, const struct viewed *v,
     return o;
 }
 
-int ts_hub_card_build(const struct ts_hub_profile *p, char **out)
+enum ts_err ts_hub_card_build(const struct ts_hub_profile *p, char **out)
 {
     int rc = TS_ERR_NOMEM;
     bool ok = true;

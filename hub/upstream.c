@@ -13,8 +13,8 @@
  * then sent one by one ("solo") and only the event refused on its own goes
  * to the dead letters, with the status and answer as reason.
  */
+#include "parts.h"
 #include "purchases.h"
-#include "store_int.h"
 #include "../sync/httpc.h"
 #include "worker.h"
 
@@ -72,8 +72,8 @@ static void base64(const char *in, size_t n, char *out)
     out[o] = '\0';
 }
 
-int ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_config *cfg,
-                        struct ts_hub_upstream **out, char *err, size_t errsz)
+enum ts_err ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_config *cfg,
+                                struct ts_hub_upstream **out, char *err, size_t errsz)
 {
     *out = NULL;
     struct ts_hub_upstream *u = calloc(1, sizeof *u);
@@ -108,6 +108,37 @@ int ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_config *cfg,
     return TS_OK;
 }
 
+/* The durable outbox: state pending, sent or dead. */
+static const char *const schema_sql =
+    "CREATE TABLE IF NOT EXISTS upstream_outbox(message_id TEXT PRIMARY KEY,"
+    "  state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_at INTEGER NOT NULL, solo INTEGER NOT NULL DEFAULT 0, reason TEXT,"
+    "  created INTEGER NOT NULL, done_at INTEGER) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS upstream_due ON upstream_outbox(state, next_at);";
+
+enum ts_err ts_hub_upstream_schema(struct ts_hub_store *s)
+{
+    return ts_hub_db_ddl(s, schema_sql);
+}
+
+static const char *const queue_sql[] = {
+    "INSERT INTO upstream_outbox(message_id, next_at, created) VALUES(?1, ?2, ?2)"
+    " ON CONFLICT DO NOTHING",
+};
+static const struct ts_hub_stmts queue_stmts = {queue_sql, NULL, 1};
+
+enum ts_err ts_hub_upstream_queue(struct ts_hub_store *s, const char *message_id, int64_t now_ms)
+{
+    struct ts_sql_stmt *st = ts_hub_db_st(s, &queue_stmts, 0);
+    if (!st)
+        return TS_ERR_DB;
+    ts_sql_bind_text(st, 1, message_id);
+    ts_sql_bind_int64(st, 2, now_ms);
+    int step = ts_sql_step(st);
+    ts_sql_reset(st);
+    return step == TS_SQL_DONE ? TS_OK : ts_hub_db_werr(s, "outbox insert");
+}
+
 /* One due row. */
 struct row {
     char id[TS_SEG_MAX_ID + 1];
@@ -116,8 +147,8 @@ struct row {
 };
 
 /* Due rows, oldest first, into rows (up to max); a solo row comes alone. */
-static int due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, size_t max, size_t *n,
-                    int64_t *next)
+static enum ts_err due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, size_t max,
+                            size_t *n, int64_t *next)
 {
     struct ts_hub_store *s = u->s;
     struct ts_sql_stmt *st = NULL;
@@ -125,19 +156,19 @@ static int due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, si
     bool leading = false;
     *n = 0;
     *next = INT64_MAX;
-    pthread_mutex_lock(&s->mu);
+    struct ts_sql *db = ts_hub_db_use(s);
     /* Of several hubs on one PostgreSQL database one forwards (the others
      * would send the same rows); another takes over when it goes. */
-    if (ts_sql_try_lock(s->db, TS_HUB_LOCK_FORWARDER, &leading) != TS_SQL_OK || !leading) {
+    if (ts_sql_try_lock(db, TS_HUB_LOCK_FORWARDER, &leading) != TS_OK || !leading) {
         *next = now + FOLLOWER_RETRY_MS;
         goto out;
     }
-    if (ts_sql_prepare(s->db,
+    if (ts_sql_prepare(db,
                        "SELECT message_id, attempts, solo, next_at FROM upstream_outbox"
                        " WHERE state = 'pending' ORDER BY next_at, created, message_id"
                        " LIMIT ?1",
-                       &st) != TS_SQL_OK) {
-        rc = ts_hub_db_err(s, "outbox read");
+                       &st) != TS_OK) {
+        rc = ts_hub_db_err(db, "outbox read");
         goto out;
     }
     ts_sql_bind_int64(st, 1, (int64_t)max);
@@ -159,23 +190,23 @@ static int due_rows(struct ts_hub_upstream *u, int64_t now, struct row *rows, si
             break;
     }
     if (step != TS_SQL_ROW && step != TS_SQL_DONE)
-        rc = ts_hub_db_err(s, "outbox read");
+        rc = ts_hub_db_err(db, "outbox read");
     else if (*n == max || (*n > 0 && step == TS_SQL_ROW))
         *next = now; /* more are due at once */
     /* Other hubs on a shared database queue rows without waking us. */
-    if (ts_sql_is_pg(s->db) && *next > now + SHARED_POLL_MS)
+    if (ts_hub_db_shared(s) && *next > now + SHARED_POLL_MS)
         *next = now + SHARED_POLL_MS;
 out:
     ts_sql_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    ts_hub_db_release(s);
     return rc;
 }
 
 /* The request body for rows: their events, each with the customer's CDP
  * userId when the hub knows the customer now, and sentAt. Rows whose event
  * no longer fits are left for the next request (*used says how many went). */
-static int build_body(struct ts_hub_upstream *u, const struct row *rows, size_t n, int64_t now,
-                      ts_buf *body, size_t *used)
+static enum ts_err build_body(struct ts_hub_upstream *u, const struct row *rows, size_t n,
+                              int64_t now, ts_buf *body, size_t *used)
 {
     struct ts_hub_store *s = u->s;
     struct ts_sql_stmt *st = NULL;
@@ -185,12 +216,12 @@ static int build_body(struct ts_hub_upstream *u, const struct row *rows, size_t 
     ts_iso8601(now, sent, sizeof sent);
     ts_buf_reset(body);
     ts_buf_puts(body, "{\"batch\":[");
-    pthread_mutex_lock(&s->mu);
-    if (ts_sql_prepare(s->db,
+    struct ts_sql *db = ts_hub_db_use(s);
+    if (ts_sql_prepare(db,
                        "SELECT p.event, c.id FROM purchases p LEFT JOIN customers c"
                        " ON c.id = p.customer WHERE p.message_id = ?1",
-                       &st) != TS_SQL_OK) {
-        rc = ts_hub_db_err(s, "outbox event");
+                       &st) != TS_OK) {
+        rc = ts_hub_db_err(db, "outbox event");
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -227,15 +258,15 @@ static int build_body(struct ts_hub_upstream *u, const struct row *rows, size_t 
     rc = ts_buf_printf(body, "],\"sentAt\":\"%s\"}", sent);
 out:
     ts_sql_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    ts_hub_db_release(s);
     return rc;
 }
 
 enum outcome { SENT, RETRY, SPLIT, DEAD };
 
 /* Marks rows[0..n) with the outcome in one transaction. */
-static int mark(struct ts_hub_upstream *u, const struct row *rows, size_t n, enum outcome oc,
-                int64_t now, int64_t next_at, const char *reason)
+static enum ts_err mark(struct ts_hub_upstream *u, const struct row *rows, size_t n,
+                        enum outcome oc, int64_t now, int64_t next_at, const char *reason)
 {
     static const char *const sql[] = {
         [SENT] = "UPDATE upstream_outbox SET state = 'sent', done_at = ?2, reason = NULL,"
@@ -249,10 +280,10 @@ static int mark(struct ts_hub_upstream *u, const struct row *rows, size_t n, enu
     struct ts_hub_store *s = u->s;
     struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
-    pthread_mutex_lock(&s->mu);
-    if (ts_sql_exec(s->db, "BEGIN IMMEDIATE") != TS_SQL_OK ||
-        ts_sql_prepare(s->db, sql[oc], &st) != TS_SQL_OK) {
-        rc = ts_hub_db_err(s, "outbox mark");
+    if ((rc = ts_hub_db_write_begin(s, 0)))
+        return rc;
+    if (ts_sql_prepare(ts_hub_db_writer(s), sql[oc], &st) != TS_OK) {
+        rc = ts_hub_db_werr(s, "outbox mark");
         goto out;
     }
     for (size_t i = 0; rc == TS_OK && i < n; i++) {
@@ -262,16 +293,11 @@ static int mark(struct ts_hub_upstream *u, const struct row *rows, size_t n, enu
         ts_sql_bind_int64(st, 3, next_at);
         ts_sql_bind_text(st, 4, reason);
         if (ts_sql_step(st) != TS_SQL_DONE)
-            rc = ts_hub_db_err(s, "outbox mark");
+            rc = ts_hub_db_werr(s, "outbox mark");
     }
-    if (rc == TS_OK && ts_sql_exec(s->db, "COMMIT") != TS_SQL_OK)
-        rc = ts_hub_db_err(s, "outbox mark");
 out:
-    if (rc != TS_OK)
-        ts_sql_exec(s->db, "ROLLBACK");
     ts_sql_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
+    return ts_hub_db_write_end(s, rc, false);
 }
 
 /* "HTTP 400: <answer>" with the answer cut short and kept printable. */
@@ -365,7 +391,7 @@ static int send_some(struct ts_hub_upstream *u, int64_t now, int64_t *next_ms)
     return rc;
 }
 
-int ts_hub_upstream_run_once(struct ts_hub_upstream *u, int64_t now_ms, int64_t *next_ms)
+enum ts_err ts_hub_upstream_run_once(struct ts_hub_upstream *u, int64_t now_ms, int64_t *next_ms)
 {
     *next_ms = INT64_MAX;
     if (u->paused_until > now_ms) {
@@ -408,21 +434,21 @@ static void run(struct ts_worker *w, void *arg)
     }
 }
 
-int ts_hub_upstream_start(struct ts_hub_upstream *u)
+enum ts_err ts_hub_upstream_start(struct ts_hub_upstream *u)
 {
     /* A restart is often the fix for what made the CDP refuse (a key, a
      * URL): what waits for a backoff from before goes now. */
     struct ts_hub_store *s = u->s;
-    pthread_mutex_lock(&s->mu);
+    struct ts_sql *db = ts_hub_db_use(s);
     struct ts_sql_stmt *st = NULL;
-    if (ts_sql_prepare(s->db,
+    if (ts_sql_prepare(db,
                        "UPDATE upstream_outbox SET next_at = ?1 WHERE state = 'pending'"
                        " AND next_at > ?1",
-                       &st) != TS_SQL_OK ||
-        ts_sql_bind_int64(st, 1, ts_now_wall_ms()) != TS_SQL_OK || ts_sql_step(st) != TS_SQL_DONE)
-        ts_hub_db_err(s, "outbox reset"); /* logged; the rows still go when due */
+                       &st) != TS_OK ||
+        ts_sql_bind_int64(st, 1, ts_now_wall_ms()) != TS_OK || ts_sql_step(st) != TS_SQL_DONE)
+        ts_hub_db_err(db, "outbox reset"); /* logged; the rows still go when due */
     ts_sql_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    ts_hub_db_release(s);
     return ts_worker_start(&u->w, run, u);
 }
 

@@ -2,9 +2,20 @@
 # (agent) and tillside-hub_<v>_<arch>.deb. docs/OPERATIONS.md, "Packages and units".
 set(TS_PKG_DIR ${CMAKE_CURRENT_LIST_DIR})
 
-# Debian 12 paths (not yet /usr/lib/systemd: the usr-merge moves come with 13).
-set(TS_UNIT_DIR /lib/systemd/system)
-set(TS_UDEV_DIR /lib/udev/rules.d)
+# Packages are built on the release they are for. Debian 12 still puts units
+# and udev rules under /lib; from Debian 13 on they live under /usr/lib (the
+# /usr merge is complete there; /lib is a symlink to it on both).
+set(TS_LIBPREFIX /lib)
+if(EXISTS /etc/os-release)
+    file(STRINGS /etc/os-release _ts_os REGEX "^(ID|VERSION_ID)=")
+    if(_ts_os MATCHES "ID=debian" AND _ts_os MATCHES "VERSION_ID=\"?([0-9]+)")
+        if(CMAKE_MATCH_1 GREATER_EQUAL 13)
+            set(TS_LIBPREFIX /usr/lib)
+        endif()
+    endif()
+endif()
+set(TS_UNIT_DIR ${TS_LIBPREFIX}/systemd/system)
+set(TS_UDEV_DIR ${TS_LIBPREFIX}/udev/rules.d)
 
 install(FILES ${TS_PKG_DIR}/systemd/tillside.service DESTINATION ${TS_UNIT_DIR} COMPONENT tillside)
 install(FILES ${TS_PKG_DIR}/systemd/tillside-hub.service DESTINATION ${TS_UNIT_DIR}

@@ -267,8 +267,12 @@ static int read_response(struct ts_httpc *c, const char *method, int64_t deadlin
         }
         if (n < 0) {
             rc = (int)n;
-            ts_errf(c->err, sizeof c->err, "reading the response from %s:%d failed: %s", c->host,
-                    c->port, ts_strerror(rc));
+            const char *why = ts_tls_error(c->conn);
+            if (why[0]) /* the server's refusal after a TLS 1.3 handshake */
+                ts_errf(c->err, sizeof c->err, "TLS: %s (%s:%d)", why, c->host, c->port);
+            else
+                ts_errf(c->err, sizeof c->err, "reading the response from %s:%d failed: %s",
+                        c->host, c->port, ts_strerror(rc));
             goto out;
         }
         *got_bytes = true;
@@ -382,6 +386,14 @@ int ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_qu
         rc = read_response(c, method, deadline, timeout_ms, &got_bytes, resp);
         if (rc == TS_OK)
             goto out;
+        if (rc == TS_ERR_CERT && !reused) {
+            /* A TLS 1.3 server judges our certificate after the handshake
+             * ended on our side: its refusal, on the first read, means this
+             * connection was never accepted, as a refused TLS 1.2
+             * handshake is not. Counted the same way. */
+            c->connects--;
+            c->resumed -= ts_tls_resumed(c->conn);
+        }
         if (rc == TS_ERR_CLOSED && !got_bytes && wrc == TS_OK && reused && attempt == 0 &&
             !cancelled(c)) {
             ts_httpc_disconnect(c);
@@ -391,7 +403,9 @@ int ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_qu
             rc = TS_ERR_TIMEOUT;
             ts_errf(c->err, sizeof c->err, "timed out after %d ms (talking to %s:%d)", timeout_ms,
                     c->host, c->port);
-        } else if (wrc != TS_OK && !got_bytes) {
+        } else if (wrc != TS_OK && !got_bytes && rc != TS_ERR_CERT) {
+            /* (a TLS 1.3 server's refusal can reset the connection under
+             * our request; its alert, read after, says more) */
             rc = wrc;
             ts_errf(c->err, sizeof c->err, "sending the request to %s:%d failed: %s", c->host,
                     c->port, ts_strerror(wrc));

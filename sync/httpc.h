@@ -62,7 +62,8 @@ void ts_httpc_disconnect(struct ts_httpc *c);
  */
 void ts_httpc_set_cancel(struct ts_httpc *c, const atomic_int *flag);
 /* How many connections this client has opened so far (keep-alive checks,
- * metrics). */
+ * metrics): ones the server accepted, so a TLS 1.3 server's refusal of our
+ * certificate after the handshake does not count. */
 unsigned long ts_httpc_connects(const struct ts_httpc *c);
 /* How many of those resumed a TLS session (abbreviated handshakes). */
 unsigned long ts_httpc_resumed(const struct ts_httpc *c);

@@ -230,6 +230,7 @@ static int dispatch(struct ts_httpd *s, struct conn *c, struct ts_tls_conn *tc,
         .body_len = m->body.len,
         .peer = ts_tls_peer(tc),
         .tls_resumed = ts_tls_resumed(tc),
+        .tls_version = ts_tls_version(tc),
     };
     ts_strlcpy(req.remote_addr, c->remote, sizeof req.remote_addr);
     struct ts_httpd_resp resp = {.status = 200};

@@ -26,6 +26,7 @@ struct ts_httpd_req {
     size_t body_len;
     const struct ts_peer_id *peer; /* verified client certificate, or NULL (plain) */
     bool tls_resumed;              /* the connection resumed a TLS session (tls.h) */
+    const char *tls_version;       /* "TLS 1.2", "TLS 1.3"; NULL for plain */
     char remote_addr[64];
 };
 

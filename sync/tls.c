@@ -11,6 +11,7 @@
 #include "tls_int.h"
 
 #include <mbedtls/net_sockets.h>
+#include <mbedtls/platform_util.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -113,32 +114,163 @@ static void tls_conf_unref(struct tls_conf *t)
 
 /* ---- session tickets (server) ------------------------------------------ */
 
+/*
+ * mbedTLS calls the ticket callbacks with the context only, from inside
+ * mbedtls_ssl_handshake: handshake() names the connection it runs for the
+ * thread it runs on, so the callbacks can read and record what belongs to
+ * that connection.
+ */
+static _Thread_local struct ts_tls_conn *tl_conn;
+
+/*
+ * A ticket is our sealed part, then mbedTLS's ticket of the session (RFC
+ * 5077 §4 and RFC 8446 §4.6.1 leave the format to the server):
+ *
+ *   u16 n | nonce[12] | tag[16] | sealed[n] | mbedTLS's ticket
+ *   sealed = AES-256-GCM(ticket_key, nonce, aad = mbedTLS's ticket)
+ *            (u64 auth_ms | u16 cert_len | client certificate, DER)
+ *
+ * Our part carries who the client is and when its certificate was verified
+ * in a full handshake. mbedTLS keeps neither for TLS 1.3: it does not put
+ * the peer certificate into a 1.3 ticket, and it stamps every ticket it
+ * issues (one after each resumption too) with the time it is issued. The
+ * lifetime must count from the full handshake and a resumed connection
+ * must still know the terminal, on both versions, so both come from here.
+ * The AAD ties our part to mbedTLS's: it cannot be moved to another ticket.
+ */
+#define SEAL_HDR (2 + 12 + 16)
+#define SEAL_FIXED (8 + 2)
+
+static void put_be(unsigned char *p, uint64_t v, int n)
+{
+    for (int k = n - 1; k >= 0; k--, v >>= 8)
+        p[k] = (unsigned char)(v & 0xff);
+}
+
+static uint64_t get_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < n; k++)
+        v = v << 8 | p[k];
+    return v;
+}
+
 static int ticket_write(void *p, const mbedtls_ssl_session *session, unsigned char *start,
                         const unsigned char *end, size_t *tlen, uint32_t *lifetime)
 {
     struct ts_tls_ctx *c = p;
-    return mbedtls_ssl_ticket_write(&c->ticket, session, start, end, tlen, lifetime);
+    struct ts_tls_conn *conn = tl_conn;
+    const unsigned char *der = NULL;
+    size_t der_len = 0;
+    int64_t auth = 0;
+    if (conn && conn->chain_checked) { /* a full handshake: the certificate it verified */
+        const mbedtls_x509_crt *crt = ts_compat_session_peer_cert(session);
+        if (crt && ts_compat_session_verify_result(session) == 0) {
+            der = crt->raw.p;
+            der_len = crt->raw.len;
+        }
+        auth = conn->handshake_ms;
+    } else if (conn && conn->ticket_ok) { /* resumed: what the resumed ticket said */
+        der = conn->ticket_cert;
+        der_len = conn->ticket_cert_len;
+        auth = conn->auth_ms;
+    } /* else sealed without a certificate: it never resumes */
+    size_t n = SEAL_FIXED + der_len;
+    if (n > 0xffff || (size_t)(end - start) < SEAL_HDR + n)
+        return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
+    unsigned char *inner = start + SEAL_HDR + n;
+    size_t inner_len = 0;
+    int ret = mbedtls_ssl_ticket_write(&c->ticket, session, inner, end, &inner_len, lifetime);
+    if (ret)
+        return ret;
+    unsigned char *plain = malloc(n);
+    if (!plain)
+        return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+    put_be(plain, (uint64_t)auth, 8);
+    put_be(plain + 8, der_len, 2);
+    if (der_len)
+        memcpy(plain + SEAL_FIXED, der, der_len);
+    put_be(start, n, 2);
+    mbedtls_gcm_context gcm;
+    mbedtls_gcm_init(&gcm);
+    if ((ret = locked_rng(c, start + 2, 12)) == 0 &&
+        (ret = mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, c->ticket_key, 256)) == 0)
+        ret = mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, n, start + 2, 12, inner,
+                                        inner_len, plain, start + SEAL_HDR, 16, start + 14);
+    mbedtls_gcm_free(&gcm);
+    mbedtls_platform_zeroize(plain, n);
+    free(plain);
+    if (ret)
+        return ret;
+    *tlen = SEAL_HDR + n + inner_len;
+    return 0;
 }
 
 /*
- * A ticket a client offers: mbedTLS opens it (our key, not older than the
- * lifetime counted from the full handshake that made it), then the client
+ * A ticket a client offers: our part must open (our key, not moved from
+ * another ticket), mbedTLS's too (its key, its own age limit), the full
+ * handshake it came from must lie within the lifetime, and the client
  * certificate sealed in it must still be good: within its dates and let in
  * by peer_check (revocation). Any failure only means "no resumption":
  * mbedTLS then runs a full handshake, where the certificate is verified
  * afresh and a revoked one is refused with certificate_revoked as always.
+ * On success the connection learns whom it resumed (tl_conn).
  */
 static int ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *buf, size_t len)
 {
     struct ts_tls_ctx *c = p;
-    int ret = mbedtls_ssl_ticket_parse(&c->ticket, session, buf, len);
-    if (ret)
+    struct ts_tls_conn *conn = tl_conn;
+    if (!conn || len < SEAL_HDR)
+        return MBEDTLS_ERR_SSL_INVALID_MAC;
+    size_t n = (size_t)get_be(buf, 2);
+    if (n < SEAL_FIXED || len - SEAL_HDR < n)
+        return MBEDTLS_ERR_SSL_INVALID_MAC;
+    unsigned char *inner = buf + SEAL_HDR + n;
+    size_t inner_len = len - SEAL_HDR - n;
+    unsigned char *plain = malloc(n);
+    if (!plain)
+        return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+    mbedtls_gcm_context gcm;
+    mbedtls_gcm_init(&gcm);
+    int ret = mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, c->ticket_key, 256);
+    if (ret == 0)
+        ret = mbedtls_gcm_auth_decrypt(&gcm, n, buf + 2, 12, inner, inner_len, buf + 14, 16,
+                                       buf + SEAL_HDR, plain);
+    mbedtls_gcm_free(&gcm);
+    if (ret) {
+        free(plain);
+        return MBEDTLS_ERR_SSL_INVALID_MAC;
+    }
+    /* before mbedTLS opens its part in place: the AAD was checked above */
+    if ((ret = mbedtls_ssl_ticket_parse(&c->ticket, session, inner, inner_len))) {
+        free(plain);
         return ret;
+    }
+    int64_t auth = (int64_t)get_be(plain, 8), age = ts_now_wall_ms() - auth;
+    size_t der_len = (size_t)get_be(plain + 8, 2);
     char why[320] = "";
-    if (ts_compat_session_verify_result(session) != 0)
-        ts_errf(why, sizeof why, "the session's certificate was not verified");
+    mbedtls_x509_crt crt;
+    mbedtls_x509_crt_init(&crt);
+    if (der_len == 0 || SEAL_FIXED + der_len != n ||
+        mbedtls_x509_crt_parse_der(&crt, plain + SEAL_FIXED, der_len) != 0)
+        ts_errf(why, sizeof why, "the session carries no client certificate");
+    else if (age > c->session_lifetime_ms || age < -60000)
+        ts_errf(why, sizeof why, "the session is older than its lifetime");
     else
-        (void)ts_tls_session_peer_ok(c, ts_compat_session_peer_cert(session), why, sizeof why);
+        (void)ts_tls_session_peer_ok(c, &crt, why, sizeof why);
+    if (!why[0]) {
+        free(conn->ticket_cert);
+        memmove(plain, plain + SEAL_FIXED, der_len);
+        conn->ticket_cert = plain;
+        conn->ticket_cert_len = der_len;
+        plain = NULL;
+        conn->auth_ms = auth;
+        conn->ticket_peer = (struct ts_peer_id){.verified = true};
+        ts_tls_peer_from_crt(&crt, &conn->ticket_peer);
+        conn->ticket_ok = true;
+    }
+    mbedtls_x509_crt_free(&crt);
+    free(plain);
     if (why[0]) {
         TS_DEBUG("tls", "not resuming a session (%s): full handshake", why);
         return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
@@ -195,7 +327,9 @@ static int tls_conf_load(struct ts_tls_ctx *c, struct tls_conf **out, char *err,
         rc = TS_ERR_TLS;
         goto out;
     }
-    ts_compat_min_tls12(&t->conf);
+    ts_compat_conf_versions(&t->conf);
+    if (!c->server)
+        ts_compat_conf_client_tickets(&t->conf);
     /* Both directions verify: the hub refuses terminals without a
      * certificate from its CA, the agent refuses an impostor hub. Only the
      * enrolment listener does not ask: its callers have no certificate yet
@@ -288,7 +422,9 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
         int life = o->session_lifetime_s > 0 ? o->session_lifetime_s : DEFAULT_SESSION_LIFETIME_S;
         if (life > MAX_SESSION_LIFETIME_S)
             life = MAX_SESSION_LIFETIME_S;
-        if ((ret = mbedtls_ssl_ticket_setup(&c->ticket, locked_rng, c, MBEDTLS_CIPHER_AES_256_GCM,
+        c->session_lifetime_ms = (int64_t)life * 1000;
+        if ((ret = locked_rng(c, c->ticket_key, sizeof c->ticket_key)) ||
+            (ret = mbedtls_ssl_ticket_setup(&c->ticket, locked_rng, c, MBEDTLS_CIPHER_AES_256_GCM,
                                             (uint32_t)life))) {
             ts_compat_strerror(ret, mb, sizeof mb);
             ts_errf(err, errsz, "cannot set up TLS session tickets: %s", mb);
@@ -326,6 +462,7 @@ void ts_tls_ctx_free(struct ts_tls_ctx *c)
     pthread_mutex_unlock(&c->mu);
     mbedtls_ssl_session_free(&c->session);
     mbedtls_ssl_ticket_free(&c->ticket);
+    mbedtls_platform_zeroize(c->ticket_key, sizeof c->ticket_key);
     mbedtls_x509_crt_free(&c->ca);
     mbedtls_ctr_drbg_free(&c->drbg);
     mbedtls_entropy_free(&c->entropy);
@@ -432,6 +569,40 @@ static void fill_peer(struct ts_tls_conn *c)
     ts_tls_peer_from_crt(crt, &c->peer);
 }
 
+/* Words for a failed verification of the peer's certificate. */
+static void describe_refusal(struct ts_tls_conn *c, uint32_t flags, const char *host, char *err,
+                             size_t errsz)
+{
+    if (c->refused_by_check) {
+        ts_errf(err, errsz, "%s: %s", c->refused_why, c->refused_subject);
+    } else if (c->pin_mismatch) {
+        flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_OTHER;
+        char more[256] = "";
+        if (flags)
+            ts_tls_describe_verify(flags, host, more, sizeof more);
+        ts_errf(err, errsz,
+                "public key pin mismatch (the server's key is not the "
+                "pinned one)%s%s",
+                more[0] ? "; " : "", more);
+    } else {
+        ts_tls_describe_verify(flags, host, err, errsz);
+    }
+}
+
+/* The alert (RFC 8446 §6.2) a server refuses a client certificate with. */
+static unsigned char refusal_alert(const struct ts_tls_conn *c, uint32_t flags)
+{
+    if (c->refused_by_check || (flags & MBEDTLS_X509_BADCERT_REVOKED))
+        return 44; /* certificate_revoked */
+    if (flags & MBEDTLS_X509_BADCERT_MISSING)
+        return 116; /* certificate_required */
+    if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+        return 45; /* certificate_expired */
+    if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+        return 48; /* unknown_ca */
+    return 42;     /* bad_certificate */
+}
+
 /*
  * Runs the handshake to completion or the deadline. On failure err says why
  * in words: a verify failure (TS_ERR_CERT) names the reasons; a refused or
@@ -440,8 +611,12 @@ static void fill_peer(struct ts_tls_conn *c)
 static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64_t deadline,
                      char *err, size_t errsz)
 {
+    int optional = 0; /* server: verification left to us (TLS 1.3, tls_compat.h) */
     for (;;) {
-        int ret = mbedtls_ssl_handshake(&c->ssl);
+        tl_conn = c;
+        int ret = server ? ts_compat_server_handshake(&c->ssl, !c->ctx->no_client_auth, &optional)
+                         : mbedtls_ssl_handshake(&c->ssl);
+        tl_conn = NULL;
         if (ret == 0)
             break;
         if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
@@ -456,23 +631,11 @@ static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64
         }
         uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
         if (flags != 0 && flags != (uint32_t)-1) {
-            if (c->refused_by_check) {
-                ts_errf(err, errsz, "%s: %s", c->refused_why, c->refused_subject);
-            } else if (c->pin_mismatch) {
-                flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_OTHER;
-                char more[256] = "";
-                if (flags)
-                    ts_tls_describe_verify(flags, host, more, sizeof more);
-                ts_errf(err, errsz,
-                        "public key pin mismatch (the server's key is not the "
-                        "pinned one)%s%s",
-                        more[0] ? "; " : "", more);
-            } else {
-                ts_tls_describe_verify(flags, host, err, errsz);
-            }
+            describe_refusal(c, flags, host, err, errsz);
             return TS_ERR_CERT;
         }
-        if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
+        if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE ||
+            (server && ts_compat_alert_unreadable(&c->ssl, ret))) {
             if (server) {
                 ts_errf(err, errsz, "%s",
                         "the client aborted the handshake (does it trust our certificate?)");
@@ -491,6 +654,17 @@ static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64
             ts_errf(err, errsz, "TLS handshake failed: %s", mb);
         }
         return TS_ERR_TLS;
+    }
+    /* A verification left to us (TLS 1.3 server): a full handshake whose
+     * client certificate failed is refused now, with the alert a TLS 1.2
+     * handshake would have sent, under keys the client reads. A resumed one
+     * was judged in ticket_parse. */
+    uint32_t flags = optional ? mbedtls_ssl_get_verify_result(&c->ssl) : 0;
+    if (flags != 0 && !(c->ticket_ok && !c->chain_checked)) {
+        (void)mbedtls_ssl_send_alert_message(&c->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                             refusal_alert(c, flags));
+        describe_refusal(c, flags, host, err, errsz);
+        return TS_ERR_CERT;
     }
     fill_peer(c);
     return TS_OK;
@@ -528,24 +702,29 @@ static void offer_session(struct ts_tls_conn *c, const char *host, int port)
     if (ctx->have_session && (ctx->session_gen != c->tc->gen || ctx->session_port != port ||
                               strcmp(ctx->session_host, host) != 0))
         forget_session_locked(ctx);
-    if (ctx->have_session && mbedtls_ssl_set_session(&c->ssl, &ctx->session) == 0)
+    if (ctx->have_session && mbedtls_ssl_set_session(&c->ssl, &ctx->session) == 0) {
         c->offered = true;
+        c->offered_peer = ctx->session_peer;
+    }
     pthread_mutex_unlock(&ctx->mu);
 }
 
-/* Client: keeps this connection's session for the next connect. */
-static void keep_session(struct ts_tls_conn *c, const char *host, int port)
+/* Client: keeps this connection's session for the next connect: a TLS 1.2
+ * one when the handshake ends, a TLS 1.3 one when its ticket arrives (a
+ * resumed connection's fresh ticket replaces the one it used). */
+static void keep_session(struct ts_tls_conn *c)
 {
     struct ts_tls_ctx *ctx = c->ctx;
-    if (!ts_compat_session_keepable(&c->ssl) || strlen(host) >= sizeof ctx->session_host)
+    if (ctx->no_resume || !c->host[0])
         return;
     pthread_mutex_lock(&ctx->mu);
     forget_session_locked(ctx);
     if (mbedtls_ssl_get_session(&c->ssl, &ctx->session) == 0) {
         ctx->have_session = true;
-        ts_strlcpy(ctx->session_host, host, sizeof ctx->session_host);
-        ctx->session_port = port;
+        ts_strlcpy(ctx->session_host, c->host, sizeof ctx->session_host);
+        ctx->session_port = c->port;
         ctx->session_gen = c->tc->gen;
+        ctx->session_peer = c->peer;
     } else {
         mbedtls_ssl_session_free(&ctx->session);
         mbedtls_ssl_session_init(&ctx->session);
@@ -559,6 +738,11 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
     c->tls = true;
     c->ctx = ctx;
     c->tc = tls_conf_get(ctx);
+    c->handshake_ms = ts_now_wall_ms();
+    if (!ctx->server && strlen(host) < sizeof c->host) {
+        ts_strlcpy(c->host, host, sizeof c->host);
+        c->port = port;
+    }
     mbedtls_ssl_init(&c->ssl);
     int ret = mbedtls_ssl_setup(&c->ssl, &c->tc->conf);
     /* Always set on the client: it is what the certificate is checked
@@ -585,7 +769,12 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
     }
     /* Both ends verify certificates on every full handshake, so one that
      * completed without a verified chain resumed a session. */
-    c->resumed = !c->chain_checked && (ctx->server ? ctx->tickets : c->offered);
+    c->resumed = !c->chain_checked && (ctx->server ? c->ticket_ok : c->offered);
+    /* Whom a resumed connection talks to: the ticket's client certificate
+     * (server), the server of the offered session's full handshake
+     * (client). mbedTLS knows neither after a TLS 1.3 resumption. */
+    if (c->resumed)
+        c->peer = ctx->server ? c->ticket_peer : c->offered_peer;
     if (ctx->server && c->resumed && !c->peer.verified) {
         /* ticket_parse only takes tickets that carry a verified client
          * certificate; never let a resumed connection in without one */
@@ -594,8 +783,11 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
         ts_errf(err, errsz, "resumed session without a verified client certificate");
         return TS_ERR_CERT;
     }
-    if (!ctx->server && !ctx->no_resume && !c->resumed)
-        keep_session(c, host, port);
+    if (!ctx->server && !c->resumed && ts_compat_session_at_handshake(&c->ssl))
+        keep_session(c);
+    TS_DEBUG("tls", "%s %s%s", ctx->server ? "accepted" : "connected",
+             ts_compat_conn_version(&c->ssl) ? ts_compat_conn_version(&c->ssl) : "TLS",
+             c->resumed ? ", resumed" : "");
     return TS_OK;
 }
 
@@ -749,26 +941,36 @@ long ts_tls_read(struct ts_tls_conn *c, void *buf, size_t n, int timeout_ms)
     for (;;) {
         short ev = POLLIN;
         if (c->tls) {
+            tl_conn = c; /* a server may still write its tickets here */
             int ret = mbedtls_ssl_read(&c->ssl, buf, n);
+            tl_conn = NULL;
             if (ret > 0)
                 return ret;
             if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY ||
                 ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == MBEDTLS_ERR_NET_CONN_RESET)
                 return TS_ERR_CLOSED;
+            if (ts_compat_read_ticket(ret)) {
+                keep_session(c);
+                continue;
+            }
             if (ts_compat_read_retry(ret))
                 continue;
             /* TLS 1.3 clients finish the handshake before the server has
              * judged their certificate: a refusal arrives as an alert on
-             * the first read. */
+             * the first read, in the words a TLS 1.2 handshake gives. */
             if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && !c->ctx->server) {
-                char why[160];
                 ts_tls_forget_session(c->ctx);
-                return ts_tls_describe_alert(ts_compat_received_alert(&c->ssl), why, sizeof why);
+                return ts_tls_describe_alert(ts_compat_received_alert(&c->ssl), c->err,
+                                             sizeof c->err);
             }
-            if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+            if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
                 ev = POLLOUT;
-            else if (ret != MBEDTLS_ERR_SSL_WANT_READ)
+            } else if (ret != MBEDTLS_ERR_SSL_WANT_READ) {
+                char mb[160];
+                ts_compat_strerror(ret, mb, sizeof mb);
+                TS_DEBUG("tls", "read failed: %s", mb);
                 return TS_ERR_TLS;
+            }
         } else {
             ssize_t r = recv(c->fd, buf, n, 0);
             if (r > 0)
@@ -796,7 +998,9 @@ int ts_tls_write(struct ts_tls_conn *c, const void *buf, size_t n, int timeout_m
         size_t chunk = n > (1 << 20) ? (1 << 20) : n;
         short ev = POLLOUT;
         if (c->tls) {
+            tl_conn = c;
             int ret = mbedtls_ssl_write(&c->ssl, p, chunk);
+            tl_conn = NULL;
             if (ret > 0) {
                 p += ret;
                 n -= (size_t)ret;
@@ -839,6 +1043,26 @@ bool ts_tls_resumed(const struct ts_tls_conn *c)
     return c && c->tls && c->resumed;
 }
 
+const char *ts_tls_version(const struct ts_tls_conn *c)
+{
+    return c && c->tls ? ts_compat_conn_version(&c->ssl) : NULL;
+}
+
+const char *ts_tls_best_version(void)
+{
+    return ts_compat_best_version();
+}
+
+void ts_tls_library(char *buf, size_t n)
+{
+    ts_compat_library(buf, n);
+}
+
+const char *ts_tls_error(const struct ts_tls_conn *c)
+{
+    return c ? c->err : "";
+}
+
 void ts_tls_close(struct ts_tls_conn *c)
 {
     if (!c)
@@ -848,6 +1072,7 @@ void ts_tls_close(struct ts_tls_conn *c)
             (void)mbedtls_ssl_close_notify(&c->ssl); /* one nonblocking try */
         mbedtls_ssl_free(&c->ssl);
         tls_conf_put(c->ctx, c->tc);
+        free(c->ticket_cert);
     }
     if (c->fd >= 0)
         close(c->fd);

@@ -3,12 +3,15 @@
  * to the hub) and the hub's server (client certificates required, or not
  * asked for on the enrolment listener). TLS >= 1.2, CA verification, host
  * name check, optional public key pinning and a revocation hook, timeouts
- * on every read and write, and TLS 1.2 session resumption by session
- * tickets (RFC 5077): the server seals each session in a ticket under a key
- * it holds in memory only, the client offers its last session again on
- * its next connect, and the abbreviated handshake skips the certificate
- * exchange and the ECDHE/ECDSA work of a full one.
- * The mbedTLS 2.28 / 3.6 API differences live in tls_compat.h only.
+ * on every read and write, and session resumption by session tickets
+ * (RFC 5077 on TLS 1.2, PSK resumption on TLS 1.3, RFC 8446 §2.2): the
+ * server seals each session, with the client certificate it verified and
+ * when, in a ticket under a key it holds in memory only, the client offers
+ * its last session again on its next connect, and the abbreviated
+ * handshake skips the certificate exchange and the ECDSA work of a full
+ * one. Agent and hub speak TLS 1.3 with mbedTLS 3.6, TLS 1.2 with 2.28 (and
+ * 1.2 with each other across the two). The mbedTLS 2.28 / 3.6 differences
+ * live in tls_compat.h only.
  */
 #ifndef TS_TLS_H
 #define TS_TLS_H
@@ -36,7 +39,9 @@ struct ts_peer_id {
  * Server side: asked during every handshake, after the chain verified, with
  * the client certificate's identity. Returns true to let it in; false
  * refuses the handshake as "certificate revoked" (the client gets a
- * certificate_revoked alert). why (optional) is logged. Called on
+ * certificate_revoked alert: in the handshake on TLS 1.2, right after it on
+ * TLS 1.3). Also asked for every ticket a client offers to resume with.
+ * why (optional) is logged. Called on
  * connection threads at once: must be thread-safe.
  */
 typedef bool (*ts_tls_peer_check)(void *ud, const struct ts_peer_id *peer, char *why, size_t whysz);
@@ -83,7 +88,9 @@ void ts_tls_ctx_free(struct ts_tls_ctx *c);
  * ("certificate expired", "host name mismatch", "not trusted by CA",
  * "public key pin mismatch"); a server that refuses our certificate gives
  * TS_ERR_CERT too ("the server refused our certificate: certificate
- * revoked").
+ * revoked"), in TLS 1.2. A TLS 1.3 server judges it after our side of the
+ * handshake is over: its refusal comes from the first ts_tls_read, as
+ * TS_ERR_CERT with the same words in ts_tls_error.
  */
 int ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, int timeout_ms,
                    struct ts_tls_conn **out, char *err, size_t errsz);
@@ -111,6 +118,17 @@ const struct ts_peer_id *ts_tls_peer(const struct ts_tls_conn *c);
 /* Whether the handshake was an abbreviated one, resuming an earlier
  * session (no certificate was exchanged or verified on it). */
 bool ts_tls_resumed(const struct ts_tls_conn *c);
+/* The negotiated protocol, "TLS 1.2" or "TLS 1.3"; NULL for plain TCP. */
+const char *ts_tls_version(const struct ts_tls_conn *c);
+/* The best protocol this build negotiates with a peer of the same build:
+ * "TLS 1.3" with mbedTLS 3.6 (where it is compiled in), "TLS 1.2" with 2.28. */
+const char *ts_tls_best_version(void);
+/* The TLS library loaded, e.g. "mbedTLS 3.6.6". */
+void ts_tls_library(char *buf, size_t n);
+/* Why the last ts_tls_read failed, when it knows more than its code (a
+ * server's refusal after a TLS 1.3 handshake: "the server refused our
+ * certificate: certificate revoked"); "" otherwise. */
+const char *ts_tls_error(const struct ts_tls_conn *c);
 /* Client: drops the kept session; the next connect does a full handshake. */
 void ts_tls_forget_session(struct ts_tls_ctx *ctx);
 /* Sends close_notify (best effort), closes the socket, frees. NULL ok. */

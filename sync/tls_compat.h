@@ -17,6 +17,7 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/error.h>
+#include <mbedtls/gcm.h>
 #include <mbedtls/md.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
@@ -27,6 +28,7 @@
 #endif
 
 #include <stdio.h>
+#include <string.h>
 
 /* 3.x hides struct fields behind MBEDTLS_PRIVATE(); 2.28 has no such macro. */
 #ifndef MBEDTLS_PRIVATE
@@ -48,13 +50,131 @@ static inline int ts_compat_crypto_init(void)
 }
 
 /* TLS 1.2 is the floor: Debian's 2.28 still compiles in 1.0 and 1.1. The
- * ceiling is left at the library's best (1.3 on 3.6 builds that have it). */
-static inline void ts_compat_min_tls12(mbedtls_ssl_config *conf)
+ * ceiling is the library's best: TLS 1.3 on 3.6 builds that have it (Debian
+ * 13's do), so agent and hub speak 1.3 with each other there; 2.28 stays at
+ * 1.2. */
+static inline void ts_compat_conf_versions(mbedtls_ssl_config *conf)
 {
 #if MBEDTLS_VERSION_NUMBER >= 0x03020000
     mbedtls_ssl_conf_min_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    mbedtls_ssl_conf_max_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_3);
+#else
+    mbedtls_ssl_conf_max_tls_version(conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#endif
 #else
     mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
+}
+
+/* The best version this build negotiates with a peer of the same build. */
+static inline const char *ts_compat_best_version(void)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000 && defined(MBEDTLS_PSA_CRYPTO_C) &&                       \
+    defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    return "TLS 1.3";
+#else
+    return "TLS 1.2";
+#endif
+}
+
+/* "mbedTLS 3.6.6": the library actually loaded, not the headers. */
+static inline void ts_compat_library(char *buf, size_t n)
+{
+#if defined(MBEDTLS_VERSION_C)
+    char v[18] = "";
+    mbedtls_version_get_string(v);
+    snprintf(buf, n, "mbedTLS %s", v);
+#else
+    snprintf(buf, n, "mbedTLS %s", MBEDTLS_VERSION_STRING);
+#endif
+}
+
+/* The negotiated version in our words ("TLS 1.3"), NULL before the
+ * handshake. */
+static inline const char *ts_compat_conn_version(const mbedtls_ssl_context *ssl)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000
+    switch (mbedtls_ssl_get_version_number(ssl)) {
+    case MBEDTLS_SSL_VERSION_TLS1_3:
+        return "TLS 1.3";
+    case MBEDTLS_SSL_VERSION_TLS1_2:
+        return "TLS 1.2";
+    default:
+        return NULL;
+    }
+#else
+    return strcmp(mbedtls_ssl_get_version(ssl), "TLSv1.2") == 0 ? "TLS 1.2" : NULL;
+#endif
+}
+
+/* Client: TLS 1.3 session tickets arrive after the handshake, and 3.6.1+
+ * drops them unless told to hand them over (mbedtls_ssl_read then returns
+ * MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET, see ts_compat_read_ticket). */
+static inline void ts_compat_conf_client_tickets(mbedtls_ssl_config *conf)
+{
+#if defined(MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED) &&                              \
+    defined(MBEDTLS_SSL_SESSION_TICKETS) && defined(MBEDTLS_SSL_CLI_C)
+    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
+        conf, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+#else
+    (void)conf;
+#endif
+}
+
+/*
+ * The server's handshake. A TLS 1.3 server judges the client's certificate
+ * after it sent its own Finished; when mbedTLS 3.6 refuses it there, the
+ * alert goes out under the handshake keys while the client, whose side of
+ * the handshake is over, reads with the application keys: it sees a bad
+ * record MAC instead of certificate_revoked (Mbed-TLS/mbedtls#10877, open).
+ * So on TLS 1.3 the server verifies with VERIFY_OPTIONAL (set once the
+ * ClientHello chose 1.3; the CertificateRequest is sent all the same) and
+ * tls.c refuses a failed verification itself right after the handshake,
+ * under keys the client can read (verify_client: a listener that asks for
+ * client certificates). *optional says it was set. TLS 1.2 (and
+ * 2.28) keep VERIFY_REQUIRED: the refusal is part of their handshake.
+ */
+static inline int ts_compat_server_handshake(mbedtls_ssl_context *ssl, int verify_client,
+                                             int *optional)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000 && defined(MBEDTLS_SSL_PROTO_TLS1_3) &&                   \
+    defined(MBEDTLS_SSL_SERVER_NAME_INDICATION)
+    /* as mbedtls_ssl_handshake: until HANDSHAKE_OVER itself, the TLS 1.3
+     * NewSessionTicket states after it included */
+    while (ssl->MBEDTLS_PRIVATE(state) != MBEDTLS_SSL_HANDSHAKE_OVER) {
+        if (verify_client && !*optional && ssl->MBEDTLS_PRIVATE(state) > MBEDTLS_SSL_CLIENT_HELLO &&
+            mbedtls_ssl_get_version_number(ssl) == MBEDTLS_SSL_VERSION_TLS1_3) {
+            mbedtls_ssl_set_hs_authmode(ssl, MBEDTLS_SSL_VERIFY_OPTIONAL);
+            *optional = 1;
+        }
+        int ret = mbedtls_ssl_handshake_step(ssl);
+        if (ret)
+            return ret;
+    }
+    return 0;
+#else
+    (void)verify_client;
+    (void)optional;
+    return mbedtls_ssl_handshake(ssl);
+#endif
+}
+
+/* A TLS 1.3 peer's alert mbedTLS could not read: 3.6 sends an alert raised
+ * around a key change under the keys of the side it left (the client's
+ * refusal of our certificate reaches a server as a bad record MAC, see
+ * above). Only on TLS 1.3, where no other record fails that way in a
+ * handshake between our own two ends. */
+static inline int ts_compat_alert_unreadable(const mbedtls_ssl_context *ssl, int ret)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    return ret == MBEDTLS_ERR_SSL_INVALID_MAC &&
+           mbedtls_ssl_get_version_number(ssl) == MBEDTLS_SSL_VERSION_TLS1_3;
+#else
+    (void)ssl;
+    (void)ret;
+    return 0;
 #endif
 }
 
@@ -143,14 +263,21 @@ static inline int ts_compat_ec_p256_genkey(mbedtls_pk_context *pk, ts_rng_fn f_r
 #endif
 }
 
-/* Read results that only mean "call again": a TLS 1.3 ticket or early-data
- * notice arriving after the handshake. */
-static inline int ts_compat_read_retry(int ret)
+/* A read result that only says a TLS 1.3 session ticket arrived (client):
+ * take it (mbedtls_ssl_get_session) and read again. */
+static inline int ts_compat_read_ticket(int ret)
 {
 #if defined(MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
-    if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
-        return 1;
+    return ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET;
+#else
+    (void)ret;
+    return 0;
 #endif
+}
+
+/* Read results that only mean "call again": early data we never accept. */
+static inline int ts_compat_read_retry(int ret)
+{
 #if defined(MBEDTLS_ERR_SSL_RECEIVED_EARLY_DATA)
     if (ret == MBEDTLS_ERR_SSL_RECEIVED_EARLY_DATA)
         return 1;
@@ -187,9 +314,10 @@ static inline int ts_compat_csr_verify_signature(mbedtls_x509_csr *csr)
     return ret;
 }
 
-/* The client certificate a (server-side) session was authenticated with:
- * kept in the session, and so in its ticket, only with
- * MBEDTLS_SSL_KEEP_PEER_CERTIFICATE (on in both versions' defaults).
+/* The client certificate a (server-side) session was authenticated with,
+ * as the full handshake left it (MBEDTLS_SSL_KEEP_PEER_CERTIFICATE, on in
+ * both versions' defaults). tls.c seals it into its own part of each ticket:
+ * 3.6 does not serialize a TLS 1.3 session's peer certificate at all.
  * NULL without it: such a session is then never resumed. */
 static inline const mbedtls_x509_crt *ts_compat_session_peer_cert(const mbedtls_ssl_session *s)
 {
@@ -206,11 +334,12 @@ static inline uint32_t ts_compat_session_verify_result(const mbedtls_ssl_session
     return s->MBEDTLS_PRIVATE(verify_result);
 }
 
-/* Whether a client keeps this connection's session to offer it again:
- * TLS 1.2 only. A TLS 1.3 (3.6) server's tickets arrive after the
- * handshake and resume through PSKs, a path this code does not take yet;
- * such a connection simply does full handshakes. */
-static inline int ts_compat_session_keepable(const mbedtls_ssl_context *ssl)
+/* Whether a client's session is complete when the handshake ends: TLS 1.2
+ * (the ticket came in the handshake, or an abbreviated one kept the old
+ * session). A TLS 1.3 server's tickets arrive after the handshake, as
+ * NewSessionTicket messages the client reads with the application data
+ * (ts_compat_read_ticket); the session is kept then. */
+static inline int ts_compat_session_at_handshake(const mbedtls_ssl_context *ssl)
 {
 #if MBEDTLS_VERSION_NUMBER >= 0x03020000
     return mbedtls_ssl_get_version_number(ssl) == MBEDTLS_SSL_VERSION_TLS1_2;

@@ -54,9 +54,13 @@ struct ts_tls_ctx {
     pthread_mutex_t mu;     /* guards cur, every tls_conf's refs, the kept session */
     struct tls_conf *cur;
     unsigned gens; /* tls_conf loads so far */
-    /* server: session tickets (sealed under a key held in memory only) */
+    /* server: session tickets (sealed under a key held in memory only):
+     * mbedTLS's ticket of the session inside our own sealed part, which
+     * carries the client certificate and when it was verified */
     bool tickets;
     mbedtls_ssl_ticket_context ticket;
+    unsigned char ticket_key[32]; /* AES-256-GCM key of our part */
+    int64_t session_lifetime_ms;
     /* client: the last session, offered again to the same host and port
      * while the certificate it was made with is still the current one */
     bool no_resume, have_session;
@@ -64,6 +68,7 @@ struct ts_tls_ctx {
     char session_host[256];
     int session_port;
     unsigned session_gen;
+    struct ts_peer_id session_peer; /* the server the kept session was made with */
 };
 
 struct ts_tls_conn {
@@ -81,6 +86,18 @@ struct ts_tls_conn {
     bool resumed;          /* the handshake resumed a session */
     char refused_why[160];
     char refused_subject[256];
+    /* client: where it connected (a TLS 1.3 ticket is kept when it comes) */
+    char host[256];
+    int port;
+    struct ts_peer_id offered_peer; /* whom the offered session was made with */
+    char err[256];                  /* why the last read failed, when it says more */
+    /* server: the ticket this handshake resumed (ticket_parse) */
+    bool ticket_ok;
+    int64_t auth_ms;            /* when the ticket's certificate was verified (full handshake) */
+    unsigned char *ticket_cert; /* its DER, sealed again into the next ticket */
+    size_t ticket_cert_len;
+    struct ts_peer_id ticket_peer;
+    int64_t handshake_ms; /* when this handshake began */
 };
 
 /* ---- tls_verify.c ---- */

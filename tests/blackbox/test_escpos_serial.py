@@ -55,7 +55,9 @@ class Rig:
                    LD_PRELOAD=test_serial.preload())
         self.p = subprocess.Popen([test_escpos.TAP_BIN, "relay", "-c", conf], env=env,
                                   stdout=self.out, stderr=subprocess.STDOUT, text=True)
-        wait_for(lambda: "state till1 open" in self.log(), what="both ports open")
+        wait_for(lambda: "state till1 open" in self.log() or self.p.poll() is not None,
+                 what="both ports open")
+        check(self.p.poll() is None, f"the relay exited (rc {self.p.returncode}):\n{self.log()}")
         self.pos = self.tb.get_dev_fd("/dev/ttyACM0")
         self.prn = self.tb.get_dev_fd("/dev/ttyACM1")
         self.at_printer = bytearray()

@@ -271,19 +271,20 @@ def resync_beside_live_cache(w):
 def long_poll_delivers_fast(w):
     w.start_hub()
     send(w, tslib.customer_batch(user="u-lp", loyalty="2000000077777", name="Before Rename"))
+    # A poll interval of a minute: within 5 s only the long-poll can bring a
+    # change. Once the first page is in, the agent is caught up and its next
+    # request is a long-poll; a change sent before it parks is newer than its
+    # cursor and answered at once, so no sleep is needed to line them up.
     w.start_agent(poll_ms=60000)
     w.wait_cards(1)
-    time.sleep(1.0)  # the agent is now waiting in a long-poll
     timings = []
     for n in range(3):
         name = f"After Rename {n}"
         t0 = time.monotonic()
         send(w, rename_event("u-lp", name, f"lp-rename-{n}"))
         wait_for(lambda: card_name(scan(w, "2000000077777")) == name, timeout=5, interval=0.02,
-                 what=f"'{name}' at the till within 5 s")
+                 what=f"'{name}' at the till within 5 s (the poll interval is 60 s)")
         timings.append(time.monotonic() - t0)
-        time.sleep(0.5)
-    check(max(timings) < 5.0, f"changes took {timings}")
     print("online change to the till: " + ", ".join(f"{t * 1000:.0f} ms" for t in timings))
 
 

@@ -1,9 +1,11 @@
 """Mutual TLS refusals, one test each: the agent refuses a hub certificate
 from another CA, with the wrong host name, or expired; the hub refuses a
-client without a certificate or with one from another CA. And session
-resumption as a third-party client (Python's OpenSSL) sees it: the hub
-resumes a terminal's session with its identity intact, and a terminal
-revoked since cannot resume."""
+client without a certificate or with one from another CA. The hub speaks
+the best version its mbedTLS has (TLS 1.3 on 3.6, 1.2 on 2.28). And session
+resumption as a third-party client (Python's OpenSSL) sees it, as a TLS 1.2
+client (an agent on Debian 12) and with the best version: the hub resumes a
+terminal's session with its identity intact, and a terminal revoked since
+cannot resume."""
 import os
 import socket
 import ssl
@@ -87,11 +89,39 @@ def hub_refuses_other_ca_client(w):
     _hub_refuses(w, ctx)
 
 
+# ---- versions --------------------------------------------------------------
+
+def _hub_tls(w):
+    """(library, best version) from `tillside-hub version`: ("mbedTLS 3.6.6",
+    "TLS 1.3")."""
+    line = run([tslib.HUB_BIN, "version"]).stdout.splitlines()[1]
+    lib, _, rest = line.partition(", ")
+    return lib, rest.rpartition(" up to ")[2]
+
+
+def hub_speaks_best_tls(w):
+    """A client that offers everything gets the best version the hub's mbedTLS
+    has, and a TLS 1.2-only client (Debian 12's agent) is still served."""
+    w.start_hub()
+    lib, best = _hub_tls(w)
+    with socket.create_connection(("127.0.0.1", w.hub_port), timeout=5) as raw:
+        with w.hub_ssl("t01").wrap_socket(raw, server_hostname="localhost") as s:
+            got = s.version().replace("TLSv", "TLS ")
+    print(f"{lib}, {got}")
+    check(got == best, f"negotiated {got}, the hub's mbedTLS offers up to {best}")
+    line, _, _, _ = _get(_ctx(w, "t01", False), w.hub_port, "/v1/feed?limit=1")
+    check(" 200 " in line + " ", f"a TLS 1.2 client: {line}")
+
+
 # ---- session resumption ------------------------------------------------------
 
-def _tls12_ctx(w, cert):
+def _ctx(w, cert, best):
+    """A terminal's client context: TLS 1.2 only (tickets as RFC 5077 has
+    them, an agent on Debian 12), or whatever the hub offers best (TLS 1.3
+    tickets arrive after the handshake, one fresh per resumption)."""
     ctx = w.hub_ssl(cert)
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # tickets as RFC 5077 has them
+    if not best:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
 
@@ -113,13 +143,13 @@ def _get(ctx, port, path, session=None):
                 s.session, s.session_reused
 
 
-def hub_resumes_session(w):
+def hub_resumes_session(w, best=False):
     """A second connection offering the first one's session is resumed by the
     hub (OpenSSL reports it reused), and the hub still knows the terminal:
     its store's feed is served. A certificate without a store is refused the
     same way on the resumed session as on the full one."""
     w.start_hub()
-    ctx = _tls12_ctx(w, "t01")
+    ctx = _ctx(w, "t01", best)
     line, _, sess, reused = _get(ctx, w.hub_port, "/v1/feed?limit=10")
     check(" 200 " in line + " " and not reused, f"first poll: {line}, reused={reused}")
     check(sess is not None and sess.has_ticket, "the hub must issue a session ticket")
@@ -129,9 +159,13 @@ def hub_resumes_session(w):
         line, body, sess2, reused = _get(ctx, w.hub_port, "/v1/feed?limit=10", sess)
         check(reused, f"connection {i + 2} was not resumed")
         check(" 200 " in line + " ", f"resumed poll: {line} {body[:200]}")
-        check(sess2.id == sess.id, "a resumed connection carries the same session")
+        if best:  # TLS 1.3: each resumption brings the next ticket
+            check(sess2.has_ticket, "a resumed TLS 1.3 connection must bring a fresh ticket")
+            sess = sess2
+        else:
+            check(sess2.id == sess.id, "a resumed connection carries the same session")
     w.pki("issue", "--dir", w.certs, "--cn", "T09", "--o", "acme", "--out", f"{w.certs}/nostore")
-    ctx = _tls12_ctx(w, "nostore")
+    ctx = _ctx(w, "nostore", best)
     _, _, sess, reused = _get(ctx, w.hub_port, "/v1/feed")
     line, body, _, reused = _get(ctx, w.hub_port, "/v1/feed", sess)
     check(reused, "the store-less terminal's second connection was not resumed")
@@ -139,14 +173,18 @@ def hub_resumes_session(w):
           f"identity on the resumed session: {line} {body[:200]}")
 
 
-def revoked_cannot_resume(w):
+def hub_resumes_session_best(w):
+    hub_resumes_session(w, best=True)
+
+
+def revoked_cannot_resume(w, best=False):
     """`tillside-hub revoke` after a terminal's session began: its ticket is
     not taken, the full handshake that follows refuses the certificate
     (certificate_revoked), and another terminal's sessions still resume."""
     w.start_hub()
     c = w.certs
     w.pki("issue", "--dir", c, "--cn", "T02", "--ou", "S001", "--o", "acme", "--out", f"{c}/t02")
-    ctx1, ctx2 = _tls12_ctx(w, "t01"), _tls12_ctx(w, "t02")
+    ctx1, ctx2 = _ctx(w, "t01", best), _ctx(w, "t02", best)
     _, _, s1, _ = _get(ctx1, w.hub_port, "/v1/feed")
     _, _, s2, _ = _get(ctx2, w.hub_port, "/v1/feed")
     line, _, _, reused = _get(ctx1, w.hub_port, "/v1/feed", s1)
@@ -170,6 +208,10 @@ def revoked_cannot_resume(w):
           "hub log must name the revoked subject")
 
 
+def revoked_cannot_resume_best(w):
+    revoked_cannot_resume(w, best=True)
+
+
 if __name__ == "__main__":
     tslib.main({
         "agent_refuses_other_ca": agent_refuses_other_ca,
@@ -178,6 +220,9 @@ if __name__ == "__main__":
         "agent_missing_cert_stays_up": agent_missing_cert_stays_up,
         "hub_refuses_no_client_cert": hub_refuses_no_client_cert,
         "hub_refuses_other_ca_client": hub_refuses_other_ca_client,
+        "hub_speaks_best_tls": hub_speaks_best_tls,
         "hub_resumes_session": hub_resumes_session,
+        "hub_resumes_session_best": hub_resumes_session_best,
         "revoked_cannot_resume": revoked_cannot_resume,
+        "revoked_cannot_resume_best": revoked_cannot_resume_best,
     })

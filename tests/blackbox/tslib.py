@@ -44,6 +44,11 @@ class Fail(AssertionError):
     pass
 
 
+class Died(Fail):
+    """A daemon under test exited: wait_for stops at once instead of
+    retrying until its timeout."""
+
+
 def check(cond, msg):
     if not cond:
         raise Fail(msg)
@@ -58,6 +63,8 @@ def wait_for(pred, timeout=20.0, interval=0.1, what="condition"):
             v = pred()
             if v:
                 return v
+        except Died:
+            raise
         except Exception as e:  # noqa: BLE001 - the predicate may race startup
             last_exc = e
         time.sleep(interval)
@@ -65,10 +72,51 @@ def wait_for(pred, timeout=20.0, interval=0.1, what="condition"):
                (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
+PORT_DIR = os.path.join(tempfile.gettempdir(), "tillside-test-ports")
+_port_locks = []
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port that stays free until a daemon binds it.
+
+    Binding port 0 and closing races under ctest -j: the kernel can hand the
+    same port to another test's bind(0) or to any outgoing connection before
+    our daemon binds it. So: a port below the kernel's ephemeral range (no
+    connect() or bind(0) is ever given one there), reserved against every
+    other test process by an exclusive lock on PORT_DIR/<port>, held until
+    this process exits."""
+    import fcntl
+    import random
+    lo, _ = _ephemeral_range()
+    first = max(1024, lo - 12000)
+    os.makedirs(PORT_DIR, mode=0o1777, exist_ok=True)
+    start = random.randrange(first, lo)
+    for i in range(lo - first):
+        port = first + (start - first + i) % (lo - first)
+        f = open(os.path.join(PORT_DIR, str(port)), "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:  # something outside the tests has it
+            f.close()
+            continue
+        _port_locks.append(f)
+        return port
+    raise Fail(f"no free port in {first}-{lo - 1}")
 
 
 def run(args, check_rc=True, **kw):
@@ -205,7 +253,7 @@ page_limit = 500
         return p
 
     def _died(self, p):
-        raise Fail(f"{p.name} exited early with {p.p.returncode}:\n{p.log()}")
+        raise Died(f"{p.name} exited early with {p.p.returncode}:\n{p.log()}")
 
     @staticmethod
     def _port_open(port):

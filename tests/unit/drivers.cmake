@@ -2,8 +2,8 @@
 # registry (unit), and the serial replays under umockdev (black-box).
 ts_unit_test(test_guard unit/test_guard.c ts_drivers)
 
-# Test-only tools: the TIOCM* shim umockdev replays need with libserialport
-# 0.1.1 (tests/tools/tiocm_shim.c), and ts-input-run, which runs the real
+# Test-only tools: the TIOCM* and realpath() shim umockdev replays need with
+# libserialport (tests/tools/tiocm_shim.c), and ts-input-run, which runs the real
 # input runner on a config and prints the scans.
 add_library(ts_tiocm_shim MODULE tools/tiocm_shim.c)
 target_link_libraries(ts_tiocm_shim PRIVATE ${CMAKE_DL_LIBS})

@@ -20,6 +20,10 @@
 #include "hub.h"
 #include "hubdb.h"
 #include "purchases.h"
+#include "sql.h"
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #define NOW 1780000000000LL
 #define KEY_HEX "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b"
@@ -704,17 +708,88 @@ static void test_upstream_config(void **state)
     assert_string_equal(cfg.upstream_url, ""); /* not forwarded */
 }
 
+/* What fn(arg) writes to stderr (the log), NUL-terminated, into out. */
+static void capture_stderr(void (*fn)(void *), void *arg, char *out, size_t outsz)
+{
+    char path[] = "/tmp/ts-test-log-XXXXXX";
+    int fd = mkstemp(path), saved = dup(2);
+    assert_true(fd >= 0 && saved >= 0);
+    fflush(stderr);
+    assert_true(dup2(fd, 2) == 2);
+    fn(arg);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ssize_t n = pread(fd, out, outsz - 1, 0);
+    out[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
+}
+
+struct lookup_call {
+    struct ts_hub_store *store;
+    int rc;
+};
+
+static void lookup_receipt(void *arg)
+{
+    struct lookup_call *c = arg;
+    ts_buf out = {0};
+    c->rc = ts_hub_lookup_receipt(c->store, "S001-T01-000042", &out);
+    ts_buf_free(&out);
+}
+
+/* A lookup that fails on the read side's connection says why it failed
+ * there, not what the writer last said (which is nothing wrong at all). */
+static void test_lookup_failure_names_reader_error(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ts-test-hub-XXXXXX", db[1024], err[256], log[4096];
+    struct ts_tenant_key key = {.len = 32, .version = 1};
+    memset(key.key, 0x6b, 32);
+    assert_non_null(mkdtemp(dir));
+    test_hub_db_file(db, sizeof db, dir);
+    struct ts_hub_store *store = NULL;
+    assert_int_equal(ts_hub_store_open(db, &key, 0, &store, err, sizeof err), TS_OK);
+    /* Another process takes the table away under the running hub. */
+    struct ts_sql *other = NULL;
+    assert_int_equal(ts_sql_open(db, 0, &other, err, sizeof err), TS_OK);
+    assert_int_equal(ts_sql_exec(other, "DROP TABLE purchases"), TS_OK);
+    ts_sql_close(other);
+    struct lookup_call c = {.store = store};
+    capture_stderr(lookup_receipt, &c, log, sizeof log);
+    assert_int_equal(c.rc, TS_ERR_DB);
+    assert_non_null(strstr(log, "receipt lookup"));
+    assert_non_null(strstr(log, "purchases")); /* "no such table" / "does not exist" */
+    ts_hub_store_close(store);
+    if (!getenv("TS_TEST_PG")) {
+        char f[1100];
+        static const char *const tails[] = {"", "-wal", "-shm"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(f, sizeof f, "%s%s", db, tails[i]);
+            unlink(f);
+        }
+    }
+    rmdir(dir);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
     ts_log_set_level(TS_LOG_ERROR);
     const struct CMUnitTest tests[] = {
-        T(test_same_message_twice_stored_once), T(test_bad_event_rejected_alone),
-        T(test_store_from_certificate),         T(test_purchase_updates_profile),
-        T(test_concurrent_resends_stored_once), T(test_printed_barcode_finds_sale),
-        cmocka_unit_test(test_backoff),         T(test_forwarding),
-        cmocka_unit_test(test_parser_limits),   cmocka_unit_test(test_upstream_config),
+        T(test_same_message_twice_stored_once),
+        T(test_bad_event_rejected_alone),
+        T(test_store_from_certificate),
+        T(test_purchase_updates_profile),
+        T(test_concurrent_resends_stored_once),
+        T(test_printed_barcode_finds_sale),
+        cmocka_unit_test(test_backoff),
+        T(test_forwarding),
+        cmocka_unit_test(test_parser_limits),
+        cmocka_unit_test(test_upstream_config),
+        cmocka_unit_test(test_lookup_failure_names_reader_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

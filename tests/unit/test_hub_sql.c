@@ -34,7 +34,7 @@ static void test_statements_same_on_both(void **state)
     assert_int_equal(ts_sql_exec_ddl(db, "CREATE TABLE t(k TEXT PRIMARY KEY, n INTEGER NOT NULL,"
                                          " x REAL, note TEXT) WITHOUT ROWID;"
                                          "CREATE TABLE r(id INTEGER PRIMARY KEY, k TEXT)"),
-                     TS_SQL_OK);
+                     TS_OK);
     struct ts_sql_stmt *up = NULL, *sel = NULL;
     /* ?3 skipped by the SQL: still bindable, and no type to guess */
     assert_int_equal(ts_sql_prepare(db,
@@ -42,7 +42,7 @@ static void test_statements_same_on_both(void **state)
                                     " ON CONFLICT(k) DO UPDATE SET n = t.n + excluded.n,"
                                     " note = coalesce(excluded.note, t.note)",
                                     &up),
-                     TS_SQL_OK);
+                     TS_OK);
     for (int i = 0; i < 3; i++) {
         ts_sql_reset(up);
         ts_sql_bind_text(up, 1, "a");
@@ -54,11 +54,11 @@ static void test_statements_same_on_both(void **state)
         assert_int_equal(ts_sql_changes(db), 1);
     }
     ts_sql_finalize(up);
-    assert_int_equal(ts_sql_exec(db, "INSERT INTO r(k) VALUES('x'), ('y')"), TS_SQL_OK);
+    assert_int_equal(ts_sql_exec(db, "INSERT INTO r(k) VALUES('x'), ('y')"), TS_OK);
     assert_int_equal(ts_sql_changes(db), 2);
     assert_int_equal(
         ts_sql_prepare(db, "SELECT k, n, x, note, NULL FROM t WHERE k = ? AND '?' = '?'", &sel),
-        TS_SQL_OK);
+        TS_OK);
     ts_sql_bind_text(sel, 1, "a");
     assert_int_equal(ts_sql_step(sel), TS_SQL_ROW);
     assert_int_equal(ts_sql_column_count(sel), 5);
@@ -75,24 +75,24 @@ static void test_statements_same_on_both(void **state)
     ts_sql_reset(sel);
     assert_int_equal(ts_sql_step(sel), TS_SQL_ROW);
     ts_sql_finalize(sel);
-    assert_int_equal(ts_sql_prepare(db, "SELECT id FROM r ORDER BY id", &sel), TS_SQL_OK);
+    assert_int_equal(ts_sql_prepare(db, "SELECT id FROM r ORDER BY id", &sel), TS_OK);
     assert_int_equal(ts_sql_step(sel), TS_SQL_ROW);
     int64_t first = ts_sql_column_int64(sel, 0);
     assert_int_equal(ts_sql_step(sel), TS_SQL_ROW);
     assert_true(ts_sql_column_int64(sel, 0) > first); /* INTEGER PRIMARY KEY numbers rows */
     ts_sql_finalize(sel);
     /* an error is reported, and the connection works afterwards */
-    assert_int_not_equal(ts_sql_exec(db, "SELECT * FROM no_such_table"), TS_SQL_OK);
+    assert_int_not_equal(ts_sql_exec(db, "SELECT * FROM no_such_table"), TS_OK);
     assert_non_null(strstr(ts_sql_errmsg(db), "no_such_table"));
-    assert_int_equal(ts_sql_exec(db, "BEGIN IMMEDIATE"), TS_SQL_OK);
-    assert_int_equal(ts_sql_exec(db, "DELETE FROM r"), TS_SQL_OK);
-    assert_int_equal(ts_sql_exec(db, "ROLLBACK"), TS_SQL_OK);
-    assert_int_equal(ts_sql_prepare(db, "SELECT count(*) FROM r", &sel), TS_SQL_OK);
+    assert_int_equal(ts_sql_exec(db, "BEGIN IMMEDIATE"), TS_OK);
+    assert_int_equal(ts_sql_exec(db, "DELETE FROM r"), TS_OK);
+    assert_int_equal(ts_sql_exec(db, "ROLLBACK"), TS_OK);
+    assert_int_equal(ts_sql_prepare(db, "SELECT count(*) FROM r", &sel), TS_OK);
     assert_int_equal(ts_sql_step(sel), TS_SQL_ROW);
     assert_int_equal(ts_sql_column_int64(sel, 0), 2);
     ts_sql_finalize(sel);
     bool held = false;
-    assert_int_equal(ts_sql_try_lock(db, 1, &held), TS_SQL_OK);
+    assert_int_equal(ts_sql_try_lock(db, 1, &held), TS_OK);
     assert_true(held);
     ts_sql_close(db);
 }
@@ -109,14 +109,14 @@ static void test_try_lock(void **state)
     bool ha = false, hb = true;
     assert_int_equal(ts_sql_open(uri, 0, &a, err, sizeof err), TS_OK);
     assert_int_equal(ts_sql_open(uri, 0, &b, err, sizeof err), TS_OK);
-    assert_int_equal(ts_sql_try_lock(a, 1, &ha), TS_SQL_OK);
-    assert_int_equal(ts_sql_try_lock(b, 1, &hb), TS_SQL_OK);
+    assert_int_equal(ts_sql_try_lock(a, 1, &ha), TS_OK);
+    assert_int_equal(ts_sql_try_lock(b, 1, &hb), TS_OK);
     assert_true(ha);
     assert_false(hb);
     ts_sql_close(a);
     /* the server ends a's session a moment after the client hangs up */
     for (int i = 0; i < 100 && !hb; i++) {
-        assert_int_equal(ts_sql_try_lock(b, 1, &hb), TS_SQL_OK);
+        assert_int_equal(ts_sql_try_lock(b, 1, &hb), TS_OK);
         if (!hb)
             usleep(50000);
     }

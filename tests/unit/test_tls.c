@@ -122,6 +122,7 @@ static void echo(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp 
         json_object_set_new(j, "verified", json_boolean(req->peer->verified));
         json_object_set_new(j, "serial", json_string(req->peer->serial));
         json_object_set_new(j, "resumed", json_boolean(req->tls_resumed));
+        json_object_set_new(j, "tls", json_string(req->tls_version ? req->tls_version : ""));
     } else {
         json_object_set_new(j, "plain", json_true());
     }
@@ -199,6 +200,13 @@ static void test_mutual_tls_sees_identity(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "path")), "/v1/feed");
     assert_true(json_is_true(json_object_get(j, "verified")));
     assert_int_equal(json_integer_value(json_object_get(j, "days")), 10);
+    /* agent and hub speak the best version the library has with each other:
+     * TLS 1.3 on mbedTLS 3.6, TLS 1.2 on 2.28 */
+    char lib[64];
+    ts_tls_library(lib, sizeof lib);
+    const char *tls = json_string_value(json_object_get(j, "tls"));
+    printf("%s, %s\n", lib, tls ? tls : "?");
+    assert_string_equal(tls, ts_tls_best_version());
     json_decref(j);
     ts_http_resp_free(&r);
     ts_httpc_free(c);
@@ -712,6 +720,7 @@ static void expect_echo(struct ts_httpc *c, const char *cn, const char *ou, bool
     assert_true(json_is_true(json_object_get(j, "verified")));
     if (json_is_true(json_object_get(j, "resumed")) != resumed)
         fail_msg("the server saw %s handshake", resumed ? "a full" : "a resumed");
+    assert_string_equal(json_string_value(json_object_get(j, "tls")), ts_tls_best_version());
     if (serial)
         ts_strlcpy(serial, json_string_value(json_object_get(j, "serial")), serialsz);
     json_decref(j);

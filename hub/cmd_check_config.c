@@ -6,7 +6,7 @@
  * `systemctl status` as "hub.conf:7: [hub] tls_key: ..." instead of a crash
  * loop. Exit codes: 0 ok, 1 an error (printed), as tillside-hub(1) says.
  */
-#include "hub.h"
+#include "cmd.h"
 #include "sql.h"
 #include "../common/conf.h"
 
@@ -63,10 +63,8 @@ int ts_hub_check_config_main(const char *conf)
     struct ts_hub_config cfg;
     struct ts_conf *c = NULL;
     char err[1024];
-    if (ts_hub_config_load(conf, &cfg, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
+    if (ts_hub_cmd_config(conf, &cfg))
         return 1;
-    }
     /* Loaded once more for the line numbers; it parsed a moment ago. */
     if (ts_conf_load(conf, &c, err, sizeof err) != TS_OK) {
         fprintf(stderr, "tillside-hub: %s\n", err);

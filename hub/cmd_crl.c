@@ -10,6 +10,7 @@
  * it cannot be listed, and the command says how many such rules there are
  * (the hub itself still refuses them on every request).
  */
+#include "cmd.h"
 #include "proxy.h"
 #include "../sync/pki_crl.h"
 
@@ -78,7 +79,7 @@ static int read_revoked(const char *path, struct list *l, long *unlisted, char *
         rc = TS_ERR_DB;
         goto out;
     }
-    int step = ts_sql_prepare(db, SQL_SERIALS, &st) == TS_SQL_OK ? ts_sql_step(st) : TS_SQL_ERROR;
+    int step = ts_sql_prepare(db, SQL_SERIALS, &st) == TS_OK ? ts_sql_step(st) : TS_ERR_DB;
     for (; step == TS_SQL_ROW; step = ts_sql_step(st)) {
         if (l->n == l->cap && (rc = grow(l)))
             goto out;
@@ -101,7 +102,7 @@ static int read_revoked(const char *path, struct list *l, long *unlisted, char *
         l->e[i].serial_hex = l->serial[i];
     ts_sql_finalize(st);
     st = NULL;
-    if (ts_sql_prepare(db, SQL_UNLISTED, &st) == TS_SQL_OK && ts_sql_step(st) == TS_SQL_ROW)
+    if (ts_sql_prepare(db, SQL_UNLISTED, &st) == TS_OK && ts_sql_step(st) == TS_SQL_ROW)
         *unlisted = (long)ts_sql_column_int64(st, 0);
 out:
     ts_sql_finalize(st);
@@ -164,10 +165,8 @@ int ts_hub_crl_main(int argc, char **argv, const char *conf)
         return usage();
     struct ts_hub_config cfg;
     char err[512];
-    if (ts_hub_config_load(conf, &cfg, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
+    if (ts_hub_cmd_config(conf, &cfg))
         return 1;
-    }
     const char *ca = cfg.ca_cert[0] ? cfg.ca_cert : cfg.client_ca;
     if (!ca[0] || !cfg.ca_key[0]) {
         fprintf(stderr,

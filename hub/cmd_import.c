@@ -18,7 +18,7 @@
  * 1; nothing of its chunk is stored, the chunks before it stay imported (the
  * message says how many events that was).
  */
-#include "hub.h"
+#include "cmd.h"
 #include "sql.h"
 
 #include <errno.h>
@@ -386,10 +386,8 @@ int ts_hub_import_main(int argc, char **argv, const char *conf)
     struct imp im = {.name = strcmp(path, "-") ? path : "(stdin)", .chunk = chunk};
     FILE *f = NULL;
     int code = 1;
-    if (ts_hub_config_load(conf, &cfg, im.err, sizeof im.err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", im.err);
+    if (ts_hub_cmd_config(conf, &cfg))
         return 1;
-    }
     if (!(im.from = calloc(chunk, sizeof *im.from)) || chunk_begin(&im)) {
         fprintf(stderr, "import: out of memory\n");
         goto out;

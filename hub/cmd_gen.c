@@ -6,7 +6,7 @@
  * but the timestamps (which trail "now") follows from --seed, including the
  * messageIds, so running it twice with one seed stores nothing new.
  */
-#include "hub.h"
+#include "cmd.h"
 #include "../sync/httpc.h"
 
 #include <errno.h>

@@ -1,0 +1,83 @@
+/*
+ * POST /v1/batch: a Segment batch from the CDP, authenticated by the write
+ * key, validated as a whole (segment.c) and applied in one transaction
+ * (ingest.c).
+ */
+#include "api_int.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define COMP "hub"
+
+/* Constant-time comparison so the write key cannot be guessed byte by byte
+ * from response times. */
+static bool same_secret(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    unsigned char diff = alen != blen;
+    for (size_t i = 0; i < blen; i++)
+        diff |= (unsigned char)(b[i] ^ (i < alen ? a[i] : 0));
+    return diff == 0;
+}
+
+/* Basic auth with the write key as the user name; Segment sends
+ * base64(write_key + ":") and some libraries put a password after it. */
+static bool write_key_ok(const struct ts_hub_api *api, const struct ts_httpd_req *req)
+{
+    const char *h = req->msg ? ts_http_header(req->msg, "Authorization") : NULL;
+    uint8_t dec[512];
+    size_t n;
+    if (!h || strncasecmp(h, "Basic ", 6) != 0)
+        return false;
+    h += 6;
+    while (*h == ' ')
+        h++;
+    size_t len = strlen(h);
+    while (len && (h[len - 1] == ' ' || h[len - 1] == '\t'))
+        len--;
+    if (len > 600 || ts_base64_decode(h, len, dec, sizeof dec, &n) != TS_OK)
+        return false;
+    const char *colon = memchr(dec, ':', n);
+    size_t user_len = colon ? (size_t)(colon - (const char *)dec) : n;
+    return user_len > 0 && same_secret((const char *)dec, user_len, api->cfg->write_key);
+}
+
+void ts_hub_api_batch(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                      struct ts_httpd_resp *resp)
+{
+    struct ts_seg_batch *b = NULL;
+    char err[256];
+    if (!write_key_ok(api, req)) {
+        ts_strlcpy(resp->extra_headers, "WWW-Authenticate: Basic realm=\"tillside-hub\"\r\n",
+                   sizeof resp->extra_headers);
+        TS_WARN(COMP, "batch refused from %s: invalid write key", req->remote_addr);
+        ts_hub_api_fail(resp, 401, "invalid write key");
+        return;
+    }
+    if (req->body_len > TS_HUB_MAX_BODY) {
+        ts_hub_api_fail(resp, 413, "batch larger than 500 KB");
+        return;
+    }
+    int64_t now = api->now_ms();
+    int rc = ts_seg_parse(req->body ? req->body : "", req->body_len, now, &b, err, sizeof err);
+    if (rc != TS_OK) {
+        TS_WARN(COMP, "batch refused from %s: %s", req->remote_addr, err);
+        ts_hub_api_fail(resp, rc == TS_ERR_NOMEM ? 503 : 400, err);
+        return;
+    }
+    struct ts_hub_ingest_result r;
+    rc = ts_hub_store_ingest(api->store, b, now, &r);
+    if (rc != TS_OK) {
+        ts_hub_api_fail(resp, rc == TS_ERR_FULL ? 507 : 500,
+                        rc == TS_ERR_FULL ? "hub storage full" : "cannot store the batch");
+    } else {
+        TS_INFO(COMP, "batch events=%zu applied=%zu duplicates=%zu customers=%zu", b->n, r.applied,
+                r.duplicates, r.customers);
+        char out[96];
+        snprintf(out, sizeof out, "{\"success\":true,\"accepted\":%zu}", b->n);
+        ts_hub_api_ok(resp, out);
+    }
+    ts_seg_batch_free(b);
+}

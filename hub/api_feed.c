@@ -1,0 +1,226 @@
+/*
+ * GET /v1/feed and GET /v1/lookup: a terminal's store slice page by page
+ * with its cursor and long-poll (feed.c), and live lookups by identifier
+ * key, receipt or order (feed.c, purchase_lookup.c). Answers over
+ * TS_GZIP_MIN_BODY go gzip'd to clients that accept it.
+ */
+#include "api_int.h"
+#include "purchases.h"
+#include "../sync/gzip.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMP "hub"
+
+void ts_hub_cursor_format(uint32_t epoch, uint64_t seq, char out[TS_HUB_CURSOR_MAX])
+{
+    snprintf(out, TS_HUB_CURSOR_MAX, "c1.%08x.%llx", (unsigned)epoch, (unsigned long long)seq);
+}
+
+/* Lowercase hex digits of s[0..n) into *v; false on anything else. */
+static bool hex_u64(const char *s, size_t n, uint64_t *v)
+{
+    *v = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return false;
+        *v = (*v << 4) | (uint64_t)d;
+    }
+    return true;
+}
+
+/* Only the canonical form ts_hub_cursor_format writes is accepted, so a
+ * cursor that round-trips is byte-identical to the one the agent saved. */
+enum ts_err ts_hub_cursor_parse(const char *s, uint32_t *epoch, uint64_t *seq)
+{
+    uint64_t e, v;
+    if (strncmp(s, "c1.", 3) != 0 || strlen(s) < 13 || s[11] != '.')
+        return TS_ERR_INVAL;
+    const char *h = s + 12;
+    size_t n = strlen(h);
+    if (!hex_u64(s + 3, 8, &e) || n == 0 || n > 16 || (n > 1 && h[0] == '0') || !hex_u64(h, n, &v))
+        return TS_ERR_INVAL;
+    *epoch = (uint32_t)e;
+    *seq = v;
+    return TS_OK;
+}
+
+/* Feed and lookup answers over TS_GZIP_MIN_BODY go gzip'd to clients that
+ * accept it (a 1,000-card page shrinks about tenfold); the answer varies
+ * with Accept-Encoding either way. Returns whether it compressed. */
+static bool maybe_gzip(const struct ts_httpd_req *req, struct ts_httpd_resp *resp)
+{
+    size_t xl = strlen(resp->extra_headers);
+    snprintf(resp->extra_headers + xl, sizeof resp->extra_headers - xl,
+             "Vary: Accept-Encoding\r\n");
+    if (resp->status != 200 || resp->body.len < TS_GZIP_MIN_BODY || !req->msg ||
+        !ts_gzip_accepted(ts_http_header(req->msg, "Accept-Encoding")))
+        return false;
+    ts_buf z = {0};
+    if (ts_gzip_compress(resp->body.data, resp->body.len, &z) != TS_OK) {
+        ts_buf_free(&z);
+        return false; /* the plain body still goes */
+    }
+    ts_buf_free(&resp->body);
+    resp->body = z;
+    xl = strlen(resp->extra_headers);
+    snprintf(resp->extra_headers + xl, sizeof resp->extra_headers - xl,
+             "Content-Encoding: gzip\r\n");
+    return true;
+}
+
+void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                     struct ts_httpd_resp *resp)
+{
+    char since_s[64], limit_s[32], wait_s[32], cursor[TS_HUB_CURSOR_MAX];
+    uint64_t since = 0;
+    long wait = 0;
+    uint32_t epoch = ts_hub_store_epoch(api->store), cursor_epoch = epoch;
+    long limit = api->cfg->page_limit;
+    if (!ts_hub_api_peer_ok(api, req, true, resp))
+        return;
+    const char *store = req->peer->ou;
+    int rc = ts_hub_api_param(req, "since", since_s, sizeof since_s);
+    if (rc == TS_ERR_INVAL ||
+        (rc == TS_OK && ts_hub_cursor_parse(since_s, &cursor_epoch, &since) != TS_OK)) {
+        TS_WARN(COMP, "feed store=%s: malformed cursor", store);
+        ts_hub_api_fail(resp, 400, "malformed cursor");
+        return;
+    }
+    bool has_since = rc == TS_OK;
+    rc = ts_hub_api_param(req, "limit", limit_s, sizeof limit_s);
+    if (rc == TS_OK) {
+        char *end;
+        limit = strtol(limit_s, &end, 10);
+        if (*end != '\0') {
+            ts_hub_api_fail(resp, 400, "limit must be an integer");
+            return;
+        }
+    } else if (rc == TS_ERR_INVAL) {
+        ts_hub_api_fail(resp, 400, "limit must be an integer");
+        return;
+    }
+    limit = limit < 1 ? 1 : limit > TS_HUB_FEED_MAX_LIMIT ? TS_HUB_FEED_MAX_LIMIT : limit;
+    /* Long-poll: with nothing new, hold the request up to wait seconds. */
+    rc = ts_hub_api_param(req, "wait", wait_s, sizeof wait_s);
+    if (rc == TS_OK) {
+        char *end;
+        wait = strtol(wait_s, &end, 10);
+        rc = *end != '\0' || wait < 0 ? TS_ERR_INVAL : TS_OK;
+    }
+    if (rc == TS_ERR_INVAL) {
+        ts_hub_api_fail(resp, 400, "wait must be a number of seconds");
+        return;
+    }
+    wait = wait > TS_HUB_FEED_MAX_WAIT ? TS_HUB_FEED_MAX_WAIT : wait;
+
+    struct ts_hub_feed_page page = {0};
+    rc = cursor_epoch == epoch ? ts_hub_store_feed(api->store, store, since, (int)limit, &page)
+                               : TS_ERR_GONE;
+    if (rc == TS_OK && page.nitems == 0 && wait > 0 &&
+        ts_hub_store_wait(api->store, store, since, (int)wait * 1000))
+        rc = ts_hub_store_feed(api->store, store, since, (int)limit, &page);
+    if (rc == TS_ERR_GONE) {
+        TS_WARN(COMP,
+                "feed store=%s since=%s: cursor from another database, ahead of it, or older "
+                "than the erasure horizon: resync",
+                store, since_s);
+        ts_hub_api_fail(resp, 410, "cursor unknown to this hub; resynchronize from scratch");
+    } else if (rc != TS_OK) {
+        ts_hub_api_fail(resp, 500, "cannot read the feed");
+    } else {
+        ts_hub_cursor_format(epoch, page.last_seq, cursor);
+        ts_buf_reset(&resp->body);
+        resp->status = 200;
+        int prev_kv = ts_hub_store_prev_kv(api->store);
+        char prev[32] = "";
+        if (prev_kv)
+            snprintf(prev, sizeof prev, ",\"prev_kv\":%d", prev_kv);
+        if (ts_buf_printf(&resp->body, "{\"kv\":%d%s,\"items\":[", api->cfg->key.version, prev) ||
+            ts_buf_append(&resp->body, page.items.data ? page.items.data : "", page.items.len) ||
+            ts_buf_printf(&resp->body, "],\"cursor\":\"%s\",\"more\":%s}", cursor,
+                          page.more ? "true" : "false")) {
+            ts_hub_api_fail(resp, 503, "out of memory");
+        } else {
+            size_t plain = resp->body.len;
+            bool gz = maybe_gzip(req, resp);
+            TS_INFO(COMP, "feed store=%s since=%s items=%zu more=%d bytes=%zu%s", store,
+                    has_since ? since_s : "-", page.nitems, page.more ? 1 : 0, plain,
+                    gz ? " gzip" : "");
+        }
+    }
+    ts_buf_free(&page.items);
+}
+
+/* ?receipt= and ?order= (purchase_lookup.c); false when neither was asked. */
+static bool lookup_purchase(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                            struct ts_httpd_resp *resp)
+{
+    char v[TS_SEG_MAX_ID + 1];
+    bool receipt = ts_hub_api_param(req, "receipt", v, sizeof v) != TS_ERR_NOTFOUND;
+    if (!receipt && ts_hub_api_param(req, "order", v, sizeof v) == TS_ERR_NOTFOUND)
+        return false;
+    int rc = ts_hub_api_param(req, receipt ? "receipt" : "order", v, sizeof v);
+    if (rc != TS_OK) {
+        ts_hub_api_fail(resp, 400,
+                        receipt ? "malformed receipt parameter" : "malformed order parameter");
+        return true;
+    }
+    ts_buf_reset(&resp->body);
+    rc = receipt ? ts_hub_lookup_receipt(api->store, v, &resp->body)
+                 : ts_hub_lookup_order(api->store, v, &resp->body);
+    TS_DEBUG(COMP, "lookup store=%s %s found=%d", req->peer->ou, receipt ? "receipt" : "order",
+             rc == TS_OK);
+    if (rc == TS_ERR_NOTFOUND)
+        ts_hub_api_fail(resp, 404, receipt ? "unknown receipt" : "unknown order");
+    else if (rc != TS_OK)
+        ts_hub_api_fail(resp, 500, "cannot read the store");
+    else {
+        resp->status = 200;
+        maybe_gzip(req, resp);
+    }
+    return true;
+}
+
+void ts_hub_api_lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                       struct ts_httpd_resp *resp)
+{
+    char key[TS_IDENT_KEY_HEX + 1];
+    if (!ts_hub_api_peer_ok(api, req, false, resp))
+        return;
+    if (lookup_purchase(api, req, resp))
+        return;
+    int rc = ts_hub_api_param(req, "key", key, sizeof key);
+    if (rc == TS_ERR_NOTFOUND) {
+        ts_hub_api_fail(resp, 400, "missing key parameter");
+        return;
+    }
+    size_t n = rc == TS_OK ? strlen(key) : 0;
+    bool hex = n == TS_IDENT_KEY_HEX - 1;
+    for (size_t i = 0; hex && i < n; i++) {
+        char c = key[i];
+        if (c >= 'A' && c <= 'F')
+            key[i] = (char)(c - 'A' + 'a');
+        else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            hex = false;
+    }
+    if (!hex) {
+        ts_hub_api_fail(resp, 400, "malformed key (expected 64 hex digits)");
+        return;
+    }
+    ts_buf_reset(&resp->body);
+    rc = ts_hub_store_lookup(api->store, key, &resp->body);
+    TS_DEBUG(COMP, "lookup store=%s found=%d", req->peer->ou, rc == TS_OK);
+    if (rc == TS_ERR_NOTFOUND)
+        ts_hub_api_fail(resp, 404, "unknown customer");
+    else if (rc != TS_OK)
+        ts_hub_api_fail(resp, 500, "cannot read the store");
+    else {
+        resp->status = 200;
+        maybe_gzip(req, resp);
+    }
+}

@@ -1,0 +1,64 @@
+/*
+ * What the hub's endpoint files (api*.c) share: JSON error answers, the
+ * check of an agent's certificate, and query parameters.
+ */
+#include "api_int.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMP "hub"
+
+/* {"error": msg} with the message JSON-escaped (it may quote the request). */
+void ts_hub_api_fail(struct ts_httpd_resp *resp, int status, const char *msg)
+{
+    resp->status = status;
+    ts_buf_reset(&resp->body);
+    json_t *o = json_pack("{s:s}", "error", msg);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    ts_buf_puts(&resp->body, s ? s : "{\"error\":\"internal error\"}");
+    free(s);
+    json_decref(o);
+}
+
+void ts_hub_api_ok(struct ts_httpd_resp *resp, const char *text)
+{
+    resp->status = 200;
+    ts_buf_reset(&resp->body);
+    ts_buf_puts(&resp->body, text);
+}
+
+/* Agent endpoints need a verified terminal certificate of this tenant. */
+bool ts_hub_api_peer_ok(const struct ts_hub_api *api, const struct ts_httpd_req *req, bool need_ou,
+                        struct ts_httpd_resp *resp)
+{
+    const struct ts_peer_id *p = req->peer;
+    const char *why = NULL;
+    if (!p || !p->verified)
+        why = need_ou ? "client certificate has no store (OU)"
+                      : "a verified client certificate is required";
+    else if (api->cfg->tenant[0] && strcmp(p->o, api->cfg->tenant) != 0)
+        why = "client certificate belongs to another tenant (O)";
+    else if (need_ou && p->ou[0] == '\0')
+        why = "client certificate has no store (OU)";
+    if (!why)
+        return true;
+    /* Logged: a terminal polling with the wrong certificate shows up here. */
+    TS_WARN(COMP, "%s from %s (%s) refused: %s", req->path, req->remote_addr,
+            p ? p->subject : "no certificate", why);
+    ts_hub_api_fail(resp, 403, why);
+    return false;
+}
+
+/* A query parameter: TS_ERR_NOTFOUND when absent, TS_ERR_INVAL when it does
+ * not fit. Empty values read as absent. */
+enum ts_err ts_hub_api_param(const struct ts_httpd_req *req, const char *name, char *out,
+                             size_t outsz)
+{
+    int rc = ts_http_query_param(req->target ? req->target : "", name, out, outsz);
+    if (rc == TS_OK && out[0] == '\0')
+        return TS_ERR_NOTFOUND;
+    return rc == TS_OK || rc == TS_ERR_NOTFOUND ? rc : TS_ERR_INVAL;
+}

@@ -1,0 +1,69 @@
+/*
+ * GET /metrics: the hub's Prometheus text, from the purchase counts in the
+ * database, the upstream forwarder's counters and the purchase answers
+ * counted here since start.
+ */
+#include "purchases.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <string.h>
+
+/* Since start. */
+static atomic_ullong n_accepted, n_duplicates, n_rejected;
+
+void ts_hub_metrics_count_purchases(const struct ts_hub_purchase_counts *c)
+{
+    atomic_fetch_add(&n_accepted, c->accepted);
+    atomic_fetch_add(&n_duplicates, c->duplicates);
+    atomic_fetch_add(&n_rejected, c->rejected);
+}
+
+static void metric(ts_buf *b, const char *name, const char *type, const char *help, double v)
+{
+    ts_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                           struct ts_httpd_resp *resp)
+{
+    (void)req;
+    json_t *o = json_object();
+    struct ts_hub_upstream_metrics m = {0};
+    ts_hub_purchases_stats(api->store, o);
+    json_t *p = json_object_get(o, "purchases");
+    ts_hub_upstream_metrics(api->upstream, &m);
+    ts_buf_reset(&resp->body);
+    ts_buf *b = &resp->body;
+    ts_buf_printf(b,
+                  "# HELP tillside_hub_purchases_total Purchase events answered since start, by "
+                  "outcome.\n# TYPE tillside_hub_purchases_total counter\n"
+                  "tillside_hub_purchases_total{result=\"accepted\"} %llu\n"
+                  "tillside_hub_purchases_total{result=\"duplicate\"} %llu\n"
+                  "tillside_hub_purchases_total{result=\"rejected\"} %llu\n",
+                  atomic_load(&n_accepted), atomic_load(&n_duplicates), atomic_load(&n_rejected));
+    metric(b, "tillside_hub_purchases_stored", "gauge", "Purchases held in the hub database.",
+           (double)json_integer_value(json_object_get(p, "stored")));
+    metric(b, "tillside_hub_upstream_pending", "gauge",
+           "Purchases waiting to be forwarded to the CDP.",
+           (double)json_integer_value(json_object_get(p, "pending")));
+    metric(b, "tillside_hub_upstream_dead", "gauge",
+           "Purchases the CDP refused for good (dead letters); alarm when above 0.",
+           (double)json_integer_value(json_object_get(p, "dead")));
+    metric(b, "tillside_hub_upstream_forwarded_total", "counter",
+           "Purchases the CDP accepted since start.", (double)m.forwarded);
+    metric(b, "tillside_hub_upstream_requests_total", "counter",
+           "Requests sent to the CDP since start.", (double)m.requests);
+    metric(b, "tillside_hub_upstream_failures_total", "counter",
+           "Requests to the CDP that failed and will be retried, since start.", (double)m.failures);
+    metric(b, "tillside_hub_upstream_dead_total", "counter",
+           "Purchases moved to the dead letters since start.", (double)m.dead);
+    if (m.last_success_ms)
+        metric(b, "tillside_hub_upstream_last_success_timestamp_seconds", "gauge",
+               "Wall-clock time of the last request the CDP accepted.",
+               (double)m.last_success_ms / 1000.0);
+    json_decref(o);
+    resp->status = 200;
+    ts_strlcpy(resp->content_type, "text/plain; version=0.0.4; charset=utf-8",
+               sizeof resp->content_type);
+}

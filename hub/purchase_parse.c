@@ -1,0 +1,202 @@
+/*
+ * Parsing and checking the body of POST /v1/purchases: agent batches of
+ * Segment "Order Completed" events (docs/PROTOCOL.md).
+ *
+ * Validation is per event: a bad event is answered in "rejected" with its
+ * reason and the rest of the batch is stored, so one malformed receipt never
+ * blocks a terminal's outbox. Only a body that is not a batch at all is a 400.
+ */
+#include "purchases.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *ts_hub_purchase_member(const void *obj, const char *name, size_t max)
+{
+    json_t *o = (json_t *)obj;
+    const char *v = json_string_value(json_object_get(o, name));
+    if (!v)
+        return NULL;
+    size_t n = json_string_length(json_object_get(o, name));
+    if (n == 0 || n > max || strlen(v) != n)
+        return NULL; /* empty, too long, or an embedded NUL */
+    for (const unsigned char *c = (const unsigned char *)v; *c; c++)
+        if (*c < 0x20)
+            return NULL;
+    return v;
+}
+
+static bool num_member(json_t *o, const char *name, double *out)
+{
+    json_t *v = json_object_get(o, name);
+    if (!json_is_number(v))
+        return false;
+    *out = json_number_value(v);
+    return isfinite(*out);
+}
+
+/* Why an event is refused, into p->error; false when it is fine. */
+static bool reject(struct ts_hub_purchase *p, const char *fmt, const char *arg)
+{
+    p->status = TS_HUB_P_REJECTED;
+    snprintf(p->error, sizeof p->error, fmt, arg ? arg : "");
+    return true;
+}
+
+static bool bad_products(struct ts_hub_purchase *p, json_t *products)
+{
+    size_t n = json_array_size(products);
+    if (!json_is_array(products) || n == 0)
+        return reject(p, "properties.products must list at least one product%s", NULL);
+    if (n > TS_HUB_PURCHASE_MAX_PRODUCTS)
+        return reject(p, "properties.products has more than 500 lines%s", NULL);
+    for (size_t i = 0; i < n; i++) {
+        json_t *it = json_array_get(products, i);
+        char where[48];
+        double d;
+        snprintf(where, sizeof where, "products[%zu]", i);
+        if (!json_is_object(it))
+            return reject(p, "properties.%s is not an object", where);
+        if (!ts_hub_purchase_member(it, "product_id", TS_SEG_MAX_ID) &&
+            !ts_hub_purchase_member(it, "sku", TS_SEG_MAX_ID))
+            return reject(p, "properties.%s needs a product_id or sku", where);
+        json_t *q = json_object_get(it, "quantity");
+        if (q &&
+            (!json_is_integer(q) || json_integer_value(q) < 1 || json_integer_value(q) > 1000000))
+            return reject(p, "properties.%s.quantity must be a whole number from 1", where);
+        if (json_object_get(it, "price") && (!num_member(it, "price", &d) || d < 0 || d > 1e12))
+            return reject(p, "properties.%s.price must be a number >= 0", where);
+    }
+    return false;
+}
+
+/* Checks one event and fills p from it; false when it is valid. */
+static bool bad_event(struct ts_hub_purchase *p, json_t *e, const char *store, int64_t now_ms)
+{
+    if (!json_is_object(e))
+        return reject(p, "event is not an object%s", NULL);
+    p->message_id = ts_hub_purchase_member(e, "messageId", TS_SEG_MAX_ID);
+    if (!p->message_id)
+        return reject(p, "messageId missing or not a string of 1..256 bytes%s", NULL);
+    const char *type = json_string_value(json_object_get(e, "type"));
+    const char *name = json_string_value(json_object_get(e, "event"));
+    if (!type || strcmp(type, "track") != 0)
+        return reject(p, "type must be \"track\"%s", NULL);
+    if (!name || strcmp(name, "Order Completed") != 0)
+        return reject(p, "event must be \"Order Completed\"%s", NULL);
+    json_t *props = json_object_get(e, "properties");
+    if (!json_is_object(props))
+        return reject(p, "properties missing%s", NULL);
+    json_t *ctx = json_object_get(e, "context");
+    json_t *tl = json_is_object(ctx) ? json_object_get(ctx, "tillside") : NULL;
+    if (tl && !json_is_object(tl))
+        return reject(p, "context.tillside is not an object%s", NULL);
+    /* A terminal records purchases of its own store only. */
+    const char *st = tl ? json_string_value(json_object_get(tl, "store")) : NULL;
+    if (st && strcmp(st, store) != 0)
+        return reject(p, "context.tillside.store is not this terminal's store (%s)", store);
+    p->store = store;
+    p->terminal = tl ? ts_hub_purchase_member(tl, "terminal", TS_SEG_MAX_ID) : NULL;
+    p->source = tl ? ts_hub_purchase_member(tl, "source", TS_SEG_MAX_ID) : NULL;
+    p->barcode = tl ? ts_hub_purchase_member(tl, "barcode", TS_SEG_MAX_ID) : NULL;
+    p->cid = tl ? ts_hub_purchase_member(tl, "cid", 64) : NULL;
+    if (tl && json_object_get(tl, "cid") && !json_is_null(json_object_get(tl, "cid")) && !p->cid)
+        return reject(p, "context.tillside.cid must be a card cid%s", NULL);
+    p->receipt = ts_hub_purchase_member(props, "order_id", TS_SEG_MAX_ID);
+    if (!p->receipt)
+        return reject(p, "properties.order_id (the receipt number) missing%s", NULL);
+    const char *r2 = tl ? ts_hub_purchase_member(tl, "receipt", TS_SEG_MAX_ID) : NULL;
+    if (r2 && strcmp(r2, p->receipt) != 0)
+        return reject(p, "context.tillside.receipt differs from properties.order_id%s", NULL);
+    p->currency = json_string_value(json_object_get(props, "currency"));
+    if (!p->currency || strlen(p->currency) != 3 || p->currency[0] < 'A' || p->currency[0] > 'Z' ||
+        p->currency[1] < 'A' || p->currency[1] > 'Z' || p->currency[2] < 'A' ||
+        p->currency[2] > 'Z')
+        return reject(p, "properties.currency must be 3 capital letters (ISO 4217)%s", NULL);
+    if (!num_member(props, "total", &p->total) || p->total < 0 || p->total > 1e12)
+        return reject(p, "properties.total must be a number >= 0%s", NULL);
+    static const char *const optional[] = {"revenue", "tax", "discount"};
+    for (size_t i = 0; i < 3; i++) {
+        double d;
+        if (json_object_get(props, optional[i]) && !num_member(props, optional[i], &d))
+            return reject(p, "properties.%s must be a number", optional[i]);
+    }
+    if (bad_products(p, json_object_get(props, "products")))
+        return true;
+    p->at_ms = now_ms;
+    json_t *ts = json_object_get(e, "originalTimestamp");
+    if (!ts)
+        ts = json_object_get(e, "timestamp");
+    if (ts) {
+        const char *t = json_string_value(ts);
+        if (!t || !ts_hub_iso_shape(t) || ts_iso8601_parse(t, &p->at_ms) != TS_OK)
+            return reject(p, "originalTimestamp is not an ISO-8601 time%s", NULL);
+    }
+    /* What goes upstream names the store even when the agent left it out. */
+    if (!tl) {
+        tl = json_object();
+        if (!json_is_object(ctx)) {
+            ctx = json_object();
+            json_object_set_new(e, "context", ctx);
+        }
+        json_object_set_new(ctx, "tillside", tl);
+    }
+    if (!st)
+        json_object_set_new(tl, "store", json_string(store));
+    /* The text is what the purchases table keeps and upstream.c forwards,
+     * so its size is the one that counts. */
+    p->text = json_dumps(e, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    if (!p->text || strlen(p->text) > TS_HUB_PURCHASE_MAX_EVENT) {
+        free(p->text);
+        p->text = NULL;
+        return reject(p, "event larger than 32 KB%s", NULL);
+    }
+    p->event = e;
+    return false;
+}
+
+enum ts_err ts_hub_purchases_parse(const char *body, size_t len, const char *store, int64_t now_ms,
+                                   struct ts_hub_pbatch **out, char *err, size_t errsz)
+{
+    json_error_t je;
+    *out = NULL;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        ts_errf(err, errsz, "body is not JSON: %s (line %d)", je.text, je.line);
+        return TS_ERR_INVAL;
+    }
+    json_t *arr = json_object_get(root, "batch");
+    if (!json_is_array(arr)) {
+        json_decref(root);
+        ts_errf(err, errsz, "body is not a batch: {\"batch\": [event, ...]} expected");
+        return TS_ERR_INVAL;
+    }
+    struct ts_hub_pbatch *b = calloc(1, sizeof *b);
+    size_t n = json_array_size(arr);
+    if (!b || !(b->p = calloc(n ? n : 1, sizeof *b->p))) {
+        free(b);
+        json_decref(root);
+        ts_errf(err, errsz, "out of memory");
+        return TS_ERR_NOMEM;
+    }
+    b->root = root;
+    b->n = n;
+    for (size_t i = 0; i < n; i++)
+        bad_event(&b->p[i], json_array_get(arr, i), store, now_ms);
+    *out = b;
+    return TS_OK;
+}
+
+void ts_hub_pbatch_free(struct ts_hub_pbatch *b)
+{
+    if (!b)
+        return;
+    json_decref(b->root);
+    for (size_t i = 0; i < b->n; i++)
+        free(b->p[i].text);
+    free(b->p);
+    free(b);
+}

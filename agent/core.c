@@ -110,24 +110,6 @@ void ts_agent_close(struct ts_agent *a)
     free(a);
 }
 
-enum ts_err ts_agent_cache_find(struct ts_agent *a, char keys[][TS_IDENT_KEY_HEX], int nkeys,
-                                char **card, int64_t *synced_ms)
-{
-    char *found = NULL;
-    int64_t synced = 0;
-    pthread_mutex_lock(&a->cache_mu);
-    for (int k = 0; k < nkeys && !found; k++)
-        if (ts_cache_lookup(a->cache, keys[k], &found, &synced) != TS_OK)
-            found = NULL;
-    pthread_mutex_unlock(&a->cache_mu);
-    if (!found)
-        return TS_ERR_NOTFOUND;
-    *card = found;
-    if (synced_ms)
-        *synced_ms = synced;
-    return TS_OK;
-}
-
 /*
  * Asks the hub for one card on a cache miss, within lookup_timeout_ms in
  * total so the till never waits long: the key under the current tenant key

@@ -50,11 +50,7 @@ int ts_cmd_run(const struct ts_agent_config *cfg)
     struct ts_conf *conf = NULL;
     int exit_code = 1;
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    ts_sd_block_stop_signals(&set);
     /* Past RLIMIT_FSIZE a write fails with EFBIG (a full disk, as far as the
      * outbox is concerned: 507) instead of killing the agent. */
     signal(SIGXFSZ, SIG_IGN);

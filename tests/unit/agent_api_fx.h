@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "tmpdir.h"
+#include "agent_fx.h"
 
 #define IO_TIMEOUT_MS 5000
 
@@ -35,22 +35,9 @@ struct fx {
 static inline int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    char text[1024], err[256];
-    struct ts_agent_config cfg;
     assert_non_null(f);
-    ts_log_set_level(TS_LOG_ERROR);
-    strcpy(f->dir, "/tmp/ts-api-test-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(text, sizeof text,
-             "[agent]\nstore = S001\nterminal = T01\nstate_dir = %s\n"
-             "[hub]\nurl = https://localhost:1\nca = /nonexistent/ca.pem\n"
-             "cert = /nonexistent/t.pem\nkey = /nonexistent/t.key\n"
-             "[identity]\ntenant_key = "
-             "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b\n"
-             "[api]\nlisten = 127.0.0.1:0\n",
-             f->dir);
-    assert_int_equal(ts_agent_config_parse("test.conf", text, &cfg, err, sizeof err), TS_OK);
-    assert_int_equal(ts_agent_open(&cfg, &f->a, err, sizeof err), TS_OK);
+    f->a = ts_test_agent_open(f->dir, "/tmp/ts-api-test-XXXXXX");
+    char err[256];
     assert_int_equal(ts_api_start(f->a, &f->api, err, sizeof err), TS_OK);
     f->port = ts_api_port(f->api);
     assert_true(f->port > 0);

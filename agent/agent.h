@@ -56,9 +56,18 @@ struct ts_agent_config {
 };
 
 /* Reads and validates the INI file; err gets "file:line: [section] key: ..." */
-int ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err, size_t errsz);
-int ts_agent_config_parse(const char *name, const char *text, struct ts_agent_config *out,
-                          char *err, size_t errsz);
+enum ts_err ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err,
+                                 size_t errsz);
+enum ts_err ts_agent_config_parse(const char *name, const char *text, struct ts_agent_config *out,
+                                  char *err, size_t errsz);
+#define TS_ENROLLED_CONF "enrolled.conf"
+struct ts_conf;
+/* Loads <state_dir>/enrolled.conf (written by `tillside enroll`), which
+ * config loading lets override the main file for the keys it sets; its path
+ * goes to path_out. TS_ERR_NOTFOUND (path_out "") when the terminal was not
+ * enrolled. */
+enum ts_err ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
+                                  size_t pathsz, char *err, size_t errsz);
 /* <state_dir>/cache.db */
 void ts_agent_cache_path(const struct ts_agent_config *c, char *out, size_t outsz);
 /* The identifier keys to try for a normalized code, in order: the current
@@ -100,26 +109,29 @@ void ts_bus_close(struct ts_bus *b);
  * The agent's shared state. Thread-safe: the sync thread, API threads and
  * the main thread all call in. */
 
-struct ts_httpc;
+struct ts_hublink;
 
 #define TS_AGENT_RECENT 5 /* sessions kept for "previous card" */
 
 struct ts_agent {
     struct ts_agent_config cfg;
-    struct ts_cache *cache; /* reader/writer connection for lookups (guarded by mu) */
-    struct ts_bus *bus;
-    char token[65];     /* local API bearer token */
-    pthread_mutex_t mu; /* guards everything below and cache */
+    pthread_mutex_t cache_mu; /* guards cache, and nothing else */
+    struct ts_cache *cache;   /* the lookup connection (the sync thread has its own) */
+    struct ts_bus *bus;       /* thread-safe on its own */
+    char token[65];           /* local API bearer token (set at open, then read-only) */
+    /* Guards the session, the link state and the counters below (not the
+     * subsystems' handles, which have their own locks). Never held while
+     * taking cache_mu or the reverse. */
+    pthread_mutex_t mu;
     char *session_json; /* current session (see PROTOCOL.md), NULL = none */
     bool link_online;
     bool link_known; /* false until the first sync attempt finished */
     char last_error[512];
     int64_t last_sync_wall_ms; /* 0 = never */
     uint64_t feed_pages_applied, feed_items_applied;
-    uint64_t scans, lookups_hit, lookups_miss, lookups_live;
-    pthread_mutex_t live_mu; /* guards live (httpc is single-threaded) */
-    struct ts_httpc *live;   /* live lookups to the hub, NULL until first use */
-    struct ts_trust *trust;  /* enroll.c: certificate expiry and renewal; NULL = not running */
+    uint64_t scans, lookups_hit, lookups_miss;
+    struct ts_hublink *hub; /* hublink.c: every live lookup (its own lock) */
+    struct ts_trust *trust; /* enroll.c: certificate expiry and renewal; NULL = not running */
     volatile int stopping;
     /* Set to cut the sync thread's long-poll short: at stop, and when a live
      * lookup could not reach the hub (the sync thread then checks the link
@@ -137,8 +149,8 @@ struct ts_agent {
 };
 
 /* Opens the cache (creating state_dir), loads or creates the API token. */
-int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err,
-                  size_t errsz);
+enum ts_err ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err,
+                          size_t errsz);
 void ts_agent_close(struct ts_agent *a);
 
 /*
@@ -146,7 +158,12 @@ void ts_agent_close(struct ts_agent *a);
  * it the current session, publishes `scan` then `customer` on the bus, and
  * returns the session JSON (malloc'd) in *session_out when not NULL.
  */
-int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out);
+enum ts_err ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out);
+/* The first of keys (nkeys of them: during a key rotation the cache may
+ * hold either version's) the cache knows: TS_OK with the card JSON
+ * (malloc'd) and when it was synced, TS_ERR_NOTFOUND when none is. */
+enum ts_err ts_agent_cache_find(struct ts_agent *a, char keys[][TS_IDENT_KEY_HEX], int nkeys,
+                                char **card, int64_t *synced_ms);
 /* Current session JSON (malloc'd copy) or NULL when none. */
 char *ts_agent_session(struct ts_agent *a);
 /* Clears the session and publishes `clear`. */
@@ -158,9 +175,6 @@ int ts_agent_status_json(struct ts_agent *a, ts_buf *out);
 void ts_agent_set_link(struct ts_agent *a, bool online, const char *error);
 /* Called by the sync thread after a page was applied. */
 void ts_agent_note_page(struct ts_agent *a, size_t items, int64_t wall_ms);
-/* An HTTP client for the hub with the configured certificates. */
-int ts_agent_hub_client(const struct ts_agent_config *cfg, int connect_timeout_ms,
-                        struct ts_httpc **out, char *err, size_t errsz);
 
 /* ---- session.c ------------------------------------------------------------
  * What the associate page needs around the session: the idle clear, the
@@ -181,15 +195,17 @@ int ts_agent_page_key_init(struct ts_agent *a);
 char *ts_agent_page_render(const struct ts_agent *a, size_t *len);
 struct ts_idle;
 /* Starts the thread that clears an idle session ([page] idle_clear_s). */
-int ts_idle_start(struct ts_agent *a, struct ts_idle **out);
+enum ts_err ts_idle_start(struct ts_agent *a, struct ts_idle **out);
 void ts_idle_stop(struct ts_idle *t); /* NULL ok */
 
 /* ---- inputs.c -------------------------------------------------------------
  * The [input.*] sections (drivers/input.h) feeding ts_agent_scan. */
 struct ts_inputs;
-/* Opens every configured input (re-reading cfg.path) and starts the input
- * thread; sets a->inputs. Devices need not be present. */
-int ts_agent_inputs_start(struct ts_agent *a, char *err, size_t errsz);
+/* Opens every [input.*] section of conf (the parsed configuration file the
+ * program loaded; borrowed for the call) and starts the input thread; sets
+ * a->inputs. Devices need not be present. */
+enum ts_err ts_agent_inputs_start(struct ts_agent *a, const struct ts_conf *conf, char *err,
+                                  size_t errsz);
 /* Stops the thread and closes the drivers; NULL-safe. */
 void ts_agent_inputs_stop(struct ts_agent *a);
 
@@ -197,7 +213,7 @@ void ts_agent_inputs_stop(struct ts_agent *a);
 
 struct ts_syncer;
 /* Starts the sync thread (its own cache connection and HTTP client). */
-int ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz);
+enum ts_err ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz);
 /* Stops and joins it; NULL ok. */
 void ts_syncer_stop(struct ts_syncer *s);
 
@@ -206,7 +222,7 @@ void ts_syncer_stop(struct ts_syncer *s);
 struct ts_api;
 /* Starts the loopback HTTP API (libmicrohttpd) on cfg.api_host:api_port
  * (port 0 = ephemeral). */
-int ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errsz);
+enum ts_err ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errsz);
 int ts_api_port(const struct ts_api *api);
 /* Ends SSE streams, stops the daemon; NULL ok. */
 void ts_api_stop(struct ts_api *api);
@@ -214,29 +230,15 @@ void ts_api_stop(struct ts_api *api);
 extern const char ts_page_index_html[];
 extern const size_t ts_page_index_html_len;
 
-/* ---- enroll.c -------------------------------------------------------------
- * Enrolment (`tillside enroll`), the enrolment results merged into the
- * configuration, and the trust thread: certificate expiry, renewal, the
- * hub certificate's expiry. */
-
-#define TS_ENROLLED_CONF "enrolled.conf"
-
-/* `tillside enroll --hub URL --token TOKEN [--ca FILE]`; argv[0] is
- * "enroll", conf_path the -c given before it (a -c after it wins).
- * Returns a process exit code. */
-int ts_enroll_main(int argc, char **argv, const char *conf_path);
-struct ts_conf;
-/* Loads <state_dir>/enrolled.conf, which config loading lets override the
- * main file for the keys it sets; its path goes to path_out. TS_ERR_NOTFOUND
- * (path_out "") when the terminal was not enrolled. */
-int ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
-                          size_t pathsz, char *err, size_t errsz);
+/* ---- trust.c --------------------------------------------------------------
+ * The trust thread: certificate expiry, renewal, the hub certificate's
+ * expiry. (`tillside enroll` itself is a command: cmd_enroll.c.) */
 
 struct ts_trust;
 struct json_t;
 /* Finishes a renewal a crash interrupted, then starts the thread; sets
  * a->trust. */
-int ts_trust_start(struct ts_agent *a, char *err, size_t errsz);
+enum ts_err ts_trust_start(struct ts_agent *a, char *err, size_t errsz);
 /* Stops and joins it, clears a->trust; NULL-safe. */
 void ts_trust_stop(struct ts_agent *a);
 /* Adds cert_days_left, hub_cert_days_left, cert_not_after and warnings to
@@ -251,8 +253,8 @@ bool ts_trust_days(struct ts_agent *a, int *own, bool *have_hub, int *hub);
  * /v1/lookup?receipt= / ?order=). On TS_OK sets status, source, synced_at,
  * card (null when the sale has no known customer) and purchase / order in
  * sess; TS_ERR_NOTFOUND when neither was found. */
-int ts_agent_resolve_sale(struct ts_agent *a, enum ts_ident_kind kind, const char *value,
-                          char keys[][TS_IDENT_KEY_HEX], int nkeys, bool online,
-                          struct json_t *sess);
+enum ts_err ts_agent_resolve_sale(struct ts_agent *a, enum ts_ident_kind kind, const char *value,
+                                  char keys[][TS_IDENT_KEY_HEX], int nkeys, bool online,
+                                  struct json_t *sess);
 
 #endif

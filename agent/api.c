@@ -7,17 +7,13 @@
  * associate's browser cannot name our loopback address); every POST needs
  * the bearer token. Nothing ever sends Access-Control-Allow-Origin.
  */
-#include "agent.h"
+#include "api_int.h"
 #include "purchase.h"
-#include "input.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <inttypes.h>
-#include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,25 +25,6 @@
 #define API_BODY_MAX (64 * 1024)
 #define API_CONN_LIMIT 64u
 #define API_TIMEOUT_S 30u /* idle limit for ordinary requests */
-#define SSE_TIMEOUT_S 60u /* streams write at least every keepalive */
-#define SSE_KEEPALIVE_MS 15000
-#define SSE_SLICE_MS 500 /* how often a waiting stream looks for shutdown / hangup */
-#define SSE_BLOCK 4096
-#define SSE_HELLO ": tillside\nretry: 2000\n\n"
-
-#define PAGE_CSP                                                                                   \
-    "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "                  \
-    "connect-src 'self'"
-
-struct ts_api {
-    struct ts_agent *a;
-    struct MHD_Daemon *mhd;
-    int port;
-    char hosts[3][32]; /* the Host values we answer to */
-    atomic_int stopping;
-    char *page; /* the page with its key filled in (session.c) */
-    size_t page_len;
-};
 
 enum route {
     R_PAGE,
@@ -88,479 +65,59 @@ struct req {
     ts_buf body;
 };
 
-/* One SSE stream: where it is in the bus and the bytes not yet handed to
- * MHD (an event may be larger than one reader buffer). */
-struct sse {
-    struct ts_api *api;
-    int fd; /* the client socket, only polled for hangup */
-    uint64_t last_id;
-    ts_buf out;
-    size_t off;
-};
-
-/* ---- responses ------------------------------------------------------------*/
-
-static void add_common_headers(struct MHD_Response *resp)
-{
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-}
-
-static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *resp)
-{
-    enum MHD_Result ret = MHD_queue_response(c, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-/* Queues body (copied) with the JSON headers; allow adds an Allow header. */
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, const char *json,
-                                 const char *allow)
-{
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(json), (void *)json, MHD_RESPMEM_MUST_COPY);
-    if (!resp)
-        return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    add_common_headers(resp);
-    if (allow)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    return queue(c, status, resp);
-}
-
-/* The error shape of PROTOCOL.md: {"error": "<message>"}. */
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg,
-                                  const char *allow)
-{
-    json_t *o = json_pack("{s:s}", "error", msg);
-    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    enum MHD_Result ret = txt ? send_json(c, status, txt, allow) : MHD_NO;
-    free(txt);
-    json_decref(o);
-    return ret;
-}
-
-static enum MHD_Result send_empty(struct MHD_Connection *c, unsigned status)
-{
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return MHD_NO;
-    add_common_headers(resp);
-    return queue(c, status, resp);
-}
-
-static enum MHD_Result send_page(struct ts_api *api, struct MHD_Connection *c)
-{
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(api->page_len, api->page, MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
-    MHD_add_response_header(resp, "Content-Security-Policy", PAGE_CSP);
-    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
-    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-    add_common_headers(resp);
-    return queue(c, MHD_HTTP_OK, resp);
-}
-
-/* ---- server-sent events ---------------------------------------------------*/
-
-/*
- * Appends one SSE event. The bus carries single-line JSON, but should a
- * producer ever hand over text with line breaks, each line becomes its own
- * "data:" field, which EventSource joins back with "\n" — the stream can
- * never be desynchronised by its payload.
- */
-static int sse_format(ts_buf *out, uint64_t id, const char *type, const char *data)
-{
-    int rc = ts_buf_printf(out, "id: %" PRIu64 "\nevent: %s\n", id, type);
-    const char *p = data;
-    while (rc == TS_OK) {
-        size_t n = strcspn(p, "\r\n");
-        rc = ts_buf_puts(out, "data: ");
-        if (rc == TS_OK)
-            rc = ts_buf_append(out, p, n);
-        if (rc == TS_OK)
-            rc = ts_buf_puts(out, "\n");
-        p += n;
-        if (!*p)
-            break;
-        p += (p[0] == '\r' && p[1] == '\n') ? 2 : 1;
-    }
-    if (rc == TS_OK)
-        rc = ts_buf_puts(out, "\n");
-    return rc;
-}
-
-/* True when the client has closed its end (an SSE client never sends
- * anything after its request, so readable-with-hangup means gone). */
-static bool sse_peer_gone(const struct sse *s)
-{
-    if (s->fd < 0)
-        return false;
-    struct pollfd p = {.fd = s->fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
-/*
- * Fills s->out with the next thing to send: the next bus event, or a
- * keepalive comment after SSE_KEEPALIVE_MS of silence. Waits in short
- * slices so ts_api_stop and a vanished client end the stream promptly even
- * when nobody closed the bus. TS_ERR_CLOSED means end the stream.
- */
-static int sse_next(struct sse *s)
-{
-    struct ts_agent *a = s->api->a;
-    int64_t deadline = ts_now_mono_ms() + SSE_KEEPALIVE_MS;
-    for (;;) {
-        if (atomic_load(&s->api->stopping) || a->stopping || sse_peer_gone(s))
-            return TS_ERR_CLOSED;
-        int64_t left = deadline - ts_now_mono_ms();
-        if (left <= 0)
-            return ts_buf_puts(&s->out, ": keepalive\n\n");
-        struct ts_bus_event ev = {0};
-        int rc =
-            ts_bus_next(a->bus, s->last_id, left < SSE_SLICE_MS ? (int)left : SSE_SLICE_MS, &ev);
-        if (rc == TS_ERR_TIMEOUT)
-            continue;
-        if (rc != TS_OK)
-            return rc;
-        rc = sse_format(&s->out, ev.id, ev.type, ev.data ? ev.data : "null");
-        s->last_id = ev.id;
-        free(ev.data);
-        return rc;
-    }
-}
-
-/* MHD content reader: hands out pending bytes first, then waits for more. */
-static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    struct sse *s = cls;
-    (void)pos;
-    if (s->off >= s->out.len) {
-        ts_buf_reset(&s->out);
-        s->off = 0;
-        int rc = sse_next(s);
-        if (rc == TS_ERR_CLOSED)
-            return MHD_CONTENT_READER_END_OF_STREAM;
-        if (rc != TS_OK) {
-            TS_WARN("api", "event stream ended: %s", ts_strerror(rc));
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
-    }
-    size_t n = s->out.len - s->off;
-    if (n > max)
-        n = max;
-    memcpy(buf, s->out.data + s->off, n);
-    s->off += n;
-    return (ssize_t)n;
-}
-
-static void sse_free(void *cls)
-{
-    struct sse *s = cls;
-    ts_buf_free(&s->out);
-    free(s);
-}
-
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (*s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return false;
-    *out = v;
-    return true;
-}
-
-/*
- * Opens a stream. With Last-Event-ID the client resumes right after it (the
- * bus skips to its oldest event if that one is gone). A fresh client, or one
- * holding an id from before an agent restart, starts at the newest event and
- * first gets the current session as a `customer` event, so an opened page
- * shows the card at once. The last id is read before the session so a scan
- * racing with the connect is sent twice at worst, never lost.
- */
-static enum MHD_Result start_events(struct ts_api *api, struct MHD_Connection *c)
-{
-    struct ts_agent *a = api->a;
-    struct sse *s = calloc(1, sizeof *s);
-    if (!s)
-        return MHD_NO;
-    s->api = api;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    s->fd = ci ? ci->connect_fd : -1;
-
-    uint64_t newest = ts_bus_last_id(a->bus), resume = 0;
-    const char *lei = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
-    int rc = ts_buf_puts(&s->out, SSE_HELLO);
-    if (lei && parse_u64(lei, &resume) && resume <= newest) {
-        s->last_id = resume;
-    } else {
-        s->last_id = newest;
-        char *session = ts_agent_session(a);
-        if (session && rc == TS_OK)
-            rc = sse_format(&s->out, newest, "customer", session);
-        free(session);
-    }
-    if (rc != TS_OK) {
-        sse_free(s);
-        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
-    }
-
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_read, s, sse_free);
-    if (!resp) {
-        sse_free(s);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    add_common_headers(resp);
-    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, SSE_TIMEOUT_S);
-    return queue(c, MHD_HTTP_OK, resp);
-}
-
 /* ---- handlers -------------------------------------------------------------*/
-
-/* HTTP status for a failure of the core. */
-static unsigned status_for(int rc)
-{
-    switch (rc) {
-    case TS_ERR_INVAL:
-        return MHD_HTTP_BAD_REQUEST;
-    case TS_ERR_TIMEOUT:
-        return MHD_HTTP_GATEWAY_TIMEOUT;
-    case TS_ERR_CLOSED:
-        return MHD_HTTP_SERVICE_UNAVAILABLE;
-    default:
-        return MHD_HTTP_INTERNAL_SERVER_ERROR;
-    }
-}
-
-/*
- * POST /api/v1/scan {"code": "...", "aim": "]E0"}: validates the body,
- * normalises it into a scan like any input and answers with the session the
- * core made of it. The code itself is never logged or echoed back.
- */
-static enum MHD_Result post_scan(struct ts_api *api, struct MHD_Connection *c, const ts_buf *body)
-{
-    enum MHD_Result ret = MHD_NO;
-    char msg[256] = "";
-    unsigned status = MHD_HTTP_BAD_REQUEST;
-    char *session = NULL;
-    json_error_t jerr;
-    json_t *root = json_loadb(body->data ? body->data : "", body->len, 0, &jerr);
-    if (!root) {
-        snprintf(msg, sizeof msg, "invalid JSON: %s", jerr.text);
-        goto out;
-    }
-    if (!json_is_object(root)) {
-        snprintf(msg, sizeof msg, "body must be a JSON object");
-        goto out;
-    }
-    json_t *code = json_object_get(root, "code");
-    json_t *aim = json_object_get(root, "aim");
-    if (!json_is_string(code)) {
-        snprintf(msg, sizeof msg, "\"code\" must be a string");
-        goto out;
-    }
-    if (json_string_length(code) == 0) {
-        snprintf(msg, sizeof msg, "\"code\" is empty");
-        goto out;
-    }
-    if (aim && !json_is_null(aim) && !json_is_string(aim)) {
-        snprintf(msg, sizeof msg, "\"aim\" must be a string");
-        goto out;
-    }
-
-    struct ts_scan scan;
-    int rc = ts_scan_from_text("api", json_string_value(code), json_string_length(code),
-                               json_is_string(aim) ? json_string_value(aim) : NULL, &scan);
-    if (rc != TS_OK) {
-        snprintf(msg, sizeof msg, "invalid code");
-        goto out;
-    }
-    /* The payment card guard, as at the driver boundary: POS software may
-     * post whatever the scanner read. Counted, never logged or stored. It
-     * sees the code as a driver's framer would pass it: without the
-     * surrounding whitespace and suffix (" 2100019914270\r\n" is an EAN-13). */
-    size_t g0 = 0, g1 = scan.data_len;
-    while (g0 < g1 && (unsigned char)scan.data[g0] <= ' ')
-        g0++;
-    while (g1 > g0 && (unsigned char)scan.data[g1 - 1] <= ' ')
-        g1--;
-    if (ts_guard_check(&api->a->cfg.guard, scan.aim, scan.data + g0, g1 - g0) != TS_GUARD_PASS) {
-        atomic_fetch_add(&api->a->api_guard_drops, 1);
-        TS_WARN("guard", "payment card data dropped from the local API");
-        memset(&scan, 0, sizeof scan);
-        status = 422; /* Unprocessable Content */
-        snprintf(msg, sizeof msg,
-                 "payment card data refused: a card number or magnetic stripe data is never "
-                 "processed");
-        goto out;
-    }
-    rc = ts_agent_scan(api->a, &scan, &session);
-    if (rc == TS_OK && !session)
-        session = ts_agent_session(api->a);
-    if (rc != TS_OK || !session) {
-        status = rc == TS_OK ? MHD_HTTP_INTERNAL_SERVER_ERROR : status_for(rc);
-        snprintf(msg, sizeof msg, "scan failed: %s", ts_strerror(rc == TS_OK ? TS_ERR_NOMEM : rc));
-        goto out;
-    }
-    ret = send_json(c, MHD_HTTP_OK, session, NULL);
-out:
-    if (*msg)
-        ret = send_error(c, status, msg, NULL);
-    free(session);
-    json_decref(root);
-    return ret;
-}
-
-static enum MHD_Result get_status(struct ts_api *api, struct MHD_Connection *c)
-{
-    ts_buf b = {0};
-    enum MHD_Result ret;
-    int rc = ts_agent_status_json(api->a, &b);
-    if (rc == TS_OK && b.data)
-        ret = send_json(c, MHD_HTTP_OK, b.data, NULL);
-    else
-        ret = send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, ts_strerror(rc ? rc : TS_ERR_NOMEM),
-                         NULL);
-    ts_buf_free(&b);
-    return ret;
-}
-
-/* One Prometheus metric with its HELP and TYPE lines. */
-static void metric(ts_buf *b, const char *name, const char *type, const char *help, double v)
-{
-    ts_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
-}
-
-/*
- * GET /metrics in the Prometheus text format (version 0.0.4): what a
- * fleet dashboard watches per terminal. Certificate gauges are left out
- * while unknown rather than reported as 0, which would read as "expired".
- */
-static enum MHD_Result get_metrics(struct ts_api *api, struct MHD_Connection *c)
-{
-    struct ts_agent *a = api->a;
-    ts_buf b = {0};
-    int own = 0, hub = 0;
-    bool have_hub = false, have_own = ts_trust_days(a, &own, &have_hub, &hub);
-    pthread_mutex_lock(&a->mu);
-    int64_t cards = ts_cache_count(a->cache);
-    bool up = a->link_online;
-    uint64_t scans = a->scans, items = a->feed_items_applied, pages = a->feed_pages_applied;
-    uint64_t hit = a->lookups_hit, miss = a->lookups_miss, live = a->lookups_live;
-    int64_t last_sync = a->last_sync_wall_ms;
-    pthread_mutex_unlock(&a->mu);
-    metric(&b, "tillside_cards", "gauge", "Customer cards in the local cache.", (double)cards);
-    metric(&b, "tillside_link_up", "gauge", "1 when the last sync with the hub succeeded.",
-           up ? 1 : 0);
-    metric(&b, "tillside_scans_total", "counter", "Scans resolved since start.", (double)scans);
-    metric(&b, "tillside_feed_items_applied_total", "counter",
-           "Feed changes applied to the cache since start.", (double)items);
-    metric(&b, "tillside_feed_pages_applied_total", "counter",
-           "Feed pages applied to the cache since start.", (double)pages);
-    ts_buf_printf(&b,
-                  "# HELP tillside_lookups_total Lookups since start, by where the answer came "
-                  "from.\n# TYPE tillside_lookups_total counter\n"
-                  "tillside_lookups_total{result=\"hit\"} %" PRIu64 "\n"
-                  "tillside_lookups_total{result=\"miss\"} %" PRIu64 "\n"
-                  "tillside_lookups_total{result=\"live\"} %" PRIu64 "\n",
-                  hit, miss, live);
-    if (last_sync)
-        metric(&b, "tillside_last_sync_timestamp_seconds", "gauge",
-               "Wall-clock time of the last applied feed page.", (double)last_sync / 1000.0);
-    /* In seconds, Prometheus' base unit (promtool check metrics refuses a
-     * "days" metric), counted in whole days: alert on < 14 * 86400. */
-    unsigned in_states[3];
-    uint64_t guard_drops;
-    ts_inputs_counts(a->inputs, in_states, &guard_drops);
-    guard_drops += atomic_load(&a->api_guard_drops); /* POST /api/v1/scan too */
-    ts_buf_printf(&b, "# HELP tillside_inputs Configured inputs (scanners) by state.\n"
-                      "# TYPE tillside_inputs gauge\n");
-    for (int st = 0; st < 3; st++)
-        ts_buf_printf(&b, "tillside_inputs{state=\"%s\"} %u\n",
-                      ts_input_state_name((enum ts_input_state)st), in_states[st]);
-    metric(&b, "tillside_guard_drops_total", "counter",
-           "Scans dropped by the payment card guard (card numbers, magnetic stripe data).",
-           (double)guard_drops);
-    if (have_own)
-        metric(&b, "tillside_cert_remaining_seconds", "gauge",
-               "Time until this terminal's certificate expires, in whole days.", own * 86400.0);
-    if (have_hub)
-        metric(&b, "tillside_hub_cert_remaining_seconds", "gauge",
-               "Time until the hub's certificate expires, in whole days.", hub * 86400.0);
-    ts_purchase_metrics(a, &b); /* outbox depth, oldest age, dead letters, uploads */
-    if (!b.data)
-        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
-    ts_buf_free(&b);
-    if (!resp)
-        return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8");
-    add_common_headers(resp);
-    return queue(c, MHD_HTTP_OK, resp);
-}
 
 static enum MHD_Result handle_get(struct ts_api *api, struct MHD_Connection *c, enum route r)
 {
     switch (r) {
     case R_PAGE:
-        return send_page(api, c);
+        return ts_api_send_page(api, c);
     case R_SESSION: {
         /* ?previous=N: the N-th card before the one on screen (session.c). */
         const char *prev = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "previous");
         uint64_t n = 0;
-        if (prev && (!parse_u64(prev, &n) || n < 1 || n > TS_AGENT_RECENT))
-            return send_error(c, MHD_HTTP_BAD_REQUEST, "previous must be 1 to 5", NULL);
+        if (prev && (!ts_api_parse_u64(prev, &n) || n < 1 || n > TS_AGENT_RECENT))
+            return ts_api_send_error(c, MHD_HTTP_BAD_REQUEST, "previous must be 1 to 5", NULL);
         char *s = n ? ts_agent_previous(api->a, (int)n) : ts_agent_session(api->a);
-        enum MHD_Result ret = s ? send_json(c, MHD_HTTP_OK, s, NULL) : send_empty(c, 204);
+        enum MHD_Result ret =
+            s ? ts_api_send_json(c, MHD_HTTP_OK, s, NULL) : ts_api_send_empty(c, 204);
         free(s);
         return ret;
     }
     case R_EVENTS:
-        return start_events(api, c);
+        return ts_api_start_events(api, c);
     case R_STATUS:
-        return get_status(api, c);
+        return ts_api_get_status(api, c);
     case R_LIVEZ:
-        return send_json(c, MHD_HTTP_OK, "{\"ok\":true}", NULL);
+        return ts_api_send_json(c, MHD_HTTP_OK, "{\"ok\":true}", NULL);
     case R_METRICS:
-        return get_metrics(api, c);
+        return ts_api_get_metrics(api, c);
     case R_READYZ:
         /* The API is only started once the cache is open. */
-        return send_json(c, MHD_HTTP_OK, "{\"ready\":true}", NULL);
+        return ts_api_send_json(c, MHD_HTTP_OK, "{\"ready\":true}", NULL);
     default:
-        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "no handler", NULL);
+        return ts_api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "no handler", NULL);
     }
 }
 
 static enum MHD_Result handle_post(struct ts_api *api, struct MHD_Connection *c, struct req *r)
 {
     if (r->too_big)
-        return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than 64 KiB", NULL);
+        return ts_api_send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than 64 KiB",
+                                 NULL);
     if (r->nomem)
-        return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+        return ts_api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
     if (r->def->route == R_SCAN)
-        return post_scan(api, c, &r->body);
+        return ts_api_post_scan(api, c, &r->body);
     if (r->def->route == R_PURCHASES) {
         ts_buf out = {0};
         unsigned st = ts_purchase_http(api->a, r->body.data, r->body.len, &out);
-        enum MHD_Result ret = send_json(c, st, out.data ? out.data : "{}", NULL);
+        enum MHD_Result ret = ts_api_send_json(c, st, out.data ? out.data : "{}", NULL);
         ts_buf_free(&out);
         return ret;
     }
     ts_agent_clear(api->a);
-    return send_json(c, MHD_HTTP_OK, "{\"ok\":true}", NULL);
+    return ts_api_send_json(c, MHD_HTTP_OK, "{\"ok\":true}", NULL);
 }
 
 /* ---- guards ---------------------------------------------------------------*/
@@ -625,33 +182,34 @@ static enum MHD_Result begin(struct ts_api *api, struct MHD_Connection *c, struc
     const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     r->answered = true;
     if (!host || !*host)
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "missing Host header", NULL);
+        return ts_api_send_error(c, MHD_HTTP_BAD_REQUEST, "missing Host header", NULL);
     if (!host_allowed(api, host)) {
         TS_WARN("api", "refused request for Host %.64s (DNS-rebinding guard)", host);
         snprintf(msg, sizeof msg, "Host must be 127.0.0.1:%d, localhost:%d or [::1]:%d", api->port,
                  api->port, api->port);
-        return send_error(c, MHD_HTTP_MISDIRECTED_REQUEST, msg, NULL);
+        return ts_api_send_error(c, MHD_HTTP_MISDIRECTED_REQUEST, msg, NULL);
     }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(url, routes[i].path) == 0)
             r->def = &routes[i];
     if (!r->def)
-        return send_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint", NULL);
+        return ts_api_send_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint", NULL);
     if (!method_allowed(r->def->allow, method)) {
         snprintf(msg, sizeof msg, "method %.16s not allowed; use %s", method, r->def->allow);
-        return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, msg, r->def->allow);
+        return ts_api_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, msg, r->def->allow);
     }
     if (strcmp(method, "POST") != 0)
         return handle_get(api, c, r->def->route);
     if (!bearer_ok(api, c, r->def->route == R_CLEAR)) {
         TS_WARN("api", "refused %s without a valid bearer token", url);
-        return send_error(c, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token", NULL);
+        return ts_api_send_error(c, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token", NULL);
     }
     const char *cl =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     uint64_t declared;
-    if (cl && parse_u64(cl, &declared) && declared > API_BODY_MAX)
-        return send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than 64 KiB", NULL);
+    if (cl && ts_api_parse_u64(cl, &declared) && declared > API_BODY_MAX)
+        return ts_api_send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body larger than 64 KiB",
+                                 NULL);
     r->answered = false;
     return MHD_YES;
 }
@@ -790,7 +348,7 @@ out:
     return rc;
 }
 
-int ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errsz)
+enum ts_err ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errsz)
 {
     int fd = -1, port = 0, rc;
     bool v6 = false;

@@ -1,6 +1,7 @@
 /* The agent's event bus: numbered events in a ring, waited on by SSE
  * streams (see agent.h). */
 #include "agent.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -24,12 +25,12 @@ int ts_bus_new(size_t capacity, struct ts_bus **out)
         return TS_ERR_NOMEM;
     }
     b->cap = capacity;
+    if (ts_cond_init_mono(&b->cv) != TS_OK) {
+        free(b->ring);
+        free(b);
+        return TS_ERR_NOMEM;
+    }
     pthread_mutex_init(&b->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->cv, &ca);
-    pthread_condattr_destroy(&ca);
     *out = b;
     return TS_OK;
 }
@@ -73,14 +74,7 @@ uint64_t ts_bus_last_id(struct ts_bus *b)
 
 int ts_bus_next(struct ts_bus *b, uint64_t after, int timeout_ms, struct ts_bus_event *out)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = ts_mono_deadline(timeout_ms);
     int rc = TS_OK;
     pthread_mutex_lock(&b->mu);
     while (!b->closed && b->last <= after) {

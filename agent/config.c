@@ -3,10 +3,12 @@
 #include "conf.h"
 #include "input.h"
 #include "tls.h"
+#include "url.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A key written with nothing after '=' ("token_file =") means "use the
  * default", as if it were not there. */
@@ -21,12 +23,8 @@ static int get_str(const struct ts_conf *c, const char *sec, const char *key, co
                    char *out, size_t outsz, char *err, size_t errsz)
 {
     const char *v = get(c, sec, key, def);
-    if (ts_strlcpy(out, v ? v : "", outsz) >= outsz) {
-        char where[1100];
-        snprintf(err, errsz, "%s: [%s] %s: value too long (max %zu)",
-                 ts_conf_where(c, sec, key, where, sizeof where), sec, key, outsz - 1);
-        return TS_ERR_CONFIG;
-    }
+    if (ts_strlcpy(out, v ? v : "", outsz) >= outsz)
+        return ts_conf_errf(c, sec, key, err, errsz, "value too long (max %zu)", outsz - 1);
     return TS_OK;
 }
 
@@ -45,10 +43,24 @@ static int get_int(const struct ts_conf *c, const char *sec, const char *key, lo
 static int fail(const struct ts_conf *c, const char *sec, const char *key, char *err, size_t errsz,
                 const char *msg)
 {
-    char where[1100];
-    snprintf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(c, sec, key, where, sizeof where), sec,
-             key, msg);
-    return TS_ERR_CONFIG;
+    return ts_conf_errf(c, sec, key, err, errsz, "%s", msg);
+}
+
+/* <state_dir>/enrolled.conf: here, with the rest of configuration loading,
+ * so loading a configuration never calls into enrolment. */
+enum ts_err ts_enrolled_conf_load(const char *state_dir, struct ts_conf **out, char *path_out,
+                                  size_t pathsz, char *err, size_t errsz)
+{
+    char path[TS_AGENT_PATH_MAX + 32];
+    if (pathsz)
+        path_out[0] = '\0';
+    snprintf(path, sizeof path, "%s/%s", state_dir, TS_ENROLLED_CONF);
+    if (access(path, F_OK) != 0)
+        return TS_ERR_NOTFOUND;
+    int rc = ts_conf_load(path, out, err, errsz);
+    if (rc == TS_OK && pathsz)
+        ts_strlcpy(path_out, path, pathsz);
+    return rc;
 }
 
 /* Where a key is read from: <state_dir>/enrolled.conf (written by
@@ -82,16 +94,15 @@ static int parse_listen(const char *v, char *host, size_t hostsz, int *port)
         memcpy(host, v, hl);
     }
     host[hl] = '\0';
-    char *e;
-    long p = strtol(colon + 1, &e, 10);
-    if (*e || e == colon + 1 || p < 0 || p > 65535)
+    int p;
+    if (ts_port_parse(colon + 1, strlen(colon + 1), true, &p) != TS_OK)
         return TS_ERR_INVAL;
     if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "::1") != 0 &&
         strcmp(host, "localhost") != 0)
         return TS_ERR_PERM;
     if (strcmp(host, "localhost") == 0)
         ts_strlcpy(host, "127.0.0.1", hostsz);
-    *port = (int)p;
+    *port = p;
     return TS_OK;
 }
 
@@ -138,7 +149,8 @@ static int from_conf(const struct ts_conf *c, const struct ts_conf *enr, struct 
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)
         return fail(c, "agent", "log_level", err, errsz, "expected debug, info, warn or error");
     STR("hub", "url", "", hub_url);
-    if (strncmp(o->hub_url, "https://", 8) != 0 && strncmp(o->hub_url, "http://", 7) != 0)
+    struct ts_url url;
+    if (ts_url_parse(o->hub_url, &url, NULL, 0) != TS_OK)
         return fail(pick(c, enr, "hub", "url"), "hub", "url", err, errsz,
                     enr || o->hub_url[0] ? "expected https://host:port"
                                          : "expected https://host:port (or run `tillside enroll`)");
@@ -201,8 +213,8 @@ static int from_conf(const struct ts_conf *c, const struct ts_conf *enr, struct 
     return TS_OK;
 }
 
-int ts_agent_config_parse(const char *name, const char *text, struct ts_agent_config *out,
-                          char *err, size_t errsz)
+enum ts_err ts_agent_config_parse(const char *name, const char *text, struct ts_agent_config *out,
+                                  char *err, size_t errsz)
 {
     struct ts_conf *c = NULL;
     int rc = ts_conf_parse(name, text, &c, err, errsz);
@@ -218,7 +230,8 @@ int ts_agent_config_parse(const char *name, const char *text, struct ts_agent_co
 }
 
 /* A file also merges what enrolment wrote into its state directory. */
-int ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err, size_t errsz)
+enum ts_err ts_agent_config_load(const char *path, struct ts_agent_config *out, char *err,
+                                 size_t errsz)
 {
     char *text = NULL;
     struct ts_conf *c = NULL, *enr = NULL;

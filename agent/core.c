@@ -3,6 +3,7 @@
 #include "purchase.h"
 #include "gzip.h"
 #include "httpc.h"
+#include "hublink.h"
 #include "input.h"
 
 #include <jansson.h>
@@ -12,21 +13,6 @@
 #include <sys/stat.h>
 
 #define BUS_CAPACITY 256
-
-int ts_agent_hub_client(const struct ts_agent_config *cfg, int connect_timeout_ms,
-                        struct ts_httpc **out, char *err, size_t errsz)
-{
-    struct ts_httpc_opts o = {
-        .base_url = cfg->hub_url,
-        .ca_file = cfg->hub_ca,
-        .cert_file = cfg->hub_cert,
-        .key_file = cfg->hub_key,
-        .pin_sha256 = cfg->hub_pin,
-        .connect_timeout_ms = connect_timeout_ms,
-        .max_body = 64u << 20,
-    };
-    return ts_httpc_new(&o, out, err, errsz);
-}
 
 /* Reads the API token, or creates one (0600) on first start so that only
  * processes that can read the state directory may change the session. */
@@ -62,14 +48,15 @@ static int load_token(struct ts_agent *a, char *err, size_t errsz)
     return rc;
 }
 
-int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err, size_t errsz)
+enum ts_err ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err,
+                          size_t errsz)
 {
     struct ts_agent *a = calloc(1, sizeof *a);
     if (!a)
         return TS_ERR_NOMEM;
     a->cfg = *cfg;
     pthread_mutex_init(&a->mu, NULL);
-    pthread_mutex_init(&a->live_mu, NULL);
+    pthread_mutex_init(&a->cache_mu, NULL);
     int rc = ts_mkdir_p(cfg->state_dir, 0700);
     if (rc) {
         snprintf(err, errsz, "state directory %s: %s", cfg->state_dir, ts_strerror(rc));
@@ -93,6 +80,12 @@ int ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char
         goto fail;
     if ((rc = ts_bus_new(BUS_CAPACITY, &a->bus)))
         goto fail;
+    struct ts_hublink_opts ho = {.cfg = &a->cfg,
+                                 .cache = a->cache,
+                                 .cache_mu = &a->cache_mu,
+                                 .unreachable = &a->sync_interrupt};
+    if ((rc = ts_hublink_new(&ho, &a->hub)))
+        goto fail;
     *out = a;
     return TS_OK;
 fail:
@@ -108,86 +101,40 @@ void ts_agent_close(struct ts_agent *a)
     ts_purchase_close(a);
     ts_rules_free(a->rules);
     ts_bus_free(a->bus);
-    ts_httpc_free(a->live);
+    ts_hublink_free(a->hub);
     free(a->session_json);
     for (size_t i = 0; i < TS_AGENT_RECENT; i++)
         free(a->recent[i]);
     pthread_mutex_destroy(&a->mu);
-    pthread_mutex_destroy(&a->live_mu);
+    pthread_mutex_destroy(&a->cache_mu);
     free(a);
 }
-
-/* Inflated lookup answers larger than this are refused (one card). */
-#define LOOKUP_MAX_BODY (1u << 20)
 
 /*
  * Asks the hub for one card on a cache miss, within lookup_timeout_ms in
  * total so the till never waits long: the key under the current tenant key
  * first, then (during a rotation, if time is left) the previous one.
- * Returns the card JSON (malloc'd) or NULL; a found card is also stored in
- * the cache.
+ * Returns the card JSON (malloc'd) or NULL; the hub link has checked its
+ * key version and stored it in the cache.
  */
 static char *live_lookup(struct ts_agent *a, char keys[][TS_IDENT_KEY_HEX], int nkeys)
 {
     char *card = NULL;
-    char err[256];
     int64_t deadline = ts_now_mono_ms() + a->cfg.lookup_timeout_ms;
-    pthread_mutex_lock(&a->live_mu);
-    if (!a->live &&
-        ts_agent_hub_client(&a->cfg, (int)a->cfg.lookup_timeout_ms, &a->live, err, sizeof err)) {
-        TS_WARN("lookup", "live lookup unavailable: %s", err);
-        goto out;
-    }
     for (int k = 0; k < nkeys && !card; k++) {
         int64_t left = deadline - ts_now_mono_ms();
         if (left <= 0)
             break;
         char path[192];
         snprintf(path, sizeof path, "/v1/lookup?key=%s", keys[k]);
-        struct ts_http_resp r = {0};
-        int rc = ts_httpc_request(a->live, "GET", path, "Accept-Encoding: gzip\r\n", NULL, NULL, 0,
-                                  (int)left, &r);
-        if (rc) {
-            TS_WARN("lookup", "live lookup failed: %s", ts_httpc_error(a->live));
-            ts_httpc_disconnect(a->live);
-            ts_http_resp_free(&r);
-            /* The sync thread may be sitting in a long-poll on a link that
-             * just died: have it check now, so status and the next card say
-             * offline within seconds. */
-            atomic_store(&a->sync_interrupt, 1);
+        json_t *ans = NULL;
+        enum ts_err rc = ts_hublink_get(a->hub, "live", path, (int)left, &ans, &card);
+        json_decref(ans);
+        if (rc == TS_ERR_CONNECT)
             break;
-        }
-        if (r.status == 200) {
-            struct ts_feed_page one;
-            rc = ts_gzip_decode_body(&r.body, r.content_encoding, LOOKUP_MAX_BODY);
-            if (rc != TS_OK)
-                snprintf(err, sizeof err, "body cannot be decoded (%s)", ts_strerror(rc));
-            else
-                rc = ts_feed_parse_lookup(r.body.data, r.body.len, &one, err, sizeof err);
-            if (rc == TS_OK && !ts_agent_kv_usable(&a->cfg, one.kv, one.prev_kv)) {
-                snprintf(err, sizeof err, "key version %d, ours is %d", one.kv,
-                         a->cfg.tenant.version);
-                ts_feed_page_free(&one);
-                rc = TS_ERR_PROTO;
-            }
-            if (rc == TS_OK) {
-                pthread_mutex_lock(&a->mu);
-                ts_cache_put_live(a->cache, &one, ts_now_wall_ms());
-                a->lookups_live++;
-                pthread_mutex_unlock(&a->mu);
-                card = one.items[0].card;
-                one.items[0].card = NULL;
-                ts_feed_page_free(&one);
-            } else {
-                TS_WARN("lookup", "live lookup answer rejected: %s", err);
-            }
-        } else if (r.status != 404) {
-            TS_WARN("lookup", "live lookup answered HTTP %d", r.status);
-        }
-        ts_http_resp_free(&r);
+        if (rc == TS_OK && !card)
+            TS_WARN("lookup", "live lookup answer carries no usable card");
     }
-out:
-    pthread_mutex_unlock(&a->live_mu);
     return card;
 }
 
@@ -223,7 +170,7 @@ static int product_scan(struct ts_agent *a, json_t *scan_o, const char *masked,
     return TS_OK;
 }
 
-int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out)
+enum ts_err ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session_out)
 {
     char norm[TS_SCAN_MAX], keys[2][TS_IDENT_KEY_HEX], masked[32], at[32];
     char *card = NULL;
@@ -266,14 +213,11 @@ int ts_agent_scan(struct ts_agent *a, const struct ts_scan *scan, char **session
             status = "invalid";
         goto publish;
     }
+    bool hit = ts_agent_cache_find(a, keys, nkeys, &card, &synced) == TS_OK;
     pthread_mutex_lock(&a->mu);
     a->scans++;
     online = a->link_online;
-    /* During a key rotation the cache may hold either version's keys. */
-    for (int k = 0; k < nkeys && !card; k++)
-        if (ts_cache_lookup(a->cache, keys[k], &card, &synced) != TS_OK)
-            card = NULL;
-    if (card) {
+    if (hit) {
         a->lookups_hit++;
         source = "cache";
     } else {
@@ -381,10 +325,12 @@ int ts_agent_status_json(struct ts_agent *a, ts_buf *out)
 {
     char cursor[TS_FEED_MAX_CURSOR + 1], last_sync[32], pos[TS_FEED_MAX_CURSOR + 1];
     bool resyncing = false;
-    pthread_mutex_lock(&a->mu);
+    pthread_mutex_lock(&a->cache_mu);
     int64_t cards = ts_cache_count(a->cache);
     ts_cache_cursor(a->cache, cursor, sizeof cursor);
     ts_cache_position(a->cache, pos, sizeof pos, &resyncing);
+    pthread_mutex_unlock(&a->cache_mu);
+    pthread_mutex_lock(&a->mu);
     if (a->last_sync_wall_ms)
         ts_iso8601(a->last_sync_wall_ms, last_sync, sizeof last_sync);
     json_t *o = json_pack(
@@ -396,7 +342,7 @@ int ts_agent_status_json(struct ts_agent *a, ts_buf *out)
         a->last_error[0] ? json_string(a->last_error) : json_null(), "feed_pages_applied",
         (json_int_t)a->feed_pages_applied, "feed_items_applied", (json_int_t)a->feed_items_applied,
         "scans", (json_int_t)a->scans, "lookups", "hit", (json_int_t)a->lookups_hit, "miss",
-        (json_int_t)a->lookups_miss, "live", (json_int_t)a->lookups_live);
+        (json_int_t)a->lookups_miss, "live", (json_int_t)ts_hublink_answers(a->hub));
     pthread_mutex_unlock(&a->mu);
     if (!o)
         return TS_ERR_NOMEM;

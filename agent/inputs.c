@@ -39,19 +39,16 @@ static void on_purchase(void *ctx, const char *input, json_t *purchase)
                 dup ? "already recorded" : "recorded", mid);
 }
 
-int ts_agent_inputs_start(struct ts_agent *a, char *err, size_t errsz)
+enum ts_err ts_agent_inputs_start(struct ts_agent *a, const struct ts_conf *conf, char *err,
+                                  size_t errsz)
 {
-    struct ts_conf *conf = NULL;
-    int rc = ts_conf_load(a->cfg.path, &conf, err, errsz);
-    if (rc)
-        return rc;
     struct ts_driver_host host = {.ctx = a, .on_scan = on_scan, .on_purchase = on_purchase};
+    int rc;
     if ((rc = ts_inputs_open(conf, &host, &a->inputs, err, errsz)) == TS_OK &&
         (rc = ts_inputs_start(a->inputs)) != TS_OK)
         ts_errf(err, errsz, "cannot start the input thread: %s", ts_strerror(rc));
     if (rc == TS_OK && ts_inputs_count(a->inputs))
         TS_INFO("input", "%zu input(s) configured", ts_inputs_count(a->inputs));
-    ts_conf_free(conf);
     return rc;
 }
 

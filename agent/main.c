@@ -1,11 +1,8 @@
 /* tillside: the store terminal agent (daemon + CLI). */
 #include "agent.h"
-#include "cli.h"
-#include "purchase.h"
+#include "cmd.h"
 #include "devices.h"
-#include "sdnotify.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,89 +30,6 @@ static void usage(FILE *f)
                "-c FILE  configuration (default " TS_AGENT_DEFAULT_CONFIG ")\n");
 }
 
-/* The watchdog's proof of life: the lock every scan, lookup and feed page
- * takes can be taken. A thread stuck holding it stops the pings and systemd
- * restarts the agent (WatchdogSec= in tillside.service). */
-static bool core_alive(void *ud)
-{
-    struct ts_agent *a = ud;
-    pthread_mutex_lock(&a->mu);
-    pthread_mutex_unlock(&a->mu);
-    return true;
-}
-
-/*
- * Runs the daemon until SIGINT/SIGTERM. Signals are blocked before any
- * thread starts so only sigwait() here sees them; shutdown goes sync thread,
- * SSE streams, API, cache — nothing is left half-written.
- */
-static int cmd_run(const struct ts_agent_config *cfg)
-{
-    char err[1024];
-    struct ts_agent *a = NULL;
-    struct ts_api *api = NULL;
-    struct ts_syncer *syncer = NULL;
-    struct ts_idle *idle = NULL;
-    int exit_code = 1;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    /* Past RLIMIT_FSIZE a write fails with EFBIG (a full disk, as far as the
-     * outbox is concerned: 507) instead of killing the agent. */
-    signal(SIGXFSZ, SIG_IGN);
-
-    if (ts_agent_open(cfg, &a, err, sizeof err)) {
-        TS_ERROR("agent", "%s", err);
-        goto out;
-    }
-    if (ts_trust_start(a, err, sizeof err)) { /* certificate expiry and renewal */
-        TS_ERROR("agent", "%s", err);
-        goto out;
-    }
-    if (ts_api_start(a, &api, err, sizeof err)) {
-        TS_ERROR("agent", "%s", err);
-        goto out;
-    }
-    if (ts_idle_start(a, &idle)) { /* [page] idle_clear_s */
-        TS_ERROR("agent", "cannot start the idle clear");
-        goto out;
-    }
-    if (ts_syncer_start(a, &syncer, err, sizeof err)) {
-        TS_ERROR("agent", "%s", err);
-        goto out;
-    }
-    if (ts_agent_inputs_start(a, err, sizeof err)) { /* [input.*] scanners */
-        TS_ERROR("agent", "%s", err);
-        goto out;
-    }
-    if (ts_uploader_start(a, err, sizeof err)) { /* the purchase outbox to the hub */
-        TS_ERROR("agent", "%s", err);
-        goto out;
-    }
-    TS_INFO("agent", "tillside %s for store %s terminal %s; API on http://%s%s%s:%d", TS_VERSION,
-            cfg->store[0] ? cfg->store : "-", cfg->terminal[0] ? cfg->terminal : "-",
-            strchr(cfg->api_host, ':') ? "[" : "", cfg->api_host,
-            strchr(cfg->api_host, ':') ? "]" : "", ts_api_port(api));
-    /* READY=1 now, WATCHDOG=1 while the core lock is free (sdnotify.h). */
-    int sig = ts_sd_run_until_signal(&set, core_alive, a);
-    TS_INFO("agent", "stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    exit_code = 0;
-out:
-    ts_uploader_stop(a);
-    ts_syncer_stop(syncer);
-    ts_idle_stop(idle);
-    if (a)
-        ts_bus_close(a->bus);
-    ts_api_stop(api);
-    ts_agent_inputs_stop(a); /* after the API: status and metrics read it */
-    ts_trust_stop(a);
-    ts_agent_close(a);
-    return exit_code;
-}
-
 int main(int argc, char **argv)
 {
     const char *conf_path = TS_AGENT_DEFAULT_CONFIG;
@@ -133,9 +47,9 @@ int main(int argc, char **argv)
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
             conf_path = argv[++i];
         else if (strcmp(argv[i], "enroll") == 0)
-            return ts_enroll_main(argc - i, argv + i, conf_path);
+            return ts_cmd_enroll(argc - i, argv + i, conf_path);
         else if (strcmp(argv[i], "outbox") == 0) /* options of its own (outbox_cli.c) */
-            return ts_outbox_main(argc - i, argv + i, conf_path);
+            return ts_cmd_outbox_main(argc - i, argv + i, conf_path);
         else
             break;
     }
@@ -165,11 +79,11 @@ int main(int argc, char **argv)
     }
     const char *cmd = args[0];
     if (strcmp(cmd, "version") == 0)
-        return ts_cli_version();
+        return ts_cmd_version();
     if (strcmp(cmd, "devices") == 0) /* needs no configuration */
         return ts_devices_print(stdout, false) >= 0 ? 0 : 1;
     if (strcmp(cmd, "doctor") == 0)
-        return ts_cli_doctor(conf_path); /* reports a bad configuration itself */
+        return ts_cmd_doctor(conf_path); /* reports a bad configuration itself */
     static const char *known[] = {"run", "scan", "lookup", "status", "check-config", "watch"};
     bool ok = false;
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
@@ -185,12 +99,8 @@ int main(int argc, char **argv)
     }
 
     struct ts_agent_config cfg;
-    char err[1024];
-    if (ts_agent_config_load(conf_path, &cfg, err, sizeof err)) {
-        fprintf(stderr, "tillside: %s\n", err);
+    if (ts_cmd_load_config(conf_path, &cfg) != TS_OK)
         return 1;
-    }
-    ts_log_set_level(cfg.log_level);
     if (strcmp(cmd, "check-config") == 0) {
         printf("%s: OK\n", conf_path);
         if (cfg.enrolled[0])
@@ -199,12 +109,12 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "run") == 0)
-        return cmd_run(&cfg);
+        return ts_cmd_run(&cfg);
     if (strcmp(cmd, "scan") == 0)
-        return ts_cli_scan(&cfg, args[1], aim);
+        return ts_cmd_scan(&cfg, args[1], aim);
     if (strcmp(cmd, "lookup") == 0)
-        return ts_cli_lookup(&cfg, args[1], text);
+        return ts_cmd_lookup(&cfg, args[1], text);
     if (strcmp(cmd, "watch") == 0)
-        return ts_cli_watch(&cfg);
-    return ts_cli_status(&cfg, json);
+        return ts_cmd_watch(&cfg);
+    return ts_cmd_status(&cfg, json);
 }

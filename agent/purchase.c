@@ -16,19 +16,18 @@ void ts_purchase_outbox_path(const struct ts_agent_config *c, char *out, size_t 
     snprintf(out, outsz, "%s/outbox.db", c->state_dir);
 }
 
-int ts_purchase_open(struct ts_agent *a, char *err, size_t errsz)
+enum ts_err ts_purchase_open(struct ts_agent *a, char *err, size_t errsz)
 {
     char path[TS_AGENT_PATH_MAX + 16];
     struct ts_purch *p = calloc(1, sizeof *p);
     if (!p)
         return TS_ERR_NOMEM;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
     ts_purchase_outbox_path(&a->cfg, path, sizeof path);
-    int rc = ts_outbox_open(path, NULL, &p->ob, err, errsz);
+    int rc = ts_worker_init(&p->w);
+    if (rc == TS_OK)
+        rc = ts_outbox_open(path, NULL, &p->ob, err, errsz);
     if (rc) {
-        pthread_mutex_destroy(&p->mu);
-        pthread_cond_destroy(&p->cv);
+        ts_worker_destroy(&p->w);
         free(p);
         return rc;
     }
@@ -42,8 +41,7 @@ void ts_purchase_close(struct ts_agent *a)
     if (!p)
         return;
     ts_outbox_close(p->ob);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
+    ts_worker_destroy(&p->w);
     free(p);
     a->purch = NULL;
 }
@@ -214,11 +212,8 @@ static void resolve_customer(struct ts_agent *a, json_t *p, char *cid, size_t ci
         nkeys = ts_agent_ident_keys(&a->cfg, TS_IDENT_LOYALTY, norm, keys);
     char *card = NULL;
     int64_t synced;
-    pthread_mutex_lock(&a->mu);
-    for (int k = 0; k < nkeys && !card; k++)
-        if (ts_cache_lookup(a->cache, keys[k], &card, &synced) != TS_OK)
-            card = NULL;
-    pthread_mutex_unlock(&a->mu);
+    if (ts_agent_cache_find(a, keys, nkeys, &card, &synced) != TS_OK)
+        card = NULL;
     card_cid(card, cid, cidsz);
     free(card);
 }

@@ -9,6 +9,7 @@
 
 #include "agent.h"
 #include "outbox.h"
+#include "worker.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -22,9 +23,7 @@ struct ts_uploader;
 /* The purchase state hung off struct ts_agent (a->purch). */
 struct ts_purch {
     struct ts_outbox *ob;
-    pthread_mutex_t mu; /* guards kicked, stop (the uploader's wake-up) */
-    pthread_cond_t cv;
-    bool kicked, stop;
+    struct ts_worker w; /* the upload thread: its stop, kick and sleeps */
     struct ts_uploader *up;
     /* counters since start, for /metrics */
     atomic_uint_fast64_t recorded, duplicates, refused_full, uploads, upload_failures, sent,
@@ -36,7 +35,7 @@ struct ts_purch {
 void ts_purchase_outbox_path(const struct ts_agent_config *c, char *out, size_t outsz);
 /* Opens the outbox into a->purch (ts_agent_open calls it); _close frees it
  * (NULL-safe, after the uploader stopped). */
-int ts_purchase_open(struct ts_agent *a, char *err, size_t errsz);
+enum ts_err ts_purchase_open(struct ts_agent *a, char *err, size_t errsz);
 void ts_purchase_close(struct ts_agent *a);
 
 /*
@@ -65,23 +64,17 @@ void ts_purchase_metrics(struct ts_agent *a, ts_buf *b);
 /* ---- uploader.c ------------------------------------------------------------*/
 
 /* Starts the upload thread (its own HTTP client). */
-int ts_uploader_start(struct ts_agent *a, char *err, size_t errsz);
+enum ts_err ts_uploader_start(struct ts_agent *a, char *err, size_t errsz);
 /* Stops and joins it; NULL-safe on a->purch. */
 void ts_uploader_stop(struct ts_agent *a);
 /* Wakes the upload thread: new rows are pending. */
 void ts_uploader_kick(struct ts_agent *a);
 
-/* Full jitter ("Exponential Backoff And Jitter", AWS Architecture Blog,
- * 2015): uniform in [0, min(cap, base * 2^attempt)], never below
- * retry_after_ms. r is a uniform random 32-bit number. */
+/* The uploader's wait after its attempt-th consecutive failure (from 1):
+ * ts_backoff_pick_ms (full jitter, uniform in [50 ms, min(cap, base *
+ * 2^(attempt-1))]), never below retry_after_ms. r is a uniform random
+ * 32-bit number. */
 int64_t ts_uploader_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, int64_t retry_after_ms,
                                uint32_t r);
-
-/* `tillside outbox list [--dead|--pending|--sent|--all]` and `tillside
- * outbox retry [MESSAGE_ID|--all]`: exit codes. */
-int ts_cli_outbox(const struct ts_agent_config *cfg, int argc, const char *const *argv);
-/* main.c's entry: argv[0] is "outbox"; a -c FILE among the arguments wins
- * over conf_path. Loads the configuration, then ts_cli_outbox. */
-int ts_outbox_main(int argc, char **argv, const char *conf_path);
 
 #endif

@@ -6,8 +6,7 @@
  * recorded) or from the hub (`GET /v1/lookup?receipt=` / `?order=`).
  */
 #include "agent.h"
-#include "httpc.h"
-#include "gzip.h"
+#include "hublink.h"
 #include "purchase.h"
 
 #include <jansson.h>
@@ -57,62 +56,34 @@ static void url_escape(const char *in, char *out, size_t outsz)
     out[o] = '\0';
 }
 
-/* GET /v1/lookup?receipt= or ?order= within lookup_timeout_ms; the parsed
- * answer or NULL (404, offline, error). */
+/* GET /v1/lookup?receipt= or ?order= within lookup_timeout_ms through the
+ * hub link (which checks the card's key version and caches it, as for a
+ * loyalty scan); the parsed answer or NULL (404, offline, error). */
 static json_t *hub_lookup(struct ts_agent *a, enum ts_ident_kind kind, const char *value)
 {
-    char err[256], esc[3 * TS_SCAN_MAX + 1], path[3 * TS_SCAN_MAX + 64];
+    char esc[3 * TS_SCAN_MAX + 1], path[3 * TS_SCAN_MAX + 64];
     json_t *ans = NULL;
     url_escape(value, esc, sizeof esc);
     snprintf(path, sizeof path, "/v1/lookup?%s=%s", kind == TS_IDENT_RECEIPT ? "receipt" : "order",
              esc);
-    pthread_mutex_lock(&a->live_mu);
-    if (!a->live &&
-        ts_agent_hub_client(&a->cfg, (int)a->cfg.lookup_timeout_ms, &a->live, err, sizeof err)) {
-        TS_WARN("lookup", "live lookup unavailable: %s", err);
-        goto out;
-    }
-    struct ts_http_resp r = {0};
-    int rc = ts_httpc_request(a->live, "GET", path, "Accept-Encoding: gzip\r\n", NULL, NULL, 0,
-                              (int)a->cfg.lookup_timeout_ms, &r);
-    if (rc) {
-        TS_WARN("lookup", "%s lookup failed: %s", ts_ident_kind_name(kind),
-                ts_httpc_error(a->live));
-        ts_httpc_disconnect(a->live);
-        atomic_store(&a->sync_interrupt, 1);
-    } else if (r.status == 200 &&
-               ts_gzip_decode_body(&r.body, r.content_encoding, 1u << 20) == TS_OK) {
-        ans = json_loadb(r.body.data, r.body.len, 0, NULL);
-        if (ans && !json_is_object(ans)) {
-            json_decref(ans);
-            ans = NULL;
-        }
-        if (ans) {
-            pthread_mutex_lock(&a->mu);
-            a->lookups_live++;
-            pthread_mutex_unlock(&a->mu);
-        }
-    } else if (r.status != 404) {
-        TS_WARN("lookup", "%s lookup answered HTTP %d", ts_ident_kind_name(kind), r.status);
-    }
-    ts_http_resp_free(&r);
-out:
-    pthread_mutex_unlock(&a->live_mu);
+    if (ts_hublink_get(a->hub, ts_ident_kind_name(kind), path, (int)a->cfg.lookup_timeout_ms, &ans,
+                       NULL) != TS_OK)
+        return NULL;
     return ans;
 }
 
-int ts_agent_resolve_sale(struct ts_agent *a, enum ts_ident_kind kind, const char *value,
-                          char keys[][TS_IDENT_KEY_HEX], int nkeys, bool online, json_t *sess)
+enum ts_err ts_agent_resolve_sale(struct ts_agent *a, enum ts_ident_kind kind, const char *value,
+                                  char keys[][TS_IDENT_KEY_HEX], int nkeys, bool online,
+                                  json_t *sess)
 {
     char *card = NULL, state[8];
     int64_t synced = 0;
     const char *source = NULL;
     json_t *sale = NULL, *card_o = NULL;
 
+    if (ts_agent_cache_find(a, keys, nkeys, &card, &synced) != TS_OK)
+        card = NULL;
     pthread_mutex_lock(&a->mu);
-    for (int k = 0; k < nkeys && !card; k++)
-        if (ts_cache_lookup(a->cache, keys[k], &card, &synced) != TS_OK)
-            card = NULL;
     if (card)
         a->lookups_hit++;
     else

@@ -20,10 +20,7 @@ struct ts_rules {
 static int rfail(const struct ts_conf *c, const char *sec, const char *key, char *err, size_t errsz,
                  const char *msg)
 {
-    char where[1100];
-    snprintf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(c, sec, key, where, sizeof where), sec,
-             key, msg);
-    return TS_ERR_CONFIG;
+    return ts_conf_errf(c, sec, key, err, errsz, "%s", msg);
 }
 
 static int rstr(const struct ts_conf *c, const char *sec, const char *key, char *out, size_t outsz,

@@ -16,6 +16,7 @@
  *   screen, never scan or record a purchase.
  */
 #include "agent.h"
+#include "worker.h"
 
 #include <jansson.h>
 #include <mbedtls/md.h>
@@ -130,20 +131,17 @@ char *ts_agent_page_render(const struct ts_agent *a, size_t *len)
 
 struct ts_idle {
     struct ts_agent *a;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stop;
+    struct ts_worker w;
 };
 
 #define IDLE_TICK_MS 250 /* how late a clear may come, at most */
 
-static void *idle_main(void *arg)
+static void idle_main(struct ts_worker *w, void *arg)
 {
     struct ts_idle *t = arg;
     struct ts_agent *a = t->a;
     const int64_t limit = a->cfg.idle_clear_s * 1000;
-    while (!ts_sleep_or_stop(&t->mu, &t->cv, &t->stop, IDLE_TICK_MS)) {
+    while (!ts_worker_sleep(w, IDLE_TICK_MS, TS_WORKER_NO_KICK)) {
         pthread_mutex_lock(&a->mu);
         /* Decided and done under one lock, so a scan landing right now is
          * never the one cleared. */
@@ -159,10 +157,9 @@ static void *idle_main(void *arg)
             ts_bus_publish(a->bus, "clear", "{\"reason\":\"idle\"}");
         }
     }
-    return NULL;
 }
 
-int ts_idle_start(struct ts_agent *a, struct ts_idle **out)
+enum ts_err ts_idle_start(struct ts_agent *a, struct ts_idle **out)
 {
     *out = NULL;
     if (a->cfg.idle_clear_s <= 0)
@@ -171,15 +168,8 @@ int ts_idle_start(struct ts_agent *a, struct ts_idle **out)
     if (!t)
         return TS_ERR_NOMEM;
     t->a = a;
-    pthread_mutex_init(&t->mu, NULL);
-    pthread_condattr_t ca; /* ts_sleep_or_stop counts on the monotonic clock */
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (pthread_create(&t->thread, NULL, idle_main, t) != 0) {
-        pthread_cond_destroy(&t->cv);
-        pthread_mutex_destroy(&t->mu);
+    if (ts_worker_init(&t->w) != TS_OK || ts_worker_start(&t->w, idle_main, t) != TS_OK) {
+        ts_worker_destroy(&t->w);
         free(t);
         return TS_ERR_NOMEM;
     }
@@ -191,12 +181,6 @@ void ts_idle_stop(struct ts_idle *t)
 {
     if (!t)
         return;
-    pthread_mutex_lock(&t->mu);
-    t->stop = true;
-    pthread_cond_broadcast(&t->cv);
-    pthread_mutex_unlock(&t->mu);
-    pthread_join(t->thread, NULL);
-    pthread_cond_destroy(&t->cv);
-    pthread_mutex_destroy(&t->mu);
+    ts_worker_destroy(&t->w); /* stops and joins */
     free(t);
 }

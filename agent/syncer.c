@@ -6,25 +6,25 @@
  * that is down.
  */
 #include "agent.h"
+#include "hublink.h"
 #include "gzip.h"
 #include "httpc.h"
+#include "worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define BACKOFF_MIN_MS 500
+#define BACKOFF_BASE_MS 500  /* the first retry waits up to this */
+#define BACKOFF_FLOOR_MS 100 /* never a tight loop */
 #define BACKOFF_MAX_MS 30000
 
 struct ts_syncer {
     struct ts_agent *a;
     struct ts_cache *cache; /* the thread's own connection */
     struct ts_httpc *http;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stop;
+    struct ts_worker w; /* the thread, its stop flag and its sleeps */
     unsigned failures;
     bool caught_up;        /* the last page said more=false: long-poll next */
     int64_t next_prune_ms; /* monotonic time of the next retention run */
@@ -33,42 +33,20 @@ struct ts_syncer {
 /* Sleeps up to ms, returning early (true) when asked to stop. */
 static bool sleep_or_stop(struct ts_syncer *s, int64_t ms)
 {
-    return ts_sleep_or_stop(&s->mu, &s->cv, &s->stop, ms);
+    return ts_worker_sleep(&s->w, ms, TS_WORKER_NO_KICK);
 }
 
 static bool stop_requested(struct ts_syncer *s)
 {
-    pthread_mutex_lock(&s->mu);
-    bool stop = s->stop;
-    pthread_mutex_unlock(&s->mu);
-    return stop;
+    return ts_worker_stopping(&s->w);
 }
 
-/* Full-jitter exponential backoff: uniform in [min, min(cap, base * 2^n)]. */
+/* After the n-th consecutive failure (from 1): full jitter between the
+ * floor and min(cap, base * 2^(n-1)) (common/backoff.c). */
 static int64_t backoff_ms(unsigned failures)
 {
-    int64_t ceiling = BACKOFF_MIN_MS;
-    for (unsigned i = 1; i < failures && ceiling < BACKOFF_MAX_MS; i++)
-        ceiling *= 2;
-    if (ceiling > BACKOFF_MAX_MS)
-        ceiling = BACKOFF_MAX_MS;
-    uint32_t r = 0;
-    ts_random(&r, sizeof r);
-    return BACKOFF_MIN_MS + (int64_t)(r % (uint32_t)(ceiling - BACKOFF_MIN_MS + 1));
-}
-
-/* Copies up to outsz-1 bytes of an error body for a log line: one line,
- * printable ASCII only (a hostile or broken peer cannot forge log lines). */
-static void printable(const char *in, size_t len, char *out, size_t outsz)
-{
-    size_t n = 0;
-    for (size_t i = 0; in && i < len && n + 1 < outsz; i++) {
-        unsigned char ch = (unsigned char)in[i];
-        out[n++] = ch >= 0x20 && ch < 0x7f ? (char)ch : ' ';
-    }
-    while (n && out[n - 1] == ' ')
-        n--;
-    out[n] = '\0';
+    return ts_backoff_ms(failures ? failures - 1 : 0, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
+                         BACKOFF_FLOOR_MS);
 }
 
 /* Inflated feed pages larger than this are refused (a zip bomb, or a hub
@@ -128,8 +106,7 @@ static int sync_page(struct ts_syncer *s, int64_t *pause_ms, char *why, size_t w
          * agent: the till still answers from the cache, and status says why.
          * Retried with the same backoff, so fixing the files is enough. */
         char err[512];
-        if ((rc =
-                 ts_agent_hub_client(&a->cfg, (int)a->cfg.timeout_ms, &s->http, err, sizeof err))) {
+        if ((rc = ts_hublink_client(&a->cfg, (int)a->cfg.timeout_ms, &s->http, err, sizeof err))) {
             snprintf(why, whysz, "cannot set up TLS to the hub: %s", err);
             return rc;
         }
@@ -189,7 +166,7 @@ static int sync_page(struct ts_syncer *s, int64_t *pause_ms, char *why, size_t w
     }
     if (r.status != 200) {
         char excerpt[160];
-        printable(r.body.data, r.body.len, excerpt, sizeof excerpt);
+        ts_sanitize(r.body.data, r.body.len, excerpt, sizeof excerpt, ' ');
         snprintf(why, whysz, "feed request answered HTTP %d: %s", r.status, excerpt);
         rc = TS_ERR_PROTO;
         goto out;
@@ -245,8 +222,9 @@ out:
     return rc;
 }
 
-static void *run(void *arg)
+static void run(struct ts_worker *w, void *arg)
 {
+    (void)w;
     struct ts_syncer *s = arg;
     struct ts_agent *a = s->a;
     char why[768], last_why[768] = "";
@@ -281,33 +259,25 @@ static void *run(void *arg)
         if (sleep_or_stop(s, backoff_ms(s->failures)))
             break;
     }
-    return NULL;
 }
 
-int ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz)
+enum ts_err ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz)
 {
     struct ts_syncer *s = calloc(1, sizeof *s);
     if (!s)
         return TS_ERR_NOMEM;
     s->a = a;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
     char path[TS_AGENT_PATH_MAX + 16];
     ts_agent_cache_path(&a->cfg, path, sizeof path);
-    int rc = ts_cache_open(path, &s->cache, err, errsz);
-    if (rc == TS_OK && pthread_create(&s->thread, NULL, run, s) != 0) {
+    int rc = ts_worker_init(&s->w);
+    if (rc == TS_OK)
+        rc = ts_cache_open(path, &s->cache, err, errsz);
+    if (rc == TS_OK && (rc = ts_worker_start(&s->w, run, s)) != TS_OK)
         snprintf(err, errsz, "cannot start the sync thread");
-        rc = TS_ERR_NOMEM;
-    }
     if (rc) {
         ts_httpc_free(s->http);
         ts_cache_close(s->cache);
-        pthread_cond_destroy(&s->cv);
-        pthread_mutex_destroy(&s->mu);
+        ts_worker_destroy(&s->w);
         free(s);
         return rc;
     }
@@ -319,15 +289,13 @@ void ts_syncer_stop(struct ts_syncer *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = true;
-    atomic_store(&s->a->sync_interrupt, 1);
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
+    /* The flag first: the thread reads an interrupt it finds without a stop
+     * as "a lookup failed, long-poll again". */
+    ts_worker_request_stop(&s->w);
+    atomic_store(&s->a->sync_interrupt, 1); /* cuts a long-poll short */
+    ts_worker_stop(&s->w);
     ts_httpc_free(s->http);
     ts_cache_close(s->cache);
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
+    ts_worker_destroy(&s->w);
     free(s);
 }

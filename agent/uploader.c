@@ -19,6 +19,7 @@
  */
 #include "httpc.h"
 #include "purchase.h"
+#include "hublink.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,6 @@
 
 struct ts_uploader {
     struct ts_agent *a;
-    pthread_t th;
     atomic_int cancel; /* cuts a request short at stop */
     struct ts_httpc *hc;
     int attempt;      /* consecutive failures */
@@ -45,14 +45,9 @@ struct ts_uploader {
 int64_t ts_uploader_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, int64_t retry_after_ms,
                                uint32_t r)
 {
-    int64_t ceiling = base_ms;
-    for (int i = 1; i < attempt && ceiling < cap_ms; i++)
-        ceiling *= 2;
-    if (ceiling > cap_ms)
-        ceiling = cap_ms;
-    int64_t wait = (int64_t)((double)ceiling * ((double)r / 4294967296.0));
-    if (wait < MIN_WAIT_MS)
-        wait = MIN_WAIT_MS;
+    /* attempt counts failures from 1; ts_backoff_pick_ms counts retries from 0 */
+    int64_t wait = ts_backoff_pick_ms(attempt > 0 ? (unsigned)attempt - 1 : 0, base_ms, cap_ms,
+                                      MIN_WAIT_MS, r);
     return wait < retry_after_ms ? retry_after_ms : wait;
 }
 
@@ -61,10 +56,7 @@ void ts_uploader_kick(struct ts_agent *a)
     struct ts_purch *p = a->purch;
     if (!p)
         return;
-    pthread_mutex_lock(&p->mu);
-    p->kicked = true;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    ts_worker_kick(&p->w);
 }
 
 enum round { R_IDLE, R_PROGRESS, R_FAIL };
@@ -190,7 +182,7 @@ static enum round run_round(struct ts_uploader *u, int64_t *retry_after_ms)
             break;
         n--;
     }
-    if (!u->hc && ts_agent_hub_client(&a->cfg, (int)a->cfg.timeout_ms, &u->hc, err, sizeof err)) {
+    if (!u->hc && ts_hublink_client(&a->cfg, (int)a->cfg.timeout_ms, &u->hc, err, sizeof err)) {
         if (!u->failing)
             TS_WARN("outbox", "cannot upload: %s", err);
         goto out;
@@ -276,28 +268,13 @@ out:
  */
 static bool wait_until(struct ts_purch *p, int64_t deadline, bool kickable)
 {
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        if (p->stop || (kickable && p->kicked))
-            break;
-        int64_t left = deadline - ts_now_mono_ms();
-        if (left <= 0)
-            break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = (int64_t)ts.tv_nsec + (left % 1000) * 1000000;
-        ts.tv_sec += (time_t)(left / 1000 + ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
-        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-    }
-    p->kicked = false;
-    bool stop = p->stop;
-    pthread_mutex_unlock(&p->mu);
-    return stop;
+    return ts_worker_sleep(&p->w, deadline - ts_now_mono_ms(),
+                           kickable ? TS_WORKER_KICKABLE : TS_WORKER_NO_KICK);
 }
 
-static void *upload_thread(void *arg)
+static void upload_thread(struct ts_worker *w, void *arg)
 {
+    (void)w;
     struct ts_uploader *u = arg;
     struct ts_agent *a = u->a;
     struct ts_purch *p = a->purch;
@@ -334,10 +311,9 @@ static void *upload_thread(void *arg)
             kickable = false;
         }
     }
-    return NULL;
 }
 
-int ts_uploader_start(struct ts_agent *a, char *err, size_t errsz)
+enum ts_err ts_uploader_start(struct ts_agent *a, char *err, size_t errsz)
 {
     struct ts_purch *p = a->purch;
     if (!p) {
@@ -349,8 +325,7 @@ int ts_uploader_start(struct ts_agent *a, char *err, size_t errsz)
         return TS_ERR_NOMEM;
     u->a = a;
     u->max_bytes = (size_t)a->cfg.outbox_batch_bytes;
-    p->stop = false;
-    if (pthread_create(&u->th, NULL, upload_thread, u) != 0) {
+    if (ts_worker_start(&p->w, upload_thread, u) != TS_OK) {
         free(u);
         ts_errf(err, errsz, "cannot start the upload thread");
         return TS_ERR_NOMEM;
@@ -366,11 +341,7 @@ void ts_uploader_stop(struct ts_agent *a)
         return;
     struct ts_uploader *u = p->up;
     atomic_store(&u->cancel, 1);
-    pthread_mutex_lock(&p->mu);
-    p->stop = true;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    pthread_join(u->th, NULL);
+    ts_worker_stop(&p->w);
     ts_httpc_free(u->hc);
     free(u);
     p->up = NULL;

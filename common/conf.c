@@ -3,6 +3,7 @@
 #include "ts.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +210,21 @@ const char *ts_conf_where(const struct ts_conf *c, const char *section, const ch
     else
         snprintf(buf, bufsz, "%s", c ? c->name : "(defaults)");
     return buf;
+}
+
+enum ts_err ts_conf_errf(const struct ts_conf *c, const char *section, const char *key, char *err,
+                         size_t errsz, const char *fmt, ...)
+{
+    if (!err || errsz == 0)
+        return TS_ERR_CONFIG;
+    char where[1100], msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(c, section, key, where, sizeof where),
+             section, key, msg);
+    return TS_ERR_CONFIG;
 }
 
 int ts_conf_get_int(const struct ts_conf *c, const char *section, const char *key, long def,

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "ts.h"
+
 struct ts_conf;
 
 /* Loads path. On a syntax error returns TS_ERR_CONFIG and writes
@@ -30,6 +32,11 @@ int ts_conf_get_bool(const struct ts_conf *c, const char *section, const char *k
 /* "file:line" of a key, or the file name when missing. */
 const char *ts_conf_where(const struct ts_conf *c, const char *section, const char *key, char *buf,
                           size_t bufsz);
+
+/* The one configuration error: writes "file:line: [section] key: <fmt...>"
+ * into err and returns TS_ERR_CONFIG, so every module words it alike. */
+enum ts_err ts_conf_errf(const struct ts_conf *c, const char *section, const char *key, char *err,
+                         size_t errsz, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 /* Iterates sections in file order: returns the i-th distinct section name,
  * NULL past the end. */

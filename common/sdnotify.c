@@ -49,6 +49,15 @@ int64_t ts_sd_watchdog_usec(void)
     return *end || v <= 0 ? 0 : (int64_t)v;
 }
 
+void ts_sd_block_stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
 int ts_sd_run_until_signal(const sigset_t *set, bool (*alive)(void *ud), void *ud)
 {
     ts_sd_notify("READY=1");

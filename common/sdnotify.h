@@ -19,6 +19,12 @@ int ts_sd_notify(const char *state);
  * ($WATCHDOG_USEC, when $WATCHDOG_PID is unset or this process), 0 = none. */
 int64_t ts_sd_watchdog_usec(void);
 
+/* Before any thread starts: blocks SIGINT and SIGTERM (into *set, for
+ * ts_sd_run_until_signal) so every thread inherits the mask and only the
+ * main loop's sigwait sees them, and ignores SIGPIPE (a peer that hung up
+ * is a write error, not the end of the daemon). */
+void ts_sd_block_stop_signals(sigset_t *set);
+
 /*
  * The daemon's main loop once everything is started: tells systemd READY=1,
  * then waits for one of the signals in set (which the caller has blocked in

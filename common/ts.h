@@ -64,7 +64,7 @@ typedef struct ts_buf {
     size_t cap;
 } ts_buf;
 
-int ts_buf_reserve(ts_buf *b, size_t extra);
+enum ts_err ts_buf_reserve(ts_buf *b, size_t extra);
 int ts_buf_append(ts_buf *b, const void *p, size_t n);
 int ts_buf_puts(ts_buf *b, const char *s);
 int ts_buf_printf(ts_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -107,9 +107,32 @@ int ts_mkdir_for_file(const char *file);
  * out; TS_ERR_INVAL on a bad character, bad length or when out is too small. */
 int ts_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen);
 
+/* Base64 (RFC 4648 standard alphabet, padded) of n bytes into out,
+ * NUL-terminated; returns the length, 0 when out (needs 4*ceil(n/3)+1) is
+ * too small. The one encoder: HTTP Basic, key pins, CSRs. */
+size_t ts_base64_encode(const void *in, size_t n, char *out, size_t outsz);
+
+/* Peer- or user-supplied bytes made fit for one log line: printable ASCII
+ * kept, anything else (newlines, escapes, UTF-8) becomes repl; with repl ' '
+ * trailing blanks are cut. out is always terminated; returns its length.
+ * Logs must not let a hostile peer forge lines or drive a terminal. */
+size_t ts_sanitize(const void *in, size_t len, char *out, size_t outsz, char repl);
+
+/* The error body of every JSON API of ours (PROTOCOL.md):
+ * {"error":"<msg>"}, msg JSON-escaped; b is reset first. */
+enum ts_err ts_json_error(ts_buf *b, const char *msg);
+
+/* ---- back-off (backoff.c) -------------------------------------------------
+ * Full jitter: uniform in [floor, min(cap, base * 2^attempt)], attempt 0 the
+ * first retry after a failure. _pick takes the random number (tests). */
+int64_t ts_backoff_pick_ms(unsigned attempt, int64_t base_ms, int64_t cap_ms, int64_t floor_ms,
+                           uint32_t r);
+int64_t ts_backoff_ms(unsigned attempt, int64_t base_ms, int64_t cap_ms, int64_t floor_ms);
+
 /* Waits on cv (with mu unlocked) up to ms or until *stop is set and cv
- * signalled; returns *stop. For threads that sleep between rounds and must
- * quit promptly when asked. */
+ * signalled; returns *stop. cv must have been made with CLOCK_MONOTONIC
+ * (pthread_condattr_setclock): new code uses struct ts_worker (worker.h),
+ * which always does; this stays for loops not yet moved to it. */
 bool ts_sleep_or_stop(pthread_mutex_t *mu, pthread_cond_t *cv, const bool *stop, int64_t ms);
 
 #endif

@@ -131,12 +131,17 @@ void ts_log(enum ts_log_level lvl, const char *comp, const char *fmt, ...)
 
 /* ---- buffers ---- */
 
-int ts_buf_reserve(ts_buf *b, size_t extra)
+enum ts_err ts_buf_reserve(ts_buf *b, size_t extra)
 {
-    if (b->len + extra + 1 <= b->cap)
+    /* len + extra + 1 must not wrap: a huge extra (a length read off the
+     * wire, a size computed by a caller) would else "fit" a small buffer. */
+    if (extra >= SIZE_MAX - b->len)
+        return TS_ERR_NOMEM;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
         return TS_OK;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1) {
+    while (cap < need) {
         if (cap > SIZE_MAX / 2)
             return TS_ERR_NOMEM;
         cap *= 2;
@@ -539,20 +544,62 @@ int ts_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz, s
     return TS_OK;
 }
 
-bool ts_sleep_or_stop(pthread_mutex_t *mu, pthread_cond_t *cv, const bool *stop, int64_t ms)
+static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t ts_base64_encode(const void *in, size_t n, char *out, size_t outsz)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += (time_t)(ms / 1000);
-    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
+    const unsigned char *s = in;
+    size_t need = (n + 2) / 3 * 4;
+    if (n > (SIZE_MAX - 3) / 4 * 3 || outsz <= need)
+        return 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)s[i + 1] << 8;
+        if (i + 2 < n)
+            v |= s[i + 2];
+        out[o++] = b64_std[(v >> 18) & 63];
+        out[o++] = b64_std[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? b64_std[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? b64_std[v & 63] : '=';
     }
-    pthread_mutex_lock(mu);
-    while (!*stop && pthread_cond_timedwait(cv, mu, &dl) == 0) {
+    out[o] = '\0';
+    return o;
+}
+
+size_t ts_sanitize(const void *in, size_t len, char *out, size_t outsz, char repl)
+{
+    if (!out || outsz == 0)
+        return 0;
+    const unsigned char *s = in;
+    size_t n = 0;
+    for (size_t i = 0; s && i < len && n + 1 < outsz; i++)
+        out[n++] = s[i] >= 0x20 && s[i] < 0x7f ? (char)s[i] : repl;
+    if (repl == ' ')
+        while (n && out[n - 1] == ' ')
+            n--;
+    out[n] = '\0';
+    return n;
+}
+
+enum ts_err ts_json_error(ts_buf *b, const char *msg)
+{
+    ts_buf_reset(b);
+    int rc = ts_buf_puts(b, "{\"error\":\"");
+    for (const unsigned char *p = (const unsigned char *)(msg ? msg : ""); *p && !rc; p++) {
+        if (*p == '"' || *p == '\\')
+            rc = ts_buf_printf(b, "\\%c", *p);
+        else if (*p == '\n')
+            rc = ts_buf_puts(b, "\\n");
+        else if (*p == '\r')
+            rc = ts_buf_puts(b, "\\r");
+        else if (*p == '\t')
+            rc = ts_buf_puts(b, "\\t");
+        else if (*p < 0x20 || *p == 0x7f)
+            rc = ts_buf_printf(b, "\\u%04x", *p);
+        else
+            rc = ts_buf_append(b, p, 1);
     }
-    bool stopped = *stop;
-    pthread_mutex_unlock(mu);
-    return stopped;
+    return rc ? rc : ts_buf_puts(b, "\"}");
 }

@@ -392,10 +392,7 @@ static int listen_open(struct relay *r, char *err, size_t errsz)
 static int conf_err(const struct ts_conf *conf, const char *sec, const char *key, char *err,
                     size_t errsz, const char *msg)
 {
-    char where[256];
-    ts_errf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(conf, sec, key, where, sizeof where), sec,
-            key, msg);
-    return TS_ERR_CONFIG;
+    return ts_conf_errf(conf, sec, key, err, errsz, "%s", msg);
 }
 
 static void relay_close(void *self);

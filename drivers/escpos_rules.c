@@ -57,15 +57,14 @@ static int compile(const struct ts_conf *conf, const char *sec, const char *key,
                    char *err, size_t errsz)
 {
     const char *v = ts_conf_get(conf, sec, key, NULL);
-    char where[256], msg[256];
+    char msg[256];
     int rc;
     if (!v || !*v)
         return TS_OK;
     rc = regcomp(&r->re, v, REG_EXTENDED);
     if (rc != 0) {
         regerror(rc, &r->re, msg, sizeof msg);
-        ts_errf(err, errsz, "%s: [%s] %s: bad regular expression: %s",
-                ts_conf_where(conf, sec, key, where, sizeof where), sec, key, msg);
+        ts_conf_errf(conf, sec, key, err, errsz, "bad regular expression: %s", msg);
         return TS_ERR_CONFIG;
     }
     r->set = true;
@@ -78,7 +77,7 @@ static int parse_fields(const struct ts_conf *conf, const char *sec, const char 
                         const char *def, enum field *out, char *err, size_t errsz)
 {
     const char *v = ts_conf_get(conf, sec, key, def);
-    char buf[256], where[256], *save = NULL;
+    char buf[256], *save = NULL;
     int i = 0;
     bool have_name = false, have_price = false;
     ts_strlcpy(buf, v, sizeof buf);
@@ -95,13 +94,12 @@ static int parse_fields(const struct ts_conf *conf, const char *sec, const char 
         else if (!strcmp(t, "-"))
             f = F_SKIP;
         else {
-            ts_errf(err, errsz, "%s: [%s] %s: unknown field \"%s\" (sku, name, qty, price, -)",
-                    ts_conf_where(conf, sec, key, where, sizeof where), sec, key, t);
+            ts_conf_errf(conf, sec, key, err, errsz,
+                         "unknown field \"%s\" (sku, name, qty, price, -)", t);
             return TS_ERR_CONFIG;
         }
         if (i == MAX_GROUPS) {
-            ts_errf(err, errsz, "%s: [%s] %s: at most %d groups",
-                    ts_conf_where(conf, sec, key, where, sizeof where), sec, key, MAX_GROUPS);
+            ts_conf_errf(conf, sec, key, err, errsz, "at most %d groups", MAX_GROUPS);
             return TS_ERR_CONFIG;
         }
         have_name |= f == F_NAME;
@@ -109,8 +107,7 @@ static int parse_fields(const struct ts_conf *conf, const char *sec, const char 
         out[i++] = f;
     }
     if (!strcmp(key, "item_fields") && (!have_name || !have_price)) {
-        ts_errf(err, errsz, "%s: [%s] %s: needs at least name and price",
-                ts_conf_where(conf, sec, key, where, sizeof where), sec, key);
+        ts_conf_errf(conf, sec, key, err, errsz, "needs at least name and price");
         return TS_ERR_CONFIG;
     }
     return TS_OK;
@@ -120,7 +117,6 @@ int ts_receipt_rules_load(const struct ts_conf *conf, const char *sec,
                           struct ts_receipt_rules **out, char *err, size_t errsz)
 {
     struct ts_receipt_rules *r = calloc(1, sizeof *r);
-    char where[256];
     const char *v;
     int rc = TS_ERR_CONFIG;
     if (!r)
@@ -132,22 +128,19 @@ int ts_receipt_rules_load(const struct ts_conf *conf, const char *sec,
     v = ts_conf_get(conf, sec, "currency", "");
     if (*v && (strlen(v) != 3 || v[0] < 'A' || v[0] > 'Z' || v[1] < 'A' || v[1] > 'Z' ||
                v[2] < 'A' || v[2] > 'Z')) {
-        ts_errf(err, errsz, "%s: [%s] currency: an ISO 4217 code like EUR",
-                ts_conf_where(conf, sec, "currency", where, sizeof where), sec);
+        ts_conf_errf(conf, sec, "currency", err, errsz, "an ISO 4217 code like EUR");
         goto out;
     }
     ts_strlcpy(r->currency, v, sizeof r->currency);
     v = ts_conf_get(conf, sec, "decimal", "");
     if (*v && strcmp(v, ",") && strcmp(v, ".")) {
-        ts_errf(err, errsz, "%s: [%s] decimal: \",\" or \".\"",
-                ts_conf_where(conf, sec, "decimal", where, sizeof where), sec);
+        ts_conf_errf(conf, sec, "decimal", err, errsz, "\",\" or \".\"");
         goto out;
     }
     r->decimal = *v;
     v = ts_conf_get(conf, sec, "item_price", "line");
     if (strcmp(v, "line") && strcmp(v, "unit")) {
-        ts_errf(err, errsz, "%s: [%s] item_price: \"line\" or \"unit\"",
-                ts_conf_where(conf, sec, "item_price", where, sizeof where), sec);
+        ts_conf_errf(conf, sec, "item_price", err, errsz, "\"line\" or \"unit\"");
         goto out;
     }
     r->price_is_line = !strcmp(v, "line");
@@ -161,8 +154,7 @@ int ts_receipt_rules_load(const struct ts_conf *conf, const char *sec,
     else if (!strcmp(v, "none"))
         r->barcode_from = 3;
     else {
-        ts_errf(err, errsz, "%s: [%s] barcode_from: any, barcode, 2d or none",
-                ts_conf_where(conf, sec, "barcode_from", where, sizeof where), sec);
+        ts_conf_errf(conf, sec, "barcode_from", err, errsz, "any, barcode, 2d or none");
         goto out;
     }
     if ((rc = compile(conf, sec, "store_re", &r->store_re, err, errsz)) ||
@@ -187,8 +179,8 @@ int ts_receipt_rules_load(const struct ts_conf *conf, const char *sec,
                               : (!*r->currency && !r->currency_re.set) ? "currency"
                                                                        : NULL;
         if (missing) {
-            ts_errf(err, errsz, "%s: [%s] %s: required for a receipt tap (see OPERATIONS.md)",
-                    ts_conf_where(conf, sec, missing, where, sizeof where), sec, missing);
+            ts_conf_errf(conf, sec, missing, err, errsz,
+                         "required for a receipt tap (see OPERATIONS.md)");
             goto out;
         }
     }

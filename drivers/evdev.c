@@ -174,14 +174,11 @@ static void handle_event(struct evdev *e, const struct input_event *ev)
 static int evdev_open(const struct ts_conf *conf, const char *section,
                       const struct ts_driver_host *host, void **self, char *err, size_t errsz)
 {
-    char where[256];
     const struct ts_keymap *map;
     const char *path = ts_conf_get(conf, section, "device", NULL);
     if (!path || path[0] != '/' || strlen(path) >= sizeof((struct evdev *)0)->path) {
-        ts_errf(err, errsz,
-                "%s: [%s] device: expected the event device path, e.g. "
-                "/dev/input/by-id/usb-...-event-kbd",
-                ts_conf_where(conf, section, "device", where, sizeof where), section);
+        ts_conf_errf(conf, section, "device", err, errsz,
+                     "expected the event device path, e.g. /dev/input/by-id/usb-...-event-kbd");
         return TS_ERR_CONFIG;
     }
     int rc = ts_keymap_parse_conf(conf, section, &map, err, errsz);

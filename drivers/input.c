@@ -197,13 +197,12 @@ int ts_inputs_check(const struct ts_conf *conf, char *err, size_t errsz)
             return TS_ERR_CONFIG;
         }
         if (!drv || !*drv) {
-            ts_errf(err, errsz, "%s: [%s] driver: missing (known drivers: %s)",
-                    ts_conf_where(conf, sec, "driver", where, sizeof where), sec, known);
+            ts_conf_errf(conf, sec, "driver", err, errsz, "missing (known drivers: %s)", known);
             return TS_ERR_CONFIG;
         }
         if (!ts_driver_find(drv)) {
-            ts_errf(err, errsz, "%s: [%s] driver: unknown driver '%s' (known drivers: %s)",
-                    ts_conf_where(conf, sec, "driver", where, sizeof where), sec, drv, known);
+            ts_conf_errf(conf, sec, "driver", err, errsz, "unknown driver '%s' (known drivers: %s)",
+                         drv, known);
             return TS_ERR_CONFIG;
         }
         if (++count > MAX_INPUTS) {

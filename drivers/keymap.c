@@ -267,13 +267,11 @@ const char *ts_keymap_name(const struct ts_keymap *m)
 int ts_keymap_parse_conf(const struct ts_conf *conf, const char *section,
                          const struct ts_keymap **out, char *err, size_t errsz)
 {
-    char where[256];
     const char *name = ts_conf_get(conf, section, "keymap", "us");
     const struct ts_keymap *m = ts_keymap_find(name);
     if (!m) {
-        ts_errf(err, errsz, "%s: [%s] keymap: unknown layout '%s' (known: %s)",
-                ts_conf_where(conf, section, "keymap", where, sizeof where), section, name,
-                ts_keymap_list());
+        ts_conf_errf(conf, section, "keymap", err, errsz, "unknown layout '%s' (known: %s)", name,
+                     ts_keymap_list());
         return TS_ERR_CONFIG;
     }
     *out = m;

@@ -74,7 +74,6 @@ void ts_usbdev_perm_hint(uint8_t bus, uint8_t addr, uint16_t vid, uint16_t pid, 
 int ts_usbdev_parse_conf(const struct ts_conf *conf, const char *section, struct ts_usbdev_cfg *out,
                          char *err, size_t errsz)
 {
-    char where[256];
     struct ts_usbdev_cfg c;
     memset(&c, 0, sizeof c);
     c.interface = -1;
@@ -83,19 +82,17 @@ int ts_usbdev_parse_conf(const struct ts_conf *conf, const char *section, struct
     unsigned vid, pid;
     int used = 0;
     if (!dev || sscanf(dev, "%4x:%4x%n", &vid, &pid, &used) != 2 || dev[used] != '\0') {
-        ts_errf(err, errsz,
-                "%s: [%s] device: expected the scanner's USB id as vid:pid (hex, "
-                "e.g. 0c2e:0b61; 'tillside devices' lists them)",
-                ts_conf_where(conf, section, "device", where, sizeof where), section);
+        ts_conf_errf(conf, section, "device", err, errsz,
+                     "expected the scanner's USB id as vid:pid (hex, e.g. 0c2e:0b61; 'tillside "
+                     "devices' lists them)");
         return TS_ERR_CONFIG;
     }
     c.vid = (uint16_t)vid;
     c.pid = (uint16_t)pid;
     const char *serial = ts_conf_get(conf, section, "serial", "");
     if (strlen(serial) >= sizeof c.serial) {
-        ts_errf(err, errsz, "%s: [%s] serial: longer than %zu characters",
-                ts_conf_where(conf, section, "serial", where, sizeof where), section,
-                sizeof c.serial - 1);
+        ts_conf_errf(conf, section, "serial", err, errsz, "longer than %zu characters",
+                     sizeof c.serial - 1);
         return TS_ERR_CONFIG;
     }
     ts_strlcpy(c.serial, serial, sizeof c.serial);

@@ -16,6 +16,7 @@
 #include "parts.h"
 #include "purchases.h"
 #include "../sync/httpc.h"
+#include "worker.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -39,11 +40,8 @@ struct ts_hub_upstream {
     int64_t cap_ms;
     int64_t paused_until; /* wall ms: no request before (backoff after a failure) */
     int fails;            /* consecutive failed requests */
-    pthread_t thread;
-    bool started, stop, kicked;
-    atomic_int cancel; /* cuts a request short at shutdown */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    struct ts_worker w;   /* the forwarder thread: stop, kick, sleeps */
+    atomic_int cancel;    /* cuts a request short at shutdown */
     atomic_ullong requests, forwarded, failures, dead;
     _Atomic int64_t last_success_ms;
 };
@@ -51,12 +49,7 @@ struct ts_hub_upstream {
 int64_t ts_hub_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, int64_t retry_after_ms,
                           uint32_t r)
 {
-    int64_t ceil = base_ms;
-    for (int i = 0; i < attempt && ceil < cap_ms; i++)
-        ceil *= 2;
-    if (ceil > cap_ms)
-        ceil = cap_ms;
-    int64_t d = (int64_t)((double)ceil * ((double)r / 4294967295.0));
+    int64_t d = ts_backoff_pick_ms(attempt > 0 ? (unsigned)attempt : 0, base_ms, cap_ms, 0, r);
     return d < retry_after_ms ? retry_after_ms : d;
 }
 
@@ -90,8 +83,11 @@ enum ts_err ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_conf
     }
     u->s = s;
     u->cap_ms = (int64_t)cfg->upstream_max_backoff_s * 1000;
-    pthread_mutex_init(&u->mu, NULL);
-    pthread_cond_init(&u->cv, NULL);
+    if (ts_worker_init(&u->w) != TS_OK) {
+        free(u);
+        ts_errf(err, errsz, "out of memory");
+        return TS_ERR_NOMEM;
+    }
     /* Segment's Basic auth: the write key as user name, no password. */
     char user[sizeof cfg->upstream_write_key + 2], enc[sizeof user * 4 / 3 + 8];
     snprintf(user, sizeof user, "%s:", cfg->upstream_write_key);
@@ -414,43 +410,27 @@ enum ts_err ts_hub_upstream_run_once(struct ts_hub_upstream *u, int64_t now_ms, 
             return TS_OK;
         }
         now_ms = ts_now_wall_ms() > now_ms ? ts_now_wall_ms() : now_ms;
-        pthread_mutex_lock(&u->mu);
-        bool stop = u->stop;
-        pthread_mutex_unlock(&u->mu);
-        if (stop)
+        if (ts_worker_stopping(&u->w))
             return TS_OK;
     }
 }
 
-static void *run(void *arg)
+static void run(struct ts_worker *w, void *arg)
 {
     struct ts_hub_upstream *u = arg;
     for (;;) {
         int64_t now = ts_now_wall_ms(), next;
         ts_hub_upstream_run_once(u, now, &next);
-        pthread_mutex_lock(&u->mu);
+        pthread_mutex_lock(&w->mu);
         /* Kicks while paused wait for the pause to end. */
-        if (u->kicked && u->paused_until <= ts_now_wall_ms())
+        if (w->kicked && u->paused_until <= ts_now_wall_ms())
             next = now;
-        u->kicked = false;
+        w->kicked = false;
         int64_t wait = next == INT64_MAX ? 60000 : next - ts_now_wall_ms();
-        if (!u->stop && wait > 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            wait = wait > 60000 ? 60000 : wait;
-            ts.tv_sec += (time_t)(wait / 1000);
-            ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            while (!u->stop && !u->kicked && pthread_cond_timedwait(&u->cv, &u->mu, &ts) == 0) {
-            }
-        }
-        bool stop = u->stop;
-        pthread_mutex_unlock(&u->mu);
+        bool stop = ts_worker_sleep_locked(w, wait > 60000 ? 60000 : wait, TS_WORKER_KICKABLE);
+        pthread_mutex_unlock(&w->mu);
         if (stop)
-            return NULL;
+            return;
     }
 }
 
@@ -469,37 +449,25 @@ enum ts_err ts_hub_upstream_start(struct ts_hub_upstream *u)
         ts_hub_db_err(db, "outbox reset"); /* logged; the rows still go when due */
     ts_sql_finalize(st);
     ts_hub_db_release(s);
-    if (pthread_create(&u->thread, NULL, run, u) != 0)
-        return TS_ERR_NOMEM;
-    u->started = true;
-    return TS_OK;
+    return ts_worker_start(&u->w, run, u);
 }
 
 void ts_hub_upstream_kick(struct ts_hub_upstream *u)
 {
     if (!u)
         return;
-    pthread_mutex_lock(&u->mu);
-    u->kicked = true;
-    pthread_cond_signal(&u->cv);
-    pthread_mutex_unlock(&u->mu);
+    ts_worker_kick(&u->w);
 }
 
 void ts_hub_upstream_free(struct ts_hub_upstream *u)
 {
     if (!u)
         return;
-    if (u->started) {
-        pthread_mutex_lock(&u->mu);
-        u->stop = true;
-        atomic_store(&u->cancel, 1);
-        pthread_cond_signal(&u->cv);
-        pthread_mutex_unlock(&u->mu);
-        pthread_join(u->thread, NULL);
-    }
+    ts_worker_request_stop(&u->w);
+    atomic_store(&u->cancel, 1);
+    ts_worker_stop(&u->w); /* joins a started thread */
     ts_httpc_free(u->http);
-    pthread_cond_destroy(&u->cv);
-    pthread_mutex_destroy(&u->mu);
+    ts_worker_destroy(&u->w);
     free(u);
 }
 

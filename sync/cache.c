@@ -9,6 +9,7 @@
  */
 #include "cache.h"
 #include "dbver.h"
+#include "sqlerr.h"
 
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -214,18 +215,19 @@ static sqlite3_stmt *stmt(struct ts_cache *c, int which)
     return s;
 }
 
+/* The error is read before the reset, which forgets the OS errno. */
 static int step_done(sqlite3_stmt *s)
 {
-    int rc = sqlite3_step(s);
+    enum ts_err rc = ts_sqlite_err(sqlite3_db_handle(s), sqlite3_step(s), NULL);
     sqlite3_reset(s);
-    return rc == SQLITE_DONE ? TS_OK : (rc == SQLITE_FULL ? TS_ERR_FULL : TS_ERR_DB);
+    return rc;
 }
 
 static int exec(struct ts_cache *c, const char *sql)
 {
     if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) == SQLITE_OK)
         return TS_OK;
-    return sqlite3_errcode(c->db) == SQLITE_FULL ? TS_ERR_FULL : TS_ERR_DB;
+    return ts_sqlite_err(c->db, sqlite3_errcode(c->db), NULL);
 }
 
 static int set_meta(struct ts_cache *c, const char *k, const char *v)

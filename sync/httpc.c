@@ -5,6 +5,7 @@
  * Connection refused", "TLS: certificate expired", "timed out after 300 ms").
  */
 #include "httpc.h"
+#include "url.h"
 #include "http.h"
 #include "tls.h"
 
@@ -36,60 +37,22 @@ struct ts_httpc {
 /* Reads are cut into slices this long when a cancel flag is set. */
 #define CANCEL_SLICE_MS 200
 
-/* scheme://host[:port][/prefix], host possibly "[v6]". */
+/* The base URL (common/url.h's parser) into host, port, Host header and
+ * path prefix. */
 static int parse_url(struct ts_httpc *c, const char *url, char *err, size_t errsz)
 {
-    const char *p;
-    if (strncasecmp(url, "https://", 8) == 0) {
-        c->https = true;
-        p = url + 8;
-    } else if (strncasecmp(url, "http://", 7) == 0) {
-        p = url + 7;
-    } else {
-        ts_errf(err, errsz, "base URL \"%s\" must start with http:// or https://", url);
+    struct ts_url u;
+    enum ts_err rc = ts_url_parse(url, &u, err, errsz);
+    if (rc != TS_OK)
+        return rc;
+    if (strlen(u.host) >= sizeof c->host || strlen(u.path) >= sizeof c->prefix) {
+        ts_errf(err, errsz, "invalid base URL \"%s\"", url);
         return TS_ERR_CONFIG;
     }
-    size_t alen = strcspn(p, "/?#");
-    const char *auth_end = p + alen, *port_s = NULL;
-    if (memchr(p, '@', alen)) {
-        ts_errf(err, errsz, "base URL may not carry credentials");
-        return TS_ERR_CONFIG;
-    }
-    const char *hs = p, *he;
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', alen);
-        if (!rb)
-            goto bad;
-        hs = p + 1;
-        he = rb;
-        if (rb + 1 < auth_end) {
-            if (rb[1] != ':')
-                goto bad;
-            port_s = rb + 2;
-        }
-    } else {
-        const char *colon = memchr(p, ':', alen);
-        he = colon ? colon : auth_end;
-        port_s = colon ? colon + 1 : NULL;
-    }
-    if (he == hs || (size_t)(he - hs) >= sizeof c->host)
-        goto bad;
-    memcpy(c->host, hs, (size_t)(he - hs));
-    c->host[he - hs] = '\0';
-    c->port = c->https ? 443 : 80;
-    if (port_s) {
-        long v = 0;
-        if (port_s == auth_end)
-            goto bad;
-        for (const char *q = port_s; q < auth_end; q++) {
-            if (*q < '0' || *q > '9' || v > 65535)
-                goto bad;
-            v = v * 10 + (*q - '0');
-        }
-        if (v < 1 || v > 65535)
-            goto bad;
-        c->port = (int)v;
-    }
+    c->https = u.https;
+    ts_strlcpy(c->host, u.host, sizeof c->host);
+    ts_strlcpy(c->prefix, u.path, sizeof c->prefix);
+    c->port = u.port;
     bool v6 = strchr(c->host, ':') != NULL;
     bool default_port = c->port == (c->https ? 443 : 80);
     snprintf(c->hosthdr, sizeof c->hosthdr, "%s%s%s", v6 ? "[" : "", c->host, v6 ? "]" : "");
@@ -97,17 +60,7 @@ static int parse_url(struct ts_httpc *c, const char *url, char *err, size_t errs
         size_t n = strlen(c->hosthdr);
         snprintf(c->hosthdr + n, sizeof c->hosthdr - n, ":%d", c->port);
     }
-    size_t plen = strcspn(auth_end, "?#");
-    while (plen > 0 && auth_end[plen - 1] == '/')
-        plen--;
-    if (plen >= sizeof c->prefix)
-        goto bad;
-    memcpy(c->prefix, auth_end, plen);
-    c->prefix[plen] = '\0';
     return TS_OK;
-bad:
-    ts_errf(err, errsz, "invalid base URL \"%s\"", url);
-    return TS_ERR_CONFIG;
 }
 
 int ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err, size_t errsz)

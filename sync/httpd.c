@@ -6,6 +6,7 @@
  * waits until the last connection thread has let go of the server.
  */
 #include "httpd.h"
+#include "url.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -99,23 +100,7 @@ void ts_httpd_error(struct ts_httpd_resp *resp, int status, const char *msg)
         return;
     resp->status = status;
     ts_strlcpy(resp->content_type, "application/json", sizeof resp->content_type);
-    ts_buf_reset(&resp->body);
-    ts_buf_puts(&resp->body, "{\"error\":\"");
-    for (const unsigned char *p = (const unsigned char *)(msg ? msg : ""); *p; p++) {
-        if (*p == '"' || *p == '\\')
-            ts_buf_printf(&resp->body, "\\%c", *p);
-        else if (*p == '\n')
-            ts_buf_puts(&resp->body, "\\n");
-        else if (*p == '\r')
-            ts_buf_puts(&resp->body, "\\r");
-        else if (*p == '\t')
-            ts_buf_puts(&resp->body, "\\t");
-        else if (*p < 0x20 || *p == 0x7f)
-            ts_buf_printf(&resp->body, "\\u%04x", *p);
-        else
-            ts_buf_append(&resp->body, p, 1);
-    }
-    ts_buf_puts(&resp->body, "\"}");
+    ts_json_error(&resp->body, msg);
 }
 
 static bool is_stopping(struct ts_httpd *s)
@@ -477,8 +462,10 @@ static int split_listen(const char *l, char *host, size_t hsz, char *port, size_
         memcpy(host, l, (size_t)(colon - l));
         host[colon - l] = '\0';
     }
-    if (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-        ts_strlcpy(port, colon + 1, psz) >= psz || atoi(port) > 65535)
+    /* atoi took "4294975488" for 8192 (it wraps). */
+    int num;
+    if (ts_port_parse(colon + 1, strlen(colon + 1), true, &num) != TS_OK ||
+        ts_strlcpy(port, colon + 1, psz) >= psz)
         return TS_ERR_CONFIG;
     return TS_OK;
 }

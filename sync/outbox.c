@@ -10,6 +10,7 @@
  */
 #include "outbox.h"
 #include "dbver.h"
+#include "sqlerr.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,9 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 static const char schema[] =
@@ -67,9 +65,6 @@ static const char *const stmt_sql[ST__N] = {
     [ST_OLDEST] = "SELECT created FROM journal WHERE state = 'pending' ORDER BY seq LIMIT 1",
 };
 
-/* Below this much free space an I/O error is taken for a full disk. */
-#define SPACE_LOW_BYTES (1024u * 1024u)
-
 struct ts_outbox {
     char path[1024];
     sqlite3 *db;
@@ -77,51 +72,18 @@ struct ts_outbox {
     pthread_mutex_t mu;
 };
 
-/*
- * True when the outbox's file system has (almost) no space left, or its
- * files reached the process's RLIMIT_FSIZE. Asked after an I/O error,
- * because SQLite reports a write refused with EFBIG (and at times ENOSPC
- * on the WAL) as SQLITE_IOERR_WRITE, and the errno it keeps is not
- * reliable by the time the statement returns.
- */
-static bool space_exhausted(const struct ts_outbox *o)
-{
-    struct statvfs vfs;
-    char dir[sizeof o->path];
-    ts_strlcpy(dir, o->path, sizeof dir);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = '\0';
-    if (statvfs(slash ? (dir[0] ? dir : "/") : ".", &vfs) == 0 &&
-        (uint64_t)vfs.f_bavail * vfs.f_frsize < SPACE_LOW_BYTES)
-        return true;
-    struct rlimit lim;
-    if (getrlimit(RLIMIT_FSIZE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
-        return false;
-    static const char *const suffix[] = {"", "-wal", "-journal"};
-    for (size_t i = 0; i < 3; i++) {
-        char p[sizeof o->path + 16];
-        struct stat st;
-        snprintf(p, sizeof p, "%s%s", o->path, suffix[i]);
-        if (stat(p, &st) == 0 && (uint64_t)st.st_size + SPACE_LOW_BYTES >= lim.rlim_cur)
-            return true;
-    }
-    return false;
-}
-
 /* A failed write is "full" when SQLite says so or when the space ran out;
  * the caller then answers 507 rather than 500. */
 static int db_err(struct ts_outbox *o, int rc, const char *what)
 {
-    int sys = sqlite3_system_errno(o->db);
-    if (rc == SQLITE_FULL || sys == ENOSPC || sys == EDQUOT || sys == EFBIG ||
-        ((rc & 0xff) == SQLITE_IOERR && space_exhausted(o))) {
+    enum ts_err e = ts_sqlite_err(o->db, rc, o->path);
+    if (e == TS_ERR_FULL) {
         TS_WARN("outbox", "%s: disk full (%s)", what, sqlite3_errmsg(o->db));
         return TS_ERR_FULL;
     }
     TS_ERROR("outbox", "%s: %s (%d, errno %d)", what, sqlite3_errmsg(o->db),
-             sqlite3_extended_errcode(o->db), sys);
-    return TS_ERR_DB;
+             sqlite3_extended_errcode(o->db), sqlite3_system_errno(o->db));
+    return e == TS_OK ? TS_ERR_DB : e;
 }
 
 /* Steps a statement that returns no rows, then resets it; the error is

@@ -6,7 +6,6 @@
 #include "pki_int.h"
 #include "../common/ts.h"
 
-#include <mbedtls/base64.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/platform_util.h>

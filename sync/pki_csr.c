@@ -6,7 +6,6 @@
  */
 #include "pki_int.h"
 
-#include <mbedtls/base64.h>
 #include <mbedtls/md.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/platform_util.h>
@@ -327,8 +326,7 @@ int ts_pki_cert_info_file(const char *path, struct ts_pki_cert_info *out, char *
 
 int ts_pki_pin_text(const unsigned char sha[32], char b64[48], char hex[65])
 {
-    size_t n = 0;
-    if (mbedtls_base64_encode((unsigned char *)b64, 48, &n, sha, 32) != 0)
+    if (ts_base64_encode(sha, 32, b64, 48) == 0)
         return TS_ERR_INVAL;
     ts_hex_encode(sha, 32, hex);
     return TS_OK;

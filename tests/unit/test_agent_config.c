@@ -49,6 +49,17 @@ static void test_errors_name_file_line_key(void **state)
     expect_error("[hub]\nurl = https://x\n", "t.conf", "tenant_key");
     expect_error("[hub]\nurl = https://x\ntimeout_ms = soon\n[identity]\ntenant_key = " KEY "\n",
                  "t.conf:3", "timeout_ms");
+    /* A port that is not 1..65535 in plain digits is a configuration error
+     * at load (it used to pass here and fail, or worse, later). */
+    expect_error("[hub]\nurl = https://x:8x\n[identity]\ntenant_key = " KEY "\n", "t.conf:2",
+                 "url");
+    expect_error("[hub]\nurl = https://x:70000\n[identity]\ntenant_key = " KEY "\n", "t.conf:2",
+                 "url");
+    expect_error("[hub]\nurl = https://x:-1/\n[identity]\ntenant_key = " KEY "\n", "t.conf:2",
+                 "url");
+    expect_error("[hub]\nurl = https://x\n[identity]\ntenant_key = " KEY
+                 "\n[api]\nlisten = 127.0.0.1:+8765\n",
+                 "t.conf:6", "listen");
     /* The API must never listen beyond loopback by accident. */
     expect_error("[hub]\nurl = https://x\n[identity]\ntenant_key = " KEY
                  "\n[api]\nlisten = 0.0.0.0:8765\n",

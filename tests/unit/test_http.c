@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "httpd.h"
 #include "ts.h"
 
 #define MAXB (64 * 1024)
@@ -312,14 +313,48 @@ static void test_target_helpers(void **state)
     assert_string_equal(v, "1");
 }
 
+static void no_handler(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp)
+{
+    (void)ud;
+    (void)req;
+    ts_httpd_error(resp, 500, "unused");
+}
+
+/* A listen port the server would not really bind is refused up front:
+ * atoi took "4294975488" for 8192 and "99999999999999999999" for -1. */
+static void test_listen_port_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "127.0.0.1:8x", "127.0.0.1:70000",      "127.0.0.1:-1",
+        "127.0.0.1:",   "127.0.0.1:4294975488", "127.0.0.1:99999999999999999999",
+        "[::1]:65536"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct ts_httpd_opts o = {.listen = bad[i]};
+        struct ts_httpd *h = NULL;
+        char err[256] = "";
+        if (ts_httpd_start(&o, no_handler, NULL, &h, err, sizeof err) == TS_OK) {
+            ts_httpd_stop(h);
+            fail_msg("listened on \"%s\"", bad[i]);
+        }
+        assert_null(h);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request_basic),    cmocka_unit_test(test_request_body_incremental),
-        cmocka_unit_test(test_keep_alive_rules), cmocka_unit_test(test_chunked),
-        cmocka_unit_test(test_pipelined),        cmocka_unit_test(test_responses_without_body),
-        cmocka_unit_test(test_until_close),      cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_limits),           cmocka_unit_test(test_target_helpers),
+        cmocka_unit_test(test_request_basic),
+        cmocka_unit_test(test_request_body_incremental),
+        cmocka_unit_test(test_keep_alive_rules),
+        cmocka_unit_test(test_chunked),
+        cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_responses_without_body),
+        cmocka_unit_test(test_until_close),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_target_helpers),
+        cmocka_unit_test(test_listen_port_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

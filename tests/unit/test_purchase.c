@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "agent_fx.h"
+
 struct fx {
     char dir[64];
     struct ts_agent *a;
@@ -26,39 +28,17 @@ struct fx {
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    char text[1024], err[256];
-    struct ts_agent_config cfg;
     assert_non_null(f);
-    ts_log_set_level(TS_LOG_ERROR);
-    strcpy(f->dir, "/tmp/ts-purchase-test-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(text, sizeof text,
-             "[agent]\nstore = S001\nterminal = T01\nstate_dir = %s\n"
-             "[hub]\nurl = https://localhost:1\nca = /nonexistent/ca.pem\n"
-             "cert = /nonexistent/t.pem\nkey = /nonexistent/t.key\n"
-             "[identity]\ntenant_key = "
-             "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b\n"
-             "[api]\nlisten = 127.0.0.1:0\n",
-             f->dir);
-    assert_int_equal(ts_agent_config_parse("test.conf", text, &cfg, err, sizeof err), TS_OK);
-    assert_int_equal(ts_agent_open(&cfg, &f->a, err, sizeof err), TS_OK);
+    f->a = ts_test_agent_open(f->dir, "/tmp/ts-purchase-test-XXXXXX");
     *state = f;
     return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 static int teardown(void **state)
 {
     struct fx *f = *state;
     ts_agent_close(f->a);
-    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    ts_test_rm_tree(f->dir);
     free(f);
     return 0;
 }
@@ -165,16 +145,17 @@ static void invalid_fields_listed(void **state)
     assert_int_equal(st.pending, 0);
 }
 
-/* Full jitter: within [MIN, min(cap, base * 2^(n-1))], never under
- * Retry-After, growing ceiling, capped. */
+/* Full jitter: uniform in [MIN, min(cap, base * 2^(n-1))] (both ends
+ * reachable, common/backoff.c), never under Retry-After, growing ceiling,
+ * capped. */
 static void backoff_full_jitter(void **state)
 {
     (void)state;
     assert_int_equal(ts_uploader_backoff_ms(1, 1000, 300000, 0, 0), 50); /* the floor */
-    assert_int_equal(ts_uploader_backoff_ms(1, 1000, 300000, 0, UINT32_MAX), 999);
-    assert_int_equal(ts_uploader_backoff_ms(3, 1000, 300000, 0, UINT32_MAX), 3999);
-    assert_int_equal(ts_uploader_backoff_ms(60, 1000, 300000, 0, UINT32_MAX), 299999);
-    assert_int_equal(ts_uploader_backoff_ms(60, 1000, 300000, 0, 1u << 31), 150000);
+    assert_int_equal(ts_uploader_backoff_ms(1, 1000, 300000, 0, UINT32_MAX), 1000);
+    assert_int_equal(ts_uploader_backoff_ms(3, 1000, 300000, 0, UINT32_MAX), 4000);
+    assert_int_equal(ts_uploader_backoff_ms(60, 1000, 300000, 0, UINT32_MAX), 300000);
+    assert_int_equal(ts_uploader_backoff_ms(60, 1000, 300000, 0, 1u << 31), 150025);
     assert_int_equal(ts_uploader_backoff_ms(1, 1000, 300000, 7000, 0), 7000);
 }
 

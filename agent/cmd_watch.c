@@ -4,7 +4,7 @@
  * and on resize (SIGWINCH), and reconnects when the agent restarts.
  */
 #include "agent.h"
-#include "cli.h"
+#include "cmd.h"
 #include "render.h"
 #include "sse.h"
 
@@ -189,7 +189,7 @@ out:
     return streamed;
 }
 
-int ts_cli_watch(const struct ts_agent_config *cfg)
+int ts_cmd_watch(const struct ts_agent_config *cfg)
 {
     struct watch w = {.cfg = cfg, .tty = isatty(STDOUT_FILENO) == 1, .link = "online"};
     struct sigaction sa = {0};

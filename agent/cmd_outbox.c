@@ -4,6 +4,7 @@
  * with the agent stopped too; beside a running agent SQLite's locking keeps
  * both consistent, and the upload thread finds retried rows within seconds.
  */
+#include "cmd.h"
 #include "purchase.h"
 
 #include <stdio.h>
@@ -30,7 +31,7 @@ static int usage(void)
     return 2;
 }
 
-int ts_cli_outbox(const struct ts_agent_config *cfg, int argc, const char *const *argv)
+int ts_cmd_outbox(const struct ts_agent_config *cfg, int argc, const char *const *argv)
 {
     char path[TS_AGENT_PATH_MAX + 16], err[1200];
     const char *sub = argc > 0 ? argv[0] : "list";
@@ -110,7 +111,7 @@ out:
     return exit_code;
 }
 
-int ts_outbox_main(int argc, char **argv, const char *conf_path)
+int ts_cmd_outbox_main(int argc, char **argv, const char *conf_path)
 {
     const char *args[32];
     int n = 0;
@@ -121,11 +122,7 @@ int ts_outbox_main(int argc, char **argv, const char *conf_path)
             args[n++] = argv[i];
     }
     struct ts_agent_config cfg;
-    char err[1024];
-    if (ts_agent_config_load(conf_path, &cfg, err, sizeof err)) {
-        fprintf(stderr, "tillside: %s\n", err);
+    if (ts_cmd_load_config(conf_path, &cfg) != TS_OK)
         return 1;
-    }
-    ts_log_set_level(cfg.log_level);
-    return ts_cli_outbox(&cfg, n, args);
+    return ts_cmd_outbox(&cfg, n, args);
 }

@@ -7,7 +7,8 @@
  * only (2 is usage, in main.c).
  */
 #include "agent.h"
-#include "cli.h"
+#include "hublink.h"
+#include "cmd.h"
 #include "devices.h"
 #include "httpc.h"
 #include "pki.h"
@@ -120,7 +121,7 @@ static void check_hub(struct report *r, const struct ts_agent_config *cfg)
     struct ts_http_resp resp = {0};
     char err[512];
     bool https = strncmp(cfg->hub_url, "https://", 8) == 0;
-    if (ts_agent_hub_client(cfg, (int)cfg->timeout_ms, &hc, err, sizeof err) != TS_OK) {
+    if (ts_hublink_client(cfg, (int)cfg->timeout_ms, &hc, err, sizeof err) != TS_OK) {
         line(r, FAIL, "hub", "%s: %s", cfg->hub_url, err);
         return;
     }
@@ -179,7 +180,7 @@ static void check_devices(struct report *r)
     free(text);
 }
 
-int ts_cli_doctor(const char *conf_path)
+int ts_cmd_doctor(const char *conf_path)
 {
     struct report r = {0};
     struct ts_agent_config cfg;

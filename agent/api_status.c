@@ -1,0 +1,104 @@
+/* GET /api/v1/status and /metrics (Prometheus text). */
+#include "api_int.h"
+#include "hublink.h"
+#include "purchase.h"
+#include "input.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum MHD_Result ts_api_get_status(struct ts_api *api, struct MHD_Connection *c)
+{
+    ts_buf b = {0};
+    enum MHD_Result ret;
+    int rc = ts_agent_status_json(api->a, &b);
+    if (rc == TS_OK && b.data)
+        ret = ts_api_send_json(c, MHD_HTTP_OK, b.data, NULL);
+    else
+        ret = ts_api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                ts_strerror(rc ? rc : TS_ERR_NOMEM), NULL);
+    ts_buf_free(&b);
+    return ret;
+}
+
+/* One Prometheus metric with its HELP and TYPE lines. */
+static void metric(ts_buf *b, const char *name, const char *type, const char *help, double v)
+{
+    ts_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+/*
+ * GET /metrics in the Prometheus text format (version 0.0.4): what a
+ * fleet dashboard watches per terminal. Certificate gauges are left out
+ * while unknown rather than reported as 0, which would read as "expired".
+ */
+enum MHD_Result ts_api_get_metrics(struct ts_api *api, struct MHD_Connection *c)
+{
+    struct ts_agent *a = api->a;
+    ts_buf b = {0};
+    int own = 0, hub = 0;
+    bool have_hub = false, have_own = ts_trust_days(a, &own, &have_hub, &hub);
+    pthread_mutex_lock(&a->cache_mu);
+    int64_t cards = ts_cache_count(a->cache);
+    pthread_mutex_unlock(&a->cache_mu);
+    pthread_mutex_lock(&a->mu);
+    bool up = a->link_online;
+    uint64_t scans = a->scans, items = a->feed_items_applied, pages = a->feed_pages_applied;
+    uint64_t hit = a->lookups_hit, miss = a->lookups_miss, live = ts_hublink_answers(a->hub);
+    int64_t last_sync = a->last_sync_wall_ms;
+    pthread_mutex_unlock(&a->mu);
+    metric(&b, "tillside_cards", "gauge", "Customer cards in the local cache.", (double)cards);
+    metric(&b, "tillside_link_up", "gauge", "1 when the last sync with the hub succeeded.",
+           up ? 1 : 0);
+    metric(&b, "tillside_scans_total", "counter", "Scans resolved since start.", (double)scans);
+    metric(&b, "tillside_feed_items_applied_total", "counter",
+           "Feed changes applied to the cache since start.", (double)items);
+    metric(&b, "tillside_feed_pages_applied_total", "counter",
+           "Feed pages applied to the cache since start.", (double)pages);
+    ts_buf_printf(&b,
+                  "# HELP tillside_lookups_total Lookups since start, by where the answer came "
+                  "from.\n# TYPE tillside_lookups_total counter\n"
+                  "tillside_lookups_total{result=\"hit\"} %" PRIu64 "\n"
+                  "tillside_lookups_total{result=\"miss\"} %" PRIu64 "\n"
+                  "tillside_lookups_total{result=\"live\"} %" PRIu64 "\n",
+                  hit, miss, live);
+    if (last_sync)
+        metric(&b, "tillside_last_sync_timestamp_seconds", "gauge",
+               "Wall-clock time of the last applied feed page.", (double)last_sync / 1000.0);
+    /* In seconds, Prometheus' base unit (promtool check metrics refuses a
+     * "days" metric), counted in whole days: alert on < 14 * 86400. */
+    unsigned in_states[3];
+    uint64_t guard_drops;
+    ts_inputs_counts(a->inputs, in_states, &guard_drops);
+    guard_drops += atomic_load(&a->api_guard_drops); /* POST /api/v1/scan too */
+    ts_buf_printf(&b, "# HELP tillside_inputs Configured inputs (scanners) by state.\n"
+                      "# TYPE tillside_inputs gauge\n");
+    for (int st = 0; st < 3; st++)
+        ts_buf_printf(&b, "tillside_inputs{state=\"%s\"} %u\n",
+                      ts_input_state_name((enum ts_input_state)st), in_states[st]);
+    metric(&b, "tillside_guard_drops_total", "counter",
+           "Scans dropped by the payment card guard (card numbers, magnetic stripe data).",
+           (double)guard_drops);
+    if (have_own)
+        metric(&b, "tillside_cert_remaining_seconds", "gauge",
+               "Time until this terminal's certificate expires, in whole days.", own * 86400.0);
+    if (have_hub)
+        metric(&b, "tillside_hub_cert_remaining_seconds", "gauge",
+               "Time until the hub's certificate expires, in whole days.", hub * 86400.0);
+    ts_purchase_metrics(a, &b); /* outbox depth, oldest age, dead letters, uploads */
+    if (!b.data)
+        return ts_api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
+    ts_buf_free(&b);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    ts_api_common_headers(resp);
+    return ts_api_queue(c, MHD_HTTP_OK, resp);
+}

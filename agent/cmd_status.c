@@ -1,0 +1,45 @@
+/* `tillside status [--json]`: the running agent's link, cache and sync state. */
+#include "cmd.h"
+#include "httpc.h"
+#include "render.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ts_cmd_status(const struct ts_agent_config *cfg, bool as_json)
+{
+    struct ts_httpc *c = NULL;
+    if (ts_cmd_api_client(cfg, &c))
+        return 1;
+    struct ts_http_resp r = {0};
+    int exit_code = 0;
+    if (ts_httpc_request(c, "GET", "/api/v1/status", NULL, NULL, NULL, 0, 3000, &r) ||
+        r.status != 200) {
+        printf("tillside is not running (no answer on %s:%d: %s)\n", cfg->api_host, cfg->api_port,
+               r.status ? "bad status" : ts_httpc_error(c));
+        exit_code = 3;
+    } else if (as_json) {
+        printf("%s\n", r.body.data);
+    } else {
+        json_t *o = json_loadb(r.body.data, r.body.len, 0, NULL);
+        const char *k;
+        json_t *v;
+        json_object_foreach(o, k, v)
+        {
+            if (json_is_object(v))
+                continue;
+            char *t = json_dumps(v, JSON_ENCODE_ANY);
+            if (json_is_string(v))
+                printf("%-20s %s\n", k, json_string_value(v));
+            else
+                printf("%-20s %s\n", k, t ? t : "?");
+            free(t);
+        }
+        json_decref(o);
+    }
+    ts_http_resp_free(&r);
+    ts_httpc_free(c);
+    return exit_code;
+}

@@ -1,0 +1,33 @@
+/*
+ * The one URL parser: "scheme://host[:port][/path]" as our configuration
+ * files write them (hub URL, public URL, upstream URL), host possibly
+ * "[v6]". No credentials, no percent-decoding: we only ever connect.
+ */
+#ifndef TS_URL_H
+#define TS_URL_H
+
+#include "ts.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct ts_url {
+    bool https;
+    char host[256];  /* without the brackets of a v6 literal */
+    int port;        /* the scheme's default when the URL names none */
+    bool port_given; /* the URL named one */
+    char path[512];  /* from the first '/' up to '?' or '#', trailing '/' cut; may be "" */
+};
+
+/*
+ * Parses url into *out (set on success only). TS_ERR_CONFIG, with why in err,
+ * for another scheme than http/https, credentials, an empty or too long host,
+ * or a port that is not 1..65535 in plain digits ("8x", "70000", "-1", "").
+ */
+enum ts_err ts_url_parse(const char *url, struct ts_url *out, char *err, size_t errsz);
+
+/* A port: only the digits of [s, s+n), 1..65535; with listen, 0 too (the
+ * kernel picks a free one). TS_ERR_INVAL otherwise ("8x", "70000", "-1"). */
+enum ts_err ts_port_parse(const char *s, size_t n, bool listen, int *port);
+
+#endif

@@ -2,6 +2,7 @@
 # (no network), each its own ctest entry.
 ts_unit_test(test_hub_segment unit/test_hub_segment.c ts_hub)
 ts_unit_test(test_hub_store unit/test_hub_store.c ts_hub PkgConfig::JANSSON)
+ts_unit_test(test_hub_feed unit/test_hub_feed.c ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_hub_api unit/test_hub_api.c ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_enroll unit/test_enroll.c ts_hub_cli ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_hub_suggest unit/test_hub_suggest.c ts_hub PkgConfig::JANSSON)
@@ -11,7 +12,7 @@ ts_unit_test(test_hub_sql unit/test_hub_sql.c ts_hub)
 
 # The same store, API, suggestion and purchase tests on a real PostgreSQL
 # server: tests/tools/with_pg.sh starts a throwaway one for each run.
-foreach(t test_hub_sql test_hub_store test_hub_api test_hub_suggest test_hub_purchases)
+foreach(t test_hub_sql test_hub_store test_hub_feed test_hub_api test_hub_suggest test_hub_purchases)
     add_test(NAME ${t}_pg COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tools/with_pg.sh $<TARGET_FILE:${t}>)
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" TIMEOUT 300)
 endforeach()

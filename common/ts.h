@@ -129,10 +129,4 @@ int64_t ts_backoff_pick_ms(unsigned attempt, int64_t base_ms, int64_t cap_ms, in
                            uint32_t r);
 int64_t ts_backoff_ms(unsigned attempt, int64_t base_ms, int64_t cap_ms, int64_t floor_ms);
 
-/* Waits on cv (with mu unlocked) up to ms or until *stop is set and cv
- * signalled; returns *stop. cv must have been made with CLOCK_MONOTONIC
- * (pthread_condattr_setclock): new code uses struct ts_worker (worker.h),
- * which always does; this stays for loops not yet moved to it. */
-bool ts_sleep_or_stop(pthread_mutex_t *mu, pthread_cond_t *cv, const bool *stop, int64_t ms);
-
 #endif

@@ -1,4 +1,4 @@
-/* The background thread of worker.h, and ts_sleep_or_stop (ts.h). */
+/* The background thread of worker.h. */
 #include "worker.h"
 
 #include <time.h>
@@ -126,15 +126,4 @@ bool ts_worker_sleep(struct ts_worker *w, int64_t ms, enum ts_worker_wake wake)
     bool stop = ts_worker_sleep_locked(w, ms, wake);
     pthread_mutex_unlock(&w->mu);
     return stop;
-}
-
-bool ts_sleep_or_stop(pthread_mutex_t *mu, pthread_cond_t *cv, const bool *stop, int64_t ms)
-{
-    struct timespec dl = ts_mono_deadline(ms);
-    pthread_mutex_lock(mu);
-    while (!*stop && pthread_cond_timedwait(cv, mu, &dl) == 0) {
-    }
-    bool stopped = *stop;
-    pthread_mutex_unlock(mu);
-    return stopped;
 }

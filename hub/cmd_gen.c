@@ -142,24 +142,6 @@ static void loyalty_id(unsigned long long seed, size_t i, char out[14])
 
 /* ---- sending -------------------------------------------------------------- */
 
-static void b64(const uint8_t *in, size_t n, char *out)
-{
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        out[o++] = t[(v >> 18) & 63];
-        out[o++] = t[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? t[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? t[v & 63] : '=';
-    }
-    out[o] = '\0';
-}
-
 /* Writes the pending events as JSON lines (--out). */
 static int flush_file(struct gen *g)
 {
@@ -481,7 +463,7 @@ int ts_hub_gen_main(int argc, char **argv)
             code = 2;
             goto out;
         }
-        b64((const uint8_t *)userpass, strlen(userpass), enc);
+        ts_base64_encode(userpass, strlen(userpass), enc, sizeof enc);
         snprintf(g.auth, sizeof g.auth, "Authorization: Basic %s\r\n", enc);
         char err[256];
         struct ts_httpc_opts ho = {.base_url = url,

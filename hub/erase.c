@@ -11,12 +11,11 @@
  * cache instead (see docs/PROTOCOL.md).
  */
 #include "db.h"
+#include "worker.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define DAY_MS (24LL * 3600 * 1000)
 #define JANITOR_PERIOD_MS (3600LL * 1000)
@@ -176,24 +175,19 @@ enum ts_err ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t k
 struct ts_hub_janitor {
     struct ts_hub_store *s;
     int64_t keep_ms;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stop;
+    struct ts_worker w;
 };
 
-static void *janitor_run(void *arg)
+static void janitor_run(struct ts_worker *w, void *arg)
 {
     struct ts_hub_janitor *j = arg;
-    for (;;) {
+    do {
         size_t n = 0;
         if (ts_hub_store_prune(j->s, ts_now_wall_ms(), j->keep_ms, &n) == TS_OK && n)
             TS_INFO("hub", "pruned %zu erasure tombstone(s) older than %lld days; horizon now %llu",
                     n, (long long)(j->keep_ms / DAY_MS),
                     (unsigned long long)ts_hub_store_horizon(j->s));
-        if (ts_sleep_or_stop(&j->mu, &j->cv, &j->stop, JANITOR_PERIOD_MS))
-            return NULL;
-    }
+    } while (!ts_worker_sleep(w, JANITOR_PERIOD_MS, TS_WORKER_KICKABLE));
 }
 
 enum ts_err ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days,
@@ -204,15 +198,8 @@ enum ts_err ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days,
         return TS_ERR_NOMEM;
     j->s = s;
     j->keep_ms = (int64_t)tombstone_days * DAY_MS;
-    pthread_mutex_init(&j->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&j->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (pthread_create(&j->thread, NULL, janitor_run, j) != 0) {
-        pthread_cond_destroy(&j->cv);
-        pthread_mutex_destroy(&j->mu);
+    if (ts_worker_init(&j->w) != TS_OK || ts_worker_start(&j->w, janitor_run, j) != TS_OK) {
+        ts_worker_destroy(&j->w);
         free(j);
         return TS_ERR_NOMEM;
     }
@@ -224,12 +211,7 @@ void ts_hub_janitor_stop(struct ts_hub_janitor *j)
 {
     if (!j)
         return;
-    pthread_mutex_lock(&j->mu);
-    j->stop = true;
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
-    pthread_join(j->thread, NULL);
-    pthread_cond_destroy(&j->cv);
-    pthread_mutex_destroy(&j->mu);
+    ts_worker_stop(&j->w);
+    ts_worker_destroy(&j->w);
     free(j);
 }

@@ -53,25 +53,6 @@ int64_t ts_hub_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, int64_t 
     return d < retry_after_ms ? retry_after_ms : d;
 }
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void base64(const char *in, size_t n, char *out)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)(unsigned char)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)in[i + 2];
-        out[o++] = b64[(v >> 18) & 63];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? b64[v & 63] : '=';
-    }
-    out[o] = '\0';
-}
-
 enum ts_err ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_config *cfg,
                                 struct ts_hub_upstream **out, char *err, size_t errsz)
 {
@@ -91,7 +72,7 @@ enum ts_err ts_hub_upstream_new(struct ts_hub_store *s, const struct ts_hub_conf
     /* Segment's Basic auth: the write key as user name, no password. */
     char user[sizeof cfg->upstream_write_key + 2], enc[sizeof user * 4 / 3 + 8];
     snprintf(user, sizeof user, "%s:", cfg->upstream_write_key);
-    base64(user, strlen(user), enc);
+    ts_base64_encode(user, strlen(user), enc, sizeof enc);
     snprintf(u->auth, sizeof u->auth, "Authorization: Basic %s\r\n", enc);
     struct ts_httpc_opts o = {
         .base_url = cfg->upstream_url,

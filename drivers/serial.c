@@ -174,15 +174,6 @@ static void set_state(struct serial *s, enum ts_input_state st, const char *deta
     }
 }
 
-static int conf_err(const struct ts_conf *c, const char *sec, const char *key, char *err,
-                    size_t errsz, const char *msg)
-{
-    char where[512];
-    ts_errf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(c, sec, key, where, sizeof where), sec,
-            key, msg);
-    return TS_ERR_CONFIG;
-}
-
 static void serial_close(void *self);
 
 static int serial_open(const struct ts_conf *c, const char *sec, const struct ts_driver_host *host,
@@ -202,7 +193,7 @@ static int serial_open(const struct ts_conf *c, const char *sec, const struct ts
     ts_strlcpy(s->input, strncmp(sec, "input.", 6) ? sec : sec + 6, sizeof s->input);
     const char *v = ts_conf_get(c, sec, "port", "");
     if (!*v || ts_strlcpy(s->port, v, sizeof s->port) >= sizeof s->port) {
-        rc = conf_err(c, sec, "port", err, errsz, "the serial device, e.g. /dev/ttyACM0");
+        rc = ts_conf_errf(c, sec, "port", err, errsz, "the serial device, e.g. /dev/ttyACM0");
         goto out;
     }
     if ((rc = ts_conf_get_int(c, sec, "baud", 9600, 300, 4000000, &s->baud, err, errsz)) ||
@@ -227,20 +218,20 @@ static int serial_open(const struct ts_conf *c, const char *sec, const struct ts
             rc = TS_OK;
         }
     if (rc) {
-        rc = conf_err(c, sec, "parity", err, errsz, "none, odd, even, mark or space");
+        rc = ts_conf_errf(c, sec, "parity", err, errsz, "none, odd, even, mark or space");
         goto out;
     }
     if (ts_serial_flow_parse(ts_conf_get(c, sec, "flow", "none"), &s->flow) != TS_OK) {
-        rc = conf_err(c, sec, "flow", err, errsz, "none, rtscts, dtrdsr or xonxoff");
+        rc = ts_conf_errf(c, sec, "flow", err, errsz, "none, rtscts, dtrdsr or xonxoff");
         goto out;
     }
     if (ts_serial_suffix_parse(ts_conf_get(c, sec, "suffix", "cr"), &suffix)) {
-        rc = conf_err(c, sec, "suffix", err, errsz, "cr, lf, crlf, tab, etx or none");
+        rc = ts_conf_errf(c, sec, "suffix", err, errsz, "cr, lf, crlf, tab, etx or none");
         goto out;
     }
     if (suffix == TS_SUFFIX_NONE && ict == 0) {
-        rc = conf_err(c, sec, "suffix", err, errsz,
-                      "none needs inter_char_timeout_ms (e.g. 50) to know where a code ends");
+        rc = ts_conf_errf(c, sec, "suffix", err, errsz,
+                          "none needs inter_char_timeout_ms (e.g. 50) to know where a code ends");
         goto out;
     }
     ts_serial_framer_init(&s->fr, suffix, ict, aim);

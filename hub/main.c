@@ -203,6 +203,11 @@ static int cmd_stats(const char *conf)
 int main(int argc, char **argv)
 {
     const char *conf = DEFAULT_CONF, *cmd = NULL;
+    /* Everything the hub writes holds customer data or secrets: hub.db and
+     * its -wal/-shm, the CRL, keys and certificates from pki, the import's
+     * files. Owner only, as the agent, also when run outside systemd
+     * (whose unit sets UMask=0077 as well). */
+    umask(077);
     /* -c may come before or after the command; the first other word is the
      * command, and pki/gen take the rest of the line as their own. */
     for (int i = 1; i < argc; i++) {

@@ -319,7 +319,7 @@ static void answer(struct ts_httpd_resp *resp, json_t *o)
 static json_t *body_object(const struct ts_httpd_req *req, struct ts_httpd_resp *resp)
 {
     json_error_t je;
-    json_t *o = json_loadb(req->body ? req->body : "", req->body_len, 0, &je);
+    json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(o)) {
         char msg[256];
         snprintf(msg, sizeof msg, "malformed request: %s",

@@ -413,7 +413,7 @@ enum ts_err ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts
     }
     b->priv = pv;
     json_error_t jerr;
-    pv->root = json_loadb(body, len, 0, &jerr);
+    pv->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!pv->root) {
         snprintf(err, errsz, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
                  jerr.text);

@@ -190,7 +190,7 @@ void ts_hub_api_lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
                        struct ts_httpd_resp *resp)
 {
     char key[TS_IDENT_KEY_HEX + 1];
-    if (!ts_hub_api_peer_ok(api, req, false, resp))
+    if (!ts_hub_api_peer_ok(api, req, true, resp))
         return;
     if (lookup_purchase(api, req, resp))
         return;

@@ -339,18 +339,28 @@ static void test_feed(void **state)
     assert_int_equal(a.status, 410);
     json_decref(a.json);
 
-    /* Scoping needs a verified certificate with a store of this tenant. */
-    a = call(f, "GET", "/v1/feed", NULL, NULL, NULL);
-    assert_int_equal(a.status, 403);
-    assert_string_equal(json_string_value(json_object_get(a.json, "error")),
-                        "client certificate has no store (OU)");
-    json_decref(a.json);
-    a = call(f, "GET", "/v1/feed", NULL, NULL, &f->nostore);
-    assert_int_equal(a.status, 403);
-    json_decref(a.json);
-    a = call(f, "GET", "/v1/feed", NULL, NULL, &f->other_tenant);
-    assert_int_equal(a.status, 403);
-    json_decref(a.json);
+    /* Scoping needs a verified certificate with a store of this tenant, and
+     * the refusal says which part is missing or wrong. */
+    const struct ts_peer_id bare = {.verified = true, .cn = "T99"}; /* neither OU nor O */
+    const struct {
+        const struct ts_peer_id *peer;
+        const char *path, *error;
+    } refused[] = {
+        {NULL, "/v1/feed", "a verified client certificate is required"},
+        {&f->nostore, "/v1/feed", "client certificate has no OU (store)"},
+        {&bare, "/v1/feed", "client certificate has no OU (store)"},
+        {&bare, "/v1/lookup?order=W-1", "client certificate has no OU (store)"},
+        {&bare, "/v1/purchases", "client certificate has no OU (store)"},
+        {&f->other_tenant, "/v1/feed", "client certificate belongs to another tenant (O=evil)"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        bool post = strcmp(refused[i].path, "/v1/purchases") == 0;
+        a = call(f, post ? "POST" : "GET", refused[i].path, NULL, post ? "{\"batch\":[]}" : NULL,
+                 refused[i].peer);
+        assert_int_equal(a.status, 403);
+        assert_string_equal(json_string_value(json_object_get(a.json, "error")), refused[i].error);
+        json_decref(a.json);
+    }
 }
 
 static void test_lookup(void **state)

@@ -204,6 +204,9 @@ static int parse_order(struct parser *ps, const json_t *props, struct ts_seg_eve
         e->order_id = str_or_int(ps->pv, json_object_get(props, "orderId"), TS_SEG_MAX_ID, &nomem);
     e->has_total = number(json_object_get(props, "total"), -1e12, 1e12, &e->total) ||
                    number(json_object_get(props, "revenue"), -1e12, 1e12, &e->total);
+    e->order_store = text(props, "pickup_store");
+    if (!e->order_store)
+        e->order_store = text(props, "store_id");
     const char *cur = text(props, "currency");
     if (cur && strlen(cur) <= 8)
         e->currency = cur;

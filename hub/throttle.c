@@ -6,7 +6,6 @@
  */
 #include "throttle.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +21,9 @@ struct ent {
     struct ent *next, *older, *newer; /* hash chain; LRU list, newest at head */
     char key[144];
     int64_t seen_ms;
-    /* lookups: token bucket */
-    double tokens;
+    /* lookups: token bucket, in ticks of 1/60000 token (a rate per minute
+     * is then a whole number of ticks per millisecond) */
+    int64_t ticks;
     int64_t refill_ms;
     /* lookups: the current miss window */
     int64_t win_start_ms;
@@ -175,7 +175,7 @@ static struct ent *get(struct table *t, const char *key, int64_t now_ms)
         return NULL;
     ts_strlcpy(e->key, key, sizeof e->key);
     e->seen_ms = e->refill_ms = e->win_start_ms = now_ms;
-    e->tokens = -1; /* full at first use */
+    e->ticks = -1; /* full at first use */
     e->next = *head;
     *head = e;
     lru_push(t, e);
@@ -259,20 +259,22 @@ int ts_hub_throttle_lookup_take(struct ts_hub_throttle *l, const char *store, co
     if (e) {
         cleared = roll_window(cfg, e, now_ms);
         flagged = e->flagged;
-        double per_ms =
-            (flagged ? cfg->lookup_flagged_rate_per_min : cfg->lookup_rate_per_min) / 60000.0;
+        const int64_t one = 60000;
+        int64_t rate = flagged ? cfg->lookup_flagged_rate_per_min : cfg->lookup_rate_per_min;
         /* A flagged terminal also loses its burst: one lookup at a time. */
-        double cap = flagged ? 1.0 : (double)cfg->lookup_burst;
-        if (e->tokens < 0)
-            e->tokens = cap;
-        e->tokens += (double)(now_ms - e->refill_ms) * per_ms;
-        if (e->tokens > cap)
-            e->tokens = cap;
+        int64_t cap = flagged ? one : (int64_t)cfg->lookup_burst * one;
+        if (e->ticks < 0 || e->ticks > cap)
+            e->ticks = cap;
+        int64_t dt = now_ms > e->refill_ms ? now_ms - e->refill_ms : 0;
+        e->ticks = dt > cap / rate ? cap : e->ticks + dt * rate;
+        if (e->ticks > cap)
+            e->ticks = cap;
         e->refill_ms = now_ms;
-        if (e->tokens >= 1.0) {
-            e->tokens -= 1.0;
+        if (e->ticks >= one) {
+            e->ticks -= one;
         } else {
-            wait = (int)ceil((1.0 - e->tokens) / per_ms / 1000.0);
+            int64_t ms = (one - e->ticks + rate - 1) / rate;
+            wait = (int)((ms + 999) / 1000);
             wait = wait < 1 ? 1 : wait;
             e->limited++;
             l->limited_lookup++;

@@ -21,11 +21,6 @@
 #define TS_HUB_THROTTLE_H
 
 #include "hub.h"
-#include "../common/conf.h"
-
-/* Reads [lookup] and [throttle] into o (called by config.c). */
-enum ts_err ts_hub_throttle_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
-                                 size_t errsz);
 
 struct ts_hub_throttle;
 

@@ -38,7 +38,7 @@ import threading
 import time
 
 import tslib
-from tslib import HUB_BIN, Proc, check, run, wait_for
+from tslib import HUB_BIN, check, run, wait_for
 
 # The suites the hub may accept (OpenSSL names), TLS 1.2 and 1.3.
 AEAD_12 = {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
@@ -51,13 +51,7 @@ MUST_REFUSE = ["ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES128-CCM8",
 
 
 def start_hub(w, extra=""):
-    conf = w.hub_conf(extra=extra)
-    p = Proc("hub", [HUB_BIN, "run", "-c", conf], os.path.join(w.dir, "hub.log"))
-    w.procs.append(p)
-    wait_for(lambda: w._port_open(w.hub_port) or (not p.alive() and w._died(p)),
-             what="hub to listen")
-    w.hub = p
-    return p
+    return w.start_hub(extra=extra)
 
 
 def _hub_best(w):
@@ -419,6 +413,31 @@ def _batch_guesser(w):
     return one, conn
 
 
+def _slowed(what, fn, conn):
+    """A guesser's tries per second that reach the check, printed and
+    bounded: 5 free failures and the first waits fit in 2 s, no more."""
+    tries, refused = guess_rate(fn)
+    conn.close()
+    print(f"{what} guessing: {tries:.1f} tries/s reach the check, {refused:.0f}/s answered 429")
+    check(tries < 10, f"{what}: {tries:.1f} tries/s")
+
+
+def _enroll_guesser(w, port, source):
+    """One random enrolment token per call on a kept-alive connection."""
+    ctx = ssl.create_default_context(cafile=f"{w.certs}/ca.pem")
+    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10,
+                                       source_address=(source, 0))
+
+    def one():
+        conn.request("POST", "/v1/enroll", body=json.dumps({"token": os.urandom(16).hex(),
+                                                           "csr": "x"}),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    return one, conn
+
+
 def write_key_guessing(w):
     start_hub(w, extra="[throttle]\nfree_failures = 5\nmax_delay_s = 4\n")
     empty = json.dumps({"batch": []})
@@ -450,12 +469,7 @@ def write_key_guessing(w):
     log = w.hub.log()
     check(0 < log.count("failed write key attempts") <= 6, "shut-outs logged, not every guess")
     # measured: what a guesser gets now (from a fresh address)
-    fn, conn = _batch_guesser(w)
-    tries, refused = guess_rate(fn)
-    conn.close()
-    print(f"write key guessing: {tries:.1f} tries/s reach the key check, "
-          f"{refused:.0f}/s answered 429")
-    check(tries < 10, f"{tries:.1f} tries/s")
+    _slowed("write key", *_batch_guesser(w))
 
 
 def write_key_behind_proxy(w):
@@ -495,20 +509,7 @@ def enroll_token_guessing(w):
     # the real token from another address is looked at (its CSR "x" is bad: 400)
     s, _, data = guess(tok, source="127.0.0.2")
     check(s == 400 and "csr" in data.lower(), f"a good token from elsewhere: {s} {data}")
-    conn = http.client.HTTPSConnection("localhost", enroll_port, context=ctx, timeout=10,
-                                       source_address=("127.0.0.3", 0))
-
-    def one():
-        conn.request("POST", "/v1/enroll", body=json.dumps({"token": os.urandom(16).hex(),
-                                                           "csr": "x"}), headers=hdr)
-        r = conn.getresponse()
-        r.read()
-        return r.status
-    tries, refused = guess_rate(one)
-    conn.close()
-    print(f"enrolment token guessing: {tries:.1f} tries/s reach the token check, "
-          f"{refused:.0f}/s answered 429")
-    check(tries < 10, f"{tries:.1f} tries/s")
+    _slowed("enrolment token", *_enroll_guesser(w, enroll_port, "127.0.0.3"))
 
 
 def measure(w):
@@ -522,16 +523,7 @@ def measure(w):
     tries, _ = guess_rate(fn, 3.0)
     conn.close()
     print(f"write keys: {tries:.0f} tries/s")
-    ctx = ssl.create_default_context(cafile=f"{w.certs}/ca.pem")
-    conn = http.client.HTTPSConnection("localhost", enroll_port, context=ctx, timeout=10)
-
-    def one():
-        conn.request("POST", "/v1/enroll", body=json.dumps({"token": os.urandom(16).hex(),
-                                                           "csr": "x"}),
-                     headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        r.read()
-        return r.status
+    one, conn = _enroll_guesser(w, enroll_port, "127.0.0.1")
     tries, _ = guess_rate(one, 3.0)
     conn.close()
     print(f"enrolment tokens: {tries:.0f} tries/s")

@@ -98,6 +98,14 @@ static void drop(struct table *t, struct ent *e)
     t->n--;
 }
 
+static struct ent *find(struct table *t, const char *key)
+{
+    for (struct ent *e = t->b[hash(key) % NBUCKETS]; e; e = e->next)
+        if (strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
 /*
  * The entry for key, made when missing (the least recently seen one goes
  * when the table is full). NULL only without memory: callers then let the
@@ -105,14 +113,13 @@ static void drop(struct table *t, struct ent *e)
  */
 static struct ent *get(struct table *t, const char *key, int64_t now_ms)
 {
-    struct ent **head = &t->b[hash(key) % NBUCKETS];
-    for (struct ent *e = *head; e; e = e->next)
-        if (strcmp(e->key, key) == 0) {
-            lru_unlink(t, e);
-            lru_push(t, e);
-            e->seen_ms = now_ms;
-            return e;
-        }
+    struct ent **head = &t->b[hash(key) % NBUCKETS], *found = find(t, key);
+    if (found) {
+        lru_unlink(t, found);
+        lru_push(t, found);
+        found->seen_ms = now_ms;
+        return found;
+    }
     if (t->n >= MAX_ENTRIES && t->oldest)
         drop(t, t->oldest);
     struct ent *e = calloc(1, sizeof *e);
@@ -311,7 +318,8 @@ int ts_hub_throttle_auth_wait(struct ts_hub_throttle *l, enum ts_hub_secret what
     addr_key(what, addr, key, sizeof key);
     int wait = 0;
     pthread_mutex_lock(&l->mu);
-    struct ent *e = get(&l->addr, key, now_ms);
+    /* Asking makes no entry: only failures do. */
+    struct ent *e = find(&l->addr, key);
     if (e && e->until_ms > now_ms) {
         wait = (int)((e->until_ms - now_ms + 999) / 1000);
         l->limited_auth[what]++;
@@ -360,12 +368,9 @@ void ts_hub_throttle_auth_ok(struct ts_hub_throttle *l, enum ts_hub_secret what,
     char key[144];
     addr_key(what, addr, key, sizeof key);
     pthread_mutex_lock(&l->mu);
-    struct ent **head = &l->addr.b[hash(key) % NBUCKETS];
-    for (struct ent *e = *head; e; e = e->next)
-        if (strcmp(e->key, key) == 0) {
-            drop(&l->addr, e);
-            break;
-        }
+    struct ent *e = find(&l->addr, key);
+    if (e)
+        drop(&l->addr, e);
     pthread_mutex_unlock(&l->mu);
 }
 

@@ -4,6 +4,7 @@
  * (ingest.c).
  */
 #include "api_int.h"
+#include "throttle.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -48,19 +49,30 @@ void ts_hub_api_batch(struct ts_hub_api *api, const struct ts_httpd_req *req,
                       struct ts_httpd_resp *resp)
 {
     struct ts_seg_batch *b = NULL;
-    char err[256];
+    char err[256], addr[64];
+    int64_t now = api->now_ms();
+    /* An address that failed the key too often is not even asked for it
+     * (throttle.c): guessing is slowed to a few tries per hour, and the right
+     * key from elsewhere is not affected. */
+    ts_hub_throttle_client_addr(req, addr, sizeof addr);
+    int wait = ts_hub_throttle_auth_wait(api->throttle, TS_HUB_SECRET_WRITE_KEY, addr, now);
+    if (wait) {
+        ts_hub_throttle_answer_429(resp, wait, "too many failed write keys from this address");
+        return;
+    }
     if (!write_key_ok(api, req)) {
         ts_strlcpy(resp->extra_headers, "WWW-Authenticate: Basic realm=\"tillside-hub\"\r\n",
                    sizeof resp->extra_headers);
         TS_WARN(COMP, "batch refused from %s: invalid write key", req->remote_addr);
+        ts_hub_throttle_auth_failed(api->throttle, TS_HUB_SECRET_WRITE_KEY, addr, now);
         ts_hub_api_fail(resp, 401, "invalid write key");
         return;
     }
+    ts_hub_throttle_auth_ok(api->throttle, TS_HUB_SECRET_WRITE_KEY, addr);
     if (req->body_len > TS_HUB_MAX_BODY) {
         ts_hub_api_fail(resp, 413, "batch larger than 500 KB");
         return;
     }
-    int64_t now = api->now_ms();
     int rc = ts_seg_parse(req->body ? req->body : "", req->body_len, now, &b, err, sizeof err);
     if (rc != TS_OK) {
         TS_WARN(COMP, "batch refused from %s: %s", req->remote_addr, err);

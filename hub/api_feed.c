@@ -7,6 +7,9 @@
 #include "api_int.h"
 #include "purchases.h"
 #include "../sync/gzip.h"
+#include "throttle.h"
+
+#include <mbedtls/md.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,11 +159,37 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
     ts_buf_free(&page.items);
 }
 
+/* A signed order code, "ID.SIG" with SIG the first 16 bytes of
+ * HMAC-SHA256(order_secret, ID) in hex (docs/PROTOCOL.md "Signed order
+ * codes"): the ID is cut out of code in place when SIG is right. Compared in
+ * constant time. */
+static bool order_signed(const struct ts_hub_config *cfg, char *code)
+{
+    char *dot = strrchr(code, '.');
+    if (!dot || dot == code || strlen(dot + 1) != 2 * TS_HUB_ORDER_SIG_BYTES)
+        return false;
+    unsigned char mac[32], want[TS_HUB_ORDER_SIG_BYTES];
+    size_t got = 0;
+    if (ts_hex_decode(dot + 1, want, sizeof want, &got) != TS_OK || got != sizeof want)
+        return false;
+    if (mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), cfg->order_secret,
+                        cfg->order_secret_len, (const unsigned char *)code, (size_t)(dot - code),
+                        mac) != 0)
+        return false;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < sizeof want; i++)
+        diff |= (unsigned char)(mac[i] ^ want[i]);
+    if (diff)
+        return false;
+    *dot = '\0';
+    return true;
+}
+
 /* ?receipt= and ?order= (purchase_lookup.c); false when neither was asked. */
 static bool lookup_purchase(struct ts_hub_api *api, const struct ts_httpd_req *req,
                             struct ts_httpd_resp *resp)
 {
-    char v[TS_SEG_MAX_ID + 1];
+    char v[TS_SEG_MAX_ID + 2 * TS_HUB_ORDER_SIG_BYTES + 2];
     bool receipt = ts_hub_api_param(req, "receipt", v, sizeof v) != TS_ERR_NOTFOUND;
     if (!receipt && ts_hub_api_param(req, "order", v, sizeof v) == TS_ERR_NOTFOUND)
         return false;
@@ -170,9 +199,18 @@ static bool lookup_purchase(struct ts_hub_api *api, const struct ts_httpd_req *r
                         receipt ? "malformed receipt parameter" : "malformed order parameter");
         return true;
     }
+    const struct ts_hub_config *cfg = api->cfg;
+    if (!receipt && cfg->order_secret_len && !order_signed(cfg, v)) {
+        TS_DEBUG(COMP, "lookup store=%s terminal=%s: order code without a valid signature",
+                 req->peer->ou, req->peer->cn);
+        ts_hub_api_fail(resp, 403, "order code without a valid signature");
+        return true;
+    }
     ts_buf_reset(&resp->body);
     rc = receipt ? ts_hub_lookup_receipt(api->store, v, &resp->body)
-                 : ts_hub_lookup_order(api->store, v, &resp->body);
+                 : ts_hub_lookup_order(api->store, v,
+                                       cfg->lookup_orders_own_store ? req->peer->ou : NULL,
+                                       &resp->body);
     TS_DEBUG(COMP, "lookup store=%s %s found=%d", req->peer->ou, receipt ? "receipt" : "order",
              rc == TS_OK);
     if (rc == TS_ERR_NOTFOUND)
@@ -186,12 +224,11 @@ static bool lookup_purchase(struct ts_hub_api *api, const struct ts_httpd_req *r
     return true;
 }
 
-void ts_hub_api_lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
-                       struct ts_httpd_resp *resp)
+/* One lookup, by key, receipt or order, answered into resp. */
+static void lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                   struct ts_httpd_resp *resp)
 {
     char key[TS_IDENT_KEY_HEX + 1];
-    if (!ts_hub_api_peer_ok(api, req, false, resp))
-        return;
     if (lookup_purchase(api, req, resp))
         return;
     int rc = ts_hub_api_param(req, "key", key, sizeof key);
@@ -223,4 +260,27 @@ void ts_hub_api_lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
         resp->status = 200;
         maybe_gzip(req, resp);
     }
+}
+
+/*
+ * GET /v1/lookup: chain-wide by design, so each terminal has a budget
+ * (throttle.c): over it 429 + Retry-After, and a terminal whose lookups mostly
+ * find nothing is flagged and slowed. Refused and malformed lookups count as
+ * misses; server errors count as nothing.
+ */
+void ts_hub_api_lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                       struct ts_httpd_resp *resp)
+{
+    if (!ts_hub_api_peer_ok(api, req, true, resp))
+        return;
+    const char *store = req->peer->ou, *terminal = req->peer->cn;
+    int64_t now = api->now_ms();
+    int wait = ts_hub_throttle_lookup_take(api->throttle, store, terminal, now);
+    if (wait) {
+        ts_hub_throttle_answer_429(resp, wait, "too many lookups from this terminal; retry later");
+        return;
+    }
+    lookup(api, req, resp);
+    if (resp->status < 500)
+        ts_hub_throttle_lookup_done(api->throttle, store, terminal, resp->status == 200, now);
 }

@@ -30,20 +30,24 @@ void ts_hub_api_ok(struct ts_httpd_resp *resp, const char *text)
     ts_buf_puts(&resp->body, text);
 }
 
-/* Agent endpoints need a verified terminal certificate of this tenant. */
+/* Agent endpoints need a verified terminal certificate of this tenant. The
+ * refusal names what is wrong with the certificate: a missing OU first (a
+ * certificate made for something else than a terminal has neither OU nor
+ * O, and "another tenant" sent its owner looking in the wrong place). */
 bool ts_hub_api_peer_ok(const struct ts_hub_api *api, const struct ts_httpd_req *req, bool need_ou,
                         struct ts_httpd_resp *resp)
 {
     const struct ts_peer_id *p = req->peer;
-    const char *why = NULL;
+    char why[160] = "";
     if (!p || !p->verified)
-        why = need_ou ? "client certificate has no store (OU)"
-                      : "a verified client certificate is required";
-    else if (api->cfg->tenant[0] && strcmp(p->o, api->cfg->tenant) != 0)
-        why = "client certificate belongs to another tenant (O)";
+        ts_strlcpy(why, "a verified client certificate is required", sizeof why);
     else if (need_ou && p->ou[0] == '\0')
-        why = "client certificate has no store (OU)";
-    if (!why)
+        ts_strlcpy(why, "client certificate has no OU (store)", sizeof why);
+    else if (api->cfg->tenant[0] && p->o[0] == '\0')
+        ts_strlcpy(why, "client certificate has no O (tenant)", sizeof why);
+    else if (api->cfg->tenant[0] && strcmp(p->o, api->cfg->tenant) != 0)
+        snprintf(why, sizeof why, "client certificate belongs to another tenant (O=%.60s)", p->o);
+    if (!why[0])
         return true;
     /* Logged: a terminal polling with the wrong certificate shows up here. */
     TS_WARN(COMP, "%s from %s (%s) refused: %s", req->path, req->remote_addr,

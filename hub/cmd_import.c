@@ -94,7 +94,7 @@ static bool find_bad_event(struct imp *im)
         if (i + 1 < im->n && len > 0 && p[len - 1] == ',')
             len--; /* the separator we added */
         json_error_t jerr;
-        json_t *v = json_loadb(p, len, 0, &jerr);
+        json_t *v = json_loadb(p, len, JSON_REJECT_DUPLICATES, &jerr);
         bool bad = !json_is_object(v);
         json_decref(v);
         if (bad) {
@@ -214,7 +214,8 @@ static int import_documents(struct imp *im, const char *text, size_t len, size_t
         if (off >= len)
             return chunk_flush(im);
         json_error_t jerr;
-        json_t *doc = json_loadb(text + off, len - off, JSON_DISABLE_EOF_CHECK, &jerr);
+        json_t *doc = json_loadb(text + off, len - off,
+                                 JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &jerr);
         if (!doc) {
             snprintf(im->err, sizeof im->err, "%s:%zu: malformed JSON at column %d: %s", im->name,
                      line + (size_t)jerr.line - 1, jerr.column, jerr.text);

@@ -134,6 +134,50 @@ static int upstream_conf(const struct ts_conf *c, struct ts_hub_config *o, char 
     return TS_OK;
 }
 
+/* Limits against guessing (hub/throttle.c, docs/OPERATIONS.md "Security"):
+ * [lookup] and [throttle]. */
+static int throttle_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
+{
+    long rate, burst, slow, win, min, pct, free_f, cap;
+    bool own = false;
+    int rc;
+    if ((rc = ts_conf_get_int(c, "lookup", "rate_per_min", 60, 1, 600000, &rate, err, errsz)) ||
+        (rc = ts_conf_get_int(c, "lookup", "burst", 20, 1, 100000, &burst, err, errsz)) ||
+        (rc = ts_conf_get_int(c, "lookup", "flagged_rate_per_min", 6, 1, 600000, &slow, err,
+                              errsz)) ||
+        (rc = ts_conf_get_int(c, "lookup", "miss_window_s", 600, 10, 86400, &win, err, errsz)) ||
+        (rc = ts_conf_get_int(c, "lookup", "miss_min", 20, 1, 1000000, &min, err, errsz)) ||
+        (rc = ts_conf_get_int(c, "lookup", "miss_percent", 80, 1, 100, &pct, err, errsz)) ||
+        (rc = ts_conf_get_bool(c, "lookup", "orders_own_store", false, &own, err, errsz)) ||
+        (rc = ts_conf_get_int(c, "throttle", "free_failures", 5, 1, 1000, &free_f, err, errsz)) ||
+        (rc = ts_conf_get_int(c, "throttle", "max_delay_s", 300, 1, 86400, &cap, err, errsz)))
+        return rc;
+    if (slow > rate)
+        return fail(c, "lookup", "flagged_rate_per_min",
+                    "must not be above rate_per_min (it slows flagged terminals down)", err, errsz);
+    o->lookup_rate_per_min = (int)rate;
+    o->lookup_burst = (int)burst;
+    o->lookup_flagged_rate_per_min = (int)slow;
+    o->lookup_miss_window_s = (int)win;
+    o->lookup_miss_min = (int)min;
+    o->lookup_miss_percent = (int)pct;
+    o->lookup_orders_own_store = own;
+    o->throttle_free_failures = (int)free_f;
+    o->throttle_max_delay_s = (int)cap;
+    const char *hex = ts_conf_get(c, "lookup", "order_secret", "");
+    size_t n = strlen(hex);
+    o->order_secret_len = 0;
+    if (n == 0)
+        return TS_OK;
+    size_t got = 0;
+    if (n < 32 || n > 2 * sizeof o->order_secret ||
+        ts_hex_decode(hex, o->order_secret, sizeof o->order_secret, &got) != TS_OK || got != n / 2)
+        return fail(c, "lookup", "order_secret", "expected 32 to 128 hex digits (16 to 64 bytes)",
+                    err, errsz);
+    o->order_secret_len = n / 2;
+    return TS_OK;
+}
+
 static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
 {
     int rc;
@@ -162,7 +206,7 @@ static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err
             return fail(c, "hub", "client_ca", "required when tls_cert is set", err, errsz);
     }
     if ((rc = trust_conf(c, o, err, errsz)) || (rc = upstream_conf(c, o, err, errsz)) ||
-        (rc = ts_hub_proxy_conf(c, o, err, errsz)))
+        (rc = ts_hub_proxy_conf(c, o, err, errsz)) || (rc = throttle_conf(c, o, err, errsz)))
         return rc;
     const char *lvl = ts_conf_get(c, "hub", "log_level", "info");
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)

@@ -15,6 +15,7 @@
  * trust_meta, bumped by `revoke`, tells the hub to reload it.
  */
 #include "hub.h"
+#include "throttle.h"
 #include "../sync/pki.h"
 
 #include <jansson.h>
@@ -46,7 +47,11 @@ static const char SCHEMA[] =
      * hub did not issue after `at` */
     "CREATE TABLE IF NOT EXISTS trust_revoked(id INTEGER PRIMARY KEY, serial TEXT, cn TEXT,"
     " ou TEXT, at INTEGER NOT NULL, reason TEXT);"
-    "CREATE TABLE IF NOT EXISTS trust_meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS trust_meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
+    /* terminals whose lookups mostly missed (throttle.c), for `stats` */
+    "CREATE TABLE IF NOT EXISTS trust_flags(ou TEXT NOT NULL, cn TEXT NOT NULL,"
+    " at INTEGER NOT NULL, lookups INTEGER NOT NULL, misses INTEGER NOT NULL,"
+    " PRIMARY KEY(ou, cn));";
 
 struct rule {
     char serial[48], cn[64], ou[64];
@@ -319,7 +324,7 @@ static void answer(struct ts_httpd_resp *resp, json_t *o)
 static json_t *body_object(const struct ts_httpd_req *req, struct ts_httpd_resp *resp)
 {
     json_error_t je;
-    json_t *o = json_loadb(req->body ? req->body : "", req->body_len, 0, &je);
+    json_t *o = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(o)) {
         char msg[256];
         snprintf(msg, sizeof msg, "malformed request: %s",
@@ -649,6 +654,49 @@ enum ts_err ts_hub_trust_list_revoked(const char *target,
             .reason = ts_sql_column_text(st, 4),
         };
         fn(ud, &r);
+    }
+    ts_sql_finalize(st);
+    ts_sql_close(db);
+    return TS_OK;
+}
+
+/* ---- flagged terminals (throttle.c) -----------------------------------------*/
+
+void ts_hub_trust_record_flag(void *ud, const struct ts_hub_flag *f)
+{
+    struct ts_hub_trust *t = ud;
+    pthread_mutex_lock(&t->mu);
+    int rc = exec_st(
+        prep(t->db,
+             "INSERT INTO trust_flags(ou, cn, at, lookups, misses) VALUES(?, ?, ?, ?, ?)"
+             " ON CONFLICT(ou, cn) DO UPDATE SET at = excluded.at,"
+             " lookups = excluded.lookups, misses = excluded.misses",
+             "ttiii", f->store, f->terminal, f->at_ms, (int64_t)f->lookups, (int64_t)f->misses));
+    if (rc != TS_OK)
+        TS_ERROR(COMP, "cannot record the flag on terminal %s/%s: %s", f->store, f->terminal,
+                 ts_sql_errmsg(t->db));
+    pthread_mutex_unlock(&t->mu);
+}
+
+enum ts_err ts_hub_trust_list_flags(const char *target,
+                                    void (*fn)(void *ud, const struct ts_hub_flag *f), void *ud,
+                                    char *err, size_t errsz)
+{
+    struct ts_sql *db = NULL;
+    enum ts_err rc = db_open(target, &db, err, errsz);
+    if (rc != TS_OK)
+        return rc;
+    struct ts_sql_stmt *st =
+        prep(db, "SELECT ou, cn, at, lookups, misses FROM trust_flags ORDER BY at", "");
+    while (st && ts_sql_step(st) == TS_SQL_ROW) {
+        struct ts_hub_flag f = {
+            .store = ts_sql_column_text(st, 0),
+            .terminal = ts_sql_column_text(st, 1),
+            .at_ms = ts_sql_column_int64(st, 2),
+            .lookups = (unsigned long)ts_sql_column_int64(st, 3),
+            .misses = (unsigned long)ts_sql_column_int64(st, 4),
+        };
+        fn(ud, &f);
     }
     ts_sql_finalize(st);
     ts_sql_close(db);

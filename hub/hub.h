@@ -17,6 +17,7 @@
 /* ---- config.c ------------------------------------------------------------ */
 
 #define TS_HUB_PATH_MAX 1024
+#define TS_HUB_ORDER_SIG_BYTES 16 /* signed order codes: ID "." hex(HMAC[0..16)) */
 
 struct ts_hub_config {
     char listen[256];               /* host:port */
@@ -51,6 +52,14 @@ struct ts_hub_config {
     char trusted_proxy[256]; /* the proxy's addresses, comma-separated */
     char proxy_verify_header[64], proxy_dn_header[64], proxy_serial_header[64],
         proxy_v_end_header[64];
+    /* [lookup] and [throttle]: limits against guessing (throttle.c,
+     * docs/OPERATIONS.md "Security") */
+    int lookup_rate_per_min, lookup_burst, lookup_flagged_rate_per_min;
+    int lookup_miss_window_s, lookup_miss_min, lookup_miss_percent;
+    bool lookup_orders_own_store; /* ?order= answers orders naming the terminal's store only */
+    uint8_t order_secret[64];     /* ?order= needs ID.SIG, SIG = HMAC over ID (len 0 = no) */
+    size_t order_secret_len;
+    int throttle_free_failures, throttle_max_delay_s;
 };
 
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */
@@ -108,6 +117,9 @@ struct ts_seg_event {
     struct ts_seg_product *products;
     size_t nproducts;
     const char *order_id, *currency;
+    /* the store an online order is collected in (properties.pickup_store or
+     * store_id; click-and-collect), NULL = none named */
+    const char *order_store;
     double total;
     bool has_total;
     /* orders: the status the event sets, one of ts_hub_order_status's
@@ -326,7 +338,10 @@ struct ts_hub_api {
     int64_t (*now_ms)(void);          /* wall clock; injectable for tests */
     struct ts_hub_trust *trust;       /* enroll.c; NULL = renewal answers 503 */
     struct ts_hub_upstream *upstream; /* upstream.c; NULL = purchases not forwarded */
+    struct ts_hub_throttle *throttle; /* throttle.c; NULL = no rate limits */
 };
+
+struct ts_hub_throttle;
 
 /* The ts_httpd handler; ud is a struct ts_hub_api. Thread-safe. */
 void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp);

@@ -146,10 +146,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " ON CONFLICT(customer, product_id) DO UPDATE SET at = excluded.at",
     [ST_WISH_DEL] = "DELETE FROM wishlist WHERE customer = ?1 AND product_id = ?2",
     [ST_ORDER_UPSERT] =
-        "INSERT INTO orders(order_id, customer, total, currency, status, at)"
-        " VALUES(?1, ?2, ?3, ?4, 'placed', ?5) ON CONFLICT(order_id) DO UPDATE SET"
+        "INSERT INTO orders(order_id, customer, total, currency, status, at, store_id)"
+        " VALUES(?1, ?2, ?3, ?4, 'placed', ?5, ?6) ON CONFLICT(order_id) DO UPDATE SET"
         " customer = excluded.customer, total = coalesce(excluded.total, orders.total),"
-        " currency = coalesce(excluded.currency, orders.currency), at = excluded.at",
+        " currency = coalesce(excluded.currency, orders.currency), at = excluded.at,"
+        " store_id = coalesce(excluded.store_id, orders.store_id)",
     [ST_BOUGHT_ADD] =
         "INSERT INTO bought(customer, product_id, at) VALUES(?1, ?2, ?3)"
         " ON CONFLICT(customer, product_id) DO UPDATE SET at = max(bought.at, excluded.at)",
@@ -478,6 +479,7 @@ static enum ts_err apply_order(struct ing *g, const char *cust, const struct ts_
         ts_sql_bind_double(st, 3, e->total);
     ts_sql_bind_text(st, 4, e->currency);
     ts_sql_bind_int64(st, 5, e->at_ms);
+    ts_sql_bind_text(st, 6, e->order_store);
     if ((rc = run(g, st, "order upsert")) ||
         (e->order_status && (rc = ts_hub_order_status_apply(g->s, cust, e))))
         return rc;

@@ -7,12 +7,14 @@
 #include "sql.h"
 #include "purchases.h"
 #include "proxy.h"
+#include "throttle.h"
 #include "cmd.h"
 #include "../sync/pki.h"
 #include "../sync/tls.h"
 #include "sdnotify.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -70,6 +72,7 @@ static int cmd_run(const char *conf)
     struct ts_hub_trust *trust = NULL;
     struct ts_hub_janitor *janitor = NULL;
     struct ts_hub_upstream *upstream = NULL;
+    struct ts_hub_throttle *throttle = NULL;
     char err[512];
     int code = 1;
     if (ts_hub_cmd_config(conf, &cfg))
@@ -112,8 +115,17 @@ static int cmd_run(const char *conf)
         TS_ERROR("hub", "[upstream]: %s", err);
         goto out;
     }
-    struct ts_hub_api api = {
-        .cfg = &cfg, .store = store, .now_ms = wall_ms, .trust = trust, .upstream = upstream};
+    if (ts_hub_throttle_new(&cfg, &throttle) != TS_OK) {
+        TS_ERROR("hub", "out of memory");
+        goto out;
+    }
+    ts_hub_throttle_on_flag(throttle, ts_hub_trust_record_flag, trust);
+    struct ts_hub_api api = {.cfg = &cfg,
+                             .store = store,
+                             .now_ms = wall_ms,
+                             .trust = trust,
+                             .upstream = upstream,
+                             .throttle = throttle};
     struct ts_httpd_opts o = {
         .listen = cfg.listen,
         .cert_file = tls ? cfg.tls_cert : NULL,
@@ -148,8 +160,8 @@ static int cmd_run(const char *conf)
             .max_conns = 32,
             .max_body = 64 * 1024,
         };
-        if (ts_httpd_start(&eo, ts_hub_enroll_handle, trust, &enroll_srv, err, sizeof err) !=
-            TS_OK) {
+        if (ts_httpd_start(&eo, ts_hub_enroll_listener_handle, &api, &enroll_srv, err,
+                           sizeof err) != TS_OK) {
             TS_ERROR("hub", "enrolment listener: %s", err);
             goto out;
         }
@@ -172,9 +184,19 @@ out:
     ts_httpd_stop(proxy_srv);
     ts_httpd_stop(srv);
     ts_hub_upstream_free(upstream);
+    ts_hub_throttle_free(throttle);
     ts_hub_trust_close(trust);
     ts_hub_store_close(store);
     return code;
+}
+
+static void add_flag(void *ud, const struct ts_hub_flag *f)
+{
+    char at[40];
+    ts_iso8601(f->at_ms, at, sizeof at);
+    json_array_append_new(ud, json_pack("{s:s, s:s, s:s, s:I, s:I}", "store", f->store, "terminal",
+                                        f->terminal, "flagged_at", at, "lookups",
+                                        (json_int_t)f->lookups, "misses", (json_int_t)f->misses));
 }
 
 static int cmd_stats(const char *conf)
@@ -191,6 +213,20 @@ static int cmd_stats(const char *conf)
         return 1;
     }
     int rc = ts_hub_store_stats(store, &out);
+    json_t *o = rc == TS_OK ? json_loads(out.data, 0, NULL) : NULL, *flags = json_array();
+    /* The terminals flagged for lookups that mostly miss (throttle.h), as the
+     * running hubs recorded them. */
+    if (o && flags && ts_hub_trust_list_flags(cfg.db, add_flag, flags, err, sizeof err) == TS_OK) {
+        json_object_set(o, "flagged_terminals", flags);
+        char *text = json_dumps(o, JSON_COMPACT);
+        if (text) {
+            ts_buf_reset(&out);
+            ts_buf_puts(&out, text);
+            free(text);
+        }
+    }
+    json_decref(flags);
+    json_decref(o);
     if (rc == TS_OK)
         printf("%s\n", out.data);
     else
@@ -203,6 +239,11 @@ static int cmd_stats(const char *conf)
 int main(int argc, char **argv)
 {
     const char *conf = DEFAULT_CONF, *cmd = NULL;
+    /* Everything the hub writes holds customer data or secrets: hub.db and
+     * its -wal/-shm, the CRL, keys and certificates from pki, the import's
+     * files. Owner only, as the agent, also when run outside systemd
+     * (whose unit sets UMask=0077 as well). */
+    umask(077);
     /* -c may come before or after the command; the first other word is the
      * command, and pki/gen take the rest of the line as their own. */
     for (int i = 1; i < argc; i++) {

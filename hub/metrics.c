@@ -4,6 +4,7 @@
  * counted here since start.
  */
 #include "purchases.h"
+#include "throttle.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -62,6 +63,7 @@ void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
         metric(b, "tillside_hub_upstream_last_success_timestamp_seconds", "gauge",
                "Wall-clock time of the last request the CDP accepted.",
                (double)m.last_success_ms / 1000.0);
+    ts_hub_throttle_metrics(api->throttle, b);
     json_decref(o);
     resp->status = 200;
     ts_strlcpy(resp->content_type, "text/plain; version=0.0.4; charset=utf-8",

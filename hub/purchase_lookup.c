@@ -108,7 +108,8 @@ out:
     return rc;
 }
 
-enum ts_err ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *out)
+enum ts_err ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id,
+                                const char *only_store, ts_buf *out)
 {
     struct ts_sql_stmt *st = NULL;
     int rc;
@@ -124,6 +125,13 @@ enum ts_err ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts
     int step = ts_sql_step(st);
     if (step != TS_SQL_ROW) {
         rc = step == TS_SQL_DONE ? TS_ERR_NOTFOUND : ts_hub_db_err(db, "order lookup");
+        goto out;
+    }
+    /* The same answer as an unknown id: another store's order is not even
+     * confirmed to exist. */
+    const char *its_store = ts_sql_column_text(st, 6);
+    if (only_store && (!its_store || strcmp(its_store, only_store) != 0)) {
+        rc = TS_ERR_NOTFOUND;
         goto out;
     }
     json_t *o = json_pack("{s:s, s:s, s:o}", "order_id", ts_sql_column_text(st, 0), "status",

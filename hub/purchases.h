@@ -82,7 +82,10 @@ enum ts_err ts_hub_purchases_schema(struct ts_hub_store *s);
  * TS_ERR_NOTFOUND.
  */
 enum ts_err ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *out);
-enum ts_err ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id, ts_buf *out);
+/* only_store non-NULL: an order that does not name that store (its pickup
+ * store, or the store of a till sale) reads as unknown. */
+enum ts_err ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id,
+                                const char *only_store, ts_buf *out);
 
 /* Purchase and forwarding counts: {"stored","forwarded","pending","dead"}
  * into *o (a json_t * object); zeros for a database without the tables. */

@@ -204,6 +204,9 @@ static int parse_order(struct parser *ps, const json_t *props, struct ts_seg_eve
         e->order_id = str_or_int(ps->pv, json_object_get(props, "orderId"), TS_SEG_MAX_ID, &nomem);
     e->has_total = number(json_object_get(props, "total"), -1e12, 1e12, &e->total) ||
                    number(json_object_get(props, "revenue"), -1e12, 1e12, &e->total);
+    e->order_store = text(props, "pickup_store");
+    if (!e->order_store)
+        e->order_store = text(props, "store_id");
     const char *cur = text(props, "currency");
     if (cur && strlen(cur) <= 8)
         e->currency = cur;
@@ -413,7 +416,7 @@ enum ts_err ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts
     }
     b->priv = pv;
     json_error_t jerr;
-    pv->root = json_loadb(body, len, 0, &jerr);
+    pv->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!pv->root) {
         snprintf(err, errsz, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
                  jerr.text);

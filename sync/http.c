@@ -307,6 +307,13 @@ static int parse_head(struct ts_http_msg *m, bool is_request, const char *p, siz
         rc = TS_ERR_PROTO; /* RFC 9112 §6.3: a smuggling attempt until proven otherwise */
         goto out;
     }
+    /* RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty
+     * framing (1.0 has no chunked coding; a proxy in between may frame it
+     * otherwise). Refused; the server answers 400 and closes. */
+    if (n_te && m->minor_version == 0) {
+        rc = TS_ERR_PROTO;
+        goto out;
+    }
 
     int mode;
     bool no_body = !is_request && (strcmp(m->method, "HEAD") == 0 || m->status < 200 ||

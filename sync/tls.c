@@ -328,6 +328,7 @@ static int tls_conf_load(struct ts_tls_ctx *c, struct tls_conf **out, char *err,
         goto out;
     }
     ts_compat_conf_versions(&t->conf);
+    ts_compat_conf_suites(&t->conf);
     if (!c->server)
         ts_compat_conf_client_tickets(&t->conf);
     /* Both directions verify: the hub refuses terminals without a

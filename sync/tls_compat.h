@@ -68,6 +68,40 @@ static inline void ts_compat_conf_versions(mbedtls_ssl_config *conf)
 #endif
 }
 
+/*
+ * The cipher suites both ends offer and accept: AEAD with forward secrecy
+ * only. mbedTLS's default list also has CBC with SHA-1, CCM_8 (a truncated
+ * 8-byte tag) and Camellia suites, and static-RSA/PSK key exchanges. TLS 1.2:
+ * ECDHE (ECDSA or RSA certificates) with AES-GCM or ChaCha20-Poly1305 (the
+ * latter where the library has it; mbedTLS skips ids it does not know).
+ * TLS 1.3 (3.6): its AES-GCM and ChaCha20-Poly1305 suites, not CCM/CCM_8,
+ * and only the key exchange modes with an (EC)DHE share, so a resumed
+ * session keeps forward secrecy too (no pure-PSK mode). The list is static
+ * (mbedTLS keeps the pointer). Documented in docs/OPERATIONS.md "Security".
+ */
+static inline void ts_compat_conf_suites(mbedtls_ssl_config *conf)
+{
+    static const int suites[] = {
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
+        MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+        MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+        MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+#endif
+        MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        0,
+    };
+    mbedtls_ssl_conf_ciphersuites(conf, suites);
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    mbedtls_ssl_conf_tls13_key_exchange_modes(conf,
+                                              MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL_ALL);
+#endif
+}
+
 /* The best version this build negotiates with a peer of the same build. */
 static inline const char *ts_compat_best_version(void)
 {

@@ -169,7 +169,7 @@ def hub_resumes_session(w, best=False):
     _, _, sess, reused = _get(ctx, w.hub_port, "/v1/feed")
     line, body, _, reused = _get(ctx, w.hub_port, "/v1/feed", sess)
     check(reused, "the store-less terminal's second connection was not resumed")
-    check(" 403 " in line + " " and "no store" in body,
+    check(" 403 " in line + " " and "no OU (store)" in body,
           f"identity on the resumed session: {line} {body[:200]}")
 
 

@@ -242,8 +242,9 @@ page_limit = 500
 """)
         return path
 
-    def start_hub(self, cert=None, key=None):
-        conf = self.hub_conf(cert, key)
+    def start_hub(self, cert=None, key=None, extra=""):
+        """extra: more INI text for hub.conf (sections may repeat)."""
+        conf = self.hub_conf(cert, key, extra)
         p = Proc("hub", [HUB_BIN, "run", "-c", conf], os.path.join(self.dir, "hub.log"))
         self.procs.append(p)
         wait_for(lambda: self._port_open(self.hub_port) or (not p.alive() and

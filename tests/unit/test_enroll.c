@@ -329,6 +329,37 @@ static struct ts_peer_id renew_as(struct fx *f, const struct ts_peer_id *peer, i
     return p;
 }
 
+/* A body naming "token" twice is refused (400), not read as its last
+ * value: with last-wins the second, valid token below would enrol. The
+ * valid token is not spent by the refusal. */
+static void test_enroll_duplicate_keys(void **state)
+{
+    struct fx *f = *state;
+    char token[80], *key = NULL, *csr = NULL;
+    unsigned char spki[32];
+    assert_int_equal(ts_pki_new_key_csr(NULL, &key, &csr, spki, NULL, 0), TS_OK);
+    make_token("S001", "T10", "1h", token, sizeof token);
+    json_t *c = json_string(csr);
+    char *csr_json = json_dumps(c, JSON_ENCODE_ANY);
+    json_decref(c);
+    char body[8192];
+    snprintf(body, sizeof body, "{\"token\": \"0123\", \"csr\": %s, \"token\": \"%s\"}", csr_json,
+             token);
+    struct answer a = call(ts_hub_enroll_handle, f->trust, "POST", "/v1/enroll", body, NULL);
+    assert_int_equal(a.status, 400);
+    if (!strstr(err_of(&a), "duplicate"))
+        fail_msg("error \"%s\" does not say duplicate", err_of(&a));
+    json_decref(a.json);
+    char *good = enroll_body(token, csr);
+    a = call(ts_hub_enroll_handle, f->trust, "POST", "/v1/enroll", good, NULL);
+    assert_int_equal(a.status, 200);
+    json_decref(a.json);
+    free(good);
+    free(csr_json);
+    ts_pki_free_secret(key);
+    free(csr);
+}
+
 static void test_renew_keeps_the_presented_identity(void **state)
 {
     struct fx *f = *state;
@@ -430,6 +461,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_enroll_issues_what_the_token_says, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enroll_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enroll_duplicate_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renew_keeps_the_presented_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revocation, setup, teardown),
         cmocka_unit_test(test_no_enrolment_ca),

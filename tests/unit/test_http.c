@@ -174,6 +174,36 @@ static void test_until_close(void **state)
     ts_http_msg_clear(&m);
 }
 
+/* RFC 9112 §6.1: HTTP/1.0 has no chunked coding, so a 1.0 message with
+ * Transfer-Encoding is faulty framing (a smuggling vector between a 1.0 proxy
+ * and us): refused whatever it asks for, even keep-alive. The same body as
+ * 1.1 parses, so it is the version that is refused. */
+static void test_http10_transfer_encoding(void **state)
+{
+    (void)state;
+    struct ts_http_msg m = {0};
+    size_t used;
+    const char *req10 = "POST /v1/batch HTTP/1.0\r\nConnection: keep-alive\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    assert_int_equal(parse(&m, true, req10, &used), TS_ERR_PROTO);
+    assert_false(m.keep_alive);
+    const char *req10_clen = "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n"
+                             "Content-Length: 5\r\n\r\nhello";
+    assert_int_equal(parse(&m, true, req10_clen, &used), TS_ERR_PROTO);
+    const char *resp10 = "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert_int_equal(parse(&m, false, resp10, &used), TS_ERR_PROTO);
+    const char *req11 = "POST /v1/batch HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "5\r\nhello\r\n0\r\n\r\n";
+    assert_int_equal(parse(&m, true, req11, &used), TS_OK);
+    assert_string_equal(m.body.data, "hello");
+    assert_true(m.keep_alive);
+    /* 1.0 with a Content-Length stays fine (and closes unless asked not to). */
+    const char *req10_ok = "POST / HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello";
+    assert_int_equal(parse(&m, true, req10_ok, &used), TS_OK);
+    assert_false(m.keep_alive);
+    ts_http_msg_clear(&m);
+}
+
 static void test_malformed(void **state)
 {
     (void)state;
@@ -355,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_target_helpers),
         cmocka_unit_test(test_listen_port_refused),
+        cmocka_unit_test(test_http10_transfer_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,9 @@
 #include "gzip.h"
 #include "hub.h"
 #include "hubdb.h"
+#include "throttle.h"
+
+#include <mbedtls/md.h>
 
 #define NOW 1780000000000LL
 #define KEY_HEX "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b"
@@ -339,18 +342,28 @@ static void test_feed(void **state)
     assert_int_equal(a.status, 410);
     json_decref(a.json);
 
-    /* Scoping needs a verified certificate with a store of this tenant. */
-    a = call(f, "GET", "/v1/feed", NULL, NULL, NULL);
-    assert_int_equal(a.status, 403);
-    assert_string_equal(json_string_value(json_object_get(a.json, "error")),
-                        "client certificate has no store (OU)");
-    json_decref(a.json);
-    a = call(f, "GET", "/v1/feed", NULL, NULL, &f->nostore);
-    assert_int_equal(a.status, 403);
-    json_decref(a.json);
-    a = call(f, "GET", "/v1/feed", NULL, NULL, &f->other_tenant);
-    assert_int_equal(a.status, 403);
-    json_decref(a.json);
+    /* Scoping needs a verified certificate with a store of this tenant, and
+     * the refusal says which part is missing or wrong. */
+    const struct ts_peer_id bare = {.verified = true, .cn = "T99"}; /* neither OU nor O */
+    const struct {
+        const struct ts_peer_id *peer;
+        const char *path, *error;
+    } refused[] = {
+        {NULL, "/v1/feed", "a verified client certificate is required"},
+        {&f->nostore, "/v1/feed", "client certificate has no OU (store)"},
+        {&bare, "/v1/feed", "client certificate has no OU (store)"},
+        {&bare, "/v1/lookup?order=W-1", "client certificate has no OU (store)"},
+        {&bare, "/v1/purchases", "client certificate has no OU (store)"},
+        {&f->other_tenant, "/v1/feed", "client certificate belongs to another tenant (O=evil)"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        bool post = strcmp(refused[i].path, "/v1/purchases") == 0;
+        a = call(f, post ? "POST" : "GET", refused[i].path, NULL, post ? "{\"batch\":[]}" : NULL,
+                 refused[i].peer);
+        assert_int_equal(a.status, 403);
+        assert_string_equal(json_string_value(json_object_get(a.json, "error")), refused[i].error);
+        json_decref(a.json);
+    }
 }
 
 static void test_lookup(void **state)
@@ -404,6 +417,86 @@ static void test_lookup(void **state)
     a = call(f, "GET", target, NULL, NULL, NULL);
     assert_int_equal(a.status, 403);
     json_decref(a.json);
+}
+
+/* ?order= with the store restriction and signed codes, and the lookup
+ * budget through the handler (429 + Retry-After). The pickup store comes
+ * from Order Completed, stored on both SQLite and PostgreSQL. */
+static void test_lookup_limits(void **state)
+{
+    struct fx *f = *state;
+    const char *orders =
+        "{\"batch\":[{\"type\":\"track\",\"event\":\"Order Completed\",\"userId\":\"u-1\","
+        "\"properties\":{\"order_id\":\"W-1\",\"total\":5,\"pickup_store\":\"S002\"}},"
+        "{\"type\":\"track\",\"event\":\"Order Completed\",\"userId\":\"u-2\","
+        "\"properties\":{\"order_id\":\"W-2\",\"total\":6,\"store_id\":\"S001\"}},"
+        "{\"type\":\"track\",\"event\":\"Order Completed\",\"userId\":\"u-3\","
+        "\"properties\":{\"order_id\":\"W-3\",\"total\":7}}]}";
+    struct answer a = call(f, "POST", "/v1/batch", AUTH_OK, orders, NULL);
+    assert_int_equal(a.status, 200);
+    json_decref(a.json);
+    static const struct {
+        const char *order;
+        int open, own_store;
+    } want[] = {{"W-1", 200, 404}, {"W-2", 200, 200}, {"W-3", 200, 404}};
+    for (int pass = 0; pass < 2; pass++) {
+        f->cfg.lookup_orders_own_store = pass == 1;
+        for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+            char target[64];
+            snprintf(target, sizeof target, "/v1/lookup?order=%s", want[i].order);
+            a = call(f, "GET", target, NULL, NULL, &f->t01);
+            if (a.status != (pass ? want[i].own_store : want[i].open))
+                fail_msg("%s (own store %d): %d", want[i].order, pass, a.status);
+            json_decref(a.json);
+        }
+    }
+    /* signed codes: HMAC-SHA256(secret, "W-2")[0..16) */
+    f->cfg.lookup_orders_own_store = false;
+    memset(f->cfg.order_secret, 0x5e, 32);
+    f->cfg.order_secret_len = 32;
+    unsigned char mac[32];
+    assert_int_equal(mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256),
+                                     f->cfg.order_secret, 32, (const unsigned char *)"W-2", 3, mac),
+                     0);
+    char hex[65], target[128];
+    ts_hex_encode(mac, 16, hex);
+    snprintf(target, sizeof target, "/v1/lookup?order=W-2.%s", hex);
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(a.json, "order"), "order_id")), "W-2");
+    json_decref(a.json);
+    snprintf(target, sizeof target, "/v1/lookup?order=W-1.%s", hex); /* W-2's signature */
+    a = call(f, "GET", target, NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 403);
+    json_decref(a.json);
+    a = call(f, "GET", "/v1/lookup?order=W-2", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 403);
+    json_decref(a.json);
+    f->cfg.order_secret_len = 0;
+
+    /* the budget: burst 3, then 429 with Retry-After for this terminal only */
+    f->cfg.lookup_burst = 3;
+    struct ts_hub_throttle *l = NULL;
+    assert_int_equal(ts_hub_throttle_new(&f->cfg, &l), TS_OK);
+    f->api.throttle = l;
+    for (int i = 0; i < 3; i++) {
+        a = call(f, "GET", "/v1/lookup?order=W-2", NULL, NULL, &f->t01);
+        assert_int_equal(a.status, 200);
+        json_decref(a.json);
+    }
+    a = call(f, "GET", "/v1/lookup?order=W-2", NULL, NULL, &f->t01);
+    assert_int_equal(a.status, 429);
+    assert_non_null(strstr(a.headers, "Retry-After: 1\r\n"));
+    assert_int_equal(json_integer_value(json_object_get(a.json, "retry_after")), 1);
+    json_decref(a.json);
+    struct ts_peer_id t02 = f->t01;
+    ts_strlcpy(t02.cn, "T02", sizeof t02.cn);
+    a = call(f, "GET", "/v1/lookup?order=W-2", NULL, NULL, &t02);
+    assert_int_equal(a.status, 200);
+    json_decref(a.json);
+    f->api.throttle = NULL;
+    ts_hub_throttle_free(l);
 }
 
 static void test_routing(void **state)
@@ -674,6 +767,7 @@ int main(void)
         T(test_batch_refused_changes_nothing),
         T(test_feed),
         T(test_lookup),
+        T(test_lookup_limits),
         T(test_routing),
         T(test_cursor_and_base64),
         T(test_feed_gzip),

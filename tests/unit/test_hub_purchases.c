@@ -683,6 +683,16 @@ static void test_parser_limits(void **state)
     assert_int_equal(b->p[1].status, TS_HUB_P_REJECTED);
     assert_null(b->p[1].message_id);
     ts_hub_pbatch_free(b);
+    b = NULL;
+    /* A key given twice (a second total after the one the till printed) is
+     * refused with the body, not read last-wins. */
+    event(e, sizeof e, "m-dup", "S001-T01-000901", "S001", NULL, "SKU-1", "EUR");
+    cut = strstr(e, "\"discount\":0");
+    snprintf(big, n + 4096, "{\"batch\":[%.*s\"discount\":5,%s]}", (int)(cut - e), e, cut);
+    assert_int_equal(ts_hub_purchases_parse(big, strlen(big), "S001", NOW, &b, err, sizeof err),
+                     TS_ERR_INVAL);
+    assert_null(b);
+    assert_non_null(strstr(err, "duplicate"));
     free(big);
 }
 

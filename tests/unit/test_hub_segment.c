@@ -126,6 +126,16 @@ static void test_rejects_bad_envelopes(void **state)
                    "\"messageId\":{}}]}",
                    "messageId");
     expect_invalid("{\"batch\":[\"identify\"]}", "not an object");
+    /* Duplicate keys anywhere are refused, not read last-wins: each of these
+     * is a valid batch if one of the two values is dropped. */
+    expect_invalid("{\"batch\":[{\"type\":\"identify\",\"userId\":\"u-ada\","
+                   "\"userId\":\"u-eve\"}]}",
+                   "duplicate");
+    expect_invalid("{\"batch\":[{\"type\":\"identify\",\"userId\":\"u\","
+                   "\"traits\":{\"tier\":\"gold\",\"tier\":\"bronze\"}}]}",
+                   "duplicate");
+    expect_invalid("{\"batch\":[],\"batch\":[{\"type\":\"identify\",\"userId\":\"u\"}]}",
+                   "duplicate");
 }
 
 static void test_lenient_payload(void **state)

@@ -3,10 +3,8 @@
  * nonblocking; every wait is a poll() against a deadline, so no read, write
  * or handshake can hang a thread longer than its caller allowed. Version
  * differences between mbedTLS 2.28 and 3.6 live in tls_compat.h; what the
- * peer is and whether to trust it, in tls_verify.c. Session resumption:
- * a server context seals sessions into tickets (ticket_write/ticket_parse,
- * which re-judges the certificate inside), a client context keeps its last
- * session and offers it again (offer_session/keep_session).
+ * peer is and whether to trust it, in tls_verify.c; session resumption
+ * (the server's tickets, the client's kept session), in tls_session.c.
  */
 #include "tls_int.h"
 
@@ -31,17 +29,6 @@
 #define DEFAULT_TIMEOUT_MS 15000
 #define DEFAULT_SESSION_LIFETIME_S 3600
 #define MAX_SESSION_LIFETIME_S 86400
-
-/* Connections of many threads draw from one DRBG; mbedTLS may or may not be
- * built with MBEDTLS_THREADING_C, so the lock is ours. */
-static int locked_rng(void *p, unsigned char *out, size_t n)
-{
-    struct ts_tls_ctx *c = p;
-    pthread_mutex_lock(&c->rng_mu);
-    int ret = mbedtls_ctr_drbg_random(&c->drbg, out, n);
-    pthread_mutex_unlock(&c->rng_mu);
-    return ret;
-}
 
 static int64_t deadline_of(int timeout_ms)
 {
@@ -112,176 +99,6 @@ static void tls_conf_unref(struct tls_conf *t)
         tls_conf_free(t);
 }
 
-/* ---- session tickets (server) ------------------------------------------ */
-
-/*
- * mbedTLS calls the ticket callbacks with the context only, from inside
- * mbedtls_ssl_handshake: handshake() names the connection it runs for the
- * thread it runs on, so the callbacks can read and record what belongs to
- * that connection.
- */
-static _Thread_local struct ts_tls_conn *tl_conn;
-
-/*
- * A ticket is our sealed part, then mbedTLS's ticket of the session (RFC
- * 5077 §4 and RFC 8446 §4.6.1 leave the format to the server):
- *
- *   u16 n | nonce[12] | tag[16] | sealed[n] | mbedTLS's ticket
- *   sealed = AES-256-GCM(ticket_key, nonce, aad = mbedTLS's ticket)
- *            (u64 auth_ms | u16 cert_len | client certificate, DER)
- *
- * Our part carries who the client is and when its certificate was verified
- * in a full handshake. mbedTLS keeps neither for TLS 1.3: it does not put
- * the peer certificate into a 1.3 ticket, and it stamps every ticket it
- * issues (one after each resumption too) with the time it is issued. The
- * lifetime must count from the full handshake and a resumed connection
- * must still know the terminal, on both versions, so both come from here.
- * The AAD ties our part to mbedTLS's: it cannot be moved to another ticket.
- */
-#define SEAL_HDR (2 + 12 + 16)
-#define SEAL_FIXED (8 + 2)
-
-static void put_be(unsigned char *p, uint64_t v, int n)
-{
-    for (int k = n - 1; k >= 0; k--, v >>= 8)
-        p[k] = (unsigned char)(v & 0xff);
-}
-
-static uint64_t get_be(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int k = 0; k < n; k++)
-        v = v << 8 | p[k];
-    return v;
-}
-
-static int ticket_write(void *p, const mbedtls_ssl_session *session, unsigned char *start,
-                        const unsigned char *end, size_t *tlen, uint32_t *lifetime)
-{
-    struct ts_tls_ctx *c = p;
-    struct ts_tls_conn *conn = tl_conn;
-    const unsigned char *der = NULL;
-    size_t der_len = 0;
-    int64_t auth = 0;
-    if (conn && conn->chain_checked) { /* a full handshake: the certificate it verified */
-        const mbedtls_x509_crt *crt = ts_compat_session_peer_cert(session);
-        if (crt && ts_compat_session_verify_result(session) == 0) {
-            der = crt->raw.p;
-            der_len = crt->raw.len;
-        }
-        auth = conn->handshake_ms;
-    } else if (conn && conn->ticket_ok) { /* resumed: what the resumed ticket said */
-        der = conn->ticket_cert;
-        der_len = conn->ticket_cert_len;
-        auth = conn->auth_ms;
-    } /* else sealed without a certificate: it never resumes */
-    size_t n = SEAL_FIXED + der_len;
-    if (n > 0xffff || (size_t)(end - start) < SEAL_HDR + n)
-        return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
-    unsigned char *inner = start + SEAL_HDR + n;
-    size_t inner_len = 0;
-    int ret = mbedtls_ssl_ticket_write(&c->ticket, session, inner, end, &inner_len, lifetime);
-    if (ret)
-        return ret;
-    unsigned char *plain = malloc(n);
-    if (!plain)
-        return MBEDTLS_ERR_SSL_ALLOC_FAILED;
-    put_be(plain, (uint64_t)auth, 8);
-    put_be(plain + 8, der_len, 2);
-    if (der_len)
-        memcpy(plain + SEAL_FIXED, der, der_len);
-    put_be(start, n, 2);
-    mbedtls_gcm_context gcm;
-    mbedtls_gcm_init(&gcm);
-    if ((ret = locked_rng(c, start + 2, 12)) == 0 &&
-        (ret = mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, c->ticket_key, 256)) == 0)
-        ret = mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, n, start + 2, 12, inner,
-                                        inner_len, plain, start + SEAL_HDR, 16, start + 14);
-    mbedtls_gcm_free(&gcm);
-    mbedtls_platform_zeroize(plain, n);
-    free(plain);
-    if (ret)
-        return ret;
-    *tlen = SEAL_HDR + n + inner_len;
-    return 0;
-}
-
-/*
- * A ticket a client offers: our part must open (our key, not moved from
- * another ticket), mbedTLS's too (its key, its own age limit), the full
- * handshake it came from must lie within the lifetime, and the client
- * certificate sealed in it must still be good: within its dates and let in
- * by peer_check (revocation). Any failure only means "no resumption":
- * mbedTLS then runs a full handshake, where the certificate is verified
- * afresh and a revoked one is refused with certificate_revoked as always.
- * On success the connection learns whom it resumed (tl_conn).
- */
-static int ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *buf, size_t len)
-{
-    struct ts_tls_ctx *c = p;
-    struct ts_tls_conn *conn = tl_conn;
-    if (!conn || len < SEAL_HDR)
-        return MBEDTLS_ERR_SSL_INVALID_MAC;
-    size_t n = (size_t)get_be(buf, 2);
-    if (n < SEAL_FIXED || len - SEAL_HDR < n)
-        return MBEDTLS_ERR_SSL_INVALID_MAC;
-    unsigned char *inner = buf + SEAL_HDR + n;
-    size_t inner_len = len - SEAL_HDR - n;
-    unsigned char *plain = malloc(n);
-    if (!plain)
-        return MBEDTLS_ERR_SSL_ALLOC_FAILED;
-    mbedtls_gcm_context gcm;
-    mbedtls_gcm_init(&gcm);
-    int ret = mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, c->ticket_key, 256);
-    if (ret == 0)
-        ret = mbedtls_gcm_auth_decrypt(&gcm, n, buf + 2, 12, inner, inner_len, buf + 14, 16,
-                                       buf + SEAL_HDR, plain);
-    mbedtls_gcm_free(&gcm);
-    if (ret) {
-        free(plain);
-        return MBEDTLS_ERR_SSL_INVALID_MAC;
-    }
-    /* before mbedTLS opens its part in place: the AAD was checked above */
-    if ((ret = mbedtls_ssl_ticket_parse(&c->ticket, session, inner, inner_len))) {
-        free(plain);
-        return ret;
-    }
-    int64_t auth = (int64_t)get_be(plain, 8), age = ts_now_wall_ms() - auth;
-    size_t der_len = (size_t)get_be(plain + 8, 2);
-    char why[320] = "";
-    mbedtls_x509_crt crt;
-    mbedtls_x509_crt_init(&crt);
-    if (der_len == 0 || SEAL_FIXED + der_len != n ||
-        mbedtls_x509_crt_parse_der(&crt, plain + SEAL_FIXED, der_len) != 0)
-        ts_errf(why, sizeof why, "the session carries no client certificate");
-    else if (age > c->session_lifetime_ms || age < -60000)
-        ts_errf(why, sizeof why, "the session is older than its lifetime");
-    else
-        (void)ts_tls_session_peer_ok(c, &crt, why, sizeof why);
-    if (!why[0]) {
-        free(conn->ticket_cert);
-        memmove(plain, plain + SEAL_FIXED, der_len);
-        conn->ticket_cert = plain;
-        conn->ticket_cert_len = der_len;
-        plain = NULL;
-        conn->auth_ms = auth;
-        conn->ticket_peer = (struct ts_peer_id){.verified = true};
-        ts_tls_peer_from_crt(&crt, &conn->ticket_peer);
-        conn->ticket_ok = true;
-    }
-    mbedtls_x509_crt_free(&crt);
-    free(plain);
-    if (why[0]) {
-        TS_DEBUG("tls", "not resuming a session (%s): full handshake", why);
-        return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
-    }
-    return 0;
-}
-
-/*
- * Loads the certificate and key (when configured) and builds the mbedTLS
- * configuration around them and the context's CA and RNG.
- */
 static int tls_conf_load(struct ts_tls_ctx *c, struct tls_conf **out, char *err, size_t errsz)
 {
     char mb[160];
@@ -307,13 +124,13 @@ static int tls_conf_load(struct ts_tls_ctx *c, struct tls_conf **out, char *err,
             rc = TS_ERR_CONFIG;
             goto out;
         }
-        if ((ret = ts_compat_pk_parse_keyfile(&t->key, c->key_file, locked_rng, c)) != 0) {
+        if ((ret = ts_compat_pk_parse_keyfile(&t->key, c->key_file, ts_tls_rng, c)) != 0) {
             ts_compat_strerror(ret, mb, sizeof mb);
             ts_errf(err, errsz, "cannot load key %s: %s", c->key_file, mb);
             rc = TS_ERR_CONFIG;
             goto out;
         }
-        if (ts_compat_pk_check_pair(&t->own.pk, &t->key, locked_rng, c) != 0) {
+        if (ts_compat_pk_check_pair(&t->own.pk, &t->key, ts_tls_rng, c) != 0) {
             ts_errf(err, errsz, "certificate %s does not match key %s", c->cert_file, c->key_file);
             rc = TS_ERR_CONFIG;
             goto out;
@@ -341,9 +158,9 @@ static int tls_conf_load(struct ts_tls_ctx *c, struct tls_conf **out, char *err,
         mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
         mbedtls_ssl_conf_ca_chain(&t->conf, &c->ca, NULL);
     }
-    mbedtls_ssl_conf_rng(&t->conf, locked_rng, c);
+    mbedtls_ssl_conf_rng(&t->conf, ts_tls_rng, c);
     if (c->tickets)
-        mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, c);
+        mbedtls_ssl_conf_session_tickets_cb(&t->conf, ts_tls_ticket_write, ts_tls_ticket_parse, c);
     if (c->have_cert && (ret = mbedtls_ssl_conf_own_cert(&t->conf, &t->own, &t->key))) {
         ts_compat_strerror(ret, mb, sizeof mb);
         ts_errf(err, errsz, "cannot use certificate %s: %s", c->cert_file, mb);
@@ -424,8 +241,8 @@ int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *e
         if (life > MAX_SESSION_LIFETIME_S)
             life = MAX_SESSION_LIFETIME_S;
         c->session_lifetime_ms = (int64_t)life * 1000;
-        if ((ret = locked_rng(c, c->ticket_key, sizeof c->ticket_key)) ||
-            (ret = mbedtls_ssl_ticket_setup(&c->ticket, locked_rng, c, MBEDTLS_CIPHER_AES_256_GCM,
+        if ((ret = ts_tls_rng(c, c->ticket_key, sizeof c->ticket_key)) ||
+            (ret = mbedtls_ssl_ticket_setup(&c->ticket, ts_tls_rng, c, MBEDTLS_CIPHER_AES_256_GCM,
                                             (uint32_t)life))) {
             ts_compat_strerror(ret, mb, sizeof mb);
             ts_errf(err, errsz, "cannot set up TLS session tickets: %s", mb);
@@ -559,51 +376,6 @@ static void set_socket_opts(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-/* ---- verification and identity ------------------------------------------ */
-
-static void fill_peer(struct ts_tls_conn *c)
-{
-    const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&c->ssl);
-    if (!crt)
-        return;
-    c->peer.verified = mbedtls_ssl_get_verify_result(&c->ssl) == 0;
-    ts_tls_peer_from_crt(crt, &c->peer);
-}
-
-/* Words for a failed verification of the peer's certificate. */
-static void describe_refusal(struct ts_tls_conn *c, uint32_t flags, const char *host, char *err,
-                             size_t errsz)
-{
-    if (c->refused_by_check) {
-        ts_errf(err, errsz, "%s: %s", c->refused_why, c->refused_subject);
-    } else if (c->pin_mismatch) {
-        flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_OTHER;
-        char more[256] = "";
-        if (flags)
-            ts_tls_describe_verify(flags, host, more, sizeof more);
-        ts_errf(err, errsz,
-                "public key pin mismatch (the server's key is not the "
-                "pinned one)%s%s",
-                more[0] ? "; " : "", more);
-    } else {
-        ts_tls_describe_verify(flags, host, err, errsz);
-    }
-}
-
-/* The alert (RFC 8446 §6.2) a server refuses a client certificate with. */
-static unsigned char refusal_alert(const struct ts_tls_conn *c, uint32_t flags)
-{
-    if (c->refused_by_check || (flags & MBEDTLS_X509_BADCERT_REVOKED))
-        return 44; /* certificate_revoked */
-    if (flags & MBEDTLS_X509_BADCERT_MISSING)
-        return 116; /* certificate_required */
-    if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
-        return 45; /* certificate_expired */
-    if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
-        return 48; /* unknown_ca */
-    return 42;     /* bad_certificate */
-}
-
 /*
  * Runs the handshake to completion or the deadline. On failure err says why
  * in words: a verify failure (TS_ERR_CERT) names the reasons; a refused or
@@ -614,10 +386,10 @@ static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64
 {
     int optional = 0; /* server: verification left to us (TLS 1.3, tls_compat.h) */
     for (;;) {
-        tl_conn = c;
+        ts_tls_tl_conn = c;
         int ret = server ? ts_compat_server_handshake(&c->ssl, !c->ctx->no_client_auth, &optional)
                          : mbedtls_ssl_handshake(&c->ssl);
-        tl_conn = NULL;
+        ts_tls_tl_conn = NULL;
         if (ret == 0)
             break;
         if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
@@ -632,7 +404,7 @@ static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64
         }
         uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
         if (flags != 0 && flags != (uint32_t)-1) {
-            describe_refusal(c, flags, host, err, errsz);
+            ts_tls_describe_refusal(c, flags, host, err, errsz);
             return TS_ERR_CERT;
         }
         if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE ||
@@ -659,78 +431,16 @@ static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64
     /* A verification left to us (TLS 1.3 server): a full handshake whose
      * client certificate failed is refused now, with the alert a TLS 1.2
      * handshake would have sent, under keys the client reads. A resumed one
-     * was judged in ticket_parse. */
+     * was judged in ts_tls_ticket_parse. */
     uint32_t flags = optional ? mbedtls_ssl_get_verify_result(&c->ssl) : 0;
     if (flags != 0 && !(c->ticket_ok && !c->chain_checked)) {
         (void)mbedtls_ssl_send_alert_message(&c->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
-                                             refusal_alert(c, flags));
-        describe_refusal(c, flags, host, err, errsz);
+                                             ts_tls_refusal_alert(c, flags));
+        ts_tls_describe_refusal(c, flags, host, err, errsz);
         return TS_ERR_CERT;
     }
-    fill_peer(c);
+    ts_tls_fill_peer(c);
     return TS_OK;
-}
-
-/* Client: drops the kept session (ctx->mu held). */
-static void forget_session_locked(struct ts_tls_ctx *c)
-{
-    if (c->have_session) {
-        mbedtls_ssl_session_free(&c->session);
-        mbedtls_ssl_session_init(&c->session);
-        c->have_session = false;
-    }
-}
-
-void ts_tls_forget_session(struct ts_tls_ctx *ctx)
-{
-    if (!ctx || ctx->server)
-        return;
-    pthread_mutex_lock(&ctx->mu);
-    forget_session_locked(ctx);
-    pthread_mutex_unlock(&ctx->mu);
-}
-
-/*
- * Client: offers the kept session when it is for this host and port and
- * was made with the certificate this connection presents (a renewed pair
- * must be shown to the server in a full handshake). A failure to set it
- * only costs the resumption.
- */
-static void offer_session(struct ts_tls_conn *c, const char *host, int port)
-{
-    struct ts_tls_ctx *ctx = c->ctx;
-    pthread_mutex_lock(&ctx->mu);
-    if (ctx->have_session && (ctx->session_gen != c->tc->gen || ctx->session_port != port ||
-                              strcmp(ctx->session_host, host) != 0))
-        forget_session_locked(ctx);
-    if (ctx->have_session && mbedtls_ssl_set_session(&c->ssl, &ctx->session) == 0) {
-        c->offered = true;
-        c->offered_peer = ctx->session_peer;
-    }
-    pthread_mutex_unlock(&ctx->mu);
-}
-
-/* Client: keeps this connection's session for the next connect: a TLS 1.2
- * one when the handshake ends, a TLS 1.3 one when its ticket arrives (a
- * resumed connection's fresh ticket replaces the one it used). */
-static void keep_session(struct ts_tls_conn *c)
-{
-    struct ts_tls_ctx *ctx = c->ctx;
-    if (ctx->no_resume || !c->host[0])
-        return;
-    pthread_mutex_lock(&ctx->mu);
-    forget_session_locked(ctx);
-    if (mbedtls_ssl_get_session(&c->ssl, &ctx->session) == 0) {
-        ctx->have_session = true;
-        ts_strlcpy(ctx->session_host, c->host, sizeof ctx->session_host);
-        ctx->session_port = c->port;
-        ctx->session_gen = c->tc->gen;
-        ctx->session_peer = c->peer;
-    } else {
-        mbedtls_ssl_session_free(&ctx->session);
-        mbedtls_ssl_session_init(&ctx->session);
-    }
-    pthread_mutex_unlock(&ctx->mu);
 }
 
 static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const char *host, int port,
@@ -761,7 +471,7 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
     mbedtls_ssl_set_verify(&c->ssl, ts_tls_verify_cb, c);
     mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
     if (!ctx->server && !ctx->no_resume)
-        offer_session(c, host, port);
+        ts_tls_offer_session(c, host, port);
     int rc = handshake(c, ctx->server, host, deadline, err, errsz);
     if (rc) {
         if (!ctx->server)
@@ -777,7 +487,7 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
     if (c->resumed)
         c->peer = ctx->server ? c->ticket_peer : c->offered_peer;
     if (ctx->server && c->resumed && !c->peer.verified) {
-        /* ticket_parse only takes tickets that carry a verified client
+        /* ts_tls_ticket_parse only takes tickets that carry a verified client
          * certificate; never let a resumed connection in without one */
         (void)mbedtls_ssl_send_alert_message(&c->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
                                              MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED);
@@ -785,7 +495,7 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
         return TS_ERR_CERT;
     }
     if (!ctx->server && !c->resumed && ts_compat_session_at_handshake(&c->ssl))
-        keep_session(c);
+        ts_tls_keep_session(c);
     TS_DEBUG("tls", "%s %s%s", ctx->server ? "accepted" : "connected",
              ts_compat_conn_version(&c->ssl) ? ts_compat_conn_version(&c->ssl) : "TLS",
              c->resumed ? ", resumed" : "");
@@ -942,16 +652,16 @@ long ts_tls_read(struct ts_tls_conn *c, void *buf, size_t n, int timeout_ms)
     for (;;) {
         short ev = POLLIN;
         if (c->tls) {
-            tl_conn = c; /* a server may still write its tickets here */
+            ts_tls_tl_conn = c; /* a server may still write its tickets here */
             int ret = mbedtls_ssl_read(&c->ssl, buf, n);
-            tl_conn = NULL;
+            ts_tls_tl_conn = NULL;
             if (ret > 0)
                 return ret;
             if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY ||
                 ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == MBEDTLS_ERR_NET_CONN_RESET)
                 return TS_ERR_CLOSED;
             if (ts_compat_read_ticket(ret)) {
-                keep_session(c);
+                ts_tls_keep_session(c);
                 continue;
             }
             if (ts_compat_read_retry(ret))
@@ -999,9 +709,9 @@ int ts_tls_write(struct ts_tls_conn *c, const void *buf, size_t n, int timeout_m
         size_t chunk = n > (1 << 20) ? (1 << 20) : n;
         short ev = POLLOUT;
         if (c->tls) {
-            tl_conn = c;
+            ts_tls_tl_conn = c;
             int ret = mbedtls_ssl_write(&c->ssl, p, chunk);
-            tl_conn = NULL;
+            ts_tls_tl_conn = NULL;
             if (ret > 0) {
                 p += ret;
                 n -= (size_t)ret;

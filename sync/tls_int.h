@@ -117,5 +117,37 @@ int ts_tls_describe_alert(int alert, char *err, size_t errsz);
  * peer_check must still let it in. false says why. */
 bool ts_tls_session_peer_ok(struct ts_tls_ctx *ctx, const mbedtls_x509_crt *crt, char *why,
                             size_t whysz);
+/* After a handshake: who the peer is (c->peer, from its certificate). */
+void ts_tls_fill_peer(struct ts_tls_conn *c);
+/* Words for a failed verification of the peer's certificate. */
+void ts_tls_describe_refusal(struct ts_tls_conn *c, uint32_t flags, const char *host, char *err,
+                             size_t errsz);
+/* The alert (RFC 8446 §6.2) a server refuses a client certificate with. */
+unsigned char ts_tls_refusal_alert(const struct ts_tls_conn *c, uint32_t flags);
+
+/* Connections of many threads draw from one DRBG; mbedTLS may or may not be
+ * built with MBEDTLS_THREADING_C, so the lock is ours. */
+static inline int ts_tls_rng(void *p, unsigned char *out, size_t n)
+{
+    struct ts_tls_ctx *c = p;
+    pthread_mutex_lock(&c->rng_mu);
+    int ret = mbedtls_ctr_drbg_random(&c->drbg, out, n);
+    pthread_mutex_unlock(&c->rng_mu);
+    return ret;
+}
+
+/* ---- tls_session.c: resumption ------------------------------------------ */
+
+/* The connection whose handshake, read or write runs on this thread: the
+ * ticket callbacks, which mbedTLS calls with the context only, read and
+ * record what belongs to it. tls.c sets it around every mbedTLS call. */
+extern _Thread_local struct ts_tls_conn *ts_tls_tl_conn;
+/* mbedtls_ssl_conf_session_tickets_cb's write and parse (p: the context). */
+int ts_tls_ticket_write(void *p, const mbedtls_ssl_session *session, unsigned char *start,
+                        const unsigned char *end, size_t *tlen, uint32_t *lifetime);
+int ts_tls_ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *buf, size_t len);
+/* Client: offers the kept session to host:port; keeps this connection's. */
+void ts_tls_offer_session(struct ts_tls_conn *c, const char *host, int port);
+void ts_tls_keep_session(struct ts_tls_conn *c);
 
 #endif

@@ -210,6 +210,51 @@ int ts_tls_describe_alert(int alert, char *err, size_t errsz)
     }
 }
 
+/* ---- this connection's peer -------------------------------------------- */
+
+void ts_tls_fill_peer(struct ts_tls_conn *c)
+{
+    const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&c->ssl);
+    if (!crt)
+        return;
+    c->peer.verified = mbedtls_ssl_get_verify_result(&c->ssl) == 0;
+    ts_tls_peer_from_crt(crt, &c->peer);
+}
+
+/* Words for a failed verification of the peer's certificate. */
+void ts_tls_describe_refusal(struct ts_tls_conn *c, uint32_t flags, const char *host, char *err,
+                             size_t errsz)
+{
+    if (c->refused_by_check) {
+        ts_errf(err, errsz, "%s: %s", c->refused_why, c->refused_subject);
+    } else if (c->pin_mismatch) {
+        flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_OTHER;
+        char more[256] = "";
+        if (flags)
+            ts_tls_describe_verify(flags, host, more, sizeof more);
+        ts_errf(err, errsz,
+                "public key pin mismatch (the server's key is not the "
+                "pinned one)%s%s",
+                more[0] ? "; " : "", more);
+    } else {
+        ts_tls_describe_verify(flags, host, err, errsz);
+    }
+}
+
+/* The alert (RFC 8446 §6.2) a server refuses a client certificate with. */
+unsigned char ts_tls_refusal_alert(const struct ts_tls_conn *c, uint32_t flags)
+{
+    if (c->refused_by_check || (flags & MBEDTLS_X509_BADCERT_REVOKED))
+        return 44; /* certificate_revoked */
+    if (flags & MBEDTLS_X509_BADCERT_MISSING)
+        return 116; /* certificate_required */
+    if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+        return 45; /* certificate_expired */
+    if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+        return 48; /* unknown_ca */
+    return 42;     /* bad_certificate */
+}
+
 /* ---- pins --------------------------------------------------------------- */
 
 int ts_tls_pin_parse(const char *s, unsigned char out[32])

@@ -69,11 +69,11 @@ void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd
         if (!req->method || strcmp(req->method, routes[i].method) != 0) {
             snprintf(resp->extra_headers, sizeof resp->extra_headers, "Allow: %s\r\n",
                      routes[i].method);
-            ts_hub_api_fail(resp, 405, "method not allowed");
+            ts_httpd_error(resp, 405, "method not allowed");
             return;
         }
         routes[i].fn(api, req, resp);
         return;
     }
-    ts_hub_api_fail(resp, 404, "not found");
+    ts_httpd_error(resp, 404, "not found");
 }

@@ -65,25 +65,25 @@ void ts_hub_api_batch(struct ts_hub_api *api, const struct ts_httpd_req *req,
                    sizeof resp->extra_headers);
         TS_WARN(COMP, "batch refused from %s: invalid write key", req->remote_addr);
         ts_hub_throttle_auth_failed(api->throttle, TS_HUB_SECRET_WRITE_KEY, addr, now);
-        ts_hub_api_fail(resp, 401, "invalid write key");
+        ts_httpd_error(resp, 401, "invalid write key");
         return;
     }
     ts_hub_throttle_auth_ok(api->throttle, TS_HUB_SECRET_WRITE_KEY, addr);
     if (req->body_len > TS_HUB_MAX_BODY) {
-        ts_hub_api_fail(resp, 413, "batch larger than 500 KB");
+        ts_httpd_error(resp, 413, "batch larger than 500 KB");
         return;
     }
     int rc = ts_seg_parse(req->body ? req->body : "", req->body_len, now, &b, err, sizeof err);
     if (rc != TS_OK) {
         TS_WARN(COMP, "batch refused from %s: %s", req->remote_addr, err);
-        ts_hub_api_fail(resp, rc == TS_ERR_NOMEM ? 503 : 400, err);
+        ts_httpd_error(resp, rc == TS_ERR_NOMEM ? 503 : 400, err);
         return;
     }
     struct ts_hub_ingest_result r;
     rc = ts_hub_store_ingest(api->store, b, now, &r);
     if (rc != TS_OK) {
-        ts_hub_api_fail(resp, rc == TS_ERR_FULL ? 507 : 500,
-                        rc == TS_ERR_FULL ? "hub storage full" : "cannot store the batch");
+        ts_httpd_error(resp, rc == TS_ERR_FULL ? 507 : 500,
+                       rc == TS_ERR_FULL ? "hub storage full" : "cannot store the batch");
     } else {
         TS_INFO(COMP, "batch events=%zu applied=%zu duplicates=%zu customers=%zu", b->n, r.applied,
                 r.duplicates, r.customers);

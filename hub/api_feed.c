@@ -91,7 +91,7 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
     if (rc == TS_ERR_INVAL ||
         (rc == TS_OK && ts_hub_cursor_parse(since_s, &cursor_epoch, &since) != TS_OK)) {
         TS_WARN(COMP, "feed store=%s: malformed cursor", store);
-        ts_hub_api_fail(resp, 400, "malformed cursor");
+        ts_httpd_error(resp, 400, "malformed cursor");
         return;
     }
     bool has_since = rc == TS_OK;
@@ -100,11 +100,11 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
         char *end;
         limit = strtol(limit_s, &end, 10);
         if (*end != '\0') {
-            ts_hub_api_fail(resp, 400, "limit must be an integer");
+            ts_httpd_error(resp, 400, "limit must be an integer");
             return;
         }
     } else if (rc == TS_ERR_INVAL) {
-        ts_hub_api_fail(resp, 400, "limit must be an integer");
+        ts_httpd_error(resp, 400, "limit must be an integer");
         return;
     }
     limit = limit < 1 ? 1 : limit > TS_HUB_FEED_MAX_LIMIT ? TS_HUB_FEED_MAX_LIMIT : limit;
@@ -116,7 +116,7 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
         rc = *end != '\0' || wait < 0 ? TS_ERR_INVAL : TS_OK;
     }
     if (rc == TS_ERR_INVAL) {
-        ts_hub_api_fail(resp, 400, "wait must be a number of seconds");
+        ts_httpd_error(resp, 400, "wait must be a number of seconds");
         return;
     }
     wait = wait > TS_HUB_FEED_MAX_WAIT ? TS_HUB_FEED_MAX_WAIT : wait;
@@ -132,9 +132,9 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
                 "feed store=%s since=%s: cursor from another database, ahead of it, or older "
                 "than the erasure horizon: resync",
                 store, since_s);
-        ts_hub_api_fail(resp, 410, "cursor unknown to this hub; resynchronize from scratch");
+        ts_httpd_error(resp, 410, "cursor unknown to this hub; resynchronize from scratch");
     } else if (rc != TS_OK) {
-        ts_hub_api_fail(resp, 500, "cannot read the feed");
+        ts_httpd_error(resp, 500, "cannot read the feed");
     } else {
         ts_hub_cursor_format(epoch, page.last_seq, cursor);
         ts_buf_reset(&resp->body);
@@ -147,7 +147,7 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
             ts_buf_append(&resp->body, page.items.data ? page.items.data : "", page.items.len) ||
             ts_buf_printf(&resp->body, "],\"cursor\":\"%s\",\"more\":%s}", cursor,
                           page.more ? "true" : "false")) {
-            ts_hub_api_fail(resp, 503, "out of memory");
+            ts_httpd_error(resp, 503, "out of memory");
         } else {
             size_t plain = resp->body.len;
             bool gz = maybe_gzip(req, resp);
@@ -195,15 +195,15 @@ static bool lookup_purchase(struct ts_hub_api *api, const struct ts_httpd_req *r
         return false;
     int rc = ts_hub_api_param(req, receipt ? "receipt" : "order", v, sizeof v);
     if (rc != TS_OK) {
-        ts_hub_api_fail(resp, 400,
-                        receipt ? "malformed receipt parameter" : "malformed order parameter");
+        ts_httpd_error(resp, 400,
+                       receipt ? "malformed receipt parameter" : "malformed order parameter");
         return true;
     }
     const struct ts_hub_config *cfg = api->cfg;
     if (!receipt && cfg->order_secret_len && !order_signed(cfg, v)) {
         TS_DEBUG(COMP, "lookup store=%s terminal=%s: order code without a valid signature",
                  req->peer->ou, req->peer->cn);
-        ts_hub_api_fail(resp, 403, "order code without a valid signature");
+        ts_httpd_error(resp, 403, "order code without a valid signature");
         return true;
     }
     ts_buf_reset(&resp->body);
@@ -214,9 +214,9 @@ static bool lookup_purchase(struct ts_hub_api *api, const struct ts_httpd_req *r
     TS_DEBUG(COMP, "lookup store=%s %s found=%d", req->peer->ou, receipt ? "receipt" : "order",
              rc == TS_OK);
     if (rc == TS_ERR_NOTFOUND)
-        ts_hub_api_fail(resp, 404, receipt ? "unknown receipt" : "unknown order");
+        ts_httpd_error(resp, 404, receipt ? "unknown receipt" : "unknown order");
     else if (rc != TS_OK)
-        ts_hub_api_fail(resp, 500, "cannot read the store");
+        ts_httpd_error(resp, 500, "cannot read the store");
     else {
         resp->status = 200;
         maybe_gzip(req, resp);
@@ -233,7 +233,7 @@ static void lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
         return;
     int rc = ts_hub_api_param(req, "key", key, sizeof key);
     if (rc == TS_ERR_NOTFOUND) {
-        ts_hub_api_fail(resp, 400, "missing key parameter");
+        ts_httpd_error(resp, 400, "missing key parameter");
         return;
     }
     size_t n = rc == TS_OK ? strlen(key) : 0;
@@ -246,16 +246,16 @@ static void lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
             hex = false;
     }
     if (!hex) {
-        ts_hub_api_fail(resp, 400, "malformed key (expected 64 hex digits)");
+        ts_httpd_error(resp, 400, "malformed key (expected 64 hex digits)");
         return;
     }
     ts_buf_reset(&resp->body);
     rc = ts_hub_store_lookup(api->store, key, &resp->body);
     TS_DEBUG(COMP, "lookup store=%s found=%d", req->peer->ou, rc == TS_OK);
     if (rc == TS_ERR_NOTFOUND)
-        ts_hub_api_fail(resp, 404, "unknown customer");
+        ts_httpd_error(resp, 404, "unknown customer");
     else if (rc != TS_OK)
-        ts_hub_api_fail(resp, 500, "cannot read the store");
+        ts_httpd_error(resp, 500, "cannot read the store");
     else {
         resp->status = 200;
         maybe_gzip(req, resp);

@@ -4,24 +4,11 @@
  */
 #include "api_int.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define COMP "hub"
-
-/* {"error": msg} with the message JSON-escaped (it may quote the request). */
-void ts_hub_api_fail(struct ts_httpd_resp *resp, int status, const char *msg)
-{
-    resp->status = status;
-    ts_buf_reset(&resp->body);
-    json_t *o = json_pack("{s:s}", "error", msg);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    ts_buf_puts(&resp->body, s ? s : "{\"error\":\"internal error\"}");
-    free(s);
-    json_decref(o);
-}
 
 void ts_hub_api_ok(struct ts_httpd_resp *resp, const char *text)
 {
@@ -52,7 +39,7 @@ bool ts_hub_api_peer_ok(const struct ts_hub_api *api, const struct ts_httpd_req 
     /* Logged: a terminal polling with the wrong certificate shows up here. */
     TS_WARN(COMP, "%s from %s (%s) refused: %s", req->path, req->remote_addr,
             p ? p->subject : "no certificate", why);
-    ts_hub_api_fail(resp, 403, why);
+    ts_httpd_error(resp, 403, why);
     return false;
 }
 

@@ -8,8 +8,6 @@
 
 #include "hub.h"
 
-/* {"error": msg} with the message JSON-escaped (it may quote the request). */
-void ts_hub_api_fail(struct ts_httpd_resp *resp, int status, const char *msg);
 /* 200 with the JSON text as the body. */
 void ts_hub_api_ok(struct ts_httpd_resp *resp, const char *text);
 /* Agent endpoints need a verified terminal certificate of this tenant (and,

@@ -294,23 +294,11 @@ static void sha256_hex(const char *s, char out[65])
     ts_hex_encode(h, sizeof h, out);
 }
 
-/* {"error": msg} */
-static void refuse(struct ts_httpd_resp *resp, int status, const char *msg)
-{
-    resp->status = status;
-    ts_buf_reset(&resp->body);
-    json_t *o = json_pack("{s:s}", "error", msg);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    ts_buf_puts(&resp->body, s ? s : "{\"error\":\"internal error\"}");
-    free(s);
-    json_decref(o);
-}
-
 static void answer(struct ts_httpd_resp *resp, json_t *o)
 {
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (!s) {
-        refuse(resp, 500, "out of memory");
+        ts_httpd_error(resp, 500, "out of memory");
     } else {
         resp->status = 200;
         ts_buf_reset(&resp->body);
@@ -329,7 +317,7 @@ static json_t *body_object(const struct ts_httpd_req *req, struct ts_httpd_resp 
         char msg[256];
         snprintf(msg, sizeof msg, "malformed request: %s",
                  o ? "body must be a JSON object" : je.text);
-        refuse(resp, 400, msg);
+        ts_httpd_error(resp, 400, msg);
         json_decref(o);
         return NULL;
     }
@@ -352,12 +340,12 @@ static bool sign(struct ts_hub_trust *t, const char *csr, const char *cn, const 
     int rc = ts_pki_signer_sign(t->signer, csr, strlen(csr), cn, ou, t->cfg->tenant, now - SKEW_S,
                                 out->not_after_s, &out->pem, out->serial, err, sizeof err);
     if (rc == TS_ERR_INVAL) {
-        refuse(resp, 400, err);
+        ts_httpd_error(resp, 400, err);
         return false;
     }
     if (rc) {
         TS_ERROR(COMP, "cannot sign a certificate for %s/%s: %s", ou, cn, err);
-        refuse(resp, 500, "cannot sign the certificate");
+        ts_httpd_error(resp, 500, "cannot sign the certificate");
         return false;
     }
     return true;
@@ -422,11 +410,12 @@ static void do_enroll(struct ts_hub_trust *t, const struct ts_httpd_req *req,
     const char *token = json_string_value(json_object_get(o, "token"));
     const char *csr = json_string_value(json_object_get(o, "csr"));
     if (!token || !token[0] || !csr || !csr[0]) {
-        refuse(resp, 400, "malformed request: \"token\" and \"csr\" must be non-empty strings");
+        ts_httpd_error(resp, 400,
+                       "malformed request: \"token\" and \"csr\" must be non-empty strings");
         goto out;
     }
     if (!t->signer) {
-        refuse(resp, 503, "enrolment is not configured on this hub ([hub] ca_key)");
+        ts_httpd_error(resp, 503, "enrolment is not configured on this hub ([hub] ca_key)");
         goto out;
     }
     sha256_hex(token, hash);
@@ -451,7 +440,7 @@ static void do_enroll(struct ts_hub_trust *t, const struct ts_httpd_req *req,
     if (why) {
         TS_WARN(COMP, "enrolment from %s refused: %s%s%s%s", req->remote_addr, why,
                 found ? " (terminal " : "", found ? terminal : "", found ? ")" : "");
-        refuse(resp, 403, why);
+        ts_httpd_error(resp, 403, why);
         goto out;
     }
     if (!sign(t, csr, terminal, store, &c, resp)) {
@@ -476,11 +465,11 @@ static void do_enroll(struct ts_hub_trust *t, const struct ts_httpd_req *req,
     if (rc != TS_OK) {
         TS_ERROR(COMP, "cannot record the enrolment of %s/%s: %s", store, terminal,
                  ts_sql_errmsg(t->db));
-        refuse(resp, 500, "cannot record the enrolment");
+        ts_httpd_error(resp, 500, "cannot record the enrolment");
         goto out;
     }
     if (!spent) { /* another request with the same token won the race */
-        refuse(resp, 403, "enrolment token already used");
+        ts_httpd_error(resp, 403, "enrolment token already used");
         goto out;
     }
     hub_url(t, req, url, sizeof url);
@@ -508,7 +497,7 @@ void ts_hub_enroll_handle(void *ud, const struct ts_httpd_req *req, struct ts_ht
     if (strcmp(req->path, "/v1/enroll") == 0) {
         if (strcmp(req->method, "POST") != 0) {
             ts_strlcpy(resp->extra_headers, "Allow: POST\r\n", sizeof resp->extra_headers);
-            refuse(resp, 405, "method not allowed");
+            ts_httpd_error(resp, 405, "method not allowed");
             return;
         }
         do_enroll(t, req, resp);
@@ -518,7 +507,7 @@ void ts_hub_enroll_handle(void *ud, const struct ts_httpd_req *req, struct ts_ht
         ts_buf_puts(&resp->body, "{\"ok\":true}");
     } else {
         /* Nothing else is served without a client certificate. */
-        refuse(resp, 404, "not found (this listener only enrols terminals)");
+        ts_httpd_error(resp, 404, "not found (this listener only enrols terminals)");
     }
 }
 
@@ -527,7 +516,8 @@ void ts_hub_trust_renew(struct ts_hub_trust *t, const struct ts_httpd_req *req,
 {
     struct signed_cert c = {0};
     if (!t || !t->signer) {
-        refuse(resp, 503, "certificate renewal is not configured on this hub ([hub] ca_key)");
+        ts_httpd_error(resp, 503,
+                       "certificate renewal is not configured on this hub ([hub] ca_key)");
         return;
     }
     json_t *o = body_object(req, resp);
@@ -536,13 +526,13 @@ void ts_hub_trust_renew(struct ts_hub_trust *t, const struct ts_httpd_req *req,
     const char *csr = json_string_value(json_object_get(o, "csr"));
     const struct ts_peer_id *p = req->peer;
     if (!csr || !csr[0]) {
-        refuse(resp, 400, "malformed request: \"csr\" must be a non-empty string");
+        ts_httpd_error(resp, 400, "malformed request: \"csr\" must be a non-empty string");
     } else if (sign(t, csr, p->cn, p->ou, &c, resp)) {
         pthread_mutex_lock(&t->mu);
         int rc = record_issued(t, &c, p->cn, p->ou, "renew");
         pthread_mutex_unlock(&t->mu);
         if (rc) {
-            refuse(resp, 500, "cannot record the certificate");
+            ts_httpd_error(resp, 500, "cannot record the certificate");
         } else {
             char until[32];
             ts_iso8601(c.not_after_s * 1000, until, sizeof until);

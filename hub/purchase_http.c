@@ -12,11 +12,6 @@
 
 #define COMP "hub"
 
-static void fail(struct ts_httpd_resp *resp, int status, const char *msg)
-{
-    ts_httpd_error(resp, status, msg);
-}
-
 void ts_hub_purchases_handle(struct ts_hub_api *api, const struct ts_httpd_req *req,
                              struct ts_httpd_resp *resp)
 {
@@ -24,7 +19,7 @@ void ts_hub_purchases_handle(struct ts_hub_api *api, const struct ts_httpd_req *
     char err[256];
     const char *store = req->peer->ou; /* api.c checked the certificate */
     if (req->body_len > TS_HUB_MAX_BODY) {
-        fail(resp, 413, "request larger than 500 KB");
+        ts_httpd_error(resp, 413, "request larger than 500 KB");
         return;
     }
     int64_t now = api->now_ms();
@@ -34,7 +29,7 @@ void ts_hub_purchases_handle(struct ts_hub_api *api, const struct ts_httpd_req *
         TS_WARN(COMP, "purchases from %s/%s refused: %s", store, req->peer->cn, err);
         if (rc == TS_ERR_NOMEM)
             snprintf(resp->extra_headers, sizeof resp->extra_headers, "Retry-After: 5\r\n");
-        fail(resp, rc == TS_ERR_NOMEM ? 503 : 400, err);
+        ts_httpd_error(resp, rc == TS_ERR_NOMEM ? 503 : 400, err);
         return;
     }
     struct ts_hub_purchase_counts c;
@@ -43,8 +38,8 @@ void ts_hub_purchases_handle(struct ts_hub_api *api, const struct ts_httpd_req *
         /* Nothing stored: the agent keeps the events and retries later. */
         snprintf(resp->extra_headers, sizeof resp->extra_headers, "Retry-After: %d\r\n",
                  rc == TS_ERR_FULL ? 60 : 5);
-        fail(resp, rc == TS_ERR_FULL ? 507 : 503,
-             rc == TS_ERR_FULL ? "hub storage full" : "cannot store the purchases now");
+        ts_httpd_error(resp, rc == TS_ERR_FULL ? 507 : 503,
+                       rc == TS_ERR_FULL ? "hub storage full" : "cannot store the purchases now");
         ts_hub_pbatch_free(b);
         return;
     }
@@ -69,7 +64,7 @@ void ts_hub_purchases_handle(struct ts_hub_api *api, const struct ts_httpd_req *
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!text) {
-        fail(resp, 500, "out of memory");
+        ts_httpd_error(resp, 500, "out of memory");
     } else {
         resp->status = 200;
         ts_buf_reset(&resp->body);

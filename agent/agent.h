@@ -91,7 +91,7 @@ struct ts_bus_event {
     char *data;    /* JSON text, malloc'd copy owned by the caller */
 };
 
-int ts_bus_new(size_t capacity, struct ts_bus **out);
+enum ts_err ts_bus_new(size_t capacity, struct ts_bus **out);
 void ts_bus_free(struct ts_bus *b);
 /* Copies json; returns the new event id (0 on allocation failure). */
 uint64_t ts_bus_publish(struct ts_bus *b, const char *type, const char *json);
@@ -169,7 +169,7 @@ char *ts_agent_session(struct ts_agent *a);
 /* Clears the session and publishes `clear`. */
 void ts_agent_clear(struct ts_agent *a);
 /* Status JSON (see PROTOCOL.md) appended to out. */
-int ts_agent_status_json(struct ts_agent *a, ts_buf *out);
+enum ts_err ts_agent_status_json(struct ts_agent *a, ts_buf *out);
 /* Called by the sync thread: records link state, publishes `link` on change.
  * error (NULL when online) becomes last_error. */
 void ts_agent_set_link(struct ts_agent *a, bool online, const char *error);
@@ -190,7 +190,7 @@ char *ts_agent_previous(struct ts_agent *a, int n);
  * {"reason": reason}. */
 void ts_agent_clear_reason(struct ts_agent *a, const char *reason);
 /* Derives a->page_key from the API token (stable across restarts). */
-int ts_agent_page_key_init(struct ts_agent *a);
+enum ts_err ts_agent_page_key_init(struct ts_agent *a);
 /* The associate page with the page key and settings filled in (malloc'd). */
 char *ts_agent_page_render(const struct ts_agent *a, size_t *len);
 struct ts_idle;

@@ -17,7 +17,7 @@ struct ts_bus {
     bool closed;
 };
 
-int ts_bus_new(size_t capacity, struct ts_bus **out)
+enum ts_err ts_bus_new(size_t capacity, struct ts_bus **out)
 {
     struct ts_bus *b = calloc(1, sizeof *b);
     if (!b || !(b->ring = calloc(capacity, sizeof *b->ring))) {

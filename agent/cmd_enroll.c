@@ -82,8 +82,8 @@ struct enrolment {
 };
 
 /* Checks the hub's answer before anything is written. */
-static int check_answer(json_t *o, const unsigned char spki[32], struct enrolment *e, char *err,
-                        size_t errsz)
+static enum ts_err check_answer(json_t *o, const unsigned char spki[32], struct enrolment *e,
+                                char *err, size_t errsz)
 {
     struct ts_tenant_key k;
     e->cert = json_string_value(json_object_get(o, "certificate"));
@@ -128,8 +128,8 @@ static int check_answer(json_t *o, const unsigned char spki[32], struct enrolmen
  * Writes the results; enrolled.conf last, so the configuration switches to
  * the new identity only once the files it names are all in place.
  */
-static int write_enrolment(const char *dir, const char *key_pem, const char *ca_file,
-                           const struct enrolment *e, char *err, size_t errsz)
+static enum ts_err write_enrolment(const char *dir, const char *key_pem, const char *ca_file,
+                                   const struct enrolment *e, char *err, size_t errsz)
 {
     char key[TS_AGENT_PATH_MAX + 32], crt[TS_AGENT_PATH_MAX + 32], ca[TS_AGENT_PATH_MAX + 32],
         conf[TS_AGENT_PATH_MAX + 32], at[32];

@@ -74,7 +74,7 @@ static const struct ts_conf *pick(const struct ts_conf *c, const struct ts_conf 
 
 /* "host:port" or "[v6]:port" → host (without brackets) and port. Only
  * loopback addresses are accepted: the API carries customer data. */
-static int parse_listen(const char *v, char *host, size_t hostsz, int *port)
+static enum ts_err parse_listen(const char *v, char *host, size_t hostsz, int *port)
 {
     const char *colon;
     size_t hl;

@@ -16,7 +16,7 @@
 
 /* Reads the API token, or creates one (0600) on first start so that only
  * processes that can read the state directory may change the session. */
-static int load_token(struct ts_agent *a, char *err, size_t errsz)
+static enum ts_err load_token(struct ts_agent *a, char *err, size_t errsz)
 {
     char *text = NULL;
     int rc = ts_read_file(a->cfg.token_file, 4096, &text, NULL);
@@ -141,8 +141,8 @@ static char *live_lookup(struct ts_agent *a, char keys[][TS_IDENT_KEY_HEX], int 
 /* A product scan (kind product): the session stays as it is; only the
  * `scan` event tells the page (and SSE clients) it happened. The answer is
  * {"scan": {...}, "status": "ignored", "link": ...}. */
-static int product_scan(struct ts_agent *a, json_t *scan_o, const char *masked,
-                        const struct ts_scan *scan, char **session_out)
+static enum ts_err product_scan(struct ts_agent *a, json_t *scan_o, const char *masked,
+                                const struct ts_scan *scan, char **session_out)
 {
     pthread_mutex_lock(&a->mu);
     a->scans++;
@@ -321,7 +321,7 @@ void ts_agent_note_page(struct ts_agent *a, size_t items, int64_t wall_ms)
     pthread_mutex_unlock(&a->mu);
 }
 
-int ts_agent_status_json(struct ts_agent *a, ts_buf *out)
+enum ts_err ts_agent_status_json(struct ts_agent *a, ts_buf *out)
 {
     char cursor[TS_FEED_MAX_CURSOR + 1], last_sync[32], pos[TS_FEED_MAX_CURSOR + 1];
     bool resyncing = false;

@@ -143,7 +143,8 @@ int ts_rules_conf_read(const struct ts_conf *conf, struct ts_rules_conf *out, ch
     return TS_OK;
 }
 
-int ts_rules_new(const struct ts_rules_conf *conf, struct ts_rules **out, char *err, size_t errsz)
+enum ts_err ts_rules_new(const struct ts_rules_conf *conf, struct ts_rules **out, char *err,
+                         size_t errsz)
 {
     struct ts_rules *r = calloc(1, sizeof *r);
     if (!r)
@@ -227,8 +228,8 @@ static bool match(const struct ts_rules *r, int i, const struct ts_scan *s, int 
     return true;
 }
 
-int ts_rules_resolve(const struct ts_rules *r, const struct ts_scan *scan,
-                     struct ts_rule_match *out)
+enum ts_err ts_rules_resolve(const struct ts_rules *r, const struct ts_scan *scan,
+                             struct ts_rule_match *out)
 {
     /* Scans from the API carry only the AIM id: derive the type from it. */
     int upos = scan->upos_type ? scan->upos_type

@@ -49,7 +49,8 @@ int ts_rules_conf_read(const struct ts_conf *conf, struct ts_rules_conf *out, ch
 
 struct ts_rules;
 /* Compiles the configured rules followed by the built-in defaults. */
-int ts_rules_new(const struct ts_rules_conf *conf, struct ts_rules **out, char *err, size_t errsz);
+enum ts_err ts_rules_new(const struct ts_rules_conf *conf, struct ts_rules **out, char *err,
+                         size_t errsz);
 void ts_rules_free(struct ts_rules *r); /* NULL ok */
 
 struct ts_rule_match {
@@ -60,7 +61,7 @@ struct ts_rule_match {
 
 /* The first rule matching scan. Always matches (the last default takes
  * anything); TS_ERR_INVAL only when the identifier left is empty. */
-int ts_rules_resolve(const struct ts_rules *r, const struct ts_scan *scan,
-                     struct ts_rule_match *out);
+enum ts_err ts_rules_resolve(const struct ts_rules *r, const struct ts_scan *scan,
+                             struct ts_rule_match *out);
 
 #endif

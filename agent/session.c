@@ -81,7 +81,7 @@ void ts_agent_clear_reason(struct ts_agent *a, const char *reason)
     free(data);
 }
 
-int ts_agent_page_key_init(struct ts_agent *a)
+enum ts_err ts_agent_page_key_init(struct ts_agent *a)
 {
     static const char label[] = "tillside page key v1";
     uint8_t mac[32];

@@ -34,7 +34,7 @@ static void dispatch(struct ts_sse *p, ts_sse_cb cb, void *ud)
 }
 
 /* Interprets one complete line (without its terminator). */
-static int process_line(struct ts_sse *p, const char *l, size_t n, ts_sse_cb cb, void *ud)
+static enum ts_err process_line(struct ts_sse *p, const char *l, size_t n, ts_sse_cb cb, void *ud)
 {
     if (n == 0) {
         dispatch(p, cb, ud);

@@ -116,8 +116,8 @@ static void probe_hub(struct ts_trust *t)
 }
 
 /* Writes the renewed pair as described at finish_interrupted_renewal. */
-static int install_pair(const struct ts_agent_config *cfg, const char *key_pem,
-                        const char *cert_pem, char *why, size_t whysz)
+static enum ts_err install_pair(const struct ts_agent_config *cfg, const char *key_pem,
+                                const char *cert_pem, char *why, size_t whysz)
 {
     char kn[TS_AGENT_PATH_MAX + 8], cn[TS_AGENT_PATH_MAX + 8];
     snprintf(kn, sizeof kn, "%s.new", cfg->hub_key);

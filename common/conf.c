@@ -76,7 +76,7 @@ static char *trim(char *s)
     return s;
 }
 
-static int parse_text(struct ts_conf *c, const char *text, char *err, size_t errsz)
+static enum ts_err parse_text(struct ts_conf *c, const char *text, char *err, size_t errsz)
 {
     char section[128] = "";
     int lineno = 0;
@@ -156,7 +156,8 @@ int ts_conf_load(const char *path, struct ts_conf **out, char *err, size_t errsz
     return rc;
 }
 
-int ts_conf_parse(const char *name, const char *text, struct ts_conf **out, char *err, size_t errsz)
+enum ts_err ts_conf_parse(const char *name, const char *text, struct ts_conf **out, char *err,
+                          size_t errsz)
 {
     struct ts_conf *c = conf_new(name);
     if (!c)
@@ -227,8 +228,8 @@ enum ts_err ts_conf_errf(const struct ts_conf *c, const char *section, const cha
     return TS_ERR_CONFIG;
 }
 
-int ts_conf_get_int(const struct ts_conf *c, const char *section, const char *key, long def,
-                    long min, long max, long *out, char *err, size_t errsz)
+enum ts_err ts_conf_get_int(const struct ts_conf *c, const char *section, const char *key, long def,
+                            long min, long max, long *out, char *err, size_t errsz)
 {
     const struct conf_entry *e = find(c, section, key);
     if (!e) {
@@ -247,8 +248,8 @@ int ts_conf_get_int(const struct ts_conf *c, const char *section, const char *ke
     return TS_OK;
 }
 
-int ts_conf_get_bool(const struct ts_conf *c, const char *section, const char *key, bool def,
-                     bool *out, char *err, size_t errsz)
+enum ts_err ts_conf_get_bool(const struct ts_conf *c, const char *section, const char *key,
+                             bool def, bool *out, char *err, size_t errsz)
 {
     const struct conf_entry *e = find(c, section, key);
     if (!e) {

@@ -16,8 +16,8 @@ struct ts_conf;
  * "file:line: message" into err. */
 int ts_conf_load(const char *path, struct ts_conf **out, char *err, size_t errsz);
 /* Parses INI text from memory (name is used in messages). */
-int ts_conf_parse(const char *name, const char *text, struct ts_conf **out, char *err,
-                  size_t errsz);
+enum ts_err ts_conf_parse(const char *name, const char *text, struct ts_conf **out, char *err,
+                          size_t errsz);
 void ts_conf_free(struct ts_conf *c);
 
 /* Borrowed string valid until ts_conf_free; def when missing. */
@@ -25,10 +25,10 @@ const char *ts_conf_get(const struct ts_conf *c, const char *section, const char
                         const char *def);
 /* Integer / boolean getters: on a malformed value they return TS_ERR_CONFIG
  * and describe it (with file:line) in err; *out keeps def when missing. */
-int ts_conf_get_int(const struct ts_conf *c, const char *section, const char *key, long def,
-                    long min, long max, long *out, char *err, size_t errsz);
-int ts_conf_get_bool(const struct ts_conf *c, const char *section, const char *key, bool def,
-                     bool *out, char *err, size_t errsz);
+enum ts_err ts_conf_get_int(const struct ts_conf *c, const char *section, const char *key, long def,
+                            long min, long max, long *out, char *err, size_t errsz);
+enum ts_err ts_conf_get_bool(const struct ts_conf *c, const char *section, const char *key,
+                             bool def, bool *out, char *err, size_t errsz);
 /* "file:line" of a key, or the file name when missing. */
 const char *ts_conf_where(const struct ts_conf *c, const char *section, const char *key, char *buf,
                           size_t bufsz);

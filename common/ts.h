@@ -45,7 +45,7 @@ const char *ts_strerror(int err);
 enum ts_log_level { TS_LOG_DEBUG = 0, TS_LOG_INFO, TS_LOG_WARN, TS_LOG_ERROR };
 
 void ts_log_set_level(enum ts_log_level lvl);
-int ts_log_level_parse(const char *s, enum ts_log_level *out);
+enum ts_err ts_log_level_parse(const char *s, enum ts_log_level *out);
 void ts_log(enum ts_log_level lvl, const char *comp, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void ts_vlog(enum ts_log_level lvl, const char *comp, const char *fmt, va_list ap);
@@ -65,9 +65,9 @@ typedef struct ts_buf {
 } ts_buf;
 
 enum ts_err ts_buf_reserve(ts_buf *b, size_t extra);
-int ts_buf_append(ts_buf *b, const void *p, size_t n);
+enum ts_err ts_buf_append(ts_buf *b, const void *p, size_t n);
 int ts_buf_puts(ts_buf *b, const char *s);
-int ts_buf_printf(ts_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+enum ts_err ts_buf_printf(ts_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ts_buf_reset(ts_buf *b);
 void ts_buf_free(ts_buf *b);
 /* Hands the heap string to the caller; the buffer becomes empty. */
@@ -81,16 +81,16 @@ int64_t ts_now_wall_ms(void);
 /* ISO-8601 UTC with milliseconds, "2026-11-28T16:37:15.123Z". out >= 32. */
 void ts_iso8601(int64_t wall_ms, char *out, size_t outsz);
 /* Parses ISO-8601 ("...Z" or "+hh:mm", optional fraction). */
-int ts_iso8601_parse(const char *s, int64_t *wall_ms);
+enum ts_err ts_iso8601_parse(const char *s, int64_t *wall_ms);
 void ts_sleep_ms(int64_t ms);
 
 /* ---- helpers --------------------------------------------------------------*/
 /* printf into a caller's error buffer; err NULL or errsz 0 is allowed. */
 void ts_errf(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void ts_hex_encode(const uint8_t *in, size_t n, char *out); /* out: 2n+1 */
-int ts_hex_decode(const char *hex, uint8_t *out, size_t outsz, size_t *outlen);
+enum ts_err ts_hex_decode(const char *hex, uint8_t *out, size_t outsz, size_t *outlen);
 /* Cryptographically random bytes from getrandom(2). */
-int ts_random(void *out, size_t n);
+enum ts_err ts_random(void *out, size_t n);
 /* strlcpy semantics: always terminates, returns strlen(src). */
 size_t ts_strlcpy(char *dst, const char *src, size_t size);
 /* Reads a whole file (max_bytes cap); *out is NUL-terminated, free() it. */
@@ -105,7 +105,8 @@ int ts_mkdir_for_file(const char *file);
 
 /* Base64 (RFC 4648, standard or URL-safe alphabet, padding optional) into
  * out; TS_ERR_INVAL on a bad character, bad length or when out is too small. */
-int ts_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen);
+enum ts_err ts_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz,
+                             size_t *outlen);
 
 /* Base64 (RFC 4648 standard alphabet, padded) of n bytes into out,
  * NUL-terminated; returns the length, 0 when out (needs 4*ceil(n/3)+1) is

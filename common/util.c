@@ -67,7 +67,7 @@ void ts_log_set_level(enum ts_log_level lvl)
     g_level = lvl;
 }
 
-int ts_log_level_parse(const char *s, enum ts_log_level *out)
+enum ts_err ts_log_level_parse(const char *s, enum ts_log_level *out)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
     for (int i = 0; i < 4; i++) {
@@ -154,7 +154,7 @@ enum ts_err ts_buf_reserve(ts_buf *b, size_t extra)
     return TS_OK;
 }
 
-int ts_buf_append(ts_buf *b, const void *p, size_t n)
+enum ts_err ts_buf_append(ts_buf *b, const void *p, size_t n)
 {
     int rc = ts_buf_reserve(b, n);
     if (rc)
@@ -171,7 +171,7 @@ int ts_buf_puts(ts_buf *b, const char *s)
     return ts_buf_append(b, s, strlen(s));
 }
 
-int ts_buf_printf(ts_buf *b, const char *fmt, ...)
+enum ts_err ts_buf_printf(ts_buf *b, const char *fmt, ...)
 {
     va_list ap, ap2;
     va_start(ap, fmt);
@@ -242,7 +242,7 @@ void ts_iso8601(int64_t wall_ms, char *out, size_t outsz)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall_ms % 1000));
 }
 
-int ts_iso8601_parse(const char *s, int64_t *wall_ms)
+enum ts_err ts_iso8601_parse(const char *s, int64_t *wall_ms)
 {
     int y, mo, d, h, mi, sec;
     int n = 0;
@@ -340,7 +340,7 @@ static int hexval(char c)
     return -1;
 }
 
-int ts_hex_decode(const char *hex, uint8_t *out, size_t outsz, size_t *outlen)
+enum ts_err ts_hex_decode(const char *hex, uint8_t *out, size_t outsz, size_t *outlen)
 {
     size_t n = strlen(hex);
     if (n % 2 || n / 2 > outsz)
@@ -355,7 +355,7 @@ int ts_hex_decode(const char *hex, uint8_t *out, size_t outsz, size_t *outlen)
     return TS_OK;
 }
 
-int ts_random(void *out, size_t n)
+enum ts_err ts_random(void *out, size_t n)
 {
     uint8_t *p = out;
     while (n > 0) {
@@ -382,7 +382,7 @@ size_t ts_strlcpy(char *dst, const char *src, size_t size)
     return n;
 }
 
-static int errno_to_ts(int e)
+static enum ts_err errno_to_ts(int e)
 {
     switch (e) {
     case ENOENT:
@@ -514,7 +514,8 @@ static int b64_value(unsigned char c)
     return -1;
 }
 
-int ts_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz, size_t *outlen)
+enum ts_err ts_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t outsz,
+                             size_t *outlen)
 {
     size_t end = inlen, n = 0;
     int pad = 0;

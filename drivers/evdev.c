@@ -171,8 +171,9 @@ static void handle_event(struct evdev *e, const struct input_event *ev)
         ts_kbd_press(&e->kbd, usage, mods_of(e->mods_down));
 }
 
-static int evdev_open(const struct ts_conf *conf, const char *section,
-                      const struct ts_driver_host *host, void **self, char *err, size_t errsz)
+static enum ts_err evdev_open(const struct ts_conf *conf, const char *section,
+                              const struct ts_driver_host *host, void **self, char *err,
+                              size_t errsz)
 {
     const struct ts_keymap *map;
     const char *path = ts_conf_get(conf, section, "device", NULL);

@@ -50,8 +50,9 @@ static void on_lost(void *ctx)
     ts_hidpos_asm_reset(&p->asm_);
 }
 
-static int hidpos_open(const struct ts_conf *conf, const char *section,
-                       const struct ts_driver_host *host, void **self, char *err, size_t errsz)
+static enum ts_err hidpos_open(const struct ts_conf *conf, const char *section,
+                               const struct ts_driver_host *host, void **self, char *err,
+                               size_t errsz)
 {
     struct ts_usbdev_cfg cfg;
     int rc = ts_usbdev_parse_conf(conf, section, &cfg, err, errsz);

@@ -215,8 +215,8 @@ int ts_inputs_check(const struct ts_conf *conf, char *err, size_t errsz)
     return ts_guard_conf(conf, &g, err, errsz);
 }
 
-int ts_inputs_open(const struct ts_conf *conf, const struct ts_driver_host *host,
-                   struct ts_inputs **out, char *err, size_t errsz)
+enum ts_err ts_inputs_open(const struct ts_conf *conf, const struct ts_driver_host *host,
+                           struct ts_inputs **out, char *err, size_t errsz)
 {
     int rc = ts_inputs_check(conf, err, errsz);
     if (rc)
@@ -315,7 +315,7 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-int ts_inputs_start(struct ts_inputs *r)
+enum ts_err ts_inputs_start(struct ts_inputs *r)
 {
     if (!r || r->n == 0 || r->running)
         return TS_OK;

@@ -30,10 +30,10 @@ int ts_inputs_check(const struct ts_conf *conf, char *err, size_t errsz);
  * callbacks run on the input thread. With no input sections this succeeds
  * with zero inputs. TS_ERR_CONFIG with "file:line: ..." in err otherwise.
  */
-int ts_inputs_open(const struct ts_conf *conf, const struct ts_driver_host *host,
-                   struct ts_inputs **out, char *err, size_t errsz);
+enum ts_err ts_inputs_open(const struct ts_conf *conf, const struct ts_driver_host *host,
+                           struct ts_inputs **out, char *err, size_t errsz);
 /* Starts the input thread (nothing to do with zero inputs). */
-int ts_inputs_start(struct ts_inputs *in);
+enum ts_err ts_inputs_start(struct ts_inputs *in);
 /* Runs one round by hand (tests, benchmarks): polls up to timeout_ms, then
  * dispatches. Not to be mixed with ts_inputs_start. */
 void ts_inputs_run_once(struct ts_inputs *in, int timeout_ms);

@@ -264,8 +264,8 @@ const char *ts_keymap_name(const struct ts_keymap *m)
     return m ? m->name : "";
 }
 
-int ts_keymap_parse_conf(const struct ts_conf *conf, const char *section,
-                         const struct ts_keymap **out, char *err, size_t errsz)
+enum ts_err ts_keymap_parse_conf(const struct ts_conf *conf, const char *section,
+                                 const struct ts_keymap **out, char *err, size_t errsz)
 {
     const char *name = ts_conf_get(conf, section, "keymap", "us");
     const struct ts_keymap *m = ts_keymap_find(name);

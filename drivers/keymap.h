@@ -39,8 +39,8 @@ uint32_t ts_keymap_char(const struct ts_keymap *m, uint8_t usage, unsigned mods)
 struct ts_conf;
 /* The section's "keymap" option (default "us"); TS_ERR_CONFIG naming
  * file:line and the known layouts when it is unknown. */
-int ts_keymap_parse_conf(const struct ts_conf *conf, const char *section,
-                         const struct ts_keymap **out, char *err, size_t errsz);
+enum ts_err ts_keymap_parse_conf(const struct ts_conf *conf, const char *section,
+                                 const struct ts_keymap **out, char *err, size_t errsz);
 /* Linux input key code (KEY_*) to HID usage, 0 when it has none. */
 uint8_t ts_keymap_usage_from_evdev(unsigned code);
 

@@ -12,8 +12,8 @@ static int is_aim(const char *a, size_t len)
            ((a[2] >= '0' && a[2] <= '9') || (a[2] >= 'A' && a[2] <= 'Z'));
 }
 
-int ts_scan_from_text(const char *source, const char *code, size_t len, const char *aim,
-                      struct ts_scan *out)
+enum ts_err ts_scan_from_text(const char *source, const char *code, size_t len, const char *aim,
+                              struct ts_scan *out)
 {
     struct ts_scan s = {0};
     if (!code || memchr(code, '\0', len))

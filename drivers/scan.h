@@ -26,8 +26,8 @@ struct ts_scan {
  * explicitly. Rejects empty codes, codes longer than TS_SCAN_MAX - 1 and
  * codes containing NUL with TS_ERR_INVAL.
  */
-int ts_scan_from_text(const char *source, const char *code, size_t len, const char *aim,
-                      struct ts_scan *out);
+enum ts_err ts_scan_from_text(const char *source, const char *code, size_t len, const char *aim,
+                              struct ts_scan *out);
 
 /* Masks a code for logs and display: at most the last 4 characters shown
  * ("…1234"); codes of 4 or fewer characters are masked entirely. */

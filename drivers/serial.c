@@ -27,7 +27,7 @@
 
 /* ---- framer ----------------------------------------------------------------*/
 
-int ts_serial_suffix_parse(const char *s, enum ts_serial_suffix *out)
+enum ts_err ts_serial_suffix_parse(const char *s, enum ts_serial_suffix *out)
 {
     static const char *names[] = {"none", "cr", "lf", "crlf", "tab", "etx"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
@@ -176,8 +176,9 @@ static void set_state(struct serial *s, enum ts_input_state st, const char *deta
 
 static void serial_close(void *self);
 
-static int serial_open(const struct ts_conf *c, const char *sec, const struct ts_driver_host *host,
-                       void **self, char *err, size_t errsz)
+static enum ts_err serial_open(const struct ts_conf *c, const char *sec,
+                               const struct ts_driver_host *host, void **self, char *err,
+                               size_t errsz)
 {
     struct serial *s = calloc(1, sizeof *s);
     int rc = TS_ERR_CONFIG;
@@ -285,7 +286,7 @@ static void schedule_retry(struct serial *s, int64_t now)
  * name it is given, so it must get the kernel's name. A replugged scanner
  * may come back under another ttyACMn; the symlink follows it.
  */
-int ts_serial_dev_name(const char *path, char *out, size_t outsz)
+enum ts_err ts_serial_dev_name(const char *path, char *out, size_t outsz)
 {
     char cur[256], link[256];
     ts_strlcpy(cur, path, sizeof cur);
@@ -314,7 +315,7 @@ int ts_serial_dev_name(const char *path, char *out, size_t outsz)
     return TS_ERR_INVAL; /* a loop */
 }
 
-int ts_serial_flow_parse(const char *v, enum sp_flowcontrol *out)
+enum ts_err ts_serial_flow_parse(const char *v, enum sp_flowcontrol *out)
 {
     static const struct {
         const char *name;

@@ -37,15 +37,15 @@ enum ts_serial_suffix {
     TS_SUFFIX_ETX,
 };
 
-int ts_serial_suffix_parse(const char *s, enum ts_serial_suffix *out);
+enum ts_err ts_serial_suffix_parse(const char *s, enum ts_serial_suffix *out);
 
 /* The kernel's device node behind a udev symlink (/dev/tillside-scanner-… →
  * /dev/ttyACM1): libserialport 0.1.1 finds ports in /sys/class/tty by name.
  * TS_ERR_NOTFOUND when the path does not exist (unplugged). */
-int ts_serial_dev_name(const char *path, char *out, size_t outsz);
+enum ts_err ts_serial_dev_name(const char *path, char *out, size_t outsz);
 
 /* "none", "rtscts", "dtrdsr" or "xonxoff"; TS_ERR_CONFIG otherwise. */
-int ts_serial_flow_parse(const char *v, enum sp_flowcontrol *out);
+enum ts_err ts_serial_flow_parse(const char *v, enum sp_flowcontrol *out);
 
 /* Splits a byte stream into codes: at the suffix, or after ict_ms without a
  * byte (when > 0). A code longer than TS_SCAN_MAX - 1 is dropped whole. The

@@ -243,8 +243,8 @@ static bool cset82(char c)
            (c != '\0' && strchr("!\"%&'()*+,-./:;<=>?_", c));
 }
 
-static int add_field(struct ts_gs1 *g, const struct ai_def *d, const char *ai, const char *v,
-                     size_t vn, char *err, size_t errsz)
+static enum ts_err add_field(struct ts_gs1 *g, const struct ai_def *d, const char *ai,
+                             const char *v, size_t vn, char *err, size_t errsz)
 {
     if (g->n >= TS_GS1_MAX_FIELDS) {
         ts_errf(err, errsz, "more than %d fields", TS_GS1_MAX_FIELDS);
@@ -271,7 +271,7 @@ static int add_field(struct ts_gs1 *g, const struct ai_def *d, const char *ai, c
 }
 
 /* "(01)0950...(10)ABC": the human-readable interpretation. */
-static int parse_hri(const char *s, size_t n, struct ts_gs1 *g, char *err, size_t errsz)
+static enum ts_err parse_hri(const char *s, size_t n, struct ts_gs1 *g, char *err, size_t errsz)
 {
     size_t i = 0;
     while (i < n) {
@@ -304,7 +304,7 @@ static int parse_hri(const char *s, size_t n, struct ts_gs1 *g, char *err, size_
     return TS_OK;
 }
 
-int ts_gs1_parse(const char *s, size_t n, struct ts_gs1 *out, char *err, size_t errsz)
+enum ts_err ts_gs1_parse(const char *s, size_t n, struct ts_gs1 *out, char *err, size_t errsz)
 {
     struct ts_gs1 g = {0};
     int rc = TS_OK;

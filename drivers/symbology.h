@@ -88,7 +88,7 @@ struct ts_gs1 {
  * fields and the check digits of AIs 00, 01, 02, 414, 8017 and 8018.
  * TS_ERR_INVAL with a reason in err (no data copied into it) otherwise.
  */
-int ts_gs1_parse(const char *data, size_t len, struct ts_gs1 *out, char *err, size_t errsz);
+enum ts_err ts_gs1_parse(const char *data, size_t len, struct ts_gs1 *out, char *err, size_t errsz);
 /* The value of ai in a parsed string, or NULL. */
 const char *ts_gs1_get(const struct ts_gs1 *g, const char *ai);
 

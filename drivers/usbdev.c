@@ -71,8 +71,8 @@ void ts_usbdev_perm_hint(uint8_t bus, uint8_t addr, uint16_t vid, uint16_t pid, 
             bus, addr, vid, pid);
 }
 
-int ts_usbdev_parse_conf(const struct ts_conf *conf, const char *section, struct ts_usbdev_cfg *out,
-                         char *err, size_t errsz)
+enum ts_err ts_usbdev_parse_conf(const struct ts_conf *conf, const char *section,
+                                 struct ts_usbdev_cfg *out, char *err, size_t errsz)
 {
     struct ts_usbdev_cfg c;
     memset(&c, 0, sizeof c);
@@ -359,9 +359,9 @@ fail:
     retry_later(d, now);
 }
 
-int ts_usbdev_new(const struct ts_usbdev_cfg *cfg, const struct ts_driver_host *host,
-                  ts_usbdev_report_fn on_report, ts_usbdev_lost_fn on_lost, void *ctx,
-                  struct ts_usbdev **out, char *err, size_t errsz)
+enum ts_err ts_usbdev_new(const struct ts_usbdev_cfg *cfg, const struct ts_driver_host *host,
+                          ts_usbdev_report_fn on_report, ts_usbdev_lost_fn on_lost, void *ctx,
+                          struct ts_usbdev **out, char *err, size_t errsz)
 {
     struct ts_usbdev *d = calloc(1, sizeof *d);
     if (!d)

@@ -45,14 +45,14 @@ typedef void (*ts_usbdev_lost_fn)(void *ctx);
  * Reads vid:pid ("device = 0c2e:0b61"), "serial" and "interface" from the
  * section. TS_ERR_CONFIG with "file:line: [section] key: ..." on bad values.
  */
-int ts_usbdev_parse_conf(const struct ts_conf *conf, const char *section, struct ts_usbdev_cfg *out,
-                         char *err, size_t errsz);
+enum ts_err ts_usbdev_parse_conf(const struct ts_conf *conf, const char *section,
+                                 struct ts_usbdev_cfg *out, char *err, size_t errsz);
 
 /* Allocates; does not need the device. The first attempt to open it runs
  * from the first dispatch (deadline "now"). */
-int ts_usbdev_new(const struct ts_usbdev_cfg *cfg, const struct ts_driver_host *host,
-                  ts_usbdev_report_fn on_report, ts_usbdev_lost_fn on_lost, void *ctx,
-                  struct ts_usbdev **out, char *err, size_t errsz);
+enum ts_err ts_usbdev_new(const struct ts_usbdev_cfg *cfg, const struct ts_driver_host *host,
+                          ts_usbdev_report_fn on_report, ts_usbdev_lost_fn on_lost, void *ctx,
+                          struct ts_usbdev **out, char *err, size_t errsz);
 int ts_usbdev_pollfds(struct ts_usbdev *d, struct pollfd *fds, int max, int64_t *deadline);
 void ts_usbdev_dispatch(struct ts_usbdev *d, struct pollfd *fds, int n, int64_t now);
 void ts_usbdev_free(struct ts_usbdev *d);

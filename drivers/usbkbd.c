@@ -48,8 +48,9 @@ static void on_lost(void *ctx)
     ts_kbd_reset(&k->kbd);
 }
 
-static int usbkbd_open(const struct ts_conf *conf, const char *section,
-                       const struct ts_driver_host *host, void **self, char *err, size_t errsz)
+static enum ts_err usbkbd_open(const struct ts_conf *conf, const char *section,
+                               const struct ts_driver_host *host, void **self, char *err,
+                               size_t errsz)
 {
     struct ts_usbdev_cfg cfg;
     const struct ts_keymap *map;

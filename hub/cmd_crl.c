@@ -47,7 +47,7 @@ struct list {
     size_t n, cap;
 };
 
-static int grow(struct list *l)
+static enum ts_err grow(struct list *l)
 {
     size_t cap = l->cap ? l->cap * 2 : 64;
     struct ts_pki_crl_entry *e = realloc(l->e, cap * sizeof *e);
@@ -63,7 +63,8 @@ static int grow(struct list *l)
 }
 
 /* A database the hub never ran on has no trust tables: nothing revoked. */
-static int read_revoked(const char *path, struct list *l, long *unlisted, char *err, size_t errsz)
+static enum ts_err read_revoked(const char *path, struct list *l, long *unlisted, char *err,
+                                size_t errsz)
 {
     struct ts_sql *db = NULL;
     struct ts_sql_stmt *st = NULL;
@@ -112,7 +113,7 @@ out:
 
 /* Written beside the target and renamed over it, so nginx reloading at the
  * wrong moment reads the old list or the new one, never half of one. */
-static int write_file(const char *path, const char *text, char *err, size_t errsz)
+static enum ts_err write_file(const char *path, const char *text, char *err, size_t errsz)
 {
     char tmp[TS_HUB_PATH_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);

@@ -20,7 +20,7 @@ static bool name_ok(const char *s)
 }
 
 /* "90s", "15m", "24h", "7d" (a bare number is hours). */
-static int parse_ttl(const char *s, int64_t *ms)
+static enum ts_err parse_ttl(const char *s, int64_t *ms)
 {
     char *end;
     long v = strtol(s, &end, 10);

@@ -62,7 +62,7 @@ static int chunk_begin(struct imp *im)
 /* Appends one event's JSON text. Lines never hold a raw newline (they were
  * split on it, and dumped documents are compact), so event i of the chunk is
  * line i + 2 of the chunk text: find_bad_event relies on that. */
-static int chunk_add(struct imp *im, const char *ev, size_t len, struct origin at)
+static enum ts_err chunk_add(struct imp *im, const char *ev, size_t len, struct origin at)
 {
     if ((im->n && ts_buf_puts(&im->text, ",\n")) || ts_buf_append(&im->text, ev, len))
         return TS_ERR_NOMEM;
@@ -264,7 +264,7 @@ static bool looks_like_document(const char *line, size_t len)
 }
 
 /* Reads the rest of f after the line already read into a document text. */
-static int slurp_rest(FILE *f, const char *first, size_t firstlen, ts_buf *out)
+static enum ts_err slurp_rest(FILE *f, const char *first, size_t firstlen, ts_buf *out)
 {
     char buf[1 << 16];
     size_t n;

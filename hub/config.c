@@ -12,8 +12,8 @@
 
 /* Copies an optional string value; a value that does not fit is an error
  * rather than a silently truncated path or key. */
-static int get_str(const struct ts_conf *c, const char *sec, const char *key, const char *def,
-                   char *out, size_t outsz, char *err, size_t errsz)
+static enum ts_err get_str(const struct ts_conf *c, const char *sec, const char *key,
+                           const char *def, char *out, size_t outsz, char *err, size_t errsz)
 {
     const char *v = ts_conf_get(c, sec, key, def);
     if (ts_strlcpy(out, v ? v : "", outsz) >= outsz) {
@@ -25,8 +25,8 @@ static int get_str(const struct ts_conf *c, const char *sec, const char *key, co
     return TS_OK;
 }
 
-static int fail(const struct ts_conf *c, const char *sec, const char *key, const char *what,
-                char *err, size_t errsz)
+static enum ts_err fail(const struct ts_conf *c, const char *sec, const char *key, const char *what,
+                        char *err, size_t errsz)
 {
     char where[TS_HUB_PATH_MAX + 32];
     snprintf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(c, sec, key, where, sizeof where), sec,

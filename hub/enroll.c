@@ -79,7 +79,7 @@ static int64_t wall_now(void)
 
 /* The trust tables live in the hub's database (SQLite or PostgreSQL, so
  * hubs sharing one see the same tokens and revocations). */
-static int db_open(const char *path, struct ts_sql **out, char *err, size_t errsz)
+static enum ts_err db_open(const char *path, struct ts_sql **out, char *err, size_t errsz)
 {
     struct ts_sql *db = NULL;
     char e[512];

@@ -24,8 +24,8 @@
 
 #define COMP "proxy"
 
-static int conf_fail(const struct ts_conf *c, const char *key, const char *what, char *err,
-                     size_t errsz)
+static enum ts_err conf_fail(const struct ts_conf *c, const char *key, const char *what, char *err,
+                             size_t errsz)
 {
     char where[TS_HUB_PATH_MAX + 32];
     snprintf(err, errsz, "%s: [hub] %s: %s", ts_conf_where(c, "hub", key, where, sizeof where), key,
@@ -216,7 +216,7 @@ static bool next_rdn(const char **p, char sep, char *type, size_t tsz, char *val
     return true;
 }
 
-static int parse_dn(const char *dn, struct ts_peer_id *out)
+static enum ts_err parse_dn(const char *dn, struct ts_peer_id *out)
 {
     char sep = ',';
     if (dn[0] == '/') { /* $ssl_client_s_dn_legacy: "/O=acme/OU=S001/CN=T01" */
@@ -251,7 +251,7 @@ static int parse_dn(const char *dn, struct ts_peer_id *out)
 
 /* nginx's $ssl_client_serial: uppercase hex of the serial's bytes. Stored
  * as tls_verify.c has it: lowercase, no leading zero bytes. */
-static int parse_serial(const char *s, char *out, size_t outsz)
+static enum ts_err parse_serial(const char *s, char *out, size_t outsz)
 {
     size_t n = strlen(s);
     if (n == 0 || strspn(s, "0123456789abcdefABCDEF") != n)

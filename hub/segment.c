@@ -32,7 +32,7 @@ struct parser {
     size_t idx; /* event index for messages */
 };
 
-static int bad(struct parser *ps, const char *what)
+static enum ts_err bad(struct parser *ps, const char *what)
 {
     snprintf(ps->err, ps->errsz, "batch[%zu]: %s", ps->idx, what);
     return TS_ERR_INVAL;
@@ -170,7 +170,7 @@ static bool product(struct priv *pv, const json_t *o, struct ts_seg_product *p, 
     return true;
 }
 
-static int parse_products(struct parser *ps, const json_t *props, struct ts_seg_event *e)
+static enum ts_err parse_products(struct parser *ps, const json_t *props, struct ts_seg_event *e)
 {
     bool nomem = false;
     const json_t *arr = json_object_get(props, "products");
@@ -215,7 +215,7 @@ static int parse_order(struct parser *ps, const json_t *props, struct ts_seg_eve
     return parse_products(ps, props, e);
 }
 
-static int add_loyalty(struct parser *ps, struct ts_seg_event *e, const json_t *v)
+static enum ts_err add_loyalty(struct parser *ps, struct ts_seg_event *e, const json_t *v)
 {
     bool nomem = false;
     const char *raw = str_or_int(ps->pv, v, 64, &nomem);
@@ -235,7 +235,7 @@ static int add_loyalty(struct parser *ps, struct ts_seg_event *e, const json_t *
     return TS_OK;
 }
 
-static int parse_traits(struct parser *ps, const json_t *tr, struct ts_seg_event *e)
+static enum ts_err parse_traits(struct parser *ps, const json_t *tr, struct ts_seg_event *e)
 {
     int rc;
     e->consent = -1;

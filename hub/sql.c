@@ -452,7 +452,7 @@ enum ts_err ts_sql_prepare(struct ts_sql *db, const char *sql, struct ts_sql_stm
     return TS_OK;
 }
 
-static int pg_bind(struct ts_sql_stmt *st, int i, char *v, Oid type)
+static enum ts_err pg_bind(struct ts_sql_stmt *st, int i, char *v, Oid type)
 {
     if (i < 1 || i > st->nparams) {
         free(v);

@@ -294,7 +294,7 @@ static void reason_of(const struct ts_http_resp *r, char *out, size_t outsz)
 }
 
 /* Sends one request for the due rows; *next_ms = when to look again. */
-static int send_some(struct ts_hub_upstream *u, int64_t now, int64_t *next_ms)
+static enum ts_err send_some(struct ts_hub_upstream *u, int64_t now, int64_t *next_ms)
 {
     size_t n, used;
     ts_buf body = {0};

@@ -152,8 +152,8 @@ static int ensure_cid_index(sqlite3 *db)
  * the file and the schema (idempotent); read-only ones only check that the
  * statements prepare, which fails on anything that is not our schema.
  */
-static int open_cache(const char *path, bool readonly, struct ts_cache **out, char *err,
-                      size_t errsz)
+static enum ts_err open_cache(const char *path, bool readonly, struct ts_cache **out, char *err,
+                              size_t errsz)
 {
     struct ts_cache *c = calloc(1, sizeof *c);
     if (!c)
@@ -246,7 +246,7 @@ static int del_meta(struct ts_cache *c, const char *k)
 }
 
 /* A meta value into out; TS_ERR_NOTFOUND (out "") when absent. */
-static int get_meta(struct ts_cache *c, const char *k, char *out, size_t outsz)
+static enum ts_err get_meta(struct ts_cache *c, const char *k, char *out, size_t outsz)
 {
     sqlite3_stmt *s = stmt(c, ST_GET_META);
     sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
@@ -267,7 +267,7 @@ struct tset {
     bool owned; /* prepared for this page (shadow tables), finalized after */
 };
 
-static int shadow_prepare(struct ts_cache *c, struct tset *t)
+static enum ts_err shadow_prepare(struct ts_cache *c, struct tset *t)
 {
     memset(t, 0, sizeof *t);
     t->owned = true;
@@ -376,7 +376,7 @@ static int swap_in(struct ts_cache *c)
  * erasures to both (an erasure must not wait for the resync to finish), and
  * the last page swaps the shadow tables in.
  */
-int ts_cache_flush(struct ts_cache *c)
+enum ts_err ts_cache_flush(struct ts_cache *c)
 {
     if (!c || !c->txn_open)
         return TS_OK;
@@ -387,8 +387,8 @@ int ts_cache_flush(struct ts_cache *c)
     return rc;
 }
 
-static int apply(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
-                 bool save_cursor, char *err, size_t errsz)
+static enum ts_err apply(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
+                         bool save_cursor, char *err, size_t errsz)
 {
     bool erased = false, resync = false, swapped = false;
     struct tset live = {0}, shadow = {0};
@@ -475,7 +475,7 @@ int ts_cache_put_live(struct ts_cache *c, const struct ts_feed_page *one, int64_
     return apply(c, one, now_ms, false, NULL, 0);
 }
 
-int ts_cache_resync_begin(struct ts_cache *c)
+enum ts_err ts_cache_resync_begin(struct ts_cache *c)
 {
     if (ts_cache_flush(c) != TS_OK)
         return TS_ERR_DB;
@@ -517,8 +517,8 @@ int ts_cache_position(struct ts_cache *c, char *cursor, size_t cursorsz, bool *r
     return rc == TS_ERR_NOTFOUND ? TS_OK : rc;
 }
 
-int ts_cache_prune(struct ts_cache *c, int64_t now_ms, int64_t retention_ms, int64_t max_cards,
-                   int64_t *removed)
+enum ts_err ts_cache_prune(struct ts_cache *c, int64_t now_ms, int64_t retention_ms,
+                           int64_t max_cards, int64_t *removed)
 {
     sqlite3_stmt *s = NULL;
     int64_t gone = 0;
@@ -572,8 +572,8 @@ out:
     return TS_OK;
 }
 
-int ts_cache_lookup(struct ts_cache *c, const char *key_hex, char **card_json,
-                    int64_t *synced_at_ms)
+enum ts_err ts_cache_lookup(struct ts_cache *c, const char *key_hex, char **card_json,
+                            int64_t *synced_at_ms)
 {
     uint8_t raw[32];
     size_t n;
@@ -621,7 +621,7 @@ int64_t ts_cache_last_sync(struct ts_cache *c)
     return ms;
 }
 
-int ts_cache_reset(struct ts_cache *c)
+enum ts_err ts_cache_reset(struct ts_cache *c)
 {
     ts_cache_flush(c);
     int rc = sqlite3_exec(c->db,

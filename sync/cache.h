@@ -44,7 +44,7 @@ void ts_cache_close(struct ts_cache *c);
  * ts_cache_flush commits at once (the syncer calls it before it waits).
  */
 /* Commits pages held back by ts_cache_apply_page (no-op when none). */
-int ts_cache_flush(struct ts_cache *c);
+enum ts_err ts_cache_flush(struct ts_cache *c);
 int ts_cache_apply_page(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
                         char *err, size_t errsz);
 /* Stores one card (a live lookup result) without touching the cursor or
@@ -52,15 +52,15 @@ int ts_cache_apply_page(struct ts_cache *c, const struct ts_feed_page *page, int
 int ts_cache_put_live(struct ts_cache *c, const struct ts_feed_page *one, int64_t now_ms);
 
 /* Card JSON (malloc'd) and its synced_at for a key; TS_ERR_NOTFOUND if none. */
-int ts_cache_lookup(struct ts_cache *c, const char *key_hex, char **card_json,
-                    int64_t *synced_at_ms);
+enum ts_err ts_cache_lookup(struct ts_cache *c, const char *key_hex, char **card_json,
+                            int64_t *synced_at_ms);
 int64_t ts_cache_count(struct ts_cache *c);
 /* Saved cursor into out ("" when none). */
 int ts_cache_cursor(struct ts_cache *c, char *out, size_t outsz);
 /* Wall time (ms) of the last applied feed page, 0 when never. */
 int64_t ts_cache_last_sync(struct ts_cache *c);
 /* Forgets the cursor and every card (a full resync follows). */
-int ts_cache_reset(struct ts_cache *c);
+enum ts_err ts_cache_reset(struct ts_cache *c);
 
 /*
  * Starts a full resync beside the live cards (after 410 Gone): an empty
@@ -68,7 +68,7 @@ int ts_cache_reset(struct ts_cache *c);
  * under way is thrown away and started again. The live cards, the cursor
  * and everything else in the file stay as they are until the swap.
  */
-int ts_cache_resync_begin(struct ts_cache *c);
+enum ts_err ts_cache_resync_begin(struct ts_cache *c);
 /*
  * Where the next feed request starts: the resync's cursor while one runs
  * (*resyncing true; "" before its first page), else the saved cursor ("" for
@@ -82,7 +82,7 @@ int ts_cache_position(struct ts_cache *c, char *cursor, size_t cursorsz, bool *r
  * many went. Removed cards are overwritten and the WAL truncated, as for
  * erasures.
  */
-int ts_cache_prune(struct ts_cache *c, int64_t now_ms, int64_t retention_ms, int64_t max_cards,
-                   int64_t *removed);
+enum ts_err ts_cache_prune(struct ts_cache *c, int64_t now_ms, int64_t retention_ms,
+                           int64_t max_cards, int64_t *removed);
 
 #endif

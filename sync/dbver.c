@@ -17,7 +17,7 @@ int ts_db_version(sqlite3 *db, int *out)
     return rc;
 }
 
-int ts_db_version_check(sqlite3 *db, const char *path, int latest, char *err, size_t errsz)
+enum ts_err ts_db_version_check(sqlite3 *db, const char *path, int latest, char *err, size_t errsz)
 {
     int v = 0;
     if (ts_db_version(db, &v) != TS_OK) {
@@ -34,8 +34,8 @@ int ts_db_version_check(sqlite3 *db, const char *path, int latest, char *err, si
     return TS_OK;
 }
 
-int ts_db_migrate(sqlite3 *db, const char *path, int latest, const struct ts_db_step *steps,
-                  size_t n, void *ud, int *from, char *err, size_t errsz)
+enum ts_err ts_db_migrate(sqlite3 *db, const char *path, int latest, const struct ts_db_step *steps,
+                          size_t n, void *ud, int *from, char *err, size_t errsz)
 {
     int v = 0, rc = ts_db_version_check(db, path, latest, err, errsz);
     if (rc || (rc = ts_db_version(db, &v)))

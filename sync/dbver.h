@@ -25,14 +25,14 @@ int ts_db_version(sqlite3 *db, int *out);
 
 /* Fails with TS_ERR_DB and "PATH: schema version N is newer than ..." when
  * the file is newer than latest; a missing or older file is fine. */
-int ts_db_version_check(sqlite3 *db, const char *path, int latest, char *err, size_t errsz);
+enum ts_err ts_db_version_check(sqlite3 *db, const char *path, int latest, char *err, size_t errsz);
 
 /*
  * In the caller's write transaction: checks as above, runs each step whose
  * version is above the file's, in array order, then stores latest.
  * *from (optional) gets the version the file had.
  */
-int ts_db_migrate(sqlite3 *db, const char *path, int latest, const struct ts_db_step *steps,
-                  size_t n, void *ud, int *from, char *err, size_t errsz);
+enum ts_err ts_db_migrate(sqlite3 *db, const char *path, int latest, const struct ts_db_step *steps,
+                          size_t n, void *ud, int *from, char *err, size_t errsz);
 
 #endif

@@ -25,7 +25,7 @@ struct rd {
 
 /* ---- the JSON reader ------------------------------------------------------ */
 
-static int syntax(struct rd *r, const char *what)
+static enum ts_err syntax(struct rd *r, const char *what)
 {
     snprintf(r->err, r->errsz, "not valid JSON at byte %zu: %s", (size_t)(r->p - r->start), what);
     return TS_ERR_PROTO;
@@ -468,7 +468,8 @@ static int item_field(struct rd *r, const char *k, size_t kn, size_t idx, struct
 
 /* What every item must have once its object is read; prev says whether the
  * page names a second key version. Erasures drop what they do not need. */
-static int item_done(struct rd *r, size_t idx, bool prev, struct ts_feed_item *it, unsigned seen)
+static enum ts_err item_done(struct rd *r, size_t idx, bool prev, struct ts_feed_item *it,
+                             unsigned seen)
 {
     if (!(seen & SEEN_OP)) {
         snprintf(r->err, r->errsz, "items[%zu].op: expected \"upsert\" or \"erase\"", idx);
@@ -503,7 +504,7 @@ static int item_done(struct rd *r, size_t idx, bool prev, struct ts_feed_item *i
     return TS_OK;
 }
 
-static int parse_item(struct rd *r, size_t idx, struct ts_feed_item *it, unsigned *seen)
+static enum ts_err parse_item(struct rd *r, size_t idx, struct ts_feed_item *it, unsigned *seen)
 {
     if (!eat(r, '{')) {
         int rc = value(r, 0);
@@ -581,8 +582,8 @@ static bool key_version(struct rd *r, int *out, int *rc)
     return true;
 }
 
-static int parse(const char *body, size_t len, bool lookup, struct ts_feed_page *page, char *err,
-                 size_t errsz)
+static enum ts_err parse(const char *body, size_t len, bool lookup, struct ts_feed_page *page,
+                         char *err, size_t errsz)
 {
     memset(page, 0, sizeof *page);
     struct rd r = {body, body, body + len, err, errsz};

@@ -10,7 +10,7 @@
 #define GZIP_WINDOW (15 + 16) /* 32 KiB window, gzip header and trailer */
 #define CHUNK 65536
 
-int ts_gzip_compress(const void *in, size_t n, ts_buf *out)
+enum ts_err ts_gzip_compress(const void *in, size_t n, ts_buf *out)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
@@ -40,7 +40,7 @@ int ts_gzip_compress(const void *in, size_t n, ts_buf *out)
     return rc;
 }
 
-int ts_gzip_inflate(const void *in, size_t n, size_t max_out, ts_buf *out)
+enum ts_err ts_gzip_inflate(const void *in, size_t n, size_t max_out, ts_buf *out)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
@@ -96,7 +96,7 @@ int ts_gzip_inflate(const void *in, size_t n, size_t max_out, ts_buf *out)
     return TS_OK;
 }
 
-int ts_gzip_decode_body(ts_buf *body, const char *ce, size_t max_out)
+enum ts_err ts_gzip_decode_body(ts_buf *body, const char *ce, size_t max_out)
 {
     if (!ce || !*ce || strcasecmp(ce, "identity") == 0)
         return TS_OK;

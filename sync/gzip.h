@@ -19,7 +19,7 @@
  * Appends the gzip encoding of in[0..n) to out (zlib level 6). Returns
  * TS_ERR_NOMEM when memory runs out; out is then left as it was.
  */
-int ts_gzip_compress(const void *in, size_t n, ts_buf *out);
+enum ts_err ts_gzip_compress(const void *in, size_t n, ts_buf *out);
 
 /*
  * Inflates one gzip member in[0..n) into out (reset first). The whole input
@@ -28,7 +28,7 @@ int ts_gzip_compress(const void *in, size_t n, ts_buf *out);
  * the work at once with TS_ERR_FULL, having allocated at most max_out + 1
  * bytes. On failure out is empty.
  */
-int ts_gzip_inflate(const void *in, size_t n, size_t max_out, ts_buf *out);
+enum ts_err ts_gzip_inflate(const void *in, size_t n, size_t max_out, ts_buf *out);
 
 /*
  * For a client: turns a received body into the plain one according to its
@@ -36,7 +36,7 @@ int ts_gzip_inflate(const void *in, size_t n, size_t max_out, ts_buf *out);
  * most max_out bytes). Any other encoding is TS_ERR_PROTO; the errors of
  * ts_gzip_inflate otherwise. On failure the body is left as received.
  */
-int ts_gzip_decode_body(ts_buf *body, const char *content_encoding, size_t max_out);
+enum ts_err ts_gzip_decode_body(ts_buf *body, const char *content_encoding, size_t max_out);
 
 /* Does an Accept-Encoding header value accept gzip (present, q not 0)? NULL
  * means no header: no. */

@@ -81,7 +81,7 @@ static void unfill(struct ts_http_msg *m, bool is_request)
  * stopped. Every CR must start a CRLF and every LF end one, which rejects
  * bare CR and bare LF line endings before anything else looks at the bytes.
  */
-static int scan_head(struct ts_http_msg *m, const char *buf, size_t len)
+static enum ts_err scan_head(struct ts_http_msg *m, const char *buf, size_t len)
 {
     size_t i = m->ps.head_scan;
     if (i < m->ps.head_start)
@@ -107,7 +107,7 @@ static int scan_head(struct ts_http_msg *m, const char *buf, size_t len)
     return TS_ERR_AGAIN;
 }
 
-static int parse_version(const char *s, size_t n, int *minor)
+static enum ts_err parse_version(const char *s, size_t n, int *minor)
 {
     if (n != 8 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1'))
         return TS_ERR_PROTO;
@@ -116,7 +116,7 @@ static int parse_version(const char *s, size_t n, int *minor)
 }
 
 /* method SP request-target SP HTTP-version */
-static int parse_request_line(struct ts_http_msg *m, char *line, size_t n)
+static enum ts_err parse_request_line(struct ts_http_msg *m, char *line, size_t n)
 {
     char *sp1 = memchr(line, ' ', n);
     if (!sp1 || sp1 == line || (size_t)(sp1 - line) >= sizeof m->method)
@@ -144,7 +144,7 @@ static int parse_request_line(struct ts_http_msg *m, char *line, size_t n)
 
 /* HTTP-version SP 3DIGIT [SP reason-phrase] (a missing SP after the code is
  * tolerated: some servers send "HTTP/1.1 200"). */
-static int parse_status_line(struct ts_http_msg *m, const char *line, size_t n)
+static enum ts_err parse_status_line(struct ts_http_msg *m, const char *line, size_t n)
 {
     if (n < 12 || parse_version(line, 8, &m->minor_version) || line[8] != ' ')
         return TS_ERR_PROTO;
@@ -166,7 +166,7 @@ static int parse_status_line(struct ts_http_msg *m, const char *line, size_t n)
 }
 
 /* One "name: value" line, NUL-terminated in place; value trimmed of OWS. */
-static int parse_field(char *line, size_t n, char **name, char **value)
+static enum ts_err parse_field(char *line, size_t n, char **name, char **value)
 {
     if (n == 0 || line[0] == ' ' || line[0] == '\t')
         return TS_ERR_PROTO; /* obs-fold or whitespace before the name */
@@ -193,7 +193,7 @@ static int parse_field(char *line, size_t n, char **name, char **value)
 
 /* Content-Length: 1*DIGIT, or a list of identical values ("5, 5"). Values
  * too large for size_t saturate so the caller reports a limit, not junk. */
-static int parse_clen(const char *v, size_t *out, bool *have)
+static enum ts_err parse_clen(const char *v, size_t *out, bool *have)
 {
     const char *p = v;
     for (;;) {
@@ -246,8 +246,8 @@ static bool has_token(const char *v, const char *token)
  * Parses the head at p[0..n) (ending in CRLFCRLF, CR/LF already checked)
  * into m, and decides the body framing. On error m holds nothing new.
  */
-static int parse_head(struct ts_http_msg *m, bool is_request, const char *p, size_t n,
-                      size_t max_body)
+static enum ts_err parse_head(struct ts_http_msg *m, bool is_request, const char *p, size_t n,
+                              size_t max_body)
 {
     int rc = TS_OK;
     char *store = malloc(n + 1);
@@ -348,8 +348,8 @@ out:
  * with out it appends the data of an already validated body. *end gets the
  * offset just past the trailer section.
  */
-static int walk_chunks(struct ts_http_msg *m, const char *buf, size_t len, size_t max_body,
-                       ts_buf *out, size_t *end)
+static enum ts_err walk_chunks(struct ts_http_msg *m, const char *buf, size_t len, size_t max_body,
+                               ts_buf *out, size_t *end)
 {
     size_t pos = m->ps.chunk_pos, body = m->ps.chunk_body;
     for (;;) {
@@ -556,7 +556,7 @@ const char *ts_http_header(const struct ts_http_msg *m, const char *name)
     return NULL;
 }
 
-int ts_http_target_path(const char *target, char *path, size_t pathsz)
+enum ts_err ts_http_target_path(const char *target, char *path, size_t pathsz)
 {
     if (!target || !path || pathsz == 0)
         return TS_ERR_INVAL;
@@ -570,7 +570,7 @@ int ts_http_target_path(const char *target, char *path, size_t pathsz)
 
 /* Percent-decodes s[0..n) into out ('+' is a space in query strings).
  * Refuses broken escapes and %00, which would cut a C string short. */
-static int url_decode(const char *s, size_t n, char *out, size_t outsz)
+static enum ts_err url_decode(const char *s, size_t n, char *out, size_t outsz)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {

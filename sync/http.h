@@ -80,7 +80,7 @@ int ts_http_parse_eof(struct ts_http_msg *m, const char *buf, size_t len, size_t
 const char *ts_http_header(const struct ts_http_msg *m, const char *name);
 
 /* Splits "path?query" at '?': copies the path (no percent decoding). */
-int ts_http_target_path(const char *target, char *path, size_t pathsz);
+enum ts_err ts_http_target_path(const char *target, char *path, size_t pathsz);
 /* Finds query parameter name in target and percent-decodes it into out.
  * Returns TS_ERR_NOTFOUND when absent. */
 int ts_http_query_param(const char *target, const char *name, char *out, size_t outsz);

@@ -39,7 +39,7 @@ struct ts_httpc {
 
 /* The base URL (common/url.h's parser) into host, port, Host header and
  * path prefix. */
-static int parse_url(struct ts_httpc *c, const char *url, char *err, size_t errsz)
+static enum ts_err parse_url(struct ts_httpc *c, const char *url, char *err, size_t errsz)
 {
     struct ts_url u;
     enum ts_err rc = ts_url_parse(url, &u, err, errsz);
@@ -63,7 +63,8 @@ static int parse_url(struct ts_httpc *c, const char *url, char *err, size_t errs
     return TS_OK;
 }
 
-int ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err, size_t errsz)
+enum ts_err ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err,
+                         size_t errsz)
 {
     if (!o || !o->base_url || !out) {
         ts_errf(err, errsz, "no base URL");
@@ -156,7 +157,7 @@ static int remaining_ms(int64_t deadline)
     return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
 }
 
-static int do_connect(struct ts_httpc *c, int64_t deadline, int timeout_ms)
+static enum ts_err do_connect(struct ts_httpc *c, int64_t deadline, int timeout_ms)
 {
     char e[384] = "";
     int left = remaining_ms(deadline);
@@ -327,9 +328,9 @@ static bool valid_target(const char *s)
     return true;
 }
 
-int ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_query,
-                     const char *extra_headers, const char *content_type, const void *body,
-                     size_t body_len, int timeout_ms, struct ts_http_resp *resp)
+enum ts_err ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_query,
+                             const char *extra_headers, const char *content_type, const void *body,
+                             size_t body_len, int timeout_ms, struct ts_http_resp *resp)
 {
     if (!c || !resp)
         return TS_ERR_INVAL;

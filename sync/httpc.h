@@ -38,7 +38,8 @@ struct ts_http_resp {
     int64_t date_s;            /* the Date header as Unix seconds, 0 when absent (doctor) */
 };
 
-int ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err, size_t errsz);
+enum ts_err ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err,
+                         size_t errsz);
 void ts_httpc_free(struct ts_httpc *c);
 
 /*
@@ -48,9 +49,9 @@ void ts_httpc_free(struct ts_httpc *c);
  * error status is not a failure (resp->status says it). Free resp with
  * ts_http_resp_free.
  */
-int ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_query,
-                     const char *extra_headers, const char *content_type, const void *body,
-                     size_t body_len, int timeout_ms, struct ts_http_resp *resp);
+enum ts_err ts_httpc_request(struct ts_httpc *c, const char *method, const char *path_query,
+                             const char *extra_headers, const char *content_type, const void *body,
+                             size_t body_len, int timeout_ms, struct ts_http_resp *resp);
 const char *ts_httpc_error(const struct ts_httpc *c);
 /* Drops the kept connection (next request reconnects). */
 void ts_httpc_disconnect(struct ts_httpc *c);

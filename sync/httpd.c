@@ -445,7 +445,7 @@ static void *accept_main(void *arg)
 }
 
 /* "host:port", "[v6]:port" or ":port" (all interfaces). */
-static int split_listen(const char *l, char *host, size_t hsz, char *port, size_t psz)
+static enum ts_err split_listen(const char *l, char *host, size_t hsz, char *port, size_t psz)
 {
     const char *colon;
     if (l[0] == '[') {
@@ -470,7 +470,8 @@ static int split_listen(const char *l, char *host, size_t hsz, char *port, size_
     return TS_OK;
 }
 
-static int listen_on(const char *listen_addr, int *fd_out, int *port_out, char *err, size_t errsz)
+static enum ts_err listen_on(const char *listen_addr, int *fd_out, int *port_out, char *err,
+                             size_t errsz)
 {
     char host[256], port[16];
     if (!listen_addr || split_listen(listen_addr, host, sizeof host, port, sizeof port)) {
@@ -516,8 +517,8 @@ static int listen_on(const char *listen_addr, int *fd_out, int *port_out, char *
     return TS_OK;
 }
 
-int ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
-                   struct ts_httpd **out, char *err, size_t errsz)
+enum ts_err ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
+                           struct ts_httpd **out, char *err, size_t errsz)
 {
     if (!o || !h || !out) {
         ts_errf(err, errsz, "invalid arguments");

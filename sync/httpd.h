@@ -64,8 +64,8 @@ struct ts_httpd_opts {
     size_t max_body;   /* default 1 MiB; larger → 413 */
 };
 
-int ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
-                   struct ts_httpd **out, char *err, size_t errsz);
+enum ts_err ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
+                           struct ts_httpd **out, char *err, size_t errsz);
 /* The bound port (useful with port 0). */
 int ts_httpd_port(const struct ts_httpd *s);
 /* Stops accepting, closes connections, joins threads, frees. NULL ok. */

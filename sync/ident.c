@@ -12,7 +12,7 @@ const char *ts_ident_kind_name(enum ts_ident_kind k)
     return (unsigned)k < 4 ? kind_names[k] : "unknown";
 }
 
-int ts_ident_kind_parse(const char *s, enum ts_ident_kind *out)
+enum ts_err ts_ident_kind_parse(const char *s, enum ts_ident_kind *out)
 {
     for (int i = 0; i < 4; i++)
         if (strcmp(s, kind_names[i]) == 0) {
@@ -22,7 +22,7 @@ int ts_ident_kind_parse(const char *s, enum ts_ident_kind *out)
     return TS_ERR_INVAL;
 }
 
-int ts_ident_normalize(const char *raw, size_t rawlen, char *out, size_t outsz)
+enum ts_err ts_ident_normalize(const char *raw, size_t rawlen, char *out, size_t outsz)
 {
     size_t n = 0;
     for (size_t i = 0; i < rawlen; i++) {
@@ -41,7 +41,7 @@ int ts_ident_normalize(const char *raw, size_t rawlen, char *out, size_t outsz)
     return TS_OK;
 }
 
-int ts_tenant_key_parse(const char *hex, int version, struct ts_tenant_key *out)
+enum ts_err ts_tenant_key_parse(const char *hex, int version, struct ts_tenant_key *out)
 {
     struct ts_tenant_key k = {.version = version};
     if (!hex || ts_hex_decode(hex, k.key, sizeof k.key, &k.len) != TS_OK || k.len < 16)
@@ -50,8 +50,8 @@ int ts_tenant_key_parse(const char *hex, int version, struct ts_tenant_key *out)
     return TS_OK;
 }
 
-int ts_ident_key(const struct ts_tenant_key *k, enum ts_ident_kind kind, const char *normalized,
-                 char hex[TS_IDENT_KEY_HEX])
+enum ts_err ts_ident_key(const struct ts_tenant_key *k, enum ts_ident_kind kind,
+                         const char *normalized, char hex[TS_IDENT_KEY_HEX])
 {
     const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
     mbedtls_md_context_t ctx;

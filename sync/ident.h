@@ -21,7 +21,7 @@ enum ts_ident_kind {
 };
 
 const char *ts_ident_kind_name(enum ts_ident_kind k);
-int ts_ident_kind_parse(const char *s, enum ts_ident_kind *out);
+enum ts_err ts_ident_kind_parse(const char *s, enum ts_ident_kind *out);
 
 /*
  * Normalizes a scanned or CDP-supplied identifier: trims whitespace and
@@ -29,7 +29,7 @@ int ts_ident_kind_parse(const char *s, enum ts_ident_kind *out);
  * letters. Returns TS_ERR_INVAL when nothing printable is left or the result
  * does not fit (outsz bytes).
  */
-int ts_ident_normalize(const char *raw, size_t rawlen, char *out, size_t outsz);
+enum ts_err ts_ident_normalize(const char *raw, size_t rawlen, char *out, size_t outsz);
 
 /* The tenant key for HMAC, with its version (from config or enrolment). */
 struct ts_tenant_key {
@@ -39,10 +39,10 @@ struct ts_tenant_key {
 };
 
 /* Parses a hex key (32..64 bytes). */
-int ts_tenant_key_parse(const char *hex, int version, struct ts_tenant_key *out);
+enum ts_err ts_tenant_key_parse(const char *hex, int version, struct ts_tenant_key *out);
 
 /* hex = HMAC-SHA256(key, kind ":" normalized), lowercase hex. */
-int ts_ident_key(const struct ts_tenant_key *k, enum ts_ident_kind kind, const char *normalized,
-                 char hex[TS_IDENT_KEY_HEX]);
+enum ts_err ts_ident_key(const struct ts_tenant_key *k, enum ts_ident_kind kind,
+                         const char *normalized, char hex[TS_IDENT_KEY_HEX]);
 
 #endif

@@ -108,8 +108,8 @@ void ts_outbox_close(struct ts_outbox *o)
     free(o);
 }
 
-static int open_db(const char *path, const char *vfs, int flags, struct ts_outbox **out, char *err,
-                   size_t errsz)
+static enum ts_err open_db(const char *path, const char *vfs, int flags, struct ts_outbox **out,
+                           char *err, size_t errsz)
 {
     struct ts_outbox *o = calloc(1, sizeof *o);
     int rc = TS_ERR_DB;
@@ -174,8 +174,8 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
         sqlite3_bind_null(s, i);
 }
 
-int ts_outbox_add(struct ts_outbox *o, const struct ts_outbox_entry *e, int64_t now_ms,
-                  bool *duplicate, char existing_id[TS_OUTBOX_ID_MAX])
+enum ts_err ts_outbox_add(struct ts_outbox *o, const struct ts_outbox_entry *e, int64_t now_ms,
+                          bool *duplicate, char existing_id[TS_OUTBOX_ID_MAX])
 {
     int rc = TS_OK;
     if (!e->message_id || strlen(e->message_id) >= TS_OUTBOX_ID_MAX || !e->receipt || !e->event ||
@@ -214,8 +214,8 @@ void ts_outbox_rows_free(struct ts_outbox_row *rows, size_t n)
     free(rows);
 }
 
-int ts_outbox_pending(struct ts_outbox *o, int64_t after, size_t max_rows, size_t max_bytes,
-                      struct ts_outbox_row **rows, size_t *n)
+enum ts_err ts_outbox_pending(struct ts_outbox *o, int64_t after, size_t max_rows, size_t max_bytes,
+                              struct ts_outbox_row **rows, size_t *n)
 {
     int rc = TS_OK;
     size_t got = 0, bytes = 0;
@@ -263,7 +263,8 @@ static int exec_locked(struct ts_outbox *o, const char *sql)
     return src == SQLITE_OK ? TS_OK : db_err(o, src, sql);
 }
 
-int ts_outbox_mark_sent(struct ts_outbox *o, const char *const *ids, size_t n, int64_t now_ms)
+enum ts_err ts_outbox_mark_sent(struct ts_outbox *o, const char *const *ids, size_t n,
+                                int64_t now_ms)
 {
     if (n == 0)
         return TS_OK;

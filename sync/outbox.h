@@ -52,8 +52,8 @@ struct ts_outbox_entry {
  * gets the first message id. TS_ERR_FULL when the disk (or the file size
  * limit) is full: nothing was recorded.
  */
-int ts_outbox_add(struct ts_outbox *o, const struct ts_outbox_entry *e, int64_t now_ms,
-                  bool *duplicate, char existing_id[TS_OUTBOX_ID_MAX]);
+enum ts_err ts_outbox_add(struct ts_outbox *o, const struct ts_outbox_entry *e, int64_t now_ms,
+                          bool *duplicate, char existing_id[TS_OUTBOX_ID_MAX]);
 
 struct ts_outbox_row {
     int64_t seq;
@@ -68,12 +68,13 @@ struct ts_outbox_row {
  * so the caller can dead-letter it). *rows is malloc'd; free with
  * ts_outbox_rows_free.
  */
-int ts_outbox_pending(struct ts_outbox *o, int64_t after, size_t max_rows, size_t max_bytes,
-                      struct ts_outbox_row **rows, size_t *n);
+enum ts_err ts_outbox_pending(struct ts_outbox *o, int64_t after, size_t max_rows, size_t max_bytes,
+                              struct ts_outbox_row **rows, size_t *n);
 void ts_outbox_rows_free(struct ts_outbox_row *rows, size_t n);
 
 /* Marks the pending rows with these ids sent, in one transaction. */
-int ts_outbox_mark_sent(struct ts_outbox *o, const char *const *ids, size_t n, int64_t now_ms);
+enum ts_err ts_outbox_mark_sent(struct ts_outbox *o, const char *const *ids, size_t n,
+                                int64_t now_ms);
 /* Moves one pending row to the dead letters with reason. */
 int ts_outbox_mark_dead(struct ts_outbox *o, const char *id, const char *reason, int64_t now_ms);
 /* Dead letters back to pending: the one with id, or all when id is NULL.

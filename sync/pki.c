@@ -29,7 +29,7 @@ void ts_pki_mberr(char *err, size_t errsz, const char *what, int ret)
     ts_errf(err, errsz, "%s: %s", what, mb);
 }
 
-int ts_pki_rng_init(struct pki_rng *r, char *err, size_t errsz)
+enum ts_err ts_pki_rng_init(struct pki_rng *r, char *err, size_t errsz)
 {
     static const unsigned char pers[] = "tillside-pki";
     mbedtls_entropy_init(&r->entropy);
@@ -56,7 +56,7 @@ void ts_pki_rng_free(struct pki_rng *r)
 /* Subject parts go through mbedTLS's "CN=..,O=.." parser, whose escaping
  * differs between versions; names with its special characters are refused
  * instead of escaped. Store and terminal names never need them. */
-static int check_part(const char *what, const char *v, char *err, size_t errsz)
+static enum ts_err check_part(const char *what, const char *v, char *err, size_t errsz)
 {
     if (strlen(v) > 64) {
         ts_errf(err, errsz, "%s is longer than 64 characters", what);
@@ -72,8 +72,8 @@ static int check_part(const char *what, const char *v, char *err, size_t errsz)
     return TS_OK;
 }
 
-int ts_pki_build_subject(const char *cn, const char *ou, const char *o, char *out, size_t outsz,
-                         char *err, size_t errsz)
+enum ts_err ts_pki_build_subject(const char *cn, const char *ou, const char *o, char *out,
+                                 size_t outsz, char *err, size_t errsz)
 {
     const char *keys[] = {"CN", "OU", "O"}, *vals[] = {cn, ou, o};
     size_t used = 0;
@@ -96,8 +96,8 @@ int ts_pki_build_subject(const char *cn, const char *ou, const char *o, char *ou
 
 /* The issuer of a certificate is the CA's subject, spelled the way
  * mbedtls_x509write_crt_set_issuer_name parses it. */
-int ts_pki_name_to_string(const mbedtls_x509_name *n, char *out, size_t outsz, char *err,
-                          size_t errsz)
+enum ts_err ts_pki_name_to_string(const mbedtls_x509_name *n, char *out, size_t outsz, char *err,
+                                  size_t errsz)
 {
     size_t used = 0;
     out[0] = '\0';
@@ -156,7 +156,8 @@ static size_t der_len(unsigned char *p, size_t n)
  * literals become iPAddress, everything else dNSName. Written by hand
  * because mbedTLS 2.28 has no SAN writer. out must hold 1024 bytes.
  */
-static int der_san(const char *list, unsigned char *out, size_t *outlen, char *err, size_t errsz)
+static enum ts_err der_san(const char *list, unsigned char *out, size_t *outlen, char *err,
+                           size_t errsz)
 {
     unsigned char body[1000];
     size_t bl = 0;
@@ -210,7 +211,7 @@ static int der_san(const char *list, unsigned char *out, size_t *outlen, char *e
     return TS_OK;
 }
 
-static int write_key(mbedtls_pk_context *key, const char *path, char *err, size_t errsz)
+static enum ts_err write_key(mbedtls_pk_context *key, const char *path, char *err, size_t errsz)
 {
     unsigned char pem[2048];
     int ret = mbedtls_pk_write_key_pem(key, pem, sizeof pem);

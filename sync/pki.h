@@ -32,8 +32,8 @@ int ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz);
 /* The hub's enrolment CA, loaded once. Thread-safe. */
 struct ts_pki_signer;
 
-int ts_pki_signer_new(const char *ca_cert_file, const char *ca_key_file, struct ts_pki_signer **out,
-                      char *err, size_t errsz);
+enum ts_err ts_pki_signer_new(const char *ca_cert_file, const char *ca_key_file,
+                              struct ts_pki_signer **out, char *err, size_t errsz);
 void ts_pki_signer_free(struct ts_pki_signer *s);
 /* The CA certificate file's text, valid until ts_pki_signer_free. */
 const char *ts_pki_signer_ca_pem(const struct ts_pki_signer *s);
@@ -68,11 +68,11 @@ struct ts_pki_cert_info {
 };
 
 /* The first certificate in a PEM text or file. */
-int ts_pki_cert_info_pem(const char *pem, size_t len, struct ts_pki_cert_info *out, char *err,
-                         size_t errsz);
+enum ts_err ts_pki_cert_info_pem(const char *pem, size_t len, struct ts_pki_cert_info *out,
+                                 char *err, size_t errsz);
 int ts_pki_cert_info_file(const char *path, struct ts_pki_cert_info *out, char *err, size_t errsz);
 /* A pin as an operator writes it: base64 (44 chars) and hex (64). */
-int ts_pki_pin_text(const unsigned char sha[32], char b64[48], char hex[65]);
+enum ts_err ts_pki_pin_text(const unsigned char sha[32], char b64[48], char hex[65]);
 
 /* `tillside-hub pki init|issue|pin ...`: returns a process exit code. */
 int ts_pki_main(int argc, char **argv);

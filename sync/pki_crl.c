@@ -159,7 +159,7 @@ out:
     return rc;
 }
 
-static int to_pem(const ts_buf *der, char **pem, char *err, size_t errsz)
+static enum ts_err to_pem(const ts_buf *der, char **pem, char *err, size_t errsz)
 {
     size_t cap = der->len * 2 + 128, olen = 0;
     unsigned char *buf = malloc(cap);

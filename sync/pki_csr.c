@@ -45,8 +45,8 @@ struct ts_pki_signer {
     char *ca_pem;
 };
 
-int ts_pki_signer_new(const char *ca_cert_file, const char *ca_key_file, struct ts_pki_signer **out,
-                      char *err, size_t errsz)
+enum ts_err ts_pki_signer_new(const char *ca_cert_file, const char *ca_key_file,
+                              struct ts_pki_signer **out, char *err, size_t errsz)
 {
     int rc, ret;
     struct ts_pki_signer *s = calloc(1, sizeof *s);
@@ -248,7 +248,7 @@ static void copy_value(char *dst, size_t dstsz, const mbedtls_x509_buf *v)
 }
 
 /* The first certificate of crt as a ts_pki_cert_info. */
-static int info_of(const mbedtls_x509_crt *crt, int64_t now, struct ts_pki_cert_info *out)
+static enum ts_err info_of(const mbedtls_x509_crt *crt, int64_t now, struct ts_pki_cert_info *out)
 {
     struct ts_pki_cert_info i = {0};
     if (mbedtls_x509_dn_gets(i.subject, sizeof i.subject, &crt->subject) < 0)
@@ -282,8 +282,8 @@ static int info_of(const mbedtls_x509_crt *crt, int64_t now, struct ts_pki_cert_
     return TS_OK;
 }
 
-int ts_pki_cert_info_pem(const char *pem, size_t len, struct ts_pki_cert_info *out, char *err,
-                         size_t errsz)
+enum ts_err ts_pki_cert_info_pem(const char *pem, size_t len, struct ts_pki_cert_info *out,
+                                 char *err, size_t errsz)
 {
     mbedtls_x509_crt crt;
     if (ts_compat_crypto_init() != 0) {
@@ -324,7 +324,7 @@ int ts_pki_cert_info_file(const char *path, struct ts_pki_cert_info *out, char *
     return rc;
 }
 
-int ts_pki_pin_text(const unsigned char sha[32], char b64[48], char hex[65])
+enum ts_err ts_pki_pin_text(const unsigned char sha[32], char b64[48], char hex[65])
 {
     if (ts_base64_encode(sha, 32, b64, 48) == 0)
         return TS_ERR_INVAL;

@@ -28,15 +28,15 @@ struct cert_spec {
 };
 
 void ts_pki_mberr(char *err, size_t errsz, const char *what, int ret);
-int ts_pki_rng_init(struct pki_rng *r, char *err, size_t errsz);
+enum ts_err ts_pki_rng_init(struct pki_rng *r, char *err, size_t errsz);
 void ts_pki_rng_free(struct pki_rng *r);
 /* "CN=..,OU=..,O=.." from the parts given (NULL/"" left out); refuses the
  * characters mbedTLS's subject parser would read differently. */
-int ts_pki_build_subject(const char *cn, const char *ou, const char *o, char *out, size_t outsz,
-                         char *err, size_t errsz);
+enum ts_err ts_pki_build_subject(const char *cn, const char *ou, const char *o, char *out,
+                                 size_t outsz, char *err, size_t errsz);
 /* A parsed name back into that syntax (the CA's subject as issuer). */
-int ts_pki_name_to_string(const mbedtls_x509_name *n, char *out, size_t outsz, char *err,
-                          size_t errsz);
+enum ts_err ts_pki_name_to_string(const mbedtls_x509_name *n, char *out, size_t outsz, char *err,
+                                  size_t errsz);
 /* Signs one certificate into pem (PEM text, NUL-terminated); serial_hex
  * gets its serial number as lowercase hex. */
 int ts_pki_sign_cert(const struct cert_spec *s, struct pki_rng *r, unsigned char *pem, size_t pemsz,

@@ -36,7 +36,7 @@ static int64_t deadline_of(int timeout_ms)
 }
 
 /* Waits for events on fd until the deadline (-1 = none). */
-static int wait_fd(int fd, short events, int64_t deadline)
+static enum ts_err wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
         int ms = -1;
@@ -57,7 +57,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 
 /* ---- context ------------------------------------------------------------ */
 
-static int load_file_check(const char *what, const char *path, char *err, size_t errsz)
+static enum ts_err load_file_check(const char *what, const char *path, char *err, size_t errsz)
 {
     if (access(path, R_OK) != 0) {
         ts_errf(err, errsz, "cannot read %s %s: %s", what, path, strerror(errno));
@@ -99,7 +99,8 @@ static void tls_conf_unref(struct tls_conf *t)
         tls_conf_free(t);
 }
 
-static int tls_conf_load(struct ts_tls_ctx *c, struct tls_conf **out, char *err, size_t errsz)
+static enum ts_err tls_conf_load(struct ts_tls_ctx *c, struct tls_conf **out, char *err,
+                                 size_t errsz)
 {
     char mb[160];
     int ret, rc = TS_OK;
@@ -174,7 +175,8 @@ out:
     return rc;
 }
 
-int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *err, size_t errsz)
+enum ts_err ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *err,
+                           size_t errsz)
 {
     char mb[160];
     int ret, rc = TS_OK;
@@ -443,8 +445,8 @@ static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64
     return TS_OK;
 }
 
-static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const char *host, int port,
-                          int64_t deadline, char *err, size_t errsz)
+static enum ts_err conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const char *host,
+                                  int port, int64_t deadline, char *err, size_t errsz)
 {
     c->tls = true;
     c->ctx = ctx;
@@ -509,8 +511,8 @@ static int conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const c
  * while the server listens on 127.0.0.1), sharing the time left between the
  * addresses still to try.
  */
-static int tcp_connect(const char *host, int port, int timeout_ms, int64_t deadline, int *fd_out,
-                       char *err, size_t errsz)
+static enum ts_err tcp_connect(const char *host, int port, int timeout_ms, int64_t deadline,
+                               int *fd_out, char *err, size_t errsz)
 {
     char portstr[16];
     snprintf(portstr, sizeof portstr, "%d", port);
@@ -575,8 +577,8 @@ static int tcp_connect(const char *host, int port, int timeout_ms, int64_t deadl
     return TS_ERR_CONNECT;
 }
 
-int ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, int timeout_ms,
-                   struct ts_tls_conn **out, char *err, size_t errsz)
+enum ts_err ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, int timeout_ms,
+                           struct ts_tls_conn **out, char *err, size_t errsz)
 {
     if (!host || !out || port <= 0 || port > 65535 || (ctx && ctx->server)) {
         ts_errf(err, errsz, "invalid connect arguments");
@@ -616,8 +618,8 @@ again:;
     return TS_OK;
 }
 
-int ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct ts_tls_conn **out,
-                  char *err, size_t errsz)
+enum ts_err ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct ts_tls_conn **out,
+                          char *err, size_t errsz)
 {
     if (fd < 0 || !out || (ctx && !ctx->server)) {
         ts_errf(err, errsz, "invalid accept arguments");
@@ -699,7 +701,7 @@ long ts_tls_read(struct ts_tls_conn *c, void *buf, size_t n, int timeout_ms)
     }
 }
 
-int ts_tls_write(struct ts_tls_conn *c, const void *buf, size_t n, int timeout_ms)
+enum ts_err ts_tls_write(struct ts_tls_conn *c, const void *buf, size_t n, int timeout_ms)
 {
     if (!c || (!buf && n))
         return TS_ERR_INVAL;

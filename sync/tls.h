@@ -78,7 +78,8 @@ struct ts_tls_opts {
  * the new pair from the next ts_tls_connect on; connections already open
  * keep the pair they started with.
  */
-int ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *err, size_t errsz);
+enum ts_err ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out, char *err,
+                           size_t errsz);
 void ts_tls_ctx_free(struct ts_tls_ctx *c);
 
 /*
@@ -92,16 +93,16 @@ void ts_tls_ctx_free(struct ts_tls_ctx *c);
  * handshake is over: its refusal comes from the first ts_tls_read, as
  * TS_ERR_CERT with the same words in ts_tls_error.
  */
-int ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, int timeout_ms,
-                   struct ts_tls_conn **out, char *err, size_t errsz);
+enum ts_err ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, int timeout_ms,
+                           struct ts_tls_conn **out, char *err, size_t errsz);
 
 /* Server: wraps an accepted socket and runs the handshake (ctx NULL = plain).
  * On success the connection owns fd (ts_tls_close closes it); on failure fd
  * stays the caller's to close, and err says why ("no certificate presented",
  * "certificate not trusted by the configured CA", ...).
  * A ctx may be shared by any number of threads and connections at once. */
-int ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct ts_tls_conn **out,
-                  char *err, size_t errsz);
+enum ts_err ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct ts_tls_conn **out,
+                          char *err, size_t errsz);
 
 /* Reads up to n bytes; returns bytes read (>0), TS_ERR_CLOSED at EOF,
  * TS_ERR_TIMEOUT after timeout_ms without data, TS_ERR_CERT when the
@@ -110,7 +111,7 @@ int ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct ts_tls_
  * timeout_ms < 0 waits without limit (connect/accept: 0 means 15 s). */
 long ts_tls_read(struct ts_tls_conn *c, void *buf, size_t n, int timeout_ms);
 /* Writes all n bytes or fails. */
-int ts_tls_write(struct ts_tls_conn *c, const void *buf, size_t n, int timeout_ms);
+enum ts_err ts_tls_write(struct ts_tls_conn *c, const void *buf, size_t n, int timeout_ms);
 /* Peer identity after a verified handshake (client and server side); NULL
  * for plain TCP. Valid until ts_tls_close. After a resumed handshake it is
  * the certificate of the full handshake the session came from. */
@@ -136,6 +137,6 @@ void ts_tls_close(struct ts_tls_conn *c);
 
 /* Parses a public key pin: SHA-256 as 64 hex digits or base64 (44 chars,
  * padding optional). TS_ERR_INVAL on anything else. */
-int ts_tls_pin_parse(const char *s, unsigned char out[32]);
+enum ts_err ts_tls_pin_parse(const char *s, unsigned char out[32]);
 
 #endif

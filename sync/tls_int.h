@@ -111,7 +111,7 @@ void ts_tls_peer_from_crt(const mbedtls_x509_crt *crt, struct ts_peer_id *p);
  * revocation hook, at the leaf. */
 int ts_tls_verify_cb(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
 /* The client's words for a server's fatal alert; TS_ERR_CERT or TS_ERR_TLS. */
-int ts_tls_describe_alert(int alert, char *err, size_t errsz);
+enum ts_err ts_tls_describe_alert(int alert, char *err, size_t errsz);
 /* Server: may a session that authenticated crt earlier still be resumed?
  * The certificate must be within its validity dates now and the context's
  * peer_check must still let it in. false says why. */

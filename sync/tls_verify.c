@@ -183,7 +183,7 @@ bool ts_tls_session_peer_ok(struct ts_tls_ctx *ctx, const mbedtls_x509_crt *crt,
 /* The client's words for the alert a server refused the handshake with
  * (RFC 5246 §7.2.2, RFC 8446 §6.2). TS_ERR_CERT when it is about our
  * certificate, so callers can tell "fix the certificate" from "the link". */
-int ts_tls_describe_alert(int alert, char *err, size_t errsz)
+enum ts_err ts_tls_describe_alert(int alert, char *err, size_t errsz)
 {
     switch (alert) {
     case 44: /* certificate_revoked */
@@ -257,7 +257,7 @@ unsigned char ts_tls_refusal_alert(const struct ts_tls_conn *c, uint32_t flags)
 
 /* ---- pins --------------------------------------------------------------- */
 
-int ts_tls_pin_parse(const char *s, unsigned char out[32])
+enum ts_err ts_tls_pin_parse(const char *s, unsigned char out[32])
 {
     size_t n = s ? strlen(s) : 0, got = 0;
     if (n == 64)

@@ -66,7 +66,7 @@ static bool sse_peer_gone(const struct sse *s)
  * slices so ts_api_stop and a vanished client end the stream promptly even
  * when nobody closed the bus. TS_ERR_CLOSED means end the stream.
  */
-static int sse_next(struct sse *s)
+static enum ts_err sse_next(struct sse *s)
 {
     struct ts_agent *a = s->api->a;
     int64_t deadline = ts_now_mono_ms() + SSE_KEEPALIVE_MS;

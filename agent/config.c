@@ -29,8 +29,8 @@ static int get_str(const struct ts_conf *c, const char *sec, const char *key, co
 }
 
 /* ts_conf_get_int, with an empty value meaning the default. */
-static int get_int(const struct ts_conf *c, const char *sec, const char *key, long def, long min,
-                   long max, long *out, char *err, size_t errsz)
+static enum ts_err get_int(const struct ts_conf *c, const char *sec, const char *key, long def,
+                           long min, long max, long *out, char *err, size_t errsz)
 {
     const char *v = ts_conf_get(c, sec, key, NULL);
     if (v && !*v) {
@@ -108,7 +108,8 @@ static enum ts_err parse_listen(const char *v, char *host, size_t hostsz, int *p
 
 /* [identity] previous_tenant_key + previous_key_version: during a key
  * rotation the key this terminal tries second. Both or neither. */
-static int previous_key(const struct ts_conf *c, struct ts_agent_config *o, char *err, size_t errsz)
+static enum ts_err previous_key(const struct ts_conf *c, struct ts_agent_config *o, char *err,
+                                size_t errsz)
 {
     long pver;
     int rc = get_int(c, "identity", "previous_key_version", 0, 0, 1000000, &pver, err, errsz);

@@ -17,14 +17,14 @@ struct ts_rules {
     bool has_re[TS_RULES_MAX + 2];
 };
 
-static int rfail(const struct ts_conf *c, const char *sec, const char *key, char *err, size_t errsz,
-                 const char *msg)
+static enum ts_err rfail(const struct ts_conf *c, const char *sec, const char *key, char *err,
+                         size_t errsz, const char *msg)
 {
     return ts_conf_errf(c, sec, key, err, errsz, "%s", msg);
 }
 
-static int rstr(const struct ts_conf *c, const char *sec, const char *key, char *out, size_t outsz,
-                char *err, size_t errsz)
+static enum ts_err rstr(const struct ts_conf *c, const char *sec, const char *key, char *out,
+                        size_t outsz, char *err, size_t errsz)
 {
     const char *v = ts_conf_get(c, sec, key, "");
     if (ts_strlcpy(out, v, outsz) >= outsz) {
@@ -72,8 +72,8 @@ static bool is_gs1_ai(const char *s)
     return true;
 }
 
-static int read_one(const struct ts_conf *c, const char *sec, struct ts_rule_conf *r, char *err,
-                    size_t errsz)
+static enum ts_err read_one(const struct ts_conf *c, const char *sec, struct ts_rule_conf *r,
+                            char *err, size_t errsz)
 {
     int rc;
     if (ts_strlcpy(r->name, sec + 5, sizeof r->name) >= sizeof r->name || !r->name[0])
@@ -125,8 +125,8 @@ static int read_one(const struct ts_conf *c, const char *sec, struct ts_rule_con
     return TS_OK;
 }
 
-int ts_rules_conf_read(const struct ts_conf *conf, struct ts_rules_conf *out, char *err,
-                       size_t errsz)
+enum ts_err ts_rules_conf_read(const struct ts_conf *conf, struct ts_rules_conf *out, char *err,
+                               size_t errsz)
 {
     memset(out, 0, sizeof *out);
     const char *sec;

@@ -44,8 +44,8 @@ struct ts_rules_conf {
 struct ts_conf;
 /* Reads every [rule.NAME] section of conf in file order. Errors name
  * file:line, section and key: "tillside.conf:12: [rule.app] regex: ...". */
-int ts_rules_conf_read(const struct ts_conf *conf, struct ts_rules_conf *out, char *err,
-                       size_t errsz);
+enum ts_err ts_rules_conf_read(const struct ts_conf *conf, struct ts_rules_conf *out, char *err,
+                               size_t errsz);
 
 struct ts_rules;
 /* Compiles the configured rules followed by the built-in defaults. */

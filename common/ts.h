@@ -66,7 +66,7 @@ typedef struct ts_buf {
 
 enum ts_err ts_buf_reserve(ts_buf *b, size_t extra);
 enum ts_err ts_buf_append(ts_buf *b, const void *p, size_t n);
-int ts_buf_puts(ts_buf *b, const char *s);
+enum ts_err ts_buf_puts(ts_buf *b, const char *s);
 enum ts_err ts_buf_printf(ts_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ts_buf_reset(ts_buf *b);
 void ts_buf_free(ts_buf *b);
@@ -94,14 +94,14 @@ enum ts_err ts_random(void *out, size_t n);
 /* strlcpy semantics: always terminates, returns strlen(src). */
 size_t ts_strlcpy(char *dst, const char *src, size_t size);
 /* Reads a whole file (max_bytes cap); *out is NUL-terminated, free() it. */
-int ts_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
+enum ts_err ts_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
 /* Writes atomically (tmp + fsync + rename) with the given mode. */
-int ts_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+enum ts_err ts_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 /* mkdir -p with mode for created components. */
-int ts_mkdir_p(const char *path, unsigned mode);
+enum ts_err ts_mkdir_p(const char *path, unsigned mode);
 /* Creates the directory a file path lives in (mode 0750), so a fresh install
  * starts without a manual mkdir; bare names and ":memory:" need nothing. */
-int ts_mkdir_for_file(const char *file);
+enum ts_err ts_mkdir_for_file(const char *file);
 
 /* Base64 (RFC 4648, standard or URL-safe alphabet, padding optional) into
  * out; TS_ERR_INVAL on a bad character, bad length or when out is too small. */

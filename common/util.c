@@ -166,7 +166,7 @@ enum ts_err ts_buf_append(ts_buf *b, const void *p, size_t n)
     return TS_OK;
 }
 
-int ts_buf_puts(ts_buf *b, const char *s)
+enum ts_err ts_buf_puts(ts_buf *b, const char *s)
 {
     return ts_buf_append(b, s, strlen(s));
 }
@@ -401,7 +401,7 @@ static enum ts_err errno_to_ts(int e)
     }
 }
 
-int ts_read_file(const char *path, size_t max_bytes, char **out, size_t *len)
+enum ts_err ts_read_file(const char *path, size_t max_bytes, char **out, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -435,7 +435,7 @@ out:
     return rc;
 }
 
-int ts_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+enum ts_err ts_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
 {
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp)
@@ -469,7 +469,7 @@ int ts_write_file_atomic(const char *path, const void *data, size_t len, unsigne
     return rc;
 }
 
-int ts_mkdir_p(const char *path, unsigned mode)
+enum ts_err ts_mkdir_p(const char *path, unsigned mode)
 {
     char buf[4096];
     if (ts_strlcpy(buf, path, sizeof buf) >= sizeof buf)
@@ -487,7 +487,7 @@ int ts_mkdir_p(const char *path, unsigned mode)
     return TS_OK;
 }
 
-int ts_mkdir_for_file(const char *file)
+enum ts_err ts_mkdir_for_file(const char *file)
 {
     char dir[4096];
     if (ts_strlcpy(dir, file, sizeof dir) >= sizeof dir)

@@ -52,7 +52,7 @@ struct imp {
     char err[TS_HUB_PATH_MAX + 1024];
 };
 
-static int chunk_begin(struct imp *im)
+static enum ts_err chunk_begin(struct imp *im)
 {
     ts_buf_reset(&im->text);
     im->n = 0;

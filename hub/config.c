@@ -53,7 +53,8 @@ static bool listen_ok(const char *s)
 
 /* Enrolment and renewal (hub/enroll.c, docs/OPERATIONS.md): the second
  * listener needs the CA that signs terminal certificates. */
-static int trust_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
+static enum ts_err trust_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                              size_t errsz)
 {
     int rc;
     long days;
@@ -83,7 +84,8 @@ static int trust_conf(const struct ts_conf *c, struct ts_hub_config *o, char *er
 
 /* Key rotation and erasure tombstones (docs/OPERATIONS.md): [tenant]
  * previous_key / previous_key_version, [feed] tombstone_days. */
-static int rotation_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
+static enum ts_err rotation_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                                 size_t errsz)
 {
     long pkv, days;
     int rc;
@@ -109,7 +111,8 @@ static int rotation_conf(const struct ts_conf *c, struct ts_hub_config *o, char 
 
 /* Forwarding purchases to the CDP (hub/upstream.c, docs/OPERATIONS.md):
  * [upstream] url, write_key, ca_file, max_backoff_s. */
-static int upstream_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
+static enum ts_err upstream_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                                 size_t errsz)
 {
     long cap;
     int rc;
@@ -136,7 +139,8 @@ static int upstream_conf(const struct ts_conf *c, struct ts_hub_config *o, char 
 
 /* Limits against guessing (hub/throttle.c, docs/OPERATIONS.md "Security"):
  * [lookup] and [throttle]. */
-static int throttle_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
+static enum ts_err throttle_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                                 size_t errsz)
 {
     long rate, burst, slow, win, min, pct, free_f, cap;
     bool own = false;
@@ -178,7 +182,8 @@ static int throttle_conf(const struct ts_conf *c, struct ts_hub_config *o, char 
     return TS_OK;
 }
 
-static int from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err, size_t errsz)
+static enum ts_err from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                             size_t errsz)
 {
     int rc;
     memset(o, 0, sizeof *o);

@@ -33,8 +33,8 @@ static enum ts_err conf_fail(const struct ts_conf *c, const char *key, const cha
     return TS_ERR_CONFIG;
 }
 
-static int conf_str(const struct ts_conf *c, const char *key, const char *def, char *out,
-                    size_t outsz, char *err, size_t errsz)
+static enum ts_err conf_str(const struct ts_conf *c, const char *key, const char *def, char *out,
+                            size_t outsz, char *err, size_t errsz)
 {
     const char *v = ts_conf_get(c, "hub", key, def);
     if (ts_strlcpy(out, v ? v : "", outsz) >= outsz)

@@ -134,7 +134,8 @@ bool ts_hub_iso_shape(const char *s)
 }
 
 /* Reads one timestamp field: absent/null → not set, anything unreadable → error. */
-static int timestamp(struct parser *ps, const json_t *ev, const char *key, bool *set, int64_t *at)
+static enum ts_err timestamp(struct parser *ps, const json_t *ev, const char *key, bool *set,
+                             int64_t *at)
 {
     const json_t *v = json_object_get(ev, key);
     *set = false;
@@ -196,7 +197,7 @@ static enum ts_err parse_products(struct parser *ps, const json_t *props, struct
     return nomem ? TS_ERR_NOMEM : TS_OK;
 }
 
-static int parse_order(struct parser *ps, const json_t *props, struct ts_seg_event *e)
+static enum ts_err parse_order(struct parser *ps, const json_t *props, struct ts_seg_event *e)
 {
     bool nomem = false;
     e->order_id = str_or_int(ps->pv, json_object_get(props, "order_id"), TS_SEG_MAX_ID, &nomem);
@@ -325,7 +326,8 @@ static int identity(struct parser *ps, const json_t *ev, const char *key, const 
     return TS_OK;
 }
 
-static int parse_event(struct parser *ps, const json_t *ev, int64_t now_ms, struct ts_seg_event *e)
+static enum ts_err parse_event(struct parser *ps, const json_t *ev, int64_t now_ms,
+                               struct ts_seg_event *e)
 {
     int rc;
     memset(e, 0, sizeof *e);

@@ -192,12 +192,12 @@ static enum ts_err open_cache(const char *path, bool readonly, struct ts_cache *
     return TS_OK;
 }
 
-int ts_cache_open(const char *path, struct ts_cache **out, char *err, size_t errsz)
+enum ts_err ts_cache_open(const char *path, struct ts_cache **out, char *err, size_t errsz)
 {
     return open_cache(path, false, out, err, errsz);
 }
 
-int ts_cache_open_readonly(const char *path, struct ts_cache **out, char *err, size_t errsz)
+enum ts_err ts_cache_open_readonly(const char *path, struct ts_cache **out, char *err, size_t errsz)
 {
     /* SQLite would say "unable to open database file"; say what is wrong. */
     if (access(path, F_OK) != 0) {
@@ -223,14 +223,14 @@ static int step_done(sqlite3_stmt *s)
     return rc;
 }
 
-static int exec(struct ts_cache *c, const char *sql)
+static enum ts_err exec(struct ts_cache *c, const char *sql)
 {
     if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) == SQLITE_OK)
         return TS_OK;
     return ts_sqlite_err(c->db, sqlite3_errcode(c->db), NULL);
 }
 
-static int set_meta(struct ts_cache *c, const char *k, const char *v)
+static enum ts_err set_meta(struct ts_cache *c, const char *k, const char *v)
 {
     sqlite3_stmt *s = stmt(c, ST_SET_META);
     sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
@@ -238,7 +238,7 @@ static int set_meta(struct ts_cache *c, const char *k, const char *v)
     return step_done(s);
 }
 
-static int del_meta(struct ts_cache *c, const char *k)
+static enum ts_err del_meta(struct ts_cache *c, const char *k)
 {
     sqlite3_stmt *s = stmt(c, ST_DEL_META);
     sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
@@ -294,7 +294,7 @@ static sqlite3_stmt *tstmt(struct tset *t, int which)
     return s;
 }
 
-static int put_keys(struct tset *t, const char *cid, char (*keys)[65], size_t n)
+static enum ts_err put_keys(struct tset *t, const char *cid, char (*keys)[65], size_t n)
 {
     for (size_t k = 0; k < n; k++) {
         uint8_t raw[32];
@@ -313,7 +313,7 @@ static int put_keys(struct tset *t, const char *cid, char (*keys)[65], size_t n)
 
 /* Writes one upsert: the card row, then its keys (every key version the
  * page carries) replacing the old ones. */
-static int put_card(struct tset *t, const struct ts_feed_item *it, int kv, int64_t now_ms)
+static enum ts_err put_card(struct tset *t, const struct ts_feed_item *it, int kv, int64_t now_ms)
 {
     sqlite3_stmt *s = tstmt(t, ST_UPSERT_CARD);
     sqlite3_bind_text(s, 1, it->cid, -1, SQLITE_STATIC);
@@ -330,7 +330,7 @@ static int put_card(struct tset *t, const struct ts_feed_item *it, int kv, int64
     return put_keys(t, it->cid, it->prev_keys, it->nprev_keys);
 }
 
-static int erase_card(struct tset *t, const char *cid)
+static enum ts_err erase_card(struct tset *t, const char *cid)
 {
     sqlite3_stmt *s = tstmt(t, ST_ERASE);
     sqlite3_bind_text(s, 1, cid, -1, SQLITE_STATIC);
@@ -362,7 +362,7 @@ static void checkpoint_truncate(struct ts_cache *c)
  * the renamed cards table; the shadow index already has the name the old
  * live one did not.
  */
-static int swap_in(struct ts_cache *c)
+static enum ts_err swap_in(struct ts_cache *c)
 {
     return exec(c, "DROP TABLE card_keys; DROP TABLE cards;"
                    "ALTER TABLE cards_new RENAME TO cards;"
@@ -464,13 +464,13 @@ out:
     return rc;
 }
 
-int ts_cache_apply_page(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
-                        char *err, size_t errsz)
+enum ts_err ts_cache_apply_page(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
+                                char *err, size_t errsz)
 {
     return apply(c, page, now_ms, true, err, errsz);
 }
 
-int ts_cache_put_live(struct ts_cache *c, const struct ts_feed_page *one, int64_t now_ms)
+enum ts_err ts_cache_put_live(struct ts_cache *c, const struct ts_feed_page *one, int64_t now_ms)
 {
     return apply(c, one, now_ms, false, NULL, 0);
 }

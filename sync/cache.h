@@ -16,11 +16,12 @@ struct ts_cache;
 
 /* Opens or creates path (WAL, secure_delete). A file that is not a usable
  * database gives TS_ERR_DB and err names the file and SQLite's reason. */
-int ts_cache_open(const char *path, struct ts_cache **out, char *err, size_t errsz);
+enum ts_err ts_cache_open(const char *path, struct ts_cache **out, char *err, size_t errsz);
 /* Opens an existing cache for reading only (the CLI's `lookup`, next to a
  * running agent): never creates the file or changes it. A missing file is
  * TS_ERR_NOTFOUND, anything that is not a tillside cache TS_ERR_DB. */
-int ts_cache_open_readonly(const char *path, struct ts_cache **out, char *err, size_t errsz);
+enum ts_err ts_cache_open_readonly(const char *path, struct ts_cache **out, char *err,
+                                   size_t errsz);
 void ts_cache_close(struct ts_cache *c);
 
 /*
@@ -45,11 +46,11 @@ void ts_cache_close(struct ts_cache *c);
  */
 /* Commits pages held back by ts_cache_apply_page (no-op when none). */
 enum ts_err ts_cache_flush(struct ts_cache *c);
-int ts_cache_apply_page(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
-                        char *err, size_t errsz);
+enum ts_err ts_cache_apply_page(struct ts_cache *c, const struct ts_feed_page *page, int64_t now_ms,
+                                char *err, size_t errsz);
 /* Stores one card (a live lookup result) without touching the cursor or
  * the last sync time. */
-int ts_cache_put_live(struct ts_cache *c, const struct ts_feed_page *one, int64_t now_ms);
+enum ts_err ts_cache_put_live(struct ts_cache *c, const struct ts_feed_page *one, int64_t now_ms);
 
 /* Card JSON (malloc'd) and its synced_at for a key; TS_ERR_NOTFOUND if none. */
 enum ts_err ts_cache_lookup(struct ts_cache *c, const char *key_hex, char **card_json,

@@ -101,7 +101,7 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
 /* A string at r->p: s and n get the raw text between the quotes, *esc whether
  * it held an escape. Escapes are checked (\u0000 and lone surrogates are
  * refused, as jansson does), control characters and bad UTF-8 too. */
-static int string(struct rd *r, const char **s, size_t *n, bool *esc)
+static enum ts_err string(struct rd *r, const char **s, size_t *n, bool *esc)
 {
     if (!eat(r, '"'))
         return syntax(r, "expected a string");
@@ -154,7 +154,7 @@ static int string(struct rd *r, const char **s, size_t *n, bool *esc)
 }
 
 /* A number (RFC 8259 grammar); *integer when it has no fraction/exponent. */
-static int number(struct rd *r, bool *integer)
+static enum ts_err number(struct rd *r, bool *integer)
 {
     ws(r);
     const char *p = r->p;
@@ -321,7 +321,7 @@ void ts_feed_page_free(struct ts_feed_page *page)
     memset(page, 0, sizeof *page);
 }
 
-static int dup_key(struct rd *r, const char *name)
+static enum ts_err dup_key(struct rd *r, const char *name)
 {
     char what[64];
     snprintf(what, sizeof what, "duplicate key \"%s\"", name);
@@ -372,7 +372,7 @@ static int parse_keys(struct rd *r, const char *name, size_t idx, char (**out)[6
 }
 
 /* The card object's text, copied without the whitespace between tokens. */
-static int parse_card(struct rd *r, size_t idx, char **out)
+static enum ts_err parse_card(struct rd *r, size_t idx, char **out)
 {
     if (*out)
         return dup_key(r, "card");
@@ -727,13 +727,14 @@ out:
     return rc;
 }
 
-int ts_feed_parse(const char *body, size_t len, struct ts_feed_page *page, char *err, size_t errsz)
+enum ts_err ts_feed_parse(const char *body, size_t len, struct ts_feed_page *page, char *err,
+                          size_t errsz)
 {
     return parse(body, len, false, page, err, errsz);
 }
 
-int ts_feed_parse_lookup(const char *body, size_t len, struct ts_feed_page *page, char *err,
-                         size_t errsz)
+enum ts_err ts_feed_parse_lookup(const char *body, size_t len, struct ts_feed_page *page, char *err,
+                                 size_t errsz)
 {
     return parse(body, len, true, page, err, errsz);
 }

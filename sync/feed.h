@@ -42,12 +42,13 @@ struct ts_feed_page {
  * ("items[3].keys[0]: not a 64-char lowercase hex key"). The page owns its
  * memory: release it with ts_feed_page_free (NULL ok).
  */
-int ts_feed_parse(const char *body, size_t len, struct ts_feed_page *page, char *err, size_t errsz);
+enum ts_err ts_feed_parse(const char *body, size_t len, struct ts_feed_page *page, char *err,
+                          size_t errsz);
 void ts_feed_page_free(struct ts_feed_page *page);
 
 /* Parses a single card answer from /v1/lookup ({"kv","cid","keys","card"})
  * into a one-item upsert page (cursor left empty). */
-int ts_feed_parse_lookup(const char *body, size_t len, struct ts_feed_page *page, char *err,
-                         size_t errsz);
+enum ts_err ts_feed_parse_lookup(const char *body, size_t len, struct ts_feed_page *page, char *err,
+                                 size_t errsz);
 
 #endif

@@ -593,7 +593,7 @@ static enum ts_err url_decode(const char *s, size_t n, char *out, size_t outsz)
     return TS_OK;
 }
 
-int ts_http_query_param(const char *target, const char *name, char *out, size_t outsz)
+enum ts_err ts_http_query_param(const char *target, const char *name, char *out, size_t outsz)
 {
     if (!target || !name || !out || outsz == 0)
         return TS_ERR_INVAL;

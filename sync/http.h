@@ -83,6 +83,6 @@ const char *ts_http_header(const struct ts_http_msg *m, const char *name);
 enum ts_err ts_http_target_path(const char *target, char *path, size_t pathsz);
 /* Finds query parameter name in target and percent-decodes it into out.
  * Returns TS_ERR_NOTFOUND when absent. */
-int ts_http_query_param(const char *target, const char *name, char *out, size_t outsz);
+enum ts_err ts_http_query_param(const char *target, const char *name, char *out, size_t outsz);
 
 #endif

@@ -151,13 +151,14 @@ fail:
     return rc;
 }
 
-int ts_outbox_open(const char *path, const char *vfs, struct ts_outbox **out, char *err,
-                   size_t errsz)
+enum ts_err ts_outbox_open(const char *path, const char *vfs, struct ts_outbox **out, char *err,
+                           size_t errsz)
 {
     return open_db(path, vfs, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, out, err, errsz);
 }
 
-int ts_outbox_open_existing(const char *path, struct ts_outbox **out, char *err, size_t errsz)
+enum ts_err ts_outbox_open_existing(const char *path, struct ts_outbox **out, char *err,
+                                    size_t errsz)
 {
     if (access(path, F_OK) != 0) {
         ts_errf(err, errsz, "%s: no outbox (no purchase recorded yet)", path);

@@ -31,11 +31,12 @@ struct ts_outbox;
  * default; the power-loss test passes its fault-injecting one). A file that
  * is not an outbox gives TS_ERR_DB with the reason in err.
  */
-int ts_outbox_open(const char *path, const char *vfs, struct ts_outbox **out, char *err,
-                   size_t errsz);
+enum ts_err ts_outbox_open(const char *path, const char *vfs, struct ts_outbox **out, char *err,
+                           size_t errsz);
 /* Opens an existing outbox without creating it (the CLI); TS_ERR_NOTFOUND
  * when the file does not exist. */
-int ts_outbox_open_existing(const char *path, struct ts_outbox **out, char *err, size_t errsz);
+enum ts_err ts_outbox_open_existing(const char *path, struct ts_outbox **out, char *err,
+                                    size_t errsz);
 void ts_outbox_close(struct ts_outbox *o); /* NULL ok */
 
 struct ts_outbox_entry {

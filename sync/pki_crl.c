@@ -30,7 +30,7 @@ static const unsigned char ALG_RSA_SHA256[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x8
                                                0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00};
 static const unsigned char OID_CRL_NUMBER[] = {0x06, 0x03, 0x55, 0x1d, 0x14}; /* 2.5.29.20 */
 
-static int der_head(ts_buf *b, unsigned char tag, size_t len)
+static enum ts_err der_head(ts_buf *b, unsigned char tag, size_t len)
 {
     unsigned char h[10];
     size_t n = 0;
@@ -103,7 +103,7 @@ static int der_wrap(ts_buf *out, unsigned char tag, const ts_buf *inner)
     return der_tlv(out, tag, inner->data, inner->len);
 }
 
-static int serial_bytes(const char *hex, unsigned char *out, size_t outsz, size_t *n)
+static enum ts_err serial_bytes(const char *hex, unsigned char *out, size_t outsz, size_t *n)
 {
     char tmp[80];
     size_t len = hex ? strlen(hex) : 0;

@@ -383,8 +383,8 @@ static void set_socket_opts(int fd)
  * in words: a verify failure (TS_ERR_CERT) names the reasons; a refused or
  * broken handshake (TS_ERR_TLS) says who hung up.
  */
-static int handshake(struct ts_tls_conn *c, bool server, const char *host, int64_t deadline,
-                     char *err, size_t errsz)
+static enum ts_err handshake(struct ts_tls_conn *c, bool server, const char *host, int64_t deadline,
+                             char *err, size_t errsz)
 {
     int optional = 0; /* server: verification left to us (TLS 1.3, tls_compat.h) */
     for (;;) {

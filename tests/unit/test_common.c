@@ -157,7 +157,7 @@ static void test_backoff_distribution(void **state)
     for (int b = 0; b < 10; b++)
         if (bucket[b] < 3600 || bucket[b] > 4400)
             fail_msg("bucket %d holds %u of %d draws", b, bucket[b], N);
-    assert_true(sum / N > 480 && sum / N < 520);
+    assert_true(sum / (double)N > 480 && sum / (double)N < 520);
     assert_true(lo < 10 && hi > 990);
     /* the scaling itself is exact: the 1000 equal slices of r map one to one
      * onto the 1000 values of [0, 999] */

@@ -22,6 +22,8 @@
 #ifndef TS_DRIVER_H
 #define TS_DRIVER_H
 
+#include "../common/ts.h"
+
 #include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>

@@ -12,6 +12,8 @@
 #ifndef TS_KEYMAP_H
 #define TS_KEYMAP_H
 
+#include "../common/ts.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

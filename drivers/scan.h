@@ -6,6 +6,8 @@
 #ifndef TS_SCAN_H
 #define TS_SCAN_H
 
+#include "../common/ts.h"
+
 #include <stddef.h>
 #include <stdint.h>
 

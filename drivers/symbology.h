@@ -16,6 +16,8 @@
 #ifndef TS_SYMBOLOGY_H
 #define TS_SYMBOLOGY_H
 
+#include "../common/ts.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 

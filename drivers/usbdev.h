@@ -13,6 +13,8 @@
 #ifndef TS_USBDEV_H
 #define TS_USBDEV_H
 
+#include "../common/ts.h"
+
 #include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>

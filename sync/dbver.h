@@ -11,6 +11,8 @@
 #ifndef TS_DBVER_H
 #define TS_DBVER_H
 
+#include "../common/ts.h"
+
 #include <sqlite3.h>
 #include <stddef.h>
 

@@ -7,6 +7,8 @@
 #ifndef TS_IDENT_H
 #define TS_IDENT_H
 
+#include "../common/ts.h"
+
 #include <stddef.h>
 #include <stdint.h>
 

@@ -7,6 +7,8 @@
 #ifndef TS_PKI_H
 #define TS_PKI_H
 
+#include "../common/ts.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -145,7 +145,7 @@ struct ts_agent {
     struct ts_purch *purch;               /* purchase.c: journal, outbox, uploader counters */
     struct ts_inputs *inputs;             /* inputs.c: [input.*] scanners; NULL = none started */
     struct ts_rules *rules;               /* rules.c: compiled [rule.*] + defaults */
-    atomic_uint_fast64_t api_guard_drops; /* POST /api/v1/scan codes the guard dropped */
+    atomic_uint_fast64_t api_guard_drops; /* scans and purchase bodies the guard dropped from */
 };
 
 /* Opens the cache (creating state_dir), loads or creates the API token. */

@@ -115,26 +115,6 @@ static void set_state(struct relay *r, enum ts_input_state st, const char *fmt, 
         r->host.on_state(r->host.ctx, r->input, st, d);
 }
 
-/* The payment card guard (PRODUCT.md §4.1) on the fields that came from
- * printed identifiers: a loyalty "number" or a receipt barcode that is
- * card data is dropped here, before anything stores or logs it. */
-static void guard_fields(struct relay *r, json_t *purchase)
-{
-    json_t *cust = json_object_get(purchase, "customer");
-    const char *code = json_string_value(json_object_get(cust, "code"));
-    const char *bc = json_string_value(json_object_get(purchase, "barcode"));
-    if (code && ts_guard_check(r->host.guard, "", code, strlen(code)) != TS_GUARD_PASS) {
-        json_object_del(purchase, "customer");
-        if (r->host.on_guard_drop)
-            r->host.on_guard_drop(r->host.ctx, r->input);
-    }
-    if (bc && ts_guard_check(r->host.guard, "", bc, strlen(bc)) != TS_GUARD_PASS) {
-        json_object_del(purchase, "barcode");
-        if (r->host.on_guard_drop)
-            r->host.on_guard_drop(r->host.ctx, r->input);
-    }
-}
-
 /* A completed receipt: rules → purchase → host. Runs after its bytes were
  * written to the printer. */
 static void on_receipt(void *ctx, const struct ts_escpos_receipt *rc)
@@ -142,12 +122,31 @@ static void on_receipt(void *ctx, const struct ts_escpos_receipt *rc)
     struct relay *r = ctx;
     json_t *purchase = NULL;
     char err[256];
-    int rv = ts_receipt_rules_apply(r->rules, rc, wall(r), &purchase, err, sizeof err);
+    /* The payment card guard on every line and printed code, before the
+     * rules see them (a card number in the loyalty line, a gift card's number
+     * in an item line): what the rules make holds masked text only. */
+    struct ts_receipt_guarded gr;
+    if (ts_receipt_guard(r->host.guard, rc, &gr) != TS_OK) {
+        TS_WARN("escpos", "%s: receipt not taken as a sale: out of memory", r->input);
+        return;
+    }
+    if (gr.hits) {
+        if (gr.first_line)
+            TS_WARN("guard", "%s: payment card %s masked in receipt line %u (…%s)%s", r->input,
+                    gr.first.kind == TS_GUARD_TRACK ? "track data" : "number", gr.first_line,
+                    gr.first.last4, gr.hits > 1 ? ", and more" : "");
+        else
+            TS_WARN("guard", "%s: printed code with payment card data dropped (…%s)", r->input,
+                    gr.first.last4);
+        if (r->host.on_guard_drop)
+            r->host.on_guard_drop(r->host.ctx, r->input);
+    }
+    int rv = ts_receipt_rules_apply(r->rules, &gr.r, wall(r), &purchase, err, sizeof err);
+    ts_receipt_guarded_free(&gr);
     if (rv != TS_OK) {
         TS_INFO("escpos", "%s: receipt not taken as a sale: %s", r->input, err);
         return;
     }
-    guard_fields(r, purchase);
     TS_INFO("escpos", "%s: receipt %s parsed (%zu items)", r->input,
             json_string_value(json_object_get(purchase, "receipt")),
             json_array_size(json_object_get(purchase, "products")));

@@ -36,9 +36,15 @@ struct parse_ctx {
     char errtext[256];
 };
 
-static void print_receipt(void *ctx, const struct ts_escpos_receipt *r)
+static void print_receipt(void *ctx, const struct ts_escpos_receipt *raw)
 {
     struct parse_ctx *pc = ctx;
+    /* Captures are receipts customers were given: the tool shows them as the
+     * tap would keep them, card numbers masked. */
+    struct ts_receipt_guarded gr;
+    if (ts_receipt_guard(NULL, raw, &gr) != TS_OK)
+        return;
+    const struct ts_escpos_receipt *r = &gr.r;
     json_t *o = json_object(), *purchase = NULL;
     char err[256] = "";
     char *s;
@@ -60,6 +66,7 @@ static void print_receipt(void *ctx, const struct ts_escpos_receipt *r)
         puts(s);
     free(s);
     json_decref(o);
+    ts_receipt_guarded_free(&gr);
 }
 
 static int cmd_parse(int argc, char **argv)

@@ -124,19 +124,17 @@ static bool sep(char c)
 #define WIN_MIN 13
 
 /* A run of digit groups: the digits, where each is in the text, and where
- * groups start and end. */
+ * groups start. */
 struct run {
     size_t nd;
-    bool chunked; /* longer than RUN_CAP: only windows apply */
+    bool long0; /* the group at 0 goes on from a previous chunk: windows only */
     char d[RUN_CAP];
     size_t pos[RUN_CAP];
-    bool gstart[RUN_CAP], gend[RUN_CAP];
+    bool gstart[RUN_CAP];
 };
 
 /* Is d[a, a+len) a card number? None starts with 0 (ISO/IEC 7812-1: major
- * industry identifier 0 is no card issuer), and leading zeros do not change
- * the Luhn sum, so a number is looked at from its first non-zero digit:
- * "0" + a PAN is the PAN. */
+ * industry identifier 0 is no card issuer). */
 static bool candidate(const struct ts_guard *g, const struct run *r, size_t a, size_t len)
 {
     if (r->d[a] == '0')
@@ -144,7 +142,8 @@ static bool candidate(const struct ts_guard *g, const struct run *r, size_t a, s
     if (!ts_luhn_valid(r->d + a, len) || allowed_prefix(g, r->d + a, len))
         return false;
     /* A 13-digit group that is an EAN-13 on its own is a product. */
-    return !(len == 13 && r->gstart[a] && r->gend[a + 12] && ts_gs1_is_ean13(r->d + a, 13));
+    return !(len == 13 && r->gstart[a] && (a + 13 == r->nd || r->gstart[a + 13]) &&
+             ts_gs1_is_ean13(r->d + a, 13));
 }
 
 static void hit_of(const struct run *r, size_t a, size_t len, struct ts_guard_hit *h)
@@ -156,42 +155,78 @@ static void hit_of(const struct run *r, size_t a, size_t len, struct ts_guard_hi
     h->last4[4] = '\0';
 }
 
-/* The candidates of a collected run (rules in guard.h). */
+static size_t group_end(const struct run *r, size_t a)
+{
+    size_t b = a + 1;
+    while (b < r->nd && !r->gstart[b])
+        b++;
+    return b;
+}
+
+/*
+ * The candidates of a collected run (rules in guard.h): each group on its own
+ * (from its first non-zero digit, since leading zeros do not change the Luhn
+ * sum: "0" + a PAN is the PAN; every 13..19 window of a group longer than
+ * 19), and every sequence of whole groups of 13..19 digits, as a number is
+ * printed in groups.
+ */
 static bool run_check(const struct ts_guard *g, const struct run *r, struct ts_guard_hit *h)
 {
-    if (r->nd <= WIN_MAX && !r->chunked) {
-        /* The whole run, then each group on its own, from its first
-         * non-zero digit. */
-        size_t a = 0;
-        while (a < r->nd && r->d[a] == '0')
+    for (size_t s0 = 0; s0 < r->nd; s0 = group_end(r, s0)) {
+        size_t e = group_end(r, s0), a = s0;
+        if (e - s0 > WIN_MAX || (s0 == 0 && r->long0)) {
+            for (a = s0; a + WIN_MIN <= e; a++)
+                for (size_t len = WIN_MIN; len <= WIN_MAX && a + len <= e; len++)
+                    if (candidate(g, r, a, len)) {
+                        hit_of(r, a, len, h);
+                        return true;
+                    }
+            continue;
+        }
+        while (a < e && r->d[a] == '0')
             a++;
-        if (r->nd - a >= WIN_MIN && candidate(g, r, a, r->nd - a)) {
-            hit_of(r, a, r->nd - a, h);
+        if (e - a >= WIN_MIN && candidate(g, r, a, e - a)) {
+            hit_of(r, a, e - a, h);
             return true;
         }
-        for (size_t s0 = 0; s0 < r->nd; s0++) {
-            if (!r->gstart[s0])
-                continue;
-            size_t b = s0;
-            while (!r->gend[b])
-                b++;
-            for (a = s0; a < b && r->d[a] == '0';)
-                a++;
-            size_t len = b - a + 1;
-            if (b - s0 + 1 < r->nd && len >= WIN_MIN && candidate(g, r, a, len)) {
-                hit_of(r, a, len, h);
+        /* whole groups from this one on */
+        for (size_t e2 = e; e2 < r->nd && e2 - s0 <= WIN_MAX;) {
+            e2 = group_end(r, e2);
+            size_t len = e2 - s0;
+            if (len >= WIN_MIN && len <= WIN_MAX && candidate(g, r, s0, len)) {
+                hit_of(r, s0, len, h);
                 return true;
             }
         }
-        return false;
     }
-    for (size_t a = 0; a + WIN_MIN <= r->nd; a++)
-        for (size_t len = WIN_MIN; len <= WIN_MAX && a + len <= r->nd; len++)
-            if (candidate(g, r, a, len)) {
-                hit_of(r, a, len, h);
-                return true;
-            }
     return false;
+}
+
+static bool hex(char c)
+{
+    return digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* A machine-made key: a UUID in its RFC 4122 text form (messageIds) or a
+ * hex digest of 32, 40 or 64 digits (card references, hashes), with at least
+ * one hex letter. Digit runs in those are chance (a 32-digit hex string holds
+ * a Luhn-valid 13+ digit run about 1 time in 300). */
+static bool machine_key(const char *s, size_t n)
+{
+    bool uuid = n == 36, letter = false;
+    if (n != 36 && n != 32 && n != 40 && n != 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (uuid && (i == 8 || i == 13 || i == 18 || i == 23)) {
+            if (s[i] != '-')
+                return false;
+            continue;
+        }
+        if (!hex(s[i]))
+            return false;
+        letter |= !digit(s[i]);
+    }
+    return letter;
 }
 
 /* The first card number at or after from. */
@@ -201,6 +236,8 @@ static enum ts_guard_verdict find_from(const struct ts_guard *g, const char *s, 
     static __thread struct run r;
     enum ts_guard_verdict v = TS_GUARD_PASS;
     size_t i = from;
+    if (machine_key(s, n))
+        return TS_GUARD_PASS;
     while (i < n) {
         size_t end, p0, p1;
         if ((s[i] == '%' || s[i] == ';' || digit(s[i])) && track_at(s, n, i, &end, &p0, &p1)) {
@@ -218,28 +255,36 @@ static enum ts_guard_verdict find_from(const struct ts_guard *g, const char *s, 
             continue;
         }
         r.nd = 0;
-        r.chunked = false;
+        r.long0 = false;
         bool start = true;
         while (i < n) {
             if (r.nd == RUN_CAP) {
-                /* A very long run: look at what is here, keep the last
-                 * WIN_MAX - 1 digits (windows across the cut) and go on. */
+                /* A very long run: look at what is here, then keep what a
+                 * number could still share with the digits to come — the
+                 * whole groups within the last WIN_MAX - 1 digits, or the
+                 * last WIN_MAX - 1 digits of a long open group. */
                 if (run_check(g, &r, h)) {
                     v = TS_GUARD_PAN;
                     goto out;
                 }
-                size_t keep = WIN_MAX - 1;
-                memmove(r.d, r.d + RUN_CAP - keep, keep);
-                memmove(r.pos, r.pos + RUN_CAP - keep, keep * sizeof r.pos[0]);
-                memmove(r.gstart, r.gstart + RUN_CAP - keep, keep);
-                memmove(r.gend, r.gend + RUN_CAP - keep, keep);
+                size_t ls = RUN_CAP, c = RUN_CAP - (WIN_MAX - 1);
+                while (!r.gstart[--ls])
+                    ;
+                bool long0 = ls < c;
+                if (!long0)
+                    while (!r.gstart[c])
+                        c++;
+                size_t keep = RUN_CAP - c;
+                memmove(r.d, r.d + c, keep);
+                memmove(r.pos, r.pos + c, keep * sizeof r.pos[0]);
+                memmove(r.gstart, r.gstart + c, keep);
+                r.gstart[0] = true;
                 r.nd = keep;
-                r.chunked = true;
+                r.long0 = long0;
             }
             r.d[r.nd] = s[i];
             r.pos[r.nd] = i;
             r.gstart[r.nd] = start;
-            r.gend[r.nd] = false;
             r.nd++;
             i++;
             start = false;
@@ -249,7 +294,6 @@ static enum ts_guard_verdict find_from(const struct ts_guard *g, const char *s, 
             size_t k = 0;
             while (k < MAX_SEP && i + k < n && sep(s[i + k]))
                 k++;
-            r.gend[r.nd - 1] = true;
             if (k == 0 || i + k >= n || !digit(s[i + k]))
                 break;
             /* a track right after the separators starts a run of its own */

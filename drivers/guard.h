@@ -9,12 +9,13 @@
  * A card number is:
  *   - magnetic-stripe track data (ISO/IEC 7813 track 1 "%B<PAN>^NAME^
  *     YYMM...?" and track 2 ";<PAN>=YYMM...?", with or without sentinels);
- *   - a run of 13 to 19 digits that passes the Luhn check (ISO/IEC 7812-1
- *     Annex B). A run is digits with separators removed: groups joined by one
- *     to three of space, tab, '-', '.', '_', '/' ("5105.1051.0510.5100",
- *     "3566  0020  2036  0505"); each group on its own is a candidate too, and
- *     in a run longer than 19 digits every 13..19 digit window is one
- *     (a number hidden inside a longer one).
+ *   - a number of 13 to 19 digits that passes the Luhn check (ISO/IEC 7812-1
+ *     Annex B) and does not start with 0 (no card issuer does; leading zeros
+ *     in front of one are not part of it). Looked at: each run of digits on
+ *     its own, every 13..19 digit window of a run longer than 19 (a number
+ *     hidden in a longer one), and every sequence of whole runs joined by one
+ *     to three separators (space, tab, '-', '.', '_', '/'), as card numbers
+ *     are printed in groups ("5105.1051.0510.5100", "3566  0020  2036  0505").
  * Exceptions (the allowed ranges):
  *   - a group of exactly 13 digits that is a valid EAN-13 (GS1 mod-10):
  *     product and in-store loyalty barcodes, which pass Luhn 1 in 10;
@@ -22,6 +23,8 @@
  *     AIs whose GS1 check digit the parser verified (00, 01, 02, 414, 8017,
  *     8018: GTINs, SSCCs, GSRNs); every other element's value is checked
  *     like text ("]C1" "90" PAN is caught);
+ *   - a whole text that is a machine-made key: a UUID (messageIds) or a hex
+ *     digest of 32, 40 or 64 digits with a hex letter (card references);
  *   - numbers starting with a configured prefix ([guard] allow_prefixes:
  *     private-label loyalty ranges).
  */

@@ -28,7 +28,7 @@ static void note(struct walk *w, const char *path, const struct ts_guard_hit *h,
 {
     struct ts_guard_json_report *r = w->rep;
     if (refused) {
-        if (r->refused++ == 0 || r->masked == 0) {
+        if (r->refused++ == 0) {
             ts_strlcpy(r->field, path, sizeof r->field);
             ts_strlcpy(r->last4, h->last4, sizeof r->last4);
             r->kind = h->kind;

@@ -274,6 +274,57 @@ def card_number_not_taken(w):
         printer.close()
 
 
+def receipt_card_numbers_masked(w):
+    """Card numbers in receipt text (a gift card's number in an item line,
+    a card number as the loyalty number, track 2 data in a footer) are masked
+    before the receipt is parsed: the printer still gets every byte, the sale
+    is recorded without them, and afterwards they are in no file of the
+    agent's state directory, the hub's database, any log, or what the CDP
+    received."""
+    from test_purchases_hub import FakeCDP, start_hub
+    gift, loyal, track = "4000056655665556", "6011111111111117", "5200828282828210"
+    cdp = FakeCDP()
+    listen, pport = free_port(), free_port()
+    with open(os.path.join(FIX, "rules.conf")) as f:
+        rules = f.read()
+    printer = Printer(pport)
+    try:
+        start_hub(w, cdp.port)
+        w.start_agent(extra="[outbox]\nbackoff_ms = 100\n"
+                            f"[input.till1]\ndriver = escpos\nlisten = 127.0.0.1:{listen}\n"
+                            f"printer = 127.0.0.1:{pport}\nrules = receipt.hardware\n\n{rules}")
+        with open(os.path.join(FIX, "hardware.bin"), "rb") as f:
+            data = (f.read()
+                    .replace(b"HAMMER 16OZ              12.99",
+                             f"GESCHENKKARTE {gift} 12.99".encode())
+                    .replace(b"4711000123", loyal.encode())
+                    .replace(b"Survey, receipt and returns:",
+                             f";{track}=25121010000000000000?".encode()))
+        pos_print(listen, data)
+        wait_for(lambda: printer.jobs, what="the job at the printer")
+        check(printer.jobs[0] == data, "the printer must get the receipt unchanged")
+        wait_for(lambda: len(cdp.received) == 1, timeout=30, what="the sale at the CDP")
+        ev = next(iter(cdp.received.values()))
+        names = [p["name"] for p in ev["properties"]["products"]]
+        check(names[0] == "GESCHENKKARTE ************5556", f"names as forwarded: {names}")
+        check(ev["properties"]["order_id"] == "3-1-000123", f"the sale: {ev}")
+        check("cid" not in ev["context"]["tillside"], "a card number resolved a customer")
+        log = w.agent.log()
+        check("masked in receipt line" in log and "…5556" in log,
+              "the masked number was not logged")
+        st, text = w.api("GET", "/metrics")
+        check("tillside_guard_drops_total 1\n" in text, "the drop was not counted")
+        received = [json.dumps(e) for e in cdp.received.values()]
+        for when in ("running", "stopped"):
+            traces = tslib.card_number_traces(w, [gift, loyal, track], received)
+            check(not traces, f"card numbers found ({when}): {traces}")
+            w.agent.stop()
+            w.hub.stop()
+    finally:
+        printer.close()
+        cdp.stop()
+
+
 if __name__ == "__main__":
     tslib.main({
         "relay_bytes_identical": relay_bytes_identical,
@@ -281,4 +332,5 @@ if __name__ == "__main__":
         "printer_stops_reading": printer_stops_reading,
         "agent_records_receipts": agent_records_receipts,
         "card_number_not_taken": card_number_not_taken,
+        "receipt_card_numbers_masked": receipt_card_numbers_masked,
     })

@@ -135,6 +135,14 @@ static void guard_masks_text(void **st)
         assert_string_equal(masked(fine[i], &c), fine[i]);
         assert_int_equal(c, 0);
     }
+    /* Machine-made keys and zero-padded numbers are not card numbers. */
+    const char *keys[] = {"3f2b1c4d-1234-4567-8910-123456789012", /* UUID */
+                          "0123456789012345678901234567890a",     /* hex-32 card reference */
+                          "0001-0001-000000123"};                 /* a zero-padded receipt number */
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        assert_int_equal(ts_guard_find(NULL, keys[i], strlen(keys[i]), NULL), TS_GUARD_PASS);
+    /* ...but a card number with zeros in front of it, in one run, is one. */
+    assert_int_equal(ts_guard_find(NULL, "0004111111111111111", 19, NULL), TS_GUARD_PAN);
     struct ts_guard_hit h;
     assert_int_equal(ts_guard_find(NULL, "x 3566  0020  2036  0505", 24, &h), TS_GUARD_PAN);
     assert_int_equal(h.off, 2);

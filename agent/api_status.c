@@ -84,6 +84,9 @@ enum MHD_Result ts_api_get_metrics(struct ts_api *api, struct MHD_Connection *c)
            "Scans, purchases and receipts in which the payment card guard dropped or masked card "
            "data (card numbers, magnetic stripe data).",
            (double)guard_drops);
+    metric(&b, "tillside_tap_refused_total", "counter",
+           "Connections to a receipt tap from peers not in its allow list (refused, nothing read).",
+           (double)ts_inputs_refused(a->inputs));
     if (have_own)
         metric(&b, "tillside_cert_remaining_seconds", "gauge",
                "Time until this terminal's certificate expires, in whole days.", own * 86400.0);

@@ -156,13 +156,21 @@ static void relay_guard_drop(void *ctx, const char *input)
     fprintf(stderr, "guard drop %s: payment card data dropped from a receipt\n", input);
 }
 
+static void relay_refused(void *ctx, const char *input, const char *peer)
+{
+    (void)ctx;
+    fprintf(stderr, "refused %s: connection from %s not in allow\n", input, peer);
+}
+
 #define MAX_TAPS 16
 
 static int cmd_relay(int argc, char **argv)
 {
     struct ts_conf *conf = NULL;
-    struct ts_driver_host host = {
-        .on_state = relay_state, .on_purchase = relay_purchase, .on_guard_drop = relay_guard_drop};
+    struct ts_driver_host host = {.on_state = relay_state,
+                                  .on_purchase = relay_purchase,
+                                  .on_guard_drop = relay_guard_drop,
+                                  .on_peer_refused = relay_refused};
     void *taps[MAX_TAPS];
     size_t ntaps = 0;
     char err[512];

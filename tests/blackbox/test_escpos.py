@@ -81,14 +81,14 @@ def pos_print(port, data, chunk=509):
     return bytes(back)
 
 
-def tap_conf(w, listen, printer, style):
+def tap_conf(w, listen, printer, style, extra=""):
     with open(os.path.join(FIX, "rules.conf")) as f:
         rules = f.read()
     path = os.path.join(w.dir, "tap.conf")
     with open(path, "w") as f:
         f.write(f"[input.till1]\ndriver = escpos\nlisten = 127.0.0.1:{listen}\n"
                 f"printer = 127.0.0.1:{printer}\nrules = receipt.{style}\n"
-                f"connect_timeout_ms = 2000\nlinger_ms = 3000\n\n{rules}")
+                f"connect_timeout_ms = 2000\nlinger_ms = 3000\n{extra}\n{rules}")
     return path
 
 
@@ -325,6 +325,80 @@ def receipt_card_numbers_masked(w):
         cdp.stop()
 
 
+def idle_and_second_pos_do_not_block(w):
+    """A connection to the tap that sends nothing, and a second POS
+    connection in the middle of its job, do not hold up a receipt: it is at
+    the printer at once, whole; the silent connection is closed after
+    idle_ms and both other jobs arrive unchanged."""
+    listen, pport = free_port(), free_port()
+    printer = Printer(pport)
+    try:
+        p, _ = start_tap(w, tap_conf(w, listen, pport, "hardware", "idle_ms = 1500\n"))
+        with open(os.path.join(FIX, "hardware.bin"), "rb") as f:
+            data = f.read()
+        idle = socket.create_connection(("127.0.0.1", listen), timeout=10)
+        t0 = time.monotonic()
+        back = pos_print(listen, data)
+        job = wait_for(lambda: printer.jobs and printer.jobs[0], timeout=5,
+                       what="the receipt at the printer while another connection idles")
+        took = time.monotonic() - t0
+        check(job == data and back == STATUS_ONLINE, "the receipt changed on the way")
+        check(took < 2.0, f"the receipt took {took:.1f} s with an idle connection open")
+        wait_for(lambda: purchases(p), what="the purchase")
+        # The silent connection is closed by the tap, not kept for ever.
+        idle.settimeout(5)
+        try:
+            closed = idle.recv(1) == b""
+        except OSError:
+            closed = True
+        check(closed, "the idle connection is still open")
+        check("silent for 1500 ms: closed" in p.log(), "the idle close was not logged")
+        idle.close()
+        # Two POS connections at once: one half-way through its job while the
+        # other prints a whole receipt; then the first finishes.
+        half = len(data) // 2
+        slow = socket.create_connection(("127.0.0.1", listen), timeout=10)
+        slow.sendall(data[:half])
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        threading.Thread(target=pos_print, args=(listen, data), daemon=True).start()
+        time.sleep(0.5)
+        slow.sendall(data[half:])
+        slow.shutdown(socket.SHUT_WR)
+        slow.recv(100)
+        slow.close()
+        wait_for(lambda: len(printer.jobs) == 3, timeout=10, what="both jobs at the printer")
+        check(printer.jobs[1:] == [data, data], "a job changed or was mixed with the other")
+        check(time.monotonic() - t0 < 5, "the second job waited for the first connection")
+    finally:
+        printer.close()
+
+
+def outsider_refused(w):
+    """A peer outside the tap's allow-list is reset at once and records
+    nothing; the printer never hears of it."""
+    listen, pport = free_port(), free_port()
+    printer = Printer(pport)
+    try:
+        p, _ = start_tap(w, tap_conf(w, listen, pport, "hardware",
+                                     "allow = 192.0.2.10, 10.1.2.0/24\n"))
+        with open(os.path.join(FIX, "hardware.bin"), "rb") as f:
+            data = f.read()
+        try:
+            pos_print(listen, data)
+            refused = False
+        except OSError:
+            refused = True
+        check(refused, "a peer outside allow could print")
+        wait_for(lambda: "refused till1: connection from 127.0.0.1" in p.log(),
+                 what="the refusal in the log")
+        time.sleep(0.5)
+        check(printer.jobs == [], f"the printer got {len(printer.jobs)} job(s) from an outsider")
+        check(purchases(p) == [], "an outsider recorded a purchase")
+    finally:
+        printer.close()
+
+
 if __name__ == "__main__":
     tslib.main({
         "relay_bytes_identical": relay_bytes_identical,
@@ -333,4 +407,6 @@ if __name__ == "__main__":
         "agent_records_receipts": agent_records_receipts,
         "card_number_not_taken": card_number_not_taken,
         "receipt_card_numbers_masked": receipt_card_numbers_masked,
+        "idle_and_second_pos_do_not_block": idle_and_second_pos_do_not_block,
+        "outsider_refused": outsider_refused,
     })

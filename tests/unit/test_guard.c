@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "conf.h"
 #include "guard.h"
 #include "input.h"
+#include "netallow.h"
 #include "serial.h"
 #include "symbology.h"
 #include "ts.h"
@@ -183,6 +186,35 @@ static void guard_json_documents(void **st)
     assert_int_equal(rep.refused, 1);
     assert_string_equal(rep.field, "a.(key)");
     json_decref(doc);
+}
+
+/* The tap's allow-list of POS addresses (drivers/netallow.c). */
+static void netallow_lists(void **st)
+{
+    (void)st;
+    struct ts_netallow a;
+    const char *bad = NULL;
+    assert_int_equal(ts_netallow_parse("127.0.0.0/8, 10.1.2.0/24 ::1 fd00::/8", &a, &bad), TS_OK);
+    assert_int_equal(a.n, 4);
+    struct sockaddr_in v4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+    const char *yes4[] = {"127.0.0.1", "127.255.0.9", "10.1.2.77"};
+    const char *no4[] = {"10.1.3.1", "192.0.2.10", "128.0.0.1"};
+    for (size_t i = 0; i < 3; i++) {
+        inet_pton(AF_INET, yes4[i], &v4.sin_addr);
+        assert_true(ts_netallow_match(&a, (struct sockaddr *)&v4));
+        inet_pton(AF_INET, no4[i], &v4.sin_addr);
+        assert_false(ts_netallow_match(&a, (struct sockaddr *)&v4));
+    }
+    inet_pton(AF_INET6, "::ffff:10.1.2.5", &v6.sin6_addr); /* dual-stack listener */
+    assert_true(ts_netallow_match(&a, (struct sockaddr *)&v6));
+    inet_pton(AF_INET6, "fd12::1", &v6.sin6_addr);
+    assert_true(ts_netallow_match(&a, (struct sockaddr *)&v6));
+    inet_pton(AF_INET6, "2001:db8::1", &v6.sin6_addr);
+    assert_false(ts_netallow_match(&a, (struct sockaddr *)&v6));
+    assert_int_equal(ts_netallow_parse("127.0.0.1, 10.0.0.0/33", &a, &bad), TS_ERR_INVAL);
+    assert_string_equal(bad, "10.0.0.0/33");
+    assert_int_equal(ts_netallow_parse("localhost", &a, &bad), TS_ERR_INVAL);
 }
 
 static void guard_allowed_prefixes(void **st)
@@ -374,6 +406,7 @@ int main(void)
         cmocka_unit_test(guard_catches_bypasses),
         cmocka_unit_test(guard_masks_text),
         cmocka_unit_test(guard_json_documents),
+        cmocka_unit_test(netallow_lists),
         cmocka_unit_test(guard_allowed_prefixes),
         cmocka_unit_test(check_digits),
         cmocka_unit_test(upos_types),

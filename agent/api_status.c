@@ -84,6 +84,16 @@ enum MHD_Result ts_api_get_metrics(struct ts_api *api, struct MHD_Connection *c)
            "Scans, purchases and receipts in which the payment card guard dropped or masked card "
            "data (card numbers, magnetic stripe data).",
            (double)guard_drops);
+    unsigned streams;
+    uint64_t evicted, refused;
+    ts_api_sse_counts(api, &streams, &evicted, &refused);
+    metric(&b, "tillside_api_event_streams", "gauge", "Event streams (SSE) open now.",
+           (double)streams);
+    metric(&b, "tillside_api_event_streams_closed_total", "counter",
+           "Event streams closed because the same client opened a newer one past its limit.",
+           (double)evicted);
+    metric(&b, "tillside_api_event_streams_refused_total", "counter",
+           "Event streams refused with 429 (every place taken).", (double)refused);
     metric(&b, "tillside_tap_refused_total", "counter",
            "Connections to a receipt tap from peers not in its allow list (refused, nothing read).",
            (double)ts_inputs_refused(a->inputs));

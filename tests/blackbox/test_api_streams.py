@@ -10,14 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tslib import SSEClient, check, customer_batch, main  # noqa: E402
-
-
-def metric(text, name):
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
+from tslib import SSEClient, check, customer_batch, main, metric  # noqa: E402
 
 
 def stream_flood_leaves_page_up(w):

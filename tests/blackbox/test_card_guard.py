@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tslib import card_number_traces, check, main, wait_for  # noqa: E402
+from tslib import card_number_traces, check, main, metric, wait_for  # noqa: E402
 from test_purchases_hub import FakeCDP, post, purchase as hub_event, start_hub  # noqa: E402
 
 FAST = "[outbox]\nbackoff_ms = 100\nbackoff_max_ms = 1000\n"
@@ -27,13 +27,6 @@ def body(receipt, **kw):
          "products": [{"sku": "SKU-HAT-1", "name": "Hat", "quantity": 1, "price": 20.0}]}
     b.update(kw)
     return b
-
-
-def metric(text, name):
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def purchases_never_keep_card_numbers(w):

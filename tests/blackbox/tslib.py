@@ -543,6 +543,14 @@ def customer_batch(user="u-ada", loyalty="2000000000015", name="Ada Lovelace", t
     return ev
 
 
+def metric(text, name):
+    """The value of an unlabelled metric in Prometheus text, or None."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def card_number_traces(w, pans, texts=()):
     """Where any of pans (digit strings) still is: the raw bytes of every file
     under the test's directory (agent state with its -wal and -shm, the hub's

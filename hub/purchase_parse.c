@@ -125,7 +125,7 @@ static bool card_data(struct ts_hub_purchase *p, json_t *e, const char *store)
             rep.last4);
     if (mid_ok)
         p->message_id = ts_hub_purchase_member(e, "messageId", TS_SEG_MAX_ID);
-    return reject(p, "payment card data in %s: refused (never stored or forwarded)", rep.field);
+    return reject(p, "payment card data in %.96s: refused (never stored or forwarded)", rep.field);
 }
 
 /* Checks one event and fills p from it; false when it is valid. */

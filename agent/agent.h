@@ -103,6 +103,9 @@ uint64_t ts_bus_last_id(struct ts_bus *b);
  * once ts_bus_close was called (wakes every waiter).
  */
 int ts_bus_next(struct ts_bus *b, uint64_t after, int timeout_ms, struct ts_bus_event *out);
+/* Makes every waiting ts_bus_next return TS_ERR_TIMEOUT now (a reader that
+ * was told to stop looks at its flag at once). */
+void ts_bus_wake(struct ts_bus *b);
 void ts_bus_close(struct ts_bus *b);
 
 /* ---- core.c ---------------------------------------------------------------
@@ -145,7 +148,7 @@ struct ts_agent {
     struct ts_purch *purch;               /* purchase.c: journal, outbox, uploader counters */
     struct ts_inputs *inputs;             /* inputs.c: [input.*] scanners; NULL = none started */
     struct ts_rules *rules;               /* rules.c: compiled [rule.*] + defaults */
-    atomic_uint_fast64_t api_guard_drops; /* POST /api/v1/scan codes the guard dropped */
+    atomic_uint_fast64_t api_guard_drops; /* scans and purchase bodies the guard dropped from */
 };
 
 /* Opens the cache (creating state_dir), loads or creates the API token. */

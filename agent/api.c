@@ -23,7 +23,12 @@
 #include <unistd.h>
 
 #define API_BODY_MAX (64 * 1024)
-#define API_CONN_LIMIT 64u
+/* Connections (a thread each). Event streams take at most SSE_MAX of them
+ * (api_int.h); the headroom above that is for a burst of connections that
+ * are still on their way in or out — a flood of stream attempts from one
+ * process outpaces the threads ending the streams it replaces — so the page
+ * and the other requests are still accepted meanwhile. */
+#define API_CONN_LIMIT 256u
 #define API_TIMEOUT_S 30u /* idle limit for ordinary requests */
 
 enum route {
@@ -272,7 +277,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    ts_log(TS_LOG_WARN, "api", "%s", msg);
+    /* A client that went away mid-response (an event stream closed by its
+     * page, or by us for a newer one) is routine: a flood of them must not
+     * flood the log. */
+    ts_log(strstr(msg, "no longer available") ? TS_LOG_DEBUG : TS_LOG_WARN, "api", "%s", msg);
 }
 
 /* ---- start / stop ---------------------------------------------------------*/
@@ -359,6 +367,7 @@ enum ts_err ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, siz
         return TS_ERR_NOMEM;
     }
     api->a = a;
+    pthread_mutex_init(&api->sse_mu, NULL);
     if (!(api->page = ts_agent_page_render(a, &api->page_len))) {
         snprintf(err, errsz, "out of memory");
         rc = TS_ERR_NOMEM;
@@ -396,8 +405,10 @@ enum ts_err ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, siz
 out:
     if (fd >= 0)
         close(fd);
-    if (api)
+    if (api) {
         free(api->page);
+        pthread_mutex_destroy(&api->sse_mu);
+    }
     free(api);
     return rc;
 }
@@ -418,6 +429,7 @@ void ts_api_stop(struct ts_api *api)
         return;
     atomic_store(&api->stopping, 1);
     MHD_stop_daemon(api->mhd);
+    pthread_mutex_destroy(&api->sse_mu);
     free(api->page);
     free(api);
 }

@@ -6,6 +6,8 @@
 #include "api_int.h"
 
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -13,11 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SSE_BUSY "{\"error\":\"too many event streams open; try again shortly\"}"
+
 /* One SSE stream: where it is in the bus and the bytes not yet handed to
  * MHD (an event may be larger than one reader buffer). */
 struct sse {
     struct ts_api *api;
     int fd; /* the client socket, only polled for hangup */
+    struct sockaddr_storage peer;
+    atomic_int evicted; /* closed for a newer stream of the same client */
+    bool listed;        /* in api->streams (under sse_mu) */
     uint64_t last_id;
     ts_buf out;
     size_t off;
@@ -71,7 +78,8 @@ static enum ts_err sse_next(struct sse *s)
     struct ts_agent *a = s->api->a;
     int64_t deadline = ts_now_mono_ms() + SSE_KEEPALIVE_MS;
     for (;;) {
-        if (atomic_load(&s->api->stopping) || a->stopping || sse_peer_gone(s))
+        if (atomic_load(&s->api->stopping) || a->stopping || atomic_load(&s->evicted) ||
+            sse_peer_gone(s))
             return TS_ERR_CLOSED;
         int64_t left = deadline - ts_now_mono_ms();
         if (left <= 0)
@@ -114,11 +122,81 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
+/* Removes s from the open streams (under sse_mu). */
+static void unlist(struct ts_api *api, struct sse *s)
+{
+    for (int i = 0; i < api->nstreams; i++)
+        if (api->streams[i] == s) {
+            memmove(&api->streams[i], &api->streams[i + 1],
+                    (size_t)(api->nstreams - i - 1) * sizeof api->streams[0]);
+            api->nstreams--;
+            break;
+        }
+    s->listed = false;
+}
+
 static void sse_free(void *cls)
 {
     struct sse *s = cls;
+    pthread_mutex_lock(&s->api->sse_mu);
+    if (s->listed)
+        unlist(s->api, s);
+    pthread_mutex_unlock(&s->api->sse_mu);
     ts_buf_free(&s->out);
     free(s);
+}
+
+static bool same_client(const struct sockaddr_storage *x, const struct sockaddr_storage *y)
+{
+    if (x->ss_family != y->ss_family)
+        return false;
+    if (x->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)(const void *)x)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)(const void *)y)->sin_addr.s_addr;
+    if (x->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)(const void *)x)->sin6_addr,
+                      &((const struct sockaddr_in6 *)(const void *)y)->sin6_addr,
+                      sizeof(struct in6_addr)) == 0;
+    return true;
+}
+
+/*
+ * Takes a place for a new stream: a client at SSE_PER_CLIENT gives up its
+ * oldest (told at once through the bus, so its thread and connection go
+ * within a moment, not after a slice); with SSE_MAX open in all the new one
+ * is refused. false = refused.
+ */
+static bool admit(struct ts_api *api, struct sse *s)
+{
+    struct sse *oldest = NULL;
+    int mine = 0;
+    pthread_mutex_lock(&api->sse_mu);
+    for (int i = 0; i < api->nstreams; i++)
+        if (same_client(&api->streams[i]->peer, &s->peer) && mine++ == 0)
+            oldest = api->streams[i];
+    if (mine >= SSE_PER_CLIENT) {
+        atomic_store(&oldest->evicted, 1);
+        unlist(api, oldest);
+        atomic_fetch_add(&api->sse_evicted, 1);
+    }
+    bool ok = api->nstreams < SSE_MAX;
+    if (ok) {
+        api->streams[api->nstreams++] = s;
+        s->listed = true;
+    }
+    pthread_mutex_unlock(&api->sse_mu);
+    if (mine >= SSE_PER_CLIENT)
+        ts_bus_wake(api->a->bus);
+    return ok;
+}
+
+void ts_api_sse_counts(struct ts_api *api, unsigned *open, uint64_t *evicted, uint64_t *refused)
+{
+    pthread_mutex_lock(&api->sse_mu);
+    *open = (unsigned)api->nstreams;
+    pthread_mutex_unlock(&api->sse_mu);
+    *evicted = atomic_load(&api->sse_evicted);
+    *refused = atomic_load(&api->sse_refused);
 }
 
 /*
@@ -139,6 +217,23 @@ enum MHD_Result ts_api_start_events(struct ts_api *api, struct MHD_Connection *c
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     s->fd = ci ? ci->connect_fd : -1;
+    ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr)
+        memcpy(&s->peer, ci->client_addr,
+               ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                      : sizeof(struct sockaddr_in));
+    if (!admit(api, s)) {
+        free(s);
+        atomic_fetch_add(&api->sse_refused, 1);
+        struct MHD_Response *r = MHD_create_response_from_buffer(strlen(SSE_BUSY), (void *)SSE_BUSY,
+                                                                 MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "2");
+        ts_api_common_headers(r);
+        return ts_api_queue(c, 429, r);
+    }
 
     uint64_t newest = ts_bus_last_id(a->bus), resume = 0;
     const char *lei = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
@@ -165,6 +260,9 @@ enum MHD_Result ts_api_start_events(struct ts_api *api, struct MHD_Connection *c
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    /* One stream per connection: when it ends (closed for a newer one, or
+     * shutdown) the connection goes too, instead of idling as keep-alive. */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     ts_api_common_headers(resp);
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, SSE_TIMEOUT_S);
     return ts_api_queue(c, MHD_HTTP_OK, resp);

@@ -10,6 +10,7 @@
 #include "agent.h"
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,10 +20,18 @@
 #define SSE_SLICE_MS 500 /* how often a waiting stream looks for shutdown / hangup */
 #define SSE_BLOCK 4096
 #define SSE_HELLO ": tillside\nretry: 2000\n\n"
+/* Event streams: at most SSE_PER_CLIENT per client address (a new one
+ * closes that client's oldest: a page that reloads always gets its stream),
+ * SSE_MAX in all (then 429), so that of the API's connections most are
+ * left for the page and the other requests. */
+#define SSE_PER_CLIENT 4
+#define SSE_MAX 16
 
 #define PAGE_CSP                                                                                   \
     "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "                  \
     "connect-src 'self'"
+
+struct sse;
 
 struct ts_api {
     struct ts_agent *a;
@@ -32,6 +41,11 @@ struct ts_api {
     atomic_int stopping;
     char *page; /* the page with its key filled in (session.c) */
     size_t page_len;
+    /* api_events.c: the open streams, oldest first */
+    pthread_mutex_t sse_mu;
+    struct sse *streams[SSE_MAX];
+    int nstreams;
+    atomic_uint_fast64_t sse_evicted, sse_refused;
 };
 
 /* ---- api_reply.c: responses (every one gets no-store and nosniff) ---- */
@@ -53,6 +67,8 @@ bool ts_api_parse_u64(const char *s, uint64_t *out);
 /* ---- the endpoint groups ---- */
 /* GET /api/v1/events (api_events.c). */
 enum MHD_Result ts_api_start_events(struct ts_api *api, struct MHD_Connection *c);
+/* Streams open now, closed for a newer one of the same client, refused. */
+void ts_api_sse_counts(struct ts_api *api, unsigned *open, uint64_t *evicted, uint64_t *refused);
 /* POST /api/v1/scan (api_scan.c). */
 enum MHD_Result ts_api_post_scan(struct ts_api *api, struct MHD_Connection *c, const ts_buf *body);
 /* GET /api/v1/status and /metrics (api_status.c). */

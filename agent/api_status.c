@@ -74,15 +74,29 @@ enum MHD_Result ts_api_get_metrics(struct ts_api *api, struct MHD_Connection *c)
     unsigned in_states[3];
     uint64_t guard_drops;
     ts_inputs_counts(a->inputs, in_states, &guard_drops);
-    guard_drops += atomic_load(&a->api_guard_drops); /* POST /api/v1/scan too */
+    guard_drops += atomic_load(&a->api_guard_drops); /* POST /api/v1/scan and purchases too */
     ts_buf_printf(&b, "# HELP tillside_inputs Configured inputs (scanners) by state.\n"
                       "# TYPE tillside_inputs gauge\n");
     for (int st = 0; st < 3; st++)
         ts_buf_printf(&b, "tillside_inputs{state=\"%s\"} %u\n",
                       ts_input_state_name((enum ts_input_state)st), in_states[st]);
     metric(&b, "tillside_guard_drops_total", "counter",
-           "Scans dropped by the payment card guard (card numbers, magnetic stripe data).",
+           "Scans, purchases and receipts in which the payment card guard dropped or masked card "
+           "data (card numbers, magnetic stripe data).",
            (double)guard_drops);
+    unsigned streams;
+    uint64_t evicted, refused;
+    ts_api_sse_counts(api, &streams, &evicted, &refused);
+    metric(&b, "tillside_api_event_streams", "gauge", "Event streams (SSE) open now.",
+           (double)streams);
+    metric(&b, "tillside_api_event_streams_closed_total", "counter",
+           "Event streams closed because the same client opened a newer one past its limit.",
+           (double)evicted);
+    metric(&b, "tillside_api_event_streams_refused_total", "counter",
+           "Event streams refused with 429 (every place taken).", (double)refused);
+    metric(&b, "tillside_tap_refused_total", "counter",
+           "Connections to a receipt tap from peers not in its allow list (refused, nothing read).",
+           (double)ts_inputs_refused(a->inputs));
     if (have_own)
         metric(&b, "tillside_cert_remaining_seconds", "gauge",
                "Time until this terminal's certificate expires, in whole days.", own * 86400.0);

@@ -15,6 +15,7 @@ struct ts_bus {
     size_t cap;
     uint64_t last; /* id of the newest event */
     bool closed;
+    uint64_t wakes; /* ts_bus_wake calls: a waiter returns early */
 };
 
 enum ts_err ts_bus_new(size_t capacity, struct ts_bus **out)
@@ -77,7 +78,12 @@ int ts_bus_next(struct ts_bus *b, uint64_t after, int timeout_ms, struct ts_bus_
     struct timespec deadline = ts_mono_deadline(timeout_ms);
     int rc = TS_OK;
     pthread_mutex_lock(&b->mu);
+    uint64_t wakes = b->wakes;
     while (!b->closed && b->last <= after) {
+        if (b->wakes != wakes) {
+            rc = TS_ERR_TIMEOUT;
+            break;
+        }
         if (pthread_cond_timedwait(&b->cv, &b->mu, &deadline) == ETIMEDOUT) {
             rc = TS_ERR_TIMEOUT;
             break;
@@ -101,6 +107,14 @@ int ts_bus_next(struct ts_bus *b, uint64_t after, int timeout_ms, struct ts_bus_
     }
     pthread_mutex_unlock(&b->mu);
     return rc;
+}
+
+void ts_bus_wake(struct ts_bus *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->wakes++;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
 }
 
 void ts_bus_close(struct ts_bus *b)

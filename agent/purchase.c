@@ -167,6 +167,57 @@ static void validate(json_t *p, json_t *fields)
     }
 }
 
+/*
+ * The payment card guard over every string of the body (PRODUCT.md §6: never
+ * keep a card number in a purchase). A card number in free text (a product
+ * name, a note) is masked to its last four and the purchase goes on; in an
+ * identifier (receipt, barcode, customer code, sku, product_id) masking would
+ * change what the purchase names, so those fields are refused (400, named).
+ * Logged once per body, masked; every body with a number is counted in
+ * tillside_guard_drops_total. false when the body must be refused.
+ */
+static bool guard_body(struct ts_agent *a, const char *source, json_t *p, json_t *fields, char *err,
+                       size_t errsz)
+{
+    static const char *const idents[] = {
+        "receipt", "barcode", "customer.code", "products[].sku", "products[].product_id", NULL};
+    struct ts_guard_json_report rep;
+    json_t *refused = json_array();
+    int rc = refused ? ts_guard_json(&a->cfg.guard, p, idents, refused, &rep) : TS_ERR_NOMEM;
+    if (rc == TS_OK && rep.refused == 0 && rep.masked == 0) {
+        json_decref(refused);
+        return true;
+    }
+    if (rc != TS_OK && !refused) {
+        ts_errf(err, errsz, "out of memory");
+        return false;
+    }
+    atomic_fetch_add(&a->api_guard_drops, 1);
+    if (rep.refused == 0 && rc == TS_OK) {
+        TS_WARN("guard", "payment card number masked in %s of a purchase from %s (…%s)", rep.field,
+                source, rep.last4);
+        json_decref(refused);
+        return true;
+    }
+    TS_WARN("guard", "purchase from %s refused: payment card %s in %s (…%s)", source,
+            rep.kind == TS_GUARD_TRACK ? "track data" : "number", rep.field, rep.last4);
+    ts_buf b = {0};
+    size_t i;
+    json_t *f;
+    json_array_foreach(refused, i, f)
+    {
+        ts_buf_printf(&b, "%s%s", i ? ", " : "", json_string_value(f));
+        json_array_append(fields, f);
+    }
+    ts_errf(err, errsz,
+            "payment card data in %s: refused (a card number is never recorded, and masking an "
+            "identifier would change what it names)",
+            b.data ? b.data : "the body");
+    ts_buf_free(&b);
+    json_decref(refused);
+    return false;
+}
+
 /* ---- customer -----------------------------------------------------------------*/
 
 /* The cid of a card JSON text, into out ("" when none). */
@@ -331,6 +382,10 @@ int ts_purchase_submit_fields(struct ts_agent *a, const char *source, json_t *pu
     if (!pu) {
         ts_errf(err, errsz, "the purchase journal is not open");
         return TS_ERR_CLOSED;
+    }
+    if (!guard_body(a, source, purchase, fields, err, errsz)) {
+        validate(purchase, fields);
+        return TS_ERR_INVAL;
     }
     validate(purchase, fields);
     if (json_array_size(fields) > 0) {

@@ -52,6 +52,9 @@ struct ts_driver_host {
     void (*on_state)(void *ctx, const char *input, enum ts_input_state st, const char *detail);
     /* A scan dropped by the payment card guard (for the metric); optional. */
     void (*on_guard_drop)(void *ctx, const char *input);
+    /* A network peer an input refused (not on its allow-list: the escpos
+     * tap); optional, for the metric. */
+    void (*on_peer_refused)(void *ctx, const char *input, const char *peer);
     /* Injected clock; NULL means ts_now_mono_ms / ts_now_wall_ms. */
     int64_t (*now_mono_ms)(void *ctx);
     int64_t (*now_wall_ms)(void *ctx);

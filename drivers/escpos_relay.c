@@ -21,15 +21,24 @@
  *   reordered.
  *
  * TCP POS + TCP printer: one printer connection per POS connection (what a
- * raw 9100 printer expects). A serial side stays open and is reopened with
- * backoff when it goes away; a TCP printer behind a serial POS is kept
- * connected and reconnected with backoff.
+ * raw 9100 printer expects), several POS connections at once, each its own
+ * session with its own parser; the printer connection is made when the POS
+ * sends its first byte, so a connection that sends nothing holds nothing
+ * up. A serial side stays open and is reopened with backoff when it goes
+ * away; a TCP printer behind a serial POS is kept connected and reconnected
+ * with backoff; a TCP POS in front of a serial printer is served one
+ * connection at a time.
+ *
+ * The tap serves the POS only: a TCP peer outside [input.NAME] allow
+ * (default: loopback) is reset at once, logged and counted, and nothing it
+ * sends is read; a POS connection silent for idle_ms is closed.
  */
 #include "driver.h"
 #include "escpos.h"
 #include "escpos_relay.h"
 #include "escpos_rules.h"
 #include "guard.h"
+#include "netallow.h"
 #include "serial.h"
 #include "ts.h"
 
@@ -50,12 +59,29 @@
 #define RELAY_BUF 4096
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
+#define RELAY_MAX_SESS 8 /* POS connections served at once (TCP printer) */
 
 struct side {
     int fd;                 /* -1 = closed */
     struct sp_port *sp;     /* serial side, NULL for a socket */
     uint8_t buf[RELAY_BUF]; /* bytes from the other side still to write here */
     size_t off, len;
+};
+
+struct relay;
+
+/* One POS connection (or the serial POS) and the printer side of its jobs. */
+struct sess {
+    struct relay *r;
+    struct side pos, prn; /* pos.buf: towards the POS; prn.buf: towards the printer */
+    bool connecting;      /* non-blocking connect to the printer in progress */
+    int64_t connect_deadline;
+    bool pos_eof;  /* the POS closed its side; drain to the printer, then close */
+    bool prn_shut; /* TCP printer half-closed after the job; replies still pass back */
+    int64_t linger_deadline;
+    int64_t idle_deadline; /* a TCP POS silent until then is closed */
+    char peer[64];
+    struct ts_escpos *parser;
 };
 
 struct relay {
@@ -68,21 +94,17 @@ struct relay {
     char prn_dev[256];
     long baud, connect_timeout_ms;
     enum sp_flowcontrol flow;
+    long linger_ms, idle_ms;
+    struct ts_netallow allow;
     /* state */
     int lfd;
-    struct side pos, prn; /* pos.buf: towards the POS; prn.buf: towards the printer */
-    bool connecting;      /* non-blocking connect to the printer in progress */
-    int64_t connect_deadline;
-    bool pos_eof;  /* the POS closed its side; drain to the printer, then close */
-    bool prn_shut; /* TCP printer half-closed after the job; replies still pass back */
-    int64_t linger_deadline;
-    long linger_ms;
+    int nsess;                     /* 1, or RELAY_MAX_SESS with a TCP printer */
+    struct sess s[RELAY_MAX_SESS]; /* s[0]: the serial POS / persistent printer */
     bool started;
     int64_t retry_at; /* next reopen attempt (0 = none pending) */
     int64_t backoff_ms;
     enum ts_input_state state;
     char detail[256];
-    struct ts_escpos *parser;
     struct ts_receipt_rules *rules;
 };
 
@@ -115,39 +137,38 @@ static void set_state(struct relay *r, enum ts_input_state st, const char *fmt, 
         r->host.on_state(r->host.ctx, r->input, st, d);
 }
 
-/* The payment card guard (PRODUCT.md §4.1) on the fields that came from
- * printed identifiers: a loyalty "number" or a receipt barcode that is
- * card data is dropped here, before anything stores or logs it. */
-static void guard_fields(struct relay *r, json_t *purchase)
-{
-    json_t *cust = json_object_get(purchase, "customer");
-    const char *code = json_string_value(json_object_get(cust, "code"));
-    const char *bc = json_string_value(json_object_get(purchase, "barcode"));
-    if (code && ts_guard_check(r->host.guard, "", code, strlen(code)) != TS_GUARD_PASS) {
-        json_object_del(purchase, "customer");
-        if (r->host.on_guard_drop)
-            r->host.on_guard_drop(r->host.ctx, r->input);
-    }
-    if (bc && ts_guard_check(r->host.guard, "", bc, strlen(bc)) != TS_GUARD_PASS) {
-        json_object_del(purchase, "barcode");
-        if (r->host.on_guard_drop)
-            r->host.on_guard_drop(r->host.ctx, r->input);
-    }
-}
-
 /* A completed receipt: rules → purchase → host. Runs after its bytes were
  * written to the printer. */
 static void on_receipt(void *ctx, const struct ts_escpos_receipt *rc)
 {
-    struct relay *r = ctx;
+    struct relay *r = ((struct sess *)ctx)->r;
     json_t *purchase = NULL;
     char err[256];
-    int rv = ts_receipt_rules_apply(r->rules, rc, wall(r), &purchase, err, sizeof err);
+    /* The payment card guard on every line and printed code, before the
+     * rules see them (a card number in the loyalty line, a gift card's number
+     * in an item line): what the rules make holds masked text only. */
+    struct ts_receipt_guarded gr;
+    if (ts_receipt_guard(r->host.guard, rc, &gr) != TS_OK) {
+        TS_WARN("escpos", "%s: receipt not taken as a sale: out of memory", r->input);
+        return;
+    }
+    if (gr.hits) {
+        if (gr.first_line)
+            TS_WARN("guard", "%s: payment card %s masked in receipt line %u (…%s)%s", r->input,
+                    gr.first.kind == TS_GUARD_TRACK ? "track data" : "number", gr.first_line,
+                    gr.first.last4, gr.hits > 1 ? ", and more" : "");
+        else
+            TS_WARN("guard", "%s: printed code with payment card data dropped (…%s)", r->input,
+                    gr.first.last4);
+        if (r->host.on_guard_drop)
+            r->host.on_guard_drop(r->host.ctx, r->input);
+    }
+    int rv = ts_receipt_rules_apply(r->rules, &gr.r, wall(r), &purchase, err, sizeof err);
+    ts_receipt_guarded_free(&gr);
     if (rv != TS_OK) {
         TS_INFO("escpos", "%s: receipt not taken as a sale: %s", r->input, err);
         return;
     }
-    guard_fields(r, purchase);
     TS_INFO("escpos", "%s: receipt %s parsed (%zu items)", r->input,
             json_string_value(json_object_get(purchase, "receipt")),
             json_array_size(json_object_get(purchase, "products")));
@@ -196,13 +217,13 @@ static void side_close(struct side *s)
 
 /* Closes a TCP POS connection with a reset (SO_LINGER 0) so the POS sees
  * an error for the job rather than a clean close. */
-static void pos_reset(struct relay *r)
+static void pos_reset(struct sess *x)
 {
-    if (r->pos.fd >= 0 && !r->pos.sp) {
+    if (x->pos.fd >= 0 && !x->pos.sp) {
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        setsockopt(r->pos.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        setsockopt(x->pos.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
-    side_close(&r->pos);
+    side_close(&x->pos);
 }
 
 static int serial_open(struct relay *r, const char *path, struct side *s, char *why, size_t whysz)
@@ -232,8 +253,8 @@ static int serial_open(struct relay *r, const char *path, struct side *s, char *
     return TS_OK;
 }
 
-/* Starts a non-blocking connect to the TCP printer. */
-static int printer_connect(struct relay *r, char *why, size_t whysz)
+/* Starts a non-blocking connect to the TCP printer for session x. */
+static int printer_connect(struct relay *r, struct sess *x, char *why, size_t whysz)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
     int fd = -1, rc = getaddrinfo(r->prn_host, r->prn_port, &hints, &ai);
@@ -250,9 +271,9 @@ static int printer_connect(struct relay *r, char *why, size_t whysz)
         return TS_ERR_CONNECT;
     }
     freeaddrinfo(ai);
-    r->prn.fd = fd; /* buf keeps what printer_down() queued */
-    r->connecting = true;
-    r->connect_deadline = mono(r) + r->connect_timeout_ms;
+    x->prn.fd = fd; /* buf keeps what printer_down() queued */
+    x->connecting = true;
+    x->connect_deadline = mono(r) + r->connect_timeout_ms;
     return TS_OK;
 }
 
@@ -267,64 +288,66 @@ static bool printer_persistent(const struct relay *r)
     return r->prn_dev[0] || r->pos_dev[0];
 }
 
-/* The printer went away or could not be reached. */
-static void printer_down(struct relay *r, const char *why)
+/* The printer went away or could not be reached (for session x). */
+static void printer_down(struct relay *r, struct sess *x, const char *why)
 {
     /* A serial POS's stream goes on once the printer is back: the bytes
      * read from the POS but not yet written stay queued (the POS line is
      * not read meanwhile, so its flow control holds the POS), and the
      * parser keeps its place in the stream. */
-    bool resume = r->pos.sp != NULL;
-    size_t off = r->prn.off, len = r->prn.len;
-    side_close(&r->prn);
+    bool resume = x->pos.sp != NULL;
+    size_t off = x->prn.off, len = x->prn.len;
+    side_close(&x->prn);
     if (resume) {
-        r->prn.off = off;
-        r->prn.len = len;
+        x->prn.off = off;
+        x->prn.len = len;
     }
-    r->connecting = false;
-    r->prn_shut = false;
-    if (r->pos.fd >= 0 && !r->pos.sp) {
-        pos_reset(r); /* the POS job failed: say so */
-        r->pos_eof = false;
+    x->connecting = false;
+    x->prn_shut = false;
+    if (x->pos.fd >= 0 && !x->pos.sp) {
+        pos_reset(x); /* the POS job failed: say so */
+        x->pos_eof = false;
     }
     /* A TCP job the printer did not finish is not a sale we saw printed. */
     if (!resume)
-        ts_escpos_discard(r->parser);
+        ts_escpos_discard(x->parser);
     set_state(r, TS_INPUT_WAITING, "printer not reachable: %s", why);
     if (printer_persistent(r))
         schedule_retry(r);
 }
 
 /* A TCP job is over: the POS closed and the printer took everything (and
- * closed, or the linger time ran out). */
-static void session_end(struct relay *r)
+ * closed, or the linger time ran out), or the POS went quiet. */
+static void session_end(struct relay *r, struct sess *x)
 {
-    side_close(&r->pos);
-    r->pos_eof = false;
-    r->prn_shut = false;
-    if (!printer_persistent(r))
-        side_close(&r->prn);
-    ts_escpos_flush(r->parser); /* a job without a cut ends with its connection */
+    side_close(&x->pos);
+    x->pos_eof = false;
+    x->prn_shut = false;
+    if (!printer_persistent(r)) {
+        side_close(&x->prn);
+        x->connecting = false;
+    }
+    ts_escpos_flush(x->parser); /* a job without a cut ends with its connection */
 }
 
 /* The POS side failed: a serial port is reopened with backoff, a TCP job
  * ends. */
-static void pos_gone(struct relay *r, const char *why)
+static void pos_gone(struct relay *r, struct sess *x, const char *why)
 {
-    if (r->pos.sp) {
-        side_close(&r->pos);
-        ts_escpos_flush(r->parser);
+    if (x->pos.sp) {
+        side_close(&x->pos);
+        ts_escpos_flush(x->parser);
         set_state(r, TS_INPUT_WAITING, "POS port %s: %s", r->pos_dev, why);
         schedule_retry(r);
         return;
     }
-    TS_DEBUG("escpos", "%s: POS connection ended: %s", r->input, why);
-    session_end(r);
+    TS_DEBUG("escpos", "%s: POS connection from %s ended: %s", r->input, x->peer, why);
+    session_end(r, x);
 }
 
 /* Writes what is buffered towards s; the copy towards the printer goes to
  * the parser once written. false on a write error. */
-static bool side_flush(struct relay *r, struct side *s)
+static bool side_flush(struct sess *x, struct side *s)
 {
     while (s->off < s->len) {
         ssize_t n;
@@ -338,8 +361,8 @@ static bool side_flush(struct relay *r, struct side *s)
             return false;
         if (n == 0)
             return true;
-        if (s == &r->prn)
-            ts_escpos_feed(r->parser, s->buf + s->off, (size_t)n);
+        if (s == &x->prn)
+            ts_escpos_feed(x->parser, s->buf + s->off, (size_t)n);
         s->off += (size_t)n;
     }
     s->off = s->len = 0;
@@ -348,7 +371,7 @@ static bool side_flush(struct relay *r, struct side *s)
 
 /* Reads from `from` into to->buf (empty) and forwards. Returns 1 on data,
  * 0 on EOF, -1 on error, 2 when nothing was there. */
-static int side_pump(struct relay *r, struct side *from, struct side *to)
+static int side_pump(struct sess *x, struct side *from, struct side *to)
 {
     ssize_t n;
     if (from->sp)
@@ -363,7 +386,7 @@ static int side_pump(struct relay *r, struct side *from, struct side *to)
         return from->sp ? 2 : 0;
     to->off = 0;
     to->len = (size_t)n;
-    return side_flush(r, to) ? 1 : -3;
+    return side_flush(x, to) ? 1 : -3;
 }
 
 static int listen_open(struct relay *r, char *err, size_t errsz)
@@ -377,7 +400,7 @@ static int listen_open(struct relay *r, char *err, size_t errsz)
     }
     fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 8) != 0) {
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 16) != 0) {
         ts_errf(err, errsz, "listen %s:%s: %s", r->listen_host, r->listen_port, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -406,7 +429,11 @@ static int relay_open(const struct ts_conf *conf, const char *sec,
     int rc = TS_ERR_CONFIG;
     if (!r)
         return TS_ERR_NOMEM;
-    r->lfd = r->pos.fd = r->prn.fd = -1;
+    r->lfd = -1;
+    for (int i = 0; i < RELAY_MAX_SESS; i++) {
+        r->s[i].r = r;
+        r->s[i].pos.fd = r->s[i].prn.fd = -1;
+    }
     r->host = *host;
     r->backoff_ms = BACKOFF_MIN_MS;
     ts_strlcpy(r->input, strncmp(sec, "input.", 6) ? sec : sec + 6, sizeof r->input);
@@ -440,8 +467,16 @@ static int relay_open(const struct ts_conf *conf, const char *sec,
     if ((rc = ts_conf_get_int(conf, sec, "baud", 9600, 300, 4000000, &r->baud, err, errsz)) ||
         (rc = ts_conf_get_int(conf, sec, "connect_timeout_ms", 3000, 100, 60000,
                               &r->connect_timeout_ms, err, errsz)) ||
-        (rc = ts_conf_get_int(conf, sec, "linger_ms", 5000, 0, 60000, &r->linger_ms, err, errsz)))
+        (rc = ts_conf_get_int(conf, sec, "linger_ms", 5000, 0, 60000, &r->linger_ms, err, errsz)) ||
+        (rc = ts_conf_get_int(conf, sec, "idle_ms", 15000, 100, 3600000, &r->idle_ms, err, errsz)))
         goto out;
+    /* Who may print through the tap: the POS, by default on this machine. */
+    v = ts_conf_get(conf, sec, "allow", "127.0.0.0/8, ::1");
+    if (ts_netallow_parse(v, &r->allow, NULL) != TS_OK || r->allow.n == 0) {
+        rc = conf_err(conf, sec, "allow", err, errsz,
+                      "the POS addresses or networks, e.g. 127.0.0.1, 192.0.2.10, 10.1.2.0/24");
+        goto out;
+    }
     if (ts_serial_flow_parse(ts_conf_get(conf, sec, "flow", "none"), &r->flow) != TS_OK) {
         rc = conf_err(conf, sec, "flow", err, errsz, "none, rtscts, dtrdsr or xonxoff");
         goto out;
@@ -453,9 +488,14 @@ static int relay_open(const struct ts_conf *conf, const char *sec,
     }
     /* Rules live in the input's section or in a shared [receipt.NAME]. */
     rules_sec = ts_conf_get(conf, sec, "rules", NULL);
-    if ((rc = ts_receipt_rules_load(conf, rules_sec ? rules_sec : sec, &r->rules, err, errsz)) ||
-        (rc = ts_escpos_new(cp, on_receipt, r, &r->parser)))
+    if ((rc = ts_receipt_rules_load(conf, rules_sec ? rules_sec : sec, &r->rules, err, errsz)))
         goto out;
+    /* Several POS connections at once only where each gets a printer
+     * connection of its own. */
+    r->nsess = printer_persistent(r) ? 1 : RELAY_MAX_SESS;
+    for (int i = 0; i < r->nsess; i++)
+        if ((rc = ts_escpos_new(cp, on_receipt, &r->s[i], &r->s[i].parser)))
+            goto out;
     if (r->listen_port[0] && (rc = listen_open(r, err, errsz)))
         goto out;
     *self = r;
@@ -467,34 +507,67 @@ out:
 }
 
 /* Opens what should be open and is not (serial sides, a persistent TCP
- * printer), from the retry timer. */
+ * printer), from the retry timer. Persistent sides are session 0's. */
 static void relay_reopen(struct relay *r)
 {
     char why[256];
+    struct sess *x = &r->s[0];
     r->retry_at = 0;
-    if (r->prn_dev[0] && r->prn.fd < 0 && serial_open(r, r->prn_dev, &r->prn, why, sizeof why)) {
+    if (r->prn_dev[0] && x->prn.fd < 0 && serial_open(r, r->prn_dev, &x->prn, why, sizeof why)) {
         set_state(r, TS_INPUT_WAITING, "printer port %s", why);
         schedule_retry(r);
         return;
     }
-    if (r->pos_dev[0] && r->pos.fd < 0 && serial_open(r, r->pos_dev, &r->pos, why, sizeof why)) {
+    if (r->pos_dev[0] && x->pos.fd < 0 && serial_open(r, r->pos_dev, &x->pos, why, sizeof why)) {
         set_state(r, TS_INPUT_WAITING, "POS port %s", why);
         schedule_retry(r);
         return;
     }
-    if (r->pos_dev[0] && r->prn_host[0] && r->prn.fd < 0 && !r->connecting) {
-        if (printer_connect(r, why, sizeof why) != TS_OK) {
-            printer_down(r, why);
+    if (r->pos_dev[0] && r->prn_host[0] && x->prn.fd < 0 && !x->connecting) {
+        if (printer_connect(r, x, why, sizeof why) != TS_OK) {
+            printer_down(r, x, why);
             return;
         }
     }
-    if (!r->connecting && r->prn.fd >= 0) {
+    if (!x->connecting && x->prn.fd >= 0) {
         r->backoff_ms = BACKOFF_MIN_MS;
         set_state(r, TS_INPUT_OPEN, "relaying %s%s%s to %s%s%s",
                   r->pos_dev[0] ? r->pos_dev : "TCP port ", r->pos_dev[0] ? "" : r->listen_port, "",
                   r->prn_dev[0] ? r->prn_dev : r->prn_host, r->prn_dev[0] ? "" : ":",
                   r->prn_dev[0] ? "" : r->prn_port);
     }
+}
+
+static void earliest(int64_t *deadline, int64_t t)
+{
+    if (*deadline < 0 || t < *deadline)
+        *deadline = t;
+}
+
+static void add_fd(struct pollfd *fds, int *n, int max, int fd, short ev)
+{
+    /* No events wanted: leave the fd out, or a hung-up line would wake
+     * poll() at once, again and again (POLLHUP is always on). */
+    if (!ev || *n >= max)
+        return;
+    fds[*n].fd = fd;
+    fds[*n].events = ev;
+    fds[(*n)++].revents = 0;
+}
+
+/* A TCP POS connection waiting for its first byte: the printer is
+ * connected only then. */
+static bool awaiting_first_byte(const struct relay *r, const struct sess *x)
+{
+    return !printer_persistent(r) && x->pos.fd >= 0 && x->prn.fd < 0 && !x->connecting;
+}
+
+static struct sess *free_sess(struct relay *r)
+{
+    for (int i = 0; i < r->nsess; i++)
+        if (r->s[i].pos.fd < 0 && (printer_persistent(r) || r->s[i].prn.fd < 0))
+            return &r->s[i];
+    return NULL;
 }
 
 static int relay_pollfds(void *self, struct pollfd *fds, int max, int64_t *deadline)
@@ -511,42 +584,36 @@ static int relay_pollfds(void *self, struct pollfd *fds, int max, int64_t *deadl
             set_state(r, TS_INPUT_OPEN, "listening on port %s for the POS, printer %s:%s",
                       r->listen_port, r->prn_host, r->prn_port);
     }
-    if (r->retry_at && (*deadline < 0 || r->retry_at < *deadline))
-        *deadline = r->retry_at;
-    if (r->connecting && (*deadline < 0 || r->connect_deadline < *deadline))
-        *deadline = r->connect_deadline;
-    if (r->prn_shut && (*deadline < 0 || r->linger_deadline < *deadline))
-        *deadline = r->linger_deadline;
-    if (n < max && r->lfd >= 0 && r->pos.fd < 0 && !(r->connecting && !printer_persistent(r))) {
-        fds[n].fd = r->lfd;
-        fds[n].events = POLLIN;
-        fds[n++].revents = 0;
-    }
-    if (n < max && r->prn.fd >= 0) {
-        short ev = 0;
-        if (r->connecting || r->prn.len)
-            ev |= POLLOUT;
-        if (!r->connecting && !r->pos.len)
-            ev |= POLLIN; /* status replies, only while the POS side can take them */
-        /* No events wanted: leave the fd out, or a hung-up line would
-         * wake poll() at once, again and again (POLLHUP is always on). */
-        if (ev) {
-            fds[n].fd = r->prn.fd;
-            fds[n].events = ev;
-            fds[n++].revents = 0;
+    if (r->retry_at)
+        earliest(deadline, r->retry_at);
+    if (r->lfd >= 0 && free_sess(r))
+        add_fd(fds, &n, max, r->lfd, POLLIN);
+    for (int i = 0; i < r->nsess; i++) {
+        struct sess *x = &r->s[i];
+        if (x->connecting)
+            earliest(deadline, x->connect_deadline);
+        if (x->prn_shut)
+            earliest(deadline, x->linger_deadline);
+        if (x->pos.fd >= 0 && !x->pos.sp && !x->pos_eof)
+            earliest(deadline, x->idle_deadline);
+        if (x->prn.fd >= 0) {
+            short ev = 0;
+            if (x->connecting || x->prn.len)
+                ev |= POLLOUT;
+            if (!x->connecting && !x->pos.len)
+                ev |= POLLIN; /* status replies, only while the POS side can take them */
+            add_fd(fds, &n, max, x->prn.fd, ev);
         }
-    }
-    if (n < max && r->pos.fd >= 0) {
-        short ev = 0;
-        if (r->pos.len)
-            ev |= POLLOUT;
-        /* Read from the POS only what the printer can take now. */
-        if (!r->prn.len && !r->pos_eof && r->prn.fd >= 0 && !r->connecting)
-            ev |= POLLIN;
-        if (ev) {
-            fds[n].fd = r->pos.fd;
-            fds[n].events = ev;
-            fds[n++].revents = 0;
+        if (x->pos.fd >= 0) {
+            short ev = 0;
+            if (x->pos.len)
+                ev |= POLLOUT;
+            /* Read from the POS only what the printer can take now. */
+            if (!x->prn.len && !x->pos_eof && x->prn.fd >= 0 && !x->connecting)
+                ev |= POLLIN;
+            if (awaiting_first_byte(r, x))
+                ev |= POLLIN;
+            add_fd(fds, &n, max, x->pos.fd, ev);
         }
     }
     return n;
@@ -560,166 +627,180 @@ static short revents_of(const struct pollfd *fds, int n, int fd)
     return 0;
 }
 
-/* The listening socket has a POS waiting: connect the printer first. */
+/* The listening socket has a POS waiting: only a peer on the allow-list
+ * is served; the printer is connected when it sends its first byte (a TCP
+ * printer) or must be up already (a serial one). */
 static void on_listen(struct relay *r)
 {
-    char why[256];
-    if (r->prn.fd >= 0 && !r->connecting) {
-        int fd = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            r->pos.fd = fd;
-            r->pos.off = r->pos.len = 0;
-            r->pos_eof = false;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(r->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct sess *x = free_sess(r);
+    char peer[64];
+    ts_netallow_peer((struct sockaddr *)&ss, peer, sizeof peer);
+    if (!x || !ts_netallow_match(&r->allow, (struct sockaddr *)&ss)) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fd);
+        if (x) {
+            TS_WARN("escpos", "%s: refused a connection from %s: not in allow", r->input, peer);
+            if (r->host.on_peer_refused)
+                r->host.on_peer_refused(r->host.ctx, r->input, peer);
         }
         return;
     }
-    if (r->prn_dev[0]) {
-        /* Serial printer not open: refuse the job now. */
-        int fd = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            r->pos.fd = fd;
-            pos_reset(r);
-        }
-        return;
-    }
-    if (printer_connect(r, why, sizeof why) != TS_OK) {
-        int fd = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            r->pos.fd = fd;
-            pos_reset(r);
-        }
-        printer_down(r, why);
-    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    x->pos.fd = fd;
+    x->pos.off = x->pos.len = 0;
+    x->pos_eof = false;
+    x->idle_deadline = mono(r) + r->idle_ms;
+    ts_strlcpy(x->peer, peer, sizeof x->peer);
+    if (printer_persistent(r) && (x->prn.fd < 0 || x->connecting))
+        pos_reset(x); /* serial printer not open: refuse the job now */
 }
 
-static void on_connected(struct relay *r, bool timed_out)
+static void on_connected(struct relay *r, struct sess *x, bool timed_out)
 {
     int soerr = 0;
     socklen_t sl = sizeof soerr;
     char why[256];
     if (timed_out)
         soerr = ETIMEDOUT;
-    else if (getsockopt(r->prn.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+    else if (getsockopt(x->prn.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
         soerr = errno;
     if (soerr == EINPROGRESS || soerr == EALREADY)
         return;
-    r->connecting = false;
+    x->connecting = false;
     if (soerr) {
         ts_errf(why, sizeof why, "%s:%s: %s", r->prn_host, r->prn_port, strerror(soerr));
-        if (!printer_persistent(r)) {
-            int fd = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (fd >= 0) {
-                r->pos.fd = fd;
-                pos_reset(r);
-            }
-        }
-        printer_down(r, why);
+        printer_down(r, x, why); /* resets the POS connection waiting for it */
         return;
     }
     {
         int one = 1;
-        setsockopt(r->prn.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(x->prn.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     r->backoff_ms = BACKOFF_MIN_MS;
     set_state(r, TS_INPUT_OPEN, "relaying %s%s to printer %s:%s",
               r->pos_dev[0] ? r->pos_dev : "TCP port ", r->pos_dev[0] ? "" : r->listen_port,
               r->prn_host, r->prn_port);
-    if (!printer_persistent(r))
-        on_listen(r); /* accept the POS that was waiting */
 }
 
-static void relay_dispatch(void *self, struct pollfd *fds, int n, int64_t now)
+static void sess_dispatch(struct relay *r, struct sess *x, struct pollfd *fds, int n, int64_t now)
 {
-    struct relay *r = self;
-    short lev = revents_of(fds, n, r->lfd);
-    short pev = r->prn.fd >= 0 ? revents_of(fds, n, r->prn.fd) : 0;
-    short sev = r->pos.fd >= 0 ? revents_of(fds, n, r->pos.fd) : 0;
+    short pev = x->prn.fd >= 0 ? revents_of(fds, n, x->prn.fd) : 0;
+    short sev = x->pos.fd >= 0 ? revents_of(fds, n, x->pos.fd) : 0;
     const short gone = POLLHUP | POLLERR;
+    char why[256];
     int rc;
 
-    if (r->connecting) {
+    if (x->connecting) {
         if (pev & (POLLOUT | gone))
-            on_connected(r, false);
-        else if (now >= r->connect_deadline)
-            on_connected(r, true);
+            on_connected(r, x, false);
+        else if (now >= x->connect_deadline)
+            on_connected(r, x, true);
         pev = 0; /* this round's events were for the connect */
     }
-    if ((lev & POLLIN) && r->pos.fd < 0 && !r->connecting)
-        on_listen(r);
+    /* The POS's first byte: connect its printer, read once it is up. */
+    if (awaiting_first_byte(r, x) && (sev & (POLLIN | gone))) {
+        if (printer_connect(r, x, why, sizeof why) != TS_OK)
+            printer_down(r, x, why);
+        return;
+    }
 
     /* Printer side: flush what the POS sent, then pass status replies back. */
-    if (r->prn.fd >= 0 && !r->connecting) {
-        if ((pev & POLLOUT) && !side_flush(r, &r->prn)) {
-            printer_down(r, strerror(errno));
+    if (x->prn.fd >= 0 && !x->connecting) {
+        if ((pev & POLLOUT) && !side_flush(x, &x->prn)) {
+            printer_down(r, x, strerror(errno));
             goto timers;
         }
-        if ((pev & (POLLIN | gone)) && r->pos.fd < 0) {
+        if ((pev & (POLLIN | gone)) && x->pos.fd < 0) {
             /* No POS to pass a reply to: read it to learn of a close. */
             uint8_t sink[256];
-            ssize_t k = r->prn.sp ? sp_nonblocking_read(r->prn.sp, sink, sizeof sink)
-                                  : recv(r->prn.fd, sink, sizeof sink, 0);
-            if ((k == 0 && !r->prn.sp) || (k <= 0 && (pev & gone)))
-                printer_down(r, "the printer closed the connection");
+            ssize_t k = x->prn.sp ? sp_nonblocking_read(x->prn.sp, sink, sizeof sink)
+                                  : recv(x->prn.fd, sink, sizeof sink, 0);
+            if ((k == 0 && !x->prn.sp) || (k <= 0 && (pev & gone)))
+                printer_down(r, x, "the printer closed the connection");
             else if (k < 0 && errno != EAGAIN && errno != EINTR)
-                printer_down(r, strerror(errno));
+                printer_down(r, x, strerror(errno));
             goto timers;
         }
-        if ((pev & (POLLIN | gone)) && !r->pos.len) {
-            rc = side_pump(r, &r->prn, &r->pos);
-            if (rc == 0 && r->prn_shut) {
-                session_end(r); /* the printer finished the job */
+        if ((pev & (POLLIN | gone)) && !x->pos.len) {
+            rc = side_pump(x, &x->prn, &x->pos);
+            if (rc == 0 && x->prn_shut) {
+                session_end(r, x); /* the printer finished the job */
                 goto timers;
             }
             if (rc == 0 || rc == -1 || (rc == 2 && (pev & gone))) {
-                printer_down(r, rc == -1 ? strerror(errno) : "the printer closed the connection");
+                printer_down(r, x,
+                             rc == -1 ? strerror(errno) : "the printer closed the connection");
                 goto timers;
             }
             if (rc == -3) {
-                pos_gone(r, strerror(errno));
+                pos_gone(r, x, strerror(errno));
                 goto timers;
             }
         }
     }
     /* POS side: pass replies on, then read the next chunk for the printer. */
-    if (r->pos.fd >= 0) {
-        if ((sev & POLLOUT) && !side_flush(r, &r->pos)) {
-            pos_gone(r, strerror(errno));
+    if (x->pos.fd >= 0) {
+        if ((sev & POLLOUT) && !side_flush(x, &x->pos)) {
+            pos_gone(r, x, strerror(errno));
             goto timers;
         }
-        if (r->pos_eof && (sev & gone) && r->prn_shut) {
-            session_end(r); /* nobody left to pass replies to */
+        if (x->pos_eof && (sev & gone) && x->prn_shut) {
+            session_end(r, x); /* nobody left to pass replies to */
             goto timers;
         }
-        if ((sev & (POLLIN | gone)) && r->prn.fd >= 0 && !r->connecting && !r->prn.len &&
-            !r->pos_eof) {
-            rc = side_pump(r, &r->pos, &r->prn);
+        if ((sev & (POLLIN | gone)) && x->prn.fd >= 0 && !x->connecting && !x->prn.len &&
+            !x->pos_eof) {
+            rc = side_pump(x, &x->pos, &x->prn);
             if (rc == 0) {
-                r->pos_eof = true;
+                x->pos_eof = true;
             } else if (rc == -1 || (rc == 2 && (sev & gone))) {
-                pos_gone(r, rc == -1 ? strerror(errno) : "hung up");
+                pos_gone(r, x, rc == -1 ? strerror(errno) : "hung up");
                 goto timers;
             } else if (rc == -3) {
-                printer_down(r, strerror(errno));
+                printer_down(r, x, strerror(errno));
                 goto timers;
+            } else if (rc == 1) {
+                x->idle_deadline = now + r->idle_ms;
             }
         }
-        if (r->pos_eof && !r->prn.len && r->prn.fd >= 0 && !r->prn_shut) {
+        if (x->pos_eof && !x->prn.len && x->prn.fd >= 0 && !x->prn_shut) {
             if (printer_persistent(r)) {
-                session_end(r);
+                session_end(r, x);
             } else {
                 /* Half-close: the printer prints the rest, may still answer
                  * a status request, and closes its side when done. */
-                shutdown(r->prn.fd, SHUT_WR);
-                r->prn_shut = true;
-                r->linger_deadline = now + r->linger_ms;
+                shutdown(x->prn.fd, SHUT_WR);
+                x->prn_shut = true;
+                x->linger_deadline = now + r->linger_ms;
             }
         }
     }
 timers:
-    if (r->prn_shut && now >= r->linger_deadline)
-        session_end(r);
+    if (x->prn_shut && now >= x->linger_deadline)
+        session_end(r, x);
+    /* A POS connection that went quiet (a stuck POS, or anyone holding the
+     * port) gives its place back. */
+    if (x->pos.fd >= 0 && !x->pos.sp && !x->pos_eof && now >= x->idle_deadline) {
+        TS_INFO("escpos", "%s: POS connection from %s silent for %ld ms: closed", r->input, x->peer,
+                r->idle_ms);
+        session_end(r, x);
+    }
+}
+
+static void relay_dispatch(void *self, struct pollfd *fds, int n, int64_t now)
+{
+    struct relay *r = self;
+    if (revents_of(fds, n, r->lfd) & POLLIN)
+        on_listen(r);
+    for (int i = 0; i < r->nsess; i++)
+        sess_dispatch(r, &r->s[i], fds, n, now);
     if (r->retry_at && now >= r->retry_at)
         relay_reopen(r);
 }
@@ -729,11 +810,13 @@ static void relay_close(void *self)
     struct relay *r = self;
     if (!r)
         return;
-    side_close(&r->pos);
-    side_close(&r->prn);
+    for (int i = 0; i < RELAY_MAX_SESS; i++) {
+        side_close(&r->s[i].pos);
+        side_close(&r->s[i].prn);
+        ts_escpos_free(r->s[i].parser);
+    }
     if (r->lfd >= 0)
         close(r->lfd);
-    ts_escpos_free(r->parser);
     ts_receipt_rules_free(r->rules);
     free(r);
 }

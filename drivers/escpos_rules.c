@@ -485,3 +485,55 @@ out:
     json_decref(o);
     return ret;
 }
+
+int ts_receipt_guard(const struct ts_guard *g, const struct ts_escpos_receipt *in,
+                     struct ts_receipt_guarded *out)
+{
+    memset(out, 0, sizeof *out);
+    out->r = *in;
+    out->text = malloc(in->text_len + 1);
+    if (!out->text)
+        return TS_ERR_NOMEM;
+    memcpy(out->text, in->text, in->text_len);
+    out->text[in->text_len] = '\0';
+    out->r.text = out->text;
+    /* Line by line, as the rules read it: a number never spans two lines. */
+    unsigned line = 1;
+    for (size_t i = 0; i < in->text_len; line++) {
+        size_t e = i;
+        while (e < in->text_len && out->text[e] != '\n')
+            e++;
+        struct ts_guard_hit h;
+        size_t k = ts_guard_mask(g, out->text + i, e - i, &h);
+        if (k && out->hits == 0) {
+            out->first = h;
+            out->first_line = line;
+        }
+        out->hits += k;
+        i = e + 1;
+    }
+    /* A printed code that is card data is not the receipt's barcode. */
+    const char **codes[] = {&out->r.barcode, &out->r.code2d};
+    for (size_t c = 0; c < 2; c++) {
+        const char *v = *codes[c];
+        struct ts_guard_hit h;
+        if (!v || !*v || ts_guard_find(g, v, strlen(v), &h) == TS_GUARD_PASS ||
+            (ts_guard_check(g, "", v, strlen(v)) == TS_GUARD_PASS))
+            continue;
+        if (out->hits++ == 0) {
+            out->first = h;
+            out->first_line = 0;
+        }
+        *codes[c] = "";
+    }
+    return TS_OK;
+}
+
+void ts_receipt_guarded_free(struct ts_receipt_guarded *gr)
+{
+    if (!gr || !gr->text)
+        return;
+    explicit_bzero(gr->text, gr->r.text_len);
+    free(gr->text);
+    gr->text = NULL;
+}

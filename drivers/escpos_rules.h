@@ -13,6 +13,7 @@
 
 #include "conf.h"
 #include "escpos.h"
+#include "guard.h"
 
 struct json_t;
 struct ts_receipt_rules;
@@ -34,5 +35,28 @@ void ts_receipt_rules_free(struct ts_receipt_rules *r); /* NULL ok */
  */
 int ts_receipt_rules_apply(const struct ts_receipt_rules *r, const struct ts_escpos_receipt *rc,
                            int64_t wall_ms, struct json_t **out, char *err, size_t errsz);
+
+struct ts_guard;
+
+/* A receipt after the payment card guard: its own copy of the text with every
+ * card number masked line by line (ts_guard_mask), and a printed barcode or
+ * 2D code that is card data blanked. */
+struct ts_receipt_guarded {
+    struct ts_escpos_receipt r; /* r.text points into text */
+    char *text;
+    size_t hits;         /* card numbers masked or codes blanked */
+    unsigned first_line; /* 1-based line of the first one, 0 for a code */
+    struct ts_guard_hit first;
+};
+
+/*
+ * Runs the guard over everything a receipt carries, before the rules parse it
+ * and before anything is stored or logged (PRODUCT.md §6): the tap never
+ * keeps a card number from receipt text. g may be NULL. Never logs; the
+ * caller logs out->first (masked) once. TS_ERR_NOMEM leaves nothing to free.
+ */
+int ts_receipt_guard(const struct ts_guard *g, const struct ts_escpos_receipt *in,
+                     struct ts_receipt_guarded *out);
+void ts_receipt_guarded_free(struct ts_receipt_guarded *gr); /* NULL ok */
 
 #endif

@@ -36,9 +36,15 @@ struct parse_ctx {
     char errtext[256];
 };
 
-static void print_receipt(void *ctx, const struct ts_escpos_receipt *r)
+static void print_receipt(void *ctx, const struct ts_escpos_receipt *raw)
 {
     struct parse_ctx *pc = ctx;
+    /* Captures are receipts customers were given: the tool shows them as the
+     * tap would keep them, card numbers masked. */
+    struct ts_receipt_guarded gr;
+    if (ts_receipt_guard(NULL, raw, &gr) != TS_OK)
+        return;
+    const struct ts_escpos_receipt *r = &gr.r;
     json_t *o = json_object(), *purchase = NULL;
     char err[256] = "";
     char *s;
@@ -60,6 +66,7 @@ static void print_receipt(void *ctx, const struct ts_escpos_receipt *r)
         puts(s);
     free(s);
     json_decref(o);
+    ts_receipt_guarded_free(&gr);
 }
 
 static int cmd_parse(int argc, char **argv)
@@ -149,13 +156,21 @@ static void relay_guard_drop(void *ctx, const char *input)
     fprintf(stderr, "guard drop %s: payment card data dropped from a receipt\n", input);
 }
 
+static void relay_refused(void *ctx, const char *input, const char *peer)
+{
+    (void)ctx;
+    fprintf(stderr, "refused %s: connection from %s not in allow\n", input, peer);
+}
+
 #define MAX_TAPS 16
 
 static int cmd_relay(int argc, char **argv)
 {
     struct ts_conf *conf = NULL;
-    struct ts_driver_host host = {
-        .on_state = relay_state, .on_purchase = relay_purchase, .on_guard_drop = relay_guard_drop};
+    struct ts_driver_host host = {.on_state = relay_state,
+                                  .on_purchase = relay_purchase,
+                                  .on_guard_drop = relay_guard_drop,
+                                  .on_peer_refused = relay_refused};
     void *taps[MAX_TAPS];
     size_t ntaps = 0;
     char err[512];

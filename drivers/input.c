@@ -100,7 +100,8 @@ struct ts_inputs {
     size_t n;
     pthread_mutex_t mu; /* guards state/detail/drops */
     uint64_t drops;
-    int wake; /* eventfd: stop */
+    uint64_t refused; /* network peers the inputs turned away */
+    int wake;         /* eventfd: stop */
     volatile int stop;
     bool running;
     pthread_t thread;
@@ -142,6 +143,16 @@ static void inner_drop(void *ctx, const char *input)
     pthread_mutex_unlock(&r->mu);
     if (r->outer.on_guard_drop)
         r->outer.on_guard_drop(r->outer.ctx, input);
+}
+
+static void inner_refused(void *ctx, const char *input, const char *peer)
+{
+    struct ts_inputs *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    r->refused++;
+    pthread_mutex_unlock(&r->mu);
+    if (r->outer.on_peer_refused)
+        r->outer.on_peer_refused(r->outer.ctx, input, peer);
 }
 
 static void inner_scan(void *ctx, const struct ts_scan *s)
@@ -234,6 +245,7 @@ enum ts_err ts_inputs_open(const struct ts_conf *conf, const struct ts_driver_ho
         .on_scan = inner_scan,
         .on_state = inner_state,
         .on_guard_drop = inner_drop,
+        .on_peer_refused = inner_refused,
         .now_mono_ms = inner_mono,
         .now_wall_ms = inner_wall,
         .on_purchase = host->on_purchase ? inner_purchase : NULL,
@@ -361,6 +373,16 @@ json_t *ts_inputs_devices_json(struct ts_inputs *r)
                                            r->in[i].detail));
     pthread_mutex_unlock(&r->mu);
     return a;
+}
+
+uint64_t ts_inputs_refused(struct ts_inputs *r)
+{
+    if (!r)
+        return 0;
+    pthread_mutex_lock(&r->mu);
+    uint64_t n = r->refused;
+    pthread_mutex_unlock(&r->mu);
+    return n;
 }
 
 void ts_inputs_counts(struct ts_inputs *r, unsigned states[3], uint64_t *drops)

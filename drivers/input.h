@@ -45,6 +45,8 @@ size_t ts_inputs_count(const struct ts_inputs *in);
 struct json_t *ts_inputs_devices_json(struct ts_inputs *in);
 /* Inputs in each state (index enum ts_input_state) and guard drops so far. */
 void ts_inputs_counts(struct ts_inputs *in, unsigned states[3], uint64_t *guard_drops);
+/* Network peers turned away so far (the escpos tap's allow-list). */
+uint64_t ts_inputs_refused(struct ts_inputs *in);
 const char *ts_input_state_name(enum ts_input_state st);
 
 #endif

@@ -43,6 +43,9 @@ void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
                   "tillside_hub_purchases_total{result=\"duplicate\"} %llu\n"
                   "tillside_hub_purchases_total{result=\"rejected\"} %llu\n",
                   atomic_load(&n_accepted), atomic_load(&n_duplicates), atomic_load(&n_rejected));
+    metric(b, "tillside_hub_guard_drops_total", "counter",
+           "Purchase events in which the payment card guard masked or refused card data.",
+           (double)ts_hub_purchases_card_data());
     metric(b, "tillside_hub_purchases_stored", "gauge", "Purchases held in the hub database.",
            (double)json_integer_value(json_object_get(p, "stored")));
     metric(b, "tillside_hub_upstream_pending", "gauge",

@@ -7,8 +7,10 @@
  * blocks a terminal's outbox. Only a body that is not a batch at all is a 400.
  */
 #include "purchases.h"
+#include "guard.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,11 +75,66 @@ static bool bad_products(struct ts_hub_purchase *p, json_t *products)
     return false;
 }
 
+static atomic_ullong n_card_data;
+
+unsigned long long ts_hub_purchases_card_data(void)
+{
+    return atomic_load(&n_card_data);
+}
+
+/*
+ * The payment card guard's second line (the agent's is drivers/guard.c on the
+ * body): terminals that predate it, or anything else holding a terminal
+ * certificate, must not get a card number into the purchases table or
+ * upstream. Free text is masked; an identifier holding one refuses the event
+ * (masking would change what it names). true when the event is refused.
+ */
+static bool card_data(struct ts_hub_purchase *p, json_t *e, const char *store)
+{
+    static const char *const idents[] = {"messageId",
+                                         "anonymousId",
+                                         "userId",
+                                         "properties.order_id",
+                                         "properties.products[].sku",
+                                         "properties.products[].product_id",
+                                         "context.tillside.store",
+                                         "context.tillside.terminal",
+                                         "context.tillside.receipt",
+                                         "context.tillside.barcode",
+                                         "context.tillside.cid",
+                                         NULL};
+    struct ts_guard_json_report rep;
+    json_t *refused = json_array();
+    int rc = ts_guard_json(NULL, e, idents, refused, &rep);
+    /* The answer names the event by its messageId, unless that is the card
+     * number. */
+    bool mid_ok = true;
+    size_t i;
+    json_t *f;
+    json_array_foreach(refused, i, f) mid_ok &= strcmp(json_string_value(f), "messageId") != 0;
+    json_decref(refused);
+    if (rc == TS_OK && !rep.refused && !rep.masked)
+        return false;
+    atomic_fetch_add(&n_card_data, 1);
+    if (rc == TS_OK && !rep.refused) {
+        TS_WARN("purchases", "store %s: payment card number masked in %s (…%s)", store, rep.field,
+                rep.last4);
+        return false;
+    }
+    TS_WARN("purchases", "store %s: event refused: payment card data in %s (…%s)", store, rep.field,
+            rep.last4);
+    if (mid_ok)
+        p->message_id = ts_hub_purchase_member(e, "messageId", TS_SEG_MAX_ID);
+    return reject(p, "payment card data in %.96s: refused (never stored or forwarded)", rep.field);
+}
+
 /* Checks one event and fills p from it; false when it is valid. */
 static bool bad_event(struct ts_hub_purchase *p, json_t *e, const char *store, int64_t now_ms)
 {
     if (!json_is_object(e))
         return reject(p, "event is not an object%s", NULL);
+    if (card_data(p, e, store))
+        return true;
     p->message_id = ts_hub_purchase_member(e, "messageId", TS_SEG_MAX_ID);
     if (!p->message_id)
         return reject(p, "messageId missing or not a string of 1..256 bytes%s", NULL);

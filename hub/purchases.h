@@ -42,6 +42,10 @@ struct ts_hub_pbatch {
     void *root; /* json_t * of the whole body */
 };
 
+/* Events in which the payment card guard masked or refused card data,
+ * since start (purchase_parse.c; tillside_hub_guard_drops_total). */
+unsigned long long ts_hub_purchases_card_data(void);
+
 /*
  * Parses body[0..len) as {"batch": [event...]} of "Order Completed" track
  * events from a terminal of store (its certificate's OU). TS_ERR_INVAL (err

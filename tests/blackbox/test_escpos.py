@@ -81,14 +81,14 @@ def pos_print(port, data, chunk=509):
     return bytes(back)
 
 
-def tap_conf(w, listen, printer, style):
+def tap_conf(w, listen, printer, style, extra=""):
     with open(os.path.join(FIX, "rules.conf")) as f:
         rules = f.read()
     path = os.path.join(w.dir, "tap.conf")
     with open(path, "w") as f:
         f.write(f"[input.till1]\ndriver = escpos\nlisten = 127.0.0.1:{listen}\n"
                 f"printer = 127.0.0.1:{printer}\nrules = receipt.{style}\n"
-                f"connect_timeout_ms = 2000\nlinger_ms = 3000\n\n{rules}")
+                f"connect_timeout_ms = 2000\nlinger_ms = 3000\n{extra}\n{rules}")
     return path
 
 
@@ -274,6 +274,131 @@ def card_number_not_taken(w):
         printer.close()
 
 
+def receipt_card_numbers_masked(w):
+    """Card numbers in receipt text (a gift card's number in an item line,
+    a card number as the loyalty number, track 2 data in a footer) are masked
+    before the receipt is parsed: the printer still gets every byte, the sale
+    is recorded without them, and afterwards they are in no file of the
+    agent's state directory, the hub's database, any log, or what the CDP
+    received."""
+    from test_purchases_hub import FakeCDP, start_hub
+    gift, loyal, track = "4000056655665556", "6011111111111117", "5200828282828210"
+    cdp = FakeCDP()
+    listen, pport = free_port(), free_port()
+    with open(os.path.join(FIX, "rules.conf")) as f:
+        rules = f.read()
+    printer = Printer(pport)
+    try:
+        start_hub(w, cdp.port)
+        w.start_agent(extra="[outbox]\nbackoff_ms = 100\n"
+                            f"[input.till1]\ndriver = escpos\nlisten = 127.0.0.1:{listen}\n"
+                            f"printer = 127.0.0.1:{pport}\nrules = receipt.hardware\n\n{rules}")
+        with open(os.path.join(FIX, "hardware.bin"), "rb") as f:
+            data = (f.read()
+                    .replace(b"HAMMER 16OZ              12.99",
+                             f"GESCHENKKARTE {gift} 12.99".encode())
+                    .replace(b"4711000123", loyal.encode())
+                    .replace(b"Survey, receipt and returns:",
+                             f";{track}=25121010000000000000?".encode()))
+        pos_print(listen, data)
+        wait_for(lambda: printer.jobs, what="the job at the printer")
+        check(printer.jobs[0] == data, "the printer must get the receipt unchanged")
+        wait_for(lambda: len(cdp.received) == 1, timeout=30, what="the sale at the CDP")
+        ev = next(iter(cdp.received.values()))
+        names = [p["name"] for p in ev["properties"]["products"]]
+        check(names[0] == "GESCHENKKARTE ************5556", f"names as forwarded: {names}")
+        check(ev["properties"]["order_id"] == "3-1-000123", f"the sale: {ev}")
+        check("cid" not in ev["context"]["tillside"], "a card number resolved a customer")
+        log = w.agent.log()
+        check("masked in receipt line" in log and "…5556" in log,
+              "the masked number was not logged")
+        st, text = w.api("GET", "/metrics")
+        check("tillside_guard_drops_total 1\n" in text, "the drop was not counted")
+        received = [json.dumps(e) for e in cdp.received.values()]
+        for when in ("running", "stopped"):
+            traces = tslib.card_number_traces(w, [gift, loyal, track], received)
+            check(not traces, f"card numbers found ({when}): {traces}")
+            w.agent.stop()
+            w.hub.stop()
+    finally:
+        printer.close()
+        cdp.stop()
+
+
+def idle_and_second_pos_do_not_block(w):
+    """A connection to the tap that sends nothing, and a second POS
+    connection in the middle of its job, do not hold up a receipt: it is at
+    the printer at once, whole; the silent connection is closed after
+    idle_ms and both other jobs arrive unchanged."""
+    listen, pport = free_port(), free_port()
+    printer = Printer(pport)
+    try:
+        p, _ = start_tap(w, tap_conf(w, listen, pport, "hardware", "idle_ms = 1500\n"))
+        with open(os.path.join(FIX, "hardware.bin"), "rb") as f:
+            data = f.read()
+        idle = socket.create_connection(("127.0.0.1", listen), timeout=10)
+        t0 = time.monotonic()
+        back = pos_print(listen, data)
+        job = wait_for(lambda: printer.jobs and printer.jobs[0], timeout=5,
+                       what="the receipt at the printer while another connection idles")
+        took = time.monotonic() - t0
+        check(job == data and back == STATUS_ONLINE, "the receipt changed on the way")
+        check(took < 2.0, f"the receipt took {took:.1f} s with an idle connection open")
+        wait_for(lambda: purchases(p), what="the purchase")
+        # The silent connection is closed by the tap, not kept for ever.
+        idle.settimeout(5)
+        try:
+            closed = idle.recv(1) == b""
+        except OSError:
+            closed = True
+        check(closed, "the idle connection is still open")
+        check("silent for 1500 ms: closed" in p.log(), "the idle close was not logged")
+        idle.close()
+        # Two POS connections at once: one half-way through its job while the
+        # other prints a whole receipt; then the first finishes.
+        half = len(data) // 2
+        slow = socket.create_connection(("127.0.0.1", listen), timeout=10)
+        slow.sendall(data[:half])
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        threading.Thread(target=pos_print, args=(listen, data), daemon=True).start()
+        time.sleep(0.5)
+        slow.sendall(data[half:])
+        slow.shutdown(socket.SHUT_WR)
+        slow.recv(100)
+        slow.close()
+        wait_for(lambda: len(printer.jobs) == 3, timeout=10, what="both jobs at the printer")
+        check(printer.jobs[1:] == [data, data], "a job changed or was mixed with the other")
+        check(time.monotonic() - t0 < 5, "the second job waited for the first connection")
+    finally:
+        printer.close()
+
+
+def outsider_refused(w):
+    """A peer outside the tap's allow-list is reset at once and records
+    nothing; the printer never hears of it."""
+    listen, pport = free_port(), free_port()
+    printer = Printer(pport)
+    try:
+        p, _ = start_tap(w, tap_conf(w, listen, pport, "hardware",
+                                     "allow = 192.0.2.10, 10.1.2.0/24\n"))
+        with open(os.path.join(FIX, "hardware.bin"), "rb") as f:
+            data = f.read()
+        try:
+            pos_print(listen, data)
+            refused = False
+        except OSError:
+            refused = True
+        check(refused, "a peer outside allow could print")
+        wait_for(lambda: "refused till1: connection from 127.0.0.1" in p.log(),
+                 what="the refusal in the log")
+        time.sleep(0.5)
+        check(printer.jobs == [], f"the printer got {len(printer.jobs)} job(s) from an outsider")
+        check(purchases(p) == [], "an outsider recorded a purchase")
+    finally:
+        printer.close()
+
+
 if __name__ == "__main__":
     tslib.main({
         "relay_bytes_identical": relay_bytes_identical,
@@ -281,4 +406,7 @@ if __name__ == "__main__":
         "printer_stops_reading": printer_stops_reading,
         "agent_records_receipts": agent_records_receipts,
         "card_number_not_taken": card_number_not_taken,
+        "receipt_card_numbers_masked": receipt_card_numbers_masked,
+        "idle_and_second_pos_do_not_block": idle_and_second_pos_do_not_block,
+        "outsider_refused": outsider_refused,
     })

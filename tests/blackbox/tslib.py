@@ -9,6 +9,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -541,6 +542,41 @@ def customer_batch(user="u-ada", loyalty="2000000000015", name="Ada Lovelace", t
                    "properties": {"product_id": cart[0], "name": cart[1], "price": cart[2],
                                   "quantity": 1}})
     return ev
+
+
+def metric(text, name):
+    """The value of an unlabelled metric in Prometheus text, or None."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def card_number_traces(w, pans, texts=()):
+    """Where any of pans (digit strings) still is: the raw bytes of every file
+    under the test's directory (agent state with its -wal and -shm, the hub's
+    database with its WAL, every log) and each of texts (what an upstream
+    received, say), also with separators taken out. Returns "where: pan"
+    strings; [] when the card numbers are nowhere."""
+    found = []
+
+    def look(where, data):
+        flat = re.sub(rb"[ .\-_/\t]", b"", data)
+        for pan in pans:
+            if pan.encode() in data or pan.encode() in flat:
+                found.append(f"{where}: {pan}")
+
+    for root, _, files in os.walk(w.dir):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                with open(path, "rb") as f:
+                    look(os.path.relpath(path, w.dir), f.read())
+            except OSError:
+                pass
+    for i, t in enumerate(texts):
+        look(f"text {i}", t if isinstance(t, bytes) else t.encode())
+    return found
 
 
 def main(tests):

@@ -8,12 +8,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "conf.h"
 #include "guard.h"
 #include "input.h"
+#include "netallow.h"
 #include "serial.h"
 #include "symbology.h"
 #include "ts.h"
@@ -43,8 +48,173 @@ static void guard_passes_codes(void **st)
     assert_int_equal(g("]E0", "2100000000012"), TS_GUARD_PASS);
     assert_int_equal(g(NULL, "4111111111111112"), TS_GUARD_PASS);        /* Luhn fails */
     assert_int_equal(g("]C1", "8018106141410000000019"), TS_GUARD_PASS); /* GSRN */
-    assert_int_equal(g(NULL, "41111111111111111111"), TS_GUARD_PASS);    /* 20 digits */
+    /* 20 digits with no Luhn-valid 13..19 window inside */
+    assert_int_equal(g(NULL, "10000000000000000000"), TS_GUARD_PASS);
+    assert_int_equal(g("]C1", "0109501101530003"), TS_GUARD_PASS); /* GTIN */
+    assert_int_equal(g("]C1", "01095011015300031012345\x1d"
+                              "21ABC"),
+                     TS_GUARD_PASS); /* + lot */
     assert_int_equal(g("]Q1", "https://shop.example/o/ORD-1001"), TS_GUARD_PASS);
+}
+
+/* The bypasses found in the security review: each was taken as a loyalty
+ * code before. */
+static void guard_catches_bypasses(void **st)
+{
+    (void)st;
+    /* GS1 element strings are not a free pass: free-text AIs are text. */
+    assert_int_equal(g("]C1", "905200828282828210"), TS_GUARD_PAN); /* AI 90 + PAN */
+    assert_int_equal(g("]d2", "216011111111111117"), TS_GUARD_PAN); /* AI 21 + PAN */
+    assert_int_equal(g("]Q3", "0109501101530003216011111111111117"), TS_GUARD_PAN);
+    assert_int_equal(g("]C1", "(90)378282246310005"), TS_GUARD_PAN); /* human-readable */
+    /* Separators: dots, several spaces, dashes, mixed. */
+    assert_int_equal(g(NULL, "5105.1051.0510.5100"), TS_GUARD_PAN);
+    assert_int_equal(g(NULL, "3566  0020  2036  0505"), TS_GUARD_PAN);
+    assert_int_equal(g(NULL, "3566-0020-2036-0505"), TS_GUARD_PAN);
+    assert_int_equal(g(NULL, "3782 822463 10005"), TS_GUARD_PAN);
+    assert_int_equal(g(NULL, "4111_1111/1111 - 1111"), TS_GUARD_PAN);
+    /* A number inside a longer run, at the start, middle or end. */
+    assert_int_equal(g(NULL, "1234"
+                             "6011000990139424"),
+                     TS_GUARD_PAN); /* 20 digits */
+    assert_int_equal(g(NULL, "6011000990139424"
+                             "9876"),
+                     TS_GUARD_PAN);
+    assert_int_equal(g(NULL, "99"
+                             "6011000990139424"
+                             "77"),
+                     TS_GUARD_PAN);
+    assert_int_equal(g(NULL, "41111111111111111111"), TS_GUARD_PAN);
+    /* A group of its own inside a joined run that fails Luhn as a whole. */
+    assert_int_equal(g(NULL, "12 4111111111111111"), TS_GUARD_PAN);
+    assert_int_equal(g(NULL, "4111111111111111 22"), TS_GUARD_PAN);
+    assert_int_equal(g(NULL, "0004111111111111111"), TS_GUARD_PAN); /* zero-padded */
+    /* Track 2 and track 1 shapes. */
+    assert_int_equal(g(NULL, ";5200828282828210=25121010000000000000?"), TS_GUARD_TRACK);
+    assert_int_equal(g(NULL, "B5200828282828210^DOE/JANE^25121010000"), TS_GUARD_TRACK);
+    /* Long runs far past the chunk size still have their windows looked at. */
+    char big[2000];
+    memset(big, '0', sizeof big);
+    memcpy(big + 1500, "4000056655665556", 16);
+    assert_int_equal(ts_guard_check(NULL, NULL, big, sizeof big), TS_GUARD_PAN);
+    memcpy(big + 1500, "0000000000000000", 16);
+    memcpy(big + 505, "4000056655665556", 16); /* across the first chunk's end */
+    assert_int_equal(ts_guard_check(NULL, NULL, big, sizeof big), TS_GUARD_PAN);
+}
+
+/* Finds every card number in text, masks it to its last four. */
+static char *masked(const char *in, size_t *count)
+{
+    static char buf[512];
+    ts_strlcpy(buf, in, sizeof buf);
+    *count = ts_guard_mask(NULL, buf, strlen(buf), NULL);
+    return buf;
+}
+
+static void guard_masks_text(void **st)
+{
+    (void)st;
+    size_t c;
+    assert_string_equal(masked("Geschenkkarte 4000056655665556", &c),
+                        "Geschenkkarte ************5556");
+    assert_int_equal(c, 1);
+    assert_string_equal(masked("Gift 378282246310005 and 5105.1051.0510.5100 x", &c),
+                        "Gift ***********0005 and ****.****.****.5100 x");
+    assert_int_equal(c, 2);
+    assert_string_equal(masked(";5200828282828210=25121010000000000000?", &c),
+                        "*************8210**********************");
+    assert_string_equal(masked("%B4111111111111111^DOE/JOHN^2512101000?", &c),
+                        "**************1111*********************");
+    /* A number inside a longer run: the kept four digits do not join the rest
+     * into a new one. */
+    char *m = masked("ref 1234601100099013942400000000000000 end", &c);
+    assert_true(c >= 1);
+    assert_int_equal(ts_guard_find(NULL, m, strlen(m), NULL), TS_GUARD_PASS);
+    assert_null(strstr(m, "6011000990139424"));
+    /* Not card numbers: products, prices, dates, a 13-digit EAN-13 among text. */
+    const char *fine[] = {"4006381333931 Milch 1,29 A", "Hammer 2 @ 9.99   19.98",
+                          "12.03.2025 10:15 Kasse 3", "SUMME EUR 1.234,56", "EAN 5901234123457 x2"};
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        assert_string_equal(masked(fine[i], &c), fine[i]);
+        assert_int_equal(c, 0);
+    }
+    /* Machine-made keys and zero-padded numbers are not card numbers. */
+    const char *keys[] = {"3f2b1c4d-1234-4567-8910-123456789012", /* UUID */
+                          "0123456789012345678901234567890a",     /* hex-32 card reference */
+                          "0001-0001-000000123"};                 /* a zero-padded receipt number */
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        assert_int_equal(ts_guard_find(NULL, keys[i], strlen(keys[i]), NULL), TS_GUARD_PASS);
+    /* ...but a card number with zeros in front of it, in one run, is one. */
+    assert_int_equal(ts_guard_find(NULL, "0004111111111111111", 19, NULL), TS_GUARD_PAN);
+    struct ts_guard_hit h;
+    assert_int_equal(ts_guard_find(NULL, "x 3566  0020  2036  0505", 24, &h), TS_GUARD_PAN);
+    assert_int_equal(h.off, 2);
+    assert_int_equal(h.end, 24);
+    assert_string_equal(h.last4, "0505");
+}
+
+/* Every string of a document: identifiers refused, free text masked. */
+static void guard_json_documents(void **st)
+{
+    (void)st;
+    static const char *const idents[] = {"barcode", "products[].sku", "customer.code", NULL};
+    json_t *doc = json_loads(
+        "{\"receipt\":\"R1\",\"barcode\":\";5200828282828210=25121010000000000000?\","
+        "\"products\":[{\"sku\":\"6011111111111117\",\"name\":\"Card 378282246310005\"},"
+        "{\"sku\":\"4006381333931\",\"name\":\"Milk\"}],\"note\":{\"x\":[\"4000056655665556\"]}}",
+        0, NULL);
+    assert_non_null(doc);
+    json_t *refused = json_array();
+    struct ts_guard_json_report rep;
+    assert_int_equal(ts_guard_json(NULL, doc, idents, refused, &rep), TS_OK);
+    assert_int_equal(rep.refused, 2);
+    assert_int_equal(rep.masked, 2);
+    assert_int_equal(json_array_size(refused), 2);
+    assert_string_equal(json_string_value(json_array_get(refused, 0)), "barcode");
+    assert_string_equal(json_string_value(json_array_get(refused, 1)), "products[0].sku");
+    char *text = json_dumps(doc, JSON_COMPACT);
+    assert_null(strstr(text, "378282246310005"));
+    assert_null(strstr(text, "4000056655665556"));
+    assert_non_null(strstr(text, "Card ***********0005"));
+    assert_non_null(strstr(text, "4006381333931"));
+    free(text);
+    json_decref(refused);
+    json_decref(doc);
+    /* A key holding a card number cannot be masked: refused. */
+    doc = json_loads("{\"a\":{\"4111111111111111\":1}}", 0, NULL);
+    assert_int_equal(ts_guard_json(NULL, doc, NULL, NULL, &rep), TS_OK);
+    assert_int_equal(rep.refused, 1);
+    assert_string_equal(rep.field, "a.(key)");
+    json_decref(doc);
+}
+
+/* The tap's allow-list of POS addresses (drivers/netallow.c). */
+static void netallow_lists(void **st)
+{
+    (void)st;
+    struct ts_netallow a;
+    const char *bad = NULL;
+    assert_int_equal(ts_netallow_parse("127.0.0.0/8, 10.1.2.0/24 ::1 fd00::/8", &a, &bad), TS_OK);
+    assert_int_equal(a.n, 4);
+    struct sockaddr_in v4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+    const char *yes4[] = {"127.0.0.1", "127.255.0.9", "10.1.2.77"};
+    const char *no4[] = {"10.1.3.1", "192.0.2.10", "128.0.0.1"};
+    for (size_t i = 0; i < 3; i++) {
+        inet_pton(AF_INET, yes4[i], &v4.sin_addr);
+        assert_true(ts_netallow_match(&a, (struct sockaddr *)&v4));
+        inet_pton(AF_INET, no4[i], &v4.sin_addr);
+        assert_false(ts_netallow_match(&a, (struct sockaddr *)&v4));
+    }
+    inet_pton(AF_INET6, "::ffff:10.1.2.5", &v6.sin6_addr); /* dual-stack listener */
+    assert_true(ts_netallow_match(&a, (struct sockaddr *)&v6));
+    inet_pton(AF_INET6, "fd12::1", &v6.sin6_addr);
+    assert_true(ts_netallow_match(&a, (struct sockaddr *)&v6));
+    inet_pton(AF_INET6, "2001:db8::1", &v6.sin6_addr);
+    assert_false(ts_netallow_match(&a, (struct sockaddr *)&v6));
+    assert_int_equal(ts_netallow_parse("127.0.0.1, 10.0.0.0/33", &a, &bad), TS_ERR_INVAL);
+    assert_string_equal(bad, "10.0.0.0/33");
+    assert_int_equal(ts_netallow_parse("localhost", &a, &bad), TS_ERR_INVAL);
 }
 
 static void guard_allowed_prefixes(void **st)
@@ -233,6 +403,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(guard_drops_card_data),
         cmocka_unit_test(guard_passes_codes),
+        cmocka_unit_test(guard_catches_bypasses),
+        cmocka_unit_test(guard_masks_text),
+        cmocka_unit_test(guard_json_documents),
+        cmocka_unit_test(netallow_lists),
         cmocka_unit_test(guard_allowed_prefixes),
         cmocka_unit_test(check_digits),
         cmocka_unit_test(upos_types),

@@ -292,8 +292,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
  * Only loopback addresses are accepted: this API has no other protection
  * against the shop network than not being on it.
  */
-static int open_listener(const char *host, int port, int *fd_out, bool *v6, int *bound_port,
-                         char *where, size_t wheresz, char *err, size_t errsz)
+static enum ts_err open_listener(const char *host, int port, int *fd_out, bool *v6, int *bound_port,
+                                 char *where, size_t wheresz, char *err, size_t errsz)
 {
     struct sockaddr_storage ss;
     socklen_t slen;

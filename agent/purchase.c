@@ -370,9 +370,9 @@ static void fields_text(json_t *fields, char *err, size_t errsz)
     ts_buf_free(&b);
 }
 
-int ts_purchase_submit_fields(struct ts_agent *a, const char *source, json_t *purchase,
-                              char message_id[64], bool *duplicate, json_t *fields, char *err,
-                              size_t errsz)
+enum ts_err ts_purchase_submit_fields(struct ts_agent *a, const char *source, json_t *purchase,
+                                      char message_id[64], bool *duplicate, json_t *fields,
+                                      char *err, size_t errsz)
 {
     char cid[96], mid[37], existing[TS_OUTBOX_ID_MAX];
     char *event = NULL;
@@ -455,8 +455,8 @@ out:
     return rc;
 }
 
-int ts_agent_purchase_submit(struct ts_agent *a, const char *source, json_t *purchase,
-                             char message_id[64], bool *duplicate, char *err, size_t errsz)
+enum ts_err ts_agent_purchase_submit(struct ts_agent *a, const char *source, json_t *purchase,
+                                     char message_id[64], bool *duplicate, char *err, size_t errsz)
 {
     json_t *fields = json_array();
     if (!fields)

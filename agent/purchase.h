@@ -47,12 +47,12 @@ void ts_purchase_close(struct ts_agent *a);
  * After a new purchase, publishes `purchase` on the bus and clears the
  * session when the purchase is its customer's.
  */
-int ts_agent_purchase_submit(struct ts_agent *a, const char *source, json_t *purchase,
-                             char message_id[64], bool *duplicate, char *err, size_t errsz);
+enum ts_err ts_agent_purchase_submit(struct ts_agent *a, const char *source, json_t *purchase,
+                                     char message_id[64], bool *duplicate, char *err, size_t errsz);
 /* The same with the bad fields as a JSON array (appended to fields). */
-int ts_purchase_submit_fields(struct ts_agent *a, const char *source, json_t *purchase,
-                              char message_id[64], bool *duplicate, json_t *fields, char *err,
-                              size_t errsz);
+enum ts_err ts_purchase_submit_fields(struct ts_agent *a, const char *source, json_t *purchase,
+                                      char message_id[64], bool *duplicate, json_t *fields,
+                                      char *err, size_t errsz);
 
 /* POST /api/v1/purchases for api.c: the HTTP status, the JSON answer in out. */
 unsigned ts_purchase_http(struct ts_agent *a, const char *body, size_t len, ts_buf *out);

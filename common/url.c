@@ -83,3 +83,24 @@ bad:
     ts_errf(err, errsz, "invalid URL \"%.200s\"", url);
     return TS_ERR_CONFIG;
 }
+
+enum ts_err ts_hostport_split(const char *v, char *host, size_t hsz, char *port, size_t psz)
+{
+    const char *colon = strrchr(v, ':');
+    if (!colon) {
+        host[0] = '\0';
+        ts_strlcpy(port, v, psz);
+    } else {
+        const char *h = v;
+        size_t hl = (size_t)(colon - v);
+        if (hl >= 2 && v[0] == '[' && v[hl - 1] == ']')
+            h++, hl -= 2;
+        if (hl >= hsz)
+            return TS_ERR_INVAL;
+        memcpy(host, h, hl);
+        host[hl] = '\0';
+        ts_strlcpy(port, colon + 1, psz);
+    }
+    int n;
+    return ts_port_parse(port, strlen(port), false, &n);
+}

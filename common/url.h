@@ -30,4 +30,8 @@ enum ts_err ts_url_parse(const char *url, struct ts_url *out, char *err, size_t 
  * kernel picks a free one). TS_ERR_INVAL otherwise ("8x", "70000", "-1"). */
 enum ts_err ts_port_parse(const char *s, size_t n, bool listen, int *port);
 
+/* "host:port", "[v6]:port", ":port" or "port" (host "": every address) into
+ * host and port (the digits, 1..65535); TS_ERR_INVAL otherwise. */
+enum ts_err ts_hostport_split(const char *v, char *host, size_t hsz, char *port, size_t psz);
+
 #endif

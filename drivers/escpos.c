@@ -55,7 +55,7 @@ struct ts_escpos {
     struct ts_escpos_stats stats;
 };
 
-int ts_escpos_cp_parse(const char *s, enum ts_escpos_cp *out)
+enum ts_err ts_escpos_cp_parse(const char *s, enum ts_escpos_cp *out)
 {
     if (!s)
         return TS_ERR_INVAL;
@@ -76,8 +76,8 @@ int ts_escpos_cp_parse(const char *s, enum ts_escpos_cp *out)
     return TS_OK;
 }
 
-int ts_escpos_new(enum ts_escpos_cp default_cp, ts_escpos_receipt_fn on_receipt, void *ctx,
-                  struct ts_escpos **out)
+enum ts_err ts_escpos_new(enum ts_escpos_cp default_cp, ts_escpos_receipt_fn on_receipt, void *ctx,
+                          struct ts_escpos **out)
 {
     struct ts_escpos *p = calloc(1, sizeof *p);
     if (!p)

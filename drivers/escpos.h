@@ -60,8 +60,8 @@ struct ts_escpos;
  * the table the printer uses after power-on and ESC @ (its DIP switch /
  * memory switch setting); pass TS_ESCPOS_CP437 when unsure.
  */
-int ts_escpos_new(enum ts_escpos_cp default_cp, ts_escpos_receipt_fn on_receipt, void *ctx,
-                  struct ts_escpos **out);
+enum ts_err ts_escpos_new(enum ts_escpos_cp default_cp, ts_escpos_receipt_fn on_receipt, void *ctx,
+                          struct ts_escpos **out);
 void ts_escpos_free(struct ts_escpos *p); /* NULL ok */
 /* Parses n more bytes of the stream. Never fails: garbage becomes text or
  * is skipped. */
@@ -75,6 +75,6 @@ void ts_escpos_flush(struct ts_escpos *p);
 void ts_escpos_discard(struct ts_escpos *p);
 void ts_escpos_stats(const struct ts_escpos *p, struct ts_escpos_stats *out);
 /* Parses a table name ("437", "cp858", "1252" ...); TS_ERR_INVAL when unknown. */
-int ts_escpos_cp_parse(const char *s, enum ts_escpos_cp *out);
+enum ts_err ts_escpos_cp_parse(const char *s, enum ts_escpos_cp *out);
 
 #endif

@@ -2,9 +2,8 @@
  * The escpos input: a relay between a POS and its receipt printer that reads
  * the receipts on the way (PRODUCT.md §4.1 escpos).
  *
- *   POS --(TCP listen | serial pos_port)--> tillside --(TCP printer | serial printer_port)-->
- * printer
- *       <----------- status replies (DLE EOT, GS a, GS I, GS r answers) ------------
+ *   POS --(TCP listen | serial pos_port)--> tillside --(TCP | serial)--> printer
+ *       <-------- status replies (DLE EOT, GS a, GS I, GS r answers) --------
  *
  * Rules the relay keeps:
  * - Printing is never held up: bytes go to the printer first; the parser
@@ -41,6 +40,7 @@
 #include "netallow.h"
 #include "serial.h"
 #include "ts.h"
+#include "url.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -177,31 +177,6 @@ static void on_receipt(void *ctx, const struct ts_escpos_receipt *rc)
     json_decref(purchase);
 }
 
-/* "host:port", "[v6]:port" or ":port" / "port" (listen on every address). */
-static int split_hostport(const char *v, char *host, size_t hsz, char *port, size_t psz)
-{
-    const char *colon = strrchr(v, ':');
-    const char *h = v;
-    size_t hl;
-    if (!colon) {
-        host[0] = '\0';
-        ts_strlcpy(port, v, psz);
-    } else {
-        hl = (size_t)(colon - v);
-        if (hl >= 2 && v[0] == '[' && v[hl - 1] == ']')
-            h++, hl -= 2;
-        if (hl >= hsz)
-            return TS_ERR_INVAL;
-        memcpy(host, h, hl);
-        host[hl] = '\0';
-        ts_strlcpy(port, colon + 1, psz);
-    }
-    if (!port[0] || strspn(port, "0123456789") != strlen(port) || atol(port) < 1 ||
-        atol(port) > 65535)
-        return TS_ERR_INVAL;
-    return TS_OK;
-}
-
 static void side_close(struct side *s)
 {
     if (s->sp) {
@@ -254,7 +229,7 @@ static int serial_open(struct relay *r, const char *path, struct side *s, char *
 }
 
 /* Starts a non-blocking connect to the TCP printer for session x. */
-static int printer_connect(struct relay *r, struct sess *x, char *why, size_t whysz)
+static enum ts_err printer_connect(struct relay *r, struct sess *x, char *why, size_t whysz)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
     int fd = -1, rc = getaddrinfo(r->prn_host, r->prn_port, &hints, &ai);
@@ -389,7 +364,7 @@ static int side_pump(struct sess *x, struct side *from, struct side *to)
     return side_flush(x, to) ? 1 : -3;
 }
 
-static int listen_open(struct relay *r, char *err, size_t errsz)
+static enum ts_err listen_open(struct relay *r, char *err, size_t errsz)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
     int one = 1, fd = -1;
@@ -412,16 +387,11 @@ static int listen_open(struct relay *r, char *err, size_t errsz)
     return TS_OK;
 }
 
-static int conf_err(const struct ts_conf *conf, const char *sec, const char *key, char *err,
-                    size_t errsz, const char *msg)
-{
-    return ts_conf_errf(conf, sec, key, err, errsz, "%s", msg);
-}
-
 static void relay_close(void *self);
 
-static int relay_open(const struct ts_conf *conf, const char *sec,
-                      const struct ts_driver_host *host, void **self, char *err, size_t errsz)
+static enum ts_err relay_open(const struct ts_conf *conf, const char *sec,
+                              const struct ts_driver_host *host, void **self, char *err,
+                              size_t errsz)
 {
     struct relay *r = calloc(1, sizeof *r);
     const char *v, *rules_sec;
@@ -440,28 +410,28 @@ static int relay_open(const struct ts_conf *conf, const char *sec,
     r->state = TS_INPUT_WAITING;
 
     v = ts_conf_get(conf, sec, "listen", "");
-    if (*v && split_hostport(v, r->listen_host, sizeof r->listen_host, r->listen_port,
-                             sizeof r->listen_port) != TS_OK) {
-        rc = conf_err(conf, sec, "listen", err, errsz, "HOST:PORT (e.g. 0.0.0.0:9100)");
+    if (*v && ts_hostport_split(v, r->listen_host, sizeof r->listen_host, r->listen_port,
+                                sizeof r->listen_port) != TS_OK) {
+        rc = ts_conf_errf(conf, sec, "listen", err, errsz, "HOST:PORT (e.g. 127.0.0.1:9100)");
         goto out;
     }
     ts_strlcpy(r->pos_dev, ts_conf_get(conf, sec, "pos_port", ""), sizeof r->pos_dev);
     if (!*v == !r->pos_dev[0]) {
-        rc = conf_err(conf, sec, "listen", err, errsz,
-                      "set exactly one of listen (TCP) and pos_port (serial) for the POS side");
+        rc = ts_conf_errf(conf, sec, "listen", err, errsz,
+                          "set exactly one of listen (TCP) and pos_port (serial) for the POS side");
         goto out;
     }
     v = ts_conf_get(conf, sec, "printer", "");
-    if (*v && (split_hostport(v, r->prn_host, sizeof r->prn_host, r->prn_port,
-                              sizeof r->prn_port) != TS_OK ||
+    if (*v && (ts_hostport_split(v, r->prn_host, sizeof r->prn_host, r->prn_port,
+                                 sizeof r->prn_port) != TS_OK ||
                !r->prn_host[0])) {
-        rc = conf_err(conf, sec, "printer", err, errsz, "HOST:PORT of the real printer");
+        rc = ts_conf_errf(conf, sec, "printer", err, errsz, "HOST:PORT of the real printer");
         goto out;
     }
     ts_strlcpy(r->prn_dev, ts_conf_get(conf, sec, "printer_port", ""), sizeof r->prn_dev);
     if (!*v == !r->prn_dev[0]) {
-        rc = conf_err(conf, sec, "printer", err, errsz,
-                      "set exactly one of printer (TCP) and printer_port (serial)");
+        rc = ts_conf_errf(conf, sec, "printer", err, errsz,
+                          "set exactly one of printer (TCP) and printer_port (serial)");
         goto out;
     }
     if ((rc = ts_conf_get_int(conf, sec, "baud", 9600, 300, 4000000, &r->baud, err, errsz)) ||
@@ -473,17 +443,17 @@ static int relay_open(const struct ts_conf *conf, const char *sec,
     /* Who may print through the tap: the POS, by default on this machine. */
     v = ts_conf_get(conf, sec, "allow", "127.0.0.0/8, ::1");
     if (ts_netallow_parse(v, &r->allow, NULL) != TS_OK || r->allow.n == 0) {
-        rc = conf_err(conf, sec, "allow", err, errsz,
-                      "the POS addresses or networks, e.g. 127.0.0.1, 192.0.2.10, 10.1.2.0/24");
+        rc = ts_conf_errf(conf, sec, "allow", err, errsz,
+                          "the POS addresses or networks, e.g. 127.0.0.1, 192.0.2.10, 10.1.2.0/24");
         goto out;
     }
     if (ts_serial_flow_parse(ts_conf_get(conf, sec, "flow", "none"), &r->flow) != TS_OK) {
-        rc = conf_err(conf, sec, "flow", err, errsz, "none, rtscts, dtrdsr or xonxoff");
+        rc = ts_conf_errf(conf, sec, "flow", err, errsz, "none, rtscts, dtrdsr or xonxoff");
         goto out;
     }
     v = ts_conf_get(conf, sec, "codepage", "437");
     if (ts_escpos_cp_parse(v, &cp) != TS_OK) {
-        rc = conf_err(conf, sec, "codepage", err, errsz, "437, 850, 858 or 1252");
+        rc = ts_conf_errf(conf, sec, "codepage", err, errsz, "437, 850, 858 or 1252");
         goto out;
     }
     /* Rules live in the input's section or in a shared [receipt.NAME]. */

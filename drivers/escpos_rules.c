@@ -53,8 +53,8 @@ void ts_receipt_rules_free(struct ts_receipt_rules *r)
     free(r);
 }
 
-static int compile(const struct ts_conf *conf, const char *sec, const char *key, struct rule *r,
-                   char *err, size_t errsz)
+static enum ts_err compile(const struct ts_conf *conf, const char *sec, const char *key,
+                           struct rule *r, char *err, size_t errsz)
 {
     const char *v = ts_conf_get(conf, sec, key, NULL);
     char msg[256];
@@ -73,8 +73,8 @@ static int compile(const struct ts_conf *conf, const char *sec, const char *key,
 
 /* "sku name qty price" (or with commas): one name per capture group, "-"
  * for a group to ignore. */
-static int parse_fields(const struct ts_conf *conf, const char *sec, const char *key,
-                        const char *def, enum field *out, char *err, size_t errsz)
+static enum ts_err parse_fields(const struct ts_conf *conf, const char *sec, const char *key,
+                                const char *def, enum field *out, char *err, size_t errsz)
 {
     const char *v = ts_conf_get(conf, sec, key, def);
     char buf[256], *save = NULL;
@@ -113,8 +113,8 @@ static int parse_fields(const struct ts_conf *conf, const char *sec, const char 
     return TS_OK;
 }
 
-int ts_receipt_rules_load(const struct ts_conf *conf, const char *sec,
-                          struct ts_receipt_rules **out, char *err, size_t errsz)
+enum ts_err ts_receipt_rules_load(const struct ts_conf *conf, const char *sec,
+                                  struct ts_receipt_rules **out, char *err, size_t errsz)
 {
     struct ts_receipt_rules *r = calloc(1, sizeof *r);
     const char *v;
@@ -320,7 +320,7 @@ static void format_receipt(const struct ts_receipt_rules *r, const char *store,
 /* Line items: item_re lines, each optionally followed by a qty_re line
  * ("2 x 1.29") that sets the quantity and unit price of the item above.
  * Lines any single-value rule or skip_re matches are never items. */
-static int items(const struct ts_receipt_rules *r, const char *text, json_t *products)
+static enum ts_err items(const struct ts_receipt_rules *r, const char *text, json_t *products)
 {
     char line[1024], val[256];
     regmatch_t m[MAX_GROUPS + 1];
@@ -486,8 +486,8 @@ out:
     return ret;
 }
 
-int ts_receipt_guard(const struct ts_guard *g, const struct ts_escpos_receipt *in,
-                     struct ts_receipt_guarded *out)
+enum ts_err ts_receipt_guard(const struct ts_guard *g, const struct ts_escpos_receipt *in,
+                             struct ts_receipt_guarded *out)
 {
     memset(out, 0, sizeof *out);
     out->r = *in;

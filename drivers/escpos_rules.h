@@ -22,8 +22,8 @@ struct ts_receipt_rules;
  * "file:line: [section] key: ..." on a bad regex or value, or when a
  * required rule (receipt_re, total_re, item_re, currency or currency_re)
  * is missing. */
-int ts_receipt_rules_load(const struct ts_conf *conf, const char *section,
-                          struct ts_receipt_rules **out, char *err, size_t errsz);
+enum ts_err ts_receipt_rules_load(const struct ts_conf *conf, const char *section,
+                                  struct ts_receipt_rules **out, char *err, size_t errsz);
 void ts_receipt_rules_free(struct ts_receipt_rules *r); /* NULL ok */
 
 /*
@@ -55,8 +55,8 @@ struct ts_receipt_guarded {
  * keeps a card number from receipt text. g may be NULL. Never logs; the
  * caller logs out->first (masked) once. TS_ERR_NOMEM leaves nothing to free.
  */
-int ts_receipt_guard(const struct ts_guard *g, const struct ts_escpos_receipt *in,
-                     struct ts_receipt_guarded *out);
+enum ts_err ts_receipt_guard(const struct ts_guard *g, const struct ts_escpos_receipt *in,
+                             struct ts_receipt_guarded *out);
 void ts_receipt_guarded_free(struct ts_receipt_guarded *gr); /* NULL ok */
 
 #endif

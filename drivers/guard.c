@@ -32,7 +32,7 @@ bool ts_luhn_valid(const char *d, size_t n)
     return sum % 10 == 0;
 }
 
-int ts_guard_conf(const struct ts_conf *conf, struct ts_guard *g, char *err, size_t errsz)
+enum ts_err ts_guard_conf(const struct ts_conf *conf, struct ts_guard *g, char *err, size_t errsz)
 {
     struct ts_guard out = {0};
     const char *v = ts_conf_get(conf, "guard", "allow_prefixes", "");

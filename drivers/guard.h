@@ -60,7 +60,7 @@ struct ts_guard_hit {
 
 /* Reads [guard] allow_prefixes (comma- or space-separated digit strings).
  * A missing section leaves g empty (only the built-in exceptions apply). */
-int ts_guard_conf(const struct ts_conf *conf, struct ts_guard *g, char *err, size_t errsz);
+enum ts_err ts_guard_conf(const struct ts_conf *conf, struct ts_guard *g, char *err, size_t errsz);
 
 /* Classifies a scan. aim is the AIM id ("]C1") or NULL; data/len the decoded
  * bytes. g may be NULL (no configured prefixes). */

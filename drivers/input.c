@@ -192,7 +192,7 @@ static void known_list(char *out, size_t outsz)
     }
 }
 
-int ts_inputs_check(const struct ts_conf *conf, char *err, size_t errsz)
+enum ts_err ts_inputs_check(const struct ts_conf *conf, char *err, size_t errsz)
 {
     const char *sec;
     size_t count = 0;

@@ -22,7 +22,7 @@ struct json_t;
 
 /* Checks the [input.*] sections' driver names (file:line and the known
  * drivers on an unknown one) without opening anything. */
-int ts_inputs_check(const struct ts_conf *conf, char *err, size_t errsz);
+enum ts_err ts_inputs_check(const struct ts_conf *conf, char *err, size_t errsz);
 
 /*
  * Opens every [input.NAME] section with its driver (driver->open: parses the

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-static int item(const char *s, size_t n, struct ts_netallow *o)
+static enum ts_err item(const char *s, size_t n, struct ts_netallow *o)
 {
     char tmp[64];
     if (n >= sizeof tmp || o->n >= TS_NETALLOW_MAX)
@@ -39,7 +39,7 @@ static int item(const char *s, size_t n, struct ts_netallow *o)
     return TS_OK;
 }
 
-int ts_netallow_parse(const char *list, struct ts_netallow *out, const char **bad)
+enum ts_err ts_netallow_parse(const char *list, struct ts_netallow *out, const char **bad)
 {
     struct ts_netallow a = {0};
     const char *p = list ? list : "";

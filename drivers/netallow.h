@@ -27,7 +27,7 @@ struct ts_netallow {
 /* Parses a comma- or space-separated list of addresses and ADDR/BITS
  * networks. TS_ERR_INVAL (nothing set) on a bad item; *bad (may be NULL)
  * then points at it. */
-int ts_netallow_parse(const char *list, struct ts_netallow *out, const char **bad);
+enum ts_err ts_netallow_parse(const char *list, struct ts_netallow *out, const char **bad);
 
 /* Whether the peer sa is in the list. */
 bool ts_netallow_match(const struct ts_netallow *a, const struct sockaddr *sa);

@@ -7,13 +7,14 @@ ts_unit_test(test_hub_api unit/test_hub_api.c ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_enroll unit/test_enroll.c ts_hub_cli ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_hub_suggest unit/test_hub_suggest.c ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_hub_purchases unit/test_hub_purchases.c ts_hub PkgConfig::JANSSON)
+ts_unit_test(test_hub_forward unit/test_hub_forward.c ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_hub_proxy unit/test_hub_proxy.c ts_hub)
 ts_unit_test(test_hub_throttle unit/test_hub_throttle.c ts_hub)
 ts_unit_test(test_hub_sql unit/test_hub_sql.c ts_hub)
 
 # The same store, API, suggestion and purchase tests on a real PostgreSQL
 # server: tests/tools/with_pg.sh starts a throwaway one for each run.
-foreach(t test_hub_sql test_hub_store test_hub_feed test_hub_api test_hub_suggest test_hub_purchases)
+foreach(t test_hub_sql test_hub_store test_hub_feed test_hub_api test_hub_suggest test_hub_purchases test_hub_forward)
     add_test(NAME ${t}_pg COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tools/with_pg.sh $<TARGET_FILE:${t}>)
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" TIMEOUT 300)
 endforeach()

@@ -209,7 +209,11 @@ N_RESYNC = 300
 def resync_beside_live_cache(w):
     w.start_hub()
     send(w, customers(N_RESYNC))
-    start_agent(w, hub__page_limit=1)
+    # Through a fault proxy: during the resync it delays every chunk, so the
+    # rebuild lasts seconds however fast this machine is, and the scans
+    # below always meet it half done.
+    px = w.start_proxy(seed=3)
+    start_agent(w, hub__page_limit=1, hub__url=w.proxy_url(px))
     w.wait_cards(N_RESYNC, timeout=120)
 
     # The hub's database is replaced: same customers re-sent, except that
@@ -227,6 +231,7 @@ def resync_beside_live_cache(w):
     send(w, customers(N_RESYNC, rename={0: "Renamed Zero"}, skip={N_RESYNC - 1}))
     w.hub.stop()
     w.hub_port = port
+    px.set_mode("delay", ms=15)
     start_hub(w)
 
     # While the agent rebuilds the slice, the old cache keeps answering:
@@ -255,6 +260,7 @@ def resync_beside_live_cache(w):
     check(during >= 3, f"only {during} scan rounds happened during the resync; make it longer")
     check("410" in w.agent.log(), "the agent never saw 410 Gone")
 
+    px.set_mode("pass")
     st = wait_for(lambda: (not w.status()["resyncing"]) and w.status(), what="resync to end")
     want = w.hub_stats()["stores"]["S001"]
     check(want == N_RESYNC - 1, f"hub slice: {want}")

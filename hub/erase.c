@@ -48,7 +48,7 @@ static enum ts_err find_customer(struct ts_hub_store *s, const char *user_id, co
                                  char *out, size_t outsz)
 {
     struct ts_sql_stmt *st = NULL;
-    char key[TS_IDENT_KEY_HEX], norm[TS_SEG_MAX_ID + 1];
+    char key[TS_IDENT_KEY_HEX], norm[TS_SEG_MAX_LOYALTY_LEN + 1];
     const char *sql = "SELECT id FROM customers WHERE id = ?1";
     const char *arg = user_id;
     if (loyalty) {

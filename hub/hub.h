@@ -77,6 +77,10 @@ enum ts_err ts_hub_config_parse(const char *name, const char *text, struct ts_hu
 #define TS_SEG_MAX_ID 256    /* userId, anonymousId, messageId, product and order ids */
 #define TS_SEG_MAX_TEXT 512  /* names, tiers, store ids longer than this are ignored */
 #define TS_SEG_MAX_LOYALTY 8 /* loyalty ids taken from one identify */
+/* Longest loyalty id: what a scanner can deliver (drivers/scan.h TS_SCAN_MAX
+ * - 1), so an app QR whose whole text is the id (a URL) still keys. Longer
+ * ones refuse the batch, naming the field. */
+#define TS_SEG_MAX_LOYALTY_LEN 511
 
 enum ts_seg_kind {
     TS_SEG_IGNORE = 0, /* valid but carries nothing we keep (page, screen, Cart Viewed...) */

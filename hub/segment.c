@@ -29,7 +29,9 @@ struct parser {
     struct priv *pv;
     char *err;
     size_t errsz;
-    size_t idx; /* event index for messages */
+    size_t idx;            /* event index for messages */
+    bool batch_sent;       /* the batch carries a top-level sentAt */
+    int64_t batch_sent_ms; /* ... and this is it */
 };
 
 static enum ts_err bad(struct parser *ps, const char *what)
@@ -216,11 +218,26 @@ static enum ts_err parse_order(struct parser *ps, const json_t *props, struct ts
     return parse_products(ps, props, e);
 }
 
-static enum ts_err add_loyalty(struct parser *ps, struct ts_seg_event *e, const json_t *v)
+/*
+ * A loyalty id from traits: integers and strings, normalized (sync/ident.h).
+ * An id longer than TS_SEG_MAX_LOYALTY_LEN refuses the batch with the field
+ * named: it would otherwise be dropped while the CDP hears 200, and the
+ * customer's card would never resolve at the till. Other unusable values
+ * (empty, of another type, nothing left after normalizing) are ignored as
+ * the payload rule above says.
+ */
+static enum ts_err add_loyalty(struct parser *ps, struct ts_seg_event *e, const json_t *v,
+                               const char *field)
 {
     bool nomem = false;
-    const char *raw = str_or_int(ps->pv, v, 64, &nomem);
-    char norm[72];
+    if (json_is_string(v) && json_string_length(v) > TS_SEG_MAX_LOYALTY_LEN) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "traits.%s is %zu bytes long; a loyalty id may have at most %d",
+                 field, json_string_length(v), TS_SEG_MAX_LOYALTY_LEN);
+        return bad(ps, msg);
+    }
+    const char *raw = str_or_int(ps->pv, v, TS_SEG_MAX_LOYALTY_LEN, &nomem);
+    char norm[TS_SEG_MAX_LOYALTY_LEN + 1];
     if (nomem)
         return TS_ERR_NOMEM;
     if (!raw || e->nloyalty == TS_SEG_MAX_LOYALTY ||
@@ -264,12 +281,15 @@ static enum ts_err parse_traits(struct parser *ps, const json_t *tr, struct ts_s
 
     static const char *single[] = {"loyalty_id", "loyaltyId"};
     for (size_t i = 0; i < 2; i++)
-        if ((rc = add_loyalty(ps, e, json_object_get(tr, single[i]))))
+        if ((rc = add_loyalty(ps, e, json_object_get(tr, single[i]), single[i])))
             return rc;
     const json_t *arr = json_object_get(tr, "loyalty_ids");
-    for (size_t i = 0; json_is_array(arr) && i < json_array_size(arr); i++)
-        if ((rc = add_loyalty(ps, e, json_array_get(arr, i))))
+    for (size_t i = 0; json_is_array(arr) && i < json_array_size(arr); i++) {
+        char field[40];
+        snprintf(field, sizeof field, "loyalty_ids[%zu]", i);
+        if ((rc = add_loyalty(ps, e, json_array_get(arr, i), field)))
             return rc;
+    }
 
     const json_t *sp = json_object_get(tr, "suggested_product");
     bool nomem = false;
@@ -326,6 +346,42 @@ static int identity(struct parser *ps, const json_t *ev, const char *key, const 
     return TS_OK;
 }
 
+/*
+ * When the event happened, on the hub's clock. The sender's time is its
+ * timestamp, else its originalTimestamp; with a sentAt (the event's own, else
+ * the batch's, as the server libraries send it) the sender's clock offset is
+ * taken out by Segment's rule, timestamp = receivedAt - (sentAt -
+ * originalTimestamp) (https://segment.com/docs/connections/spec/common/
+ * #timestamps): a phone 10 days slow still has today's views counted as
+ * today's. Backfilled history keeps its age, since only the offset between
+ * the two clocks is removed. An event cannot happen after it was received,
+ * so a later result is clamped to receivedAt. No time at all: receivedAt.
+ */
+static enum ts_err event_time(struct parser *ps, const json_t *ev, int64_t now_ms, int64_t *at)
+{
+    bool set, sent_set;
+    int64_t sent_ms;
+    enum ts_err rc;
+    *at = now_ms;
+    if ((rc = timestamp(ps, ev, "timestamp", &set, at)))
+        return rc;
+    if (!set && (rc = timestamp(ps, ev, "originalTimestamp", &set, at)))
+        return rc;
+    if ((rc = timestamp(ps, ev, "sentAt", &sent_set, &sent_ms)))
+        return rc;
+    if (!sent_set && ps->batch_sent) {
+        sent_set = true;
+        sent_ms = ps->batch_sent_ms;
+    }
+    if (!set)
+        *at = now_ms;
+    else if (sent_set)
+        *at = now_ms - (sent_ms - *at);
+    if (*at > now_ms)
+        *at = now_ms;
+    return TS_OK;
+}
+
 static enum ts_err parse_event(struct parser *ps, const json_t *ev, int64_t now_ms,
                                struct ts_seg_event *e)
 {
@@ -351,11 +407,7 @@ static enum ts_err parse_event(struct parser *ps, const json_t *ev, int64_t now_
             e->message_id = json_string_value(mid);
     }
 
-    bool set;
-    e->at_ms = now_ms;
-    if ((rc = timestamp(ps, ev, "timestamp", &set, &e->at_ms)))
-        return rc;
-    if (!set && (rc = timestamp(ps, ev, "originalTimestamp", &set, &e->at_ms)))
+    if ((rc = event_time(ps, ev, now_ms, &e->at_ms)))
         return rc;
 
     if (strcmp(type, "identify") == 0) {
@@ -438,6 +490,15 @@ enum ts_err ts_seg_parse(const char *body, size_t len, int64_t now_ms, struct ts
         goto out;
     }
     struct parser ps = {.pv = pv, .err = err, .errsz = errsz};
+    const json_t *sent = json_object_get(pv->root, "sentAt");
+    if (sent && !json_is_null(sent) &&
+        (!json_is_string(sent) || !ts_hub_iso_shape(json_string_value(sent)) ||
+         ts_iso8601_parse(json_string_value(sent), &ps.batch_sent_ms) != TS_OK)) {
+        snprintf(err, errsz, "bad sentAt (expected ISO-8601)");
+        rc = TS_ERR_INVAL;
+        goto out;
+    }
+    ps.batch_sent = sent && !json_is_null(sent);
     for (size_t i = 0; i < n; i++) {
         ps.idx = i;
         b->n = i + 1; /* so ts_seg_batch_free releases this event's products */

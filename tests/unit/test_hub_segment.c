@@ -166,6 +166,106 @@ static void test_lenient_payload(void **state)
     ts_seg_batch_free(NULL);
 }
 
+/* One track event with the given time fields; at_ms of the parsed event. */
+static int64_t event_at(const char *fields, const char *batch_extra)
+{
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"batch\":[{\"type\":\"track\",\"event\":\"Product Viewed\",\"userId\":\"u\","
+             "\"properties\":{\"sku\":\"A\"}%s%s}]%s}",
+             fields[0] ? "," : "", fields, batch_extra);
+    struct ts_seg_batch *b = NULL;
+    char err[256] = "";
+    if (parse(body, &b, err, sizeof err) != TS_OK)
+        fail_msg("parse failed: %s", err);
+    int64_t at = b->ev[0].at_ms;
+    ts_seg_batch_free(b);
+    return at;
+}
+
+#define DAY_MS (86400LL * 1000)
+
+static void test_sent_at_corrects_client_clock(void **state)
+{
+    (void)state;
+    char f[256];
+    /* A phone 10 days slow: it viewed the product 5 minutes before sending,
+     * by its own clock. Received at NOW, so it happened at NOW - 5 min. */
+    int64_t slow = NOW - 10 * DAY_MS;
+    char ot[40], sent[40];
+    ts_iso8601(slow - 300000, ot, sizeof ot);
+    ts_iso8601(slow, sent, sizeof sent);
+    snprintf(f, sizeof f, "\"originalTimestamp\":\"%s\",\"sentAt\":\"%s\"", ot, sent);
+    assert_int_equal(event_at(f, ""), NOW - 300000);
+    /* 10 days fast, sentAt on the batch as the server libraries send it. */
+    int64_t fast = NOW + 10 * DAY_MS;
+    ts_iso8601(fast - 60000, ot, sizeof ot);
+    ts_iso8601(fast, sent, sizeof sent);
+    snprintf(f, sizeof f, "\"timestamp\":\"%s\"", ot);
+    char extra[80];
+    snprintf(extra, sizeof extra, ",\"sentAt\":\"%s\"", sent);
+    assert_int_equal(event_at(f, extra), NOW - 60000);
+    /* The event's own sentAt wins over the batch's. */
+    snprintf(f, sizeof f, "\"timestamp\":\"%s\",\"sentAt\":\"%s\"", ot, sent);
+    assert_int_equal(event_at(f, ",\"sentAt\":\"2000-01-01T00:00:00Z\""), NOW - 60000);
+    /* Backfilled history keeps its age: sent now, happened a year ago. */
+    ts_iso8601(NOW - 365 * DAY_MS, ot, sizeof ot);
+    ts_iso8601(NOW, sent, sizeof sent);
+    snprintf(f, sizeof f, "\"timestamp\":\"%s\",\"sentAt\":\"%s\"", ot, sent);
+    assert_int_equal(event_at(f, ""), NOW - 365 * DAY_MS);
+    /* Without sentAt the sender's time stands, but never after receipt. */
+    ts_iso8601(NOW - DAY_MS, ot, sizeof ot);
+    snprintf(f, sizeof f, "\"originalTimestamp\":\"%s\"", ot);
+    assert_int_equal(event_at(f, ""), NOW - DAY_MS);
+    ts_iso8601(NOW + DAY_MS, ot, sizeof ot);
+    snprintf(f, sizeof f, "\"originalTimestamp\":\"%s\"", ot);
+    assert_int_equal(event_at(f, ""), NOW);
+    /* Happened after it was sent: impossible, clamped to receipt. */
+    ts_iso8601(NOW + 5000, ot, sizeof ot);
+    ts_iso8601(NOW, sent, sizeof sent);
+    snprintf(f, sizeof f, "\"timestamp\":\"%s\",\"sentAt\":\"%s\"", ot, sent);
+    assert_int_equal(event_at(f, ""), NOW);
+    assert_int_equal(event_at("", ""), NOW);
+    expect_invalid("{\"batch\":[{\"type\":\"track\",\"event\":\"X\",\"userId\":\"u\","
+                   "\"sentAt\":\"soon\"}]}",
+                   "batch[0]: bad sentAt");
+    expect_invalid("{\"batch\":[],\"sentAt\":7}", "bad sentAt");
+}
+
+static void test_loyalty_id_limit(void **state)
+{
+    (void)state;
+    /* An app-QR URL as the whole id fits (up to 511 bytes)... */
+    char id[TS_SEG_MAX_LOYALTY_LEN + 2], body[2048];
+    const char *url = "HTTPS://APP.EXAMPLE/LOYALTY?CARD=";
+    memset(id, 'A', sizeof id);
+    memcpy(id, url, strlen(url));
+    id[TS_SEG_MAX_LOYALTY_LEN] = '\0';
+    snprintf(
+        body, sizeof body,
+        "{\"batch\":[{\"type\":\"identify\",\"userId\":\"u\",\"traits\":{\"loyalty_id\":\"%s\"}}]}",
+        id);
+    struct ts_seg_batch *b = NULL;
+    char err[256];
+    assert_int_equal(parse(body, &b, err, sizeof err), TS_OK);
+    assert_int_equal(b->ev[0].nloyalty, 1);
+    assert_string_equal(b->ev[0].loyalty[0], id);
+    ts_seg_batch_free(b);
+    /* ...one byte more refuses the batch, naming the field. */
+    id[TS_SEG_MAX_LOYALTY_LEN] = 'A';
+    id[TS_SEG_MAX_LOYALTY_LEN + 1] = '\0';
+    snprintf(
+        body, sizeof body,
+        "{\"batch\":[{\"type\":\"identify\",\"userId\":\"u\",\"traits\":{\"loyalty_id\":\"%s\"}}]}",
+        id);
+    expect_invalid(body, "batch[0]: traits.loyalty_id is 512 bytes long");
+    snprintf(body, sizeof body,
+             "{\"batch\":[{\"type\":\"identify\",\"userId\":\"u\",\"traits\":{\"loyalty_ids\":"
+             "[\"1\",\"%s\"]}}]}",
+             id);
+    expect_invalid(body, "traits.loyalty_ids[1] is 512 bytes long");
+}
+
 static const char *good_conf =
     "[hub]\n"
     "listen = 127.0.0.1:0\n"
@@ -226,6 +326,8 @@ int main(void)
         cmocka_unit_test(test_parses_identify_and_track),
         cmocka_unit_test(test_rejects_bad_envelopes),
         cmocka_unit_test(test_lenient_payload),
+        cmocka_unit_test(test_sent_at_corrects_client_clock),
+        cmocka_unit_test(test_loyalty_id_limit),
         cmocka_unit_test(test_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,6 +30,17 @@ int ts_cmd_status(const struct ts_agent_config *cfg, bool as_json)
         {
             if (json_is_object(v))
                 continue;
+            if (!strcmp(k, "devices") && json_is_array(v)) {
+                /* One line per input, its state as the input thread sees it. */
+                size_t i;
+                json_t *d;
+                json_array_foreach(v, i, d) printf("%-20s %s (%s): %s, %s\n", "input",
+                                                   json_string_value(json_object_get(d, "name")),
+                                                   json_string_value(json_object_get(d, "driver")),
+                                                   json_string_value(json_object_get(d, "state")),
+                                                   json_string_value(json_object_get(d, "detail")));
+                continue;
+            }
             char *t = json_dumps(v, JSON_ENCODE_ANY);
             if (json_is_string(v))
                 printf("%-20s %s\n", k, json_string_value(v));

@@ -104,3 +104,61 @@ enum ts_err ts_hostport_split(const char *v, char *host, size_t hsz, char *port,
     int n;
     return ts_port_parse(port, strlen(port), false, &n);
 }
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [s, s+n) into out (application/x-www-form-urlencoded:
+ * '+' is a space). TS_ERR_INVAL on a broken escape, %00 or no room. */
+static enum ts_err query_decode(const char *s, size_t n, char *out, size_t outsz)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return TS_ERR_INVAL;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0 || (hi | lo) == 0)
+                return TS_ERR_INVAL;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (o + 1 >= outsz)
+            return TS_ERR_INVAL;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return TS_OK;
+}
+
+enum ts_err ts_url_query_param(const char *url, const char *name, char *out, size_t outsz)
+{
+    struct ts_url u;
+    char why[64];
+    if (!outsz || ts_url_parse(url, &u, why, sizeof why) != TS_OK)
+        return TS_ERR_INVAL;
+    const char *q = url + strcspn(url, "?#");
+    if (*q != '?')
+        return TS_ERR_NOTFOUND;
+    size_t qlen = strcspn(++q, "#"), nlen = strlen(name);
+    for (const char *p = q, *end = q + qlen; p < end;) {
+        size_t plen = strcspn(p, "&#");
+        if (plen > (size_t)(end - p))
+            plen = (size_t)(end - p);
+        if (plen > nlen && p[nlen] == '=' && strncmp(p, name, nlen) == 0)
+            return query_decode(p + nlen + 1, plen - nlen - 1, out, outsz);
+        p += plen + 1;
+    }
+    return TS_ERR_NOTFOUND;
+}

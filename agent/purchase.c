@@ -159,6 +159,12 @@ static void validate(json_t *p, json_t *fields)
             }
         }
     }
+    /* When the POS opened the sale: a scan since then is the customer's. */
+    json_t *txn = json_object_get(p, "transaction_started_at");
+    if (txn && !json_is_null(txn) &&
+        (!json_is_string(txn) || ts_iso8601_parse(json_string_value(txn), &ms) != TS_OK ||
+         ms < 946684800000LL || ms >= 4102444800000LL))
+        bad(fields, "transaction_started_at");
     json_t *cust = json_object_get(p, "customer");
     if (cust && !json_is_null(cust)) {
         json_t *code = json_object_get(cust, "code");
@@ -229,29 +235,43 @@ static void card_cid(const char *card, char *out, size_t outsz)
     json_decref(o);
 }
 
-/* The cid of the session on screen ("" when none or unknown). */
-static void session_cid(struct ts_agent *a, char *out, size_t outsz)
+/* The cid of the session on screen ("" when none or unknown), and the wall
+ * time its code was scanned (0 when unknown). */
+static void session_cid(struct ts_agent *a, char *out, size_t outsz, int64_t *scanned_ms)
 {
     out[0] = '\0';
     pthread_mutex_lock(&a->mu);
     json_t *s = a->session_json ? json_loads(a->session_json, 0, NULL) : NULL;
     pthread_mutex_unlock(&a->mu);
     const char *cid = json_string_value(json_object_get(json_object_get(s, "card"), "cid"));
+    const char *at = json_string_value(json_object_get(json_object_get(s, "scan"), "at"));
     ts_strlcpy(out, cid ? cid : "", outsz);
+    if (scanned_ms && (!at || ts_iso8601_parse(at, scanned_ms) != TS_OK))
+        *scanned_ms = 0;
     json_decref(s);
 }
 
 /*
- * Whose purchase: a scanned code in the body is looked up in the cache
- * (never sent anywhere itself: only the card's cid travels), else the
- * customer on screen. "" when unknown.
+ * Whose purchase (PROTOCOL.md "Attribution"): only the transaction says.
+ * A customer code in the body (the POS, or the receipt tap's loyalty_re)
+ * is looked up in the cache (never sent anywhere itself: only the card's
+ * cid travels); else, when the POS says when the sale opened
+ * (transaction_started_at), the card on screen counts if its code was
+ * scanned since then; else the sale is anonymous. The card still on screen
+ * from an earlier customer never decides. "" when anonymous.
  */
 static void resolve_customer(struct ts_agent *a, json_t *p, char *cid, size_t cidsz)
 {
     cid[0] = '\0';
     json_t *code = json_object_get(json_object_get(p, "customer"), "code");
     if (!json_is_string(code)) {
-        session_cid(a, cid, cidsz);
+        const char *opened = json_string_value(json_object_get(p, "transaction_started_at"));
+        int64_t opened_ms, scanned_ms;
+        if (!opened || ts_iso8601_parse(opened, &opened_ms) != TS_OK)
+            return;
+        session_cid(a, cid, cidsz, &scanned_ms);
+        if (scanned_ms < opened_ms)
+            cid[0] = '\0'; /* on screen from before this sale opened */
         return;
     }
     struct ts_scan scan;
@@ -447,7 +467,7 @@ enum ts_err ts_purchase_submit_fields(struct ts_agent *a, const char *source, js
         ts_bus_publish(a->bus, "purchase", evs);
     free(evs);
     char on_screen[96];
-    session_cid(a, on_screen, sizeof on_screen);
+    session_cid(a, on_screen, sizeof on_screen, NULL);
     if (cid[0] && strcmp(cid, on_screen) == 0)
         ts_agent_clear_reason(a, "purchase");
 out:

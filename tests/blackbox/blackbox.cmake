@@ -97,3 +97,10 @@ foreach(_drv hidpos usbkbd evdev serial escpos)
 endforeach()
 ts_blackbox_test(bb_inputs_check_config_refuses_what_run_refuses test_inputs.py
                  check_config_refuses_what_run_refuses)
+# Issue 18: extraction rules and attribution from the transaction.
+ts_blackbox_test(bb_counter_url_qr_resolves_by_capture_rule test_counter.py
+                 url_qr_resolves_by_capture_rule)
+ts_blackbox_test(bb_counter_stale_card_sale_goes_anonymous test_counter.py
+                 stale_card_sale_goes_anonymous)
+ts_blackbox_test(bb_counter_receipt_loyalty_id_attributed test_counter.py
+                 receipt_loyalty_id_attributed)

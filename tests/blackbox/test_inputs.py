@@ -95,7 +95,7 @@ def status_open_evdev(w):
     start_under(w, bed.root, "libumockdev-preload.so.0",
                 "[input.e]\ndriver = evdev\n"
                 "device = /dev/input/by-id/usb-Zebra_Symbol_Bar_Code_Scanner-event-kbd\n"
-                "keymap = us\ngrab = true\n")
+                "keymap = de\ngrab = true\n")
     wait_for(lambda: scans(w) >= 1, what="evdev scan through the agent")
     check_open(w, "e", "evdev")
 

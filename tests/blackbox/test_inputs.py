@@ -1,6 +1,6 @@
 """Inputs that tell the truth (issue 18): for every driver, the real agent
 under its umockdev replay (tests/replay/<driver>/) reports the input `open`
-in /api/v1/status, /metrics and `tillside status` while its scans arrive;
+in /api/v1/status, /metrics, `tillside status` and `tillside devices` while its scans arrive;
 and `check-config` refuses every `device =` (and key) mistake that `run`
 refuses, with file, line and key.
 
@@ -64,9 +64,10 @@ def check_open(w, name, driver):
     check(metric(w, 'tillside_inputs{state="open"}') == 1 and
           metric(w, 'tillside_inputs{state="waiting"}') == 0,
           f"{driver}: /metrics inputs by state wrong")
-    p = w.cli("status")
-    check(p.returncode == 0 and re.search(rf"input\s+{name} \({driver}\): open, ", p.stdout),
-          f"{driver}: tillside status: {p.stdout}")
+    for cmd in ("status", "devices"):
+        p = w.cli(cmd)
+        check(p.returncode == 0 and re.search(rf"input\s+{name} \({driver}\): open, ", p.stdout),
+              f"{driver}: tillside {cmd}: {p.stdout}")
 
 
 def usb_case(w, desc, ioctl, section, name, driver, n):

@@ -116,12 +116,13 @@ static int hexval(char c)
     return -1;
 }
 
-/* Percent-decodes [s, s+n) into out (application/x-www-form-urlencoded:
- * '+' is a space). TS_ERR_INVAL on a broken escape, %00 or no room. */
-static enum ts_err query_decode(const char *s, size_t n, char *out, size_t outsz)
+/* Percent-decodes [s, s+n) (application/x-www-form-urlencoded: '+' is a
+ * space) into out, or only checks it with out NULL; *len gets the decoded
+ * length. TS_ERR_INVAL on a broken escape or %00. */
+static enum ts_err query_decode(const char *s, size_t n, char *out, size_t *len)
 {
     size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++, o++) {
         char c = s[i];
         if (c == '%') {
             if (i + 2 >= n)
@@ -134,11 +135,12 @@ static enum ts_err query_decode(const char *s, size_t n, char *out, size_t outsz
         } else if (c == '+') {
             c = ' ';
         }
-        if (o + 1 >= outsz)
-            return TS_ERR_INVAL;
-        out[o++] = c;
+        if (out)
+            out[o] = c;
     }
-    out[o] = '\0';
+    if (out)
+        out[o] = '\0';
+    *len = o;
     return TS_OK;
 }
 
@@ -156,8 +158,14 @@ enum ts_err ts_url_query_param(const char *url, const char *name, char *out, siz
         size_t plen = strcspn(p, "&#");
         if (plen > (size_t)(end - p))
             plen = (size_t)(end - p);
-        if (plen > nlen && p[nlen] == '=' && strncmp(p, name, nlen) == 0)
-            return query_decode(p + nlen + 1, plen - nlen - 1, out, outsz);
+        if (plen > nlen && p[nlen] == '=' && strncmp(p, name, nlen) == 0) {
+            /* Checked first: out is set on success only. */
+            const char *v = p + nlen + 1;
+            size_t vlen = plen - nlen - 1, dlen;
+            if (query_decode(v, vlen, NULL, &dlen) != TS_OK || dlen >= outsz)
+                return TS_ERR_INVAL;
+            return query_decode(v, vlen, out, &dlen);
+        }
         p += plen + 1;
     }
     return TS_ERR_NOTFOUND;

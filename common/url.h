@@ -41,7 +41,7 @@ enum ts_err ts_hostport_split(const char *v, char *host, size_t hsz, char *port,
  * with '+' as a space, into out. The first parameter of that name wins.
  * TS_ERR_NOTFOUND when the URL has no such parameter; TS_ERR_INVAL when it
  * is no http(s) URL (ts_url_parse), an escape is broken or decodes to NUL,
- * or the value does not fit.
+ * or the value does not fit. out is written on success only.
  */
 enum ts_err ts_url_query_param(const char *url, const char *name, char *out, size_t outsz);
 

@@ -235,20 +235,49 @@ static void card_cid(const char *card, char *out, size_t outsz)
     json_decref(o);
 }
 
-/* The cid of the session on screen ("" when none or unknown), and the wall
- * time its code was scanned (0 when unknown). */
-static void session_cid(struct ts_agent *a, char *out, size_t outsz, int64_t *scanned_ms)
+/* The cid of the session on screen ("" when none or unknown). */
+static void session_cid(struct ts_agent *a, char *out, size_t outsz)
 {
     out[0] = '\0';
     pthread_mutex_lock(&a->mu);
     json_t *s = a->session_json ? json_loads(a->session_json, 0, NULL) : NULL;
     pthread_mutex_unlock(&a->mu);
     const char *cid = json_string_value(json_object_get(json_object_get(s, "card"), "cid"));
-    const char *at = json_string_value(json_object_get(json_object_get(s, "scan"), "at"));
     ts_strlcpy(out, cid ? cid : "", outsz);
-    if (scanned_ms && (!at || ts_iso8601_parse(at, scanned_ms) != TS_OK))
-        *scanned_ms = 0;
     json_decref(s);
+}
+
+/* The card of the latest loyalty scan at or after opened_ms: the session on
+ * screen, else the sessions shown before it (a misscan or a product after
+ * the card does not lose the customer). A receipt or order scan shows
+ * another sale's customer and never counts. "" when none. */
+static void transaction_cid(struct ts_agent *a, int64_t opened_ms, char *cid, size_t cidsz)
+{
+    cid[0] = '\0';
+    for (int n = 0; n <= TS_AGENT_RECENT && !cid[0]; n++) {
+        char *text = NULL;
+        if (n == 0) {
+            pthread_mutex_lock(&a->mu);
+            text = a->session_json ? strdup(a->session_json) : NULL;
+            pthread_mutex_unlock(&a->mu);
+        } else {
+            text = ts_agent_previous(a, n);
+        }
+        json_t *s = text ? json_loads(text, 0, NULL) : NULL;
+        free(text);
+        json_t *scan = json_object_get(s, "scan");
+        const char *at = json_string_value(json_object_get(scan, "at"));
+        const char *kind = json_string_value(json_object_get(scan, "kind"));
+        const char *c = json_string_value(json_object_get(json_object_get(s, "card"), "cid"));
+        int64_t at_ms;
+        bool inside = at && ts_iso8601_parse(at, &at_ms) == TS_OK && at_ms >= opened_ms;
+        if (inside && c && kind && !strcmp(kind, "loyalty"))
+            ts_strlcpy(cid, c, cidsz);
+        bool before = s && !inside;
+        json_decref(s);
+        if (before)
+            break; /* older sessions were scanned before the sale opened too */
+    }
 }
 
 /*
@@ -256,8 +285,8 @@ static void session_cid(struct ts_agent *a, char *out, size_t outsz, int64_t *sc
  * A customer code in the body (the POS, or the receipt tap's loyalty_re)
  * is looked up in the cache (never sent anywhere itself: only the card's
  * cid travels); else, when the POS says when the sale opened
- * (transaction_started_at), the card on screen counts if its code was
- * scanned since then; else the sale is anonymous. The card still on screen
+ * (transaction_started_at), the card of a loyalty scan since then
+ * (transaction_cid); else the sale is anonymous. The card still on screen
  * from an earlier customer never decides. "" when anonymous.
  */
 static void resolve_customer(struct ts_agent *a, json_t *p, char *cid, size_t cidsz)
@@ -266,12 +295,9 @@ static void resolve_customer(struct ts_agent *a, json_t *p, char *cid, size_t ci
     json_t *code = json_object_get(json_object_get(p, "customer"), "code");
     if (!json_is_string(code)) {
         const char *opened = json_string_value(json_object_get(p, "transaction_started_at"));
-        int64_t opened_ms, scanned_ms;
-        if (!opened || ts_iso8601_parse(opened, &opened_ms) != TS_OK)
-            return;
-        session_cid(a, cid, cidsz, &scanned_ms);
-        if (scanned_ms < opened_ms)
-            cid[0] = '\0'; /* on screen from before this sale opened */
+        int64_t opened_ms;
+        if (opened && ts_iso8601_parse(opened, &opened_ms) == TS_OK)
+            transaction_cid(a, opened_ms, cid, cidsz);
         return;
     }
     struct ts_scan scan;
@@ -467,7 +493,7 @@ enum ts_err ts_purchase_submit_fields(struct ts_agent *a, const char *source, js
         ts_bus_publish(a->bus, "purchase", evs);
     free(evs);
     char on_screen[96];
-    session_cid(a, on_screen, sizeof on_screen, NULL);
+    session_cid(a, on_screen, sizeof on_screen);
     if (cid[0] && strcmp(cid, on_screen) == 0)
         ts_agent_clear_reason(a, "purchase");
 out:

@@ -95,9 +95,12 @@ def stale_card_sale_goes_anonymous(w):
                          sale("S001-T01-000802", transaction_started_at=iso(time.time())))
         check(st == 202, f"purchase answered {st}: {body}")
         check(w.api("GET", "/api/v1/session")[0] == 200, "Bob's card went without his purchase")
-        # The card scanned inside the open sale names the buyer.
+        # The card scanned inside the open sale names the buyer, also after a
+        # misscan replaced it on screen.
         opened = iso(time.time() - 1)
         scan(w, "2000000000015", "Bob Example")
+        st, sess = w.api("POST", "/api/v1/scan", {"code": "9999999999"})
+        check(st == 200 and sess["status"] == "unknown", f"misscan: {sess}")
         st, body = w.api("POST", "/api/v1/purchases",
                          sale("S001-T01-000803", transaction_started_at=opened))
         check(st == 202, f"purchase answered {st}: {body}")

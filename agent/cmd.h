@@ -9,6 +9,8 @@
 
 #include "agent.h"
 
+#include <stdio.h>
+
 struct ts_httpc;
 
 /* `tillside run` (cmd_run.c): the daemon until SIGINT/SIGTERM. */
@@ -19,6 +21,9 @@ int ts_cmd_scan(const struct ts_agent_config *cfg, const char *code, const char 
 int ts_cmd_lookup(const struct ts_agent_config *cfg, const char *code, bool as_text);
 /* `tillside status [--json]` (cmd_status.c). */
 int ts_cmd_status(const struct ts_agent_config *cfg, bool as_json);
+/* For `tillside devices`: the configured inputs and the state the running
+ * agent reports for each (nothing when conf_path does not load). */
+void ts_cmd_inputs_print(FILE *out, const char *conf_path);
 /* `tillside version` (cmd_version.c). */
 int ts_cmd_version(void);
 /* `tillside doctor` (cmd_doctor.c): 0 ok, 1 a check failed, 3 warnings only. */

@@ -202,8 +202,8 @@ static int from_conf(const struct ts_conf *c, const struct ts_conf *enr, struct 
     char def_token[TS_AGENT_PATH_MAX + 16];
     snprintf(def_token, sizeof def_token, "%s/api.token", o->state_dir);
     STR("api", "token_file", def_token, token_file);
-    /* [input.*] driver names and [guard]; each driver checks its own keys
-     * when the agent opens it. */
+    /* [input.*] and [guard]: every driver's own validation, the one run
+     * does when it opens the inputs (drivers/input.h). */
     if ((rc = ts_inputs_check(c, err, errsz)))
         return rc;
     if ((rc = ts_guard_conf(c, &o->guard, err, errsz)) ||

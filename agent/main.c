@@ -22,7 +22,8 @@ static void usage(FILE *f)
                "  doctor              check config, disk, cache, certificate, hub and clock\n"
                "  enroll --hub https://HUB:8444 --token TOKEN [--ca FILE]\n"
                "                      make a key, get this terminal's certificate and tenant key\n"
-               "  devices             serial ports and USB scanners: vendor, mode, access\n"
+               "  devices             serial ports and USB scanners: vendor, mode, access;\n"
+               "                      then the configured inputs and their state\n"
                "  outbox [list|retry] purchases waiting for upload and dead letters; retry\n"
                "                      (`outbox retry MESSAGE_ID... | --all`)\n"
                "  version             print the version\n"
@@ -80,8 +81,12 @@ int main(int argc, char **argv)
     const char *cmd = args[0];
     if (strcmp(cmd, "version") == 0)
         return ts_cmd_version();
-    if (strcmp(cmd, "devices") == 0) /* needs no configuration */
-        return ts_devices_print(stdout, false) >= 0 ? 0 : 1;
+    if (strcmp(cmd, "devices") ==
+        0) { /* needs no configuration; shows the inputs' state with one */
+        int found = ts_devices_print(stdout, false);
+        ts_cmd_inputs_print(stdout, conf_path);
+        return found >= 0 ? 0 : 1;
+    }
     if (strcmp(cmd, "doctor") == 0)
         return ts_cmd_doctor(conf_path); /* reports a bad configuration itself */
     static const char *known[] = {"run", "scan", "lookup", "status", "check-config", "watch"};

@@ -159,6 +159,12 @@ static void validate(json_t *p, json_t *fields)
             }
         }
     }
+    /* When the POS opened the sale: a scan since then is the customer's. */
+    json_t *txn = json_object_get(p, "transaction_started_at");
+    if (txn && !json_is_null(txn) &&
+        (!json_is_string(txn) || ts_iso8601_parse(json_string_value(txn), &ms) != TS_OK ||
+         ms < 946684800000LL || ms >= 4102444800000LL))
+        bad(fields, "transaction_started_at");
     json_t *cust = json_object_get(p, "customer");
     if (cust && !json_is_null(cust)) {
         json_t *code = json_object_get(cust, "code");
@@ -241,17 +247,57 @@ static void session_cid(struct ts_agent *a, char *out, size_t outsz)
     json_decref(s);
 }
 
+/* The card of the latest loyalty scan at or after opened_ms: the session on
+ * screen, else the sessions shown before it (a misscan or a product after
+ * the card does not lose the customer). A receipt or order scan shows
+ * another sale's customer and never counts. "" when none. */
+static void transaction_cid(struct ts_agent *a, int64_t opened_ms, char *cid, size_t cidsz)
+{
+    cid[0] = '\0';
+    for (int n = 0; n <= TS_AGENT_RECENT && !cid[0]; n++) {
+        char *text = NULL;
+        if (n == 0) {
+            pthread_mutex_lock(&a->mu);
+            text = a->session_json ? strdup(a->session_json) : NULL;
+            pthread_mutex_unlock(&a->mu);
+        } else {
+            text = ts_agent_previous(a, n);
+        }
+        json_t *s = text ? json_loads(text, 0, NULL) : NULL;
+        free(text);
+        json_t *scan = json_object_get(s, "scan");
+        const char *at = json_string_value(json_object_get(scan, "at"));
+        const char *kind = json_string_value(json_object_get(scan, "kind"));
+        const char *c = json_string_value(json_object_get(json_object_get(s, "card"), "cid"));
+        int64_t at_ms;
+        bool inside = at && ts_iso8601_parse(at, &at_ms) == TS_OK && at_ms >= opened_ms;
+        if (inside && c && kind && !strcmp(kind, "loyalty"))
+            ts_strlcpy(cid, c, cidsz);
+        bool before = s && !inside;
+        json_decref(s);
+        if (before)
+            break; /* older sessions were scanned before the sale opened too */
+    }
+}
+
 /*
- * Whose purchase: a scanned code in the body is looked up in the cache
- * (never sent anywhere itself: only the card's cid travels), else the
- * customer on screen. "" when unknown.
+ * Whose purchase (PROTOCOL.md "Attribution"): only the transaction says.
+ * A customer code in the body (the POS, or the receipt tap's loyalty_re)
+ * is looked up in the cache (never sent anywhere itself: only the card's
+ * cid travels); else, when the POS says when the sale opened
+ * (transaction_started_at), the card of a loyalty scan since then
+ * (transaction_cid); else the sale is anonymous. The card still on screen
+ * from an earlier customer never decides. "" when anonymous.
  */
 static void resolve_customer(struct ts_agent *a, json_t *p, char *cid, size_t cidsz)
 {
     cid[0] = '\0';
     json_t *code = json_object_get(json_object_get(p, "customer"), "code");
     if (!json_is_string(code)) {
-        session_cid(a, cid, cidsz);
+        const char *opened = json_string_value(json_object_get(p, "transaction_started_at"));
+        int64_t opened_ms;
+        if (opened && ts_iso8601_parse(opened, &opened_ms) == TS_OK)
+            transaction_cid(a, opened_ms, cid, cidsz);
         return;
     }
     struct ts_scan scan;

@@ -3,6 +3,7 @@
 #include "../common/ts.h"
 #include "../drivers/symbology.h"
 #include "conf.h"
+#include "url.h"
 
 #include <regex.h>
 #include <stdio.h>
@@ -72,10 +73,42 @@ static bool is_gs1_ai(const char *s)
     return true;
 }
 
+static const char *const rule_keys[] = {"kind",   "symbology",  "prefix",     "regex",
+                                        "gs1_ai", "url_param",  "capture",    "strip_prefix",
+                                        "length", "min_length", "max_length", NULL};
+
+/* A typo in a rule key would silently widen the rule: refused. */
+static enum ts_err unknown_key(const struct ts_conf *c, const char *sec, char *err, size_t errsz)
+{
+    const char *key;
+    for (size_t i = 0; (key = ts_conf_key(c, sec, i)); i++) {
+        size_t k = 0;
+        while (rule_keys[k] && strcmp(rule_keys[k], key))
+            k++;
+        if (!rule_keys[k])
+            return ts_conf_errf(c, sec, key, err, errsz,
+                                "unknown key in a rule (known: kind, symbology, prefix, regex, "
+                                "gs1_ai, url_param, capture, strip_prefix, length, min_length, "
+                                "max_length)");
+    }
+    return TS_OK;
+}
+
+static bool param_name_ok(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("_.-~[]", *s)))
+            return false;
+    return true;
+}
+
 static enum ts_err read_one(const struct ts_conf *c, const char *sec, struct ts_rule_conf *r,
                             char *err, size_t errsz)
 {
     int rc;
+    if ((rc = unknown_key(c, sec, err, errsz)))
+        return rc;
     if (ts_strlcpy(r->name, sec + 5, sizeof r->name) >= sizeof r->name || !r->name[0])
         return rfail(c, sec, "kind", err, errsz, "rule name empty or longer than 47 characters");
     const char *kind = ts_conf_get(c, sec, "kind", NULL);
@@ -88,6 +121,7 @@ static enum ts_err read_one(const struct ts_conf *c, const char *sec, struct ts_
         (rc = rstr(c, sec, "prefix", r->prefix, sizeof r->prefix, err, errsz)) ||
         (rc = rstr(c, sec, "regex", r->regex, sizeof r->regex, err, errsz)) ||
         (rc = rstr(c, sec, "gs1_ai", r->gs1_ai, sizeof r->gs1_ai, err, errsz)) ||
+        (rc = rstr(c, sec, "url_param", r->url_param, sizeof r->url_param, err, errsz)) ||
         (rc = rstr(c, sec, "strip_prefix", r->strip_prefix, sizeof r->strip_prefix, err, errsz)))
         return rc;
     if (r->symbology[0] == ']') {
@@ -101,16 +135,38 @@ static enum ts_err read_one(const struct ts_conf *c, const char *sec, struct ts_
     }
     if (r->gs1_ai[0] && !is_gs1_ai(r->gs1_ai))
         return rfail(c, sec, "gs1_ai", err, errsz, "expected a GS1 AI of 2 to 4 digits, e.g. 8018");
+    if (r->url_param[0] && !param_name_ok(r->url_param))
+        return rfail(c, sec, "url_param", err, errsz,
+                     "a query parameter name (letters, digits, _ . - ~), e.g. card");
+    long cap = 0;
+    if ((rc = ts_conf_get_int(c, sec, "capture", 0, 1, 9, &cap, err, errsz)))
+        return rc;
+    r->capture = (int)cap;
+    if (r->capture && !r->regex[0])
+        return rfail(c, sec, "capture", err, errsz, "needs a regex with that many ( ) groups");
     if (r->regex[0]) {
         regex_t re;
-        int e = regcomp(&re, r->regex, REG_EXTENDED | REG_NOSUB);
+        int e = regcomp(&re, r->regex, REG_EXTENDED);
         if (e) {
             char why[96], msg[192];
             regerror(e, &re, why, sizeof why);
             snprintf(msg, sizeof msg, "not a POSIX extended regular expression (%s)", why);
             return rfail(c, sec, "regex", err, errsz, msg);
         }
+        size_t groups = re.re_nsub;
         regfree(&re);
+        for (const char *p = r->regex; *p; p++)
+            if (p[0] == '\\' && p[1] >= '1' && p[1] <= '9')
+                return rfail(c, sec, "regex", err, errsz,
+                             "back-references (\\1 ...) are not allowed: matching must stay "
+                             "bounded");
+            else if (p[0] == '\\' && p[1])
+                p++;
+        if ((size_t)r->capture > groups) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "group %d asked for, the regex has %zu", r->capture, groups);
+            return rfail(c, sec, "capture", err, errsz, msg);
+        }
     }
     if ((rc = ts_conf_get_int(c, sec, "length", 0, 1, TS_SCAN_MAX - 1, &r->length, err, errsz)) ||
         (rc = ts_conf_get_int(c, sec, "min_length", 0, 1, TS_SCAN_MAX - 1, &r->min_length, err,
@@ -165,7 +221,7 @@ enum ts_err ts_rules_new(const struct ts_rules_conf *conf, struct ts_rules **out
     for (int i = 0; i < r->n; i++) {
         if (!r->r[i].regex[0])
             continue;
-        if (regcomp(&r->re[i], r->r[i].regex, REG_EXTENDED | REG_NOSUB)) {
+        if (regcomp(&r->re[i], r->r[i].regex, REG_EXTENDED | (r->r[i].capture ? 0 : REG_NOSUB))) {
             snprintf(err, errsz, "[rule.%s] regex: does not compile", r->r[i].name);
             ts_rules_free(r);
             return TS_ERR_CONFIG;
@@ -201,6 +257,8 @@ static bool match(const struct ts_rules *r, int i, const struct ts_scan *s, int 
                   const struct ts_gs1 *gs1, bool gs1_ok, char *value, size_t valuesz)
 {
     const struct ts_rule_conf *rc = &r->r[i];
+    char param[TS_SCAN_MAX], group[TS_SCAN_MAX];
+    regmatch_t m[10];
     if (!symbology_ok(rc, s, upos))
         return false;
     const char *v = s->data;
@@ -209,6 +267,11 @@ static bool match(const struct ts_rules *r, int i, const struct ts_scan *s, int 
     if (rc->gs1_ai[0]) {
         if (!gs1_ok || !(v = ts_gs1_get(gs1, rc->gs1_ai)))
             return false;
+    }
+    if (rc->url_param[0]) {
+        if (ts_url_query_param(v, rc->url_param, param, sizeof param) != TS_OK || !param[0])
+            return false;
+        v = param;
     }
     size_t n = strlen(v);
     if (rc->prefix[0] && strncmp(v, rc->prefix, strlen(rc->prefix)) != 0)
@@ -219,8 +282,17 @@ static bool match(const struct ts_rules *r, int i, const struct ts_scan *s, int 
         return false;
     if (rc->max_length && n > (size_t)rc->max_length)
         return false;
-    if (r->has_re[i] && regexec(&r->re[i], v, 0, NULL, 0) != 0)
+    size_t nm = rc->capture ? (size_t)rc->capture + 1 : 0;
+    if (r->has_re[i] && regexec(&r->re[i], v, nm, nm ? m : NULL, 0) != 0)
         return false;
+    if (rc->capture) {
+        regmatch_t g = m[rc->capture];
+        if (g.rm_so < 0 || g.rm_eo < g.rm_so) /* the group took no part in the match */
+            return false;
+        memcpy(group, v + g.rm_so, (size_t)(g.rm_eo - g.rm_so));
+        group[g.rm_eo - g.rm_so] = '\0';
+        v = group;
+    }
     size_t sp = strlen(rc->strip_prefix);
     if (sp && strncmp(v, rc->strip_prefix, sp) == 0)
         v += sp;

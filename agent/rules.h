@@ -7,6 +7,14 @@
  * number (the 18 digits), and anything else is a loyalty number as scanned
  * (the behaviour before rules existed).
  *
+ * A rule can take a part of the code as the identifier, in this order:
+ * gs1_ai (the AI's value), url_param (a query parameter of an http(s) URL,
+ * percent-decoded: "https://app.example/loyalty?card=..."), then prefix,
+ * lengths and regex test what is left, capture takes a group of the regex
+ * match, and strip_prefix cuts a fixed text. Scans are outside bytes: every
+ * step is bounded by TS_SCAN_MAX, and back-references (\1 in an ERE, a
+ * glibc extension that can take exponential time) are refused.
+ *
  * The configuration keeps the rules as text (struct ts_rules_conf, copied
  * by value with the rest of ts_agent_config); ts_rules_new compiles them
  * (the regular expressions) for the agent.
@@ -32,6 +40,8 @@ struct ts_rule_conf {
     long length, min_length, max_length; /* 0 = not checked */
     char gs1_ai[5];                      /* "" = whole data */
     enum ts_ident_kind kind;
+    char url_param[48]; /* "" = none; else the identifier is this query parameter of a URL */
+    int capture;        /* 0 = none; else the identifier is this group of regex (1..9) */
     char strip_prefix[TS_RULE_TEXT]; /* removed from the identifier when it starts with it */
     bool need_gs1;                   /* built-in only: the AIM id (or "(AI)" form) must say GS1 */
 };

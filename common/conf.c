@@ -290,3 +290,16 @@ const char *ts_conf_section(const struct ts_conf *c, size_t i)
     }
     return NULL;
 }
+
+const char *ts_conf_key(const struct ts_conf *c, const char *section, size_t i)
+{
+    size_t seen = 0;
+    for (size_t k = 0; k < c->n; k++) {
+        if (strcmp(c->v[k].section, section) != 0 || !c->v[k].key[0])
+            continue;
+        if (seen == i)
+            return c->v[k].key;
+        seen++;
+    }
+    return NULL;
+}

@@ -41,5 +41,8 @@ enum ts_err ts_conf_errf(const struct ts_conf *c, const char *section, const cha
 /* Iterates sections in file order: returns the i-th distinct section name,
  * NULL past the end. */
 const char *ts_conf_section(const struct ts_conf *c, size_t i);
+/* The i-th key of section in file order (each key once: a repeated key
+ * keeps its last value), NULL past the end. */
+const char *ts_conf_key(const struct ts_conf *c, const char *section, size_t i);
 
 #endif

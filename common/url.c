@@ -104,3 +104,69 @@ enum ts_err ts_hostport_split(const char *v, char *host, size_t hsz, char *port,
     int n;
     return ts_port_parse(port, strlen(port), false, &n);
 }
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [s, s+n) (application/x-www-form-urlencoded: '+' is a
+ * space) into out, or only checks it with out NULL; *len gets the decoded
+ * length. TS_ERR_INVAL on a broken escape or %00. */
+static enum ts_err query_decode(const char *s, size_t n, char *out, size_t *len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++, o++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return TS_ERR_INVAL;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0 || (hi | lo) == 0)
+                return TS_ERR_INVAL;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (out)
+            out[o] = c;
+    }
+    if (out)
+        out[o] = '\0';
+    *len = o;
+    return TS_OK;
+}
+
+enum ts_err ts_url_query_param(const char *url, const char *name, char *out, size_t outsz)
+{
+    struct ts_url u;
+    char why[64];
+    if (!outsz || ts_url_parse(url, &u, why, sizeof why) != TS_OK)
+        return TS_ERR_INVAL;
+    const char *q = url + strcspn(url, "?#");
+    if (*q != '?')
+        return TS_ERR_NOTFOUND;
+    size_t qlen = strcspn(++q, "#"), nlen = strlen(name);
+    for (const char *p = q, *end = q + qlen; p < end;) {
+        size_t plen = strcspn(p, "&#");
+        if (plen > (size_t)(end - p))
+            plen = (size_t)(end - p);
+        if (plen > nlen && p[nlen] == '=' && strncmp(p, name, nlen) == 0) {
+            /* Checked first: out is set on success only. */
+            const char *v = p + nlen + 1;
+            size_t vlen = plen - nlen - 1, dlen;
+            if (query_decode(v, vlen, NULL, &dlen) != TS_OK || dlen >= outsz)
+                return TS_ERR_INVAL;
+            return query_decode(v, vlen, out, &dlen);
+        }
+        p += plen + 1;
+    }
+    return TS_ERR_NOTFOUND;
+}

@@ -1,7 +1,8 @@
 /*
  * The one URL parser: "scheme://host[:port][/path]" as our configuration
  * files write them (hub URL, public URL, upstream URL), host possibly
- * "[v6]". No credentials, no percent-decoding: we only ever connect.
+ * "[v6]". No credentials, no percent-decoding: we only ever connect. The
+ * one exception is ts_url_query_param, for URLs customers carry in QR codes.
  */
 #ifndef TS_URL_H
 #define TS_URL_H
@@ -33,5 +34,15 @@ enum ts_err ts_port_parse(const char *s, size_t n, bool listen, int *port);
 /* "host:port", "[v6]:port", ":port" or "port" (host "": every address) into
  * host and port (the digits, 1..65535); TS_ERR_INVAL otherwise. */
 enum ts_err ts_hostport_split(const char *v, char *host, size_t hsz, char *port, size_t psz);
+
+/*
+ * The value of query parameter name in an http(s) URL (what an app QR code
+ * carries: "https://shop.example/loyalty?card=4711%2F0815"), percent-decoded
+ * with '+' as a space, into out. The first parameter of that name wins.
+ * TS_ERR_NOTFOUND when the URL has no such parameter; TS_ERR_INVAL when it
+ * is no http(s) URL (ts_url_parse), an escape is broken or decodes to NUL,
+ * or the value does not fit. out is written on success only.
+ */
+enum ts_err ts_url_query_param(const char *url, const char *name, char *out, size_t outsz);
 
 #endif

@@ -67,6 +67,10 @@ struct ts_driver_host {
     /* The payment card guard's allowed ranges ([guard], drivers/guard.h);
      * NULL = only the built-in exceptions. */
     const struct ts_guard *guard;
+    /* Set by ts_inputs_check (check-config): open() validates everything it
+     * would refuse but binds, opens and starts nothing; the caller closes
+     * at once. */
+    bool parse_only;
 };
 
 struct ts_driver_ops {
@@ -82,7 +86,21 @@ struct ts_driver_ops {
      * any timer that is due at now_mono_ms. */
     void (*dispatch)(void *self, struct pollfd *fds, int n, int64_t now_mono_ms);
     void (*close)(void *self);
+    /* The one validation of [section], run by open() and by check-config
+     * (ts_inputs_check) alike: everything open() refuses as a configuration
+     * error it refuses, with "file:line: [section] key: ...". NULL: the
+     * driver's open() honours host->parse_only and is the check. */
+    enum ts_err (*check)(const struct ts_conf *conf, const char *section, char *err, size_t errsz);
+    /* The keys the driver reads besides driver=, NULL-terminated: any
+     * other key in its section is refused as unknown (a typo that would
+     * otherwise silently keep a default). */
+    const char *const *keys;
 };
+
+/* The input's name for states, scans and logs: "front" for the section
+ * [input.front] (the name status, metrics and the page show), the section
+ * as is otherwise. Every driver names its input with it. */
+const char *ts_input_name(const char *section);
 
 /* The registry: NULL when no driver has that name. */
 const struct ts_driver_ops *ts_driver_find(const char *name);

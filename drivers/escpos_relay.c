@@ -20,17 +20,13 @@
  *   reordered.
  *
  * TCP POS + TCP printer: one printer connection per POS connection (what a
- * raw 9100 printer expects), several POS connections at once, each its own
- * session with its own parser; the printer connection is made when the POS
- * sends its first byte, so a connection that sends nothing holds nothing
- * up. A serial side stays open and is reopened with backoff when it goes
- * away; a TCP printer behind a serial POS is kept connected and reconnected
- * with backoff; a TCP POS in front of a serial printer is served one
- * connection at a time.
- *
- * The tap serves the POS only: a TCP peer outside [input.NAME] allow
- * (default: loopback) is reset at once, logged and counted, and nothing it
- * sends is read; a POS connection silent for idle_ms is closed.
+ * raw 9100 printer expects), several at once, each its own session and
+ * parser; the printer connection is made on the POS's first byte. A serial
+ * side stays open, reopened with backoff when it goes away; a TCP printer
+ * behind a serial POS is kept connected; a TCP POS in front of a serial
+ * printer is served one connection at a time. A TCP peer outside allow
+ * (default: loopback) is reset at once, logged and counted, nothing read;
+ * a POS connection silent for idle_ms is closed.
  */
 #include "driver.h"
 #include "escpos.h"
@@ -406,7 +402,7 @@ static enum ts_err relay_open(const struct ts_conf *conf, const char *sec,
     }
     r->host = *host;
     r->backoff_ms = BACKOFF_MIN_MS;
-    ts_strlcpy(r->input, strncmp(sec, "input.", 6) ? sec : sec + 6, sizeof r->input);
+    ts_strlcpy(r->input, ts_input_name(sec), sizeof r->input);
     r->state = TS_INPUT_WAITING;
 
     v = ts_conf_get(conf, sec, "listen", "");
@@ -466,7 +462,7 @@ static enum ts_err relay_open(const struct ts_conf *conf, const char *sec,
     for (int i = 0; i < r->nsess; i++)
         if ((rc = ts_escpos_new(cp, on_receipt, &r->s[i], &r->s[i].parser)))
             goto out;
-    if (r->listen_port[0] && (rc = listen_open(r, err, errsz)))
+    if (r->listen_port[0] && !host->parse_only && (rc = listen_open(r, err, errsz)))
         goto out;
     *self = r;
     r = NULL;
@@ -797,4 +793,7 @@ const struct ts_driver_ops ts_escpos_driver = {
     .pollfds = relay_pollfds,
     .dispatch = relay_dispatch,
     .close = relay_close,
+    .keys = (const char *const[]){"listen", "pos_port", "printer", "printer_port", "baud", "flow",
+                                  "connect_timeout_ms", "linger_ms", "idle_ms", "allow", "codepage",
+                                  "rules", TS_RECEIPT_RULES_KEYS, NULL},
 };

@@ -59,4 +59,10 @@ enum ts_err ts_receipt_guard(const struct ts_guard *g, const struct ts_escpos_re
                              struct ts_receipt_guarded *out);
 void ts_receipt_guarded_free(struct ts_receipt_guarded *gr); /* NULL ok */
 
+/* The keys ts_receipt_rules_load reads, for the unknown-key check. */
+#define TS_RECEIPT_RULES_KEYS                                                                      \
+    "store", "terminal", "receipt_format", "currency", "decimal", "item_price", "barcode_from",    \
+        "store_re", "terminal_re", "receipt_re", "total_re", "tax_re", "discount_re",              \
+        "currency_re", "loyalty_re", "item_re", "qty_re", "skip_re", "item_fields", "qty_fields"
+
 #endif

@@ -171,28 +171,46 @@ static void handle_event(struct evdev *e, const struct input_event *ev)
         ts_kbd_press(&e->kbd, usage, mods_of(e->mods_down));
 }
 
+/* The section's validation, for open and check-config alike. A vid:pid
+ * (what hidpos and usbkbd take) is refused with the path to use instead. */
+static enum ts_err evdev_conf(const struct ts_conf *conf, const char *section, const char **path,
+                              const struct ts_keymap **map, bool *grab, char *err, size_t errsz)
+{
+    *path = ts_conf_get(conf, section, "device", NULL);
+    if (!*path || (*path)[0] != '/' || strlen(*path) >= sizeof((struct evdev *)0)->path)
+        return ts_conf_errf(conf, section, "device", err, errsz,
+                            "expected the event device path, e.g. "
+                            "/dev/input/by-id/usb-...-event-kbd%s",
+                            *path && strchr(*path, ':') ? " (a vid:pid is for driver = hidpos or "
+                                                          "usbkbd)"
+                                                        : "");
+    int rc = ts_keymap_parse_conf(conf, section, map, err, errsz);
+    return rc ? rc : ts_conf_get_bool(conf, section, "grab", true, grab, err, errsz);
+}
+
+static enum ts_err evdev_check(const struct ts_conf *conf, const char *section, char *err,
+                               size_t errsz)
+{
+    const char *path;
+    const struct ts_keymap *map;
+    bool grab;
+    return evdev_conf(conf, section, &path, &map, &grab, err, errsz);
+}
+
 static enum ts_err evdev_open(const struct ts_conf *conf, const char *section,
                               const struct ts_driver_host *host, void **self, char *err,
                               size_t errsz)
 {
     const struct ts_keymap *map;
-    const char *path = ts_conf_get(conf, section, "device", NULL);
-    if (!path || path[0] != '/' || strlen(path) >= sizeof((struct evdev *)0)->path) {
-        ts_conf_errf(conf, section, "device", err, errsz,
-                     "expected the event device path, e.g. /dev/input/by-id/usb-...-event-kbd");
-        return TS_ERR_CONFIG;
-    }
-    int rc = ts_keymap_parse_conf(conf, section, &map, err, errsz);
-    if (rc)
-        return rc;
+    const char *path;
     bool grab;
-    rc = ts_conf_get_bool(conf, section, "grab", true, &grab, err, errsz);
+    int rc = evdev_conf(conf, section, &path, &map, &grab, err, errsz);
     if (rc)
         return rc;
     struct evdev *e = calloc(1, sizeof *e);
     if (!e)
         return TS_ERR_NOMEM;
-    ts_strlcpy(e->input, section, sizeof e->input);
+    ts_strlcpy(e->input, ts_input_name(section), sizeof e->input);
     ts_strlcpy(e->path, path, sizeof e->path);
     e->grab = grab;
     e->host = *host;
@@ -266,4 +284,6 @@ const struct ts_driver_ops ts_driver_evdev = {
     .pollfds = evdev_pollfds,
     .dispatch = evdev_dispatch,
     .close = evdev_close,
+    .check = evdev_check,
+    .keys = (const char *const[]){"device", "keymap", "grab", NULL},
 };

@@ -50,6 +50,13 @@ static void on_lost(void *ctx)
     ts_hidpos_asm_reset(&p->asm_);
 }
 
+static enum ts_err hidpos_check(const struct ts_conf *conf, const char *section, char *err,
+                                size_t errsz)
+{
+    struct ts_usbdev_cfg cfg;
+    return ts_usbdev_parse_conf(conf, section, &cfg, err, errsz);
+}
+
 static enum ts_err hidpos_open(const struct ts_conf *conf, const char *section,
                                const struct ts_driver_host *host, void **self, char *err,
                                size_t errsz)
@@ -62,7 +69,7 @@ static enum ts_err hidpos_open(const struct ts_conf *conf, const char *section,
     struct hidpos *p = calloc(1, sizeof *p);
     if (!p)
         return TS_ERR_NOMEM;
-    ts_strlcpy(p->input, section, sizeof p->input);
+    ts_strlcpy(p->input, ts_input_name(section), sizeof p->input);
     cfg.input = p->input;
     p->host = *host;
     rc = ts_usbdev_new(&cfg, host, on_report, on_lost, p, &p->dev, err, errsz);
@@ -102,4 +109,6 @@ const struct ts_driver_ops ts_driver_hidpos = {
     .pollfds = hidpos_pollfds,
     .dispatch = hidpos_dispatch,
     .close = hidpos_close,
+    .check = hidpos_check,
+    .keys = (const char *const[]){"device", "serial", "interface", NULL},
 };

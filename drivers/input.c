@@ -44,6 +44,11 @@ const char *const *ts_driver_names(void)
     return names;
 }
 
+const char *ts_input_name(const char *section)
+{
+    return strncmp(section, "input.", 6) == 0 && section[6] ? section + 6 : section;
+}
+
 /* ---- emit ---------------------------------------------------------------- */
 
 bool ts_driver_emit(const struct ts_driver_host *host, const char *input, const char *data,
@@ -124,6 +129,7 @@ const char *ts_input_state_name(enum ts_input_state st)
 static void inner_state(void *ctx, const char *input, enum ts_input_state st, const char *detail)
 {
     struct ts_inputs *r = ctx;
+    input = ts_input_name(input); /* a driver that reports its section still counts */
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < r->n; i++)
         if (!strcmp(r->in[i].name, input)) {
@@ -192,6 +198,43 @@ static void known_list(char *out, size_t outsz)
     }
 }
 
+/* A key the driver does not read: a typo that would silently keep a
+ * default (baud, keymap, grab) is refused like a bad value. */
+static enum ts_err check_keys(const struct ts_conf *conf, const char *sec,
+                              const struct ts_driver_ops *ops, char *err, size_t errsz)
+{
+    const char *key;
+    for (size_t i = 0; ops->keys && (key = ts_conf_key(conf, sec, i)); i++) {
+        bool known = !strcmp(key, "driver");
+        for (size_t k = 0; !known && ops->keys[k]; k++)
+            known = !strcmp(key, ops->keys[k]);
+        if (known)
+            continue;
+        char list[640] = "driver";
+        for (size_t k = 0; ops->keys[k]; k++) {
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, ", %s", ops->keys[k]);
+        }
+        return ts_conf_errf(conf, sec, key, err, errsz, "unknown key for driver %s (known: %s)",
+                            ops->name, list);
+    }
+    return TS_OK;
+}
+
+/* The driver's own validation of its section: what open() would refuse. */
+static enum ts_err check_driver(const struct ts_conf *conf, const char *sec,
+                                const struct ts_driver_ops *ops, char *err, size_t errsz)
+{
+    int rc = check_keys(conf, sec, ops, err, errsz);
+    if (rc || ops->check)
+        return rc ? rc : ops->check(conf, sec, err, errsz);
+    struct ts_driver_host host = {.parse_only = true};
+    void *self = NULL;
+    if ((rc = ops->open(conf, sec, &host, &self, err, errsz)) == TS_OK)
+        ops->close(self);
+    return rc;
+}
+
 enum ts_err ts_inputs_check(const struct ts_conf *conf, char *err, size_t errsz)
 {
     const char *sec;
@@ -216,6 +259,9 @@ enum ts_err ts_inputs_check(const struct ts_conf *conf, char *err, size_t errsz)
                          drv, known);
             return TS_ERR_CONFIG;
         }
+        int rc = check_driver(conf, sec, ts_driver_find(drv), err, errsz);
+        if (rc)
+            return rc;
         if (++count > MAX_INPUTS) {
             ts_errf(err, errsz, "%s: [%s]: more than %d inputs",
                     ts_conf_where(conf, sec, "driver", where, sizeof where), sec, MAX_INPUTS);

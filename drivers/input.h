@@ -20,8 +20,10 @@
 struct ts_inputs;
 struct json_t;
 
-/* Checks the [input.*] sections' driver names (file:line and the known
- * drivers on an unknown one) without opening anything. */
+/* Checks every [input.*] section the way run does without opening
+ * anything: the driver name (file:line and the known drivers on an unknown
+ * one), keys the driver does not know, and the driver's own validation
+ * (ts_driver_ops.check), so check-config refuses whatever run refuses. */
 enum ts_err ts_inputs_check(const struct ts_conf *conf, char *err, size_t errsz);
 
 /*

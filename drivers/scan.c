@@ -2,6 +2,7 @@
 #include "scan.h"
 #include "ts.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,9 +44,24 @@ enum ts_err ts_scan_from_text(const char *source, const char *code, size_t len, 
 
 void ts_scan_mask(const char *code, char *out, size_t outsz)
 {
-    size_t n = strlen(code);
-    if (n <= 4)
+    /* The last 4 characters, not bytes: a keyboard-wedge scan decoded with
+     * a German or French layout ends in 'ö' or 'é', and half of one would
+     * make the session JSON (and every event carrying it) invalid. */
+    size_t n = strlen(code), start = n, chars = 0;
+    while (start > 0 && chars < 4)
+        if (((unsigned char)code[--start] & 0xc0) != 0x80)
+            chars++;
+    if (start == 0) {
         ts_strlcpy(out, "****", outsz);
-    else
-        snprintf(out, outsz, "…%s", code + n - 4);
+        return;
+    }
+    char tail[32];
+    size_t t = ts_strlcpy(tail, code + start, sizeof tail);
+    json_t *as_text = json_string(tail); /* NULL for anything but well-formed UTF-8 */
+    if (t >= sizeof tail || !as_text)
+        for (size_t i = 0; tail[i]; i++) /* bytes that are no text: shown as '?' */
+            if ((unsigned char)tail[i] >= 0x80)
+                tail[i] = '?';
+    json_decref(as_text);
+    snprintf(out, outsz, "…%s", tail);
 }

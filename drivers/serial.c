@@ -176,33 +176,24 @@ static void set_state(struct serial *s, enum ts_input_state st, const char *deta
 
 static void serial_close(void *self);
 
-static enum ts_err serial_open(const struct ts_conf *c, const char *sec,
-                               const struct ts_driver_host *host, void **self, char *err,
-                               size_t errsz)
+/* The section's validation into s (port, line settings, framer), for open
+ * and check-config alike; allocates nothing. */
+static enum ts_err serial_conf(const struct ts_conf *c, const char *sec, struct serial *s,
+                               char *err, size_t errsz)
 {
-    struct serial *s = calloc(1, sizeof *s);
-    int rc = TS_ERR_CONFIG;
+    int rc;
     bool aim = false;
     long ict = 0;
     enum ts_serial_suffix suffix;
-    if (!s)
-        return TS_ERR_NOMEM;
-    s->host = *host;
-    s->fd = -1;
-    s->state = TS_INPUT_WAITING;
-    s->backoff_ms = BACKOFF_MIN_MS;
-    ts_strlcpy(s->input, strncmp(sec, "input.", 6) ? sec : sec + 6, sizeof s->input);
     const char *v = ts_conf_get(c, sec, "port", "");
-    if (!*v || ts_strlcpy(s->port, v, sizeof s->port) >= sizeof s->port) {
-        rc = ts_conf_errf(c, sec, "port", err, errsz, "the serial device, e.g. /dev/ttyACM0");
-        goto out;
-    }
+    if (!*v || v[0] != '/' || ts_strlcpy(s->port, v, sizeof s->port) >= sizeof s->port)
+        return ts_conf_errf(c, sec, "port", err, errsz, "the serial device, e.g. /dev/ttyACM0");
     if ((rc = ts_conf_get_int(c, sec, "baud", 9600, 300, 4000000, &s->baud, err, errsz)) ||
         (rc = ts_conf_get_int(c, sec, "data_bits", 8, 5, 8, &s->data_bits, err, errsz)) ||
         (rc = ts_conf_get_int(c, sec, "stop_bits", 1, 1, 2, &s->stop_bits, err, errsz)) ||
         (rc = ts_conf_get_int(c, sec, "inter_char_timeout_ms", 0, 0, 10000, &ict, err, errsz)) ||
         (rc = ts_conf_get_bool(c, sec, "aim_prefix", false, &aim, err, errsz)))
-        goto out;
+        return rc;
     v = ts_conf_get(c, sec, "parity", "none");
     static const struct {
         const char *name;
@@ -218,24 +209,43 @@ static enum ts_err serial_open(const struct ts_conf *c, const char *sec,
             s->parity = parities[i].p;
             rc = TS_OK;
         }
-    if (rc) {
-        rc = ts_conf_errf(c, sec, "parity", err, errsz, "none, odd, even, mark or space");
-        goto out;
-    }
-    if (ts_serial_flow_parse(ts_conf_get(c, sec, "flow", "none"), &s->flow) != TS_OK) {
-        rc = ts_conf_errf(c, sec, "flow", err, errsz, "none, rtscts, dtrdsr or xonxoff");
-        goto out;
-    }
-    if (ts_serial_suffix_parse(ts_conf_get(c, sec, "suffix", "cr"), &suffix)) {
-        rc = ts_conf_errf(c, sec, "suffix", err, errsz, "cr, lf, crlf, tab, etx or none");
-        goto out;
-    }
-    if (suffix == TS_SUFFIX_NONE && ict == 0) {
-        rc = ts_conf_errf(c, sec, "suffix", err, errsz,
-                          "none needs inter_char_timeout_ms (e.g. 50) to know where a code ends");
-        goto out;
-    }
+    if (rc)
+        return ts_conf_errf(c, sec, "parity", err, errsz, "none, odd, even, mark or space");
+    if (ts_serial_flow_parse(ts_conf_get(c, sec, "flow", "none"), &s->flow) != TS_OK)
+        return ts_conf_errf(c, sec, "flow", err, errsz, "none, rtscts, dtrdsr or xonxoff");
+    if (ts_serial_suffix_parse(ts_conf_get(c, sec, "suffix", "cr"), &suffix))
+        return ts_conf_errf(c, sec, "suffix", err, errsz, "cr, lf, crlf, tab, etx or none");
+    if (suffix == TS_SUFFIX_NONE && ict == 0)
+        return ts_conf_errf(c, sec, "suffix", err, errsz,
+                            "none needs inter_char_timeout_ms (e.g. 50) to know where a code ends");
     ts_serial_framer_init(&s->fr, suffix, ict, aim);
+    return TS_OK;
+}
+
+static enum ts_err serial_check(const struct ts_conf *c, const char *sec, char *err, size_t errsz)
+{
+    struct serial s;
+    memset(&s, 0, sizeof s);
+    int rc = serial_conf(c, sec, &s, err, errsz);
+    explicit_bzero(&s, sizeof s);
+    return rc;
+}
+
+static enum ts_err serial_open(const struct ts_conf *c, const char *sec,
+                               const struct ts_driver_host *host, void **self, char *err,
+                               size_t errsz)
+{
+    struct serial *s = calloc(1, sizeof *s);
+    if (!s)
+        return TS_ERR_NOMEM;
+    s->host = *host;
+    s->fd = -1;
+    s->state = TS_INPUT_WAITING;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    ts_strlcpy(s->input, ts_input_name(sec), sizeof s->input);
+    int rc = serial_conf(c, sec, s, err, errsz);
+    if (rc)
+        goto out;
     set_state(s, TS_INPUT_WAITING, "not opened yet");
     *self = s;
     return TS_OK;
@@ -468,4 +478,7 @@ const struct ts_driver_ops ts_driver_serial = {
     .pollfds = serial_pollfds,
     .dispatch = serial_dispatch,
     .close = serial_close,
+    .check = serial_check,
+    .keys = (const char *const[]){"port", "baud", "data_bits", "stop_bits", "parity", "flow",
+                                  "suffix", "inter_char_timeout_ms", "aim_prefix", NULL},
 };

@@ -84,7 +84,9 @@ enum ts_err ts_usbdev_parse_conf(const struct ts_conf *conf, const char *section
     if (!dev || sscanf(dev, "%4x:%4x%n", &vid, &pid, &used) != 2 || dev[used] != '\0') {
         ts_conf_errf(conf, section, "device", err, errsz,
                      "expected the scanner's USB id as vid:pid (hex, e.g. 0c2e:0b61; 'tillside "
-                     "devices' lists them)");
+                     "devices' lists them)%s",
+                     dev && dev[0] == '/' ? ", not a path (a /dev/input path is for driver = evdev)"
+                                          : "");
         return TS_ERR_CONFIG;
     }
     c.vid = (uint16_t)vid;

@@ -48,23 +48,37 @@ static void on_lost(void *ctx)
     ts_kbd_reset(&k->kbd);
 }
 
+/* The section's validation, for open and check-config alike. */
+static enum ts_err usbkbd_conf(const struct ts_conf *conf, const char *section,
+                               struct ts_usbdev_cfg *cfg, const struct ts_keymap **map, char *err,
+                               size_t errsz)
+{
+    int rc = ts_usbdev_parse_conf(conf, section, cfg, err, errsz);
+    return rc ? rc : ts_keymap_parse_conf(conf, section, map, err, errsz);
+}
+
+static enum ts_err usbkbd_check(const struct ts_conf *conf, const char *section, char *err,
+                                size_t errsz)
+{
+    struct ts_usbdev_cfg cfg;
+    const struct ts_keymap *map;
+    return usbkbd_conf(conf, section, &cfg, &map, err, errsz);
+}
+
 static enum ts_err usbkbd_open(const struct ts_conf *conf, const char *section,
                                const struct ts_driver_host *host, void **self, char *err,
                                size_t errsz)
 {
     struct ts_usbdev_cfg cfg;
     const struct ts_keymap *map;
-    int rc = ts_usbdev_parse_conf(conf, section, &cfg, err, errsz);
-    if (rc)
-        return rc;
-    rc = ts_keymap_parse_conf(conf, section, &map, err, errsz);
+    int rc = usbkbd_conf(conf, section, &cfg, &map, err, errsz);
     if (rc)
         return rc;
     cfg.want = TS_USBDEV_WANT_BOOTKBD;
     struct usbkbd *k = calloc(1, sizeof *k);
     if (!k)
         return TS_ERR_NOMEM;
-    ts_strlcpy(k->input, section, sizeof k->input);
+    ts_strlcpy(k->input, ts_input_name(section), sizeof k->input);
     cfg.input = k->input;
     k->host = *host;
     ts_kbd_init(&k->kbd, map, on_code, k);
@@ -105,4 +119,6 @@ const struct ts_driver_ops ts_driver_usbkbd = {
     .pollfds = usbkbd_pollfds,
     .dispatch = usbkbd_dispatch,
     .close = usbkbd_close,
+    .check = usbkbd_check,
+    .keys = (const char *const[]){"device", "serial", "interface", "keymap", NULL},
 };

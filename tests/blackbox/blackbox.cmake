@@ -93,3 +93,16 @@ ts_blackbox_test(bb_sec_signed_orders test_security.py signed_orders)
 ts_blackbox_test(bb_sec_write_key_guessing test_security.py write_key_guessing)
 ts_blackbox_test(bb_sec_write_key_behind_proxy test_security.py write_key_behind_proxy)
 ts_blackbox_test(bb_sec_enroll_token_guessing test_security.py enroll_token_guessing)
+# Issue 18: every driver's input reports its real state; check-config = run's validation.
+foreach(_drv hidpos usbkbd evdev serial escpos)
+    ts_blackbox_test(bb_inputs_status_open_${_drv} test_inputs.py status_open_${_drv})
+endforeach()
+ts_blackbox_test(bb_inputs_check_config_refuses_what_run_refuses test_inputs.py
+                 check_config_refuses_what_run_refuses)
+# Issue 18: extraction rules and attribution from the transaction.
+ts_blackbox_test(bb_counter_url_qr_resolves_by_capture_rule test_counter.py
+                 url_qr_resolves_by_capture_rule)
+ts_blackbox_test(bb_counter_stale_card_sale_goes_anonymous test_counter.py
+                 stale_card_sale_goes_anonymous)
+ts_blackbox_test(bb_counter_receipt_loyalty_id_attributed test_counter.py
+                 receipt_loyalty_id_attributed)

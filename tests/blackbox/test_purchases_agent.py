@@ -169,7 +169,7 @@ class HubFront:
 def api_contract(w):
     """400 names the bad fields; no token, no purchase; 202 after commit, 200
     duplicate for the same receipt; the hub gets it once, with the customer
-    on screen, whose card then clears; metrics, status and the CLI show it."""
+    scanned inside the sale, whose card then clears; metrics, status and the CLI show it."""
     w.start_hub()
     st, _ = w.send_batch(customer_batch())
     check(st == 200, f"CDP batch answered {st}")
@@ -196,10 +196,13 @@ def api_contract(w):
     check(st == 401, f"purchase without token answered {st}: {body}")
 
     sse = SSEClient(w.api_port)
+    # The POS opened the sale, then the card was scanned: the sale is hers.
+    opened = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 1))
     st, sess = w.api("POST", "/api/v1/scan", {"code": "2000000000015"})
     check(st == 200 and sess["status"] == "found", f"scan answered {st}: {sess}")
     cid = sess["card"]["cid"]
-    st, body = w.api("POST", "/api/v1/purchases", purchase("S001-T01-000001"))
+    st, body = w.api("POST", "/api/v1/purchases",
+                     purchase("S001-T01-000001", transaction_started_at=opened))
     check(st == 202 and body["message_id"], f"purchase answered {st}: {body}")
     mid = body["message_id"]
     ev = sse.wait_event("purchase", lambda d: d["receipt"] == "S001-T01-000001")

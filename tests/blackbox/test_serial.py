@@ -163,20 +163,25 @@ def replug(w):
     check("waiting" in states[states.index("open"):], f"no waiting state after unplug: {got}")
 
 
-def agent_with_scanner(w, extra=""):
-    bed = Bed()
-    port_conf = (f"[input.front]\ndriver = serial\nport = /dev/{LINK}\nsuffix = cr\n"
-                 f"aim_prefix = true\n{extra}")
+def start_agent_under(w, root, preload_libs, extra):
+    """The agent started inside the umockdev testbed at root."""
     saved = {k: os.environ.get(k) for k in ("UMOCKDEV_DIR", "LD_PRELOAD")}
-    os.environ.update(UMOCKDEV_DIR=bed.root, LD_PRELOAD=preload())
+    os.environ.update(UMOCKDEV_DIR=root, LD_PRELOAD=preload_libs)
     try:
-        w.start_agent(extra=port_conf)
+        w.start_agent(extra=extra)
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def agent_with_scanner(w, extra=""):
+    bed = Bed()
+    port_conf = (f"[input.front]\ndriver = serial\nport = /dev/{LINK}\nsuffix = cr\n"
+                 f"aim_prefix = true\n{extra}")
+    start_agent_under(w, bed.root, preload(), port_conf)
     wait_for(lambda: any(d["name"] == "front" and d["state"] == "open"
                          for d in w.status().get("devices", [])), what="scanner open")
     return bed

@@ -54,12 +54,14 @@ def watch_shows_card(w):
         w.agent.stop()
         wait_for(lambda: "reconnecting" in pane(w), what="reconnecting notice")
         w.start_agent()
+        opened = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 1))
         w.api("POST", "/api/v1/scan", {"code": "2000000000015"})
         wait_for(lambda: "Ada Lovelace" in pane(w), what="the card after reconnect")
 
-        # A purchase for the customer on screen: noted, and the card goes.
+        # A purchase for the customer scanned inside the sale: noted, and the card goes.
         s, body = w.api("POST", "/api/v1/purchases", {
             "receipt": "S001-T01-000777", "currency": "EUR", "total": 19.0,
+            "transaction_started_at": opened,
             "products": [{"sku": "SKU-HAT-1", "name": "Wool Hat", "quantity": 1, "price": 19.0}]})
         check(s == 202, f"purchase answered {s}: {body}")
         text = wait_for(lambda: "Purchase recorded" in pane(w) and "Ada" not in pane(w)

@@ -242,10 +242,13 @@ async function main() {
     // 6. A purchase for the customer on screen clears the card (the agent
     //    publishes `purchase`, then `clear`). The endpoint is another
     //    engineer's; wait a little for it, then fail saying so.
+    //    The POS says when the sale opened: the card scanned since is the buyer.
     await clear();
+    const opened = new Date(Date.now() - 1000).toISOString();
     await scan('2000000000015');
     await card.getByRole('heading', { name: 'Ada Lovelace' }).waitFor({ timeout: 5000 });
     const body = { receipt: 'S001-T01-000123', currency: 'EUR', total: 59.9, tax: 9.56,
+      transaction_started_at: opened,
       products: [{ sku: 'SKU-SOCK', name: 'Wool Socks', quantity: 1, price: 59.9 }] };
     let r = await purchase(body);
     for (let i = 0; r.status === 404 && i < 20; i++) {

@@ -53,7 +53,7 @@ def hidpos(ioctl, n):
 def hidpos_short_code():
     rc, lines, err = hidpos('short.ioctl', 1)
     expect(rc == 0, 'no scan within the timeout', lines, err)
-    expect(any(l.startswith('state input.front OPEN') for l in lines), 'input never OPEN', lines)
+    expect(any(l.startswith('state front OPEN') for l in lines), 'input never OPEN', lines)
     expect(scans_of(lines)[0] == [']E0', '4006381333931'], 'wrong first scan', lines)
 
 
@@ -71,7 +71,7 @@ def hidpos_card_number_dropped():
     rc, lines, err = hidpos('card.ioctl', 1)
     expect(rc == 0, 'no scan within the timeout', lines, err)
     first = [l for l in lines if l.startswith(('scan ', 'guard-drop '))][:2]
-    expect(first == ['guard-drop input.front', 'scan input.front ]E0 2900000000018'],
+    expect(first == ['guard-drop front', 'scan front ]E0 2900000000018'],
            'card number not dropped at the driver, or the EAN-13 after it lost', lines)
     expect('4111' not in '\n'.join(lines) + err, 'card digits leaked to output or log', lines, err)
 
@@ -81,7 +81,7 @@ def hidpos_device_missing():
     # a testbed holding only the keyboard-wedge scanner (another vid:pid)
     rc, lines, err = run(conf, 'input.front', ['-d', f'{HERE}/usbkbd/scanner.umockdev'], 1, 1500)
     expect(rc == 3, 'expected no scan', lines)
-    expect(lines and lines[0].startswith('state input.front WAITING waiting for USB device 0c2e:0b87'),
+    expect(lines and lines[0].startswith('state front WAITING waiting for USB device 0c2e:0b87'),
            'missing device not reported as WAITING', lines)
     expect(not any('ERROR' in l for l in lines), 'missing device reported as an error', lines)
 

@@ -469,12 +469,43 @@ static void test_json_error(void **state)
     ts_buf_free(&b);
 }
 
+/* A query parameter of a customer's QR URL: decoded, bounded, out set on
+ * success only. */
+static void test_url_query_param(void **state)
+{
+    (void)state;
+    char v[8];
+    assert_int_equal(
+        ts_url_query_param("https://a.example/l?x=1&card=12%2B3+4#f", "card", v, sizeof v), TS_OK);
+    assert_string_equal(v, "12+3 4");
+    assert_int_equal(ts_url_query_param("https://a.example/l?card=&card=9", "card", v, sizeof v),
+                     TS_OK);
+    assert_string_equal(v, ""); /* the first of that name */
+    strcpy(v, "keep");
+    assert_int_equal(ts_url_query_param("https://a.example/l?card=12345678", "card", v, sizeof v),
+                     TS_ERR_INVAL); /* 8 bytes do not fit with the NUL */
+    assert_string_equal(v, "keep");
+    assert_int_equal(ts_url_query_param("https://a.example/l?card=1%0", "card", v, sizeof v),
+                     TS_ERR_INVAL);
+    assert_int_equal(ts_url_query_param("https://a.example/l?card=%00", "card", v, sizeof v),
+                     TS_ERR_INVAL);
+    assert_string_equal(v, "keep");
+    assert_int_equal(ts_url_query_param("https://a.example/l#card=1", "card", v, sizeof v),
+                     TS_ERR_NOTFOUND);
+    assert_int_equal(ts_url_query_param("https://a.example/l?xcard=1", "card", v, sizeof v),
+                     TS_ERR_NOTFOUND);
+    assert_int_equal(ts_url_query_param("ftp://a.example/?card=1", "card", v, sizeof v),
+                     TS_ERR_INVAL);
+    assert_int_equal(ts_url_query_param("card=1", "card", v, sizeof v), TS_ERR_INVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_grows_and_terminates),
         cmocka_unit_test(test_iso8601_roundtrip),
         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_url_query_param),
         cmocka_unit_test(test_conf_values_and_errors),
         cmocka_unit_test(test_buf_reserve_refuses_overflow),
         cmocka_unit_test(test_backoff_bounds_cap_floor),

@@ -175,6 +175,39 @@ static void test_operations_example(void **state)
     ts_rules_free(r);
 }
 
+/* Extraction: a query parameter of an app's URL QR, a regex group. */
+static void test_extract(void **state)
+{
+    (void)state;
+    struct ts_rules *r = load("[rule.app_url]\nsymbology = ]Q\nurl_param = card\n"
+                              "regex = ^[0-9]{10}$\nkind = loyalty\n"
+                              "[rule.group]\nregex = ^CARD-([0-9]+)-(X|Y)$\ncapture = 1\n"
+                              "kind = loyalty\n"
+                              "[rule.both]\nurl_param = c\nregex = ^v([0-9]+)$\ncapture = 1\n"
+                              "strip_prefix = 00\nkind = loyalty\n");
+    EXPECT(r, "]Q1https://app.example/loyalty?card=4711000123", "loyalty", "app_url", "4711000123");
+    /* Percent-decoding, another parameter first, a fragment after. */
+    EXPECT(r, "]Q1https://app.example/l?x=1&card=47110%30%30123#top", "loyalty", "app_url",
+           "4711000123");
+    /* The first parameter of that name wins; a URL without it falls through. */
+    EXPECT(r, "]Q1https://app.example/l?card=4711000123&card=9999999999", "loyalty", "app_url",
+           "4711000123");
+    EXPECT(r, "]Q1https://app.example/l?cardx=4711000123", "loyalty", "default:loyalty",
+           "https://app.example/l?cardx=4711000123");
+    /* Not a URL, a broken escape, %00, a value the regex refuses: no match. */
+    EXPECT(r, "]Q1card=4711000123", "loyalty", "default:loyalty", "card=4711000123");
+    EXPECT(r, "]Q1https://a.example/?card=47%G1000123", "loyalty", "default:loyalty",
+           "https://a.example/?card=47%G1000123");
+    EXPECT(r, "]Q1https://a.example/?card=4711%00", "loyalty", "default:loyalty",
+           "https://a.example/?card=4711%00");
+    EXPECT(r, "]Q1https://a.example/?card=4711%", "loyalty", "default:loyalty",
+           "https://a.example/?card=4711%");
+    EXPECT(r, "CARD-123456-Y", "loyalty", "group", "123456");
+    EXPECT(r, "CARD-123456-Z", "loyalty", "default:loyalty", "CARD-123456-Z");
+    EXPECT(r, "http://h/?c=v0012345", "loyalty", "both", "12345");
+    ts_rules_free(r);
+}
+
 static void expect_error(const char *rules_text, const char *where, const char *what)
 {
     static struct ts_agent_config c;
@@ -202,6 +235,17 @@ static void test_config_errors(void **state)
                  "[rule.a] max_length: smaller than min_length");
     expect_error("[rule.a]\nkind = loyalty\n[rule.b]\nkind = receipt\nlength = 5\nmin_length = 2\n",
                  "t.conf:9", "[rule.b] length");
+    expect_error("[rule.a]\nkind = loyalty\ncapture = 1\n", "t.conf:7",
+                 "[rule.a] capture: needs a regex");
+    expect_error("[rule.a]\nkind = loyalty\nregex = ^a(b)$\ncapture = 2\n", "t.conf:8",
+                 "[rule.a] capture: group 2 asked for, the regex has 1");
+    expect_error("[rule.a]\nkind = loyalty\nregex = ^a(b)$\ncapture = 10\n", "t.conf:8",
+                 "[rule.a] capture");
+    expect_error("[rule.a]\nkind = loyalty\nregex = ^(a+)\\1$\n", "t.conf:7",
+                 "[rule.a] regex: back-references");
+    expect_error("[rule.a]\nkind = loyalty\nurl_param = ca rd\n", "t.conf:7", "[rule.a] url_param");
+    expect_error("[rule.a]\nkind = loyalty\nstrip-prefix = X\n", "t.conf:7",
+                 "[rule.a] strip-prefix: unknown key");
 }
 
 int main(void)
@@ -213,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_gs1_ai),
         cmocka_unit_test(test_operations_example),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_extract),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -337,7 +337,7 @@ enum ts_err ts_inputs_start(struct ts_inputs *r)
     return TS_OK;
 }
 
-void ts_inputs_free(struct ts_inputs *r)
+void ts_inputs_stop(struct ts_inputs *r)
 {
     if (!r)
         return;
@@ -346,7 +346,15 @@ void ts_inputs_free(struct ts_inputs *r)
         uint64_t one = 1;
         (void)!write(r->wake, &one, sizeof one);
         pthread_join(r->thread, NULL);
+        r->running = false;
     }
+}
+
+void ts_inputs_free(struct ts_inputs *r)
+{
+    if (!r)
+        return;
+    ts_inputs_stop(r);
     for (size_t i = 0; i < r->n; i++)
         r->in[i].ops->close(r->in[i].self);
     if (r->wake >= 0)

@@ -102,7 +102,7 @@ uint64_t ts_bus_last_id(struct ts_bus *b);
  * into *out (free out->data). TS_ERR_TIMEOUT when none came, TS_ERR_CLOSED
  * once ts_bus_close was called (wakes every waiter).
  */
-int ts_bus_next(struct ts_bus *b, uint64_t after, int timeout_ms, struct ts_bus_event *out);
+enum ts_err ts_bus_next(struct ts_bus *b, uint64_t after, int timeout_ms, struct ts_bus_event *out);
 /* Makes every waiting ts_bus_next return TS_ERR_TIMEOUT now (a reader that
  * was told to stop looks at its flag at once). */
 void ts_bus_wake(struct ts_bus *b);

@@ -36,7 +36,7 @@ struct sse {
  * "data:" field, which EventSource joins back with "\n" — the stream can
  * never be desynchronised by its payload.
  */
-static int sse_format(ts_buf *out, uint64_t id, const char *type, const char *data)
+static enum ts_err sse_format(ts_buf *out, uint64_t id, const char *type, const char *data)
 {
     int rc = ts_buf_printf(out, "id: %" PRIu64 "\nevent: %s\n", id, type);
     const char *p = data;

@@ -151,7 +151,7 @@ static enum ts_err install_pair(const struct ts_agent_config *cfg, const char *k
  * certificate still opens. The hub names the new certificate after the
  * one we present; we check it is for our new key and the same terminal.
  */
-static int renew(struct ts_trust *t, char *why, size_t whysz)
+static enum ts_err renew(struct ts_trust *t, char *why, size_t whysz)
 {
     const struct ts_agent_config *cfg = t->cfg;
     char *key_pem = NULL, *csr_pem = NULL, *body = NULL, err[512];

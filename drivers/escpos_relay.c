@@ -201,7 +201,8 @@ static void pos_reset(struct sess *x)
     side_close(&x->pos);
 }
 
-static int serial_open(struct relay *r, const char *path, struct side *s, char *why, size_t whysz)
+static enum ts_err serial_open(struct relay *r, const char *path, struct side *s, char *why,
+                               size_t whysz)
 {
     struct sp_port *sp = NULL;
     int fd = -1;

@@ -23,7 +23,7 @@ struct ts_db_step {
 };
 
 /* PRAGMA user_version; 0 for a file made before versions were kept. */
-int ts_db_version(sqlite3 *db, int *out);
+enum ts_err ts_db_version(sqlite3 *db, int *out);
 
 /* Fails with TS_ERR_DB and "PATH: schema version N is newer than ..." when
  * the file is newer than latest; a missing or older file is fine. */

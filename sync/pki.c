@@ -228,8 +228,8 @@ static enum ts_err write_key(mbedtls_pk_context *key, const char *path, char *er
 
 /* Signs one certificate into pem (PEM text, NUL-terminated); serial_hex
  * gets its serial number as lowercase hex. */
-int ts_pki_sign_cert(const struct cert_spec *s, struct pki_rng *r, unsigned char *pem, size_t pemsz,
-                     char serial_hex[33], char *err, size_t errsz)
+enum ts_err ts_pki_sign_cert(const struct cert_spec *s, struct pki_rng *r, unsigned char *pem,
+                             size_t pemsz, char serial_hex[33], char *err, size_t errsz)
 {
     mbedtls_x509write_cert crt;
     unsigned char serial[16];
@@ -293,7 +293,7 @@ out:
 }
 
 /* Signs and writes one certificate (PEM, 0644). */
-static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, size_t errsz)
+static enum ts_err write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, size_t errsz)
 {
     unsigned char pem[4096];
     char serial[33];
@@ -303,7 +303,7 @@ static int write_cert(const struct cert_spec *s, struct pki_rng *r, char *err, s
     return rc;
 }
 
-int ts_pki_ca_init(const char *dir, const char *cn, int days, char *err, size_t errsz)
+enum ts_err ts_pki_ca_init(const char *dir, const char *cn, int days, char *err, size_t errsz)
 {
     char cert_path[4096], key_path[4096], subject[256];
     struct pki_rng r;
@@ -354,7 +354,7 @@ out:
     return rc;
 }
 
-int ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz)
+enum ts_err ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz)
 {
     char subject[256], issuer[512];
     unsigned char san[1024];

@@ -14,7 +14,7 @@
  * only on a configuration the driver cannot work with (err names the file,
  * line and key via ts_conf_where).
  *
- * Completed scans go through ts_driver_emit (drivers/input.c), which runs the
+ * Completed scans go through ts_driver_emit (drivers/emit.c), which runs the
  * payment card guard before anything leaves the driver layer: a dropped scan
  * is counted and never reaches host->on_scan, a log or a buffer that outlives
  * the call (drivers wipe their own framing buffers after emitting).

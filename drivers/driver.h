@@ -73,8 +73,8 @@ struct ts_driver_ops {
     const char *name; /* the config's driver = value */
     /* Parses [section] of conf and allocates the driver; does not need the
      * device to be present. TS_ERR_CONFIG with err "file:line: [section] key: ..." */
-    int (*open)(const struct ts_conf *conf, const char *section, const struct ts_driver_host *host,
-                void **self, char *err, size_t errsz);
+    enum ts_err (*open)(const struct ts_conf *conf, const char *section,
+                        const struct ts_driver_host *host, void **self, char *err, size_t errsz);
     /* Fills up to max pollfds (returns how many) and lowers *deadline_mono_ms
      * to the driver's next timer when it has one (leave it as is otherwise). */
     int (*pollfds)(void *self, struct pollfd *fds, int max, int64_t *deadline_mono_ms);

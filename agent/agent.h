@@ -102,7 +102,7 @@ uint64_t ts_bus_last_id(struct ts_bus *b);
  * into *out (free out->data). TS_ERR_TIMEOUT when none came, TS_ERR_CLOSED
  * once ts_bus_close was called (wakes every waiter).
  */
-int ts_bus_next(struct ts_bus *b, uint64_t after, int timeout_ms, struct ts_bus_event *out);
+enum ts_err ts_bus_next(struct ts_bus *b, uint64_t after, int timeout_ms, struct ts_bus_event *out);
 /* Makes every waiting ts_bus_next return TS_ERR_TIMEOUT now (a reader that
  * was told to stop looks at its flag at once). */
 void ts_bus_wake(struct ts_bus *b);
@@ -122,9 +122,10 @@ struct ts_agent {
     struct ts_cache *cache;   /* the lookup connection (the sync thread has its own) */
     struct ts_bus *bus;       /* thread-safe on its own */
     char token[65];           /* local API bearer token (set at open, then read-only) */
-    /* Guards the session, the link state and the counters below (not the
-     * subsystems' handles, which have their own locks). Never held while
-     * taking cache_mu or the reverse. */
+    /* Guards the session, the link state and the counters below, and
+     * nothing of any other subsystem (each has its own handle and lock:
+     * purchase.h, trust, inputs, syncer, API). Never held while taking
+     * cache_mu or the reverse. */
     pthread_mutex_t mu;
     char *session_json; /* current session (see PROTOCOL.md), NULL = none */
     bool link_online;
@@ -134,8 +135,6 @@ struct ts_agent {
     uint64_t feed_pages_applied, feed_items_applied;
     uint64_t scans, lookups_hit, lookups_miss;
     struct ts_hublink *hub; /* hublink.c: every live lookup (its own lock) */
-    struct ts_trust *trust; /* enroll.c: certificate expiry and renewal; NULL = not running */
-    volatile int stopping;
     /* Set to cut the sync thread's long-poll short: at stop, and when a live
      * lookup could not reach the hub (the sync thread then checks the link
      * with a plain request instead of sitting in a 20 s wait). */
@@ -144,17 +143,27 @@ struct ts_agent {
     int64_t session_mono_ms;       /* when session_json was last set */
     char *recent[TS_AGENT_RECENT]; /* sessions shown, newest first */
     int64_t recent_mono_ms[TS_AGENT_RECENT];
-    char page_key[65];                    /* lets the served page clear the card, nothing more */
-    struct ts_purch *purch;               /* purchase.c: journal, outbox, uploader counters */
-    struct ts_inputs *inputs;             /* inputs.c: [input.*] scanners; NULL = none started */
-    struct ts_rules *rules;               /* rules.c: compiled [rule.*] + defaults */
+    char page_key[65];      /* lets the served page clear the card, nothing more */
+    struct ts_rules *rules; /* rules.c: compiled [rule.*] + defaults (read-only after open) */
+    /* This terminal's purchase journal for receipt scans (resolve.c): the
+     * purchases handle's outbox (its own lock), borrowed; set once by
+     * ts_agent_set_journal before any thread starts. NULL = none. */
+    struct ts_outbox *journal;
     atomic_uint_fast64_t api_guard_drops; /* scans and purchase bodies the guard dropped from */
 };
 
-/* Opens the cache (creating state_dir), loads or creates the API token. */
+/* The session/cache core: opens the cache (creating state_dir), loads or
+ * creates the API token, the bus, the rules and the hub link. No thread. */
 enum ts_err ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **out, char *err,
                           size_t errsz);
 void ts_agent_close(struct ts_agent *a);
+struct ts_outbox;
+/* Lends the core the purchase journal receipt scans look in (NULL = none);
+ * call before any thread that scans starts, and clear after they stopped. */
+void ts_agent_set_journal(struct ts_agent *a, struct ts_outbox *journal);
+/* The watchdog's proof of life: the core's locks can be taken (each in
+ * turn, as a scan takes them). */
+bool ts_agent_alive(struct ts_agent *a);
 
 /*
  * Resolves a scan (cache first, live lookup on a miss while online), makes
@@ -171,8 +180,20 @@ enum ts_err ts_agent_cache_find(struct ts_agent *a, char keys[][TS_IDENT_KEY_HEX
 char *ts_agent_session(struct ts_agent *a);
 /* Clears the session and publishes `clear`. */
 void ts_agent_clear(struct ts_agent *a);
-/* Status JSON (see PROTOCOL.md) appended to out. */
-enum ts_err ts_agent_status_json(struct ts_agent *a, ts_buf *out);
+/* The core's counters and link state for /metrics, each read under its lock. */
+struct ts_agent_counters {
+    int64_t cards;
+    bool link_up;
+    uint64_t scans, feed_items_applied, feed_pages_applied;
+    uint64_t lookups_hit, lookups_miss, lookups_live;
+    int64_t last_sync_wall_ms; /* 0 = never */
+};
+void ts_agent_counters(struct ts_agent *a, struct ts_agent_counters *out);
+struct json_t;
+/* The core's part of the status object (see PROTOCOL.md): link, cache,
+ * counters; the API adds the other subsystems' parts. NULL when out of
+ * memory. */
+struct json_t *ts_agent_status_object(struct ts_agent *a);
 /* Called by the sync thread: records link state, publishes `link` on change.
  * error (NULL when online) becomes last_error. */
 void ts_agent_set_link(struct ts_agent *a, bool online, const char *error);
@@ -203,29 +224,51 @@ void ts_idle_stop(struct ts_idle *t); /* NULL ok */
 
 /* ---- inputs.c -------------------------------------------------------------
  * The [input.*] sections (drivers/input.h) feeding ts_agent_scan. */
+struct ts_agent_inputs;
 struct ts_inputs;
+struct ts_purch;
 /* Opens every [input.*] section of conf (the parsed configuration file the
- * program loaded; borrowed for the call) and starts the input thread; sets
- * a->inputs. Devices need not be present. */
-enum ts_err ts_agent_inputs_start(struct ts_agent *a, const struct ts_conf *conf, char *err,
-                                  size_t errsz);
+ * program loaded; borrowed for the call); scans go to core, receipts the
+ * escpos tap parsed to purch (both borrowed, outliving the handle). Devices
+ * need not be present. No thread yet. */
+enum ts_err ts_agent_inputs_new(struct ts_agent *core, struct ts_purch *purch,
+                                const struct ts_conf *conf, struct ts_agent_inputs **out, char *err,
+                                size_t errsz);
+/* Starts the input thread. */
+enum ts_err ts_agent_inputs_start(struct ts_agent_inputs *in, char *err, size_t errsz);
+/* Stops and joins the input thread (no more scans or receipts); the
+ * drivers' state stays readable. NULL-safe. */
+void ts_agent_inputs_stop(struct ts_agent_inputs *in);
 /* Stops the thread and closes the drivers; NULL-safe. */
-void ts_agent_inputs_stop(struct ts_agent *a);
+void ts_agent_inputs_free(struct ts_agent_inputs *in);
+/* The drivers' handle (thread-safe on its own, drivers/input.h) for status
+ * and metrics; NULL for NULL. */
+struct ts_inputs *ts_agent_inputs_drivers(const struct ts_agent_inputs *in);
 
 /* ---- syncer.c -------------------------------------------------------------*/
 
 struct ts_syncer;
-/* Starts the sync thread (its own cache connection and HTTP client). */
-enum ts_err ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz);
+/* Starts the sync thread (its own cache connection and HTTP client); it
+ * reports to core (link state, pages applied). */
+enum ts_err ts_syncer_start(struct ts_agent *core, struct ts_syncer **out, char *err, size_t errsz);
 /* Stops and joins it; NULL ok. */
 void ts_syncer_stop(struct ts_syncer *s);
 
 /* ---- api.c ----------------------------------------------------------------*/
 
 struct ts_api;
+struct ts_trust;
+/* What the API serves from, each borrowed and outliving the API. */
+struct ts_api_deps {
+    struct ts_agent *core;          /* session, scans, bus, token, status */
+    struct ts_purch *purch;         /* POST /api/v1/purchases, outbox status; NULL = 503 */
+    struct ts_trust *trust;         /* certificate days in status; NULL = none */
+    struct ts_agent_inputs *inputs; /* devices in status and metrics; NULL = none */
+};
 /* Starts the loopback HTTP API (libmicrohttpd) on cfg.api_host:api_port
  * (port 0 = ephemeral). */
-enum ts_err ts_api_start(struct ts_agent *a, struct ts_api **out, char *err, size_t errsz);
+enum ts_err ts_api_start(const struct ts_api_deps *deps, struct ts_api **out, char *err,
+                         size_t errsz);
 int ts_api_port(const struct ts_api *api);
 /* Ends SSE streams, stops the daemon; NULL ok. */
 void ts_api_stop(struct ts_api *api);
@@ -237,18 +280,18 @@ extern const size_t ts_page_index_html_len;
  * The trust thread: certificate expiry, renewal, the hub certificate's
  * expiry. (`tillside enroll` itself is a command: cmd_enroll.c.) */
 
-struct ts_trust;
 struct json_t;
-/* Finishes a renewal a crash interrupted, then starts the thread; sets
- * a->trust. */
-enum ts_err ts_trust_start(struct ts_agent *a, char *err, size_t errsz);
-/* Stops and joins it, clears a->trust; NULL-safe. */
-void ts_trust_stop(struct ts_agent *a);
+/* Finishes a renewal a crash interrupted, then starts the thread (cfg
+ * borrowed, outliving the handle). */
+enum ts_err ts_trust_start(const struct ts_agent_config *cfg, struct ts_trust **out, char *err,
+                           size_t errsz);
+/* Stops and joins it, frees it; NULL-safe. */
+void ts_trust_stop(struct ts_trust *t);
 /* Adds cert_days_left, hub_cert_days_left, cert_not_after and warnings to
- * a status object (nothing when the thread is not running). */
-void ts_trust_status_add(struct ts_agent *a, struct json_t *status);
+ * a status object (nothing for NULL). */
+void ts_trust_status_add(struct ts_trust *t, struct json_t *status);
 /* Days left of our certificate and of the hub's (false when unknown). */
-bool ts_trust_days(struct ts_agent *a, int *own, bool *have_hub, int *hub);
+bool ts_trust_days(struct ts_trust *t, int *own, bool *have_hub, int *hub);
 
 /* ---- resolve.c ------------------------------------------------------------
  * Receipt and order scans: the card (cache by the receipt/order key, or the

@@ -36,7 +36,7 @@ struct sse {
  * "data:" field, which EventSource joins back with "\n" — the stream can
  * never be desynchronised by its payload.
  */
-static int sse_format(ts_buf *out, uint64_t id, const char *type, const char *data)
+static enum ts_err sse_format(ts_buf *out, uint64_t id, const char *type, const char *data)
 {
     int rc = ts_buf_printf(out, "id: %" PRIu64 "\nevent: %s\n", id, type);
     const char *p = data;
@@ -78,8 +78,7 @@ static enum ts_err sse_next(struct sse *s)
     struct ts_agent *a = s->api->a;
     int64_t deadline = ts_now_mono_ms() + SSE_KEEPALIVE_MS;
     for (;;) {
-        if (atomic_load(&s->api->stopping) || a->stopping || atomic_load(&s->evicted) ||
-            sse_peer_gone(s))
+        if (atomic_load(&s->api->stopping) || atomic_load(&s->evicted) || sse_peer_gone(s))
             return TS_ERR_CLOSED;
         int64_t left = deadline - ts_now_mono_ms();
         if (left <= 0)

@@ -1,6 +1,5 @@
 /* GET /api/v1/status and /metrics (Prometheus text). */
 #include "api_int.h"
-#include "hublink.h"
 #include "purchase.h"
 #include "input.h"
 
@@ -13,15 +12,22 @@
 
 enum MHD_Result ts_api_get_status(struct ts_api *api, struct MHD_Connection *c)
 {
-    ts_buf b = {0};
-    enum MHD_Result ret;
-    int rc = ts_agent_status_json(api->a, &b);
-    if (rc == TS_OK && b.data)
-        ret = ts_api_send_json(c, MHD_HTTP_OK, b.data, NULL);
-    else
-        ret = ts_api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
-                                ts_strerror(rc ? rc : TS_ERR_NOMEM), NULL);
-    ts_buf_free(&b);
+    /* The core's part (link, cache, counters), then each subsystem adds
+     * its own from its handle. */
+    json_t *o = ts_agent_status_object(api->a);
+    if (o) {
+        /* [input.*]: name, driver, state, detail (e.g. the udev rule to install). */
+        json_object_set_new(o, "devices",
+                            ts_inputs_devices_json(ts_agent_inputs_drivers(api->dep.inputs)));
+        ts_trust_status_add(api->dep.trust, o);    /* certificate days left, expiry warnings */
+        ts_purchase_status_add(api->dep.purch, o); /* outbox_depth, dead_letters */
+    }
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    enum MHD_Result ret =
+        s ? ts_api_send_json(c, MHD_HTTP_OK, s, NULL)
+          : ts_api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, ts_strerror(TS_ERR_NOMEM), NULL);
+    free(s);
     return ret;
 }
 
@@ -39,18 +45,16 @@ static void metric(ts_buf *b, const char *name, const char *type, const char *he
 enum MHD_Result ts_api_get_metrics(struct ts_api *api, struct MHD_Connection *c)
 {
     struct ts_agent *a = api->a;
+    struct ts_inputs *inputs = ts_agent_inputs_drivers(api->dep.inputs);
     ts_buf b = {0};
     int own = 0, hub = 0;
-    bool have_hub = false, have_own = ts_trust_days(a, &own, &have_hub, &hub);
-    pthread_mutex_lock(&a->cache_mu);
-    int64_t cards = ts_cache_count(a->cache);
-    pthread_mutex_unlock(&a->cache_mu);
-    pthread_mutex_lock(&a->mu);
-    bool up = a->link_online;
-    uint64_t scans = a->scans, items = a->feed_items_applied, pages = a->feed_pages_applied;
-    uint64_t hit = a->lookups_hit, miss = a->lookups_miss, live = ts_hublink_answers(a->hub);
-    int64_t last_sync = a->last_sync_wall_ms;
-    pthread_mutex_unlock(&a->mu);
+    bool have_hub = false, have_own = ts_trust_days(api->dep.trust, &own, &have_hub, &hub);
+    struct ts_agent_counters k;
+    ts_agent_counters(a, &k);
+    int64_t cards = k.cards, last_sync = k.last_sync_wall_ms;
+    bool up = k.link_up;
+    uint64_t scans = k.scans, items = k.feed_items_applied, pages = k.feed_pages_applied;
+    uint64_t hit = k.lookups_hit, miss = k.lookups_miss, live = k.lookups_live;
     metric(&b, "tillside_cards", "gauge", "Customer cards in the local cache.", (double)cards);
     metric(&b, "tillside_link_up", "gauge", "1 when the last sync with the hub succeeded.",
            up ? 1 : 0);
@@ -73,7 +77,7 @@ enum MHD_Result ts_api_get_metrics(struct ts_api *api, struct MHD_Connection *c)
      * "days" metric), counted in whole days: alert on < 14 * 86400. */
     unsigned in_states[3];
     uint64_t guard_drops;
-    ts_inputs_counts(a->inputs, in_states, &guard_drops);
+    ts_inputs_counts(inputs, in_states, &guard_drops);
     guard_drops += atomic_load(&a->api_guard_drops); /* POST /api/v1/scan and purchases too */
     ts_buf_printf(&b, "# HELP tillside_inputs Configured inputs (scanners) by state.\n"
                       "# TYPE tillside_inputs gauge\n");
@@ -96,14 +100,14 @@ enum MHD_Result ts_api_get_metrics(struct ts_api *api, struct MHD_Connection *c)
            "Event streams refused with 429 (every place taken).", (double)refused);
     metric(&b, "tillside_tap_refused_total", "counter",
            "Connections to a receipt tap from peers not in its allow list (refused, nothing read).",
-           (double)ts_inputs_refused(a->inputs));
+           (double)ts_inputs_refused(inputs));
     if (have_own)
         metric(&b, "tillside_cert_remaining_seconds", "gauge",
                "Time until this terminal's certificate expires, in whole days.", own * 86400.0);
     if (have_hub)
         metric(&b, "tillside_hub_cert_remaining_seconds", "gauge",
                "Time until the hub's certificate expires, in whole days.", hub * 86400.0);
-    ts_purchase_metrics(a, &b); /* outbox depth, oldest age, dead letters, uploads */
+    ts_purchase_metrics(api->dep.purch, &b); /* outbox depth, oldest age, dead letters, uploads */
     if (!b.data)
         return ts_api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
     struct MHD_Response *resp =

@@ -73,7 +73,7 @@ uint64_t ts_bus_last_id(struct ts_bus *b)
     return id;
 }
 
-int ts_bus_next(struct ts_bus *b, uint64_t after, int timeout_ms, struct ts_bus_event *out)
+enum ts_err ts_bus_next(struct ts_bus *b, uint64_t after, int timeout_ms, struct ts_bus_event *out)
 {
     struct timespec deadline = ts_mono_deadline(timeout_ms);
     int rc = TS_OK;

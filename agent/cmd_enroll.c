@@ -50,8 +50,8 @@ static int enroll_usage(void)
 
 /* The CA bundle the agent trusts the hub with from now on: the file that
  * verified the hub just now, plus the enrolment CA when it is another. */
-static int write_ca_bundle(const char *path, const char *ca_file, const char *enroll_ca, char *err,
-                           size_t errsz)
+static enum ts_err write_ca_bundle(const char *path, const char *ca_file, const char *enroll_ca,
+                                   char *err, size_t errsz)
 {
     char *text = NULL;
     size_t len = 0;

@@ -19,8 +19,8 @@ static const char *get(const struct ts_conf *c, const char *sec, const char *key
 }
 
 /* Copies a string option; too long is an error naming file:line. */
-static int get_str(const struct ts_conf *c, const char *sec, const char *key, const char *def,
-                   char *out, size_t outsz, char *err, size_t errsz)
+static enum ts_err get_str(const struct ts_conf *c, const char *sec, const char *key,
+                           const char *def, char *out, size_t outsz, char *err, size_t errsz)
 {
     const char *v = get(c, sec, key, def);
     if (ts_strlcpy(out, v ? v : "", outsz) >= outsz)
@@ -40,8 +40,8 @@ static enum ts_err get_int(const struct ts_conf *c, const char *sec, const char 
     return ts_conf_get_int(c, sec, key, def, min, max, out, err, errsz);
 }
 
-static int fail(const struct ts_conf *c, const char *sec, const char *key, char *err, size_t errsz,
-                const char *msg)
+static enum ts_err fail(const struct ts_conf *c, const char *sec, const char *key, char *err,
+                        size_t errsz, const char *msg)
 {
     return ts_conf_errf(c, sec, key, err, errsz, "%s", msg);
 }
@@ -130,8 +130,8 @@ static enum ts_err previous_key(const struct ts_conf *c, struct ts_agent_config 
     return TS_OK;
 }
 
-static int from_conf(const struct ts_conf *c, const struct ts_conf *enr, struct ts_agent_config *o,
-                     char *err, size_t errsz)
+static enum ts_err from_conf(const struct ts_conf *c, const struct ts_conf *enr,
+                             struct ts_agent_config *o, char *err, size_t errsz)
 {
     int rc;
     long v;

@@ -1,10 +1,8 @@
 /* The agent's shared state: scans to sessions, link state, status. */
 #include "agent.h"
-#include "purchase.h"
 #include "gzip.h"
 #include "httpc.h"
 #include "hublink.h"
-#include "input.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -67,9 +65,6 @@ enum ts_err ts_agent_open(const struct ts_agent_config *cfg, struct ts_agent **o
     if ((rc = ts_cache_open(path, &a->cache, err, errsz)))
         goto fail;
     chmod(path, 0600);
-    /* The purchase journal and outbox: a file of its own (purchase.c). */
-    if ((rc = ts_purchase_open(a, err, errsz)))
-        goto fail;
     /* Status shows the last sync even before this run's first poll. */
     a->last_sync_wall_ms = ts_cache_last_sync(a->cache);
     if ((rc = load_token(a, err, errsz)))
@@ -98,7 +93,6 @@ void ts_agent_close(struct ts_agent *a)
     if (!a)
         return;
     ts_cache_close(a->cache);
-    ts_purchase_close(a);
     ts_rules_free(a->rules);
     ts_bus_free(a->bus);
     ts_hublink_free(a->hub);
@@ -108,6 +102,20 @@ void ts_agent_close(struct ts_agent *a)
     pthread_mutex_destroy(&a->mu);
     pthread_mutex_destroy(&a->cache_mu);
     free(a);
+}
+
+void ts_agent_set_journal(struct ts_agent *a, struct ts_outbox *journal)
+{
+    a->journal = journal;
+}
+
+bool ts_agent_alive(struct ts_agent *a)
+{
+    pthread_mutex_lock(&a->cache_mu);
+    pthread_mutex_unlock(&a->cache_mu);
+    pthread_mutex_lock(&a->mu);
+    pthread_mutex_unlock(&a->mu);
+    return true;
 }
 
 /*
@@ -321,7 +329,24 @@ void ts_agent_note_page(struct ts_agent *a, size_t items, int64_t wall_ms)
     pthread_mutex_unlock(&a->mu);
 }
 
-enum ts_err ts_agent_status_json(struct ts_agent *a, ts_buf *out)
+void ts_agent_counters(struct ts_agent *a, struct ts_agent_counters *out)
+{
+    pthread_mutex_lock(&a->cache_mu);
+    out->cards = ts_cache_count(a->cache);
+    pthread_mutex_unlock(&a->cache_mu);
+    pthread_mutex_lock(&a->mu);
+    out->link_up = a->link_online;
+    out->scans = a->scans;
+    out->feed_items_applied = a->feed_items_applied;
+    out->feed_pages_applied = a->feed_pages_applied;
+    out->lookups_hit = a->lookups_hit;
+    out->lookups_miss = a->lookups_miss;
+    out->last_sync_wall_ms = a->last_sync_wall_ms;
+    pthread_mutex_unlock(&a->mu);
+    out->lookups_live = ts_hublink_answers(a->hub);
+}
+
+json_t *ts_agent_status_object(struct ts_agent *a)
 {
     char cursor[TS_FEED_MAX_CURSOR + 1], last_sync[32], pos[TS_FEED_MAX_CURSOR + 1];
     bool resyncing = false;
@@ -344,20 +369,9 @@ enum ts_err ts_agent_status_json(struct ts_agent *a, ts_buf *out)
         "scans", (json_int_t)a->scans, "lookups", "hit", (json_int_t)a->lookups_hit, "miss",
         (json_int_t)a->lookups_miss, "live", (json_int_t)ts_hublink_answers(a->hub));
     pthread_mutex_unlock(&a->mu);
-    if (!o)
-        return TS_ERR_NOMEM;
     /* A 410 resync builds the new slice beside the live cards: lookups
      * still answer from "cards" while this is true. */
-    json_object_set_new(o, "resyncing", json_boolean(resyncing));
-    /* [input.*]: name, driver, state, detail (e.g. the udev rule to install). */
-    json_object_set_new(o, "devices", ts_inputs_devices_json(a->inputs));
-    ts_trust_status_add(a, o);    /* certificate days left, expiry warnings */
-    ts_purchase_status_add(a, o); /* outbox_depth, dead_letters */
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!s)
-        return TS_ERR_NOMEM;
-    int rc = ts_buf_puts(out, s);
-    free(s);
-    return rc;
+    if (o)
+        json_object_set_new(o, "resyncing", json_boolean(resyncing));
+    return o;
 }

@@ -10,11 +10,20 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+/* The inputs handle: the drivers' handle (its own lock, drivers/input.h)
+ * and where what they read goes. */
+struct ts_agent_inputs {
+    struct ts_agent *core;  /* scans (borrowed) */
+    struct ts_purch *purch; /* receipts from the escpos tap (borrowed, may be NULL) */
+    struct ts_inputs *drivers;
+};
 
 static void on_scan(void *ctx, const struct ts_scan *scan)
 {
-    struct ts_agent *a = ctx;
-    int rc = ts_agent_scan(a, scan, NULL);
+    struct ts_agent_inputs *in = ctx;
+    int rc = ts_agent_scan(in->core, scan, NULL);
     if (rc)
         TS_WARN("input", "[%s] scan not resolved: %s", scan->source, ts_strerror(rc));
 }
@@ -25,11 +34,11 @@ static void on_scan(void *ctx, const struct ts_scan *scan)
  * so a refused purchase never holds up printing: it is logged. */
 static void on_purchase(void *ctx, const char *input, json_t *purchase)
 {
-    struct ts_agent *a = ctx;
+    struct ts_agent_inputs *in = ctx;
     char source[96], mid[64], err[512];
     bool dup = false;
     snprintf(source, sizeof source, "escpos:%s", input);
-    int rc = ts_agent_purchase_submit(a, source, purchase, mid, &dup, err, sizeof err);
+    int rc = ts_agent_purchase_submit(in->purch, source, purchase, mid, &dup, err, sizeof err);
     if (rc != TS_OK)
         TS_WARN("input", "[%s] receipt %s not recorded: %s", input,
                 json_string_value(json_object_get(purchase, "receipt")), err);
@@ -39,23 +48,50 @@ static void on_purchase(void *ctx, const char *input, json_t *purchase)
                 dup ? "already recorded" : "recorded", mid);
 }
 
-enum ts_err ts_agent_inputs_start(struct ts_agent *a, const struct ts_conf *conf, char *err,
-                                  size_t errsz)
+enum ts_err ts_agent_inputs_new(struct ts_agent *core, struct ts_purch *purch,
+                                const struct ts_conf *conf, struct ts_agent_inputs **out, char *err,
+                                size_t errsz)
 {
-    struct ts_driver_host host = {.ctx = a, .on_scan = on_scan, .on_purchase = on_purchase};
-    int rc;
-    if ((rc = ts_inputs_open(conf, &host, &a->inputs, err, errsz)) == TS_OK &&
-        (rc = ts_inputs_start(a->inputs)) != TS_OK)
+    struct ts_agent_inputs *in = calloc(1, sizeof *in);
+    if (!in)
+        return TS_ERR_NOMEM;
+    in->core = core;
+    in->purch = purch;
+    struct ts_driver_host host = {.ctx = in, .on_scan = on_scan, .on_purchase = on_purchase};
+    int rc = ts_inputs_open(conf, &host, &in->drivers, err, errsz);
+    if (rc != TS_OK) {
+        free(in);
+        return rc;
+    }
+    *out = in;
+    return TS_OK;
+}
+
+enum ts_err ts_agent_inputs_start(struct ts_agent_inputs *in, char *err, size_t errsz)
+{
+    int rc = ts_inputs_start(in->drivers);
+    if (rc != TS_OK)
         ts_errf(err, errsz, "cannot start the input thread: %s", ts_strerror(rc));
-    if (rc == TS_OK && ts_inputs_count(a->inputs))
-        TS_INFO("input", "%zu input(s) configured", ts_inputs_count(a->inputs));
+    else if (ts_inputs_count(in->drivers))
+        TS_INFO("input", "%zu input(s) configured", ts_inputs_count(in->drivers));
     return rc;
 }
 
-void ts_agent_inputs_stop(struct ts_agent *a)
+void ts_agent_inputs_stop(struct ts_agent_inputs *in)
 {
-    if (!a)
+    if (in)
+        ts_inputs_stop(in->drivers);
+}
+
+void ts_agent_inputs_free(struct ts_agent_inputs *in)
+{
+    if (!in)
         return;
-    ts_inputs_free(a->inputs);
-    a->inputs = NULL;
+    ts_inputs_free(in->drivers);
+    free(in);
+}
+
+struct ts_inputs *ts_agent_inputs_drivers(const struct ts_agent_inputs *in)
+{
+    return in ? in->drivers : NULL;
 }

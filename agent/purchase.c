@@ -16,13 +16,14 @@ void ts_purchase_outbox_path(const struct ts_agent_config *c, char *out, size_t 
     snprintf(out, outsz, "%s/outbox.db", c->state_dir);
 }
 
-enum ts_err ts_purchase_open(struct ts_agent *a, char *err, size_t errsz)
+enum ts_err ts_purchase_open(struct ts_agent *core, struct ts_purch **out, char *err, size_t errsz)
 {
     char path[TS_AGENT_PATH_MAX + 16];
     struct ts_purch *p = calloc(1, sizeof *p);
     if (!p)
         return TS_ERR_NOMEM;
-    ts_purchase_outbox_path(&a->cfg, path, sizeof path);
+    p->core = core;
+    ts_purchase_outbox_path(&core->cfg, path, sizeof path);
     int rc = ts_worker_init(&p->w);
     if (rc == TS_OK)
         rc = ts_outbox_open(path, NULL, &p->ob, err, errsz);
@@ -31,19 +32,17 @@ enum ts_err ts_purchase_open(struct ts_agent *a, char *err, size_t errsz)
         free(p);
         return rc;
     }
-    a->purch = p;
+    *out = p;
     return TS_OK;
 }
 
-void ts_purchase_close(struct ts_agent *a)
+void ts_purchase_close(struct ts_purch *p)
 {
-    struct ts_purch *p = a ? a->purch : NULL;
     if (!p)
         return;
     ts_outbox_close(p->ob);
     ts_worker_destroy(&p->w);
     free(p);
-    a->purch = NULL;
 }
 
 /* ---- validation -------------------------------------------------------------*/
@@ -239,9 +238,9 @@ static void card_cid(const char *card, char *out, size_t outsz)
 static void session_cid(struct ts_agent *a, char *out, size_t outsz)
 {
     out[0] = '\0';
-    pthread_mutex_lock(&a->mu);
-    json_t *s = a->session_json ? json_loads(a->session_json, 0, NULL) : NULL;
-    pthread_mutex_unlock(&a->mu);
+    char *text = ts_agent_session(a); /* the core's copy, under its lock */
+    json_t *s = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
     const char *cid = json_string_value(json_object_get(json_object_get(s, "card"), "cid"));
     ts_strlcpy(out, cid ? cid : "", outsz);
     json_decref(s);
@@ -416,7 +415,7 @@ static void fields_text(json_t *fields, char *err, size_t errsz)
     ts_buf_free(&b);
 }
 
-enum ts_err ts_purchase_submit_fields(struct ts_agent *a, const char *source, json_t *purchase,
+enum ts_err ts_purchase_submit_fields(struct ts_purch *pu, const char *source, json_t *purchase,
                                       char message_id[64], bool *duplicate, json_t *fields,
                                       char *err, size_t errsz)
 {
@@ -424,11 +423,11 @@ enum ts_err ts_purchase_submit_fields(struct ts_agent *a, const char *source, js
     char *event = NULL;
     bool dup = false;
     int rc;
-    struct ts_purch *pu = a->purch;
     if (!pu) {
         ts_errf(err, errsz, "the purchase journal is not open");
         return TS_ERR_CLOSED;
     }
+    struct ts_agent *a = pu->core;
     if (!guard_body(a, source, purchase, fields, err, errsz)) {
         validate(purchase, fields);
         return TS_ERR_INVAL;
@@ -480,7 +479,7 @@ enum ts_err ts_purchase_submit_fields(struct ts_agent *a, const char *source, js
     atomic_fetch_add(&pu->recorded, 1);
     TS_INFO("purchase", "recorded %s receipt %s from %s%s", mid, receipt, source,
             cid[0] ? " (known customer)" : "");
-    ts_uploader_kick(a);
+    ts_uploader_kick(pu);
     /* The associate's page shows the purchase, then the card goes: the
      * conversation with that customer is over. */
     json_t *ev = json_pack("{s:s, s:s, s:O, s:s, s:s, s:s?}", "message_id", mid, "receipt", receipt,
@@ -501,14 +500,14 @@ out:
     return rc;
 }
 
-enum ts_err ts_agent_purchase_submit(struct ts_agent *a, const char *source, json_t *purchase,
+enum ts_err ts_agent_purchase_submit(struct ts_purch *pu, const char *source, json_t *purchase,
                                      char message_id[64], bool *duplicate, char *err, size_t errsz)
 {
     json_t *fields = json_array();
     if (!fields)
         return TS_ERR_NOMEM;
     int rc =
-        ts_purchase_submit_fields(a, source, purchase, message_id, duplicate, fields, err, errsz);
+        ts_purchase_submit_fields(pu, source, purchase, message_id, duplicate, fields, err, errsz);
     json_decref(fields);
     return rc;
 }
@@ -523,7 +522,7 @@ static void answer(ts_buf *out, json_t *o)
     json_decref(o);
 }
 
-unsigned ts_purchase_http(struct ts_agent *a, const char *body, size_t len, ts_buf *out)
+unsigned ts_purchase_http(struct ts_purch *pu, const char *body, size_t len, ts_buf *out)
 {
     json_error_t jerr;
     char err[512], mid[64];
@@ -540,7 +539,7 @@ unsigned ts_purchase_http(struct ts_agent *a, const char *body, size_t len, ts_b
         return 400;
     }
     json_t *fields = json_array();
-    int rc = ts_purchase_submit_fields(a, "api", p, mid, &dup, fields, err, sizeof err);
+    int rc = ts_purchase_submit_fields(pu, "api", p, mid, &dup, fields, err, sizeof err);
     json_decref(p);
     unsigned status;
     if (rc == TS_OK && dup) {
@@ -560,10 +559,10 @@ unsigned ts_purchase_http(struct ts_agent *a, const char *body, size_t len, ts_b
     return status;
 }
 
-void ts_purchase_status_add(struct ts_agent *a, json_t *status)
+void ts_purchase_status_add(struct ts_purch *pu, json_t *status)
 {
     struct ts_outbox_stats st;
-    if (!a->purch || ts_outbox_stats(a->purch->ob, &st) != TS_OK)
+    if (!pu || ts_outbox_stats(pu->ob, &st) != TS_OK)
         return;
     int64_t now = ts_now_wall_ms();
     json_object_set_new(status, "outbox_depth", json_integer(st.pending));
@@ -580,9 +579,8 @@ static void metric(ts_buf *b, const char *name, const char *type, const char *he
     ts_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
-void ts_purchase_metrics(struct ts_agent *a, ts_buf *b)
+void ts_purchase_metrics(struct ts_purch *p, ts_buf *b)
 {
-    struct ts_purch *p = a->purch;
     struct ts_outbox_stats st;
     if (!p || ts_outbox_stats(p->ob, &st) != TS_OK)
         return;

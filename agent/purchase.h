@@ -20,8 +20,10 @@
 
 struct ts_uploader;
 
-/* The purchase state hung off struct ts_agent (a->purch). */
+/* The purchases handle: the journal, the upload thread and their counters.
+ * The outbox and the worker have their own locks; the counters are atomic. */
 struct ts_purch {
+    struct ts_agent *core; /* session and bus (borrowed, outlives the handle) */
     struct ts_outbox *ob;
     struct ts_worker w; /* the upload thread: its stop, kick and sleeps */
     struct ts_uploader *up;
@@ -33,10 +35,10 @@ struct ts_purch {
 
 /* <state_dir>/outbox.db */
 void ts_purchase_outbox_path(const struct ts_agent_config *c, char *out, size_t outsz);
-/* Opens the outbox into a->purch (ts_agent_open calls it); _close frees it
- * (NULL-safe, after the uploader stopped). */
-enum ts_err ts_purchase_open(struct ts_agent *a, char *err, size_t errsz);
-void ts_purchase_close(struct ts_agent *a);
+/* Opens the outbox (<state_dir>/outbox.db) into a new handle reporting to
+ * core; _close frees it (NULL-safe, after the uploader stopped). */
+enum ts_err ts_purchase_open(struct ts_agent *core, struct ts_purch **out, char *err, size_t errsz);
+void ts_purchase_close(struct ts_purch *pu);
 
 /*
  * Validates purchase (the local API body), makes its Segment event with a
@@ -47,28 +49,28 @@ void ts_purchase_close(struct ts_agent *a);
  * After a new purchase, publishes `purchase` on the bus and clears the
  * session when the purchase is its customer's.
  */
-enum ts_err ts_agent_purchase_submit(struct ts_agent *a, const char *source, json_t *purchase,
+enum ts_err ts_agent_purchase_submit(struct ts_purch *pu, const char *source, json_t *purchase,
                                      char message_id[64], bool *duplicate, char *err, size_t errsz);
 /* The same with the bad fields as a JSON array (appended to fields). */
-enum ts_err ts_purchase_submit_fields(struct ts_agent *a, const char *source, json_t *purchase,
+enum ts_err ts_purchase_submit_fields(struct ts_purch *pu, const char *source, json_t *purchase,
                                       char message_id[64], bool *duplicate, json_t *fields,
                                       char *err, size_t errsz);
 
 /* POST /api/v1/purchases for api.c: the HTTP status, the JSON answer in out. */
-unsigned ts_purchase_http(struct ts_agent *a, const char *body, size_t len, ts_buf *out);
+unsigned ts_purchase_http(struct ts_purch *pu, const char *body, size_t len, ts_buf *out);
 /* outbox_depth, outbox_oldest_age_s, dead_letters for /api/v1/status. */
-void ts_purchase_status_add(struct ts_agent *a, json_t *status);
+void ts_purchase_status_add(struct ts_purch *pu, json_t *status);
 /* The outbox metrics for /metrics (Prometheus text). */
-void ts_purchase_metrics(struct ts_agent *a, ts_buf *b);
+void ts_purchase_metrics(struct ts_purch *pu, ts_buf *b);
 
 /* ---- uploader.c ------------------------------------------------------------*/
 
 /* Starts the upload thread (its own HTTP client). */
-enum ts_err ts_uploader_start(struct ts_agent *a, char *err, size_t errsz);
-/* Stops and joins it; NULL-safe on a->purch. */
-void ts_uploader_stop(struct ts_agent *a);
+enum ts_err ts_uploader_start(struct ts_purch *pu, char *err, size_t errsz);
+/* Stops and joins it; NULL-safe. */
+void ts_uploader_stop(struct ts_purch *pu);
 /* Wakes the upload thread: new rows are pending. */
-void ts_uploader_kick(struct ts_agent *a);
+void ts_uploader_kick(struct ts_purch *pu);
 
 /* The uploader's wait after its attempt-th consecutive failure (from 1):
  * ts_backoff_pick_ms (full jitter, uniform in [50 ms, min(cap, base *

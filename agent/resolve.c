@@ -7,7 +7,7 @@
  */
 #include "agent.h"
 #include "hublink.h"
-#include "purchase.h"
+#include "outbox.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -97,8 +97,8 @@ enum ts_err ts_agent_resolve_sale(struct ts_agent *a, enum ts_ident_kind kind, c
     /* A receipt this terminal recorded: the journal has the sale even
      * before (or without) the hub. */
     char *event = NULL;
-    if (kind == TS_IDENT_RECEIPT && a->purch && a->purch->ob &&
-        ts_outbox_find_receipt(a->purch->ob, value, &event, state) == TS_OK) {
+    if (kind == TS_IDENT_RECEIPT && a->journal &&
+        ts_outbox_find_receipt(a->journal, value, &event, state) == TS_OK) {
         sale = purchase_from_event(event);
         free(event);
         if (!source)

@@ -74,7 +74,7 @@ static enum ts_err process_line(struct ts_sse *p, const char *l, size_t n, ts_ss
     return TS_OK; /* "retry" and unknown fields are ignored */
 }
 
-int ts_sse_feed(struct ts_sse *p, const char *buf, size_t n, ts_sse_cb cb, void *ud)
+enum ts_err ts_sse_feed(struct ts_sse *p, const char *buf, size_t n, ts_sse_cb cb, void *ud)
 {
     int result = TS_OK;
     for (size_t i = 0; i < n; i++) {

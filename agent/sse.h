@@ -36,7 +36,7 @@ struct ts_sse {
 void ts_sse_init(struct ts_sse *p);
 /* Consumes n bytes, calling cb for each complete event. TS_ERR_FULL when
  * an event's data exceeds TS_SSE_MAX_DATA (the event is dropped). */
-int ts_sse_feed(struct ts_sse *p, const char *buf, size_t n, ts_sse_cb cb, void *ud);
+enum ts_err ts_sse_feed(struct ts_sse *p, const char *buf, size_t n, ts_sse_cb cb, void *ud);
 void ts_sse_free(struct ts_sse *p);
 
 #endif

@@ -30,8 +30,8 @@
 #define RENEW_RETRY_MAX_MS (3600LL * 1000)
 
 struct ts_trust {
-    struct ts_agent *a;
-    struct ts_worker w; /* the thread; w.mu also guards everything below */
+    const struct ts_agent_config *cfg; /* borrowed, outlives the handle */
+    struct ts_worker w;                /* the thread; w.mu also guards everything below */
     bool have_own, have_hub;
     int own_days, hub_days;
     int64_t own_not_after; /* Unix seconds */
@@ -72,7 +72,7 @@ static void check_own(struct ts_trust *t)
 {
     struct ts_pki_cert_info i;
     char err[256];
-    int rc = ts_pki_cert_info_file(t->a->cfg.hub_cert, &i, err, sizeof err);
+    int rc = ts_pki_cert_info_file(t->cfg->hub_cert, &i, err, sizeof err);
     pthread_mutex_lock(&t->w.mu);
     t->have_own = rc == TS_OK;
     if (rc == TS_OK) {
@@ -88,7 +88,7 @@ static void check_own(struct ts_trust *t)
 /* One handshake with the hub, for its certificate's days left. */
 static void probe_hub(struct ts_trust *t)
 {
-    const struct ts_agent_config *cfg = &t->a->cfg;
+    const struct ts_agent_config *cfg = t->cfg;
     char err[512];
     struct ts_url url;
     if (ts_url_parse(cfg->hub_url, &url, NULL, 0) != TS_OK || !url.https)
@@ -151,9 +151,9 @@ static enum ts_err install_pair(const struct ts_agent_config *cfg, const char *k
  * certificate still opens. The hub names the new certificate after the
  * one we present; we check it is for our new key and the same terminal.
  */
-static int renew(struct ts_trust *t, char *why, size_t whysz)
+static enum ts_err renew(struct ts_trust *t, char *why, size_t whysz)
 {
-    const struct ts_agent_config *cfg = &t->a->cfg;
+    const struct ts_agent_config *cfg = t->cfg;
     char *key_pem = NULL, *csr_pem = NULL, *body = NULL, err[512];
     unsigned char spki[32];
     struct ts_httpc *http = NULL;
@@ -213,7 +213,7 @@ out:
 /* Fills warnings (t->w.mu held); each text names the problem and the date. */
 static void warnings_locked(const struct ts_trust *t, json_t *arr)
 {
-    const struct ts_agent_config *cfg = &t->a->cfg;
+    const struct ts_agent_config *cfg = t->cfg;
     char msg[512], until[32];
     if (t->have_own && t->own_days <= WARN_DAYS) {
         ts_iso8601(t->own_not_after * 1000, until, sizeof until);
@@ -246,7 +246,7 @@ static void trust_main(struct ts_worker *w, void *arg)
 {
     (void)w;
     struct ts_trust *t = arg;
-    const struct ts_agent_config *cfg = &t->a->cfg;
+    const struct ts_agent_config *cfg = t->cfg;
     int64_t next_renew = 0, next_probe = 0, last_warn = -WARN_EVERY_MS;
     unsigned failures = 0;
     char why[512];
@@ -303,17 +303,18 @@ static void trust_main(struct ts_worker *w, void *arg)
     }
 }
 
-enum ts_err ts_trust_start(struct ts_agent *a, char *err, size_t errsz)
+enum ts_err ts_trust_start(const struct ts_agent_config *cfg, struct ts_trust **out, char *err,
+                           size_t errsz)
 {
     struct ts_trust *t = calloc(1, sizeof *t);
     if (!t)
         return TS_ERR_NOMEM;
-    t->a = a;
+    t->cfg = cfg;
     if (ts_worker_init(&t->w) != TS_OK) {
         free(t);
         return TS_ERR_NOMEM;
     }
-    finish_interrupted_renewal(&a->cfg);
+    finish_interrupted_renewal(cfg);
     check_own(t); /* status has the days left from the first request on */
     if (ts_worker_start(&t->w, trust_main, t) != TS_OK) {
         ts_errf(err, errsz, "cannot start the certificate thread");
@@ -321,24 +322,21 @@ enum ts_err ts_trust_start(struct ts_agent *a, char *err, size_t errsz)
         free(t);
         return TS_ERR_NOMEM;
     }
-    a->trust = t;
+    *out = t;
     return TS_OK;
 }
 
-void ts_trust_stop(struct ts_agent *a)
+void ts_trust_stop(struct ts_trust *t)
 {
-    struct ts_trust *t = a ? a->trust : NULL;
     if (!t)
         return;
     ts_worker_stop(&t->w);
-    a->trust = NULL;
     ts_worker_destroy(&t->w);
     free(t);
 }
 
-void ts_trust_status_add(struct ts_agent *a, struct json_t *o)
+void ts_trust_status_add(struct ts_trust *t, struct json_t *o)
 {
-    struct ts_trust *t = a ? a->trust : NULL;
     if (!t || !o)
         return;
     json_t *w = json_array();
@@ -355,9 +353,8 @@ void ts_trust_status_add(struct ts_agent *a, struct json_t *o)
     json_object_set_new(o, "warnings", w);
 }
 
-bool ts_trust_days(struct ts_agent *a, int *own, bool *have_hub, int *hub)
+bool ts_trust_days(struct ts_trust *t, int *own, bool *have_hub, int *hub)
 {
-    struct ts_trust *t = a ? a->trust : NULL;
     if (!t)
         return false;
     pthread_mutex_lock(&t->w.mu);

@@ -33,8 +33,9 @@
 #define SENT_AT_FIELD 48       /* "sentAt":"2026-11-28T16:37:15.123Z", */
 
 struct ts_uploader {
-    struct ts_agent *a;
-    atomic_int cancel; /* cuts a request short at stop */
+    struct ts_agent *a; /* the core: configuration (borrowed) */
+    struct ts_purch *p; /* the purchases handle this uploader drains */
+    atomic_int cancel;  /* cuts a request short at stop */
     struct ts_httpc *hc;
     int attempt;      /* consecutive failures */
     size_t solo_left; /* send this many rows one by one (after a 4xx batch) */
@@ -51,9 +52,8 @@ int64_t ts_uploader_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, int
     return wait < retry_after_ms ? retry_after_ms : wait;
 }
 
-void ts_uploader_kick(struct ts_agent *a)
+void ts_uploader_kick(struct ts_purch *p)
 {
-    struct ts_purch *p = a->purch;
     if (!p)
         return;
     ts_worker_kick(&p->w);
@@ -78,7 +78,7 @@ static int build_batch(const struct ts_outbox_row *rows, size_t n, const char *s
 
 static void dead(struct ts_uploader *u, const char *id, const char *reason)
 {
-    struct ts_purch *p = u->a->purch;
+    struct ts_purch *p = u->p;
     if (ts_outbox_mark_dead(p->ob, id, reason, ts_now_wall_ms()) == TS_OK) {
         atomic_fetch_add(&p->dead_lettered, 1);
         TS_ERROR("outbox", "purchase %s moved to the dead letters: %s", id, reason);
@@ -88,7 +88,7 @@ static void dead(struct ts_uploader *u, const char *id, const char *reason)
 /* Applies a 200 answer; returns how many rows left the outbox. */
 static size_t apply_answer(struct ts_uploader *u, const struct ts_http_resp *r, size_t n, bool *ok)
 {
-    struct ts_purch *p = u->a->purch;
+    struct ts_purch *p = u->p;
     json_t *o = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, NULL);
     json_t *acc = json_object_get(o, "accepted"), *dup = json_object_get(o, "duplicates");
     json_t *rej = json_object_get(o, "rejected");
@@ -145,7 +145,7 @@ static void refusal_reason(const struct ts_http_resp *r, char *out, size_t outsz
 static enum round run_round(struct ts_uploader *u, int64_t *retry_after_ms)
 {
     struct ts_agent *a = u->a;
-    struct ts_purch *p = a->purch;
+    struct ts_purch *p = u->p;
     struct ts_outbox_row *rows = NULL;
     size_t n = 0, got = 0;
     ts_buf body = {0};
@@ -277,7 +277,7 @@ static void upload_thread(struct ts_worker *w, void *arg)
     (void)w;
     struct ts_uploader *u = arg;
     struct ts_agent *a = u->a;
-    struct ts_purch *p = a->purch;
+    struct ts_purch *p = u->p;
     int64_t deadline = 0;
     bool kickable = true;
     while (!wait_until(p, deadline, kickable)) {
@@ -313,9 +313,8 @@ static void upload_thread(struct ts_worker *w, void *arg)
     }
 }
 
-enum ts_err ts_uploader_start(struct ts_agent *a, char *err, size_t errsz)
+enum ts_err ts_uploader_start(struct ts_purch *p, char *err, size_t errsz)
 {
-    struct ts_purch *p = a->purch;
     if (!p) {
         ts_errf(err, errsz, "the purchase journal is not open");
         return TS_ERR_CLOSED;
@@ -323,8 +322,9 @@ enum ts_err ts_uploader_start(struct ts_agent *a, char *err, size_t errsz)
     struct ts_uploader *u = calloc(1, sizeof *u);
     if (!u)
         return TS_ERR_NOMEM;
-    u->a = a;
-    u->max_bytes = (size_t)a->cfg.outbox_batch_bytes;
+    u->a = p->core;
+    u->p = p;
+    u->max_bytes = (size_t)p->core->cfg.outbox_batch_bytes;
     if (ts_worker_start(&p->w, upload_thread, u) != TS_OK) {
         free(u);
         ts_errf(err, errsz, "cannot start the upload thread");
@@ -334,9 +334,8 @@ enum ts_err ts_uploader_start(struct ts_agent *a, char *err, size_t errsz)
     return TS_OK;
 }
 
-void ts_uploader_stop(struct ts_agent *a)
+void ts_uploader_stop(struct ts_purch *p)
 {
-    struct ts_purch *p = a ? a->purch : NULL;
     if (!p || !p->up)
         return;
     struct ts_uploader *u = p->up;

@@ -17,6 +17,7 @@
  *   ts_scan_path [-d DIR] [-c CARDS] [-n SCANS] [-s SEED]
  */
 #include "agent.h"
+#include "purchase.h"
 #include "feed.h"
 #include "input.h"
 #include "serial.h"
@@ -161,11 +162,13 @@ int main(int argc, char **argv)
              dir);
     static struct ts_agent_config cfg;
     struct ts_agent *a = NULL;
+    struct ts_purch *purch = NULL; /* receipt scans look in its journal, as in `run` */
     if (ts_agent_config_parse("scan_path.conf", conf, &cfg, err, sizeof err) ||
-        ts_agent_open(&cfg, &a, err, sizeof err)) {
+        ts_agent_open(&cfg, &a, err, sizeof err) || ts_purchase_open(a, &purch, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    ts_agent_set_journal(a, purch->ob);
     if (fill(a, cards))
         return 1;
     long ncards = (long)ts_cache_count(a->cache);
@@ -268,6 +271,7 @@ int main(int argc, char **argv)
     free(path_ns);
     free(loy_ns);
     free(sql_ns);
+    ts_purchase_close(purch);
     ts_agent_close(a);
     return 0;
 }

@@ -20,7 +20,8 @@ struct ts_conf {
     size_t n, cap;
 };
 
-static int on_entry(void *ud, const char *section, const char *key, const char *value, int line)
+static enum ts_err on_entry(void *ud, const char *section, const char *key, const char *value,
+                            int line)
 {
     struct ts_conf *c = ud;
     if (!key) /* section header without keys: still record it */
@@ -30,18 +31,18 @@ static int on_entry(void *ud, const char *section, const char *key, const char *
         if (strcmp(c->v[i].section, section) == 0 && strcmp(c->v[i].key, key) == 0 && *key) {
             char *nv = strdup(value ? value : "");
             if (!nv)
-                return 0;
+                return TS_ERR_NOMEM;
             free(c->v[i].value);
             c->v[i].value = nv;
             c->v[i].line = line;
-            return 1;
+            return TS_OK;
         }
     }
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 32;
         struct conf_entry *nv = realloc(c->v, cap * sizeof *nv);
         if (!nv)
-            return 0;
+            return TS_ERR_NOMEM;
         c->v = nv;
         c->cap = cap;
     }
@@ -54,10 +55,10 @@ static int on_entry(void *ud, const char *section, const char *key, const char *
         free(e->section);
         free(e->key);
         free(e->value);
-        return 0;
+        return TS_ERR_NOMEM;
     }
     c->n++;
-    return 1;
+    return TS_OK;
 }
 
 /*
@@ -80,6 +81,7 @@ static enum ts_err parse_text(struct ts_conf *c, const char *text, char *err, si
 {
     char section[128] = "";
     int lineno = 0;
+    enum ts_err rc;
     const char *p = text;
     while (*p) {
         const char *nl = strchr(p, '\n');
@@ -105,8 +107,8 @@ static enum ts_err parse_text(struct ts_conf *c, const char *text, char *err, si
             }
             *close = '\0';
             ts_strlcpy(section, trim(s + 1), sizeof section);
-            if (!on_entry(c, section, NULL, NULL, lineno))
-                return TS_ERR_NOMEM;
+            if ((rc = on_entry(c, section, NULL, NULL, lineno)) != TS_OK)
+                return rc;
             continue;
         }
         char *eq = strchr(s, '=');
@@ -127,8 +129,8 @@ static enum ts_err parse_text(struct ts_conf *c, const char *text, char *err, si
                      *key ? "key outside of any [section]" : "missing key name");
             return TS_ERR_CONFIG;
         }
-        if (!on_entry(c, section, key, val, lineno))
-            return TS_ERR_NOMEM;
+        if ((rc = on_entry(c, section, key, val, lineno)) != TS_OK)
+            return rc;
     }
     return TS_OK;
 }
@@ -143,7 +145,7 @@ static struct ts_conf *conf_new(const char *name)
     return c;
 }
 
-int ts_conf_load(const char *path, struct ts_conf **out, char *err, size_t errsz)
+enum ts_err ts_conf_load(const char *path, struct ts_conf **out, char *err, size_t errsz)
 {
     char *text = NULL;
     int rc = ts_read_file(path, 1 << 20, &text, NULL);

@@ -14,7 +14,7 @@ struct ts_conf;
 
 /* Loads path. On a syntax error returns TS_ERR_CONFIG and writes
  * "file:line: message" into err. */
-int ts_conf_load(const char *path, struct ts_conf **out, char *err, size_t errsz);
+enum ts_err ts_conf_load(const char *path, struct ts_conf **out, char *err, size_t errsz);
 /* Parses INI text from memory (name is used in messages). */
 enum ts_err ts_conf_parse(const char *name, const char *text, struct ts_conf **out, char *err,
                           size_t errsz);

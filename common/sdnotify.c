@@ -11,11 +11,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-int ts_sd_notify(const char *state)
+enum ts_err ts_sd_notify(const char *state)
 {
     const char *path = getenv("NOTIFY_SOCKET");
     if (!path || !*path)
-        return 0;
+        return TS_OK; /* not started by systemd: nobody to tell */
     /* "@name" is an abstract socket: a leading NUL byte instead of '@'. */
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t n = strlen(path);
@@ -32,7 +32,7 @@ int ts_sd_notify(const char *state)
     int saved = errno;
     close(fd);
     errno = saved;
-    return w == (ssize_t)strlen(state) ? 1 : TS_ERR_IO;
+    return w == (ssize_t)strlen(state) ? TS_OK : TS_ERR_IO;
 }
 
 int64_t ts_sd_watchdog_usec(void)

@@ -11,9 +11,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Sends state ("READY=1\nSTATUS=..."). Returns 1 when sent, 0 when not
- * started by systemd (no $NOTIFY_SOCKET), a negative TS_ERR_* otherwise. */
-int ts_sd_notify(const char *state);
+/* Sends state ("READY=1\nSTATUS=..."). TS_OK when sent or when not
+ * started by systemd (no $NOTIFY_SOCKET: nothing to send), TS_ERR_INVAL for
+ * a socket path we cannot use, TS_ERR_IO when the send failed. */
+enum ts_err ts_sd_notify(const char *state);
 
 /* The watchdog interval systemd expects pings within, in microseconds
  * ($WATCHDOG_USEC, when $WATCHDOG_PID is unset or this process), 0 = none. */

@@ -14,7 +14,7 @@
  * only on a configuration the driver cannot work with (err names the file,
  * line and key via ts_conf_where).
  *
- * Completed scans go through ts_driver_emit (drivers/input.c), which runs the
+ * Completed scans go through ts_driver_emit (drivers/emit.c), which runs the
  * payment card guard before anything leaves the driver layer: a dropped scan
  * is counted and never reaches host->on_scan, a log or a buffer that outlives
  * the call (drivers wipe their own framing buffers after emitting).
@@ -77,8 +77,8 @@ struct ts_driver_ops {
     const char *name; /* the config's driver = value */
     /* Parses [section] of conf and allocates the driver; does not need the
      * device to be present. TS_ERR_CONFIG with err "file:line: [section] key: ..." */
-    int (*open)(const struct ts_conf *conf, const char *section, const struct ts_driver_host *host,
-                void **self, char *err, size_t errsz);
+    enum ts_err (*open)(const struct ts_conf *conf, const char *section,
+                        const struct ts_driver_host *host, void **self, char *err, size_t errsz);
     /* Fills up to max pollfds (returns how many) and lowers *deadline_mono_ms
      * to the driver's next timer when it has one (leave it as is otherwise). */
     int (*pollfds)(void *self, struct pollfd *fds, int max, int64_t *deadline_mono_ms);

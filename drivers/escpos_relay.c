@@ -197,13 +197,13 @@ static void pos_reset(struct sess *x)
     side_close(&x->pos);
 }
 
-static int serial_open(struct relay *r, const char *path, struct side *s, char *why, size_t whysz)
+static enum ts_err tty_open(struct relay *r, const char *path, struct side *s, char *why, size_t n)
 {
     struct sp_port *sp = NULL;
     int fd = -1;
     char dev[256];
     if (ts_serial_dev_name(path, dev, sizeof dev) != TS_OK) {
-        ts_errf(why, whysz, "%s: not present", path);
+        ts_errf(why, n, "%s: not present", path);
         return TS_ERR_IO;
     }
     if (sp_get_port_by_name(dev, &sp) != SP_OK || sp_open(sp, SP_MODE_READ_WRITE) != SP_OK ||
@@ -211,7 +211,7 @@ static int serial_open(struct relay *r, const char *path, struct side *s, char *
         sp_set_parity(sp, SP_PARITY_NONE) != SP_OK || sp_set_stopbits(sp, 1) != SP_OK ||
         sp_set_flowcontrol(sp, r->flow) != SP_OK || sp_get_port_handle(sp, &fd) != SP_OK) {
         char *m = sp_last_error_message();
-        ts_errf(why, whysz, "%s: %s", dev, m ? m : "cannot open");
+        ts_errf(why, n, "%s: %s", dev, m ? m : "cannot open");
         sp_free_error_message(m);
         if (sp) {
             sp_close(sp);
@@ -479,12 +479,12 @@ static void relay_reopen(struct relay *r)
     char why[256];
     struct sess *x = &r->s[0];
     r->retry_at = 0;
-    if (r->prn_dev[0] && x->prn.fd < 0 && serial_open(r, r->prn_dev, &x->prn, why, sizeof why)) {
+    if (r->prn_dev[0] && x->prn.fd < 0 && tty_open(r, r->prn_dev, &x->prn, why, sizeof why)) {
         set_state(r, TS_INPUT_WAITING, "printer port %s", why);
         schedule_retry(r);
         return;
     }
-    if (r->pos_dev[0] && x->pos.fd < 0 && serial_open(r, r->pos_dev, &x->pos, why, sizeof why)) {
+    if (r->pos_dev[0] && x->pos.fd < 0 && tty_open(r, r->pos_dev, &x->pos, why, sizeof why)) {
         set_state(r, TS_INPUT_WAITING, "POS port %s", why);
         schedule_retry(r);
         return;

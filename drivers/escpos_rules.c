@@ -401,8 +401,9 @@ static enum ts_err items(const struct ts_receipt_rules *r, const char *text, jso
     return TS_OK;
 }
 
-int ts_receipt_rules_apply(const struct ts_receipt_rules *r, const struct ts_escpos_receipt *rc,
-                           int64_t wall_ms, json_t **out, char *err, size_t errsz)
+enum ts_err ts_receipt_rules_apply(const struct ts_receipt_rules *r,
+                                   const struct ts_escpos_receipt *rc, int64_t wall_ms,
+                                   json_t **out, char *err, size_t errsz)
 {
     char store[64], terminal[64], num[128], receipt[192], cur[64], val[128], at[40];
     double total, amount;

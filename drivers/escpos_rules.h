@@ -33,8 +33,9 @@ void ts_receipt_rules_free(struct ts_receipt_rules *r); /* NULL ok */
  * sale (no receipt number, total or line item: an X report, a copy, a
  * drawer slip) with err saying which; the caller logs it and moves on.
  */
-int ts_receipt_rules_apply(const struct ts_receipt_rules *r, const struct ts_escpos_receipt *rc,
-                           int64_t wall_ms, struct json_t **out, char *err, size_t errsz);
+enum ts_err ts_receipt_rules_apply(const struct ts_receipt_rules *r,
+                                   const struct ts_escpos_receipt *rc, int64_t wall_ms,
+                                   struct json_t **out, char *err, size_t errsz);
 
 struct ts_guard;
 

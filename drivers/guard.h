@@ -103,8 +103,8 @@ struct json_t;
  * logs. TS_ERR_NOMEM when a masked copy cannot be made (the document then
  * holds the card number still: refuse it).
  */
-int ts_guard_json(const struct ts_guard *g, struct json_t *doc, const char *const *idents,
-                  struct json_t *refused, struct ts_guard_json_report *rep);
+enum ts_err ts_guard_json(const struct ts_guard *g, struct json_t *doc, const char *const *idents,
+                          struct json_t *refused, struct ts_guard_json_report *rep);
 
 /* ISO/IEC 7812-1 Annex B (Luhn) over n ASCII digits. */
 bool ts_luhn_valid(const char *digits, size_t n);

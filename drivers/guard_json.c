@@ -105,8 +105,8 @@ static void walk(struct walk *w, json_t *v, const char *path, const char *patter
     }
 }
 
-int ts_guard_json(const struct ts_guard *g, json_t *doc, const char *const *idents, json_t *refused,
-                  struct ts_guard_json_report *rep)
+enum ts_err ts_guard_json(const struct ts_guard *g, json_t *doc, const char *const *idents,
+                          json_t *refused, struct ts_guard_json_report *rep)
 {
     struct walk w = {.g = g, .idents = idents, .refused = refused, .rep = rep, .rc = TS_OK};
     memset(rep, 0, sizeof *rep);

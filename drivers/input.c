@@ -1,15 +1,12 @@
 /*
- * The driver registry, ts_driver_emit (the guard at the driver boundary) and
- * the input runner: one thread, one poll(2) over every input's fds, woken
- * by the earliest driver deadline or a stop request (an eventfd).
+ * The input runner: one thread, one poll(2) over every input's fds, woken
+ * by the earliest driver deadline or a stop request (an eventfd). The
+ * drivers come from the registry (registry.c); what they read leaves them
+ * through ts_driver_emit (emit.c), so no driver calls back into this file.
  */
 #include "input.h"
 #include "conf.h"
-#include "escpos_relay.h"
-#include "serial.h"
-#include "symbology.h"
 #include "ts.h"
-#include "usbdrv.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -19,69 +16,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-
-/* ---- registry ------------------------------------------------------------ */
-
-static const struct ts_driver_ops *const drivers[] = {
-    &ts_driver_serial, &ts_driver_hidpos, &ts_driver_usbkbd, &ts_driver_evdev, &ts_escpos_driver,
-};
-#define NDRIVERS (sizeof drivers / sizeof *drivers)
-
-const struct ts_driver_ops *ts_driver_find(const char *name)
-{
-    for (size_t i = 0; name && i < NDRIVERS; i++)
-        if (!strcmp(drivers[i]->name, name))
-            return drivers[i];
-    return NULL;
-}
-
-const char *const *ts_driver_names(void)
-{
-    static const char *names[NDRIVERS + 1];
-    for (size_t i = 0; i < NDRIVERS; i++)
-        names[i] = drivers[i]->name;
-    names[NDRIVERS] = NULL;
-    return names;
-}
-
-const char *ts_input_name(const char *section)
-{
-    return strncmp(section, "input.", 6) == 0 && section[6] ? section + 6 : section;
-}
-
-/* ---- emit ---------------------------------------------------------------- */
-
-bool ts_driver_emit(const struct ts_driver_host *host, const char *input, const char *data,
-                    size_t len, const char *aim)
-{
-    enum ts_guard_verdict v = ts_guard_check(host->guard, aim, data, len);
-    if (v != TS_GUARD_PASS) {
-        /* Nothing of the scan in the log, not even masked: the kind is
-         * enough to find the cause (a card swiped at the scanner). */
-        TS_WARN("guard", "payment card data dropped from input %s (%s)", input,
-                v == TS_GUARD_TRACK ? "magnetic stripe track" : "card number");
-        if (host->on_guard_drop)
-            host->on_guard_drop(host->ctx, input);
-        return false;
-    }
-    if (len == 0 || len >= TS_SCAN_MAX || memchr(data, '\0', len)) {
-        TS_WARN("input", "[%s] dropped a %zu-byte scan (empty, too long or binary)", input, len);
-        return false;
-    }
-    struct ts_scan s = {0};
-    ts_strlcpy(s.source, input, sizeof s.source);
-    s.mono_ms = host->now_mono_ms ? host->now_mono_ms(host->ctx) : ts_now_mono_ms();
-    s.wall_ms = host->now_wall_ms ? host->now_wall_ms(host->ctx) : ts_now_wall_ms();
-    memcpy(s.data, data, len);
-    s.data_len = len;
-    if (aim && strlen(aim) == 3)
-        memcpy(s.aim, aim, 3);
-    s.upos_type = (int)ts_symbology_upos(s.aim, s.data, s.data_len);
-    if (host->on_scan)
-        host->on_scan(host->ctx, &s);
-    explicit_bzero(&s, sizeof s);
-    return true;
-}
 
 /* ---- runner -------------------------------------------------------------- */
 
@@ -383,7 +317,7 @@ enum ts_err ts_inputs_start(struct ts_inputs *r)
     return TS_OK;
 }
 
-void ts_inputs_free(struct ts_inputs *r)
+void ts_inputs_stop(struct ts_inputs *r)
 {
     if (!r)
         return;
@@ -392,7 +326,15 @@ void ts_inputs_free(struct ts_inputs *r)
         uint64_t one = 1;
         (void)!write(r->wake, &one, sizeof one);
         pthread_join(r->thread, NULL);
+        r->running = false;
     }
+}
+
+void ts_inputs_free(struct ts_inputs *r)
+{
+    if (!r)
+        return;
+    ts_inputs_stop(r);
     for (size_t i = 0; i < r->n; i++)
         r->in[i].ops->close(r->in[i].self);
     if (r->wake >= 0)

@@ -39,6 +39,9 @@ enum ts_err ts_inputs_start(struct ts_inputs *in);
 /* Runs one round by hand (tests, benchmarks): polls up to timeout_ms, then
  * dispatches. Not to be mixed with ts_inputs_start. */
 void ts_inputs_run_once(struct ts_inputs *in, int timeout_ms);
+/* Stops and joins the thread; the drivers stay open (their state still
+ * answers ts_inputs_devices_json); NULL ok. */
+void ts_inputs_stop(struct ts_inputs *in);
 /* Stops and joins the thread, closes every driver; NULL ok. */
 void ts_inputs_free(struct ts_inputs *in);
 

@@ -22,6 +22,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct ts_agent *agent;
+static struct ts_purch *purch; /* the purchases handle, as `tillside run` makes it */
 
 static void die(const char *what, const char *detail)
 {
@@ -42,6 +43,8 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 /* The state directory goes when the fuzzer exits normally. */
 static void cleanup(void)
 {
+    ts_purchase_close(purch);
+    purch = NULL;
     ts_agent_close(agent);
     agent = NULL;
     nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
@@ -60,8 +63,10 @@ static void open_agent(void)
              dir);
     ts_log_set_level(TS_LOG_ERROR);
     if (ts_agent_config_parse("fuzz.conf", text, &cfg, err, sizeof err) ||
-        ts_agent_open(&cfg, &agent, err, sizeof err))
+        ts_agent_open(&cfg, &agent, err, sizeof err) ||
+        ts_purchase_open(agent, &purch, err, sizeof err))
         die("agent", err);
+    ts_agent_set_journal(agent, purch->ob);
     atexit(cleanup);
 }
 
@@ -70,7 +75,7 @@ static void open_agent(void)
 static void hub_takes(const char *receipt)
 {
     char *ev = NULL, st[8], err[256];
-    if (ts_outbox_find_receipt(agent->purch->ob, receipt, &ev, st) != TS_OK)
+    if (ts_outbox_find_receipt(purch->ob, receipt, &ev, st) != TS_OK)
         die("202 but not in the outbox", receipt);
     if (strlen(ev) + 48 > TS_PURCHASE_MAX_EVENT)
         die("recorded event over 32 KB", receipt);
@@ -91,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!agent)
         open_agent();
     ts_buf out = {0};
-    unsigned status = ts_purchase_http(agent, (const char *)data, size, &out);
+    unsigned status = ts_purchase_http(purch, (const char *)data, size, &out);
     json_t *ans = json_loadb(out.data ? out.data : "", out.len, 0, NULL);
     if (!json_is_object(ans))
         die("answer is not a JSON object", out.data);

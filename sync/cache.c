@@ -216,7 +216,7 @@ static sqlite3_stmt *stmt(struct ts_cache *c, int which)
 }
 
 /* The error is read before the reset, which forgets the OS errno. */
-static int step_done(sqlite3_stmt *s)
+static enum ts_err step_done(sqlite3_stmt *s)
 {
     enum ts_err rc = ts_sqlite_err(sqlite3_db_handle(s), sqlite3_step(s), NULL);
     sqlite3_reset(s);
@@ -503,7 +503,7 @@ enum ts_err ts_cache_resync_begin(struct ts_cache *c)
     return rc;
 }
 
-int ts_cache_position(struct ts_cache *c, char *cursor, size_t cursorsz, bool *resyncing)
+enum ts_err ts_cache_position(struct ts_cache *c, char *cursor, size_t cursorsz, bool *resyncing)
 {
     int rc = get_meta(c, "resync", cursor, cursorsz);
     if (rc == TS_OK) {
@@ -606,7 +606,7 @@ int64_t ts_cache_count(struct ts_cache *c)
     return n;
 }
 
-int ts_cache_cursor(struct ts_cache *c, char *out, size_t outsz)
+enum ts_err ts_cache_cursor(struct ts_cache *c, char *out, size_t outsz)
 {
     int rc = get_meta(c, "cursor", out, outsz);
     return rc == TS_ERR_NOTFOUND ? TS_OK : rc;

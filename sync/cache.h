@@ -57,7 +57,7 @@ enum ts_err ts_cache_lookup(struct ts_cache *c, const char *key_hex, char **card
                             int64_t *synced_at_ms);
 int64_t ts_cache_count(struct ts_cache *c);
 /* Saved cursor into out ("" when none). */
-int ts_cache_cursor(struct ts_cache *c, char *out, size_t outsz);
+enum ts_err ts_cache_cursor(struct ts_cache *c, char *out, size_t outsz);
 /* Wall time (ms) of the last applied feed page, 0 when never. */
 int64_t ts_cache_last_sync(struct ts_cache *c);
 /* Forgets the cursor and every card (a full resync follows). */
@@ -75,7 +75,7 @@ enum ts_err ts_cache_resync_begin(struct ts_cache *c);
  * (*resyncing true; "" before its first page), else the saved cursor ("" for
  * a first sync). A resync survives a restart and continues where it was.
  */
-int ts_cache_position(struct ts_cache *c, char *cursor, size_t cursorsz, bool *resyncing);
+enum ts_err ts_cache_position(struct ts_cache *c, char *cursor, size_t cursorsz, bool *resyncing);
 /*
  * Retention and the size bound: deletes the cards not refreshed (synced_at)
  * since now_ms - retention_ms, then, while more than max_cards remain (< 0:

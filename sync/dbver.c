@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 
-int ts_db_version(sqlite3 *db, int *out)
+enum ts_err ts_db_version(sqlite3 *db, int *out)
 {
     sqlite3_stmt *st = NULL;
     int rc = TS_ERR_DB;

@@ -17,13 +17,13 @@
 #include <stddef.h>
 
 struct ts_db_step {
-    int version;                      /* the version this step brings the file to */
-    const char *sql;                  /* run with sqlite3_exec, or NULL */
-    int (*fn)(sqlite3 *db, void *ud); /* or this (TS_OK = done), or NULL */
+    int version;                              /* the version this step brings the file to */
+    const char *sql;                          /* run with sqlite3_exec, or NULL */
+    enum ts_err (*fn)(sqlite3 *db, void *ud); /* or this (TS_OK = done), or NULL */
 };
 
 /* PRAGMA user_version; 0 for a file made before versions were kept. */
-int ts_db_version(sqlite3 *db, int *out);
+enum ts_err ts_db_version(sqlite3 *db, int *out);
 
 /* Fails with TS_ERR_DB and "PATH: schema version N is newer than ..." when
  * the file is newer than latest; a missing or older file is fine. */

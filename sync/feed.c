@@ -53,11 +53,11 @@ static bool peek(struct rd *r, char c)
     return r->p < r->end && *r->p == c;
 }
 
-static int hex4(const char *p, const char *end, unsigned *out)
+static enum ts_err hex4(const char *p, const char *end, unsigned *out)
 {
     unsigned v = 0;
     if (end - p < 4)
-        return -1;
+        return TS_ERR_PROTO;
     for (int i = 0; i < 4; i++) {
         char c = p[i];
         unsigned d = (c >= '0' && c <= '9')   ? (unsigned)(c - '0')
@@ -65,11 +65,11 @@ static int hex4(const char *p, const char *end, unsigned *out)
                      : (c >= 'A' && c <= 'F') ? (unsigned)(c - 'A' + 10)
                                               : 16u;
         if (d > 15)
-            return -1;
+            return TS_ERR_PROTO;
         v = v << 4 | d;
     }
     *out = v;
-    return 0;
+    return TS_OK;
 }
 
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs,
@@ -203,7 +203,7 @@ static bool literal(struct rd *r, const char *word)
 }
 
 /* Steps over one value of any kind, validating it. */
-static int value(struct rd *r, int depth)
+static enum ts_err value(struct rd *r, int depth)
 {
     const char *s;
     size_t n;
@@ -329,7 +329,8 @@ static enum ts_err dup_key(struct rd *r, const char *name)
 }
 
 /* A key list ("keys" or "prev_keys") into *out / *n. */
-static int parse_keys(struct rd *r, const char *name, size_t idx, char (**out)[65], size_t *n)
+static enum ts_err parse_keys(struct rd *r, const char *name, size_t idx, char (**out)[65],
+                              size_t *n)
 {
     if (*out)
         return dup_key(r, name);
@@ -426,8 +427,8 @@ enum {
     SEEN_MORE = 64
 };
 
-static int item_field(struct rd *r, const char *k, size_t kn, size_t idx, struct ts_feed_item *it,
-                      unsigned *seen)
+static enum ts_err item_field(struct rd *r, const char *k, size_t kn, size_t idx,
+                              struct ts_feed_item *it, unsigned *seen)
 {
     int rc = TS_OK;
     if (key_is(k, kn, "op")) {
@@ -443,7 +444,7 @@ static int item_field(struct rd *r, const char *k, size_t kn, size_t idx, struct
             return TS_ERR_PROTO;
         }
         it->op = op[0] == 'u' ? TS_FEED_UPSERT : TS_FEED_ERASE;
-        return 0;
+        return TS_OK;
     }
     if (key_is(k, kn, "cid")) {
         if (*seen & SEEN_CID)
@@ -455,7 +456,7 @@ static int item_field(struct rd *r, const char *k, size_t kn, size_t idx, struct
             snprintf(r->err, r->errsz, "items[%zu].cid: missing or malformed", idx);
             return TS_ERR_PROTO;
         }
-        return 0;
+        return TS_OK;
     }
     if (key_is(k, kn, "keys"))
         return parse_keys(r, "keys", idx, &it->keys, &it->nkeys);
@@ -463,7 +464,7 @@ static int item_field(struct rd *r, const char *k, size_t kn, size_t idx, struct
         return parse_keys(r, "prev_keys", idx, &it->prev_keys, &it->nprev_keys);
     if (key_is(k, kn, "card"))
         return parse_card(r, idx, &it->card);
-    return 1;
+    return value(r, 1); /* a key items do not have: skipped */
 }
 
 /* What every item must have once its object is read; prev says whether the
@@ -519,15 +520,13 @@ static enum ts_err parse_item(struct rd *r, size_t idx, struct ts_feed_item *it,
     int rc;
     while ((rc = obj_next(r, &first, &k, &kn)) == 1) {
         rc = item_field(r, k, kn, idx, it, seen);
-        if (rc == 1)
-            rc = value(r, 1);
         if (rc)
             return rc;
     }
     return rc;
 }
 
-static int parse_items(struct rd *r, struct ts_feed_page *page, unsigned *item_seen)
+static enum ts_err parse_items(struct rd *r, struct ts_feed_page *page, unsigned *item_seen)
 {
     if (!eat(r, '[')) {
         snprintf(r->err, r->errsz, "items: expected an array of at most %d items",

@@ -426,8 +426,8 @@ static enum ts_err walk_chunks(struct ts_http_msg *m, const char *buf, size_t le
 
 /* Fills m from a complete message: head re-parsed (it was freed while
  * waiting for the body), body copied or de-chunked. */
-static int finish(struct ts_http_msg *m, bool is_request, const char *buf, size_t body_end,
-                  size_t max_body, size_t *consumed)
+static enum ts_err finish(struct ts_http_msg *m, bool is_request, const char *buf, size_t body_end,
+                          size_t max_body, size_t *consumed)
 {
     size_t start = m->ps.head_start, hl = m->ps.head_len, b0 = start + hl;
     int mode = m->ps.body_mode;
@@ -458,8 +458,8 @@ out:
     return rc;
 }
 
-int ts_http_parse(struct ts_http_msg *m, bool is_request, const char *buf, size_t len,
-                  size_t max_body, size_t *consumed)
+enum ts_err ts_http_parse(struct ts_http_msg *m, bool is_request, const char *buf, size_t len,
+                          size_t max_body, size_t *consumed)
 {
     if (!m || (!buf && len) || !consumed)
         return TS_ERR_INVAL;
@@ -535,8 +535,8 @@ again:
     return rc;
 }
 
-int ts_http_parse_eof(struct ts_http_msg *m, const char *buf, size_t len, size_t max_body,
-                      size_t *consumed)
+enum ts_err ts_http_parse_eof(struct ts_http_msg *m, const char *buf, size_t len, size_t max_body,
+                              size_t *consumed)
 {
     int rc = ts_http_parse(m, false, buf, len, max_body, consumed);
     if (rc != TS_ERR_AGAIN)

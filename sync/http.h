@@ -62,8 +62,8 @@ struct ts_http_msg {
  * For responses to HEAD or with 1xx/204/304 status there is no body.
  * On success the message owns its memory; release it with ts_http_msg_clear.
  */
-int ts_http_parse(struct ts_http_msg *m, bool is_request, const char *buf, size_t len,
-                  size_t max_body, size_t *consumed);
+enum ts_err ts_http_parse(struct ts_http_msg *m, bool is_request, const char *buf, size_t len,
+                          size_t max_body, size_t *consumed);
 void ts_http_msg_clear(struct ts_http_msg *m);
 
 /*
@@ -73,8 +73,8 @@ void ts_http_msg_clear(struct ts_http_msg *m);
  * ts_http_parse), TS_ERR_CLOSED when buf does not hold such a response head,
  * or the errors of ts_http_parse.
  */
-int ts_http_parse_eof(struct ts_http_msg *m, const char *buf, size_t len, size_t max_body,
-                      size_t *consumed);
+enum ts_err ts_http_parse_eof(struct ts_http_msg *m, const char *buf, size_t len, size_t max_body,
+                              size_t *consumed);
 
 /* Case-insensitive header lookup; borrowed pointer valid until clear. */
 const char *ts_http_header(const struct ts_http_msg *m, const char *name);

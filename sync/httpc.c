@@ -214,8 +214,8 @@ static int parse_retry_after(const char *v)
  * the caller whether the server said anything at all, which decides
  * whether a dead kept connection may be retried.
  */
-static int read_response(struct ts_httpc *c, const char *method, int64_t deadline, int timeout_ms,
-                         bool *got_bytes, struct ts_http_resp *resp)
+static enum ts_err read_response(struct ts_httpc *c, const char *method, int64_t deadline,
+                                 int timeout_ms, bool *got_bytes, struct ts_http_resp *resp)
 {
     struct ts_http_msg m = {0};
     ts_buf in = {0};

@@ -74,7 +74,7 @@ struct ts_outbox {
 
 /* A failed write is "full" when SQLite says so or when the space ran out;
  * the caller then answers 507 rather than 500. */
-static int db_err(struct ts_outbox *o, int rc, const char *what)
+static enum ts_err db_err(struct ts_outbox *o, int rc, const char *what)
 {
     enum ts_err e = ts_sqlite_err(o->db, rc, o->path);
     if (e == TS_ERR_FULL) {
@@ -88,7 +88,7 @@ static int db_err(struct ts_outbox *o, int rc, const char *what)
 
 /* Steps a statement that returns no rows, then resets it; the error is
  * read before the reset, which forgets the OS errno. */
-static int step_done(struct ts_outbox *o, sqlite3_stmt *s, const char *what)
+static enum ts_err step_done(struct ts_outbox *o, sqlite3_stmt *s, const char *what)
 {
     int src = sqlite3_step(s);
     int rc = src == SQLITE_DONE ? TS_OK : db_err(o, src, what);
@@ -258,7 +258,7 @@ enum ts_err ts_outbox_pending(struct ts_outbox *o, int64_t after, size_t max_row
     return TS_OK;
 }
 
-static int exec_locked(struct ts_outbox *o, const char *sql)
+static enum ts_err exec_locked(struct ts_outbox *o, const char *sql)
 {
     int src = sqlite3_exec(o->db, sql, NULL, NULL, NULL);
     return src == SQLITE_OK ? TS_OK : db_err(o, src, sql);
@@ -296,7 +296,8 @@ enum ts_err ts_outbox_mark_sent(struct ts_outbox *o, const char *const *ids, siz
     return rc;
 }
 
-int ts_outbox_mark_dead(struct ts_outbox *o, const char *id, const char *reason, int64_t now_ms)
+enum ts_err ts_outbox_mark_dead(struct ts_outbox *o, const char *id, const char *reason,
+                                int64_t now_ms)
 {
     pthread_mutex_lock(&o->mu);
     sqlite3_stmt *s = o->st[ST_DEAD];
@@ -308,7 +309,7 @@ int ts_outbox_mark_dead(struct ts_outbox *o, const char *id, const char *reason,
     return rc;
 }
 
-int ts_outbox_retry(struct ts_outbox *o, const char *id, int64_t *moved)
+enum ts_err ts_outbox_retry(struct ts_outbox *o, const char *id, int64_t *moved)
 {
     pthread_mutex_lock(&o->mu);
     sqlite3_stmt *s = o->st[id ? ST_RETRY_ONE : ST_RETRY_ALL];
@@ -324,7 +325,7 @@ int ts_outbox_retry(struct ts_outbox *o, const char *id, int64_t *moved)
     return rc;
 }
 
-int ts_outbox_stats(struct ts_outbox *o, struct ts_outbox_stats *st)
+enum ts_err ts_outbox_stats(struct ts_outbox *o, struct ts_outbox_stats *st)
 {
     struct ts_outbox_stats r = {0};
     int rc = TS_OK, src;
@@ -358,8 +359,8 @@ static const char *col(sqlite3_stmt *s, int i)
     return (const char *)sqlite3_column_text(s, i);
 }
 
-int ts_outbox_list(struct ts_outbox *o, const char *state, long limit,
-                   bool (*fn)(void *ud, const struct ts_outbox_item *it), void *ud)
+enum ts_err ts_outbox_list(struct ts_outbox *o, const char *state, long limit,
+                           bool (*fn)(void *ud, const struct ts_outbox_item *it), void *ud)
 {
     sqlite3_stmt *s = NULL;
     int rc = TS_OK, src;
@@ -400,7 +401,8 @@ out:
     return rc;
 }
 
-int ts_outbox_find_receipt(struct ts_outbox *o, const char *receipt, char **event, char state[8])
+enum ts_err ts_outbox_find_receipt(struct ts_outbox *o, const char *receipt, char **event,
+                                   char state[8])
 {
     int rc = TS_ERR_NOTFOUND;
     pthread_mutex_lock(&o->mu);

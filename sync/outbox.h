@@ -77,17 +77,18 @@ void ts_outbox_rows_free(struct ts_outbox_row *rows, size_t n);
 enum ts_err ts_outbox_mark_sent(struct ts_outbox *o, const char *const *ids, size_t n,
                                 int64_t now_ms);
 /* Moves one pending row to the dead letters with reason. */
-int ts_outbox_mark_dead(struct ts_outbox *o, const char *id, const char *reason, int64_t now_ms);
+enum ts_err ts_outbox_mark_dead(struct ts_outbox *o, const char *id, const char *reason,
+                                int64_t now_ms);
 /* Dead letters back to pending: the one with id, or all when id is NULL.
  * *moved (may be NULL) gets how many; TS_ERR_NOTFOUND when id is no dead
  * letter. */
-int ts_outbox_retry(struct ts_outbox *o, const char *id, int64_t *moved);
+enum ts_err ts_outbox_retry(struct ts_outbox *o, const char *id, int64_t *moved);
 
 struct ts_outbox_stats {
     int64_t pending, sent, dead;
     int64_t oldest_pending_ms; /* wall ms the oldest pending row was recorded; 0 = none */
 };
-int ts_outbox_stats(struct ts_outbox *o, struct ts_outbox_stats *st);
+enum ts_err ts_outbox_stats(struct ts_outbox *o, struct ts_outbox_stats *st);
 
 struct ts_outbox_item {
     const char *message_id, *receipt, *source, *state, *reason, *cid; /* reason/cid may be NULL */
@@ -96,10 +97,11 @@ struct ts_outbox_item {
 };
 /* Calls fn for every row in state ("pending", "sent", "dead"; NULL = all),
  * oldest first, at most limit rows (<= 0: all). fn returning false stops. */
-int ts_outbox_list(struct ts_outbox *o, const char *state, long limit,
-                   bool (*fn)(void *ud, const struct ts_outbox_item *it), void *ud);
+enum ts_err ts_outbox_list(struct ts_outbox *o, const char *state, long limit,
+                           bool (*fn)(void *ud, const struct ts_outbox_item *it), void *ud);
 /* The journal row of a receipt: its event (malloc'd) and state, or
  * TS_ERR_NOTFOUND. */
-int ts_outbox_find_receipt(struct ts_outbox *o, const char *receipt, char **event, char state[8]);
+enum ts_err ts_outbox_find_receipt(struct ts_outbox *o, const char *receipt, char **event,
+                                   char state[8]);
 
 #endif

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 /* Creates dir/ca.pem and dir/ca.key (0600): a self-signed EC P-256 CA. */
-int ts_pki_ca_init(const char *dir, const char *cn, int days, char *err, size_t errsz);
+enum ts_err ts_pki_ca_init(const char *dir, const char *cn, int days, char *err, size_t errsz);
 
 struct ts_pki_issue {
     const char *ca_cert_file, *ca_key_file; /* issuer */
@@ -27,7 +27,7 @@ struct ts_pki_issue {
 };
 
 /* Generates a key and a certificate signed by the CA. */
-int ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz);
+enum ts_err ts_pki_issue(const struct ts_pki_issue *p, char *err, size_t errsz);
 
 /* ---- enrolment ----------------------------------------------------------- */
 
@@ -47,17 +47,18 @@ const char *ts_pki_signer_ca_pem(const struct ts_pki_signer *s);
  * under it. TS_ERR_INVAL (err says why) for a request to refuse. On success
  * *cert_pem is malloc'd PEM and serial its serial number in hex.
  */
-int ts_pki_signer_sign(struct ts_pki_signer *s, const char *csr_pem, size_t csr_len, const char *cn,
-                       const char *ou, const char *o, int64_t not_before, int64_t not_after,
-                       char **cert_pem, char serial[48], char *err, size_t errsz);
+enum ts_err ts_pki_signer_sign(struct ts_pki_signer *s, const char *csr_pem, size_t csr_len,
+                               const char *cn, const char *ou, const char *o, int64_t not_before,
+                               int64_t not_after, char **cert_pem, char serial[48], char *err,
+                               size_t errsz);
 
 /*
  * A fresh EC P-256 key and a signing request for it (subject CN=cn). Both
  * PEM, malloc'd; free the key with ts_pki_free_secret. spki_sha256 gets the
  * hash of the public key, to match the certificate that comes back.
  */
-int ts_pki_new_key_csr(const char *cn, char **key_pem, char **csr_pem,
-                       unsigned char spki_sha256[32], char *err, size_t errsz);
+enum ts_err ts_pki_new_key_csr(const char *cn, char **key_pem, char **csr_pem,
+                               unsigned char spki_sha256[32], char *err, size_t errsz);
 /* Overwrites a secret string before freeing it. NULL ok. */
 void ts_pki_free_secret(char *s);
 
@@ -72,7 +73,8 @@ struct ts_pki_cert_info {
 /* The first certificate in a PEM text or file. */
 enum ts_err ts_pki_cert_info_pem(const char *pem, size_t len, struct ts_pki_cert_info *out,
                                  char *err, size_t errsz);
-int ts_pki_cert_info_file(const char *path, struct ts_pki_cert_info *out, char *err, size_t errsz);
+enum ts_err ts_pki_cert_info_file(const char *path, struct ts_pki_cert_info *out, char *err,
+                                  size_t errsz);
 /* A pin as an operator writes it: base64 (44 chars) and hex (64). */
 enum ts_err ts_pki_pin_text(const unsigned char sha[32], char b64[48], char hex[65]);
 

@@ -49,7 +49,7 @@ static enum ts_err der_head(ts_buf *b, unsigned char tag, size_t len)
     return ts_buf_append(b, h, n);
 }
 
-static int der_tlv(ts_buf *b, unsigned char tag, const void *v, size_t n)
+static enum ts_err der_tlv(ts_buf *b, unsigned char tag, const void *v, size_t n)
 {
     int rc = der_head(b, tag, n);
     return rc ? rc : n ? ts_buf_append(b, v, n) : TS_OK;
@@ -57,7 +57,7 @@ static int der_tlv(ts_buf *b, unsigned char tag, const void *v, size_t n)
 
 /* An INTEGER from big-endian magnitude bytes: minimal, and a 0x00 in front
  * when the top bit is set so it stays positive (X.690 §8.3). */
-static int der_uint_bytes(ts_buf *b, const unsigned char *v, size_t n)
+static enum ts_err der_uint_bytes(ts_buf *b, const unsigned char *v, size_t n)
 {
     unsigned char tmp[72];
     while (n > 1 && v[0] == 0) {
@@ -73,7 +73,7 @@ static int der_uint_bytes(ts_buf *b, const unsigned char *v, size_t n)
     return der_tlv(b, 0x02, tmp, n + k);
 }
 
-static int der_uint(ts_buf *b, uint64_t v)
+static enum ts_err der_uint(ts_buf *b, uint64_t v)
 {
     unsigned char be[8];
     for (int i = 7; i >= 0; i--, v >>= 8)
@@ -82,7 +82,7 @@ static int der_uint(ts_buf *b, uint64_t v)
 }
 
 /* UTCTime through 2049, GeneralizedTime after (RFC 5280 §5.1.2.4). */
-static int der_time(ts_buf *b, int64_t t)
+static enum ts_err der_time(ts_buf *b, int64_t t)
 {
     time_t tt = (time_t)t;
     struct tm tm;
@@ -98,7 +98,7 @@ static int der_time(ts_buf *b, int64_t t)
 }
 
 /* Wraps inner as one value of tag into out. */
-static int der_wrap(ts_buf *out, unsigned char tag, const ts_buf *inner)
+static enum ts_err der_wrap(ts_buf *out, unsigned char tag, const ts_buf *inner)
 {
     return der_tlv(out, tag, inner->data, inner->len);
 }
@@ -114,8 +114,8 @@ static enum ts_err serial_bytes(const char *hex, unsigned char *out, size_t outs
     return ts_hex_decode(tmp, out, outsz, n);
 }
 
-static int revoked_list(ts_buf *out, const struct ts_pki_crl_entry *e, size_t n, char *err,
-                        size_t errsz)
+static enum ts_err revoked_list(ts_buf *out, const struct ts_pki_crl_entry *e, size_t n, char *err,
+                                size_t errsz)
 {
     ts_buf all = {0}, one = {0};
     int rc = TS_OK;
@@ -141,7 +141,7 @@ static int revoked_list(ts_buf *out, const struct ts_pki_crl_entry *e, size_t n,
 }
 
 /* crlExtensions [0] EXPLICIT SEQUENCE { cRLNumber } */
-static int crl_extensions(ts_buf *out, uint64_t number)
+static enum ts_err crl_extensions(ts_buf *out, uint64_t number)
 {
     ts_buf num = {0}, ext = {0}, exts = {0}, seq = {0};
     int rc;
@@ -176,9 +176,10 @@ static enum ts_err to_pem(const ts_buf *der, char **pem, char *err, size_t errsz
     return TS_OK;
 }
 
-int ts_pki_crl_make(const char *ca_cert_file, const char *ca_key_file,
-                    const struct ts_pki_crl_entry *entries, size_t n, int64_t this_update,
-                    int64_t next_update, uint64_t crl_number, char **pem, char *err, size_t errsz)
+enum ts_err ts_pki_crl_make(const char *ca_cert_file, const char *ca_key_file,
+                            const struct ts_pki_crl_entry *entries, size_t n, int64_t this_update,
+                            int64_t next_update, uint64_t crl_number, char **pem, char *err,
+                            size_t errsz)
 {
     struct pki_rng r;
     mbedtls_x509_crt ca;

@@ -22,8 +22,9 @@ struct ts_pki_crl_entry {
  * ("-----BEGIN X509 CRL-----"). TS_ERR_INVAL for a serial that is not hex,
  * TS_ERR_CONFIG for a CA that does not load (err says why).
  */
-int ts_pki_crl_make(const char *ca_cert_file, const char *ca_key_file,
-                    const struct ts_pki_crl_entry *entries, size_t n, int64_t this_update,
-                    int64_t next_update, uint64_t crl_number, char **pem, char *err, size_t errsz);
+enum ts_err ts_pki_crl_make(const char *ca_cert_file, const char *ca_key_file,
+                            const struct ts_pki_crl_entry *entries, size_t n, int64_t this_update,
+                            int64_t next_update, uint64_t crl_number, char **pem, char *err,
+                            size_t errsz);
 
 #endif

@@ -30,10 +30,10 @@ static bool spki_is_p256(const unsigned char *der, size_t len)
     return len == 91 && memcmp(der, P256_SPKI_PREFIX, sizeof P256_SPKI_PREFIX) == 0;
 }
 
-static int sha256(const unsigned char *in, size_t n, unsigned char out[32])
+static enum ts_err sha256(const unsigned char *in, size_t n, unsigned char out[32])
 {
     const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
-    return md ? mbedtls_md(md, in, n, out) : -1;
+    return md && mbedtls_md(md, in, n, out) == 0 ? TS_OK : TS_ERR_TLS;
 }
 
 struct ts_pki_signer {
@@ -101,9 +101,10 @@ const char *ts_pki_signer_ca_pem(const struct ts_pki_signer *s)
     return s ? s->ca_pem : NULL;
 }
 
-int ts_pki_signer_sign(struct ts_pki_signer *s, const char *csr_pem, size_t csr_len, const char *cn,
-                       const char *ou, const char *o, int64_t not_before, int64_t not_after,
-                       char **cert_pem, char serial[48], char *err, size_t errsz)
+enum ts_err ts_pki_signer_sign(struct ts_pki_signer *s, const char *csr_pem, size_t csr_len,
+                               const char *cn, const char *ou, const char *o, int64_t not_before,
+                               int64_t not_after, char **cert_pem, char serial[48], char *err,
+                               size_t errsz)
 {
     char subject[256];
     unsigned char der[160], pem[4096];
@@ -164,8 +165,8 @@ out:
     return rc;
 }
 
-int ts_pki_new_key_csr(const char *cn, char **key_pem, char **csr_pem,
-                       unsigned char spki_sha256[32], char *err, size_t errsz)
+enum ts_err ts_pki_new_key_csr(const char *cn, char **key_pem, char **csr_pem,
+                               unsigned char spki_sha256[32], char *err, size_t errsz)
 {
     char subject[256];
     unsigned char kbuf[2048], cbuf[2048], der[160];
@@ -307,7 +308,8 @@ enum ts_err ts_pki_cert_info_pem(const char *pem, size_t len, struct ts_pki_cert
     return rc;
 }
 
-int ts_pki_cert_info_file(const char *path, struct ts_pki_cert_info *out, char *err, size_t errsz)
+enum ts_err ts_pki_cert_info_file(const char *path, struct ts_pki_cert_info *out, char *err,
+                                  size_t errsz)
 {
     char *text = NULL;
     size_t len = 0;

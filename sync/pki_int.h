@@ -39,7 +39,7 @@ enum ts_err ts_pki_name_to_string(const mbedtls_x509_name *n, char *out, size_t 
                                   size_t errsz);
 /* Signs one certificate into pem (PEM text, NUL-terminated); serial_hex
  * gets its serial number as lowercase hex. */
-int ts_pki_sign_cert(const struct cert_spec *s, struct pki_rng *r, unsigned char *pem, size_t pemsz,
-                     char serial_hex[33], char *err, size_t errsz);
+enum ts_err ts_pki_sign_cert(const struct cert_spec *s, struct pki_rng *r, unsigned char *pem,
+                             size_t pemsz, char serial_hex[33], char *err, size_t errsz);
 
 #endif

@@ -111,10 +111,10 @@ void ts_tls_peer_from_crt(const mbedtls_x509_crt *crt, struct ts_peer_id *p)
 
 /* SHA-256 over the DER SubjectPublicKeyInfo: what HPKP-style pins hash, so
  * `openssl pkey -pubin -outform der | openssl dgst -sha256` gives the same. */
-static int spki_sha256(const mbedtls_x509_crt *crt, unsigned char out[32])
+static enum ts_err spki_sha256(const mbedtls_x509_crt *crt, unsigned char out[32])
 {
     const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
-    return md ? mbedtls_md(md, crt->pk_raw.p, crt->pk_raw.len, out) : -1;
+    return md && mbedtls_md(md, crt->pk_raw.p, crt->pk_raw.len, out) == 0 ? TS_OK : TS_ERR_TLS;
 }
 
 /*

@@ -315,9 +315,10 @@ static void test_listen_errors(void **state)
     struct fx *f = *state;
     struct ts_api *other = NULL;
     char err[256], want[128];
+    struct ts_api_deps deps = {.core = f->a};
     int saved_port = f->a->cfg.api_port;
     f->a->cfg.api_port = f->port;
-    assert_int_not_equal(ts_api_start(f->a, &other, err, sizeof err), TS_OK);
+    assert_int_not_equal(ts_api_start(&deps, &other, err, sizeof err), TS_OK);
     assert_null(other);
     snprintf(want, sizeof want, "cannot listen on 127.0.0.1:%d: Address already in use", f->port);
     assert_string_equal(err, want);
@@ -326,7 +327,7 @@ static void test_listen_errors(void **state)
     char saved_host[sizeof f->a->cfg.api_host];
     memcpy(saved_host, f->a->cfg.api_host, sizeof saved_host);
     strcpy(f->a->cfg.api_host, "0.0.0.0");
-    assert_int_equal(ts_api_start(f->a, &other, err, sizeof err), TS_ERR_CONFIG);
+    assert_int_equal(ts_api_start(&deps, &other, err, sizeof err), TS_ERR_CONFIG);
     assert_non_null(strstr(err, "loopback"));
     memcpy(f->a->cfg.api_host, saved_host, sizeof saved_host);
 }

@@ -23,6 +23,7 @@
 struct fx {
     char dir[64];
     struct ts_agent *a;
+    struct ts_purch *p; /* the purchases handle, as `tillside run` makes it */
 };
 
 static int setup(void **state)
@@ -30,6 +31,9 @@ static int setup(void **state)
     struct fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
     f->a = ts_test_agent_open(f->dir, "/tmp/ts-purchase-test-XXXXXX");
+    char err[256];
+    assert_int_equal(ts_purchase_open(f->a, &f->p, err, sizeof err), TS_OK);
+    ts_agent_set_journal(f->a, f->p->ob);
     *state = f;
     return 0;
 }
@@ -37,6 +41,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
+    ts_purchase_close(f->p);
     ts_agent_close(f->a);
     ts_test_rm_tree(f->dir);
     free(f);
@@ -63,18 +68,18 @@ static void submit_records_segment_event(void **state)
     char mid[64], mid2[64], err[256], st[8];
     bool dup = true;
     json_t *p = body(good);
-    assert_int_equal(ts_agent_purchase_submit(f->a, "api", p, mid, &dup, err, sizeof err), TS_OK);
+    assert_int_equal(ts_agent_purchase_submit(f->p, "api", p, mid, &dup, err, sizeof err), TS_OK);
     assert_false(dup);
     assert_int_equal(strlen(mid), 36); /* a UUID */
     /* the receipt tap printing the same receipt: one purchase, the first id */
-    assert_int_equal(ts_agent_purchase_submit(f->a, "escpos:front", p, mid2, &dup, err, sizeof err),
+    assert_int_equal(ts_agent_purchase_submit(f->p, "escpos:front", p, mid2, &dup, err, sizeof err),
                      TS_OK);
     assert_true(dup);
     assert_string_equal(mid, mid2);
     json_decref(p);
 
     char *text = NULL;
-    assert_int_equal(ts_outbox_find_receipt(f->a->purch->ob, "S001-T01-000123", &text, st), TS_OK);
+    assert_int_equal(ts_outbox_find_receipt(f->p->ob, "S001-T01-000123", &text, st), TS_OK);
     assert_string_equal(st, "pending");
     json_t *ev = body(text);
     free(text);
@@ -111,7 +116,7 @@ static void invalid_fields_listed(void **state)
         body("{\"receipt\": \"a\\nb\", \"currency\": \"E1R\", \"total\": \"9\", \"tax\": -1,"
              " \"at\": \"yesterday\", \"customer\": {\"code\": 5}, \"products\": ["
              "{\"name\": \"no sku\", \"quantity\": 1.5, \"price\": -2}]}");
-    assert_int_equal(ts_purchase_submit_fields(f->a, "api", p, mid, &dup, fields, err, sizeof err),
+    assert_int_equal(ts_purchase_submit_fields(f->p, "api", p, mid, &dup, fields, err, sizeof err),
                      TS_ERR_INVAL);
     const char *want[] = {"receipt",
                           "currency",
@@ -136,12 +141,12 @@ static void invalid_fields_listed(void **state)
         json_array_append_new(lines, json_pack("{s:s, s:s, s:i, s:f}", "sku", "SKU-0123456789",
                                                "name", "A product with a long name here",
                                                "quantity", 1, "price", 1.0));
-    assert_int_equal(ts_agent_purchase_submit(f->a, "api", p, mid, &dup, err, sizeof err),
+    assert_int_equal(ts_agent_purchase_submit(f->p, "api", p, mid, &dup, err, sizeof err),
                      TS_ERR_INVAL);
     assert_non_null(strstr(err, "32 KB"));
     json_decref(p);
     struct ts_outbox_stats st;
-    assert_int_equal(ts_outbox_stats(f->a->purch->ob, &st), TS_OK);
+    assert_int_equal(ts_outbox_stats(f->p->ob, &st), TS_OK);
     assert_int_equal(st.pending, 0);
 }
 

@@ -200,7 +200,7 @@ static void test_outbox_versioned(void **state)
 
 /* The step runner itself: steps above the file's version run, in order,
  * once. */
-static int count_step(sqlite3 *db, void *ud)
+static enum ts_err count_step(sqlite3 *db, void *ud)
 {
     (void)db;
     ++*(int *)ud;

@@ -40,3 +40,8 @@ bool ts_driver_emit(const struct ts_driver_host *host, const char *input, const 
     explicit_bzero(&s, sizeof s);
     return true;
 }
+
+const char *ts_input_name(const char *section)
+{
+    return strncmp(section, "input.", 6) == 0 && section[6] ? section + 6 : section;
+}

@@ -31,8 +31,3 @@ const char *const *ts_driver_names(void)
     names[NDRIVERS] = NULL;
     return names;
 }
-
-const char *ts_input_name(const char *section)
-{
-    return strncmp(section, "input.", 6) == 0 && section[6] ? section + 6 : section;
-}

@@ -1,0 +1,170 @@
+/*
+ * The read-only fleet page for HQ (fleet.h, docs/OPERATIONS.md "Fleet"):
+ * GET /fleet and /fleet.js (embedded from hub/page/), and GET /v1/fleet,
+ * the JSON the page reads every few seconds. Open to a verified client
+ * certificate of the tenant (on the TLS listener, or vouched for by the
+ * proxy in front) or to [fleet] admin_user with its password (Basic auth,
+ * compared in constant time). It shows no customer data, only terminals
+ * and their health, and the script puts every value in with textContent:
+ * terminal and store names come from certificates.
+ */
+#include "fleet.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define COMP "fleet"
+
+extern const char ts_hub_fleet_html[], ts_hub_fleet_js[];
+extern const size_t ts_hub_fleet_html_len, ts_hub_fleet_js_len;
+
+/* Same length and bytes, in time that depends on want's length only. */
+static bool same(const char *got, size_t glen, const char *want)
+{
+    size_t wlen = strlen(want);
+    unsigned char diff = glen != wlen;
+    for (size_t i = 0; i < wlen; i++)
+        diff |= (unsigned char)(want[i] ^ (i < glen ? got[i] : 0));
+    return diff == 0;
+}
+
+/* Authorization: Basic base64(admin_user ":" password). */
+static bool admin_ok(const struct ts_hub_config *cfg, const struct ts_httpd_req *req)
+{
+    const char *h = req->msg ? ts_http_header(req->msg, "Authorization") : NULL;
+    uint8_t dec[256];
+    size_t n;
+    if (!cfg->fleet_admin_user[0] || !h || strncasecmp(h, "Basic ", 6) != 0)
+        return false;
+    h += 6;
+    while (*h == ' ')
+        h++;
+    size_t len = strlen(h);
+    if (len > 340 || ts_base64_decode(h, len, dec, sizeof dec, &n) != TS_OK)
+        return false;
+    const char *colon = memchr(dec, ':', n);
+    if (!colon)
+        return false;
+    size_t ulen = (size_t)(colon - (const char *)dec);
+    bool u = same((const char *)dec, ulen, cfg->fleet_admin_user);
+    bool p = same(colon + 1, n - ulen - 1, cfg->fleet_admin_password);
+    memset(dec, 0, sizeof dec);
+    return u & p;
+}
+
+/* Who may look; otherwise answers 401 (with a credential configured) or
+ * 403 and returns false. */
+static bool allowed(const struct ts_hub_api *api, const struct ts_httpd_req *req,
+                    struct ts_httpd_resp *resp)
+{
+    const struct ts_hub_config *cfg = api->cfg;
+    const struct ts_peer_id *p = req->peer;
+    bool basic = req->msg && ts_http_header(req->msg, "Authorization");
+    if (basic && admin_ok(cfg, req))
+        return true;
+    if (!basic && p && p->verified && (!cfg->tenant[0] || strcmp(p->o, cfg->tenant) == 0))
+        return true;
+    TS_WARN(COMP, "%s from %s refused: %s", req->path, req->remote_addr,
+            basic ? "wrong admin user or password" : "no certificate of this tenant");
+    if (cfg->fleet_admin_user[0]) {
+        ts_strlcpy(resp->extra_headers, "WWW-Authenticate: Basic realm=\"tillside fleet\"\r\n",
+                   sizeof resp->extra_headers);
+        ts_httpd_error(resp, 401, "the fleet page needs the admin user or a client certificate");
+    } else {
+        ts_httpd_error(resp, 403, "the fleet page needs a client certificate of this tenant");
+    }
+    return false;
+}
+
+static void common_headers(struct ts_httpd_resp *resp)
+{
+    size_t n = strlen(resp->extra_headers);
+    snprintf(resp->extra_headers + n, sizeof resp->extra_headers - n,
+             "Content-Security-Policy: default-src 'none'; script-src 'self'; connect-src 'self';"
+             " style-src 'unsafe-inline'; frame-ancestors 'none'\r\n"
+             "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n"
+             "Referrer-Policy: no-referrer\r\n");
+}
+
+static void asset(struct ts_httpd_resp *resp, const char *type, const char *data, size_t len)
+{
+    ts_buf_reset(&resp->body);
+    if (ts_buf_append(&resp->body, data, len) != TS_OK) {
+        ts_httpd_error(resp, 503, "out of memory");
+        return;
+    }
+    resp->status = 200;
+    ts_strlcpy(resp->content_type, type, sizeof resp->content_type);
+    common_headers(resp);
+}
+
+void ts_hub_fleet_page(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                       struct ts_httpd_resp *resp)
+{
+    if (allowed(api, req, resp))
+        asset(resp, "text/html; charset=utf-8", ts_hub_fleet_html, ts_hub_fleet_html_len);
+}
+
+void ts_hub_fleet_script(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                         struct ts_httpd_resp *resp)
+{
+    if (allowed(api, req, resp))
+        asset(resp, "text/javascript; charset=utf-8", ts_hub_fleet_js, ts_hub_fleet_js_len);
+}
+
+struct listing {
+    json_t *terminals;
+    int64_t now_ms;
+    int stale_after_s;
+    long stale, unhealthy;
+};
+
+static void add(void *ud, const struct ts_fleet_row *row)
+{
+    struct listing *l = ud;
+    unsigned p = ts_fleet_problems(row, l->now_ms, l->stale_after_s);
+    l->stale += (p & TS_FLEET_STALE) != 0;
+    l->unhealthy += p != 0;
+    json_array_append_new(l->terminals, ts_fleet_row_json(row, l->now_ms, l->stale_after_s));
+}
+
+void ts_hub_fleet_json(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                       struct ts_httpd_resp *resp)
+{
+    char store[64], now_s[40];
+    if (!allowed(api, req, resp))
+        return;
+    int rc = ts_http_query_param(req->target ? req->target : "", "store", store, sizeof store);
+    if (rc != TS_OK && rc != TS_ERR_NOTFOUND) {
+        ts_httpd_error(resp, 400, "malformed store parameter");
+        return;
+    }
+    struct listing l = {.terminals = json_array(),
+                        .now_ms = api->now_ms(),
+                        .stale_after_s = api->cfg->fleet_stale_after_s};
+    rc = l.terminals
+             ? ts_hub_fleet_list(api->store, rc == TS_OK && store[0] ? store : NULL, add, &l)
+             : TS_ERR_NOMEM;
+    ts_iso8601(l.now_ms, now_s, sizeof now_s);
+    json_t *o = rc == TS_OK
+                    ? json_pack("{s:s, s:i, s:I, s:I, s:I, s:O}", "now", now_s, "stale_after_s",
+                                l.stale_after_s, "count", (json_int_t)json_array_size(l.terminals),
+                                "stale", (json_int_t)l.stale, "unhealthy", (json_int_t)l.unhealthy,
+                                "terminals", l.terminals)
+                    : NULL;
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (!text) {
+        ts_httpd_error(resp, 500, "cannot read the fleet");
+    } else {
+        ts_buf_reset(&resp->body);
+        ts_buf_puts(&resp->body, text);
+        resp->status = 200;
+        common_headers(resp);
+    }
+    free(text);
+    json_decref(o);
+    json_decref(l.terminals);
+}

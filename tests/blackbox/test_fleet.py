@@ -170,7 +170,58 @@ def stale_after_checked(w):
     check(p.returncode == 0 and "long-poll" in p.stderr, f"{p.returncode} {p.stderr}")
 
 
+ROOT = os.environ.get("TS_SRC_DIR", os.path.join(os.path.dirname(__file__), "../.."))
+BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
+
+
+def fleet_page_in_chromium(w):
+    """tests/browser/fleet_test.js: the page lists terminals with their health,
+    a certificate name that is markup stays text, and a terminal that stops
+    polling turns stale."""
+    missing = [t for t in ("node", "/usr/bin/chromium") if not shutil.which(t)]
+    if missing or not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+        print(f"skipped: {missing or 'playwright-core'} missing (./run test installs them)")
+        raise SystemExit(77)
+    w.start_hub(extra=f"[fleet]\nstale_after_s = {STALE_S}\n")
+    w.send_batch(tslib.customer_batch())
+    w.start_agent(extra="[hub]\nlong_poll_s = 0\n", poll_ms=300)
+    w.wait_cards(1)
+    # `pki issue` refuses such a name; another CA (here openssl with the
+    # test CA's key) need not.
+    evil = "T&<img src=x onerror=alert(1)>"
+    c = w.certs
+    ext = os.path.join(w.dir, "client.ext")
+    with open(ext, "w") as f:
+        f.write("keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n")
+    run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", f"{c}/evil.key", "-out", f"{c}/evil.csr",
+         "-subj", f"/O=acme/OU=S001/CN={evil}"])
+    run(["openssl", "x509", "-req", "-in", f"{c}/evil.csr", "-CA", f"{c}/ca.pem", "-CAkey",
+         f"{c}/ca.key", "-CAcreateserial", "-days", "30", "-extfile", ext, "-out",
+         f"{c}/evil.pem"])
+    poll(w, "evil")
+    env = dict(os.environ, TS_HUB=f"https://localhost:{w.hub_port}",
+               TS_CERT=f"{w.certs}/cdp.pem", TS_KEY=f"{w.certs}/cdp.key", TS_EVIL_CN=evil,
+               TS_SHOT=os.environ.get("TS_FLEET_SHOT", ""))
+    p = subprocess.Popen(["node", os.path.join(BROWSER_DIR, "fleet_test.js")], env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, bufsize=1)
+    try:
+        for line in p.stdout:
+            print(line, end="", flush=True)
+            if line.strip() == "@@agent-stop":
+                w.agent.stop()
+                p.stdin.write("ok\n")
+                p.stdin.flush()
+        rc = p.wait(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    check(rc == 0, f"fleet page in Chromium failed:\n{p.stderr.read()}")
+
+
 TESTS = {
+    "fleet_page_in_chromium": fleet_page_in_chromium,
     "agent_reports_then_turns_stale": agent_reports_then_turns_stale,
     "report_is_checked_and_named_by_certificate": report_is_checked_and_named_by_certificate,
     "fleet_json_needs_tenant_or_admin": fleet_json_needs_tenant_or_admin,

@@ -49,8 +49,9 @@ static void print_row(const struct ts_fleet_row *row, unsigned p, int64_t now_ms
     snprintf(seen, sizeof seen, "%llds", (long long)((now_ms - row->seen_ms) / 1000));
     const struct ts_fleet_report *r = &row->r;
     if (!row->has_report) {
-        printf("%-8s %-12s %-28s %8s\n", clean(row->store, store, sizeof store),
-               clean(row->terminal, term, sizeof term), health[0] ? health : "ok", seen);
+        printf("%-8s %-12s %8s %-4s %6s %8s %6s %6s %4s %-6s %5s %6s %-10s %s\n",
+               clean(row->store, store, sizeof store), clean(row->terminal, term, sizeof term),
+               seen, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", health[0] ? health : "ok");
         return;
     }
     if (r->has_cert)
@@ -62,11 +63,11 @@ static void print_row(const struct ts_fleet_row *row, unsigned p, int64_t now_ms
         open += strcmp(r->inputs[i].state, "open") == 0;
     if (r->ninputs)
         snprintf(ins, sizeof ins, "%u/%zu", open, r->ninputs);
-    printf("%-8s %-12s %-28s %8s %-4s %6lld %8lld %6lld %6lld %4lld %-6s %5s %6s %s\n",
-           clean(row->store, store, sizeof store), clean(row->terminal, term, sizeof term),
-           health[0] ? health : "ok", seen, r->link_up ? "up" : "down", (long long)r->lag_s,
-           (long long)r->cards, (long long)r->outbox_depth, (long long)r->outbox_oldest_s,
-           (long long)r->dead_letters, ins, cert, skew, clean(r->version, ver, sizeof ver));
+    printf("%-8s %-12s %8s %-4s %6lld %8lld %6lld %6lld %4lld %-6s %5s %6s %-10s %s\n",
+           clean(row->store, store, sizeof store), clean(row->terminal, term, sizeof term), seen,
+           r->link_up ? "up" : "down", (long long)r->lag_s, (long long)r->cards,
+           (long long)r->outbox_depth, (long long)r->outbox_oldest_s, (long long)r->dead_letters,
+           ins, cert, skew, clean(r->version, ver, sizeof ver), health[0] ? health : "ok");
 }
 
 static void each(void *ud, const struct ts_fleet_row *row)
@@ -118,9 +119,9 @@ int ts_hub_fleet_main(int argc, char **argv, const char *conf)
     o.stale_after_s = cfg.fleet_stale_after_s;
     o.rows = json_array();
     if (!o.json)
-        printf("%-8s %-12s %-28s %8s %-4s %6s %8s %6s %6s %4s %-6s %5s %6s %s\n", "STORE",
-               "TERMINAL", "HEALTH", "SEEN", "LINK", "LAG_S", "CARDS", "OUTBOX", "OLD_S", "DEAD",
-               "INPUTS", "CERT", "SKEW", "VERSION");
+        printf("%-8s %-12s %8s %-4s %6s %8s %6s %6s %4s %-6s %5s %6s %-10s %s\n", "STORE",
+               "TERMINAL", "SEEN", "LINK", "LAG_S", "CARDS", "OUTBOX", "OLD_S", "DEAD", "INPUTS",
+               "CERT", "SKEW", "VERSION", "HEALTH");
     int rc = o.rows ? ts_hub_fleet_list(st, store, each, &o) : TS_ERR_NOMEM;
     ts_hub_store_close(st);
     if (rc == TS_OK && o.json) {

@@ -21,16 +21,6 @@
 extern const char ts_hub_fleet_html[], ts_hub_fleet_js[];
 extern const size_t ts_hub_fleet_html_len, ts_hub_fleet_js_len;
 
-/* Same length and bytes, in time that depends on want's length only. */
-static bool same(const char *got, size_t glen, const char *want)
-{
-    size_t wlen = strlen(want);
-    unsigned char diff = glen != wlen;
-    for (size_t i = 0; i < wlen; i++)
-        diff |= (unsigned char)(want[i] ^ (i < glen ? got[i] : 0));
-    return diff == 0;
-}
-
 /* Authorization: Basic base64(admin_user ":" password). */
 static bool admin_ok(const struct ts_hub_config *cfg, const struct ts_httpd_req *req)
 {
@@ -49,8 +39,8 @@ static bool admin_ok(const struct ts_hub_config *cfg, const struct ts_httpd_req 
     if (!colon)
         return false;
     size_t ulen = (size_t)(colon - (const char *)dec);
-    bool u = same((const char *)dec, ulen, cfg->fleet_admin_user);
-    bool p = same(colon + 1, n - ulen - 1, cfg->fleet_admin_password);
+    bool u = ts_secret_eq((const char *)dec, ulen, cfg->fleet_admin_user);
+    bool p = ts_secret_eq(colon + 1, n - ulen - 1, cfg->fleet_admin_password);
     memset(dec, 0, sizeof dec);
     return u & p;
 }

@@ -9,6 +9,7 @@
  * terminal and store names come from certificates.
  */
 #include "fleet.h"
+#include "throttle.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -27,7 +28,7 @@ static bool admin_ok(const struct ts_hub_config *cfg, const struct ts_httpd_req 
     const char *h = req->msg ? ts_http_header(req->msg, "Authorization") : NULL;
     uint8_t dec[256];
     size_t n;
-    if (!cfg->fleet_admin_user[0] || !h || strncasecmp(h, "Basic ", 6) != 0)
+    if (!h || strncasecmp(h, "Basic ", 6) != 0)
         return false;
     h += 6;
     while (*h == ' ')
@@ -45,19 +46,34 @@ static bool admin_ok(const struct ts_hub_config *cfg, const struct ts_httpd_req 
     return u & p;
 }
 
-/* Who may look; otherwise answers 401 (with a credential configured) or
- * 403 and returns false. */
+/* Who may look; otherwise answers 401 (with a credential configured), 403,
+ * or 429 to an address that failed the admin password too often
+ * (throttle.c), and returns false. */
 static bool allowed(const struct ts_hub_api *api, const struct ts_httpd_req *req,
                     struct ts_httpd_resp *resp)
 {
     const struct ts_hub_config *cfg = api->cfg;
     const struct ts_peer_id *p = req->peer;
     bool basic = req->msg && ts_http_header(req->msg, "Authorization");
-    if (basic && admin_ok(cfg, req))
-        return true;
     if (!basic && p && p->verified && (!cfg->tenant[0] || strcmp(p->o, cfg->tenant) == 0))
         return true;
-    TS_WARN(COMP, "%s from %s refused: %s", req->path, req->remote_addr,
+    char addr[64];
+    int64_t now = api->now_ms();
+    ts_hub_throttle_client_addr(req, addr, sizeof addr);
+    if (basic && cfg->fleet_admin_user[0]) {
+        int wait = ts_hub_throttle_auth_wait(api->throttle, TS_HUB_SECRET_FLEET_ADMIN, addr, now);
+        if (wait) {
+            ts_hub_throttle_answer_429(resp, wait,
+                                       "too many failed admin passwords from this address");
+            return false;
+        }
+        if (admin_ok(cfg, req)) {
+            ts_hub_throttle_auth_ok(api->throttle, TS_HUB_SECRET_FLEET_ADMIN, addr);
+            return true;
+        }
+        ts_hub_throttle_auth_failed(api->throttle, TS_HUB_SECRET_FLEET_ADMIN, addr, now);
+    }
+    TS_WARN(COMP, "%s from %s refused: %s", req->path, addr,
             basic ? "wrong admin user or password" : "no certificate of this tenant");
     if (cfg->fleet_admin_user[0]) {
         ts_strlcpy(resp->extra_headers, "WWW-Authenticate: Basic realm=\"tillside fleet\"\r\n",

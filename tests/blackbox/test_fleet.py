@@ -130,7 +130,8 @@ def fleet_json_needs_tenant_or_admin(w):
     with open(pw, "w") as f:
         f.write("correct horse battery\n")
     w.start_hub(extra=f"[hub]\nlisten_plain = 127.0.0.1:{plain}\ntrusted_proxy = 127.0.0.1\n"
-                      f"[fleet]\nadmin_user = hq\nadmin_password_file = {pw}\n")
+                      f"[fleet]\nadmin_user = hq\nadmin_password_file = {pw}\n"
+                      "[throttle]\nfree_failures = 3\nmax_delay_s = 4\n")
     poll(w, "t01")
     s, body = w.hub_request("GET", "/v1/fleet", cert="cdp")
     check(s == 200 and body["count"] == 1, f"a tenant certificate: {s} {body}")
@@ -145,7 +146,7 @@ def fleet_json_needs_tenant_or_admin(w):
         r = c.getresponse()
         data = r.read().decode()
         c.close()
-        return r.status, r.getheader("WWW-Authenticate"), data
+        return r.status, r.getheader("WWW-Authenticate") or r.getheader("Retry-After"), data
 
     s, www, _ = plain_get("/v1/fleet")
     check(s == 401 and www and "Basic" in www, f"no credential: {s} {www}")
@@ -155,6 +156,15 @@ def fleet_json_needs_tenant_or_admin(w):
     check(s == 401, f"wrong user: {s}")
     s, _, data = plain_get("/v1/fleet", "hq:correct horse battery")
     check(s == 200 and json.loads(data)["terminals"][0]["terminal"] == "T01", f"admin: {s}")
+    check("customer" not in data and "Ada" not in data, "customer data in the fleet JSON")
+    # Guessing the password: after free_failures wrong ones the address waits,
+    # the right password too (the success before reset the count).
+    seen = [plain_get("/v1/fleet", f"hq:guess {i}")[:2] for i in range(3)]
+    check([x[0] for x in seen] == [401] * 3, f"three guesses: {seen}")
+    s, retry, _ = plain_get("/v1/fleet", "hq:correct horse battery")
+    check(s == 429 and retry == "1", f"after three guesses: {s} Retry-After {retry}")
+    wait_for(lambda: plain_get("/v1/fleet", "hq:correct horse battery")[0] == 200, timeout=10,
+             what="the address to be let try again")
     # Another tenant's certificate is refused even with the right CA.
     w.pki("issue", "--dir", w.certs, "--cn", "spy", "--ou", "S001", "--o", "other", "--out",
           f"{w.certs}/spy")

@@ -38,8 +38,8 @@ static const char *clean(const char *s, char *buf, size_t bufsz)
 
 static void print_row(const struct ts_fleet_row *row, unsigned p, int64_t now_ms)
 {
-    char store[64], term[64], health[160] = "", seen[24], ver[40], cert[16] = "-", skew[24] = "-",
-                              ins[16] = "-";
+    char store[64], term[64], health[160] = "", seen[24], ver[40], cert[24] = "-", skew[24] = "-",
+                              ins[48] = "-";
     for (unsigned i = 0; i < TS_FLEET_NPROBLEMS; i++)
         if (p & (1u << i)) {
             size_t n = strlen(health);

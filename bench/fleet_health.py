@@ -86,17 +86,22 @@ def main():
         cdp = s.hub_conn("cdp")
         empty = [timed_get(cdp, "/metrics")[0] for _ in range(a.runs)]
         now = int(time.time() * 1000)
-        rows = [("acme", f"S{1 + i % a.stores:03d}", f"T{i:05d}", now, now, report(i))
+        # As the hub writes a healthy report: no problems, the outbox figures.
+        rows = [("acme", f"S{1 + i % a.stores:03d}", f"T{i:05d}", now, now, report(i), 0, i % 3)
                 for i in range(a.terminals)]
         with sqlite3.connect(db, timeout=30) as c:
             c.executemany("INSERT OR REPLACE INTO fleet(tenant, store_id, terminal, seen_at,"
-                          " reported_at, report) VALUES(?,?,?,?,?,?)", rows)
+                          " reported_at, report, problems, outbox_depth, dead_letters)"
+                          " VALUES(?,?,?,?,?,?,?,?,0)", rows)
         metrics = [timed_get(cdp, "/metrics")[0] for _ in range(a.runs)]
         js = []
         for _ in range(a.runs):
             dt, body = timed_get(cdp, "/v1/fleet")
             js.append(dt)
         size = len(body)
+        if json.loads(body)["count"] != a.terminals:
+            raise SystemExit("the fleet JSON does not list every terminal")
+        unhealthy = [timed_get(cdp, "/v1/fleet?unhealthy=1")[0] for _ in range(a.runs)]
         cli = []
         for _ in range(a.runs):
             t0 = time.perf_counter()
@@ -107,6 +112,7 @@ def main():
                 f"| `GET /metrics`, empty fleet (baseline) | {ms(empty)} |",
                 f"| `GET /metrics` with the store aggregates | {ms(metrics)} |",
                 f"| `GET /v1/fleet` ({size / 1e6:.1f} MB of JSON) | {ms(js)} |",
+                f"| `GET /v1/fleet?unhealthy=1` (none) | {ms(unhealthy)} |",
                 f"| `tillside-hub fleet --json` (a process) | {ms(cli)} |",
                 f"| /metrics ratio of medians | {bl.median(metrics) / bl.median(empty):.1f} |",
                 ""]

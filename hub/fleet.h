@@ -117,6 +117,20 @@ void ts_hub_fleet_note(struct ts_hub_fleet *f, struct ts_hub_store *s,
 enum ts_err ts_hub_fleet_list(struct ts_hub_store *s, const char *store,
                               void (*fn)(void *ud, const struct ts_fleet_row *row), void *ud);
 
+/* A terminal as the page lists it: what the database keeps, unparsed. */
+struct ts_fleet_brief {
+    const char *store, *terminal;
+    int64_t seen_ms, reported_ms;
+    unsigned problems;  /* TS_FLEET_* at now_ms */
+    const char *report; /* the hub's JSON form, NULL = none */
+};
+/* Calls fn for every terminal (of store, NULL = all) ordered by store and
+ * terminal; b lives during the call. Parses no report: the page's path for
+ * 10,000 terminals. */
+enum ts_err ts_hub_fleet_each(struct ts_hub_store *s, const char *store, int64_t now_ms,
+                              int stale_after_s,
+                              void (*fn)(void *ud, const struct ts_fleet_brief *b), void *ud);
+
 /* Store aggregates in Prometheus text (metrics.c): terminals, stale and
  * unhealthy ones, outbox depth and dead letters, per store. */
 void ts_hub_fleet_metrics(struct ts_hub_store *s, int64_t now_ms, int stale_after_s, ts_buf *b);

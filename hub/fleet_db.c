@@ -10,7 +10,6 @@
 #include "parts.h"
 
 #include <pthread.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +34,14 @@ struct ts_hub_fleet {
     unsigned long unlogged;
 };
 
+/* problems: the TS_FLEET_* bits of the report (all but stale, which is
+ * decided when read), and the outbox figures, so /metrics and the page add
+ * them up in SQL without parsing 10,000 reports. */
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS fleet(tenant TEXT NOT NULL, store_id TEXT NOT NULL,"
     "  terminal TEXT NOT NULL, seen_at INTEGER NOT NULL, reported_at INTEGER NOT NULL DEFAULT 0,"
-    "  report TEXT, PRIMARY KEY(tenant, store_id, terminal));";
+    "  report TEXT, problems INTEGER NOT NULL DEFAULT 128, outbox_depth INTEGER NOT NULL DEFAULT 0,"
+    "  dead_letters INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(tenant, store_id, terminal));";
 
 enum ts_err ts_hub_fleet_schema(struct ts_hub_store *s)
 {
@@ -48,9 +51,11 @@ enum ts_err ts_hub_fleet_schema(struct ts_hub_store *s)
 static const char *const write_sql[] = {
     "INSERT INTO fleet(tenant, store_id, terminal, seen_at) VALUES(?1, ?2, ?3, ?4)"
     " ON CONFLICT(tenant, store_id, terminal) DO UPDATE SET seen_at = excluded.seen_at",
-    "INSERT INTO fleet(tenant, store_id, terminal, seen_at, reported_at, report)"
-    " VALUES(?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT(tenant, store_id, terminal) DO UPDATE SET"
-    " seen_at = excluded.seen_at, reported_at = excluded.reported_at, report = excluded.report",
+    "INSERT INTO fleet(tenant, store_id, terminal, seen_at, reported_at, report, problems,"
+    " outbox_depth, dead_letters) VALUES(?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)"
+    " ON CONFLICT(tenant, store_id, terminal) DO UPDATE SET seen_at = excluded.seen_at,"
+    " reported_at = excluded.reported_at, report = excluded.report, problems = excluded.problems,"
+    " outbox_depth = excluded.outbox_depth, dead_letters = excluded.dead_letters",
 };
 static const struct ts_hub_stmts write_stmts = {write_sql, NULL, 2};
 
@@ -140,7 +145,7 @@ static void log_bad(struct ts_hub_fleet *f, const struct ts_peer_id *peer, const
 }
 
 static enum ts_err write_row(struct ts_hub_store *s, const struct ts_peer_id *peer, int64_t now_ms,
-                             const char *report)
+                             const char *report, const struct ts_fleet_report *r)
 {
     enum ts_err rc = ts_hub_db_write_begin(s, 0);
     if (rc)
@@ -152,8 +157,13 @@ static enum ts_err write_row(struct ts_hub_store *s, const struct ts_peer_id *pe
     ts_sql_bind_text(st, 2, peer->ou);
     ts_sql_bind_text(st, 3, peer->cn);
     ts_sql_bind_int64(st, 4, now_ms);
-    if (report)
+    if (report) {
+        struct ts_fleet_row row = {.seen_ms = now_ms, .has_report = true, .r = *r};
         ts_sql_bind_text(st, 5, report);
+        ts_sql_bind_int64(st, 6, ts_fleet_problems(&row, now_ms, 1) & ~(unsigned)TS_FLEET_STALE);
+        ts_sql_bind_int64(st, 7, r->outbox_depth);
+        ts_sql_bind_int64(st, 8, r->dead_letters);
+    }
     rc = ts_sql_step(st) == TS_SQL_DONE ? TS_OK : ts_hub_db_werr(s, "fleet write");
     ts_sql_reset(st);
     return ts_hub_db_write_end(s, rc, false);
@@ -177,7 +187,7 @@ void ts_hub_fleet_note(struct ts_hub_fleet *f, struct ts_hub_store *s,
     }
     snprintf(key, sizeof key, "%.63s/%.63s/%.63s", peer->o, peer->ou, peer->cn);
     if (due(f, key, report, now_ms) &&
-        write_row(s, peer, now_ms, report ? json.data : NULL) != TS_OK)
+        write_row(s, peer, now_ms, report ? json.data : NULL, &r) != TS_OK)
         TS_WARN(COMP, "cannot record the poll of store=%s terminal=%s", peer->ou, peer->cn);
     ts_buf_free(&json);
 }
@@ -225,43 +235,46 @@ out:
     return rc;
 }
 
-/* ---- /metrics: per store, never per terminal or customer ---------------------*/
-
-#define MAX_STORES 4096
-
-struct agg {
-    int64_t now_ms;
-    int stale_after_s;
-    size_t n;
-    struct store_agg {
-        char store[64];
-        long terminals, stale, unhealthy, outbox, dead;
-    } * v;
-    bool full;
-};
-
-static void add_row(void *ud, const struct ts_fleet_row *row)
+enum ts_err ts_hub_fleet_each(struct ts_hub_store *s, const char *store, int64_t now_ms,
+                              int stale_after_s,
+                              void (*fn)(void *ud, const struct ts_fleet_brief *b), void *ud)
 {
-    struct agg *a = ud;
-    if (!a->n || strcmp(a->v[a->n - 1].store, row->store) != 0) {
-        if (a->n >= MAX_STORES) {
-            a->full = true;
-            return;
-        }
-        memset(&a->v[a->n], 0, sizeof a->v[a->n]);
-        ts_strlcpy(a->v[a->n].store, row->store, sizeof a->v[a->n].store);
-        a->n++;
+    struct ts_sql_stmt *st = NULL;
+    struct ts_sql *db = ts_hub_db_read_begin(s, false);
+    enum ts_err rc = TS_OK;
+    int64_t cut = now_ms - (int64_t)stale_after_s * 1000;
+    if (ts_sql_prepare(db,
+                       store ? "SELECT store_id, terminal, seen_at, reported_at, problems, report"
+                               " FROM fleet WHERE store_id = ?1 ORDER BY terminal, tenant"
+                             : "SELECT store_id, terminal, seen_at, reported_at, problems, report"
+                               " FROM fleet ORDER BY store_id, terminal, tenant",
+                       &st) != TS_OK) {
+        rc = ts_hub_db_err(db, "fleet list");
+        goto out;
     }
-    struct store_agg *g = &a->v[a->n - 1];
-    unsigned p = ts_fleet_problems(row, a->now_ms, a->stale_after_s);
-    g->terminals++;
-    g->stale += (p & TS_FLEET_STALE) != 0;
-    g->unhealthy += p != 0;
-    if (row->has_report) {
-        g->outbox += (long)row->r.outbox_depth;
-        g->dead += (long)row->r.dead_letters;
+    if (store)
+        ts_sql_bind_text(st, 1, store);
+    int step;
+    while ((step = ts_sql_step(st)) == TS_SQL_ROW) {
+        struct ts_fleet_brief b = {0};
+        b.store = ts_sql_column_text(st, 0);
+        b.terminal = ts_sql_column_text(st, 1);
+        b.seen_ms = ts_sql_column_int64(st, 2);
+        b.reported_ms = ts_sql_column_int64(st, 3);
+        b.problems = (unsigned)ts_sql_column_int64(st, 4) | (b.seen_ms < cut ? TS_FLEET_STALE : 0);
+        b.report = ts_sql_column_text(st, 5);
+        if (b.store && b.terminal)
+            fn(ud, &b);
     }
+    if (step != TS_SQL_DONE)
+        rc = ts_hub_db_err(db, "fleet list");
+out:
+    ts_sql_finalize(st);
+    ts_hub_db_read_end(s, false);
+    return rc;
 }
+
+/* ---- /metrics: per store, never per terminal or customer ---------------------*/
 
 /* A label value as Prometheus' text format wants it: \\, \" and \n escaped. */
 static void label(ts_buf *b, const char *v)
@@ -278,40 +291,44 @@ static void label(ts_buf *b, const char *v)
 
 void ts_hub_fleet_metrics(struct ts_hub_store *s, int64_t now_ms, int stale_after_s, ts_buf *b)
 {
-    struct agg a = {.now_ms = now_ms, .stale_after_s = stale_after_s};
-    a.v = calloc(MAX_STORES, sizeof *a.v);
-    if (!a.v || ts_hub_fleet_list(s, NULL, add_row, &a) != TS_OK) {
-        free(a.v);
-        return;
-    }
-    static const struct {
-        const char *name, *help;
-        size_t off;
-    } m[] = {
-        {"tillside_hub_fleet_terminals", "Terminals that ever polled, per store.",
-         offsetof(struct store_agg, terminals)},
+    static const char *const m[][2] = {
+        {"tillside_hub_fleet_terminals", "Terminals that ever polled, per store."},
         {"tillside_hub_fleet_stale_terminals",
-         "Terminals silent for longer than [fleet] stale_after_s, per store.",
-         offsetof(struct store_agg, stale)},
+         "Terminals silent for longer than [fleet] stale_after_s, per store."},
         {"tillside_hub_fleet_unhealthy_terminals",
-         "Terminals with any problem `tillside-hub fleet --unhealthy` lists, per store.",
-         offsetof(struct store_agg, unhealthy)},
+         "Terminals with any problem `tillside-hub fleet --unhealthy` lists, per store."},
         {"tillside_hub_fleet_outbox_depth",
-         "Purchases waiting on the store's terminals, as they last reported.",
-         offsetof(struct store_agg, outbox)},
+         "Purchases waiting on the store's terminals, as they last reported."},
         {"tillside_hub_fleet_dead_letters",
-         "Purchases the hub refused for good on the store's terminals, as they last reported.",
-         offsetof(struct store_agg, dead)},
+         "Purchases the hub refused for good on the store's terminals, as they last reported."},
     };
-    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
-        ts_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", m[i].name, m[i].help, m[i].name);
-        for (size_t j = 0; j < a.n; j++) {
-            ts_buf_printf(b, "%s{store=\"", m[i].name);
-            label(b, a.v[j].store);
-            ts_buf_printf(b, "\"} %ld\n", *(const long *)((const char *)&a.v[j] + m[i].off));
+    struct ts_sql_stmt *st = NULL;
+    ts_buf v[5] = {{0}};
+    struct ts_sql *db = ts_hub_db_read_begin(s, false);
+    if (ts_sql_prepare(db,
+                       "SELECT store_id, count(*), sum(CASE WHEN seen_at < ?1 THEN 1 ELSE 0 END),"
+                       " sum(CASE WHEN seen_at < ?1 OR problems != 0 THEN 1 ELSE 0 END),"
+                       " sum(outbox_depth), sum(dead_letters) FROM fleet GROUP BY store_id"
+                       " ORDER BY store_id",
+                       &st) != TS_OK) {
+        ts_hub_db_err(db, "fleet metrics");
+        goto out;
+    }
+    ts_sql_bind_int64(st, 1, now_ms - (int64_t)stale_after_s * 1000);
+    while (ts_sql_step(st) == TS_SQL_ROW) {
+        const char *store = ts_sql_column_text(st, 0);
+        for (int i = 0; store && i < 5; i++) {
+            ts_buf_printf(&v[i], "%s{store=\"", m[i][0]);
+            label(&v[i], store);
+            ts_buf_printf(&v[i], "\"} %lld\n", (long long)ts_sql_column_int64(st, i + 1));
         }
     }
-    if (a.full)
-        TS_WARN(COMP, "more than %d stores: /metrics shows the first", MAX_STORES);
-    free(a.v);
+    for (int i = 0; i < 5; i++)
+        ts_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s", m[i][0], m[i][1], m[i][0],
+                      v[i].data ? v[i].data : "");
+out:
+    for (int i = 0; i < 5; i++)
+        ts_buf_free(&v[i]);
+    ts_sql_finalize(st);
+    ts_hub_db_read_end(s, false);
 }

@@ -122,55 +122,91 @@ void ts_hub_fleet_script(struct ts_hub_api *api, const struct ts_httpd_req *req,
 }
 
 struct listing {
-    json_t *terminals;
+    ts_buf *out;
+    bool unhealthy;
+    long count, stale, unhealthy_n, listed;
     int64_t now_ms;
-    int stale_after_s;
-    long stale, unhealthy;
+    enum ts_err rc;
 };
 
-static void add(void *ud, const struct ts_fleet_row *row)
+/* s as a JSON string (jansson's escaping), appended to out. */
+static void json_str(ts_buf *out, const char *s)
 {
-    struct listing *l = ud;
-    unsigned p = ts_fleet_problems(row, l->now_ms, l->stale_after_s);
-    l->stale += (p & TS_FLEET_STALE) != 0;
-    l->unhealthy += p != 0;
-    json_array_append_new(l->terminals, ts_fleet_row_json(row, l->now_ms, l->stale_after_s));
+    json_t *j = json_string(s);
+    char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    if (!t || ts_buf_puts(out, t) != TS_OK)
+        ts_buf_puts(out, "\"?\"");
+    free(t);
+    json_decref(j);
 }
 
+/* One terminal as the objects of ts_fleet_row_json, the report as the hub
+ * stored it. */
+static void add(void *ud, const struct ts_fleet_brief *b)
+{
+    struct listing *l = ud;
+    char seen[40], rep[40];
+    l->count++;
+    l->stale += (b->problems & TS_FLEET_STALE) != 0;
+    l->unhealthy_n += b->problems != 0;
+    if (l->unhealthy && !b->problems)
+        return;
+    ts_buf *o = l->out;
+    ts_iso8601(b->seen_ms, seen, sizeof seen);
+    ts_buf_puts(o, l->listed++ ? ",{\"store\":" : "{\"store\":");
+    json_str(o, b->store);
+    ts_buf_puts(o, ",\"terminal\":");
+    json_str(o, b->terminal);
+    ts_buf_printf(o, ",\"seen_at\":\"%s\",\"age_s\":%lld,\"stale\":%s,\"problems\":[", seen,
+                  (long long)((l->now_ms - b->seen_ms) / 1000),
+                  b->problems & TS_FLEET_STALE ? "true" : "false");
+    for (unsigned i = 0, n = 0; i < TS_FLEET_NPROBLEMS; i++)
+        if (b->problems & (1u << i))
+            ts_buf_printf(o, "%s\"%s\"", n++ ? "," : "", ts_fleet_problem_name(1u << i));
+    ts_buf_puts(o, "]");
+    if (b->report && b->reported_ms) {
+        ts_iso8601(b->reported_ms, rep, sizeof rep);
+        ts_buf_printf(o, ",\"reported_at\":\"%s\",\"report\":%s", rep, b->report);
+    }
+    if (ts_buf_puts(o, "}") != TS_OK)
+        l->rc = TS_ERR_NOMEM;
+}
+
+/* ?store=S and ?unhealthy=1 narrow the list; count, stale and unhealthy
+ * are always of the whole (store's) fleet. */
 void ts_hub_fleet_json(struct ts_hub_api *api, const struct ts_httpd_req *req,
                        struct ts_httpd_resp *resp)
 {
-    char store[64], now_s[40];
+    char store[64], flag[8], now_s[40];
     if (!allowed(api, req, resp))
         return;
-    int rc = ts_http_query_param(req->target ? req->target : "", "store", store, sizeof store);
-    if (rc != TS_OK && rc != TS_ERR_NOTFOUND) {
-        ts_httpd_error(resp, 400, "malformed store parameter");
+    const char *t = req->target ? req->target : "";
+    int rc = ts_http_query_param(t, "store", store, sizeof store);
+    int rc2 = ts_http_query_param(t, "unhealthy", flag, sizeof flag);
+    if ((rc != TS_OK && rc != TS_ERR_NOTFOUND) || (rc2 != TS_OK && rc2 != TS_ERR_NOTFOUND)) {
+        ts_httpd_error(resp, 400, "malformed store or unhealthy parameter");
         return;
     }
-    struct listing l = {.terminals = json_array(),
-                        .now_ms = api->now_ms(),
-                        .stale_after_s = api->cfg->fleet_stale_after_s};
-    rc = l.terminals
-             ? ts_hub_fleet_list(api->store, rc == TS_OK && store[0] ? store : NULL, add, &l)
-             : TS_ERR_NOMEM;
+    ts_buf items = {0};
+    struct listing l = {.out = &items,
+                        .unhealthy = rc2 == TS_OK && strcmp(flag, "1") == 0,
+                        .now_ms = api->now_ms()};
+    int stale_s = api->cfg->fleet_stale_after_s;
+    rc = ts_hub_fleet_each(api->store, rc == TS_OK && store[0] ? store : NULL, l.now_ms, stale_s,
+                           add, &l);
     ts_iso8601(l.now_ms, now_s, sizeof now_s);
-    json_t *o = rc == TS_OK
-                    ? json_pack("{s:s, s:i, s:I, s:I, s:I, s:O}", "now", now_s, "stale_after_s",
-                                l.stale_after_s, "count", (json_int_t)json_array_size(l.terminals),
-                                "stale", (json_int_t)l.stale, "unhealthy", (json_int_t)l.unhealthy,
-                                "terminals", l.terminals)
-                    : NULL;
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (!text) {
+    ts_buf_reset(&resp->body);
+    if (rc != TS_OK || l.rc != TS_OK ||
+        ts_buf_printf(&resp->body,
+                      "{\"now\":\"%s\",\"stale_after_s\":%d,\"count\":%ld,\"stale\":%ld,"
+                      "\"unhealthy\":%ld,\"terminals\":[",
+                      now_s, stale_s, l.count, l.stale, l.unhealthy_n) ||
+        ts_buf_append(&resp->body, items.data ? items.data : "", items.len) ||
+        ts_buf_puts(&resp->body, "]}")) {
         ts_httpd_error(resp, 500, "cannot read the fleet");
     } else {
-        ts_buf_reset(&resp->body);
-        ts_buf_puts(&resp->body, text);
         resp->status = 200;
         common_headers(resp);
     }
-    free(text);
-    json_decref(o);
-    json_decref(l.terminals);
+    ts_buf_free(&items);
 }

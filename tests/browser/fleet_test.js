@@ -62,7 +62,14 @@ async function main() {
     assert.deepEqual(alerts, [], 'a certificate name ran script');
     if (SHOT) await page.screenshot({ path: SHOT });
 
-    // 3. The terminal stops polling: its row turns stale without a reload.
+    // 3. "Only terminals with a problem" hides the healthy one, not the other.
+    await page.getByLabel('Only terminals with a problem').check();
+    await t01.waitFor({ state: 'detached', timeout: 5000 });
+    await evil.waitFor({ timeout: 5000 });
+    await page.getByLabel('Only terminals with a problem').uncheck();
+    await t01.waitFor({ timeout: 5000 });
+
+    // 4. The terminal stops polling: its row turns stale without a reload.
     await ask('agent-stop');
     await page.waitForFunction(() => {
       const r = document.querySelector('tr[data-terminal="T01"]');

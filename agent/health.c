@@ -18,11 +18,16 @@
 
 #define OS_RELEASE "/etc/os-release"
 #define MAX_INPUTS 16 /* the hub's TS_FLEET_MAX_INPUTS */
+/* Looked at no more often than this: building a report counts the cache's
+ * cards (a scan of the table under the lookup lock), and while catching up
+ * the agent asks for page after page. */
+#define LOOK_EVERY_MS 5000
 
 struct ts_health {
     char os[129];
     char last_sig[TS_HEALTH_MAX_JSON + 1]; /* the last report sent, moving values zeroed */
     int64_t last_sent_ms;                  /* monotonic; 0 = never */
+    int64_t last_look_ms;                  /* monotonic; 0 = never */
     bool has_skew;
     int64_t skew_s;
 };
@@ -34,7 +39,8 @@ static void os_release(char *out, size_t outsz)
     out[0] = '\0';
     if (ts_read_file(OS_RELEASE, 64 * 1024, &text, NULL) != TS_OK)
         return;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (strncmp(line, "PRETTY_NAME=", 12) != 0)
             continue;
         char *v = line + 12;
@@ -128,6 +134,9 @@ void ts_health_headers(struct ts_health **hp, struct ts_agent *a, const char *ba
     if (!h)
         return;
     int64_t mono = ts_now_mono_ms();
+    if (h->last_look_ms && mono - h->last_look_ms < LOOK_EVERY_MS)
+        return;
+    h->last_look_ms = mono;
     char *sig = dump(report(h, a, true)), *full = NULL;
     bool due = sig && (!h->last_sent_ms || mono - h->last_sent_ms >= TS_HEALTH_HEARTBEAT_MS ||
                        strcmp(sig, h->last_sig) != 0);

@@ -1,8 +1,9 @@
 /*
  * The terminal's health report for the hub (health.c, docs/PROTOCOL.md
  * "Health reports"): built from the agent's state and sent as the
- * X-Tillside-Health header of feed polls when it changed, and at least every
- * TS_HEALTH_HEARTBEAT_MS, so HQ sees every till (`tillside-hub fleet`).
+ * X-Tillside-Health header of feed polls when it changed (looked at every
+ * 5 s at most), and at least every TS_HEALTH_HEARTBEAT_MS, so HQ sees every
+ * till (`tillside-hub fleet`).
  */
 #ifndef TS_AGENT_HEALTH_H
 #define TS_AGENT_HEALTH_H

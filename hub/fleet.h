@@ -119,7 +119,7 @@ enum ts_err ts_hub_fleet_list(struct ts_hub_store *s, const char *store,
 
 /* A terminal as the page lists it: what the database keeps, unparsed. */
 struct ts_fleet_brief {
-    const char *store, *terminal;
+    const char *tenant, *store, *terminal;
     int64_t seen_ms, reported_ms;
     unsigned problems;  /* TS_FLEET_* at now_ms */
     const char *report; /* the hub's JSON form, NULL = none */

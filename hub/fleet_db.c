@@ -192,49 +192,6 @@ void ts_hub_fleet_note(struct ts_hub_fleet *f, struct ts_hub_store *s,
     ts_buf_free(&json);
 }
 
-enum ts_err ts_hub_fleet_list(struct ts_hub_store *s, const char *store,
-                              void (*fn)(void *ud, const struct ts_fleet_row *row), void *ud)
-{
-    struct ts_sql_stmt *st = NULL;
-    struct ts_sql *db = ts_hub_db_read_begin(s, false);
-    enum ts_err rc = TS_OK;
-    if (ts_sql_prepare(db,
-                       store ? "SELECT tenant, store_id, terminal, seen_at, reported_at, report"
-                               " FROM fleet WHERE store_id = ?1 ORDER BY terminal, tenant"
-                             : "SELECT tenant, store_id, terminal, seen_at, reported_at, report"
-                               " FROM fleet ORDER BY store_id, terminal, tenant",
-                       &st) != TS_OK) {
-        rc = ts_hub_db_err(db, "fleet list");
-        goto out;
-    }
-    if (store)
-        ts_sql_bind_text(st, 1, store);
-    int step;
-    while ((step = ts_sql_step(st)) == TS_SQL_ROW) {
-        struct ts_fleet_row row;
-        char why[160];
-        memset(&row, 0, sizeof row);
-        for (int i = 0; i < 3; i++) {
-            const char *v = ts_sql_column_text(st, i);
-            char *dst = i == 0 ? row.tenant : i == 1 ? row.store : row.terminal;
-            ts_strlcpy(dst, v ? v : "", sizeof row.store);
-        }
-        row.seen_ms = ts_sql_column_int64(st, 3);
-        row.reported_ms = ts_sql_column_int64(st, 4);
-        const char *rep = ts_sql_column_text(st, 5);
-        /* What the hub wrote itself parses; anything else reads as no report. */
-        row.has_report =
-            rep && ts_fleet_report_parse(rep, strlen(rep), &row.r, why, sizeof why) == TS_OK;
-        fn(ud, &row);
-    }
-    if (step != TS_SQL_DONE)
-        rc = ts_hub_db_err(db, "fleet list");
-out:
-    ts_sql_finalize(st);
-    ts_hub_db_read_end(s, false);
-    return rc;
-}
-
 enum ts_err ts_hub_fleet_each(struct ts_hub_store *s, const char *store, int64_t now_ms,
                               int stale_after_s,
                               void (*fn)(void *ud, const struct ts_fleet_brief *b), void *ud)
@@ -244,10 +201,10 @@ enum ts_err ts_hub_fleet_each(struct ts_hub_store *s, const char *store, int64_t
     enum ts_err rc = TS_OK;
     int64_t cut = now_ms - (int64_t)stale_after_s * 1000;
     if (ts_sql_prepare(db,
-                       store ? "SELECT store_id, terminal, seen_at, reported_at, problems, report"
-                               " FROM fleet WHERE store_id = ?1 ORDER BY terminal, tenant"
-                             : "SELECT store_id, terminal, seen_at, reported_at, problems, report"
-                               " FROM fleet ORDER BY store_id, terminal, tenant",
+                       store ? "SELECT store_id, terminal, seen_at, reported_at, problems, report,"
+                               " tenant FROM fleet WHERE store_id = ?1 ORDER BY terminal, tenant"
+                             : "SELECT store_id, terminal, seen_at, reported_at, problems, report,"
+                               " tenant FROM fleet ORDER BY store_id, terminal, tenant",
                        &st) != TS_OK) {
         rc = ts_hub_db_err(db, "fleet list");
         goto out;
@@ -263,7 +220,8 @@ enum ts_err ts_hub_fleet_each(struct ts_hub_store *s, const char *store, int64_t
         b.reported_ms = ts_sql_column_int64(st, 3);
         b.problems = (unsigned)ts_sql_column_int64(st, 4) | (b.seen_ms < cut ? TS_FLEET_STALE : 0);
         b.report = ts_sql_column_text(st, 5);
-        if (b.store && b.terminal)
+        b.tenant = ts_sql_column_text(st, 6);
+        if (b.store && b.terminal && b.tenant)
             fn(ud, &b);
     }
     if (step != TS_SQL_DONE)
@@ -272,6 +230,35 @@ out:
     ts_sql_finalize(st);
     ts_hub_db_read_end(s, false);
     return rc;
+}
+
+struct parsed {
+    void (*fn)(void *ud, const struct ts_fleet_row *row);
+    void *ud;
+};
+
+/* What the hub wrote itself parses; anything else reads as no report. */
+static void parse_row(void *ud, const struct ts_fleet_brief *b)
+{
+    struct parsed *p = ud;
+    struct ts_fleet_row row;
+    char why[160];
+    memset(&row, 0, sizeof row);
+    ts_strlcpy(row.tenant, b->tenant, sizeof row.tenant);
+    ts_strlcpy(row.store, b->store, sizeof row.store);
+    ts_strlcpy(row.terminal, b->terminal, sizeof row.terminal);
+    row.seen_ms = b->seen_ms;
+    row.reported_ms = b->reported_ms;
+    row.has_report = b->report && ts_fleet_report_parse(b->report, strlen(b->report), &row.r, why,
+                                                        sizeof why) == TS_OK;
+    p->fn(p->ud, &row);
+}
+
+enum ts_err ts_hub_fleet_list(struct ts_hub_store *s, const char *store,
+                              void (*fn)(void *ud, const struct ts_fleet_row *row), void *ud)
+{
+    struct parsed p = {fn, ud};
+    return ts_hub_fleet_each(s, store, 0, 0, parse_row, &p);
 }
 
 /* ---- /metrics: per store, never per terminal or customer ---------------------*/

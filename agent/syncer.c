@@ -7,6 +7,7 @@
  */
 #include "agent.h"
 #include "hublink.h"
+#include "health.h"
 #include "gzip.h"
 #include "httpc.h"
 #include "worker.h"
@@ -28,6 +29,8 @@ struct ts_syncer {
     unsigned failures;
     bool caught_up;        /* the last page said more=false: long-poll next */
     int64_t next_prune_ms; /* monotonic time of the next retention run */
+
+    struct ts_health *health; /* health.c: the report sent with the polls */
 };
 
 /* Sleeps up to ms, returning early (true) when asked to stop. */
@@ -124,8 +127,10 @@ static int sync_page(struct ts_syncer *s, int64_t *pause_ms, char *why, size_t w
 
     struct ts_http_resp r = {0};
     struct ts_feed_page page = {0};
+    char hdrs[TS_HEALTH_MAX_JSON * 2];
+    ts_health_headers(&s->health, a, "Accept-Encoding: gzip\r\n", hdrs, sizeof hdrs);
     int64_t t0 = ts_now_mono_ms();
-    rc = ts_httpc_request(s->http, "GET", path, "Accept-Encoding: gzip\r\n", NULL, NULL, 0,
+    rc = ts_httpc_request(s->http, "GET", path, hdrs, NULL, NULL, 0,
                           (int)(a->cfg.timeout_ms + wait_s * 1000), &r);
     if (rc && !stop_requested(s) && atomic_exchange(&a->sync_interrupt, 0)) {
         /* A live lookup could not reach the hub: rather than sit out the
@@ -137,8 +142,8 @@ static int sync_page(struct ts_syncer *s, int64_t *pause_ms, char *why, size_t w
         wait_s = 0;
         feed_path(&a->cfg, cursor, 0, path, sizeof path);
         t0 = ts_now_mono_ms();
-        rc = ts_httpc_request(s->http, "GET", path, "Accept-Encoding: gzip\r\n", NULL, NULL, 0,
-                              (int)a->cfg.timeout_ms, &r);
+        rc =
+            ts_httpc_request(s->http, "GET", path, hdrs, NULL, NULL, 0, (int)a->cfg.timeout_ms, &r);
     }
     if (rc) {
         snprintf(why, whysz, "feed request failed: %s", ts_httpc_error(s->http));
@@ -146,6 +151,7 @@ static int sync_page(struct ts_syncer *s, int64_t *pause_ms, char *why, size_t w
         s->caught_up = false;
         goto out;
     }
+    ts_health_note(s->health, &r); /* clock skew from the Date header */
     if (r.status == 410) {
         /* The hub no longer has our position: build its slice again from
          * scratch beside the live cards, which keep answering meanwhile. A
@@ -297,5 +303,6 @@ void ts_syncer_stop(struct ts_syncer *s)
     ts_httpc_free(s->http);
     ts_cache_close(s->cache);
     ts_worker_destroy(&s->w);
+    ts_health_free(s->health);
     free(s);
 }

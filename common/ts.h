@@ -113,6 +113,10 @@ enum ts_err ts_base64_decode(const char *in, size_t inlen, uint8_t *out, size_t 
  * too small. The one encoder: HTTP Basic, key pins, CSRs. */
 size_t ts_base64_encode(const void *in, size_t n, char *out, size_t outsz);
 
+/* Is got[0..glen) the secret want? In time that depends on want's length
+ * only, so a secret cannot be guessed byte by byte from answer times. */
+bool ts_secret_eq(const char *got, size_t glen, const char *want);
+
 /* Peer- or user-supplied bytes made fit for one log line: printable ASCII
  * kept, anything else (newlines, escapes, UTF-8) becomes repl; with repl ' '
  * trailing blanks are cut. out is always terminated; returns its length.

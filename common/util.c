@@ -604,3 +604,12 @@ enum ts_err ts_json_error(ts_buf *b, const char *msg)
     }
     return rc ? rc : ts_buf_puts(b, "\"}");
 }
+
+bool ts_secret_eq(const char *got, size_t glen, const char *want)
+{
+    size_t wlen = strlen(want);
+    unsigned char diff = glen != wlen;
+    for (size_t i = 0; i < wlen; i++)
+        diff |= (unsigned char)(want[i] ^ (i < glen ? got[i] : 0));
+    return diff == 0;
+}

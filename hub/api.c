@@ -8,6 +8,7 @@
  */
 #include "api_int.h"
 #include "purchases.h"
+#include "fleet.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -56,6 +57,9 @@ static const struct route {
     {"/livez", "GET", do_livez},
     {"/v1/purchases", "POST", do_purchases},
     {"/metrics", "GET", ts_hub_metrics_handle},
+    {"/fleet", "GET", ts_hub_fleet_page},
+    {"/fleet.js", "GET", ts_hub_fleet_script},
+    {"/v1/fleet", "GET", ts_hub_fleet_json},
 };
 
 void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp)

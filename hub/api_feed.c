@@ -8,6 +8,7 @@
 #include "purchases.h"
 #include "../sync/gzip.h"
 #include "throttle.h"
+#include "fleet.h"
 
 #include <mbedtls/md.h>
 
@@ -87,6 +88,7 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
     if (!ts_hub_api_peer_ok(api, req, true, resp))
         return;
     const char *store = req->peer->ou;
+    ts_hub_fleet_note(api->fleet, api->store, req->peer, req->msg, api->now_ms()); /* fleet_db.c */
     int rc = ts_hub_api_param(req, "since", since_s, sizeof since_s);
     if (rc == TS_ERR_INVAL ||
         (rc == TS_OK && ts_hub_cursor_parse(since_s, &cursor_epoch, &since) != TS_OK)) {

@@ -79,6 +79,13 @@ int ts_hub_check_config_main(const char *conf)
     ts_conf_free(c);
     if (bad)
         return 1;
+    /* A long-poll is held up to TS_HUB_FEED_MAX_WAIT s, and the terminal
+     * is only seen again when it asks anew. */
+    if (cfg.fleet_stale_after_s < TS_HUB_FEED_MAX_WAIT + 5)
+        fprintf(stderr,
+                "tillside-hub: warning: [fleet] stale_after_s = %d is shorter than a long-poll "
+                "(%d s): long-polling terminals will show as stale\n",
+                cfg.fleet_stale_after_s, TS_HUB_FEED_MAX_WAIT);
     printf("%s: OK\n", conf);
     return 0;
 }

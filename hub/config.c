@@ -8,6 +8,7 @@
 #include "proxy.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Copies an optional string value; a value that does not fit is an error
@@ -182,6 +183,47 @@ static enum ts_err throttle_conf(const struct ts_conf *c, struct ts_hub_config *
     return TS_OK;
 }
 
+/* [fleet] stale_after_s, admin_user, admin_password_file (fleet*.c). The
+ * password is read here, once: a missing or empty file stops the hub. */
+static enum ts_err fleet_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                              size_t errsz)
+{
+    long stale;
+    int rc;
+    if ((rc = ts_conf_get_int(c, "fleet", "stale_after_s", 300, 2, 30 * 86400, &stale, err,
+                              errsz)) ||
+        (rc = get_str(c, "fleet", "admin_user", "", o->fleet_admin_user, sizeof o->fleet_admin_user,
+                      err, errsz)) ||
+        (rc = get_str(c, "fleet", "admin_password_file", "", o->fleet_admin_password_file,
+                      sizeof o->fleet_admin_password_file, err, errsz)))
+        return rc;
+    o->fleet_stale_after_s = (int)stale;
+    if (strchr(o->fleet_admin_user, ':'))
+        return fail(c, "fleet", "admin_user", "must not contain ':' (Basic auth)", err, errsz);
+    if (!o->fleet_admin_user[0] != !o->fleet_admin_password_file[0])
+        return fail(c, "fleet", o->fleet_admin_user[0] ? "admin_password_file" : "admin_user",
+                    "admin_user and admin_password_file go together", err, errsz);
+    if (!o->fleet_admin_user[0])
+        return TS_OK;
+    char *pw = NULL;
+    size_t n = 0;
+    if (ts_read_file(o->fleet_admin_password_file, sizeof o->fleet_admin_password, &pw, &n) !=
+        TS_OK)
+        return fail(c, "fleet", "admin_password_file", "cannot read it (at most 127 bytes)", err,
+                    errsz);
+    while (n && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
+        pw[--n] = '\0';
+    bool ok = n >= 12 && n < sizeof o->fleet_admin_password;
+    if (ok)
+        memcpy(o->fleet_admin_password, pw, n + 1);
+    memset(pw, 0, n);
+    free(pw);
+    if (!ok)
+        return fail(c, "fleet", "admin_password_file",
+                    "the password must be 12 to 127 bytes on its first line", err, errsz);
+    return TS_OK;
+}
+
 static enum ts_err from_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
                              size_t errsz)
 {
@@ -211,7 +253,8 @@ static enum ts_err from_conf(const struct ts_conf *c, struct ts_hub_config *o, c
             return fail(c, "hub", "client_ca", "required when tls_cert is set", err, errsz);
     }
     if ((rc = trust_conf(c, o, err, errsz)) || (rc = upstream_conf(c, o, err, errsz)) ||
-        (rc = ts_hub_proxy_conf(c, o, err, errsz)) || (rc = throttle_conf(c, o, err, errsz)))
+        (rc = ts_hub_proxy_conf(c, o, err, errsz)) || (rc = throttle_conf(c, o, err, errsz)) ||
+        (rc = fleet_conf(c, o, err, errsz)))
         return rc;
     const char *lvl = ts_conf_get(c, "hub", "log_level", "info");
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)

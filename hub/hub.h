@@ -60,6 +60,13 @@ struct ts_hub_config {
     uint8_t order_secret[64];     /* ?order= needs ID.SIG, SIG = HMAC over ID (len 0 = no) */
     size_t order_secret_len;
     int throttle_free_failures, throttle_max_delay_s;
+    /* [fleet] (fleet*.c, docs/OPERATIONS.md "Fleet"): terminals silent
+     * longer than stale_after_s are stale; the fleet page also opens to
+     * admin_user with the password in admin_password_file (Basic auth). */
+    int fleet_stale_after_s;
+    char fleet_admin_user[64];
+    char fleet_admin_password_file[TS_HUB_PATH_MAX];
+    char fleet_admin_password[128];
 };
 
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */
@@ -343,6 +350,7 @@ struct ts_hub_api {
     struct ts_hub_trust *trust;       /* enroll.c; NULL = renewal answers 503 */
     struct ts_hub_upstream *upstream; /* upstream.c; NULL = purchases not forwarded */
     struct ts_hub_throttle *throttle; /* throttle.c; NULL = no rate limits */
+    struct ts_hub_fleet *fleet;       /* fleet_db.c; NULL = health reports ignored */
 };
 
 struct ts_hub_throttle;

@@ -8,6 +8,7 @@
 #include "purchases.h"
 #include "proxy.h"
 #include "throttle.h"
+#include "fleet.h"
 #include "cmd.h"
 #include "../sync/pki.h"
 #include "../sync/tls.h"
@@ -46,6 +47,8 @@ static void usage(FILE *f)
                "                    write the revoked certificates as a CRL (nginx ssl_crl)\n"
                "  erase [-c FILE] CUSTOMER | --loyalty ID\n"
                "                    erase a customer (GDPR) at the hub and in every store\n"
+               "  fleet [-c FILE] [--store S] [--unhealthy] [--json]\n"
+               "                    every terminal's last health report, stale ones flagged\n"
                "  version           print the version\n"
                "The configuration defaults to " DEFAULT_CONF ".\n");
 }
@@ -73,6 +76,7 @@ static int cmd_run(const char *conf)
     struct ts_hub_janitor *janitor = NULL;
     struct ts_hub_upstream *upstream = NULL;
     struct ts_hub_throttle *throttle = NULL;
+    struct ts_hub_fleet *fleet = NULL;
     char err[512];
     int code = 1;
     if (ts_hub_cmd_config(conf, &cfg))
@@ -115,7 +119,8 @@ static int cmd_run(const char *conf)
         TS_ERROR("hub", "[upstream]: %s", err);
         goto out;
     }
-    if (ts_hub_throttle_new(&cfg, &throttle) != TS_OK) {
+    if (ts_hub_throttle_new(&cfg, &throttle) != TS_OK ||
+        ts_hub_fleet_new(cfg.fleet_stale_after_s, &fleet) != TS_OK) {
         TS_ERROR("hub", "out of memory");
         goto out;
     }
@@ -125,7 +130,8 @@ static int cmd_run(const char *conf)
                              .now_ms = wall_ms,
                              .trust = trust,
                              .upstream = upstream,
-                             .throttle = throttle};
+                             .throttle = throttle,
+                             .fleet = fleet};
     struct ts_httpd_opts o = {
         .listen = cfg.listen,
         .cert_file = tls ? cfg.tls_cert : NULL,
@@ -185,6 +191,7 @@ out:
     ts_httpd_stop(srv);
     ts_hub_upstream_free(upstream);
     ts_hub_throttle_free(throttle);
+    ts_hub_fleet_free(fleet);
     ts_hub_trust_close(trust);
     ts_hub_store_close(store);
     return code;
@@ -272,6 +279,8 @@ int main(int argc, char **argv)
                 return ts_hub_revoke_main(argc - i, argv + i, conf);
             if (strcmp(cmd, "crl") == 0)
                 return ts_hub_crl_main(argc - i, argv + i, conf);
+            if (strcmp(cmd, "fleet") == 0)
+                return ts_hub_fleet_main(argc - i, argv + i, conf);
         } else {
             fprintf(stderr, "tillside-hub: unexpected argument '%s'\n", argv[i]);
             usage(stderr);

@@ -1,10 +1,11 @@
 /*
  * GET /metrics: the hub's Prometheus text, from the purchase counts in the
- * database, the upstream forwarder's counters and the purchase answers
- * counted here since start.
+ * database, the upstream forwarder's counters, the purchase answers
+ * counted here since start and the fleet's health per store.
  */
 #include "purchases.h"
 #include "throttle.h"
+#include "fleet.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -67,6 +68,8 @@ void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
                "Wall-clock time of the last request the CDP accepted.",
                (double)m.last_success_ms / 1000.0);
     ts_hub_throttle_metrics(api->throttle, b);
+    /* Per store, from the terminals' last reports (fleet_db.c). */
+    ts_hub_fleet_metrics(api->store, api->now_ms(), api->cfg->fleet_stale_after_s, b);
     json_decref(o);
     resp->status = 200;
     ts_strlcpy(resp->content_type, "text/plain; version=0.0.4; charset=utf-8",

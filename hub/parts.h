@@ -14,6 +14,7 @@
 enum ts_err ts_hub_ingest_schema(struct ts_hub_store *s);   /* ingest.c: customers and profile */
 enum ts_err ts_hub_feed_schema(struct ts_hub_store *s);     /* feed.c: the per-store feed */
 enum ts_err ts_hub_upstream_schema(struct ts_hub_store *s); /* upstream.c: the outbox */
+enum ts_err ts_hub_fleet_schema(struct ts_hub_store *s);    /* fleet_db.c: health reports */
 
 /* ---- ingest.c ---------------------------------------------------------------*/
 

@@ -21,10 +21,13 @@
 /* In this order: purchases add a column to ingest's orders, the outbox
  * follows the purchases it forwards. */
 static const struct ts_hub_db_part parts[] = {
+    /* clang-format off */
     {"ingest", ts_hub_ingest_schema},
     {"feed", ts_hub_feed_schema},
     {"purchases", ts_hub_purchases_schema},
     {"upstream", ts_hub_upstream_schema},
+    {"fleet", ts_hub_fleet_schema}, /* fleet_db.c: the last health report per terminal */
+    /* clang-format on */
 };
 
 enum ts_err ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,

@@ -47,7 +47,8 @@ struct ts_hub_throttle {
     const struct ts_hub_config *cfg;
     pthread_mutex_t mu;
     struct table term, addr;
-    unsigned long long found, missed, limited_lookup, limited_auth[2], failed_auth[2];
+    unsigned long long found, missed, limited_lookup, limited_auth[TS_HUB_NSECRETS],
+        failed_auth[TS_HUB_NSECRETS];
     void (*on_flag)(void *, const struct ts_hub_flag *);
     void *on_flag_ud;
 };
@@ -302,7 +303,10 @@ void ts_hub_throttle_lookup_done(struct ts_hub_throttle *l, const char *store, c
 
 /* ---- failed secrets -------------------------------------------------------*/
 
-static const char *const secret_name[2] = {"write_key", "enroll_token"};
+static const char *const secret_name[TS_HUB_NSECRETS] = {"write_key", "enroll_token",
+                                                         "fleet_admin"};
+static const char *const secret_said[TS_HUB_NSECRETS] = {"write key", "enrolment token",
+                                                         "fleet admin password"};
 
 static void addr_key(enum ts_hub_secret what, const char *addr, char *out, size_t outsz)
 {
@@ -357,8 +361,7 @@ void ts_hub_throttle_auth_failed(struct ts_hub_throttle *l, enum ts_hub_secret w
     if (delay_s &&
         (delay_s < cfg->throttle_max_delay_s || fails == (unsigned)cfg->throttle_free_failures))
         TS_WARN(COMP, "%s: %u failed %s attempts in a row; refusing it for %lld s (429)", addr,
-                fails, what == TS_HUB_SECRET_WRITE_KEY ? "write key" : "enrolment token",
-                (long long)delay_s);
+                fails, secret_said[what], (long long)delay_s);
 }
 
 void ts_hub_throttle_auth_ok(struct ts_hub_throttle *l, enum ts_hub_secret what, const char *addr)
@@ -416,17 +419,17 @@ void ts_hub_throttle_metrics(struct ts_hub_throttle *l, ts_buf *b)
                   "tillside_hub_lookups_total{result=\"missed\"} %llu\n"
                   "tillside_hub_lookups_total{result=\"limited\"} %llu\n",
                   l->found, l->missed, l->limited_lookup);
-    ts_buf_printf(b,
-                  "# HELP tillside_hub_auth_failures_total Failed secrets since start, by kind.\n"
-                  "# TYPE tillside_hub_auth_failures_total counter\n"
-                  "tillside_hub_auth_failures_total{secret=\"write_key\"} %llu\n"
-                  "tillside_hub_auth_failures_total{secret=\"enroll_token\"} %llu\n"
-                  "# HELP tillside_hub_auth_throttled_total Requests answered 429 for earlier "
-                  "failed secrets from their address, since start.\n"
-                  "# TYPE tillside_hub_auth_throttled_total counter\n"
-                  "tillside_hub_auth_throttled_total{secret=\"write_key\"} %llu\n"
-                  "tillside_hub_auth_throttled_total{secret=\"enroll_token\"} %llu\n",
-                  l->failed_auth[0], l->failed_auth[1], l->limited_auth[0], l->limited_auth[1]);
+    ts_buf_printf(b, "# HELP tillside_hub_auth_failures_total Failed secrets since start, by "
+                     "kind.\n# TYPE tillside_hub_auth_failures_total counter\n");
+    for (int i = 0; i < TS_HUB_NSECRETS; i++)
+        ts_buf_printf(b, "tillside_hub_auth_failures_total{secret=\"%s\"} %llu\n", secret_name[i],
+                      l->failed_auth[i]);
+    ts_buf_printf(b, "# HELP tillside_hub_auth_throttled_total Requests answered 429 for earlier "
+                     "failed secrets from their address, since start.\n"
+                     "# TYPE tillside_hub_auth_throttled_total counter\n");
+    for (int i = 0; i < TS_HUB_NSECRETS; i++)
+        ts_buf_printf(b, "tillside_hub_auth_throttled_total{secret=\"%s\"} %llu\n", secret_name[i],
+                      l->limited_auth[i]);
     ts_buf_printf(b,
                   "# HELP tillside_hub_lookup_flagged_terminals Terminals whose lookups mostly "
                   "miss (slowed).\n# TYPE tillside_hub_lookup_flagged_terminals gauge\n"

@@ -51,7 +51,12 @@ void ts_hub_throttle_lookup_done(struct ts_hub_throttle *l, const char *store, c
                                  bool found, int64_t now_ms);
 
 /* Failed-secret throttling per source address, by what was guessed. */
-enum ts_hub_secret { TS_HUB_SECRET_WRITE_KEY, TS_HUB_SECRET_ENROLL_TOKEN };
+enum ts_hub_secret {
+    TS_HUB_SECRET_WRITE_KEY,
+    TS_HUB_SECRET_ENROLL_TOKEN,
+    TS_HUB_SECRET_FLEET_ADMIN, /* [fleet] admin_user's password (fleet_http.c) */
+    TS_HUB_NSECRETS
+};
 /* 0 when addr may try now, else the seconds it must wait. */
 int ts_hub_throttle_auth_wait(struct ts_hub_throttle *l, enum ts_hub_secret what, const char *addr,
                               int64_t now_ms);

@@ -106,3 +106,8 @@ ts_blackbox_test(bb_counter_stale_card_sale_goes_anonymous test_counter.py
                  stale_card_sale_goes_anonymous)
 ts_blackbox_test(bb_counter_receipt_loyalty_id_attributed test_counter.py
                  receipt_loyalty_id_attributed)
+ts_blackbox_test(bb_fleet_agent_reports_then_turns_stale test_fleet.py agent_reports_then_turns_stale)
+ts_blackbox_test(bb_fleet_report_is_checked test_fleet.py report_is_checked_and_named_by_certificate)
+ts_blackbox_test(bb_fleet_json_needs_tenant_or_admin test_fleet.py fleet_json_needs_tenant_or_admin)
+ts_blackbox_test(bb_fleet_stale_after_checked test_fleet.py stale_after_checked)
+ts_blackbox_test(bb_fleet_page_in_chromium test_fleet.py fleet_page_in_chromium)

@@ -18,3 +18,4 @@ foreach(t test_hub_sql test_hub_store test_hub_feed test_hub_api test_hub_sugges
     add_test(NAME ${t}_pg COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tools/with_pg.sh $<TARGET_FILE:${t}>)
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" TIMEOUT 300)
 endforeach()
+ts_unit_test(test_hub_fleet unit/test_hub_fleet.c ts_hub)

@@ -250,7 +250,10 @@ struct ts_inputs *ts_agent_inputs_drivers(const struct ts_agent_inputs *in);
 struct ts_syncer;
 /* Starts the sync thread (its own cache connection and HTTP client); it
  * reports to core (link state, pages applied). */
-enum ts_err ts_syncer_start(struct ts_agent *core, struct ts_syncer **out, char *err, size_t errsz);
+struct ts_agent_parts;
+/* parts: the core, and the handles the health report reads (NULL members ok). */
+enum ts_err ts_syncer_start(const struct ts_agent_parts *parts, struct ts_syncer **out, char *err,
+                            size_t errsz);
 /* Stops and joins it; NULL ok. */
 void ts_syncer_stop(struct ts_syncer *s);
 
@@ -258,8 +261,9 @@ void ts_syncer_stop(struct ts_syncer *s);
 
 struct ts_api;
 struct ts_trust;
-/* What the API serves from, each borrowed and outliving the API. */
-struct ts_api_deps {
+/* The handles `run` made, lent to the API and to the sync thread's health
+ * report (health.c); each outlives its borrowers. */
+struct ts_agent_parts {
     struct ts_agent *core;          /* session, scans, bus, token, status */
     struct ts_purch *purch;         /* POST /api/v1/purchases, outbox status; NULL = 503 */
     struct ts_trust *trust;         /* certificate days in status; NULL = none */
@@ -267,7 +271,7 @@ struct ts_api_deps {
 };
 /* Starts the loopback HTTP API (libmicrohttpd) on cfg.api_host:api_port
  * (port 0 = ephemeral). */
-enum ts_err ts_api_start(const struct ts_api_deps *deps, struct ts_api **out, char *err,
+enum ts_err ts_api_start(const struct ts_agent_parts *deps, struct ts_api **out, char *err,
                          size_t errsz);
 int ts_api_port(const struct ts_api *api);
 /* Ends SSE streams, stops the daemon; NULL ok. */

@@ -358,7 +358,7 @@ out:
     return rc;
 }
 
-enum ts_err ts_api_start(const struct ts_api_deps *deps, struct ts_api **out, char *err,
+enum ts_err ts_api_start(const struct ts_agent_parts *deps, struct ts_api **out, char *err,
                          size_t errsz)
 {
     struct ts_agent *a = deps->core;

@@ -34,8 +34,8 @@
 struct sse;
 
 struct ts_api {
-    struct ts_agent *a;     /* the session/cache core (deps.core) */
-    struct ts_api_deps dep; /* the other subsystems' handles, borrowed */
+    struct ts_agent *a;        /* the session/cache core (deps.core) */
+    struct ts_agent_parts dep; /* the other subsystems' handles, borrowed */
     struct MHD_Daemon *mhd;
     int port;
     char hosts[3][32]; /* the Host values we answer to */

@@ -70,7 +70,9 @@ static void trust_stop(struct run *r)
 
 static enum ts_err sync_start(struct run *r, char *err, size_t errsz)
 {
-    return ts_syncer_start(r->core, &r->syncer, err, errsz);
+    struct ts_agent_parts p = {
+        .core = r->core, .purch = r->purch, .trust = r->trust, .inputs = r->inputs};
+    return ts_syncer_start(&p, &r->syncer, err, errsz);
 }
 static void sync_stop(struct run *r)
 {
@@ -100,9 +102,9 @@ static void idle_stop(struct run *r)
 
 static enum ts_err api_start(struct run *r, char *err, size_t errsz)
 {
-    struct ts_api_deps d = {
+    struct ts_agent_parts p = {
         .core = r->core, .purch = r->purch, .trust = r->trust, .inputs = r->inputs};
-    return ts_api_start(&d, &r->api, err, errsz);
+    return ts_api_start(&p, &r->api, err, errsz);
 }
 /* The bus is closed first so that event streams end at once. */
 static void api_stop(struct run *r)

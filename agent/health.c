@@ -55,9 +55,10 @@ static void os_release(char *out, size_t outsz)
     free(text);
 }
 
-static json_t *inputs_json(struct ts_agent *a)
+static json_t *inputs_json(const struct ts_agent_parts *p)
 {
-    json_t *devs = ts_inputs_devices_json(a->inputs), *out = json_array();
+    json_t *devs = ts_inputs_devices_json(p->inputs ? ts_agent_inputs_drivers(p->inputs) : NULL),
+           *out = json_array();
     size_t i;
     json_t *d;
     json_array_foreach(devs, i, d)
@@ -75,10 +76,11 @@ static json_t *inputs_json(struct ts_agent *a)
 }
 
 /* The report object; with sig, the values that move by themselves zeroed. */
-static json_t *report(struct ts_health *h, struct ts_agent *a, bool sig)
+static json_t *report(struct ts_health *h, const struct ts_agent_parts *p, bool sig)
 {
+    struct ts_agent *a = p->core;
     int own = 0, hub = 0;
-    bool have_hub = false, have_own = ts_trust_days(a, &own, &have_hub, &hub);
+    bool have_hub = false, have_own = ts_trust_days(p->trust, &own, &have_hub, &hub);
     int64_t now = ts_now_wall_ms();
     pthread_mutex_lock(&a->cache_mu);
     int64_t cards = ts_cache_count(a->cache);
@@ -88,8 +90,8 @@ static json_t *report(struct ts_health *h, struct ts_agent *a, bool sig)
     int64_t last = a->last_sync_wall_ms;
     pthread_mutex_unlock(&a->mu);
     struct ts_outbox_stats st = {0};
-    if (a->purch)
-        ts_outbox_stats(a->purch->ob, &st);
+    if (p->purch)
+        ts_outbox_stats(p->purch->ob, &st);
     int64_t lag = !last ? -1 : now > last ? (now - last) / 1000 : 0;
     int64_t oldest = st.oldest_pending_ms && now > st.oldest_pending_ms
                          ? (now - st.oldest_pending_ms) / 1000
@@ -99,7 +101,7 @@ static json_t *report(struct ts_health *h, struct ts_agent *a, bool sig)
                           (json_int_t)(sig && lag > 0 ? 0 : lag), "cards",
                           (json_int_t)(cards < 0 ? 0 : cards), "outbox", "depth",
                           (json_int_t)st.pending, "oldest_s", (json_int_t)(sig ? 0 : oldest),
-                          "dead", (json_int_t)st.dead, "inputs", inputs_json(a));
+                          "dead", (json_int_t)st.dead, "inputs", inputs_json(p));
     if (o && have_own)
         json_object_set_new(o, "cert_days", json_integer(own));
     /* Whether the skew is a problem counts as a change; its exact value not. */
@@ -116,16 +118,16 @@ static char *dump(json_t *o)
     return s;
 }
 
-enum ts_err ts_health_json(struct ts_health *h, struct ts_agent *a, ts_buf *out)
+enum ts_err ts_health_json(struct ts_health *h, const struct ts_agent_parts *p, ts_buf *out)
 {
-    char *s = dump(report(h, a, false));
+    char *s = dump(report(h, p, false));
     enum ts_err rc = s ? ts_buf_puts(out, s) : TS_ERR_NOMEM;
     free(s);
     return rc;
 }
 
-void ts_health_headers(struct ts_health **hp, struct ts_agent *a, const char *base, char *out,
-                       size_t outsz)
+void ts_health_headers(struct ts_health **hp, const struct ts_agent_parts *p, const char *base,
+                       char *out, size_t outsz)
 {
     ts_strlcpy(out, base, outsz);
     if (!*hp && (*hp = calloc(1, sizeof **hp)) != NULL)
@@ -137,19 +139,19 @@ void ts_health_headers(struct ts_health **hp, struct ts_agent *a, const char *ba
     if (h->last_look_ms && mono - h->last_look_ms < LOOK_EVERY_MS)
         return;
     h->last_look_ms = mono;
-    char *sig = dump(report(h, a, true)), *full = NULL;
+    char *sig = dump(report(h, p, true)), *full = NULL;
     bool due = sig && (!h->last_sent_ms || mono - h->last_sent_ms >= TS_HEALTH_HEARTBEAT_MS ||
                        strcmp(sig, h->last_sig) != 0);
     if (due)
-        full = dump(report(h, a, false));
+        full = dump(report(h, p, false));
     size_t n = full ? strlen(full) : 0, used = strlen(out);
     char enc[TS_HEALTH_MAX_JSON * 4 / 3 + 8];
     if (full && n <= TS_HEALTH_MAX_JSON && strlen(sig) < sizeof h->last_sig &&
         ts_base64_encode(full, n, enc, sizeof enc) && used + strlen(enc) + 24 < outsz) {
         /* base64url without padding (RFC 4648 §5). */
         size_t e = 0;
-        for (char *p = enc; *p && *p != '='; p++, e++)
-            *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+        for (char *c = enc; *c && *c != '='; c++, e++)
+            *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
         enc[e] = '\0';
         snprintf(out + used, outsz - used, "X-Tillside-Health: %s\r\n", enc);
         ts_strlcpy(h->last_sig, sig, sizeof h->last_sig);

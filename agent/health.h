@@ -22,13 +22,13 @@ struct ts_health;
  * *h is made on first use (NULL: the report is skipped, the poll still
  * goes). Only the sync thread calls it.
  */
-void ts_health_headers(struct ts_health **h, struct ts_agent *a, const char *base, char *out,
-                       size_t outsz);
+void ts_health_headers(struct ts_health **h, const struct ts_agent_parts *p, const char *base,
+                       char *out, size_t outsz);
 /* After a feed answer: the clock skew from its Date header. NULL ok. */
 void ts_health_note(struct ts_health *h, const struct ts_http_resp *r);
 void ts_health_free(struct ts_health *h); /* NULL ok */
 
 /* The report as JSON text into out (tests, `tillside status` could show it). */
-enum ts_err ts_health_json(struct ts_health *h, struct ts_agent *a, ts_buf *out);
+enum ts_err ts_health_json(struct ts_health *h, const struct ts_agent_parts *p, ts_buf *out);
 
 #endif

@@ -23,7 +23,8 @@
 
 struct ts_syncer {
     struct ts_agent *a;
-    struct ts_cache *cache; /* the thread's own connection */
+    struct ts_agent_parts parts; /* for the health report */
+    struct ts_cache *cache;      /* the thread's own connection */
     struct ts_httpc *http;
     struct ts_worker w; /* the thread, its stop flag and its sleeps */
     unsigned failures;
@@ -128,7 +129,7 @@ static int sync_page(struct ts_syncer *s, int64_t *pause_ms, char *why, size_t w
     struct ts_http_resp r = {0};
     struct ts_feed_page page = {0};
     char hdrs[TS_HEALTH_MAX_JSON * 2];
-    ts_health_headers(&s->health, a, "Accept-Encoding: gzip\r\n", hdrs, sizeof hdrs);
+    ts_health_headers(&s->health, &s->parts, "Accept-Encoding: gzip\r\n", hdrs, sizeof hdrs);
     int64_t t0 = ts_now_mono_ms();
     rc = ts_httpc_request(s->http, "GET", path, hdrs, NULL, NULL, 0,
                           (int)(a->cfg.timeout_ms + wait_s * 1000), &r);
@@ -267,12 +268,15 @@ static void run(struct ts_worker *w, void *arg)
     }
 }
 
-enum ts_err ts_syncer_start(struct ts_agent *a, struct ts_syncer **out, char *err, size_t errsz)
+enum ts_err ts_syncer_start(const struct ts_agent_parts *parts, struct ts_syncer **out, char *err,
+                            size_t errsz)
 {
+    struct ts_agent *a = parts->core;
     struct ts_syncer *s = calloc(1, sizeof *s);
     if (!s)
         return TS_ERR_NOMEM;
     s->a = a;
+    s->parts = *parts;
     char path[TS_AGENT_PATH_MAX + 16];
     ts_agent_cache_path(&a->cfg, path, sizeof path);
     int rc = ts_worker_init(&s->w);

@@ -38,7 +38,7 @@ static inline int setup(void **state)
     assert_non_null(f);
     f->a = ts_test_agent_open(f->dir, "/tmp/ts-api-test-XXXXXX");
     char err[256];
-    struct ts_api_deps deps = {.core = f->a};
+    struct ts_agent_parts deps = {.core = f->a};
     assert_int_equal(ts_api_start(&deps, &f->api, err, sizeof err), TS_OK);
     f->port = ts_api_port(f->api);
     assert_true(f->port > 0);

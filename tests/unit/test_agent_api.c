@@ -315,7 +315,7 @@ static void test_listen_errors(void **state)
     struct fx *f = *state;
     struct ts_api *other = NULL;
     char err[256], want[128];
-    struct ts_api_deps deps = {.core = f->a};
+    struct ts_agent_parts deps = {.core = f->a};
     int saved_port = f->a->cfg.api_port;
     f->a->cfg.api_port = f->port;
     assert_int_not_equal(ts_api_start(&deps, &other, err, sizeof err), TS_OK);

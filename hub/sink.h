@@ -60,7 +60,14 @@ struct ts_sink_limits {
 };
 
 /* [sink.NAME] as configured: every key of the section, credentials merged
- * in from [hub] secrets_file. Read with ts_sink_conf_get. */
+ * in from [hub] secrets_file. Fixed-size, so the hub's configuration stays
+ * a plain value. Read with ts_sink_conf_get. */
+#define TS_SINK_MAX_KEYS 24
+struct ts_sink_kv {
+    char key[40];
+    char value[512];
+    bool secret; /* from secrets_file or a credential key: never logged or shown */
+};
 struct ts_sink_conf {
     char name[64];     /* NAME */
     char type[24];     /* segment, rudderstack, klaviyo, braze, ... */
@@ -72,10 +79,7 @@ struct ts_sink_conf {
     int max_backoff_s; /* cap of the retry backoff */
     double rate;       /* [sink.NAME] rate: overrides limits.rate when > 0 */
     size_t nkv;
-    struct ts_sink_kv {
-        char *key, *value;
-        bool secret; /* from secrets_file or a credential key: never logged or shown */
-    } * kv;
+    struct ts_sink_kv kv[TS_SINK_MAX_KEYS];
 };
 
 /* The value of key in the sink's section (or the secrets file), else def. */

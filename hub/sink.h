@@ -218,10 +218,11 @@ struct ts_sink_vendor {
                          struct ts_sink_request *req, char *err, size_t errsz);
     enum ts_err (*auth)(void *state, const struct ts_sink_conf *c, struct ts_sink_fetch *f,
                         int64_t now_ms, struct ts_sink_auth *out, char *err, size_t errsz);
-    /* The answer to a request of n items: a whole verdict (with reason
+    /* The answer to the request build() made of items[0..n): a whole verdict (with reason
      * filled for RETRY/DEAD/SPLIT in results[0]), or TS_SINK_ITEMS with
      * results[0..n) each OK, RETRY or DEAD. */
-    enum ts_sink_verdict (*parse)(void *state, const struct ts_sink_answer *a, size_t n,
+    enum ts_sink_verdict (*parse)(void *state, const struct ts_sink_answer *a,
+                                  const struct ts_sink_item *const *items, size_t n,
                                   struct ts_sink_result *results);
     /* Rate headers -> h (preset to -1). NULL = Retry-After only. */
     void (*rate)(void *state, const struct ts_sink_answer *a, struct ts_sink_rate_hint *h);

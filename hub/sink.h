@@ -205,6 +205,10 @@ struct ts_sink_vendor {
     const char *const *required;
     /* Its credential keys (never logged or shown), NULL-terminated. */
     const char *const *secrets;
+    /* Its other optional keys ("revision", "purchases", ...), NULL-terminated
+     * or NULL. The forwarder's own keys (type, url, ca_file, send, identity,
+     * anonymous, max_backoff_s, rate) are read for every sink. */
+    const char *const *options;
 
     /* Reads its options from c; *state is its own (NULL allowed). */
     enum ts_err (*init)(const struct ts_sink_conf *c, void **state, char *err, size_t errsz);

@@ -52,8 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         iv[i].dedup[0] = '\0';
         items[i] = &iv[i];
     }
-    struct ts_sink_answer a = {
-        .status = status, .body = body, .len = size - 2, .header = hdr};
+    struct ts_sink_answer a = {.status = status, .body = body, .len = size - 2, .header = hdr};
     for (size_t k = 0; ts_sink_vendor_at(k); k++) {
         const struct ts_sink_vendor *v = ts_sink_vendor_at(k);
         struct ts_sink_result r[8];

@@ -14,13 +14,12 @@
 
 static void up_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: tillside-hub upstream list [--sink NAME] [--limit N] [--json]\n"
-            "       tillside-hub upstream show [--sink NAME] EVENT\n"
-            "       tillside-hub upstream retry [--sink NAME] (EVENT | --all)\n"
-            "       tillside-hub upstream drop [--sink NAME] (EVENT | --all)\n"
-            "Lists each sink's queue and its dead letters, shows one event's mapped items\n"
-            "with the vendor's reply, sends dead letters again (once each), or deletes them.\n");
+    fprintf(f, "usage: tillside-hub upstream list [--sink NAME] [--limit N] [--json]\n"
+               "       tillside-hub upstream show [--sink NAME] EVENT\n"
+               "       tillside-hub upstream retry [--sink NAME] (EVENT | --all)\n"
+               "       tillside-hub upstream drop [--sink NAME] (EVENT | --all)\n"
+               "Lists each sink's queue and its dead letters, shows one event's mapped items\n"
+               "with the vendor's reply, sends dead letters again (once each), or deletes them.\n");
 }
 
 static void print_list(const char *text)
@@ -29,28 +28,26 @@ static void print_list(const char *text)
     size_t i;
     printf("%-16s %9s %9s %7s %8s %12s\n", "SINK", "PENDING", "SENT", "DEAD", "SKIPPED",
            "OLDEST(s)");
-    json_array_foreach(json_object_get(o, "sinks"), i, x)
-        printf("%-16s %9lld %9lld %7lld %8lld %12.0f\n",
-               json_string_value(json_object_get(x, "sink")),
-               (long long)json_integer_value(json_object_get(x, "pending")),
-               (long long)json_integer_value(json_object_get(x, "sent")),
-               (long long)json_integer_value(json_object_get(x, "dead")),
-               (long long)json_integer_value(json_object_get(x, "skipped")),
-               json_number_value(json_object_get(x, "oldest_pending_age_s")));
+    json_array_foreach(json_object_get(o, "sinks"), i, x) printf(
+        "%-16s %9lld %9lld %7lld %8lld %12.0f\n", json_string_value(json_object_get(x, "sink")),
+        (long long)json_integer_value(json_object_get(x, "pending")),
+        (long long)json_integer_value(json_object_get(x, "sent")),
+        (long long)json_integer_value(json_object_get(x, "dead")),
+        (long long)json_integer_value(json_object_get(x, "skipped")),
+        json_number_value(json_object_get(x, "oldest_pending_age_s")));
     json_t *dead = json_object_get(o, "dead");
     if (json_array_size(dead)) {
         printf("\n%-16s %-36s %4s %8s %-24s %s\n", "SINK", "EVENT", "ITEM", "ATTEMPTS", "AT",
                "REASON");
-        json_array_foreach(dead, i, x)
-            printf("%-16s %-36s %4lld %8lld %-24s %s\n",
-                   json_string_value(json_object_get(x, "sink")),
-                   json_string_value(json_object_get(x, "event")),
-                   (long long)json_integer_value(json_object_get(x, "item")),
-                   (long long)json_integer_value(json_object_get(x, "attempts")),
-                   json_string_value(json_object_get(x, "at")),
-                   json_string_value(json_object_get(x, "reason"))
-                       ? json_string_value(json_object_get(x, "reason"))
-                       : "");
+        json_array_foreach(dead, i, x) printf(
+            "%-16s %-36s %4lld %8lld %-24s %s\n", json_string_value(json_object_get(x, "sink")),
+            json_string_value(json_object_get(x, "event")),
+            (long long)json_integer_value(json_object_get(x, "item")),
+            (long long)json_integer_value(json_object_get(x, "attempts")),
+            json_string_value(json_object_get(x, "at")),
+            json_string_value(json_object_get(x, "reason"))
+                ? json_string_value(json_object_get(x, "reason"))
+                : "");
     }
     json_decref(o);
 }

@@ -29,8 +29,7 @@ static enum ts_err dump(json_t *o, ts_buf *out)
     return rc;
 }
 
-enum ts_err ts_hub_sinkq_list(struct ts_hub_store *s, const char *sink, size_t limit,
-                              ts_buf *json)
+enum ts_err ts_hub_sinkq_list(struct ts_hub_store *s, const char *sink, size_t limit, ts_buf *json)
 {
     json_t *o = json_object(), *sinks = json_array(), *dead = json_array();
     struct ts_sql_stmt *st = NULL;
@@ -75,12 +74,12 @@ enum ts_err ts_hub_sinkq_list(struct ts_hub_store *s, const char *sink, size_t l
     while ((step = ts_sql_step(st)) == TS_SQL_ROW) {
         char at[40];
         ts_iso8601(ts_sql_column_int64(st, 5), at, sizeof at);
-        json_array_append_new(
-            dead, json_pack("{s:s,s:s,s:I,s:I,s:o,s:s}", "sink", ts_sql_column_text(st, 0),
-                            "event", ts_sql_column_text(st, 1), "item",
-                            (json_int_t)ts_sql_column_int64(st, 2), "attempts",
-                            (json_int_t)ts_sql_column_int64(st, 3), "reason",
-                            text_or_null(ts_sql_column_text(st, 4)), "at", at));
+        json_array_append_new(dead, json_pack("{s:s,s:s,s:I,s:I,s:o,s:s}", "sink",
+                                              ts_sql_column_text(st, 0), "event",
+                                              ts_sql_column_text(st, 1), "item",
+                                              (json_int_t)ts_sql_column_int64(st, 2), "attempts",
+                                              (json_int_t)ts_sql_column_int64(st, 3), "reason",
+                                              text_or_null(ts_sql_column_text(st, 4)), "at", at));
     }
     rc = step == TS_SQL_DONE ? TS_OK : TS_ERR_DB;
 out:
@@ -113,16 +112,16 @@ enum ts_err ts_hub_sinkq_show(struct ts_hub_store *s, const char *sink, const ch
             json_t *payload = p ? json_loads(p, 0, NULL) : NULL;
             char created[40];
             ts_iso8601(ts_sql_column_int64(st, 8), created, sizeof created);
-            json_array_append_new(
-                rows, json_pack("{s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:o,s:s}", "sink",
-                                ts_sql_column_text(st, 0), "item",
-                                (json_int_t)ts_sql_column_int64(st, 1), "state",
-                                ts_sql_column_text(st, 2), "attempts",
-                                (json_int_t)ts_sql_column_int64(st, 3), "payload",
-                                payload ? payload : json_null(), "dedup",
-                                text_or_null(ts_sql_column_text(st, 5)), "reason",
-                                text_or_null(ts_sql_column_text(st, 6)), "reply",
-                                text_or_null(ts_sql_column_text(st, 7)), "queued", created));
+            json_array_append_new(rows, json_pack("{s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:o,s:s}", "sink",
+                                                  ts_sql_column_text(st, 0), "item",
+                                                  (json_int_t)ts_sql_column_int64(st, 1), "state",
+                                                  ts_sql_column_text(st, 2), "attempts",
+                                                  (json_int_t)ts_sql_column_int64(st, 3), "payload",
+                                                  payload ? payload : json_null(), "dedup",
+                                                  text_or_null(ts_sql_column_text(st, 5)), "reason",
+                                                  text_or_null(ts_sql_column_text(st, 6)), "reply",
+                                                  text_or_null(ts_sql_column_text(st, 7)), "queued",
+                                                  created));
         }
         rc = step == TS_SQL_DONE ? TS_OK : TS_ERR_DB;
     }

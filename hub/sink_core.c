@@ -268,8 +268,8 @@ static void failed(struct ts_hub_sink *k, int64_t now, int64_t floor_ms, const c
     if (*next_at > k->paused_until)
         k->paused_until = *next_at;
     atomic_fetch_add(&k->failures, 1);
-    TS_WARN(COMP, "[sink.%s] %zu item(s) not forwarded (%s); next try in %lld ms", k->conf.name, n, why,
-            (long long)d);
+    TS_WARN(COMP, "[sink.%s] %zu item(s) not forwarded (%s); next try in %lld ms", k->conf.name, n,
+            why, (long long)d);
 }
 
 /* Rate headers: slow down to what is left of the window. */
@@ -430,9 +430,10 @@ out:
  * when to look again. */
 static enum ts_err send_some(struct ts_hub_sink *k, int64_t now, int64_t *next_ms)
 {
-    size_t max = k->v->limits.max_items ? k->v->limits.max_items : MAX_ROWS;
-    if (max > MAX_ROWS)
-        max = MAX_ROWS;
+    /* Read (and map) up to MAX_ROWS at once; send up to the vendor's count. */
+    size_t max = MAX_ROWS, per = k->v->limits.max_items ? k->v->limits.max_items : MAX_ROWS;
+    if (per > MAX_ROWS)
+        per = MAX_ROWS;
     struct ts_hub_sinkq_row *rows = calloc(max, sizeof *rows);
     if (!rows)
         return TS_ERR_NOMEM;
@@ -441,13 +442,11 @@ static enum ts_err send_some(struct ts_hub_sink *k, int64_t now, int64_t *next_m
     for (int round = 0;; round++) {
         rc = ts_hub_sinkq_due(k->s, k->conf.name, now, rows, max, &n, next_ms);
         size_t unmapped = 0;
-        for (size_t i = 0; rc == TS_OK && i < n; i++) {
-            if (rows[i].item >= 0)
-                continue;
+        for (size_t i = 0; i < n; i++)
+            unmapped += rows[i].item < 0;
+        if (rc == TS_OK && unmapped) {
             int skipped = 0, dead = 0;
-            unmapped++;
-            rc =
-                ts_hub_sinkq_expand(k->s, &k->conf, k->v, k->state, &rows[i], now, &skipped, &dead);
+            rc = ts_hub_sinkq_expand(k->s, &k->conf, k->v, k->state, rows, n, now, &skipped, &dead);
             atomic_fetch_add(&k->skipped, (unsigned)skipped);
             atomic_fetch_add(&k->dead, (unsigned)dead);
         }
@@ -458,10 +457,12 @@ static enum ts_err send_some(struct ts_hub_sink *k, int64_t now, int64_t *next_m
     }
     size_t items = 0;
     for (size_t i = 0; i < n; i++)
-        if (rows[i].item >= 0)
+        if (rows[i].item >= 0 && items < per)
             rows[items++] = rows[i];
         else
             free(rows[i].payload);
+    if (n > items && *next_ms > now)
+        *next_ms = now; /* more are due */
     if (rc == TS_OK && items > 0) {
         double cost = k->v->limits.rate_per_item ? (double)items : 1.0;
         int64_t wait = bucket_wait(k, cost, now);

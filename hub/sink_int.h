@@ -38,7 +38,8 @@ struct ts_hub_sinkq_row {
     int attempts;
     bool solo;
     int kind;
-    char *payload; /* malloc'd */
+    int64_t created; /* when the event was queued */
+    char *payload;   /* malloc'd */
     size_t len;
     char dedup[160];
 };
@@ -50,12 +51,13 @@ void ts_hub_sinkq_rows_free(struct ts_hub_sinkq_row *rows, size_t n);
 enum ts_err ts_hub_sinkq_due(struct ts_hub_store *s, const char *sink, int64_t now,
                              struct ts_hub_sinkq_row *rows, size_t max, size_t *n, int64_t *next);
 
-/* Maps row (item -1) with vendor v for sink c, replacing it by the items
- * (or marking it dead or skipped); *skipped / *dead count what it did. */
+/* Maps the rows of rows[0..n) with item -1 with vendor v for sink c,
+ * replacing each by its items (or marking it dead or skipped), in one
+ * transaction; *skipped / *dead count what it did. */
 enum ts_err ts_hub_sinkq_expand(struct ts_hub_store *s, const struct ts_sink_conf *c,
                                 const struct ts_sink_vendor *v, void *state,
-                                const struct ts_hub_sinkq_row *row, int64_t now, int *skipped,
-                                int *dead);
+                                const struct ts_hub_sinkq_row *rows, size_t n, int64_t now,
+                                int *skipped, int *dead);
 
 /* Marks rows[i] by verdict[i] (OK, RETRY, SPLIT, DEAD) in one transaction:
  * RETRY at next_at, DEAD with reason[i] and reply. */

@@ -140,11 +140,12 @@ enum ts_err ts_hub_sinkq_due(struct ts_hub_store *s, const char *sink, int64_t n
         *next = now + FOLLOWER_RETRY_MS;
         goto out;
     }
-    if (ts_sql_prepare(db,
-                       "SELECT event_id, item, attempts, solo, next_at, kind, payload, dedup"
-                       " FROM sink_queue WHERE sink = ?1 AND state = 'pending'"
-                       " ORDER BY next_at, created, event_id, item LIMIT ?2",
-                       &st) != TS_OK) {
+    if (ts_sql_prepare(
+            db,
+            "SELECT event_id, item, attempts, solo, next_at, kind, payload, dedup, created"
+            " FROM sink_queue WHERE sink = ?1 AND state = 'pending'"
+            " ORDER BY next_at, created, event_id, item LIMIT ?2",
+            &st) != TS_OK) {
         rc = ts_hub_db_err(db, "sink queue read");
         goto out;
     }
@@ -175,6 +176,7 @@ enum ts_err ts_hub_sinkq_due(struct ts_hub_store *s, const char *sink, int64_t n
         r->len = p ? strlen(p) : 0;
         const char *d = ts_sql_column_text(st, 7);
         ts_strlcpy(r->dedup, d ? d : "", sizeof r->dedup);
+        r->created = ts_sql_column_int64(st, 8);
         (*n)++;
         if (solo)
             break;
@@ -192,141 +194,151 @@ out:
     return rc;
 }
 
-/* The stored event of row with the customer's CDP id and e-mail. */
-static enum ts_err load_event(struct ts_hub_store *s, const struct ts_hub_sinkq_row *row,
-                              json_t **ev, char *uid, size_t uidsz, int64_t *at)
+/* What mapping made of one row: its items, or the state it ends in. */
+struct mapped {
+    const char *state_to; /* NULL = replaced by items; "dead" or "skipped" */
+    char why[300];
+    struct ts_sink_items items;
+};
+
+/* Maps row with the stored event read by st (prepared on db): *m. */
+static enum ts_err map_row(struct ts_sql_stmt *st, const struct ts_sink_conf *c,
+                           const struct ts_sink_vendor *v, void *state,
+                           const struct ts_hub_sinkq_row *row, int64_t now, struct mapped *m)
 {
-    struct ts_sql_stmt *st = NULL;
-    enum ts_err rc = TS_ERR_NOTFOUND;
-    *ev = NULL;
-    uid[0] = '\0';
-    struct ts_sql *db = ts_hub_db_use(s);
-    if (row->kind == TS_SINK_PURCHASE &&
-        ts_sql_prepare(db,
-                       "SELECT p.event, c.id, p.at FROM purchases p LEFT JOIN customers c"
-                       " ON c.id = p.customer WHERE p.message_id = ?1",
-                       &st) == TS_OK &&
-        ts_sql_bind_text(st, 1, row->event_id) == TS_OK && ts_sql_step(st) == TS_SQL_ROW) {
-        *ev = json_loads(ts_sql_column_text(st, 0), 0, NULL);
-        if (ts_sql_column_text(st, 1))
-            ts_strlcpy(uid, ts_sql_column_text(st, 1), uidsz);
-        *at = ts_sql_column_int64(st, 2);
-        rc = *ev ? TS_OK : TS_ERR_DB;
+    ts_sql_reset(st);
+    ts_sql_bind_text(st, 1, row->event_id);
+    if (row->kind != TS_SINK_PURCHASE || ts_sql_step(st) != TS_SQL_ROW) {
+        m->state_to = "dead";
+        snprintf(m->why, sizeof m->why, "the stored event is gone (kind %d)", row->kind);
+        return TS_OK;
     }
-    ts_sql_finalize(st);
-    ts_hub_db_release(s);
-    return rc;
+    json_t *ev = json_loads(ts_sql_column_text(st, 0), 0, NULL);
+    if (!ev)
+        return TS_ERR_DB;
+    const char *uid = ts_sql_column_text(st, 1);
+    /* Segment's convention for an e-mail known with the event. */
+    const char *email = json_string_value(
+        json_object_get(json_object_get(json_object_get(ev, "context"), "traits"), "email"));
+    struct ts_sink_event e = {
+        .kind = (enum ts_sink_kind)row->kind,
+        .id = row->event_id,
+        .event = ev,
+        .user_id = uid,
+        .email = email,
+        .at_ms = ts_sql_column_int64(st, 2),
+        .now_ms = now,
+    };
+    e.profile = c->identity == TS_SINK_ID_EMAIL && email ? email : e.user_id;
+    if (!e.profile && !c->anonymous) {
+        m->state_to = "skipped";
+        snprintf(m->why, sizeof m->why, "no known customer; [sink.%s] takes no anonymous events",
+                 c->name);
+    } else if (v->map(state, &e, &m->items, m->why, sizeof m->why) != TS_OK) {
+        m->state_to = "dead";
+    }
+    for (size_t i = 0; !m->state_to && i < m->items.n; i++)
+        if (v->limits.max_item_bytes && m->items.v[i].len > v->limits.max_item_bytes) {
+            m->state_to = "dead";
+            snprintf(m->why, sizeof m->why, "mapped item %zu is %zu bytes, over the vendor's %zu",
+                     i, m->items.v[i].len, v->limits.max_item_bytes);
+        }
+    json_decref(ev);
+    return TS_OK;
 }
 
-enum ts_err ts_hub_sinkq_expand(struct ts_hub_store *s, const struct ts_sink_conf *c,
-                                const struct ts_sink_vendor *v, void *state,
-                                const struct ts_hub_sinkq_row *row, int64_t now, int *skipped,
-                                int *dead)
+static const char *const expand_sql[] = {
+    "UPDATE sink_queue SET state = ?4, reason = ?5, done_at = ?3"
+    " WHERE sink = ?1 AND event_id = ?2 AND item = -1",
+    "DELETE FROM sink_queue WHERE sink = ?1 AND event_id = ?2 AND item = -1",
+    "INSERT INTO sink_queue(sink, event_id, item, kind, next_at, payload, dedup, created)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+};
+
+/* Writes what mapping made of rows[0..n) in one transaction. */
+static enum ts_err store_mapped(struct ts_hub_store *s, const struct ts_sink_conf *c,
+                                const struct ts_hub_sinkq_row *rows, const struct mapped *m,
+                                size_t n, int64_t now)
 {
-    json_t *ev = NULL;
-    char uid[TS_SEG_MAX_ID + 1], why[300] = "";
-    int64_t at = now;
-    struct ts_sink_items items = {0};
-    const char *state_to = NULL; /* 'dead' or 'skipped' for the row itself */
-    enum ts_err rc = load_event(s, row, &ev, uid, sizeof uid, &at);
-    if (rc == TS_ERR_NOTFOUND) {
-        state_to = "dead";
-        snprintf(why, sizeof why, "the stored event is gone (kind %d)", row->kind);
-        rc = TS_OK;
-    } else if (rc != TS_OK) {
+    struct ts_sql_stmt *st[3] = {0};
+    enum ts_err rc = ts_hub_db_write_begin(s, 0);
+    if (rc)
         return rc;
-    } else {
-        /* Segment's convention for an e-mail known with the event. */
-        const char *email = json_string_value(
-            json_object_get(json_object_get(json_object_get(ev, "context"), "traits"), "email"));
-        struct ts_sink_event e = {
-            .kind = (enum ts_sink_kind)row->kind,
-            .id = row->event_id,
-            .event = ev,
-            .user_id = uid[0] ? uid : NULL,
-            .email = email,
-            .at_ms = at,
-            .now_ms = now,
-        };
-        e.profile = c->identity == TS_SINK_ID_EMAIL && email ? email : e.user_id;
-        if (!e.profile && !c->anonymous) {
-            state_to = "skipped";
-            snprintf(why, sizeof why, "no known customer; [sink.%s] takes no anonymous events",
-                     c->name);
-        } else if (v->map(state, &e, &items, why, sizeof why) != TS_OK) {
-            state_to = "dead";
-        }
-        for (size_t i = 0; !state_to && i < items.n; i++)
-            if (v->limits.max_item_bytes && items.v[i].len > v->limits.max_item_bytes) {
-                state_to = "dead";
-                snprintf(why, sizeof why, "mapped item %zu is %zu bytes, over the vendor's %zu", i,
-                         items.v[i].len, v->limits.max_item_bytes);
-            }
-    }
-    json_decref(ev);
-    struct ts_sql_stmt *st = NULL;
-    if ((rc = ts_hub_db_write_begin(s, 0))) {
-        ts_sink_items_free(&items);
-        return rc;
-    }
     struct ts_sql *db = ts_hub_db_writer(s);
-    if (state_to) {
-        rc = ts_sql_prepare(db,
-                            "UPDATE sink_queue SET state = ?4, reason = ?5, done_at = ?3"
-                            " WHERE sink = ?1 AND event_id = ?2 AND item = -1",
-                            &st);
-        if (rc == TS_OK) {
-            ts_sql_bind_text(st, 1, c->name);
-            ts_sql_bind_text(st, 2, row->event_id);
-            ts_sql_bind_int64(st, 3, now);
-            ts_sql_bind_text(st, 4, state_to);
-            ts_sql_bind_text(st, 5, why);
-            if (ts_sql_step(st) != TS_SQL_DONE)
-                rc = TS_ERR_DB;
+    for (int i = 0; rc == TS_OK && i < 3; i++)
+        rc = ts_sql_prepare(db, expand_sql[i], &st[i]);
+    for (size_t r = 0; rc == TS_OK && r < n; r++) {
+        if (rows[r].item >= 0)
+            continue;
+        struct ts_sql_stmt *q = st[m[r].state_to ? 0 : 1];
+        ts_sql_reset(q);
+        ts_sql_bind_text(q, 1, c->name);
+        ts_sql_bind_text(q, 2, rows[r].event_id);
+        if (m[r].state_to) {
+            ts_sql_bind_int64(q, 3, now);
+            ts_sql_bind_text(q, 4, m[r].state_to);
+            ts_sql_bind_text(q, 5, m[r].why);
         }
-        if (strcmp(state_to, "dead") == 0) {
-            (*dead)++;
-            TS_ERROR(COMP, "[sink.%s] event %s dead-lettered: %s", c->name, row->event_id, why);
-        } else {
-            (*skipped)++;
-        }
-    } else {
-        rc = ts_sql_prepare(db,
-                            "DELETE FROM sink_queue WHERE sink = ?1 AND event_id = ?2"
-                            " AND item = -1",
-                            &st);
-        if (rc == TS_OK) {
-            ts_sql_bind_text(st, 1, c->name);
-            ts_sql_bind_text(st, 2, row->event_id);
-            if (ts_sql_step(st) != TS_SQL_DONE)
-                rc = TS_ERR_DB;
-        }
-        ts_sql_finalize(st);
-        st = NULL;
-        if (rc == TS_OK)
-            rc = ts_sql_prepare(db,
-                                "INSERT INTO sink_queue(sink, event_id, item, kind, next_at,"
-                                " payload, dedup, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5)"
-                                " ON CONFLICT DO NOTHING",
-                                &st);
-        for (size_t i = 0; rc == TS_OK && i < items.n; i++) {
-            ts_sql_reset(st);
-            ts_sql_bind_text(st, 1, c->name);
-            ts_sql_bind_text(st, 2, row->event_id);
-            ts_sql_bind_int64(st, 3, (int64_t)i);
-            ts_sql_bind_int64(st, 4, row->kind);
-            ts_sql_bind_int64(st, 5, now);
-            ts_sql_bind_text(st, 6, items.v[i].json);
-            ts_sql_bind_text(st, 7, items.v[i].dedup);
-            if (ts_sql_step(st) != TS_SQL_DONE)
+        if (ts_sql_step(q) != TS_SQL_DONE)
+            rc = TS_ERR_DB;
+        for (size_t i = 0; rc == TS_OK && !m[r].state_to && i < m[r].items.n; i++) {
+            ts_sql_reset(st[2]);
+            ts_sql_bind_text(st[2], 1, c->name);
+            ts_sql_bind_text(st[2], 2, rows[r].event_id);
+            ts_sql_bind_int64(st[2], 3, (int64_t)i);
+            ts_sql_bind_int64(st[2], 4, rows[r].kind);
+            ts_sql_bind_int64(st[2], 5, now);
+            ts_sql_bind_text(st[2], 6, m[r].items.v[i].json);
+            ts_sql_bind_text(st[2], 7, m[r].items.v[i].dedup);
+            ts_sql_bind_int64(st[2], 8, rows[r].created); /* the event's age and place */
+            if (ts_sql_step(st[2]) != TS_SQL_DONE)
                 rc = TS_ERR_DB;
         }
     }
     if (rc != TS_OK)
         rc = ts_hub_db_werr(s, "sink queue expand");
-    ts_sql_finalize(st);
-    ts_sink_items_free(&items);
+    for (int i = 0; i < 3; i++)
+        ts_sql_finalize(st[i]);
     return ts_hub_db_write_end(s, rc, false);
+}
+
+enum ts_err ts_hub_sinkq_expand(struct ts_hub_store *s, const struct ts_sink_conf *c,
+                                const struct ts_sink_vendor *v, void *state,
+                                const struct ts_hub_sinkq_row *rows, size_t n, int64_t now,
+                                int *skipped, int *dead)
+{
+    struct mapped *m = calloc(n ? n : 1, sizeof *m);
+    if (!m)
+        return TS_ERR_NOMEM;
+    struct ts_sql_stmt *st = NULL;
+    struct ts_sql *db = ts_hub_db_use(s);
+    enum ts_err rc = ts_sql_prepare(db,
+                                    "SELECT p.event, c.id, p.at FROM purchases p LEFT JOIN"
+                                    " customers c ON c.id = p.customer WHERE p.message_id = ?1",
+                                    &st);
+    if (rc != TS_OK)
+        rc = ts_hub_db_err(db, "sink queue event");
+    for (size_t r = 0; rc == TS_OK && r < n; r++)
+        if (rows[r].item < 0)
+            rc = map_row(st, c, v, state, &rows[r], now, &m[r]);
+    ts_sql_finalize(st);
+    ts_hub_db_release(s);
+    if (rc == TS_OK)
+        rc = store_mapped(s, c, rows, m, n, now);
+    for (size_t r = 0; r < n; r++) {
+        if (rc == TS_OK && rows[r].item < 0 && m[r].state_to) {
+            if (strcmp(m[r].state_to, "dead") == 0) {
+                (*dead)++;
+                TS_ERROR(COMP, "[sink.%s] event %s dead-lettered: %s", c->name, rows[r].event_id,
+                         m[r].why);
+            } else {
+                (*skipped)++;
+            }
+        }
+        ts_sink_items_free(&m[r].items);
+    }
+    free(m);
+    return rc;
 }
 
 enum ts_err ts_hub_sinkq_mark(struct ts_hub_store *s, const char *sink,

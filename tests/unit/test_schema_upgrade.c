@@ -287,10 +287,8 @@ static void test_steps_run_once(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cache_from_06a07ff),
-        cmocka_unit_test(test_hub_from_06a07ff),
-        cmocka_unit_test(test_outbox_versioned),
-        cmocka_unit_test(test_upstream_outbox_moves),
+        cmocka_unit_test(test_cache_from_06a07ff), cmocka_unit_test(test_hub_from_06a07ff),
+        cmocka_unit_test(test_outbox_versioned),   cmocka_unit_test(test_upstream_outbox_moves),
         cmocka_unit_test(test_steps_run_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

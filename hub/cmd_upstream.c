@@ -5,7 +5,7 @@
  * rows within its idle poll (a few seconds).
  */
 #include "cmd.h"
-#include "sink_int.h"
+#include "sinks.h"
 
 #include <jansson.h>
 #include <stdio.h>

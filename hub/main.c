@@ -9,7 +9,7 @@
 #include "proxy.h"
 #include "throttle.h"
 #include "cmd.h"
-#include "sink_int.h"
+#include "sinks.h"
 #include "../sync/pki.h"
 #include "../sync/tls.h"
 #include "sdnotify.h"

@@ -4,7 +4,7 @@
  * counted here since start.
  */
 #include "purchases.h"
-#include "sink_int.h"
+#include "sinks.h"
 #include "throttle.h"
 
 #include <jansson.h>

@@ -1,12 +1,12 @@
 /*
  * What `tillside-hub upstream list|show|retry|drop` and `stats` read and
- * change in the sink queue (hub/sink_int.h): counts per sink, dead letters
+ * change in the sink queue (hub/sinks.h): counts per sink, dead letters
  * with their reason, one event's rows with the mapped payload and the
  * vendor's reply, and putting dead letters back or deleting them.
  */
 #include "parts.h"
 #include "purchases.h"
-#include "sink_int.h"
+#include "sinks.h"
 
 #include <jansson.h>
 #include <stdlib.h>

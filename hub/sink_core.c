@@ -1,5 +1,5 @@
 /*
- * One sink's forwarder (hub/sink_int.h): its own thread, HTTPS client, token
+ * One sink's forwarder (hub/sinks.h): its own thread, HTTPS client, token
  * bucket, backoff and auth, over its own rows of the sink queue. The vendor
  * file (hub/sink.h) maps, builds and parses; everything else is here, the
  * same for every vendor.
@@ -18,7 +18,7 @@
  *   - a 401 asks the vendor's auth() again, once, then counts as a failure.
  */
 #include "parts.h"
-#include "sink_int.h"
+#include "sinks.h"
 #include "../sync/httpc.h"
 #include "worker.h"
 

@@ -1,5 +1,5 @@
 /*
- * The sinks' durable queue (hub/sink_int.h): table sink_queue, one row per
+ * The sinks' durable queue (hub/sinks.h): table sink_queue, one row per
  * sink and stored event until the sink maps it, then one per vendor item.
  * Filled in the purchase's own transaction, so a crash between storing and
  * forwarding loses nothing; every sink has its own rows, retry state and
@@ -12,7 +12,7 @@
  */
 #include "parts.h"
 #include "purchases.h"
-#include "sink_int.h"
+#include "sinks.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /*
  * What every vendor file shares (hub/sink.h): configuration lookups, the
  * item list, joining items into a batch body, the default verdict of an
- * HTTP status, rate headers, and the registry of vendors.
+ * HTTP status, rate headers. The registry of vendors is sink_vendors.c.
  */
 #include "sink.h"
 
@@ -10,31 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-extern const struct ts_sink_vendor ts_sink_segment, ts_sink_rudderstack, ts_sink_klaviyo,
-    ts_sink_braze;
-
-/* Adding a vendor: its file defines one const struct ts_sink_vendor and it
- * is named here (docs/ARCHITECTURE.md "Sinks"). */
-static const struct ts_sink_vendor *const vendors[] = {
-    &ts_sink_segment,
-    &ts_sink_rudderstack,
-    &ts_sink_klaviyo,
-    &ts_sink_braze,
-};
-
-const struct ts_sink_vendor *ts_sink_vendor_at(size_t i)
-{
-    return i < sizeof vendors / sizeof vendors[0] ? vendors[i] : NULL;
-}
-
-const struct ts_sink_vendor *ts_sink_vendor_find(const char *type)
-{
-    for (size_t i = 0; type && ts_sink_vendor_at(i); i++)
-        if (strcmp(vendors[i]->type, type) == 0)
-            return vendors[i];
-    return NULL;
-}
 
 const char *ts_sink_conf_get(const struct ts_sink_conf *c, const char *key, const char *def)
 {

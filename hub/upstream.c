@@ -8,7 +8,7 @@
  */
 #include "parts.h"
 #include "purchases.h"
-#include "sink_int.h"
+#include "sinks.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,8 +11,8 @@
  * state: pending, sent, dead (with reason and the vendor's reply), or
  * skipped (an event without a known customer for a sink that takes none).
  */
-#ifndef TS_HUB_SINK_INT_H
-#define TS_HUB_SINK_INT_H
+#ifndef TS_HUB_SINKS_H
+#define TS_HUB_SINKS_H
 
 #include "hub.h"
 #include "sink.h"

@@ -93,16 +93,19 @@ def main():
                "",
                f"Intake of the backlog: {n / intake:,.0f} purchases/s. Hub CPU for the drain: "
                f"{cpu:.1f} s (user+system, the whole process).", "",
-               "| sink | items | drain s | floor s | requests | 429s | stored | duplicates |",
-               "|---|---|---|---|---|---|---|---|"]
+               "| sink | items | drain s | floor s | first request s | last request s | server busy s | requests | 429s | stored | duplicates |",
+               "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, s in servers.items():
             reqs = -(-items[name] // per_req[name])
             floor = reqs / rate[name]
             st = s.statuses()
             stored = s.ledger.count()
             dup = s.ledger.duplicates + max(0, stored - items[name])
+            ats = [r.at - t1 for r in s.requests]
             out.append(f"| {name} | {items[name]:,} | {done.get(name, float('nan')):.1f} | "
-                       f"{floor:.1f} | {len(st):,} | {st.count(429):,} | {stored:,} | {dup} |")
+                       f"{floor:.1f} | {min(ats):.1f} | {max(ats):.1f} | "
+                       f"{sum(r.handled_s for r in s.requests):.1f} | {len(st):,} | "
+                       f"{st.count(429):,} | {stored:,} | {dup} |")
         text = "\n".join(out)
         print(text)
         with open(os.path.join(w.dir, "sink_drain.md"), "w") as f:

@@ -127,20 +127,25 @@ def braze_once_mapped(w):
 
 
 def segment_once_mapped(w):
+    """Segment and RudderStack (the same API, RudderStack's 4 MB batches)."""
     sg = SegmentServer(w.certs, SEG_KEY)
+    rs = SegmentServer(w.certs, "rudder-key", max_batch=4 * 1024 * 1024)
     try:
-        start(w, sink_conf("seg", sg, "segment", write_key=SEG_KEY))
+        start(w, sink_conf("seg", sg, "segment", write_key=SEG_KEY),
+              sink_conf("rs", rs, "rudderstack", write_key="rudder-key"))
         cid = online_customer(w)
         post_all(w, sales(2, cid) + [purchase("m-anon", "S001-T01-009999", "SKU-HAT-1")])
-        wait_for(lambda: sg.ledger.count() == 3, what="three Order Completed")
-        by = {e["messageId"]: e for e in sg.ledger.items}
-        check(by["m-0"]["event"] == "Order Completed" and by["m-0"]["userId"] == "u-ada",
-              f"mapped {by['m-0']}")
-        check("userId" not in by["m-anon"] and by["m-anon"]["anonymousId"] == "S001:T01",
-              "the anonymous sale should go with its anonymousId only")
-        check(sg.ledger.duplicates == 0, "sent twice")
+        for srv in (sg, rs):
+            wait_for(lambda: srv.ledger.count() == 3, what="three Order Completed")
+            by = {e["messageId"]: e for e in srv.ledger.items}
+            check(by["m-0"]["event"] == "Order Completed" and by["m-0"]["userId"] == "u-ada",
+                  f"mapped {by['m-0']}")
+            check("userId" not in by["m-anon"] and by["m-anon"]["anonymousId"] == "S001:T01",
+                  "the anonymous sale should go with its anonymousId only")
+            check(srv.ledger.duplicates == 0, "sent twice")
     finally:
         sg.stop()
+        rs.stop()
 
 
 # ---- outage and 429 storm --------------------------------------------------------

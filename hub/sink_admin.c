@@ -44,11 +44,11 @@ enum ts_err ts_hub_sinkq_list(struct ts_hub_store *s, const char *sink, size_t l
                        " sum(CASE WHEN state = 'dead' THEN 1 ELSE 0 END),"
                        " sum(CASE WHEN state = 'skipped' THEN 1 ELSE 0 END),"
                        " min(CASE WHEN state = 'pending' THEN created END)"
-                       " FROM sink_queue WHERE (?1 IS NULL OR sink = ?1) GROUP BY sink"
+                       " FROM sink_queue WHERE (?1 = '' OR sink = ?1) GROUP BY sink"
                        " ORDER BY sink",
                        &st) != TS_OK)
         goto out;
-    sink ? ts_sql_bind_text(st, 1, sink) : ts_sql_bind_null(st, 1);
+    ts_sql_bind_text(st, 1, sink ? sink : ""); /* '' = every sink (typed for PostgreSQL) */
     int step;
     while ((step = ts_sql_step(st)) == TS_SQL_ROW) {
         int64_t oldest = ts_sql_column_int64(st, 5);
@@ -65,11 +65,11 @@ enum ts_err ts_hub_sinkq_list(struct ts_hub_store *s, const char *sink, size_t l
     if (step != TS_SQL_DONE ||
         ts_sql_prepare(db,
                        "SELECT sink, event_id, item, attempts, reason, done_at FROM sink_queue"
-                       " WHERE state = 'dead' AND (?1 IS NULL OR sink = ?1)"
+                       " WHERE state = 'dead' AND (?1 = '' OR sink = ?1)"
                        " ORDER BY done_at DESC, sink, event_id, item LIMIT ?2",
                        &st) != TS_OK)
         goto out;
-    sink ? ts_sql_bind_text(st, 1, sink) : ts_sql_bind_null(st, 1);
+    ts_sql_bind_text(st, 1, sink ? sink : ""); /* '' = every sink (typed for PostgreSQL) */
     ts_sql_bind_int64(st, 2, (int64_t)limit);
     while ((step = ts_sql_step(st)) == TS_SQL_ROW) {
         char at[40];
@@ -102,10 +102,10 @@ enum ts_err ts_hub_sinkq_show(struct ts_hub_store *s, const char *sink, const ch
     if (ts_sql_prepare(db,
                        "SELECT sink, item, state, attempts, payload, dedup, reason, reply,"
                        " created, done_at FROM sink_queue WHERE event_id = ?1"
-                       " AND (?2 IS NULL OR sink = ?2) ORDER BY sink, item",
+                       " AND (?2 = '' OR sink = ?2) ORDER BY sink, item",
                        &st) == TS_OK) {
         ts_sql_bind_text(st, 1, event);
-        sink ? ts_sql_bind_text(st, 2, sink) : ts_sql_bind_null(st, 2);
+        ts_sql_bind_text(st, 2, sink ? sink : "");
         int step;
         while ((step = ts_sql_step(st)) == TS_SQL_ROW) {
             const char *p = ts_sql_column_text(st, 4);
@@ -148,8 +148,8 @@ static enum ts_err change(struct ts_hub_store *s, const char *sql, const char *s
         rc = ts_hub_db_werr(s, "sink queue change");
     } else {
         ts_sql_bind_int64(st, 1, ts_now_wall_ms());
-        sink ? ts_sql_bind_text(st, 2, sink) : ts_sql_bind_null(st, 2);
-        event ? ts_sql_bind_text(st, 3, event) : ts_sql_bind_null(st, 3);
+        ts_sql_bind_text(st, 2, sink ? sink : "");
+        ts_sql_bind_text(st, 3, event ? event : "");
         if (ts_sql_step(st) != TS_SQL_DONE)
             rc = ts_hub_db_werr(s, "sink queue change");
         else
@@ -166,7 +166,7 @@ enum ts_err ts_hub_sinkq_retry(struct ts_hub_store *s, const char *sink, const c
     return change(s,
                   "UPDATE sink_queue SET state = 'pending', next_at = ?1, solo = 1,"
                   " attempts = 0, done_at = NULL WHERE state = 'dead'"
-                  " AND (?2 IS NULL OR sink = ?2) AND (?3 IS NULL OR event_id = ?3)",
+                  " AND (?2 = '' OR sink = ?2) AND (?3 = '' OR event_id = ?3)",
                   sink, event, n);
 }
 
@@ -174,7 +174,7 @@ enum ts_err ts_hub_sinkq_drop(struct ts_hub_store *s, const char *sink, const ch
                               long long *n)
 {
     return change(s,
-                  "DELETE FROM sink_queue WHERE state = 'dead' AND ?1 IS NOT NULL"
-                  " AND (?2 IS NULL OR sink = ?2) AND (?3 IS NULL OR event_id = ?3)",
+                  "DELETE FROM sink_queue WHERE state = 'dead' AND ?1 > 0"
+                  " AND (?2 = '' OR sink = ?2) AND (?3 = '' OR event_id = ?3)",
                   sink, event, n);
 }

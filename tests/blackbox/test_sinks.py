@@ -308,6 +308,7 @@ def several_sinks_one_down(w):
         cid = online_customer(w)
         post_all(w, sales(40, cid))
         wait_for(lambda: bz.ledger.count() == 40, what="Braze to get everything")
+        wait_for(lambda: sinks_stats(w)["bz"]["pending"] == 0, what="Braze's answers marked")
         st = sinks_stats(w)
         check(st["bz"]["pending"] == 0 and st["kl"]["pending"] == 80 and
               kl.ledger.count() == 0, f"stats {st}")

@@ -66,10 +66,17 @@ def main():
                     {"product_id": f"SKU-{k}", "sku": f"SKU-{k}", "name": f"Item {k}",
                      "price": 10.0, "quantity": 1} for k in range(args.lines)]
                 evs.append(ev)
-            conn.request("POST", "/v1/purchases", json.dumps({"batch": evs}),
-                         {"Content-Type": "application/json"})
-            r = conn.getresponse()
-            r.read()
+            for attempt in range(3):  # the hub may close a kept connection; resending is safe
+                try:
+                    conn.request("POST", "/v1/purchases", json.dumps({"batch": evs}),
+                                 {"Content-Type": "application/json"})
+                    r = conn.getresponse()
+                    r.read()
+                    break
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    conn = http.client.HTTPSConnection("localhost", w.hub_port,
+                                                       context=w.hub_ssl("t01"))
             assert r.status == 200, r.status
         intake = time.monotonic() - t0
         w.hub.stop()

@@ -221,9 +221,8 @@ static int cmd_stats(const char *conf)
     if (o && flags && ts_hub_trust_list_flags(cfg.db, add_flag, flags, err, sizeof err) == TS_OK) {
         json_object_set(o, "flagged_terminals", flags);
         ts_buf sq = {0};
-        json_t *sinks = ts_hub_sinkq_list(store, NULL, 0, &sq) == TS_OK
-                            ? json_loads(sq.data, 0, NULL)
-                            : NULL;
+        json_t *sinks =
+            ts_hub_sinkq_list(store, NULL, 0, &sq) == TS_OK ? json_loads(sq.data, 0, NULL) : NULL;
         if (sinks) /* per sink: pending, sent, dead, skipped, oldest age */
             json_object_set(o, "sinks", json_object_get(sinks, "sinks"));
         json_decref(sinks);

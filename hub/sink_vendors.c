@@ -32,4 +32,3 @@ const struct ts_sink_vendor *ts_sink_vendor_find(const char *type)
             return vendors[i];
     return NULL;
 }
-

@@ -430,10 +430,11 @@ out:
  * when to look again. */
 static enum ts_err send_some(struct ts_hub_sink *k, int64_t now, int64_t *next_ms)
 {
-    /* Read (and map) up to MAX_ROWS at once; send up to the vendor's count. */
-    size_t max = MAX_ROWS, per = k->v->limits.max_items ? k->v->limits.max_items : MAX_ROWS;
+    /* Read (and map) as many rows as one request takes. */
+    size_t per = k->v->limits.max_items ? k->v->limits.max_items : MAX_ROWS;
     if (per > MAX_ROWS)
         per = MAX_ROWS;
+    size_t max = per;
     struct ts_hub_sinkq_row *rows = calloc(max, sizeof *rows);
     if (!rows)
         return TS_ERR_NOMEM;

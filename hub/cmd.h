@@ -31,5 +31,8 @@ int ts_hub_crl_main(int argc, char **argv, const char *conf);
 /* `tillside-hub fleet [-c FILE] [--store S] [--unhealthy] [--json]`
  * (cmd_fleet.c): every terminal's last health report. */
 int ts_hub_fleet_main(int argc, char **argv, const char *conf);
+/* `tillside-hub upstream list|show|retry|drop [--sink NAME]`
+ * (cmd_upstream.c): the sinks' queues and dead letters. */
+int ts_hub_upstream_main(int argc, char **argv, const char *conf);
 
 #endif

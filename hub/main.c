@@ -10,6 +10,7 @@
 #include "throttle.h"
 #include "fleet.h"
 #include "cmd.h"
+#include "sinks.h"
 #include "../sync/pki.h"
 #include "../sync/tls.h"
 #include "sdnotify.h"
@@ -43,6 +44,8 @@ static void usage(FILE *f)
                "                    print a one-time enrolment token for a new terminal\n"
                "  revoke [-c FILE] --terminal T07 [--store S001] | --serial HEX | --list\n"
                "                    refuse a terminal's certificates from now on\n"
+               "  upstream list|show|retry|drop [--sink NAME] ...\n"
+               "                    the sinks' queues and dead letters (send again, delete)\n"
                "  crl [-c FILE] --out FILE [--days N]\n"
                "                    write the revoked certificates as a CRL (nginx ssl_crl)\n"
                "  erase [-c FILE] CUSTOMER | --loyalty ID\n"
@@ -113,10 +116,9 @@ static int cmd_run(const char *conf)
     bool tls = cfg.tls_cert[0] != '\0';
     /* Purchases still waiting from before a restart go out at once. */
     snprintf(err, sizeof err, "cannot start the forwarder thread");
-    if (cfg.upstream_url[0] &&
-        (ts_hub_upstream_new(store, &cfg, &upstream, err, sizeof err) != TS_OK ||
-         ts_hub_upstream_start(upstream) != TS_OK)) {
-        TS_ERROR("hub", "[upstream]: %s", err);
+    if (cfg.nsinks > 0 && (ts_hub_upstream_new(store, &cfg, &upstream, err, sizeof err) != TS_OK ||
+                           ts_hub_upstream_start(upstream) != TS_OK)) {
+        TS_ERROR("hub", "sinks: %s", err);
         goto out;
     }
     if (ts_hub_throttle_new(&cfg, &throttle) != TS_OK ||
@@ -225,6 +227,13 @@ static int cmd_stats(const char *conf)
      * running hubs recorded them. */
     if (o && flags && ts_hub_trust_list_flags(cfg.db, add_flag, flags, err, sizeof err) == TS_OK) {
         json_object_set(o, "flagged_terminals", flags);
+        ts_buf sq = {0};
+        json_t *sinks =
+            ts_hub_sinkq_list(store, NULL, 0, &sq) == TS_OK ? json_loads(sq.data, 0, NULL) : NULL;
+        if (sinks) /* per sink: pending, sent, dead, skipped, oldest age */
+            json_object_set(o, "sinks", json_object_get(sinks, "sinks"));
+        json_decref(sinks);
+        ts_buf_free(&sq);
         char *text = json_dumps(o, JSON_COMPACT);
         if (text) {
             ts_buf_reset(&out);
@@ -277,6 +286,8 @@ int main(int argc, char **argv)
                 return ts_hub_enroll_token_main(argc - i, argv + i, conf);
             if (strcmp(cmd, "revoke") == 0)
                 return ts_hub_revoke_main(argc - i, argv + i, conf);
+            if (strcmp(cmd, "upstream") == 0)
+                return ts_hub_upstream_main(argc - i, argv + i, conf);
             if (strcmp(cmd, "crl") == 0)
                 return ts_hub_crl_main(argc - i, argv + i, conf);
             if (strcmp(cmd, "fleet") == 0)

@@ -4,6 +4,7 @@
  * counted here since start and the fleet's health per store.
  */
 #include "purchases.h"
+#include "sinks.h"
 #include "throttle.h"
 #include "fleet.h"
 
@@ -67,6 +68,7 @@ void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
         metric(b, "tillside_hub_upstream_last_success_timestamp_seconds", "gauge",
                "Wall-clock time of the last request the CDP accepted.",
                (double)m.last_success_ms / 1000.0);
+    ts_hub_sink_metrics_text(api->store, api->upstream, b);
     ts_hub_throttle_metrics(api->throttle, b);
     /* Per store, from the terminals' last reports (fleet_db.c). */
     ts_hub_fleet_metrics(api->store, api->now_ms(), api->cfg->fleet_stale_after_s, b);

@@ -8,6 +8,7 @@ ts_unit_test(test_enroll unit/test_enroll.c ts_hub_cli ts_hub PkgConfig::JANSSON
 ts_unit_test(test_hub_suggest unit/test_hub_suggest.c ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_hub_purchases unit/test_hub_purchases.c ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_hub_forward unit/test_hub_forward.c ts_hub PkgConfig::JANSSON)
+ts_unit_test(test_sinks unit/test_sinks.c ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_hub_proxy unit/test_hub_proxy.c ts_hub)
 ts_unit_test(test_hub_throttle unit/test_hub_throttle.c ts_hub)
 ts_unit_test(test_hub_sql unit/test_hub_sql.c ts_hub)

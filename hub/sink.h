@@ -60,7 +60,14 @@ struct ts_sink_limits {
 };
 
 /* [sink.NAME] as configured: every key of the section, credentials merged
- * in from [hub] secrets_file. Read with ts_sink_conf_get. */
+ * in from [hub] secrets_file. Fixed-size, so the hub's configuration stays
+ * a plain value. Read with ts_sink_conf_get. */
+#define TS_SINK_MAX_KEYS 24
+struct ts_sink_kv {
+    char key[40];
+    char value[512];
+    bool secret; /* from secrets_file or a credential key: never logged or shown */
+};
 struct ts_sink_conf {
     char name[64];     /* NAME */
     char type[24];     /* segment, rudderstack, klaviyo, braze, ... */
@@ -72,10 +79,7 @@ struct ts_sink_conf {
     int max_backoff_s; /* cap of the retry backoff */
     double rate;       /* [sink.NAME] rate: overrides limits.rate when > 0 */
     size_t nkv;
-    struct ts_sink_kv {
-        char *key, *value;
-        bool secret; /* from secrets_file or a credential key: never logged or shown */
-    } * kv;
+    struct ts_sink_kv kv[TS_SINK_MAX_KEYS];
 };
 
 /* The value of key in the sink's section (or the secrets file), else def. */
@@ -201,6 +205,10 @@ struct ts_sink_vendor {
     const char *const *required;
     /* Its credential keys (never logged or shown), NULL-terminated. */
     const char *const *secrets;
+    /* Its other optional keys ("revision", "purchases", ...), NULL-terminated
+     * or NULL. The forwarder's own keys (type, url, ca_file, send, identity,
+     * anonymous, max_backoff_s, rate) are read for every sink. */
+    const char *const *options;
 
     /* Reads its options from c; *state is its own (NULL allowed). */
     enum ts_err (*init)(const struct ts_sink_conf *c, void **state, char *err, size_t errsz);
@@ -214,10 +222,11 @@ struct ts_sink_vendor {
                          struct ts_sink_request *req, char *err, size_t errsz);
     enum ts_err (*auth)(void *state, const struct ts_sink_conf *c, struct ts_sink_fetch *f,
                         int64_t now_ms, struct ts_sink_auth *out, char *err, size_t errsz);
-    /* The answer to a request of n items: a whole verdict (with reason
+    /* The answer to the request build() made of items[0..n): a whole verdict (with reason
      * filled for RETRY/DEAD/SPLIT in results[0]), or TS_SINK_ITEMS with
      * results[0..n) each OK, RETRY or DEAD. */
-    enum ts_sink_verdict (*parse)(void *state, const struct ts_sink_answer *a, size_t n,
+    enum ts_sink_verdict (*parse)(void *state, const struct ts_sink_answer *a,
+                                  const struct ts_sink_item *const *items, size_t n,
                                   struct ts_sink_result *results);
     /* Rate headers -> h (preset to -1). NULL = Retry-After only. */
     void (*rate)(void *state, const struct ts_sink_answer *a, struct ts_sink_rate_hint *h);

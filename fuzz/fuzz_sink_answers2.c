@@ -39,25 +39,26 @@ static enum ts_err fetch(struct ts_sink_fetch *f, const char *method, const char
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const types[] = {"bloomreach", "salesforce", "iterable"};
-    static char *kv[][2] = {{"project_token", "0a1b"},
-                            {"key_id", "k"},
-                            {"key_secret", "s"},
-                            {"login_url", "https://acme.my.salesforce.com"},
-                            {"client_id", "c"},
-                            {"client_secret", "s"},
-                            {"source", "src"},
-                            {"object", "obj"},
-                            {"api_key", "k"}};
+    static const char *const kv[][2] = {
+        {"project_token", "0a1b"}, {"key_id", "k"},
+        {"key_secret", "s"},       {"login_url", "https://acme.my.salesforce.com"},
+        {"client_id", "c"},        {"client_secret", "s"},
+        {"source", "src"},         {"object", "obj"},
+        {"api_key", "k"}};
     if (size < 4)
         return 0;
     const struct ts_sink_vendor *v = ts_sink_vendor_find(types[data[0] % 3]);
     if (!v)
         return 0;
-    struct ts_sink_kv kvs[9];
-    for (size_t i = 0; i < 9; i++)
-        kvs[i] = (struct ts_sink_kv){kv[i][0], kv[i][1], false};
-    struct ts_sink_conf c = {.name = "f", .nkv = 9, .kv = kvs};
+    static struct ts_sink_conf c;
+    memset(&c, 0, sizeof c);
+    strcpy(c.name, "f");
     strcpy(c.type, v->type);
+    for (size_t i = 0; i < 9; i++) {
+        strcpy(c.kv[i].key, kv[i][0]);
+        strcpy(c.kv[i].value, kv[i][1]);
+    }
+    c.nkv = 9;
     void *st = NULL;
     char err[256];
     if (v->init(&c, &st, err, sizeof err) != TS_OK)
@@ -78,7 +79,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct ts_sink_answer a = {status, body, size - 4, no_header, NULL};
         struct ts_sink_result r[50];
         memset(r, 0, sizeof r);
-        enum ts_sink_verdict vd = v->parse(st, &a, n, r);
+        /* parse() may look at the items it answers: n empty JSON objects */
+        struct ts_sink_item it[50], *ip[50];
+        for (size_t i = 0; i < n; i++) {
+            it[i] = (struct ts_sink_item){.json = (char *)"{}", .len = 2};
+            ip[i] = &it[i];
+        }
+        enum ts_sink_verdict vd = v->parse(st, &a, (const struct ts_sink_item *const *)ip, n, r);
         if (vd == TS_SINK_ITEMS) {
             for (size_t i = 0; i < n; i++)
                 if (r[i].v != TS_SINK_OK && r[i].v != TS_SINK_RETRY && r[i].v != TS_SINK_DEAD)

@@ -41,6 +41,7 @@
 
 static const char *const required[] = {"project_token", "key_id", "key_secret", NULL};
 static const char *const secrets[] = {"key_id", "key_secret", NULL};
+static const char *const options[] = {"customer_id", NULL};
 
 struct br_state {
     char path[400];
@@ -193,10 +194,11 @@ static void cmd_reason(const json_t *r, char *out, size_t outsz)
     free(t);
 }
 
-static enum ts_sink_verdict br_parse(void *state, const struct ts_sink_answer *a, size_t n,
+static enum ts_sink_verdict br_parse(void *state, const struct ts_sink_answer *a,
+                                     const struct ts_sink_item *const *items, size_t n,
                                      struct ts_sink_result *results)
 {
-    (void)state;
+    (void)state, (void)items;
     enum ts_sink_verdict v = ts_sink_status_verdict(a->status, n);
     json_t *j = v == TS_SINK_OK ? json_loadb(a->body, a->len, 0, NULL) : NULL;
     json_t *rs = json_object_get(j, "results");
@@ -233,6 +235,7 @@ const struct ts_sink_vendor ts_sink_bloomreach = {
     .limits = {.max_items = 50, .max_bytes = 0, .max_item_bytes = 0, .rate = 100, .burst = 100},
     .required = required,
     .secrets = secrets,
+    .options = options,
     .init = br_init,
     .fini = br_fini,
     .map = br_map,

@@ -127,10 +127,11 @@ static enum ts_err it_auth(void *state, const struct ts_sink_conf *c, struct ts_
     return TS_OK;
 }
 
-static enum ts_sink_verdict it_parse(void *state, const struct ts_sink_answer *a, size_t n,
+static enum ts_sink_verdict it_parse(void *state, const struct ts_sink_answer *a,
+                                     const struct ts_sink_item *const *items, size_t n,
                                      struct ts_sink_result *results)
 {
-    (void)state;
+    (void)state, (void)items;
     enum ts_sink_verdict v = ts_sink_status_verdict(a->status, n);
     if (v == TS_SINK_OK) {
         /* A 200 says "Success" in its code; anything else is not one. */
@@ -152,6 +153,7 @@ const struct ts_sink_vendor ts_sink_iterable = {
     .limits = {.max_items = 1, .max_bytes = 0, .max_item_bytes = 0, .rate = 10, .burst = 10},
     .required = required,
     .secrets = secrets,
+    .options = NULL,
     .init = it_init,
     .fini = it_fini,
     .map = it_map,

@@ -256,10 +256,11 @@ static enum ts_err dc_auth(void *state, const struct ts_sink_conf *c, struct ts_
     return out_rc;
 }
 
-static enum ts_sink_verdict dc_parse(void *state, const struct ts_sink_answer *a, size_t n,
+static enum ts_sink_verdict dc_parse(void *state, const struct ts_sink_answer *a,
+                                     const struct ts_sink_item *const *items, size_t n,
                                      struct ts_sink_result *results)
 {
-    (void)state;
+    (void)state, (void)items;
     enum ts_sink_verdict v = ts_sink_status_verdict(a->status, n);
     if (v != TS_SINK_OK)
         ts_sink_reason(a, results[0].reason, sizeof results[0].reason);
@@ -274,6 +275,7 @@ const struct ts_sink_vendor ts_sink_salesforce = {
         {.max_items = 0, .max_bytes = DC_MAX_BYTES, .max_item_bytes = 0, .rate = 25, .burst = 25},
     .required = required,
     .secrets = secrets,
+    .options = NULL,
     .init = dc_init,
     .fini = dc_fini,
     .map = dc_map,

@@ -28,7 +28,6 @@ static const char *const ev_text =
 struct fx {
     const struct ts_sink_vendor *v;
     struct ts_sink_conf conf;
-    struct ts_sink_kv kv[8];
     void *state;
     json_t *ev;
     struct ts_sink_event e;
@@ -43,18 +42,21 @@ static void setup(struct fx *f, const char *type, const char *const *kv, size_t 
     snprintf(f->conf.name, sizeof f->conf.name, "t");
     snprintf(f->conf.type, sizeof f->conf.type, "%s", type);
     for (size_t i = 0; i < nkv; i++) {
-        f->kv[i].key = (char *)kv[2 * i];
-        f->kv[i].value = (char *)kv[2 * i + 1];
+        snprintf(f->conf.kv[i].key, sizeof f->conf.kv[i].key, "%s", kv[2 * i]);
+        snprintf(f->conf.kv[i].value, sizeof f->conf.kv[i].value, "%s", kv[2 * i + 1]);
     }
-    f->conf.kv = f->kv;
     f->conf.nkv = nkv;
     char err[200];
     assert_int_equal(f->v->init(&f->conf, &f->state, err, sizeof err), TS_OK);
     f->ev = json_loads(ev_text, 0, NULL);
     assert_non_null(f->ev);
-    f->e = (struct ts_sink_event){.kind = TS_SINK_PURCHASE, .id = "m-1", .event = f->ev,
-                                  .user_id = "u-ada", .email = "ada@example.com",
-                                  .profile = "u-ada", .at_ms = 1764700000123LL,
+    f->e = (struct ts_sink_event){.kind = TS_SINK_PURCHASE,
+                                  .id = "m-1",
+                                  .event = f->ev,
+                                  .user_id = "u-ada",
+                                  .email = "ada@example.com",
+                                  .profile = "u-ada",
+                                  .at_ms = 1764700000123LL,
                                   .now_ms = 1764700001000LL};
 }
 
@@ -79,6 +81,14 @@ static json_t *built(struct fx *f, size_t n, struct ts_sink_request *req)
     return j;
 }
 
+static const struct ts_sink_item *const *ptrs(struct fx *f)
+{
+    static const struct ts_sink_item *p[16];
+    for (size_t i = 0; i < f->items.n && i < 16; i++)
+        p[i] = &f->items.v[i];
+    return p;
+}
+
 static const char *no_header(const struct ts_sink_answer *a, const char *name)
 {
     (void)a, (void)name;
@@ -93,8 +103,8 @@ static struct ts_sink_answer answer(int status, const char *body)
 static void bloomreach_purchase_and_items(void **unused)
 {
     (void)unused;
-    static const char *const kv[] = {"project_token", "0a1b-2c3d", "key_id", "kid",
-                                     "key_secret", "ksec"};
+    static const char *const kv[] = {"project_token", "0a1b-2c3d",  "key_id",
+                                     "kid",           "key_secret", "ksec"};
     struct fx f;
     setup(&f, "bloomreach", kv, 3);
     char err[200];
@@ -105,9 +115,11 @@ static void bloomreach_purchase_and_items(void **unused)
     assert_string_equal(req.path, "/track/v2/projects/0a1b-2c3d/batch");
     json_t *c = json_object_get(b, "commands");
     json_t *p = json_object_get(json_object_get(json_array_get(c, 0), "data"), "properties");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(
-                            json_array_get(c, 0), "data"), "customer_ids"), "registered")),
-                        "u-ada");
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(json_array_get(c, 0), "data"), "customer_ids"),
+            "registered")),
+        "u-ada");
     assert_string_equal(json_string_value(json_object_get(p, "purchase_id")), "S001-T01-000123");
     assert_true(json_number_value(json_object_get(p, "total_price")) == 59.8);
     json_t *i2 = json_object_get(json_object_get(json_array_get(c, 2), "data"), "properties");
@@ -124,20 +136,19 @@ static void bloomreach_purchase_and_items(void **unused)
     /* Per-command status: the second command failed for good, the third
      * has no result (retried). */
     struct ts_sink_result r[3];
-    struct ts_sink_answer a = answer(
-        200, "{\"success\":true,\"results\":[{\"success\":true},"
-             "{\"success\":false,\"errors\":[\"value too long\"]}]}");
-    assert_int_equal(f.v->parse(f.state, &a, 3, r), TS_SINK_ITEMS);
+    struct ts_sink_answer a = answer(200, "{\"success\":true,\"results\":[{\"success\":true},"
+                                          "{\"success\":false,\"errors\":[\"value too long\"]}]}");
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 3, r), TS_SINK_ITEMS);
     assert_int_equal(r[0].v, TS_SINK_OK);
     assert_int_equal(r[1].v, TS_SINK_DEAD);
     assert_non_null(strstr(r[1].reason, "value too long"));
     assert_int_equal(r[2].v, TS_SINK_RETRY);
     a = answer(400, "{\"success\":false,\"message\":\"Invalid JSON\"}");
-    assert_int_equal(f.v->parse(f.state, &a, 3, r), TS_SINK_SPLIT);
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 3, r), TS_SINK_SPLIT);
     a = answer(200, "{\"success\":false}");
-    assert_int_equal(f.v->parse(f.state, &a, 1, r), TS_SINK_DEAD);
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 1, r), TS_SINK_DEAD);
     a = answer(429, "");
-    assert_int_equal(f.v->parse(f.state, &a, 3, r), TS_SINK_RETRY);
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 3, r), TS_SINK_RETRY);
     /* An anonymous purchase cannot go: Bloomreach needs a customer id. */
     f.e.profile = NULL;
     assert_int_equal(f.v->map(f.state, &f.e, &f.items, err, sizeof err), TS_ERR_INVAL);
@@ -174,11 +185,11 @@ static void salesforce_records(void **unused)
     ts_buf_free(&req.headers);
     struct ts_sink_result res[2];
     struct ts_sink_answer a = answer(202, "{\"accepted\":true}");
-    assert_int_equal(f.v->parse(f.state, &a, 2, res), TS_SINK_OK);
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 2, res), TS_SINK_OK);
     a = answer(401, "[]");
-    assert_int_equal(f.v->parse(f.state, &a, 2, res), TS_SINK_AUTH);
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 2, res), TS_SINK_AUTH);
     a = answer(400, "[{\"errorCode\":\"INVALID_INPUT\"}]");
-    assert_int_equal(f.v->parse(f.state, &a, 2, res), TS_SINK_SPLIT);
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 2, res), TS_SINK_SPLIT);
     teardown(&f);
 }
 
@@ -196,8 +207,8 @@ static void iterable_track_purchase(void **unused)
     json_t *b = built(&f, 1, &req);
     assert_string_equal(req.path, "/api/commerce/trackPurchase");
     assert_string_equal(json_string_value(json_object_get(b, "id")), "m-1");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(b, "user"), "userId")), "u-ada");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(b, "user"), "userId")),
+                        "u-ada");
     json_t *it = json_array_get(json_object_get(b, "items"), 1);
     assert_string_equal(json_string_value(json_object_get(it, "id")), "SKU-SOCK");
     assert_string_equal(json_string_value(json_object_get(it, "name")), "SKU-SOCK");
@@ -211,17 +222,16 @@ static void iterable_track_purchase(void **unused)
     assert_string_equal(au.headers, "Api-Key: it-key\r\n");
     struct ts_sink_result r[1];
     struct ts_sink_answer a = answer(200, "{\"msg\":\"\",\"code\":\"Success\"}");
-    assert_int_equal(f.v->parse(f.state, &a, 1, r), TS_SINK_OK);
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 1, r), TS_SINK_OK);
     a = answer(400, "{\"code\":\"InvalidEmailAddressError\"}");
-    assert_int_equal(f.v->parse(f.state, &a, 1, r), TS_SINK_DEAD);
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 1, r), TS_SINK_DEAD);
     assert_non_null(strstr(r[0].reason, "InvalidEmailAddressError"));
     a = answer(429, "{}");
-    assert_int_equal(f.v->parse(f.state, &a, 1, r), TS_SINK_RETRY);
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 1, r), TS_SINK_RETRY);
     /* A line without a readable price is refused before any request. */
-    json_object_set_new(json_array_get(json_object_get(json_object_get(f.ev, "properties"),
-                                                       "products"),
-                                       0),
-                        "price", json_string("12,90"));
+    json_object_set_new(
+        json_array_get(json_object_get(json_object_get(f.ev, "properties"), "products"), 0),
+        "price", json_string("12,90"));
     assert_int_equal(f.v->map(f.state, &f.e, &f.items, err, sizeof err), TS_ERR_INVAL);
     assert_non_null(strstr(err, "price"));
     teardown(&f);

@@ -132,8 +132,7 @@ static enum ts_err upstream_conf(const struct ts_conf *c, struct ts_hub_config *
     if (o->upstream_url[0] && strncmp(o->upstream_url, "https://", 8) != 0 &&
         strncmp(o->upstream_url, "http://", 7) != 0)
         return fail(c, "upstream", "url", "expected https://host[:port]", err, errsz);
-    if (o->upstream_url[0] && !o->upstream_write_key[0])
-        return fail(c, "upstream", "write_key", "required when url is set", err, errsz);
+    /* write_key may come from [hub] secrets_file: sink_config.c checks it */
     return TS_OK;
 }
 
@@ -211,7 +210,8 @@ static enum ts_err from_conf(const struct ts_conf *c, struct ts_hub_config *o, c
             return fail(c, "hub", "client_ca", "required when tls_cert is set", err, errsz);
     }
     if ((rc = trust_conf(c, o, err, errsz)) || (rc = upstream_conf(c, o, err, errsz)) ||
-        (rc = ts_hub_proxy_conf(c, o, err, errsz)) || (rc = throttle_conf(c, o, err, errsz)))
+        (rc = ts_hub_sinks_conf(c, o, err, errsz)) || (rc = ts_hub_proxy_conf(c, o, err, errsz)) ||
+        (rc = throttle_conf(c, o, err, errsz)))
         return rc;
     const char *lvl = ts_conf_get(c, "hub", "log_level", "info");
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)

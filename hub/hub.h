@@ -9,6 +9,7 @@
 #include "../common/ts.h"
 #include "../sync/httpd.h"
 #include "../sync/ident.h"
+#include "sink.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,6 +47,12 @@ struct ts_hub_config {
     char upstream_write_key[256];
     char upstream_ca_file[TS_HUB_PATH_MAX];
     int upstream_max_backoff_s; /* cap of the retry backoff */
+    /* [sink.NAME] sections, and [upstream] as sink "upstream" of type
+     * segment (sink_config.c); credentials may come from [hub] secrets_file */
+#define TS_HUB_MAX_SINKS 8
+    struct ts_sink_conf sinks[TS_HUB_MAX_SINKS];
+    size_t nsinks;
+    char secrets_file[TS_HUB_PATH_MAX];
     /* [hub] listen_plain: plain HTTP for a TLS-terminating proxy that passes
      * the verified client identity in headers (proxy.c); "" = none */
     char listen_plain[256];
@@ -65,6 +72,11 @@ struct ts_hub_config {
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */
 enum ts_err ts_hub_config_load(const char *path, struct ts_hub_config *out, char *err,
                                size_t errsz);
+/* The [sink.NAME] sections and [upstream] into o->sinks (sink_config.c,
+ * called by config.c after [upstream]). */
+struct ts_conf;
+enum ts_err ts_hub_sinks_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                              size_t errsz);
 /* Same from text in memory (name appears in messages). */
 enum ts_err ts_hub_config_parse(const char *name, const char *text, struct ts_hub_config *out,
                                 char *err, size_t errsz);

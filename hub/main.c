@@ -109,10 +109,9 @@ static int cmd_run(const char *conf)
     bool tls = cfg.tls_cert[0] != '\0';
     /* Purchases still waiting from before a restart go out at once. */
     snprintf(err, sizeof err, "cannot start the forwarder thread");
-    if (cfg.upstream_url[0] &&
-        (ts_hub_upstream_new(store, &cfg, &upstream, err, sizeof err) != TS_OK ||
-         ts_hub_upstream_start(upstream) != TS_OK)) {
-        TS_ERROR("hub", "[upstream]: %s", err);
+    if (cfg.nsinks > 0 && (ts_hub_upstream_new(store, &cfg, &upstream, err, sizeof err) != TS_OK ||
+                           ts_hub_upstream_start(upstream) != TS_OK)) {
+        TS_ERROR("hub", "sinks: %s", err);
         goto out;
     }
     if (ts_hub_throttle_new(&cfg, &throttle) != TS_OK) {

@@ -4,6 +4,7 @@
  * counted here since start.
  */
 #include "purchases.h"
+#include "sink_int.h"
 #include "throttle.h"
 
 #include <jansson.h>
@@ -66,6 +67,7 @@ void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
         metric(b, "tillside_hub_upstream_last_success_timestamp_seconds", "gauge",
                "Wall-clock time of the last request the CDP accepted.",
                (double)m.last_success_ms / 1000.0);
+    ts_hub_sink_metrics_text(api->store, api->upstream, b);
     ts_hub_throttle_metrics(api->throttle, b);
     json_decref(o);
     resp->status = 200;

@@ -170,9 +170,9 @@ enum ts_err ts_hub_purchases_stats(struct ts_hub_store *s, void *obj)
     /* An older database (opened read-only by `stats`) has no tables: zeros. */
     if (ts_sql_prepare(db,
                        "SELECT (SELECT count(*) FROM purchases),"
-                       " (SELECT count(*) FROM upstream_outbox WHERE state = 'sent'),"
-                       " (SELECT count(*) FROM upstream_outbox WHERE state = 'pending'),"
-                       " (SELECT count(*) FROM upstream_outbox WHERE state = 'dead')",
+                       " (SELECT count(*) FROM sink_queue WHERE state = 'sent'),"
+                       " (SELECT count(*) FROM sink_queue WHERE state = 'pending'),"
+                       " (SELECT count(*) FROM sink_queue WHERE state = 'dead')",
                        &st) == TS_OK &&
         ts_sql_step(st) == TS_SQL_ROW)
         for (int i = 0; i < 4; i++)

@@ -147,8 +147,33 @@ unsigned long ts_httpc_resumed(const struct ts_httpc *c)
 
 void ts_http_resp_free(struct ts_http_resp *r)
 {
-    if (r)
+    if (r) {
         ts_buf_free(&r->body);
+        ts_buf_free(&r->head);
+    }
+}
+
+const char *ts_http_resp_header(const struct ts_http_resp *r, const char *name, char *out,
+                                size_t outsz)
+{
+    size_t nl = strlen(name);
+    const char *p = r->head.data, *end = p ? p + r->head.len : NULL;
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            break;
+        if ((size_t)(eol - p) > nl + 1 && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (v < eol && *v == ' ')
+                v++;
+            size_t n = (size_t)(eol - v) < outsz - 1 ? (size_t)(eol - v) : outsz - 1;
+            memcpy(out, v, n);
+            out[n] = '\0';
+            return out;
+        }
+        p = eol + 1;
+    }
+    return NULL;
 }
 
 static int remaining_ms(int64_t deadline)
@@ -299,6 +324,10 @@ static int read_response(struct ts_httpc *c, const char *method, int64_t deadlin
     struct tm dtm = {0};
     const char *dend = date ? strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &dtm) : NULL;
     resp->date_s = dend && !*dend ? (int64_t)timegm(&dtm) : 0;
+    for (size_t i = 0; i < m.nheaders && rc == TS_OK; i++)
+        rc = ts_buf_printf(&resp->head, "%s: %s\n", m.headers[i].name, m.headers[i].value);
+    if (rc)
+        goto out;
     if (!m.keep_alive || used != in.len)
         ts_httpc_disconnect(c); /* closing, or sent more than it was asked for */
 out:

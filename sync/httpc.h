@@ -36,7 +36,11 @@ struct ts_http_resp {
     char content_encoding[32]; /* "" when absent; the body is as received */
     int retry_after_s;         /* -1 when absent */
     int64_t date_s;            /* the Date header as Unix seconds, 0 when absent (doctor) */
+    ts_buf head;               /* every header as "name: value\n" lines (rate headers) */
 };
+/* The value of header name (case-insensitive) in r->head into out, or NULL. */
+const char *ts_http_resp_header(const struct ts_http_resp *r, const char *name, char *out,
+                                size_t outsz);
 
 enum ts_err ts_httpc_new(const struct ts_httpc_opts *o, struct ts_httpc **out, char *err,
                          size_t errsz);

@@ -1,0 +1,264 @@
+/*
+ * Braze (hub/sink.h): POST /users/track.
+ *
+ * Track users, https://www.braze.com/docs/api/endpoints/user_data/post_user_track/
+ *   - "Authorization: Bearer <REST API key>"
+ *   - body {"events": [...], "purchases": [...], "attributes": [...]}; each
+ *     object names the user by external_id (or email, user_alias, braze_id)
+ *   - answers 201 {"message": "success", "errors": [{"type", "input_array",
+ *     "index"}]} when some objects were refused, 400 when all were
+ *   - no dedup key: an acknowledged object must never be sent again
+ * Rate limits, https://www.braze.com/docs/api/api_limits/
+ *   - /users/track: 3,000 requests per three seconds; 75 events, 75
+ *     purchases and 75 attributes per request
+ *   - X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset (a Unix
+ *     time) on every answer; 429 past the limit
+ * Recommended events,
+ * https://www.braze.com/docs/user_guide/data/activation/events/recommended_events
+ *   - ecommerce.order_placed: order_id, total_value, currency (ISO 4217),
+ *     products [{product_id, product_name, variant_id, quantity, price}],
+ *     source -- all required
+ * Purchase object (the legacy way, [sink.NAME] purchases = legacy),
+ * https://www.braze.com/docs/api/objects_filters/purchase_object/
+ *   - one object per product: product_id, currency, price, quantity, time
+ */
+#include "sink.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const required[] = {"api_key", NULL};
+static const char *const secrets[] = {"api_key", NULL};
+
+struct braze {
+    char auth[400];
+    bool legacy; /* purchases = legacy: the purchases array, one per line */
+};
+
+static enum ts_err init(const struct ts_sink_conf *c, void **state, char *err, size_t errsz)
+{
+    const char *mode = ts_sink_conf_get(c, "purchases", "ecommerce");
+    if (strcmp(mode, "ecommerce") != 0 && strcmp(mode, "legacy") != 0) {
+        ts_errf(err, errsz, "[sink.%s] purchases: expected ecommerce or legacy", c->name);
+        return TS_ERR_CONFIG;
+    }
+    struct braze *b = calloc(1, sizeof *b);
+    if (!b) {
+        ts_errf(err, errsz, "out of memory");
+        return TS_ERR_NOMEM;
+    }
+    b->legacy = strcmp(mode, "legacy") == 0;
+    snprintf(b->auth, sizeof b->auth, "Authorization: Bearer %s\r\n",
+             ts_sink_conf_get(c, "api_key", ""));
+    *state = b;
+    return TS_OK;
+}
+
+static void fini(void *state)
+{
+    free(state);
+}
+
+static void who(json_t *o, const struct ts_sink_event *e)
+{
+    json_object_set_new(o, e->profile == e->email ? "email" : "external_id",
+                        json_string(e->profile));
+}
+
+static enum ts_err map(void *state, const struct ts_sink_event *e, struct ts_sink_items *out,
+                       char *err, size_t errsz)
+{
+    struct braze *b = state;
+    const json_t *p = ts_sink_props(e);
+    if (!p || !e->profile) {
+        ts_errf(err, errsz, "no order properties or no profile");
+        return TS_ERR_INVAL;
+    }
+    char when[40];
+    ts_iso8601(e->at_ms, when, sizeof when);
+    const char *order = json_string_value(json_object_get(p, "order_id"));
+    const char *cur = json_string_value(json_object_get(p, "currency"));
+    const json_t *tl = json_object_get(json_object_get(e->event, "context"), "tillside");
+    const char *store = json_string_value(json_object_get(tl, "store"));
+    json_t *products = json_object_get(p, "products"), *it;
+    size_t i;
+    enum ts_err rc = TS_OK;
+    if (b->legacy) {
+        json_array_foreach(products, i, it)
+        {
+            const char *pid = json_string_value(json_object_get(it, "product_id"));
+            if (!pid)
+                pid = json_string_value(json_object_get(it, "sku"));
+            json_t *q = json_object_get(it, "quantity");
+            json_t *o =
+                json_pack("{s:s?,s:s?,s:f,s:I,s:s,s:{s:s?,s:s?}}", "product_id", pid, "currency",
+                          cur, "price", json_number_value(json_object_get(it, "price")), "quantity",
+                          (json_int_t)(json_is_integer(q) ? json_integer_value(q) : 1), "time",
+                          when, "properties", "order_id", order, "store", store);
+            who(o, e);
+            if ((rc = ts_sink_items_add(out, o, NULL)))
+                break;
+        }
+        if (rc != TS_OK)
+            ts_errf(err, errsz, "out of memory");
+        return rc;
+    }
+    json_t *lines = json_array();
+    json_array_foreach(products, i, it)
+    {
+        const char *pid = json_string_value(json_object_get(it, "product_id"));
+        const char *sku = json_string_value(json_object_get(it, "sku"));
+        const char *name = json_string_value(json_object_get(it, "name"));
+        json_t *q = json_object_get(it, "quantity");
+        json_array_append_new(
+            lines,
+            json_pack("{s:s?,s:s?,s:s?,s:I,s:f}", "product_id", pid ? pid : sku, "product_name",
+                      name ? name : (pid ? pid : sku), "variant_id", sku ? sku : pid, "quantity",
+                      (json_int_t)(json_is_integer(q) ? json_integer_value(q) : 1), "price",
+                      json_number_value(json_object_get(it, "price"))));
+    }
+    json_t *o = json_pack("{s:s,s:s,s:{s:s?,s:f,s:s?,s:o,s:s,s:s?}}", "name",
+                          "ecommerce.order_placed", "time", when, "properties", "order_id", order,
+                          "total_value", json_number_value(json_object_get(p, "total")), "currency",
+                          cur, "products", lines, "source", "pos", "store", store);
+    who(o, e);
+    rc = ts_sink_items_add(out, o, NULL);
+    if (rc != TS_OK)
+        ts_errf(err, errsz, "out of memory");
+    return rc;
+}
+
+/* A legacy purchase object has product_id at the top; an event has name. */
+static bool is_purchase(const struct ts_sink_item *it)
+{
+    return strncmp(it->json, "{\"product_id\"", 13) == 0;
+}
+
+static enum ts_err build(void *state, const struct ts_sink_item *const *items, size_t n,
+                         struct ts_sink_request *req, char *err, size_t errsz)
+{
+    (void)state;
+    snprintf(req->path, sizeof req->path, "/users/track");
+    enum ts_err rc = ts_buf_puts(&req->body, "{\"events\":[");
+    for (int pass = 0; rc == TS_OK && pass < 2; pass++) {
+        bool first = true;
+        if (pass == 1)
+            rc = ts_buf_puts(&req->body, "],\"purchases\":[");
+        for (size_t i = 0; rc == TS_OK && i < n; i++) {
+            if (is_purchase(items[i]) != (pass == 1))
+                continue;
+            if (!first)
+                rc = ts_buf_puts(&req->body, ",");
+            first = false;
+            if (rc == TS_OK)
+                rc = ts_buf_append(&req->body, items[i]->json, items[i]->len);
+        }
+    }
+    if (rc == TS_OK)
+        rc = ts_buf_puts(&req->body, "]}");
+    if (rc != TS_OK)
+        ts_errf(err, errsz, "out of memory");
+    return rc;
+}
+
+static enum ts_err auth(void *state, const struct ts_sink_conf *c, struct ts_sink_fetch *f,
+                        int64_t now_ms, struct ts_sink_auth *out, char *err, size_t errsz)
+{
+    (void)c, (void)f, (void)now_ms, (void)err, (void)errsz;
+    ts_strlcpy(out->headers, ((struct braze *)state)->auth, sizeof out->headers);
+    return TS_OK;
+}
+
+/* Braze names a refused object by its array and its index there; build()
+ * sent the events first, then the purchases: that maps it back. */
+static size_t item_of(const struct ts_sink_item *const *items, size_t n, const char *array,
+                      size_t idx)
+{
+    bool want = array && strcmp(array, "purchases") == 0;
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (is_purchase(items[i]) == want && k++ == idx)
+            return i;
+    return n;
+}
+
+static enum ts_sink_verdict parse(void *state, const struct ts_sink_answer *a,
+                                  const struct ts_sink_item *const *items, size_t n,
+                                  struct ts_sink_result *r)
+{
+    (void)state;
+    enum ts_sink_verdict v = ts_sink_status_verdict(a->status, n);
+    json_t *root = a->len ? json_loadb(a->body, a->len, 0, NULL) : NULL;
+    json_t *errs = json_object_get(root, "errors");
+    /* 201 with "errors": those objects were refused for good and the
+     * others stored; a 400 naming objects: those are bad, the rest were not
+     * looked at -- they go again (Braze has no dedup, but nothing of a
+     * refused request was stored). */
+    if ((a->status == 201 || a->status == 400) && json_is_array(errs) &&
+        json_array_size(errs) > 0) {
+        bool named = true;
+        for (size_t i = 0; i < n; i++) {
+            r[i].v = a->status == 201 ? TS_SINK_OK : TS_SINK_RETRY;
+            snprintf(r[i].reason, sizeof r[i].reason, "sent again: another object was refused");
+        }
+        size_t k;
+        json_t *e;
+        json_array_foreach(errs, k, e)
+        {
+            json_t *ix = json_object_get(e, "index");
+            size_t at =
+                json_is_integer(ix) && json_integer_value(ix) >= 0
+                    ? item_of(items, n, json_string_value(json_object_get(e, "input_array")),
+                              (size_t)json_integer_value(ix))
+                    : n;
+            if (at >= n) {
+                named = false;
+                continue;
+            }
+            const char *t = json_string_value(json_object_get(e, "type"));
+            r[at].v = TS_SINK_DEAD;
+            snprintf(r[at].reason, sizeof r[at].reason, "HTTP %d: %s", a->status,
+                     t ? t : "refused");
+        }
+        json_decref(root);
+        if (named)
+            return TS_SINK_ITEMS;
+        if (a->status == 201)
+            return TS_SINK_OK; /* stored; errors we cannot place: nothing to resend */
+        ts_sink_reason(a, r[0].reason, sizeof r[0].reason);
+        return v;
+    }
+    json_decref(root);
+    if (v == TS_SINK_AUTH)
+        v = TS_SINK_RETRY; /* a REST key: no refresh, retried until fixed */
+    if (v != TS_SINK_OK)
+        ts_sink_reason(a, r[0].reason, sizeof r[0].reason);
+    return v;
+}
+
+static void rate(void *state, const struct ts_sink_answer *a, struct ts_sink_rate_hint *h)
+{
+    (void)state;
+    ts_sink_rate_headers(a, "X-RateLimit-", true, h);
+}
+
+const struct ts_sink_vendor ts_sink_braze = {
+    .type = "braze",
+    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN,
+    .anonymous = false, /* every object must name a user */
+    .limits = {.max_items = 75,
+               .max_bytes = 4u * 1024u * 1024u, /* not documented; kept moderate */
+               .max_item_bytes = 50u * 1024u,   /* event properties: under 50 KB */
+               .rate = 1000,                    /* 3,000 per 3 s */
+               .burst = 100},
+    .required = required,
+    .secrets = secrets,
+    .init = init,
+    .fini = fini,
+    .map = map,
+    .build = build,
+    .auth = auth,
+    .parse = parse,
+    .rate = rate,
+};

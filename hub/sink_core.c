@@ -1,0 +1,525 @@
+/*
+ * One sink's forwarder (hub/sink_int.h): its own thread, HTTPS client, token
+ * bucket, backoff and auth, over its own rows of the sink queue. The vendor
+ * file (hub/sink.h) maps, builds and parses; everything else is here, the
+ * same for every vendor.
+ *
+ * Rules (docs/ARCHITECTURE.md "Sinks", PRODUCT.md 4.5 for the retries):
+ *   - one request in flight; a failed one (timeout, 408, 429, 5xx) pauses
+ *     the sink for a full-jitter backoff (common/backoff.c) that grows with
+ *     consecutive failures, at least Retry-After: an outage costs one
+ *     request per backoff step, never a busy loop;
+ *   - the token bucket starts at the vendor's documented rate; rate headers
+ *     (remaining 0 until the reset, remaining/reset) slow it, a 429 halves
+ *     it, and each success gives back 5% of the documented rate;
+ *   - a whole-batch 4xx is split: its items go again one by one, so only
+ *     the bad one is dead-lettered, with the mapped payload and the reply;
+ *   - per-item answers mark each item; an acknowledged item never goes again;
+ *   - a 401 asks the vendor's auth() again, once, then counts as a failure.
+ */
+#include "parts.h"
+#include "sink_int.h"
+#include "../sync/httpc.h"
+#include "worker.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMP "sinks"
+#define BASE_BACKOFF_MS 1000
+#define REQUEST_TIMEOUT_MS 15000
+#define MAX_ROWS 1000
+
+struct ts_hub_sink {
+    struct ts_hub_store *s;
+    struct ts_sink_conf conf;
+    const struct ts_sink_vendor *v;
+    void *state;
+    struct ts_httpc *http;
+    char http_base[512];
+    struct ts_sink_auth auth;
+    bool have_auth;
+    /* the token bucket, in requests (or items, limits.rate_per_item) */
+    double doc_rate, rate, burst, tokens;
+    int64_t bucket_ms;
+    int64_t paused_until; /* wall ms: no request before (backoff, rate headers) */
+    int fails;            /* consecutive failed requests */
+    struct ts_worker w;
+    atomic_int cancel;
+    atomic_ullong requests, sent, failures, dead, throttled, skipped;
+    _Atomic int64_t last_success_ms;
+    _Atomic double cur_rate;
+};
+
+const struct ts_sink_conf *ts_hub_sink_conf(const struct ts_hub_sink *k)
+{
+    return &k->conf;
+}
+
+/* ---- the client ----------------------------------------------------------------*/
+
+static enum ts_err connect_to(struct ts_hub_sink *k, const char *base, char *err, size_t errsz)
+{
+    if (k->http && strcmp(k->http_base, base) == 0)
+        return TS_OK;
+    ts_httpc_free(k->http);
+    k->http = NULL;
+    struct ts_httpc_opts o = {
+        .base_url = base,
+        .ca_file = k->conf.ca_file[0] ? k->conf.ca_file : NULL,
+        .max_body = 256 * 1024, /* vendors answer small JSON */
+    };
+    enum ts_err rc = ts_httpc_new(&o, &k->http, err, errsz);
+    if (rc != TS_OK)
+        return rc;
+    ts_httpc_set_cancel(k->http, &k->cancel);
+    ts_strlcpy(k->http_base, base, sizeof k->http_base);
+    return TS_OK;
+}
+
+/* auth()'s fetch: a request to another URL (a token endpoint) on a
+ * client of its own, verified against the sink's CA file. */
+static enum ts_err fetch(struct ts_sink_fetch *f, const char *method, const char *url,
+                         const char *headers, const char *ctype, const char *body, size_t len,
+                         struct ts_sink_fetch_resp *resp, char *err, size_t errsz)
+{
+    struct ts_hub_sink *k = f->ctx;
+    char base[512];
+    const char *p = strstr(url, "://");
+    const char *slash = p ? strchr(p + 3, '/') : NULL;
+    size_t bl = slash ? (size_t)(slash - url) : strlen(url);
+    if (bl >= sizeof base) {
+        ts_errf(err, errsz, "token URL too long");
+        return TS_ERR_INVAL;
+    }
+    memcpy(base, url, bl);
+    base[bl] = '\0';
+    struct ts_httpc *c = NULL;
+    struct ts_httpc_opts o = {.base_url = base,
+                              .ca_file = k->conf.ca_file[0] ? k->conf.ca_file : NULL,
+                              .max_body = 256 * 1024};
+    enum ts_err rc = ts_httpc_new(&o, &c, err, errsz);
+    if (rc != TS_OK)
+        return rc;
+    ts_httpc_set_cancel(c, &k->cancel);
+    struct ts_http_resp r = {0};
+    rc = ts_httpc_request(c, method, slash ? slash : "/", headers, ctype, body, len,
+                          REQUEST_TIMEOUT_MS, &r);
+    if (rc != TS_OK) {
+        ts_errf(err, errsz, "%s", ts_httpc_error(c));
+    } else {
+        resp->status = r.status;
+        resp->body = r.body;
+        r.body = (ts_buf){0};
+    }
+    ts_http_resp_free(&r);
+    ts_httpc_free(c);
+    return rc;
+}
+
+/* ---- the bucket ---------------------------------------------------------------*/
+
+static void refill(struct ts_hub_sink *k, int64_t now)
+{
+    if (now > k->bucket_ms) {
+        k->tokens += (double)(now - k->bucket_ms) * k->rate / 1000.0;
+        if (k->tokens > k->burst)
+            k->tokens = k->burst;
+    }
+    k->bucket_ms = now;
+}
+
+/* ms until cost tokens are there (0 = now). */
+static int64_t bucket_wait(struct ts_hub_sink *k, double cost, int64_t now)
+{
+    refill(k, now);
+    if (cost > k->burst)
+        cost = k->burst;
+    if (k->tokens >= cost)
+        return 0;
+    return (int64_t)ceil((cost - k->tokens) * 1000.0 / k->rate);
+}
+
+static void set_rate(struct ts_hub_sink *k, double r)
+{
+    double floor = k->doc_rate / 64 < 0.05 ? k->doc_rate / 64 : 0.05;
+    k->rate = r < floor ? floor : (r > k->doc_rate ? k->doc_rate : r);
+    atomic_store(&k->cur_rate, k->rate);
+}
+
+/* ---- life ------------------------------------------------------------------------*/
+
+enum ts_err ts_hub_sink_new(struct ts_hub_store *s, const struct ts_sink_conf *c,
+                            struct ts_hub_sink **out, char *err, size_t errsz)
+{
+    *out = NULL;
+    const struct ts_sink_vendor *v = ts_sink_vendor_find(c->type);
+    if (!v) {
+        ts_errf(err, errsz, "[sink.%s] type: unknown vendor \"%s\"", c->name, c->type);
+        return TS_ERR_CONFIG;
+    }
+    struct ts_hub_sink *k = calloc(1, sizeof *k);
+    if (!k) {
+        ts_errf(err, errsz, "out of memory");
+        return TS_ERR_NOMEM;
+    }
+    k->s = s;
+    k->conf = *c;
+    k->v = v;
+    k->doc_rate = c->rate > 0 ? c->rate : v->limits.rate;
+    k->burst = v->limits.burst > 1 ? v->limits.burst : 1;
+    k->tokens = k->burst;
+    k->bucket_ms = ts_now_wall_ms();
+    set_rate(k, k->doc_rate);
+    enum ts_err rc = ts_worker_init(&k->w);
+    if (rc != TS_OK) {
+        free(k);
+        ts_errf(err, errsz, "out of memory");
+        return rc;
+    }
+    if ((rc = v->init(&k->conf, &k->state, err, errsz)) ||
+        (rc = connect_to(k, k->conf.url, err, errsz))) {
+        ts_hub_sink_free(k);
+        return rc;
+    }
+    *out = k;
+    return TS_OK;
+}
+
+void ts_hub_sink_free(struct ts_hub_sink *k)
+{
+    if (!k)
+        return;
+    ts_worker_request_stop(&k->w);
+    atomic_store(&k->cancel, 1);
+    ts_worker_stop(&k->w);
+    ts_httpc_free(k->http);
+    if (k->v->fini)
+        k->v->fini(k->state);
+    ts_worker_destroy(&k->w);
+    free(k);
+}
+
+void ts_hub_sink_kick(struct ts_hub_sink *k)
+{
+    if (k)
+        ts_worker_kick(&k->w);
+}
+
+void ts_hub_sink_metrics(const struct ts_hub_sink *k, struct ts_hub_sink_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    if (!k)
+        return;
+    m->requests = atomic_load(&k->requests);
+    m->sent = atomic_load(&k->sent);
+    m->failures = atomic_load(&k->failures);
+    m->dead = atomic_load(&k->dead);
+    m->throttled = atomic_load(&k->throttled);
+    m->skipped = atomic_load(&k->skipped);
+    m->rate = atomic_load(&k->cur_rate);
+    m->last_success_ms = atomic_load(&k->last_success_ms);
+}
+
+/* ---- one request -------------------------------------------------------------------*/
+
+struct answer_ctx {
+    const struct ts_http_resp *r;
+    char buf[256];
+};
+
+static const char *answer_header(const struct ts_sink_answer *a, const char *name)
+{
+    struct answer_ctx *c = (struct answer_ctx *)a->ctx;
+    return ts_http_resp_header(c->r, name, c->buf, sizeof c->buf);
+}
+
+/* Whether auth is due, and getting it. */
+static enum ts_err ensure_auth(struct ts_hub_sink *k, int64_t now, char *err, size_t errsz)
+{
+    if (k->have_auth && (!k->auth.expires_ms || k->auth.expires_ms > now))
+        return TS_OK;
+    struct ts_sink_fetch f = {.request = fetch, .ctx = k};
+    memset(&k->auth, 0, sizeof k->auth);
+    enum ts_err rc = k->v->auth(k->state, &k->conf, &f, now, &k->auth, err, errsz);
+    if (rc != TS_OK)
+        return rc;
+    k->have_auth = true;
+    return connect_to(k, k->auth.base_url[0] ? k->auth.base_url : k->conf.url, err, errsz);
+}
+
+static void failed(struct ts_hub_sink *k, int64_t now, int64_t floor_ms, const char *why, size_t n,
+                   int64_t *next_at)
+{
+    uint32_t r = 0;
+    ts_random(&r, sizeof r);
+    int64_t cap = (int64_t)k->conf.max_backoff_s * 1000;
+    int64_t d = ts_backoff_pick_ms((unsigned)k->fails, BASE_BACKOFF_MS, cap, 0, r);
+    if (d < floor_ms)
+        d = floor_ms;
+    if (d < 100)
+        d = 100; /* never a tight loop, whatever the jitter drew */
+    k->fails++;
+    *next_at = now + d;
+    if (*next_at > k->paused_until)
+        k->paused_until = *next_at;
+    atomic_fetch_add(&k->failures, 1);
+    TS_WARN(COMP, "[sink.%s] %zu item(s) not sent (%s); next try in %lld ms", k->conf.name, n, why,
+            (long long)d);
+}
+
+/* Rate headers: slow down to what is left of the window. */
+static void apply_hints(struct ts_hub_sink *k, const struct ts_sink_rate_hint *h, int64_t now)
+{
+    if (h->remaining == 0 && h->reset_ms > 0 && now + h->reset_ms > k->paused_until)
+        k->paused_until = now + h->reset_ms;
+    if (h->remaining > 0 && h->reset_ms > 0) {
+        double allowed = (double)h->remaining * 1000.0 / (double)h->reset_ms;
+        if (allowed < k->rate)
+            set_rate(k, allowed);
+    }
+}
+
+/* Sends one request of rows[0..n); marks them. */
+static enum ts_err send_rows(struct ts_hub_sink *k, struct ts_hub_sinkq_row *rows, size_t n,
+                             int64_t now)
+{
+    char err[300] = "";
+    const struct ts_sink_item **items = calloc(n, sizeof *items);
+    struct ts_sink_item *iv = calloc(n, sizeof *iv);
+    struct ts_sink_result *res = calloc(n, sizeof *res);
+    enum ts_sink_verdict *verdict = calloc(n, sizeof *verdict);
+    struct ts_sink_request req = {.method = "POST", .content_type = "application/json"};
+    struct ts_http_resp resp = {0};
+    enum ts_err rc = TS_OK;
+    int64_t next_at = now;
+    char *reply = NULL;
+    if (!items || !iv || !res || !verdict) {
+        rc = TS_ERR_NOMEM;
+        goto out;
+    }
+    /* As many as fit the vendor's bytes per request; the rest wait. */
+    size_t used = 0, bytes = 64;
+    for (; used < n; used++) {
+        if (used && k->v->limits.max_bytes && bytes + rows[used].len + 1 > k->v->limits.max_bytes)
+            break;
+        bytes += rows[used].len + 1;
+        iv[used].json = rows[used].payload;
+        iv[used].len = rows[used].len;
+        ts_strlcpy(iv[used].dedup, rows[used].dedup, sizeof iv[used].dedup);
+        items[used] = &iv[used];
+    }
+    n = used;
+    bool auth_retried = false;
+again:
+    if ((rc = ensure_auth(k, now, err, sizeof err)) != TS_OK) {
+        for (size_t i = 0; i < n; i++) {
+            verdict[i] = TS_SINK_RETRY;
+            ts_strlcpy(res[i].reason, "auth: ", sizeof res[i].reason);
+            strncat(res[i].reason, err, sizeof res[i].reason - 7);
+        }
+        failed(k, now, 0, err, n, &next_at);
+        rc = TS_OK;
+        goto mark;
+    }
+    ts_buf_reset(&req.body);
+    ts_buf_reset(&req.headers);
+    if ((rc = k->v->build(k->state, items, n, &req, err, sizeof err)))
+        goto out;
+    ts_buf_puts(&req.headers, k->auth.headers);
+    char path[1100];
+    const char *pfx = strstr(k->http_base, "://");
+    pfx = pfx ? strchr(pfx + 3, '/') : NULL; /* a base URL with a path prefix */
+    snprintf(path, sizeof path, "%s%s", pfx ? pfx : "", req.path);
+    atomic_fetch_add(&k->requests, 1);
+    ts_http_resp_free(&resp);
+    resp = (struct ts_http_resp){0};
+    int hrc = ts_httpc_request(k->http, req.method, path, req.headers.data, req.content_type,
+                               req.body.data, req.body.len, REQUEST_TIMEOUT_MS, &resp);
+    if (hrc != TS_OK) {
+        snprintf(err, sizeof err, "%s", ts_httpc_error(k->http));
+        ts_httpc_disconnect(k->http);
+        for (size_t i = 0; i < n; i++) {
+            verdict[i] = TS_SINK_RETRY;
+            ts_strlcpy(res[i].reason, err, sizeof res[i].reason);
+        }
+        failed(k, now, 0, err, n, &next_at);
+        goto mark;
+    }
+    struct answer_ctx actx = {.r = &resp};
+    struct ts_sink_answer a = {.status = resp.status,
+                               .body = resp.body.data ? resp.body.data : "",
+                               .len = resp.body.len,
+                               .header = answer_header,
+                               .ctx = &actx};
+    if (resp.body.data)
+        ts_buf_append(&resp.body, "", 1), resp.body.len--; /* NUL-terminated for parse() */
+    a.body = resp.body.data ? resp.body.data : "";
+    struct ts_sink_rate_hint h = {-1, -1, -1, -1};
+    if (k->v->rate)
+        k->v->rate(k->state, &a, &h);
+    else
+        h.retry_after_ms = resp.retry_after_s >= 0 ? (int64_t)resp.retry_after_s * 1000 : -1;
+    apply_hints(k, &h, now);
+    memset(res, 0, n * sizeof *res);
+    enum ts_sink_verdict v = k->v->parse(k->state, &a, items, n, res);
+    if (v == TS_SINK_AUTH && !auth_retried) {
+        auth_retried = true;
+        k->have_auth = false; /* a token refused before it expired: once more */
+        goto again;
+    }
+    if (resp.status == 429) {
+        atomic_fetch_add(&k->throttled, 1);
+        set_rate(k, k->rate / 2); /* cut sharply */
+        k->tokens = 0;
+    }
+    reply = strndup(a.body, a.len < 2000 ? a.len : 2000);
+    bool any_retry = false;
+    for (size_t i = 0; i < n; i++) {
+        if (v == TS_SINK_ITEMS) {
+            verdict[i] = res[i].v;
+        } else {
+            verdict[i] = v == TS_SINK_AUTH ? TS_SINK_RETRY : v;
+            if (i)
+                memcpy(res[i].reason, res[0].reason, sizeof res[i].reason);
+        }
+        if (verdict[i] == TS_SINK_SPLIT && n == 1)
+            verdict[i] = TS_SINK_DEAD;
+        any_retry |= verdict[i] == TS_SINK_RETRY;
+    }
+    if (any_retry) {
+        failed(k, now, h.retry_after_ms, res[0].reason, n, &next_at);
+    } else {
+        k->fails = 0;
+        set_rate(k, k->rate + k->doc_rate / 20); /* grown back slowly */
+    }
+    size_t ok = 0, dead = 0;
+    for (size_t i = 0; i < n; i++) {
+        ok += verdict[i] == TS_SINK_OK;
+        dead += verdict[i] == TS_SINK_DEAD;
+    }
+    atomic_fetch_add(&k->sent, ok);
+    atomic_fetch_add(&k->dead, dead);
+    if (ok)
+        atomic_store(&k->last_success_ms, now);
+    if (dead)
+        TS_ERROR(COMP, "[sink.%s] %zu item(s) refused for good, dead-lettered: %s", k->conf.name,
+                 dead, res[0].reason);
+    if (v == TS_SINK_SPLIT && n > 1)
+        TS_WARN(COMP, "[sink.%s] batch of %zu refused (%s): sending them one by one", k->conf.name,
+                n, res[0].reason);
+mark:
+    rc = ts_hub_sinkq_mark(k->s, k->conf.name, rows, n, verdict, res, reply, now, next_at);
+out:
+    free(reply);
+    ts_http_resp_free(&resp);
+    ts_buf_free(&req.body);
+    ts_buf_free(&req.headers);
+    free(items);
+    free(iv);
+    free(res);
+    free(verdict);
+    return rc;
+}
+
+/* One request's worth of due rows (mapping new events first); *next_ms =
+ * when to look again. */
+static enum ts_err send_some(struct ts_hub_sink *k, int64_t now, int64_t *next_ms)
+{
+    size_t max = k->v->limits.max_items ? k->v->limits.max_items : MAX_ROWS;
+    if (max > MAX_ROWS)
+        max = MAX_ROWS;
+    struct ts_hub_sinkq_row *rows = calloc(max, sizeof *rows);
+    if (!rows)
+        return TS_ERR_NOMEM;
+    size_t n = 0;
+    enum ts_err rc;
+    for (int round = 0;; round++) {
+        rc = ts_hub_sinkq_due(k->s, k->conf.name, now, rows, max, &n, next_ms);
+        size_t unmapped = 0;
+        for (size_t i = 0; rc == TS_OK && i < n; i++) {
+            if (rows[i].item >= 0)
+                continue;
+            int skipped = 0, dead = 0;
+            unmapped++;
+            rc =
+                ts_hub_sinkq_expand(k->s, &k->conf, k->v, k->state, &rows[i], now, &skipped, &dead);
+            atomic_fetch_add(&k->skipped, (unsigned)skipped);
+            atomic_fetch_add(&k->dead, (unsigned)dead);
+        }
+        if (rc != TS_OK || unmapped == 0 || round > 8)
+            break;
+        ts_hub_sinkq_rows_free(rows, n); /* mapped: read the items back */
+        n = 0;
+    }
+    size_t items = 0;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].item >= 0)
+            rows[items++] = rows[i];
+        else
+            free(rows[i].payload);
+    if (rc == TS_OK && items > 0) {
+        double cost = k->v->limits.rate_per_item ? (double)items : 1.0;
+        int64_t wait = bucket_wait(k, cost, now);
+        if (wait > 0) {
+            *next_ms = now + wait;
+        } else {
+            k->tokens -= cost;
+            rc = send_rows(k, rows, items, now);
+            *next_ms = k->paused_until > now ? k->paused_until : now;
+        }
+    }
+    ts_hub_sinkq_rows_free(rows, items);
+    free(rows);
+    return rc;
+}
+
+enum ts_err ts_hub_sink_run_once(struct ts_hub_sink *k, int64_t now_ms, int64_t *next_ms)
+{
+    for (;;) {
+        if (k->paused_until > now_ms) {
+            *next_ms = k->paused_until;
+            return TS_OK;
+        }
+        int64_t next;
+        enum ts_err rc = send_some(k, now_ms, &next);
+        if (rc != TS_OK || next > now_ms) {
+            *next_ms = rc != TS_OK ? now_ms + BASE_BACKOFF_MS : next;
+            return rc;
+        }
+        int64_t t = ts_now_wall_ms();
+        now_ms = t > now_ms ? t : now_ms;
+        if (ts_worker_stopping(&k->w))
+            return TS_OK;
+    }
+}
+
+static void run(struct ts_worker *w, void *arg)
+{
+    struct ts_hub_sink *k = arg;
+    for (;;) {
+        int64_t now = ts_now_wall_ms(), next = INT64_MAX;
+        ts_hub_sink_run_once(k, now, &next);
+        pthread_mutex_lock(&w->mu);
+        /* Kicks while paused wait for the pause to end. */
+        if (w->kicked && k->paused_until <= ts_now_wall_ms())
+            next = now;
+        w->kicked = false;
+        int64_t wait = next == INT64_MAX ? 60000 : next - ts_now_wall_ms();
+        bool stop = ts_worker_sleep_locked(w, wait > 60000 ? 60000 : wait, TS_WORKER_KICKABLE);
+        pthread_mutex_unlock(&w->mu);
+        if (stop)
+            return;
+    }
+}
+
+enum ts_err ts_hub_sink_start(struct ts_hub_sink *k)
+{
+    /* A restart is often the fix for what made the vendor refuse (a key, a
+     * URL): what waits for a backoff from before goes now. */
+    ts_hub_sinkq_reset_backoff(k->s, k->conf.name, ts_now_wall_ms());
+    return ts_worker_start(&k->w, run, k);
+}

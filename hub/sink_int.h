@@ -1,0 +1,122 @@
+/*
+ * The forwarder's own parts (not the vendor interface, which is sink.h):
+ * the durable per-sink queue (sink_queue.c), one sink's worker
+ * (sink_core.c), the set of sinks (upstream.c) and what the CLI and
+ * /metrics read (cmd_upstream.c, metrics.c).
+ *
+ * Queue rows, table sink_queue, key (sink, event_id, item):
+ *   item -1  a stored event not yet mapped for this sink (queued with the
+ *            purchase, in its transaction);
+ *   item i   the vendor's i-th item of it, with its payload and dedup key.
+ * state: pending, sent, dead (with reason and the vendor's reply), or
+ * skipped (an event without a known customer for a sink that takes none).
+ */
+#ifndef TS_HUB_SINK_INT_H
+#define TS_HUB_SINK_INT_H
+
+#include "hub.h"
+#include "sink.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- sink_queue.c ------------------------------------------------------------*/
+
+/* The sinks events are queued for (set at start-up by upstream.c, before
+ * purchases arrive): names and their send bits. */
+void ts_hub_sinkq_set_targets(const struct ts_sink_conf *const *sinks, size_t n);
+
+/* Queues event id of kind for every target sink taking that kind, in the
+ * caller's write transaction. */
+enum ts_err ts_hub_sinkq_queue(struct ts_hub_store *s, enum ts_sink_kind kind, const char *id,
+                               int64_t now_ms);
+
+/* One due row. payload NULL for item -1. */
+struct ts_hub_sinkq_row {
+    char event_id[TS_SEG_MAX_ID + 1];
+    int item;
+    int attempts;
+    bool solo;
+    int kind;
+    char *payload; /* malloc'd */
+    size_t len;
+    char dedup[160];
+};
+void ts_hub_sinkq_rows_free(struct ts_hub_sinkq_row *rows, size_t n);
+
+/* Due rows of sink, oldest first, up to max (a solo row comes alone); *next
+ * = when the next falls due (now when more are due, INT64_MAX none). Not
+ * the leader of hubs on one PostgreSQL: none, *next a few seconds on. */
+enum ts_err ts_hub_sinkq_due(struct ts_hub_store *s, const char *sink, int64_t now,
+                             struct ts_hub_sinkq_row *rows, size_t max, size_t *n, int64_t *next);
+
+/* Maps row (item -1) with vendor v for sink c, replacing it by the items
+ * (or marking it dead or skipped); *skipped / *dead count what it did. */
+enum ts_err ts_hub_sinkq_expand(struct ts_hub_store *s, const struct ts_sink_conf *c,
+                                const struct ts_sink_vendor *v, void *state,
+                                const struct ts_hub_sinkq_row *row, int64_t now, int *skipped,
+                                int *dead);
+
+/* Marks rows[i] by verdict[i] (OK, RETRY, SPLIT, DEAD) in one transaction:
+ * RETRY at next_at, DEAD with reason[i] and reply. */
+enum ts_err ts_hub_sinkq_mark(struct ts_hub_store *s, const char *sink,
+                              const struct ts_hub_sinkq_row *rows, size_t n,
+                              const enum ts_sink_verdict *verdict, const struct ts_sink_result *res,
+                              const char *reply, int64_t now, int64_t next_at);
+
+/* At start: what waits for a backoff of a former run goes now. */
+enum ts_err ts_hub_sinkq_reset_backoff(struct ts_hub_store *s, const char *sink, int64_t now);
+
+struct ts_hub_sinkq_counts {
+    long long pending, sent, dead, skipped;
+    int64_t oldest_ms; /* created of the oldest pending row, 0 none */
+};
+/* Per sink; on the read side. */
+enum ts_err ts_hub_sinkq_counts(struct ts_hub_store *s, const char *sink,
+                                struct ts_hub_sinkq_counts *c);
+
+/* ---- the CLI (cmd_upstream.c) over the queue ----------------------------------
+ * sink NULL = every sink; event NULL = every dead letter (retry, drop). */
+/* {"sinks": [{"sink", "pending", "sent", "dead", "skipped", "oldest"}],
+ *  "dead": [{"sink", "event", "item", "attempts", "reason", "at"}]} */
+enum ts_err ts_hub_sinkq_list(struct ts_hub_store *s, const char *sink, size_t limit, ts_buf *json);
+/* One event's rows with payload, reason and reply; TS_ERR_NOTFOUND. */
+enum ts_err ts_hub_sinkq_show(struct ts_hub_store *s, const char *sink, const char *event,
+                              ts_buf *json);
+/* Dead rows back to pending (due now, sent alone) / deleted; *n = how many. */
+enum ts_err ts_hub_sinkq_retry(struct ts_hub_store *s, const char *sink, const char *event,
+                               long long *n);
+enum ts_err ts_hub_sinkq_drop(struct ts_hub_store *s, const char *sink, const char *event,
+                              long long *n);
+
+/* ---- sink_core.c -------------------------------------------------------------*/
+
+struct ts_hub_sink;
+
+enum ts_err ts_hub_sink_new(struct ts_hub_store *s, const struct ts_sink_conf *c,
+                            struct ts_hub_sink **out, char *err, size_t errsz);
+enum ts_err ts_hub_sink_start(struct ts_hub_sink *k);
+void ts_hub_sink_kick(struct ts_hub_sink *k);
+void ts_hub_sink_free(struct ts_hub_sink *k);
+/* One pass, as the thread runs it (tests). */
+enum ts_err ts_hub_sink_run_once(struct ts_hub_sink *k, int64_t now_ms, int64_t *next_ms);
+const struct ts_sink_conf *ts_hub_sink_conf(const struct ts_hub_sink *k);
+
+struct ts_hub_sink_metrics {
+    uint64_t requests, sent, failures, dead, throttled, skipped; /* since start */
+    double rate;             /* the bucket's current rate, per second */
+    int64_t last_success_ms; /* 0 = never */
+};
+void ts_hub_sink_metrics(const struct ts_hub_sink *k, struct ts_hub_sink_metrics *m);
+
+/* ---- upstream.c: the set -------------------------------------------------------*/
+
+/* The number of sinks and the i-th (metrics.c, stats). */
+size_t ts_hub_upstream_count(const struct ts_hub_upstream *u);
+struct ts_hub_sink *ts_hub_upstream_sink(const struct ts_hub_upstream *u, size_t i);
+
+/* /metrics lines for every sink of u (with pending and oldest age from s). */
+enum ts_err ts_hub_sink_metrics_text(struct ts_hub_store *s, const struct ts_hub_upstream *u,
+                                     ts_buf *b);
+
+#endif

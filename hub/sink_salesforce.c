@@ -4,7 +4,7 @@
  *
  * Auth, two steps, both in auth() on the forwarder's fetch client:
  *   1. OAuth 2.0 client credentials at the org's My Domain, [sink.NAME]
- *      login_url
+ *      login_url (default: url; the forwarder needs url for every sink)
  * (https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_client_credentials_flow.htm):
  *      POST {login_url}/services/oauth2/token, form grant_type=
  *      client_credentials, client_id, client_secret -> {access_token,
@@ -54,8 +54,8 @@
 #define DC_MAX_BYTES (200u * 1000u - 1u) /* "less than 200 KB" */
 #define RENEW_EARLY_MS 60000
 
-static const char *const required[] = {"login_url", "client_id", "client_secret",
-                                       "source",    "object",    NULL};
+static const char *const required[] = {"client_id", "client_secret", "source", "object", NULL};
+static const char *const options[] = {"login_url", NULL};
 static const char *const secrets[] = {"client_id", "client_secret", NULL};
 
 struct dc_state {
@@ -74,7 +74,7 @@ static bool api_name(const char *s)
 
 static enum ts_err dc_init(const struct ts_sink_conf *c, void **state, char *err, size_t errsz)
 {
-    const char *login = ts_sink_conf_get(c, "login_url", "");
+    const char *login = ts_sink_conf_get(c, "login_url", c->url); /* default: url */
     const char *id = ts_sink_conf_get(c, "client_id", "");
     const char *sec = ts_sink_conf_get(c, "client_secret", "");
     const char *src = ts_sink_conf_get(c, "source", "");
@@ -275,7 +275,7 @@ const struct ts_sink_vendor ts_sink_salesforce = {
         {.max_items = 0, .max_bytes = DC_MAX_BYTES, .max_item_bytes = 0, .rate = 25, .burst = 25},
     .required = required,
     .secrets = secrets,
-    .options = NULL,
+    .options = options,
     .init = dc_init,
     .fini = dc_fini,
     .map = dc_map,

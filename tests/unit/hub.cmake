@@ -18,3 +18,5 @@ foreach(t test_hub_sql test_hub_store test_hub_feed test_hub_api test_hub_sugges
     add_test(NAME ${t}_pg COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tools/with_pg.sh $<TARGET_FILE:${t}>)
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" TIMEOUT 300)
 endforeach()
+# The Bloomreach, Data Cloud and Iterable vendor files: mapping, requests, answers.
+ts_unit_test(test_sink_vendors2 unit/test_sink_vendors2.c ts_hub PkgConfig::JANSSON)

@@ -28,5 +28,8 @@ int ts_hub_revoke_main(int argc, char **argv, const char *conf);
 /* `tillside-hub crl [-c FILE] --out FILE [--days N]` (cmd_crl.c): the
  * revoked terminal certificates as a CRL for the proxy's ssl_crl. */
 int ts_hub_crl_main(int argc, char **argv, const char *conf);
+/* `tillside-hub upstream list|show|retry|drop [--sink NAME]`
+ * (cmd_upstream.c): the sinks' queues and dead letters. */
+int ts_hub_upstream_main(int argc, char **argv, const char *conf);
 
 #endif

@@ -76,9 +76,19 @@ int ts_hub_check_config_main(const char *conf)
         readable(c, "hub", "ca_cert", cfg.ca_cert) + readable(c, "hub", "ca_key", cfg.ca_key) +
         (cfg.upstream_url[0] ? readable(c, "upstream", "ca_file", cfg.upstream_ca_file) : 0) +
         db_dir_ok(c, cfg.db);
+    /* Each sink's CA file; the sinks are listed without their credentials. */
+    for (size_t i = 0; i < cfg.nsinks; i++) {
+        const struct ts_sink_conf *k = &cfg.sinks[i];
+        char sec[80];
+        snprintf(sec, sizeof sec, "sink.%s", k->name);
+        if (strcmp(k->name, "upstream") != 0 || ts_conf_get(c, sec, "type", NULL))
+            bad += readable(c, sec, "ca_file", k->ca_file);
+    }
     ts_conf_free(c);
     if (bad)
         return 1;
     printf("%s: OK\n", conf);
+    for (size_t i = 0; i < cfg.nsinks; i++)
+        printf("sink %s: %s at %s\n", cfg.sinks[i].name, cfg.sinks[i].type, cfg.sinks[i].url);
     return 0;
 }

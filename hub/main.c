@@ -9,6 +9,7 @@
 #include "proxy.h"
 #include "throttle.h"
 #include "cmd.h"
+#include "sink_int.h"
 #include "../sync/pki.h"
 #include "../sync/tls.h"
 #include "sdnotify.h"
@@ -42,6 +43,8 @@ static void usage(FILE *f)
                "                    print a one-time enrolment token for a new terminal\n"
                "  revoke [-c FILE] --terminal T07 [--store S001] | --serial HEX | --list\n"
                "                    refuse a terminal's certificates from now on\n"
+               "  upstream list|show|retry|drop [--sink NAME] ...\n"
+               "                    the sinks' queues and dead letters (send again, delete)\n"
                "  crl [-c FILE] --out FILE [--days N]\n"
                "                    write the revoked certificates as a CRL (nginx ssl_crl)\n"
                "  erase [-c FILE] CUSTOMER | --loyalty ID\n"
@@ -217,6 +220,14 @@ static int cmd_stats(const char *conf)
      * running hubs recorded them. */
     if (o && flags && ts_hub_trust_list_flags(cfg.db, add_flag, flags, err, sizeof err) == TS_OK) {
         json_object_set(o, "flagged_terminals", flags);
+        ts_buf sq = {0};
+        json_t *sinks = ts_hub_sinkq_list(store, NULL, 0, &sq) == TS_OK
+                            ? json_loads(sq.data, 0, NULL)
+                            : NULL;
+        if (sinks) /* per sink: pending, sent, dead, skipped, oldest age */
+            json_object_set(o, "sinks", json_object_get(sinks, "sinks"));
+        json_decref(sinks);
+        ts_buf_free(&sq);
         char *text = json_dumps(o, JSON_COMPACT);
         if (text) {
             ts_buf_reset(&out);
@@ -269,6 +280,8 @@ int main(int argc, char **argv)
                 return ts_hub_enroll_token_main(argc - i, argv + i, conf);
             if (strcmp(cmd, "revoke") == 0)
                 return ts_hub_revoke_main(argc - i, argv + i, conf);
+            if (strcmp(cmd, "upstream") == 0)
+                return ts_hub_upstream_main(argc - i, argv + i, conf);
             if (strcmp(cmd, "crl") == 0)
                 return ts_hub_crl_main(argc - i, argv + i, conf);
         } else {

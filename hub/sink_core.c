@@ -32,6 +32,7 @@
 #define BASE_BACKOFF_MS 1000
 #define REQUEST_TIMEOUT_MS 15000
 #define MAX_ROWS 1000
+#define IDLE_POLL_MS 2000 /* rows queued by another process (upstream retry) */
 
 struct ts_hub_sink {
     struct ts_hub_store *s;
@@ -508,7 +509,9 @@ static void run(struct ts_worker *w, void *arg)
         if (w->kicked && k->paused_until <= ts_now_wall_ms())
             next = now;
         w->kicked = false;
-        int64_t wait = next == INT64_MAX ? 60000 : next - ts_now_wall_ms();
+        int64_t wait = next == INT64_MAX ? IDLE_POLL_MS : next - ts_now_wall_ms();
+        if (wait > IDLE_POLL_MS && k->paused_until <= ts_now_wall_ms())
+            wait = IDLE_POLL_MS;
         bool stop = ts_worker_sleep_locked(w, wait > 60000 ? 60000 : wait, TS_WORKER_KICKABLE);
         pthread_mutex_unlock(&w->mu);
         if (stop)

@@ -213,3 +213,41 @@ def json_body(req, max_bytes=None, status=400, too_large=413):
              {"error": f"body of {len(req.body)} bytes exceeds {max_bytes}"})
     need(req.json is not None, status, {"error": "body is not JSON"})
     return req.json
+
+
+class Ledger:
+    """What a vendor stored, by its dedup key: items in arrival order, and
+    how many arrived again under a key already stored (a vendor with a dedup
+    key drops those; for one without, they would be duplicates)."""
+
+    def __init__(self):
+        self.items, self.keys, self.duplicates = [], {}, 0
+        self.lock = threading.Lock()
+
+    def add(self, key, item):
+        with self.lock:
+            if key is not None and key in self.keys:
+                self.duplicates += 1
+                return False
+            if key is not None:
+                self.keys[key] = item
+            self.items.append(item)
+            return True
+
+    def count(self):
+        with self.lock:
+            return len(self.items)
+
+
+class Storm:
+    """Answers 429 to every request until `until` (monotonic): a vendor's
+    rate-limit storm, on top of its documented windows."""
+
+    def __init__(self):
+        self.until = 0.0
+
+    def start(self, seconds):
+        self.until = time.monotonic() + seconds
+
+    def on(self):
+        return time.monotonic() < self.until

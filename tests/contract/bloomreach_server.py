@@ -4,7 +4,8 @@ written from Bloomreach's published reference (each rule cites its page).
     srv = Bloomreach(certs, token="0a1b-...", key_id="k", key_secret="s")
     srv.events      -> [(command_id, data)] of accepted customers/events commands
     srv.twice       -> command_ids accepted more than once
-    srv.windows     -> the rate limit (contract.Windows); lower it for a 429 storm
+    srv.windows     -> the documented rate limit (contract.Windows)
+    srv.storm       -> contract.Storm: 429 to everything for a while
     srv.down        -> True (connections cut) or a status such as 503
 
 Rules:
@@ -33,7 +34,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from contract import ContractServer, Refuse, Windows, check_type, json_body, need  # noqa: E402
+from contract import ContractServer, Refuse, Storm, Windows, check_type, json_body, need  # noqa: E402
 
 MAX_COMMANDS = 50          # batch-commands-2: "up to 50 commands in a batch"
 RATE = (100, 1)            # tracking-api-overview-2: 6,000/min per IP = 100/s
@@ -54,6 +55,8 @@ class Bloomreach(ContractServer):
     def __init__(self, certs, token, key_id, key_secret, port=0):
         self.token, self.events, self.twice, self.seen = token, [], [], set()
         self.windows = Windows(RATE)
+        self.storm = Storm()  # a test's 429 storm on top of the documented rate
+        self.max_value = MAX_VALUE_BYTES
         self.want_auth = "Basic " + base64.b64encode(f"{key_id}:{key_secret}".encode()).decode()
         super().__init__(certs, {("POST", f"/track/v2/projects/{token}/batch"): self._batch},
                          port=port, name="bloomreach")
@@ -80,8 +83,8 @@ class Bloomreach(ContractServer):
             return _fail(m)
         props = d["properties"]
         for k, v in props.items():
-            if isinstance(v, str) and len(v.encode()) > MAX_VALUE_BYTES:
-                return _fail(f"value of '{k}' is longer than {MAX_VALUE_BYTES} bytes")
+            if isinstance(v, str) and len(v.encode()) > self.max_value:
+                return _fail(f"value of '{k}' is longer than {self.max_value} bytes")
         schema = {"purchase": PURCHASE, "purchase_item": PURCHASE_ITEM}.get(d["event_type"], {})
         for k, want in schema.items():
             m = check_type(props, k, want)
@@ -99,7 +102,7 @@ class Bloomreach(ContractServer):
         need(req.header("Authorization") == self.want_auth, 401,
              {"success": False, "message": "Invalid credentials"})
         ok, _, _, _, _ = self.windows.take()
-        need(ok, 429, {"success": False, "message": "Too many requests"})
+        need(ok and not self.storm.on(), 429, {"success": False, "message": "Too many requests"})
         body = json_body(req)
         need(isinstance(body, dict) and isinstance(body.get("commands"), list), 400,
              {"success": False, "message": "commands must be an array"})

@@ -268,7 +268,7 @@ static void failed(struct ts_hub_sink *k, int64_t now, int64_t floor_ms, const c
     if (*next_at > k->paused_until)
         k->paused_until = *next_at;
     atomic_fetch_add(&k->failures, 1);
-    TS_WARN(COMP, "[sink.%s] %zu item(s) not sent (%s); next try in %lld ms", k->conf.name, n, why,
+    TS_WARN(COMP, "[sink.%s] %zu item(s) not forwarded (%s); next try in %lld ms", k->conf.name, n, why,
             (long long)d);
 }
 

@@ -33,7 +33,7 @@ void ts_hub_purchases_handle(struct ts_hub_api *api, const struct ts_httpd_req *
         return;
     }
     struct ts_hub_purchase_counts c;
-    rc = ts_hub_purchases_store(api->store, b, api->cfg->upstream_url[0] != '\0', now, &c);
+    rc = ts_hub_purchases_store(api->store, b, api->cfg->nsinks > 0, now, &c);
     if (rc != TS_OK) {
         /* Nothing stored: the agent keeps the events and retries later. */
         snprintf(resp->extra_headers, sizeof resp->extra_headers, "Retry-After: %d\r\n",

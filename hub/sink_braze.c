@@ -31,6 +31,7 @@
 
 static const char *const required[] = {"api_key", NULL};
 static const char *const secrets[] = {"api_key", NULL};
+static const char *const options[] = {"purchases", NULL};
 
 struct braze {
     char auth[400];
@@ -254,6 +255,7 @@ const struct ts_sink_vendor ts_sink_braze = {
                .burst = 100},
     .required = required,
     .secrets = secrets,
+    .options = options,
     .init = init,
     .fini = fini,
     .map = map,

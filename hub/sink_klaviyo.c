@@ -26,6 +26,7 @@
 
 static const char *const required[] = {"api_key", NULL};
 static const char *const secrets[] = {"api_key", NULL};
+static const char *const options[] = {"revision", NULL};
 
 #define DEFAULT_REVISION "2025-01-15"
 
@@ -186,6 +187,7 @@ const struct ts_sink_vendor ts_sink_klaviyo = {
                .burst = 10},         /* burst 10/s */
     .required = required,
     .secrets = secrets,
+    .options = options,
     .init = init,
     .fini = fini,
     .map = map,

@@ -118,7 +118,7 @@ class KlaviyoServer(ContractServer):
                 need(key not in seen, 400,
                      err(400, "duplicate", "unique_id repeated in the request", ep), hdrs)  # K7
                 seen.add(key)
-                events.append((key, {"profile": pa, "metric": metric["name"], **ea}))
+                events.append((key, {**ea, "profile": pa, "metric": metric["name"]}))
         need(len(events) <= 1000, 400,
              err(400, "invalid", "at most 1,000 events per request"), hdrs)  # K5
         for key, ev in events:

@@ -125,9 +125,10 @@ static enum ts_err br_map(void *state, const struct ts_sink_event *e, struct ts_
         if ((rc = ts_sink_line_at(e, i, &lines[i], err, errsz)))
             break;
         qty += lines[i].quantity;
-        json_array_append_new(ids, json_string(lines[i].product_id));
-        json_array_append_new(list, json_pack("{s:s,s:f}", "product_id", lines[i].product_id,
-                                              "quantity", lines[i].quantity));
+        if (json_array_append_new(ids, json_string(lines[i].product_id)) ||
+            json_array_append_new(list, json_pack("{s:s,s:f}", "product_id", lines[i].product_id,
+                                                  "quantity", lines[i].quantity)))
+            rc = TS_ERR_NOMEM;
     }
     json_t *common = json_pack("{s:s,s:s,s:s}", "purchase_id", o.order_id, "purchase_status",
                                "success", "purchase_source_type", "store");

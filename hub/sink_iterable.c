@@ -78,20 +78,21 @@ static enum ts_err it_map(void *state, const struct ts_sink_event *e, struct ts_
         return TS_ERR_INVAL;
     }
     json_t *items = json_array();
-    for (size_t i = 0; items && i < o.nlines; i++) {
+    enum ts_err rc = items ? TS_OK : TS_ERR_NOMEM;
+    for (size_t i = 0; rc == TS_OK && i < o.nlines; i++) {
         struct ts_sink_line l;
-        if (ts_sink_line_at(e, i, &l, err, errsz) != TS_OK) {
-            json_decref(items);
-            return TS_ERR_INVAL;
-        }
+        if ((rc = ts_sink_line_at(e, i, &l, err, errsz)))
+            goto out;
         json_t *it = json_pack("{s:s,s:s,s:f,s:I}", "id", l.product_id, "name",
                                l.name ? l.name : l.product_id, "price", l.price, "quantity",
                                (json_int_t)(l.quantity + 0.5));
         if (it && l.sku)
             json_object_set_new(it, "sku", json_string(l.sku));
         if (json_array_append_new(items, it))
-            return json_decref(items), TS_ERR_NOMEM;
+            rc = TS_ERR_NOMEM;
     }
+    if (rc)
+        goto out;
     bool by_email = s->by_email && e->email && strcmp(e->profile, e->email) == 0;
     json_t *user = by_email ? json_pack("{s:s}", "email", e->profile)
                             : json_pack("{s:s,s:b}", "userId", e->profile, "preferUserId", 1);
@@ -106,7 +107,10 @@ static enum ts_err it_map(void *state, const struct ts_sink_event *e, struct ts_
     json_t *j =
         json_pack("{s:s,s:o,s:o,s:f,s:I,s:o}", "id", e->id, "user", user, "items", items, "total",
                   o.total, "createdAt", (json_int_t)(e->at_ms / 1000), "dataFields", fields);
-    return ts_sink_items_add(out, j, e->id);
+    return ts_sink_items_add(out, j, e->id); /* j owns items now */
+out:
+    json_decref(items);
+    return rc;
 }
 
 static enum ts_err it_build(void *state, const struct ts_sink_item *const *items, size_t n,

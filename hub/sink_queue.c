@@ -56,7 +56,7 @@ enum ts_err ts_hub_upstream_schema(struct ts_hub_store *s)
     rc = ts_hub_db_exec(db, "INSERT INTO sink_queue(sink, event_id, item, kind, state, attempts,"
                             " next_at, solo, reason, created, done_at)"
                             " SELECT 'upstream', message_id, -1, 1, state, attempts, next_at,"
-                            " solo, reason, created, done_at FROM upstream_outbox"
+                            " solo, reason, created, done_at FROM upstream_outbox WHERE true"
                             " ON CONFLICT DO NOTHING");
     if (rc == TS_OK)
         rc = ts_hub_db_exec(db, "DROP TABLE upstream_outbox");

@@ -175,6 +175,60 @@ static void test_hub_from_06a07ff(void **state)
     cleanup(path);
 }
 
+/* The one-forwarder release kept its queue in upstream_outbox: opening the
+ * file moves every row to the sink queue as sink "upstream" (what [upstream]
+ * runs as), states and attempts kept, so pending purchases still go. */
+static void test_upstream_outbox_moves(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/hpk-upgrade-outbox-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE upstream_outbox(message_id TEXT PRIMARY KEY,"
+                     "  state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL"
+                     "  DEFAULT 0, next_at INTEGER NOT NULL, solo INTEGER NOT NULL DEFAULT 0,"
+                     "  reason TEXT, created INTEGER NOT NULL, done_at INTEGER) WITHOUT ROWID;"
+                     "INSERT INTO upstream_outbox(message_id, state, attempts, next_at, reason,"
+                     " created) VALUES('m1', 'pending', 3, 5, 'HTTP 503', 1),"
+                     " ('m2', 'dead', 1, 5, 'HTTP 400: bad', 2), ('m3', 'sent', 1, 5, NULL, 3);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    struct ts_tenant_key key;
+    assert_int_equal(ts_tenant_key_parse(KEY_HEX, 1, &key), TS_OK);
+    struct ts_hub_store *s = NULL;
+    char err[512];
+    assert_int_equal(ts_hub_store_open(path, &key, 0, &s, err, sizeof err), TS_OK);
+    ts_hub_store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT group_concat(event_id || ':' || state || ':' ||"
+                                        " attempts || ':' || item, ',') FROM (SELECT * FROM"
+                                        " sink_queue WHERE sink = 'upstream' ORDER BY event_id)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0),
+                        "m1:pending:3:-1,m2:dead:1:-1,m3:sent:1:-1");
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*) FROM sqlite_master WHERE name ="
+                                        " 'upstream_outbox'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    cleanup(path);
+}
+
 /* The purchase outbox is new in this release: version 1, and a file from a
  * newer agent is refused like the others. */
 static void test_outbox_versioned(void **state)
@@ -236,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_cache_from_06a07ff),
         cmocka_unit_test(test_hub_from_06a07ff),
         cmocka_unit_test(test_outbox_versioned),
+        cmocka_unit_test(test_upstream_outbox_moves),
         cmocka_unit_test(test_steps_run_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -272,8 +272,11 @@ const struct ts_sink_vendor ts_sink_salesforce = {
     .type = "salesforce",
     .kinds = TS_SINK_PURCHASE,
     .anonymous = true,
-    .limits =
-        {.max_items = 0, .max_bytes = DC_MAX_BYTES, .max_item_bytes = 0, .rate = 25, .burst = 25},
+    .limits = {.max_items = 0,
+               .max_bytes = DC_MAX_BYTES,
+               .max_item_bytes = DC_MAX_BYTES - 12,
+               .rate = 25,
+               .burst = 25},
     .required = required,
     .secrets = secrets,
     .options = options,

@@ -51,8 +51,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DC_MAX_BYTES                                                                               \
-    (200u * 1000u - 1u) /* "less than 200 KB"; one record fits alone in {"data":[...]} below it */
+/* "less than 200 KB"; a record alone in {"data":[...]} (12 bytes more) must fit it */
+#define DC_MAX_BYTES (200u * 1000u - 1u)
 #define RENEW_EARLY_MS 60000
 
 static const char *const required[] = {"client_id", "client_secret", "source", "object", NULL};

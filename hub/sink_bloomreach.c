@@ -25,7 +25,8 @@
  *   "results", one {"success": ..., "errors": [...]} per command in order.
  *   A command that failed is permanent (tips-and-best-practices: "HTTP 200
  *   with success = false ... Retrying will not help"); 429 and 5xx are
- *   retried.
+ *   retried, and so is 403 ("You do not have the necessary permissions ...
+ *   allow required permissions"): a key to fix, not an item to drop.
  * Rate (https://documentation.bloomreach.com/engagement/docs/tracking-api-overview-2):
  *   6,000 requests per minute per IP address (100 per second); past it 429
  *   and the request's data is ignored, so a 429 is never an acknowledgement.
@@ -200,7 +201,7 @@ static enum ts_sink_verdict br_parse(void *state, const struct ts_sink_answer *a
                                      struct ts_sink_result *results)
 {
     (void)state, (void)items;
-    enum ts_sink_verdict v = ts_sink_status_verdict(a->status, n);
+    enum ts_sink_verdict v = ts_sink_status_verdict_keyed(a->status, n);
     json_t *j = v == TS_SINK_OK ? json_loadb(a->body, a->len, 0, NULL) : NULL;
     json_t *rs = json_object_get(j, "results");
     if (v == TS_SINK_OK && !json_is_true(json_object_get(j, "success")))

@@ -18,7 +18,8 @@
  * Answers (https://api.iterable.com/api/docs, "Response codes"): 200 with
  *   {"code": "Success"}; 400 with a code such as BadParams, BadJsonBody or
  *   InvalidEmailAddressError (permanent: dead letter); 401 BadApiKey; 429
- *   when over the rate limit; 5xx retried.
+ *   when over the rate limit; 5xx retried; 403 (a key without the
+ *   permission for this endpoint) retried too, for it is a setting to fix.
  * Rate: Iterable limits each endpoint per project and answers 429 past it;
  *   the figure for trackPurchase is not in the material we could read, so
  *   the default below is a conservative 10 requests per second per project
@@ -136,7 +137,7 @@ static enum ts_sink_verdict it_parse(void *state, const struct ts_sink_answer *a
                                      struct ts_sink_result *results)
 {
     (void)state, (void)items;
-    enum ts_sink_verdict v = ts_sink_status_verdict(a->status, n);
+    enum ts_sink_verdict v = ts_sink_status_verdict_keyed(a->status, n);
     if (v == TS_SINK_OK) {
         /* A 200 says "Success" in its code; anything else is not one. */
         json_t *j = json_loadb(a->body, a->len, 0, NULL);

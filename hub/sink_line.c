@@ -87,3 +87,8 @@ enum ts_err ts_sink_line_at(const struct ts_sink_event *e, size_t i, struct ts_s
         l->quantity = 1;
     return TS_OK;
 }
+
+enum ts_sink_verdict ts_sink_status_verdict_keyed(int status, size_t n)
+{
+    return status == 403 ? TS_SINK_RETRY : ts_sink_status_verdict(status, n);
+}

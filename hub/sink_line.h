@@ -1,8 +1,8 @@
 /*
- * The order and its lines as the vendor files of sinks2 read them from a
- * stored event (a Segment "Order Completed" track event, hub/sink.h): one
- * reading of the till's fields shared by Bloomreach, Data Cloud and
- * Iterable instead of a copy in each.
+ * What the Bloomreach, Data Cloud and Iterable vendor files share instead
+ * of a copy in each: the order and its lines as read from a stored event (a
+ * Segment "Order Completed" track event, hub/sink.h), and their reading of
+ * an answer's status.
  */
 #ifndef TS_HUB_SINK_LINE_H
 #define TS_HUB_SINK_LINE_H
@@ -32,5 +32,10 @@ enum ts_err ts_sink_order_of(const struct ts_sink_event *e, struct ts_sink_order
 /* Line i of e; TS_ERR_INVAL with err when it has no id or no readable price. */
 enum ts_err ts_sink_line_at(const struct ts_sink_event *e, size_t i, struct ts_sink_line *l,
                             char *err, size_t errsz);
+
+/* ts_sink_status_verdict, except that 403 is retried: all three vendors
+ * answer it for a key that lacks a permission (a setting to fix, after which
+ * everything goes), not for a bad item, so nothing is dead-lettered for it. */
+enum ts_sink_verdict ts_sink_status_verdict_keyed(int status, size_t n);
 
 #endif

@@ -30,7 +30,9 @@
  * (https://developer.salesforce.com/docs/atlas.en-us.c360a_api.meta/c360a_api/c360a_api_streaming_insert_example.htm):
  *   "The payload must be less than 200 KB" per request. dateTime fields in
  *   yyyy-MM-ddTHH:mm:ss.SSSZ (Get Started, "Valid Date Format in Records").
- *   Get Started: on HTTP 429 the app backs off and retries. The requests
+ *   Get Started: on HTTP 429 the app backs off and retries. A 403 (the
+ *   connected app or user lacks a permission) is retried too: nothing is
+ *   dead-lettered for a setting. The requests
  *   per second the tenant allows is not stated in the pages we could read;
  *   the default below (25/s) is a guess that [sink.NAME] rate replaces.
  * Mapping: one record per purchase line (the object's primary key is
@@ -262,7 +264,7 @@ static enum ts_sink_verdict dc_parse(void *state, const struct ts_sink_answer *a
                                      struct ts_sink_result *results)
 {
     (void)state, (void)items;
-    enum ts_sink_verdict v = ts_sink_status_verdict(a->status, n);
+    enum ts_sink_verdict v = ts_sink_status_verdict_keyed(a->status, n);
     if (v != TS_SINK_OK)
         ts_sink_reason(a, results[0].reason, sizeof results[0].reason);
     return v;

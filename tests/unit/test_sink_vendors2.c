@@ -149,6 +149,8 @@ static void bloomreach_purchase_and_items(void **unused)
     assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 1, r), TS_SINK_DEAD);
     a = answer(429, "");
     assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 3, r), TS_SINK_RETRY);
+    a = answer(403, "{\"success\":false}");
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 3, r), TS_SINK_RETRY);
     /* An anonymous purchase cannot go: Bloomreach needs a customer id. */
     f.e.profile = NULL;
     assert_int_equal(f.v->map(f.state, &f.e, &f.items, err, sizeof err), TS_ERR_INVAL);
@@ -227,6 +229,9 @@ static void iterable_track_purchase(void **unused)
     assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 1, r), TS_SINK_DEAD);
     assert_non_null(strstr(r[0].reason, "InvalidEmailAddressError"));
     a = answer(429, "{}");
+    assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 1, r), TS_SINK_RETRY);
+    /* A key without the permission: retried, never a dead letter. */
+    a = answer(403, "{\"code\":\"Forbidden\"}");
     assert_int_equal(f.v->parse(f.state, &a, ptrs(&f), 1, r), TS_SINK_RETRY);
     /* A line without a readable price is refused before any request. */
     json_object_set_new(

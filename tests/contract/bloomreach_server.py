@@ -34,7 +34,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from contract import ContractServer, Refuse, Storm, Windows, check_type, json_body, need  # noqa: E402
+from contract import ContractServer, Storm, Windows, check_type, json_body, need  # noqa: E402
 
 MAX_COMMANDS = 50          # batch-commands-2: "up to 50 commands in a batch"
 RATE = (100, 1)            # tracking-api-overview-2: 6,000/min per IP = 100/s
@@ -124,5 +124,3 @@ class Bloomreach(ContractServer):
                     e[1].append(d)
             return out
 
-
-__all__ = ["Bloomreach", "Refuse"]

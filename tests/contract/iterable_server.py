@@ -32,7 +32,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from contract import ContractServer, Storm, Windows, check_type, need  # noqa: E402
+from contract import ContractServer, Storm, Windows, check_type  # noqa: E402
 
 RATE = (10, 1)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -89,5 +89,3 @@ class Iterable(ContractServer):
                 self.purchases[pid] = b
         return 200, {"msg": "", "code": "Success", "params": {"id": pid}}, {}
 
-
-__all__ = ["Iterable", "need"]

@@ -300,7 +300,7 @@ def outage_and_storm(w, V):
         t0 = v.http.count()
         time.sleep(3)
         during = v.http.count() - t0
-        check(during <= 6, f"{during} requests in 3 s of outage: not backing off")
+        check(during <= 8, f"{during} requests in 3 s of outage: not backing off")
         check(pending(w, v.name) > 0, "nothing pending during the outage")
         v.http.down = False
         wait_for(lambda: len(v.delivered()) == 10, timeout=40, what="delivery after the outage")
@@ -313,7 +313,7 @@ def outage_and_storm(w, V):
         check(st == 200 and len(ans["accepted"]) == 10, f"purchases answered {st}: {ans}")
         wait_for(lambda: len(v.delivered()) == 20, timeout=60, what="delivery after the storm")
         n429 = v.http.count(lambda r: r.status == 429) - before
-        check(1 <= n429 <= 10, f"{n429} answers 429 in a 4 s storm: busy loop or no storm")
+        check(1 <= n429 <= 12, f"{n429} answers 429 in a 4 s storm: busy loop or no storm")
         check(metric(w, "tillside_hub_sink_throttled_total", v.name) >= n429,
               "throttled answers not counted")
         wait_for(lambda: pending(w, v.name) == 0, timeout=30, what="nothing pending")

@@ -123,3 +123,10 @@ ts_blackbox_test(bb_sink_segment_retry_sends_once test_sinks.py segment_retry_se
 ts_blackbox_test(bb_sink_kill9_during_delivery test_sinks.py kill9_during_delivery)
 ts_blackbox_test(bb_sink_several_one_down test_sinks.py several_sinks_one_down)
 ts_blackbox_test(bb_sink_secrets_file test_sinks.py secrets_file)
+# Bloomreach, Salesforce Data Cloud and Iterable sinks against their contract servers.
+foreach(v bloomreach iterable salesforce)
+    foreach(t arrives_once outage_and_storm bad_item kill9_during_delivery)
+        ts_blackbox_test(bb_sinks2_${v}_${t} test_sinks2.py ${v}_${t})
+    endforeach()
+endforeach()
+ts_blackbox_test(bb_sinks2_salesforce_token_refresh test_sinks2.py salesforce_token_refresh)

@@ -20,3 +20,5 @@ foreach(t test_hub_sql test_hub_store test_hub_feed test_hub_api test_hub_sugges
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" TIMEOUT 300)
 endforeach()
 ts_unit_test(test_hub_fleet unit/test_hub_fleet.c ts_hub)
+# The Bloomreach, Data Cloud and Iterable vendor files: mapping, requests, answers.
+ts_unit_test(test_sink_vendors2 unit/test_sink_vendors2.c ts_hub PkgConfig::JANSSON)

@@ -1,0 +1,221 @@
+"""A backlog of purchases drained by the hub's Bloomreach, Data Cloud and
+Iterable sinks into their contract servers (tests/contract/*_server.py),
+each enforcing the vendor's documented rate limit.
+
+Per vendor: N purchases (two lines each, the customer's e-mail as profile)
+are posted by a terminal while the vendor is unreachable, the hub is stopped,
+the vendor comes up, and the hub is started again: the time from that start
+until the vendor holds all N, against the floor the limits allow (the fewest
+requests the vendor's per-request limits permit, divided by its documented
+requests per second), the 429s it answered, the duplicates it received, the
+hub's CPU seconds (user + system over the drain).
+
+  python3 bench/sink_drain2.py [--bin build/bench] [--vendors bloomreach,salesforce,iterable]
+                               [--events 100000] [--iterable-events 1000] [--runs 1]
+
+Iterable takes one purchase per request at 10/s, so 100,000 would take 2.8
+hours: its count is separate. Results: a Markdown table on stdout.
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "contract"))
+from benchlib import Bins, Proc, Setup, log, machine, median, port_open, wait  # noqa: E402
+from bloomreach_server import MAX_COMMANDS, Bloomreach  # noqa: E402
+from iterable_server import Iterable  # noqa: E402
+from salesforce_server import MAX_PAYLOAD, DataCloud  # noqa: E402
+
+
+def event(i):
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    r = f"S001-T01-{i:08d}"
+    return {"type": "track", "event": "Order Completed", "messageId": f"bench-{i:08d}",
+            "anonymousId": "S001:T01", "originalTimestamp": now, "sentAt": now,
+            "properties": {"order_id": r, "total": 139.8, "revenue": 139.8, "tax": 0,
+                           "discount": 0, "currency": "EUR",
+                           "products": [{"product_id": "SKU-JKT-7", "sku": "SKU-JKT-7",
+                                         "name": "RAIN JACKET", "price": 129.9, "quantity": 1},
+                                        {"product_id": "SKU-SOCK", "sku": "SKU-SOCK",
+                                         "name": "SOCKS", "price": 4.95, "quantity": 2}]},
+            "context": {"tillside": {"store": "S001", "terminal": "T01", "receipt": r,
+                                     "source": "api"},
+                        "traits": {"email": f"c{i % 5000}@example.com"}}}
+
+
+class Vendor:
+    """name, conf(), delivered(), duplicates(), n429(), floor(n), requests()"""
+
+
+class BR(Vendor):
+    name, rate = "bloomreach", 100.0  # tracking-api-overview-2: 100 requests/s per IP
+
+    def __init__(self, pki):
+        self.s = Bloomreach(pki, "0a1b2c3d", "kid", "ksec")
+        self.http = self.s
+
+    def conf(self):
+        return (f"[sink.br]\ntype = bloomreach\nurl = {self.s.url}\nca_file = {self.s.ca_file}\n"
+                f"project_token = 0a1b2c3d\nkey_id = kid\nkey_secret = ksec\nidentity = email\n"
+                f"max_backoff_s = 1\n")
+
+    def delivered(self):
+        with self.s.lock:
+            return sum(1 for cid, _ in self.s.events if cid.endswith(":0"))
+
+    def duplicates(self):
+        return len(self.s.twice)
+
+    def floor(self, n):
+        return math.ceil(3 * n / MAX_COMMANDS) / self.rate  # a purchase + 2 lines = 3 commands
+
+
+class DC(Vendor):
+    name, rate = "salesforce", 25.0  # not documented in what we read: the sink's default
+
+    def __init__(self, pki):
+        self.d = DataCloud(pki, "cid", "csec", "tillside_pos", "purchase_line")
+        self.s = self.d.tenant
+        self.http = self.s
+
+    def conf(self):
+        return (f"[sink.dc]\ntype = salesforce\nurl = {self.d.login.url}\n"
+                f"ca_file = {self.d.login.ca_file}\nclient_id = cid\nclient_secret = csec\n"
+                f"source = tillside_pos\nobject = purchase_line\nidentity = email\n"
+                f"max_backoff_s = 1\n")
+
+    def delivered(self):
+        with self.d.lock:
+            return sum(1 for k in self.d.records if k.endswith(":1"))
+
+    def duplicates(self):
+        return len(self.d.resent)
+
+    def floor(self, n):
+        with self.s.lock:
+            sizes = [len(r.body) for r in self.s.requests if r.status == 202]
+            recs = sum(len(r.json["data"]) for r in self.s.requests if r.status == 202)
+        per_rec = (sum(sizes) / recs) if recs else 450
+        return math.ceil(2 * n * per_rec / MAX_PAYLOAD) / self.rate
+
+    def stop(self):
+        self.d.stop()
+
+
+class IT(Vendor):
+    name, rate = "iterable", 10.0  # the sink's conservative default (see sink_iterable.c)
+
+    def __init__(self, pki):
+        self.s = Iterable(pki, "it-key")
+        self.http = self.s
+
+    def conf(self):
+        return (f"[sink.it]\ntype = iterable\nurl = {self.s.url}\nca_file = {self.s.ca_file}\n"
+                f"api_key = it-key\nidentity = email\nmax_backoff_s = 1\n")
+
+    def delivered(self):
+        with self.s.lock:
+            return len(self.s.purchases)
+
+    def duplicates(self):
+        return len(self.s.repeats)
+
+    def floor(self, n):
+        return n / self.rate
+
+
+VENDORS = {"bloomreach": BR, "salesforce": DC, "iterable": IT}
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(bins, V, n, work):
+    setup = Setup(bins, work)
+    v = V(setup.pki)
+    db = os.path.join(work, "hub.db")
+    for f in (db, db + "-wal", db + "-shm"):
+        if os.path.exists(f):
+            os.remove(f)
+    conf_text = v.conf()
+    try:
+        v.http.down = True
+        base = setup.hub_conf(db, log_level="warn")
+        with open(base, "a") as f:
+            f.write("\n" + conf_text)
+        hub = Proc("hub", [bins.hub, "run", "-c", base], os.path.join(work, "hub.log"))
+        wait(lambda: port_open(setup.hub_port), 60, "hub to listen", hub)
+        log(f"{V.name}: posting {n:,} purchases")
+        for i in range(0, n, 500):
+            body = json.dumps({"batch": [event(j) for j in range(i, min(n, i + 500))],
+                               "sentAt": "x"})
+            conn = setup.hub_conn()
+            conn.request("POST", "/v1/purchases", body=body,
+                         headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            ans = json.loads(r.read())
+            conn.close()
+            if r.status != 200 or len(ans["accepted"]) != min(n, i + 500) - i:
+                raise SystemExit(f"purchases answered {r.status}: {str(ans)[:300]}")
+        hub.p.send_signal(signal.SIGTERM)
+        hub.p.wait(60)
+        v.http.down = False
+        with v.http.lock:
+            v.http.requests.clear()
+        hub = Proc("hub", [bins.hub, "run", "-c", base], os.path.join(work, "hub.log"))
+        t0 = time.monotonic()
+        log(f"{V.name}: draining")
+        wait(lambda: v.delivered() >= n, 4 * 3600, f"{n} purchases at {V.name}", hub,
+             interval=0.1)
+        dt = time.monotonic() - t0
+        cpu = cpu_s(hub.pid)
+        res = {"seconds": dt, "floor": v.floor(n), "n429": v.http.count(lambda r: r.status == 429),
+               "requests": v.http.count(), "duplicates": v.duplicates(), "cpu": cpu}
+        hub.stop()
+        log(f"{V.name}: {res}")
+        return res
+    finally:
+        (getattr(v, "stop", None) or v.s.stop)()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.path.join(os.path.dirname(HERE), "build", "bench"))
+    ap.add_argument("--vendors", default="bloomreach,salesforce,iterable")
+    ap.add_argument("--events", type=int, default=100000)
+    ap.add_argument("--iterable-events", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=1)
+    a = ap.parse_args()
+    bins = Bins(a.bin)
+    work = tempfile.mkdtemp(prefix="ts-sinkdrain2-")
+    rows = []
+    for name in a.vendors.split(","):
+        V = VENDORS[name]
+        n = a.iterable_events if name == "iterable" else a.events
+        rs = [one_run(bins, V, n, os.path.join(work, f"{name}-{k}")) for k in range(a.runs)]
+        m = {k: median([r[k] for r in rs]) for k in rs[0]}
+        rows.append((name, n, m))
+    print(f"### Sink drain: Bloomreach, Data Cloud, Iterable (`bench/sink_drain2.py`, "
+          f"median of {a.runs} run(s))\n")
+    print(f"{machine()}\n")
+    print("| vendor | purchases | drain (s) | floor (s) | drain/floor | requests | 429s | "
+          "duplicates | hub CPU (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, n, m in rows:
+        print(f"| {name} | {n:,} | {m['seconds']:.1f} | {m['floor']:.1f} | "
+              f"{m['seconds'] / m['floor']:.2f} | {m['requests']:.0f} | {m['n429']:.0f} | "
+              f"{m['duplicates']:.0f} | {m['cpu']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

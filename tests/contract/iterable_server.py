@@ -1,0 +1,91 @@
+"""Contract server for Iterable's Commerce API trackPurchase, written from
+Iterable's published API reference (each rule cites its page).
+
+    srv = Iterable(certs, api_key="...")
+    srv.purchases -> {id: body} of tracked purchases (one per id)
+    srv.repeats   -> ids sent again after they were tracked (dedup absorbed them)
+    srv.windows   -> the rate limit (contract.Windows)
+    srv.storm     -> contract.Storm: 429 to everything for a while
+    srv.down      -> True (connections cut) or a status such as 503
+
+Rules:
+- POST /api/commerce/trackPurchase with the project's key in the "Api-Key"
+  header; a wrong key is 401 {"code": "BadApiKey"}.
+  https://api.iterable.com/api/docs#commerce_trackPurchase and
+  https://support.iterable.com/hc/en-us/articles/360043464871 (API keys)
+- Body: user (object with email or userId, string), items (array of
+  {id: string, name: string, price: number, quantity: integer, sku?:
+  string}), total (number) required; id (string), createdAt (integer,
+  seconds) and dataFields (object) optional.
+  https://api.iterable.com/api/docs#commerce_trackPurchase
+- "id": a purchase with an id already tracked is not tracked again.
+  https://api.iterable.com/api/docs#commerce_trackPurchase
+- Answers: 200 {"msg", "code": "Success", "params"}; 400 with code
+  BadJsonBody, BadParams, InvalidEmailAddressError; 401 BadApiKey.
+  https://api.iterable.com/api/docs (Response codes)
+- Rate: per endpoint and project, 429 past it. The trackPurchase figure was
+  not in the material available to us; 10 requests/second is the default
+  here (Iterable's figure for its bulk track endpoint), settable per test.
+"""
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from contract import ContractServer, Storm, Windows, check_type  # noqa: E402
+
+RATE = (10, 1)
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _err(status, code, msg):
+    return status, {"msg": msg, "code": code, "params": None}, {}
+
+
+class Iterable(ContractServer):
+    def __init__(self, certs, api_key, port=0):
+        self.api_key, self.purchases, self.repeats = api_key, {}, []
+        self.windows = Windows(RATE)
+        self.storm = Storm()
+        self.valid_email = EMAIL.match  # a test may let the project take what it refused
+        super().__init__(certs, {("POST", "/api/commerce/trackPurchase"): self._track},
+                         port=port, name="iterable")
+
+    def _track(self, srv, req):
+        if req.header("Api-Key") != self.api_key:
+            return _err(401, "BadApiKey", "Invalid API key")
+        ok, _, _, _, _ = self.windows.take()
+        if not ok or self.storm.on():
+            return _err(429, "RateLimitExceeded", "Too many requests")
+        b = req.json
+        if not isinstance(b, dict):
+            return _err(400, "BadJsonBody", "body is not a JSON object")
+        problems = [m for m in (check_type(b, "user", "object"), check_type(b, "items", "array"),
+                                check_type(b, "total", "number"),
+                                check_type(b, "id", "string", required=False),
+                                check_type(b, "createdAt", "integer", required=False),
+                                check_type(b, "dataFields", "object", required=False)) if m]
+        if problems:
+            return _err(400, "BadParams", "; ".join(problems))
+        u = b["user"]
+        if not (isinstance(u.get("email"), str) or isinstance(u.get("userId"), str)):
+            return _err(400, "BadParams", "user needs an email or a userId")
+        if "email" in u and not self.valid_email(str(u["email"])):
+            return _err(400, "InvalidEmailAddressError", f"Invalid email: {u['email']}")
+        for i, it in enumerate(b["items"]):
+            for key, want in (("id", "string"), ("name", "string"), ("price", "number"),
+                              ("quantity", "integer")):
+                m = check_type(it, key, want)
+                if m:
+                    return _err(400, "BadParams", f"items[{i}]: {m}")
+            m = check_type(it, "sku", "string", required=False)
+            if m:
+                return _err(400, "BadParams", f"items[{i}]: {m}")
+        pid = b.get("id")
+        with self.lock:
+            if pid is not None and pid in self.purchases:
+                self.repeats.append(pid)
+            else:
+                self.purchases[pid] = b
+        return 200, {"msg": "", "code": "Success", "params": {"id": pid}}, {}
+

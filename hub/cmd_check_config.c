@@ -79,6 +79,7 @@ int ts_hub_check_config_main(const char *conf)
     ts_conf_free(c);
     if (bad)
         return 1;
+    ts_hub_sources_check(&cfg, stdout);
     printf("%s: OK\n", conf);
     return 0;
 }

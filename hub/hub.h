@@ -9,6 +9,7 @@
 #include "../common/ts.h"
 #include "../sync/httpd.h"
 #include "../sync/ident.h"
+#include "source.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -60,6 +61,8 @@ struct ts_hub_config {
     uint8_t order_secret[64];     /* ?order= needs ID.SIG, SIG = HMAC over ID (len 0 = no) */
     size_t order_secret_len;
     int throttle_free_failures, throttle_max_delay_s;
+    struct ts_hub_source_conf sources[TS_HUB_MAX_SOURCES]; /* [source.NAME] (source.c) */
+    size_t nsources;
 };
 
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */

@@ -67,6 +67,7 @@ void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
                "Wall-clock time of the last request the CDP accepted.",
                (double)m.last_success_ms / 1000.0);
     ts_hub_throttle_metrics(api->throttle, b);
+    ts_hub_sources_metrics(api->cfg, b);
     json_decref(o);
     resp->status = 200;
     ts_strlcpy(resp->content_type, "text/plain; version=0.0.4; charset=utf-8",

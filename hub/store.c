@@ -19,11 +19,11 @@
 #include <string.h>
 
 /* In this order: purchases add a column to ingest's orders, the outbox
- * follows the purchases it forwards. */
+ * follows the purchases it forwards; source.c's replay cache stands alone. */
 static const struct ts_hub_db_part parts[] = {
     {"ingest", ts_hub_ingest_schema},       {"feed", ts_hub_feed_schema},
     {"purchases", ts_hub_purchases_schema}, {"upstream", ts_hub_upstream_schema},
-    {"sources", ts_hub_source_schema}, /* source.c: the replay cache */
+    {"sources", ts_hub_source_schema},
 };
 
 enum ts_err ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,

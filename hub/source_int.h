@@ -98,7 +98,7 @@ const char *ts_src_vocab(const char *name);
 /* Copies the first of keys (NULL-terminated) that src has as a
  * non-empty string, number or boolean into dst[dstkey]. */
 bool ts_src_pick(json_t *dst, const char *dstkey, const json_t *src, const char *const *keys);
-/* Profile traits (names, loyalty id, tier, points, home store) from the
+/* Profile traits (first, last or full name, loyalty id, tier, points, home store) from the
  * usual spellings of src's keys into Segment trait names; whether src has
  * any of them. */
 void ts_src_profile(json_t *traits, const json_t *src);

@@ -201,7 +201,7 @@ void ts_src_profile(json_t *traits, const json_t *src)
 {
     static const char *const first[] = {"first_name", "firstName", "firstname", NULL},
                              *last[] = {"last_name", "lastName", "lastname", NULL},
-                             *name[] = {"name", "full_name", NULL},
+                             *name[] = {"full_name", NULL},
                              *loyalty[] = {"loyalty_id", "loyaltyId", "loyalty_number", NULL},
                              *tier[] = {"tier", "loyalty_tier", NULL},
                              *points[] = {"points", "loyalty_points", NULL},
@@ -217,8 +217,9 @@ void ts_src_profile(json_t *traits, const json_t *src)
 
 bool ts_src_has_profile(const json_t *src)
 {
+    /* not "name": on a product event that is the product's */
     static const char *const keys[] = {"first_name", "firstName",  "last_name", "lastName",
-                                       "name",       "loyalty_id", "loyaltyId", "tier",
+                                       "full_name",  "loyalty_id", "loyaltyId", "tier",
                                        "points",     "home_store", NULL};
     for (size_t i = 0; keys[i]; i++)
         if (json_object_get(src, keys[i]))

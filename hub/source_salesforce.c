@@ -16,7 +16,8 @@
  *   the dedupe key) and the record (PayloadCurrentValue) with Customer 360
  *   field names: ssot__Individual__dlm (ssot__Id__c, ssot__FirstName__c,
  *   ssot__LastName__c), ssot__LoyaltyProgramMember__dlm
- *   (ssot__MembershipNumber__c, ssot__IndividualId__c), product browse and
+ *   (ssot__MembershipNumber__c, ssot__IndividualId__c, the tier and points
+ *   balance, and the member's store, ssot__PreferredStoreId__c), product browse and
  *   shopping cart engagements (ssot__ProductId__c, ssot__IndividualId__c,
  *   ssot__EngagementTypeId__c) and sales orders (ssot__Id__c,
  *   ssot__GrandTotalAmount__c, ssot__OrderStatus__c,
@@ -89,6 +90,8 @@ static enum ts_err one(struct ts_src_ctx *c, const json_t *ev)
         ts_src_pick(tr, "tier", v,
                     (const char *const[]){F("LoyaltyTierName"), F("TierName"), NULL});
         ts_src_pick(tr, "points", v, (const char *const[]){F("PointsBalance"), NULL});
+        ts_src_pick(tr, "home_store", v,
+                    (const char *const[]){F("PreferredStoreId"), F("EnrollmentStoreId"), NULL});
         return TS_OK;
     }
     const char *seg = NULL;

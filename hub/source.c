@@ -32,7 +32,7 @@ static const struct ts_src_vendor *const vendors[] = {
 };
 #define NVENDORS (sizeof vendors / sizeof vendors[0])
 
-static const struct ts_src_vendor *vendor_of(int type)
+const struct ts_src_vendor *ts_src_vendor_of(int type)
 {
     for (size_t i = 0; i < NVENDORS; i++)
         if (vendors[i]->type == type)
@@ -42,7 +42,7 @@ static const struct ts_src_vendor *vendor_of(int type)
 
 const char *ts_hub_source_type_name(int type)
 {
-    const struct ts_src_vendor *v = vendor_of(type);
+    const struct ts_src_vendor *v = ts_src_vendor_of(type);
     return v ? v->name : "?";
 }
 
@@ -86,7 +86,7 @@ static enum ts_err one_source(const struct ts_conf *c, const char *sec,
     for (size_t i = 0; i < NVENDORS; i++)
         if (strcmp(type, vendors[i]->name) == 0)
             s->type = vendors[i]->type;
-    const struct ts_src_vendor *v = vendor_of(s->type);
+    const struct ts_src_vendor *v = ts_src_vendor_of(s->type);
     if (!v)
         return ts_conf_errf(c, sec, "type", err, errsz,
                             "expected segment_webhook, rudderstack_webhook, braze_currents, "
@@ -184,8 +184,8 @@ enum ts_err ts_hub_source_schema(struct ts_hub_store *s)
 enum { Q_SEEN, Q_ADD, Q_PRUNE, Q_N };
 static const char *const replay_sql[Q_N] = {
     [Q_SEEN] = "SELECT 1 FROM source_replay WHERE source = ?1 AND delivery = ?2",
-    [Q_ADD] = "INSERT INTO source_replay(source, delivery, at) VALUES(?1, ?2, ?3)"
-              " ON CONFLICT DO NOTHING",
+    [Q_ADD] = ("INSERT INTO source_replay(source, delivery, at) VALUES(?1, ?2, ?3)"
+               " ON CONFLICT DO NOTHING"),
     [Q_PRUNE] = "DELETE FROM source_replay WHERE at < ?1",
 };
 static const struct ts_hub_stmts replay_stmts = {replay_sql, NULL, Q_N};
@@ -308,49 +308,58 @@ static size_t find_source(const struct ts_hub_config *cfg, const char *name)
     return SIZE_MAX;
 }
 
-/* Verified and not a replay: map, parse, store and answer. */
-static void ingest(struct ts_hub_api *api, struct ts_src_ctx *c, size_t idx,
-                   const struct ts_src_vendor *v, struct ts_httpd_resp *resp)
+enum ts_err ts_src_batch(struct ts_src_ctx *c, const struct ts_src_vendor *v,
+                         struct ts_seg_batch **out, size_t *nevents, char *err, size_t errsz)
 {
     json_error_t jerr;
     json_t *root = json_loadb(c->req->body ? c->req->body : "", c->req->body_len,
                               JSON_REJECT_DUPLICATES, &jerr);
-    struct ts_seg_batch *b = NULL;
-    json_t *batch = NULL;
-    char *text = NULL, err[300];
+    json_t *batch = NULL, *events = NULL;
+    char *text = NULL;
     int rc;
+    *out = NULL;
+    *nevents = 0;
     if (!root) {
-        ts_errf(err, sizeof err, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
+        ts_errf(err, errsz, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
                 jerr.text);
-        ts_httpd_error(resp, 400, err);
-        return;
+        return TS_ERR_INVAL;
     }
     if ((rc = v->map(c, root)) != TS_OK) {
-        ts_httpd_error(resp, rc == TS_ERR_NOMEM ? 503 : 400,
-                       rc == TS_ERR_NOMEM ? "out of memory" : c->err);
+        ts_errf(err, errsz, "%s", rc == TS_ERR_NOMEM ? "out of memory" : c->err);
         goto out;
     }
-    json_t *events = c->out;
-    if (v->lenient) {
-        if ((rc = drop_bad(c, &events)) != TS_OK) {
-            ts_httpd_error(resp, 503, "out of memory");
-            goto out;
-        }
-    } else {
-        json_incref(events);
+    if (v->lenient)
+        rc = drop_bad(c, &events);
+    else
+        events = json_incref(c->out);
+    if (rc == TS_OK) {
+        *nevents = json_array_size(events);
+        batch = json_pack("{s:o}", "batch", events);
+        text = batch ? json_dumps(batch, JSON_COMPACT) : NULL;
+        rc = text ? ts_seg_parse(text, strlen(text), c->now_ms, out, err, errsz) : TS_ERR_NOMEM;
     }
-    batch = json_pack("{s:o}", "batch", events);
-    text = batch ? json_dumps(batch, JSON_COMPACT) : NULL;
-    if (!text) {
-        ts_httpd_error(resp, 503, "out of memory");
-        goto out;
-    }
-    rc = ts_seg_parse(text, strlen(text), c->now_ms, &b, err, sizeof err);
+    if (rc == TS_ERR_NOMEM)
+        ts_errf(err, errsz, "out of memory");
+out:
+    free(text);
+    json_decref(batch);
+    json_decref(root);
+    return rc;
+}
+
+/* Verified and not a replay: map, parse, store and answer. */
+static void ingest(struct ts_hub_api *api, struct ts_src_ctx *c, size_t idx,
+                   const struct ts_src_vendor *v, struct ts_httpd_resp *resp)
+{
+    struct ts_seg_batch *b = NULL;
+    char err[300];
+    size_t n;
+    int rc = ts_src_batch(c, v, &b, &n, err, sizeof err);
     if (rc != TS_OK) {
         TS_WARN(COMP, "source %s: refused from %s: %s", c->conf->name, c->req->remote_addr, err);
-        count(idx, C_REJECTED, json_array_size(events));
+        count(idx, C_REJECTED, n);
         ts_httpd_error(resp, rc == TS_ERR_NOMEM ? 503 : 400, err);
-        goto out;
+        return;
     }
     struct ts_hub_ingest_result r = {0};
     rc = ts_hub_store_ingest(api->store, b, c->now_ms, &r);
@@ -358,7 +367,8 @@ static void ingest(struct ts_hub_api *api, struct ts_src_ctx *c, size_t idx,
         /* 5xx: every vendor retries these, and nothing was committed. */
         ts_httpd_error(resp, rc == TS_ERR_FULL ? 507 : 503,
                        rc == TS_ERR_FULL ? "hub storage full" : "cannot store the events");
-        goto out;
+        ts_seg_batch_free(b);
+        return;
     }
     if (c->replay_key[0] && replay_add(api->store, c->conf->name, c->replay_key, c->now_ms))
         TS_WARN(COMP, "source %s: delivery stored but not remembered as seen", c->conf->name);
@@ -374,11 +384,7 @@ static void ingest(struct ts_hub_api *api, struct ts_src_ctx *c, size_t idx,
     if (o && c->errors)
         json_object_set(o, "errors", c->errors);
     answer(resp, 200, o);
-out:
     ts_seg_batch_free(b);
-    free(text);
-    json_decref(batch);
-    json_decref(root);
 }
 
 void ts_hub_sources_handle(struct ts_hub_api *api, const struct ts_httpd_req *req,
@@ -400,7 +406,7 @@ void ts_hub_sources_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
         return;
     }
     const struct ts_hub_source_conf *conf = &api->cfg->sources[idx];
-    const struct ts_src_vendor *v = vendor_of(conf->type);
+    const struct ts_src_vendor *v = ts_src_vendor_of(conf->type);
     struct ts_src_ctx c = {.conf = conf, .req = req, .now_ms = api->now_ms(), .out = json_array()};
     if (!c.out) {
         ts_httpd_error(resp, 503, "out of memory");

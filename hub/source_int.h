@@ -45,6 +45,15 @@ struct ts_src_vendor {
     int default_window_s;
 };
 
+/* The adapter of an enum ts_hub_source_type, NULL when none. */
+const struct ts_src_vendor *ts_src_vendor_of(int type);
+/* The request's body through the adapter's map and segment.c (source.c):
+ * the batch to store, and how many events were handed to segment.c.
+ * TS_ERR_INVAL (err says why) is a 400; the rest of verification and
+ * storing is the caller's. */
+enum ts_err ts_src_batch(struct ts_src_ctx *c, const struct ts_src_vendor *v,
+                         struct ts_seg_batch **out, size_t *nevents, char *err, size_t errsz);
+
 extern const struct ts_src_vendor ts_src_segment, ts_src_rudderstack, ts_src_braze, ts_src_klaviyo,
     ts_src_bloomreach, ts_src_salesforce;
 

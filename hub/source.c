@@ -357,8 +357,13 @@ static void ingest(struct ts_hub_api *api, struct ts_src_ctx *c, size_t idx,
     int rc = ts_src_batch(c, v, &b, &n, err, sizeof err);
     if (rc != TS_OK) {
         TS_WARN(COMP, "source %s: refused from %s: %s", c->conf->name, c->req->remote_addr, err);
-        count(idx, C_REJECTED, n);
-        ts_httpd_error(resp, rc == TS_ERR_NOMEM ? 503 : 400, err);
+        count(idx, C_REJECTED, n ? n : 1);
+        if (rc == TS_ERR_INVAL && v->lenient) /* a 400 would stop the vendor's webhook */
+            answer(resp, 200,
+                   json_pack("{s:b,s:i,s:i,s:[s]}", "success", 0, "accepted", 0, "rejected",
+                             (int)(n ? n : 1), "errors", err));
+        else
+            ts_httpd_error(resp, rc == TS_ERR_NOMEM ? 503 : 400, err);
         return;
     }
     struct ts_hub_ingest_result r = {0};

@@ -1,6 +1,7 @@
 /*
  * bloomreach_webhook: Bloomreach Engagement scenario webhooks
- * (https://documentation.bloomreach.com/engagement/docs/webhooks).
+ * (https://documentation.bloomreach.com/engagement/docs/webhooks: a scenario's
+ * webhook node sends the JSON payload its Jinja template makes).
  *
  * - A scenario's webhook node sends the body its template defines;
  *   docs/OPERATIONS.md gives the template the hub reads: {"events": [{
@@ -14,10 +15,14 @@
  * - Authentication: the webhook's Basic authorization
  *   ("Authorization: Basic base64(user:secret)"); Bloomreach signs nothing,
  *   so the configured secret is required.
- * - Retries: a 4xx answer stops the scenario's webhook
- *   (https://documentation.bloomreach.com/engagement/docs/webhooks#retries),
- *   so one bad record must never get a 400: the adapter is lenient, the
- *   good records are stored and the bad ones listed in a 200.
+ * - Answers
+ * (https://documentation.bloomreach.com/engagement/docs/creating-api-endpoint-for-webhooks): "HTTP
+ * 200 for success or processing failure", 500 to have the request retried, and 400, 404, 410, 412,
+ * 413 and 418 "prevent the webhook from sending any other request for all chunks"; "if request
+ * processing fails due to input specific to this single request, your API should return HTTP 200
+ * with error message". So the adapter is lenient: the good records are stored and the bad ones
+ * listed in a 200, and a body the hub cannot read at all is a 200 {"success": false, "errors":
+ * [...]} too. The same page asks for HTTP Basic authorization.
  */
 #include "source_int.h"
 

@@ -6,7 +6,9 @@
  *   signature") and Klaviyo-Timestamp ("when the webhook request was
  *   sent"). The signature is the hex HMAC-SHA256, under the webhook's
  *   secret, of the raw body followed by the Klaviyo-Timestamp value (HMAC
- *   signature verification, same page); compared in constant time.
+ *   signature verification, same page; as also summarised in
+ *   https://www.skills.sh/hookdeck/webhook-skills/klaviyo-webhooks);
+ *   compared in constant time.
  * - The timestamp is signed, so it bounds replays: outside replay_window_s
  *   (default 300 s) the request is refused. meta.klaviyo_webhook_id "must
  *   match the Klaviyo-Webhook-Id request header".

@@ -213,6 +213,14 @@ def bad_records(w):
           f"bloomreach: the bad record is not reported: {body}")
     check(w.hub_stats()["customers"] == 1, "bloomreach: the good records were not stored")
     check(source_metric(w, "bloomreach", "rejected") == 1, "bloomreach: rejected not counted")
+    # Even a body it cannot read is a 200 with the error: a 400 would stop the
+    # webhook for every customer
+    # (https://documentation.bloomreach.com/engagement/docs/creating-api-endpoint-for-webhooks).
+    raw = b'{"events": [{"event_id": '
+    s, body = post_source(w, "bloomreach", raw, signed("bloomreach", raw))
+    check(s == 200 and body.get("success") is False and body.get("errors"),
+          f"bloomreach: unreadable body answered {s} {body}")
+    check(w.hub_stats()["customers"] == 1, "bloomreach: the unreadable body stored something")
     before = stored(w)
     b = fixture("braze_currents", "u-braze", tslib.ean13("220000000002"), "bz-bad")
     b["events"][0]["properties"]["custom_properties"]["loyalty_id"] = "9" * 600

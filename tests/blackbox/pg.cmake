@@ -23,3 +23,6 @@ ts_blackbox_pg_test(bb_pg_trust_enroll_end_to_end test_trust.py enroll_end_to_en
 ts_blackbox_pg_test(bb_pg_trust_revoked_terminal_refused test_trust.py revoked_terminal_refused)
 ts_blackbox_pg_test(bb_pg_nginx_refusals test_nginx.py refusals)
 ts_blackbox_pg_test(bb_pg_ops_metrics_promtool test_ops.py metrics_promtool)
+# Inbound sources: the replay cache and dedupe on PostgreSQL.
+ts_blackbox_pg_test(bb_pg_sources_refused_store_nothing test_sources.py refused_store_nothing)
+ts_blackbox_pg_test(bb_pg_sources_klaviyo_activity_on_card test_sources.py klaviyo_activity_on_card)

@@ -440,7 +440,12 @@ void ts_hub_sources_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
     if (seen) {
         count(idx, C_REPLAY, 1);
         TS_WARN(COMP, "source %s: replayed delivery from %s refused", conf->name, req->remote_addr);
-        ts_httpd_error(resp, 409, "replay: this delivery was stored before");
+        if (v->replay_2xx)
+            answer(resp, 200,
+                   json_pack("{s:b,s:i,s:i,s:b}", "success", 1, "accepted", 0, "duplicates", 0,
+                             "replay", 1));
+        else
+            ts_httpd_error(resp, 409, "replay: this delivery was stored before");
         goto out;
     }
     ingest(api, &c, idx, v, resp);

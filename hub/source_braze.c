@@ -11,7 +11,11 @@
  *   splits the batch and resends events one by one, dropping those still
  *   refused alone. So a 400 is kept for events that are bad in themselves
  *   (segment.c refuses them, naming the field); event types the hub does
- *   not use are counted and answered 2xx.
+ *   not use are counted and answered 2xx. Other errors are retried, and
+ *   "if the issue persists for more than 5 days, the integration is
+ *   disabled" (same page, "Error monitoring"): a replayed batch (identical
+ *   body) is answered 200 {"replay": true}, storing nothing, rather than a
+ *   409 Braze would retry for days.
  * - Event shapes, custom HTTP connector tab of the event glossary
  *   (https://www.braze.com/docs/user_guide/data/braze_currents/event_glossary/customer_behavior_events/):
  *   {"event_type", "id", "time" (seconds), "user": {"user_id",
@@ -147,4 +151,5 @@ const struct ts_src_vendor ts_src_braze = {
     .name = "braze_currents",
     .verify = verify,
     .map = map,
+    .replay_2xx = true,
 };

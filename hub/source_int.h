@@ -42,6 +42,10 @@ struct ts_src_vendor {
     /* One bad record must not fail the request (Bloomreach): the good ones
      * are stored and the bad ones reported with a 200. */
     bool lenient;
+    /* A replay is answered 200 {"replay": true} instead of 409, still
+     * storing nothing: for a vendor that retries a 409 until it disables
+     * the export (Braze). */
+    bool replay_2xx;
     int default_window_s;
 };
 

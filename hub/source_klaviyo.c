@@ -46,6 +46,11 @@ static enum ts_err verify(struct ts_src_ctx *c)
         ts_errf(c->err, sizeof c->err, "unreadable Klaviyo-Timestamp");
         return TS_ERR_GONE;
     }
+    /* The replay key is the signature: it covers body and timestamp, so a
+     * request sent again is caught while Klaviyo's retries, signed anew,
+     * are stored as duplicates of the events they carry. */
+    snprintf(c->replay_key, sizeof c->replay_key, "sig:%.128s",
+             ts_src_header(c, "Klaviyo-Signature"));
     return ts_src_window(c, sent);
 }
 

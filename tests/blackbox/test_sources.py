@@ -183,7 +183,11 @@ def refused_store_nothing(w):
         check(s == 200, f"{name}: first delivery {s} {body}")
         after = stored(w)
         s, body = post_source(w, name, raw, hdrs)
-        check(s == 409, f"{name}: replay answered {s} {body}")
+        if t == "braze_currents":  # Braze retries a 409 until it disables the Current
+            check(s == 200 and body.get("replay") is True and body.get("accepted") == 0,
+                  f"{name}: replay answered {s} {body}")
+        else:
+            check(s == 409, f"{name}: replay answered {s} {body}")
         check(stored(w) == after, f"{name}: the replay stored something")
         check(source_metric(w, name, "replay") == 1, f"{name}: replay not counted")
         # The same events in a new delivery (re-serialized, re-signed): a

@@ -293,8 +293,17 @@ static enum ts_err drop_bad(struct ts_src_ctx *c, json_t **kept)
         }
         if (rc == TS_OK)
             json_array_append(good, e);
-        else /* "batch[0]: ..." names the event by its place in the request */
-            ts_src_reject(c, "event %zu:%s", i, strchr(err, ':') ? strchr(err, ':') + 1 : err);
+        else { /* named by the vendor's id where it has one ("batch[0]: " cut) */
+            const char *mid = json_string_value(json_object_get(e, "messageId"));
+            const char *why = strchr(err, ':') ? strchr(err, ':') + 1 : err;
+            while (*why == ' ')
+                why++;
+            if (mid)
+                ts_src_reject(c, "event %s: %s", strchr(mid, ':') ? strchr(mid, ':') + 1 : mid,
+                              why);
+            else
+                ts_src_reject(c, "event %zu: %s", i, why);
+        }
     }
     *kept = good;
     return TS_OK;

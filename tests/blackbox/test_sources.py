@@ -213,7 +213,8 @@ def bad_records(w):
                         "customer_ids": {"registered": "u-long"}, "customer": {"loyalty_id": "9" * 600}})
     s, body = send(w, "bloomreach", p)
     check(s == 200, f"bloomreach: one bad record must not fail the request: {s} {body}")
-    check(body.get("rejected") == 1 and "loyalty_id" in json.dumps(body.get("errors")),
+    check(body.get("rejected") == 1 and "bl-bad-x" in json.dumps(body.get("errors"))
+          and "loyalty_id" in json.dumps(body.get("errors")),
           f"bloomreach: the bad record is not reported: {body}")
     check(w.hub_stats()["customers"] == 1, "bloomreach: the good records were not stored")
     check(source_metric(w, "bloomreach", "rejected") == 1, "bloomreach: rejected not counted")

@@ -67,6 +67,10 @@ void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd
     struct ts_hub_api *api = ud;
     resp->status = 200;
     ts_strlcpy(resp->content_type, "application/json", sizeof resp->content_type);
+    if (strncmp(req->path, "/v1/sources/", 12) == 0) { /* source.c, until the CDP listener */
+        ts_hub_sources_handle(api, req, resp);
+        return;
+    }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(req->path, routes[i].path) != 0)
             continue;

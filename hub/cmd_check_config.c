@@ -94,6 +94,7 @@ int ts_hub_check_config_main(const char *conf)
                 "tillside-hub: warning: [fleet] stale_after_s = %d is shorter than a long-poll "
                 "(%d s): long-polling terminals will show as stale\n",
                 cfg.fleet_stale_after_s, TS_HUB_FEED_MAX_WAIT);
+    ts_hub_sources_check(&cfg, stdout);
     printf("%s: OK\n", conf);
     for (size_t i = 0; i < cfg.nsinks; i++)
         printf("sink %s: %s at %s\n", cfg.sinks[i].name, cfg.sinks[i].type, cfg.sinks[i].url);

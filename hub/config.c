@@ -253,7 +253,8 @@ static enum ts_err from_conf(const struct ts_conf *c, struct ts_hub_config *o, c
     }
     if ((rc = trust_conf(c, o, err, errsz)) || (rc = upstream_conf(c, o, err, errsz)) ||
         (rc = ts_hub_sinks_conf(c, o, err, errsz)) || (rc = ts_hub_proxy_conf(c, o, err, errsz)) ||
-        (rc = throttle_conf(c, o, err, errsz)) || (rc = fleet_conf(c, o, err, errsz)))
+        (rc = throttle_conf(c, o, err, errsz)) || (rc = fleet_conf(c, o, err, errsz)) ||
+        (rc = ts_hub_sources_conf(c, o, err, errsz)))
         return rc;
     const char *lvl = ts_conf_get(c, "hub", "log_level", "info");
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)

@@ -10,6 +10,7 @@
 #include "../sync/httpd.h"
 #include "../sync/ident.h"
 #include "sink.h"
+#include "source.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -74,6 +75,8 @@ struct ts_hub_config {
     char fleet_admin_user[64];
     char fleet_admin_password_file[TS_HUB_PATH_MAX];
     char fleet_admin_password[128];
+    struct ts_hub_source_conf sources[TS_HUB_MAX_SOURCES]; /* [source.NAME] (source.c) */
+    size_t nsources;
 };
 
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */

@@ -72,6 +72,7 @@ void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
     ts_hub_throttle_metrics(api->throttle, b);
     /* Per store, from the terminals' last reports (fleet_db.c). */
     ts_hub_fleet_metrics(api->store, api->now_ms(), api->cfg->fleet_stale_after_s, b);
+    ts_hub_sources_metrics(api->cfg, b);
     json_decref(o);
     resp->status = 200;
     ts_strlcpy(resp->content_type, "text/plain; version=0.0.4; charset=utf-8",

@@ -19,7 +19,7 @@
 #include <string.h>
 
 /* In this order: purchases add a column to ingest's orders, the outbox
- * follows the purchases it forwards. */
+ * follows the purchases it forwards; source.c's replay cache stands alone. */
 static const struct ts_hub_db_part parts[] = {
     /* clang-format off */
     {"ingest", ts_hub_ingest_schema},
@@ -27,6 +27,7 @@ static const struct ts_hub_db_part parts[] = {
     {"purchases", ts_hub_purchases_schema},
     {"upstream", ts_hub_upstream_schema},
     {"fleet", ts_hub_fleet_schema}, /* fleet_db.c: the last health report per terminal */
+    {"sources", ts_hub_source_schema},
     /* clang-format on */
 };
 

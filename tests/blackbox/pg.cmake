@@ -28,3 +28,6 @@ ts_blackbox_pg_test(bb_pg_fleet_agent_reports_then_turns_stale test_fleet.py age
 ts_blackbox_pg_test(bb_pg_sink_klaviyo_bad_item_split test_sinks.py klaviyo_bad_item_split)
 ts_blackbox_pg_test(bb_pg_sink_kill9_during_delivery test_sinks.py kill9_during_delivery)
 ts_blackbox_pg_test(bb_pg_sink_several_one_down test_sinks.py several_sinks_one_down)
+# Inbound sources: the replay cache and dedupe on PostgreSQL.
+ts_blackbox_pg_test(bb_pg_sources_refused_store_nothing test_sources.py refused_store_nothing)
+ts_blackbox_pg_test(bb_pg_sources_klaviyo_activity_on_card test_sources.py klaviyo_activity_on_card)

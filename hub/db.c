@@ -53,6 +53,11 @@ struct ts_hub_store {
     bool listener_started;
     int wake[2];            /* the pipe that ends the listener */
     _Atomic bool listening; /* notices arrive: waiters need not look each second */
+    /* ts_hub_store_on_change: called after every change notice (parked
+     * long-polls are woken with it); set before serving, read after */
+    void (*on_change[4])(void *);
+    void *on_change_ud[4];
+    int non_change;
     struct ts_tenant_key key;
     struct ts_tenant_key prev; /* second key version (rotation); len 0 = none */
     uint32_t epoch;
@@ -512,10 +517,40 @@ int ts_hub_store_prev_kv(const struct ts_hub_store *s)
 
 void ts_hub_db_notify(struct ts_hub_store *s)
 {
+    void (*fn[4])(void *);
+    void *ud[4];
     pthread_mutex_lock(&s->wmu);
     s->gen++;
     pthread_cond_broadcast(&s->changed);
+    int n = s->non_change;
+    memcpy(fn, s->on_change, sizeof fn);
+    memcpy(ud, s->on_change_ud, sizeof ud);
     pthread_mutex_unlock(&s->wmu);
+    for (int i = 0; i < n; i++)
+        fn[i](ud[i]);
+}
+
+enum ts_err ts_hub_store_on_change(struct ts_hub_store *s, void (*fn)(void *), void *ud)
+{
+    enum ts_err rc = TS_OK;
+    pthread_mutex_lock(&s->wmu);
+    if (!fn)
+        s->non_change = 0;
+    else if (s->non_change >= (int)(sizeof s->on_change / sizeof *s->on_change))
+        rc = TS_ERR_FULL;
+    else {
+        s->on_change_ud[s->non_change] = ud;
+        s->on_change[s->non_change++] = fn;
+    }
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+bool ts_hub_store_closing(struct ts_hub_store *s)
+{
+    bool closing;
+    (void)ts_hub_db_changes(s, &closing);
+    return closing;
 }
 
 void ts_hub_store_shutdown(struct ts_hub_store *s)
@@ -543,6 +578,11 @@ uint64_t ts_hub_db_changes(struct ts_hub_store *s, bool *closing)
  * a notice lost in a reconnect. */
 #define WAIT_SLICE_MS 1000
 #define WAIT_SLICE_LISTENING_MS 10000
+
+int ts_hub_store_recheck_ms(struct ts_hub_store *s)
+{
+    return atomic_load(&s->listening) ? WAIT_SLICE_LISTENING_MS : WAIT_SLICE_MS;
+}
 
 void ts_hub_db_wait_change(struct ts_hub_store *s, uint64_t seen, int64_t max_ms)
 {

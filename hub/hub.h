@@ -60,6 +60,12 @@ struct ts_hub_config {
     uint8_t order_secret[64];     /* ?order= needs ID.SIG, SIG = HMAC over ID (len 0 = no) */
     size_t order_secret_len;
     int throttle_free_failures, throttle_max_delay_s;
+    /* [hub] serving (main.c, sync/httpd.h, docs/OPERATIONS.md "Sizing"):
+     * the CDP's own listener ("" = none) and the capacities */
+    char cdp_listen[256];
+    int max_connections, max_unauthenticated, max_unauthenticated_per_address;
+    int handshake_timeout_s, request_head_timeout_s, workers, retry_after_s;
+    int max_feed_polls, max_purchase_uploads, max_cdp_batches;
 };
 
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */
@@ -285,6 +291,19 @@ enum ts_err ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant
 /* The second key version feed items carry ("prev_kv"), 0 when none. */
 int ts_hub_store_prev_kv(const struct ts_hub_store *s);
 
+/* Calls fn(ud) after every commit that may have changed a feed (this
+ * process's, or another's the PostgreSQL listener heard of): the servers'
+ * ts_httpd_wake, so parked long-polls look again. Up to 4, set before
+ * serving; fn NULL removes them all (before the servers stop). fn must be
+ * quick and thread-safe. */
+enum ts_err ts_hub_store_on_change(struct ts_hub_store *s, void (*fn)(void *), void *ud);
+/* Whether ts_hub_store_shutdown was called. */
+bool ts_hub_store_closing(struct ts_hub_store *s);
+/* How often a parked long-poll must look by itself for changes nobody
+ * signals (other processes on SQLite: 1 s; 10 s while the PostgreSQL
+ * listener hears them). */
+int ts_hub_store_recheck_ms(struct ts_hub_store *s);
+
 /*
  * Long-poll: returns true as soon as store_id's feed has a change after
  * since, false after timeout_ms without one or once ts_hub_store_shutdown
@@ -345,6 +364,14 @@ struct ts_hub_throttle;
 
 /* The ts_httpd handler; ud is a struct ts_hub_api. Thread-safe. */
 void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp);
+/* The handler of [hub] cdp_listen (TLS without client certificates):
+ * /v1/batch with its Basic auth, and nothing for terminals (404). */
+void ts_hub_api_cdp_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp);
+/* ts_httpd_opts.classify: the capacity class of a request. */
+enum { TS_HUB_CLASS_FEED, TS_HUB_CLASS_PURCHASES, TS_HUB_CLASS_CDP };
+int ts_hub_api_classify(void *ud, const char *method, const char *path);
+/* The [hub] capacities and deadlines into a listener's options. */
+void ts_hub_api_serve_opts(const struct ts_hub_config *cfg, struct ts_httpd_opts *o);
 
 /* Feed cursors: "c1.<epoch>.<seq>", the store's epoch as 8 lowercase hex
  * digits and the hub sequence number in lowercase hex. Opaque to agents; the

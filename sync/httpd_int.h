@@ -26,8 +26,11 @@ enum conn_state {
     C_DEAD,      /* closed; freed at the end of the loop's round */
 };
 
-/* What a worker says should happen to a connection it hands back. */
-enum conn_next { N_READ, N_PARK, N_CLOSE };
+/* What a worker says should happen to a connection it hands back: the
+ * outcome of a request, or of a handshake step (workers run those too, so
+ * the ECDSA work of full handshakes does not stall the loop and uses every
+ * core). */
+enum conn_next { N_READ, N_PARK, N_CLOSE, N_HS_AGAIN, N_HS_DONE, N_HS_FAILED };
 
 struct src; /* connections from one source address (httpd_loop.c) */
 
@@ -47,6 +50,8 @@ struct hconn {
     ts_buf in;
     struct ts_http_msg m; /* the request being parsed, then handled */
     bool sent_continue, decoded;
+    bool hs_job, hs_want_write; /* the job is a handshake step; its result */
+    char hs_err[200];
     int cls; /* capacity class of the request in hand, -1 = none */
     /* parked */
     int64_t park_until, park_recheck_at;

@@ -306,17 +306,30 @@ static void do_accept(struct ts_httpd *s, int64_t now)
     }
 }
 
-static void handshake(struct ts_httpd *s, struct hconn *c, int64_t now)
+/* The socket is ready for the handshake's next step: a worker runs it. */
+static void handshake(struct ts_httpd *s, struct hconn *c)
 {
-    bool want_write = false;
-    char err[256] = "";
-    enum ts_err rc = ts_tls_accept_step(c->tc, &want_write, err, sizeof err);
-    if (rc == TS_ERR_AGAIN) {
-        set_events(s, c, (want_write ? EPOLLOUT : EPOLLIN) | EPOLLRDHUP);
+    c->hs_job = true;
+    c->st = C_WORK;
+    set_events(s, c, 0);
+    ts_httpd_job_push(s, c);
+}
+
+/* A worker ran a step of c's handshake. */
+static void handshake_stepped(struct ts_httpd *s, struct hconn *c, int64_t now)
+{
+    c->hs_job = false;
+    c->st = C_HANDSHAKE;
+    if (now >= c->deadline || atomic_load(&s->stopping)) {
+        conn_free(s, c); /* the sweep skipped it while a worker had it */
         return;
     }
-    if (rc != TS_OK) {
-        TS_WARN("httpd", "TLS handshake with %s failed: %s", c->remote, err);
+    if (c->next_step == N_HS_AGAIN) {
+        set_events(s, c, (c->hs_want_write ? EPOLLOUT : EPOLLIN) | EPOLLRDHUP);
+        return;
+    }
+    if (c->next_step == N_HS_FAILED) {
+        TS_WARN("httpd", "TLS handshake with %s failed: %s", c->remote, c->hs_err);
         conn_linger(s, c, now, HANDSHAKE_LINGER_MS);
         return;
     }
@@ -462,7 +475,7 @@ static void on_event(struct ts_httpd *s, struct hconn *c, uint32_t ev, int64_t n
 {
     switch (c->st) {
     case C_HANDSHAKE:
-        handshake(s, c, now);
+        handshake(s, c);
         break;
     case C_READ:
     case C_PARKED:
@@ -505,7 +518,9 @@ static void take_done(struct ts_httpd *s, int64_t now)
     while (c) {
         struct hconn *nx = c->qnext;
         c->qnext = NULL;
-        if (c->next_step == N_PARK) {
+        if (c->hs_job) {
+            handshake_stepped(s, c, now);
+        } else if (c->next_step == N_PARK) {
             c->st = C_PARKED;
             atomic_fetch_add(&s->st_parked, 1);
             c->park_recheck_at = c->park_recheck_ms > 0 ? now + c->park_recheck_ms : 0;
@@ -541,8 +556,10 @@ static void sweep(struct ts_httpd *s, int64_t now, bool wake)
         case C_READ:
             if (now < c->deadline)
                 break;
-            s->log_timeouts++;
-            atomic_fetch_add(&s->st_timed_out, 1);
+            if (c->st == C_HANDSHAKE || !c->authed || c->in.len > 0 || c->head_start) {
+                s->log_timeouts++; /* not an idle kept connection: worth a word */
+                atomic_fetch_add(&s->st_timed_out, 1);
+            }
             if (c->st == C_READ && (c->in.len > 0 || c->head_start))
                 answer_close(s, c, 408, "request not received in time", now);
             else

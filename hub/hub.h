@@ -300,9 +300,14 @@ enum ts_err ts_hub_store_on_change(struct ts_hub_store *s, void (*fn)(void *), v
 /* Whether ts_hub_store_shutdown was called. */
 bool ts_hub_store_closing(struct ts_hub_store *s);
 /* How often a parked long-poll must look by itself for changes nobody
- * signals (other processes on SQLite: 1 s; 10 s while the PostgreSQL
- * listener hears them). */
+ * signals: 0 (never) once ts_hub_store_watch runs on SQLite; 10 s while the
+ * PostgreSQL listener hears other processes; else 1 s. */
 int ts_hub_store_recheck_ms(struct ts_hub_store *s);
+/* `run`, on SQLite: a thread that looks once a second whether another
+ * process committed (PRAGMA data_version) and signals the change notice
+ * then, so parked long-polls need not look each by itself. Stopped by
+ * ts_hub_store_close. No-op on PostgreSQL (its listener does that). */
+enum ts_err ts_hub_store_watch(struct ts_hub_store *s);
 
 /*
  * Long-poll: returns true as soon as store_id's feed has a change after

@@ -132,6 +132,9 @@ static int cmd_run(const char *conf)
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (ts_hub_store_watch(store) != TS_OK)
+        TS_WARN("hub", "cannot watch %s for other processes' commits: long-polls look each second",
+                cfg.db);
 
     bool tls = cfg.tls_cert[0] != '\0';
     /* Purchases still waiting from before a restart go out at once. */

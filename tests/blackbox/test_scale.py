@@ -159,6 +159,28 @@ def thousand_long_polls(w):
     check(got == 1000, f"{got} long-polls answered")
 
 
+def other_process_wakes_parked(w):
+    """A change committed by another process (`tillside-hub import`) wakes a
+    parked long-poll well before its 25 s wait is over: on SQLite nothing
+    signals it but the hub's data_version watch."""
+    import json
+    w.start_hub()
+    cur = cursor_now(w)
+    s = long_poll(w, cur, wait_s=25)
+    t0 = time.monotonic()
+    path = os.path.join(w.dir, "events.jsonl")
+    with open(path, "w") as f:
+        for ev in customer_batch(user="u-imported", loyalty="2000000000053"):
+            f.write(json.dumps(ev) + "\n")
+    tslib.run([tslib.HUB_BIN, "import", "-c", os.path.join(w.dir, "hub.conf"), path])
+    resp = read_response(s, 30)
+    check(resp and resp[0] == 200 and b'"op":"upsert"' in resp[2],
+          f"the parked long-poll answered {resp and resp[0]}: {resp and resp[2][:200]}")
+    # the wait was 25 s: an answer with the item before it means it was woken
+    check(time.monotonic() - t0 < 20, "the long-poll was not woken by the import")
+    s.close()
+
+
 # ---- over capacity -----------------------------------------------------------
 
 def refusals_logged(w, what):
@@ -389,5 +411,6 @@ def cdp_listener(w):
 
 
 if __name__ == "__main__":
-    tslib.main({f.__name__: f for f in (thousand_long_polls, over_capacity_503,
+    tslib.main({f.__name__: f for f in (thousand_long_polls, other_process_wakes_parked,
+                                        over_capacity_503,
                                         silent_connections, slow_headers, cdp_listener)})

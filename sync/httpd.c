@@ -215,14 +215,17 @@ static void *worker_main(void *arg)
     struct ts_httpd *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->jobs && !s->workers_stop)
+        while (!s->jobs && !s->rejobs && !s->workers_stop)
             pthread_cond_wait(&s->jobs_cv, &s->mu);
         if (s->workers_stop)
             break;
-        struct hconn *c = s->jobs;
-        s->jobs = c->qnext;
-        if (!s->jobs)
-            s->jobs_tail = NULL;
+        /* new requests and handshakes before parked long-polls looking
+         * again: a wake hands thousands over at once */
+        struct hconn **q = s->jobs ? &s->jobs : &s->rejobs;
+        struct hconn *c = *q;
+        *q = c->qnext;
+        if (!*q)
+            *(q == &s->jobs ? &s->jobs_tail : &s->rejobs_tail) = NULL;
         pthread_mutex_unlock(&s->mu);
         c->next_step = c->hs_job ? handshake_step(c) : run_request(s, c);
         pthread_mutex_lock(&s->mu);
@@ -242,13 +245,16 @@ static void *worker_main(void *arg)
 
 void ts_httpd_job_push(struct ts_httpd *s, struct hconn *c)
 {
+    bool again = c->park_until && !c->hs_job;
+    struct hconn **head = again ? &s->rejobs : &s->jobs,
+                 **tail = again ? &s->rejobs_tail : &s->jobs_tail;
     pthread_mutex_lock(&s->mu);
     c->qnext = NULL;
-    if (s->jobs_tail)
-        s->jobs_tail->qnext = c;
+    if (*tail)
+        (*tail)->qnext = c;
     else
-        s->jobs = c;
-    s->jobs_tail = c;
+        *head = c;
+    *tail = c;
     pthread_cond_signal(&s->jobs_cv);
     pthread_mutex_unlock(&s->mu);
 }

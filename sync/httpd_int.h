@@ -85,6 +85,7 @@ struct ts_httpd {
     pthread_mutex_t mu; /* guards the queues and workers_stop */
     pthread_cond_t jobs_cv;
     struct hconn *jobs, *jobs_tail, *done, *done_tail;
+    struct hconn *rejobs, *rejobs_tail; /* parked requests handed over again: after jobs */
     bool workers_stop;
     int nworkers;
     pthread_t *workers;

@@ -658,7 +658,7 @@ void ts_httpd_loop_free(struct ts_httpd *s)
         conn_free(s, c);
     }
     bury(s);
-    s->jobs = s->jobs_tail = s->done = s->done_tail = NULL;
+    s->jobs = s->jobs_tail = s->done = s->done_tail = s->rejobs = s->rejobs_tail = NULL;
     if (s->srcs) {
         for (int i = 0; i < SRC_BUCKETS; i++)
             while (s->srcs[i]) {

@@ -10,12 +10,18 @@ few thousand costs the hub little CPU; the held state is the same either way
 request). Opening more than the hub's 25 s long-poll wait allows (about
 4,000 here) lets the first ones be answered, empty, before the last is
 open: each answered one is asked again at once (the agent's behaviour), so
-N are held at the hub when RSS is read; "held_at_read" says how many
-connections were open then.
+N are held at the hub when RSS is read.
+
+Then, with the N held (and, as the baseline, on the same hub before any is
+held): a CDP batch, a purchase upload and a new connection's feed page,
+each timed --samples times (median); and last one CDP change to the store
+all N poll: the time from the batch to each held long-poll's answer
+(p50, p99, and how many were answered).
 
     python3 bench/held_conns.py --bin build/release [--conns 2000] [--runs 3]
 """
 import argparse
+import base64
 import json
 import os
 import resource
@@ -62,7 +68,79 @@ def repoll(socks, cursor):
                       .encode())
 
 
-def one_run(bins, workroot, n):
+def timed(fn, samples):
+    ts = []
+    for i in range(samples):
+        t = time.monotonic()
+        fn(i)
+        ts.append((time.monotonic() - t) * 1000)
+    return round(median(ts), 2)
+
+
+def request(st, cert, method, path, body=None, headers=None, fresh=True):
+    c = st.hub_conn(cert)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    if r.status != 200:
+        raise SystemExit(f"{method} {path} answered {r.status}: {data[:200]!r}")
+    return data
+
+
+def batch(st, tag):
+    auth = base64.b64encode(f"{benchlib.WRITE_KEY}:".encode()).decode()
+    ev = [{"type": "identify", "userId": f"held-{tag}", "messageId": f"held-{tag}",
+           "traits": {"name": f"Held {tag}", "home_store": "S001"}}]
+    request(st, "cdp", "POST", "/v1/batch", json.dumps({"batch": ev}),
+            {"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
+
+
+def purchase(st, tag):
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    mid = f"held-p-{tag}-{time.monotonic_ns()}"
+    ev = {"type": "track", "event": "Order Completed", "messageId": mid,
+          "anonymousId": "S001:T01", "originalTimestamp": now, "sentAt": now,
+          "properties": {"order_id": mid, "total": 1.0, "currency": "EUR",
+                         "products": [{"product_id": "SKU-1", "price": 1.0, "quantity": 1}]},
+          "context": {"tillside": {"store": "S001", "terminal": "T01", "receipt": mid,
+                                   "source": "api"}}}
+    request(st, "t01", "POST", "/v1/purchases", json.dumps({"batch": [ev]}),
+            {"Content-Type": "application/json"})
+
+
+def served(st, samples, tag):
+    """Medians (ms) of a CDP batch, a purchase, a first feed page; new
+    connections each (full handshakes, as a new CDP client or terminal)."""
+    return {"cdp_batch_ms": timed(lambda i: batch(st, f"{tag}-{i}"), samples),
+            "purchase_ms": timed(lambda i: purchase(st, f"{tag}-{i}"), samples),
+            "first_feed_page_ms": timed(lambda i: request(st, "t01", "GET", "/v1/feed?limit=500"),
+                                        samples)}
+
+
+def informed(st, socks):
+    """One CDP change; ms from it to each held long-poll's answer."""
+    p = select.poll()
+    byfd = {s.fileno(): s for s in socks}
+    for fd in byfd:
+        p.register(fd, select.POLLIN)
+    t0 = time.monotonic()
+    batch(st, "change")
+    got = []
+    pending = set(byfd)
+    while pending and time.monotonic() - t0 < 60:
+        for fd, _ in p.poll(1000):
+            if fd in pending:
+                pending.discard(fd)
+                p.unregister(fd)
+                got.append((time.monotonic() - t0) * 1000)
+    got.sort()
+    return {"answered": len(got), "of": len(socks),
+            "p50_ms": round(got[len(got) // 2], 1) if got else None,
+            "p99_ms": round(got[int(len(got) * 0.99) - 1], 1) if got else None}
+
+
+def one_run(bins, workroot, n, samples=5):
     st = benchlib.Setup(bins, os.path.join(workroot, f"run-{time.monotonic_ns()}"))
     hub = st.start_hub(os.path.join(st.dir, "hub.db"))
     ctx = st.ssl_ctx()
@@ -74,6 +152,7 @@ def one_run(bins, workroot, n):
     cursor = page["cursor"]
     # a warm baseline: the hub has served a handshake and a feed page
     base = settle(hub)
+    idle = served(st, samples, "idle")
     sess = None
     socks = []
     t0 = time.monotonic()
@@ -90,10 +169,14 @@ def one_run(bins, workroot, n):
     repoll(socks, cursor)
     held = settle(hub)
     log(f"{n} held in {opened:.1f} s: RSS {base} kB -> {held} kB")
+    busy = served(st, samples, "held")
+    repoll(socks, cursor)
+    inf = informed(st, socks)
+    log(f"idle hub {idle}; with {n} held {busy}; change -> held polls {inf}")
     for s in socks:
         s.close()
     st.stop_all()
-    return base, held, opened
+    return base, held, opened, idle, busy, inf
 
 
 def main():
@@ -107,12 +190,15 @@ def main():
     bins = benchlib.Bins(a.bin)
     work = tempfile.mkdtemp(prefix="ts-held-")
     runs = [one_run(bins, work, a.conns) for _ in range(a.runs)]
-    per = [(h - b) * 1024 / a.conns for b, h, _ in runs]
+    per = [(r[1] - r[0]) * 1024 / a.conns for r in runs]
     out = {"conns": a.conns, "runs": a.runs,
-           "rss_idle_kb": [b for b, _, _ in runs], "rss_held_kb": [h for _, h, _ in runs],
+           "rss_idle_kb": [r[0] for r in runs], "rss_held_kb": [r[1] for r in runs],
            "bytes_per_held_conn": [round(p) for p in per],
            "bytes_per_held_conn_median": round(median(per)),
-           "open_s": [round(o, 1) for _, _, o in runs], "machine": benchlib.machine()}
+           "open_s": [round(r[2], 1) for r in runs],
+           "served_idle": [r[3] for r in runs], "served_held": [r[4] for r in runs],
+           "change_to_held": [r[5] for r in runs],
+           "load_avg": os.getloadavg(), "machine": benchlib.machine()}
     print(json.dumps(out, indent=1))
 
 

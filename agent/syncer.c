@@ -28,8 +28,9 @@ struct ts_syncer {
     struct ts_httpc *http;
     struct ts_worker w; /* the thread, its stop flag and its sleeps */
     unsigned failures;
-    bool caught_up;        /* the last page said more=false: long-poll next */
-    int64_t next_prune_ms; /* monotonic time of the next retention run */
+    bool caught_up;         /* the last page said more=false: long-poll next */
+    int64_t next_prune_ms;  /* monotonic time of the next retention run */
+    int64_t retry_after_ms; /* the hub's Retry-After on its last 503/429 */
 
     struct ts_health *health; /* health.c: the report sent with the polls */
 };
@@ -46,11 +47,14 @@ static bool stop_requested(struct ts_syncer *s)
 }
 
 /* After the n-th consecutive failure (from 1): full jitter between the
- * floor and min(cap, base * 2^(n-1)) (common/backoff.c). */
-static int64_t backoff_ms(unsigned failures)
+ * floor and min(cap, base * 2^(n-1)) (common/backoff.c), and never sooner
+ * than a busy hub's Retry-After (503, 429) plus the same jitter, so a fleet
+ * refused at once does not come back at once. */
+static int64_t backoff_ms(unsigned failures, int64_t retry_after_ms)
 {
-    return ts_backoff_ms(failures ? failures - 1 : 0, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
-                         BACKOFF_FLOOR_MS);
+    int64_t b = ts_backoff_ms(failures ? failures - 1 : 0, BACKOFF_BASE_MS, BACKOFF_MAX_MS,
+                              BACKOFF_FLOOR_MS);
+    return retry_after_ms > 0 ? retry_after_ms + b : b;
 }
 
 /* Inflated feed pages larger than this are refused (a zip bomb, or a hub
@@ -171,6 +175,11 @@ static int sync_page(struct ts_syncer *s, int64_t *pause_ms, char *why, size_t w
         *pause_ms = 0;
         goto out;
     }
+    if (r.status == 503 || r.status == 429) {
+        /* busy: wait as asked (at most the backoff cap), then catch up */
+        int ra = r.retry_after_s > 0 ? r.retry_after_s : 1;
+        s->retry_after_ms = ra * 1000LL > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ra * 1000LL;
+    }
     if (r.status != 200) {
         char excerpt[160];
         ts_sanitize(r.body.data, r.body.len, excerpt, sizeof excerpt, ' ');
@@ -263,7 +272,9 @@ static void run(struct ts_worker *w, void *arg)
         /* A page the hub sent but we refused means the link works; still
          * call it offline: the cache is no longer being refreshed. */
         ts_agent_set_link(a, false, why);
-        if (sleep_or_stop(s, backoff_ms(s->failures)))
+        int64_t wait = backoff_ms(s->failures, s->retry_after_ms);
+        s->retry_after_ms = 0;
+        if (sleep_or_stop(s, wait))
             break;
     }
 }

@@ -62,26 +62,79 @@ static const struct route {
     {"/v1/fleet", "GET", ts_hub_fleet_json},
 };
 
-void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp)
+/* Runs the route of table[0..n) for req, or a CDP source's adapter for
+ * /v1/sources/NAME (source.c: each verifies its vendor's signature); 405 for
+ * another method, 404 for no route. */
+static void route(const struct route *table, size_t n, void *ud, const struct ts_httpd_req *req,
+                  struct ts_httpd_resp *resp, const char *not_found)
 {
     struct ts_hub_api *api = ud;
     resp->status = 200;
     ts_strlcpy(resp->content_type, "application/json", sizeof resp->content_type);
-    if (strncmp(req->path, "/v1/sources/", 12) == 0) { /* source.c, until the CDP listener */
+    if (strncmp(req->path, "/v1/sources/", 12) == 0) {
         ts_hub_sources_handle(api, req, resp);
         return;
     }
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (strcmp(req->path, routes[i].path) != 0)
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(req->path, table[i].path) != 0)
             continue;
-        if (!req->method || strcmp(req->method, routes[i].method) != 0) {
+        if (!req->method || strcmp(req->method, table[i].method) != 0) {
             snprintf(resp->extra_headers, sizeof resp->extra_headers, "Allow: %s\r\n",
-                     routes[i].method);
+                     table[i].method);
             ts_httpd_error(resp, 405, "method not allowed");
             return;
         }
-        routes[i].fn(api, req, resp);
+        table[i].fn(api, req, resp);
         return;
     }
-    ts_httpd_error(resp, 404, "not found");
+    ts_httpd_error(resp, 404, not_found);
+}
+
+void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp)
+{
+    route(routes, sizeof routes / sizeof *routes, ud, req, resp, "not found");
+}
+
+int ts_hub_api_classify(void *ud, const char *method, const char *path)
+{
+    (void)ud;
+    (void)method;
+    if (strcmp(path, "/v1/feed") == 0)
+        return TS_HUB_CLASS_FEED;
+    if (strcmp(path, "/v1/purchases") == 0)
+        return TS_HUB_CLASS_PURCHASES;
+    if (strcmp(path, "/v1/batch") == 0 || strncmp(path, "/v1/sources/", 12) == 0)
+        return TS_HUB_CLASS_CDP;
+    return -1;
+}
+
+/* The CDP listener's routes: the CDP's own endpoints (and /v1/sources/NAME,
+ * see route()) and nothing a terminal uses. */
+static const struct route cdp_routes[] = {
+    {"/v1/batch", "POST", ts_hub_api_batch},
+    {"/livez", "GET", do_livez},
+};
+
+void ts_hub_api_cdp_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp)
+{
+    route(cdp_routes, sizeof cdp_routes / sizeof *cdp_routes, ud, req, resp,
+          "not found on the CDP listener");
+}
+
+void ts_hub_api_serve_opts(const struct ts_hub_config *cfg, struct ts_httpd_opts *o)
+{
+    o->max_conns = cfg->max_connections;
+    o->max_pending = cfg->max_unauthenticated;
+    o->max_pending_per_source = cfg->max_unauthenticated_per_address;
+    o->handshake_timeout_ms = cfg->handshake_timeout_s * 1000;
+    o->head_timeout_ms = cfg->request_head_timeout_s * 1000;
+    o->workers = cfg->workers;
+    o->retry_after_s = cfg->retry_after_s;
+    o->classify = ts_hub_api_classify;
+    o->class_max[TS_HUB_CLASS_FEED] = cfg->max_feed_polls;
+    o->class_max[TS_HUB_CLASS_PURCHASES] = cfg->max_purchase_uploads;
+    o->class_max[TS_HUB_CLASS_CDP] = cfg->max_cdp_batches;
+    o->class_name[TS_HUB_CLASS_FEED] = "feed requests";
+    o->class_name[TS_HUB_CLASS_PURCHASES] = "purchase uploads";
+    o->class_name[TS_HUB_CLASS_CDP] = "CDP batches";
 }

@@ -126,9 +126,16 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
     struct ts_hub_feed_page page = {0};
     rc = cursor_epoch == epoch ? ts_hub_store_feed(api->store, store, since, (int)limit, &page)
                                : TS_ERR_GONE;
-    if (rc == TS_OK && page.nitems == 0 && wait > 0 &&
-        ts_hub_store_wait(api->store, store, since, (int)wait * 1000))
-        rc = ts_hub_store_feed(api->store, store, since, (int)limit, &page);
+    /* Nothing new and a long-poll: park the request (httpd.h), costing only
+     * its connection, until the store changes or the wait is over; it is
+     * handed back here then, and asks again. */
+    if (rc == TS_OK && page.nitems == 0 && wait > 0 && !req->park_expired &&
+        !ts_hub_store_closing(api->store)) {
+        int64_t until = req->park_until_ms ? req->park_until_ms : ts_now_mono_ms() + wait * 1000;
+        ts_httpd_park(resp, until, ts_hub_store_recheck_ms(api->store));
+        ts_buf_free(&page.items);
+        return;
+    }
     if (rc == TS_ERR_GONE) {
         TS_WARN(COMP,
                 "feed store=%s since=%s: cursor from another database, ahead of it, or older "

@@ -7,6 +7,7 @@
 #include "../common/conf.h"
 #include "proxy.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,51 @@ static enum ts_err trust_conf(const struct ts_conf *c, struct ts_hub_config *o, 
     if (o->public_url[0] && strncmp(o->public_url, "https://", 8) != 0 &&
         strncmp(o->public_url, "http://", 7) != 0)
         return fail(c, "hub", "public_url", "expected https://host:port", err, errsz);
+    return TS_OK;
+}
+
+/* The CDP's listener and the server's capacities ([hub], sync/httpd.h;
+ * docs/OPERATIONS.md "Sizing"): the defaults serve 10,000 terminals. */
+static enum ts_err serve_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                              size_t errsz)
+{
+    static const struct {
+        const char *key;
+        long def, min, max;
+        size_t off;
+    } ints[] = {
+        {"max_connections", 16384, 16, 1000000, offsetof(struct ts_hub_config, max_connections)},
+        {"max_unauthenticated", 1024, 8, 100000,
+         offsetof(struct ts_hub_config, max_unauthenticated)},
+        {"max_unauthenticated_per_address", 128, 1, 100000,
+         offsetof(struct ts_hub_config, max_unauthenticated_per_address)},
+        {"handshake_timeout_s", 10, 1, 300, offsetof(struct ts_hub_config, handshake_timeout_s)},
+        {"request_head_timeout_s", 10, 1, 300,
+         offsetof(struct ts_hub_config, request_head_timeout_s)},
+        {"workers", 8, 1, 256, offsetof(struct ts_hub_config, workers)},
+        {"retry_after_s", 2, 1, 3600, offsetof(struct ts_hub_config, retry_after_s)},
+        {"max_feed_polls", 15000, 1, 1000000, offsetof(struct ts_hub_config, max_feed_polls)},
+        {"max_purchase_uploads", 64, 1, 100000,
+         offsetof(struct ts_hub_config, max_purchase_uploads)},
+        {"max_cdp_batches", 8, 1, 10000, offsetof(struct ts_hub_config, max_cdp_batches)},
+    };
+    int rc;
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        long v;
+        if ((rc = ts_conf_get_int(c, "hub", ints[i].key, ints[i].def, ints[i].min, ints[i].max, &v,
+                                  err, errsz)))
+            return rc;
+        *(int *)(void *)((char *)o + ints[i].off) = (int)v;
+    }
+    if ((rc = get_str(c, "hub", "cdp_listen", "", o->cdp_listen, sizeof o->cdp_listen, err, errsz)))
+        return rc;
+    if (o->cdp_listen[0] && !listen_ok(o->cdp_listen))
+        return fail(c, "hub", "cdp_listen", "expected host:port", err, errsz);
+    if (o->cdp_listen[0] && !o->tls_cert[0])
+        return fail(c, "hub", "cdp_listen",
+                    "needs tls_cert and tls_key (the CDP connects over TLS without a client "
+                    "certificate)",
+                    err, errsz);
     return TS_OK;
 }
 
@@ -254,7 +300,7 @@ static enum ts_err from_conf(const struct ts_conf *c, struct ts_hub_config *o, c
     if ((rc = trust_conf(c, o, err, errsz)) || (rc = upstream_conf(c, o, err, errsz)) ||
         (rc = ts_hub_sinks_conf(c, o, err, errsz)) || (rc = ts_hub_proxy_conf(c, o, err, errsz)) ||
         (rc = throttle_conf(c, o, err, errsz)) || (rc = fleet_conf(c, o, err, errsz)) ||
-        (rc = ts_hub_sources_conf(c, o, err, errsz)))
+        (rc = ts_hub_sources_conf(c, o, err, errsz)) || (rc = serve_conf(c, o, err, errsz)))
         return rc;
     const char *lvl = ts_conf_get(c, "hub", "log_level", "info");
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)

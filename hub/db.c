@@ -53,6 +53,13 @@ struct ts_hub_store {
     bool listener_started;
     int wake[2];            /* the pipe that ends the listener */
     _Atomic bool listening; /* notices arrive: waiters need not look each second */
+    _Atomic bool watching;  /* SQLite: watch_run looks for other processes' commits */
+    int64_t watch_start;    /* its first data_version */
+    /* ts_hub_store_on_change: called after every change notice (parked
+     * long-polls are woken with it); set before serving, read after */
+    void (*on_change[4])(void *);
+    void *on_change_ud[4];
+    int non_change;
     struct ts_tenant_key key;
     struct ts_tenant_key prev; /* second key version (rotation); len 0 = none */
     uint32_t epoch;
@@ -512,10 +519,40 @@ int ts_hub_store_prev_kv(const struct ts_hub_store *s)
 
 void ts_hub_db_notify(struct ts_hub_store *s)
 {
+    void (*fn[4])(void *);
+    void *ud[4];
     pthread_mutex_lock(&s->wmu);
     s->gen++;
     pthread_cond_broadcast(&s->changed);
+    int n = s->non_change;
+    memcpy(fn, s->on_change, sizeof fn);
+    memcpy(ud, s->on_change_ud, sizeof ud);
     pthread_mutex_unlock(&s->wmu);
+    for (int i = 0; i < n; i++)
+        fn[i](ud[i]);
+}
+
+enum ts_err ts_hub_store_on_change(struct ts_hub_store *s, void (*fn)(void *), void *ud)
+{
+    enum ts_err rc = TS_OK;
+    pthread_mutex_lock(&s->wmu);
+    if (!fn)
+        s->non_change = 0;
+    else if (s->non_change >= (int)(sizeof s->on_change / sizeof *s->on_change))
+        rc = TS_ERR_FULL;
+    else {
+        s->on_change_ud[s->non_change] = ud;
+        s->on_change[s->non_change++] = fn;
+    }
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
+bool ts_hub_store_closing(struct ts_hub_store *s)
+{
+    bool closing;
+    (void)ts_hub_db_changes(s, &closing);
+    return closing;
 }
 
 void ts_hub_store_shutdown(struct ts_hub_store *s)
@@ -543,6 +580,13 @@ uint64_t ts_hub_db_changes(struct ts_hub_store *s, bool *closing)
  * a notice lost in a reconnect. */
 #define WAIT_SLICE_MS 1000
 #define WAIT_SLICE_LISTENING_MS 10000
+
+int ts_hub_store_recheck_ms(struct ts_hub_store *s)
+{
+    if (atomic_load(&s->watching))
+        return 0; /* watch_run signals other processes' commits */
+    return atomic_load(&s->listening) ? WAIT_SLICE_LISTENING_MS : WAIT_SLICE_MS;
+}
 
 void ts_hub_db_wait_change(struct ts_hub_store *s, uint64_t seen, int64_t max_ms)
 {
@@ -593,6 +637,50 @@ static enum ts_err start_listener(struct ts_hub_store *s, const char *path, char
     }
     atomic_store(&s->listening, true);
     s->listener_started = true;
+    return TS_OK;
+}
+
+/* SQLite: another process's commit (`erase`, `import`, a second hub) moves
+ * the writer connection's data_version, which nothing of ours does; one
+ * look a second wakes every waiter (and parked long-poll) only then. */
+static int64_t data_version(struct ts_hub_store *s)
+{
+    struct ts_sql_stmt *st = NULL;
+    int64_t v = -1;
+    struct ts_sql *db = ts_hub_db_use(s);
+    if (ts_sql_prepare(db, "PRAGMA data_version", &st) == TS_OK && ts_sql_step(st) == TS_SQL_ROW)
+        v = ts_sql_column_int64(st, 0);
+    ts_sql_finalize(st);
+    ts_hub_db_release(s);
+    return v;
+}
+
+static void *watch_run(void *arg)
+{
+    struct ts_hub_store *s = arg;
+    int64_t seen = s->watch_start;
+    for (;;) {
+        struct pollfd p = {.fd = s->wake[0], .events = POLLIN};
+        if (poll(&p, 1, WAIT_SLICE_MS) != 0)
+            return NULL;
+        int64_t v = data_version(s);
+        if (v != seen)
+            ts_hub_db_notify(s);
+        seen = v;
+    }
+}
+
+enum ts_err ts_hub_store_watch(struct ts_hub_store *s)
+{
+    if (ts_sql_is_pg(s->db) || !s->rdb)
+        return TS_OK; /* the listener hears them; an in-memory database has no others */
+    if (pipe2(s->wake, O_CLOEXEC) != 0)
+        return TS_ERR_IO;
+    s->watch_start = data_version(s); /* before anyone is served */
+    if (pthread_create(&s->listener, NULL, watch_run, s) != 0)
+        return TS_ERR_NOMEM;
+    s->listener_started = true;
+    atomic_store(&s->watching, true);
     return TS_OK;
 }
 

@@ -77,6 +77,12 @@ struct ts_hub_config {
     char fleet_admin_password[128];
     struct ts_hub_source_conf sources[TS_HUB_MAX_SOURCES]; /* [source.NAME] (source.c) */
     size_t nsources;
+    /* [hub] serving (main.c, sync/httpd.h, docs/OPERATIONS.md "Sizing"):
+     * the CDP's own listener ("" = none) and the capacities */
+    char cdp_listen[256];
+    int max_connections, max_unauthenticated, max_unauthenticated_per_address;
+    int handshake_timeout_s, request_head_timeout_s, workers, retry_after_s;
+    int max_feed_polls, max_purchase_uploads, max_cdp_batches;
 };
 
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */
@@ -311,6 +317,24 @@ enum ts_err ts_hub_store_set_keys(struct ts_hub_store *s, const struct ts_tenant
 /* The second key version feed items carry ("prev_kv"), 0 when none. */
 int ts_hub_store_prev_kv(const struct ts_hub_store *s);
 
+/* Calls fn(ud) after every commit that may have changed a feed (this
+ * process's, or another's the PostgreSQL listener heard of): the servers'
+ * ts_httpd_wake, so parked long-polls look again. Up to 4, set before
+ * serving; fn NULL removes them all (before the servers stop). fn must be
+ * quick and thread-safe. */
+enum ts_err ts_hub_store_on_change(struct ts_hub_store *s, void (*fn)(void *), void *ud);
+/* Whether ts_hub_store_shutdown was called. */
+bool ts_hub_store_closing(struct ts_hub_store *s);
+/* How often a parked long-poll must look by itself for changes nobody
+ * signals: 0 (never) once ts_hub_store_watch runs on SQLite; 10 s while the
+ * PostgreSQL listener hears other processes; else 1 s. */
+int ts_hub_store_recheck_ms(struct ts_hub_store *s);
+/* `run`, on SQLite: a thread that looks once a second whether another
+ * process committed (PRAGMA data_version) and signals the change notice
+ * then, so parked long-polls need not look each by itself. Stopped by
+ * ts_hub_store_close. No-op on PostgreSQL (its listener does that). */
+enum ts_err ts_hub_store_watch(struct ts_hub_store *s);
+
 /*
  * Long-poll: returns true as soon as store_id's feed has a change after
  * since, false after timeout_ms without one or once ts_hub_store_shutdown
@@ -372,6 +396,14 @@ struct ts_hub_throttle;
 
 /* The ts_httpd handler; ud is a struct ts_hub_api. Thread-safe. */
 void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp);
+/* The handler of [hub] cdp_listen (TLS without client certificates):
+ * /v1/batch with its Basic auth, and nothing for terminals (404). */
+void ts_hub_api_cdp_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp);
+/* ts_httpd_opts.classify: the capacity class of a request. */
+enum { TS_HUB_CLASS_FEED, TS_HUB_CLASS_PURCHASES, TS_HUB_CLASS_CDP };
+int ts_hub_api_classify(void *ud, const char *method, const char *path);
+/* The [hub] capacities and deadlines into a listener's options. */
+void ts_hub_api_serve_opts(const struct ts_hub_config *cfg, struct ts_httpd_opts *o);
 
 /* Feed cursors: "c1.<epoch>.<seq>", the store's epoch as 8 lowercase hex
  * digits and the hub sequence number in lowercase hex. Opaque to agents; the

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #define DEFAULT_CONF "/etc/tillside-hub/hub.conf"
@@ -70,11 +71,36 @@ static void listen_host(const char *listen, char *out, size_t outsz)
         *colon = '\0';
 }
 
+/* Every held connection is a descriptor: take all the hard limit allows
+ * (the systemd units raise it with LimitNOFILE=). */
+static void raise_nofile(const struct ts_hub_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t want = (rlim_t)cfg->max_connections + (rlim_t)cfg->max_unauthenticated + 256;
+    if (rl.rlim_cur < want)
+        TS_WARN("hub",
+                "open files limited to %llu, fewer than max_connections + max_unauthenticated "
+                "need (%llu): raise LimitNOFILE= (ulimit -n)",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
+static void wake_server(void *ud)
+{
+    ts_httpd_wake(ud);
+}
+
 static int cmd_run(const char *conf)
 {
     struct ts_hub_config cfg;
     struct ts_hub_store *store = NULL;
-    struct ts_httpd *srv = NULL, *enroll_srv = NULL, *proxy_srv = NULL;
+    struct ts_httpd *srv = NULL, *enroll_srv = NULL, *proxy_srv = NULL, *cdp_srv = NULL;
     struct ts_hub_trust *trust = NULL;
     struct ts_hub_janitor *janitor = NULL;
     struct ts_hub_upstream *upstream = NULL;
@@ -85,6 +111,7 @@ static int cmd_run(const char *conf)
     if (ts_hub_cmd_config(conf, &cfg))
         return 1;
     ts_log_set_level(cfg.log_level);
+    raise_nofile(&cfg);
     if (!ts_sql_target_is_pg(cfg.db) && ts_mkdir_for_file(cfg.db) != TS_OK) {
         TS_ERROR("hub", "cannot create the directory of %s: %s", cfg.db, strerror(errno));
         return 1;
@@ -112,6 +139,9 @@ static int cmd_run(const char *conf)
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (ts_hub_store_watch(store) != TS_OK)
+        TS_WARN("hub", "cannot watch %s for other processes' commits: long-polls look each second",
+                cfg.db);
 
     bool tls = cfg.tls_cert[0] != '\0';
     /* Purchases still waiting from before a restart go out at once. */
@@ -143,10 +173,12 @@ static int cmd_run(const char *conf)
         .peer_check = ts_hub_trust_peer_ok, /* revoked terminals */
         .peer_check_ud = trust,
     };
+    ts_hub_api_serve_opts(&cfg, &o);
     if (ts_httpd_start(&o, ts_hub_api_handle, &api, &srv, err, sizeof err) != TS_OK) {
         TS_ERROR("hub", "%s", err);
         goto out;
     }
+    ts_hub_store_on_change(store, wake_server, srv); /* parked long-polls look again */
     char host[256];
     listen_host(cfg.listen, host, sizeof host);
     TS_INFO("hub", "listening on %s://%s:%d", tls ? "https" : "http", host, ts_httpd_port(srv));
@@ -157,6 +189,25 @@ static int cmd_run(const char *conf)
         TS_ERROR("hub", "[hub] listen_plain: %s", err);
         goto out;
     }
+    if (proxy_srv)
+        ts_hub_store_on_change(store, wake_server, proxy_srv);
+    if (cfg.cdp_listen[0]) {
+        /* The CDP's webhook or SDK: server-only TLS, Basic auth per batch. */
+        struct ts_httpd_opts co = {
+            .listen = cfg.cdp_listen,
+            .cert_file = cfg.tls_cert,
+            .key_file = cfg.tls_key,
+            .no_client_cert = true,
+            .max_body = TS_HUB_MAX_BODY,
+        };
+        ts_hub_api_serve_opts(&cfg, &co);
+        if (ts_httpd_start(&co, ts_hub_api_cdp_handle, &api, &cdp_srv, err, sizeof err) != TS_OK) {
+            TS_ERROR("hub", "[hub] cdp_listen: %s", err);
+            goto out;
+        }
+        listen_host(cfg.cdp_listen, host, sizeof host);
+        TS_INFO("hub", "CDP listener on https://%s:%d", host, ts_httpd_port(cdp_srv));
+    }
     if (cfg.enroll_listen[0]) {
         /* Same server certificate, but no client certificate asked: new
          * terminals have none yet and prove themselves with a token. */
@@ -165,9 +216,12 @@ static int cmd_run(const char *conf)
             .cert_file = tls ? cfg.tls_cert : NULL,
             .key_file = tls ? cfg.tls_key : NULL,
             .no_client_cert = true,
-            .max_conns = 32,
             .max_body = 64 * 1024,
         };
+        ts_hub_api_serve_opts(&cfg, &eo);
+        eo.classify = NULL;
+        eo.max_conns = 256;
+        eo.workers = 2;
         if (ts_httpd_start(&eo, ts_hub_enroll_listener_handle, &api, &enroll_srv, err,
                            sizeof err) != TS_OK) {
             TS_ERROR("hub", "enrolment listener: %s", err);
@@ -187,8 +241,10 @@ static int cmd_run(const char *conf)
     code = 0;
 out:
     ts_hub_janitor_stop(janitor);
-    ts_hub_store_shutdown(store); /* ends long-polls, or stopping waits for them */
+    ts_hub_store_shutdown(store);              /* ends long-polls, or stopping waits for them */
+    ts_hub_store_on_change(store, NULL, NULL); /* nothing wakes a stopped server */
     ts_httpd_stop(enroll_srv);
+    ts_httpd_stop(cdp_srv);
     ts_httpd_stop(proxy_srv);
     ts_httpd_stop(srv);
     ts_hub_upstream_free(upstream);

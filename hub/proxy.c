@@ -368,6 +368,8 @@ enum ts_err ts_hub_proxy_start(struct ts_hub_api *api, struct ts_httpd **out, ch
     /* Long-polls hold a connection each, and nginx keeps its upstream
      * connections alive: as many as the TLS listener takes. */
     struct ts_httpd_opts o = {.listen = cfg->listen_plain, .max_body = TS_HUB_MAX_BODY};
+    ts_hub_api_serve_opts(cfg, &o);
+    o.max_pending_per_source = o.max_pending; /* every connection comes from the proxy */
     int rc = ts_httpd_start(&o, ts_hub_proxy_handle, api, out, err, errsz);
     if (rc == TS_OK)
         TS_INFO(COMP, "plain HTTP for the proxy at %s on %s (port %d)", cfg->trusted_proxy,

@@ -14,13 +14,8 @@ extern const struct ts_sink_vendor ts_sink_segment, ts_sink_rudderstack, ts_sink
 /* Adding a vendor: its file defines one const struct ts_sink_vendor and it
  * is named here (docs/ARCHITECTURE.md "Sinks"). */
 static const struct ts_sink_vendor *const vendors[] = {
-    &ts_sink_segment,
-    &ts_sink_rudderstack,
-    &ts_sink_klaviyo,
-    &ts_sink_braze,
-    &ts_sink_bloomreach,
-    &ts_sink_salesforce,
-    &ts_sink_iterable,
+    &ts_sink_segment,    &ts_sink_rudderstack, &ts_sink_klaviyo,  &ts_sink_braze,
+    &ts_sink_bloomreach, &ts_sink_salesforce,  &ts_sink_iterable,
 };
 
 const struct ts_sink_vendor *ts_sink_vendor_at(size_t i)

@@ -1,19 +1,19 @@
 /*
- * The hub's HTTP(S) server (see httpd.h): one accept thread, one detached
- * thread per connection up to max_conns, HTTP/1.1 keep-alive and
- * pipelining, TLS with required client certificates through tls.h.
- * ts_httpd_stop wakes every blocked thread by shutting its socket down and
- * waits until the last connection thread has let go of the server.
+ * The hub's HTTP(S) server (see httpd.h and httpd_int.h): start and stop,
+ * the listening socket, answers, and the worker pool that runs the handler
+ * on whole requests the event loop (httpd_loop.c) hands over. A worker
+ * writes its answer itself, against io_timeout_ms, then hands the
+ * connection back to the loop (keep-alive), asks it to park it (a
+ * long-poll), or to close it.
  */
-#include "httpd.h"
+#include "httpd_int.h"
+#include "gzip.h"
 #include "url.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,36 +21,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-#define DRAIN_MAX_BYTES (8u << 20)
-#define DRAIN_MAX_MS 2000
-#define HANDSHAKE_LINGER_MS 500
-
-struct conn {
-    struct ts_httpd *s;
-    int fd;
-    char remote[64];
-    struct conn *prev, *next;
-};
-
-struct ts_httpd {
-    int lfd;
-    int port;
-    pthread_t accept_thr;
-    struct ts_tls_ctx *tls;
-    ts_tls_peer_check peer_check;
-    void *peer_check_ud;
-    ts_httpd_handler handler;
-    void *ud;
-    int max_conns;
-    int io_timeout_ms;
-    size_t max_body;
-    pthread_mutex_t mu; /* guards everything below */
-    pthread_cond_t idle;
-    bool stopping;
-    int nconns;
-    struct conn *conns;
-};
 
 static const char *reason(int status)
 {
@@ -103,103 +73,39 @@ void ts_httpd_error(struct ts_httpd_resp *resp, int status, const char *msg)
     ts_json_error(&resp->body, msg);
 }
 
-static bool is_stopping(struct ts_httpd *s)
+enum ts_err ts_httpd_format(const char *method, const struct ts_httpd_resp *r, bool keep,
+                            ts_buf *out)
 {
-    pthread_mutex_lock(&s->mu);
-    bool st = s->stopping;
-    pthread_mutex_unlock(&s->mu);
-    return st;
-}
-
-/*
- * Writes one response. Content-Length always (none for 1xx/204, whose
- * framing forbids it), and no body bytes for HEAD or bodiless statuses.
- */
-static int send_response(struct ts_httpd *s, struct ts_tls_conn *tc, const char *method,
-                         struct ts_httpd_resp *r, bool keep)
-{
-    ts_buf head = {0};
-    int st = r->status, rc;
+    int st = r->status;
     bool no_body = st < 200 || st == 204 || st == 304;
     char date[64];
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    ts_buf_printf(&head, "HTTP/1.1 %d %s\r\nDate: %s\r\n", st, reason(st), date);
+    ts_buf_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", st, reason(st), date);
     if (!no_body)
-        ts_buf_printf(&head, "Content-Type: %s\r\n",
+        ts_buf_printf(out, "Content-Type: %s\r\n",
                       r->content_type[0] ? r->content_type : "application/json");
     if (st >= 200 && st != 204)
-        ts_buf_printf(&head, "Content-Length: %zu\r\n", no_body ? 0 : r->body.len);
-    ts_buf_printf(&head, "Connection: %s\r\n", keep ? "keep-alive" : "close");
+        ts_buf_printf(out, "Content-Length: %zu\r\n", no_body ? 0 : r->body.len);
+    ts_buf_printf(out, "Connection: %s\r\n", keep ? "keep-alive" : "close");
     size_t xl = strnlen(r->extra_headers, sizeof r->extra_headers);
     if (xl) {
-        ts_buf_append(&head, r->extra_headers, xl);
+        ts_buf_append(out, r->extra_headers, xl);
         if (xl < 2 || memcmp(r->extra_headers + xl - 2, "\r\n", 2) != 0)
-            ts_buf_puts(&head, "\r\n");
+            ts_buf_puts(out, "\r\n");
     }
-    ts_buf_puts(&head, "\r\n");
-    bool body = !no_body && strcmp(method, "HEAD") != 0 && r->body.len > 0;
-    if (body && r->body.len <= 65536) {
-        rc = ts_buf_append(&head, r->body.data, r->body.len);
-        body = false;
-        if (rc)
-            goto out;
-    }
-    if (!head.data) {
-        rc = TS_ERR_NOMEM;
-        goto out;
-    }
-    rc = ts_tls_write(tc, head.data, head.len, s->io_timeout_ms);
-    if (rc == TS_OK && body)
-        rc = ts_tls_write(tc, r->body.data, r->body.len, s->io_timeout_ms);
-out:
-    ts_buf_free(&head);
-    return rc;
+    ts_buf_puts(out, "\r\n");
+    if (!no_body && strcmp(method, "HEAD") != 0 && r->body.len > 0)
+        ts_buf_append(out, r->body.data, r->body.len);
+    return out->data ? TS_OK : TS_ERR_NOMEM;
 }
 
-static void send_error(struct ts_httpd *s, struct ts_tls_conn *tc, int status, const char *msg)
+void ts_httpd_park(struct ts_httpd_resp *resp, int64_t until_ms, int recheck_ms)
 {
-    struct ts_httpd_resp r = {0};
-    ts_httpd_error(&r, status, msg);
-    send_response(s, tc, "GET", &r, false);
-    ts_buf_free(&r.body);
-}
-
-/* After refusing a request whose body is still arriving, read and drop it
- * for a while: closing with unread data makes the kernel send a reset that
- * can destroy the refusal before the client reads it. */
-static void drain(struct ts_tls_conn *tc)
-{
-    char buf[16384];
-    size_t total = 0;
-    int64_t end = ts_now_mono_ms() + DRAIN_MAX_MS;
-    while (total < DRAIN_MAX_BYTES) {
-        int64_t left = end - ts_now_mono_ms();
-        if (left <= 0)
-            break;
-        long n = ts_tls_read(tc, buf, sizeof buf, (int)left);
-        if (n <= 0)
-            break;
-        total += (size_t)n;
-    }
-}
-
-/* Does the head ask for "Expect: 100-continue"? (Checked on the raw head,
- * which is only parsed into fields once the whole body is in.) */
-static bool wants_continue(const char *head, size_t n)
-{
-    static const char key[] = "\r\nexpect:";
-    for (size_t i = 0; i + sizeof key - 1 < n; i++) {
-        if (strncasecmp(head + i, key, sizeof key - 1) != 0)
-            continue;
-        const char *v = head + i + sizeof key - 1, *e = head + n;
-        while (v < e && (*v == ' ' || *v == '\t'))
-            v++;
-        return (size_t)(e - v) >= 12 && strncasecmp(v, "100-continue", 12) == 0;
-    }
-    return false;
+    resp->park_until_ms = until_ms > 0 ? until_ms : 1;
+    resp->park_recheck_ms = recheck_ms;
 }
 
 /*
@@ -207,9 +113,9 @@ static bool wants_continue(const char *head, size_t n)
  * request is handled, and before its answer goes out, so a terminal
  * revoked while its request waited (a long-poll) gets nothing more.
  */
-static bool peer_refused(struct ts_httpd *s, struct conn *c, struct ts_tls_conn *tc)
+static bool peer_refused(struct ts_httpd *s, struct hconn *c)
 {
-    const struct ts_peer_id *peer = ts_tls_peer(tc);
+    const struct ts_peer_id *peer = ts_tls_peer(c->tc);
     char why[160] = "";
     if (!s->peer_check || !peer || s->peer_check(s->peer_check_ud, peer, why, sizeof why))
         return false;
@@ -218,230 +124,172 @@ static bool peer_refused(struct ts_httpd *s, struct conn *c, struct ts_tls_conn 
     return true;
 }
 
-/* Runs one request through the handler and answers it. */
-static int dispatch(struct ts_httpd *s, struct conn *c, struct ts_tls_conn *tc,
-                    const struct ts_http_msg *m, bool *keep)
+/* Content-Encoding: gzip request bodies are inflated before the handler
+ * sees them, to at most max_body bytes (a bomb: 413, nothing handled). */
+static bool decode_body(struct ts_httpd *s, struct hconn *c, struct ts_httpd_resp *resp)
 {
+    const char *ce = ts_http_header(&c->m, "Content-Encoding");
+    if (c->decoded || !ce || !ce[0] || strcasecmp(ce, "identity") == 0)
+        return true;
+    c->decoded = true;
+    if (strcasecmp(ce, "gzip") != 0) {
+        ts_httpd_error(resp, 415, "unsupported Content-Encoding (gzip or identity)");
+        return false;
+    }
+    int rc = ts_gzip_decode_body(&c->m.body, "gzip", s->o.max_body);
+    if (rc == TS_ERR_FULL) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "request body inflates past the limit (%zu bytes)",
+                 s->o.max_body);
+        TS_WARN("httpd", "%s %s: gzip body inflates past %zu bytes: refused", c->remote,
+                c->m.target, s->o.max_body);
+        ts_httpd_error(resp, 413, msg);
+        return false;
+    }
+    if (rc) {
+        ts_httpd_error(resp, 400, "malformed gzip request body");
+        return false;
+    }
+    return true;
+}
+
+/* One request of c through the handler, and its answer written. */
+static enum conn_next run_request(struct ts_httpd *s, struct hconn *c)
+{
+    const struct ts_http_msg *m = &c->m;
+    if (peer_refused(s, c))
+        return N_CLOSE;
+    struct ts_httpd_resp resp = {.status = 200};
+    ts_strlcpy(resp.content_type, "application/json", sizeof resp.content_type);
     struct ts_httpd_req req = {
         .method = m->method,
         .target = m->target,
         .msg = m,
-        .body = m->body.data ? m->body.data : "",
-        .body_len = m->body.len,
-        .peer = ts_tls_peer(tc),
-        .tls_resumed = ts_tls_resumed(tc),
-        .tls_version = ts_tls_version(tc),
+        .peer = ts_tls_peer(c->tc),
+        .tls_resumed = ts_tls_resumed(c->tc),
+        .tls_version = ts_tls_version(c->tc),
+        .park_until_ms = c->park_until,
+        .park_expired = c->park_expired,
     };
     ts_strlcpy(req.remote_addr, c->remote, sizeof req.remote_addr);
-    struct ts_httpd_resp resp = {.status = 200};
-    ts_strlcpy(resp.content_type, "application/json", sizeof resp.content_type);
-    if (ts_http_target_path(m->target, req.path, sizeof req.path) != TS_OK)
+    if (ts_http_target_path(m->target, req.path, sizeof req.path) != TS_OK) {
         ts_httpd_error(&resp, 414, "request target too long");
-    else
+    } else if (decode_body(s, c, &resp)) {
+        req.body = m->body.data ? m->body.data : "";
+        req.body_len = m->body.len;
         s->handler(s->ud, &req, &resp);
-    if (resp.status < 100 || resp.status > 599) {
-        TS_ERROR("httpd", "handler for %s %s set status %d", m->method, req.path, resp.status);
-        ts_httpd_error(&resp, 500, "internal error");
     }
-    *keep = *keep && !is_stopping(s);
+    if (resp.park_until_ms && !c->park_expired && !atomic_load(&s->stopping)) {
+        c->park_until = resp.park_until_ms;
+        c->park_recheck_ms = resp.park_recheck_ms;
+        ts_buf_free(&resp.body);
+        return N_PARK;
+    }
+    if (resp.status < 100 || resp.status > 599 || resp.park_until_ms) {
+        if (!resp.park_until_ms)
+            TS_ERROR("httpd", "handler for %s %s set status %d", m->method, req.path, resp.status);
+        ts_httpd_error(&resp, resp.park_until_ms ? 503 : 500,
+                       resp.park_until_ms ? "shutting down" : "internal error");
+    }
+    bool keep = m->keep_alive && !atomic_load(&s->stopping);
     TS_DEBUG("httpd", "%s %s %s -> %d", c->remote, m->method, req.path, resp.status);
-    int rc = peer_refused(s, c, tc) ? TS_ERR_AUTH : send_response(s, tc, m->method, &resp, *keep);
+    ts_buf out = {0};
+    int rc = peer_refused(s, c) ? TS_ERR_AUTH : ts_httpd_format(m->method, &resp, keep, &out);
+    if (rc == TS_OK)
+        rc = ts_tls_write(c->tc, out.data, out.len, s->o.io_timeout_ms);
+    ts_buf_free(&out);
     ts_buf_free(&resp.body);
-    return rc;
+    return rc == TS_OK && keep ? N_READ : N_CLOSE;
 }
 
-/* The keep-alive loop of one connection: parse, dispatch, repeat. */
-static void serve(struct ts_httpd *s, struct conn *c, struct ts_tls_conn *tc)
+/* One step of a TLS handshake, as far as the socket allows. */
+static enum conn_next handshake_step(struct hconn *c)
 {
-    ts_buf in = {0};
-    struct ts_http_msg m = {0};
-    bool sent_continue = false;
-    char rbuf[16384];
-    for (;;) {
-        size_t used = 0;
-        int rc = ts_http_parse(&m, true, in.data, in.len, s->max_body, &used);
-        if (rc == TS_ERR_AGAIN) {
-            if (!sent_continue && m.ps.head_len &&
-                wants_continue(in.data + m.ps.head_start, m.ps.head_len)) {
-                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                if (ts_tls_write(tc, cont, sizeof cont - 1, s->io_timeout_ms))
-                    break;
-                sent_continue = true;
-            }
-            long n = ts_tls_read(tc, rbuf, sizeof rbuf, s->io_timeout_ms);
-            if (n == TS_ERR_TIMEOUT && in.len > 0)
-                send_error(s, tc, 408, "request not received in time");
-            if (n <= 0)
-                break; /* closed, idle timeout, or stopping */
-            if (ts_buf_append(&in, rbuf, (size_t)n)) {
-                send_error(s, tc, 503, "out of memory");
-                break;
-            }
-            continue;
-        }
-        if (rc == TS_ERR_FULL) {
-            char msg[96];
-            if (m.ps.head_len) { /* the head was whole: it is the body that is too big */
-                snprintf(msg, sizeof msg, "request body too large (limit %zu bytes)", s->max_body);
-                send_error(s, tc, 413, msg);
-            } else {
-                send_error(s, tc, 431, "request header too large");
-            }
-            drain(tc);
-            break;
-        }
-        if (rc != TS_OK) {
-            send_error(s, tc, rc == TS_ERR_PROTO ? 400 : 500,
-                       rc == TS_ERR_PROTO ? "malformed HTTP request" : "internal error");
-            break;
-        }
-        if (peer_refused(s, c, tc))
-            break;
-        bool keep = m.keep_alive;
-        rc = dispatch(s, c, tc, &m, &keep);
-        ts_http_msg_clear(&m);
-        sent_continue = false;
-        memmove(in.data, in.data + used, in.len - used);
-        in.len -= used;
-        in.data[in.len] = '\0';
-        if (rc || !keep)
-            break;
-    }
-    ts_http_msg_clear(&m);
-    ts_buf_free(&in);
+    c->hs_err[0] = '\0';
+    enum ts_err rc = ts_tls_accept_step(c->tc, &c->hs_want_write, c->hs_err, sizeof c->hs_err);
+    return rc == TS_OK ? N_HS_DONE : rc == TS_ERR_AGAIN ? N_HS_AGAIN : N_HS_FAILED;
 }
 
-/*
- * After a refused handshake: the alert saying why ("certificate revoked")
- * is written, but the client's last flight is still unread, and closing
- * now would make the kernel answer with a reset that destroys the alert
- * before the client reads it. So: half-close, then read until the client
- * hangs up (or HANDSHAKE_LINGER_MS passed).
- */
-static void linger(int fd)
-{
-    char buf[4096];
-    int64_t end = ts_now_mono_ms() + HANDSHAKE_LINGER_MS;
-    shutdown(fd, SHUT_WR);
-    for (;;) {
-        int64_t left = end - ts_now_mono_ms();
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-            break;
-        if (recv(fd, buf, sizeof buf, MSG_DONTWAIT) <= 0)
-            break;
-    }
-}
-
-static void *conn_main(void *arg)
-{
-    struct conn *c = arg;
-    struct ts_httpd *s = c->s;
-    struct ts_tls_conn *tc = NULL;
-    char err[256] = "";
-    int rc = ts_tls_accept(s->tls, c->fd, s->io_timeout_ms, &tc, err, sizeof err);
-    if (rc == TS_OK) {
-        serve(s, c, tc);
-    } else if (!is_stopping(s)) {
-        TS_WARN("httpd", "TLS handshake with %s failed: %s", c->remote, err);
-        linger(c->fd);
-    }
-
-    /* Unlink before closing, under the lock, so ts_httpd_stop never shuts
-     * down a descriptor number that has been closed and reused. */
-    pthread_mutex_lock(&s->mu);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    if (tc)
-        ts_tls_close(tc);
-    else
-        close(c->fd);
-    s->nconns--;
-    pthread_cond_broadcast(&s->idle);
-    pthread_mutex_unlock(&s->mu);
-    free(c);
-    return NULL;
-}
-
-static void remote_name(const struct sockaddr_storage *ss, char *out, size_t outsz)
-{
-    out[0] = '\0';
-    if (ss->ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)outsz);
-    else if (ss->ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)outsz);
-}
-
-static void *accept_main(void *arg)
+static void *worker_main(void *arg)
 {
     struct ts_httpd *s = arg;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&s->mu);
     for (;;) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        int fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (is_stopping(s))
-                break;
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            TS_WARN("httpd", "accept: %s", strerror(errno));
-            ts_sleep_ms(100); /* EMFILE and friends: do not spin */
-            continue;
-        }
-        pthread_mutex_lock(&s->mu);
-        if (s->stopping) {
-            pthread_mutex_unlock(&s->mu);
-            close(fd);
+        while (!s->jobs && !s->rejobs && !s->workers_stop)
+            pthread_cond_wait(&s->jobs_cv, &s->mu);
+        if (s->workers_stop)
             break;
-        }
-        if (s->nconns >= s->max_conns) {
-            pthread_mutex_unlock(&s->mu);
-            TS_WARN("httpd", "connection limit (%d) reached, refusing a connection", s->max_conns);
-            if (!s->tls) {
-                static const char busy[] =
-                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                    "Content-Length: 27\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
-                    "{\"error\":\"server too busy\"}";
-                (void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-            }
-            close(fd);
-            continue;
-        }
-        struct conn *c = calloc(1, sizeof *c);
-        if (!c) {
-            pthread_mutex_unlock(&s->mu);
-            close(fd);
-            continue;
-        }
-        c->s = s;
-        c->fd = fd;
-        remote_name(&ss, c->remote, sizeof c->remote);
-        c->next = s->conns;
-        if (s->conns)
-            s->conns->prev = c;
-        s->conns = c;
-        s->nconns++;
-        pthread_t t;
-        if (pthread_create(&t, &attr, conn_main, c) != 0) {
-            s->conns = c->next;
-            if (c->next)
-                c->next->prev = NULL;
-            s->nconns--;
-            close(fd);
-            free(c);
-            TS_WARN("httpd", "cannot start a connection thread");
-        }
+        /* new requests and handshakes before parked long-polls looking
+         * again: a wake hands thousands over at once */
+        struct hconn **q = s->jobs ? &s->jobs : &s->rejobs;
+        struct hconn *c = *q;
+        *q = c->qnext;
+        if (!*q)
+            *(q == &s->jobs ? &s->jobs_tail : &s->rejobs_tail) = NULL;
         pthread_mutex_unlock(&s->mu);
+        c->next_step = c->hs_job ? handshake_step(c) : run_request(s, c);
+        pthread_mutex_lock(&s->mu);
+        c->qnext = NULL;
+        if (s->done_tail)
+            s->done_tail->qnext = c;
+        else
+            s->done = c;
+        s->done_tail = c;
+        pthread_mutex_unlock(&s->mu);
+        ts_httpd_loop_kick(s);
+        pthread_mutex_lock(&s->mu);
     }
-    pthread_attr_destroy(&attr);
+    pthread_mutex_unlock(&s->mu);
     return NULL;
+}
+
+void ts_httpd_job_push(struct ts_httpd *s, struct hconn *c)
+{
+    bool again = c->park_until && !c->hs_job;
+    struct hconn **head = again ? &s->rejobs : &s->jobs,
+                 **tail = again ? &s->rejobs_tail : &s->jobs_tail;
+    pthread_mutex_lock(&s->mu);
+    c->qnext = NULL;
+    if (*tail)
+        (*tail)->qnext = c;
+    else
+        *head = c;
+    *tail = c;
+    pthread_cond_signal(&s->jobs_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+struct hconn *ts_httpd_done_take(struct ts_httpd *s)
+{
+    pthread_mutex_lock(&s->mu);
+    struct hconn *c = s->done;
+    s->done = s->done_tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
+enum ts_err ts_httpd_workers_start(struct ts_httpd *s)
+{
+    s->workers = calloc((size_t)s->o.workers, sizeof *s->workers);
+    if (!s->workers)
+        return TS_ERR_NOMEM;
+    for (; s->nworkers < s->o.workers; s->nworkers++)
+        if (pthread_create(&s->workers[s->nworkers], NULL, worker_main, s) != 0)
+            return TS_ERR_NOMEM;
+    return TS_OK;
+}
+
+void ts_httpd_workers_stop(struct ts_httpd *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->workers_stop = true;
+    pthread_cond_broadcast(&s->jobs_cv);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->nworkers; i++)
+        pthread_join(s->workers[i], NULL);
+    free(s->workers);
+    s->workers = NULL;
+    s->nworkers = 0;
 }
 
 /* "host:port", "[v6]:port" or ":port" (all interfaces). */
@@ -490,14 +338,14 @@ static enum ts_err listen_on(const char *listen_addr, int *fd_out, int *port_out
     }
     int last = 0, fd = -1;
     for (struct addrinfo *a = res; a; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
         if (fd < 0) {
             last = errno;
             continue;
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 128) == 0)
+        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 4096) == 0)
             break;
         last = errno;
         close(fd);
@@ -517,6 +365,20 @@ static enum ts_err listen_on(const char *listen_addr, int *fd_out, int *port_out
     return TS_OK;
 }
 
+static void fill_defaults(struct ts_httpd_opts *o)
+{
+    o->max_conns = o->max_conns > 0 ? o->max_conns : 16384;
+    o->max_pending = o->max_pending > 0 ? o->max_pending : 1024;
+    o->max_pending_per_source = o->max_pending_per_source > 0 ? o->max_pending_per_source : 128;
+    o->handshake_timeout_ms = o->handshake_timeout_ms > 0 ? o->handshake_timeout_ms : 10000;
+    o->head_timeout_ms = o->head_timeout_ms > 0 ? o->head_timeout_ms : 10000;
+    o->io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 15000;
+    o->max_body = o->max_body ? o->max_body : (size_t)1 << 20;
+    o->workers = o->workers > 0 ? o->workers : 4;
+    o->retry_after_s = o->retry_after_s > 0 ? o->retry_after_s : 2;
+    o->listen = o->cert_file = o->key_file = o->client_ca_file = NULL;
+}
+
 enum ts_err ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
                            struct ts_httpd **out, char *err, size_t errsz)
 {
@@ -534,14 +396,16 @@ enum ts_err ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, vo
     struct ts_httpd *s = calloc(1, sizeof *s);
     if (!s)
         return TS_ERR_NOMEM;
-    s->lfd = -1;
+    s->lfd = s->epfd = s->evfd = -1;
     s->handler = h;
     s->ud = ud;
-    s->max_conns = o->max_conns > 0 ? o->max_conns : 256;
-    s->io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 15000;
-    s->max_body = o->max_body ? o->max_body : (size_t)1 << 20;
+    s->o = *o;
+    fill_defaults(&s->o);
+    s->tls_on = tls;
+    s->client_certs = tls && !o->no_client_cert;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->idle, NULL);
+    pthread_cond_init(&s->jobs_cv, NULL);
+    bool loop_started = false;
     int rc = TS_OK;
     if (tls) {
         struct ts_tls_opts to = {.ca_file = o->client_ca_file,
@@ -558,24 +422,31 @@ enum ts_err ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, vo
         if ((rc = ts_tls_ctx_new(&to, &s->tls, err, errsz)))
             goto fail;
     }
-    if ((rc = listen_on(o->listen, &s->lfd, &s->port, err, errsz)))
+    if ((rc = listen_on(o->listen, &s->lfd, &s->port, err, errsz)) ||
+        (rc = ts_httpd_loop_init(s, err, errsz)))
         goto fail;
-    if (pthread_create(&s->accept_thr, NULL, accept_main, s) != 0) {
-        ts_errf(err, errsz, "cannot start the accept thread");
-        rc = TS_ERR_NOMEM;
+    if ((rc = ts_httpd_workers_start(s)) ||
+        (rc = pthread_create(&s->loop_thr, NULL, ts_httpd_loop_main, s) ? TS_ERR_NOMEM : TS_OK)) {
+        ts_errf(err, errsz, "cannot start the server's threads");
         goto fail;
     }
-    TS_INFO("httpd", "listening on %s (port %d, %s)", o->listen, s->port,
+    loop_started = true;
+    TS_INFO("httpd", "listening on %s (port %d, %s; %d workers, up to %d connections)", o->listen,
+            s->port,
             !tls                ? "plain HTTP"
             : o->no_client_cert ? "TLS, no client certificate asked"
-                                : "TLS, client certificates required");
+                                : "TLS, client certificates required",
+            s->o.workers, s->o.max_conns);
     *out = s;
     return TS_OK;
 fail:
+    (void)loop_started;
+    ts_httpd_workers_stop(s);
+    ts_httpd_loop_free(s);
     if (s->lfd >= 0)
         close(s->lfd);
     ts_tls_ctx_free(s->tls);
-    pthread_cond_destroy(&s->idle);
+    pthread_cond_destroy(&s->jobs_cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
     return rc;
@@ -586,24 +457,48 @@ int ts_httpd_port(const struct ts_httpd *s)
     return s ? s->port : -1;
 }
 
+void ts_httpd_wake(struct ts_httpd *s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->wake_pending, true);
+    ts_httpd_loop_kick(s);
+}
+
+void ts_httpd_stats(struct ts_httpd *s, struct ts_httpd_stats *o)
+{
+    *o = (struct ts_httpd_stats){0};
+    if (!s)
+        return;
+    o->conns = atomic_load(&s->st_conns);
+    o->pending = atomic_load(&s->st_pending);
+    o->parked = atomic_load(&s->st_parked);
+    o->refused_pending = atomic_load(&s->st_ref_pending);
+    o->refused_source = atomic_load(&s->st_ref_source);
+    o->refused_capacity = atomic_load(&s->st_ref_capacity);
+    o->refused_class = atomic_load(&s->st_ref_class);
+    o->timed_out = atomic_load(&s->st_timed_out);
+}
+
+/*
+ * The loop first (it closes what it holds at once), then the workers: a
+ * worker writing to a slow client is woken by shutting the sockets down,
+ * which ts_httpd_loop_free does for every connection before it joins.
+ */
 void ts_httpd_stop(struct ts_httpd *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->mu);
-    s->stopping = true;
-    for (struct conn *c = s->conns; c; c = c->next)
-        shutdown(c->fd, SHUT_RDWR); /* wakes reads, writes and handshakes */
-    pthread_mutex_unlock(&s->mu);
-    shutdown(s->lfd, SHUT_RDWR); /* wakes accept() */
-    pthread_join(s->accept_thr, NULL);
+    atomic_store(&s->stopping, true);
+    ts_httpd_loop_kick(s);
+    pthread_join(s->loop_thr, NULL);
+    for (struct hconn *c = s->conns; c; c = c->next)
+        shutdown(c->fd, SHUT_RDWR); /* wakes workers' writes */
+    ts_httpd_workers_stop(s);
+    ts_httpd_loop_free(s);
     close(s->lfd);
-    pthread_mutex_lock(&s->mu);
-    while (s->nconns > 0)
-        pthread_cond_wait(&s->idle, &s->mu);
-    pthread_mutex_unlock(&s->mu);
     ts_tls_ctx_free(s->tls);
-    pthread_cond_destroy(&s->idle);
+    pthread_cond_destroy(&s->jobs_cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

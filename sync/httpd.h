@@ -1,9 +1,14 @@
 /*
- * The hub's HTTP(S) server: a listening socket, an accept thread and one
- * thread per connection (capped), HTTP/1.1 keep-alive, TLS with required
- * client certificates via tls.h, or plain HTTP when no TLS files are given
- * (behind a TLS-terminating proxy). Handlers run on connection threads and
- * must be thread-safe.
+ * The hub's HTTP(S) server: one event-loop thread per listener (epoll)
+ * holding every connection on nonblocking sockets, with nonblocking TLS
+ * handshakes, HTTP/1.1 keep-alive, TLS with required client certificates
+ * via tls.h (or none asked: enrolment, the CDP), or plain HTTP when no TLS
+ * files are given (behind a TLS-terminating proxy). Whole requests go to a
+ * small pool of worker threads that run the handler, which must be
+ * thread-safe. A handler may park a request (a long-poll with nothing to
+ * say yet): it is handed to it again when ts_httpd_wake is called or its
+ * deadline comes, and costs only its socket and TLS state meanwhile.
+ * docs/ARCHITECTURE.md "The hub's HTTP server" has the design.
  */
 #ifndef TS_HTTPD_H
 #define TS_HTTPD_H
@@ -28,6 +33,11 @@ struct ts_httpd_req {
     bool tls_resumed;              /* the connection resumed a TLS session (tls.h) */
     const char *tls_version;       /* "TLS 1.2", "TLS 1.3"; NULL for plain */
     char remote_addr[64];
+    /* A parked request handed over again (ts_httpd_park): the deadline it
+     * was parked until (monotonic ms; 0 on its first run) and whether that
+     * deadline has come (answer now, with what there is). */
+    int64_t park_until_ms;
+    bool park_expired;
 };
 
 struct ts_httpd_resp {
@@ -35,7 +45,13 @@ struct ts_httpd_resp {
     char content_type[64];   /* default "application/json" */
     char extra_headers[512]; /* "Name: value\r\n" lines */
     ts_buf body;
+    int64_t park_until_ms; /* ts_httpd_park: set = park instead of answering */
+    int park_recheck_ms;
 };
+
+/* Capacity classes (ts_httpd_opts.classify): a request of a class over
+ * its limit is answered 503 with Retry-After without reaching the handler. */
+#define TS_HTTPD_CLASSES 4
 
 typedef void (*ts_httpd_handler)(void *ud, const struct ts_httpd_req *req,
                                  struct ts_httpd_resp *resp);
@@ -59,9 +75,37 @@ struct ts_httpd_opts {
      * is taken, too. no_resume = full handshakes only. */
     int tls_session_lifetime_s;
     bool no_resume;
-    int max_conns;     /* default 256 */
-    int io_timeout_ms; /* default 15000 */
-    size_t max_body;   /* default 1 MiB; larger → 413 */
+    /* Connections that have authenticated: a verified client certificate
+     * at the end of the handshake, or (no client certificate asked, plain
+     * HTTP) a first whole request head. Over it, the next request is
+     * answered 503 with Retry-After and the connection closed. */
+    int max_conns; /* default 16384 */
+    /* Connections that have not authenticated yet, in all and from one
+     * source address: over either, a new connection is closed at once
+     * (plain HTTP: 503 first). 0 = defaults 1024 and 128. */
+    int max_pending;
+    int max_pending_per_source;
+    int handshake_timeout_ms; /* the whole TLS handshake; default 10000 */
+    int head_timeout_ms;      /* a whole request head, from its first byte; default 10000 */
+    int io_timeout_ms;        /* a body, a response, an idle kept connection; default 15000 */
+    size_t max_body;          /* default 1 MiB; larger → 413; also the inflated size of a
+                                 Content-Encoding: gzip body (bigger → 413) */
+    int workers;              /* handler threads; default 4 */
+    /* Optional: the class (0..TS_HTTPD_CLASSES-1, or -1 for none) of a
+     * request by method and path, asked on the event loop (no blocking);
+     * class_max[i] requests of class i at once (being handled or parked),
+     * 0 = no limit; class_name[i] for the log. retry_after_s: 503's
+     * Retry-After (default 2). */
+    int (*classify)(void *ud, const char *method, const char *path);
+    int class_max[TS_HTTPD_CLASSES];
+    const char *class_name[TS_HTTPD_CLASSES];
+    int retry_after_s;
+};
+
+/* Counters for /metrics and tests. */
+struct ts_httpd_stats {
+    long conns, pending, parked;
+    long refused_pending, refused_source, refused_capacity, refused_class, timed_out;
 };
 
 enum ts_err ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
@@ -70,6 +114,15 @@ enum ts_err ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, vo
 int ts_httpd_port(const struct ts_httpd *s);
 /* Stops accepting, closes connections, joins threads, frees. NULL ok. */
 void ts_httpd_stop(struct ts_httpd *s);
+
+/* Wakes every parked request: each is handed to the handler again (store
+ * changed). Thread-safe, async-signal-unsafe, cheap; NULL ok. */
+void ts_httpd_wake(struct ts_httpd *s);
+/* From a handler: do not answer yet; hand this request over again on
+ * ts_httpd_wake, every recheck_ms (0: only on wakes), or at until_ms
+ * (monotonic) with req->park_expired set. */
+void ts_httpd_park(struct ts_httpd_resp *resp, int64_t until_ms, int recheck_ms);
+void ts_httpd_stats(struct ts_httpd *s, struct ts_httpd_stats *out);
 
 /* Convenience: JSON error body {"error": msg} with status. */
 void ts_httpd_error(struct ts_httpd_resp *resp, int status, const char *msg);

@@ -30,13 +30,13 @@
 #define DEFAULT_SESSION_LIFETIME_S 3600
 #define MAX_SESSION_LIFETIME_S 86400
 
-static int64_t deadline_of(int timeout_ms)
+int64_t ts_tls_deadline_of(int timeout_ms)
 {
     return timeout_ms < 0 ? -1 : ts_now_mono_ms() + timeout_ms;
 }
 
 /* Waits for events on fd until the deadline (-1 = none). */
-static enum ts_err wait_fd(int fd, short events, int64_t deadline)
+enum ts_err ts_tls_wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
         int ms = -1;
@@ -379,31 +379,25 @@ static void set_socket_opts(int fd)
 }
 
 /*
- * Runs the handshake to completion or the deadline. On failure err says why
- * in words: a verify failure (TS_ERR_CERT) names the reasons; a refused or
+ * One go at the handshake on the nonblocking socket: TS_OK when it is over
+ * (and the peer judged), TS_ERR_AGAIN when it must wait for the socket
+ * (*want_write: to be writable, else readable), or a failure with err in
+ * words: a verify failure (TS_ERR_CERT) names the reasons; a refused or
  * broken handshake (TS_ERR_TLS) says who hung up.
  */
-static enum ts_err handshake(struct ts_tls_conn *c, bool server, const char *host, int64_t deadline,
-                             char *err, size_t errsz)
+static enum ts_err handshake_step(struct ts_tls_conn *c, bool server, const char *host,
+                                  bool *want_write, char *err, size_t errsz)
 {
-    int optional = 0; /* server: verification left to us (TLS 1.3, tls_compat.h) */
-    for (;;) {
-        ts_tls_tl_conn = c;
-        int ret = server ? ts_compat_server_handshake(&c->ssl, !c->ctx->no_client_auth, &optional)
-                         : mbedtls_ssl_handshake(&c->ssl);
-        ts_tls_tl_conn = NULL;
-        if (ret == 0)
-            break;
-        if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
-            int rc = wait_fd(c->fd, ret == MBEDTLS_ERR_SSL_WANT_READ ? POLLIN : POLLOUT, deadline);
-            if (rc == TS_ERR_TIMEOUT) {
-                ts_errf(err, errsz, "TLS handshake timed out");
-                return TS_ERR_TIMEOUT;
-            }
-            if (rc)
-                return rc;
-            continue;
-        }
+    /* c->hs_optional, server: verification left to us (TLS 1.3, tls_compat.h) */
+    ts_tls_tl_conn = c;
+    int ret = server ? ts_compat_server_handshake(&c->ssl, !c->ctx->no_client_auth, &c->hs_optional)
+                     : mbedtls_ssl_handshake(&c->ssl);
+    ts_tls_tl_conn = NULL;
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        *want_write = ret == MBEDTLS_ERR_SSL_WANT_WRITE;
+        return TS_ERR_AGAIN;
+    }
+    if (ret != 0) {
         uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
         if (flags != 0 && flags != (uint32_t)-1) {
             ts_tls_describe_refusal(c, flags, host, err, errsz);
@@ -434,7 +428,7 @@ static enum ts_err handshake(struct ts_tls_conn *c, bool server, const char *hos
      * client certificate failed is refused now, with the alert a TLS 1.2
      * handshake would have sent, under keys the client reads. A resumed one
      * was judged in ts_tls_ticket_parse. */
-    uint32_t flags = optional ? mbedtls_ssl_get_verify_result(&c->ssl) : 0;
+    uint32_t flags = c->hs_optional ? mbedtls_ssl_get_verify_result(&c->ssl) : 0;
     if (flags != 0 && !(c->ticket_ok && !c->chain_checked)) {
         (void)mbedtls_ssl_send_alert_message(&c->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
                                              ts_tls_refusal_alert(c, flags));
@@ -444,6 +438,30 @@ static enum ts_err handshake(struct ts_tls_conn *c, bool server, const char *hos
     ts_tls_fill_peer(c);
     return TS_OK;
 }
+
+/* Runs the handshake to completion or the deadline. */
+static enum ts_err handshake(struct ts_tls_conn *c, bool server, const char *host, int64_t deadline,
+                             char *err, size_t errsz)
+{
+    for (;;) {
+        bool want_write = false;
+        enum ts_err rc = handshake_step(c, server, host, &want_write, err, errsz);
+        if (rc != TS_ERR_AGAIN)
+            return rc;
+        rc = ts_tls_wait_fd(c->fd, want_write ? POLLOUT : POLLIN, deadline);
+        if (rc == TS_ERR_TIMEOUT) {
+            ts_errf(err, errsz, "TLS handshake timed out");
+            return TS_ERR_TIMEOUT;
+        }
+        if (rc)
+            return rc;
+    }
+}
+
+static enum ts_err handshake_done(struct ts_tls_conn *c, const char *host, char *err, size_t errsz);
+
+/* conn_start_tls's deadline for "set up only, the caller steps the handshake". */
+#define NO_HANDSHAKE (-2)
 
 static enum ts_err conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx, const char *host,
                                   int port, int64_t deadline, char *err, size_t errsz)
@@ -474,12 +492,22 @@ static enum ts_err conn_start_tls(struct ts_tls_conn *c, struct ts_tls_ctx *ctx,
     mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
     if (!ctx->server && !ctx->no_resume)
         ts_tls_offer_session(c, host, port);
+    if (deadline == NO_HANDSHAKE)
+        return TS_OK;
     int rc = handshake(c, ctx->server, host, deadline, err, errsz);
     if (rc) {
         if (!ctx->server)
             ts_tls_forget_session(ctx);
         return rc;
     }
+    return handshake_done(c, host, err, errsz);
+}
+
+/* After a handshake that succeeded: whom it was with, and what to keep. */
+static enum ts_err handshake_done(struct ts_tls_conn *c, const char *host, char *err, size_t errsz)
+{
+    struct ts_tls_ctx *ctx = c->ctx;
+    (void)host;
     /* Both ends verify certificates on every full handshake, so one that
      * completed without a verified chain resumed a session. */
     c->resumed = !c->chain_checked && (ctx->server ? c->ticket_ok : c->offered);
@@ -541,7 +569,7 @@ static enum ts_err tcp_connect(const char *host, int port, int timeout_ms, int64
             my_deadline = ts_now_mono_ms() + (deadline - ts_now_mono_ms()) / naddr;
         int r = connect(fd, a->ai_addr, a->ai_addrlen);
         if (r != 0 && errno == EINPROGRESS) {
-            int w = wait_fd(fd, POLLOUT, my_deadline);
+            int w = ts_tls_wait_fd(fd, POLLOUT, my_deadline);
             if (w == TS_OK) {
                 int soerr = 0;
                 socklen_t sl = sizeof soerr;
@@ -586,7 +614,7 @@ enum ts_err ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, i
     }
     if (timeout_ms == 0)
         timeout_ms = DEFAULT_TIMEOUT_MS;
-    int64_t deadline = deadline_of(timeout_ms);
+    int64_t deadline = ts_tls_deadline_of(timeout_ms);
     bool retried = false;
 again:;
     int fd = -1;
@@ -633,7 +661,7 @@ enum ts_err ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct
         return TS_ERR_NOMEM;
     c->fd = fd;
     int rc = TS_OK;
-    if (ctx && (rc = conn_start_tls(c, ctx, NULL, 0, deadline_of(timeout_ms), err, errsz))) {
+    if (ctx && (rc = conn_start_tls(c, ctx, NULL, 0, ts_tls_deadline_of(timeout_ms), err, errsz))) {
         c->fd = -1; /* the socket stays the caller's on failure */
         ts_tls_close(c);
         return rc;
@@ -642,138 +670,44 @@ enum ts_err ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct
     return TS_OK;
 }
 
-/* ---- I/O ---------------------------------------------------------------- */
-
-long ts_tls_read(struct ts_tls_conn *c, void *buf, size_t n, int timeout_ms)
+/* Event loops (tls.h): set up now, the handshake in steps. */
+enum ts_err ts_tls_accept_begin(struct ts_tls_ctx *ctx, int fd, struct ts_tls_conn **out, char *err,
+                                size_t errsz)
 {
-    if (!c || !buf || n == 0)
+    if (fd < 0 || !out || (ctx && !ctx->server)) {
+        ts_errf(err, errsz, "invalid accept arguments");
         return TS_ERR_INVAL;
-    if (n > 1 << 20)
-        n = 1 << 20;
-    int64_t deadline = deadline_of(timeout_ms);
-    for (;;) {
-        short ev = POLLIN;
-        if (c->tls) {
-            ts_tls_tl_conn = c; /* a server may still write its tickets here */
-            int ret = mbedtls_ssl_read(&c->ssl, buf, n);
-            ts_tls_tl_conn = NULL;
-            if (ret > 0)
-                return ret;
-            if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY ||
-                ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == MBEDTLS_ERR_NET_CONN_RESET)
-                return TS_ERR_CLOSED;
-            if (ts_compat_read_ticket(ret)) {
-                ts_tls_keep_session(c);
-                continue;
-            }
-            if (ts_compat_read_retry(ret))
-                continue;
-            /* TLS 1.3 clients finish the handshake before the server has
-             * judged their certificate: a refusal arrives as an alert on
-             * the first read, in the words a TLS 1.2 handshake gives. */
-            if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && !c->ctx->server) {
-                ts_tls_forget_session(c->ctx);
-                return ts_tls_describe_alert(ts_compat_received_alert(&c->ssl), c->err,
-                                             sizeof c->err);
-            }
-            if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
-                ev = POLLOUT;
-            } else if (ret != MBEDTLS_ERR_SSL_WANT_READ) {
-                char mb[160];
-                ts_compat_strerror(ret, mb, sizeof mb);
-                TS_DEBUG("tls", "read failed: %s", mb);
-                return TS_ERR_TLS;
-            }
-        } else {
-            ssize_t r = recv(c->fd, buf, n, 0);
-            if (r > 0)
-                return (long)r;
-            if (r == 0 || errno == ECONNRESET)
-                return TS_ERR_CLOSED;
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return TS_ERR_IO;
-        }
-        int rc = wait_fd(c->fd, ev, deadline);
-        if (rc)
-            return rc;
     }
-}
-
-enum ts_err ts_tls_write(struct ts_tls_conn *c, const void *buf, size_t n, int timeout_ms)
-{
-    if (!c || (!buf && n))
-        return TS_ERR_INVAL;
-    const unsigned char *p = buf;
-    int64_t deadline = deadline_of(timeout_ms);
-    while (n > 0) {
-        size_t chunk = n > (1 << 20) ? (1 << 20) : n;
-        short ev = POLLOUT;
-        if (c->tls) {
-            ts_tls_tl_conn = c;
-            int ret = mbedtls_ssl_write(&c->ssl, p, chunk);
-            ts_tls_tl_conn = NULL;
-            if (ret > 0) {
-                p += ret;
-                n -= (size_t)ret;
-                continue;
-            }
-            if (ret == MBEDTLS_ERR_NET_CONN_RESET)
-                return TS_ERR_CLOSED;
-            if (ret == MBEDTLS_ERR_SSL_WANT_READ)
-                ev = POLLIN;
-            else if (ret != MBEDTLS_ERR_SSL_WANT_WRITE)
-                return TS_ERR_TLS;
-        } else {
-            ssize_t r = send(c->fd, p, chunk, MSG_NOSIGNAL);
-            if (r >= 0) {
-                p += r;
-                n -= (size_t)r;
-                continue;
-            }
-            if (errno == EPIPE || errno == ECONNRESET)
-                return TS_ERR_CLOSED;
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return TS_ERR_IO;
-        }
-        int rc = wait_fd(c->fd, ev, deadline);
-        if (rc)
-            return rc;
+    set_socket_opts(fd);
+    struct ts_tls_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return TS_ERR_NOMEM;
+    c->fd = fd;
+    int rc = ctx ? conn_start_tls(c, ctx, NULL, 0, NO_HANDSHAKE, err, errsz) : TS_OK;
+    if (rc) {
+        c->fd = -1;
+        ts_tls_close(c);
+        return rc;
     }
+    c->hs_done = !ctx;
+    *out = c;
     return TS_OK;
 }
 
-const struct ts_peer_id *ts_tls_peer(const struct ts_tls_conn *c)
+enum ts_err ts_tls_accept_step(struct ts_tls_conn *c, bool *want_write, char *err, size_t errsz)
 {
-    return c && c->tls ? &c->peer : NULL;
+    *want_write = false;
+    if (c->hs_done)
+        return TS_OK;
+    enum ts_err rc = handshake_step(c, true, NULL, want_write, err, errsz);
+    if (rc == TS_OK && (rc = handshake_done(c, NULL, err, errsz)) == TS_OK)
+        c->hs_done = true;
+    return rc;
 }
 
-bool ts_tls_resumed(const struct ts_tls_conn *c)
+int ts_tls_fd(const struct ts_tls_conn *c)
 {
-    return c && c->tls && c->resumed;
-}
-
-const char *ts_tls_version(const struct ts_tls_conn *c)
-{
-    return c && c->tls ? ts_compat_conn_version(&c->ssl) : NULL;
-}
-
-const char *ts_tls_best_version(void)
-{
-    return ts_compat_best_version();
-}
-
-void ts_tls_library(char *buf, size_t n)
-{
-    ts_compat_library(buf, n);
-}
-
-const char *ts_tls_error(const struct ts_tls_conn *c)
-{
-    return c ? c->err : "";
+    return c ? c->fd : -1;
 }
 
 void ts_tls_close(struct ts_tls_conn *c)

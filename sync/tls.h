@@ -104,6 +104,22 @@ enum ts_err ts_tls_connect(struct ts_tls_ctx *ctx, const char *host, int port, i
 enum ts_err ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct ts_tls_conn **out,
                           char *err, size_t errsz);
 
+/*
+ * Server, for an event loop: wraps an accepted socket (made nonblocking)
+ * without running the handshake; ts_tls_accept_step then runs as much of it
+ * as the socket allows: TS_OK once it is over (at once for ctx NULL, plain
+ * TCP), TS_ERR_AGAIN when it waits for the socket (*want_write: writable,
+ * else readable), or a failure with err in words as ts_tls_accept's. The
+ * connection owns fd from ts_tls_accept_begin's success on (ts_tls_close),
+ * also after a failed step. Reads and writes with timeout_ms 0 then try
+ * once: TS_ERR_TIMEOUT says the socket is not ready.
+ */
+enum ts_err ts_tls_accept_begin(struct ts_tls_ctx *ctx, int fd, struct ts_tls_conn **out, char *err,
+                                size_t errsz);
+enum ts_err ts_tls_accept_step(struct ts_tls_conn *c, bool *want_write, char *err, size_t errsz);
+/* The connection's socket. */
+int ts_tls_fd(const struct ts_tls_conn *c);
+
 /* Reads up to n bytes; returns bytes read (>0), TS_ERR_CLOSED at EOF,
  * TS_ERR_TIMEOUT after timeout_ms without data, TS_ERR_CERT when the
  * server refused our certificate only after the handshake (TLS 1.3), or

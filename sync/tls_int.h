@@ -98,7 +98,16 @@ struct ts_tls_conn {
     size_t ticket_cert_len;
     struct ts_peer_id ticket_peer;
     int64_t handshake_ms; /* when this handshake began */
+    int hs_optional;      /* server: verification left to us (TLS 1.3, tls_compat.h) */
+    bool hs_done;         /* ts_tls_accept_step: the handshake is over */
 };
+
+/* ---- tls.c, for tls_io.c ---- */
+
+/* now + timeout_ms on the monotonic clock; -1 (none) for timeout_ms < 0. */
+int64_t ts_tls_deadline_of(int timeout_ms);
+/* Waits for events on fd until the deadline (-1 = none). */
+enum ts_err ts_tls_wait_fd(int fd, short events, int64_t deadline);
 
 /* ---- tls_verify.c ---- */
 

@@ -99,6 +99,16 @@ static struct answer call(struct fx *f, const char *method, const char *target, 
     struct ts_httpd_resp resp;
     memset(&resp, 0, sizeof resp);
     ts_hub_api_handle(&f->api, &req, &resp);
+    /* A parked long-poll: ts_httpd hands it over again on a change notice
+     * or at its deadline; here, every 20 ms until it answers. */
+    while (resp.park_until_ms) {
+        req.park_until_ms = resp.park_until_ms;
+        ts_sleep_ms(20);
+        req.park_expired = ts_now_mono_ms() >= req.park_until_ms;
+        ts_buf_free(&resp.body);
+        memset(&resp, 0, sizeof resp);
+        ts_hub_api_handle(&f->api, &req, &resp);
+    }
     struct answer a = {.status = resp.status};
     assert_string_equal(resp.content_type, "application/json");
     a.json = json_loads(resp.body.data ? resp.body.data : "", 0, NULL);

@@ -76,12 +76,22 @@ def signed(name, body, now=None, secret=None):
     return h
 
 
+def start_hub_with_sources(w):
+    """A hub serving the sources on its CDP listener ([hub] cdp_listen,
+    server-only TLS), where a vendor's webhook reaches it."""
+    w.cdp_port = tslib.free_port()
+    w.start_hub(extra=f"[hub]\ncdp_listen = 127.0.0.1:{w.cdp_port}\n" + sources_conf())
+    tslib.wait_for(lambda: w._port_open(w.cdp_port), what="the CDP listener")
+
+
 def post_source(w, name, body, headers, port=None):
     """POST /v1/sources/NAME on the listener that serves sources: port, else
     the world's cdp_port when it has one, else the main listener (which asks
     for the CDP's client certificate)."""
     port = port or getattr(w, "cdp_port", None) or w.hub_port
-    conn = http.client.HTTPSConnection("localhost", port, context=w.hub_ssl("cdp"), timeout=10)
+    # The CDP listener asks for no client certificate: the vendor has none.
+    ctx = w.hub_ssl(None if port == getattr(w, "cdp_port", None) else "cdp")
+    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
     try:
         conn.request("POST", f"/v1/sources/{name}", body=body, headers=headers)
         r = conn.getresponse()
@@ -128,7 +138,7 @@ def interests_of(card):
 
 def activity_on_card(name):
     def test(w):
-        w.start_hub(extra=sources_conf())
+        start_hub_with_sources(w)
         t = SOURCES[name]["type"]
         loyalty = tslib.ean13("20000000%04d" % (list(SOURCES).index(name) + 1))
         push(w, name, fixture(t, f"u-{name}", loyalty, f"{name}-1"))
@@ -158,7 +168,7 @@ def refused_store_nothing(w):
     """For every source: a wrong secret, and (where the vendor signs a time)
     a stale one, are 401; the same delivery again is 409; none stores a
     thing. The same events in a new delivery count as duplicates."""
-    w.start_hub(extra=sources_conf())
+    start_hub_with_sources(w)
     for i, name in enumerate(SOURCES):
         t = SOURCES[name]["type"]
         loyalty = tslib.ean13("21000000%04d" % (i + 1))
@@ -206,7 +216,7 @@ def bad_records(w):
     webhook) gets a 200 that stores the good records and lists the bad one;
     Braze (a 400 makes it resend one by one) gets a 400 for a truly bad
     event, and nothing is stored."""
-    w.start_hub(extra=sources_conf())
+    start_hub_with_sources(w)
     good = tslib.ean13("220000000001")
     p = fixture("bloomreach_webhook", "u-good", good, "bl-bad")
     p["events"].append({"event_id": "bl-bad-x", "type": "customer_update", "timestamp": int(time.time()),

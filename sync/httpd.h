@@ -55,10 +55,13 @@ struct ts_httpd_opts {
     void *peer_check_ud;
     /* With client certificates: TLS session tickets let a terminal resume
      * its session for this long after its full handshake (0 = 3600 s; the
-     * ticket key is in memory only). peer_check is asked before a ticket
-     * is taken, too. no_resume = full handshakes only. */
+     * ticket keys are in memory only unless ticket_keys gives them). peer_check is asked before a
+     * ticket is taken, too. no_resume = full handshakes only. */
     int tls_session_lifetime_s;
     bool no_resume;
+    /* With client certificates, optional: shared ticket keys (tls.h). */
+    ts_tls_ticket_keys_fn ticket_keys;
+    void *ticket_keys_ud;
     int max_conns;     /* default 256 */
     int io_timeout_ms; /* default 15000 */
     size_t max_body;   /* default 1 MiB; larger → 413 */

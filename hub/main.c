@@ -8,6 +8,7 @@
 #include "purchases.h"
 #include "proxy.h"
 #include "throttle.h"
+#include "ticketkeys.h"
 #include "cmd.h"
 #include "../sync/pki.h"
 #include "../sync/tls.h"
@@ -135,6 +136,12 @@ static int cmd_run(const char *conf)
         .peer_check = ts_hub_trust_peer_ok, /* revoked terminals */
         .peer_check_ud = trust,
     };
+    /* Hubs on one PostgreSQL share their session ticket keys through it;
+     * an SQLite hub, alone on its file, keeps them in memory. */
+    if (ts_sql_target_is_pg(cfg.db)) {
+        o.ticket_keys = ts_hub_ticket_keys;
+        o.ticket_keys_ud = store;
+    }
     if (ts_httpd_start(&o, ts_hub_api_handle, &api, &srv, err, sizeof err) != TS_OK) {
         TS_ERROR("hub", "%s", err);
         goto out;

@@ -176,8 +176,8 @@ static int cmd_run(const char *conf)
         TS_INFO("hub", "enrolment on %s://%s:%d", tls ? "https" : "http", host,
                 ts_httpd_port(enroll_srv));
     }
-    if (ts_hub_janitor_start(store, cfg.tombstone_days, &janitor) != TS_OK) {
-        TS_ERROR("hub", "cannot start the tombstone janitor");
+    if (ts_hub_janitor_start(store, &cfg.retention, cfg.tombstone_days, &janitor) != TS_OK) {
+        TS_ERROR("hub", "cannot start the retention janitor");
         goto out;
     }
     /* READY=1 for Type=notify, and the watchdog pings (sdnotify.h). */

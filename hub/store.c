@@ -21,10 +21,9 @@
 /* In this order: purchases add a column to ingest's orders, the outbox
  * follows the purchases it forwards. */
 static const struct ts_hub_db_part parts[] = {
-    {"ingest", ts_hub_ingest_schema},
-    {"feed", ts_hub_feed_schema},
-    {"purchases", ts_hub_purchases_schema},
-    {"upstream", ts_hub_upstream_schema},
+    {"ingest", ts_hub_ingest_schema},       {"feed", ts_hub_feed_schema},
+    {"purchases", ts_hub_purchases_schema}, {"upstream", ts_hub_upstream_schema},
+    {"retention", ts_hub_retention_schema},
 };
 
 enum ts_err ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,

@@ -128,33 +128,32 @@ static enum ts_err erase_quiet(struct ts_hub_store *s, int64_t cutoff, int64_t n
     return TS_OK;
 }
 
+/* Each delete removes at most BATCH rows older than ?1 (a time in ms). */
+static const char *const deletes[] = {
+    /* purchases whose forwarding is done (sent) or never began */
+    "DELETE FROM purchases WHERE message_id IN (SELECT p.message_id FROM purchases p"
+    " WHERE p.received < ?1 AND NOT EXISTS (SELECT 1 FROM upstream_outbox o"
+    " WHERE o.message_id = p.message_id AND o.state <> 'sent') LIMIT 2000)",
+    /* forwarded outbox rows; pending and dead ones stay */
+    "DELETE FROM upstream_outbox WHERE message_id IN (SELECT message_id FROM upstream_outbox"
+    " WHERE state = 'sent' AND done_at < ?1 LIMIT 2000)",
+    "DELETE FROM processed WHERE message_id IN (SELECT message_id FROM processed"
+    " WHERE at < ?1 LIMIT 2000)",
+};
+
 enum ts_err ts_hub_retention_run(struct ts_hub_store *s, const struct ts_hub_retention *r,
                                  int tombstone_days, int64_t now_ms,
                                  struct ts_hub_retention_result *out)
 {
     struct ts_hub_retention_result res = {0};
+    const int days[] = {r->purchases_days, r->upstream_sent_days, r->processed_days};
+    size_t *counts[] = {&res.purchases, &res.sent, &res.processed};
     enum ts_err rc = TS_OK;
     if (r->profile_quiet_days > 0)
         rc = erase_quiet(s, now_ms - r->profile_quiet_days * DAY_MS, now_ms, &res.profiles);
-    /* Only purchases whose forwarding is done (sent) or never began. */
-    if (rc == TS_OK && r->purchases_days > 0)
-        rc = delete_batches(s,
-                            "DELETE FROM purchases WHERE message_id IN (SELECT p.message_id"
-                            " FROM purchases p WHERE p.received < ?1 AND NOT EXISTS (SELECT 1"
-                            " FROM upstream_outbox o WHERE o.message_id = p.message_id"
-                            " AND o.state <> 'sent') LIMIT 2000)",
-                            now_ms - r->purchases_days * DAY_MS, &res.purchases);
-    if (rc == TS_OK)
-        rc = delete_batches(s,
-                            "DELETE FROM upstream_outbox WHERE message_id IN (SELECT message_id"
-                            " FROM upstream_outbox WHERE state = 'sent' AND done_at < ?1"
-                            " LIMIT 2000)",
-                            now_ms - r->upstream_sent_days * DAY_MS, &res.sent);
-    if (rc == TS_OK)
-        rc = delete_batches(s,
-                            "DELETE FROM processed WHERE message_id IN (SELECT message_id"
-                            " FROM processed WHERE at < ?1 LIMIT 2000)",
-                            now_ms - r->processed_days * DAY_MS, &res.processed);
+    for (size_t i = 0; rc == TS_OK && i < sizeof deletes / sizeof deletes[0]; i++)
+        if (days[i] > 0) /* 0 = kept forever */
+            rc = delete_batches(s, deletes[i], now_ms - days[i] * DAY_MS, counts[i]);
     /* Last: the erasures above are tombstones now, kept their full time. */
     if (rc == TS_OK)
         rc = ts_hub_store_prune(s, now_ms, tombstone_days * DAY_MS, &res.tombstones);

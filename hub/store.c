@@ -11,6 +11,7 @@
  * customer once, at their latest state, and a cursor is just a seq.
  */
 #include "parts.h"
+#include "ticketkeys.h"
 #include "purchases.h"
 
 #include <jansson.h>
@@ -23,7 +24,7 @@
 static const struct ts_hub_db_part parts[] = {
     {"ingest", ts_hub_ingest_schema},       {"feed", ts_hub_feed_schema},
     {"purchases", ts_hub_purchases_schema}, {"upstream", ts_hub_upstream_schema},
-    {"retention", ts_hub_retention_schema},
+    {"retention", ts_hub_retention_schema}, {"ticketkeys", ts_hub_ticketkeys_schema},
 };
 
 enum ts_err ts_hub_store_open(const char *path, const struct ts_tenant_key *key, int flags,

@@ -103,16 +103,17 @@ static enum ts_err make_key(struct ts_hub_store *s, int64_t now_ms, struct ts_tl
     return rc ? ts_hub_db_werr(s, "store a session ticket key") : TS_OK;
 }
 
-/* The newest two keys this hub can open, into keys (writer held). */
-static enum ts_err load_keys(struct ts_hub_store *s, struct ts_tls_ticket_key keys[2], size_t *n)
+/* The newest two keys this hub can open on db, into keys. */
+static enum ts_err load_keys(struct ts_hub_store *s, struct ts_sql *db,
+                             struct ts_tls_ticket_key keys[2], size_t *n)
 {
     struct ts_sql_stmt *st = NULL;
     *n = 0;
-    if (ts_sql_prepare(ts_hub_db_writer(s),
+    if (ts_sql_prepare(db,
                        "SELECT id, created, kv, sealed FROM tls_ticket_keys"
                        " ORDER BY created DESC, id DESC LIMIT 8",
                        &st) != TS_OK)
-        return ts_hub_db_werr(s, "read the session ticket keys");
+        return ts_hub_db_err(db, "read the session ticket keys");
     int step;
     while (*n < 2 && (step = ts_sql_step(st)) == TS_SQL_ROW) {
         unsigned char box[SEALED_BYTES];
@@ -130,15 +131,20 @@ static enum ts_err load_keys(struct ts_hub_store *s, struct ts_tls_ticket_key ke
     return TS_OK;
 }
 
-enum ts_err ts_hub_ticket_keys(void *ud, int64_t now_ms, int lifetime_s,
-                               struct ts_tls_ticket_key keys[2], size_t *n)
+enum ts_err ts_hub_ticketkeys_schema(struct ts_hub_store *s)
 {
-    struct ts_hub_store *s = ud;
-    int64_t life_ms = (int64_t)lifetime_s * 1000;
+    return ts_hub_db_ddl(s, schema_sql);
+}
+
+/* Makes a new key when the newest is a lifetime old, and deletes those
+ * that can open no live ticket (write transaction: one process makes it). */
+static enum ts_err rotate(struct ts_hub_store *s, int64_t now_ms, int64_t life_ms,
+                          struct ts_tls_ticket_key keys[2], size_t *n)
+{
     enum ts_err rc = ts_hub_db_write_begin(s, 0);
     if (rc)
         return rc;
-    if ((rc = ts_hub_db_ddl(s, schema_sql)) == TS_OK && (rc = load_keys(s, keys, n)) == TS_OK &&
+    if ((rc = load_keys(s, ts_hub_db_writer(s), keys, n)) == TS_OK &&
         (*n == 0 || keys[0].created_ms + life_ms <= now_ms)) {
         keys[1] = keys[0];
         if ((rc = make_key(s, now_ms, &keys[0])) == TS_OK)
@@ -156,7 +162,21 @@ enum ts_err ts_hub_ticket_keys(void *ud, int64_t now_ms, int lifetime_s,
         }
         ts_sql_finalize(st);
     }
-    rc = ts_hub_db_write_end(s, rc, false);
+    return ts_hub_db_write_end(s, rc, false);
+}
+
+enum ts_err ts_hub_ticket_keys(void *ud, int64_t now_ms, int lifetime_s,
+                               struct ts_tls_ticket_key keys[2], size_t *n)
+{
+    struct ts_hub_store *s = ud;
+    int64_t life_ms = (int64_t)lifetime_s * 1000;
+    /* Usually the newest key is young enough: read it on the read side,
+     * which never waits for a writer (a long import holds the writers'
+     * lock, and handshakes wait for this). */
+    enum ts_err rc = load_keys(s, ts_hub_db_read_begin(s, false), keys, n);
+    ts_hub_db_read_end(s, false);
+    if (rc == TS_OK && (*n == 0 || keys[0].created_ms + life_ms <= now_ms))
+        rc = rotate(s, now_ms, life_ms, keys, n);
     if (rc)
         mbedtls_platform_zeroize(keys, 2 * sizeof *keys);
     return rc;

@@ -7,6 +7,10 @@
 #define TS_HUB_TICKETKEYS_H
 
 #include "../sync/tls.h"
+#include "hub.h"
+
+/* The table of the keys (a schema part, store.c). */
+enum ts_err ts_hub_ticketkeys_schema(struct ts_hub_store *s);
 
 enum ts_err ts_hub_ticket_keys(void *ud, int64_t now_ms, int lifetime_s,
                                struct ts_tls_ticket_key keys[2], size_t *n);

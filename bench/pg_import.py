@@ -77,7 +77,7 @@ def main():
     rows = []
     for n in [int(x) for x in a.sizes.split(",")]:
         events, nev = events_file(hub, work, n)
-        conf = os.path.join(work, f"import-n{n}", "pg.conf")
+        conf = os.path.join(work, f"import-n{n}", f"pg-{os.getpid()}.conf")  # one per run of this script
         write_conf(conf, uri)
         walls, cpus = [], []
         for r in range(a.runs):
@@ -97,7 +97,7 @@ def main():
             sw = []
             for _ in range(a.runs):
                 subprocess.run(["rm", "-rf", os.path.dirname(db)], check=True)
-                sconf = os.path.join(work, f"import-n{n}", "sqlite.conf")
+                sconf = os.path.join(work, f"import-n{n}", f"sqlite-{os.getpid()}.conf")
                 write_conf(sconf, db)
                 wall, _, _ = one_import(hub, sconf, events, [])
                 sw.append(wall)

@@ -66,7 +66,8 @@ struct ts_tls_ticket_key {
  * when there is one), *n = how many. Asked again when the newest is
  * lifetime_s old, once a minute to learn a key another process made, and
  * (at most once a second) when a ticket names a key not held. A failure
- * keeps the keys held so far (none yet: no tickets are issued). Without
+ * keeps the keys held so far (none yet: a key made in memory, whose tickets
+ * resume on this process only), and it is asked again 5 s later. Without
  * it the keys are made in memory and rotated every lifetime_s.
  */
 typedef enum ts_err (*ts_tls_ticket_keys_fn)(void *ud, int64_t now_ms, int lifetime_s,

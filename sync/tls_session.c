@@ -47,6 +47,7 @@ _Thread_local struct ts_tls_conn *ts_tls_tl_conn;
 #define SEAL_FIXED (8 + 2)
 #define KEYS_RECHECK_MS (60 * 1000)
 #define KEYS_MISS_MS 1000
+#define KEYS_RETRY_MS 5000
 
 static void put_be(unsigned char *p, uint64_t v, int n)
 {
@@ -87,15 +88,21 @@ static void hook_keys_locked(struct ts_tls_ctx *c, int64_t now)
     struct ts_tls_ticket_key k[2];
     size_t n = 0;
     int life = (int)(c->session_lifetime_ms / 1000);
-    if (c->ticket_keys(c->ticket_keys_ud, now, life, k, &n) == TS_OK && n >= 1 && n <= 2) {
+    bool ok = c->ticket_keys(c->ticket_keys_ud, now, life, k, &n) == TS_OK && n >= 1 && n <= 2;
+    if (ok) {
         memcpy(c->tkeys, k, sizeof k);
         c->ntkeys = n;
     } else {
-        TS_WARN("tls", "cannot load the shared session ticket keys%s",
-                c->ntkeys ? "; keeping the ones held" : ": no session tickets for now");
+        /* Without any key a TLS 1.3 handshake would fail at its ticket:
+         * one of our own until the shared ones come (its tickets resume
+         * here only). */
+        TS_WARN("tls", "cannot load the shared session ticket keys; %s",
+                c->ntkeys ? "keeping the ones held" : "using one of this process until then");
+        if (!c->ntkeys)
+            (void)memory_keys_locked(c, now);
     }
     mbedtls_platform_zeroize(k, sizeof k);
-    int64_t next = now + KEYS_RECHECK_MS;
+    int64_t next = now + (ok ? KEYS_RECHECK_MS : KEYS_RETRY_MS);
     if (c->ntkeys && c->tkeys[0].created_ms + c->session_lifetime_ms < next)
         next = c->tkeys[0].created_ms + c->session_lifetime_ms;
     c->tk_next_ms = next > now ? next : now + KEYS_MISS_MS;

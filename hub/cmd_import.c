@@ -17,8 +17,14 @@
  * A malformed line stops the import with "FILE:LINE: problem" and exit code
  * 1; nothing of its chunk is stored, the chunks before it stay imported (the
  * message says how many events that was).
+ *
+ * Into an empty PostgreSQL database the chunks go to a scratch SQLite file
+ * instead (under $TMPDIR) and the finished tables are sent with COPY in one
+ * transaction (import_copy.c): a failure there leaves the database empty.
+ * Into one that holds data, or with --statements, statement by statement.
  */
 #include "cmd.h"
+#include "import_copy.h"
 #include "sql.h"
 
 #include <errno.h>
@@ -26,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_CHUNK 5000
 #define MAX_CHUNK 100000
@@ -328,13 +335,32 @@ out:
     return rc;
 }
 
+/* Opens the store at db as the running hub would stamp it (its key
+ * versions), in bulk mode: cards get their peer suggestion with the
+ * customer's next live event (suggest.c), which keeps a million-customer
+ * import fast. */
+static enum ts_err open_store(const struct ts_hub_config *cfg, const char *db,
+                              struct ts_hub_store **out, char *err, size_t errsz)
+{
+    enum ts_err rc = ts_hub_store_open(db, &cfg->key, 0, out, err, errsz);
+    if (rc)
+        return rc;
+    ts_hub_store_set_bulk(*out, true);
+    if ((rc = ts_hub_store_set_keys(*out, &cfg->prev_key, NULL)) != TS_OK)
+        ts_errf(err, errsz, "%s: cannot apply the tenant key versions", db);
+    return rc;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: tillside-hub import [-c FILE] [--format segment] [--chunk N] EVENTS\n"
+            "usage: tillside-hub import [-c FILE] [--format segment] [--chunk N] [--statements]\n"
+            "       EVENTS\n"
             "  EVENTS is one Segment event per line (JSONL), or {\"batch\":[...]} documents;\n"
             "  '-' reads standard input. Each chunk of N events (default %d) is validated\n"
-            "  like a /v1/batch and stored in one transaction.\n",
+            "  like a /v1/batch and stored in one transaction. Into an empty PostgreSQL\n"
+            "  database the events are staged in a scratch SQLite file under $TMPDIR and\n"
+            "  copied with COPY; --statements writes them statement by statement instead.\n",
             DEFAULT_CHUNK);
 }
 
@@ -342,12 +368,15 @@ int ts_hub_import_main(int argc, char **argv, const char *conf)
 {
     const char *path = NULL;
     unsigned long chunk = DEFAULT_CHUNK;
+    bool statements = false;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
             usage(stdout);
             return 0;
+        } else if (!strcmp(o, "--statements")) {
+            statements = true;
         } else if (!strcmp(o, "-c") || !strcmp(o, "--config") || !strcmp(o, "--format") ||
                    !strcmp(o, "--chunk")) {
             if (!v) {
@@ -384,6 +413,8 @@ int ts_hub_import_main(int argc, char **argv, const char *conf)
     }
 
     struct ts_hub_config cfg;
+    struct ts_hub_store *dst = NULL; /* the PostgreSQL store a bulk import copies into */
+    char scratch_dir[TS_HUB_PATH_MAX] = "", scratch[TS_HUB_PATH_MAX + 16] = "";
     struct imp im = {.name = strcmp(path, "-") ? path : "(stdin)", .chunk = chunk};
     FILE *f = NULL;
     int code = 1;
@@ -401,29 +432,58 @@ int ts_hub_import_main(int argc, char **argv, const char *conf)
         fprintf(stderr, "import: cannot create the directory of %s: %s\n", cfg.db, strerror(errno));
         goto out;
     }
-    if (ts_hub_store_open(cfg.db, &cfg.key, 0, &im.store, im.err, sizeof im.err) != TS_OK) {
+    if (open_store(&cfg, cfg.db, &im.store, im.err, sizeof im.err) != TS_OK) {
         fprintf(stderr, "import: %s\n", im.err);
         goto out;
     }
-    /* A back-fill: cards get their peer suggestion with the customer's next
-     * live event (suggest.c), which keeps a million-customer import fast. */
-    ts_hub_store_set_bulk(im.store, true);
-    /* Stamp with the same key versions the running hub would use. */
-    if (ts_hub_store_set_keys(im.store, &cfg.prev_key, NULL) != TS_OK) {
-        fprintf(stderr, "import: %s: cannot apply the tenant key versions\n", cfg.db);
-        goto out;
+    bool copy = false;
+    if (!statements && ts_sql_target_is_pg(cfg.db) &&
+        ts_hub_import_can_copy(im.store, &copy) == TS_OK && copy) {
+        /* the PostgreSQL store waits for the copy; the events go to scratch */
+        const char *tmp = getenv("TMPDIR");
+        snprintf(scratch_dir, sizeof scratch_dir, "%s/tillside-import.XXXXXX",
+                 tmp && tmp[0] ? tmp : "/tmp");
+        dst = im.store;
+        im.store = NULL;
+        if (!mkdtemp(scratch_dir) ||
+            snprintf(scratch, sizeof scratch, "%s/hub.db", scratch_dir) < 0 ||
+            open_store(&cfg, scratch, &im.store, im.err, sizeof im.err) != TS_OK) {
+            scratch_dir[0] = '\0';
+            fprintf(stderr, "import: scratch database under %s: %s\n", tmp && tmp[0] ? tmp : "/tmp",
+                    im.err[0] ? im.err : strerror(errno));
+            goto out;
+        }
     }
     im.t0 = im.last_report = ts_now_mono_ms();
     if (import_stream(&im, f) != TS_OK) {
         fprintf(stderr, "import: %s\n", im.err);
-        fprintf(stderr,
-                "import: nothing of that chunk was stored; %zu events before it were "
-                "(re-running the import skips them by messageId)\n",
-                im.events);
+        if (dst)
+            fprintf(stderr, "import: nothing was stored in PostgreSQL (the copy comes only "
+                            "after the last event)\n");
+        else
+            fprintf(stderr,
+                    "import: nothing of that chunk was stored; %zu events before it were "
+                    "(re-running the import skips them by messageId)\n",
+                    im.events);
         goto out;
     }
     if (im.events)
         progress(&im, true);
+    if (dst) {
+        size_t tables = 0;
+        int64_t rows = 0, t1 = ts_now_mono_ms();
+        ts_hub_store_close(im.store);
+        im.store = NULL;
+        if (ts_hub_import_copy(dst, scratch, &tables, &rows, im.err, sizeof im.err) != TS_OK) {
+            fprintf(stderr, "import: copying into %s: %s; nothing was stored there\n", "PostgreSQL",
+                    im.err);
+            goto out;
+        }
+        printf("copied %zu tables (%lld rows) into PostgreSQL with COPY in %.1f s\n", tables,
+               (long long)rows, (double)(ts_now_mono_ms() - t1) / 1000.0);
+        im.store = dst;
+        dst = NULL;
+    }
     double secs = (double)(ts_now_mono_ms() - im.t0) / 1000.0;
     ts_buf stats = {0};
     json_int_t customers = -1;
@@ -441,6 +501,16 @@ out:
     if (f && f != stdin)
         fclose(f);
     ts_hub_store_close(im.store);
+    ts_hub_store_close(dst);
+    if (scratch_dir[0]) {
+        static const char *const parts[] = {"", "-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+            char p[TS_HUB_PATH_MAX + 32];
+            snprintf(p, sizeof p, "%s%s", scratch, parts[i]);
+            (void)unlink(p);
+        }
+        (void)rmdir(scratch_dir);
+    }
     ts_buf_free(&im.text);
     free(im.from);
     return code;

@@ -131,16 +131,51 @@ static enum ts_err serve_conf(const struct ts_conf *c, struct ts_hub_config *o, 
 
 /* Key rotation and erasure tombstones (docs/OPERATIONS.md): [tenant]
  * previous_key / previous_key_version, [feed] tombstone_days. */
+/*
+ * [retention] (docs/OPERATIONS.md "Retention"): how long each kind of row
+ * is kept. tombstone_days was [feed] tombstone_days before and is still
+ * read there; giving both with different values is refused.
+ */
+static enum ts_err retention_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
+                                  size_t errsz)
+{
+    long old_days, days, purch, sent, quiet, processed, period;
+    int rc;
+    if ((rc = ts_conf_get_int(c, "feed", "tombstone_days", 90, 1, 3650, &old_days, err, errsz)) ||
+        (rc = ts_conf_get_int(c, "retention", "tombstone_days", old_days, 1, 3650, &days, err,
+                              errsz)) ||
+        (rc = ts_conf_get_int(c, "retention", "purchases_days", 400, 0, 36500, &purch, err,
+                              errsz)) ||
+        (rc = ts_conf_get_int(c, "retention", "upstream_sent_days", 30, 1, 3650, &sent, err,
+                              errsz)) ||
+        (rc = ts_conf_get_int(c, "retention", "profile_quiet_days", 730, 0, 36500, &quiet, err,
+                              errsz)) ||
+        (rc = ts_conf_get_int(c, "retention", "processed_days", 30, 1, 3650, &processed, err,
+                              errsz)) ||
+        (rc = ts_conf_get_int(c, "retention", "period_s", 3600, 60, 86400, &period, err, errsz)))
+        return rc;
+    if (days != old_days && ts_conf_get(c, "feed", "tombstone_days", NULL))
+        return fail(c, "retention", "tombstone_days",
+                    "differs from [feed] tombstone_days (the older name): set one", err, errsz);
+    o->tombstone_days = (int)days;
+    o->retention = (struct ts_hub_retention){.purchases_days = (int)purch,
+                                             .upstream_sent_days = (int)sent,
+                                             .profile_quiet_days = (int)quiet,
+                                             .processed_days = (int)processed,
+                                             .period_s = (int)period};
+    return TS_OK;
+}
+
+/* Key rotation (docs/OPERATIONS.md): [tenant] previous_key /
+ * previous_key_version. */
 static enum ts_err rotation_conf(const struct ts_conf *c, struct ts_hub_config *o, char *err,
                                  size_t errsz)
 {
-    long pkv, days;
+    long pkv;
     int rc;
-    if ((rc = ts_conf_get_int(c, "feed", "tombstone_days", 90, 1, 3650, &days, err, errsz)) ||
-        (rc =
+    if ((rc =
              ts_conf_get_int(c, "tenant", "previous_key_version", 0, 0, 1000000, &pkv, err, errsz)))
         return rc;
-    o->tombstone_days = (int)days;
     const char *hex = ts_conf_get(c, "tenant", "previous_key", "");
     if (!hex[0] && pkv == 0)
         return TS_OK;
@@ -300,7 +335,8 @@ static enum ts_err from_conf(const struct ts_conf *c, struct ts_hub_config *o, c
     if ((rc = trust_conf(c, o, err, errsz)) || (rc = upstream_conf(c, o, err, errsz)) ||
         (rc = ts_hub_sinks_conf(c, o, err, errsz)) || (rc = ts_hub_proxy_conf(c, o, err, errsz)) ||
         (rc = throttle_conf(c, o, err, errsz)) || (rc = fleet_conf(c, o, err, errsz)) ||
-        (rc = ts_hub_sources_conf(c, o, err, errsz)) || (rc = serve_conf(c, o, err, errsz)))
+        (rc = ts_hub_sources_conf(c, o, err, errsz)) || (rc = serve_conf(c, o, err, errsz)) ||
+        (rc = retention_conf(c, o, err, errsz)))
         return rc;
     const char *lvl = ts_conf_get(c, "hub", "log_level", "info");
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)

@@ -10,15 +10,13 @@
  * agent that old may have missed an erasure, so it starts over from an empty
  * cache instead (see docs/PROTOCOL.md).
  */
-#include "db.h"
-#include "worker.h"
+#include "parts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DAY_MS (24LL * 3600 * 1000)
-#define JANITOR_PERIOD_MS (3600LL * 1000)
 
 /* Runs sql with ?1 = text a (NULL: none) or, when a is NULL, ?1 = the
  * integer b; *changes (may be NULL) gets ts_sql_changes(). */
@@ -132,6 +130,12 @@ static enum ts_err erase_locked(struct ts_hub_store *s, const char *user_id, con
     return rc;
 }
 
+enum ts_err ts_hub_erase_in_txn(struct ts_hub_store *s, const char *user_id, int64_t now_ms,
+                                struct ts_hub_erase_result *res)
+{
+    return erase_locked(s, user_id, NULL, now_ms, res);
+}
+
 enum ts_err ts_hub_store_erase(struct ts_hub_store *s, const char *user_id, const char *loyalty,
                                int64_t now_ms, struct ts_hub_erase_result *res)
 {
@@ -168,50 +172,4 @@ enum ts_err ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t k
     if (removed)
         *removed = (size_t)n;
     return TS_OK;
-}
-
-/* ---- the janitor thread --------------------------------------------------*/
-
-struct ts_hub_janitor {
-    struct ts_hub_store *s;
-    int64_t keep_ms;
-    struct ts_worker w;
-};
-
-static void janitor_run(struct ts_worker *w, void *arg)
-{
-    struct ts_hub_janitor *j = arg;
-    do {
-        size_t n = 0;
-        if (ts_hub_store_prune(j->s, ts_now_wall_ms(), j->keep_ms, &n) == TS_OK && n)
-            TS_INFO("hub", "pruned %zu erasure tombstone(s) older than %lld days; horizon now %llu",
-                    n, (long long)(j->keep_ms / DAY_MS),
-                    (unsigned long long)ts_hub_store_horizon(j->s));
-    } while (!ts_worker_sleep(w, JANITOR_PERIOD_MS, TS_WORKER_KICKABLE));
-}
-
-enum ts_err ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days,
-                                 struct ts_hub_janitor **out)
-{
-    struct ts_hub_janitor *j = calloc(1, sizeof *j);
-    if (!j)
-        return TS_ERR_NOMEM;
-    j->s = s;
-    j->keep_ms = (int64_t)tombstone_days * DAY_MS;
-    if (ts_worker_init(&j->w) != TS_OK || ts_worker_start(&j->w, janitor_run, j) != TS_OK) {
-        ts_worker_destroy(&j->w);
-        free(j);
-        return TS_ERR_NOMEM;
-    }
-    *out = j;
-    return TS_OK;
-}
-
-void ts_hub_janitor_stop(struct ts_hub_janitor *j)
-{
-    if (!j)
-        return;
-    ts_worker_stop(&j->w);
-    ts_worker_destroy(&j->w);
-    free(j);
 }

@@ -21,6 +21,15 @@
 #define TS_HUB_PATH_MAX 1024
 #define TS_HUB_ORDER_SIG_BYTES 16 /* signed order codes: ID "." hex(HMAC[0..16)) */
 
+/* [retention] (retention.c, docs/OPERATIONS.md "Retention"), in days. */
+struct ts_hub_retention {
+    int purchases_days;     /* stored purchases, by when received; 0 = forever */
+    int upstream_sent_days; /* forwarded (sent) outbox rows; pending and dead ones stay */
+    int profile_quiet_days; /* customers unchanged this long are erased; 0 = never */
+    int processed_days;     /* CDP messageIds remembered against redelivery */
+    int period_s;           /* how often the janitor runs */
+};
+
 struct ts_hub_config {
     char listen[256];               /* host:port */
     char db[TS_HUB_PATH_MAX];       /* SQLite file or postgresql:// URI */
@@ -35,7 +44,8 @@ struct ts_hub_config {
     /* [tenant] previous_key / previous_key_version: the second key version
      * during a rotation (len 0 = none); feed items carry keys for both. */
     struct ts_tenant_key prev_key;
-    int tombstone_days; /* [feed] tombstone_days: how long erasures are kept */
+    int tombstone_days; /* [retention] (or [feed]) tombstone_days: how long erasures are kept */
+    struct ts_hub_retention retention;
     /* enrolment and renewal (enroll.c) */
     char enroll_listen[256];       /* host:port of the enrolment listener; "" = none */
     char ca_cert[TS_HUB_PATH_MAX]; /* enrolment CA certificate; "" = client_ca */
@@ -370,10 +380,34 @@ enum ts_err ts_hub_store_prune(struct ts_hub_store *s, int64_t now_ms, int64_t k
 /* The seq below which cursors are refused (0 = none). */
 uint64_t ts_hub_store_horizon(struct ts_hub_store *s);
 
-/* Prunes tombstones at start and then hourly on its own thread. */
+/* ---- retention.c ---------------------------------------------------------- */
+
+/* What one retention pass removed. */
+struct ts_hub_retention_result {
+    size_t profiles;   /* quiet customers erased (their stores got erase items) */
+    size_t purchases;  /* purchases past purchases_days */
+    size_t sent;       /* forwarded outbox rows past upstream_sent_days */
+    size_t processed;  /* remembered messageIds past processed_days */
+    size_t tombstones; /* erase items past tombstone_days (the horizon rose) */
+};
+
+/*
+ * One retention pass at now_ms (docs/OPERATIONS.md "Retention"): erases
+ * customers unchanged for profile_quiet_days as `tillside-hub erase` does,
+ * deletes purchases received more than purchases_days ago unless their
+ * forwarding is still pending or dead, sent outbox rows done more than
+ * upstream_sent_days ago, messageIds older than processed_days, and
+ * tombstones older than tombstone_days (ts_hub_store_prune). Works in
+ * bounded transactions, so writers are never held up for long.
+ */
+enum ts_err ts_hub_retention_run(struct ts_hub_store *s, const struct ts_hub_retention *r,
+                                 int tombstone_days, int64_t now_ms,
+                                 struct ts_hub_retention_result *out);
+
+/* Runs retention at start and then every r->period_s on its own thread. */
 struct ts_hub_janitor;
-enum ts_err ts_hub_janitor_start(struct ts_hub_store *s, int tombstone_days,
-                                 struct ts_hub_janitor **out);
+enum ts_err ts_hub_janitor_start(struct ts_hub_store *s, const struct ts_hub_retention *r,
+                                 int tombstone_days, struct ts_hub_janitor **out);
 void ts_hub_janitor_stop(struct ts_hub_janitor *j); /* NULL ok */
 
 /* ---- api.c --------------------------------------------------------------- */

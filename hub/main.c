@@ -9,6 +9,7 @@
 #include "proxy.h"
 #include "throttle.h"
 #include "fleet.h"
+#include "ticketkeys.h"
 #include "cmd.h"
 #include "sinks.h"
 #include "../sync/pki.h"
@@ -174,6 +175,12 @@ static int cmd_run(const char *conf)
         .peer_check_ud = trust,
     };
     ts_hub_api_serve_opts(&cfg, &o);
+    /* Hubs on one PostgreSQL share their session ticket keys through it;
+     * an SQLite hub, alone on its file, keeps them in memory. */
+    if (ts_sql_target_is_pg(cfg.db)) {
+        o.ticket_keys = ts_hub_ticket_keys;
+        o.ticket_keys_ud = store;
+    }
     if (ts_httpd_start(&o, ts_hub_api_handle, &api, &srv, err, sizeof err) != TS_OK) {
         TS_ERROR("hub", "%s", err);
         goto out;
@@ -231,8 +238,8 @@ static int cmd_run(const char *conf)
         TS_INFO("hub", "enrolment on %s://%s:%d", tls ? "https" : "http", host,
                 ts_httpd_port(enroll_srv));
     }
-    if (ts_hub_janitor_start(store, cfg.tombstone_days, &janitor) != TS_OK) {
-        TS_ERROR("hub", "cannot start the tombstone janitor");
+    if (ts_hub_janitor_start(store, &cfg.retention, cfg.tombstone_days, &janitor) != TS_OK) {
+        TS_ERROR("hub", "cannot start the retention janitor");
         goto out;
     }
     /* READY=1 for Type=notify, and the watchdog pings (sdnotify.h). */

@@ -11,10 +11,18 @@
 
 /* ---- schema parts, in the order store.c gives them ------------------------ */
 
-enum ts_err ts_hub_ingest_schema(struct ts_hub_store *s);   /* ingest.c: customers and profile */
-enum ts_err ts_hub_feed_schema(struct ts_hub_store *s);     /* feed.c: the per-store feed */
-enum ts_err ts_hub_upstream_schema(struct ts_hub_store *s); /* upstream.c: the outbox */
-enum ts_err ts_hub_fleet_schema(struct ts_hub_store *s);    /* fleet_db.c: health reports */
+enum ts_err ts_hub_ingest_schema(struct ts_hub_store *s);    /* ingest.c: customers and profile */
+enum ts_err ts_hub_feed_schema(struct ts_hub_store *s);      /* feed.c: the per-store feed */
+enum ts_err ts_hub_upstream_schema(struct ts_hub_store *s);  /* upstream.c: the outbox */
+enum ts_err ts_hub_fleet_schema(struct ts_hub_store *s);     /* fleet_db.c: health reports */
+enum ts_err ts_hub_retention_schema(struct ts_hub_store *s); /* retention.c: its indexes */
+
+/* ---- erase.c ----------------------------------------------------------------*/
+
+/* Erases the customer user_id as ts_hub_store_erase does, inside the write
+ * transaction the caller holds (begun with TS_HUB_TXN_SECURE). */
+enum ts_err ts_hub_erase_in_txn(struct ts_hub_store *s, const char *user_id, int64_t now_ms,
+                                struct ts_hub_erase_result *res);
 
 /* ---- ingest.c ---------------------------------------------------------------*/
 

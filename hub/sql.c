@@ -39,6 +39,7 @@ struct ts_sql {
     int64_t changes;
     enum ts_err errcode;
     char err[512];
+    ts_buf copy; /* rows of a COPY not sent yet */
 };
 
 struct ts_sql_stmt {
@@ -163,6 +164,7 @@ void ts_sql_close(struct ts_sql *db)
     sqlite3_close(db->lite);
     if (db->pg)
         PQfinish(db->pg);
+    ts_buf_free(&db->copy);
     free(db);
 }
 
@@ -226,6 +228,85 @@ enum ts_err ts_sql_exec(struct ts_sql *db, const char *sql)
         return db->errcode;
     }
     return TS_OK;
+}
+
+/* ---- COPY (PostgreSQL bulk loading) ---------------------------------------*/
+
+#define COPY_SEND 65536
+
+enum ts_err ts_sql_copy_begin(struct ts_sql *db, const char *copy_sql)
+{
+    if (!db->pg) {
+        db->errcode = TS_ERR_INVAL;
+        snprintf(db->err, sizeof db->err, "COPY is PostgreSQL's");
+        return TS_ERR_INVAL;
+    }
+    ts_buf_reset(&db->copy);
+    PGresult *res = PQexec(db->pg, copy_sql);
+    enum ts_err rc = TS_OK;
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        pg_fail(db, res);
+        rc = db->errcode;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static enum ts_err copy_send(struct ts_sql *db)
+{
+    if (db->copy.len && PQputCopyData(db->pg, db->copy.data, (int)db->copy.len) != 1) {
+        pg_fail(db, NULL);
+        return db->errcode;
+    }
+    ts_buf_reset(&db->copy);
+    return TS_OK;
+}
+
+/* COPY's text format: tab between columns, \N for NULL, and backslash,
+ * tab, newline and carriage return escaped. */
+enum ts_err ts_sql_copy_row(struct ts_sql *db, const char *const *vals, int n)
+{
+    ts_buf *b = &db->copy;
+    for (int i = 0; i < n; i++) {
+        if ((i && ts_buf_puts(b, "\t")) || (!vals[i] && ts_buf_puts(b, "\\N")))
+            return TS_ERR_NOMEM;
+        for (const char *p = vals[i]; p && *p;) {
+            size_t plain = strcspn(p, "\\\t\n\r");
+            if (ts_buf_append(b, p, plain))
+                return TS_ERR_NOMEM;
+            p += plain;
+            if (*p) {
+                char esc[3] = {'\\', *p == '\\' ? '\\' : *p == '\t' ? 't' : *p == '\n' ? 'n' : 'r'};
+                if (ts_buf_append(b, esc, 2))
+                    return TS_ERR_NOMEM;
+                p++;
+            }
+        }
+    }
+    if (ts_buf_puts(b, "\n"))
+        return TS_ERR_NOMEM;
+    return b->len >= COPY_SEND ? copy_send(db) : TS_OK;
+}
+
+enum ts_err ts_sql_copy_end(struct ts_sql *db, int64_t *rows)
+{
+    enum ts_err rc = copy_send(db);
+    if (PQputCopyEnd(db->pg, rc ? "aborted by the client" : NULL) != 1 && rc == TS_OK) {
+        pg_fail(db, NULL);
+        rc = db->errcode;
+    }
+    PGresult *res;
+    while ((res = PQgetResult(db->pg))) {
+        if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+            if (rows)
+                *rows = strtoll(PQcmdTuples(res), NULL, 10);
+        } else if (rc == TS_OK) {
+            pg_fail(db, res);
+            rc = db->errcode;
+        }
+        PQclear(res);
+    }
+    return rc;
 }
 
 enum ts_err ts_sql_try_lock(struct ts_sql *db, int64_t which, bool *held)

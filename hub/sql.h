@@ -91,6 +91,17 @@ enum ts_err ts_sql_exec(struct ts_sql *db, const char *sql);
  * id given on insert), INTEGER BIGINT (times are in ms), REAL DOUBLE
  * PRECISION, and WITHOUT ROWID goes. */
 enum ts_err ts_sql_exec_ddl(struct ts_sql *db, const char *ddl);
+/*
+ * Bulk loading on PostgreSQL: ts_sql_copy_begin runs copy_sql (a "COPY
+ * table(columns) FROM STDIN"), ts_sql_copy_row sends one row of n values
+ * (NULL = SQL NULL; numbers as text) in COPY's text format, batched into
+ * large messages, and ts_sql_copy_end ends it, *rows (may be NULL) = the
+ * rows the server took. After a failed row, still call ts_sql_copy_end; it
+ * returns the first error. TS_ERR_INVAL on SQLite, which has no COPY.
+ */
+enum ts_err ts_sql_copy_begin(struct ts_sql *db, const char *copy_sql);
+enum ts_err ts_sql_copy_row(struct ts_sql *db, const char *const *vals, int n);
+enum ts_err ts_sql_copy_end(struct ts_sql *db, int64_t *rows);
 /* Rows the last INSERT, UPDATE or DELETE changed. */
 int64_t ts_sql_changes(struct ts_sql *db);
 /* The last error's message, and the error itself (TS_OK when there was

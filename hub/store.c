@@ -11,6 +11,7 @@
  * customer once, at their latest state, and a cursor is just a seq.
  */
 #include "parts.h"
+#include "ticketkeys.h"
 #include "purchases.h"
 
 #include <jansson.h>
@@ -28,6 +29,8 @@ static const struct ts_hub_db_part parts[] = {
     {"upstream", ts_hub_upstream_schema},
     {"fleet", ts_hub_fleet_schema}, /* fleet_db.c: the last health report per terminal */
     {"sources", ts_hub_source_schema},
+    {"retention", ts_hub_retention_schema},
+    {"ticketkeys", ts_hub_ticketkeys_schema},
     /* clang-format on */
 };
 

@@ -416,7 +416,9 @@ enum ts_err ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, vo
                                  .peer_check = o->peer_check,
                                  .peer_check_ud = o->peer_check_ud,
                                  .session_lifetime_s = o->tls_session_lifetime_s,
-                                 .no_resume = o->no_resume};
+                                 .no_resume = o->no_resume,
+                                 .ticket_keys = o->ticket_keys,
+                                 .ticket_keys_ud = o->ticket_keys_ud};
         s->peer_check = o->no_client_cert ? NULL : o->peer_check;
         s->peer_check_ud = o->peer_check_ud;
         if ((rc = ts_tls_ctx_new(&to, &s->tls, err, errsz)))

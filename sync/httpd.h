@@ -71,10 +71,13 @@ struct ts_httpd_opts {
     void *peer_check_ud;
     /* With client certificates: TLS session tickets let a terminal resume
      * its session for this long after its full handshake (0 = 3600 s; the
-     * ticket key is in memory only). peer_check is asked before a ticket
-     * is taken, too. no_resume = full handshakes only. */
+     * ticket keys are in memory only unless ticket_keys gives them). peer_check is asked before a
+     * ticket is taken, too. no_resume = full handshakes only. */
     int tls_session_lifetime_s;
     bool no_resume;
+    /* With client certificates, optional: shared ticket keys (tls.h). */
+    ts_tls_ticket_keys_fn ticket_keys;
+    void *ticket_keys_ud;
     /* Connections that have authenticated: a verified client certificate
      * at the end of the handshake, or (no client certificate asked, plain
      * HTTP) a first whole request head. Over it, the next request is

@@ -205,7 +205,7 @@ enum ts_err ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out,
     mbedtls_x509_crt_init(&c->ca);
     mbedtls_entropy_init(&c->entropy);
     mbedtls_ctr_drbg_init(&c->drbg);
-    mbedtls_ssl_ticket_init(&c->ticket);
+    pthread_mutex_init(&c->tk_mu, NULL);
     mbedtls_ssl_session_init(&c->session);
 
     if (!o->server && o->pin_sha256 && o->pin_sha256[0]) {
@@ -243,15 +243,9 @@ enum ts_err ts_tls_ctx_new(const struct ts_tls_opts *o, struct ts_tls_ctx **out,
         if (life > MAX_SESSION_LIFETIME_S)
             life = MAX_SESSION_LIFETIME_S;
         c->session_lifetime_ms = (int64_t)life * 1000;
-        if ((ret = ts_tls_rng(c, c->ticket_key, sizeof c->ticket_key)) ||
-            (ret = mbedtls_ssl_ticket_setup(&c->ticket, ts_tls_rng, c, MBEDTLS_CIPHER_AES_256_GCM,
-                                            (uint32_t)life))) {
-            ts_compat_strerror(ret, mb, sizeof mb);
-            ts_errf(err, errsz, "cannot set up TLS session tickets: %s", mb);
-            rc = TS_ERR_TLS;
-            goto out;
-        }
-        c->tickets = true;
+        c->ticket_keys = o->ticket_keys;
+        c->ticket_keys_ud = o->ticket_keys_ud;
+        c->tickets = true; /* the keys come with the first ticket (tls_session.c) */
     }
     if (!no_client_auth) {
         if ((rc = load_file_check("CA file", o->ca_file, err, errsz)))
@@ -281,8 +275,8 @@ void ts_tls_ctx_free(struct ts_tls_ctx *c)
     tls_conf_unref(c->cur); /* connections must be closed by now */
     pthread_mutex_unlock(&c->mu);
     mbedtls_ssl_session_free(&c->session);
-    mbedtls_ssl_ticket_free(&c->ticket);
-    mbedtls_platform_zeroize(c->ticket_key, sizeof c->ticket_key);
+    mbedtls_platform_zeroize(c->tkeys, sizeof c->tkeys);
+    pthread_mutex_destroy(&c->tk_mu);
     mbedtls_x509_crt_free(&c->ca);
     mbedtls_ctr_drbg_free(&c->drbg);
     mbedtls_entropy_free(&c->entropy);

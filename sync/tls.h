@@ -6,7 +6,8 @@
  * on every read and write, and session resumption by session tickets
  * (RFC 5077 on TLS 1.2, PSK resumption on TLS 1.3, RFC 8446 §2.2): the
  * server seals each session, with the client certificate it verified and
- * when, in a ticket under a key it holds in memory only, the client offers
+ * when, in a ticket under a rotating key (in memory, or shared through the
+ * ticket_keys hook), the client offers
  * its last session again on its next connect, and the abbreviated
  * handshake skips the certificate exchange and the ECDSA work of a full
  * one. Agent and hub speak TLS 1.3 with mbedTLS 3.6, TLS 1.2 with 2.28 (and
@@ -20,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct ts_tls_ctx;  /* shared configuration: CA, own certificate and key, RNG */
 struct ts_tls_conn; /* one connection (TLS or plain TCP) */
@@ -46,6 +48,31 @@ struct ts_peer_id {
  */
 typedef bool (*ts_tls_peer_check)(void *ud, const struct ts_peer_id *peer, char *why, size_t whysz);
 
+/*
+ * Server side: a session ticket key. Tickets are sealed under the newest
+ * key (keys[0]) and opened under whichever of the keys their id names.
+ */
+struct ts_tls_ticket_key {
+    uint32_t id;
+    int64_t created_ms; /* wall clock */
+    unsigned char key[32];
+};
+
+/*
+ * Server side, optional: where the ticket keys come from, so several
+ * processes can share them (a terminal then resumes on whichever one it
+ * reaches). Asked at now_ms for the keys to use: fills keys[0] (the newest,
+ * made at most lifetime_s ago, or made now) and keys[1] (the one before it,
+ * when there is one), *n = how many. Asked again when the newest is
+ * lifetime_s old, once a minute to learn a key another process made, and
+ * (at most once a second) when a ticket names a key not held. A failure
+ * keeps the keys held so far (none yet: a key made in memory, whose tickets
+ * resume on this process only), and it is asked again 5 s later. Without
+ * it the keys are made in memory and rotated every lifetime_s.
+ */
+typedef enum ts_err (*ts_tls_ticket_keys_fn)(void *ud, int64_t now_ms, int lifetime_s,
+                                             struct ts_tls_ticket_key keys[2], size_t *n);
+
 struct ts_tls_opts {
     const char *ca_file;   /* CA(s) to verify the peer; required unless no_client_auth */
     const char *cert_file; /* own certificate chain (PEM) */
@@ -65,11 +92,15 @@ struct ts_tls_opts {
      * handshake that authenticated the client (0 = 3600, at most 86400).
      * A ticket is taken only while its client certificate is still within
      * its validity dates and peer_check still lets it in; otherwise the
-     * client gets a full handshake and is judged there. The ticket key
-     * lives in memory only (rotated every session_lifetime_s): a restarted
-     * server resumes nothing it issued before. no_resume turns it off. */
+     * client gets a full handshake and is judged there. The ticket keys
+     * rotate every session_lifetime_s (the previous one still opens
+     * tickets); they live in memory only unless ticket_keys supplies them:
+     * then a restarted server, or another one sharing them, resumes what
+     * was issued. no_resume turns it off. */
     int session_lifetime_s;
     bool no_resume;
+    ts_tls_ticket_keys_fn ticket_keys; /* server side, optional (above) */
+    void *ticket_keys_ud;
 };
 
 /*

@@ -15,7 +15,6 @@
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
-#include <mbedtls/ssl_ticket.h>
 
 /* Which file was loaded: a renewal replaces the file (rename), a rewrite
  * in place changes its size or time. */
@@ -54,12 +53,17 @@ struct ts_tls_ctx {
     pthread_mutex_t mu;     /* guards cur, every tls_conf's refs, the kept session */
     struct tls_conf *cur;
     unsigned gens; /* tls_conf loads so far */
-    /* server: session tickets (sealed under a key held in memory only):
-     * mbedTLS's ticket of the session inside our own sealed part, which
-     * carries the client certificate and when it was verified */
+    /* server: session tickets (tls_session.c), sealed under the newest of
+     * tkeys, opened under the one their id names; from ticket_keys when
+     * set, else made here. tk_mu guards tkeys and the times. */
     bool tickets;
-    mbedtls_ssl_ticket_context ticket;
-    unsigned char ticket_key[32]; /* AES-256-GCM key of our part */
+    ts_tls_ticket_keys_fn ticket_keys;
+    void *ticket_keys_ud;
+    pthread_mutex_t tk_mu;
+    struct ts_tls_ticket_key tkeys[2];
+    size_t ntkeys;
+    int64_t tk_next_ms; /* when to ask for the keys again */
+    int64_t tk_miss_ms; /* when an unknown key id last made us ask */
     int64_t session_lifetime_ms;
     /* client: the last session, offered again to the same host and port
      * while the certificate it was made with is still the current one */

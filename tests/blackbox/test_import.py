@@ -7,6 +7,10 @@
 - bad_line: a malformed line stops the import with the file and line number,
   exit 1, and nothing of its chunk stored (earlier chunks stay); the same
   for {"batch":[...]} documents, with the event's index.
+- copy_matches_statements (PostgreSQL): the COPY path into an empty
+  database stores exactly what one statement at a time stores; into a
+  database with data it falls back to statements; a bad line leaves the
+  database empty.
 """
 import json
 import os
@@ -130,5 +134,83 @@ def bad_line(w):
     check(p.returncode == 1 and "nope.jsonl" in p.stderr, f"missing file: {p.stderr}")
 
 
+def _pg_dump():
+    """What the stores would see of the hub database: customers (the card
+    without what depends on when it was built), feed rows, identifiers,
+    orders, views, messageIds, meta seq and event count."""
+    out = {}
+    rows = tslib.pg_query("SELECT id, cid, card, keys, seq FROM customers ORDER BY id")
+    for r in rows:
+        card = json.loads(r[2])
+        card.pop("updated", None)  # when it was built, and the recency
+        for it in card.get("interests", []):  # weights and 7-day counts as of then
+            it.pop("score", None)
+            it.pop("count", None)
+        r[2] = json.dumps(card, sort_keys=True)
+    out["customers"] = rows
+    for t, cols in (("feed", "store_id, customer, seq, op, cid"),
+                    ("identifiers", "key, kind, value, customer"),
+                    ("orders", "order_id, customer, total, status"),
+                    ("processed", "message_id"), ("views", "customer, product_id, at"),
+                    ("meta", "k, v")):
+        where = " WHERE k IN ('seq', 'events')" if t == "meta" else ""
+        out[t] = tslib.pg_query(f"SELECT {cols} FROM {t}{where} ORDER BY {cols}")
+    return out
+
+
+def copy_matches_statements(w):
+    events = os.path.join(w.dir, "events.jsonl")
+    run([HUB_BIN, "gen", "--out", events, "--customers", "400", "--stores", "S001,S002",
+         "--seed", "9"])
+    conf = w.hub_conf()
+    p = run([HUB_BIN, "import", "-c", conf, "--statements", events])
+    check("COPY" not in p.stdout, f"--statements must not copy: {p.stdout}")
+    want = _pg_dump()
+    check(len(want["customers"]) == 400 and len(want["feed"]) >= 400, "statement import")
+
+    tslib.pg_reset()
+    p = run([HUB_BIN, "import", "-c", conf, events])
+    print(p.stdout.strip())
+    check(re.search(r"copied \d+ tables \(\d+ rows\) into PostgreSQL with COPY", p.stdout),
+          f"an empty database is loaded with COPY: {p.stdout}")
+    got = _pg_dump()
+    for t in want:
+        diff = [(a, b) for a, b in zip(got[t], want[t]) if a != b][:1]
+        check(got[t] == want[t], f"{t} differs: {diff}  between COPY and statements "
+              f"({len(got[t])} vs {len(want[t])} rows)")
+    check(not [f for f in os.listdir(os.environ.get("TMPDIR", "/tmp"))
+               if f.startswith("tillside-import.") and
+               os.stat(os.path.join(os.environ.get("TMPDIR", "/tmp"), f)).st_uid == os.getuid()
+               and os.path.getmtime(os.path.join(os.environ.get("TMPDIR", "/tmp"), f)) >
+               os.path.getmtime(events)], "the scratch database was left behind")
+
+    # A database with data: statement by statement, deduplicated as always.
+    more = os.path.join(w.dir, "more.jsonl")
+    with open(more, "w") as f:
+        f.write(identify(1) + "\n" + identify(2) + "\n")
+    p = run([HUB_BIN, "import", "-c", conf, more])
+    check("COPY" not in p.stdout and "the hub holds 402 customers" in p.stdout,
+          f"import into a database with data: {p.stdout}")
+
+    # A bad line on the COPY path leaves the database as empty as it was.
+    tslib.pg_reset()
+    bad = os.path.join(w.dir, "bad.jsonl")
+    with open(bad, "w") as f:
+        f.write(identify(1) + "\n" + identify(2)[:-5] + "\n")
+    p = run([HUB_BIN, "import", "-c", conf, "--chunk", "1", bad], check_rc=False)
+    check(p.returncode == 1 and f"{bad}:2:" in p.stderr and "nothing was stored" in p.stderr,
+          f"bad line on the COPY path: {p.returncode} {p.stderr}")
+    check(tslib.pg_query("SELECT count(*) FROM customers") == [["0"]],
+          "the first chunk must not reach PostgreSQL")
+    w.start_hub()
+    w.start_agent()
+    p = run([HUB_BIN, "import", "-c", conf, events])
+    check("COPY" in p.stdout, f"a hub running on the empty database: {p.stdout}")
+    st = w.hub_stats()
+    s001 = st["stores"].get("S001", 0)
+    w.wait_cards(s001, timeout=60)  # the running hub serves what COPY loaded
+
+
 if __name__ == "__main__":
-    tslib.main({"jsonl_then_sync": jsonl_then_sync, "bad_line": bad_line})
+    tslib.main({"jsonl_then_sync": jsonl_then_sync, "bad_line": bad_line,
+                "copy_matches_statements": copy_matches_statements})

@@ -8,6 +8,7 @@ import glob
 import http.client
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tslib  # noqa: E402
-from tslib import Proc, check, customer_batch, free_port, main, wait_for  # noqa: E402
+from tslib import Proc, check, customer_batch, free_port, main, run, wait_for  # noqa: E402
 from test_purchases_hub import UPSTREAM_KEY, FakeCDP, purchase  # noqa: E402
 
 
@@ -266,6 +267,56 @@ def pg_restart(w):
     check(a["proc"].alive(), "the hub exited")
 
 
+def _refused(ctx, port, session):
+    """A connection offering session is neither resumed nor served: the
+    revoked certificate is refused in the full handshake that follows."""
+    from test_tls import _get
+    try:
+        line, _, _, reused = _get(ctx, port, "/v1/feed", session)
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as e:
+        check("revoked" in str(e).lower(), f"refusal does not say revoked: {e}")
+        return
+    check(not reused, f"port {port} resumed the revoked terminal's session")
+    check(line == "", f"port {port} served the revoked terminal: {line}")
+
+
+def tickets_across_hubs(w, best=False):
+    """Two hub processes on one database share their session ticket keys: a
+    session made with hub A resumes on hub B and back (a round-robin
+    balancer in front may send a terminal to either), the resumed
+    connection still knows its store; after `tillside-hub revoke` the
+    terminal resumes on neither, while another terminal still does."""
+    from test_tls import _ctx, _get
+    a, b = start_hubs(w)
+    c = w.certs
+    w.pki("issue", "--dir", c, "--cn", "T02", "--ou", "S001", "--o", "acme", "--out", f"{c}/t02")
+    ctx1, ctx2 = _ctx(w, "t01", best), _ctx(w, "t02", best)
+    line, _, s1, reused = _get(ctx1, a["port"], "/v1/feed")
+    check(" 200 " in line + " " and not reused and s1.has_ticket, f"T01 on A: {line}")
+    sess = s1
+    for hub in (b, a, b):
+        line, body, s, reused = _get(ctx1, hub["port"], "/v1/feed?limit=10", sess)
+        check(reused, f"a session from the other hub was not resumed on port {hub['port']}")
+        check(" 200 " in line + " " and '"items"' in body, f"resumed poll: {line} {body[:200]}")
+        if best and s.has_ticket:
+            sess = s
+    _, _, s2, _ = _get(ctx2, a["port"], "/v1/feed")
+    run([tslib.HUB_BIN, "revoke", "--terminal", "T01", "--store", "S001", "--reason", "stolen",
+         "-c", a["conf"]])
+    for hub in (a, b):
+        _refused(ctx1, hub["port"], s1)
+    line, _, _, reused = _get(ctx2, b["port"], "/v1/feed", s2)
+    check(reused and " 200 " in line + " ", f"T02 on B with A's session: {line}, reused={reused}")
+    for i, hub in enumerate((a, b)):
+        log = open(os.path.join(w.dir, f"hub{i}.log")).read()
+        check("certificate revoked" in log and "CN=T01" in log,
+              f"hub{i}'s log must name the revoked subject")
+
+
+def tickets_across_hubs_best(w):
+    tickets_across_hubs(w, best=True)
+
+
 if __name__ == "__main__":
     if not tslib.PG_URI:
         print("TS_TEST_PG is not set: run under tests/tools/with_pg.sh", file=sys.stderr)
@@ -273,4 +324,6 @@ if __name__ == "__main__":
     main({"two_hubs_one_feed": two_hubs_one_feed,
           "forward_once_with_two_hubs": forward_once_with_two_hubs,
           "long_poll_across_hubs": long_poll_across_hubs,
-          "pg_restart": pg_restart})
+          "pg_restart": pg_restart,
+          "tickets_across_hubs": tickets_across_hubs,
+          "tickets_across_hubs_best": tickets_across_hubs_best})

@@ -577,13 +577,6 @@ static void sweep(struct ts_httpd *s, int64_t now, bool wake)
     }
 }
 
-void ts_httpd_loop_kick(struct ts_httpd *s)
-{
-    uint64_t one = 1;
-    if (s->evfd >= 0)
-        (void)!write(s->evfd, &one, sizeof one);
-}
-
 enum ts_err ts_httpd_loop_init(struct ts_httpd *s, char *err, size_t errsz)
 {
     s->srcs = calloc(SRC_BUCKETS, sizeof *s->srcs);

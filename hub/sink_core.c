@@ -319,8 +319,8 @@ again:
     if ((rc = ensure_auth(k, now, err, sizeof err)) != TS_OK) {
         for (size_t i = 0; i < n; i++) {
             verdict[i] = TS_SINK_RETRY;
-            ts_strlcpy(res[i].reason, "auth: ", sizeof res[i].reason);
-            strncat(res[i].reason, err, sizeof res[i].reason - 7);
+            snprintf(res[i].reason, sizeof res[i].reason, "auth: %.*s",
+                     (int)(sizeof res[i].reason - 7), err);
         }
         failed(k, now, 0, err, n, &next_at);
         rc = TS_OK;

@@ -130,13 +130,15 @@ static enum ts_err erase_quiet(struct ts_hub_store *s, int64_t cutoff, int64_t n
 
 /* Each delete removes at most BATCH rows older than ?1 (a time in ms). */
 static const char *const deletes[] = {
-    /* purchases whose forwarding is done (sent) or never began */
+    /* purchases that every sink is done with (sent, or skipped as not its
+     * kind or without a customer), or that no sink was queued for */
     "DELETE FROM purchases WHERE message_id IN (SELECT p.message_id FROM purchases p"
-    " WHERE p.received < ?1 AND NOT EXISTS (SELECT 1 FROM upstream_outbox o"
-    " WHERE o.message_id = p.message_id AND o.state <> 'sent') LIMIT 2000)",
-    /* forwarded outbox rows; pending and dead ones stay */
-    "DELETE FROM upstream_outbox WHERE message_id IN (SELECT message_id FROM upstream_outbox"
-    " WHERE state = 'sent' AND done_at < ?1 LIMIT 2000)",
+    " WHERE p.received < ?1 AND NOT EXISTS (SELECT 1 FROM sink_queue q"
+    " WHERE q.event_id = p.message_id AND q.state NOT IN ('sent', 'skipped')) LIMIT 2000)",
+    /* the sinks' delivered rows; pending and dead ones stay */
+    "DELETE FROM sink_queue WHERE (sink, event_id, item) IN (SELECT sink, event_id, item"
+    " FROM sink_queue WHERE state IN ('sent', 'skipped') AND COALESCE(done_at, created) < ?1"
+    " LIMIT 2000)",
     "DELETE FROM processed WHERE message_id IN (SELECT message_id FROM processed"
     " WHERE at < ?1 LIMIT 2000)",
 };

@@ -10,6 +10,7 @@
  * told to resync (410) and then gets every live card.
  */
 #include "hub_purchases_fx.h"
+#include "sinks.h"
 #include "tmpdir.h"
 
 #define DAY (24LL * 3600 * 1000)
@@ -53,6 +54,11 @@ static int sim_setup(void **state)
     assert_int_equal(ts_hub_store_open(m->db, &m->f.cfg.key, 0, &m->f.store, err, sizeof err),
                      TS_OK);
     assert_int_equal(ts_sql_open(m->db, 0, &m->peek, err, sizeof err), TS_OK);
+    /* Purchases are queued for the [upstream] sink as the forwarder would
+     * have it (the forwarder itself does not run here). */
+    const struct ts_sink_conf *sink = &m->f.cfg.sinks[0];
+    assert_int_equal(m->f.cfg.nsinks, 1);
+    ts_hub_sinkq_set_targets(&sink, 1);
     m->f.api = (struct ts_hub_api){.cfg = &m->f.cfg, .store = m->f.store, .now_ms = sim_clock};
     m->f.t01 = (struct ts_peer_id){.verified = true, .cn = "T01", .ou = "S001", .o = "acme"};
     *state = m;
@@ -139,12 +145,12 @@ static void forward_day(struct sim *m, int d)
 {
     char sql[256];
     if (d == 2) {
-        peek_exec(m, "UPDATE upstream_outbox SET state = 'dead', reason = 'test'"
-                     " WHERE message_id = 'p-2-1'");
+        peek_exec(m, "UPDATE sink_queue SET state = 'dead', reason = 'test'"
+                     " WHERE event_id = 'p-2-1'");
     }
     snprintf(sql, sizeof sql,
-             "UPDATE upstream_outbox SET state = 'sent', done_at = %lld WHERE state = 'pending'"
-             " AND message_id <> 'p-2-0'",
+             "UPDATE sink_queue SET state = 'sent', done_at = %lld WHERE state = 'pending'"
+             " AND event_id <> 'p-2-0'",
              (long long)sim_now);
     peek_exec(m, sql);
 }
@@ -181,7 +187,7 @@ static int follow(struct sim *m, char *cursor, size_t cursz, json_t *cards)
     }
 }
 
-static const char *const tables[] = {"customers", "feed",  "purchases",   "upstream_outbox",
+static const char *const tables[] = {"customers", "feed",  "purchases",   "sink_queue",
                                      "processed", "views", "identifiers", "anon_map",
                                      "orders",    "bought"};
 #define NTABLES (sizeof tables / sizeof tables[0])
@@ -252,8 +258,8 @@ static void simulated_month(void **state)
     assert_true(json_equal(full, daily_cards));
     assert_int_equal(peek_int(m, "SELECT count(*) FROM customers WHERE id LIKE 'u-reg-%'"),
                      REGULARS);
-    assert_int_equal(peek_int(m, "SELECT count(*) FROM purchases p JOIN upstream_outbox o"
-                                 " ON o.message_id = p.message_id"
+    assert_int_equal(peek_int(m, "SELECT count(*) FROM purchases p JOIN sink_queue o"
+                                 " ON o.event_id = p.message_id"
                                  " WHERE p.message_id IN ('p-2-0', 'p-2-1')"
                                  " AND o.state IN ('pending', 'dead')"),
                      2);

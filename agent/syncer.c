@@ -102,7 +102,7 @@ static void prune(struct ts_syncer *s)
  * again at once), or an error with a human reason in why (logged once by
  * the caller).
  */
-static int sync_page(struct ts_syncer *s, int64_t *pause_ms, char *why, size_t whysz)
+static enum ts_err sync_page(struct ts_syncer *s, int64_t *pause_ms, char *why, size_t whysz)
 {
     struct ts_agent *a = s->a;
     char cursor[TS_FEED_MAX_CURSOR + 1], path[TS_FEED_MAX_CURSOR * 3 + 96];
@@ -248,7 +248,7 @@ static void run(struct ts_worker *w, void *arg)
         if (ts_now_mono_ms() >= s->next_prune_ms)
             prune(s);
         int64_t pause = 0;
-        int rc = sync_page(s, &pause, why, sizeof why);
+        enum ts_err rc = sync_page(s, &pause, why, sizeof why);
         if (stop_requested(s))
             break; /* a cancelled long-poll is no failure */
         if (rc == TS_OK) {

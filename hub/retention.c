@@ -136,11 +136,11 @@ static const char *const deletes[] = {
     " WHERE p.received < ?1 AND NOT EXISTS (SELECT 1 FROM sink_queue q"
     " WHERE q.event_id = p.message_id AND q.state NOT IN ('sent', 'skipped')) LIMIT 2000)",
     /* the sinks' delivered rows; pending and dead ones stay */
-    "DELETE FROM sink_queue WHERE (sink, event_id, item) IN (SELECT sink, event_id, item"
-    " FROM sink_queue WHERE state IN ('sent', 'skipped') AND COALESCE(done_at, created) < ?1"
-    " LIMIT 2000)",
-    "DELETE FROM processed WHERE message_id IN (SELECT message_id FROM processed"
-    " WHERE at < ?1 LIMIT 2000)",
+    ("DELETE FROM sink_queue WHERE (sink, event_id, item) IN (SELECT sink, event_id, item FROM"
+     " sink_queue WHERE state IN ('sent', 'skipped') AND COALESCE(done_at, created) < ?1"
+     " LIMIT 2000)"),
+    ("DELETE FROM processed WHERE message_id IN (SELECT message_id FROM processed"
+     " WHERE at < ?1 LIMIT 2000)"),
 };
 
 enum ts_err ts_hub_retention_run(struct ts_hub_store *s, const struct ts_hub_retention *r,

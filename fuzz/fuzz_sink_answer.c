@@ -5,6 +5,7 @@
  * vendor's parse() and rate() over items of every shape. Hostile answers
  * must give a verdict per item within the enum, never crash or leak.
  */
+#define _GNU_SOURCE /* strcasestr */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

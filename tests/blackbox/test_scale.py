@@ -205,6 +205,17 @@ def over_capacity_503(w):
     w.start_hub(extra="[hub]\nmax_feed_polls = 2\nretry_after_s = 1\n")
     cur = cursor_now(w)
     held = [long_poll(w, cur) for _ in range(2)]
+
+    def class_full():
+        """A feed request that parks nothing (wait=0): 503 once both polls
+        are held, 200 while the hub has not taken them in yet."""
+        p = tls_sock(w, w.hub_port)
+        p.sendall(f"GET {FEED}?since={cur}&wait=0 HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        r = read_response(p, 10)
+        p.close()
+        return r is not None and r[0] == 503
+
+    wait_for(class_full, 20, what="both long-polls to be held")
     # The third gets a real answer over TLS, never a bare close.
     s = tls_sock(w, w.hub_port)
     s.sendall(f"GET {FEED}?since={cur}&wait=30 HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())

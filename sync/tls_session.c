@@ -198,8 +198,11 @@ int ts_tls_ticket_write(void *p, const mbedtls_ssl_session *session, unsigned ch
     if (ret)
         return ret;
     *tlen = SEAL_HDR + n;
-    /* what is left of the lifetime counted from the full handshake */
-    int64_t left = (c->session_lifetime_ms - (ts_now_wall_ms() - auth)) / 1000;
+    /* What is left of the lifetime counted from the full handshake, in whole
+     * seconds rounded up: a TLS 1.3 client drops a ticket older than the
+     * lifetime it was given (RFC 8446 4.6.1), so rounding down would end
+     * resumption up to a second before the hub would (mbedTLS 3.6 does). */
+    int64_t left = (c->session_lifetime_ms - (ts_now_wall_ms() - auth) + 999) / 1000;
     *lifetime = (uint32_t)(left < 1                               ? 1
                            : left > c->session_lifetime_ms / 1000 ? c->session_lifetime_ms / 1000
                                                                   : left);

@@ -55,8 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(body, data + 1, size - 1);
     body[size - 1] = '\0';
     struct ts_httpd_req req = {.method = "POST", .body = body, .body_len = size - 1};
-    struct ts_src_ctx c = {.conf = &conf, .req = &req, .now_ms = 1780000000000LL,
-                           .out = json_array()};
+    struct ts_src_ctx c = {
+        .conf = &conf, .req = &req, .now_ms = 1780000000000LL, .out = json_array()};
     struct ts_seg_batch *b = NULL;
     char err[300];
     size_t n;

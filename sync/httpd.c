@@ -190,6 +190,7 @@ void ts_httpd_wake(struct ts_httpd *s)
 {
     if (!s)
         return;
+    atomic_fetch_add(&s->wake_gen, 1);
     atomic_store(&s->wake_pending, true);
     ts_httpd_loop_kick(s);
 }

@@ -57,7 +57,8 @@ struct hconn {
     int64_t park_until, park_recheck_at;
     int park_recheck_ms;
     bool park_expired;
-    enum conn_next next_step;  /* set by the worker */
+    uint64_t wake_seen;       /* s->wake_gen when its handler began: a wake after that unparks it */
+    enum conn_next next_step; /* set by the worker */
     struct hconn *prev, *next; /* every connection of the server (loop thread only) */
     struct hconn *qnext;       /* job or done queue */
 };
@@ -73,6 +74,7 @@ struct ts_httpd {
     void *ud;
     struct ts_httpd_opts o; /* with defaults filled in; strings not kept */
     _Atomic bool stopping, wake_pending;
+    _Atomic uint64_t wake_gen; /* ts_httpd_wake calls so far */
     /* loop thread only */
     struct hconn *conns, *graveyard;
     long nconns, npending;

@@ -525,6 +525,10 @@ static void take_done(struct ts_httpd *s, int64_t now)
             atomic_fetch_add(&s->st_parked, 1);
             c->park_recheck_at = c->park_recheck_ms > 0 ? now + c->park_recheck_ms : 0;
             set_events(s, c, EPOLLIN | EPOLLRDHUP);
+            /* A wake while its handler ran found it not parked yet: without
+             * this the change would wait for the next recheck. */
+            if (atomic_load(&s->wake_gen) != c->wake_seen)
+                unpark(s, c, now >= c->park_until);
         } else {
             if (c->cls >= 0)
                 s->class_n[c->cls]--;

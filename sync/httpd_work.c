@@ -169,6 +169,9 @@ static enum conn_next run_request(struct ts_httpd *s, struct hconn *c)
         .park_expired = c->park_expired,
     };
     ts_strlcpy(req.remote_addr, c->remote, sizeof req.remote_addr);
+    /* Read before the handler looks at its data: a change it does not see
+     * wakes after this, and take_done hands the request back at once. */
+    c->wake_seen = atomic_load(&s->wake_gen);
     if (ts_http_target_path(m->target, req.path, sizeof req.path) != TS_OK) {
         ts_httpd_error(&resp, 414, "request target too long");
     } else if (decode_body(s, c, &resp)) {

@@ -13,6 +13,7 @@ ts_unit_test(test_hub_proxy unit/test_hub_proxy.c ts_hub)
 ts_unit_test(test_hub_throttle unit/test_hub_throttle.c ts_hub)
 ts_unit_test(test_hub_sql unit/test_hub_sql.c ts_hub)
 ts_unit_test(test_hub_sources unit/test_hub_sources.c ts_hub PkgConfig::JANSSON)
+ts_unit_test(test_hub_predict unit/test_hub_predict.c ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_hub_retention unit/test_hub_retention.c ts_hub PkgConfig::JANSSON)
 
 # The same store, API, suggestion and purchase tests on a real PostgreSQL

@@ -137,6 +137,7 @@ endforeach()
 ts_blackbox_test(bb_sources_refused_store_nothing test_sources.py refused_store_nothing)
 ts_blackbox_test(bb_sources_bad_records test_sources.py bad_records)
 ts_blackbox_test(bb_sources_check_config test_sources.py check_config_lists_sources)
+ts_blackbox_test(bb_sources_bad_signatures_throttled test_sources.py bad_signatures_throttled)
 # Predictions on the card (hub/predict.c): bands through /v1/batch and the adapters, the page.
 ts_blackbox_test(bb_predictions_batch test_predictions.py batch_bands_on_card)
 ts_blackbox_test(bb_predictions_sources test_predictions.py sources_bands_on_card)

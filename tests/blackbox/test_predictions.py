@@ -160,7 +160,20 @@ def page_shows_hint(w):
     check(p.returncode == 0, f"predict_test.js failed:\n{p.stdout}\n{p.stderr}")
 
 
+def check_config_validates(w):
+    conf = w.hub_conf(extra=CONF)
+    p = tslib.run([tslib.HUB_BIN, "check-config", "-c", conf], check_rc=False)
+    check(p.returncode == 0 and "predictions: hints on" in p.stdout
+          and "1 stores without hints (S002)" in p.stdout, f"check-config: {p.stdout}{p.stderr}")
+    for bad, key in (("churn_high = 2", "churn_high"), ("value_traits = a b", "value_traits"),
+                     ("value_top = 10", "value_top"), ("hints = sometimes", "hints")):
+        p = tslib.run([tslib.HUB_BIN, "check-config", "-c",
+                       w.hub_conf(extra=f"[predictions]\n{bad}\n")], check_rc=False)
+        check(p.returncode != 0 and f"[predictions] {key}" in p.stderr, f"{bad}: {p.stderr}")
+
+
 if __name__ == "__main__":
     tslib.main({"batch_bands_on_card": batch_bands_on_card,
                 "sources_bands_on_card": sources_bands_on_card,
-                "page_shows_hint": page_shows_hint})
+                "page_shows_hint": page_shows_hint,
+                "check_config_validates": check_config_validates})

@@ -89,6 +89,14 @@ def batch_bands_on_card(w):
     text = feed_text(w, "t02")
     check("Dan Elsewhere" in text and "prediction" not in text,
           f"S002's feed carries predictions: {text[:400]}")
+    # and a lookup from S002 (a customer not in its slice) comes without it too
+    s, body = w.hub_request("GET", "/v1/feed?limit=1000", cert="t01")
+    key = next(it["keys"][0] for it in body["items"] if it["card"].get("name") == "Ada Lovelace")
+    s, a1 = w.hub_request("GET", f"/v1/lookup?key={key}", cert="t01")
+    s2, a2 = w.hub_request("GET", f"/v1/lookup?key={key}", cert="t02")
+    check(s == 200 and "prediction" in a1["card"], f"S001 lookup: {s} {a1}")
+    check(s2 == 200 and "prediction" not in a2["card"] and a2["card"]["name"] == "Ada Lovelace",
+          f"S002 lookup: {s2} {a2}")
     w.start_agent()
     w.wait_cards(1)
     card = scan_card(w, "2000000000015")

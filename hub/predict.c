@@ -130,6 +130,7 @@ enum ts_err ts_hub_predict_conf(const struct ts_conf *c, struct ts_hub_predict_c
                                 size_t errsz)
 {
     ts_hub_predict_defaults(o);
+    o->configured = ts_conf_key(c, "predictions", 0) != NULL;
     int rc = ts_conf_get_bool(c, "predictions", "hints", true, &o->hints, err, errsz);
     if (rc)
         return rc;
@@ -197,6 +198,8 @@ int ts_hub_predict_check(const struct ts_hub_predict_conf *o, void *out_file)
 {
     FILE *f = out_file;
     size_t n = 0;
+    if (!o->configured)
+        return 0;
     for (int k = 0; k < TS_PRED_KINDS; k++)
         n += o->traits[k].n;
     fprintf(f, "predictions: hints %s, %zu trait names, %zu stores without hints",

@@ -37,7 +37,8 @@ struct ts_pred_traits {
 };
 
 struct ts_hub_predict_conf {
-    bool hints;                              /* [predictions] hints: the block is on cards at all */
+    bool hints;      /* [predictions] hints: the block is on cards at all */
+    bool configured; /* the section is in the file (check-config prints it then) */
     char stores_off[TS_PRED_MAX_STORES][64]; /* stores whose terminals never get it */
     size_t nstores_off;
     struct ts_pred_traits traits[TS_PRED_KINDS]; /* first one present wins, kinds in order */
@@ -58,7 +59,8 @@ void ts_hub_predict_defaults(struct ts_hub_predict_conf *o);
  * before serving. */
 void ts_hub_predict_use(const struct ts_hub_predict_conf *o);
 const struct ts_hub_predict_conf *ts_hub_predict_current(void);
-/* check-config: one line saying what the section does; returns 0. */
+/* check-config: one line saying what the section does, when the file has
+ * one; returns 0. */
 int ts_hub_predict_check(const struct ts_hub_predict_conf *o, void *out_file);
 /* Does the store's feed leave predictions out ([predictions] stores_off)? */
 bool ts_hub_predict_store_off(const struct ts_hub_predict_conf *o, const char *store);

@@ -44,6 +44,46 @@ static void line(const struct ts_render *r, const char *ansi, const char *fmt, .
     put(r, ansi, buf);
 }
 
+/* The hint a hub.conf [predictions] mapping made of the CDP's predictions
+ * (docs/PROTOCOL.md "Predictions"): its plain words, the bands it rests on
+ * and where they came from. Never a score: the card carries none. */
+static void prediction(const struct ts_render *r, json_t *card)
+{
+    static const struct {
+        const char *key, *text;
+    } hints[] = {
+        {"valued_drifting", "loyal customer, not seen for a while"},
+        {"valued_due", "valued customer, usually buys again about now"},
+        {"valued", "one of the most valuable customers"},
+        {"drifting", "may be drifting away"},
+        {"due", "usually buys again about now"},
+    };
+    json_t *p = json_object_get(card, "prediction");
+    if (!json_is_object(p))
+        return;
+    const char *key = jstr(p, "hint"), *text = NULL;
+    for (size_t i = 0; i < sizeof hints / sizeof hints[0]; i++)
+        if (strcmp(key, hints[i].key) == 0)
+            text = hints[i].text;
+    json_t *v = json_object_get(p, "value"), *c = json_object_get(p, "churn"),
+           *n = json_object_get(p, "next_order");
+    if (text)
+        line(r, "\033[36m", "  %-22s %s", "hint", text);
+    char bands[256] = "";
+    int len = 0;
+    if (v)
+        len += snprintf(bands + len, sizeof bands - (size_t)len, "value %s", jstr(v, "band"));
+    if (c && len < (int)sizeof bands)
+        len += snprintf(bands + len, sizeof bands - (size_t)len, "%schurn risk %s",
+                        len ? " · " : "", jstr(c, "band"));
+    if (n && len < (int)sizeof bands)
+        snprintf(bands + len, sizeof bands - (size_t)len, "%snext order %s", len ? " · " : "",
+                 json_is_true(json_object_get(n, "due")) ? "due now" : jstr(n, "date"));
+    json_t *first = v ? v : c ? c : n;
+    line(r, "\033[2m", "  %-22s %s (%s, as of %s)", "predicted", bands, jstr(first, "source"),
+         jstr(first, "as_of"));
+}
+
 void ts_render_card(const struct ts_render *r, json_t *card)
 {
     char head[512];
@@ -87,6 +127,7 @@ void ts_render_card(const struct ts_render *r, json_t *card)
     const char *sugg = jstr(json_object_get(card, "suggested"), "name");
     if (*sugg)
         line(r, "\033[32m", "  %-22s %s", "suggest", sugg);
+    prediction(r, card);
 }
 
 void ts_render_session(const struct ts_render *r, json_t *session)

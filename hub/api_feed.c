@@ -126,6 +126,8 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
     struct ts_hub_feed_page page = {0};
     rc = cursor_epoch == epoch ? ts_hub_store_feed(api->store, store, since, (int)limit, &page)
                                : TS_ERR_GONE;
+    if (rc == TS_OK && ts_hub_predict_store_off(&api->cfg->predict, store))
+        ts_hub_predict_strip(&page.items); /* [predictions] stores_off */
     /* Nothing new and a long-poll: park the request (httpd.h), costing only
      * its connection, until the store changes or the wait is over; it is
      * handed back here then, and asks again. */
@@ -260,6 +262,8 @@ static void lookup(struct ts_hub_api *api, const struct ts_httpd_req *req,
     }
     ts_buf_reset(&resp->body);
     rc = ts_hub_store_lookup(api->store, key, &resp->body);
+    if (rc == TS_OK && ts_hub_predict_store_off(&api->cfg->predict, req->peer->ou))
+        ts_hub_predict_strip(&resp->body);
     TS_DEBUG(COMP, "lookup store=%s found=%d", req->peer->ou, rc == TS_OK);
     if (rc == TS_ERR_NOTFOUND)
         ts_httpd_error(resp, 404, "unknown customer");

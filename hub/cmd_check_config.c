@@ -95,6 +95,7 @@ int ts_hub_check_config_main(const char *conf)
                 "(%d s): long-polling terminals will show as stale\n",
                 cfg.fleet_stale_after_s, TS_HUB_FEED_MAX_WAIT);
     ts_hub_sources_check(&cfg, stdout);
+    ts_hub_predict_check(&cfg.predict, stdout);
     printf("%s: OK\n", conf);
     for (size_t i = 0; i < cfg.nsinks; i++)
         printf("sink %s: %s at %s\n", cfg.sinks[i].name, cfg.sinks[i].type, cfg.sinks[i].url);

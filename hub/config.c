@@ -336,7 +336,8 @@ static enum ts_err from_conf(const struct ts_conf *c, struct ts_hub_config *o, c
         (rc = ts_hub_sinks_conf(c, o, err, errsz)) || (rc = ts_hub_proxy_conf(c, o, err, errsz)) ||
         (rc = throttle_conf(c, o, err, errsz)) || (rc = fleet_conf(c, o, err, errsz)) ||
         (rc = ts_hub_sources_conf(c, o, err, errsz)) || (rc = serve_conf(c, o, err, errsz)) ||
-        (rc = retention_conf(c, o, err, errsz)))
+        (rc = retention_conf(c, o, err, errsz)) ||
+        (rc = ts_hub_predict_conf(c, &o->predict, err, errsz)))
         return rc;
     const char *lvl = ts_conf_get(c, "hub", "log_level", "info");
     if (ts_log_level_parse(lvl, &o->log_level) != TS_OK)
@@ -365,8 +366,10 @@ static int finish(struct ts_conf *c, struct ts_hub_config *out, char *err, size_
     struct ts_hub_config tmp;
     int rc = from_conf(c, &tmp, err, errsz);
     ts_conf_free(c);
-    if (rc == TS_OK)
+    if (rc == TS_OK) {
         *out = tmp;
+        ts_hub_predict_use(&out->predict); /* what ingest and card rebuilds band with */
+    }
     return rc;
 }
 

@@ -10,6 +10,7 @@
 #include "../sync/httpd.h"
 #include "../sync/ident.h"
 #include "sink.h"
+#include "predict.h"
 #include "source.h"
 
 #include <stdbool.h>
@@ -93,6 +94,7 @@ struct ts_hub_config {
     int max_connections, max_unauthenticated, max_unauthenticated_per_address;
     int handshake_timeout_s, request_head_timeout_s, workers, retry_after_s;
     int max_feed_polls, max_purchase_uploads, max_cdp_batches;
+    struct ts_hub_predict_conf predict; /* [predictions] (predict.c) */
 };
 
 /* Reads and validates the INI file; err gets "file:line: ..." on failure. */
@@ -167,6 +169,9 @@ struct ts_seg_event {
     /* orders: the status the event sets, one of ts_hub_order_status's
      * names; NULL = none (an Order Completed is "placed") */
     const char *order_status;
+    /* identify: the traits object as sent (a json_t, borrowed like the
+     * strings), for the prediction traits (predict.c); NULL otherwise */
+    const void *traits;
 };
 
 struct ts_seg_batch {
@@ -233,8 +238,9 @@ struct ts_hub_profile {
     size_t nwish;
     const struct ts_hub_order *orders; /* newest first */
     size_t norders;
-    int64_t updated_ms; /* hub time of the last change */
-    int64_t now_ms;     /* reference for decay and the 7-day count */
+    const char *predictions; /* stored bands (predict.c); NULL = none */
+    int64_t updated_ms;      /* hub time of the last change */
+    int64_t now_ms;          /* reference for decay and the 7-day count */
 };
 
 /* Builds the card as compact JSON text; *out is malloc'd, free() it. */

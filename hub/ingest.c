@@ -58,6 +58,8 @@ enum ts_err ts_hub_ingest_schema(struct ts_hub_store *s)
         rc = ts_hub_db_add_column(s, "customers", "prev_keys", "prev_keys TEXT", NULL);
     if (rc == TS_OK)
         rc = ts_hub_db_add_column(s, "orders", "status_at", "status_at INTEGER", NULL);
+    if (rc == TS_OK) /* bands from the CDP's predictions (predict.c) */
+        rc = ts_hub_db_add_column(s, "customers", "predictions", "predictions TEXT", NULL);
     if (rc == TS_OK)
         rc = ts_hub_db_ddl(s, "CREATE INDEX IF NOT EXISTS identifiers_prev ON"
                               " identifiers(prev_key) WHERE prev_key IS NOT NULL");
@@ -100,6 +102,9 @@ enum stmt_id {
     ST_MERGE_BOUGHT_DEL,
     ST_FEED_ERASE_ALL,
     ST_CUST_DELETE,
+    ST_PRED_GET,
+    ST_PRED_SET,
+    ST_MERGE_PRED,
     ST_COUNT
 };
 
@@ -185,6 +190,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_FEED_ERASE_ALL] =
         "UPDATE feed SET op = 'erase', seq = ?2, at = ?3 WHERE customer = ?1 AND op = 'upsert'",
     [ST_CUST_DELETE] = "DELETE FROM customers WHERE id = ?1",
+    [ST_PRED_GET] = "SELECT predictions FROM customers WHERE id = ?1",
+    [ST_PRED_SET] = "UPDATE customers SET predictions = ?2 WHERE id = ?1",
+    /* the survivor's own predictions win, as its traits do */
+    [ST_MERGE_PRED] = "UPDATE customers SET predictions = coalesce(predictions,"
+                      " (SELECT f.predictions FROM customers f WHERE f.id = ?2)) WHERE id = ?1",
 };
 static const struct ts_hub_stmts stmts = {stmt_sql, NULL, ST_COUNT};
 
@@ -289,7 +299,7 @@ static enum ts_err merge(struct ing *g, const char *user, const char *anon)
     static const enum stmt_id steps[] = {
         ST_MERGE_TRAITS, ST_MERGE_VIEWS,    ST_MERGE_CART,       ST_MERGE_CART_DEL,
         ST_MERGE_WISH,   ST_MERGE_WISH_DEL, ST_MERGE_ORDERS,     ST_MERGE_IDENT,
-        ST_MERGE_ANON,   ST_MERGE_BOUGHT,   ST_MERGE_BOUGHT_DEL,
+        ST_MERGE_ANON,   ST_MERGE_BOUGHT,   ST_MERGE_BOUGHT_DEL, ST_MERGE_PRED,
     };
     int rc = ensure_customer(g, user);
     for (size_t i = 0; rc == TS_OK && i < sizeof steps / sizeof steps[0]; i++)
@@ -395,6 +405,30 @@ static enum ts_err link_identifier(struct ing *g, const char *cust, enum ts_iden
     return run(g, st, "identifier upsert");
 }
 
+/* The prediction traits an identify carries, as bands (predict.c). */
+static enum ts_err apply_predictions(struct ing *g, const char *cust, const struct ts_seg_event *e)
+{
+    struct ts_sql_stmt *st = stmt(g->s, ST_PRED_GET);
+    if (!st)
+        return TS_ERR_DB;
+    ts_sql_bind_text(st, 1, cust);
+    int step = ts_sql_step(st);
+    const char *old = step == TS_SQL_ROW ? ts_sql_column_text(st, 0) : NULL;
+    char *text = NULL;
+    int rc = ts_hub_predict_merge(old, e->traits, e->at_ms, &text);
+    ts_sql_reset(st);
+    if (step != TS_SQL_ROW && step != TS_SQL_DONE) {
+        free(text);
+        return ts_hub_db_werr(g->s, "predictions");
+    }
+    if (rc == TS_ERR_NOTFOUND)
+        return TS_OK;
+    if (rc == TS_OK)
+        rc = run2(g, ST_PRED_SET, cust, text);
+    free(text);
+    return rc;
+}
+
 static enum ts_err apply_identify(struct ing *g, const char *cust, const struct ts_seg_event *e)
 {
     int rc = TS_OK;
@@ -427,6 +461,8 @@ static enum ts_err apply_identify(struct ing *g, const char *cust, const struct 
         return rc;
     for (size_t i = 0; rc == TS_OK && i < e->nloyalty; i++)
         rc = link_identifier(g, cust, TS_IDENT_LOYALTY, e->loyalty[i]);
+    if (rc == TS_OK && e->traits)
+        rc = apply_predictions(g, cust, e);
     return rc;
 }
 

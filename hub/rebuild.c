@@ -37,7 +37,7 @@ enum stmt_id {
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_LOAD_CUST] = "SELECT cid, name, tier, points, consent, home_store, suggested_id,"
-                     " suggested_name FROM customers WHERE id = ?1",
+                     " suggested_name, predictions FROM customers WHERE id = ?1",
     [ST_VIEWS_PRUNE] = "DELETE FROM views WHERE customer = ?1 AND (at < ?2 OR rowid IN"
                        " (SELECT rowid FROM views WHERE customer = ?1 ORDER BY at DESC"
                        " LIMIT -1 OFFSET ?3))",
@@ -242,6 +242,7 @@ static enum ts_err load_customer(struct ts_hub_store *s, const char *cust, struc
         l->home_store = dup(&l->pool, st, 5, &nomem);
         p->suggested_id = dup(&l->pool, st, 6, &nomem);
         p->suggested_name = dup(&l->pool, st, 7, &nomem);
+        p->predictions = dup(&l->pool, st, 8, &nomem); /* predict.c */
     }
     ts_sql_reset(st);
     if (step == TS_SQL_DONE)

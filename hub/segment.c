@@ -259,6 +259,7 @@ static enum ts_err parse_traits(struct parser *ps, const json_t *tr, struct ts_s
     e->consent = -1;
     if (!json_is_object(tr))
         return TS_OK;
+    e->traits = tr;
     e->name = text(tr, "name");
     e->first_name = text(tr, "firstName") ? text(tr, "firstName") : text(tr, "first_name");
     e->last_name = text(tr, "lastName") ? text(tr, "lastName") : text(tr, "last_name");

@@ -17,6 +17,7 @@
  */
 #include "source_int.h"
 #include "db.h"
+#include "throttle.h"
 #include "../common/conf.h"
 
 #include <stdatomic.h>
@@ -143,9 +144,20 @@ int ts_hub_sources_check(const struct ts_hub_config *cfg, void *out_file)
 
 /* ---- counters -------------------------------------------------------------------*/
 
-enum { C_ACCEPTED, C_DUPLICATE, C_UNKNOWN, C_REJECTED, C_SIGNATURE, C_STALE, C_REPLAY, C_N };
-static const char *const counter_names[C_N] = {"accepted",      "duplicate", "unknown", "rejected",
-                                               "bad_signature", "stale",     "replay"};
+enum {
+    C_ACCEPTED,
+    C_DUPLICATE,
+    C_UNKNOWN,
+    C_REJECTED,
+    C_SIGNATURE,
+    C_STALE,
+    C_REPLAY,
+    C_THROTTLED,
+    C_N
+};
+static const char *const counter_names[C_N] = {"accepted", "duplicate",     "unknown",
+                                               "rejected", "bad_signature", "stale",
+                                               "replay",   "throttled"};
 static atomic_ullong counters[TS_HUB_MAX_SOURCES][C_N];
 
 static void count(size_t src, int what, size_t n)
@@ -426,12 +438,26 @@ void ts_hub_sources_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
         ts_httpd_error(resp, 503, "out of memory");
         return;
     }
-    int rc = v->verify(&c);
+    /* An address that failed signatures too often is not even checked
+     * (throttle.c, as the write key): guessing a secret is slowed to a few
+     * tries per hour, the vendor's own deliveries from elsewhere go on. */
+    char addr[64];
+    int rc;
+    ts_hub_throttle_client_addr(req, addr, sizeof addr);
+    int wait = ts_hub_throttle_auth_wait(api->throttle, TS_HUB_SECRET_SOURCE, addr, c.now_ms);
+    if (wait) {
+        count(idx, C_THROTTLED, 1);
+        ts_hub_throttle_answer_429(resp, wait, "too many bad signatures from this address");
+        goto out;
+    }
+    rc = v->verify(&c);
     if (rc != TS_OK) {
         /* The reason goes to the log (never the secret); the sender learns
          * only which check failed. */
         bool stale = rc == TS_ERR_GONE;
         count(idx, stale ? C_STALE : C_SIGNATURE, 1);
+        if (!stale) /* a stale time was signed with the right secret */
+            ts_hub_throttle_auth_failed(api->throttle, TS_HUB_SECRET_SOURCE, addr, c.now_ms);
         TS_WARN(COMP, "source %s: refused from %s: %s", conf->name, req->remote_addr,
                 stale ? c.err : "bad signature or credentials");
         ts_httpd_error(resp, 401,
@@ -439,6 +465,7 @@ void ts_hub_sources_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
                              : "bad signature or credentials");
         goto out;
     }
+    ts_hub_throttle_auth_ok(api->throttle, TS_HUB_SECRET_SOURCE, addr);
     if (!c.replay_key[0])
         body_hash(req, c.replay_key, sizeof c.replay_key);
     bool seen = false;

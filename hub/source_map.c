@@ -213,6 +213,7 @@ void ts_src_profile(json_t *traits, const json_t *src)
     ts_src_pick(traits, "tier", src, tier);
     ts_src_pick(traits, "points", src, points);
     ts_src_pick(traits, "home_store", src, store);
+    ts_hub_predict_copy(traits, src); /* the CDP's predictions (predict.c) */
 }
 
 bool ts_src_has_profile(const json_t *src)
@@ -224,5 +225,5 @@ bool ts_src_has_profile(const json_t *src)
     for (size_t i = 0; keys[i]; i++)
         if (json_object_get(src, keys[i]))
             return true;
-    return false;
+    return ts_hub_predict_present(src);
 }

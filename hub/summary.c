@@ -234,6 +234,18 @@ static json_t *suggested(const struct ts_hub_profile *p, const struct viewed *v,
     return o;
 }
 
+/* What the CDP predicts (predict.c), last of the card's members so a store
+ * with hints off gets it cut out without re-parsing (ts_hub_predict_strip);
+ * like the interests, only with personalization consent. */
+static void prediction(json_t *card, const struct ts_hub_profile *p, bool *ok)
+{
+    if (!p->consent || !p->predictions)
+        return;
+    json_t *o = ts_hub_predict_card(p->predictions, p->now_ms);
+    if (o)
+        put(card, "prediction", o, ok);
+}
+
 enum ts_err ts_hub_card_build(const struct ts_hub_profile *p, char **out)
 {
     int rc = TS_ERR_NOMEM;
@@ -267,6 +279,7 @@ enum ts_err ts_hub_card_build(const struct ts_hub_profile *p, char **out)
     char upd[40];
     ts_iso8601(p->updated_ms, upd, sizeof upd);
     put(card, "updated", json_string(upd), &ok);
+    prediction(card, p, &ok);
     if (!ok)
         goto out;
     /* Ten significant digits print 129.0 and 89.99 as written, not as

@@ -303,10 +303,10 @@ void ts_hub_throttle_lookup_done(struct ts_hub_throttle *l, const char *store, c
 
 /* ---- failed secrets -------------------------------------------------------*/
 
-static const char *const secret_name[TS_HUB_NSECRETS] = {"write_key", "enroll_token",
-                                                         "fleet_admin"};
-static const char *const secret_said[TS_HUB_NSECRETS] = {"write key", "enrolment token",
-                                                         "fleet admin password"};
+static const char *const secret_name[TS_HUB_NSECRETS] = {"write_key", "enroll_token", "fleet_admin",
+                                                         "source_signature"};
+static const char *const secret_said[TS_HUB_NSECRETS] = {
+    "write key", "enrolment token", "fleet admin password", "source signature"};
 
 static void addr_key(enum ts_hub_secret what, const char *addr, char *out, size_t outsz)
 {

@@ -7,7 +7,8 @@
  *   ([lookup] miss_window_s, miss_min, miss_percent): a terminal above it is
  *   flagged (logged once, /metrics, `tillside-hub stats`) and slowed to
  *   [lookup] flagged_rate_per_min until a window passes without it;
- * - per source address, failed CDP write keys and enrolment tokens: after
+ * - per source address, failed CDP write keys, enrolment tokens, fleet
+ *   admin passwords and source signatures (/v1/sources/NAME): after
  *   [throttle] free_failures, each failure shuts the address out for 1 s,
  *   2 s, 4 s ... up to [throttle] max_delay_s (429 with Retry-After, the key
  *   is not even looked at); a success resets it; other addresses are not
@@ -55,6 +56,7 @@ enum ts_hub_secret {
     TS_HUB_SECRET_WRITE_KEY,
     TS_HUB_SECRET_ENROLL_TOKEN,
     TS_HUB_SECRET_FLEET_ADMIN, /* [fleet] admin_user's password (fleet_http.c) */
+    TS_HUB_SECRET_SOURCE,      /* a [source.NAME]'s signature or credentials (source.c) */
     TS_HUB_NSECRETS
 };
 /* 0 when addr may try now, else the seconds it must wait. */

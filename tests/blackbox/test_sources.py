@@ -265,9 +265,51 @@ def check_config_lists_sources(w):
     check(p.returncode != 0 and "[source.x] type" in p.stderr, f"bad type: {p.stderr}")
 
 
+def bad_signatures_throttled(w):
+    """After [throttle] free_failures bad signatures from one address, that
+    address gets 429 with a Retry-After that grows with each further
+    failure, before its signature is even checked; nothing is stored; a
+    good delivery afterwards resets it; counted, and logged a bounded number
+    of times."""
+    w.cdp_port = tslib.free_port()
+    w.start_hub(extra=f"[hub]\ncdp_listen = 127.0.0.1:{w.cdp_port}\n[throttle]\n"
+                      f"free_failures = 3\nmax_delay_s = 4\n" + sources_conf())
+    tslib.wait_for(lambda: w._port_open(w.cdp_port), what="the CDP listener")
+    payload = fixture("braze_currents", "u-t", tslib.ean13("220000000001"), "thr")
+    before = stored(w)
+    waits = []
+    for i in range(3):
+        s, body = send(w, "braze", payload, secret="wrong-secret-0123456789")
+        check(s == 401, f"bad signature {i}: {s} {body}")
+    for _ in range(3):
+        # shut out: even the right secret is not looked at
+        s, body = send(w, "braze", payload)
+        check(s == 429 and body.get("retry_after", 0) >= 1, f"shut out: {s} {body}")
+        waits.append(body["retry_after"])
+        tslib.wait_for(lambda: send(w, "braze", payload, secret="wrong-secret-0123456789")[0]
+                       == 401, timeout=15, what="the shut-out to end")
+    check(waits[0] < waits[-1] <= 4, f"Retry-After does not grow to the cap: {waits}")
+    check(stored(w) == before, "a throttled or badly signed request stored something")
+    check(source_metric(w, "braze", "throttled") >= 3, "429s not counted")
+    s, text = w.hub_request("GET", "/metrics")
+    fails = tslib.metric(text.replace('{secret="source_signature"}', ""),
+                         "tillside_hub_auth_failures_total")
+    check(fails is not None and fails >= 6, f"failures not counted: {fails}")
+    # the right secret once the shut-out is over goes through and resets it
+    s, body = tslib.wait_for(lambda: (lambda r: r[0] != 429 and r)(send(w, "braze", payload)),
+                             timeout=15, what="a good delivery after the shut-out")
+    check(s == 200 and body.get("accepted", 0) >= 1, f"good delivery: {s} {body}")
+    s, body = send(w, "braze", payload, secret="wrong-secret-0123456789")
+    check(s == 401, f"after the reset the first failure is free again: {s} {body}")
+    logged = w.hub.log().count("failed source signature attempts")
+    check(1 <= logged <= 4, f"{logged} throttle log lines")
+    print(f"Retry-After {waits}, {fails:.0f} failures, {logged} log lines")
+
+
 TESTS = {f"{n}_activity_on_card": activity_on_card(n) for n in SOURCES}
 TESTS.update({"refused_store_nothing": refused_store_nothing, "bad_records": bad_records,
-              "check_config_lists_sources": check_config_lists_sources})
+              "check_config_lists_sources": check_config_lists_sources,
+              "bad_signatures_throttled": bad_signatures_throttled})
 
 if __name__ == "__main__":
     tslib.main(TESTS)

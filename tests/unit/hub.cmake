@@ -13,11 +13,12 @@ ts_unit_test(test_hub_proxy unit/test_hub_proxy.c ts_hub)
 ts_unit_test(test_hub_throttle unit/test_hub_throttle.c ts_hub)
 ts_unit_test(test_hub_sql unit/test_hub_sql.c ts_hub)
 ts_unit_test(test_hub_sources unit/test_hub_sources.c ts_hub PkgConfig::JANSSON)
+ts_unit_test(test_hub_predict unit/test_hub_predict.c ts_hub PkgConfig::JANSSON)
 ts_unit_test(test_hub_retention unit/test_hub_retention.c ts_hub PkgConfig::JANSSON)
 
 # The same store, API, suggestion and purchase tests on a real PostgreSQL
 # server: tests/tools/with_pg.sh starts a throwaway one for each run.
-foreach(t test_hub_sql test_hub_store test_hub_feed test_hub_api test_hub_suggest test_hub_purchases test_hub_forward test_hub_retention)
+foreach(t test_hub_sql test_hub_store test_hub_feed test_hub_api test_hub_suggest test_hub_purchases test_hub_forward test_hub_retention test_hub_predict)
     add_test(NAME ${t}_pg COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tools/with_pg.sh $<TARGET_FILE:${t}>)
     set_tests_properties(${t}_pg PROPERTIES LABELS "unit;pg" TIMEOUT 300)
 endforeach()

@@ -10,6 +10,7 @@
  * their rows, so "WHERE store_id=? AND seq>? ORDER BY seq" returns each
  * customer once, at their latest state, and a cursor is just a seq.
  */
+#include "offers.h"
 #include "parts.h"
 #include "ticketkeys.h"
 #include "purchases.h"
@@ -31,6 +32,7 @@ static const struct ts_hub_db_part parts[] = {
     {"sources", ts_hub_source_schema},
     {"retention", ts_hub_retention_schema},
     {"ticketkeys", ts_hub_ticketkeys_schema},
+    {"offers", ts_hub_offers_schema}, /* offers.c: the CDP's offers per customer */
     /* clang-format on */
 };
 

@@ -59,7 +59,7 @@ static const struct route_def {
     {"/livez", R_LIVEZ, "GET, HEAD"},
     {"/readyz", R_READYZ, "GET, HEAD"},
     {"/metrics", R_METRICS, "GET, HEAD"},
-    {"/api/v1/purchases", R_PURCHASES, "POST"}, /* purchase.c */
+    {"/api/v1/purchases", R_PURCHASES, "POST"},        /* purchase.c */
     {"/api/v1/offers/redeem", R_OFFER_REDEEM, "POST"}, /* api_offers.c */
 };
 

@@ -137,8 +137,7 @@ static enum ts_err request(struct ts_hublink *h, const char *what, const char *m
         rc = r.status == 200 ? TS_ERR_PROTO : TS_OK;
         goto out;
     }
-    if (r.status != 200 || !json_object_get(ans, "card") ||
-        (text = take_card(h, what, &r.body)))
+    if (r.status != 200 || !json_object_get(ans, "card") || (text = take_card(h, what, &r.body)))
         atomic_fetch_add(&h->answers, r.status == 200);
     else
         json_object_del(ans, "card");

@@ -151,8 +151,8 @@ enum ts_err ts_hub_offers_load(struct ts_hub_store *s, const char *cust, int64_t
     ts_sql_bind_int64(st, 2, now_ms);
     ts_sql_bind_int64(st, 3, TS_SEG_MAX_OFFERS);
     /* One block: the entries, then their strings (at most 8 × (64 + 512)). */
-    size_t cap = TS_SEG_MAX_OFFERS * sizeof **out + TS_SEG_MAX_OFFERS * (TS_OFFER_MAX_CODE + 2 +
-                                                                       TS_SEG_MAX_TEXT + 2);
+    size_t cap = TS_SEG_MAX_OFFERS * sizeof **out +
+                 TS_SEG_MAX_OFFERS * (TS_OFFER_MAX_CODE + 2 + TS_SEG_MAX_TEXT + 2);
     char *blk = malloc(cap), *p = blk ? blk + TS_SEG_MAX_OFFERS * sizeof **out : NULL;
     if (!blk) {
         ts_sql_reset(st);
@@ -263,10 +263,10 @@ static char *coupon_event(const struct ts_hub_redeem_req *r, const struct outcom
         json_object_set_new(props, "coupon_name", json_string(oc->description));
     if (props && r->receipt[0])
         json_object_set_new(props, "order_id", json_string(r->receipt));
-    json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:o, s:{s:{s:s, s:s, s:s?}}}", "type", "track",
-                           "event", "Coupon Applied", "messageId", oc->message_id, "timestamp", at,
-                           "properties", props, "context", "tillside", "store", store, "terminal",
-                           terminal, "cid", cid);
+    json_t *ev =
+        json_pack("{s:s, s:s, s:s, s:s, s:o, s:{s:{s:s, s:s, s:s?}}}", "type", "track", "event",
+                  "Coupon Applied", "messageId", oc->message_id, "timestamp", at, "properties",
+                  props, "context", "tillside", "store", store, "terminal", terminal, "cid", cid);
     char *s = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
     json_decref(ev);
     return s;
@@ -323,8 +323,7 @@ static enum ts_err redeem_locked(struct ts_hub_store *s, const struct ts_hub_red
     } else if (rows > 1) {
         oc->status = 409;
         snprintf(oc->msg, sizeof oc->msg,
-                 "offer %s is held by several customers: scan the customer's card first",
-                 r->code);
+                 "offer %s is held by several customers: scan the customer's card first", r->code);
     } else if (redeemed > 0) {
         day_of(redeemed, day);
         oc->status = 409;
@@ -384,7 +383,8 @@ static enum ts_err answer(struct ts_hub_store *s, const struct ts_hub_redeem_req
     json_decref(red);
     if (!rt)
         return TS_ERR_NOMEM;
-    enum ts_err rc = ts_buf_printf(out, "{\"redeemed\":%s,\"kv\":%d", rt, ts_hub_db_key(s)->version);
+    enum ts_err rc =
+        ts_buf_printf(out, "{\"redeemed\":%s,\"kv\":%d", rt, ts_hub_db_key(s)->version);
     free(rt);
     struct ts_sql *db = ts_hub_db_read_begin(s, false);
     if (rc == TS_OK)

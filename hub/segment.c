@@ -279,8 +279,8 @@ static void parse_offers(struct parser *ps, const json_t *arr, struct ts_seg_eve
             (!json_is_string(x) || !ts_hub_iso_shape(json_string_value(x)) ||
              ts_iso8601_parse(json_string_value(x), &exp) != TS_OK || exp <= 0))
             continue;
-        e->offers[e->noffers++] =
-            (struct ts_seg_offer){.code = code, .description = text(o, "description"), .expires_ms = exp};
+        e->offers[e->noffers++] = (struct ts_seg_offer){
+            .code = code, .description = text(o, "description"), .expires_ms = exp};
     }
 }
 

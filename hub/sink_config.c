@@ -76,9 +76,10 @@ static enum ts_err kinds_of(const struct ts_conf *c, const char *sec, const char
     static const struct {
         const char *name;
         unsigned bit;
-    } names[] = {
-        {"purchases", TS_SINK_PURCHASE}, {"returns", TS_SINK_RETURN}, {"consent", TS_SINK_CONSENT},
-        {"coupons", TS_SINK_COUPON}};
+    } names[] = {{"purchases", TS_SINK_PURCHASE},
+                 {"returns", TS_SINK_RETURN},
+                 {"consent", TS_SINK_CONSENT},
+                 {"coupons", TS_SINK_COUPON}};
     *out = 0;
     char buf[200];
     ts_strlcpy(buf, s, sizeof buf);

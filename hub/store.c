@@ -134,6 +134,7 @@ enum ts_err ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
     ts_hub_db_read_end(s, false); /* purchase_lookup.c takes the read side itself */
     locked = false;
     ts_hub_purchases_stats(s, o);
+    ts_hub_offers_stats(s, o); /* offers.c */
     text = json_dumps(o, JSON_COMPACT);
     rc = text ? ts_buf_puts(out, text) : TS_ERR_NOMEM;
 out:

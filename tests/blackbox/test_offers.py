@@ -1,0 +1,190 @@
+"""Black-box tests of offers (issue 18): the CDP's `offers` trait on the card,
+redeemed once at a till through POST /api/v1/offers/redeem (the agent asks the
+real hub over mutual TLS), gone from a terminal in another store after its
+next feed page, refused the second time with where and when it was used, and
+refused offline; the Coupon Applied event reaches the CDP (a local
+Segment-compatible server) once."""
+import datetime
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tslib import (AGENT_BIN, TENANT_KEY, Proc, check, customer_batch, free_port, main,  # noqa: E402
+                   wait_for)
+from test_purchases_hub import FakeCDP, start_hub  # noqa: E402
+
+LOYALTY = "2000000000015"
+
+
+def iso(days):
+    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=days)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def offers_batch(offers, mid="u-ada-offers"):
+    return [{"type": "identify", "userId": "u-ada", "messageId": mid,
+             "timestamp": iso(0), "traits": {"offers": offers}}]
+
+
+class OtherTill:
+    """A second real agent: terminal T02 of store S002, its own state and API."""
+
+    def __init__(self, w):
+        self.w = w
+        c = w.certs
+        w.pki("issue", "--dir", c, "--cn", "T02", "--ou", "S002", "--o", "acme", "--out",
+              f"{c}/t02")
+        self.port = free_port()
+        self.dir = os.path.join(w.dir, "agent2")
+        os.makedirs(self.dir, exist_ok=True)
+        self.conf = os.path.join(w.dir, "tillside2.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"""[agent]
+store = S002
+terminal = T02
+state_dir = {self.dir}
+log_level = info
+
+[hub]
+url = https://localhost:{w.hub_port}
+ca = {c}/ca.pem
+cert = {c}/t02.pem
+key = {c}/t02.key
+poll_interval_ms = 300
+timeout_ms = 3000
+lookup_timeout_ms = 300
+
+[identity]
+tenant_key = {TENANT_KEY}
+key_version = 1
+
+[api]
+listen = 127.0.0.1:{self.port}
+""")
+        p = Proc("agent2", [AGENT_BIN, "run", "-c", self.conf], os.path.join(w.dir, "agent2.log"))
+        w.procs.append(p)
+        wait_for(lambda: self.api("GET", "/readyz")[0] == 200 or (not p.alive() and w._died(p)),
+                 what="second agent /readyz")
+
+    def api(self, method, path, body=None):
+        """World.api against this till, with its own token."""
+        saved = (self.w.api_port, self.w.dir)
+        self.w.api_port, self.w.dir = self.port, os.path.dirname(self.dir)
+        real_token = self.w.token
+        self.w.token = lambda: open(os.path.join(self.dir, "api.token")).read().strip()
+        try:
+            return self.w.api(method, path, body)
+        finally:
+            self.w.api_port, self.w.dir = saved
+            self.w.token = real_token
+
+
+def card_offers(session):
+    return [o["code"] for o in ((session or {}).get("card") or {}).get("offers", [])]
+
+
+def redeemed_once_gone_everywhere(w):
+    cdp = FakeCDP()
+    try:
+        start_hub(w, cdp.port)
+        # Ada's home store is S002: her card is in that store's feed; at S001
+        # she is found by a live lookup.
+        st, _ = w.send_batch(customer_batch(store="S002"))
+        check(st == 200, f"batch {st}")
+        st, _ = w.send_batch(offers_batch([
+            {"code": "SPRING10", "description": "10 % off a jacket", "expires_at": iso(7)},
+            {"code": "OLD5", "description": "expired", "expires_at": iso(-1)},
+            {"code": 4711, "description": "no expiry"},
+            {"description": "no code: left out"}]))
+        check(st == 200, f"offers batch {st}")
+        other = OtherTill(w)
+        wait_for(lambda: card_offers(other.api("POST", "/api/v1/scan", {"code": LOYALTY})[1])
+                 == ["SPRING10", "4711"], what="the offers on the S002 till's card")
+        w.start_agent()
+        st, s = w.api("POST", "/api/v1/scan", {"code": LOYALTY})
+        check(st == 200 and s["status"] == "found", f"scan at S001: {st} {s}")
+        check(card_offers(s) == ["SPRING10", "4711"], f"offers on the card: {s['card']}")
+        check(s["card"]["offers"][0]["description"] == "10 % off a jacket", f"{s['card']}")
+        check("expires_at" in s["card"]["offers"][0] and
+              "expires_at" not in s["card"]["offers"][1], f"{s['card']}")
+
+        # Without the token: refused, nothing redeemed.
+        st, _ = w.api("POST", "/api/v1/offers/redeem", {"code": "SPRING10"}, auth=False)
+        check(st == 401, f"redeem without token: {st}")
+        st, r = w.api("POST", "/api/v1/offers/redeem", {"code": "SPRING10", "receipt": "R-1"})
+        check(st == 200 and r["redeemed"] and r["offer"]["code"] == "SPRING10" and
+              r["offer"]["store"] == "S001", f"redeem: {st} {r}")
+        # The card on screen drops it at once.
+        st, s = w.api("GET", "/api/v1/session")
+        check(card_offers(s) == ["4711"], f"session after redeem: {s}")
+        # A second redemption, from any till, is refused with where and when.
+        today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+        want = f"offer SPRING10 was already redeemed at store S001 on {today}"
+        st, r = w.api("POST", "/api/v1/offers/redeem", {"code": "SPRING10"})
+        check(st == 409 and r["error"] == want, f"second redeem: {st} {r}")
+        st, r = other.api("POST", "/api/v1/scan", {"code": LOYALTY})
+        st2, r2 = w.api("POST", "/api/v1/offers/redeem",
+                        {"code": "SPRING10", "cid": s["card"]["cid"]})
+        check(st2 == 409 and r2["error"] == want, f"second redeem by cid: {st2} {r2}")
+        st, r = w.api("POST", "/api/v1/offers/redeem", {"code": "OLD5"})
+        check(st == 410 and r["error"].startswith("offer OLD5 expired on "), f"expired offer: {st} {r}")
+        st, r = w.api("POST", "/api/v1/offers/redeem", {"code": "NOPE"})
+        check(st == 404 and "NOPE" in r["error"], f"unknown offer: {st} {r}")
+        # The S002 till's card loses the offer with its next feed page.
+        wait_for(lambda: card_offers(other.api("POST", "/api/v1/scan", {"code": LOYALTY})[1])
+                 == ["4711"], what="the redeemed offer to leave the S002 till's card")
+        # Upstream: Coupon Applied once, for Ada, with the code and receipt.
+        ev = wait_for(lambda: [e for e in cdp.received.values()
+                               if e.get("event") == "Coupon Applied"] or None,
+                      what="Coupon Applied upstream")
+        check(len(ev) == 1 and ev[0]["userId"] == "u-ada" and
+              ev[0]["properties"]["coupon_id"] == "SPRING10" and
+              ev[0]["properties"]["order_id"] == "R-1" and
+              ev[0]["properties"]["coupon_name"] == "10 % off a jacket", f"upstream: {ev}")
+        check(cdp.twice == [], f"delivered twice: {cdp.twice}")
+        # The CDP re-sending the offer does not bring a redeemed one back.
+        st, _ = w.send_batch(offers_batch([{"code": "SPRING10", "expires_at": iso(7)},
+                                           {"code": "4711"}], mid="u-ada-offers-2"))
+        check(st == 200, f"re-sent offers {st}")
+        st, r = w.api("POST", "/api/v1/offers/redeem", {"code": "SPRING10"})
+        check(st == 409, f"re-sent redeemed offer redeemable again: {st} {r}")
+        stats = w.hub_stats()
+        check(stats["offers"] == {"open": 1, "redeemed": 1}, f"stats: {stats.get('offers')}")
+
+        # Offline: the till cannot check the offer, so it refuses it.
+        w.hub.stop()
+        st, r = w.api("POST", "/api/v1/offers/redeem", {"code": "4711"})
+        check(st == 503 and "cannot be checked now" in r["error"], f"offline: {st} {r}")
+    finally:
+        cdp.stop()
+
+
+def withdrawn_and_expired(w):
+    """An identify whose offers list leaves one out withdraws it; an offer
+    past its expiry cannot be redeemed (410)."""
+    start_hub(w)
+    w.send_batch(customer_batch())
+    w.send_batch(offers_batch([{"code": "A1"}, {"code": "B2"}]))
+    w.start_agent()
+    w.wait_cards(1)
+    wait_for(lambda: card_offers(w.api("POST", "/api/v1/scan", {"code": LOYALTY})[1])
+             == ["A1", "B2"], what="both offers on the card")
+    w.send_batch(offers_batch([{"code": "B2"}], mid="u-ada-offers-2"))
+    wait_for(lambda: card_offers(w.api("POST", "/api/v1/scan", {"code": LOYALTY})[1])
+             == ["B2"], what="A1 withdrawn from the card")
+    st, r = w.api("POST", "/api/v1/offers/redeem", {"code": "A1"})
+    check(st == 404, f"withdrawn offer: {st} {r}")
+    # Bad bodies are refused by the agent and by the hub.
+    for bad in ({}, {"code": ""}, {"code": 5}, {"code": "x" * 65}, {"code": "A1", "cid": 3}):
+        st, r = w.api("POST", "/api/v1/offers/redeem", bad)
+        check(st == 400, f"bad body {bad}: {st} {r}")
+    for bad in (b"[]", b'{"code": "A1", "code": "B2"}', b'{"code": "a\\u0001"}'):
+        st, r = w.hub_request("POST", "/v1/offers/redeem", bad, cert="t01")
+        check(st == 400, f"hub, bad body {bad}: {st} {r}")
+    st, r = w.hub_request("POST", "/v1/offers/redeem", {"code": "B2"}, cert="t01")
+    check(st == 200 and r["redeemed"]["store"] == "S001" and "card" in r, f"hub redeem {st} {r}")
+
+
+if __name__ == "__main__":
+    main({"redeemed_once_gone_everywhere": redeemed_once_gone_everywhere,
+          "withdrawn_and_expired": withdrawn_and_expired})

@@ -10,6 +10,7 @@
  * their rows, so "WHERE store_id=? AND seq>? ORDER BY seq" returns each
  * customer once, at their latest state, and a cursor is just a seq.
  */
+#include "matchrate.h"
 #include "offers.h"
 #include "parts.h"
 #include "ticketkeys.h"
@@ -33,6 +34,7 @@ static const struct ts_hub_db_part parts[] = {
     {"retention", ts_hub_retention_schema},
     {"ticketkeys", ts_hub_ticketkeys_schema},
     {"offers", ts_hub_offers_schema}, /* offers.c: the CDP's offers per customer */
+    {"match", ts_hub_match_schema},   /* matchrate.c: transactions per store and day */
     /* clang-format on */
 };
 
@@ -135,6 +137,9 @@ enum ts_err ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
     locked = false;
     ts_hub_purchases_stats(s, o);
     ts_hub_offers_stats(s, o); /* offers.c */
+    json_t *match = NULL;
+    if (ts_hub_match_list(s, NULL, false, &match) == TS_OK) /* matchrate.c */
+        json_object_set_new(o, "match_rate", match);
     text = json_dumps(o, JSON_COMPACT);
     rc = text ? ts_buf_puts(out, text) : TS_ERR_NOMEM;
 out:

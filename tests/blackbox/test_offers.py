@@ -6,6 +6,8 @@ refused offline; the Coupon Applied event reaches the CDP (a local
 Segment-compatible server) once."""
 import datetime
 import os
+import shutil
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -185,6 +187,34 @@ def withdrawn_and_expired(w):
     check(st == 200 and r["redeemed"]["store"] == "S001" and "card" in r, f"hub redeem {st} {r}")
 
 
+def page_offers_in_chromium(w):
+    """tests/browser/offers_test.js: the page shows the offers (en, de, fr),
+    leaves out one that expired in the cache, and shows a redemption and a
+    refused second one."""
+    browser_dir = os.path.join(os.environ.get("TS_SRC_DIR", os.path.join(
+        os.path.dirname(__file__), "../..")), "tests", "browser")
+    missing = [t for t in ("node", "/usr/bin/chromium") if not shutil.which(t)]
+    if missing or not os.path.isdir(os.path.join(browser_dir, "node_modules", "playwright-core")):
+        print(f"skipped: {missing or 'playwright-core'} missing (./run test installs them)")
+        raise SystemExit(77)
+    start_hub(w)
+    w.send_batch(customer_batch())
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=8)
+    soon_iso = soon.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    w.send_batch(offers_batch([
+        {"code": "SPRING10", "description": "10 % off a jacket", "expires_at": iso(7)},
+        {"code": "SOON1", "description": "ends in a moment", "expires_at": soon_iso}]))
+    w.start_agent()
+    w.wait_cards(1)
+    env = dict(os.environ, TS_API=f"http://127.0.0.1:{w.api_port}", TS_TOKEN=w.token(),
+               TS_SOON_MS=str(int(soon.replace(microsecond=0).timestamp() * 1000)))
+    p = subprocess.run(["node", os.path.join(browser_dir, "offers_test.js")], env=env,
+                       capture_output=True, text=True, timeout=180)
+    print(p.stdout, end="")
+    check(p.returncode == 0, f"offers in Chromium failed:\n{p.stdout}\n{p.stderr}")
+
+
 if __name__ == "__main__":
     main({"redeemed_once_gone_everywhere": redeemed_once_gone_everywhere,
-          "withdrawn_and_expired": withdrawn_and_expired})
+          "withdrawn_and_expired": withdrawn_and_expired,
+          "page_offers_in_chromium": page_offers_in_chromium})

@@ -214,7 +214,52 @@ def page_offers_in_chromium(w):
     check(p.returncode == 0, f"offers in Chromium failed:\n{p.stdout}\n{p.stderr}")
 
 
+def watch_shows_offers(w):
+    """`tillside watch` in tmux: the card's offers, the redemption and the
+    refused second one."""
+    if not shutil.which("tmux"):
+        print("tmux missing: ./run test installs it")
+        raise SystemExit(77)
+    start_hub(w)
+    w.send_batch(customer_batch())
+    w.send_batch(offers_batch([
+        {"code": "SPRING10", "description": "10 % off a jacket", "expires_at": iso(7)},
+        {"code": "GONE3", "description": "expired", "expires_at": iso(-1)}]))
+    w.start_agent()
+    w.wait_cards(1)
+    sock = f"ts-offers-{w.api_port}"
+
+    def tmux(*args):
+        return subprocess.run(["tmux", "-L", sock, *args], capture_output=True, text=True,
+                              timeout=10)
+
+    def pane():
+        return tmux("capture-pane", "-p", "-t", "watch").stdout
+
+    r = tmux("new-session", "-d", "-s", "watch", "-x", "120", "-y", "30",
+             f"{AGENT_BIN} watch -c {w.agent_conf_path}")
+    check(r.returncode == 0, f"tmux: {r.stderr}")
+    try:
+        wait_for(lambda: "Scan a loyalty card" in pane(), what="the idle screen")
+        w.api("POST", "/api/v1/scan", {"code": LOYALTY})
+        until = iso(7)[:10]
+        text = wait_for(lambda: "Ada Lovelace" in pane() and pane(), what="the card in watch")
+        check(f"Offers  SPRING10  10 % off a jacket  until {until}" in text and
+              "GONE3" not in text, f"offers in watch:\n{text}")
+        st, _ = w.api("POST", "/api/v1/offers/redeem", {"code": "SPRING10"})
+        check(st == 200, f"redeem {st}")
+        wait_for(lambda: "Offer SPRING10 redeemed" in pane() and "Offers  SPRING10" not in pane(),
+                 what="the redemption in watch")
+        st, _ = w.api("POST", "/api/v1/offers/redeem", {"code": "SPRING10"})
+        check(st == 409, f"second redeem {st}")
+        wait_for(lambda: "offer SPRING10 was already redeemed at store S001" in pane(),
+                 what="the refusal in watch")
+    finally:
+        tmux("kill-server")
+
+
 if __name__ == "__main__":
     main({"redeemed_once_gone_everywhere": redeemed_once_gone_everywhere,
           "withdrawn_and_expired": withdrawn_and_expired,
-          "page_offers_in_chromium": page_offers_in_chromium})
+          "page_offers_in_chromium": page_offers_in_chromium,
+          "watch_shows_offers": watch_shows_offers})

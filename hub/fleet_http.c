@@ -217,8 +217,8 @@ void ts_hub_fleet_json(struct ts_hub_api *api, const struct ts_httpd_req *req,
                       "\"unhealthy\":%ld,\"terminals\":[",
                       now_s, stale_s, l.count, l.stale, l.unhealthy_n) ||
         ts_buf_append(&resp->body, items.data ? items.data : "", items.len) ||
-        ts_buf_puts(&resp->body, "]") ||
-        match_rate(api->store, l.store_filter, &resp->body) || ts_buf_puts(&resp->body, "}")) {
+        ts_buf_puts(&resp->body, "]") || match_rate(api->store, l.store_filter, &resp->body) ||
+        ts_buf_puts(&resp->body, "}")) {
         ts_httpd_error(resp, 500, "cannot read the fleet");
     } else {
         resp->status = 200;

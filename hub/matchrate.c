@@ -172,7 +172,7 @@ enum ts_err ts_hub_match_list(struct ts_hub_store *s, const char *store, bool la
     if (ts_sql_prepare(db,
                        "SELECT m.store_id, m.day, count(*), sum(m.all_n), sum(m.identified),"
                        " max(m.utc_offset_s) FROM match_days m"
-                       " WHERE (?1 IS NULL OR m.store_id = ?1) AND (?2 = 0 OR m.day ="
+                       " WHERE (CAST(?1 AS TEXT) IS NULL OR m.store_id = ?1) AND (?2 = 0 OR m.day ="
                        "  (SELECT max(x.day) FROM match_days x WHERE x.store_id = m.store_id))"
                        " GROUP BY m.store_id, m.day ORDER BY m.day DESC, m.store_id LIMIT ?3",
                        &st) == TS_OK) {
@@ -188,10 +188,10 @@ enum ts_err ts_hub_match_list(struct ts_hub_store *s, const char *store, bool la
             int64_t from = day_start_ms(day, off);
             int64_t del = delivered(db, &dst, sid, from, from + 86400000LL);
             json_array_append_new(
-                arr, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "store", sid, "day",
-                               day, "terminals", (json_int_t)ts_sql_column_int64(st, 2),
-                               "transactions", (json_int_t)all, "identified", (json_int_t)id,
-                               "delivered", (json_int_t)del, "identified_share", share(id, all),
+                arr, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "store", sid, "day", day,
+                               "terminals", (json_int_t)ts_sql_column_int64(st, 2), "transactions",
+                               (json_int_t)all, "identified", (json_int_t)id, "delivered",
+                               (json_int_t)del, "identified_share", share(id, all),
                                "delivered_share", share(del, id)));
         }
     }

@@ -103,8 +103,10 @@ def redeemed_once_gone_everywhere(w):
         wait_for(lambda: card_offers(other.api("POST", "/api/v1/scan", {"code": LOYALTY})[1])
                  == ["SPRING10", "4711"], what="the offers on the S002 till's card")
         w.start_agent()
-        st, s = w.api("POST", "/api/v1/scan", {"code": LOYALTY})
-        check(st == 200 and s["status"] == "found", f"scan at S001: {st} {s}")
+        wait_for(lambda: w.status()["link"] == "online", what="the S001 till online")
+        s = wait_for(lambda: (lambda r: r[1] if r[0] == 200 and r[1]["status"] == "found"
+                              else None)(w.api("POST", "/api/v1/scan", {"code": LOYALTY})),
+                     what="Ada found live at S001")
         check(card_offers(s) == ["SPRING10", "4711"], f"offers on the card: {s['card']}")
         check(s["card"]["offers"][0]["description"] == "10 % off a jacket", f"{s['card']}")
         check("expires_at" in s["card"]["offers"][0] and

@@ -201,7 +201,7 @@ def page_offers_in_chromium(w):
         raise SystemExit(77)
     start_hub(w)
     w.send_batch(customer_batch())
-    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=8)
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=10)
     soon_iso = soon.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     w.send_batch(offers_batch([
         {"code": "SPRING10", "description": "10 % off a jacket", "expires_at": iso(7)},

@@ -41,7 +41,9 @@ async function main() {
       await offers.getByText(head).waitFor({ timeout: 5000 });
       const text = await offers.innerText();
       assert.match(text, /SPRING10[\s\S]*10 % off a jacket/, lang + ': ' + text);
-      assert.match(text, /SOON1/, lang + ': the short offer is not shown before it expires');
+      // (Only while it has not expired yet: a slow start may pass its time.)
+      if (Date.now() < SOON_MS - 1500)
+        assert.match(text, /SOON1/, lang + ': the short offer is not shown before it expires');
     }
     console.log('PASS offers shown in en, de and fr');
 
@@ -49,7 +51,11 @@ async function main() {
     // next time the card is shown, the page leaves it out.
     const en = pages.en;
     await new Promise((r) => setTimeout(r, Math.max(0, SOON_MS - Date.now()) + 200));
-    assert.equal((await post('/api/v1/scan', { code: LOYALTY })).status, 200);
+    const again1 = await post('/api/v1/scan', { code: LOYALTY });
+    assert.equal(again1.status, 200);
+    // The cached card still carries it: leaving it out is the page's doing.
+    assert.ok(again1.body.card.offers.some((o) => o.code === 'SOON1'),
+      'the cached card lost the short offer: ' + JSON.stringify(again1.body.card));
     const offers = en.locator('#card .offers');
     await en.waitForFunction(() => {
       const o = document.querySelector('#card .offers');

@@ -8,6 +8,7 @@
  */
 #include "api_int.h"
 #include "hublink.h"
+#include "offers.h"
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -64,26 +65,19 @@ static void publish(struct ts_agent *a, const char *code, const char *cid, int s
     free(s);
 }
 
-enum MHD_Result ts_api_post_offer_redeem(struct ts_api *api, struct MHD_Connection *c,
-                                         const ts_buf *body)
+unsigned ts_agent_offer_redeem(struct ts_agent *a, const char *code, const char *cidv,
+                               const char *receipt, json_t **offer, char *cid_out, size_t cidsz,
+                               char *msg, size_t msgsz)
 {
-    struct ts_agent *a = api->a;
-    json_t *in = json_loadb(body->data ? body->data : "", body->len, JSON_REJECT_DUPLICATES, NULL);
-    const char *code = json_string_value(json_object_get(in, "code"));
-    const char *cidv = json_string_value(json_object_get(in, "cid"));
-    const char *receipt = json_string_value(json_object_get(in, "receipt"));
-    char cid[64] = "", msg[320];
-    if (!json_is_object(in) || !code || !*code || strlen(code) > TS_OFFER_CODE_MAX ||
-        (json_object_get(in, "receipt") && !receipt) || (json_object_get(in, "cid") && !cidv)) {
-        json_decref(in);
-        return ts_api_send_error(c, MHD_HTTP_BAD_REQUEST,
-                                 "body must be {\"code\": \"...\", \"receipt\"?: \"...\", "
-                                 "\"cid\"?: \"...\"} with a code of 1 to 64 characters",
-                                 NULL);
-    }
-    /* Whose offer: the body's cid, else the card on screen (a shared
+    char cid[64] = "";
+    msg[0] = '\0';
+    if (cid_out && cidsz)
+        cid_out[0] = '\0';
+    if (offer)
+        *offer = NULL;
+    /* Whose offer: the caller's cid, else the card on screen (a shared
      * campaign code is then found on the right customer). */
-    if (cidv)
+    if (cidv) /* "" = by code alone */
         ts_strlcpy(cid, cidv, sizeof cid);
     else
         session_cid(a, cid, sizeof cid);
@@ -92,8 +86,8 @@ enum MHD_Result ts_api_post_offer_redeem(struct ts_api *api, struct MHD_Connecti
     char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (!text) {
-        json_decref(in);
-        return ts_api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+        snprintf(msg, msgsz, "out of memory");
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
     }
     int timeout = (int)a->cfg.timeout_ms;
     if (timeout < REDEEM_MIN_TIMEOUT_MS)
@@ -103,41 +97,69 @@ enum MHD_Result ts_api_post_offer_redeem(struct ts_api *api, struct MHD_Connecti
     enum ts_err rc = ts_hublink_post(a->hub, "offer", "/v1/offers/redeem", text, strlen(text),
                                      timeout, &status, &ans);
     free(text);
-    enum MHD_Result ret;
+    unsigned st;
     if (rc == TS_ERR_CONNECT || (rc == TS_OK && (status == 503 || status == 507))) {
-        snprintf(msg, sizeof msg,
+        snprintf(msg, msgsz,
                  "offer %.64s cannot be checked now: the hub is not reachable; do not accept "
                  "it until the till is online again",
                  code);
-        publish(a, code, cid, 503, msg);
-        ret = ts_api_send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg, NULL);
+        st = MHD_HTTP_SERVICE_UNAVAILABLE;
     } else if (rc != TS_OK) {
-        snprintf(msg, sizeof msg, "offer %.64s could not be checked: %s", code, ts_strerror(rc));
-        publish(a, code, cid, 502, msg);
-        ret = ts_api_send_error(c, MHD_HTTP_BAD_GATEWAY, msg, NULL);
+        snprintf(msg, msgsz, "offer %.64s could not be checked: %s", code, ts_strerror(rc));
+        st = MHD_HTTP_BAD_GATEWAY;
     } else if (status == 200) {
         const char *acid = json_string_value(json_object_get(ans, "cid"));
         if (acid)
             drop_from_session(a, acid, code);
-        publish(a, code, acid ? acid : cid, 200, NULL);
-        json_t *out = json_pack("{s:b, s:O?, s:s?}", "redeemed", 1, "offer",
-                                json_object_get(ans, "redeemed"), "cid", acid);
-        char *o = out ? json_dumps(out, JSON_COMPACT) : NULL;
-        json_decref(out);
-        ret = o ? ts_api_send_json(c, MHD_HTTP_OK, o, NULL)
-                : ts_api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
-        free(o);
-        TS_INFO("offer", "offer redeemed (%s)", acid ? "known customer" : "?");
+        if (acid && cid_out)
+            ts_strlcpy(cid_out, acid, cidsz);
+        if (offer)
+            *offer = json_incref(json_object_get(ans, "redeemed"));
+        st = MHD_HTTP_OK;
+        TS_INFO("offer", "offer %.64s redeemed", code);
     } else {
         /* The hub's refusal as it words it: already redeemed (409), expired
          * (410), unknown (404). */
         const char *e = json_string_value(json_object_get(ans, "error"));
-        snprintf(msg, sizeof msg, "%s", e ? e : "the hub refused the offer");
-        publish(a, code, cid, status, msg);
-        unsigned st = status >= 400 && status < 500 ? (unsigned)status : MHD_HTTP_BAD_GATEWAY;
-        ret = ts_api_send_error(c, st, msg, NULL);
+        snprintf(msg, msgsz, "%s", e ? e : "the hub refused the offer");
+        st = status >= 400 && status < 500 ? (unsigned)status : MHD_HTTP_BAD_GATEWAY;
+        TS_INFO("offer", "offer %.64s refused: %s", code, msg);
     }
+    publish(a, code, st == MHD_HTTP_OK && cid_out && cid_out[0] ? cid_out : cid, (int)st,
+            st == MHD_HTTP_OK ? NULL : msg);
     json_decref(ans);
+    return st;
+}
+
+enum MHD_Result ts_api_post_offer_redeem(struct ts_api *api, struct MHD_Connection *c,
+                                         const ts_buf *body)
+{
+    json_t *in = json_loadb(body->data ? body->data : "", body->len, JSON_REJECT_DUPLICATES, NULL);
+    const char *code = json_string_value(json_object_get(in, "code"));
+    const char *cidv = json_string_value(json_object_get(in, "cid"));
+    const char *receipt = json_string_value(json_object_get(in, "receipt"));
+    char cid[64], msg[320];
+    if (!json_is_object(in) || !code || !*code || strlen(code) > TS_OFFER_CODE_MAX ||
+        (json_object_get(in, "receipt") && !receipt) || (json_object_get(in, "cid") && !cidv)) {
+        json_decref(in);
+        return ts_api_send_error(c, MHD_HTTP_BAD_REQUEST,
+                                 "body must be {\"code\": \"...\", \"receipt\"?: \"...\", "
+                                 "\"cid\"?: \"...\"} with a code of 1 to 64 characters",
+                                 NULL);
+    }
+    json_t *offer = NULL;
+    unsigned st = ts_agent_offer_redeem(api->a, code, cidv, receipt, &offer, cid, sizeof cid, msg,
+                                        sizeof msg);
     json_decref(in);
+    if (st != MHD_HTTP_OK)
+        return ts_api_send_error(c, st, msg, NULL);
+    json_t *out =
+        json_pack("{s:b, s:o?, s:s?}", "redeemed", 1, "offer", offer, "cid", cid[0] ? cid : NULL);
+    char *o = out ? json_dumps(out, JSON_COMPACT) : NULL;
+    json_decref(out);
+    enum MHD_Result ret =
+        o ? ts_api_send_json(c, MHD_HTTP_OK, o, NULL)
+          : ts_api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+    free(o);
     return ret;
 }

@@ -260,8 +260,47 @@ def watch_shows_offers(w):
         tmux("kill-server")
 
 
+def receipt_tap_redeems(w):
+    """The receipt tap: a receipt printing the offer's code (the rules'
+    coupon_re) redeems it at the hub with the receipt number, once; a
+    reprint does not redeem it again."""
+    from test_escpos import FIX, Printer, pos_print  # noqa: E402
+    cdp = FakeCDP()
+    listen, pport = free_port(), free_port()
+    with open(os.path.join(FIX, "rules.conf")) as f:
+        rules = f.read().replace("[receipt.supermarket]\n",
+                                 "[receipt.supermarket]\ncoupon_re = ^GUTSCHEIN +([A-Z0-9]+)$\n")
+    printer = Printer(pport)
+    try:
+        start_hub(w, cdp.port)
+        w.send_batch(customer_batch())
+        w.send_batch(offers_batch([{"code": "SPRING10", "description": "10 % off"}]))
+        w.start_agent(extra=f"[input.till1]\ndriver = escpos\nlisten = 127.0.0.1:{listen}\n"
+                            f"printer = 127.0.0.1:{pport}\nrules = receipt.supermarket\n\n{rules}")
+        w.wait_cards(1)
+        with open(os.path.join(FIX, "supermarket.bin"), "rb") as f:
+            data = f.read()
+        cut = data.index(b"\x1dV")
+        data = data[:cut] + b"GUTSCHEIN SPRING10\n" + data[cut:]
+        pos_print(listen, data)
+        ev = wait_for(lambda: [e for e in cdp.received.values()
+                               if e.get("event") == "Coupon Applied"] or None, timeout=30,
+                      what="Coupon Applied from the tapped receipt")
+        check(len(ev) == 1 and ev[0]["properties"]["coupon_id"] == "SPRING10" and
+              ev[0]["properties"]["order_id"] == "0042-03-004217" and
+              ev[0]["userId"] == "u-ada", f"upstream: {ev}")
+        pos_print(listen, data)  # a reprint: already recorded, not redeemed again
+        wait_for(lambda: "already recorded" in w.agent.log(), what="the reprint seen")
+        check(w.agent.log().count("offer SPRING10 redeemed") == 1, "redeemed twice")
+        check(w.hub_stats()["offers"] == {"open": 0, "redeemed": 1}, f"{w.hub_stats()['offers']}")
+    finally:
+        printer.close()
+        cdp.stop()
+
+
 if __name__ == "__main__":
     main({"redeemed_once_gone_everywhere": redeemed_once_gone_everywhere,
           "withdrawn_and_expired": withdrawn_and_expired,
           "page_offers_in_chromium": page_offers_in_chromium,
-          "watch_shows_offers": watch_shows_offers})
+          "watch_shows_offers": watch_shows_offers,
+          "receipt_tap_redeems": receipt_tap_redeems})

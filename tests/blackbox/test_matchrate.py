@@ -3,8 +3,11 @@ purchase it records, identified or not, per local day, keeps the counts across
 a restart and reports them with its health on feed polls; the real hub adds how
 many identified purchases reached the CDP (a local Segment-compatible server,
 held down for part of the day) and shows exact counts per store and day in
-`tillside-hub stats`, `tillside-hub fleet`, /v1/fleet and /metrics."""
+`tillside-hub stats`, `tillside-hub fleet`, /v1/fleet, the /fleet page (Chromium)
+and /metrics."""
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -66,6 +69,16 @@ def seven_of_ten_five_of_seven(w):
         out = run([HUB_BIN, "fleet", "-c", os.path.join(w.dir, "hub.conf")]).stdout
         check(any(ln.split() == ["S001", today, "1", "7", "7/10", "5", "5/7"]
                   for ln in out.splitlines()), f"fleet table:\n{out}")
+        # The fleet page in Chromium shows the same row.
+        browser = os.path.join(os.environ.get("TS_SRC_DIR", os.path.join(
+            os.path.dirname(__file__), "../..")), "tests", "browser")
+        env = dict(os.environ, TS_HUB=f"https://localhost:{w.hub_port}",
+                   TS_CERT=f"{w.certs}/cdp.pem", TS_KEY=f"{w.certs}/cdp.key",
+                   TS_WANT=json.dumps(["S001", today, "1", "10", "7/10", "5/7"]))
+        p = subprocess.run(["node", os.path.join(browser, "matchrate_test.js")], env=env,
+                           capture_output=True, text=True, timeout=120)
+        print(p.stdout, end="")
+        check(p.returncode == 0, f"fleet page in Chromium:\n{p.stdout}\n{p.stderr}")
         # The counts survive a restart of the agent; the CDP back up
         # delivers the two held purchases.
         w.agent.stop()

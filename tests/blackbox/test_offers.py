@@ -121,6 +121,9 @@ def redeemed_once_gone_everywhere(w):
         # The card on screen drops it at once.
         st, s = w.api("GET", "/api/v1/session")
         check(card_offers(s) == ["4711"], f"session after redeem: {s}")
+        # The card the till cached with the hub's answer has lost it too.
+        st, s = w.api("POST", "/api/v1/scan", {"code": LOYALTY})
+        check(card_offers(s) == ["4711"], f"scan after redeem ({s.get('source')}): {s}")
         # A second redemption, from any till, is refused with where and when.
         today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
         want = f"offer SPRING10 was already redeemed at store S001 on {today}"

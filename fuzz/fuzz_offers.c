@@ -47,7 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (size_t k = 0; k < e->noffers; k++) {
                 const struct ts_seg_offer *o = &e->offers[k];
                 printable_or_die(o->code, 1, TS_OFFER_MAX_CODE, "offer code");
-                if (o->expires_ms < 0 || (o->description && strlen(o->description) > TS_SEG_MAX_TEXT))
+                if (o->expires_ms < 0 ||
+                    (o->description && strlen(o->description) > TS_SEG_MAX_TEXT))
                     abort();
                 for (const char *c = o->code; *c; c++)
                     if (*c == ' ')

@@ -41,7 +41,8 @@ enum route {
     R_LIVEZ,
     R_READYZ,
     R_METRICS,
-    R_PURCHASES
+    R_PURCHASES,
+    R_OFFER_REDEEM
 };
 
 static const struct route_def {
@@ -58,7 +59,8 @@ static const struct route_def {
     {"/livez", R_LIVEZ, "GET, HEAD"},
     {"/readyz", R_READYZ, "GET, HEAD"},
     {"/metrics", R_METRICS, "GET, HEAD"},
-    {"/api/v1/purchases", R_PURCHASES, "POST"}, /* purchase.c */
+    {"/api/v1/purchases", R_PURCHASES, "POST"},        /* purchase.c */
+    {"/api/v1/offers/redeem", R_OFFER_REDEEM, "POST"}, /* api_offers.c */
 };
 
 /* Per-request state, lives from the first handler call to NOTIFY_COMPLETED. */
@@ -114,6 +116,8 @@ static enum MHD_Result handle_post(struct ts_api *api, struct MHD_Connection *c,
         return ts_api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
     if (r->def->route == R_SCAN)
         return ts_api_post_scan(api, c, &r->body);
+    if (r->def->route == R_OFFER_REDEEM)
+        return ts_api_post_offer_redeem(api, c, &r->body);
     if (r->def->route == R_PURCHASES) {
         if (!api->dep.purch) /* run without a journal (tests of the other endpoints) */
             return ts_api_send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no purchase journal", NULL);

@@ -72,6 +72,10 @@ enum MHD_Result ts_api_start_events(struct ts_api *api, struct MHD_Connection *c
 void ts_api_sse_counts(struct ts_api *api, unsigned *open, uint64_t *evicted, uint64_t *refused);
 /* POST /api/v1/scan (api_scan.c). */
 enum MHD_Result ts_api_post_scan(struct ts_api *api, struct MHD_Connection *c, const ts_buf *body);
+/* POST /api/v1/offers/redeem (api_offers.c): asks the hub, live. */
+#define TS_OFFER_CODE_MAX 64
+enum MHD_Result ts_api_post_offer_redeem(struct ts_api *api, struct MHD_Connection *c,
+                                         const ts_buf *body);
 /* GET /api/v1/status and /metrics (api_status.c). */
 enum MHD_Result ts_api_get_status(struct ts_api *api, struct MHD_Connection *c);
 enum MHD_Result ts_api_get_metrics(struct ts_api *api, struct MHD_Connection *c);

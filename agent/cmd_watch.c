@@ -40,8 +40,41 @@ struct watch {
     json_t *session; /* last customer session, NULL = idle */
     const char *link;
     const char *note; /* "reconnecting…" etc. */
-    char flash[96];   /* "purchase recorded", until the next card */
+    char flash[200];  /* "purchase recorded", until the next card */
 };
+
+/* Printable ASCII of s into out (the CDP's and the hub's texts). */
+static const char *safe_text(const char *s, char *out, size_t outsz)
+{
+    size_t n = 0;
+    for (size_t i = 0; s && s[i] && n + 1 < outsz; i++)
+        if (s[i] >= 0x20 && s[i] < 0x7f)
+            out[n++] = s[i];
+    out[n] = '\0';
+    return out;
+}
+
+/* The card's open offers (PROTOCOL.md "Offers"); one whose expires_at has
+ * passed is left out, as on the page. */
+static void draw_offers(const struct watch *w)
+{
+    json_t *offers = json_object_get(json_object_get(w->session, "card"), "offers");
+    int64_t now = ts_now_wall_ms();
+    size_t i, shown = 0;
+    json_t *o;
+    json_array_foreach(offers, i, o)
+    {
+        const char *code = json_string_value(json_object_get(o, "code"));
+        const char *exp = json_string_value(json_object_get(o, "expires_at"));
+        int64_t until = 0;
+        if (!code || (exp && (ts_iso8601_parse(exp, &until) != TS_OK || until <= now)))
+            continue;
+        char c[72], d[160], e[16];
+        printf("%s  %s  %s%s%s\n", shown++ ? "      " : "Offers", safe_text(code, c, sizeof c),
+               safe_text(json_string_value(json_object_get(o, "description")), d, sizeof d),
+               exp ? "  until " : "", exp ? safe_text(exp, e, 11) : "");
+    }
+}
 
 static void draw(struct watch *w)
 {
@@ -60,9 +93,10 @@ static void draw(struct watch *w)
         printf("[offline: showing cached data]\n");
     if (w->flash[0])
         printf("%s\n", w->flash);
-    if (w->session)
+    if (w->session) {
         ts_render_session(&r, w->session);
-    else
+        draw_offers(w);
+    } else
         printf("Scan a loyalty card\n");
     fflush(stdout);
 }
@@ -89,6 +123,20 @@ static void on_event(void *ud, const struct ts_sse_event *ev)
             if (r[i] >= 0x20 && r[i] < 0x7f)
                 safe[n++] = r[i], safe[n] = '\0';
         snprintf(w->flash, sizeof w->flash, "Purchase recorded%s%s", safe[0] ? " · " : "", safe);
+    } else if (strcmp(ev->type, "offer") == 0) {
+        char c[72], m[200];
+        const char *code = json_string_value(json_object_get(data, "code"));
+        if (json_is_true(json_object_get(data, "redeemed"))) {
+            snprintf(w->flash, sizeof w->flash, "Offer %s redeemed", safe_text(code, c, sizeof c));
+            json_t *offers = json_object_get(json_object_get(w->session, "card"), "offers");
+            for (size_t i = json_array_size(offers); code && i-- > 0;)
+                if (json_equal(json_object_get(json_array_get(offers, i), "code"),
+                               json_object_get(data, "code")))
+                    json_array_remove(offers, i);
+        } else {
+            snprintf(w->flash, sizeof w->flash, "%s",
+                     safe_text(json_string_value(json_object_get(data, "message")), m, sizeof m));
+        }
     } else if (strcmp(ev->type, "link") == 0) {
         const char *l = json_string_value(json_object_get(data, "link"));
         w->link = l && strcmp(l, "online") == 0 ? "online" : "offline";

@@ -9,6 +9,7 @@
  */
 #include "health.h"
 #include "purchase.h"
+#include "txcount.h"
 #include "input.h"
 
 #include <jansson.h>
@@ -104,6 +105,9 @@ static json_t *report(struct ts_health *h, const struct ts_agent_parts *p, bool 
                           "dead", (json_int_t)st.dead, "inputs", inputs_json(p));
     if (o && have_own)
         json_object_set_new(o, "cert_days", json_integer(own));
+    json_t *tx = p->purch ? ts_txcount_report(p->purch->tx, now) : NULL;
+    if (o && tx) /* the match rate's transactions (txcount.c) */
+        json_object_set_new(o, "tx", tx);
     /* Whether the skew is a problem counts as a change; its exact value not. */
     if (o && h->has_skew)
         json_object_set_new(o, "skew_s",

@@ -90,22 +90,27 @@ static char *take_card(struct ts_hublink *h, const char *what, const ts_buf *bod
     return card;
 }
 
-enum ts_err ts_hublink_get(struct ts_hublink *h, const char *what, const char *path, int timeout_ms,
-                           json_t **answer, char **card)
+/* One request; *status the HTTP status. A 200's card is taken as in
+ * ts_hublink_get; another status's JSON object body is the answer as it
+ * is (NULL when it has none). */
+static enum ts_err request(struct ts_hublink *h, const char *what, const char *method,
+                           const char *path, const char *body, size_t len, int timeout_ms,
+                           int *status, json_t **answer, char **card)
 {
     char err[256];
     enum ts_err rc;
     struct ts_http_resp r = {0};
     json_t *ans = NULL;
     char *text = NULL;
+    *status = 0;
     pthread_mutex_lock(&h->mu);
     if (!h->http &&
         (rc = ts_hublink_client(h->o.cfg, timeout_ms, &h->http, err, sizeof err)) != TS_OK) {
         TS_WARN("lookup", "live lookup unavailable: %s", err);
         goto out;
     }
-    if (ts_httpc_request(h->http, "GET", path, "Accept-Encoding: gzip\r\n", NULL, NULL, 0,
-                         timeout_ms, &r) != TS_OK) {
+    if (ts_httpc_request(h->http, method, path, "Accept-Encoding: gzip\r\n",
+                         body ? "application/json" : NULL, body, len, timeout_ms, &r) != TS_OK) {
         TS_WARN("lookup", "%s lookup failed: %s", what, ts_httpc_error(h->http));
         ts_httpc_disconnect(h->http);
         /* The sync thread may be sitting in a long-poll on a link that just
@@ -116,29 +121,24 @@ enum ts_err ts_hublink_get(struct ts_hublink *h, const char *what, const char *p
         rc = TS_ERR_CONNECT;
         goto out;
     }
-    if (r.status == 404) {
-        rc = TS_ERR_NOTFOUND;
-        goto out;
-    }
+    *status = r.status;
     rc = TS_ERR_PROTO;
-    if (r.status != 200) {
-        TS_WARN("lookup", "%s lookup answered HTTP %d", what, r.status);
-        goto out;
-    }
     enum ts_err grc = ts_gzip_decode_body(&r.body, r.content_encoding, LOOKUP_MAX_BODY);
     if (grc != TS_OK) {
         TS_WARN("lookup", "%s lookup: body cannot be decoded (%s)", what, ts_strerror(grc));
         goto out;
     }
-    ans = json_loadb(r.body.data, r.body.len, 0, NULL);
+    ans = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
     if (!json_is_object(ans)) {
-        TS_WARN("lookup", "%s lookup: the answer is not a JSON object", what);
         json_decref(ans);
         ans = NULL;
+        if (r.status == 200)
+            TS_WARN("lookup", "%s lookup: the answer is not a JSON object", what);
+        rc = r.status == 200 ? TS_ERR_PROTO : TS_OK;
         goto out;
     }
-    if (!json_object_get(ans, "card") || (text = take_card(h, what, &r.body)))
-        atomic_fetch_add(&h->answers, 1);
+    if (r.status != 200 || !json_object_get(ans, "card") || (text = take_card(h, what, &r.body)))
+        atomic_fetch_add(&h->answers, r.status == 200);
     else
         json_object_del(ans, "card");
     rc = TS_OK;
@@ -153,4 +153,35 @@ out:
             free(text);
     }
     return rc;
+}
+
+enum ts_err ts_hublink_get(struct ts_hublink *h, const char *what, const char *path, int timeout_ms,
+                           json_t **answer, char **card)
+{
+    int status;
+    json_t *ans = NULL;
+    char *text = NULL;
+    enum ts_err rc = request(h, what, "GET", path, NULL, 0, timeout_ms, &status, &ans, &text);
+    if (rc == TS_OK && status != 200) {
+        if (status != 404)
+            TS_WARN("lookup", "%s lookup answered HTTP %d", what, status);
+        json_decref(ans);
+        free(text);
+        return status == 404 ? TS_ERR_NOTFOUND : TS_ERR_PROTO;
+    }
+    if (rc == TS_OK) {
+        *answer = ans;
+        if (card)
+            *card = text;
+        else
+            free(text);
+    }
+    return rc;
+}
+
+enum ts_err ts_hublink_post(struct ts_hublink *h, const char *what, const char *path,
+                            const char *body, size_t len, int timeout_ms, int *status,
+                            json_t **answer)
+{
+    return request(h, what, "POST", path, body, len, timeout_ms, status, answer, NULL);
 }

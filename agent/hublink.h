@@ -52,6 +52,16 @@ void ts_hublink_free(struct ts_hublink *h); /* NULL ok */
 enum ts_err ts_hublink_get(struct ts_hublink *h, const char *what, const char *path, int timeout_ms,
                            json_t **answer, char **card);
 
+/*
+ * POST body (JSON) to path within timeout_ms, on the same link and lock.
+ * TS_OK with *status the HTTP status and *answer its JSON object body (NULL
+ * when it has none); a 200's card is checked and cached as for
+ * ts_hublink_get. TS_ERR_CONNECT: not reachable.
+ */
+enum ts_err ts_hublink_post(struct ts_hublink *h, const char *what, const char *path,
+                            const char *body, size_t len, int timeout_ms, int *status,
+                            json_t **answer);
+
 /* Answers with a usable card or sale since start (status "lookups.live"). */
 uint64_t ts_hublink_answers(const struct ts_hublink *h);
 

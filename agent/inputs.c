@@ -6,6 +6,7 @@
 #include "agent.h"
 #include "conf.h"
 #include "input.h"
+#include "offers.h"
 #include "purchase.h"
 
 #include <jansson.h>
@@ -32,6 +33,28 @@ static void on_scan(void *ctx, const struct ts_scan *scan)
  * outbox like a purchase the POS posted, source "escpos:NAME"; dedupe by
  * receipt number happens in submit. Runs after the printer took the bytes,
  * so a refused purchase never holds up printing: it is logged. */
+/* An offer's code the receipt rules found (coupon_re): redeemed at the hub
+ * with the receipt; the outcome is logged and shown on the page as an
+ * `offer` event (a refusal there tells the associate to take it back). */
+static void redeem_coupons(struct ts_agent_inputs *in, const char *input, json_t *purchase)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(purchase, "coupons"), i, c)
+    {
+        char msg[320];
+        const char *code = json_string_value(c);
+        if (!code)
+            continue;
+        unsigned st = ts_agent_offer_redeem(in->core, code, "",
+                                            json_string_value(json_object_get(purchase, "receipt")),
+                                            NULL, NULL, 0, msg, sizeof msg);
+        if (st != 200)
+            TS_WARN("input", "[%s] offer on receipt %s not redeemed: %s", input,
+                    json_string_value(json_object_get(purchase, "receipt")), msg);
+    }
+}
+
 static void on_purchase(void *ctx, const char *input, json_t *purchase)
 {
     struct ts_agent_inputs *in = ctx;
@@ -46,6 +69,8 @@ static void on_purchase(void *ctx, const char *input, json_t *purchase)
         TS_INFO("input", "[%s] receipt %s %s (message %s)", input,
                 json_string_value(json_object_get(purchase, "receipt")),
                 dup ? "already recorded" : "recorded", mid);
+    if (rc == TS_OK && !dup)
+        redeem_coupons(in, input, purchase);
 }
 
 enum ts_err ts_agent_inputs_new(struct ts_agent *core, struct ts_purch *purch,

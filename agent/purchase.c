@@ -5,6 +5,7 @@
  * and committed to the outbox before anyone hears "202".
  */
 #include "purchase.h"
+#include "txcount.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -27,6 +28,8 @@ enum ts_err ts_purchase_open(struct ts_agent *core, struct ts_purch **out, char 
     int rc = ts_worker_init(&p->w);
     if (rc == TS_OK)
         rc = ts_outbox_open(path, NULL, &p->ob, err, errsz);
+    if (rc == TS_OK && (rc = ts_txcount_open(core->cfg.state_dir, &p->tx)))
+        ts_outbox_close(p->ob);
     if (rc) {
         ts_worker_destroy(&p->w);
         free(p);
@@ -41,6 +44,7 @@ void ts_purchase_close(struct ts_purch *p)
     if (!p)
         return;
     ts_outbox_close(p->ob);
+    ts_txcount_close(p->tx);
     ts_worker_destroy(&p->w);
     free(p);
 }
@@ -477,6 +481,7 @@ enum ts_err ts_purchase_submit_fields(struct ts_purch *pu, const char *source, j
         goto out;
     }
     atomic_fetch_add(&pu->recorded, 1);
+    ts_txcount_add(pu->tx, cid[0] != '\0', now); /* the match rate (txcount.c) */
     TS_INFO("purchase", "recorded %s receipt %s from %s%s", mid, receipt, source,
             cid[0] ? " (known customer)" : "");
     ts_uploader_kick(pu);

@@ -27,6 +27,7 @@ struct ts_purch {
     struct ts_outbox *ob;
     struct ts_worker w; /* the upload thread: its stop, kick and sleeps */
     struct ts_uploader *up;
+    struct ts_txcount *tx; /* txcount.c: transactions per day (match rate) */
     /* counters since start, for /metrics */
     atomic_uint_fast64_t recorded, duplicates, refused_full, uploads, upload_failures, sent,
         dead_lettered;

@@ -31,6 +31,7 @@ struct ts_receipt_rules {
     int barcode_from; /* 0 = code then 2D, 1 = code, 2 = 2D, 3 = none */
     struct rule store_re, terminal_re, receipt_re, total_re, tax_re, discount_re, currency_re,
         loyalty_re, item_re, qty_re, skip_re;
+    struct rule coupon_re; /* an offer's code printed on the receipt (issue 18) */
     enum field item_fields[MAX_GROUPS], qty_fields[MAX_GROUPS];
 };
 
@@ -50,6 +51,7 @@ void ts_receipt_rules_free(struct ts_receipt_rules *r)
                           &r->item_re,  &r->qty_re,      &r->skip_re};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         rule_free(all[i]);
+    rule_free(&r->coupon_re);
     free(r);
 }
 
@@ -168,6 +170,7 @@ enum ts_err ts_receipt_rules_load(const struct ts_conf *conf, const char *sec,
         (rc = compile(conf, sec, "item_re", &r->item_re, err, errsz)) ||
         (rc = compile(conf, sec, "qty_re", &r->qty_re, err, errsz)) ||
         (rc = compile(conf, sec, "skip_re", &r->skip_re, err, errsz)) ||
+        (rc = compile(conf, sec, "coupon_re", &r->coupon_re, err, errsz)) ||
         (rc = parse_fields(conf, sec, "item_fields", "name price", r->item_fields, err, errsz)) ||
         (rc = parse_fields(conf, sec, "qty_fields", "qty price", r->qty_fields, err, errsz)))
         goto out;
@@ -295,6 +298,21 @@ static void first_value(const struct rule *r, const char *text, char *out, size_
     }
 }
 
+/* coupon_re: the code of an offer redeemed with this sale (its first group,
+ * 1..64 printable characters) as "coupons": [code]; the agent redeems it at
+ * the hub once the purchase is recorded (PROTOCOL.md "Offers"). */
+static void add_coupon(const struct ts_receipt_rules *r, const char *text, json_t *o)
+{
+    char val[256];
+    first_value(&r->coupon_re, text, val, sizeof val);
+    size_t n = strlen(val);
+    bool ok = n > 0 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (unsigned char)val[i] > 0x20 && (unsigned char)val[i] < 0x7f;
+    if (ok)
+        json_object_set_new(o, "coupons", json_pack("[s]", val));
+}
+
 static void format_receipt(const struct ts_receipt_rules *r, const char *store,
                            const char *terminal, const char *num, char *out, size_t outsz)
 {
@@ -324,9 +342,9 @@ static enum ts_err items(const struct ts_receipt_rules *r, const char *text, jso
 {
     char line[1024], val[256];
     regmatch_t m[MAX_GROUPS + 1];
-    const struct rule *other[] = {&r->store_re,    &r->terminal_re, &r->receipt_re,
-                                  &r->total_re,    &r->tax_re,      &r->discount_re,
-                                  &r->currency_re, &r->loyalty_re,  &r->skip_re};
+    const struct rule *other[] = {&r->store_re, &r->terminal_re, &r->receipt_re,  &r->total_re,
+                                  &r->tax_re,   &r->discount_re, &r->currency_re, &r->loyalty_re,
+                                  &r->skip_re,  &r->coupon_re};
     json_t *last = NULL;
     const char *p = text;
     while (*p) {
@@ -470,6 +488,7 @@ enum ts_err ts_receipt_rules_apply(const struct ts_receipt_rules *r,
         json_object_set_new(c, "code", json_string(val));
         json_object_set_new(o, "customer", c);
     }
+    add_coupon(r, text, o);
     if ((r->barcode_from == 0 || r->barcode_from == 1) && rc->barcode[0])
         json_object_set_new(o, "barcode", json_string(rc->barcode));
     else if ((r->barcode_from == 0 || r->barcode_from == 2) && rc->code2d[0])

@@ -7,6 +7,7 @@
  * limit, a feed page by the limit clamp).
  */
 #include "api_int.h"
+#include "offers.h"
 #include "purchases.h"
 #include "fleet.h"
 
@@ -23,6 +24,14 @@ static void do_purchases(struct ts_hub_api *api, const struct ts_httpd_req *req,
 {
     if (ts_hub_api_peer_ok(api, req, true, resp))
         ts_hub_purchases_handle(api, req, resp);
+}
+
+/* A terminal redeems an offer (offers.c); its store from its certificate. */
+static void do_offers(struct ts_hub_api *api, const struct ts_httpd_req *req,
+                      struct ts_httpd_resp *resp)
+{
+    if (ts_hub_api_peer_ok(api, req, true, resp))
+        ts_hub_offers_handle(api, req, resp);
 }
 
 /* A terminal renews its own certificate: the new one names the same
@@ -56,6 +65,7 @@ static const struct route {
     {"/v1/renew", "POST", do_renew},
     {"/livez", "GET", do_livez},
     {"/v1/purchases", "POST", do_purchases},
+    {"/v1/offers/redeem", "POST", do_offers}, /* offers.c */
     {"/metrics", "GET", ts_hub_metrics_handle},
     {"/fleet", "GET", ts_hub_fleet_page},
     {"/fleet.js", "GET", ts_hub_fleet_script},

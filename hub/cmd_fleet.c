@@ -6,6 +6,7 @@
  */
 #include "cmd.h"
 #include "fleet.h"
+#include "matchrate.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -83,6 +84,33 @@ static void each(void *ud, const struct ts_fleet_row *row)
         print_row(row, p, o->now_ms);
 }
 
+/* The match rate of each store's newest day (matchrate.c): a table after
+ * the terminals, or "match_rate" in the JSON document. */
+static json_t *match_rate(struct ts_hub_store *st, const char *store, bool print)
+{
+    json_t *arr = NULL;
+    if (ts_hub_match_list(st, store, true, &arr) != TS_OK)
+        return NULL;
+    if (print && json_array_size(arr)) {
+        printf("\n%-8s %-10s %6s %10s %9s %11s %9s\n", "STORE", "DAY", "TILLS", "IDENTIFIED",
+               "OF_ALL", "DELIVERED", "OF_IDENT");
+        size_t i;
+        json_t *r;
+        json_array_foreach(arr, i, r)
+        {
+            printf("%-8s %-10s %6lld %10lld %9s %11lld %9s\n",
+                   json_string_value(json_object_get(r, "store")),
+                   json_string_value(json_object_get(r, "day")),
+                   (long long)json_integer_value(json_object_get(r, "terminals")),
+                   (long long)json_integer_value(json_object_get(r, "identified")),
+                   json_string_value(json_object_get(r, "identified_share")),
+                   (long long)json_integer_value(json_object_get(r, "delivered")),
+                   json_string_value(json_object_get(r, "delivered_share")));
+        }
+    }
+    return arr;
+}
+
 int ts_hub_fleet_main(int argc, char **argv, const char *conf)
 {
     const char *store = NULL;
@@ -123,12 +151,13 @@ int ts_hub_fleet_main(int argc, char **argv, const char *conf)
                "TERMINAL", "SEEN", "LINK", "LAG_S", "CARDS", "OUTBOX", "OLD_S", "DEAD", "INPUTS",
                "CERT", "SKEW", "VERSION", "HEALTH");
     int rc = o.rows ? ts_hub_fleet_list(st, store, each, &o) : TS_ERR_NOMEM;
+    json_t *match = rc == TS_OK ? match_rate(st, store, !o.json) : NULL;
     ts_hub_store_close(st);
     if (rc == TS_OK && o.json) {
         char now[40];
         ts_iso8601(o.now_ms, now, sizeof now);
-        json_t *doc = json_pack("{s:s, s:i, s:O}", "now", now, "stale_after_s", o.stale_after_s,
-                                "terminals", o.rows);
+        json_t *doc = json_pack("{s:s, s:i, s:O, s:O?}", "now", now, "stale_after_s",
+                                o.stale_after_s, "terminals", o.rows, "match_rate", match);
         char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
         if (text)
             printf("%s\n", text);
@@ -138,6 +167,7 @@ int ts_hub_fleet_main(int argc, char **argv, const char *conf)
         json_decref(doc);
     }
     json_decref(o.rows);
+    json_decref(match);
     if (rc != TS_OK) {
         fprintf(stderr, "tillside-hub fleet: %s\n", ts_strerror(rc));
         return 1;

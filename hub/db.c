@@ -23,7 +23,7 @@
 
 /* Feature statement tables a store may cache (ingest, rebuild, suggest,
  * purchases, feed...). */
-#define MAX_TABLES 16
+#define MAX_TABLES 32 /* statement tables (one per feature file: 11 now) */
 
 struct cached {
     const struct ts_hub_stmts *t;

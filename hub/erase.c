@@ -117,6 +117,7 @@ static enum ts_err erase_locked(struct ts_hub_store *s, const char *user_id, con
         "DELETE FROM identifiers WHERE customer = ?1",
         "DELETE FROM anon_map WHERE customer = ?1",
         "DELETE FROM bought WHERE customer = ?1",
+        "DELETE FROM offers WHERE customer = ?1", /* offers.c */
         /* purchases stay (they are the stores' sales) but forget who bought */
         "UPDATE purchases SET customer = NULL, cid = NULL WHERE customer = ?1",
         "DELETE FROM customers WHERE id = ?1",

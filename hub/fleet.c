@@ -4,6 +4,7 @@
  * shows, and what counts as unhealthy.
  */
 #include "fleet.h"
+#include "matchrate.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -128,6 +129,8 @@ static enum ts_err field(const char *k, json_t *v, struct ts_fleet_report *r, ch
     } else if (strcmp(k, "skew_s") == 0) {
         r->has_skew = true;
         return integer(v, k, -BIG, BIG, &r->skew_s, err, errsz);
+    } else if (strcmp(k, "tx") == 0) {
+        return ts_hub_match_parse_tx(v, r, err, errsz); /* matchrate.c */
     } else {
         char name[40];
         ts_sanitize(k, strlen(k), name, sizeof name, '?');
@@ -202,6 +205,8 @@ static json_t *report_obj(const struct ts_fleet_report *r)
         json_object_set_new(o, "cert_days", json_integer((json_int_t)r->cert_days));
     if (o && r->has_skew)
         json_object_set_new(o, "skew_s", json_integer((json_int_t)r->skew_s));
+    if (o && r->ntx)
+        json_object_set_new(o, "tx", ts_hub_match_tx_json(r));
     return o;
 }
 

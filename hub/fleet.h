@@ -32,6 +32,13 @@ struct ts_fleet_input {
 };
 
 /* One report; fields the agent could not know are flagged absent. */
+/* One day of a terminal's transactions (the match rate, matchrate.c). */
+#define TS_FLEET_MAX_TX 3
+struct ts_fleet_tx {
+    char day[11]; /* the terminal's local day, YYYY-MM-DD */
+    int64_t all, identified;
+};
+
 struct ts_fleet_report {
     char version[TS_FLEET_MAX_TEXT + 1];
     char os[TS_FLEET_MAX_TEXT + 1]; /* /etc/os-release PRETTY_NAME, "" unknown */
@@ -47,6 +54,9 @@ struct ts_fleet_report {
     int64_t cert_days;
     bool has_skew;
     int64_t skew_s; /* agent clock minus the hub's Date header */
+    size_t ntx;     /* "tx": transactions per local day, newest first */
+    struct ts_fleet_tx tx[TS_FLEET_MAX_TX];
+    int64_t utc_offset_s;
 };
 
 /*

@@ -7,6 +7,7 @@
  * 10,000 long-polling terminals do not mean a write per request.
  */
 #include "fleet.h"
+#include "matchrate.h"
 #include "parts.h"
 
 #include <pthread.h>
@@ -166,6 +167,8 @@ static enum ts_err write_row(struct ts_hub_store *s, const struct ts_peer_id *pe
     }
     rc = ts_sql_step(st) == TS_SQL_DONE ? TS_OK : ts_hub_db_werr(s, "fleet write");
     ts_sql_reset(st);
+    if (rc == TS_OK && report)
+        rc = ts_hub_match_write(s, peer->ou, peer->cn, r, now_ms); /* matchrate.c */
     return ts_hub_db_write_end(s, rc, false);
 }
 

@@ -9,6 +9,7 @@
  * terminal and store names come from certificates.
  */
 #include "fleet.h"
+#include "matchrate.h"
 #include "throttle.h"
 
 #include <jansson.h>
@@ -127,6 +128,7 @@ struct listing {
     long count, stale, unhealthy_n, listed;
     int64_t now_ms;
     enum ts_err rc;
+    const char *store_filter; /* ?store=, NULL = all */
 };
 
 /* s as a JSON string (jansson's escaping), appended to out. */
@@ -174,6 +176,19 @@ static void add(void *ud, const struct ts_fleet_brief *b)
 
 /* ?store=S and ?unhealthy=1 narrow the list; count, stale and unhealthy
  * are always of the whole (store's) fleet. */
+/* ,"match_rate":[...]: each store's newest day (matchrate.c); counts of
+ * transactions only, no customer data. */
+static enum ts_err match_rate(struct ts_hub_store *s, const char *store, ts_buf *out)
+{
+    json_t *arr = NULL;
+    enum ts_err rc = ts_hub_match_list(s, store, true, &arr);
+    char *text = rc == TS_OK ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    rc = text ? ts_buf_printf(out, ",\"match_rate\":%s", text) : TS_ERR_NOMEM;
+    free(text);
+    return rc;
+}
+
 void ts_hub_fleet_json(struct ts_hub_api *api, const struct ts_httpd_req *req,
                        struct ts_httpd_resp *resp)
 {
@@ -192,8 +207,8 @@ void ts_hub_fleet_json(struct ts_hub_api *api, const struct ts_httpd_req *req,
                         .unhealthy = rc2 == TS_OK && strcmp(flag, "1") == 0,
                         .now_ms = api->now_ms()};
     int stale_s = api->cfg->fleet_stale_after_s;
-    rc = ts_hub_fleet_each(api->store, rc == TS_OK && store[0] ? store : NULL, l.now_ms, stale_s,
-                           add, &l);
+    l.store_filter = rc == TS_OK && store[0] ? store : NULL;
+    rc = ts_hub_fleet_each(api->store, l.store_filter, l.now_ms, stale_s, add, &l);
     ts_iso8601(l.now_ms, now_s, sizeof now_s);
     ts_buf_reset(&resp->body);
     if (rc != TS_OK || l.rc != TS_OK ||
@@ -202,7 +217,8 @@ void ts_hub_fleet_json(struct ts_hub_api *api, const struct ts_httpd_req *req,
                       "\"unhealthy\":%ld,\"terminals\":[",
                       now_s, stale_s, l.count, l.stale, l.unhealthy_n) ||
         ts_buf_append(&resp->body, items.data ? items.data : "", items.len) ||
-        ts_buf_puts(&resp->body, "]}")) {
+        ts_buf_puts(&resp->body, "]") || match_rate(api->store, l.store_filter, &resp->body) ||
+        ts_buf_puts(&resp->body, "}")) {
         ts_httpd_error(resp, 500, "cannot read the fleet");
     } else {
         resp->status = 200;

@@ -143,6 +143,15 @@ struct ts_seg_product {
     bool has_quantity;
 };
 
+/* One offer of the identify trait `offers` (offers.c, PROTOCOL.md "Offers"). */
+#define TS_SEG_MAX_OFFERS 8
+#define TS_OFFER_MAX_CODE 64
+struct ts_seg_offer {
+    const char *code;        /* 1..64 printable bytes */
+    const char *description; /* NULL = none */
+    int64_t expires_ms;      /* 0 = does not expire */
+};
+
 struct ts_seg_event {
     enum ts_seg_kind kind;
     const char *user_id;      /* NULL or non-empty */
@@ -172,6 +181,11 @@ struct ts_seg_event {
     /* identify: the traits object as sent (a json_t, borrowed like the
      * strings), for the prediction traits (predict.c); NULL otherwise */
     const void *traits;
+    /* identify: traits.offers, the customer's current offers (has_offers
+     * false when the trait was not sent) */
+    bool has_offers;
+    struct ts_seg_offer offers[TS_SEG_MAX_OFFERS];
+    size_t noffers;
 };
 
 struct ts_seg_batch {
@@ -238,9 +252,11 @@ struct ts_hub_profile {
     size_t nwish;
     const struct ts_hub_order *orders; /* newest first */
     size_t norders;
-    const char *predictions; /* stored bands (predict.c); NULL = none */
-    int64_t updated_ms;      /* hub time of the last change */
-    int64_t now_ms;          /* reference for decay and the 7-day count */
+    const char *predictions;           /* stored bands (predict.c); NULL = none */
+    const struct ts_seg_offer *offers; /* not redeemed (offers.c); expired ones left out */
+    size_t noffers;
+    int64_t updated_ms; /* hub time of the last change */
+    int64_t now_ms;     /* reference for decay and the 7-day count */
 };
 
 /* Builds the card as compact JSON text; *out is malloc'd, free() it. */

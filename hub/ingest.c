@@ -4,6 +4,7 @@
  * userId an identify tied it to), the per-event updates, and at the end one
  * card rebuild and feed re-stamp per customer the batch touched.
  */
+#include "offers.h"
 #include "parts.h"
 
 #include <stdio.h>
@@ -463,7 +464,7 @@ static enum ts_err apply_identify(struct ing *g, const char *cust, const struct 
         rc = link_identifier(g, cust, TS_IDENT_LOYALTY, e->loyalty[i]);
     if (rc == TS_OK && e->traits)
         rc = apply_predictions(g, cust, e);
-    return rc;
+    return rc ? rc : ts_hub_offers_apply(g->s, cust, e, e->at_ms); /* offers.c */
 }
 
 static enum ts_err product_upsert(struct ing *g, const struct ts_seg_product *p)

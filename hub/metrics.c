@@ -3,6 +3,7 @@
  * database, the upstream forwarder's counters, the purchase answers
  * counted here since start and the fleet's health per store.
  */
+#include "matchrate.h"
 #include "purchases.h"
 #include "sinks.h"
 #include "throttle.h"
@@ -72,6 +73,7 @@ void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
     ts_hub_throttle_metrics(api->throttle, b);
     /* Per store, from the terminals' last reports (fleet_db.c). */
     ts_hub_fleet_metrics(api->store, api->now_ms(), api->cfg->fleet_stale_after_s, b);
+    ts_hub_match_metrics(api->store, b); /* matchrate.c */
     ts_hub_sources_metrics(api->cfg, b);
     json_decref(o);
     resp->status = 200;

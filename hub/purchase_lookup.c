@@ -15,7 +15,7 @@
 
 /* Appends ,"cid":..,"keys":..,"card":.. (with the rotation's second key
  * version) for customer cust, if they still exist. */
-static enum ts_err card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust, ts_buf *out)
+enum ts_err ts_hub_card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust, ts_buf *out)
 {
     struct ts_sql_stmt *st = NULL;
     int rc = TS_OK;
@@ -95,7 +95,7 @@ enum ts_err ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, t
     json_decref(ev);
     rc = ts_buf_printf(out, "{\"kv\":%d", ts_hub_db_key(s)->version);
     if (rc == TS_OK)
-        rc = card_of(s, db, ts_sql_column_text(st, 7), out);
+        rc = ts_hub_card_of(s, db, ts_sql_column_text(st, 7), out);
     if (rc == TS_OK)
         rc = put_json(out, "purchase", pj);
     else
@@ -145,7 +145,7 @@ enum ts_err ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id,
         json_object_set_new(o, "store", json_string(ts_sql_column_text(st, 6)));
     rc = ts_buf_printf(out, "{\"kv\":%d", ts_hub_db_key(s)->version);
     if (rc == TS_OK)
-        rc = card_of(s, db, ts_sql_column_text(st, 1), out);
+        rc = ts_hub_card_of(s, db, ts_sql_column_text(st, 1), out);
     if (rc == TS_OK)
         rc = put_json(out, "order", o);
     else

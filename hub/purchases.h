@@ -91,6 +91,12 @@ enum ts_err ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, t
 enum ts_err ts_hub_lookup_order(struct ts_hub_store *s, const char *order_id,
                                 const char *only_store, ts_buf *out);
 
+/* Appends ,"cid","keys"(,"prev_kv","prev_keys"),"card" of customer cust
+ * (nothing for NULL or a customer without a card) read on db. */
+struct ts_sql;
+enum ts_err ts_hub_card_of(struct ts_hub_store *s, struct ts_sql *db, const char *cust,
+                           ts_buf *out);
+
 /* Purchase and forwarding counts: {"stored","forwarded","pending","dead"}
  * into *o (a json_t * object); zeros for a database without the tables. */
 enum ts_err ts_hub_purchases_stats(struct ts_hub_store *s, void *o);

@@ -5,6 +5,7 @@
  * rows with a fresh sequence number so every store holding them sees the
  * change after its cursor.
  */
+#include "offers.h"
 #include "parts.h"
 
 #include <stdlib.h>
@@ -138,6 +139,7 @@ struct loaded {
     struct ts_hub_view *views;
     struct ts_hub_line *cart, *wish;
     struct ts_hub_order *orders;
+    struct ts_seg_offer *offers; /* offers.c */
     const char *home_store;
     ts_buf keys, prev_keys; /* JSON arrays; prev_keys empty without a second key */
     struct pool pool;
@@ -150,6 +152,7 @@ static void loaded_free(struct loaded *l)
     free(l->cart);
     free(l->wish);
     free(l->orders);
+    free(l->offers);
     ts_buf_free(&l->keys);
     ts_buf_free(&l->prev_keys);
     pool_free(&l->pool);
@@ -314,8 +317,10 @@ static enum ts_err load(struct ts_hub_store *s, const char *cust, int64_t now, s
                         sizeof *l->wish, &p->nwish, line_row)) ||
         (rc = load_rows(s, query(s, ST_LOAD_ORDERS, cust, TS_HUB_MAX_ORDERS), l,
                         (void **)&l->orders, sizeof *l->orders, &p->norders, order_row)) ||
-        (rc = ts_hub_load_keys(s, cust, &l->keys, &l->prev_keys)))
+        (rc = ts_hub_load_keys(s, cust, &l->keys, &l->prev_keys)) ||
+        (rc = ts_hub_offers_load(s, cust, now, &l->offers, &p->noffers)))
         return rc;
+    p->offers = l->offers;
     p->views = l->views;
     p->cart = l->cart;
     p->wishlist = l->wish;

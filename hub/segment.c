@@ -253,6 +253,37 @@ static enum ts_err add_loyalty(struct parser *ps, struct ts_seg_event *e, const 
     return TS_OK;
 }
 
+/*
+ * traits.offers: [{"code", "description", "expires_at"}] (PROTOCOL.md
+ * "Offers"), the customer's current offers. Lenient like every trait: an
+ * entry without a usable code, or whose expires_at is not ISO-8601, is left
+ * out (an offer must not show for ever because its expiry was garbled); past
+ * TS_SEG_MAX_OFFERS the rest are ignored.
+ */
+static void parse_offers(struct parser *ps, const json_t *arr, struct ts_seg_event *e, bool *nomem)
+{
+    if (!json_is_array(arr))
+        return;
+    e->has_offers = true;
+    for (size_t i = 0; i < json_array_size(arr) && e->noffers < TS_SEG_MAX_OFFERS; i++) {
+        const json_t *o = json_array_get(arr, i);
+        const char *code = str_or_int(ps->pv, json_object_get(o, "code"), TS_OFFER_MAX_CODE, nomem);
+        bool printable = code && *code;
+        for (const char *c = code; c && *c; c++)
+            printable &= (unsigned char)*c > 0x20 && (unsigned char)*c < 0x7f;
+        if (!printable)
+            continue;
+        const json_t *x = json_object_get(o, "expires_at");
+        int64_t exp = 0;
+        if (x && !json_is_null(x) &&
+            (!json_is_string(x) || !ts_hub_iso_shape(json_string_value(x)) ||
+             ts_iso8601_parse(json_string_value(x), &exp) != TS_OK || exp <= 0))
+            continue;
+        e->offers[e->noffers++] = (struct ts_seg_offer){
+            .code = code, .description = text(o, "description"), .expires_ms = exp};
+    }
+}
+
 static enum ts_err parse_traits(struct parser *ps, const json_t *tr, struct ts_seg_event *e)
 {
     int rc;
@@ -301,6 +332,7 @@ static enum ts_err parse_traits(struct parser *ps, const json_t *tr, struct ts_s
     } else {
         e->suggested_id = str_or_int(ps->pv, sp, TS_SEG_MAX_ID, &nomem);
     }
+    parse_offers(ps, json_object_get(tr, "offers"), e, &nomem);
     return nomem ? TS_ERR_NOMEM : TS_OK;
 }
 

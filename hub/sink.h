@@ -41,6 +41,7 @@ enum ts_sink_kind {
     TS_SINK_PURCHASE = 1u << 0,
     TS_SINK_RETURN = 1u << 1,
     TS_SINK_CONSENT = 1u << 2,
+    TS_SINK_COUPON = 1u << 3, /* Coupon Applied: an offer redeemed at a till (offers.c) */
 };
 
 /* Which profile identifier the sink gets ([sink.NAME] identity). */

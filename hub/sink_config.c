@@ -76,8 +76,10 @@ static enum ts_err kinds_of(const struct ts_conf *c, const char *sec, const char
     static const struct {
         const char *name;
         unsigned bit;
-    } names[] = {
-        {"purchases", TS_SINK_PURCHASE}, {"returns", TS_SINK_RETURN}, {"consent", TS_SINK_CONSENT}};
+    } names[] = {{"purchases", TS_SINK_PURCHASE},
+                 {"returns", TS_SINK_RETURN},
+                 {"consent", TS_SINK_CONSENT},
+                 {"coupons", TS_SINK_COUPON}};
     *out = 0;
     char buf[200];
     ts_strlcpy(buf, s, sizeof buf);
@@ -88,7 +90,7 @@ static enum ts_err kinds_of(const struct ts_conf *c, const char *sec, const char
                 bit = names[i].bit;
         if (!bit)
             return ts_conf_errf(c, sec, "send", err, errsz,
-                                "\"%s\": expected purchases, returns or consent", t);
+                                "\"%s\": expected purchases, returns, consent or coupons", t);
         if (!(supported & bit))
             return ts_conf_errf(c, sec, "send", err, errsz, "this type does not take %s", t);
         *out |= bit;
@@ -194,7 +196,7 @@ enum ts_err ts_hub_sinks_conf(const struct ts_conf *c, struct ts_hub_config *o, 
         ts_strlcpy(k->type, "segment", sizeof k->type);
         ts_strlcpy(k->url, o->upstream_url, sizeof k->url);
         ts_strlcpy(k->ca_file, o->upstream_ca_file, sizeof k->ca_file);
-        k->send = TS_SINK_PURCHASE;
+        k->send = TS_SINK_PURCHASE | TS_SINK_COUPON;
         k->anonymous = true;
         k->max_backoff_s = o->upstream_max_backoff_s;
         const char *key = o->upstream_write_key;

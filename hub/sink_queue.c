@@ -86,16 +86,21 @@ void ts_hub_sinkq_set_targets(const struct ts_sink_conf *const *sinks, size_t n)
 static const char *const queue_sql[] = {
     "INSERT INTO sink_queue(sink, event_id, item, kind, next_at, created)"
     " VALUES(?1, ?2, -1, ?3, ?4, ?4) ON CONFLICT DO NOTHING",
+    /* a redeemed offer for a sink without a coupon event: counted as skipped */
+    "INSERT INTO sink_queue(sink, event_id, item, kind, state, reason, next_at, created, done_at)"
+    " VALUES(?1, ?2, -1, ?3, 'skipped', 'this sink type has no coupon event', ?4, ?4, ?4)"
+    " ON CONFLICT DO NOTHING",
 };
-static const struct ts_hub_stmts queue_stmts = {queue_sql, NULL, 1};
+static const struct ts_hub_stmts queue_stmts = {queue_sql, NULL, 2};
 
 enum ts_err ts_hub_sinkq_queue(struct ts_hub_store *s, enum ts_sink_kind kind, const char *id,
                                int64_t now_ms)
 {
     for (size_t i = 0; i < ntargets; i++) {
-        if (!(targets[i].send & kind))
+        bool skip = !(targets[i].send & kind);
+        if (skip && kind != TS_SINK_COUPON)
             continue;
-        struct ts_sql_stmt *st = ts_hub_db_st(s, &queue_stmts, 0);
+        struct ts_sql_stmt *st = ts_hub_db_st(s, &queue_stmts, skip ? 1 : 0);
         if (!st)
             return TS_ERR_DB;
         ts_sql_bind_text(st, 1, targets[i].name);
@@ -208,7 +213,7 @@ static enum ts_err map_row(struct ts_sql_stmt *st, const struct ts_sink_conf *c,
 {
     ts_sql_reset(st);
     ts_sql_bind_text(st, 1, row->event_id);
-    if (row->kind != TS_SINK_PURCHASE || ts_sql_step(st) != TS_SQL_ROW) {
+    if (!(row->kind & (TS_SINK_PURCHASE | TS_SINK_COUPON)) || ts_sql_step(st) != TS_SQL_ROW) {
         m->state_to = "dead";
         snprintf(m->why, sizeof m->why, "the stored event is gone (kind %d)", row->kind);
         return TS_OK;
@@ -314,7 +319,11 @@ enum ts_err ts_hub_sinkq_expand(struct ts_hub_store *s, const struct ts_sink_con
     struct ts_sql *db = ts_hub_db_use(s);
     enum ts_err rc = ts_sql_prepare(db,
                                     "SELECT p.event, c.id, p.at FROM purchases p LEFT JOIN"
-                                    " customers c ON c.id = p.customer WHERE p.message_id = ?1",
+                                    " customers c ON c.id = p.customer WHERE p.message_id = ?1"
+                                    /* a redeemed offer's Coupon Applied (offers.c) */
+                                    " UNION ALL SELECT o.event, c.id, o.redeemed_at FROM offers o"
+                                    " JOIN customers c ON c.id = o.customer"
+                                    " WHERE o.message_id = ?1",
                                     &st);
     if (rc != TS_OK)
         rc = ts_hub_db_err(db, "sink queue event");

@@ -114,7 +114,7 @@ static enum ts_sink_verdict parse(void *state, const struct ts_sink_answer *a,
 
 const struct ts_sink_vendor ts_sink_segment = {
     .type = "segment",
-    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN | TS_SINK_CONSENT,
+    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN | TS_SINK_CONSENT | TS_SINK_COUPON,
     .anonymous = true,                    /* anonymousId is enough for Segment */
     .limits = {.max_items = 500,          /* fewer round trips; bytes bound it first */
                .max_bytes = 475u * 1024u, /* 500 KB, with room */
@@ -133,7 +133,7 @@ const struct ts_sink_vendor ts_sink_segment = {
 
 const struct ts_sink_vendor ts_sink_rudderstack = {
     .type = "rudderstack",
-    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN | TS_SINK_CONSENT,
+    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN | TS_SINK_CONSENT | TS_SINK_COUPON,
     .anonymous = true,
     .limits = {.max_items = 500,
                .max_bytes = 3900u * 1024u, /* 4 MB, with room */

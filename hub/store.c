@@ -10,6 +10,8 @@
  * their rows, so "WHERE store_id=? AND seq>? ORDER BY seq" returns each
  * customer once, at their latest state, and a cursor is just a seq.
  */
+#include "matchrate.h"
+#include "offers.h"
 #include "parts.h"
 #include "ticketkeys.h"
 #include "purchases.h"
@@ -31,6 +33,8 @@ static const struct ts_hub_db_part parts[] = {
     {"sources", ts_hub_source_schema},
     {"retention", ts_hub_retention_schema},
     {"ticketkeys", ts_hub_ticketkeys_schema},
+    {"offers", ts_hub_offers_schema}, /* offers.c: the CDP's offers per customer */
+    {"match", ts_hub_match_schema},   /* matchrate.c: transactions per store and day */
     /* clang-format on */
 };
 
@@ -132,6 +136,10 @@ enum ts_err ts_hub_store_stats(struct ts_hub_store *s, ts_buf *out)
     ts_hub_db_read_end(s, false); /* purchase_lookup.c takes the read side itself */
     locked = false;
     ts_hub_purchases_stats(s, o);
+    ts_hub_offers_stats(s, o); /* offers.c */
+    json_t *match = NULL;
+    if (ts_hub_match_list(s, NULL, false, &match) == TS_OK) /* matchrate.c */
+        json_object_set_new(o, "match_rate", match);
     text = json_dumps(o, JSON_COMPACT);
     rc = text ? ts_buf_puts(out, text) : TS_ERR_NOMEM;
 out:

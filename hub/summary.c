@@ -246,6 +246,34 @@ static void prediction(json_t *card, const struct ts_hub_profile *p, bool *ok)
         put(card, "prediction", o, ok);
 }
 
+/* The customer's open offers (offers.c loaded the ones neither redeemed
+ * nor expired): code, description, expires_at. The agent drops one whose
+ * expires_at has passed when it shows the card (PROTOCOL.md "Offers"). An
+ * offer is the customer's own, not browsing: shown with or without
+ * personalization consent. */
+static void add_offers(const struct ts_hub_profile *p, json_t *card, bool *ok)
+{
+    if (!p->noffers)
+        return;
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < p->noffers; i++) {
+        const struct ts_seg_offer *o = &p->offers[i];
+        json_t *j = json_object();
+        if (j) {
+            put(j, "code", json_string(o->code), ok);
+            if (o->description)
+                put(j, "description", json_string(o->description), ok);
+            if (o->expires_ms > 0) {
+                char at[40];
+                ts_iso8601(o->expires_ms, at, sizeof at);
+                put(j, "expires_at", json_string(at), ok);
+            }
+        }
+        append(arr, j, ok);
+    }
+    put(card, "offers", arr, ok);
+}
+
 enum ts_err ts_hub_card_build(const struct ts_hub_profile *p, char **out)
 {
     int rc = TS_ERR_NOMEM;
@@ -276,6 +304,7 @@ enum ts_err ts_hub_card_build(const struct ts_hub_profile *p, char **out)
         if (s)
             put(card, "suggested", s, &ok);
     }
+    add_offers(p, card, &ok);
     char upd[40];
     ts_iso8601(p->updated_ms, upd, sizeof upd);
     put(card, "updated", json_string(upd), &ok);

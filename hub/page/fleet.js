@@ -51,6 +51,24 @@ function row(t) {
   return tr;
 }
 
+// Match rate of each store's newest local day (docs/PROTOCOL.md "Match rate"):
+// identified of all transactions, delivered of identified, as exact counts.
+function matchRow(m) {
+  const tr = document.createElement('tr');
+  tr.dataset.store = String(m.store);
+  cell(tr, m.store);
+  cell(tr, m.day);
+  cell(tr, String(m.terminals), 'num');
+  cell(tr, String(m.transactions), 'num');
+  cell(tr, m.identified_share, 'num');
+  cell(tr, m.delivered_share, 'num');
+  return tr;
+}
+
+function showMatch(list) {
+  document.getElementById('match-rows').replaceChildren(...(Array.isArray(list) ? list : []).map(matchRow));
+}
+
 async function refresh() {
   const err = document.getElementById('error');
   const t0 = performance.now();
@@ -65,6 +83,7 @@ async function refresh() {
     const f = await resp.json();
     const body = document.getElementById('terminals');
     body.replaceChildren(...f.terminals.map(row));
+    showMatch(f.match_rate);
     document.getElementById('summary').textContent =
       f.count + ' terminal(s), ' + f.unhealthy + ' unhealthy, ' + f.stale +
       ' stale (silent over ' + f.stale_after_s + ' s), ' + f.terminals.length + ' shown — as of ' + f.now;

@@ -94,10 +94,7 @@ void ts_hub_fleet_free(struct ts_hub_fleet *f)
 
 static uint32_t hash(const char *s)
 {
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
+    return ts_hash_str(s);
 }
 
 /* Is a write of key due (a report always is)? Marks it written at now_ms. */

@@ -190,6 +190,63 @@ def other_process_wakes_parked(w):
     s.close()
 
 
+def hub_metric(w, name, **labels):
+    """One sample of the hub's /metrics, by name and labels; None if absent."""
+    st, text = w.hub_request("GET", "/metrics")
+    check(st == 200, f"/metrics answered {st}")
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        head, _, val = line.rpartition(" ")
+        if head == (f"{name}{{{want}}}" if want else name):
+            return float(val)
+    return None
+
+
+def store_poll(w, cert, cursor, wait_s=25):
+    s = tls_sock(w, w.hub_port, cert=cert, resume=True)
+    s.sendall(f"GET {FEED}?since={cursor}&wait={wait_s} HTTP/1.1\r\nHost: localhost\r\n"
+              "\r\n".encode())
+    return s
+
+
+def wake_only_changed_store(w):
+    """A change to store S001's feed answers S001's parked long-poll and does
+    not hand S002's over at all (it stays parked, and is answered by S002's
+    own change later): one store's change does not make every terminal of
+    the chain run its feed query again."""
+    w.pki("issue", "--dir", w.certs, "--cn", "T09", "--ou", "S002", "--o", "acme",
+          "--out", f"{w.certs}/t09")
+    w.start_hub()
+    for cert in ("t01", "t09"):
+        st, _ = w.hub_request("GET", FEED + "?limit=1000", cert=cert)
+        check(st == 200, f"{cert}'s first page answered {st}")
+    cur_a, cur_b = cursor_now(w), None
+    st, page = w.hub_request("GET", FEED + "?limit=1000", cert="t09")
+    cur_b = page["cursor"]
+    a = store_poll(w, "t01", cur_a)
+    b = store_poll(w, "t09", cur_b)
+    wait_for(lambda: hub_metric(w, "tillside_hub_httpd_parked", listener="main") == 2,
+             what="both long-polls parked")
+    woken0 = hub_metric(w, "tillside_hub_httpd_woken_total", listener="main")
+    st, _ = w.send_batch(customer_batch(user="u-a", loyalty="2000000000022", store="S001"))
+    check(st == 200, f"S001's batch answered {st}")
+    resp = read_response(a, 20)
+    check(resp and resp[0] == 200 and b'"op":"upsert"' in resp[2],
+          f"S001's long-poll answered {resp and resp[0]}: {resp and resp[2][:200]}")
+    check(not readable([b]), "S002's long-poll was answered by S001's change")
+    woken = hub_metric(w, "tillside_hub_httpd_woken_total", listener="main") - woken0
+    check(woken == 1, f"{woken:g} parked long-polls handed over for one store's change (want 1)")
+    check(hub_metric(w, "tillside_hub_httpd_parked", listener="main") == 1,
+          "S002's long-poll is no longer parked")
+    st, _ = w.send_batch(customer_batch(user="u-b", loyalty="2000000000039", store="S002"))
+    check(st == 200, f"S002's batch answered {st}")
+    resp = read_response(b, 20)
+    check(resp and resp[0] == 200 and b'"op":"upsert"' in resp[2],
+          f"S002's long-poll answered {resp and resp[0]}: {resp and resp[2][:200]}")
+    a.close()
+    b.close()
+
+
 # ---- over capacity -----------------------------------------------------------
 
 def refusals_logged(w, what):
@@ -432,5 +489,6 @@ def cdp_listener(w):
 
 if __name__ == "__main__":
     tslib.main({f.__name__: f for f in (thousand_long_polls, other_process_wakes_parked,
+                                        wake_only_changed_store,
                                         over_capacity_503,
                                         silent_connections, slow_headers, cdp_listener)})

@@ -247,6 +247,44 @@ def wake_only_changed_store(w):
     b.close()
 
 
+def parked_poll_answered_at_stop(w):
+    """SIGTERM while long-polls are parked: each gets the answer it would
+    have got at the end of its wait (200, nothing new, its cursor,
+    Connection: close), not a bare close; the agent then only fails to
+    reach the stopped hub, and catches up once it is back."""
+    import re
+    w.start_hub()
+    st, _ = w.send_batch(customer_batch(user="u-first", loyalty="2000000000022"))
+    check(st == 200, f"first batch answered {st}")
+    cur = cursor_now(w)
+    raw = long_poll(w, cur)
+    w.start_agent()  # the default settings: it long-polls
+    w.wait_cards(1)
+    wait_for(lambda: hub_metric(w, "tillside_hub_httpd_parked", listener="main") == 2,
+             what="the agent's and our long-poll parked")
+    before = len(w.agent.log())
+    w.hub.stop()
+    resp = read_response(raw, 5)
+    check(resp is not None, "the parked long-poll was closed without an answer")
+    st, hdrs, body = resp
+    check(st == 200 and hdrs.get("connection") == "close" and b'"items":[]' in body,
+          f"the parked long-poll answered {st} {hdrs}: {body[:200]}")
+    check(f'"cursor":"{cur}"'.encode() in body, f"the answer moved the cursor: {body[:200]}")
+    check("answered 2 parked request(s) before stopping" in w.hub.log(),
+          "the hub did not say it answered both parked polls")
+    raw.close()
+    w.start_hub()
+    st, _ = w.send_batch(customer_batch(user="u-second", loyalty="2000000000039"))
+    check(st == 200, f"batch after the restart answered {st}")
+    w.wait_cards(2, timeout=40)
+    # Between the two the agent found no hub to connect to, and nothing else:
+    # no answer it could not read, no connection cut under its poll.
+    errors = [ln for ln in w.agent.log()[before:].splitlines() if re.search(r"\bERROR\b", ln)]
+    odd = [ln for ln in errors
+           if not re.search(r"feed request failed: .*(connect|refused)", ln, re.I)]
+    check(not odd, f"the agent logged errors beyond the hub being down: {odd}")
+
+
 # ---- over capacity -----------------------------------------------------------
 
 def refusals_logged(w, what):
@@ -489,6 +527,6 @@ def cdp_listener(w):
 
 if __name__ == "__main__":
     tslib.main({f.__name__: f for f in (thousand_long_polls, other_process_wakes_parked,
-                                        wake_only_changed_store,
+                                        wake_only_changed_store, parked_poll_answered_at_stop,
                                         over_capacity_503,
                                         silent_connections, slow_headers, cdp_listener)})

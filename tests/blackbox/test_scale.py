@@ -333,8 +333,11 @@ def over_capacity_503(w):
     st, _ = w.send_batch(customer_batch())
     check(st == 200, f"CDP batch answered {st}")
     w.wait_cards(1, timeout=30)
+    counted = hub_metric(w, "tillside_hub_httpd_refused_total", listener="main",
+                         reason="class", **{"class": "feed"})
     w.hub.stop()
     refused = refusals_logged(w, "feed requests")
+    check(counted == refused, f"/metrics counted {counted} feed refusals, the log {refused}")
     # Without backoff an agent would be refused hundreds of times in those
     # 4 s; with Retry-After 1 and jitter, a handful.
     check(1 <= refused <= 12, f"the agent was refused {refused} times")
@@ -420,6 +423,10 @@ def silent_connections(w):
     finally:
         a.stop.set()
         a.join()
+    m = {r: hub_metric(w, "tillside_hub_httpd_refused_total", listener="main", reason=r)
+         for r in ("per_source", "handshake_deadline")}
+    check(m["per_source"] >= 1 and m["handshake_deadline"] >= 1,
+          f"/metrics did not count the silent connections' refusals: {m}")
     w.hub.stop()
     log = w.hub.log()
     lines = [ln for ln in log.splitlines() if "refused" in ln and "connection(s)" in ln]

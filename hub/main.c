@@ -53,6 +53,7 @@ static void usage(FILE *f)
                "  erase [-c FILE] CUSTOMER | --loyalty ID\n"
                "                    erase a customer (GDPR) at the hub and in every store\n"
                "  fleet [-c FILE] [--store S] [--unhealthy] [--json]\n"
+               "  fleet forget [-c FILE] [--store S] TERMINAL | --stale-for DAYS\n"
                "                    every terminal's last health report, stale ones flagged\n"
                "  version           print the version\n"
                "The configuration defaults to " DEFAULT_CONF ".\n");

@@ -26,6 +26,20 @@ static void fleet_usage(FILE *f)
                "terminal not seen for DAYS days. A terminal that polls again reappears.\n");
 }
 
+/* The configuration and the store it names, or NULL (said on stderr). */
+static struct ts_hub_store *open_store(const char *conf, struct ts_hub_config *cfg)
+{
+    struct ts_hub_store *st = NULL;
+    char err[1024];
+    if (ts_hub_cmd_config(conf, cfg))
+        return NULL;
+    if (ts_hub_store_open(cfg->db, &cfg->key, 0, &st, err, sizeof err) != TS_OK) {
+        fprintf(stderr, "tillside-hub: %s\n", err);
+        return NULL;
+    }
+    return st;
+}
+
 static void forgot(void *ud, const char *store, const char *terminal, int64_t seen_ms)
 {
     char a[64], b[64], seen[40];
@@ -68,14 +82,9 @@ static int forget_main(int argc, char **argv, const char *conf)
         return 2;
     }
     struct ts_hub_config cfg;
-    struct ts_hub_store *st = NULL;
-    char err[1024];
-    if (ts_hub_cmd_config(conf, &cfg))
+    struct ts_hub_store *st = open_store(conf, &cfg);
+    if (!st)
         return 1;
-    if (ts_hub_store_open(cfg.db, &cfg.key, 0, &st, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
-        return 1;
-    }
     long n = 0;
     int64_t cut = ts_now_wall_ms() - (days > 0 ? days : 0) * 86400000LL;
     int rc = ts_hub_fleet_forget(st, store, terminal, cut, forgot, NULL, &n);
@@ -187,14 +196,9 @@ int ts_hub_fleet_main(int argc, char **argv, const char *conf)
         }
     }
     struct ts_hub_config cfg;
-    struct ts_hub_store *st = NULL;
-    char err[1024];
-    if (ts_hub_cmd_config(conf, &cfg))
+    struct ts_hub_store *st = open_store(conf, &cfg);
+    if (!st)
         return 1;
-    if (ts_hub_store_open(cfg.db, &cfg.key, 0, &st, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
-        return 1;
-    }
     o.now_ms = ts_now_wall_ms();
     o.stale_after_s = cfg.fleet_stale_after_s;
     o.rows = json_array();

@@ -181,7 +181,7 @@ def served(st, samples, tag):
 def informed(st, socks, hub=None, others=()):
     """One CDP change (to S001, whose polls are socks); ms from it to each of
     socks' answers; with hub, its CPU seconds until they all were plus 1 s,
-    and how many of others (other stores' polls) were answered."""
+    and how many of others (other stores' polls) were answered with a change."""
     p = select.poll()
     byfd = {s.fileno(): s for s in socks}
     for fd in byfd:
@@ -215,8 +215,17 @@ def informed(st, socks, hub=None, others=()):
         out["hub_cpu_s"] = round(cpu_s(hub) - c0, 3)
         w1 = woken(st)
         out["woken"] = None if w0 is None or w1 is None else w1 - w0
-        out["others_answered"] = len(readable_now(others))
+        out["others_with_news"] = sum(with_news(s) for s in readable_now(others))
     return out
+
+
+def with_news(s):
+    """Whether the answer waiting on s carries a change (not the empty page
+    of a wait that ran out)."""
+    try:
+        return b'"op":' in s.recv(65536)
+    except (ssl.SSLWantReadError, BlockingIOError, OSError):
+        return False
 
 
 def readable_now(socks):

@@ -18,7 +18,15 @@ each timed --samples times (median); and last one CDP change to the store
 all N poll: the time from the batch to each held long-poll's answer
 (p50, p99, and how many were answered).
 
-    python3 bench/held_conns.py --bin build/release [--conns 2000] [--runs 3]
+With --stores K the N connections are spread over K stores (terminal
+T01 of stores S001..SK, N/K each) and the change is to S001: only S001's
+polls have news. Then the figures are also the hub's CPU seconds from the
+change until S001's polls were all answered plus one second (what the other
+stores' polls cost it: with a wake of every parked poll each re-runs its
+query; woken per store, none does) and how many parked polls the hub handed
+over again (tillside_hub_httpd_woken_total, where the hub has it).
+
+    python3 bench/held_conns.py --bin build/release [--conns 2000] [--stores 1] [--runs 3]
 """
 import argparse
 import base64
@@ -36,6 +44,57 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 from benchlib import log, median  # noqa: E402
+
+
+def cpu_s(proc):
+    """utime + stime of the process so far, in seconds."""
+    with open(f"/proc/{proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def woken(st):
+    """tillside_hub_httpd_woken_total of the main listener, or None."""
+    try:
+        text = request(st, "cdp", "GET", "/metrics").decode()
+    except SystemExit:
+        return None
+    for line in text.splitlines():
+        if line.startswith('tillside_hub_httpd_woken_total{listener="main"} '):
+            return float(line.split()[1])
+    return None
+
+
+def fresh_cursor(st):
+    path = "/v1/feed?limit=1000"
+    while True:
+        page = json.loads(request(st, "t01", "GET", path))
+        if not page["more"]:
+            return page["cursor"]
+        path = f"/v1/feed?limit=1000&since={page['cursor']}"
+
+
+def parked_now(st):
+    """tillside_hub_httpd_parked of the main listener, or None."""
+    try:
+        text = request(st, "cdp", "GET", "/metrics").decode()
+    except SystemExit:
+        return None
+    for line in text.splitlines():
+        if line.startswith('tillside_hub_httpd_parked{listener="main"} '):
+            return int(float(line.split()[1]))
+    return None
+
+
+def store_cert(st, k):
+    """The certificate of terminal T01 of store k (1 = S001, the Setup's)."""
+    if k == 1:
+        return "t01"
+    name = f"s{k:03d}"
+    if not os.path.exists(f"{st.pki}/{name}.pem"):
+        benchlib.run([st.b.hub, "pki", "issue", "--dir", st.pki, "--cn", "T01", "--ou",
+                      f"S{k:03d}", "--o", "acme", "--out", f"{st.pki}/{name}"])
+    return name
 
 
 def rss_kb(proc):
@@ -119,12 +178,16 @@ def served(st, samples, tag):
                                         samples)}
 
 
-def informed(st, socks):
-    """One CDP change; ms from it to each held long-poll's answer."""
+def informed(st, socks, hub=None, others=()):
+    """One CDP change (to S001, whose polls are socks); ms from it to each of
+    socks' answers; with hub, its CPU seconds until they all were plus 1 s,
+    and how many of others (other stores' polls) were answered with a change."""
     p = select.poll()
     byfd = {s.fileno(): s for s in socks}
     for fd in byfd:
         p.register(fd, select.POLLIN)
+    w0 = woken(st) if hub else None
+    c0 = cpu_s(hub) if hub else 0
     t0 = time.monotonic()
     done = {}
 
@@ -144,23 +207,53 @@ def informed(st, socks):
                 got.append((time.monotonic() - t0) * 1000)
     th.join()
     got.sort()
-    return {"answered": len(got), "of": len(socks), "batch_answer_ms": done.get("batch_ms"),
-            "p50_ms": round(got[len(got) // 2], 1) if got else None,
-            "p99_ms": round(got[int(len(got) * 0.99) - 1], 1) if got else None}
+    out = {"answered": len(got), "of": len(socks), "batch_answer_ms": done.get("batch_ms"),
+           "p50_ms": round(got[len(got) // 2], 1) if got else None,
+           "p99_ms": round(got[max(0, int(len(got) * 0.99) - 1)], 1) if got else None}
+    if hub:
+        time.sleep(1.0)  # what the wake still costs after the last answer: measured, not waited on
+        out["hub_cpu_s"] = round(cpu_s(hub) - c0, 3)
+        w1 = woken(st)
+        out["woken"] = None if w0 is None or w1 is None else w1 - w0
+        out["others_with_news"] = sum(with_news(s) for s in readable_now(others))
+    return out
 
 
-def one_run(bins, workroot, n, samples=5):
+def with_news(s):
+    """Whether the answer waiting on s carries a change (not the empty page
+    of a wait that ran out)."""
+    try:
+        return b'"op":' in s.recv(65536)
+    except (ssl.SSLWantReadError, BlockingIOError, OSError):
+        return False
+
+
+def readable_now(socks):
+    if not socks:
+        return []
+    p = select.poll()
+    byfd = {s.fileno(): s for s in socks}
+    for fd in byfd:
+        p.register(fd, select.POLLIN)
+    return [byfd[fd] for fd, _ in p.poll(0)]
+
+
+def one_run(bins, workroot, n, stores=1, samples=5):
     st = benchlib.Setup(bins, os.path.join(workroot, f"run-{time.monotonic_ns()}"))
     try:
-        return measure(st, n, samples)
+        return measure(st, n, samples, stores)
     finally:
         st.stop_all()
 
 
-def measure(st, n, samples):
+def measure(st, n, samples, stores=1):
+    certs = [store_cert(st, k) for k in range(1, stores + 1)]
     hub = st.start_hub(os.path.join(st.dir, "hub.db"))
-    ctx = st.ssl_ctx()
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctxs = []
+    for cert in certs:
+        ctx = st.ssl_ctx(cert)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctxs.append(ctx)
     c = st.hub_conn()
     c.request("GET", "/v1/feed?limit=1")
     page = json.loads(c.getresponse().read())
@@ -169,13 +262,14 @@ def measure(st, n, samples):
     # a warm baseline: the hub has served a handshake and a feed page
     base = settle(hub)
     idle = served(st, samples, "idle")
-    sess = None
+    sess = [None] * stores
     socks = []
     t0 = time.monotonic()
-    for _ in range(n):
+    for i in range(n):
+        k = i % stores
         raw = socket.create_connection(("127.0.0.1", st.hub_port), timeout=30)
-        s = ctx.wrap_socket(raw, server_hostname="localhost", session=sess)
-        sess = s.session
+        s = ctxs[k].wrap_socket(raw, server_hostname="localhost", session=sess[k])
+        sess[k] = s.session
         s.sendall(f"GET /v1/feed?since={cursor}&wait=25 HTTP/1.1\r\nHost: localhost\r\n\r\n"
                   .encode())
         socks.append(s)
@@ -186,8 +280,19 @@ def measure(st, n, samples):
     held = settle(hub)
     log(f"{n} held in {opened:.1f} s: RSS {base} kB -> {held} kB")
     busy = served(st, samples, "held")
-    repoll(socks, cursor)
-    inf = informed(st, socks)
+    # The batches above changed S001: its polls were answered. Everyone asks
+    # again from the newest cursor, and the change below finds them parked.
+    cursor = fresh_cursor(st)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        repoll(socks, cursor)
+        parked = parked_now(st)
+        if parked == n or (parked is None and not readable_now(socks)):
+            break
+        time.sleep(0.2)  # polling with a deadline, not a wait for a guess
+    mine = [s for i, s in enumerate(socks) if i % stores == 0]
+    others = [s for i, s in enumerate(socks) if i % stores != 0]
+    inf = informed(st, mine, hub, others)
     log(f"idle hub {idle}; with {n} held {busy}; change -> held polls {inf}")
     for s in socks:
         s.close()
@@ -198,15 +303,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="build/release")
     ap.add_argument("--conns", type=int, default=2000)
+    ap.add_argument("--stores", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     bins = benchlib.Bins(a.bin)
     work = tempfile.mkdtemp(prefix="ts-held-")
-    runs = [one_run(bins, work, a.conns) for _ in range(a.runs)]
+    runs = [one_run(bins, work, a.conns, a.stores) for _ in range(a.runs)]
     per = [(r[1] - r[0]) * 1024 / a.conns for r in runs]
-    out = {"conns": a.conns, "runs": a.runs,
+    out = {"conns": a.conns, "stores": a.stores, "runs": a.runs,
            "rss_idle_kb": [r[0] for r in runs], "rss_held_kb": [r[1] for r in runs],
            "bytes_per_held_conn": [round(p) for p in per],
            "bytes_per_held_conn_median": round(median(per)),

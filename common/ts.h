@@ -93,6 +93,8 @@ enum ts_err ts_hex_decode(const char *hex, uint8_t *out, size_t outsz, size_t *o
 enum ts_err ts_random(void *out, size_t n);
 /* strlcpy semantics: always terminates, returns strlen(src). */
 size_t ts_strlcpy(char *dst, const char *src, size_t size);
+/* FNV-1a of a NUL-terminated string (hash tables keyed by names). */
+uint32_t ts_hash_str(const char *s);
 /* Reads a whole file (max_bytes cap); *out is NUL-terminated, free() it. */
 enum ts_err ts_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
 /* Writes atomically (tmp + fsync + rename) with the given mode. */

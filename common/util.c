@@ -371,6 +371,14 @@ enum ts_err ts_random(void *out, size_t n)
     return TS_OK;
 }
 
+uint32_t ts_hash_str(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
 size_t ts_strlcpy(char *dst, const char *src, size_t size)
 {
     size_t n = strlen(src);

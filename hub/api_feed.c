@@ -123,6 +123,10 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
     }
     wait = wait > TS_HUB_FEED_MAX_WAIT ? TS_HUB_FEED_MAX_WAIT : wait;
 
+    /* The store's last seq before its feed is read: a commit after this
+     * moves it and wakes the poll parked below (feed_watch.c). */
+    uint64_t seen = 0;
+    bool watched = wait > 0 && ts_hub_store_feed_seen(api->store, store, &seen);
     struct ts_hub_feed_page page = {0};
     rc = cursor_epoch == epoch ? ts_hub_store_feed(api->store, store, since, (int)limit, &page)
                                : TS_ERR_GONE;
@@ -134,7 +138,10 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
     if (rc == TS_OK && page.nitems == 0 && wait > 0 && !req->park_expired &&
         !ts_hub_store_closing(api->store)) {
         int64_t until = req->park_until_ms ? req->park_until_ms : ts_now_mono_ms() + wait * 1000;
-        ts_httpd_park(resp, until, ts_hub_store_recheck_ms(api->store));
+        if (watched) /* woken only by a change to this store */
+            ts_httpd_park_on(resp, until, ts_hub_store_recheck_ms(api->store), store, seen);
+        else
+            ts_httpd_park(resp, until, ts_hub_store_recheck_ms(api->store));
         ts_buf_free(&page.items);
         return;
     }

@@ -3,6 +3,8 @@
  * terminal's last health report (fleet_db.c) as a table or JSON, terminals
  * silent for longer than [fleet] stale_after_s flagged stale. --unhealthy
  * keeps the terminals with any problem (docs/OPERATIONS.md "Fleet").
+ * `tillside-hub fleet forget [--store S] TERMINAL | --stale-for DAYS`
+ * removes terminals that left the fleet (a till taken out of service).
  */
 #include "cmd.h"
 #include "fleet.h"
@@ -15,11 +17,90 @@
 
 static void fleet_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: tillside-hub fleet [-c FILE] [--store S] [--unhealthy] [--json]\n"
-            "Every terminal's last health report. Problems: stale (silent longer than\n"
-            "[fleet] stale_after_s), link_down, outbox_old, dead_letters, cert_expiring,\n"
-            "clock_skew, input_not_open, no_report. --unhealthy lists only terminals with one.\n");
+    fprintf(f, "usage: tillside-hub fleet [-c FILE] [--store S] [--unhealthy] [--json]\n"
+               "Every terminal's last health report. Problems: stale (silent longer than\n"
+               "[fleet] stale_after_s), link_down, outbox_old, dead_letters, cert_expiring,\n"
+               "clock_skew, input_not_open, no_report. --unhealthy lists only terminals with one.\n"
+               "       tillside-hub fleet forget [-c FILE] [--store S] TERMINAL\n"
+               "       tillside-hub fleet forget [-c FILE] [--store S] --stale-for DAYS\n"
+               "Removes a terminal that left the fleet (of every store without --store), or every\n"
+               "terminal not seen for DAYS days. A terminal that polls again reappears.\n");
+}
+
+/* The configuration and the store it names, or NULL (said on stderr). */
+static struct ts_hub_store *open_store(const char *conf, struct ts_hub_config *cfg)
+{
+    struct ts_hub_store *st = NULL;
+    char err[1024];
+    if (ts_hub_cmd_config(conf, cfg))
+        return NULL;
+    if (ts_hub_store_open(cfg->db, &cfg->key, 0, &st, err, sizeof err) != TS_OK) {
+        fprintf(stderr, "tillside-hub: %s\n", err);
+        return NULL;
+    }
+    return st;
+}
+
+static void forgot(void *ud, const char *store, const char *terminal, int64_t seen_ms)
+{
+    char a[64], b[64], seen[40];
+    (void)ud;
+    ts_sanitize(store, strlen(store), a, sizeof a, '?');
+    ts_sanitize(terminal, strlen(terminal), b, sizeof b, '?');
+    ts_iso8601(seen_ms, seen, sizeof seen);
+    printf("forgot %s/%s (last seen %s)\n", a, b, seen);
+}
+
+static int forget_main(int argc, char **argv, const char *conf)
+{
+    const char *store = NULL, *terminal = NULL;
+    long days = -1;
+    bool verb = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        char *end = NULL;
+        if (!verb && strcmp(a, "forget") == 0) {
+            verb = true;
+        } else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
+            conf = argv[++i];
+        } else if (strcmp(a, "--store") == 0 && i + 1 < argc && argv[i + 1][0]) {
+            store = argv[++i];
+        } else if (strcmp(a, "--stale-for") == 0 && i + 1 < argc &&
+                   (days = strtol(argv[i + 1], &end, 10)) >= 1 && days <= 36500 && !*end) {
+            i++;
+        } else if (a[0] != '-' && a[0] && !terminal) {
+            terminal = a;
+        } else {
+            fprintf(stderr, "tillside-hub fleet forget: unexpected argument '%s'%s\n", a,
+                    strcmp(a, "--stale-for") == 0 ? " (want a number of days, 1 or more)" : "");
+            fleet_usage(stderr);
+            return 2;
+        }
+    }
+    if (!terminal == (days < 0)) {
+        fprintf(stderr, "tillside-hub fleet forget: give a TERMINAL or --stale-for DAYS\n");
+        fleet_usage(stderr);
+        return 2;
+    }
+    struct ts_hub_config cfg;
+    struct ts_hub_store *st = open_store(conf, &cfg);
+    if (!st)
+        return 1;
+    long n = 0;
+    int64_t cut = ts_now_wall_ms() - (days > 0 ? days : 0) * 86400000LL;
+    int rc = ts_hub_fleet_forget(st, store, terminal, cut, forgot, NULL, &n);
+    ts_hub_store_close(st);
+    if (rc != TS_OK) {
+        fprintf(stderr, "tillside-hub fleet forget: %s\n", ts_strerror(rc));
+        return 1;
+    }
+    if (n == 0 && terminal) {
+        fprintf(stderr, "tillside-hub fleet forget: no terminal %s%s%s in the fleet\n", terminal,
+                store ? " in store " : "", store ? store : "");
+        return 1;
+    }
+    printf("%ld terminal(s) forgotten\n", n);
+    return 0;
 }
 
 struct out {
@@ -115,6 +196,14 @@ int ts_hub_fleet_main(int argc, char **argv, const char *conf)
 {
     const char *store = NULL;
     struct out o = {0};
+    for (int i = 1; i < argc; i++) { /* "forget", after any -c FILE or --store S */
+        if (strcmp(argv[i], "forget") == 0)
+            return forget_main(argc, argv, conf);
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0 ||
+             strcmp(argv[i], "--store") == 0) &&
+            i + 1 < argc)
+            i++;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
@@ -135,14 +224,9 @@ int ts_hub_fleet_main(int argc, char **argv, const char *conf)
         }
     }
     struct ts_hub_config cfg;
-    struct ts_hub_store *st = NULL;
-    char err[1024];
-    if (ts_hub_cmd_config(conf, &cfg))
+    struct ts_hub_store *st = open_store(conf, &cfg);
+    if (!st)
         return 1;
-    if (ts_hub_store_open(cfg.db, &cfg.key, 0, &st, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
-        return 1;
-    }
     o.now_ms = ts_now_wall_ms();
     o.stale_after_s = cfg.fleet_stale_after_s;
     o.rows = json_array();

@@ -60,6 +60,8 @@ struct ts_hub_store {
     void (*on_change[4])(void *);
     void *on_change_ud[4];
     int non_change;
+    struct ts_hub_feedwatch *fw; /* feed_watch.c, freed with fw_free */
+    void (*fw_free)(struct ts_hub_feedwatch *);
     struct ts_tenant_key key;
     struct ts_tenant_key prev; /* second key version (rotation); len 0 = none */
     uint32_t epoch;
@@ -548,6 +550,18 @@ enum ts_err ts_hub_store_on_change(struct ts_hub_store *s, void (*fn)(void *), v
     return rc;
 }
 
+struct ts_hub_feedwatch *ts_hub_db_feedwatch(struct ts_hub_store *s)
+{
+    return s->fw;
+}
+
+void ts_hub_db_set_feedwatch(struct ts_hub_store *s, struct ts_hub_feedwatch *fw,
+                             void (*free_fn)(struct ts_hub_feedwatch *))
+{
+    s->fw = fw;
+    s->fw_free = free_fn;
+}
+
 bool ts_hub_store_closing(struct ts_hub_store *s)
 {
     bool closing;
@@ -707,6 +721,8 @@ void ts_hub_store_close(struct ts_hub_store *s)
     }
     ts_sql_close(s->rdb);
     ts_sql_close(s->db);
+    if (s->fw_free)
+        s->fw_free(s->fw);
     pthread_cond_destroy(&s->changed);
     pthread_mutex_destroy(&s->wmu);
     pthread_mutex_destroy(&s->rmu);

@@ -146,6 +146,12 @@ enum ts_err ts_hub_db_rekey_identifiers(struct ts_hub_store *s);
 
 /* ---- change notices ---------------------------------------------------------*/
 
+/* The feed watch (feed_watch.c) the store keeps and frees with itself. */
+struct ts_hub_feedwatch;
+struct ts_hub_feedwatch *ts_hub_db_feedwatch(struct ts_hub_store *s);
+void ts_hub_db_set_feedwatch(struct ts_hub_store *s, struct ts_hub_feedwatch *fw,
+                             void (*free_fn)(struct ts_hub_feedwatch *));
+
 /* Wakes long-poll waiters after a commit that may have changed a feed. */
 void ts_hub_db_notify(struct ts_hub_store *s);
 /* How many changes were signalled so far; *closing once the store shuts

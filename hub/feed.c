@@ -22,6 +22,8 @@ static const char *const schema_sql =
     "  seq INTEGER NOT NULL, op TEXT NOT NULL, cid TEXT NOT NULL, at INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY(store_id, customer)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS feed_seq ON feed(store_id, seq);"
+    /* the feed watch finds the stores a commit changed (feed_watch.c) */
+    "CREATE INDEX IF NOT EXISTS feed_by_seq ON feed(seq);"
     /* a card rebuild finds every store row of one customer */
     "CREATE INDEX IF NOT EXISTS feed_customer ON feed(customer);";
 

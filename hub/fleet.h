@@ -127,6 +127,16 @@ void ts_hub_fleet_note(struct ts_hub_fleet *f, struct ts_hub_store *s,
 enum ts_err ts_hub_fleet_list(struct ts_hub_store *s, const char *store,
                               void (*fn)(void *ud, const struct ts_fleet_row *row), void *ud);
 
+/* Removes the terminals that left the fleet: terminal (of store, NULL = of
+ * every store) when terminal is given, else those of store (NULL = all)
+ * not seen since before_ms. fn (may be NULL) is called for each removed
+ * one; *removed counts them. A terminal that polls again reappears. */
+enum ts_err ts_hub_fleet_forget(struct ts_hub_store *s, const char *store, const char *terminal,
+                                int64_t before_ms,
+                                void (*fn)(void *ud, const char *store, const char *terminal,
+                                           int64_t seen_ms),
+                                void *ud, long *removed);
+
 /* A terminal as the page lists it: what the database keeps, unparsed. */
 struct ts_fleet_brief {
     const char *tenant, *store, *terminal;

@@ -95,10 +95,7 @@ void ts_hub_fleet_free(struct ts_hub_fleet *f)
 
 static uint32_t hash(const char *s)
 {
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
+    return ts_hash_str(s);
 }
 
 /* Is a write of key due (a report always is)? Marks it written at now_ms. */
@@ -262,6 +259,48 @@ enum ts_err ts_hub_fleet_list(struct ts_hub_store *s, const char *store,
 {
     struct parsed p = {fn, ud};
     return ts_hub_fleet_each(s, store, 0, 0, parse_row, &p);
+}
+
+enum ts_err ts_hub_fleet_forget(struct ts_hub_store *s, const char *store, const char *terminal,
+                                int64_t before_ms,
+                                void (*fn)(void *ud, const char *store, const char *terminal,
+                                           int64_t seen_ms),
+                                void *ud, long *removed)
+{
+    /* ?1 terminal or NULL, ?2 store or NULL, ?3 the cut when no terminal */
+    static const char *const sql = "DELETE FROM fleet WHERE (?2 IS NULL OR store_id = ?2) AND"
+                                   " CASE WHEN ?1 IS NULL THEN seen_at < ?3 ELSE terminal = ?1 END"
+                                   " RETURNING store_id, terminal, seen_at";
+    *removed = 0;
+    enum ts_err rc = ts_hub_db_write_begin(s, 0);
+    if (rc)
+        return rc;
+    struct ts_sql_stmt *st = NULL;
+    struct ts_sql *db = ts_hub_db_writer(s);
+    if (ts_sql_prepare(db, sql, &st) != TS_OK)
+        rc = ts_hub_db_err(db, "fleet forget");
+    if (rc == TS_OK) {
+        if (terminal)
+            ts_sql_bind_text(st, 1, terminal);
+        else
+            ts_sql_bind_null(st, 1);
+        if (store)
+            ts_sql_bind_text(st, 2, store);
+        else
+            ts_sql_bind_null(st, 2);
+        ts_sql_bind_int64(st, 3, before_ms);
+        int step;
+        while ((step = ts_sql_step(st)) == TS_SQL_ROW) {
+            (*removed)++;
+            const char *sid = ts_sql_column_text(st, 0), *term = ts_sql_column_text(st, 1);
+            if (fn && sid && term)
+                fn(ud, sid, term, ts_sql_column_int64(st, 2));
+        }
+        if (step != TS_SQL_DONE)
+            rc = ts_hub_db_err(db, "fleet forget");
+    }
+    ts_sql_finalize(st);
+    return ts_hub_db_write_end(s, rc, false);
 }
 
 /* ---- /metrics: per store, never per terminal or customer ---------------------*/

@@ -355,6 +355,18 @@ int ts_hub_store_prev_kv(const struct ts_hub_store *s);
  * serving; fn NULL removes them all (before the servers stop). fn must be
  * quick and thread-safe. */
 enum ts_err ts_hub_store_on_change(struct ts_hub_store *s, void (*fn)(void *), void *ud);
+/* Calls fn(ud, store_id, seq) when a change notice (as for on_change)
+ * moved store_id's feed to seq, for the stores ts_hub_store_feed_seen was
+ * asked about (feed_watch.c): the servers' ts_httpd_wake_topic, so a change
+ * to one store wakes only its parked long-polls. Up to 4, set before
+ * serving; uses one of the on_change places. fn must be quick. */
+enum ts_err ts_hub_store_on_feed(struct ts_hub_store *s,
+                                 void (*fn)(void *ud, const char *store_id, uint64_t seq),
+                                 void *ud);
+/* The last feed seq of store_id as ts_hub_store_on_feed announces it:
+ * read it before reading the feed, park having seen it. False without
+ * ts_hub_store_on_feed (or on an error): park to be woken by every change. */
+bool ts_hub_store_feed_seen(struct ts_hub_store *s, const char *store_id, uint64_t *seq);
 /* Whether ts_hub_store_shutdown was called. */
 bool ts_hub_store_closing(struct ts_hub_store *s);
 /* How often a parked long-poll must look by itself for changes nobody
@@ -457,6 +469,11 @@ void ts_hub_api_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd
 void ts_hub_api_cdp_handle(void *ud, const struct ts_httpd_req *req, struct ts_httpd_resp *resp);
 /* ts_httpd_opts.classify: the capacity class of a request. */
 enum { TS_HUB_CLASS_FEED, TS_HUB_CLASS_PURCHASES, TS_HUB_CLASS_CDP };
+
+/* The servers whose connection counters /metrics shows (metrics.c), by
+ * listener name ("main", "plain", "cdp", "enroll"; up to 4). srv NULL
+ * removes them all: before the servers stop. Thread-safe. */
+void ts_hub_metrics_set_server(const char *listener, struct ts_httpd *srv);
 int ts_hub_api_classify(void *ud, const char *method, const char *path);
 /* The [hub] capacities and deadlines into a listener's options. */
 void ts_hub_api_serve_opts(const struct ts_hub_config *cfg, struct ts_httpd_opts *o);

@@ -53,6 +53,7 @@ static void usage(FILE *f)
                "  erase [-c FILE] CUSTOMER | --loyalty ID\n"
                "                    erase a customer (GDPR) at the hub and in every store\n"
                "  fleet [-c FILE] [--store S] [--unhealthy] [--json]\n"
+               "  fleet forget [-c FILE] [--store S] TERMINAL | --stale-for DAYS\n"
                "                    every terminal's last health report, stale ones flagged\n"
                "  version           print the version\n"
                "The configuration defaults to " DEFAULT_CONF ".\n");
@@ -92,9 +93,9 @@ static void raise_nofile(const struct ts_hub_config *cfg)
                 (unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
-static void wake_server(void *ud)
+static void wake_store(void *ud, const char *store_id, uint64_t seq)
 {
-    ts_httpd_wake(ud);
+    ts_httpd_wake_topic(ud, store_id, seq);
 }
 
 static int cmd_run(const char *conf)
@@ -185,7 +186,8 @@ static int cmd_run(const char *conf)
         TS_ERROR("hub", "%s", err);
         goto out;
     }
-    ts_hub_store_on_change(store, wake_server, srv); /* parked long-polls look again */
+    ts_hub_store_on_feed(store, wake_store, srv); /* a store's parked long-polls look again */
+    ts_hub_metrics_set_server("main", srv);
     char host[256];
     listen_host(cfg.listen, host, sizeof host);
     TS_INFO("hub", "listening on %s://%s:%d", tls ? "https" : "http", host, ts_httpd_port(srv));
@@ -196,8 +198,10 @@ static int cmd_run(const char *conf)
         TS_ERROR("hub", "[hub] listen_plain: %s", err);
         goto out;
     }
-    if (proxy_srv)
-        ts_hub_store_on_change(store, wake_server, proxy_srv);
+    if (proxy_srv) {
+        ts_hub_store_on_feed(store, wake_store, proxy_srv);
+        ts_hub_metrics_set_server("plain", proxy_srv);
+    }
     if (cfg.cdp_listen[0]) {
         /* The CDP's webhook or SDK: server-only TLS, Basic auth per batch. */
         struct ts_httpd_opts co = {
@@ -214,6 +218,7 @@ static int cmd_run(const char *conf)
         }
         listen_host(cfg.cdp_listen, host, sizeof host);
         TS_INFO("hub", "CDP listener on https://%s:%d", host, ts_httpd_port(cdp_srv));
+        ts_hub_metrics_set_server("cdp", cdp_srv);
     }
     if (cfg.enroll_listen[0]) {
         /* Same server certificate, but no client certificate asked: new
@@ -234,6 +239,7 @@ static int cmd_run(const char *conf)
             TS_ERROR("hub", "enrolment listener: %s", err);
             goto out;
         }
+        ts_hub_metrics_set_server("enroll", enroll_srv);
         listen_host(cfg.enroll_listen, host, sizeof host);
         TS_INFO("hub", "enrolment on %s://%s:%d", tls ? "https" : "http", host,
                 ts_httpd_port(enroll_srv));
@@ -250,6 +256,7 @@ out:
     ts_hub_janitor_stop(janitor);
     ts_hub_store_shutdown(store);              /* ends long-polls, or stopping waits for them */
     ts_hub_store_on_change(store, NULL, NULL); /* nothing wakes a stopped server */
+    ts_hub_metrics_set_server(NULL, NULL);     /* nor reads its counters */
     ts_httpd_stop(enroll_srv);
     ts_httpd_stop(cdp_srv);
     ts_httpd_stop(proxy_srv);

@@ -195,6 +195,46 @@ void ts_httpd_wake(struct ts_httpd *s)
     ts_httpd_loop_kick(s);
 }
 
+/* Under s->mu. */
+static bool grow_twakes(struct ts_httpd *s)
+{
+    size_t cap = s->twakes_cap ? s->twakes_cap * 2 : 16;
+    struct topic_wake *w = cap <= 65536 ? realloc(s->twakes, cap * sizeof *w) : NULL;
+    if (!w)
+        return false;
+    s->twakes = w;
+    s->twakes_cap = cap;
+    return true;
+}
+
+void ts_httpd_wake_topic(struct ts_httpd *s, const char *topic, uint64_t pos)
+{
+    if (!s)
+        return;
+    if (!topic || strlen(topic) >= sizeof s->twakes->topic) {
+        ts_httpd_wake(s);
+        return;
+    }
+    bool all = false;
+    pthread_mutex_lock(&s->mu);
+    size_t i = 0;
+    while (i < s->ntwakes && strcmp(s->twakes[i].topic, topic) != 0)
+        i++;
+    if (i < s->ntwakes) {
+        if (pos > s->twakes[i].pos)
+            s->twakes[i].pos = pos; /* coalesced with one the loop has not taken yet */
+    } else if (s->ntwakes < s->twakes_cap || grow_twakes(s)) {
+        ts_strlcpy(s->twakes[s->ntwakes].topic, topic, sizeof s->twakes->topic);
+        s->twakes[s->ntwakes++].pos = pos;
+    } else {
+        all = true; /* no room to say which: everyone looks */
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (all)
+        atomic_store(&s->wake_pending, true);
+    ts_httpd_loop_kick(s);
+}
+
 void ts_httpd_stats(struct ts_httpd *s, struct ts_httpd_stats *o)
 {
     *o = (struct ts_httpd_stats){0};
@@ -208,6 +248,12 @@ void ts_httpd_stats(struct ts_httpd *s, struct ts_httpd_stats *o)
     o->refused_capacity = atomic_load(&s->st_ref_capacity);
     o->refused_class = atomic_load(&s->st_ref_class);
     o->timed_out = atomic_load(&s->st_timed_out);
+    for (int i = 0; i < TS_HTTPD_CLASSES; i++)
+        o->refused_class_n[i] = atomic_load(&s->st_ref_class_n[i]);
+    o->timed_out_handshake = atomic_load(&s->st_to_handshake);
+    o->timed_out_head = atomic_load(&s->st_to_head);
+    o->woken = atomic_load(&s->st_woken);
+    o->stop_answered = atomic_load(&s->st_stop_answered);
 }
 
 /*
@@ -230,5 +276,6 @@ void ts_httpd_stop(struct ts_httpd *s)
     ts_tls_ctx_free(s->tls);
     pthread_cond_destroy(&s->jobs_cv);
     pthread_mutex_destroy(&s->mu);
+    free(s->twakes);
     free(s);
 }

@@ -47,6 +47,8 @@ struct ts_httpd_resp {
     ts_buf body;
     int64_t park_until_ms; /* ts_httpd_park: set = park instead of answering */
     int park_recheck_ms;
+    char park_topic[64]; /* ts_httpd_park_on: "" = woken by every wake */
+    uint64_t park_seen;
 };
 
 /* Capacity classes (ts_httpd_opts.classify): a request of a class over
@@ -105,10 +107,14 @@ struct ts_httpd_opts {
     int retry_after_s;
 };
 
-/* Counters for /metrics and tests. */
+/* Counters for /metrics and tests: gauges (conns, pending, parked) and
+ * counters since start. refused_class_n by class (class_name). */
 struct ts_httpd_stats {
     long conns, pending, parked;
     long refused_pending, refused_source, refused_capacity, refused_class, timed_out;
+    long refused_class_n[TS_HTTPD_CLASSES];
+    long timed_out_handshake, timed_out_head;
+    long woken, stop_answered;
 };
 
 enum ts_err ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,
@@ -121,10 +127,22 @@ void ts_httpd_stop(struct ts_httpd *s);
 /* Wakes every parked request: each is handed to the handler again (store
  * changed). Thread-safe, async-signal-unsafe, cheap; NULL ok. */
 void ts_httpd_wake(struct ts_httpd *s);
+/* Wakes only the requests parked on topic (ts_httpd_park_on) that saw less
+ * than pos, and those parked without a topic. The server remembers the
+ * highest pos of each topic, so a request parking after its topic moved
+ * past what it saw is handed over again at once (no lost wake). Wakes are
+ * coalesced; thread-safe, cheap; NULL ok. */
+void ts_httpd_wake_topic(struct ts_httpd *s, const char *topic, uint64_t pos);
 /* From a handler: do not answer yet; hand this request over again on
  * ts_httpd_wake, every recheck_ms (0: only on wakes), or at until_ms
- * (monotonic) with req->park_expired set. */
+ * (monotonic) with req->park_expired set. When the server stops, a parked
+ * request is handed over once more with park_expired set, so it gets its
+ * answer (Connection: close) rather than a bare close. */
 void ts_httpd_park(struct ts_httpd_resp *resp, int64_t until_ms, int recheck_ms);
+/* ts_httpd_park on a topic (a store's feed) having seen position seen
+ * (its last change): ts_httpd_wake_topic(topic, pos > seen) wakes it. */
+void ts_httpd_park_on(struct ts_httpd_resp *resp, int64_t until_ms, int recheck_ms,
+                      const char *topic, uint64_t seen);
 void ts_httpd_stats(struct ts_httpd *s, struct ts_httpd_stats *out);
 
 /* Convenience: JSON error body {"error": msg} with status. */

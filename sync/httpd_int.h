@@ -32,7 +32,14 @@ enum conn_state {
  * core). */
 enum conn_next { N_READ, N_PARK, N_CLOSE, N_HS_AGAIN, N_HS_DONE, N_HS_FAILED };
 
-struct src; /* connections from one source address (httpd_loop.c) */
+struct src;   /* connections from one source address (httpd_loop.c) */
+struct topic; /* what requests are parked on, with its last position (httpd_loop.c) */
+
+/* A ts_httpd_wake_topic not yet taken by the loop. */
+struct topic_wake {
+    char topic[64];
+    uint64_t pos;
+};
 
 struct hconn {
     struct ts_httpd *s;
@@ -57,8 +64,12 @@ struct hconn {
     int64_t park_until, park_recheck_at;
     int park_recheck_ms;
     bool park_expired;
-    uint64_t wake_seen;       /* s->wake_gen when its handler began: a wake after that unparks it */
-    enum conn_next next_step; /* set by the worker */
+    char topic[64];     /* parked on (ts_httpd_park_on); "" = none */
+    uint64_t seen;      /* the topic's position the handler saw */
+    uint64_t wake_seen; /* s->wake_gen when its handler began (a request parked on no topic) */
+    struct topic *tp;   /* while parked on it, listed there: */
+    struct hconn *tprev, *tnext;
+    enum conn_next next_step;  /* set by the worker */
     struct hconn *prev, *next; /* every connection of the server (loop thread only) */
     struct hconn *qnext;       /* job or done queue */
 };
@@ -79,7 +90,9 @@ struct ts_httpd {
     struct hconn *conns, *graveyard;
     long nconns, npending;
     int class_n[TS_HTTPD_CLASSES];
-    struct src **srcs; /* hash table */
+    struct src **srcs;     /* hash table */
+    struct topic **topics; /* hash table */
+    long ntopics;
     int64_t listen_paused_until;
     int64_t next_log_ms;
     long log_pending, log_source, log_capacity, log_class[TS_HTTPD_CLASSES], log_timeouts;
@@ -89,11 +102,15 @@ struct ts_httpd {
     struct hconn *jobs, *jobs_tail, *done, *done_tail;
     struct hconn *rejobs, *rejobs_tail; /* parked requests handed over again: after jobs */
     bool workers_stop;
+    /* ts_httpd_wake_topic's, until the loop takes them (under mu) */
+    struct topic_wake *twakes;
+    size_t ntwakes, twakes_cap;
     int nworkers;
     pthread_t *workers;
     /* counters (ts_httpd_stats) */
     _Atomic long st_conns, st_pending, st_parked, st_ref_pending, st_ref_source, st_ref_capacity,
-        st_ref_class, st_timed_out;
+        st_ref_class, st_timed_out, st_to_handshake, st_to_head, st_woken, st_stop_answered;
+    _Atomic long st_ref_class_n[TS_HTTPD_CLASSES];
 };
 
 #define DRAIN_MAX_BYTES (8u << 20)
@@ -113,6 +130,21 @@ void ts_httpd_workers_stop(struct ts_httpd *s);
 void ts_httpd_job_push(struct ts_httpd *s, struct hconn *c);
 /* Loop: takes every connection workers have handed back. */
 struct hconn *ts_httpd_done_take(struct ts_httpd *s);
+/* Loop: takes the pending topic wakes (*n of them; free() the array). */
+struct topic_wake *ts_httpd_twakes_take(struct ts_httpd *s, size_t *n);
+
+/* ---- httpd_topic.c ---- */
+
+/* The topic called name, made (at position pos) if new; NULL when the table
+ * is full or memory is short. */
+struct topic *ts_httpd_topic_get(struct ts_httpd *s, const char *name, uint64_t pos);
+uint64_t ts_httpd_topic_pos(const struct topic *t);
+/* Moves t to pos: the first request parked on it (walk hconn.tnext; take
+ * those with seen < pos), or NULL when pos is not past t's position. */
+struct hconn *ts_httpd_topic_announce(struct topic *t, uint64_t pos);
+void ts_httpd_topic_link(struct topic *t, struct hconn *c);
+void ts_httpd_topic_unlink(struct hconn *c); /* no-op when c is on none */
+void ts_httpd_topics_free(struct ts_httpd *s);
 
 /* ---- httpd_loop.c ---- */
 

@@ -28,6 +28,7 @@
 #define SRC_BUCKETS 4096
 #define REFUSAL_LOG_MS 10000
 #define EMFILE_PAUSE_MS 100
+#define STOP_ANSWER_MS 3000
 
 struct src {
     char addr[64];
@@ -39,10 +40,7 @@ struct src {
 
 static unsigned src_hash(const char *a)
 {
-    unsigned h = 2166136261u;
-    for (; *a; a++)
-        h = (h ^ (unsigned char)*a) * 16777619u;
-    return h % SRC_BUCKETS;
+    return ts_hash_str(a) % SRC_BUCKETS;
 }
 
 static struct src *src_get(struct ts_httpd *s, const char *addr, bool create)
@@ -135,6 +133,7 @@ static void conn_free(struct ts_httpd *s, struct hconn *c)
     }
     if (c->st == C_PARKED)
         atomic_fetch_sub(&s->st_parked, 1);
+    ts_httpd_topic_unlink(c);
     if (c->cls >= 0)
         s->class_n[c->cls]--;
     atomic_store(&s->st_conns, s->nconns);
@@ -375,6 +374,7 @@ static void dispatch(struct ts_httpd *s, struct hconn *c, int64_t now)
     if (cls >= 0 && s->o.class_max[cls] > 0 && s->class_n[cls] >= s->o.class_max[cls]) {
         s->log_class[cls]++;
         atomic_fetch_add(&s->st_ref_class, 1);
+        atomic_fetch_add(&s->st_ref_class_n[cls], 1);
         struct ts_httpd_resp r = {.status = 503};
         ts_httpd_error(&r, 503, "server busy; retry later");
         snprintf(r.extra_headers, sizeof r.extra_headers, "Retry-After: %d\r\n",
@@ -505,10 +505,58 @@ static void on_event(struct ts_httpd *s, struct hconn *c, uint32_t ev, int64_t n
 static void unpark(struct ts_httpd *s, struct hconn *c, bool expired)
 {
     atomic_fetch_sub(&s->st_parked, 1);
+    if (!expired)
+        atomic_fetch_add(&s->st_woken, 1);
+    ts_httpd_topic_unlink(c);
     c->park_expired = expired;
     c->st = C_WORK;
     set_events(s, c, 0);
     ts_httpd_job_push(s, c);
+}
+
+/* A request the handler parked. On a topic whose position is already past
+ * what the handler saw (a change committed while it looked), it is handed
+ * over again at once. */
+static void park(struct ts_httpd *s, struct hconn *c, int64_t now)
+{
+    c->st = C_PARKED;
+    atomic_fetch_add(&s->st_parked, 1);
+    c->park_recheck_at = c->park_recheck_ms > 0 ? now + c->park_recheck_ms : 0;
+    set_events(s, c, EPOLLIN | EPOLLRDHUP);
+    struct topic *tp = c->topic[0] ? ts_httpd_topic_get(s, c->topic, c->seen) : NULL;
+    if (tp && ts_httpd_topic_pos(tp) > c->seen)
+        unpark(s, c, false);
+    else if (tp)
+        ts_httpd_topic_link(tp, c);
+    else if (atomic_load(&s->wake_gen) != c->wake_seen)
+        unpark(s, c, now >= c->park_until); /* a wake came while its handler ran */
+}
+
+/* The topic wakes announced since the last round: only the requests parked
+ * on a topic that moved past what they saw are handed over (and those
+ * parked on none). True when any came. */
+static bool topic_wakes(struct ts_httpd *s, bool *untopiced)
+{
+    size_t n = 0;
+    struct topic_wake *w = ts_httpd_twakes_take(s, &n);
+    for (size_t i = 0; i < n; i++) {
+        struct topic *tp = ts_httpd_topic_get(s, w[i].topic, w[i].pos);
+        if (!tp) {
+            *untopiced = true; /* a full table: none parked on it has a topic */
+            continue;
+        }
+        struct hconn *c = ts_httpd_topic_announce(tp, w[i].pos);
+        while (c) {
+            struct hconn *nx = c->tnext;
+            if (c->seen < w[i].pos)
+                unpark(s, c, false);
+            c = nx;
+        }
+    }
+    free(w);
+    if (n)
+        *untopiced = true;
+    return n > 0;
 }
 
 /* What workers handed back. */
@@ -521,14 +569,7 @@ static void take_done(struct ts_httpd *s, int64_t now)
         if (c->hs_job) {
             handshake_stepped(s, c, now);
         } else if (c->next_step == N_PARK) {
-            c->st = C_PARKED;
-            atomic_fetch_add(&s->st_parked, 1);
-            c->park_recheck_at = c->park_recheck_ms > 0 ? now + c->park_recheck_ms : 0;
-            set_events(s, c, EPOLLIN | EPOLLRDHUP);
-            /* A wake while its handler ran found it not parked yet: without
-             * this the change would wait for the next recheck. */
-            if (atomic_load(&s->wake_gen) != c->wake_seen)
-                unpark(s, c, now >= c->park_until);
+            park(s, c, now);
         } else {
             if (c->cls >= 0)
                 s->class_n[c->cls]--;
@@ -546,14 +587,17 @@ static void take_done(struct ts_httpd *s, int64_t now)
     }
 }
 
-static void sweep(struct ts_httpd *s, int64_t now, bool wake)
+/* wake: every parked request looks again; untopiced: those parked on no
+ * topic. */
+static void sweep(struct ts_httpd *s, int64_t now, bool wake, bool untopiced)
 {
     struct hconn *c = s->conns;
     while (c) {
         struct hconn *nx = c->next;
         switch (c->st) {
         case C_PARKED:
-            if (wake || now >= c->park_until || (c->park_recheck_at && now >= c->park_recheck_at))
+            if (wake || (untopiced && !c->tp) || now >= c->park_until ||
+                (c->park_recheck_at && now >= c->park_recheck_at))
                 unpark(s, c, now >= c->park_until);
             break;
         case C_HANDSHAKE:
@@ -563,6 +607,7 @@ static void sweep(struct ts_httpd *s, int64_t now, bool wake)
             if (c->st == C_HANDSHAKE || !c->authed || c->in.len > 0 || c->head_start) {
                 s->log_timeouts++; /* not an idle kept connection: worth a word */
                 atomic_fetch_add(&s->st_timed_out, 1);
+                atomic_fetch_add(c->st == C_HANDSHAKE ? &s->st_to_handshake : &s->st_to_head, 1);
             }
             if (c->st == C_READ && (c->in.len > 0 || c->head_start))
                 answer_close(s, c, 408, "request not received in time", now);
@@ -597,6 +642,43 @@ enum ts_err ts_httpd_loop_init(struct ts_httpd *s, char *err, size_t errsz)
     return TS_OK;
 }
 
+/* Stopping: no new connections, nothing more read; every parked request
+ * is handed over once more as expired, so it gets the answer it would have
+ * got at its deadline (Connection: close) instead of a bare close, for up
+ * to STOP_ANSWER_MS. */
+static void answer_parked(struct ts_httpd *s)
+{
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->lfd, NULL);
+    int64_t now = ts_now_mono_ms(), end = now + STOP_ANSWER_MS;
+    long n = 0;
+    for (struct hconn *c = s->conns; c; c = c->next) {
+        if (c->st == C_PARKED) {
+            unpark(s, c, true);
+            n++;
+        } else if (c->st != C_WORK) {
+            set_events(s, c, 0);
+        }
+    }
+    atomic_fetch_add(&s->st_stop_answered, n);
+    for (;;) {
+        take_done(s, now); /* answered: closed (stopping) */
+        bury(s);
+        bool busy = false;
+        for (struct hconn *c = s->conns; c && !busy; c = c->next)
+            busy = c->st == C_WORK && c->park_until && !c->hs_job;
+        if (!busy || now >= end)
+            break;
+        struct epoll_event ev;
+        if (epoll_wait(s->epfd, &ev, 1, 100) > 0) {
+            uint64_t v;
+            (void)!read(s->evfd, &v, sizeof v);
+        }
+        now = ts_now_mono_ms();
+    }
+    if (n)
+        TS_INFO("httpd", "port %d: answered %ld parked request(s) before stopping", s->port, n);
+}
+
 void *ts_httpd_loop_main(void *arg)
 {
     struct ts_httpd *s = arg;
@@ -625,9 +707,11 @@ void *ts_httpd_loop_main(void *arg)
         }
         if (kicked)
             take_done(s, now);
+        bool untopiced = false;
+        bool twoke = kicked && topic_wakes(s, &untopiced);
         bool wake = atomic_exchange(&s->wake_pending, false);
-        if (wake || now >= next_sweep) {
-            sweep(s, now, wake);
+        if (wake || (twoke && untopiced) || now >= next_sweep) {
+            sweep(s, now, wake, untopiced);
             if (now >= next_sweep) {
                 next_sweep = now + SWEEP_MS;
                 log_refusals(s, now, false);
@@ -640,6 +724,7 @@ void *ts_httpd_loop_main(void *arg)
             s->listen_paused_until = 0;
         }
     }
+    answer_parked(s);
     log_refusals(s, ts_now_mono_ms(), true);
     return NULL;
 }
@@ -655,6 +740,7 @@ void ts_httpd_loop_free(struct ts_httpd *s)
         conn_free(s, c);
     }
     bury(s);
+    ts_httpd_topics_free(s);
     s->jobs = s->jobs_tail = s->done = s->done_tail = s->rejobs = s->rejobs_tail = NULL;
     if (s->srcs) {
         for (int i = 0; i < SRC_BUCKETS; i++)

@@ -103,6 +103,17 @@ void ts_httpd_park(struct ts_httpd_resp *resp, int64_t until_ms, int recheck_ms)
 {
     resp->park_until_ms = until_ms > 0 ? until_ms : 1;
     resp->park_recheck_ms = recheck_ms;
+    resp->park_topic[0] = '\0';
+}
+
+void ts_httpd_park_on(struct ts_httpd_resp *resp, int64_t until_ms, int recheck_ms,
+                      const char *topic, uint64_t seen)
+{
+    ts_httpd_park(resp, until_ms, recheck_ms);
+    if (topic &&
+        ts_strlcpy(resp->park_topic, topic, sizeof resp->park_topic) >= sizeof resp->park_topic)
+        resp->park_topic[0] = '\0'; /* too long to name: woken by every wake */
+    resp->park_seen = seen;
 }
 
 /*
@@ -182,6 +193,8 @@ static enum conn_next run_request(struct ts_httpd *s, struct hconn *c)
     if (resp.park_until_ms && !c->park_expired && !atomic_load(&s->stopping)) {
         c->park_until = resp.park_until_ms;
         c->park_recheck_ms = resp.park_recheck_ms;
+        memcpy(c->topic, resp.park_topic, sizeof c->topic);
+        c->seen = resp.park_seen;
         ts_buf_free(&resp.body);
         return N_PARK;
     }
@@ -257,6 +270,17 @@ void ts_httpd_job_push(struct ts_httpd *s, struct hconn *c)
     *tail = c;
     pthread_cond_signal(&s->jobs_cv);
     pthread_mutex_unlock(&s->mu);
+}
+
+struct topic_wake *ts_httpd_twakes_take(struct ts_httpd *s, size_t *n)
+{
+    pthread_mutex_lock(&s->mu);
+    struct topic_wake *w = s->twakes;
+    *n = s->ntwakes;
+    s->twakes = NULL;
+    s->ntwakes = s->twakes_cap = 0;
+    pthread_mutex_unlock(&s->mu);
+    return w;
 }
 
 struct hconn *ts_httpd_done_take(struct ts_httpd *s)

@@ -234,7 +234,43 @@ def fleet_page_in_chromium(w):
     check(rc == 0, f"fleet page in Chromium failed:\n{p.stderr.read()}")
 
 
+def forget_terminals_that_left(w):
+    """`tillside-hub fleet forget`: a till taken out of service leaves the
+    list (by name, of one store or all), terminals silent for N days go with
+    --stale-for N, the others stay, and one that polls again is back."""
+    import sqlite3
+    import time
+    for cn, ou in (("T02", "S001"), ("T03", "S002")):
+        w.pki("issue", "--dir", w.certs, "--cn", cn, "--ou", ou, "--o", "acme",
+              "--out", f"{w.certs}/{cn.lower()}")
+    w.start_hub(extra=f"[fleet]\nstale_after_s = {STALE_S}\n")  # polls recorded every second
+    for cert in ("t01", "t02", "t03"):
+        poll(w, cert)
+    names = lambda: sorted(f"{t['store']}/{t['terminal']}" for t in fleet_json(w))  # noqa: E731
+    wait_for(lambda: names() == ["S001/T01", "S001/T02", "S002/T03"], what="three terminals")
+    out = fleet(w, "forget", "T02")
+    check("forgot S001/T02" in out and "1 terminal(s) forgotten" in out, f"forget T02: {out}")
+    check(names() == ["S001/T01", "S002/T03"], f"after forgetting T02: {names()}")
+    p = run([HUB_BIN, "fleet", "-c", os.path.join(w.dir, "hub.conf"), "forget", "--store",
+             "S002", "T01"], check_rc=False)
+    check(p.returncode == 1 and "no terminal T01 in store S002" in p.stderr,
+          f"forgetting S002's T01 (none) exited {p.returncode}: {p.stderr}")
+    check(names() == ["S001/T01", "S002/T03"], f"a wrong forget removed something: {names()}")
+    p = run([HUB_BIN, "fleet", "-c", os.path.join(w.dir, "hub.conf"), "forget"], check_rc=False)
+    check(p.returncode == 2, f"forget without TERMINAL or --stale-for exited {p.returncode}")
+    # T03 was last seen eight days ago (the row as the hub left it, moved back).
+    with sqlite3.connect(w.db) as db:
+        db.execute("UPDATE fleet SET seen_at = seen_at - 8 * 86400000 WHERE terminal = 'T03'")
+    out = fleet(w, "forget", "--stale-for", "7")
+    check("forgot S002/T03" in out and "1 terminal(s) forgotten" in out, f"--stale-for 7: {out}")
+    check(names() == ["S001/T01"], f"after --stale-for 7: {names()}")
+    # T02 polls again: it is back (at its next recorded poll)
+    wait_for(lambda: poll(w, "t02") or names() == ["S001/T01", "S001/T02"],
+             what="T02 back after it polled")
+
+
 TESTS = {
+    "forget_terminals_that_left": forget_terminals_that_left,
     "fleet_page_in_chromium": fleet_page_in_chromium,
     "agent_reports_then_turns_stale": agent_reports_then_turns_stale,
     "report_is_checked_and_named_by_certificate": report_is_checked_and_named_by_certificate,

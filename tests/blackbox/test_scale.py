@@ -190,6 +190,101 @@ def other_process_wakes_parked(w):
     s.close()
 
 
+def hub_metric(w, name, **labels):
+    """One sample of the hub's /metrics, by name and labels; None if absent."""
+    st, text = w.hub_request("GET", "/metrics")
+    check(st == 200, f"/metrics answered {st}")
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        head, _, val = line.rpartition(" ")
+        if head == (f"{name}{{{want}}}" if want else name):
+            return float(val)
+    return None
+
+
+def store_poll(w, cert, cursor, wait_s=25):
+    s = tls_sock(w, w.hub_port, cert=cert, resume=True)
+    s.sendall(f"GET {FEED}?since={cursor}&wait={wait_s} HTTP/1.1\r\nHost: localhost\r\n"
+              "\r\n".encode())
+    return s
+
+
+def wake_only_changed_store(w):
+    """A change to store S001's feed answers S001's parked long-poll and does
+    not hand S002's over at all (it stays parked, and is answered by S002's
+    own change later): one store's change does not make every terminal of
+    the chain run its feed query again."""
+    w.pki("issue", "--dir", w.certs, "--cn", "T09", "--ou", "S002", "--o", "acme",
+          "--out", f"{w.certs}/t09")
+    w.start_hub()
+    for cert in ("t01", "t09"):
+        st, _ = w.hub_request("GET", FEED + "?limit=1000", cert=cert)
+        check(st == 200, f"{cert}'s first page answered {st}")
+    cur_a, cur_b = cursor_now(w), None
+    st, page = w.hub_request("GET", FEED + "?limit=1000", cert="t09")
+    cur_b = page["cursor"]
+    a = store_poll(w, "t01", cur_a)
+    b = store_poll(w, "t09", cur_b)
+    wait_for(lambda: hub_metric(w, "tillside_hub_httpd_parked", listener="main") == 2,
+             what="both long-polls parked")
+    woken0 = hub_metric(w, "tillside_hub_httpd_woken_total", listener="main")
+    st, _ = w.send_batch(customer_batch(user="u-a", loyalty="2000000000022", store="S001"))
+    check(st == 200, f"S001's batch answered {st}")
+    resp = read_response(a, 20)
+    check(resp and resp[0] == 200 and b'"op":"upsert"' in resp[2],
+          f"S001's long-poll answered {resp and resp[0]}: {resp and resp[2][:200]}")
+    check(not readable([b]), "S002's long-poll was answered by S001's change")
+    woken = hub_metric(w, "tillside_hub_httpd_woken_total", listener="main") - woken0
+    check(woken == 1, f"{woken:g} parked long-polls handed over for one store's change (want 1)")
+    check(hub_metric(w, "tillside_hub_httpd_parked", listener="main") == 1,
+          "S002's long-poll is no longer parked")
+    st, _ = w.send_batch(customer_batch(user="u-b", loyalty="2000000000039", store="S002"))
+    check(st == 200, f"S002's batch answered {st}")
+    resp = read_response(b, 20)
+    check(resp and resp[0] == 200 and b'"op":"upsert"' in resp[2],
+          f"S002's long-poll answered {resp and resp[0]}: {resp and resp[2][:200]}")
+    a.close()
+    b.close()
+
+
+def parked_poll_answered_at_stop(w):
+    """SIGTERM while long-polls are parked: each gets the answer it would
+    have got at the end of its wait (200, nothing new, its cursor,
+    Connection: close), not a bare close; the agent then only fails to
+    reach the stopped hub, and catches up once it is back."""
+    import re
+    w.start_hub()
+    st, _ = w.send_batch(customer_batch(user="u-first", loyalty="2000000000022"))
+    check(st == 200, f"first batch answered {st}")
+    cur = cursor_now(w)
+    raw = long_poll(w, cur)
+    w.start_agent()  # the default settings: it long-polls
+    w.wait_cards(1)
+    wait_for(lambda: hub_metric(w, "tillside_hub_httpd_parked", listener="main") == 2,
+             what="the agent's and our long-poll parked")
+    before = len(w.agent.log())
+    w.hub.stop()
+    resp = read_response(raw, 5)
+    check(resp is not None, "the parked long-poll was closed without an answer")
+    st, hdrs, body = resp
+    check(st == 200 and hdrs.get("connection") == "close" and b'"items":[]' in body,
+          f"the parked long-poll answered {st} {hdrs}: {body[:200]}")
+    check(f'"cursor":"{cur}"'.encode() in body, f"the answer moved the cursor: {body[:200]}")
+    check("answered 2 parked request(s) before stopping" in w.hub.log(),
+          "the hub did not say it answered both parked polls")
+    raw.close()
+    w.start_hub()
+    st, _ = w.send_batch(customer_batch(user="u-second", loyalty="2000000000039"))
+    check(st == 200, f"batch after the restart answered {st}")
+    w.wait_cards(2, timeout=40)
+    # Between the two the agent found no hub to connect to, and nothing else:
+    # no answer it could not read, no connection cut under its poll.
+    errors = [ln for ln in w.agent.log()[before:].splitlines() if re.search(r"\bERROR\b", ln)]
+    odd = [ln for ln in errors
+           if not re.search(r"feed request failed: .*(connect|refused)", ln, re.I)]
+    check(not odd, f"the agent logged errors beyond the hub being down: {odd}")
+
+
 # ---- over capacity -----------------------------------------------------------
 
 def refusals_logged(w, what):
@@ -238,8 +333,11 @@ def over_capacity_503(w):
     st, _ = w.send_batch(customer_batch())
     check(st == 200, f"CDP batch answered {st}")
     w.wait_cards(1, timeout=30)
+    counted = hub_metric(w, "tillside_hub_httpd_refused_total", listener="main",
+                         reason="class", **{"class": "feed"})
     w.hub.stop()
     refused = refusals_logged(w, "feed requests")
+    check(counted == refused, f"/metrics counted {counted} feed refusals, the log {refused}")
     # Without backoff an agent would be refused hundreds of times in those
     # 4 s; with Retry-After 1 and jitter, a handful.
     check(1 <= refused <= 12, f"the agent was refused {refused} times")
@@ -325,6 +423,10 @@ def silent_connections(w):
     finally:
         a.stop.set()
         a.join()
+    m = {r: hub_metric(w, "tillside_hub_httpd_refused_total", listener="main", reason=r)
+         for r in ("per_source", "handshake_deadline")}
+    check(m["per_source"] >= 1 and m["handshake_deadline"] >= 1,
+          f"/metrics did not count the silent connections' refusals: {m}")
     w.hub.stop()
     log = w.hub.log()
     lines = [ln for ln in log.splitlines() if "refused" in ln and "connection(s)" in ln]
@@ -434,5 +536,6 @@ def cdp_listener(w):
 
 if __name__ == "__main__":
     tslib.main({f.__name__: f for f in (thousand_long_polls, other_process_wakes_parked,
+                                        wake_only_changed_store, parked_poll_answered_at_stop,
                                         over_capacity_503,
                                         silent_connections, slow_headers, cdp_listener)})

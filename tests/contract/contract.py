@@ -133,6 +133,7 @@ class ContractServer:
         self.lock = threading.Lock()
         self.down = False
         self.delay_s = 0.0
+        self.active = self.max_active = 0  # requests being answered at once, and the most seen
         srv = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -142,6 +143,16 @@ class ContractServer:
                 pass
 
             def _serve(self):
+                with srv.lock:
+                    srv.active += 1
+                    srv.max_active = max(srv.max_active, srv.active)
+                try:
+                    self._serve1()
+                finally:
+                    with srv.lock:
+                        srv.active -= 1
+
+            def _serve1(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 req = Req(self.command, self.path, self.headers, body)

@@ -27,6 +27,19 @@ static bool in(const char *const *list, const char *key)
     return false;
 }
 
+/* ts_conf_errf at key's line, or, for a key the section lacks, at its type's
+ * line (so the message still says file:line). */
+static enum ts_err key_errf(const struct ts_conf *c, const char *sec, const char *key, char *err,
+                            size_t errsz, const char *msg)
+{
+    if (ts_conf_get(c, sec, key, NULL) || !ts_conf_get(c, sec, "type", NULL))
+        return ts_conf_errf(c, sec, key, err, errsz, "%s", msg);
+    char where[1100];
+    snprintf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(c, sec, "type", where, sizeof where), sec,
+             key, msg);
+    return TS_ERR_CONFIG;
+}
+
 static enum ts_err put(const struct ts_conf *c, const char *sec, struct ts_sink_conf *k,
                        const char *key, const char *value, bool secret, char *err, size_t errsz)
 {
@@ -65,9 +78,12 @@ static enum ts_err vendor_keys(const struct ts_conf *c, const struct ts_conf *sf
                          errsz);
         }
     for (size_t i = 0; rc == TS_OK && v->required && v->required[i]; i++)
-        if (!ts_sink_conf_get(k, v->required[i], NULL))
-            rc = ts_conf_errf(c, sec, v->required[i], err, errsz,
-                              "required for type %s (here or in [hub] secrets_file)", v->type);
+        if (!ts_sink_conf_get(k, v->required[i], NULL)) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "required for type %s (here or in [hub] secrets_file)",
+                     v->type);
+            rc = key_errf(c, sec, v->required[i], err, errsz, msg);
+        }
     return rc;
 }
 
@@ -99,11 +115,9 @@ static enum ts_err vendor_checks(const struct ts_conf *c, const char *sec,
         memcpy(key, msg, kl);
         key[kl] = '\0';
     }
-    if (!ts_conf_get(c, sec, key, NULL)) /* in the secrets file: the section's line */
-        ts_strlcpy(key, "type", sizeof key);
-    else if (named && msg[kl] == ':') /* "key: why": ts_conf_errf says the key */
+    if (named && msg[kl] == ':') /* "key: why": the message says the key */
         msg += kl + strspn(msg + kl, ": ");
-    return ts_conf_errf(c, sec, key, err, errsz, "%s", msg);
+    return key_errf(c, sec, key, err, errsz, msg);
 }
 
 static enum ts_err kinds_of(const struct ts_conf *c, const char *sec, const char *s,

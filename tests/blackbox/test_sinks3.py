@@ -1,0 +1,144 @@
+"""Black-box tests of the sinks' concurrency and configuration checks: the
+real tillside-hub over TLS against the vendors' contract servers
+(tests/contract/*_server.py). Several requests of one sink in flight at once
+(the vendor's documented max_in_flight, or [sink.NAME] max_in_flight), each
+answered on its own, a kill -9 with several in flight losing nothing; and
+`check-config` refusing each vendor's own mistakes at the key's line, with
+the same message `run` gives."""
+import os
+import re
+import signal
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "contract"))
+from tslib import HUB_BIN, check, main, run, wait_for  # noqa: E402
+from test_purchases_hub import online_customer, post  # noqa: E402
+from test_sinks2 import BloomreachV, dead, pending, purchase  # noqa: E402
+
+
+def post_many(w, n, cid, prefix="m-c", first=1000):
+    for i in range(0, n, 50):
+        evs = [purchase(f"{prefix}{j}", f"S001-T01-{first + j:06d}", cid=cid)
+               for j in range(i, min(n, i + 50))]
+        st, ans = post(w, evs)
+        check(st == 200 and len(ans["accepted"]) == len(evs), f"purchases answered {st}: {ans}")
+
+
+def several_in_flight_kill9(w):
+    """Bloomreach allows several requests at once (4 by default): with a slow
+    vendor they overlap; a kill -9 with several in flight loses nothing, and
+    what goes again is at most the batches that were in flight."""
+    v = BloomreachV(w)
+    try:
+        v.http.delay_s = 0.5  # a slow vendor: requests are in flight when the hub dies
+        w.start_hub(extra=v.conf())
+        cid = online_customer(w)
+        post_many(w, 300, cid)
+        wait_for(lambda: v.http.max_active >= 2, timeout=30, what="two requests in flight at once")
+        w.hub.stop(sig=signal.SIGKILL)
+        before = len(v.delivered())
+        check(before < 300, "everything was delivered before the kill")
+        v.http.delay_s = 0
+        w.start_hub(extra=v.conf())
+        wait_for(lambda: len(v.delivered()) == 300, timeout=90, what="all 300 delivered")
+        wait_for(lambda: pending(w, v.name) == 0, timeout=30, what="nothing pending")
+        check(dead(w, v.name) == 0, "dead letters after a kill")
+        got = v.delivered()
+        again = sum(n - 1 for n in got.values())
+        # 50 commands a request, 3 commands a purchase: a batch touches at most
+        # 18 purchases, and at most 4 batches were in flight.
+        check(again <= 4 * 18, f"{again} purchases delivered twice after one kill")
+        check(429 not in v.http.statuses(), "the vendor answered 429")
+        print(f"  most requests at once: {v.http.max_active}; {before} purchases delivered "
+              f"before the kill, {again} sent again after it")
+    finally:
+        v.stop()
+
+
+def max_in_flight_override(w):
+    """[sink.NAME] max_in_flight = 1 keeps one request at a time, however slow
+    the vendor; every purchase still arrives once."""
+    v = BloomreachV(w)
+    try:
+        v.http.delay_s = 0.2
+        w.start_hub(extra=v.conf("max_in_flight = 1\n"))
+        cid = online_customer(w)
+        post_many(w, 100, cid)
+        wait_for(lambda: len(v.delivered()) == 100, timeout=90, what="all 100 delivered")
+        wait_for(lambda: pending(w, v.name) == 0, timeout=30, what="nothing pending")
+        check(v.http.max_active == 1, f"{v.http.max_active} requests at once with max_in_flight 1")
+        check(v.duplicates() == 0 and dead(w, v.name) == 0, "duplicates or dead letters")
+    finally:
+        v.stop()
+
+
+# ---- check-config: each vendor's own checks -------------------------------------
+
+def _line_of(path, section, key):
+    """The line of key in [section] of path (1-based), or of its type."""
+    sec_line, cur = None, None
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            s = line.strip()
+            if s.startswith("["):
+                cur = s.strip("[]")
+            elif cur == section and s.split("=", 1)[0].strip() == key:
+                return i
+            elif cur == section and s.split("=", 1)[0].strip() == "type":
+                sec_line = i
+    return sec_line
+
+
+CA = "/etc/ssl/certs/ca-certificates.crt"
+BAD = [
+    # (what, section text, section, key, words of the message)
+    ("a bloomreach project_token that is not one",
+     "[sink.br]\ntype = bloomreach\nurl = https://api.exponea.com\nproject_token = not a token!\n"
+     "key_id = k\nkey_secret = s\n", "sink.br", "project_token", "token"),
+    ("salesforce without object",
+     "[sink.dc]\ntype = salesforce\nurl = https://x.my.salesforce.com\n"
+     "login_url = https://x.my.salesforce.com\nclient_id = c\nclient_secret = s\n"
+     "source = tillside_pos\n", "sink.dc", "object", "required"),
+    ("an unknown type", "[sink.zz]\ntype = mailchimp\nurl = https://x.example\n", "sink.zz",
+     "type", "expected one of"),
+    ("a URL without a host", "[sink.kl]\ntype = klaviyo\nurl = https://\napi_key = k\n",
+     "sink.kl", "url", "invalid url"),
+    ("a URL with a bad port", "[sink.kl]\ntype = klaviyo\nurl = https://a.klaviyo.com:99999\n"
+     "api_key = k\n", "sink.kl", "url", "url"),
+    ("braze purchases neither ecommerce nor legacy",
+     "[sink.bz]\ntype = braze\nurl = https://rest.iad-01.braze.com\napi_key = k\n"
+     "purchases = both\n", "sink.bz", "purchases", "ecommerce"),
+    ("max_in_flight out of range",
+     "[sink.kl]\ntype = klaviyo\nurl = https://a.klaviyo.com\napi_key = k\n"
+     "max_in_flight = 99\n", "sink.kl", "max_in_flight", ""),
+]
+
+
+def check_config_vendor_keys(w):
+    for what, text, sec, key, words in BAD:
+        conf = w.hub_conf(extra=f"\n{text}ca_file = {CA}\n")
+        r = run([HUB_BIN, "check-config", "-c", conf], check_rc=False)
+        line = _line_of(conf, sec, key)
+        m = re.search(r"hub\.conf:(\d+): \[%s\] %s(?: = '[^']*')?: (.*)"
+                      % (re.escape(sec), re.escape(key)), r.stderr)
+        check(r.returncode == 1 and m, f"{what}: check-config {r.returncode} {r.stderr!r}")
+        check(int(m.group(1)) == line, f"{what}: reported at line {m.group(1)}, not {line}")
+        check(words.lower() in m.group(2).lower(), f"{what}: {m.group(2)!r}")
+        # run refuses it the same way, before it serves anything.
+        rr = run([HUB_BIN, "run", "-c", conf], check_rc=False)
+        check(rr.returncode != 0 and m.group(0) in rr.stderr + rr.stdout,
+              f"{what}: run said {rr.returncode} {rr.stderr!r}")
+    # And a good one of each passes, listed.
+    good = ("[sink.br]\ntype = bloomreach\nurl = https://api.exponea.com\n"
+            "project_token = 0a1b2c3d-4e5f\nkey_id = k\nkey_secret = s\n")
+    conf = w.hub_conf(extra=f"\n{good}ca_file = {CA}\n")
+    r = run([HUB_BIN, "check-config", "-c", conf], check_rc=False)
+    check(r.returncode == 0 and "sink br: bloomreach" in r.stdout, f"good config: {r}")
+
+
+if __name__ == "__main__":
+    main({"several_in_flight_kill9": several_in_flight_kill9,
+          "max_in_flight_override": max_in_flight_override,
+          "check_config_vendor_keys": check_config_vendor_keys})

@@ -240,9 +240,12 @@ static enum ts_err map_row(struct ts_sql_stmt *st, const struct ts_sink_conf *c,
     if (!ev)
         return TS_ERR_DB;
     const char *uid = ts_sql_column_text(st, 1);
-    /* Segment's convention for an e-mail known with the event. */
-    const char *email = json_string_value(
-        json_object_get(json_object_get(json_object_get(ev, "context"), "traits"), "email"));
+    /* The address the hub knows for the customer (an identify's traits.email),
+     * else Segment's convention for one known with the event. */
+    const char *email = uid ? ts_sql_column_text(st, 3) : NULL;
+    if (!email || !email[0])
+        email = json_string_value(
+            json_object_get(json_object_get(json_object_get(ev, "context"), "traits"), "email"));
     struct ts_sink_event e = {
         .kind = (enum ts_sink_kind)row->kind,
         .id = row->event_id,
@@ -336,7 +339,7 @@ enum ts_err ts_hub_sinkq_expand(struct ts_hub_store *s, const struct ts_sink_con
     struct ts_sql_stmt *st = NULL;
     struct ts_sql *db = ts_hub_db_use(s);
     enum ts_err rc = ts_sql_prepare(db,
-                                    "SELECT p.event, c.id, p.at FROM purchases p LEFT JOIN"
+                                    "SELECT p.event, c.id, p.at, c.email FROM purchases p LEFT JOIN"
                                     " customers c ON c.id = p.customer WHERE p.message_id = ?1",
                                     &st);
     if (rc != TS_OK)

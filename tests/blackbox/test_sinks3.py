@@ -5,6 +5,7 @@ real tillside-hub over TLS against the vendors' contract servers
 answered on its own, a kill -9 with several in flight losing nothing; and
 `check-config` refusing each vendor's own mistakes at the key's line, with
 the same message `run` gives."""
+import json
 import os
 import re
 import signal
@@ -76,6 +77,47 @@ def max_in_flight_override(w):
         v.stop()
 
 
+# ---- e-mail from the hub's customer record ------------------------------------
+
+ADA_KNOWN = "ada.lovelace@example.com"
+
+
+def klaviyo_email_from_customer(w):
+    """identity = email: a purchase whose event carries no e-mail reaches
+    Klaviyo by the address an identify gave the hub; that address stays off
+    the terminals' feed, and erasing the customer removes it."""
+    import sqlite3
+    from test_sinks import KL_KEY, KlaviyoServer, sales, sink_conf, start, sinks_stats
+    from test_purchases_hub import feed_card
+    kl = KlaviyoServer(w.certs, KL_KEY)
+    try:
+        start(w, sink_conf("kl", kl, "klaviyo", api_key=KL_KEY, identity="email"))
+        cid = online_customer(w)
+        st, _ = w.send_batch([{"type": "identify", "userId": "u-ada", "messageId": "u-ada-mail",
+                               "traits": {"email": ADA_KNOWN}}])
+        check(st == 200, f"CDP batch answered {st}")
+        evs = sales(1, cid, prefix="m-mail")
+        check("traits" not in evs[0].get("context", {}), "the purchase carries an e-mail")
+        st, ans = post(w, evs)
+        check(st == 200 and len(ans["accepted"]) == 1, f"purchase answered {st}: {ans}")
+        wait_for(lambda: kl.ledger.count() == 2, what="Placed Order + Ordered Product")
+        wait_for(lambda: sinks_stats(w)["kl"]["pending"] == 0, what="the queue to drain")
+        po = next(e for e in kl.ledger.items if e["metric"] == "Placed Order")
+        check(po["profile"].get("email") == ADA_KNOWN, f"profile {po['profile']}")
+        check(ADA_KNOWN not in json.dumps(feed_card(w, cid)), "the e-mail is on the feed")
+        st, page = w.hub_request("GET", "/v1/feed?limit=1000", cert="t01")
+        check(st == 200 and ADA_KNOWN not in json.dumps(page), "the e-mail is in a feed page")
+        with sqlite3.connect(w.db) as db:
+            n = db.execute("SELECT count(*) FROM customers WHERE email = ?", (ADA_KNOWN,))
+            check(n.fetchone()[0] == 1, "the hub did not keep the identify's e-mail")
+        run([HUB_BIN, "erase", "-c", os.path.join(w.dir, "hub.conf"), "u-ada"])
+        with sqlite3.connect(w.db) as db:
+            n = db.execute("SELECT count(*) FROM customers WHERE email = ?", (ADA_KNOWN,))
+            check(n.fetchone()[0] == 0, "erase left the customer's e-mail")
+    finally:
+        kl.stop()
+
+
 # ---- check-config: each vendor's own checks -------------------------------------
 
 def _line_of(path, section, key):
@@ -143,4 +185,5 @@ def check_config_vendor_keys(w):
 if __name__ == "__main__":
     main({"several_in_flight_kill9": several_in_flight_kill9,
           "max_in_flight_override": max_in_flight_override,
+          "klaviyo_email_from_customer": klaviyo_email_from_customer,
           "check_config_vendor_keys": check_config_vendor_keys})

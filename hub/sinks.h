@@ -18,6 +18,7 @@
 #include "hub.h"
 #include "sink.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -100,6 +101,14 @@ enum ts_err ts_hub_sinkq_retry(struct ts_hub_store *s, const char *sink, const c
                                long long *n);
 enum ts_err ts_hub_sinkq_drop(struct ts_hub_store *s, const char *sink, const char *event,
                               long long *n);
+
+/* The fleet view's sinks (`tillside-hub fleet`, /v1/fleet), one per configured
+ * sink, from the queue so the CLI and the running hub say the same: a json_t *
+ * array of {"sink", "type", "pending", "oldest_pending_age_s", "sent" (items
+ * delivered), "failed" (pending items that failed at least once), "dead",
+ * "rate" (items delivered per second over the last minute)}. */
+enum ts_err ts_hub_sinkq_fleet(struct ts_hub_store *s, const struct ts_hub_config *cfg, int64_t now,
+                               json_t **out);
 
 /* ---- sink_core.c -------------------------------------------------------------*/
 

@@ -118,6 +118,45 @@ def klaviyo_email_from_customer(w):
         kl.stop()
 
 
+# ---- the fleet view ---------------------------------------------------------------
+
+def fleet_shows_sinks(w):
+    """`tillside-hub fleet` (table and --json) and /v1/fleet show each sink's
+    pending, oldest age, sent, failed, dead and rate."""
+    from test_sinks import KL_KEY, KlaviyoServer, sales, sink_conf, start
+    kl = KlaviyoServer(w.certs, KL_KEY)
+    conf = os.path.join(w.dir, "hub.conf")
+
+    def fleet_json():
+        r = run([HUB_BIN, "fleet", "-c", conf, "--json"])
+        return {k["sink"]: k for k in json.loads(r.stdout)["sinks"]}
+    try:
+        kl.down = True  # the vendor is away: the purchases wait, and fail once
+        start(w, sink_conf("kl", kl, "klaviyo", api_key=KL_KEY))
+        cid = online_customer(w)
+        st, ans = post(w, sales(3, cid, prefix="m-fl"))
+        check(st == 200 and len(ans["accepted"]) == 3, f"purchases answered {st}: {ans}")
+        wait_for(lambda: fleet_json()["kl"]["failed"] == 6, timeout=30,
+                 what="six items failed once")
+        k = fleet_json()["kl"]
+        check(k["type"] == "klaviyo" and k["pending"] == 6 and k["sent"] == 0 and
+              k["dead"] == 0 and k["rate"] == 0, f"fleet --json while down: {k}")
+        table = run([HUB_BIN, "fleet", "-c", conf]).stdout
+        check(re.search(r"^kl\s+klaviyo\s+6\s+\d+\s+0\s+6\s+0\s+0\.0$", table, re.M),
+              f"fleet table: {table}")
+        kl.down = False
+        wait_for(lambda: fleet_json()["kl"]["sent"] == 6, timeout=60, what="the six delivered")
+        k = fleet_json()["kl"]
+        check(k["pending"] == 0 and k["failed"] == 0 and k["oldest_pending_age_s"] == 0 and
+              abs(k["rate"] - 0.1) < 1e-9, f"fleet --json after: {k}")
+        st, page = w.hub_request("GET", "/v1/fleet", cert="cdp")
+        check(st == 200 and page["sinks"] == [dict(k, rate=page["sinks"][0]["rate"])],
+              f"/v1/fleet sinks: {st} {page.get('sinks')}")
+        check(KL_KEY not in json.dumps(page) + table, "the API key is shown")
+    finally:
+        kl.stop()
+
+
 # ---- check-config: each vendor's own checks -------------------------------------
 
 def _line_of(path, section, key):
@@ -186,4 +225,5 @@ if __name__ == "__main__":
     main({"several_in_flight_kill9": several_in_flight_kill9,
           "max_in_flight_override": max_in_flight_override,
           "klaviyo_email_from_customer": klaviyo_email_from_customer,
+          "fleet_shows_sinks": fleet_shows_sinks,
           "check_config_vendor_keys": check_config_vendor_keys})

@@ -1,5 +1,5 @@
 /*
- * One sink's forwarder (hub/sinks.h): its own thread, HTTPS client, token
+ * One sink's forwarder (hub/sinks.h): its own thread, HTTPS clients, token
  * bucket, backoff and auth, over its own rows of the sink queue. The vendor
  * file (hub/sink.h) maps, builds and parses; everything else is here, the
  * same for every vendor.
@@ -13,8 +13,8 @@
  *     marked on its own; the token bucket paces them all;
  *   - a failed request (timeout, 408, 429, 5xx) pauses
  *     the sink for a full-jitter backoff (common/backoff.c) that grows with
- *     consecutive failures, at least Retry-After: an outage costs one
- *     request per backoff step, never a busy loop;
+ *     consecutive failures, at least Retry-After: an outage costs at most
+ *     the requests in flight per backoff step, never a busy loop;
  *   - the token bucket starts at the vendor's documented rate; rate headers
  *     (remaining 0 until the reset, remaining/reset) slow it, a 429 halves
  *     it, and each success gives back 5% of the documented rate;

@@ -1,6 +1,7 @@
-"""A backlog of purchases drained by the hub's Bloomreach, Data Cloud and
-Iterable sinks into their contract servers (tests/contract/*_server.py),
-each enforcing the vendor's documented rate limit.
+"""A backlog of purchases drained by the hub's sinks into their contract
+servers (tests/contract/*_server.py), each enforcing the vendor's documented
+rate limit: one vendor at a time, or all seven sinks of one hub at once
+(--together).
 
 Per vendor: N purchases (two lines each, the customer's e-mail as profile)
 are posted by a terminal while the vendor is unreachable, the hub is stopped,
@@ -10,8 +11,9 @@ requests the vendor's per-request limits permit, divided by its documented
 requests per second), the 429s it answered, the duplicates it received, the
 hub's CPU seconds (user + system over the drain).
 
-  python3 bench/sink_drain2.py [--bin build/bench] [--vendors bloomreach,salesforce,iterable]
-                               [--events 100000] [--iterable-events 1000] [--runs 1]
+  python3 bench/sink_drain2.py [--bin build/bench] [--vendors bloomreach,salesforce,iterable,
+                                 segment,rudderstack,klaviyo,braze] [--events 100000]
+                               [--iterable-events 1000] [--runs 1] [--together]
 
 Iterable takes one purchase per request at 10/s, so 100,000 would take 2.8
 hours: its count is separate. Results: a Markdown table on stdout.
@@ -32,6 +34,9 @@ from benchlib import Bins, Proc, Setup, log, machine, median, port_open, wait  #
 from bloomreach_server import MAX_COMMANDS, Bloomreach  # noqa: E402
 from iterable_server import Iterable  # noqa: E402
 from salesforce_server import MAX_PAYLOAD, DataCloud  # noqa: E402
+from braze_server import BrazeServer  # noqa: E402
+from klaviyo_server import KlaviyoServer  # noqa: E402
+from segment_server import SegmentServer  # noqa: E402
 
 
 def event(i):
@@ -131,7 +136,61 @@ class IT(Vendor):
         return n / self.rate
 
 
-VENDORS = {"bloomreach": BR, "salesforce": DC, "iterable": IT}
+class Ledgered(Vendor):
+    """A contract server with a Ledger: per purchase `per` items stored; a
+    vendor without a dedup key (Braze) counts what is stored past that."""
+    per, per_request, key, extra, dedup = 1, 1, "", "", True
+
+    def conf(self):
+        return (f"[sink.{self.sink}]\ntype = {self.name}\nurl = {self.s.url}\n"
+                f"ca_file = {self.s.ca_file}\n{self.key}\nmax_backoff_s = 1\n{self.extra}")
+
+    def delivered(self):
+        return self.s.ledger.count() // self.per
+
+    def duplicates(self):
+        return self.s.ledger.duplicates + (0 if self.dedup else max(
+            0, self.s.ledger.count() - self.per * self.n))
+
+    def floor(self, n):
+        return math.ceil(self.per * n / self.per_request) / self.rate
+
+
+class SEG(Ledgered):
+    # http-api: 500 KB a batch, "no hard rate limit", asked to keep under 500 requests/s
+    name, sink, rate, per_request, key = "segment", "seg", 500.0, 500, "write_key = sg-key"
+
+    def __init__(self, pki):
+        self.s = self.http = SegmentServer(pki, "sg-key")
+
+
+class RS(Ledgered):
+    name, sink, rate, per_request, key = "rudderstack", "rs", 500.0, 500, "write_key = rs-key"
+
+    def __init__(self, pki):
+        self.s = self.http = SegmentServer(pki, "rs-key", max_batch=4 * 1024 * 1024)
+
+
+class KL(Ledgered):
+    # Placed Order + one Ordered Product per line (2); 1,000 events a request, 150/min steady
+    name, sink, rate, per_request, per = "klaviyo", "kl", 150 / 60, 1000, 3
+    key, extra = "api_key = kl-key", "identity = email\n"
+
+    def __init__(self, pki):
+        self.s = self.http = KlaviyoServer(pki, "kl-key")
+
+
+class BZ(Ledgered):
+    # one order_placed event per purchase, 75 a request, 3,000 requests per 3 s
+    name, sink, rate, per_request, dedup = "braze", "bz", 1000.0, 75, False
+    key, extra = "api_key = bz-key", "identity = email\n"
+
+    def __init__(self, pki):
+        self.s = self.http = BrazeServer(pki, "bz-key")
+
+
+VENDORS = {"bloomreach": BR, "salesforce": DC, "iterable": IT, "segment": SEG,
+           "rudderstack": RS, "klaviyo": KL, "braze": BZ}
 
 
 def cpu_s(pid):
@@ -140,22 +199,26 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_run(bins, V, n, work):
+def one_run(bins, Vs, n, work):
+    """Vs drained by one hub at once: {name: result}."""
     setup = Setup(bins, work)
-    v = V(setup.pki)
+    vs = [V(setup.pki) for V in Vs]
+    for v in vs:
+        v.n = n
     db = os.path.join(work, "hub.db")
     for f in (db, db + "-wal", db + "-shm"):
         if os.path.exists(f):
             os.remove(f)
-    conf_text = v.conf()
+    names = ",".join(v.name for v in vs)
     try:
-        v.http.down = True
         base = setup.hub_conf(db, log_level="warn")
         with open(base, "a") as f:
-            f.write("\n" + conf_text)
+            for v in vs:
+                v.http.down = True
+                f.write("\n" + v.conf())
         hub = Proc("hub", [bins.hub, "run", "-c", base], os.path.join(work, "hub.log"))
         wait(lambda: port_open(setup.hub_port), 60, "hub to listen", hub)
-        log(f"{V.name}: posting {n:,} purchases")
+        log(f"{names}: posting {n:,} purchases")
         for i in range(0, n, 500):
             body = json.dumps({"batch": [event(j) for j in range(i, min(n, i + 500))],
                                "sentAt": "x"})
@@ -169,23 +232,33 @@ def one_run(bins, V, n, work):
                 raise SystemExit(f"purchases answered {r.status}: {str(ans)[:300]}")
         hub.p.send_signal(signal.SIGTERM)
         hub.p.wait(60)
-        v.http.down = False
-        with v.http.lock:
-            v.http.requests.clear()
+        for v in vs:
+            v.http.down = False
+            with v.http.lock:
+                v.http.requests.clear()
         hub = Proc("hub", [bins.hub, "run", "-c", base], os.path.join(work, "hub.log"))
         t0 = time.monotonic()
-        log(f"{V.name}: draining")
-        wait(lambda: v.delivered() >= n, 4 * 3600, f"{n} purchases at {V.name}", hub,
-             interval=0.1)
-        dt = time.monotonic() - t0
+        log(f"{names}: draining")
+        done = {}
+
+        def all_done():
+            for v in vs:
+                if v.name not in done and v.delivered() >= n:
+                    done[v.name] = time.monotonic() - t0
+            return len(done) == len(vs)
+        wait(all_done, 4 * 3600, f"{n} purchases at {names}", hub, interval=0.1)
         cpu = cpu_s(hub.pid)
-        res = {"seconds": dt, "floor": v.floor(n), "n429": v.http.count(lambda r: r.status == 429),
-               "requests": v.http.count(), "duplicates": v.duplicates(), "cpu": cpu}
+        out = {}
+        for v in vs:
+            out[v.name] = {"seconds": done[v.name], "floor": v.floor(n),
+                           "n429": v.http.count(lambda r: r.status == 429),
+                           "requests": v.http.count(), "duplicates": v.duplicates(), "cpu": cpu}
         hub.stop()
-        log(f"{V.name}: {res}")
-        return res
+        log(f"{names}: {out}")
+        return out
     finally:
-        (getattr(v, "stop", None) or v.s.stop)()
+        for v in vs:
+            (getattr(v, "stop", None) or v.s.stop)()
 
 
 def main():
@@ -195,18 +268,27 @@ def main():
     ap.add_argument("--events", type=int, default=100000)
     ap.add_argument("--iterable-events", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--together", action="store_true",
+                    help="every vendor's sink on one hub, --events purchases each")
     a = ap.parse_args()
     bins = Bins(a.bin)
     work = tempfile.mkdtemp(prefix="ts-sinkdrain2-")
+    names = a.vendors.split(",")
     rows = []
-    for name in a.vendors.split(","):
-        V = VENDORS[name]
+    if a.together:
+        rs = [one_run(bins, [VENDORS[x] for x in names], a.events, os.path.join(work, f"all-{k}"))
+              for k in range(a.runs)]
+        for name in names:
+            m = {k: median([r[name][k] for r in rs]) for k in rs[0][name]}
+            rows.append((name, a.events, m))
+    for name in [] if a.together else names:
         n = a.iterable_events if name == "iterable" else a.events
-        rs = [one_run(bins, V, n, os.path.join(work, f"{name}-{k}")) for k in range(a.runs)]
+        rs = [one_run(bins, [VENDORS[name]], n, os.path.join(work, f"{name}-{k}"))[name]
+              for k in range(a.runs)]
         m = {k: median([r[k] for r in rs]) for k in rs[0]}
         rows.append((name, n, m))
-    print(f"### Sink drain: Bloomreach, Data Cloud, Iterable (`bench/sink_drain2.py`, "
-          f"median of {a.runs} run(s))\n")
+    print(f"### Sink drain{' (all at once, one hub)' if a.together else ''} "
+          f"(`bench/sink_drain2.py`, median of {a.runs} run(s))\n")
     print(f"{machine()}\n")
     print("| vendor | purchases | drain (s) | floor (s) | drain/floor | requests | 429s | "
           "duplicates | hub CPU (s) |")

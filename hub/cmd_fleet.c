@@ -9,6 +9,7 @@
 #include "cmd.h"
 #include "fleet.h"
 #include "matchrate.h"
+#include "sinks.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -192,6 +193,29 @@ static json_t *match_rate(struct ts_hub_store *st, const char *store, bool print
     return arr;
 }
 
+/* The sinks' queues under the terminals (hub/sinks.h ts_hub_sinkq_fleet). */
+static void print_sinks(json_t *sinks)
+{
+    if (!json_array_size(sinks))
+        return;
+    printf("\n%-16s %-12s %8s %8s %10s %8s %6s %8s\n", "SINK", "TYPE", "PENDING", "OLDEST_S",
+           "SENT", "FAILED", "DEAD", "RATE/S");
+    size_t i;
+    json_t *k;
+    json_array_foreach(sinks, i, k)
+    {
+        printf("%-16s %-12s %8lld %8lld %10lld %8lld %6lld %8.1f\n",
+               json_string_value(json_object_get(k, "sink")),
+               json_string_value(json_object_get(k, "type")),
+               (long long)json_integer_value(json_object_get(k, "pending")),
+               (long long)json_integer_value(json_object_get(k, "oldest_pending_age_s")),
+               (long long)json_integer_value(json_object_get(k, "sent")),
+               (long long)json_integer_value(json_object_get(k, "failed")),
+               (long long)json_integer_value(json_object_get(k, "dead")),
+               json_real_value(json_object_get(k, "rate")));
+    }
+}
+
 int ts_hub_fleet_main(int argc, char **argv, const char *conf)
 {
     const char *store = NULL;
@@ -236,12 +260,18 @@ int ts_hub_fleet_main(int argc, char **argv, const char *conf)
                "CERT", "SKEW", "VERSION", "HEALTH");
     int rc = o.rows ? ts_hub_fleet_list(st, store, each, &o) : TS_ERR_NOMEM;
     json_t *match = rc == TS_OK ? match_rate(st, store, !o.json) : NULL;
+    json_t *sinks = NULL;
+    if (rc == TS_OK)
+        rc = ts_hub_sinkq_fleet(st, &cfg, o.now_ms, &sinks);
     ts_hub_store_close(st);
+    if (rc == TS_OK && !o.json)
+        print_sinks(sinks);
     if (rc == TS_OK && o.json) {
         char now[40];
         ts_iso8601(o.now_ms, now, sizeof now);
-        json_t *doc = json_pack("{s:s, s:i, s:O, s:O?}", "now", now, "stale_after_s",
-                                o.stale_after_s, "terminals", o.rows, "match_rate", match);
+        json_t *doc =
+            json_pack("{s:s, s:i, s:O, s:O, s:O?}", "now", now, "stale_after_s", o.stale_after_s,
+                      "terminals", o.rows, "sinks", sinks, "match_rate", match);
         char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
         if (text)
             printf("%s\n", text);
@@ -252,6 +282,7 @@ int ts_hub_fleet_main(int argc, char **argv, const char *conf)
     }
     json_decref(o.rows);
     json_decref(match);
+    json_decref(sinks);
     if (rc != TS_OK) {
         fprintf(stderr, "tillside-hub fleet: %s\n", ts_strerror(rc));
         return 1;

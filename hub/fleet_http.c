@@ -10,6 +10,7 @@
  */
 #include "fleet.h"
 #include "matchrate.h"
+#include "sinks.h"
 #include "throttle.h"
 
 #include <jansson.h>
@@ -209,20 +210,28 @@ void ts_hub_fleet_json(struct ts_hub_api *api, const struct ts_httpd_req *req,
     int stale_s = api->cfg->fleet_stale_after_s;
     l.store_filter = rc == TS_OK && store[0] ? store : NULL;
     rc = ts_hub_fleet_each(api->store, l.store_filter, l.now_ms, stale_s, add, &l);
+    /* The sinks' queues beside the terminals: pending, oldest, sent, failed,
+     * dead, rate (no customer data either). */
+    json_t *sinks = NULL;
+    if (rc == TS_OK)
+        rc = ts_hub_sinkq_fleet(api->store, api->cfg, l.now_ms, &sinks);
+    char *sinks_text = sinks ? json_dumps(sinks, JSON_COMPACT) : NULL;
+    json_decref(sinks);
     ts_iso8601(l.now_ms, now_s, sizeof now_s);
     ts_buf_reset(&resp->body);
-    if (rc != TS_OK || l.rc != TS_OK ||
+    if (rc != TS_OK || l.rc != TS_OK || !sinks_text ||
         ts_buf_printf(&resp->body,
                       "{\"now\":\"%s\",\"stale_after_s\":%d,\"count\":%ld,\"stale\":%ld,"
                       "\"unhealthy\":%ld,\"terminals\":[",
                       now_s, stale_s, l.count, l.stale, l.unhealthy_n) ||
         ts_buf_append(&resp->body, items.data ? items.data : "", items.len) ||
         ts_buf_puts(&resp->body, "]") || match_rate(api->store, l.store_filter, &resp->body) ||
-        ts_buf_puts(&resp->body, "}")) {
+        ts_buf_printf(&resp->body, ",\"sinks\":%s}", sinks_text)) {
         ts_httpd_error(resp, 500, "cannot read the fleet");
     } else {
         resp->status = 200;
         common_headers(resp);
     }
+    free(sinks_text);
     ts_buf_free(&items);
 }

@@ -160,6 +160,7 @@ struct ts_seg_event {
     int64_t at_ms;            /* timestamp, originalTimestamp, or receive time */
     /* identify traits (NULL / has_ false when not sent: identify is a partial update) */
     const char *name, *first_name, *last_name, *tier, *home_store;
+    const char *email; /* traits.email: kept for the sinks (identity = email), off the feed */
     long long points;
     bool has_points;
     int consent;                             /* -1 not sent, 0 or 1 */

@@ -61,6 +61,8 @@ enum ts_err ts_hub_ingest_schema(struct ts_hub_store *s)
         rc = ts_hub_db_add_column(s, "orders", "status_at", "status_at INTEGER", NULL);
     if (rc == TS_OK) /* bands from the CDP's predictions (predict.c) */
         rc = ts_hub_db_add_column(s, "customers", "predictions", "predictions TEXT", NULL);
+    if (rc == TS_OK) /* the identify's e-mail trait: for sinks only, never in a card */
+        rc = ts_hub_db_add_column(s, "customers", "email", "email TEXT", NULL);
     if (rc == TS_OK)
         rc = ts_hub_db_ddl(s, "CREATE INDEX IF NOT EXISTS identifiers_prev ON"
                               " identifiers(prev_key) WHERE prev_key IS NOT NULL");
@@ -120,7 +122,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         " points = coalesce(?3, points), consent = coalesce(?4, consent),"
         " home_store = coalesce(?5, home_store),"
         " suggested_name = CASE WHEN CAST(?6 AS TEXT) IS NULL THEN suggested_name ELSE ?7 END,"
-        " suggested_id = coalesce(?6, suggested_id) WHERE id = ?1",
+        " suggested_id = coalesce(?6, suggested_id), email = coalesce(?8, email) WHERE id = ?1",
     [ST_CUST_NAME] = "UPDATE customers SET name = ?2 WHERE id = ?1",
     [ST_CUST_SPLIT_NAME] =
         "UPDATE customers SET first_name = coalesce(?2, first_name),"
@@ -164,12 +166,13 @@ static const char *const stmt_sql[ST_COUNT] = {
      * survivor's own traits win, consent needs both to agree. */
     [ST_MERGE_TRAITS] =
         "UPDATE customers SET (name, first_name, last_name, tier, points, home_store,"
-        " suggested_id, suggested_name, consent) = (SELECT coalesce(t.name, f.name),"
+        " suggested_id, suggested_name, consent, email) = (SELECT coalesce(t.name, f.name),"
         " coalesce(t.first_name, f.first_name), coalesce(t.last_name, f.last_name),"
         " coalesce(t.tier, f.tier), coalesce(t.points, f.points),"
         " coalesce(t.home_store, f.home_store), coalesce(t.suggested_id, f.suggested_id),"
         " CASE WHEN t.suggested_id IS NULL THEN f.suggested_name ELSE t.suggested_name END,"
-        " min(t.consent, f.consent) FROM customers t, customers f WHERE t.id = ?1 AND f.id = ?2)"
+        " min(t.consent, f.consent), coalesce(t.email, f.email)"
+        " FROM customers t, customers f WHERE t.id = ?1 AND f.id = ?2)"
         " WHERE id = ?1",
     [ST_MERGE_VIEWS] = "UPDATE views SET customer = ?1 WHERE customer = ?2",
     [ST_MERGE_CART] = "INSERT INTO cart(customer, product_id, quantity, price, at)"
@@ -458,6 +461,7 @@ static enum ts_err apply_identify(struct ing *g, const char *cust, const struct 
     ts_sql_bind_text(st, 5, e->home_store);
     ts_sql_bind_text(st, 6, e->suggested_id);
     ts_sql_bind_text(st, 7, e->suggested_name);
+    ts_sql_bind_text(st, 8, e->email);
     if ((rc = run(g, st, "traits update")))
         return rc;
     for (size_t i = 0; rc == TS_OK && i < e->nloyalty; i++)

@@ -295,6 +295,9 @@ static enum ts_err parse_traits(struct parser *ps, const json_t *tr, struct ts_s
     e->first_name = text(tr, "firstName") ? text(tr, "firstName") : text(tr, "first_name");
     e->last_name = text(tr, "lastName") ? text(tr, "lastName") : text(tr, "last_name");
     e->tier = text(tr, "tier");
+    const char *em = text(tr, "email");
+    if (em && strlen(em) < 320 && strchr(em, '@')) /* RFC 5321's longest path */
+        e->email = em;
     const char *hs = text(tr, "home_store");
     if (hs && strlen(hs) < 64) /* a certificate OU is at most 64 characters */
         e->home_store = hs;

@@ -22,7 +22,9 @@
  *               item; rate(): its rate headers -> hints for the bucket.
  *
  * Vendor functions run on the sink's own thread only (never two at once for
- * one sink), so their state needs no lock. They must not block except in
+ * one sink), so their state needs no lock: with limits.max_in_flight > 1 only
+ * the HTTPS round trips overlap, on the sink's sender threads; building,
+ * auth and parsing stay on its own thread. They must not block except in
  * auth() through the given ts_sink_fetch.
  */
 #ifndef TS_HUB_SINK_H
@@ -50,6 +52,9 @@ enum ts_sink_identity {
     TS_SINK_ID_EMAIL,    /* the e-mail address where the hub knows it, else the user id */
 };
 
+/* The most requests one sink has in flight ([sink.NAME] max_in_flight). */
+#define TS_SINK_MAX_IN_FLIGHT 16
+
 /* A vendor's documented limits, cited in its file. 0 = no limit. */
 struct ts_sink_limits {
     size_t max_items;      /* items per request */
@@ -58,6 +63,7 @@ struct ts_sink_limits {
     double rate;           /* documented sustained rate: requests (or items) per second */
     double burst;          /* the bucket's depth in the same unit (0 = rate, at least 1) */
     bool rate_per_item;    /* rate counts items, not requests */
+    int max_in_flight; /* requests at once (0 = 1); 1 where the vendor's order or docs demand it */
 };
 
 /* [sink.NAME] as configured: every key of the section, credentials merged
@@ -79,6 +85,7 @@ struct ts_sink_conf {
     bool anonymous;    /* sends events without a known customer ([sink.NAME] anonymous) */
     int max_backoff_s; /* cap of the retry backoff */
     double rate;       /* [sink.NAME] rate: overrides limits.rate when > 0 */
+    int max_in_flight; /* [sink.NAME] max_in_flight: overrides limits.max_in_flight when > 0 */
     size_t nkv;
     struct ts_sink_kv kv[TS_SINK_MAX_KEYS];
 };
@@ -208,7 +215,7 @@ struct ts_sink_vendor {
     const char *const *secrets;
     /* Its other optional keys ("revision", "purchases", ...), NULL-terminated
      * or NULL. The forwarder's own keys (type, url, ca_file, send, identity,
-     * anonymous, max_backoff_s, rate) are read for every sink. */
+     * anonymous, max_backoff_s, rate, max_in_flight) are read for every sink. */
     const char *const *options;
 
     /* Reads its options from c; *state is its own (NULL allowed). */

@@ -178,3 +178,51 @@ enum ts_err ts_hub_sinkq_drop(struct ts_hub_store *s, const char *sink, const ch
                   " AND (?2 = '' OR sink = ?2) AND (?3 = '' OR event_id = ?3)",
                   sink, event, n);
 }
+
+enum ts_err ts_hub_sinkq_fleet(struct ts_hub_store *s, const struct ts_hub_config *cfg, int64_t now,
+                               json_t **out)
+{
+    json_t *arr = json_array();
+    struct ts_sql_stmt *st = NULL;
+    enum ts_err rc = arr ? TS_OK : TS_ERR_NOMEM;
+    *out = NULL;
+    struct ts_sql *db = ts_hub_db_read_begin(s, false);
+    if (rc == TS_OK &&
+        (ts_sql_prepare(db,
+                        "SELECT sum(CASE WHEN state = 'pending' THEN 1 ELSE 0 END),"
+                        " min(CASE WHEN state = 'pending' THEN created END),"
+                        " sum(CASE WHEN state = 'sent' THEN 1 ELSE 0 END),"
+                        " sum(CASE WHEN state = 'pending' AND attempts > 0 THEN 1 ELSE 0 END),"
+                        " sum(CASE WHEN state = 'dead' THEN 1 ELSE 0 END),"
+                        " sum(CASE WHEN state = 'sent' AND done_at >= ?2 THEN 1 ELSE 0 END)"
+                        " FROM sink_queue WHERE sink = ?1",
+                        &st) != TS_OK))
+        rc = TS_ERR_DB;
+    for (size_t i = 0; rc == TS_OK && i < cfg->nsinks; i++) {
+        const struct ts_sink_conf *k = &cfg->sinks[i];
+        ts_sql_reset(st);
+        ts_sql_bind_text(st, 1, k->name);
+        ts_sql_bind_int64(st, 2, now - 60000);
+        if (ts_sql_step(st) != TS_SQL_ROW) {
+            rc = TS_ERR_DB;
+            break;
+        }
+        int64_t oldest = ts_sql_column_int64(st, 1);
+        json_t *o = json_pack(
+            "{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:f}", "sink", k->name, "type", k->type, "pending",
+            (json_int_t)ts_sql_column_int64(st, 0), "oldest_pending_age_s",
+            (json_int_t)(oldest > 0 && now > oldest ? (now - oldest) / 1000 : 0), "sent",
+            (json_int_t)ts_sql_column_int64(st, 2), "failed",
+            (json_int_t)ts_sql_column_int64(st, 3), "dead", (json_int_t)ts_sql_column_int64(st, 4),
+            "rate", (double)ts_sql_column_int64(st, 5) / 60.0);
+        if (!o || json_array_append_new(arr, o) != 0)
+            rc = TS_ERR_NOMEM;
+    }
+    ts_sql_finalize(st);
+    ts_hub_db_read_end(s, false);
+    if (rc == TS_OK)
+        *out = arr;
+    else
+        json_decref(arr);
+    return rc;
+}

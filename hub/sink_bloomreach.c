@@ -234,7 +234,7 @@ const struct ts_sink_vendor ts_sink_bloomreach = {
     .type = "bloomreach",
     .kinds = TS_SINK_PURCHASE,
     .anonymous = false,
-    .limits = {.max_items = 50, .max_bytes = 0, .max_item_bytes = 0, .rate = 100, .burst = 100},
+    .limits = {.max_items = 50, .rate = 100, .burst = 100, .max_in_flight = 4}, /* no order */
     .required = required,
     .secrets = secrets,
     .options = options,

@@ -252,6 +252,7 @@ const struct ts_sink_vendor ts_sink_braze = {
                .max_bytes = 4u * 1024u * 1024u, /* not documented; kept moderate */
                .max_item_bytes = 50u * 1024u,   /* event properties: under 50 KB */
                .rate = 1000,                    /* 3,000 per 3 s */
+               .max_in_flight = 4,
                .burst = 100},
     .required = required,
     .secrets = secrets,

@@ -9,6 +9,7 @@
  */
 #include "hub.h"
 #include "../common/conf.h"
+#include "url.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,19 @@ static bool in(const char *const *list, const char *key)
         if (strcmp(list[i], key) == 0)
             return true;
     return false;
+}
+
+/* ts_conf_errf at key's line, or, for a key the section lacks, at its type's
+ * line (so the message still says file:line). */
+static enum ts_err key_errf(const struct ts_conf *c, const char *sec, const char *key, char *err,
+                            size_t errsz, const char *msg)
+{
+    if (ts_conf_get(c, sec, key, NULL) || !ts_conf_get(c, sec, "type", NULL))
+        return ts_conf_errf(c, sec, key, err, errsz, "%s", msg);
+    char where[1100];
+    snprintf(err, errsz, "%s: [%s] %s: %s", ts_conf_where(c, sec, "type", where, sizeof where), sec,
+             key, msg);
+    return TS_ERR_CONFIG;
 }
 
 static enum ts_err put(const struct ts_conf *c, const char *sec, struct ts_sink_conf *k,
@@ -64,10 +78,46 @@ static enum ts_err vendor_keys(const struct ts_conf *c, const struct ts_conf *sf
                          errsz);
         }
     for (size_t i = 0; rc == TS_OK && v->required && v->required[i]; i++)
-        if (!ts_sink_conf_get(k, v->required[i], NULL))
-            rc = ts_conf_errf(c, sec, v->required[i], err, errsz,
-                              "required for type %s (here or in [hub] secrets_file)", v->type);
+        if (!ts_sink_conf_get(k, v->required[i], NULL)) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "required for type %s (here or in [hub] secrets_file)",
+                     v->type);
+            rc = key_errf(c, sec, v->required[i], err, errsz, msg);
+        }
     return rc;
+}
+
+/*
+ * The vendor's own checks of its keys (a project token's form, a login URL):
+ * its init(), run here, where both `run` and `check-config` load the
+ * configuration, so check-config refuses what start would. The vendor words
+ * its message "[sink.NAME] key: why"; it is reported at that key's line.
+ */
+static enum ts_err vendor_checks(const struct ts_conf *c, const char *sec,
+                                 const struct ts_sink_vendor *v, const struct ts_sink_conf *k,
+                                 char *err, size_t errsz)
+{
+    void *state = NULL;
+    char why[400] = "";
+    if (v->init(k, &state, why, sizeof why) == TS_OK) {
+        if (v->fini)
+            v->fini(state);
+        return TS_OK;
+    }
+    const char *msg = why;
+    char key[40] = "type";
+    size_t pl = strlen(sec) + 3; /* "[sec] " */
+    if (why[0] == '[' && strncmp(why + 1, sec, strlen(sec)) == 0 && why[pl - 2] == ']')
+        msg = why + pl;
+    size_t kl = strcspn(msg, ": ");
+    bool named = msg != why && kl > 0 && kl < sizeof key;
+    if (named) {
+        memcpy(key, msg, kl);
+        key[kl] = '\0';
+    }
+    if (named && msg[kl] == ':') /* "key: why": the message says the key */
+        msg += kl + strspn(msg + kl, ": ");
+    return key_errf(c, sec, key, err, errsz, msg);
 }
 
 static enum ts_err kinds_of(const struct ts_conf *c, const char *sec, const char *s,
@@ -124,6 +174,10 @@ static enum ts_err one_sink(const struct ts_conf *c, const struct ts_conf *sf, c
         return ts_conf_errf(c, sec, "url", err, errsz, "expected https://host[:port][/path]");
     if (ts_strlcpy(k->url, url, sizeof k->url) >= sizeof k->url)
         return ts_conf_errf(c, sec, "url", err, errsz, "too long");
+    struct ts_url pu;
+    char why[200];
+    if (ts_url_parse(url, &pu, why, sizeof why) != TS_OK)
+        return ts_conf_errf(c, sec, "url", err, errsz, "%s", why);
     size_t ul = strlen(k->url);
     while (ul > 8 && k->url[ul - 1] == '/')
         k->url[--ul] = '\0';
@@ -150,6 +204,11 @@ static enum ts_err one_sink(const struct ts_conf *c, const struct ts_conf *sf, c
         (rc = ts_conf_get_int(c, sec, "max_backoff_s", 300, 1, 86400, &cap, err, errsz)))
         return rc;
     k->max_backoff_s = (int)cap;
+    long mif;
+    if ((rc = ts_conf_get_int(c, sec, "max_in_flight", 0, 0, TS_SINK_MAX_IN_FLIGHT, &mif, err,
+                              errsz)))
+        return rc;
+    k->max_in_flight = (int)mif;
     const char *rate = ts_conf_get(c, sec, "rate", NULL);
     if (rate) {
         char *end;
@@ -158,7 +217,9 @@ static enum ts_err one_sink(const struct ts_conf *c, const struct ts_conf *sf, c
             return ts_conf_errf(c, sec, "rate", err, errsz,
                                 "expected requests per second, above 0");
     }
-    return vendor_keys(c, sf, sec, v, k, err, errsz);
+    if ((rc = vendor_keys(c, sf, sec, v, k, err, errsz)))
+        return rc;
+    return vendor_checks(c, sec, v, k, err, errsz);
 }
 
 /* The secrets file: owned by us or root, readable by its owner only. */

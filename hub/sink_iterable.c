@@ -155,7 +155,7 @@ const struct ts_sink_vendor ts_sink_iterable = {
     .type = "iterable",
     .kinds = TS_SINK_PURCHASE,
     .anonymous = false,
-    .limits = {.max_items = 1, .max_bytes = 0, .max_item_bytes = 0, .rate = 10, .burst = 10},
+    .limits = {.max_items = 1, .rate = 10, .burst = 10, .max_in_flight = 2}, /* no order */
     .required = required,
     .secrets = secrets,
     .options = NULL,

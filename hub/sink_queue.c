@@ -30,6 +30,7 @@ static const char *const schema_sql =
     "  state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,"
     "  next_at INTEGER NOT NULL, solo INTEGER NOT NULL DEFAULT 0, payload TEXT, dedup TEXT,"
     "  reason TEXT, reply TEXT, created INTEGER NOT NULL, done_at INTEGER,"
+    "  inflight INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY(sink, event_id, item)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS sink_queue_due ON sink_queue(sink, state, next_at);";
 
@@ -50,6 +51,9 @@ static bool has_table(struct ts_sql *db, const char *name)
 enum ts_err ts_hub_upstream_schema(struct ts_hub_store *s)
 {
     enum ts_err rc = ts_hub_db_ddl(s, schema_sql);
+    if (rc == TS_OK)
+        rc = ts_hub_db_add_column(s, "sink_queue", "inflight",
+                                  "inflight INTEGER NOT NULL DEFAULT 0", NULL);
     struct ts_sql *db = ts_hub_db_writer(s);
     if (rc != TS_OK || !has_table(db, "upstream_outbox"))
         return rc;
@@ -130,8 +134,24 @@ void ts_hub_sinkq_rows_free(struct ts_hub_sinkq_row *rows, size_t n)
     }
 }
 
+/* Rows a former run (this process before a kill, or the hub that forwarded
+ * before us) had in flight go again: the vendor may not have them. */
+static enum ts_err recover(struct ts_sql *db, const char *sink, bool *recovered)
+{
+    struct ts_sql_stmt *st = NULL;
+    enum ts_err rc = TS_OK;
+    if (ts_sql_prepare(db, "UPDATE sink_queue SET inflight = 0 WHERE sink = ?1 AND inflight = 1",
+                       &st) != TS_OK ||
+        ts_sql_bind_text(st, 1, sink) != TS_OK || ts_sql_step(st) != TS_SQL_DONE)
+        rc = ts_hub_db_err(db, "sink queue recover");
+    ts_sql_finalize(st);
+    *recovered = rc == TS_OK;
+    return rc;
+}
+
 enum ts_err ts_hub_sinkq_due(struct ts_hub_store *s, const char *sink, int64_t now,
-                             struct ts_hub_sinkq_row *rows, size_t max, size_t *n, int64_t *next)
+                             struct ts_hub_sinkq_row *rows, size_t max, size_t *n, int64_t *next,
+                             bool *recovered)
 {
     struct ts_sql_stmt *st = NULL;
     enum ts_err rc = TS_OK;
@@ -143,12 +163,15 @@ enum ts_err ts_hub_sinkq_due(struct ts_hub_store *s, const char *sink, int64_t n
      * would send the same rows); another takes over when it goes. */
     if (ts_sql_try_lock(db, TS_HUB_LOCK_FORWARDER, &leading) != TS_OK || !leading) {
         *next = now + FOLLOWER_RETRY_MS;
+        *recovered = false; /* when it leads, what the leader had in flight goes again */
         goto out;
     }
+    if (!*recovered && (rc = recover(db, sink, recovered)) != TS_OK)
+        goto out;
     if (ts_sql_prepare(
             db,
             "SELECT event_id, item, attempts, solo, next_at, kind, payload, dedup, created"
-            " FROM sink_queue WHERE sink = ?1 AND state = 'pending'"
+            " FROM sink_queue WHERE sink = ?1 AND state = 'pending' AND inflight = 0"
             " ORDER BY next_at, created, event_id, item LIMIT ?2",
             &st) != TS_OK) {
         rc = ts_hub_db_err(db, "sink queue read");
@@ -222,9 +245,12 @@ static enum ts_err map_row(struct ts_sql_stmt *st, const struct ts_sink_conf *c,
     if (!ev)
         return TS_ERR_DB;
     const char *uid = ts_sql_column_text(st, 1);
-    /* Segment's convention for an e-mail known with the event. */
-    const char *email = json_string_value(
-        json_object_get(json_object_get(json_object_get(ev, "context"), "traits"), "email"));
+    /* The address the hub knows for the customer (an identify's traits.email),
+     * else Segment's convention for one known with the event. */
+    const char *email = uid ? ts_sql_column_text(st, 3) : NULL;
+    if (!email || !email[0])
+        email = json_string_value(
+            json_object_get(json_object_get(json_object_get(ev, "context"), "traits"), "email"));
     struct ts_sink_event e = {
         .kind = (enum ts_sink_kind)row->kind,
         .id = row->event_id,
@@ -318,11 +344,11 @@ enum ts_err ts_hub_sinkq_expand(struct ts_hub_store *s, const struct ts_sink_con
     struct ts_sql_stmt *st = NULL;
     struct ts_sql *db = ts_hub_db_use(s);
     enum ts_err rc = ts_sql_prepare(db,
-                                    "SELECT p.event, c.id, p.at FROM purchases p LEFT JOIN"
+                                    "SELECT p.event, c.id, p.at, c.email FROM purchases p LEFT JOIN"
                                     " customers c ON c.id = p.customer WHERE p.message_id = ?1"
                                     /* a redeemed offer's Coupon Applied (offers.c) */
-                                    " UNION ALL SELECT o.event, c.id, o.redeemed_at FROM offers o"
-                                    " JOIN customers c ON c.id = o.customer"
+                                    " UNION ALL SELECT o.event, c.id, o.redeemed_at, c.email"
+                                    " FROM offers o JOIN customers c ON c.id = o.customer"
                                     " WHERE o.message_id = ?1",
                                     &st);
     if (rc != TS_OK)
@@ -350,21 +376,52 @@ enum ts_err ts_hub_sinkq_expand(struct ts_hub_store *s, const struct ts_sink_con
     return rc;
 }
 
+enum ts_err ts_hub_sinkq_claim(struct ts_hub_store *s, const char *sink,
+                               const struct ts_hub_sinkq_row *rows, size_t n)
+{
+    struct ts_sql_stmt *st = NULL;
+    enum ts_err rc;
+    if ((rc = ts_hub_db_write_begin(s, 0)))
+        return rc;
+    struct ts_sql *db = ts_hub_db_writer(s);
+    if (ts_sql_prepare(db,
+                       "UPDATE sink_queue SET inflight = 1 WHERE sink = ?1 AND event_id = ?2"
+                       " AND item = ?3",
+                       &st) != TS_OK)
+        rc = TS_ERR_DB;
+    for (size_t i = 0; rc == TS_OK && i < n; i++) {
+        ts_sql_reset(st);
+        ts_sql_bind_text(st, 1, sink);
+        ts_sql_bind_text(st, 2, rows[i].event_id);
+        ts_sql_bind_int64(st, 3, rows[i].item);
+        if (ts_sql_step(st) != TS_SQL_DONE)
+            rc = TS_ERR_DB;
+    }
+    if (rc != TS_OK)
+        rc = ts_hub_db_werr(s, "sink queue claim");
+    ts_sql_finalize(st);
+    return ts_hub_db_write_end(s, rc, false);
+}
+
 enum ts_err ts_hub_sinkq_mark(struct ts_hub_store *s, const char *sink,
                               const struct ts_hub_sinkq_row *rows, size_t n,
                               const enum ts_sink_verdict *verdict, const struct ts_sink_result *res,
                               const char *reply, int64_t now, int64_t next_at)
 {
     static const char *const sql[] = {
-        [TS_SINK_OK] = "UPDATE sink_queue SET state = 'sent', done_at = ?4, reason = NULL,"
-                       " attempts = attempts + 1 WHERE sink = ?1 AND event_id = ?2 AND item = ?3",
-        [TS_SINK_RETRY] = "UPDATE sink_queue SET attempts = attempts + 1, next_at = ?5,"
-                          " reason = ?6 WHERE sink = ?1 AND event_id = ?2 AND item = ?3",
-        [TS_SINK_SPLIT] = "UPDATE sink_queue SET solo = 1, reason = ?6 WHERE sink = ?1"
-                          " AND event_id = ?2 AND item = ?3",
-        [TS_SINK_DEAD] = "UPDATE sink_queue SET state = 'dead', done_at = ?4, reason = ?6,"
-                         " reply = ?7, attempts = attempts + 1 WHERE sink = ?1"
-                         " AND event_id = ?2 AND item = ?3",
+        [TS_SINK_OK] =
+            "UPDATE sink_queue SET state = 'sent', done_at = ?4, reason = NULL, inflight = 0,"
+            " attempts = attempts + 1 WHERE sink = ?1 AND event_id = ?2 AND item = ?3",
+        [TS_SINK_RETRY] =
+            "UPDATE sink_queue SET attempts = attempts + 1, next_at = ?5, inflight = 0,"
+            " reason = ?6 WHERE sink = ?1 AND event_id = ?2 AND item = ?3",
+        [TS_SINK_SPLIT] =
+            "UPDATE sink_queue SET solo = 1, reason = ?6, inflight = 0 WHERE sink = ?1"
+            " AND event_id = ?2 AND item = ?3",
+        [TS_SINK_DEAD] =
+            "UPDATE sink_queue SET state = 'dead', done_at = ?4, reason = ?6, inflight = 0,"
+            " reply = ?7, attempts = attempts + 1 WHERE sink = ?1"
+            " AND event_id = ?2 AND item = ?3",
     };
     struct ts_sql_stmt *st[4] = {0};
     enum ts_err rc;

@@ -278,6 +278,7 @@ const struct ts_sink_vendor ts_sink_salesforce = {
                .max_bytes = DC_MAX_BYTES,
                .max_item_bytes = DC_MAX_BYTES - 12,
                .rate = 25,
+               .max_in_flight = 4,
                .burst = 25},
     .required = required,
     .secrets = secrets,

@@ -9,7 +9,8 @@
  *            purchase, in its transaction);
  *   item i   the vendor's i-th item of it, with its payload and dedup key.
  * state: pending, sent, dead (with reason and the vendor's reply), or
- * skipped (an event without a known customer for a sink that takes none).
+ * skipped (an event without a known customer for a sink that takes none);
+ * inflight 1: a pending item in a request not yet answered.
  */
 #ifndef TS_HUB_SINKS_H
 #define TS_HUB_SINKS_H
@@ -17,6 +18,7 @@
 #include "hub.h"
 #include "sink.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -45,11 +47,20 @@ struct ts_hub_sinkq_row {
 };
 void ts_hub_sinkq_rows_free(struct ts_hub_sinkq_row *rows, size_t n);
 
-/* Due rows of sink, oldest first, up to max (a solo row comes alone); *next
- * = when the next falls due (now when more are due, INT64_MAX none). Not
- * the leader of hubs on one PostgreSQL: none, *next a few seconds on. */
+/* Due rows of sink not in flight, oldest first, up to max (a solo row comes
+ * alone); *next = when the next falls due (now when more are due, INT64_MAX
+ * none). Not the leader of hubs on one PostgreSQL: none, *next a few seconds
+ * on, *recovered false. Leading with *recovered false: the rows a former run
+ * left in flight are pending again first (a kill -9 mid-request), then
+ * *recovered is true. */
 enum ts_err ts_hub_sinkq_due(struct ts_hub_store *s, const char *sink, int64_t now,
-                             struct ts_hub_sinkq_row *rows, size_t max, size_t *n, int64_t *next);
+                             struct ts_hub_sinkq_row *rows, size_t max, size_t *n, int64_t *next,
+                             bool *recovered);
+
+/* Marks rows[0..n) in flight (one request's batch, before it goes), so no
+ * other request of the sink takes them; ts_hub_sinkq_mark ends that. */
+enum ts_err ts_hub_sinkq_claim(struct ts_hub_store *s, const char *sink,
+                               const struct ts_hub_sinkq_row *rows, size_t n);
 
 /* Maps the rows of rows[0..n) with item -1 with vendor v for sink c,
  * replacing each by its items (or marking it dead or skipped), in one
@@ -90,6 +101,14 @@ enum ts_err ts_hub_sinkq_retry(struct ts_hub_store *s, const char *sink, const c
                                long long *n);
 enum ts_err ts_hub_sinkq_drop(struct ts_hub_store *s, const char *sink, const char *event,
                               long long *n);
+
+/* The fleet view's sinks (`tillside-hub fleet`, /v1/fleet), one per configured
+ * sink, from the queue so the CLI and the running hub say the same: a json_t *
+ * array of {"sink", "type", "pending", "oldest_pending_age_s", "sent" (items
+ * delivered), "failed" (pending items that failed at least once), "dead",
+ * "rate" (items delivered per second over the last minute)}. */
+enum ts_err ts_hub_sinkq_fleet(struct ts_hub_store *s, const struct ts_hub_config *cfg, int64_t now,
+                               json_t **out);
 
 /* ---- sink_core.c -------------------------------------------------------------*/
 

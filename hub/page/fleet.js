@@ -69,6 +69,22 @@ function showMatch(list) {
   document.getElementById('match-rows').replaceChildren(...(Array.isArray(list) ? list : []).map(matchRow));
 }
 
+// One sink's queue (hub/sink_admin.c ts_hub_sinkq_fleet).
+function sinkRow(k) {
+  const tr = document.createElement('tr');
+  tr.dataset.sink = k.sink;
+  if (k.dead || k.failed) tr.classList.add('problem');
+  cell(tr, k.sink);
+  cell(tr, k.type);
+  cell(tr, String(k.pending), 'num');
+  cell(tr, k.pending ? age(k.oldest_pending_age_s) : '–', 'num');
+  cell(tr, String(k.sent), 'num');
+  cell(tr, String(k.failed), 'num health');
+  cell(tr, String(k.dead), 'num health');
+  cell(tr, k.rate.toFixed(1) + '/s', 'num');
+  return tr;
+}
+
 async function refresh() {
   const err = document.getElementById('error');
   const t0 = performance.now();
@@ -84,6 +100,7 @@ async function refresh() {
     const body = document.getElementById('terminals');
     body.replaceChildren(...f.terminals.map(row));
     showMatch(f.match_rate);
+    document.getElementById('sinks').replaceChildren(...(f.sinks || []).map(sinkRow));
     document.getElementById('summary').textContent =
       f.count + ' terminal(s), ' + f.unhealthy + ' unhealthy, ' + f.stale +
       ' stale (silent over ' + f.stale_after_s + ' s), ' + f.terminals.length + ' shown — as of ' + f.now;

@@ -131,6 +131,12 @@ foreach(v bloomreach iterable salesforce)
     endforeach()
 endforeach()
 ts_blackbox_test(bb_sinks2_salesforce_token_refresh test_sinks2.py salesforce_token_refresh)
+# Several requests in flight per sink; check-config runs each vendor's own checks.
+ts_blackbox_test(bb_sinks3_several_in_flight_kill9 test_sinks3.py several_in_flight_kill9)
+ts_blackbox_test(bb_sinks3_max_in_flight_override test_sinks3.py max_in_flight_override)
+ts_blackbox_test(bb_sinks3_check_config_vendor_keys test_sinks3.py check_config_vendor_keys)
+ts_blackbox_test(bb_sinks3_klaviyo_email_from_customer test_sinks3.py klaviyo_email_from_customer)
+ts_blackbox_test(bb_sinks3_fleet_shows_sinks test_sinks3.py fleet_shows_sinks)
 # Inbound CDP sources, one adapter per vendor (hub/source*.c).
 foreach(src seg rs braze klaviyo bloomreach sfdc)
     ts_blackbox_test(bb_sources_${src}_activity_on_card test_sources.py ${src}_activity_on_card)

@@ -196,8 +196,13 @@ def fleet_page_in_chromium(w):
     if missing or not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
         print(f"skipped: {missing or 'playwright-core'} missing (./run test installs them)")
         raise SystemExit(77)
-    w.start_hub(extra=f"[fleet]\nstale_after_s = {STALE_S}\n")
+    # A sink whose vendor is unreachable (nothing listens on port 9): the page's sinks table.
+    w.start_hub(extra=f"[fleet]\nstale_after_s = {STALE_S}\n[sink.up]\ntype = segment\n"
+                      "url = https://127.0.0.1:9\nwrite_key = k\nmax_backoff_s = 3600\n")
     w.send_batch(tslib.customer_batch())
+    from test_purchases_hub import post, purchase
+    st, _ = post(w, [purchase("m-fleet-1", "S001-T01-000001", "SKU-1")])
+    check(st == 200, f"purchase answered {st}")
     w.start_agent(extra="[hub]\nlong_poll_s = 0\n", poll_ms=300)
     w.wait_cards(1)
     # `pki issue` refuses such a name; another CA (here openssl with the

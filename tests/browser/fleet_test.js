@@ -69,7 +69,19 @@ async function main() {
     await page.getByLabel('Only terminals with a problem').uncheck();
     await t01.waitFor({ timeout: 5000 });
 
-    // 4. The terminal stops polling: its row turns stale without a reload.
+    // 4. The sinks: the hub's sink "up" cannot reach its vendor, so the
+    // purchase T01 posted waits there, failed once, none delivered.
+    await page.waitForFunction(() => {
+      const r = document.querySelector('#sinks tr[data-sink="up"]');
+      if (!r) return false;
+      const c = [...r.cells].map((td) => td.textContent);
+      return c[1] === 'segment' && c[2] === '1' && c[4] === '0' && c[5] === '1' && c[6] === '0';
+    }, null, { timeout: 20000 });
+    assert.ok(await page.locator('#sinks tr[data-sink="up"].problem').count() === 1,
+      'a sink with a failed item is not flagged');
+    assert.match(await page.locator('#sinks tr[data-sink="up"]').innerText(), /0\.0\/s/);
+
+    // 5. The terminal stops polling: its row turns stale without a reload.
     await ask('agent-stop');
     await page.waitForFunction(() => {
       const r = document.querySelector('tr[data-terminal="T01"]');
@@ -77,7 +89,7 @@ async function main() {
     }, null, { timeout: 30000 });
     assert.match(await t01.locator('td.health').innerText(), /stale/);
     assert.match(await page.locator('#summary').innerText(), /2 stale/);
-    console.log('fleet page: lists terminals with their health; T01 turned stale');
+    console.log('fleet page: lists terminals with their health and the sinks; T01 turned stale');
   } finally {
     await browser.close();
   }

@@ -133,6 +133,7 @@ class ContractServer:
         self.lock = threading.Lock()
         self.down = False
         self.delay_s = 0.0
+        self.active = self.max_active = 0  # requests being answered at once, and the most seen
         srv = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -142,6 +143,24 @@ class ContractServer:
                 pass
 
             def _serve(self):
+                # A request counts as active from its arrival until its answer
+                # starts going out (the client is waiting on us all that time).
+                self._counted = True
+                with srv.lock:
+                    srv.active += 1
+                    srv.max_active = max(srv.max_active, srv.active)
+                try:
+                    self._serve1()
+                finally:
+                    self._uncount()
+
+            def _uncount(self):
+                if self._counted:
+                    self._counted = False
+                    with srv.lock:
+                        srv.active -= 1
+
+            def _serve1(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 req = Req(self.command, self.path, self.headers, body)
@@ -174,6 +193,7 @@ class ContractServer:
             do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = _serve
 
             def _answer(self, req, status, obj, headers):
+                self._uncount()
                 req.status = status
                 data = obj if isinstance(obj, bytes) else (
                     obj.encode() if isinstance(obj, str) else json.dumps(obj).encode())

@@ -194,7 +194,8 @@ enum ts_err ts_hub_sinks_conf(const struct ts_conf *c, struct ts_hub_config *o, 
         ts_strlcpy(k->type, "segment", sizeof k->type);
         ts_strlcpy(k->url, o->upstream_url, sizeof k->url);
         ts_strlcpy(k->ca_file, o->upstream_ca_file, sizeof k->ca_file);
-        k->send = TS_SINK_PURCHASE;
+        /* a Segment source takes every till event (PROTOCOL.md "Till events") */
+        k->send = TS_SINK_PURCHASE | TS_SINK_RETURN | TS_SINK_CONSENT;
         k->anonymous = true;
         k->max_backoff_s = o->upstream_max_backoff_s;
         const char *key = o->upstream_write_key;

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "contract"))
 import tslib  # noqa: E402
 from tslib import HUB_BIN, Proc, check, customer_batch, free_port, wait_for  # noqa: E402
 from braze_server import BrazeServer  # noqa: E402
+import test_escpos  # noqa: E402
 import test_purchases_hub  # noqa: E402
 
 FAST = "[outbox]\nbackoff_ms = 100\nbackoff_max_ms = 1000\n"
@@ -185,6 +186,69 @@ def return_survives_kill9(w):
         cdp.stop()
 
 
+TAP_RULES = r"""
+[receipt.tap]
+store_re = ^Str ([0-9]+)
+terminal_re = Reg ([0-9]+)
+receipt_re = Rcpt ([0-9]+)
+receipt_format = {store}-{terminal}-{receipt}
+item_re = ^([A-Z][^@]*[^ @]) +(([0-9]+) @ [0-9.]+ +)?(-?[0-9]+\.[0-9]{2})$
+item_fields = name - qty price
+item_price = line
+skip_re = ^SUBTOTAL
+total_re = ^TOTAL +(-?[0-9]+\.[0-9]{2})$
+tax_re = ^TAX [0-9]+% +([0-9]+\.[0-9]{2})$
+loyalty_re = ^Rewards [#]: ([0-9]+)
+currency = USD
+refund_re = ^REFUND$
+original_re = ^Orig Rcpt ([0-9]+)$
+"""
+
+
+def refund_receipt():
+    lines = ["CORNER HARDWARE", "Str 3  Reg 1  Rcpt 000130", "REFUND", "Orig Rcpt 000123",
+             "HAMMER 16OZ             -12.99", "TOTAL                   -12.99"]
+    return b"\x1b@" + b"".join(x.encode() + b"\n" for x in lines) + b"\x1bd\x03\x1dV\x00"
+
+
+def tap_refund_arrives_once(w):
+    """The receipt tap sees Ada's sale (her rewards number on it), then a
+    refund receipt naming it: Order Refunded under Ada, once, however often
+    the POS prints the same refund."""
+    cdp = test_purchases_hub.FakeCDP()
+    listen, pport = free_port(), free_port()
+    printer = test_escpos.Printer(pport)
+    try:
+        start_hub(w, cdp)
+        st, _ = w.send_batch(customer_batch(user=ADA[0], loyalty=ADA[1], name=ADA[2]))
+        check(st == 200, f"CDP batch answered {st}")
+        w.start_agent(extra=FAST + f"[input.till1]\ndriver = escpos\nlisten = 127.0.0.1:{listen}\n"
+                      f"printer = 127.0.0.1:{pport}\nrules = receipt.tap\n" + TAP_RULES)
+        w.wait_cards(1)
+        with open(os.path.join(test_escpos.FIX, "hardware.bin"), "rb") as f:
+            test_escpos.pos_print(listen, f.read())
+        wait_for(lambda: at_cdp(cdp, "Order Completed", "order_id", "3-1-000123"), timeout=30,
+                 what="the tapped sale at the CDP")
+        test_escpos.pos_print(listen, refund_receipt())
+        test_escpos.pos_print(listen, refund_receipt())  # a reprint: the same return
+        got = wait_for(lambda: at_cdp(cdp, "Order Refunded", "order_id", "3-1-000123"),
+                       timeout=30, what="the tapped refund at the CDP")
+        wait_for(lambda: w.status()["outbox_depth"] == 0, what="the outbox to drain")
+        wait_for(lambda: all(s["pending"] == 0 for s in w.hub_stats().get("sinks", [])),
+                 what="the sink queue to drain")
+        got = at_cdp(cdp, "Order Refunded", "order_id", "3-1-000123")
+        e = got[0]
+        check(len(got) == 1 and not cdp.twice, f"tapped refund upstream {len(got)} times")
+        check(e.get("userId") == ADA[0] and e["properties"]["total"] == 12.99 and
+              e["properties"]["products"][0]["price"] == 12.99 and
+              e["context"]["tillside"]["receipt"] == "return:3-1-000130",
+              f"tapped refund: {e}")
+        check("already recorded" in w.agent.log(), "the reprint was not seen as the same return")
+    finally:
+        printer.close()
+        cdp.stop()
+
+
 class Terminal:
     """A second agent: terminal T02 of store S002, its own state and port."""
 
@@ -278,7 +342,7 @@ def consent_withdrawn_everywhere(w):
 
 
 TESTS = {f.__name__: f for f in (return_arrives_once, return_survives_kill9,
-                                  consent_withdrawn_everywhere)}
+                                  tap_refund_arrives_once, consent_withdrawn_everywhere)}
 
 if __name__ == "__main__":
     tslib.main(TESTS)

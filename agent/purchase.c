@@ -332,16 +332,24 @@ static void resolve_customer(struct ts_agent *a, json_t *p, char *cid, size_t ci
 
 /* ---- the event -------------------------------------------------------------*/
 
+/* A random UUID whose hex happens to hold 13..19 decimal digits (across
+ * its dashes) that pass Luhn reads as a card number to the guard, and the
+ * hub would refuse the event for its messageId (about one in 20,000 ids;
+ * fuzz_purchase_body found it): such an id is drawn again. */
 void ts_till_uuid4(char out[37])
 {
-    uint8_t b[16];
-    if (ts_random(b, sizeof b) != TS_OK) /* getrandom(2) does not fail once seeded */
-        memset(b, 0, sizeof b);
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* RFC 4122 §4.4: version 4, variant 10 */
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
+    for (int tries = 0; tries < 16; tries++) {
+        uint8_t b[16];
+        if (ts_random(b, sizeof b) != TS_OK) /* getrandom(2) does not fail once seeded */
+            memset(b, 0, sizeof b);
+        b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* RFC 4122 §4.4: version 4, variant 10 */
+        b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+        snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+                 b[13], b[14], b[15]);
+        if (ts_guard_find(NULL, out, 36, NULL) == TS_GUARD_PASS)
+            return;
+    }
 }
 
 static json_t *num_or_zero(json_t *v)

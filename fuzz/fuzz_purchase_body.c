@@ -19,6 +19,78 @@
 #include "purchase.h"
 #include "purchases.h"
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct ts_agent *agent;
+static struct ts_purch *purch; /* the purchases handle, as `tillside run` makes it */
+
+static void die(const char *what, const char *detail)
+{
+    fprintf(stderr, "fuzz_purchase_body: %s: %s\n", what, detail ? detail : "");
+    abort();
+}
+
+static char dir[] = "/tmp/ts-fuzz-purchase-XXXXXX";
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* The state directory goes when the fuzzer exits normally. */
+static void cleanup(void)
+{
+    ts_purchase_close(purch);
+    purch = NULL;
+    ts_agent_close(agent);
+    agent = NULL;
+    nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static void open_agent(void)
+{
+    char text[1024], err[256];
+    struct ts_agent_config cfg;
+    if (!mkdtemp(dir))
+        die("mkdtemp", NULL);
+    snprintf(text, sizeof text,
+             "[agent]\nstore = S001\nterminal = T01\nstate_dir = %s\n"
+             "[hub]\nurl = https://localhost:1\n[identity]\ntenant_key = "
+             "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b\n",
+             dir);
+    ts_log_set_level(TS_LOG_ERROR);
+    if (ts_agent_config_parse("fuzz.conf", text, &cfg, err, sizeof err) ||
+        ts_agent_open(&cfg, &agent, err, sizeof err) ||
+        ts_purchase_open(agent, &purch, err, sizeof err))
+        die("agent", err);
+    ts_agent_set_journal(agent, purch->ob);
+    atexit(cleanup);
+}
+
+/* The recorded event, as the uploader would send it, through the hub's
+ * parser. */
+static void hub_takes(const char *receipt)
+{
+    char *ev = NULL, st[8], err[256];
+    if (ts_outbox_find_receipt(purch->ob, receipt, &ev, st) != TS_OK)
+        die("202 but not in the outbox", receipt);
+    if (strlen(ev) + 48 > TS_PURCHASE_MAX_EVENT)
+        die("recorded event over 32 KB", receipt);
+    ts_buf b = {0};
+    ts_buf_printf(&b, "{\"batch\":[{\"sentAt\":\"2026-11-29T00:00:00.000Z\",%s]}", ev + 1);
+    struct ts_hub_pbatch *pb = NULL;
+    if (ts_hub_purchases_parse(b.data, b.len, "S001", 0, &pb, err, sizeof err) != TS_OK)
+        die("hub refused the batch", err);
+    if (pb->n != 1 || pb->p[0].status == TS_HUB_P_REJECTED)
+        die("hub rejects what the agent recorded", pb->n ? pb->p[0].error : "no event");
+    ts_hub_pbatch_free(pb);
+    ts_buf_free(&b);
+    free(ev);
+}
+
 /* One kind: the answer's shape, and a recorded event the hub takes. */
 static void one(ts_till_submit_fn fn, int kind, const uint8_t *data, size_t size)
 {

@@ -3,7 +3,8 @@ real agents over mutual TLS:
 
 - a return posted at POST /api/v1/returns arrives upstream once as Segment's
   "Order Refunded" (the CDP played by test_purchases_hub.FakeCDP) and at
-  Braze once as ecommerce.order_refunded (tests/contract/braze_server.py),
+  Braze once as ecommerce.order_refunded and at Klaviyo once as "Refunded
+  Order" (tests/contract/braze_server.py, klaviyo_server.py),
   under the customer of the original sale; posting it again is a duplicate;
   bad bodies get 400 naming the fields; the sale's receipt lookup and the
   card's order say "returned"; scanning the old receipt shows the sale;
@@ -25,12 +26,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "contract"))
 import tslib  # noqa: E402
 from tslib import HUB_BIN, Proc, check, customer_batch, free_port, wait_for  # noqa: E402
 from braze_server import BrazeServer  # noqa: E402
+from klaviyo_server import KlaviyoServer  # noqa: E402
 import test_escpos  # noqa: E402
 import test_purchases_hub  # noqa: E402
 
 FAST = "[outbox]\nbackoff_ms = 100\nbackoff_max_ms = 1000\n"
 RECEIPT_RULE = "[rule.receipt]\nregex = ^S[0-9]{3}-T[0-9]{2}-[0-9]{6}$\nkind = receipt\n"
-BZ_KEY = "braze-rest-key"
+BZ_KEY, KL_KEY = "braze-rest-key", "pk_test_klaviyo"
 ADA = ("u-ada", "4711000123", "Ada Lovelace")
 
 
@@ -50,6 +52,11 @@ def start_hub(w, cdp, *sections):
 def braze_conf(bz):
     return (f"[sink.bz]\ntype = braze\nurl = {bz.url}\nca_file = {bz.ca_file}\n"
             f"api_key = {BZ_KEY}\nmax_backoff_s = 2\nsend = purchases, returns\n")
+
+
+def klaviyo_conf(kl):
+    return (f"[sink.kl]\ntype = klaviyo\nurl = {kl.url}\nca_file = {kl.ca_file}\n"
+            f"api_key = {KL_KEY}\nmax_backoff_s = 2\nsend = purchases, returns\n")
 
 
 def sale(receipt, **kw):
@@ -82,8 +89,9 @@ def scan(w, code):
 def return_arrives_once(w):
     cdp = test_purchases_hub.FakeCDP()
     bz = BrazeServer(w.certs, BZ_KEY)
+    kl = KlaviyoServer(w.certs, KL_KEY)
     try:
-        start_hub(w, cdp, braze_conf(bz))
+        start_hub(w, cdp, braze_conf(bz), klaviyo_conf(kl))
         st, _ = w.send_batch(customer_batch(user=ADA[0], loyalty=ADA[1], name=ADA[2]))
         check(st == 200, f"CDP batch answered {st}")
         w.start_agent(extra=FAST + RECEIPT_RULE)
@@ -132,6 +140,10 @@ def return_arrives_once(w):
         check(len(refunded) == 1 and len([x for x in bz.ledger.items if x.get("name") ==
                                           "ecommerce.order_refunded"]) == 1,
               "refund at Braze more than once")
+        kref = [x for x in kl.ledger.items if x.get("metric") == "Refunded Order"]
+        check(len(kref) == 1 and kref[0]["value"] == 38.0 and
+              kref[0]["properties"]["OrderId"] == "S001-T01-000501" and
+              kref[0]["profile"].get("external_id") == ADA[0], f"Klaviyo refund: {kref}")
 
         # The sale's lookup and the card's order say it came back.
         st, ans = w.hub_request("GET", "/v1/lookup?receipt=S001-T01-000501", cert="t01")
@@ -150,6 +162,7 @@ def return_arrives_once(w):
         st, text = w.api("GET", "/metrics")
         check("tillside_purchases_recorded_total 2" in text, "the return not counted as recorded")
     finally:
+        kl.stop()
         bz.stop()
         cdp.stop()
 

@@ -136,7 +136,9 @@ static void check_lines(json_t *products, json_t *fields)
     }
 }
 
-void ts_till_validate_order(json_t *p, json_t *fields)
+/* sale: a purchase's own fields too (tax, discount, transaction_started_at),
+ * in the order PROTOCOL.md lists them. */
+static void validate_order(json_t *p, json_t *fields, bool sale)
 {
     json_t *cur = json_object_get(p, "currency");
     const char *c = json_string_value(cur);
@@ -147,9 +149,18 @@ void ts_till_validate_order(json_t *p, json_t *fields)
         bad(fields, "currency");
     if (!ts_till_amount_ok(json_object_get(p, "total")))
         bad(fields, "total");
+    static const char *const opt_amounts[] = {"tax", "discount"};
+    for (size_t i = 0; sale && i < 2; i++) {
+        json_t *v = json_object_get(p, opt_amounts[i]);
+        if (v && !json_is_null(v) && !ts_till_amount_ok(v))
+            bad(fields, opt_amounts[i]);
+    }
     if (!time_ok(json_object_get(p, "at")))
         bad(fields, "at");
     check_lines(json_object_get(p, "products"), fields);
+    /* When the POS opened the sale: a scan since then is the customer's. */
+    if (sale && !time_ok(json_object_get(p, "transaction_started_at")))
+        bad(fields, "transaction_started_at");
     json_t *cust = json_object_get(p, "customer");
     if (cust && !json_is_null(cust)) {
         json_t *code = json_object_get(cust, "code");
@@ -170,16 +181,12 @@ static void validate(json_t *p, json_t *fields)
     json_t *bc = json_object_get(p, "barcode");
     if (bc && !ts_till_text_ok(bc, 128))
         bad(fields, "barcode");
-    static const char *const opt_amounts[] = {"tax", "discount"};
-    for (size_t i = 0; i < 2; i++) {
-        json_t *v = json_object_get(p, opt_amounts[i]);
-        if (v && !json_is_null(v) && !ts_till_amount_ok(v))
-            bad(fields, opt_amounts[i]);
-    }
-    ts_till_validate_order(p, fields);
-    /* When the POS opened the sale: a scan since then is the customer's. */
-    if (!time_ok(json_object_get(p, "transaction_started_at")))
-        bad(fields, "transaction_started_at");
+    validate_order(p, fields, true);
+}
+
+void ts_till_validate_order(json_t *p, json_t *fields)
+{
+    validate_order(p, fields, false);
 }
 
 /*

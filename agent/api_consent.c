@@ -171,11 +171,7 @@ enum ts_err ts_consent_submit(struct ts_purch *pu, const char *source, json_t *c
         json_t *bus =
             json_pack("{s:s, s:s, s:O, s:s?}", "message_id", mid, "cid", cid, "choices", traits,
                       "associate", json_string_value(json_object_get(c, "associate")));
-        char *s = bus ? json_dumps(bus, JSON_COMPACT) : NULL;
-        json_decref(bus);
-        if (s)
-            ts_bus_publish(a->bus, "consent", s);
-        free(s);
+        ts_till_publish(a, "consent", bus);
     }
     json_decref(traits);
     return rc;

@@ -111,11 +111,7 @@ enum ts_err ts_return_submit(struct ts_purch *pu, const char *source, json_t *re
                                json_object_get(ret, "total"), "currency",
                                json_string_value(json_object_get(ret, "currency")), "source",
                                source, "cid", cid[0] ? cid : NULL);
-        char *evs = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-        json_decref(ev);
-        if (evs)
-            ts_bus_publish(a->bus, "return", evs);
-        free(evs);
+        ts_till_publish(a, "return", ev);
     }
     free(event);
     return rc;

@@ -463,6 +463,15 @@ void ts_till_fields_text(json_t *fields, char *err, size_t errsz)
     ts_buf_free(&b);
 }
 
+void ts_till_publish(struct ts_agent *a, const char *type, json_t *o)
+{
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text)
+        ts_bus_publish(a->bus, type, text);
+    free(text);
+}
+
 enum ts_err ts_till_commit(struct ts_purch *pu, const char *what, const char *key,
                            const char *source, const char *cid, const char *event, const char *mid,
                            int64_t now_ms, bool *dup, char message_id[64], char *err, size_t errsz)
@@ -552,11 +561,7 @@ enum ts_err ts_purchase_submit_fields(struct ts_purch *pu, const char *source, j
                            "total", json_object_get(purchase, "total"), "currency",
                            json_string_value(json_object_get(purchase, "currency")), "source",
                            source, "cid", cid[0] ? cid : NULL);
-    char *evs = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-    json_decref(ev);
-    if (evs)
-        ts_bus_publish(a->bus, "purchase", evs);
-    free(evs);
+    ts_till_publish(a, "purchase", ev);
     char on_screen[96];
     session_cid(a, on_screen, sizeof on_screen);
     if (cid[0] && strcmp(cid, on_screen) == 0)

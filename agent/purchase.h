@@ -92,6 +92,8 @@ json_t *ts_till_envelope(struct ts_agent *a, const char *type, const char *mid, 
                          int64_t now_ms, const char *key, const char *source, const char *cid);
 /* The body's currency in capitals (validated before). */
 void ts_till_currency(json_t *body, char cur[4]);
+/* Publishes o (reference stolen; NULL = nothing) on the bus as type. */
+void ts_till_publish(struct ts_agent *a, const char *type, json_t *o);
 /* err = "invalid fields: a, b". */
 void ts_till_fields_text(json_t *fields, char *err, size_t errsz);
 /* Commits event under key (unique in the journal: a receipt, "return:ID",

@@ -7,8 +7,7 @@ import subprocess
 import tslib
 from tslib import check
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
+from test_browser import BROWSER_DIR
 
 
 def consent_control_in_chromium(w):

@@ -24,11 +24,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "contract"))
 import tslib  # noqa: E402
-from tslib import HUB_BIN, Proc, check, customer_batch, free_port, wait_for  # noqa: E402
+from tslib import Proc, check, customer_batch, free_port, wait_for  # noqa: E402
 from braze_server import BrazeServer  # noqa: E402
 from klaviyo_server import KlaviyoServer  # noqa: E402
 import test_escpos  # noqa: E402
 import test_purchases_hub  # noqa: E402
+import test_sinks  # noqa: E402
 
 FAST = "[outbox]\nbackoff_ms = 100\nbackoff_max_ms = 1000\n"
 RECEIPT_RULE = "[rule.receipt]\nregex = ^S[0-9]{3}-T[0-9]{2}-[0-9]{6}$\nkind = receipt\n"
@@ -37,16 +38,10 @@ ADA = ("u-ada", "4711000123", "Ada Lovelace")
 
 
 def start_hub(w, cdp, *sections):
-    extra = (f"\n[upstream]\nurl = http://127.0.0.1:{cdp.port}/v1/batch\n"
-             f"write_key = {test_purchases_hub.UPSTREAM_KEY}\nmax_backoff_s = 2\n"
-             + "\n".join(sections))
-    conf = w.hub_conf(extra=extra)
-    p = Proc("hub", [HUB_BIN, "run", "-c", conf], os.path.join(w.dir, "hub.log"))
-    w.procs.append(p)
-    wait_for(lambda: w._port_open(w.hub_port) or (not p.alive() and w._died(p)),
-             what="hub to listen")
-    w.hub = p
-    return p
+    """The hub with [upstream] at the fake CDP, and more sink sections."""
+    return test_sinks.start(w, f"[upstream]\nurl = http://127.0.0.1:{cdp.port}/v1/batch\n"
+                               f"write_key = {test_purchases_hub.UPSTREAM_KEY}\nmax_backoff_s = 2\n",
+                            *sections)
 
 
 def braze_conf(bz):
@@ -320,6 +315,7 @@ def consent_withdrawn_everywhere(w):
               f"T02 shows Ada's interests before: {sess}")
         # She shops at S001 (a live lookup) and opts out at the counter.
         w.start_agent(extra=FAST)
+        wait_for(lambda: w.status()["link"] == "online", what="S001's link to the hub")
         sess = scan(w, ADA[1])
         check(sess["status"] == "found" and sess["card"].get("interests"), f"S001 scan: {sess}")
         st, body = w.api("POST", "/api/v1/consent", {"personalization": False, "email": True,

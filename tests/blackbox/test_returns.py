@@ -3,8 +3,9 @@ real agents over mutual TLS:
 
 - a return posted at POST /api/v1/returns arrives upstream once as Segment's
   "Order Refunded" (the CDP played by test_purchases_hub.FakeCDP) and at
-  Braze once as ecommerce.order_refunded and at Klaviyo once as "Refunded
-  Order" (tests/contract/braze_server.py, klaviyo_server.py),
+  Braze once as ecommerce.order_refunded, at Klaviyo once as "Refunded
+  Order" and at Bloomreach once as a purchase with purchase_status
+  "refunded" (tests/contract/*_server.py),
   under the customer of the original sale; posting it again is a duplicate;
   bad bodies get 400 naming the fields; the sale's receipt lookup and the
   card's order say "returned"; scanning the old receipt shows the sale;
@@ -25,6 +26,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "contract"))
 import tslib  # noqa: E402
 from tslib import Proc, check, customer_batch, free_port, wait_for  # noqa: E402
+from bloomreach_server import Bloomreach  # noqa: E402
 from braze_server import BrazeServer  # noqa: E402
 from klaviyo_server import KlaviyoServer  # noqa: E402
 import test_escpos  # noqa: E402
@@ -52,6 +54,15 @@ def braze_conf(bz):
 def klaviyo_conf(kl):
     return (f"[sink.kl]\ntype = klaviyo\nurl = {kl.url}\nca_file = {kl.ca_file}\n"
             f"api_key = {KL_KEY}\nmax_backoff_s = 2\nsend = purchases, returns\n")
+
+
+BR_TOKEN = "0a1b2c3d-4e5f"
+
+
+def bloomreach_conf(br):
+    return (f"[sink.br]\ntype = bloomreach\nurl = {br.url}\nca_file = {br.ca_file}\n"
+            f"project_token = {BR_TOKEN}\nkey_id = key-id-1\nkey_secret = key-secret-1\n"
+            f"max_backoff_s = 2\nsend = purchases, returns\n")
 
 
 def sale(receipt, **kw):
@@ -85,8 +96,9 @@ def return_arrives_once(w):
     cdp = test_purchases_hub.FakeCDP()
     bz = BrazeServer(w.certs, BZ_KEY)
     kl = KlaviyoServer(w.certs, KL_KEY)
+    br = Bloomreach(w.certs, BR_TOKEN, "key-id-1", "key-secret-1")
     try:
-        start_hub(w, cdp, braze_conf(bz), klaviyo_conf(kl))
+        start_hub(w, cdp, braze_conf(bz), klaviyo_conf(kl), bloomreach_conf(br))
         st, _ = w.send_batch(customer_batch(user=ADA[0], loyalty=ADA[1], name=ADA[2]))
         check(st == 200, f"CDP batch answered {st}")
         w.start_agent(extra=FAST + RECEIPT_RULE)
@@ -139,6 +151,13 @@ def return_arrives_once(w):
         check(len(kref) == 1 and kref[0]["value"] == 38.0 and
               kref[0]["properties"]["OrderId"] == "S001-T01-000501" and
               kref[0]["profile"].get("external_id") == ADA[0], f"Klaviyo refund: {kref}")
+        with br.lock:
+            bref = [d for _, d in br.events if d["event_type"] == "purchase" and
+                    d["properties"]["purchase_status"] == "refunded"]
+        check(len(bref) == 1 and bref[0]["properties"]["purchase_id"] == "S001-T01-000501" and
+              bref[0]["properties"]["total_price"] == 38.0 and
+              bref[0]["customer_ids"] == {"registered": ADA[0]} and not br.twice,
+              f"Bloomreach refund: {bref}")
 
         # The sale's lookup and the card's order say it came back.
         st, ans = w.hub_request("GET", "/v1/lookup?receipt=S001-T01-000501", cert="t01")
@@ -157,6 +176,7 @@ def return_arrives_once(w):
         st, text = w.api("GET", "/metrics")
         check("tillside_purchases_recorded_total 2" in text, "the return not counted as recorded")
     finally:
+        br.stop()
         kl.stop()
         bz.stop()
         cdp.stop()

@@ -4,8 +4,9 @@ real agents over mutual TLS:
 - a return posted at POST /api/v1/returns arrives upstream once as Segment's
   "Order Refunded" (the CDP played by test_purchases_hub.FakeCDP) and at
   Braze once as ecommerce.order_refunded, at Klaviyo once as "Refunded
-  Order" and at Bloomreach once as a purchase with purchase_status
-  "refunded" (tests/contract/*_server.py),
+  Order", at Bloomreach once as a purchase with purchase_status "refunded"
+  and at Iterable once as the custom event "refund"
+  (tests/contract/*_server.py),
   under the customer of the original sale; posting it again is a duplicate;
   bad bodies get 400 naming the fields; the sale's receipt lookup and the
   card's order say "returned"; scanning the old receipt shows the sale;
@@ -28,6 +29,7 @@ import tslib  # noqa: E402
 from tslib import Proc, check, customer_batch, free_port, wait_for  # noqa: E402
 from bloomreach_server import Bloomreach  # noqa: E402
 from braze_server import BrazeServer  # noqa: E402
+from iterable_server import Iterable  # noqa: E402
 from klaviyo_server import KlaviyoServer  # noqa: E402
 import test_escpos  # noqa: E402
 import test_purchases_hub  # noqa: E402
@@ -65,6 +67,11 @@ def bloomreach_conf(br):
             f"max_backoff_s = 2\nsend = purchases, returns\n")
 
 
+def iterable_conf(it):
+    return (f"[sink.it]\ntype = iterable\nurl = {it.url}\nca_file = {it.ca_file}\n"
+            f"api_key = it-key\nmax_backoff_s = 2\nsend = purchases, returns\n")
+
+
 def sale(receipt, **kw):
     p = {"receipt": receipt, "currency": "EUR", "total": 38.0,
          "products": [{"sku": "SKU-HAT-1", "name": "Wool Hat", "quantity": 2, "price": 19.0}]}
@@ -97,8 +104,9 @@ def return_arrives_once(w):
     bz = BrazeServer(w.certs, BZ_KEY)
     kl = KlaviyoServer(w.certs, KL_KEY)
     br = Bloomreach(w.certs, BR_TOKEN, "key-id-1", "key-secret-1")
+    it = Iterable(w.certs, "it-key")
     try:
-        start_hub(w, cdp, braze_conf(bz), klaviyo_conf(kl), bloomreach_conf(br))
+        start_hub(w, cdp, braze_conf(bz), klaviyo_conf(kl), bloomreach_conf(br), iterable_conf(it))
         st, _ = w.send_batch(customer_batch(user=ADA[0], loyalty=ADA[1], name=ADA[2]))
         check(st == 200, f"CDP batch answered {st}")
         w.start_agent(extra=FAST + RECEIPT_RULE)
@@ -158,6 +166,11 @@ def return_arrives_once(w):
               bref[0]["properties"]["total_price"] == 38.0 and
               bref[0]["customer_ids"] == {"registered": ADA[0]} and not br.twice,
               f"Bloomreach refund: {bref}")
+        with it.lock:
+            iref = list(it.events.values())
+        check(len(iref) == 1 and iref[0]["eventName"] == "refund" and iref[0]["userId"] == ADA[0]
+              and iref[0]["dataFields"]["orderId"] == "S001-T01-000501" and
+              iref[0]["dataFields"]["total"] == 38.0 and not it.repeats, f"Iterable refund: {iref}")
 
         # The sale's lookup and the card's order say it came back.
         st, ans = w.hub_request("GET", "/v1/lookup?receipt=S001-T01-000501", cert="t01")
@@ -176,6 +189,7 @@ def return_arrives_once(w):
         st, text = w.api("GET", "/metrics")
         check("tillside_purchases_recorded_total 2" in text, "the return not counted as recorded")
     finally:
+        it.stop()
         br.stop()
         kl.stop()
         bz.stop()

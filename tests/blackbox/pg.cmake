@@ -35,3 +35,6 @@ ts_blackbox_pg_test(bb_pg_sink_several_one_down test_sinks.py several_sinks_one_
 # Inbound sources: the replay cache and dedupe on PostgreSQL.
 ts_blackbox_pg_test(bb_pg_sources_refused_store_nothing test_sources.py refused_store_nothing)
 ts_blackbox_pg_test(bb_pg_sources_klaviyo_activity_on_card test_sources.py klaviyo_activity_on_card)
+# Issue 18: returns and consent stored on PostgreSQL.
+ts_blackbox_pg_test(bb_pg_returns_arrive_once test_returns.py return_arrives_once)
+ts_blackbox_pg_test(bb_pg_consent_withdrawn_everywhere test_returns.py consent_withdrawn_everywhere)

@@ -326,10 +326,14 @@ class Terminal:
 
 
 def audit_rows(w):
+    """(store, terminal, cid, personalization, associate) of every consent
+    audit row, from the hub's database (SQLite or PostgreSQL)."""
+    sql = "SELECT store_id, terminal, cid, personalization, associate FROM consent_audit"
+    if tslib.PG_URI:
+        return [(st, t, c, int(p), a) for st, t, c, p, a in tslib.pg_query(sql)]
     db = sqlite3.connect(f"file:{w.dir}/hub.db?mode=ro", uri=True, timeout=10)
     try:
-        return db.execute("SELECT store_id, terminal, cid, personalization, associate, at"
-                          " FROM consent_audit").fetchall()
+        return db.execute(sql).fetchall()
     finally:
         db.close()
 

@@ -59,15 +59,22 @@ class Iterable(ContractServer):
                                  ("POST", "/api/events/track"): self._event},
                          port=port, name="iterable")
 
-    def _event(self, srv, req):
+    def _gate(self, req):
+        """The key, the rate limit and a JSON object body: an answer, or None."""
         if req.header("Api-Key") != self.api_key:
             return _err(401, "BadApiKey", "Invalid API key")
         ok, _, _, _, _ = self.windows.take()
         if not ok or self.storm.on():
             return _err(429, "RateLimitExceeded", "Too many requests")
-        b = req.json
-        if not isinstance(b, dict):
+        if not isinstance(req.json, dict):
             return _err(400, "BadJsonBody", "body is not a JSON object")
+        return None
+
+    def _event(self, srv, req):
+        refused = self._gate(req)
+        if refused:
+            return refused
+        b = req.json
         problems = [m for m in (check_type(b, "eventName", "string"),
                                 check_type(b, "id", "string", required=False),
                                 check_type(b, "createdAt", "integer", required=False),
@@ -83,14 +90,10 @@ class Iterable(ContractServer):
         return 200, {"msg": "", "code": "Success", "params": {"id": b.get("id")}}, {}
 
     def _track(self, srv, req):
-        if req.header("Api-Key") != self.api_key:
-            return _err(401, "BadApiKey", "Invalid API key")
-        ok, _, _, _, _ = self.windows.take()
-        if not ok or self.storm.on():
-            return _err(429, "RateLimitExceeded", "Too many requests")
+        refused = self._gate(req)
+        if refused:
+            return refused
         b = req.json
-        if not isinstance(b, dict):
-            return _err(400, "BadJsonBody", "body is not a JSON object")
         problems = [m for m in (check_type(b, "user", "object"), check_type(b, "items", "array"),
                                 check_type(b, "total", "number"),
                                 check_type(b, "id", "string", required=False),

@@ -5,8 +5,8 @@ real agents over mutual TLS:
   "Order Refunded" (the CDP played by test_purchases_hub.FakeCDP) and at
   Braze once as ecommerce.order_refunded, at Klaviyo once as "Refunded
   Order", at Bloomreach once as a purchase with purchase_status "refunded"
-  and at Iterable once as the custom event "refund"
-  (tests/contract/*_server.py),
+  at Iterable once as the custom event "refund" and in Data Cloud once as
+  records with event_type "return" (tests/contract/*_server.py),
   under the customer of the original sale; posting it again is a duplicate;
   bad bodies get 400 naming the fields; the sale's receipt lookup and the
   card's order say "returned"; scanning the old receipt shows the sale;
@@ -30,6 +30,7 @@ from tslib import Proc, check, customer_batch, free_port, wait_for  # noqa: E402
 from bloomreach_server import Bloomreach  # noqa: E402
 from braze_server import BrazeServer  # noqa: E402
 from iterable_server import Iterable  # noqa: E402
+from salesforce_server import DataCloud  # noqa: E402
 from klaviyo_server import KlaviyoServer  # noqa: E402
 import test_escpos  # noqa: E402
 import test_purchases_hub  # noqa: E402
@@ -72,6 +73,13 @@ def iterable_conf(it):
             f"api_key = it-key\nmax_backoff_s = 2\nsend = purchases, returns\n")
 
 
+def datacloud_conf(dc):
+    return (f"[sink.dc]\ntype = salesforce\nurl = {dc.login.url}\nlogin_url = {dc.login.url}\n"
+            f"ca_file = {dc.login.ca_file}\nclient_id = client-1\nclient_secret = secret-1\n"
+            f"source = tillside_pos\nobject = purchase_line\nmax_backoff_s = 2\n"
+            f"send = purchases, returns\n")
+
+
 def sale(receipt, **kw):
     p = {"receipt": receipt, "currency": "EUR", "total": 38.0,
          "products": [{"sku": "SKU-HAT-1", "name": "Wool Hat", "quantity": 2, "price": 19.0}]}
@@ -105,8 +113,10 @@ def return_arrives_once(w):
     kl = KlaviyoServer(w.certs, KL_KEY)
     br = Bloomreach(w.certs, BR_TOKEN, "key-id-1", "key-secret-1")
     it = Iterable(w.certs, "it-key")
+    dc = DataCloud(w.certs, "client-1", "secret-1", "tillside_pos", "purchase_line")
     try:
-        start_hub(w, cdp, braze_conf(bz), klaviyo_conf(kl), bloomreach_conf(br), iterable_conf(it))
+        start_hub(w, cdp, braze_conf(bz), klaviyo_conf(kl), bloomreach_conf(br), iterable_conf(it),
+                  datacloud_conf(dc))
         st, _ = w.send_batch(customer_batch(user=ADA[0], loyalty=ADA[1], name=ADA[2]))
         check(st == 200, f"CDP batch answered {st}")
         w.start_agent(extra=FAST + RECEIPT_RULE)
@@ -171,6 +181,12 @@ def return_arrives_once(w):
         check(len(iref) == 1 and iref[0]["eventName"] == "refund" and iref[0]["userId"] == ADA[0]
               and iref[0]["dataFields"]["orderId"] == "S001-T01-000501" and
               iref[0]["dataFields"]["total"] == 38.0 and not it.repeats, f"Iterable refund: {iref}")
+        with dc.lock:
+            dref = [r for r in dc.records.values() if r["event_type"] == "return"]
+            dsale = [r for r in dc.records.values() if r["event_type"] == "purchase"]
+        check(len(dref) == 1 and dref[0]["order_id"] == "S001-T01-000501" and
+              dref[0]["order_total"] == 38.0 and dref[0]["customer_id"] == ADA[0] and
+              len(dsale) == 1 and not dc.resent, f"Data Cloud records: {dref} {dsale}")
 
         # The sale's lookup and the card's order say it came back.
         st, ans = w.hub_request("GET", "/v1/lookup?receipt=S001-T01-000501", cert="t01")
@@ -189,6 +205,7 @@ def return_arrives_once(w):
         st, text = w.api("GET", "/metrics")
         check("tillside_purchases_recorded_total 2" in text, "the return not counted as recorded")
     finally:
+        dc.stop()
         it.stop()
         br.stop()
         kl.stop()

@@ -42,7 +42,9 @@ enum route {
     R_READYZ,
     R_METRICS,
     R_PURCHASES,
-    R_OFFER_REDEEM
+    R_OFFER_REDEEM,
+    R_RETURNS,
+    R_CONSENT
 };
 
 static const struct route_def {
@@ -60,6 +62,8 @@ static const struct route_def {
     {"/readyz", R_READYZ, "GET, HEAD"},
     {"/metrics", R_METRICS, "GET, HEAD"},
     {"/api/v1/purchases", R_PURCHASES, "POST"},        /* purchase.c */
+    {"/api/v1/returns", R_RETURNS, "POST"},            /* api_returns.c */
+    {"/api/v1/consent", R_CONSENT, "POST"},            /* api_consent.c */
     {"/api/v1/offers/redeem", R_OFFER_REDEEM, "POST"}, /* api_offers.c */
 };
 
@@ -118,11 +122,14 @@ static enum MHD_Result handle_post(struct ts_api *api, struct MHD_Connection *c,
         return ts_api_post_scan(api, c, &r->body);
     if (r->def->route == R_OFFER_REDEEM)
         return ts_api_post_offer_redeem(api, c, &r->body);
-    if (r->def->route == R_PURCHASES) {
+    if (r->def->route == R_PURCHASES || r->def->route == R_RETURNS || r->def->route == R_CONSENT) {
         if (!api->dep.purch) /* run without a journal (tests of the other endpoints) */
             return ts_api_send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no purchase journal", NULL);
         ts_buf out = {0};
-        unsigned st = ts_purchase_http(api->dep.purch, r->body.data, r->body.len, &out);
+        ts_till_submit_fn fn = r->def->route == R_RETURNS   ? ts_return_submit
+                               : r->def->route == R_CONSENT ? ts_consent_submit
+                                                            : ts_purchase_submit_fields;
+        unsigned st = ts_till_http(api->dep.purch, fn, r->body.data, r->body.len, &out);
         enum MHD_Result ret = ts_api_send_json(c, st, out.data ? out.data : "{}", NULL);
         ts_buf_free(&out);
         return ret;
@@ -152,8 +159,8 @@ static bool token_equal(const char *got, size_t got_len, const char *want)
     return diff == 0;
 }
 
-/* The API token, or for the clear endpoint alone also the page key the
- * associate page was served with (session.c). */
+/* The API token, or for the clear and consent endpoints also the page key
+ * the associate page was served with (session.c). */
 static bool bearer_ok(const struct ts_api *api, struct MHD_Connection *c, bool page_key_ok)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -211,7 +218,7 @@ static enum MHD_Result begin(struct ts_api *api, struct MHD_Connection *c, struc
     }
     if (strcmp(method, "POST") != 0)
         return handle_get(api, c, r->def->route);
-    if (!bearer_ok(api, c, r->def->route == R_CLEAR)) {
+    if (!bearer_ok(api, c, r->def->route == R_CLEAR || r->def->route == R_CONSENT)) {
         TS_WARN("api", "refused %s without a valid bearer token", url);
         return ts_api_send_error(c, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token", NULL);
     }

@@ -101,6 +101,41 @@ static void draw(struct watch *w)
     fflush(stdout);
 }
 
+/* printable ASCII of s (the POS's own text) into out */
+static void safe_text(const char *s, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    for (size_t i = 0, n = 0; s && s[i] && n + 1 < outsz; i++)
+        if (s[i] >= 0x20 && s[i] < 0x7f)
+            out[n++] = s[i], out[n] = '\0';
+}
+
+/* The line a return or a consent leaves on the screen (api_returns.c,
+ * api_consent.c). */
+static void till_flash(struct watch *w, const char *type, json_t *data)
+{
+    char a[48], b[48];
+    if (strcmp(type, "return") == 0) {
+        safe_text(json_string_value(json_object_get(data, "return_id")), a, sizeof a);
+        safe_text(json_string_value(json_object_get(data, "original_receipt")), b, sizeof b);
+        snprintf(w->flash, sizeof w->flash, "Return recorded · %s (receipt %s)", a, b);
+        return;
+    }
+    json_t *c = json_object_get(data, "choices");
+    json_t *p = json_object_get(c, "personalization_consent");
+    snprintf(
+        w->flash, sizeof w->flash, "Consent recorded · personalisation %s%s%s",
+        json_is_true(p)    ? "on"
+        : json_is_false(p) ? "off"
+                           : "unchanged",
+        json_is_boolean(json_object_get(c, "email_consent"))
+            ? (json_is_true(json_object_get(c, "email_consent")) ? " · e-mail on" : " · e-mail off")
+            : "",
+        json_is_boolean(json_object_get(c, "sms_consent"))
+            ? (json_is_true(json_object_get(c, "sms_consent")) ? " · SMS on" : " · SMS off")
+            : "");
+}
+
 static void on_event(void *ud, const struct ts_sse_event *ev)
 {
     struct watch *w = ud;
@@ -137,6 +172,9 @@ static void on_event(void *ud, const struct ts_sse_event *ev)
             snprintf(w->flash, sizeof w->flash, "%s",
                      safe_text(json_string_value(json_object_get(data, "message")), m, sizeof m));
         }
+    } else if ((strcmp(ev->type, "return") == 0 || strcmp(ev->type, "consent") == 0) &&
+               json_is_object(data)) {
+        till_flash(w, ev->type, data);
     } else if (strcmp(ev->type, "link") == 0) {
         const char *l = json_string_value(json_object_get(data, "link"));
         w->link = l && strcmp(l, "online") == 0 ? "online" : "offline";

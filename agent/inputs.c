@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 /* The inputs handle: the drivers' handle (its own lock, drivers/input.h)
@@ -61,7 +62,14 @@ static void on_purchase(void *ctx, const char *input, json_t *purchase)
     char source[96], mid[64], err[512];
     bool dup = false;
     snprintf(source, sizeof source, "escpos:%s", input);
-    int rc = ts_agent_purchase_submit(in->purch, source, purchase, mid, &dup, err, sizeof err);
+    /* A refund receipt (the rules' refund_re) is a return (api_returns.c). */
+    const char *kind = json_string_value(json_object_get(purchase, "kind"));
+    json_t *fields = json_array();
+    int rc =
+        kind && strcmp(kind, "return") == 0
+            ? ts_return_submit(in->purch, source, purchase, mid, &dup, fields, err, sizeof err)
+            : ts_agent_purchase_submit(in->purch, source, purchase, mid, &dup, err, sizeof err);
+    json_decref(fields);
     if (rc != TS_OK)
         TS_WARN("input", "[%s] receipt %s not recorded: %s", input,
                 json_string_value(json_object_get(purchase, "receipt")), err);

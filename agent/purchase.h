@@ -64,6 +64,64 @@ void ts_purchase_status_add(struct ts_purch *pu, json_t *status);
 /* The outbox metrics for /metrics (Prometheus text). */
 void ts_purchase_metrics(struct ts_purch *pu, ts_buf *b);
 
+/* ---- every till event (purchase.c) ------------------------------------------
+ * Returns (api_returns.c) and consent (api_consent.c) travel the purchases'
+ * one pipeline: the same checks, the same journal and uploader, the hub's
+ * same POST /v1/purchases (PROTOCOL.md "Till events"). */
+
+/* A printable string of 1..max bytes; an amount >= 0; a whole quantity >= 1. */
+bool ts_till_text_ok(json_t *v, size_t max);
+bool ts_till_amount_ok(json_t *v);
+bool ts_till_quantity_ok(json_t *v);
+/* currency, total, at, products[] and customer.code as a purchase has them:
+ * the name of each bad one appended to fields. */
+void ts_till_validate_order(json_t *p, json_t *fields);
+/* The card guard over body (what: "purchase", "return", ...): idents are the
+ * identifier fields refused (named in fields) when one holds a card number;
+ * free text is masked. false when the body is refused (err says why). */
+bool ts_till_guard(struct ts_agent *a, const char *what, const char *source, json_t *body,
+                   const char *const *idents, json_t *fields, char *err, size_t errsz);
+/* The cid of the cached card a loyalty code names ("" when none). */
+void ts_till_code_cid(struct ts_agent *a, json_t *code, char *cid, size_t cidsz);
+void ts_till_uuid4(char out[37]);
+/* Segment products[] of the body's lines. */
+json_t *ts_till_products(json_t *in);
+/* A Segment event's frame: type, messageId, anonymousId (store:terminal),
+ * originalTimestamp (body's "at", else now), context.tillside {store,
+ * terminal, receipt = key, source, cid} and context.library. */
+json_t *ts_till_envelope(struct ts_agent *a, const char *type, const char *mid, json_t *body,
+                         int64_t now_ms, const char *key, const char *source, const char *cid);
+/* The body's currency in capitals (validated before). */
+void ts_till_currency(json_t *body, char cur[4]);
+/* Publishes o (reference stolen; NULL = nothing) on the bus as type. */
+void ts_till_publish(struct ts_agent *a, const char *type, json_t *o);
+/* err = "invalid fields: a, b". */
+void ts_till_fields_text(json_t *fields, char *err, size_t errsz);
+/* Commits event under key (unique in the journal: a receipt, "return:ID",
+ * "consent:ID") durably; *dup and the first id when key was recorded
+ * before. TS_ERR_FULL: disk full, nothing recorded. Kicks the uploader. */
+enum ts_err ts_till_commit(struct ts_purch *pu, const char *what, const char *key,
+                           const char *source, const char *cid, const char *event, const char *mid,
+                           int64_t now_ms, bool *dup, char message_id[64], char *err, size_t errsz);
+typedef enum ts_err (*ts_till_submit_fn)(struct ts_purch *pu, const char *source, json_t *body,
+                                         char message_id[64], bool *duplicate, json_t *fields,
+                                         char *err, size_t errsz);
+/* The local API's answer for a submit function: 202 {message_id}, 200
+ * duplicate, 400 {error, fields}, 507 disk full. */
+unsigned ts_till_http(struct ts_purch *pu, ts_till_submit_fn fn, const char *body, size_t len,
+                      ts_buf *out);
+
+/* POST /api/v1/returns (api_returns.c): a return or exchange's refund as
+ * Segment "Order Refunded"; key "return:<return_id>". */
+enum ts_err ts_return_submit(struct ts_purch *pu, const char *source, json_t *ret,
+                             char message_id[64], bool *duplicate, json_t *fields, char *err,
+                             size_t errsz);
+/* POST /api/v1/consent (api_consent.c): the customer's choices as a
+ * Segment identify with consent traits, applied to the card on screen. */
+enum ts_err ts_consent_submit(struct ts_purch *pu, const char *source, json_t *c,
+                              char message_id[64], bool *duplicate, json_t *fields, char *err,
+                              size_t errsz);
+
 /* ---- uploader.c ------------------------------------------------------------*/
 
 /* Starts the upload thread (its own HTTP client). */

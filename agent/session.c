@@ -10,10 +10,11 @@
  *   back. Kept in memory only, for TS_AGENT_RECENT_MAX_MS at most.
  * - The page key: Esc on the page clears the card, and POST
  *   /api/v1/session/clear needs a credential. The page is served with a key
- *   derived from the API token that is good for that one endpoint only, so
- *   whoever can load the page (any local process can; a web page elsewhere
- *   cannot read it: no CORS and the Host guard) can at worst blank the
- *   screen, never scan or record a purchase.
+ *   derived from the API token that is good for that endpoint and POST
+ *   /api/v1/consent (the page's consent control) only, so whoever can load
+ *   the page (any local process can; a web page elsewhere cannot read it: no
+ *   CORS and the Host guard) can at worst blank the screen or record a
+ *   consent choice, never scan or record a purchase.
  */
 #include "agent.h"
 #include "worker.h"

@@ -30,7 +30,7 @@ struct ts_receipt_rules {
     bool price_is_line;
     int barcode_from; /* 0 = code then 2D, 1 = code, 2 = 2D, 3 = none */
     struct rule store_re, terminal_re, receipt_re, total_re, tax_re, discount_re, currency_re,
-        loyalty_re, item_re, qty_re, skip_re;
+        loyalty_re, item_re, qty_re, skip_re, refund_re, original_re;
     struct rule coupon_re; /* an offer's code printed on the receipt (issue 18) */
     enum field item_fields[MAX_GROUPS], qty_fields[MAX_GROUPS];
 };
@@ -46,9 +46,10 @@ void ts_receipt_rules_free(struct ts_receipt_rules *r)
 {
     if (!r)
         return;
-    struct rule *all[] = {&r->store_re, &r->terminal_re, &r->receipt_re,  &r->total_re,
-                          &r->tax_re,   &r->discount_re, &r->currency_re, &r->loyalty_re,
-                          &r->item_re,  &r->qty_re,      &r->skip_re};
+    struct rule *all[] = {&r->store_re,   &r->terminal_re, &r->receipt_re,  &r->total_re,
+                          &r->tax_re,     &r->discount_re, &r->currency_re, &r->loyalty_re,
+                          &r->item_re,    &r->qty_re,      &r->skip_re,     &r->refund_re,
+                          &r->original_re};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         rule_free(all[i]);
     rule_free(&r->coupon_re);
@@ -171,6 +172,8 @@ enum ts_err ts_receipt_rules_load(const struct ts_conf *conf, const char *sec,
         (rc = compile(conf, sec, "qty_re", &r->qty_re, err, errsz)) ||
         (rc = compile(conf, sec, "skip_re", &r->skip_re, err, errsz)) ||
         (rc = compile(conf, sec, "coupon_re", &r->coupon_re, err, errsz)) ||
+        (rc = compile(conf, sec, "refund_re", &r->refund_re, err, errsz)) ||
+        (rc = compile(conf, sec, "original_re", &r->original_re, err, errsz)) ||
         (rc = parse_fields(conf, sec, "item_fields", "name price", r->item_fields, err, errsz)) ||
         (rc = parse_fields(conf, sec, "qty_fields", "qty price", r->qty_fields, err, errsz)))
         goto out;
@@ -344,7 +347,7 @@ static enum ts_err items(const struct ts_receipt_rules *r, const char *text, jso
     regmatch_t m[MAX_GROUPS + 1];
     const struct rule *other[] = {&r->store_re, &r->terminal_re, &r->receipt_re,  &r->total_re,
                                   &r->tax_re,   &r->discount_re, &r->currency_re, &r->loyalty_re,
-                                  &r->skip_re,  &r->coupon_re};
+                                  &r->skip_re,  &r->refund_re,   &r->original_re, &r->coupon_re};
     json_t *last = NULL;
     const char *p = text;
     while (*p) {
@@ -419,6 +422,52 @@ static enum ts_err items(const struct ts_receipt_rules *r, const char *text, jso
     return TS_OK;
 }
 
+/* Does any line of text match rule? */
+static bool first_line(const struct rule *rule, const char *text)
+{
+    char line[1024];
+    regmatch_t m[MAX_GROUPS + 1];
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len >= sizeof line)
+            len = sizeof line - 1;
+        memcpy(line, p, len);
+        line[len] = '\0';
+        if (match(rule, line, m))
+            return true;
+        p = nl ? nl + 1 : p + len;
+    }
+    return false;
+}
+
+/* A refund receipt becomes the body of POST /api/v1/returns: its own number
+ * is the return's id, original_re's value (formatted like the receipt)
+ * names the sale it refunds; lines count what came back, positive. */
+static void as_return(const struct ts_receipt_rules *r, const char *store, const char *terminal,
+                      const char *text, json_t *o)
+{
+    char num[128], original[192];
+    json_object_set_new(o, "kind", json_string("return"));
+    json_object_set(o, "return_id", json_object_get(o, "receipt"));
+    first_value(&r->original_re, text, num, sizeof num);
+    if (num[0]) {
+        format_receipt(r, store, terminal, num, original, sizeof original);
+        json_object_set_new(o, "original_receipt", json_string(original));
+    }
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(o, "products"), i, it)
+    {
+        static const char *const keys[] = {"quantity", "price"};
+        for (size_t k = 0; k < 2; k++) {
+            json_t *v = json_object_get(it, keys[k]);
+            if (json_is_number(v) && json_number_value(v) < 0)
+                json_object_set_new(it, keys[k], number(-json_number_value(v)));
+        }
+    }
+}
+
 enum ts_err ts_receipt_rules_apply(const struct ts_receipt_rules *r,
                                    const struct ts_escpos_receipt *rc, int64_t wall_ms,
                                    json_t **out, char *err, size_t errsz)
@@ -441,8 +490,14 @@ enum ts_err ts_receipt_rules_apply(const struct ts_receipt_rules *r,
         goto out;
     }
     format_receipt(r, store, terminal, num, receipt, sizeof receipt);
+    /* A refund receipt (refund_re matched a line) prints its amounts
+     * negative or not: they are what went back, as positive amounts. */
+    bool refund = r->refund_re.set && first_line(&r->refund_re, text);
     first_value(&r->total_re, text, val, sizeof val);
-    if (!parse_amount(val, r->decimal, &total) || total < 0) {
+    bool got_total = parse_amount(val, r->decimal, &total);
+    if (got_total && refund)
+        total = fabs(total);
+    if (!got_total || total < 0) {
         ts_errf(err, errsz, "receipt %s: no total (total_re matched no line with an amount)",
                 receipt);
         goto out;
@@ -497,6 +552,8 @@ enum ts_err ts_receipt_rules_apply(const struct ts_receipt_rules *r,
         json_object_set_new(o, "store", json_string(store));
     if (terminal[0])
         json_object_set_new(o, "terminal", json_string(terminal));
+    if (refund)
+        as_return(r, store, terminal, text, o);
     *out = o;
     o = NULL;
     ret = TS_OK;

@@ -65,6 +65,6 @@ void ts_receipt_guarded_free(struct ts_receipt_guarded *gr); /* NULL ok */
     "store", "terminal", "receipt_format", "currency", "decimal", "item_price", "barcode_from",    \
         "store_re", "terminal_re", "receipt_re", "total_re", "tax_re", "discount_re",              \
         "currency_re", "loyalty_re", "item_re", "qty_re", "skip_re", "item_fields", "qty_fields",  \
-        "coupon_re"
+        "refund_re", "original_re", "coupon_re"
 
 #endif

@@ -55,6 +55,15 @@ static json_t *when(int64_t ms)
     return json_string(at);
 }
 
+/* "in store", or "returned" / "partly returned" by the refunds in column i
+ * against the sale's total. */
+static const char *returned_status(struct ts_sql_stmt *st, int i, double total)
+{
+    if (ts_sql_column_type(st, i) == TS_SQL_NULL)
+        return "in store";
+    return ts_sql_column_double(st, i) >= total - 0.005 ? "returned" : "partly returned";
+}
+
 enum ts_err ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, ts_buf *out)
 {
     char norm[TS_SEG_MAX_ID + 1];
@@ -68,10 +77,14 @@ enum ts_err ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, t
     if (ts_sql_prepare(
             db,
             "SELECT p.receipt, p.store_id, p.terminal, p.total, p.currency, p.at,"
-            " p.event, coalesce(c.id, o.customer) FROM purchases p"
+            " p.event, coalesce(c.id, o.customer),"
+            /* what came back of it: returns name the sale's receipt */
+            " (SELECT sum(r.total) FROM purchases r WHERE r.kind = 2 AND r.original = p.receipt)"
+            " FROM purchases p"
             " LEFT JOIN customers c ON c.id = p.customer"
             " LEFT JOIN orders o ON o.order_id = p.receipt AND o.store_id = p.store_id"
-            " WHERE p.receipt_norm = ?1 OR p.barcode_norm = ?1 ORDER BY p.at DESC LIMIT 1",
+            " WHERE (p.receipt_norm = ?1 OR p.barcode_norm = ?1) AND p.kind = 1"
+            " ORDER BY p.at DESC LIMIT 1",
             &st) != TS_OK) {
         rc = ts_hub_db_err(db, "receipt lookup");
         goto out;
@@ -87,7 +100,10 @@ enum ts_err ts_hub_lookup_receipt(struct ts_hub_store *s, const char *receipt, t
     json_t *pj = json_pack("{s:s, s:s, s:f, s:s, s:o, s:s}", "receipt", ts_sql_column_text(st, 0),
                            "store", ts_sql_column_text(st, 1), "total", ts_sql_column_double(st, 3),
                            "currency", ts_sql_column_text(st, 4) ? ts_sql_column_text(st, 4) : "",
-                           "at", when(ts_sql_column_int64(st, 5)), "status", "in store");
+                           "at", when(ts_sql_column_int64(st, 5)), "status",
+                           returned_status(st, 8, ts_sql_column_double(st, 3)));
+    if (pj && ts_sql_column_type(st, 8) != TS_SQL_NULL)
+        json_object_set_new(pj, "refunded", json_real(ts_sql_column_double(st, 8)));
     if (pj && ts_sql_column_text(st, 2))
         json_object_set_new(pj, "terminal", json_string(ts_sql_column_text(st, 2)));
     if (pj && json_is_array(products))

@@ -102,6 +102,9 @@ static bool card_data(struct ts_hub_purchase *p, json_t *e, const char *store)
                                          "context.tillside.receipt",
                                          "context.tillside.barcode",
                                          "context.tillside.cid",
+                                         "properties.return_id",
+                                         "context.tillside.original_receipt",
+                                         "context.tillside.associate",
                                          NULL};
     struct ts_guard_json_report rep;
     json_t *refused = json_array();
@@ -128,6 +131,36 @@ static bool card_data(struct ts_hub_purchase *p, json_t *e, const char *store)
     return reject(p, "payment card data in %.96s: refused (never stored or forwarded)", rep.field);
 }
 
+static int consent_trait(json_t *traits, const char *name)
+{
+    json_t *v = json_object_get(traits, name);
+    return json_is_boolean(v) ? json_is_true(v) : -1;
+}
+
+/* A consent identify: its key, its customer and the choices. */
+static bool bad_consent(struct ts_hub_purchase *p, json_t *e, json_t *tl)
+{
+    p->receipt = tl ? ts_hub_purchase_member(tl, "receipt", TS_SEG_MAX_ID) : NULL;
+    if (!p->receipt || strncmp(p->receipt, "consent:", 8) != 0)
+        return reject(p, "context.tillside.receipt must be the consent's key (consent:ID)%s", NULL);
+    if (!p->cid)
+        return reject(p, "context.tillside.cid (whose consent) missing%s", NULL);
+    json_t *traits = json_object_get(e, "traits");
+    if (!json_is_object(traits))
+        return reject(p, "traits missing%s", NULL);
+    p->personalization = consent_trait(traits, "personalization_consent");
+    p->email_consent = consent_trait(traits, "email_consent");
+    p->sms_consent = consent_trait(traits, "sms_consent");
+    if (p->personalization < 0 && p->email_consent < 0 && p->sms_consent < 0)
+        return reject(p,
+                      "traits name no consent (personalization_consent, email_consent, "
+                      "sms_consent)%s",
+                      NULL);
+    p->associate = ts_hub_purchase_member(tl, "associate", 64);
+    p->currency = "";
+    return false;
+}
+
 /* Checks one event and fills p from it; false when it is valid. */
 static bool bad_event(struct ts_hub_purchase *p, json_t *e, const char *store, int64_t now_ms)
 {
@@ -140,12 +173,18 @@ static bool bad_event(struct ts_hub_purchase *p, json_t *e, const char *store, i
         return reject(p, "messageId missing or not a string of 1..256 bytes%s", NULL);
     const char *type = json_string_value(json_object_get(e, "type"));
     const char *name = json_string_value(json_object_get(e, "event"));
-    if (!type || strcmp(type, "track") != 0)
-        return reject(p, "type must be \"track\"%s", NULL);
-    if (!name || strcmp(name, "Order Completed") != 0)
-        return reject(p, "event must be \"Order Completed\"%s", NULL);
+    if (type && strcmp(type, "identify") == 0)
+        p->kind = TS_HUB_TILL_CONSENT;
+    else if (!type || strcmp(type, "track") != 0)
+        return reject(p, "type must be \"track\" or \"identify\"%s", NULL);
+    else if (name && strcmp(name, "Order Completed") == 0)
+        p->kind = TS_HUB_TILL_PURCHASE;
+    else if (name && strcmp(name, "Order Refunded") == 0)
+        p->kind = TS_HUB_TILL_RETURN;
+    else
+        return reject(p, "event must be \"Order Completed\" or \"Order Refunded\"%s", NULL);
     json_t *props = json_object_get(e, "properties");
-    if (!json_is_object(props))
+    if (p->kind != TS_HUB_TILL_CONSENT && !json_is_object(props))
         return reject(p, "properties missing%s", NULL);
     json_t *ctx = json_object_get(e, "context");
     json_t *tl = json_is_object(ctx) ? json_object_get(ctx, "tillside") : NULL;
@@ -162,11 +201,24 @@ static bool bad_event(struct ts_hub_purchase *p, json_t *e, const char *store, i
     p->cid = tl ? ts_hub_purchase_member(tl, "cid", 64) : NULL;
     if (tl && json_object_get(tl, "cid") && !json_is_null(json_object_get(tl, "cid")) && !p->cid)
         return reject(p, "context.tillside.cid must be a card cid%s", NULL);
+    if (p->kind == TS_HUB_TILL_CONSENT) {
+        if (bad_consent(p, e, tl))
+            return true;
+        goto timestamp;
+    }
     p->receipt = ts_hub_purchase_member(props, "order_id", TS_SEG_MAX_ID);
     if (!p->receipt)
         return reject(p, "properties.order_id (the receipt number) missing%s", NULL);
     const char *r2 = tl ? ts_hub_purchase_member(tl, "receipt", TS_SEG_MAX_ID) : NULL;
-    if (r2 && strcmp(r2, p->receipt) != 0)
+    if (p->kind == TS_HUB_TILL_RETURN) {
+        /* The return's own key; order_id names the sale it refunds. */
+        p->original = p->receipt;
+        p->receipt = r2;
+        p->barcode = NULL;
+        if (!r2 || strncmp(r2, "return:", 7) != 0)
+            return reject(p, "context.tillside.receipt must be the return's key (return:ID)%s",
+                          NULL);
+    } else if (r2 && strcmp(r2, p->receipt) != 0)
         return reject(p, "context.tillside.receipt differs from properties.order_id%s", NULL);
     p->currency = json_string_value(json_object_get(props, "currency"));
     if (!p->currency || strlen(p->currency) != 3 || p->currency[0] < 'A' || p->currency[0] > 'Z' ||
@@ -183,6 +235,7 @@ static bool bad_event(struct ts_hub_purchase *p, json_t *e, const char *store, i
     }
     if (bad_products(p, json_object_get(props, "products")))
         return true;
+timestamp:
     p->at_ms = now_ms;
     json_t *ts = json_object_get(e, "originalTimestamp");
     if (!ts)

@@ -8,6 +8,7 @@
  */
 #include "parts.h"
 #include "purchases.h"
+#include "sinks.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -28,13 +29,30 @@ static const char *const schema_sql =
     "  WHERE barcode_norm IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS purchases_customer ON purchases(customer);"
     /* a purchase names its customer by card cid */
-    "CREATE INDEX IF NOT EXISTS customers_cid ON customers(cid);";
+    "CREATE INDEX IF NOT EXISTS customers_cid ON customers(cid);"
+    /* consent recorded at a till: who, where, when, by whom (never erased
+     * with the purchases' customer link: it is the proof of the choice) */
+    "CREATE TABLE IF NOT EXISTS consent_audit(message_id TEXT PRIMARY KEY, store_id TEXT NOT NULL,"
+    "  terminal TEXT, customer TEXT, cid TEXT NOT NULL, personalization INTEGER,"
+    "  email INTEGER, sms INTEGER, associate TEXT, at INTEGER NOT NULL,"
+    "  received INTEGER NOT NULL, source TEXT);";
 
 enum ts_err ts_hub_purchases_schema(struct ts_hub_store *s)
 {
     enum ts_err rc = ts_hub_db_ddl(s, schema_sql);
     /* In-store orders name their store on the card. */
-    return rc ? rc : ts_hub_db_add_column(s, "orders", "store_id", "store_id TEXT", NULL);
+    if (rc == TS_OK)
+        rc = ts_hub_db_add_column(s, "orders", "store_id", "store_id TEXT", NULL);
+    /* Till events of every kind share the table (PROTOCOL.md "Till events"):
+     * kind 1 purchase, 2 return (original = the sale's receipt), 4 consent. */
+    if (rc == TS_OK)
+        rc = ts_hub_db_add_column(s, "purchases", "kind", "kind INTEGER NOT NULL DEFAULT 1", NULL);
+    if (rc == TS_OK)
+        rc = ts_hub_db_add_column(s, "purchases", "original", "original TEXT", NULL);
+    if (rc == TS_OK)
+        rc = ts_hub_db_ddl(s, "CREATE INDEX IF NOT EXISTS purchases_original ON purchases(original)"
+                              " WHERE original IS NOT NULL;");
+    return rc;
 }
 
 enum q {
@@ -44,14 +62,19 @@ enum q {
     Q_ORDER,
     Q_HOME,
     Q_IDENT,
+    Q_ORIGINAL,
+    Q_RETURNED,
+    Q_UNBOUGHT,
+    Q_CONSENT,
+    Q_AUDIT,
     Q_COUNT,
 };
 
 static const char *const q_sql[Q_COUNT] = {
     [Q_INSERT] = "INSERT INTO purchases(message_id, store_id, terminal, receipt,"
                  " receipt_norm, customer, cid, total, currency, at, received, source, event,"
-                 " barcode_norm)"
-                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                 " barcode_norm, kind, original)"
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
                  " ON CONFLICT DO NOTHING",
     [Q_CUST_BY_CID] = "SELECT id FROM customers WHERE cid = ?1",
     /* a till's product name ("TRAIL JKT M") never overwrites the catalogue's */
@@ -64,6 +87,20 @@ static const char *const q_sql[Q_COUNT] = {
     /* scanning the receipt later finds the card in the store's cache too */
     [Q_IDENT] = "INSERT INTO identifiers(key, kind, value, customer, prev_key)"
                 " VALUES(?1, 'receipt', ?2, ?3, ?4) ON CONFLICT(key) DO NOTHING",
+    /* a return's customer is the original sale's: this store's first */
+    [Q_ORIGINAL] = "SELECT customer, cid FROM purchases WHERE receipt = ?1 AND kind = 1"
+                   " ORDER BY CASE WHEN store_id = ?2 THEN 0 ELSE 1 END, at DESC LIMIT 1",
+    /* the card's order shows what came back */
+    [Q_RETURNED] = "UPDATE orders SET status = CASE WHEN (SELECT sum(total) FROM purchases"
+                   " WHERE kind = 2 AND original = ?1) >= coalesce(total, 0) - 0.005"
+                   " THEN 'returned' ELSE 'partly returned' END WHERE order_id = ?1",
+    /* what came back is no longer bought (suggestions, the interest summary) */
+    [Q_UNBOUGHT] = "DELETE FROM bought WHERE customer = ?1 AND product_id = ?2",
+    [Q_CONSENT] = "UPDATE customers SET consent = ?2 WHERE id = ?1",
+    [Q_AUDIT] = "INSERT INTO consent_audit(message_id, store_id, terminal, customer, cid,"
+                " personalization, email, sms, associate, at, received, source)"
+                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                " ON CONFLICT DO NOTHING",
 };
 static const struct ts_hub_stmts stmts = {q_sql, NULL, Q_COUNT};
 
@@ -180,13 +217,91 @@ static enum ts_err customer_of(struct ctx *c, const char *cid, char *out, size_t
     return step == TS_SQL_ROW || step == TS_SQL_DONE ? TS_OK : ts_hub_db_werr(c->s, "cid lookup");
 }
 
+static void bind_tri(struct ts_sql_stmt *st, int i, int v)
+{
+    if (v < 0)
+        ts_sql_bind_null(st, i);
+    else
+        ts_sql_bind_int64(st, i, v);
+}
+
+/* The consent's audit row, and the profile's consent: every card of the
+ * customer is rebuilt (touch) and reaches every store at its next page. */
+static enum ts_err apply_consent(struct ctx *c, const struct ts_hub_purchase *p, const char *cust,
+                                 int64_t now_ms)
+{
+    struct ts_sql_stmt *st = q(c, Q_AUDIT);
+    ts_sql_bind_text(st, 1, p->message_id);
+    ts_sql_bind_text(st, 2, p->store);
+    ts_sql_bind_text(st, 3, p->terminal);
+    ts_sql_bind_text(st, 4, cust[0] ? cust : NULL);
+    ts_sql_bind_text(st, 5, p->cid);
+    bind_tri(st, 6, p->personalization);
+    bind_tri(st, 7, p->email_consent);
+    bind_tri(st, 8, p->sms_consent);
+    ts_sql_bind_text(st, 9, p->associate);
+    ts_sql_bind_int64(st, 10, p->at_ms);
+    ts_sql_bind_int64(st, 11, now_ms);
+    ts_sql_bind_text(st, 12, p->source);
+    int rc = step_done(c, st, "consent audit");
+    if (rc != TS_OK || !cust[0] || p->personalization < 0)
+        return rc;
+    st = q(c, Q_CONSENT);
+    ts_sql_bind_text(st, 1, cust);
+    ts_sql_bind_int64(st, 2, p->personalization);
+    return step_done(c, st, "consent update");
+}
+
+/* The original sale's customer for a return, into cust (unchanged when the
+ * hub stored no such sale or it was anonymous). */
+static enum ts_err original_customer(struct ctx *c, const struct ts_hub_purchase *p, char *cust,
+                                     size_t custsz)
+{
+    struct ts_sql_stmt *st = q(c, Q_ORIGINAL);
+    ts_sql_bind_text(st, 1, p->original);
+    ts_sql_bind_text(st, 2, p->store);
+    int step = ts_sql_step(st);
+    if (step == TS_SQL_ROW && ts_sql_column_text(st, 0))
+        ts_strlcpy(cust, ts_sql_column_text(st, 0), custsz);
+    ts_sql_reset(st);
+    return step == TS_SQL_ROW || step == TS_SQL_DONE ? TS_OK
+                                                     : ts_hub_db_werr(c->s, "original sale");
+}
+
+/* The order shows it came back; the lines are no longer bought. */
+static enum ts_err apply_return(struct ctx *c, const struct ts_hub_purchase *p, const char *cust)
+{
+    struct ts_sql_stmt *st = q(c, Q_RETURNED);
+    ts_sql_bind_text(st, 1, p->original);
+    int rc = step_done(c, st, "order returned");
+    json_t *products = json_object_get(json_object_get(p->event, "properties"), "products");
+    for (size_t i = 0; rc == TS_OK && i < json_array_size(products); i++) {
+        json_t *it = json_array_get(products, i);
+        const char *ids[2] = {ts_hub_purchase_member(it, "product_id", TS_SEG_MAX_ID),
+                              ts_hub_purchase_member(it, "sku", TS_SEG_MAX_ID)};
+        for (int k = 0; rc == TS_OK && k < 2; k++) {
+            if (!ids[k])
+                continue;
+            st = q(c, Q_UNBOUGHT);
+            ts_sql_bind_text(st, 1, cust);
+            ts_sql_bind_text(st, 2, ids[k]);
+            rc = step_done(c, st, "return unbought");
+        }
+    }
+    return rc;
+}
+
 static enum ts_err store_one(struct ctx *c, struct ts_hub_purchase *p, bool forward, int64_t now_ms)
 {
     char cust[TS_SEG_MAX_ID + 1], norm[TS_SEG_MAX_ID + 1], bnorm[TS_SEG_MAX_ID + 1];
     int rc = customer_of(c, p->cid, cust, sizeof cust);
+    if (rc == TS_OK && p->kind == TS_HUB_TILL_RETURN)
+        rc = original_customer(c, p, cust, sizeof cust);
     if (rc != TS_OK)
         return rc;
-    bool has_norm = ts_ident_normalize(p->receipt, strlen(p->receipt), norm, sizeof norm) == TS_OK;
+    bool sale = p->kind == TS_HUB_TILL_PURCHASE;
+    bool has_norm =
+        sale && ts_ident_normalize(p->receipt, strlen(p->receipt), norm, sizeof norm) == TS_OK;
     bool has_bnorm = p->barcode && ts_ident_normalize(p->barcode, strlen(p->barcode), bnorm,
                                                       sizeof bnorm) == TS_OK;
     struct ts_sql_stmt *st = q(c, Q_INSERT);
@@ -204,6 +319,8 @@ static enum ts_err store_one(struct ctx *c, struct ts_hub_purchase *p, bool forw
     ts_sql_bind_text(st, 12, p->source);
     ts_sql_bind_text(st, 13, p->text);
     ts_sql_bind_text(st, 14, has_bnorm ? bnorm : NULL);
+    ts_sql_bind_int64(st, 15, p->kind ? p->kind : TS_HUB_TILL_PURCHASE);
+    ts_sql_bind_text(st, 16, p->original);
     if ((rc = step_done(c, st, "purchase insert")))
         return rc;
     if (ts_sql_changes(ts_hub_db_writer(c->s)) == 0) {
@@ -214,12 +331,17 @@ static enum ts_err store_one(struct ctx *c, struct ts_hub_purchase *p, bool forw
     }
     p->status = TS_HUB_P_ACCEPTED;
     if (forward) {
-        if ((rc = ts_hub_upstream_queue(c->s, p->message_id, now_ms)))
+        if ((rc = ts_hub_sinkq_queue(c->s, (enum ts_sink_kind)(p->kind ? p->kind : 1),
+                                     p->message_id, now_ms)))
             return rc;
     }
+    if (p->kind == TS_HUB_TILL_CONSENT && (rc = apply_consent(c, p, cust, now_ms)))
+        return rc;
     if (!cust[0])
         return TS_OK;
-    if ((rc = apply_profile(c, p, cust, has_norm ? norm : NULL, has_bnorm ? bnorm : NULL)))
+    if (p->kind == TS_HUB_TILL_RETURN && (rc = apply_return(c, p, cust)))
+        return rc;
+    if (sale && (rc = apply_profile(c, p, cust, has_norm ? norm : NULL, has_bnorm ? bnorm : NULL)))
         return rc;
     return touch(c, cust);
 }

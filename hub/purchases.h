@@ -24,10 +24,23 @@ enum ts_hub_purchase_status {
     TS_HUB_P_REJECTED,  /* invalid event; error says why; nothing stored */
 };
 
+/* What a till event is (the values of enum ts_sink_kind, hub/sink.h). */
+enum ts_hub_till_kind {
+    TS_HUB_TILL_PURCHASE = 1, /* track "Order Completed" */
+    TS_HUB_TILL_RETURN = 2,   /* track "Order Refunded" */
+    TS_HUB_TILL_CONSENT = 4,  /* identify with consent traits */
+};
+
 struct ts_hub_purchase {
+    enum ts_hub_till_kind kind;
     const char *message_id; /* NULL when the event had none (then rejected) */
     const char *store, *terminal, *receipt, *cid, *currency, *source; /* cid NULL = unknown */
     const char *barcode; /* context.tillside.barcode: the printed receipt barcode, NULL = none */
+    /* A return: receipt is its key ("return:ID"), original the sale's receipt
+     * (properties.order_id). Consent: receipt is "consent:ID"; personalization
+     * -1 = not given, 0 or 1; associate NULL = not given. */
+    const char *original, *associate;
+    int personalization, email_consent, sms_consent;
     double total;
     int64_t at_ms; /* originalTimestamp, else receive time */
     void *event;   /* json_t *: the event as forwarded upstream */

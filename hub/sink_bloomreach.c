@@ -15,7 +15,8 @@
  *   purchase_id, purchase_status, purchase_source_type "store",
  *   purchase_source_name, product_ids, product_list, total_price,
  *   total_quantity; then one purchase_item per line with the same purchase_id
- *   and product_id, title, price, quantity, total_price. Each is one command,
+ *   and product_id, title, price, quantity, total_price (a return: the same
+ *   with purchase_status "refunded"). Each is one command,
  *   so a purchase is 1 + lines items and a batch of 50 carries several.
  * Customer: customer_ids {<customer_id key, default "registered">: profile};
  *   Bloomreach needs at least one id ("At least one id should be specified",
@@ -105,6 +106,15 @@ static enum ts_err command(const struct br_state *s, const struct ts_sink_event 
     return ts_sink_items_add(out, c, NULL);
 }
 
+/* A till's return is the refunded sale's purchase (purchase_id: its
+ * receipt) again, with purchase_status "refunded" and the amounts and lines
+ * that went back (the custom-events page above: purchase_status says what
+ * happened to the purchase). */
+static const char *purchase_status(const struct ts_sink_event *e)
+{
+    return e->kind == TS_SINK_RETURN ? "refunded" : "success";
+}
+
 static enum ts_err br_map(void *state, const struct ts_sink_event *e, struct ts_sink_items *out,
                           char *err, size_t errsz)
 {
@@ -132,7 +142,7 @@ static enum ts_err br_map(void *state, const struct ts_sink_event *e, struct ts_
             rc = TS_ERR_NOMEM;
     }
     json_t *common = json_pack("{s:s,s:s,s:s}", "purchase_id", o.order_id, "purchase_status",
-                               "success", "purchase_source_type", "store");
+                               purchase_status(e), "purchase_source_type", "store");
     if (common && o.store)
         json_object_set_new(common, "purchase_source_name", json_string(o.store));
     if (common && o.currency)
@@ -232,7 +242,7 @@ static enum ts_sink_verdict br_parse(void *state, const struct ts_sink_answer *a
 
 const struct ts_sink_vendor ts_sink_bloomreach = {
     .type = "bloomreach",
-    .kinds = TS_SINK_PURCHASE,
+    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN,
     .anonymous = false,
     .limits = {.max_items = 50, .rate = 100, .burst = 100, .max_in_flight = 4}, /* no order */
     .required = required,

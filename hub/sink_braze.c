@@ -18,6 +18,8 @@
  *   - ecommerce.order_placed: order_id, total_value, currency (ISO 4217),
  *     products [{product_id, product_name, variant_id, quantity, price}],
  *     source -- all required
+ *   - ecommerce.order_refunded: the same order-level schema, for a refund
+ *     of (part of) the order order_id
  * Purchase object (the legacy way, [sink.NAME] purchases = legacy),
  * https://www.braze.com/docs/api/objects_filters/purchase_object/
  *   - one object per product: product_id, currency, price, quantity, time
@@ -68,6 +70,56 @@ static void who(json_t *o, const struct ts_sink_event *e)
                         json_string(e->profile));
 }
 
+/* A recommended eCommerce event (name: ecommerce.order_placed, or
+ * ecommerce.order_refunded for a till's return -- the same order-level
+ * schema, order_id naming the original order) of the order properties p. */
+static json_t *ecommerce_event(const struct ts_sink_event *e, const json_t *p, const char *name,
+                               const char *when)
+{
+    const json_t *tl = json_object_get(json_object_get(e->event, "context"), "tillside");
+    json_t *lines = json_array(), *it;
+    size_t i;
+    json_array_foreach(json_object_get(p, "products"), i, it)
+    {
+        const char *pid = json_string_value(json_object_get(it, "product_id"));
+        const char *sku = json_string_value(json_object_get(it, "sku"));
+        const char *pname = json_string_value(json_object_get(it, "name"));
+        json_t *q = json_object_get(it, "quantity");
+        json_array_append_new(
+            lines,
+            json_pack("{s:s?,s:s?,s:s?,s:I,s:f}", "product_id", pid ? pid : sku, "product_name",
+                      pname && *pname ? pname : (pid ? pid : sku), "variant_id", sku ? sku : pid,
+                      "quantity", (json_int_t)(json_is_integer(q) ? json_integer_value(q) : 1),
+                      "price", json_number_value(json_object_get(it, "price"))));
+    }
+    json_t *o =
+        json_pack("{s:s,s:s,s:{s:s?,s:f,s:s?,s:o,s:s,s:s?}}", "name", name, "time", when,
+                  "properties", "order_id", json_string_value(json_object_get(p, "order_id")),
+                  "total_value", json_number_value(json_object_get(p, "total")), "currency",
+                  json_string_value(json_object_get(p, "currency")), "products", lines, "source",
+                  "pos", "store", json_string_value(json_object_get(tl, "store")));
+    const char *reason = json_string_value(json_object_get(p, "reason"));
+    if (o && reason)
+        json_object_set_new(json_object_get(o, "properties"), "reason", json_string(reason));
+    if (o)
+        who(o, e);
+    return o;
+}
+
+/* A return: ecommerce.order_refunded (recommended events, above), also
+ * with purchases = legacy (purchase objects cannot be negative). */
+static enum ts_err map_refund(const struct ts_sink_event *e, const json_t *p,
+                              struct ts_sink_items *out, char *err, size_t errsz)
+{
+    char when[40];
+    ts_iso8601(e->at_ms, when, sizeof when);
+    enum ts_err rc =
+        ts_sink_items_add(out, ecommerce_event(e, p, "ecommerce.order_refunded", when), NULL);
+    if (rc != TS_OK)
+        ts_errf(err, errsz, "out of memory");
+    return rc;
+}
+
 static enum ts_err map(void *state, const struct ts_sink_event *e, struct ts_sink_items *out,
                        char *err, size_t errsz)
 {
@@ -77,6 +129,8 @@ static enum ts_err map(void *state, const struct ts_sink_event *e, struct ts_sin
         ts_errf(err, errsz, "no order properties or no profile");
         return TS_ERR_INVAL;
     }
+    if (e->kind == TS_SINK_RETURN)
+        return map_refund(e, p, out, err, errsz);
     char when[40];
     ts_iso8601(e->at_ms, when, sizeof when);
     const char *order = json_string_value(json_object_get(p, "order_id"));
@@ -106,26 +160,7 @@ static enum ts_err map(void *state, const struct ts_sink_event *e, struct ts_sin
             ts_errf(err, errsz, "out of memory");
         return rc;
     }
-    json_t *lines = json_array();
-    json_array_foreach(products, i, it)
-    {
-        const char *pid = json_string_value(json_object_get(it, "product_id"));
-        const char *sku = json_string_value(json_object_get(it, "sku"));
-        const char *name = json_string_value(json_object_get(it, "name"));
-        json_t *q = json_object_get(it, "quantity");
-        json_array_append_new(
-            lines,
-            json_pack("{s:s?,s:s?,s:s?,s:I,s:f}", "product_id", pid ? pid : sku, "product_name",
-                      name ? name : (pid ? pid : sku), "variant_id", sku ? sku : pid, "quantity",
-                      (json_int_t)(json_is_integer(q) ? json_integer_value(q) : 1), "price",
-                      json_number_value(json_object_get(it, "price"))));
-    }
-    json_t *o = json_pack("{s:s,s:s,s:{s:s?,s:f,s:s?,s:o,s:s,s:s?}}", "name",
-                          "ecommerce.order_placed", "time", when, "properties", "order_id", order,
-                          "total_value", json_number_value(json_object_get(p, "total")), "currency",
-                          cur, "products", lines, "source", "pos", "store", store);
-    who(o, e);
-    rc = ts_sink_items_add(out, o, NULL);
+    rc = ts_sink_items_add(out, ecommerce_event(e, p, "ecommerce.order_placed", when), NULL);
     if (rc != TS_OK)
         ts_errf(err, errsz, "out of memory");
     return rc;

@@ -257,7 +257,9 @@ enum ts_err ts_hub_sinks_conf(const struct ts_conf *c, struct ts_hub_config *o, 
         ts_strlcpy(k->type, "segment", sizeof k->type);
         ts_strlcpy(k->url, o->upstream_url, sizeof k->url);
         ts_strlcpy(k->ca_file, o->upstream_ca_file, sizeof k->ca_file);
-        k->send = TS_SINK_PURCHASE | TS_SINK_COUPON;
+        /* a Segment source takes every till event (PROTOCOL.md "Till events")
+         * and the Coupon Applied of a redeemed offer */
+        k->send = TS_SINK_PURCHASE | TS_SINK_RETURN | TS_SINK_CONSENT | TS_SINK_COUPON;
         k->anonymous = true;
         k->max_backoff_s = o->upstream_max_backoff_s;
         const char *key = o->upstream_write_key;

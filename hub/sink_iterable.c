@@ -1,5 +1,6 @@
 /*
- * Iterable: purchases through the Commerce API's trackPurchase.
+ * Iterable: purchases through the Commerce API's trackPurchase; returns as
+ * the custom event "refund" (it_map_refund below).
  *
  * Reference: https://api.iterable.com/api/docs#commerce_trackPurchase
  *   POST {url}/api/commerce/trackPurchase, JSON body
@@ -67,6 +68,35 @@ static void it_fini(void *state)
     free(state);
 }
 
+/*
+ * A return: Iterable's Commerce API tracks purchases and carts only, so a
+ * refund is the documented custom event, POST /api/events/track
+ * (https://api.iterable.com/api/docs#events_track): eventName "refund",
+ * email or userId, id (an event tracked again under its id is updated, not
+ * added: the messageId makes a resend harmless), createdAt (seconds) and
+ * dataFields with the refunded order, amount and lines.
+ */
+#define REFUND_EVENT "{\"eventName\""
+static enum ts_err it_map_refund(const struct it_state *s, const struct ts_sink_event *e,
+                                 const struct ts_sink_order *o, struct ts_sink_items *out)
+{
+    const json_t *p = ts_sink_props(e);
+    json_t *f = json_pack("{s:s,s:f,s:O}", "orderId", o->order_id, "total", o->total, "items",
+                          json_object_get(p, "products"));
+    const char *reason = json_string_value(json_object_get(p, "reason"));
+    if (f && reason)
+        json_object_set_new(f, "reason", json_string(reason));
+    if (f && o->currency)
+        json_object_set_new(f, "currency", json_string(o->currency));
+    if (f && o->store)
+        json_object_set_new(f, "storeId", json_string(o->store));
+    bool by_email = s->by_email && e->email && strcmp(e->profile, e->email) == 0;
+    json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:o}", "eventName", "refund",
+                          by_email ? "email" : "userId", e->profile, "id", e->id, "createdAt",
+                          (json_int_t)(e->at_ms / 1000), "dataFields", f);
+    return ts_sink_items_add(out, j, e->id);
+}
+
 static enum ts_err it_map(void *state, const struct ts_sink_event *e, struct ts_sink_items *out,
                           char *err, size_t errsz)
 {
@@ -78,6 +108,8 @@ static enum ts_err it_map(void *state, const struct ts_sink_event *e, struct ts_
         ts_errf(err, errsz, "no known customer: Iterable needs a user");
         return TS_ERR_INVAL;
     }
+    if (e->kind == TS_SINK_RETURN)
+        return it_map_refund(s, e, &o, out);
     json_t *items = json_array();
     enum ts_err rc = items ? TS_OK : TS_ERR_NOMEM;
     for (size_t i = 0; rc == TS_OK && i < o.nlines; i++) {
@@ -118,7 +150,10 @@ static enum ts_err it_build(void *state, const struct ts_sink_item *const *items
                             struct ts_sink_request *req, char *err, size_t errsz)
 {
     (void)state, (void)err, (void)errsz;
-    snprintf(req->path, sizeof req->path, "/api/commerce/trackPurchase");
+    /* one item per request: a refund event, or a purchase */
+    bool refund = n == 1 && strncmp(items[0]->json, REFUND_EVENT, strlen(REFUND_EVENT)) == 0;
+    snprintf(req->path, sizeof req->path,
+             refund ? "/api/events/track" : "/api/commerce/trackPurchase");
     return ts_sink_join(items, n, "", "", &req->body);
 }
 
@@ -153,7 +188,7 @@ static enum ts_sink_verdict it_parse(void *state, const struct ts_sink_answer *a
 
 const struct ts_sink_vendor ts_sink_iterable = {
     .type = "iterable",
-    .kinds = TS_SINK_PURCHASE,
+    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN,
     .anonymous = false,
     .limits = {.max_items = 1, .rate = 10, .burst = 10, .max_in_flight = 2}, /* no order */
     .required = required,

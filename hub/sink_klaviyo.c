@@ -1,6 +1,7 @@
 /*
  * Klaviyo (hub/sink.h): the Events API's bulk endpoint, one "Placed Order"
- * plus one "Ordered Product" per line, Klaviyo's own e-commerce convention
+ * plus one "Ordered Product" per line (a return: one "Refunded Order"),
+ * Klaviyo's own e-commerce convention
  * ("Integrate a platform without a pre-built Klaviyo integration":
  * https://developers.klaviyo.com/en/docs/integrate_a_platform_without_a_pre_built_klaviyo_integration).
  *
@@ -83,6 +84,42 @@ static json_t *entry(const struct ts_sink_event *e, const char *metric, json_t *
                      resource("profile", prof), "events", evs);
 }
 
+/*
+ * A return: one "Refunded Order", the refund event of Klaviyo's e-commerce
+ * convention (the guide above lists Placed Order, Ordered Product, Fulfilled
+ * Order, Cancelled Order and Refunded Order; counted against lifetime value
+ * through its value). OrderId names the refunded sale; unique_id is the
+ * return's own id, so two partial refunds of one order are two events.
+ */
+static enum ts_err map_refund(const struct ts_sink_event *e, const json_t *p,
+                              struct ts_sink_items *out, char *err, size_t errsz)
+{
+    const json_t *tl = json_object_get(json_object_get(e->event, "context"), "tillside");
+    json_t *names = json_array(), *lines = json_array(), *it;
+    size_t i;
+    json_array_foreach(json_object_get(p, "products"), i, it)
+    {
+        const char *name = json_string_value(json_object_get(it, "name"));
+        if (name && *name)
+            json_array_append_new(names, json_string(name));
+        json_array_append(lines, it);
+    }
+    json_t *props =
+        json_pack("{s:s?,s:o,s:o,s:s?,s:s?,s:s?}", "OrderId",
+                  json_string_value(json_object_get(p, "order_id")), "ItemNames", names, "Items",
+                  lines, "Reason", json_string_value(json_object_get(p, "reason")), "Store",
+                  json_string_value(json_object_get(tl, "store")), "Terminal",
+                  json_string_value(json_object_get(tl, "terminal")));
+    enum ts_err rc = ts_sink_items_add(
+        out,
+        entry(e, "Refunded Order", props, json_number_value(json_object_get(p, "total")),
+              json_string_value(json_object_get(p, "currency")), e->id),
+        e->id);
+    if (rc != TS_OK)
+        ts_errf(err, errsz, "out of memory");
+    return rc;
+}
+
 static enum ts_err map(void *state, const struct ts_sink_event *e, struct ts_sink_items *out,
                        char *err, size_t errsz)
 {
@@ -92,6 +129,8 @@ static enum ts_err map(void *state, const struct ts_sink_event *e, struct ts_sin
         ts_errf(err, errsz, "no order properties or no profile");
         return TS_ERR_INVAL;
     }
+    if (e->kind == TS_SINK_RETURN)
+        return map_refund(e, p, out, err, errsz);
     const char *order = json_string_value(json_object_get(p, "order_id"));
     const char *cur = json_string_value(json_object_get(p, "currency"));
     const json_t *tl = json_object_get(json_object_get(e->event, "context"), "tillside");

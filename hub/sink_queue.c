@@ -236,7 +236,7 @@ static enum ts_err map_row(struct ts_sql_stmt *st, const struct ts_sink_conf *c,
 {
     ts_sql_reset(st);
     ts_sql_bind_text(st, 1, row->event_id);
-    if (!(row->kind & (TS_SINK_PURCHASE | TS_SINK_COUPON)) || ts_sql_step(st) != TS_SQL_ROW) {
+    if (ts_sql_step(st) != TS_SQL_ROW) {
         m->state_to = "dead";
         snprintf(m->why, sizeof m->why, "the stored event is gone (kind %d)", row->kind);
         return TS_OK;

@@ -40,7 +40,9 @@
  *   key makes a resend harmless), the order's fields repeated on each line:
  *   line_id, message_id, order_id, customer_id, email, store_id, terminal,
  *   product_id, sku, product_name, quantity, price, line_total,
- *   order_total, currency, purchased_at. A purchase without lines is one
+ *   order_total, currency, purchased_at, event_type ("purchase", or
+ *   "return": a till's return as lines of the refunded order_id, amounts
+ *   positive). A purchase without lines is one
  *   record with line 0 and blank product fields. docs/OPERATIONS.md gives
  *   the object's schema for the connector. Anonymous purchases are sent
  *   (customer_id blank): the data lake keeps them; [sink.NAME] anonymous =
@@ -123,6 +125,14 @@ static json_t *text_or_blank(const char *s)
     return json_string(s ? s : "");
 }
 
+/* What a record's line is: "purchase", or "return" for a till's return
+ * (order_id the refunded sale, the amounts what went back): the type field
+ * of the one configured object. */
+static const char *event_type(const struct ts_sink_event *e)
+{
+    return e->kind == TS_SINK_RETURN ? "return" : "purchase";
+}
+
 static enum ts_err dc_map(void *state, const struct ts_sink_event *e, struct ts_sink_items *out,
                           char *err, size_t errsz)
 {
@@ -158,6 +168,7 @@ static enum ts_err dc_map(void *state, const struct ts_sink_event *e, struct ts_
         json_object_set_new(r, "order_total", json_real(o.total));
         json_object_set_new(r, "currency", text_or_blank(o.currency));
         json_object_set_new(r, "purchased_at", json_string(at));
+        json_object_set_new(r, "event_type", json_string(event_type(e)));
         enum ts_err rc = ts_sink_items_add(out, r, key);
         if (rc)
             return rc;
@@ -272,7 +283,7 @@ static enum ts_sink_verdict dc_parse(void *state, const struct ts_sink_answer *a
 
 const struct ts_sink_vendor ts_sink_salesforce = {
     .type = "salesforce",
-    .kinds = TS_SINK_PURCHASE,
+    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN,
     .anonymous = true,
     .limits = {.max_items = 0,
                .max_bytes = DC_MAX_BYTES,

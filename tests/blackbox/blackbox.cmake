@@ -106,6 +106,12 @@ ts_blackbox_test(bb_counter_stale_card_sale_goes_anonymous test_counter.py
                  stale_card_sale_goes_anonymous)
 ts_blackbox_test(bb_counter_receipt_loyalty_id_attributed test_counter.py
                  receipt_loyalty_id_attributed)
+# Issue 18: returns and consent at the till.
+ts_blackbox_test(bb_returns_arrive_once test_returns.py return_arrives_once)
+ts_blackbox_test(bb_returns_survive_kill9 test_returns.py return_survives_kill9)
+ts_blackbox_test(bb_returns_tap_refund_arrives_once test_returns.py tap_refund_arrives_once)
+ts_blackbox_test(bb_consent_withdrawn_everywhere test_returns.py consent_withdrawn_everywhere)
+ts_blackbox_test(bb_browser_consent_control test_browser_consent.py consent_control_in_chromium)
 ts_blackbox_test(bb_fleet_agent_reports_then_turns_stale test_fleet.py agent_reports_then_turns_stale)
 ts_blackbox_test(bb_fleet_report_is_checked test_fleet.py report_is_checked_and_named_by_certificate)
 ts_blackbox_test(bb_fleet_json_needs_tenant_or_admin test_fleet.py fleet_json_needs_tenant_or_admin)

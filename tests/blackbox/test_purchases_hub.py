@@ -50,7 +50,7 @@ class FakeCDP:
                     if cdp.mode == "down":
                         return self._answer(503, {"error": "maintenance"}, {"Retry-After": "1"})
                     batch = json.loads(body)["batch"]
-                    if any("BAD" in e["properties"]["order_id"] for e in batch):
+                    if any("BAD" in e.get("properties", {}).get("order_id", "") for e in batch):
                         return self._answer(400, {"error": "invalid event"})
                     for e in batch:
                         if e["messageId"] in cdp.received:

@@ -1,6 +1,7 @@
 """`tillside watch` in a real terminal (tmux): a scan shows the name and an
 interest, a narrower window still shows them without overflowing, a clear
-goes back to the idle screen, a purchase clears the card."""
+goes back to the idle screen, a purchase clears the card, a return and a
+consent are noted."""
 import shutil
 import subprocess
 import time
@@ -67,6 +68,21 @@ def watch_shows_card(w):
         text = wait_for(lambda: "Purchase recorded" in pane(w) and "Ada" not in pane(w)
                         and pane(w), what="the purchase noted and the card cleared")
         check("S001-T01-000777" in text and "Scan a loyalty card" in text, f"after purchase:\n{text}")
+
+        # A return and a consent leave their line (issue 18).
+        s, body = w.api("POST", "/api/v1/returns", {
+            "return_id": "R-777", "original_receipt": "S001-T01-000777", "currency": "EUR",
+            "total": 19.0,
+            "products": [{"sku": "SKU-HAT-1", "name": "Wool Hat", "quantity": 1, "price": 19.0}]})
+        check(s == 202, f"return answered {s}: {body}")
+        # (the window is 40 columns wide since the resize above)
+        wait_for(lambda: "Return recorded" in pane(w) and "R-777" in pane(w),
+                 what="the return in watch")
+        w.api("POST", "/api/v1/scan", {"code": "2000000000015"})
+        s, body = w.api("POST", "/api/v1/consent", {"personalization": False})
+        check(s == 202, f"consent answered {s}: {body}")
+        wait_for(lambda: "Consent recorded" in pane(w) and "personalisation" in pane(w)
+                 and "off" in pane(w), what="the consent in watch")
     finally:
         tmux(w, "kill-server")
 

@@ -26,6 +26,9 @@ must honour. Rules, each from the reference:
      currency (3 letters), source (string), products: at least one of
      {product_id, product_name, variant_id (strings), quantity (integer
      >= 1), price (number)}.
+  B10 ecommerce.order_refunded (same page): the same order-level schema as
+     order_placed -- order_id (the refunded order), total_value, currency,
+     source and products are required.
 Braze keeps no dedup key: every object stored counts (ledger key None), so
 a re-sent object is a duplicate the test sees.
 """
@@ -60,22 +63,22 @@ def event_problem(ev):
     for v in _values(props):
         if isinstance(v, str) and len(v) > 255:
             return "event property values must be at most 255 characters"  # B8
-    if ev["name"] == "ecommerce.order_placed":  # B9
+    if ev["name"] in ("ecommerce.order_placed", "ecommerce.order_refunded"):  # B9, B10
         for key, want in (("order_id", "string"), ("total_value", "number"),
                           ("currency", "string"), ("source", "string"),
                           ("products", "array")):
             p = check_type(props, key, want)
             if p:
-                return "ecommerce.order_placed: " + p
+                return ev["name"] + ": " + p
         if len(props["currency"]) != 3 or not props["products"]:
-            return "ecommerce.order_placed: currency of 3 letters, at least one product"
+            return ev["name"] + ": currency of 3 letters, at least one product"
         for pr in props["products"]:
             for key, want in (("product_id", "string"), ("product_name", "string"),
                               ("variant_id", "string"), ("quantity", "integer"),
                               ("price", "number")):
                 p = check_type(pr, key, want)
                 if p:
-                    return "ecommerce.order_placed products: " + p
+                    return ev["name"] + " products: " + p
     return None
 
 

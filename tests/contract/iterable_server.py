@@ -23,6 +23,12 @@ Rules:
 - Answers: 200 {"msg", "code": "Success", "params"}; 400 with code
   BadJsonBody, BadParams, InvalidEmailAddressError; 401 BadApiKey.
   https://api.iterable.com/api/docs (Response codes)
+- POST /api/events/track (a custom event, how a refund reaches Iterable: its
+  Commerce API has trackPurchase and updateCart only): eventName (string)
+  required, email or userId (string), id (string: "if an event exists with
+  that id, the event will be updated", so a resend is no second event),
+  createdAt (integer, seconds) and dataFields (object) optional.
+  https://api.iterable.com/api/docs#events_track
 - Rate: per endpoint and project, 429 past it. The trackPurchase figure was
   not in the material available to us; 10 requests/second is the default
   here (Iterable's figure for its bulk track endpoint), settable per test.
@@ -45,21 +51,49 @@ def _err(status, code, msg):
 class Iterable(ContractServer):
     def __init__(self, certs, api_key, port=0):
         self.api_key, self.purchases, self.repeats = api_key, {}, []
+        self.events = {}  # id -> body of tracked custom events
         self.windows = Windows(RATE)
         self.storm = Storm()
         self.valid_email = EMAIL.match  # a test may let the project take what it refused
-        super().__init__(certs, {("POST", "/api/commerce/trackPurchase"): self._track},
+        super().__init__(certs, {("POST", "/api/commerce/trackPurchase"): self._track,
+                                 ("POST", "/api/events/track"): self._event},
                          port=port, name="iterable")
 
-    def _track(self, srv, req):
+    def _gate(self, req):
+        """The key, the rate limit and a JSON object body: an answer, or None."""
         if req.header("Api-Key") != self.api_key:
             return _err(401, "BadApiKey", "Invalid API key")
         ok, _, _, _, _ = self.windows.take()
         if not ok or self.storm.on():
             return _err(429, "RateLimitExceeded", "Too many requests")
-        b = req.json
-        if not isinstance(b, dict):
+        if not isinstance(req.json, dict):
             return _err(400, "BadJsonBody", "body is not a JSON object")
+        return None
+
+    def _event(self, srv, req):
+        refused = self._gate(req)
+        if refused:
+            return refused
+        b = req.json
+        problems = [m for m in (check_type(b, "eventName", "string"),
+                                check_type(b, "id", "string", required=False),
+                                check_type(b, "createdAt", "integer", required=False),
+                                check_type(b, "dataFields", "object", required=False)) if m]
+        if problems:
+            return _err(400, "BadParams", "; ".join(problems))
+        if not (isinstance(b.get("email"), str) or isinstance(b.get("userId"), str)):
+            return _err(400, "BadParams", "an event needs an email or a userId")
+        with self.lock:
+            if b.get("id") in self.events:
+                self.repeats.append(b["id"])
+            self.events[b.get("id")] = b  # the same id updates the event
+        return 200, {"msg": "", "code": "Success", "params": {"id": b.get("id")}}, {}
+
+    def _track(self, srv, req):
+        refused = self._gate(req)
+        if refused:
+            return refused
+        b = req.json
         problems = [m for m in (check_type(b, "user", "object"), check_type(b, "items", "array"),
                                 check_type(b, "total", "number"),
                                 check_type(b, "id", "string", required=False),

@@ -23,6 +23,11 @@ tillside's `klaviyo` sink must honour. Rules, each from the reference:
      and RateLimit-Reset (seconds, of the steady window).
   K10 errors: {"errors": [{"id", "status", "code", "title", "detail",
       "source": {"pointer"}}]}.
+  https://developers.klaviyo.com/en/docs/integrate_a_platform_without_a_pre_built_klaviyo_integration
+  K11 the e-commerce metrics (Placed Order, Refunded Order, ...) carry the
+      order's amount as `value` (a number) and name the order in
+      properties (tillside: OrderId); a refund counts against lifetime value
+      through its value.
 """
 import datetime
 import uuid
@@ -101,6 +106,11 @@ class KlaviyoServer(ContractServer):
                      err(400, "invalid", "properties must be an object", ep), hdrs)
                 need(isinstance(ea.get("value", 0), (int, float)), 400,
                      err(400, "invalid", "value must be a number", ep + "/value"), hdrs)
+                if metric["name"] in ("Placed Order", "Refunded Order"):  # K11
+                    need(isinstance(ea.get("value"), (int, float)) and
+                         ea["properties"].get("OrderId"), 400,
+                         err(400, "invalid", metric["name"] + " needs value and OrderId", ep),
+                         hdrs)
                 t = ea.get("time")
                 try:
                     when = datetime.datetime.fromisoformat(t.replace("Z", "+00:00"))

@@ -61,7 +61,7 @@ SCHEMA = {"line_id": "text", "message_id": "text", "order_id": "text", "customer
           "email": "email", "store_id": "text", "terminal": "text", "product_id": "text",
           "sku": "text", "product_name": "text", "quantity": "number", "price": "number",
           "line_total": "number", "order_total": "number", "currency": "text",
-          "purchased_at": "datetime"}
+          "purchased_at": "datetime", "event_type": "text"}
 PRIMARY_KEY = "line_id"
 
 

@@ -418,6 +418,43 @@ static void test_rules_not_a_sale(void **state)
     ts_receipt_rules_free(r);
 }
 
+/* A refund receipt (refund_re) is a return: its number the return_id, the
+ * refunded sale's number (original_re) formatted like a receipt, amounts
+ * positive; a sale under the same rules stays a sale. */
+static void test_rules_refund(void **state)
+{
+    (void)state;
+    struct ts_receipt_rules *r = NULL;
+    char err[512];
+    json_t *o = NULL;
+    assert_int_equal(rules_from("[r]\nstore = 3\nterminal = 1\nreceipt_re = ^No ([0-9]+)\n"
+                                "receipt_format = {store}-{terminal}-{receipt}\n"
+                                "total_re = ^TOTAL (.*)\nitem_re = ^([A-Z]+) (-?[0-9.]+)$\n"
+                                "currency = EUR\nrefund_re = ^REFUND$\n"
+                                "original_re = ^Orig No ([0-9]+)$\n",
+                                &r, err, sizeof err),
+                     TS_OK);
+    struct ts_escpos_receipt rc = {.text = "No 130\nREFUND\nOrig No 123\nHAT -19.00\n"
+                                           "TOTAL -19.00\n",
+                                   .barcode = "",
+                                   .code2d = ""};
+    assert_int_equal(ts_receipt_rules_apply(r, &rc, 0, &o, err, sizeof err), TS_OK);
+    assert_string_equal(json_string_value(json_object_get(o, "kind")), "return");
+    assert_string_equal(json_string_value(json_object_get(o, "return_id")), "3-1-130");
+    assert_string_equal(json_string_value(json_object_get(o, "original_receipt")), "3-1-123");
+    assert_true(json_number_value(json_object_get(o, "total")) == 19.0);
+    json_t *products = json_object_get(o, "products");
+    assert_int_equal(json_array_size(products), 1); /* REFUND and Orig lines are no items */
+    assert_true(json_number_value(json_object_get(json_array_get(products, 0), "price")) == 19.0);
+    json_decref(o);
+    rc.text = "No 131\nHAT 19.00\nTOTAL 19.00\n";
+    assert_int_equal(ts_receipt_rules_apply(r, &rc, 0, &o, err, sizeof err), TS_OK);
+    assert_null(json_object_get(o, "kind"));
+    assert_null(json_object_get(o, "return_id"));
+    json_decref(o);
+    ts_receipt_rules_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_fixture_hardware),
         cmocka_unit_test(test_rules_config_errors),
         cmocka_unit_test(test_rules_not_a_sale),
+        cmocka_unit_test(test_rules_refund),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -181,7 +181,8 @@ static void salesforce_records(void **unused)
     assert_string_equal(json_string_value(json_object_get(r, "purchased_at")),
                         "2025-12-02T18:26:40.123Z");
     assert_true(json_number_value(json_object_get(r, "line_total")) == 9.9);
-    assert_int_equal(json_object_size(r), 16); /* every field of the schema, blank or not */
+    assert_int_equal(json_object_size(r), 17); /* every field of the schema, blank or not */
+    assert_string_equal(json_string_value(json_object_get(r, "event_type")), "purchase");
     json_decref(b);
     ts_buf_free(&req.body);
     ts_buf_free(&req.headers);

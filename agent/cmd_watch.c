@@ -43,7 +43,7 @@ struct watch {
     char flash[200];  /* "purchase recorded", until the next card */
 };
 
-/* Printable ASCII of s into out (the CDP's and the hub's texts). */
+/* Printable ASCII of s into out (the CDP's, the hub's and the POS's texts). */
 static const char *safe_text(const char *s, char *out, size_t outsz)
 {
     size_t n = 0;
@@ -99,15 +99,6 @@ static void draw(struct watch *w)
     } else
         printf("Scan a loyalty card\n");
     fflush(stdout);
-}
-
-/* printable ASCII of s (the POS's own text) into out */
-static void safe_text(const char *s, char *out, size_t outsz)
-{
-    out[0] = '\0';
-    for (size_t i = 0, n = 0; s && s[i] && n + 1 < outsz; i++)
-        if (s[i] >= 0x20 && s[i] < 0x7f)
-            out[n++] = s[i], out[n] = '\0';
 }
 
 /* The line a return or a consent leaves on the screen (api_returns.c,

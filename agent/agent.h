@@ -24,6 +24,12 @@
 
 /* ---- config.c ------------------------------------------------------------ */
 
+/* Marketing channels consent can be recorded for at the till. */
+enum ts_consent_channel {
+    TS_CONSENT_EMAIL = 1u << 0,
+    TS_CONSENT_SMS = 1u << 1,
+};
+
 struct ts_agent_config {
     char path[TS_AGENT_PATH_MAX]; /* the file it came from */
     char store[64], terminal[64];
@@ -46,6 +52,9 @@ struct ts_agent_config {
     long retention_days; /* [cache] retention_days: cards not refreshed this long go */
     long max_cards;      /* [cache] max_cards: beyond it the least recently synced go */
     long idle_clear_s;   /* [page] idle_clear_s: clear the card after this long; 0 = never */
+    /* [page] consent_channels: the marketing channels the till asks about
+     * (TS_CONSENT_EMAIL | TS_CONSENT_SMS; default both, "none" = neither) */
+    unsigned consent_channels;
     /* [outbox] (purchase.c, uploader.c): retry backoff base and cap, and the
      * largest upload request (Segment's 475 KB unless lowered for tests). */
     long outbox_backoff_ms, outbox_backoff_max_ms, outbox_batch_bytes;

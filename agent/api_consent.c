@@ -124,6 +124,21 @@ enum ts_err ts_consent_submit(struct ts_purch *pu, const char *source, json_t *c
     validate(c, fields);
     if (!guard_ok)
         return TS_ERR_INVAL;
+    /* A channel the till does not offer ([page] consent_channels) is not
+     * recorded: the customer was never asked about it. */
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } offered[] = {{"email", TS_CONSENT_EMAIL}, {"sms", TS_CONSENT_SMS}};
+    for (size_t i = 0; json_array_size(fields) == 0 && i < 2; i++)
+        if (json_object_get(c, offered[i].name) && !(a->cfg.consent_channels & offered[i].bit)) {
+            json_array_append_new(fields, json_string(offered[i].name));
+            ts_errf(err, errsz,
+                    "invalid fields: %s (this till does not record consent for it: [page] "
+                    "consent_channels)",
+                    offered[i].name);
+            return TS_ERR_INVAL;
+        }
     if (json_array_size(fields) == 0) {
         whose(a, c, cid, sizeof cid);
         if (!cid[0])

@@ -130,6 +130,35 @@ static enum ts_err previous_key(const struct ts_conf *c, struct ts_agent_config 
     return TS_OK;
 }
 
+/* [page] consent_channels = email, sms | none: which marketing channels the
+ * page's consent form and POST /api/v1/consent offer (a retailer without
+ * SMS marketing does not ask about it). */
+static enum ts_err consent_channels(const struct ts_conf *c, struct ts_agent_config *o, char *err,
+                                    size_t errsz)
+{
+    const char *v = get(c, "page", "consent_channels", "email, sms");
+    o->consent_channels = 0;
+    if (strcmp(v, "none") == 0)
+        return TS_OK;
+    char buf[128];
+    ts_strlcpy(buf, v, sizeof buf);
+    char *save = NULL;
+    size_t n = 0;
+    for (char *t = strtok_r(buf, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save), n++) {
+        if (strcmp(t, "email") == 0)
+            o->consent_channels |= TS_CONSENT_EMAIL;
+        else if (strcmp(t, "sms") == 0)
+            o->consent_channels |= TS_CONSENT_SMS;
+        else
+            return ts_conf_errf(c, "page", "consent_channels", err, errsz,
+                                "\"%s\": expected email, sms (comma-separated) or none", t);
+    }
+    if (n == 0)
+        return fail(c, "page", "consent_channels", err, errsz,
+                    "empty: name email and/or sms, or none");
+    return TS_OK;
+}
+
 static enum ts_err from_conf(const struct ts_conf *c, const struct ts_conf *enr,
                              struct ts_agent_config *o, char *err, size_t errsz)
 {
@@ -166,6 +195,8 @@ static enum ts_err from_conf(const struct ts_conf *c, const struct ts_conf *enr,
     INT("cache", "retention_days", 30, 1, 3650, retention_days);
     INT("cache", "max_cards", 2000000, 1, 100000000, max_cards);
     INT("page", "idle_clear_s", 120, 0, 86400, idle_clear_s);
+    if ((rc = consent_channels(c, o, err, errsz)))
+        return rc;
     INT("outbox", "backoff_ms", 1000, 10, 600000, outbox_backoff_ms);
     INT("outbox", "backoff_max_ms", 300000, 10, 3600000, outbox_backoff_max_ms);
     INT("outbox", "batch_bytes", 475 * 1024, 33 * 1024, 475 * 1024, outbox_batch_bytes);

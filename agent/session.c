@@ -97,28 +97,39 @@ enum ts_err ts_agent_page_key_init(struct ts_agent *a)
     return TS_OK;
 }
 
-/* Placeholders in agent/page/index.html, filled when the page is served. */
-#define FILL_KEY "@@PAGE_KEY@@"
-#define FILL_IDLE "@@IDLE_CLEAR_S@@"
-
 char *ts_agent_page_render(const struct ts_agent *a, size_t *len)
 {
     char idle[24];
     snprintf(idle, sizeof idle, "%ld", a->cfg.idle_clear_s);
+    unsigned ch = a->cfg.consent_channels;
+    const char *channels = (ch & TS_CONSENT_EMAIL) && (ch & TS_CONSENT_SMS) ? "email,sms"
+                           : ch & TS_CONSENT_EMAIL                          ? "email"
+                           : ch & TS_CONSENT_SMS                            ? "sms"
+                                                                            : "";
+    /* Placeholders in agent/page/index.html, filled when the page is served. */
+    const char *const fill[][2] = {{"@@PAGE_KEY@@", a->page_key},
+                                   {"@@IDLE_CLEAR_S@@", idle},
+                                   {"@@CONSENT_CHANNELS@@", channels}};
+    const size_t nfill = sizeof fill / sizeof fill[0];
     ts_buf b = {0};
     const char *p = ts_page_index_html, *end = ts_page_index_html + ts_page_index_html_len;
     int rc = TS_OK;
     while (rc == TS_OK && p < end) {
-        const char *k = strstr(p, FILL_KEY), *i = strstr(p, FILL_IDLE);
-        const char *next = k && (!i || k < i) ? k : i;
+        const char *next = NULL;
+        size_t which = 0;
+        for (size_t i = 0; i < nfill; i++) {
+            const char *at = strstr(p, fill[i][0]);
+            if (at && (!next || at < next))
+                next = at, which = i;
+        }
         if (!next) {
             rc = ts_buf_append(&b, p, (size_t)(end - p));
             break;
         }
         rc = ts_buf_append(&b, p, (size_t)(next - p));
         if (rc == TS_OK)
-            rc = ts_buf_puts(&b, next == k ? a->page_key : idle);
-        p = next + strlen(next == k ? FILL_KEY : FILL_IDLE);
+            rc = ts_buf_puts(&b, fill[which][1]);
+        p = next + strlen(fill[which][0]);
     }
     if (rc != TS_OK || !b.data) {
         ts_buf_free(&b);

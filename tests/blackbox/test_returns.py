@@ -405,8 +405,40 @@ def consent_withdrawn_everywhere(w):
         cdp.stop()
 
 
+def consent_channels_configured(w):
+    """[page] consent_channels: a retailer that markets by e-mail only gets
+    no SMS choice on the page and cannot record one through the API;
+    check-config refuses a channel it does not know, at its line."""
+    w.start_hub()
+    st, _ = w.send_batch(customer_batch(user=ADA[0], loyalty=ADA[1], name=ADA[2]))
+    check(st == 200, f"CDP batch answered {st}")
+    w.start_agent(extra=FAST + "[page]\nconsent_channels = email\n")
+    w.wait_cards(1)
+    st, page = w.api("GET", "/")
+    check(st == 200 and '<meta name="tillside-consent-channels" content="email">' in page,
+          "the page does not name the till's consent channels")
+    scan(w, ADA[1])
+    st, body = w.api("POST", "/api/v1/consent", {"personalization": True, "sms": True})
+    check(st == 400 and body.get("fields") == ["sms"] and "consent_channels" in body["error"],
+          f"an SMS choice at an e-mail-only till answered {st}: {body}")
+    st, body = w.api("POST", "/api/v1/consent", {"personalization": True, "email": True})
+    check(st == 202 and body.get("message_id"), f"an e-mail choice answered {st}: {body}")
+    for bad in ("fax", " , "):
+        conf = w.agent_conf(extra=f"[page]\nconsent_channels = {bad}\n")
+        with open(conf) as f:
+            line = next(i for i, ln in enumerate(f.read().splitlines(), 1)
+                        if ln.startswith("consent_channels"))
+        p = w.cli("check-config")
+        check(p.returncode != 0 and f"{conf}:{line}: [page] consent_channels" in p.stderr,
+              f"check-config on consent_channels = {bad!r}: rc {p.returncode} {p.stderr!r}")
+    conf = w.agent_conf(extra="[page]\nconsent_channels = none\n")
+    p = w.cli("check-config")
+    check(p.returncode == 0, f"check-config refused consent_channels = none: {p.stderr}")
+
+
 TESTS = {f.__name__: f for f in (return_arrives_once, return_survives_kill9,
-                                  tap_refund_arrives_once, consent_withdrawn_everywhere)}
+                                  tap_refund_arrives_once, consent_withdrawn_everywhere,
+                                  consent_channels_configured)}
 
 if __name__ == "__main__":
     tslib.main(TESTS)

@@ -412,18 +412,47 @@ listen = 127.0.0.1:{self.api_port}
 
 
 class SSEClient:
-    """Collects Server-Sent Events from the agent in a background thread."""
+    """Collects Server-Sent Events from the agent in a background thread.
+    With reconnect=True it behaves as the page's EventSource does: a stream
+    the agent closes is opened again, with Last-Event-ID once an event with
+    an id has arrived (`reconnects` counts them)."""
 
-    def __init__(self, port):
+    def __init__(self, port, reconnect=False):
+        self.port = port
+        self.reconnect = reconnect
+        self.reconnects = 0
+        self.closed = False
         self.events = []
         self.cv = threading.Condition()
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.sock.sendall(f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                          "Accept: text/event-stream\r\n\r\n".encode())
-        self.t = threading.Thread(target=self._read, daemon=True)
+        self.sock = self._open(None)
+        self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
 
-    def _read(self):
+    def _open(self, last_id):
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        extra = f"Last-Event-ID: {last_id}\r\n" if last_id else ""
+        sock.sendall(f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                     f"Accept: text/event-stream\r\n{extra}\r\n".encode())
+        return sock
+
+    def _run(self):
+        before = []
+        while True:
+            self._read(before)
+            with self.cv:
+                if not self.reconnect or self.closed:
+                    return
+                before = list(self.events)
+                ids = [e["id"] for e in before if e["id"]]
+            try:
+                self.sock.close()
+                time.sleep(0.2)  # EventSource waits `retry` ms; the agent asks 2000
+                self.sock = self._open(ids[-1] if ids else None)
+            except OSError:
+                return
+            self.reconnects += 1
+
+    def _read(self, before):
         buf = b""
         head_done = False
         try:
@@ -445,7 +474,7 @@ class SSEClient:
                 blocks = text.replace("\r\n", "\n").split("\n\n")
                 complete = blocks[:-1]
                 with self.cv:
-                    self.events = [self._parse(b) for b in complete if self._parse(b)]
+                    self.events = before + [self._parse(b) for b in complete if self._parse(b)]
                     self.cv.notify_all()
         except OSError:
             pass
@@ -505,6 +534,8 @@ class SSEClient:
                 self.cv.wait(left)
 
     def close(self):
+        with self.cv:
+            self.closed = True
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:

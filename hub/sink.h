@@ -111,6 +111,7 @@ struct ts_sink_item {
     char *json; /* malloc'd, NUL-terminated */
     size_t len;
     char dedup[160]; /* the vendor's dedup key for it ("" = the vendor has none) */
+    int kind;        /* the stored event's enum ts_sink_kind (set by the forwarder) */
 };
 
 struct ts_sink_items {
@@ -238,6 +239,11 @@ struct ts_sink_vendor {
                                   struct ts_sink_result *results);
     /* Rate headers -> h (preset to -1). NULL = Retry-After only. */
     void (*rate)(void *state, const struct ts_sink_answer *a, struct ts_sink_rate_hint *h);
+    /* Whether item b may go in one request after a, the request's first.
+     * NULL = any two may. A vendor whose kinds (or whose items of one kind)
+     * go to different endpoints cuts its batches here: build() then sees
+     * items of one endpoint only, and picks it from items[0]. */
+    bool (*together)(void *state, const struct ts_sink_item *a, const struct ts_sink_item *b);
 };
 
 /* The registry (sink_vendors.c): the vendor of a type, NULL when unknown. */

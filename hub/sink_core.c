@@ -613,11 +613,24 @@ static enum ts_err send_some(struct ts_hub_sink *k, struct slot *sl, int64_t now
             free(rows[i].payload);
     if (n > items && *next_ms > now)
         *next_ms = now; /* more are due */
-    /* As many as fit the vendor's bytes per request; the rest wait. */
+    /* As many as fit the vendor's bytes per request and may go with the
+     * first (its together()); the rest wait. */
     size_t used = 0, bytes = 64;
     for (; used < items; used++) {
         if (used && k->v->limits.max_bytes && bytes + rows[used].len + 1 > k->v->limits.max_bytes)
             break;
+        if (used && k->v->together) {
+            struct ts_sink_item a = {.json = rows[0].payload,
+                                     .len = rows[0].len,
+                                     .kind = rows[0].kind},
+                                b = {.json = rows[used].payload,
+                                     .len = rows[used].len,
+                                     .kind = rows[used].kind};
+            ts_strlcpy(a.dedup, rows[0].dedup, sizeof a.dedup);
+            ts_strlcpy(b.dedup, rows[used].dedup, sizeof b.dedup);
+            if (!k->v->together(k->state, &a, &b))
+                break;
+        }
         bytes += rows[used].len + 1;
     }
     if (used<items && * next_ms> now)
@@ -647,6 +660,7 @@ static enum ts_err send_some(struct ts_hub_sink *k, struct slot *sl, int64_t now
         sl->iv[i].json = rows[i].payload;
         sl->iv[i].len = rows[i].len;
         ts_strlcpy(sl->iv[i].dedup, rows[i].dedup, sizeof sl->iv[i].dedup);
+        sl->iv[i].kind = rows[i].kind;
         sl->items[i] = &sl->iv[i];
     }
     rc = launch(k, sl, now);

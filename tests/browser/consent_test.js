@@ -59,14 +59,17 @@ async function main() {
     assert.equal(s.card.consent, false, 'the agent\u2019s card still has consent');
     console.log('PASS consent control: keyboard only, recorded, the card empties at once');
 
-    // The same in German.
-    const ctx = await browser.newContext({ locale: 'de-DE', viewport: { width: 800, height: 480 } });
-    const de = await ctx.newPage();
-    await de.goto(API + '/');
-    await de.getByRole('button', { name: /Einwilligung/ }).click();
-    await de.getByRole('form', { name: 'Einwilligung des Kunden' }).waitFor({ timeout: 5000 });
-    await ctx.close();
-    console.log('PASS consent control in de-DE');
+    // The same in German and French.
+    for (const [locale, button, title] of [['de-DE', /Einwilligung/, 'Einwilligung des Kunden'],
+                                           ['fr-FR', /Consentement/, 'Consentement du client']]) {
+      const ctx = await browser.newContext({ locale, viewport: { width: 800, height: 480 } });
+      const p = await ctx.newPage();
+      await p.goto(API + '/');
+      await p.getByRole('button', { name: button }).click();
+      await p.getByRole('form', { name: title }).waitFor({ timeout: 5000 });
+      await ctx.close();
+      console.log(`PASS consent control in ${locale}`);
+    }
   } finally {
     await browser.close();
   }

@@ -25,7 +25,7 @@ async function main() {
       '--disable-component-update', '--disable-quic', '--no-first-run', '--disable-sync'],
   });
   try {
-    for (const [locale, word] of [['en-US', 'returned'], ['de-DE', 'zurückgegeben']]) {
+    for (const [locale, word] of [['en-US', 'returned'], ['de-DE', 'zurückgegeben'], ['fr-FR', 'retournée']]) {
       const ctx = await browser.newContext({ locale, viewport: { width: 1024, height: 768 } });
       const page = await ctx.newPage();
       await page.goto(API + '/');

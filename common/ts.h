@@ -119,6 +119,14 @@ size_t ts_base64_encode(const void *in, size_t n, char *out, size_t outsz);
  * only, so a secret cannot be guessed byte by byte from answer times. */
 bool ts_secret_eq(const char *got, size_t glen, const char *want);
 
+/* Does an Authorization value (RFC 7617: "Basic " base64(user ":" password),
+ * the scheme in any case) name user, and password unless that is NULL (any
+ * password or none: Segment sends base64(write_key ":"))? Compared with
+ * ts_secret_eq; an empty user or password never matches. NULL or another
+ * scheme: false. The one Basic check: the CDP's write key, a Bloomreach
+ * source, the fleet page's admin. */
+bool ts_basic_auth_ok(const char *authorization, const char *user, const char *password);
+
 /* Peer- or user-supplied bytes made fit for one log line: printable ASCII
  * kept, anything else (newlines, escapes, UTF-8) becomes repl; with repl ' '
  * trailing blanks are cut. out is always terminated; returns its length.

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -620,4 +621,29 @@ bool ts_secret_eq(const char *got, size_t glen, const char *want)
     for (size_t i = 0; i < wlen; i++)
         diff |= (unsigned char)(want[i] ^ (i < glen ? got[i] : 0));
     return diff == 0;
+}
+
+bool ts_basic_auth_ok(const char *authorization, const char *user, const char *password)
+{
+    const char *h = authorization;
+    if (!h || strncasecmp(h, "Basic ", 6) != 0 || !user[0] || (password && !password[0]))
+        return false;
+    h += 6;
+    while (*h == ' ')
+        h++;
+    size_t len = strlen(h);
+    while (len && (h[len - 1] == ' ' || h[len - 1] == '\t'))
+        len--;
+    uint8_t dec[512];
+    size_t n;
+    if (len > 4 * sizeof dec / 3 || ts_base64_decode(h, len, dec, sizeof dec, &n) != TS_OK)
+        return false;
+    const char *s = (const char *)dec, *colon = memchr(dec, ':', n);
+    size_t ulen = colon ? (size_t)(colon - s) : n;
+    bool ok = ts_secret_eq(s, ulen, user);
+    if (password) /* both halves compared, so the time does not tell which was wrong */
+        ok =
+            ts_secret_eq(colon ? colon + 1 : "", colon ? n - ulen - 1 : 0, password) & ok & !!colon;
+    memset(dec, 0, sizeof dec);
+    return ok;
 }

@@ -12,37 +12,12 @@
 
 #define COMP "hub"
 
-/* Constant-time comparison so the write key cannot be guessed byte by byte
- * from response times. */
-static bool same_secret(const char *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    unsigned char diff = alen != blen;
-    for (size_t i = 0; i < blen; i++)
-        diff |= (unsigned char)(b[i] ^ (i < alen ? a[i] : 0));
-    return diff == 0;
-}
-
 /* Basic auth with the write key as the user name; Segment sends
  * base64(write_key + ":") and some libraries put a password after it. */
 static bool write_key_ok(const struct ts_hub_api *api, const struct ts_httpd_req *req)
 {
     const char *h = req->msg ? ts_http_header(req->msg, "Authorization") : NULL;
-    uint8_t dec[512];
-    size_t n;
-    if (!h || strncasecmp(h, "Basic ", 6) != 0)
-        return false;
-    h += 6;
-    while (*h == ' ')
-        h++;
-    size_t len = strlen(h);
-    while (len && (h[len - 1] == ' ' || h[len - 1] == '\t'))
-        len--;
-    if (len > 600 || ts_base64_decode(h, len, dec, sizeof dec, &n) != TS_OK)
-        return false;
-    const char *colon = memchr(dec, ':', n);
-    size_t user_len = colon ? (size_t)(colon - (const char *)dec) : n;
-    return user_len > 0 && same_secret((const char *)dec, user_len, api->cfg->write_key);
+    return ts_basic_auth_ok(h, api->cfg->write_key, NULL);
 }
 
 void ts_hub_api_batch(struct ts_hub_api *api, const struct ts_httpd_req *req,

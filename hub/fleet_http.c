@@ -28,24 +28,7 @@ extern const size_t ts_hub_fleet_html_len, ts_hub_fleet_js_len;
 static bool admin_ok(const struct ts_hub_config *cfg, const struct ts_httpd_req *req)
 {
     const char *h = req->msg ? ts_http_header(req->msg, "Authorization") : NULL;
-    uint8_t dec[256];
-    size_t n;
-    if (!h || strncasecmp(h, "Basic ", 6) != 0)
-        return false;
-    h += 6;
-    while (*h == ' ')
-        h++;
-    size_t len = strlen(h);
-    if (len > 340 || ts_base64_decode(h, len, dec, sizeof dec, &n) != TS_OK)
-        return false;
-    const char *colon = memchr(dec, ':', n);
-    if (!colon)
-        return false;
-    size_t ulen = (size_t)(colon - (const char *)dec);
-    bool u = ts_secret_eq((const char *)dec, ulen, cfg->fleet_admin_user);
-    bool p = ts_secret_eq(colon + 1, n - ulen - 1, cfg->fleet_admin_password);
-    memset(dec, 0, sizeof dec);
-    return u & p;
+    return ts_basic_auth_ok(h, cfg->fleet_admin_user, cfg->fleet_admin_password);
 }
 
 /* Who may look; otherwise answers 401 (with a credential configured), 403,

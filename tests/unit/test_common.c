@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -283,7 +284,42 @@ static void test_worker_no_kick_sleep(void **state)
     assert_true(p.exited);
 }
 
-/* ---- base64, sanitising ---- */
+/* ---- base64, sanitising, Basic auth ---- */
+
+/* "Basic " + base64(raw) */
+static const char *basic(const char *raw)
+{
+    static char h[128];
+    memcpy(h, "Basic ", 6);
+    ts_base64_encode(raw, strlen(raw), h + 6, sizeof h - 6);
+    return h;
+}
+
+static void test_basic_auth(void **state)
+{
+    (void)state;
+    /* A write key as the user, any password or none (Segment's form). */
+    assert_true(ts_basic_auth_ok(basic("wk1:"), "wk1", NULL));
+    assert_true(ts_basic_auth_ok(basic("wk1"), "wk1", NULL));
+    assert_true(ts_basic_auth_ok(basic("wk1:whatever"), "wk1", NULL));
+    assert_false(ts_basic_auth_ok(basic("wk2:"), "wk1", NULL));
+    assert_false(ts_basic_auth_ok(basic("wk"), "wk1", NULL));
+    assert_false(ts_basic_auth_ok(basic(":"), "", NULL)); /* never an empty secret */
+    /* A user and a password: both must match; a colon is needed. */
+    assert_true(ts_basic_auth_ok(basic("hq:s3cret"), "hq", "s3cret"));
+    assert_false(ts_basic_auth_ok(basic("hq:s3cre"), "hq", "s3cret"));
+    assert_false(ts_basic_auth_ok(basic("hq:"), "hq", "s3cret"));
+    assert_false(ts_basic_auth_ok(basic("hq"), "hq", "s3cret"));
+    assert_false(ts_basic_auth_ok(basic("hq:"), "hq", ""));
+    assert_false(ts_basic_auth_ok(basic("h:qs3cret"), "hq", "s3cret"));
+    /* The scheme in any case, spaces around the token; others refused. */
+    char h[128];
+    snprintf(h, sizeof h, "bAsIc   %s  ", basic("hq:s3cret") + 6);
+    assert_true(ts_basic_auth_ok(h, "hq", "s3cret"));
+    assert_false(ts_basic_auth_ok("Bearer aHE6czNjcmV0", "hq", "s3cret"));
+    assert_false(ts_basic_auth_ok("Basic not*base64", "hq", "s3cret"));
+    assert_false(ts_basic_auth_ok(NULL, "hq", "s3cret"));
+}
 
 static void test_base64_round_trips(void **state)
 {
@@ -513,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_worker_stop_and_kick_latency),
         cmocka_unit_test(test_worker_no_kick_sleep),
         cmocka_unit_test(test_base64_round_trips),
+        cmocka_unit_test(test_basic_auth),
         cmocka_unit_test(test_sanitize),
         cmocka_unit_test(test_url_parse),
         cmocka_unit_test(test_port_parse),

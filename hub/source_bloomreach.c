@@ -119,19 +119,7 @@ static enum ts_err map(struct ts_src_ctx *c, const json_t *root)
     const json_t *evs = json_object_get(root, "events");
     if (json_is_object(root) && !evs)
         return one(c, 0, root); /* a template sending one record */
-    if (!json_is_array(evs)) {
-        ts_errf(c->err, sizeof c->err, "body must be {\"events\": [...]} or one event");
-        return TS_ERR_INVAL;
-    }
-    size_t i;
-    const json_t *ev;
-    json_array_foreach(evs, i, ev)
-    {
-        int rc = one(c, i, ev);
-        if (rc)
-            return rc;
-    }
-    return TS_OK;
+    return ts_src_each(c, evs, "{\"events\": [...]} or one event", one);
 }
 
 static enum ts_err verify(struct ts_src_ctx *c)

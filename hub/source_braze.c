@@ -43,8 +43,9 @@ static void product(json_t *props, const json_t *src)
     ts_src_pick(props, "quantity", src, qty_keys);
 }
 
-static enum ts_err one(struct ts_src_ctx *c, const json_t *ev)
+static enum ts_err one(struct ts_src_ctx *c, size_t idx, const json_t *ev)
 {
+    (void)idx;
     char uid[TS_SEG_MAX_ID + 1], bid[TS_SEG_MAX_ID + 1], id[200];
     static const char *const ext[] = {"external_user_id", NULL}, *bz[] = {"user_id", NULL},
                              *idk[] = {"id", NULL};
@@ -125,20 +126,7 @@ static enum ts_err one(struct ts_src_ctx *c, const json_t *ev)
 
 static enum ts_err map(struct ts_src_ctx *c, const json_t *root)
 {
-    const json_t *evs = json_object_get(root, "events");
-    if (!json_is_array(evs)) {
-        ts_errf(c->err, sizeof c->err, "body must be {\"events\": [...]}");
-        return TS_ERR_INVAL;
-    }
-    size_t i;
-    const json_t *ev;
-    json_array_foreach(evs, i, ev)
-    {
-        int rc = one(c, ev);
-        if (rc)
-            return rc;
-    }
-    return TS_OK;
+    return ts_src_each(c, json_object_get(root, "events"), "{\"events\": [...]}", one);
 }
 
 static enum ts_err verify(struct ts_src_ctx *c)

@@ -108,6 +108,10 @@ void ts_src_reject(struct ts_src_ctx *c, const char *fmt, ...)
  * "product_viewed", "added to cart" ... to the Segment e-commerce event
  * name, NULL when none fits. */
 const char *ts_src_vocab(const char *name);
+/* one(c, i, arr[i]) for each element of arr, stopping at the first error;
+ * arr not an array: TS_ERR_INVAL with "body must be <shape>" in c->err. */
+enum ts_err ts_src_each(struct ts_src_ctx *c, const json_t *arr, const char *shape,
+                        enum ts_err (*one)(struct ts_src_ctx *c, size_t i, const json_t *ev));
 /* Copies the first of keys (NULL-terminated) that src has as a
  * non-empty string, number or boolean into dst[dstkey]. */
 bool ts_src_pick(json_t *dst, const char *dstkey, const json_t *src, const char *const *keys);

@@ -84,8 +84,9 @@ static void item(json_t *dst, const json_t *src, const char *prefix)
     ts_src_pick(dst, "quantity", src, (const char *const[]){k[3], "quantity", NULL});
 }
 
-static enum ts_err one(struct ts_src_ctx *c, const json_t *d)
+static enum ts_err one(struct ts_src_ctx *c, size_t idx, const json_t *d)
 {
+    (void)idx;
     const char *topic = json_string_value(json_object_get(d, "topic"));
     const json_t *payload = json_object_get(d, "payload");
     const json_t *ev =
@@ -152,23 +153,11 @@ static enum ts_err map(struct ts_src_ctx *c, const json_t *root)
     const char *hid = ts_src_header(c, "Klaviyo-Webhook-Id");
     const char *mid =
         json_string_value(json_object_get(json_object_get(root, "meta"), "klaviyo_webhook_id"));
-    if (!json_is_array(data)) {
-        ts_errf(c->err, sizeof c->err, "body must be {\"data\": [...], \"meta\": {...}}");
-        return TS_ERR_INVAL;
-    }
     if (hid && mid && strcmp(hid, mid) != 0) {
         ts_errf(c->err, sizeof c->err, "meta.klaviyo_webhook_id does not match Klaviyo-Webhook-Id");
         return TS_ERR_INVAL;
     }
-    size_t i;
-    const json_t *d;
-    json_array_foreach(data, i, d)
-    {
-        int rc = one(c, d);
-        if (rc)
-            return rc;
-    }
-    return TS_OK;
+    return ts_src_each(c, data, "{\"data\": [...], \"meta\": {...}}", one);
 }
 
 const struct ts_src_vendor ts_src_klaviyo = {

@@ -184,6 +184,24 @@ enum ts_err ts_src_map_spec(struct ts_src_ctx *c, const json_t *root)
     return TS_OK;
 }
 
+enum ts_err ts_src_each(struct ts_src_ctx *c, const json_t *arr, const char *shape,
+                        enum ts_err (*one)(struct ts_src_ctx *c, size_t i, const json_t *ev))
+{
+    if (!json_is_array(arr)) {
+        ts_errf(c->err, sizeof c->err, "body must be %s", shape);
+        return TS_ERR_INVAL;
+    }
+    size_t i;
+    const json_t *ev;
+    json_array_foreach(arr, i, ev)
+    {
+        enum ts_err rc = one(c, i, ev);
+        if (rc)
+            return rc;
+    }
+    return TS_OK;
+}
+
 bool ts_src_pick(json_t *dst, const char *dstkey, const json_t *src, const char *const *keys)
 {
     for (size_t i = 0; keys[i]; i++) {

@@ -54,8 +54,9 @@ static enum ts_err verify(struct ts_src_ctx *c)
 
 #define F(x) "ssot__" x "__c"
 
-static enum ts_err one(struct ts_src_ctx *c, const json_t *ev)
+static enum ts_err one(struct ts_src_ctx *c, size_t idx, const json_t *ev)
 {
+    (void)idx;
     const char *obj = json_string_value(json_object_get(ev, "SourceObjectDeveloperName"));
     const char *chg = json_string_value(json_object_get(ev, "EventType"));
     const json_t *v = json_object_get(ev, "PayloadCurrentValue");
@@ -126,20 +127,8 @@ static enum ts_err one(struct ts_src_ctx *c, const json_t *ev)
 
 static enum ts_err map(struct ts_src_ctx *c, const json_t *root)
 {
-    const json_t *evs = json_object_get(root, "events");
-    if (!json_is_array(evs)) {
-        ts_errf(c->err, sizeof c->err, "body must be {\"creationDateTime\", \"events\": [...]}");
-        return TS_ERR_INVAL;
-    }
-    size_t i;
-    const json_t *ev;
-    json_array_foreach(evs, i, ev)
-    {
-        int rc = one(c, ev);
-        if (rc)
-            return rc;
-    }
-    return TS_OK;
+    return ts_src_each(c, json_object_get(root, "events"),
+                       "{\"creationDateTime\", \"events\": [...]}", one);
 }
 
 const struct ts_src_vendor ts_src_salesforce = {

@@ -89,6 +89,8 @@ void ts_sleep_ms(int64_t ms);
 void ts_errf(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void ts_hex_encode(const uint8_t *in, size_t n, char *out); /* out: 2n+1 */
 enum ts_err ts_hex_decode(const char *hex, uint8_t *out, size_t outsz, size_t *outlen);
+/* The value of one hex digit (either case), -1 when c is not one. */
+int ts_hexval(char c);
 /* Cryptographically random bytes from getrandom(2). */
 enum ts_err ts_random(void *out, size_t n);
 /* strlcpy semantics: always terminates, returns strlen(src). */

@@ -105,17 +105,6 @@ enum ts_err ts_hostport_split(const char *v, char *host, size_t hsz, char *port,
     return ts_port_parse(port, strlen(port), false, &n);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes [s, s+n) (application/x-www-form-urlencoded: '+' is a
  * space) into out, or only checks it with out NULL; *len gets the decoded
  * length. TS_ERR_INVAL on a broken escape or %00. */
@@ -127,7 +116,7 @@ static enum ts_err query_decode(const char *s, size_t n, char *out, size_t *len)
         if (c == '%') {
             if (i + 2 >= n)
                 return TS_ERR_INVAL;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            int hi = ts_hexval(s[i + 1]), lo = ts_hexval(s[i + 2]);
             if (hi < 0 || lo < 0 || (hi | lo) == 0)
                 return TS_ERR_INVAL;
             c = (char)(hi << 4 | lo);

@@ -330,7 +330,7 @@ void ts_hex_encode(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int hexval(char c)
+int ts_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -347,7 +347,7 @@ enum ts_err ts_hex_decode(const char *hex, uint8_t *out, size_t outsz, size_t *o
     if (n % 2 || n / 2 > outsz)
         return TS_ERR_INVAL;
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = ts_hexval(hex[2 * i]), lo = ts_hexval(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return TS_ERR_INVAL;
         out[i] = (uint8_t)(hi << 4 | lo);

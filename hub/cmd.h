@@ -13,6 +13,9 @@
 /* Loads the configuration conf into cfg: 0, or 1 (an exit code) after
  * saying why not on stderr (cmd_common.c). */
 int ts_hub_cmd_config(const char *conf, struct ts_hub_config *cfg);
+/* Loads conf into cfg and opens the store it names (flags as
+ * ts_hub_store_open's); NULL after saying why not on stderr. */
+struct ts_hub_store *ts_hub_cmd_store(const char *conf, int flags, struct ts_hub_config *cfg);
 
 /* `tillside-hub check-config` (cmd_check_config.c): 0 ok, 1 error printed. */
 int ts_hub_check_config_main(const char *conf);

@@ -40,14 +40,9 @@ int ts_hub_erase_main(int argc, char **argv, const char *conf)
         return 2;
     }
     struct ts_hub_config cfg;
-    struct ts_hub_store *store = NULL;
-    char err[1024];
-    if (ts_hub_cmd_config(conf, &cfg))
+    struct ts_hub_store *store = ts_hub_cmd_store(conf, 0, &cfg);
+    if (!store)
         return 1;
-    if (ts_hub_store_open(cfg.db, &cfg.key, 0, &store, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
-        return 1;
-    }
     struct ts_hub_erase_result r;
     int rc = ts_hub_store_erase(store, user, loyalty, ts_now_wall_ms(), &r);
     ts_hub_store_close(store);

@@ -28,20 +28,6 @@ static void fleet_usage(FILE *f)
                "terminal not seen for DAYS days. A terminal that polls again reappears.\n");
 }
 
-/* The configuration and the store it names, or NULL (said on stderr). */
-static struct ts_hub_store *open_store(const char *conf, struct ts_hub_config *cfg)
-{
-    struct ts_hub_store *st = NULL;
-    char err[1024];
-    if (ts_hub_cmd_config(conf, cfg))
-        return NULL;
-    if (ts_hub_store_open(cfg->db, &cfg->key, 0, &st, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
-        return NULL;
-    }
-    return st;
-}
-
 static void forgot(void *ud, const char *store, const char *terminal, int64_t seen_ms)
 {
     char a[64], b[64], seen[40];
@@ -84,7 +70,7 @@ static int forget_main(int argc, char **argv, const char *conf)
         return 2;
     }
     struct ts_hub_config cfg;
-    struct ts_hub_store *st = open_store(conf, &cfg);
+    struct ts_hub_store *st = ts_hub_cmd_store(conf, 0, &cfg);
     if (!st)
         return 1;
     long n = 0;
@@ -248,7 +234,7 @@ int ts_hub_fleet_main(int argc, char **argv, const char *conf)
         }
     }
     struct ts_hub_config cfg;
-    struct ts_hub_store *st = open_store(conf, &cfg);
+    struct ts_hub_store *st = ts_hub_cmd_store(conf, 0, &cfg);
     if (!st)
         return 1;
     o.now_ms = ts_now_wall_ms();

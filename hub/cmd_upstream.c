@@ -93,15 +93,10 @@ int ts_hub_upstream_main(int argc, char **argv, const char *conf)
         return 2;
     }
     struct ts_hub_config cfg;
-    struct ts_hub_store *store = NULL;
-    char err[1024];
-    if (ts_hub_cmd_config(conf, &cfg))
+    struct ts_hub_store *store =
+        ts_hub_cmd_store(conf, list || show ? TS_HUB_STORE_RDONLY : 0, &cfg);
+    if (!store)
         return 1;
-    int flags = list || show ? TS_HUB_STORE_RDONLY : 0;
-    if (ts_hub_store_open(cfg.db, &cfg.key, flags, &store, err, sizeof err) != TS_OK) {
-        fprintf(stderr, "tillside-hub: %s\n", err);
-        return 1;
-    }
     ts_buf out = {0};
     long long n = 0;
     enum ts_err rc;

@@ -301,7 +301,8 @@ def converge(w, model, timeout=CONVERGE_S, every_user=False):
 
 def setup(w, seed, initial=40):
     """Hub with `initial` customers (most in S001), a fault proxy, and an
-    agent synced through it. Returns (model, proxy)."""
+    agent synced through it, with the product's 300 ms lookup budget (what
+    stalled_scan measures). Returns (model, proxy)."""
     w.start_hub()
     model = Model(seed)
     ev = []
@@ -310,7 +311,7 @@ def setup(w, seed, initial=40):
     s, body = w.send_batch(ev)
     check(s == 200, f"initial batch: {s} {body}")
     px = w.start_proxy(seed=seed)
-    w.start_agent(url=w.proxy_url(px))
+    w.start_agent(url=w.proxy_url(px), lookup_ms=300)
     converge(w, model)
     return model, px
 

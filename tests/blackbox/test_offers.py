@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tslib import (AGENT_BIN, TENANT_KEY, Proc, check, customer_batch, free_port, main,  # noqa: E402
+from tslib import (AGENT_BIN, LOOKUP_MS, TENANT_KEY, Proc, check, customer_batch, free_port, main,  # noqa: E402
                    wait_for)
 from test_purchases_hub import FakeCDP, start_hub  # noqa: E402
 
@@ -54,7 +54,7 @@ cert = {c}/t02.pem
 key = {c}/t02.key
 poll_interval_ms = 300
 timeout_ms = 3000
-lookup_timeout_ms = 300
+lookup_timeout_ms = {LOOKUP_MS}
 
 [identity]
 tenant_key = {TENANT_KEY}

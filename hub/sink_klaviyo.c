@@ -29,8 +29,8 @@
  *     https://developers.klaviyo.com/en/reference/bulk_unsubscribe_profiles
  *     POST /api/profile-subscription-bulk-delete-jobs, data.type
  *     "profile-subscription-bulk-delete-job", the same profiles with
- *     {consent "UNSUBSCRIBED"}; up to 100 profiles per call (a larger batch
- *     is refused and the forwarder splits it); without a list the profile is
+ *     {consent "UNSUBSCRIBED"}; up to 100 profiles per call (together()
+ *     cuts a batch there); without a list the profile is
  *     unsubscribed globally, which is what an opt-out at the counter means.
  *   Both need the e-mail address (or an E.164 phone number, which the hub
  *   never has): a consent without a known address sends no subscription;
@@ -63,9 +63,16 @@ static const char *const options[] = {"revision", "list_id", NULL};
 
 #define DEFAULT_REVISION "2025-01-15"
 
+/* Bulk Unsubscribe Profiles: "Maximum number of profiles per call: 100". */
+#define MAX_UNSUBSCRIBE 100
+
 struct klaviyo {
     char headers[800];
     char list_id[64]; /* [sink.NAME] list_id: the list a subscription joins ("" = none) */
+    /* together()'s count of the batch being cut: its first item's and second
+     * item's dedup keys and how many it holds so far */
+    char first[160], second[160];
+    size_t taken;
 };
 
 static enum ts_err init(const struct ts_sink_conf *c, void **state, char *err, size_t errsz)
@@ -319,11 +326,25 @@ static enum route route_of(const struct ts_sink_item *it)
 }
 
 /* One request per endpoint; Create or Update Profile takes one profile. */
+/* One request per endpoint; Create or Update Profile takes one profile and
+ * an unsubscribe job MAX_UNSUBSCRIBE. The forwarder asks for each next
+ * item of a batch in turn, so a batch is counted from its first two items'
+ * keys (a new first item, or the same second one again, starts a new
+ * count; a miscount can only cut a batch early). */
 static bool together(void *state, const struct ts_sink_item *a, const struct ts_sink_item *b)
 {
-    (void)state;
+    struct klaviyo *k = state;
     enum route r = route_of(a);
-    return r != R_PROFILE && r == route_of(b);
+    if (r == R_PROFILE || r != route_of(b))
+        return false;
+    if (r != R_UNSUBSCRIBE)
+        return true;
+    if (strcmp(k->first, a->dedup) != 0 || strcmp(k->second, b->dedup) == 0) {
+        ts_strlcpy(k->first, a->dedup, sizeof k->first);
+        ts_strlcpy(k->second, b->dedup, sizeof k->second);
+        k->taken = 1;
+    }
+    return ++k->taken <= MAX_UNSUBSCRIBE;
 }
 
 /* The "data" elements of consent items, joined by ','. */

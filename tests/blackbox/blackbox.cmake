@@ -175,5 +175,6 @@ ts_blackbox_test(bb_scale_parked_poll_answered_at_stop test_scale.py parked_poll
 # Issues 16 and 18: consent and redeemed coupons at Klaviyo and Data Cloud; Klaviyo refunds by return.
 ts_blackbox_test(bb_sinks4_klaviyo_consent_and_coupon test_sinks4.py klaviyo_consent_and_coupon)
 ts_blackbox_test(bb_sinks4_klaviyo_returns_keyed_by_return test_sinks4.py klaviyo_returns_keyed_by_return)
+ts_blackbox_test(bb_sinks4_klaviyo_unsubscribe_batches_of_100 test_sinks4.py klaviyo_unsubscribe_batches_of_100)
 ts_blackbox_test(bb_sinks4_datacloud_consent_and_coupon test_sinks4.py datacloud_consent_and_coupon)
 ts_blackbox_test(bb_sinks4_datacloud_check_config test_sinks4.py datacloud_check_config)

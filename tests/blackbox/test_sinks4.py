@@ -159,6 +159,42 @@ def klaviyo_returns_keyed_by_return(w):
         kl.stop()
 
 
+def klaviyo_unsubscribe_batches_of_100(w):
+    """120 opt-outs stored at once go to Bulk Unsubscribe Profiles in
+    requests of at most 100 profiles (its documented maximum, which the
+    contract server enforces), none refused, each arriving once."""
+    import time
+    from test_purchases_hub import online_customer, post
+    kl = KlaviyoServer(w.certs, KL_KEY)
+    try:
+        start(w, sink_conf("kl", kl, "klaviyo", api_key=KL_KEY))
+        cid = online_customer(w)
+        st, _ = w.send_batch([{"type": "identify", "userId": "u-ada",
+                               "messageId": "u-ada-mail", "traits": {"email": ADA_MAIL}}])
+        check(st == 200, f"CDP batch answered {st}")
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        evs = [{"type": "identify", "messageId": f"c-{i}", "anonymousId": "S001:T01",
+                "originalTimestamp": now, "traits": {"email_consent": False},
+                "context": {"tillside": {"store": "S001", "terminal": "T01", "source": "api",
+                                         "receipt": f"consent:c-{i}", "cid": cid}}}
+               for i in range(120)]
+        st, ans = post(w, evs)
+        check(st == 200 and len(ans["accepted"]) == 120, f"consents answered {st}: {ans}")
+        wait_for(lambda: len(kl.subscriptions) >= 120, timeout=120,
+                 what="120 opt-outs at Klaviyo")
+        wait_for(lambda: sinks_stats(w)["kl"]["pending"] == 0, what="the queue to drain")
+        with kl.lock:
+            jobs = [(r.status, len(r.json["data"]["attributes"]["profiles"]["data"]))
+                    for r in kl.requests if r.path == "/api/profile-subscription-bulk-delete-jobs"]
+        check(all(st == 202 for st, _ in jobs) and max(n for _, n in jobs) == 100 and
+              sum(n for _, n in jobs) == 120, f"unsubscribe jobs (status, profiles): {jobs}")
+        check(len(kl.subscriptions) == 120 and
+              all(s == (ADA_MAIL, "email", "UNSUBSCRIBED", None) for s in kl.subscriptions),
+              f"subscriptions: {kl.subscriptions[:3]}")
+    finally:
+        kl.stop()
+
+
 def datacloud_conf(dc, extra=""):
     return (f"[sink.dc]\ntype = salesforce\nurl = {dc.login.url}\nlogin_url = {dc.login.url}\n"
             f"ca_file = {dc.login.ca_file}\nclient_id = client-1\nclient_secret = secret-1\n"
@@ -237,5 +273,6 @@ def datacloud_check_config(w):
 if __name__ == "__main__":
     main({"klaviyo_consent_and_coupon": klaviyo_consent_and_coupon,
           "klaviyo_returns_keyed_by_return": klaviyo_returns_keyed_by_return,
+          "klaviyo_unsubscribe_batches_of_100": klaviyo_unsubscribe_batches_of_100,
           "datacloud_consent_and_coupon": datacloud_consent_and_coupon,
           "datacloud_check_config": datacloud_check_config})

@@ -220,11 +220,43 @@ static void datacloud_consent_coupon_objects(void **unused)
     teardown(&f);
 }
 
+/* Bulk Unsubscribe Profiles takes 100 profiles: a batch of 150 opt-outs is
+ * cut after the 100th, however often the forwarder asks again. */
+static void klaviyo_unsubscribe_cut_at_100(void **unused)
+{
+    (void)unused;
+    static const char *const kv[] = {"api_key", "pk"};
+    struct fx f;
+    setup(&f, "klaviyo", kv, 1, 0);
+    for (int i = 0; i < 150; i++) {
+        char text[400];
+        snprintf(text, sizeof text,
+                 "{\"type\":\"identify\",\"messageId\":\"c-%d\",\"traits\":"
+                 "{\"email_consent\":false},\"context\":{\"tillside\":{\"store\":\"S001\"}}}",
+                 i);
+        map(&f, text, TS_SINK_CONSENT, "ada@example.com");
+    }
+    assert_int_equal(f.items.n, 150);
+    for (int round = 0; round < 2; round++) {
+        size_t used = 1;
+        while (used < f.items.n && f.v->together(f.state, &f.items.v[0], &f.items.v[used]))
+            used++;
+        assert_int_equal(used, 100);
+    }
+    /* The next batch starts at the 101st. */
+    size_t used = 101;
+    while (used < f.items.n && f.v->together(f.state, &f.items.v[100], &f.items.v[used]))
+        used++;
+    assert_int_equal(used, 150);
+    teardown(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(klaviyo_consent_coupon_refund),
         cmocka_unit_test(datacloud_consent_coupon_objects),
+        cmocka_unit_test(klaviyo_unsubscribe_cut_at_100),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -97,7 +97,16 @@ int ts_hub_check_config_main(const char *conf)
     ts_hub_sources_check(&cfg, stdout);
     ts_hub_predict_check(&cfg.predict, stdout);
     printf("%s: OK\n", conf);
-    for (size_t i = 0; i < cfg.nsinks; i++)
-        printf("sink %s: %s at %s\n", cfg.sinks[i].name, cfg.sinks[i].type, cfg.sinks[i].url);
+    static const char *const kinds[] = {"purchases", "returns", "consent", "coupons"};
+    for (size_t i = 0; i < cfg.nsinks; i++) {
+        /* the kinds it gets: its send, or its type's default for its keys */
+        char send[80] = "";
+        for (size_t b = 0; b < sizeof kinds / sizeof kinds[0]; b++)
+            if (cfg.sinks[i].send & (1u << b))
+                snprintf(send + strlen(send), sizeof send - strlen(send), "%s%s",
+                         send[0] ? ", " : "", kinds[b]);
+        printf("sink %s: %s at %s, send = %s\n", cfg.sinks[i].name, cfg.sinks[i].type,
+               cfg.sinks[i].url, send);
+    }
     return 0;
 }

@@ -244,6 +244,10 @@ struct ts_sink_vendor {
      * go to different endpoints cuts its batches here: build() then sees
      * items of one endpoint only, and picks it from items[0]. */
     bool (*together)(void *state, const struct ts_sink_item *a, const struct ts_sink_item *b);
+    /* The kinds a sink of this type gets when its section sets no send,
+     * from its keys (Data Cloud: consent only where consent_object names
+     * the object for it). NULL = kinds. */
+    unsigned (*default_kinds)(const struct ts_sink_conf *c);
 };
 
 /* The registry (sink_vendors.c): the vendor of a type, NULL when unknown. */

@@ -219,6 +219,8 @@ static enum ts_err one_sink(const struct ts_conf *c, const struct ts_conf *sf, c
     }
     if ((rc = vendor_keys(c, sf, sec, v, k, err, errsz)))
         return rc;
+    if (!send && v->default_kinds)
+        k->send = v->default_kinds(k) & v->kinds;
     return vendor_checks(c, sec, v, k, err, errsz);
 }
 

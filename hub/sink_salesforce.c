@@ -47,6 +47,19 @@
  *   the object's schema for the connector. Anonymous purchases are sent
  *   (customer_id blank): the data lake keeps them; [sink.NAME] anonymous =
  *   false stops that.
+ * Consent and redeemed offers: records of their own objects of the same
+ *   connector (the Ingestion API takes one object per request, its name in
+ *   the path, so together() keeps each request to one object), when
+ *   [sink.NAME] consent_object / coupon_object name them; docs/OPERATIONS.md
+ *   gives their schemas. Without the key the kind is not in the sink's
+ *   default send, and send = consent (or coupons) without it is refused at
+ *   the send line. A consent record (primary key consent_id = the stored
+ *   message id): consent_id, customer_id, email, store_id, terminal,
+ *   associate, personalization, email_consent, sms_consent ("granted",
+ *   "withdrawn", or blank when the choice was not asked), recorded_at. A
+ *   redemption record (primary key redemption_id = the stored message id,
+ *   one per customer and code): redemption_id, coupon_code, coupon_name,
+ *   order_id, customer_id, email, store_id, terminal, redeemed_at.
  */
 #include "sink_line.h"
 
@@ -60,13 +73,15 @@
 #define RENEW_EARLY_MS 60000
 
 static const char *const required[] = {"client_id", "client_secret", "source", "object", NULL};
-static const char *const options[] = {"login_url", NULL};
+static const char *const options[] = {"login_url", "consent_object", "coupon_object", NULL};
 static const char *const secrets[] = {"client_id", "client_secret", NULL};
 
 struct dc_state {
     char login_url[512];
     char client_id[256], client_secret[256];
-    char path[400];
+    char path[400];         /* purchases and returns: [sink.NAME] object */
+    char consent_path[400]; /* consent_object's; "" = none */
+    char coupon_path[400];  /* coupon_object's; "" = none */
 };
 
 /* An API name of a connector or object: letters, digits, '_'. */
@@ -96,6 +111,20 @@ static enum ts_err dc_init(const struct ts_sink_conf *c, void **state, char *err
         ts_errf(err, errsz, "[sink.%s] source and object: the connector's API names", c->name);
         return TS_ERR_INVAL;
     }
+    const char *cobj = ts_sink_conf_get(c, "consent_object", "");
+    const char *kobj = ts_sink_conf_get(c, "coupon_object", "");
+    if ((*cobj && !api_name(cobj)) || (*kobj && !api_name(kobj))) {
+        ts_errf(err, errsz, "[sink.%s] %s: the connector's API name of an object", c->name,
+                *cobj && !api_name(cobj) ? "consent_object" : "coupon_object");
+        return TS_ERR_INVAL;
+    }
+    if (((c->send & TS_SINK_CONSENT) && !*cobj) || ((c->send & TS_SINK_COUPON) && !*kobj)) {
+        bool consent = (c->send & TS_SINK_CONSENT) && !*cobj;
+        ts_errf(err, errsz, "[sink.%s] send: %s needs %s (the Data Cloud object for its records)",
+                c->name, consent ? "consent" : "coupons",
+                consent ? "consent_object" : "coupon_object");
+        return TS_ERR_INVAL;
+    }
     struct dc_state *s = calloc(1, sizeof *s);
     if (!s) {
         ts_errf(err, errsz, "out of memory");
@@ -108,6 +137,11 @@ static enum ts_err dc_init(const struct ts_sink_conf *c, void **state, char *err
     ts_strlcpy(s->client_id, id, sizeof s->client_id);
     ts_strlcpy(s->client_secret, sec, sizeof s->client_secret);
     snprintf(s->path, sizeof s->path, "/api/v1/ingest/sources/%s/%s", src, obj);
+    if (*cobj)
+        snprintf(s->consent_path, sizeof s->consent_path, "/api/v1/ingest/sources/%s/%s", src,
+                 cobj);
+    if (*kobj)
+        snprintf(s->coupon_path, sizeof s->coupon_path, "/api/v1/ingest/sources/%s/%s", src, kobj);
     *state = s;
     return TS_OK;
 }
@@ -133,10 +167,65 @@ static const char *event_type(const struct ts_sink_event *e)
     return e->kind == TS_SINK_RETURN ? "return" : "purchase";
 }
 
+/* A consent trait of the stored identify: "granted", "withdrawn" or "". */
+static json_t *choice(const struct ts_sink_event *e, const char *trait)
+{
+    const json_t *v = json_object_get(json_object_get(e->event, "traits"), trait);
+    return json_string(!json_is_boolean(v) ? "" : json_is_true(v) ? "granted" : "withdrawn");
+}
+
+/* The member of the stored event's context.tillside (or properties), or "". */
+static json_t *member(const struct ts_sink_event *e, const char *obj, const char *key)
+{
+    const json_t *o = strcmp(obj, "tillside") == 0
+                          ? json_object_get(json_object_get(e->event, "context"), "tillside")
+                          : json_object_get(e->event, obj);
+    return text_or_blank(json_string_value(json_object_get(o, key)));
+}
+
+/* A consent (a stored identify) or a redeemed offer: one record. */
+static enum ts_err dc_map_one(const struct ts_sink_event *e, struct ts_sink_items *out, char *err,
+                              size_t errsz)
+{
+    char at[40];
+    ts_iso8601(e->at_ms, at, sizeof at);
+    json_t *r = json_object();
+    if (!r)
+        return TS_ERR_NOMEM;
+    bool consent = e->kind == TS_SINK_CONSENT;
+    json_object_set_new(r, consent ? "consent_id" : "redemption_id", json_string(e->id));
+    if (!consent) {
+        const char *code = json_string_value(
+            json_object_get(json_object_get(e->event, "properties"), "coupon_id"));
+        if (!code) {
+            json_decref(r);
+            ts_errf(err, errsz, "a redeemed offer without coupon_id");
+            return TS_ERR_INVAL;
+        }
+        json_object_set_new(r, "coupon_code", json_string(code));
+        json_object_set_new(r, "coupon_name", member(e, "properties", "coupon_name"));
+        json_object_set_new(r, "order_id", member(e, "properties", "order_id"));
+    }
+    json_object_set_new(r, "customer_id", text_or_blank(e->user_id));
+    json_object_set_new(r, "email", text_or_blank(e->email));
+    json_object_set_new(r, "store_id", member(e, "tillside", "store"));
+    json_object_set_new(r, "terminal", member(e, "tillside", "terminal"));
+    if (consent) {
+        json_object_set_new(r, "associate", member(e, "tillside", "associate"));
+        json_object_set_new(r, "personalization", choice(e, "personalization_consent"));
+        json_object_set_new(r, "email_consent", choice(e, "email_consent"));
+        json_object_set_new(r, "sms_consent", choice(e, "sms_consent"));
+    }
+    json_object_set_new(r, consent ? "recorded_at" : "redeemed_at", json_string(at));
+    return ts_sink_items_add(out, r, e->id);
+}
+
 static enum ts_err dc_map(void *state, const struct ts_sink_event *e, struct ts_sink_items *out,
                           char *err, size_t errsz)
 {
     (void)state;
+    if (e->kind == TS_SINK_CONSENT || e->kind == TS_SINK_COUPON)
+        return dc_map_one(e, out, err, errsz);
     struct ts_sink_order o;
     if (ts_sink_order_of(e, &o, err, errsz) != TS_OK)
         return TS_ERR_INVAL;
@@ -176,13 +265,38 @@ static enum ts_err dc_map(void *state, const struct ts_sink_event *e, struct ts_
     return TS_OK;
 }
 
+/* The ingestion path of an item of kind. */
+static const char *object_path(const struct dc_state *s, int kind)
+{
+    return kind == TS_SINK_CONSENT  ? s->consent_path
+           : kind == TS_SINK_COUPON ? s->coupon_path
+                                    : s->path;
+}
+
 static enum ts_err dc_build(void *state, const struct ts_sink_item *const *items, size_t n,
                             struct ts_sink_request *req, char *err, size_t errsz)
 {
     struct dc_state *s = state;
     (void)err, (void)errsz;
-    ts_strlcpy(req->path, s->path, sizeof req->path);
+    ts_strlcpy(req->path, object_path(s, items[0]->kind), sizeof req->path);
     return ts_sink_join(items, n, "{\"data\":[", "]}", &req->body);
+}
+
+/* One object per request: purchases and returns share theirs. */
+static bool dc_together(void *state, const struct ts_sink_item *a, const struct ts_sink_item *b)
+{
+    return object_path(state, a->kind) == object_path(state, b->kind);
+}
+
+/* Consent only with consent_object, redeemed offers only with coupon_object. */
+static unsigned dc_default_kinds(const struct ts_sink_conf *c)
+{
+    unsigned k = TS_SINK_PURCHASE | TS_SINK_RETURN;
+    if (*ts_sink_conf_get(c, "consent_object", ""))
+        k |= TS_SINK_CONSENT;
+    if (*ts_sink_conf_get(c, "coupon_object", ""))
+        k |= TS_SINK_COUPON;
+    return k;
 }
 
 /* application/x-www-form-urlencoded "k=v" appended to b ('&' first unless empty). */
@@ -283,7 +397,7 @@ static enum ts_sink_verdict dc_parse(void *state, const struct ts_sink_answer *a
 
 const struct ts_sink_vendor ts_sink_salesforce = {
     .type = "salesforce",
-    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN,
+    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN | TS_SINK_CONSENT | TS_SINK_COUPON,
     .anonymous = true,
     .limits = {.max_items = 0,
                .max_bytes = DC_MAX_BYTES,
@@ -301,4 +415,6 @@ const struct ts_sink_vendor ts_sink_salesforce = {
     .auth = dc_auth,
     .parse = dc_parse,
     .rate = NULL,
+    .together = dc_together,
+    .default_kinds = dc_default_kinds,
 };

@@ -41,3 +41,5 @@ ts_blackbox_pg_test(bb_pg_matchrate_seven_of_ten_five_of_seven test_matchrate.py
 # Issue 18: returns and consent stored on PostgreSQL.
 ts_blackbox_pg_test(bb_pg_returns_arrive_once test_returns.py return_arrives_once)
 ts_blackbox_pg_test(bb_pg_consent_withdrawn_everywhere test_returns.py consent_withdrawn_everywhere)
+# Issues 16 and 18: consent and coupon records in Data Cloud, stored on PostgreSQL.
+ts_blackbox_pg_test(bb_pg_sinks4_datacloud_consent_and_coupon test_sinks4.py datacloud_consent_and_coupon)

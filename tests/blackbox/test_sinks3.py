@@ -199,20 +199,26 @@ BAD = [
 ]
 
 
+def refused_at_key(w, what, text, sec, key, words):
+    """check-config refuses the hub configuration with section text at
+    [sec] key's line (or its type's), saying words; run refuses it the same
+    way, before it serves anything."""
+    conf = w.hub_conf(extra=f"\n{text}ca_file = {CA}\n")
+    r = run([HUB_BIN, "check-config", "-c", conf], check_rc=False)
+    line = _line_of(conf, sec, key)
+    m = re.search(r"hub\.conf:(\d+): \[%s\] %s(?: = '[^']*')?: (.*)"
+                  % (re.escape(sec), re.escape(key)), r.stderr)
+    check(r.returncode == 1 and m, f"{what}: check-config {r.returncode} {r.stderr!r}")
+    check(int(m.group(1)) == line, f"{what}: reported at line {m.group(1)}, not {line}")
+    check(words.lower() in m.group(2).lower(), f"{what}: {m.group(2)!r}")
+    rr = run([HUB_BIN, "run", "-c", conf], check_rc=False)
+    check(rr.returncode != 0 and m.group(0) in rr.stderr + rr.stdout,
+          f"{what}: run said {rr.returncode} {rr.stderr!r}")
+
+
 def check_config_vendor_keys(w):
     for what, text, sec, key, words in BAD:
-        conf = w.hub_conf(extra=f"\n{text}ca_file = {CA}\n")
-        r = run([HUB_BIN, "check-config", "-c", conf], check_rc=False)
-        line = _line_of(conf, sec, key)
-        m = re.search(r"hub\.conf:(\d+): \[%s\] %s(?: = '[^']*')?: (.*)"
-                      % (re.escape(sec), re.escape(key)), r.stderr)
-        check(r.returncode == 1 and m, f"{what}: check-config {r.returncode} {r.stderr!r}")
-        check(int(m.group(1)) == line, f"{what}: reported at line {m.group(1)}, not {line}")
-        check(words.lower() in m.group(2).lower(), f"{what}: {m.group(2)!r}")
-        # run refuses it the same way, before it serves anything.
-        rr = run([HUB_BIN, "run", "-c", conf], check_rc=False)
-        check(rr.returncode != 0 and m.group(0) in rr.stderr + rr.stdout,
-              f"{what}: run said {rr.returncode} {rr.stderr!r}")
+        refused_at_key(w, what, text, sec, key, words)
     # And a good one of each passes, listed.
     good = ("[sink.br]\ntype = bloomreach\nurl = https://api.exponea.com\n"
             "project_token = 0a1b2c3d-4e5f\nkey_id = k\nkey_secret = s\n")

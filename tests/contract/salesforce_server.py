@@ -39,6 +39,13 @@ Rules:
 - The object's schema is the connector's (the retailer uploads it; the one
   below is docs/OPERATIONS.md's); a field of type email must hold an e-mail
   address (or be blank). Records not matching the schema are refused.
+- One object per request: its name is in the path, and every record of the
+  body must match that object's schema (Insert Records: "POST
+  /api/v1/ingest/sources/{name}/{object-name}"); a connector has several
+  objects (the consent and redemption objects of docs/OPERATIONS.md, routes
+  of their own when the test names them: objects={name: "consent" |
+  "redemption"}). dc.by_object[name] -> {primary key: record};
+  dc.inserts -> [(object, records)] per accepted request.
 """
 import os
 import re
@@ -63,6 +70,16 @@ SCHEMA = {"line_id": "text", "message_id": "text", "order_id": "text", "customer
           "line_total": "number", "order_total": "number", "currency": "text",
           "purchased_at": "datetime", "event_type": "text"}
 PRIMARY_KEY = "line_id"
+# docs/OPERATIONS.md's consent and redemption objects: (schema, primary key).
+CONSENT_SCHEMA = {"consent_id": "text", "customer_id": "text", "email": "email",
+                  "store_id": "text", "terminal": "text", "associate": "text",
+                  "personalization": "text", "email_consent": "text", "sms_consent": "text",
+                  "recorded_at": "datetime"}
+REDEMPTION_SCHEMA = {"redemption_id": "text", "coupon_code": "text", "coupon_name": "text",
+                     "order_id": "text", "customer_id": "text", "email": "email",
+                     "store_id": "text", "terminal": "text", "redeemed_at": "datetime"}
+KINDS = {"consent": (CONSENT_SCHEMA, "consent_id"),
+         "redemption": (REDEMPTION_SCHEMA, "redemption_id")}
 
 
 def _form(req):
@@ -85,9 +102,14 @@ def _field_problem(name, want, v, valid_email=EMAIL.match):
 
 
 class DataCloud:
-    def __init__(self, certs, client_id, client_secret, source, obj, ttl_s=7200):
+    def __init__(self, certs, client_id, client_secret, source, obj, ttl_s=7200, objects=None):
         self.client_id, self.client_secret, self.ttl_s = client_id, client_secret, ttl_s
         self.records, self.resent = {}, []
+        self.by_object, self.inserts = {obj: self.records}, []
+        self.schemas = {obj: (SCHEMA, PRIMARY_KEY)}
+        for name, kind in (objects or {}).items():
+            self.schemas[name] = KINDS[kind]
+            self.by_object[name] = {}
         self.core_tokens, self.dc_tokens = set(), {}  # token -> expiry (monotonic)
         self.exchanges = 0
         self.lock = threading.Lock()
@@ -95,7 +117,9 @@ class DataCloud:
                                             ("POST", "/services/a360/token"): self._exchange},
                                     name="salesforce-login")
         self.tenant = ContractServer(
-            certs, {("POST", f"/api/v1/ingest/sources/{source}/{obj}"): self._insert},
+            certs, {("POST", f"/api/v1/ingest/sources/{source}/{name}"):
+                    (lambda srv, req, name=name: self._insert(srv, req, name))
+                    for name in self.schemas},
             name="datacloud-tenant")
         self.tenant.windows = Windows(RATE)
         self.tenant.storm = Storm()
@@ -144,7 +168,8 @@ class DataCloud:
                      "issued_token_type": "urn:ietf:params:oauth:token-type:jwt",
                      "expires_in": self.ttl_s}, {}
 
-    def _insert(self, srv, req):
+    def _insert(self, srv, req, obj):
+        schema, pkey = self.schemas[obj]
         auth = req.header("Authorization") or ""
         with self.lock:
             exp = self.dc_tokens.get(auth[7:]) if auth.startswith("Bearer ") else None
@@ -164,20 +189,22 @@ class DataCloud:
         for i, r in enumerate(body["data"]):
             need(isinstance(r, dict), 400, [{"message": f"data[{i}] is not an object",
                                              "errorCode": "INVALID_INPUT"}])
-            missing = sorted(set(SCHEMA) - set(r))
-            extra = sorted(set(r) - set(SCHEMA))
+            missing = sorted(set(schema) - set(r))
+            extra = sorted(set(r) - set(schema))
             need(not missing and not extra, 400,
                  [{"message": f"data[{i}]: missing {missing}, unknown {extra}",
                    "errorCode": "INVALID_INPUT"}])
-            for k, want in SCHEMA.items():
+            for k, want in schema.items():
                 p = _field_problem(k, want, r[k], self.valid_email)
                 need(p is None, 400, [{"message": f"data[{i}].{k}: expected {p}",
                                        "errorCode": "INVALID_INPUT"}])
-            need(r[PRIMARY_KEY] != "", 400, [{"message": f"data[{i}]: blank primary key",
-                                              "errorCode": "INVALID_INPUT"}])
+            need(r[pkey] != "", 400, [{"message": f"data[{i}]: blank primary key",
+                                       "errorCode": "INVALID_INPUT"}])
         with self.lock:
+            records = self.by_object[obj]
             for r in body["data"]:
-                if r[PRIMARY_KEY] in self.records:
-                    self.resent.append(r[PRIMARY_KEY])
-                self.records[r[PRIMARY_KEY]] = r
+                if r[pkey] in records:
+                    self.resent.append(r[pkey])
+                records[r[pkey]] = r
+            self.inserts.append((obj, [r[pkey] for r in body["data"]]))
         return 202, {"accepted": True}, {}

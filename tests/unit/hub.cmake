@@ -25,3 +25,4 @@ endforeach()
 ts_unit_test(test_hub_fleet unit/test_hub_fleet.c ts_hub)
 # The Bloomreach, Data Cloud and Iterable vendor files: mapping, requests, answers.
 ts_unit_test(test_sink_vendors2 unit/test_sink_vendors2.c ts_hub PkgConfig::JANSSON)
+ts_unit_test(test_sink_kinds unit/test_sink_kinds.c ts_hub PkgConfig::JANSSON)

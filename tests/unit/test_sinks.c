@@ -41,7 +41,8 @@ static void test_config(void **state)
     assert_string_equal(cfg.sinks[0].type, "segment");
     assert_string_equal(cfg.sinks[1].url, "https://a.klaviyo.com"); /* no trailing '/' */
     assert_false(cfg.sinks[1].anonymous);                           /* klaviyo's default */
-    assert_int_equal(cfg.sinks[1].send, TS_SINK_PURCHASE | TS_SINK_RETURN);
+    assert_int_equal(cfg.sinks[1].send,
+                     TS_SINK_PURCHASE | TS_SINK_RETURN | TS_SINK_CONSENT | TS_SINK_COUPON);
     assert_string_equal(ts_sink_conf_get(&cfg.sinks[1], "api_key", ""), "pk");
     assert_true(cfg.sinks[1].kv[0].secret);
 

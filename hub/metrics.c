@@ -108,6 +108,15 @@ static void httpd_metrics(ts_buf *b)
                               "class=\"%s\"} %ld\n",
                               l, cls[k], st[i].refused_class_n[k]);
     }
+    ts_buf_puts(b, "# HELP tillside_hub_tls_handshakes_total TLS handshakes completed since start, "
+                   "full or resumed (a session ticket).\n"
+                   "# TYPE tillside_hub_tls_handshakes_total counter\n");
+    for (int i = 0; i < nservers; i++)
+        ts_buf_printf(b,
+                      "tillside_hub_tls_handshakes_total{listener=\"%s\",kind=\"full\"} %ld\n"
+                      "tillside_hub_tls_handshakes_total{listener=\"%s\",kind=\"resumed\"} %ld\n",
+                      servers[i].listener, st[i].handshakes_full, servers[i].listener,
+                      st[i].handshakes_resumed);
     pthread_mutex_unlock(&servers_mu);
 }
 

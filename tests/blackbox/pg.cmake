@@ -14,6 +14,8 @@ ts_blackbox_pg_test(bb_pg_long_poll_across_hubs test_pg.py long_poll_across_hubs
 ts_blackbox_pg_test(bb_pg_server_restart test_pg.py pg_restart)
 ts_blackbox_pg_test(bb_pg_tickets_across_hubs test_pg.py tickets_across_hubs)
 ts_blackbox_pg_test(bb_pg_tickets_across_hubs_best test_pg.py tickets_across_hubs_best)
+# Issue 14: the same two hubs behind nginx's stream module (round robin, TLS passed through).
+ts_blackbox_pg_test(bb_pg_nginx_stream_round_robin_resumes test_nginx_stream.py round_robin_resumes)
 ts_blackbox_pg_test(bb_pg_import_copy_matches_statements test_import.py copy_matches_statements)
 ts_blackbox_pg_test(bb_pg_import_jsonl_then_sync test_import.py jsonl_then_sync)
 ts_blackbox_pg_test(bb_pg_e2e_scan_shows_card test_e2e.py scan_shows_card)

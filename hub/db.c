@@ -54,7 +54,8 @@ struct ts_hub_store {
     int wake[2];            /* the pipe that ends the listener */
     _Atomic bool listening; /* notices arrive: waiters need not look each second */
     _Atomic bool watching;  /* SQLite: watch_run looks for other processes' commits */
-    int64_t watch_start;    /* its first data_version */
+    _Atomic uint64_t feed_reads, rechecks; /* ts_hub_store_feed_counts */
+    int64_t watch_start;                   /* its first data_version */
     /* ts_hub_store_on_change: called after every change notice (parked
      * long-polls are woken with it); set before serving, read after */
     void (*on_change[4])(void *);
@@ -591,15 +592,29 @@ uint64_t ts_hub_db_changes(struct ts_hub_store *s, bool *closing)
 /* Changes committed by another process (`tillside-hub erase`, `import`, a
  * second hub) signal nobody here on SQLite: waiters look again this often.
  * On PostgreSQL the listener thread wakes them; the long slice only covers
- * a notice lost in a reconnect. */
+ * a notice lost (a reconnect, a dropped notice), and the listener looks for
+ * the whole process that often (listen_run). */
 #define WAIT_SLICE_MS 1000
 #define WAIT_SLICE_LISTENING_MS 10000
 
-int ts_hub_store_recheck_ms(struct ts_hub_store *s)
+int ts_hub_store_recheck_ms(struct ts_hub_store *s, bool watched)
 {
     if (atomic_load(&s->watching))
         return 0; /* watch_run signals other processes' commits */
+    if (watched && s->listener_started)
+        return 0; /* listen_run's looks wake its store (feed_watch.c) */
     return atomic_load(&s->listening) ? WAIT_SLICE_LISTENING_MS : WAIT_SLICE_MS;
+}
+
+void ts_hub_db_count_feed_read(struct ts_hub_store *s)
+{
+    atomic_fetch_add(&s->feed_reads, 1);
+}
+
+void ts_hub_store_feed_counts(struct ts_hub_store *s, uint64_t *reads, uint64_t *rechecks)
+{
+    *reads = atomic_load(&s->feed_reads);
+    *rechecks = atomic_load(&s->rechecks);
 }
 
 void ts_hub_db_wait_change(struct ts_hub_store *s, uint64_t seen, int64_t max_ms)
@@ -621,18 +636,29 @@ void ts_hub_db_wait_change(struct ts_hub_store *s, uint64_t seen, int64_t max_ms
     pthread_mutex_unlock(&s->wmu);
 }
 
-/* The listener thread: other processes' commits wake our waiters. */
+/* The listener thread: other processes' commits wake our waiters. Each
+ * notice is a look at the feed (feed_watch.c: one query, the stores whose
+ * seq moved woken); so is a reconnect, and so is every slice without one
+ * (10 s, 1 s while it cannot listen), in case a notice was lost: one query
+ * per slice for the whole process, not one per parked poll. */
 static void *listen_run(void *arg)
 {
     struct ts_hub_store *s = arg;
+    int64_t next = ts_now_mono_ms() + WAIT_SLICE_LISTENING_MS;
     for (;;) {
-        int r = ts_sql_wait_notice(s->ldb, s->wake[0], 5000);
+        int64_t left = next - ts_now_mono_ms();
+        int r = ts_sql_wait_notice(s->ldb, s->wake[0], (int)(left < 0 ? 0 : left));
         struct pollfd p = {.fd = s->wake[0], .events = POLLIN};
         if (poll(&p, 1, 0) > 0)
             return NULL;
-        if (r != 0)
-            ts_hub_db_notify(s); /* a notice, or back after an outage: look */
         atomic_store(&s->listening, r >= 0);
+        int64_t now = ts_now_mono_ms();
+        if (r == 0 && now < next)
+            continue; /* woken early with nothing to read */
+        if (r <= 0)
+            atomic_fetch_add(&s->rechecks, 1); /* a look without a notice */
+        ts_hub_db_notify(s); /* a notice, back after an outage, or the slice: look */
+        next = now + (r >= 0 ? WAIT_SLICE_LISTENING_MS : WAIT_SLICE_MS);
     }
 }
 

@@ -108,6 +108,7 @@ enum ts_err ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint
     page->nitems = 0;
     page->more = false;
     page->last_seq = since;
+    ts_hub_db_count_feed_read(s);
     /* One read transaction: the horizon and the rows from one snapshot, so
      * a prune committing in between cannot slip a tombstone past us. */
     struct ts_sql *db = ts_hub_db_read_begin(s, true);

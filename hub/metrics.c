@@ -176,6 +176,16 @@ void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
         metric(b, "tillside_hub_upstream_last_success_timestamp_seconds", "gauge",
                "Wall-clock time of the last request the CDP accepted.",
                (double)m.last_success_ms / 1000.0);
+    uint64_t reads, rechecks;
+    ts_hub_store_feed_counts(api->store, &reads, &rechecks);
+    metric(b, "tillside_hub_feed_reads_total", "counter",
+           "Feed pages read from the database since start (one query each): polls, and parked "
+           "long-polls looking again.",
+           (double)reads);
+    metric(b, "tillside_hub_feed_rechecks_total", "counter",
+           "Looks at the feed for other processes' commits made without a notice (PostgreSQL: "
+           "one query for the whole process every 10 s, each second while it cannot listen).",
+           (double)rechecks);
     ts_hub_sink_metrics_text(api->store, api->upstream, b);
     ts_hub_throttle_metrics(api->throttle, b);
     /* Per store, from the terminals' last reports (fleet_db.c). */

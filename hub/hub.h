@@ -377,9 +377,10 @@ bool ts_hub_store_closing(struct ts_hub_store *s);
  * every 10 s, 1 s while it cannot listen); else 10 s while the PostgreSQL
  * listener hears other processes, 1 s otherwise. */
 int ts_hub_store_recheck_ms(struct ts_hub_store *s, bool watched);
-/* Since the store was opened: feed pages read (ts_hub_store_feed, one query
- * each) and the PostgreSQL listener's timed looks (one query each for the
- * process, whatever the number of parked polls). */
+/* Feed pages read since the process started (ts_hub_store_feed, one query
+ * each), and the PostgreSQL listener's looks without a notice since the
+ * store was opened (one query each for the process, whatever the number of
+ * parked polls). */
 void ts_hub_store_feed_counts(struct ts_hub_store *s, uint64_t *reads, uint64_t *rechecks);
 /* `run`, on SQLite: a thread that looks once a second whether another
  * process committed (PRAGMA data_version) and signals the change notice

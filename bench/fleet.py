@@ -192,25 +192,32 @@ def dataset(bins, work, customers, nstores, stores):
     return db
 
 
-def main():
+def fleet_args(bin_dir, terminals, stores, duration, warmup, purchase_every, threads):
+    """The simulated fleet's options (fleetsim()), with the caller's defaults."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default="build/bench")
-    ap.add_argument("--terminals", type=int, default=2000)
-    ap.add_argument("--stores", type=int, default=100)
-    ap.add_argument("--customers", type=int, default=20000)
-    ap.add_argument("--duration", type=float, default=120)
+    ap.add_argument("--bin", default=bin_dir)
+    ap.add_argument("--terminals", type=int, default=terminals)
+    ap.add_argument("--stores", type=int, default=stores)
+    ap.add_argument("--duration", type=float, default=duration)
     ap.add_argument("--interval", type=float, default=30)
-    ap.add_argument("--purchase-every", type=float, default=300,
+    ap.add_argument("--purchase-every", type=float, default=purchase_every,
                     help="mean seconds between purchases per terminal")
-    ap.add_argument("--threads", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=threads)
+    ap.add_argument("--warmup", type=float, default=warmup,
+                    help="seconds over which the terminals' first polls (full handshake, full "
+                         "sync) run before the measured window; 0 = within it (a cold start)")
+    return ap
+
+
+def main():
+    ap = fleet_args("build/bench", terminals=2000, stores=100, duration=120, warmup=120,
+                    purchase_every=300, threads=64)
+    ap.add_argument("--customers", type=int, default=20000)
     ap.add_argument("--cdp-rate", type=int, default=20, help="CDP events per second")
     ap.add_argument("--no-resume", action="store_true",
                     help="fleet terminals do a full TLS handshake on every poll")
     ap.add_argument("--cost-seconds", type=float, default=20,
                     help="length of each poll-cost run (full, resumed); 0 = skip")
-    ap.add_argument("--warmup", type=float, default=120,
-                    help="seconds over which the terminals' first polls (full handshake, full "
-                         "sync) run before the measured window; 0 = within it (a cold start)")
     ap.add_argument("--pg", action="store_true",
                     help="the hub on the PostgreSQL database of TS_TEST_PG (tests/tools/with_pg.sh)")
     a = ap.parse_args()

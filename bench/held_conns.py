@@ -128,6 +128,26 @@ def repoll(socks, cursor):
                       .encode())
 
 
+def hold(st, ctxs, n, cursor):
+    """n long-polls from cursor on their own connections, the i-th with
+    ctxs[i % len(ctxs)] (a store's terminal), each resuming that context's
+    last TLS 1.2 session; the answered ones asked again. Returns the sockets."""
+    sess = [None] * len(ctxs)
+    socks = []
+    for i in range(n):
+        k = i % len(ctxs)
+        raw = socket.create_connection(("127.0.0.1", st.hub_port), timeout=30)
+        s = ctxs[k].wrap_socket(raw, server_hostname="localhost", session=sess[k])
+        sess[k] = s.session
+        s.sendall(f"GET /v1/feed?since={cursor}&wait=25 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                  .encode())
+        socks.append(s)
+        if len(socks) % 200 == 0:
+            repoll(socks, cursor)
+    repoll(socks, cursor)
+    return socks
+
+
 def timed(fn, samples):
     ts = []
     for i in range(samples):
@@ -262,21 +282,9 @@ def measure(st, n, samples, stores=1):
     # a warm baseline: the hub has served a handshake and a feed page
     base = settle(hub)
     idle = served(st, samples, "idle")
-    sess = [None] * stores
-    socks = []
     t0 = time.monotonic()
-    for i in range(n):
-        k = i % stores
-        raw = socket.create_connection(("127.0.0.1", st.hub_port), timeout=30)
-        s = ctxs[k].wrap_socket(raw, server_hostname="localhost", session=sess[k])
-        sess[k] = s.session
-        s.sendall(f"GET /v1/feed?since={cursor}&wait=25 HTTP/1.1\r\nHost: localhost\r\n\r\n"
-                  .encode())
-        socks.append(s)
-        if len(socks) % 200 == 0:
-            repoll(socks, cursor)
+    socks = hold(st, ctxs, n, cursor)
     opened = time.monotonic() - t0
-    repoll(socks, cursor)
     held = settle(hub)
     log(f"{n} held in {opened:.1f} s: RSS {base} kB -> {held} kB")
     busy = served(st, samples, "held")

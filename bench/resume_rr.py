@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Share of resumed TLS handshakes when a terminal's reconnects alternate
 between two hub processes, as behind a round-robin balancer that passes TLS
-through (nginx `stream` with `proxy_pass` to an upstream of both; the stream
-module is not installed on the bench machine, so the client alternates the
-two ports itself, which is what the balancer does to it). On PostgreSQL the
+through (nginx `stream` with `proxy_pass` to an upstream of both): the
+client alternates the two ports itself, which is what the balancer does to
+it (bench/fleet_rr.py measures a fleet through real nginx). On PostgreSQL the
 two processes share their session ticket keys through the database (issue
 14); on SQLite (two processes on one file) each keeps its own, the control.
 Baseline in the same run: every reconnect to the same hub.

@@ -139,9 +139,9 @@ void ts_hub_api_feed(struct ts_hub_api *api, const struct ts_httpd_req *req,
         !ts_hub_store_closing(api->store)) {
         int64_t until = req->park_until_ms ? req->park_until_ms : ts_now_mono_ms() + wait * 1000;
         if (watched) /* woken only by a change to this store */
-            ts_httpd_park_on(resp, until, ts_hub_store_recheck_ms(api->store), store, seen);
+            ts_httpd_park_on(resp, until, ts_hub_store_recheck_ms(api->store, true), store, seen);
         else
-            ts_httpd_park(resp, until, ts_hub_store_recheck_ms(api->store));
+            ts_httpd_park(resp, until, ts_hub_store_recheck_ms(api->store, false));
         ts_buf_free(&page.items);
         return;
     }

@@ -51,10 +51,11 @@ struct ts_hub_store {
     struct ts_sql *ldb;
     pthread_t listener;
     bool listener_started;
-    int wake[2];            /* the pipe that ends the listener */
-    _Atomic bool listening; /* notices arrive: waiters need not look each second */
-    _Atomic bool watching;  /* SQLite: watch_run looks for other processes' commits */
-    int64_t watch_start;    /* its first data_version */
+    int wake[2];               /* the pipe that ends the listener */
+    _Atomic bool listening;    /* notices arrive: waiters need not look each second */
+    _Atomic bool watching;     /* SQLite: watch_run looks for other processes' commits */
+    _Atomic uint64_t rechecks; /* listen_run's looks without a notice */
+    int64_t watch_start;       /* its first data_version */
     /* ts_hub_store_on_change: called after every change notice (parked
      * long-polls are woken with it); set before serving, read after */
     void (*on_change[4])(void *);
@@ -278,21 +279,6 @@ enum ts_err ts_hub_db_ddl(struct ts_hub_store *s, const char *ddl)
     return ts_sql_exec_ddl(s->db, ddl) == TS_OK ? TS_OK : ts_hub_db_err(s->db, "schema");
 }
 
-/* Does table have column? -1 on error. */
-static int has_column(struct ts_sql *db, const char *table, const char *column)
-{
-    struct ts_sql_stmt *st = NULL;
-    int rc = -1;
-    if (ts_sql_prepare(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", &st) == TS_OK) {
-        ts_sql_bind_text(st, 1, table);
-        ts_sql_bind_text(st, 2, column);
-        int step = ts_sql_step(st);
-        rc = step == TS_SQL_ROW ? 1 : step == TS_SQL_DONE ? 0 : -1;
-    }
-    ts_sql_finalize(st);
-    return rc;
-}
-
 enum ts_err ts_hub_db_add_column(struct ts_hub_store *s, const char *table, const char *column,
                                  const char *decl, const char *fill)
 {
@@ -302,7 +288,7 @@ enum ts_err ts_hub_db_add_column(struct ts_hub_store *s, const char *table, cons
              decl);
     if (pg)
         return ts_hub_db_ddl(s, sql);
-    int h = has_column(s->db, table, column);
+    int h = ts_sql_has_column(s->db, table, column);
     if (h < 0)
         return ts_hub_db_err(s->db, "schema");
     if (h > 0)
@@ -590,16 +576,23 @@ uint64_t ts_hub_db_changes(struct ts_hub_store *s, bool *closing)
 
 /* Changes committed by another process (`tillside-hub erase`, `import`, a
  * second hub) signal nobody here on SQLite: waiters look again this often.
- * On PostgreSQL the listener thread wakes them; the long slice only covers
- * a notice lost in a reconnect. */
+ * On PostgreSQL the listener thread wakes them, and looks (listen_run) in
+ * case a notice was lost. */
 #define WAIT_SLICE_MS 1000
 #define WAIT_SLICE_LISTENING_MS 10000
 
-int ts_hub_store_recheck_ms(struct ts_hub_store *s)
+int ts_hub_store_recheck_ms(struct ts_hub_store *s, bool watched)
 {
     if (atomic_load(&s->watching))
         return 0; /* watch_run signals other processes' commits */
+    if (watched && s->listener_started)
+        return 0; /* listen_run's looks wake its store (feed_watch.c) */
     return atomic_load(&s->listening) ? WAIT_SLICE_LISTENING_MS : WAIT_SLICE_MS;
+}
+
+uint64_t ts_hub_db_rechecks(struct ts_hub_store *s)
+{
+    return atomic_load(&s->rechecks);
 }
 
 void ts_hub_db_wait_change(struct ts_hub_store *s, uint64_t seen, int64_t max_ms)
@@ -621,18 +614,25 @@ void ts_hub_db_wait_change(struct ts_hub_store *s, uint64_t seen, int64_t max_ms
     pthread_mutex_unlock(&s->wmu);
 }
 
-/* The listener thread: other processes' commits wake our waiters. */
+/* The listener thread: a notice, a reconnect and every slice without one
+ * (10 s; 1 s while it cannot listen) is a look (feed_watch.c: one query for
+ * the process, the stores whose seq moved woken), not one per parked poll. */
 static void *listen_run(void *arg)
 {
     struct ts_hub_store *s = arg;
+    int64_t next = ts_now_mono_ms() + WAIT_SLICE_LISTENING_MS;
     for (;;) {
-        int r = ts_sql_wait_notice(s->ldb, s->wake[0], 5000);
+        int64_t left = next - ts_now_mono_ms();
+        int r = ts_sql_wait_notice(s->ldb, s->wake[0], (int)(left < 0 ? 0 : left));
         struct pollfd p = {.fd = s->wake[0], .events = POLLIN};
         if (poll(&p, 1, 0) > 0)
             return NULL;
-        if (r != 0)
-            ts_hub_db_notify(s); /* a notice, or back after an outage: look */
         atomic_store(&s->listening, r >= 0);
+        if (r == 0 && ts_now_mono_ms() < next)
+            continue;                           /* woken early with nothing to read */
+        atomic_fetch_add(&s->rechecks, r <= 0); /* a look without a notice */
+        ts_hub_db_notify(s);
+        next = ts_now_mono_ms() + (r >= 0 ? WAIT_SLICE_LISTENING_MS : WAIT_SLICE_MS);
     }
 }
 

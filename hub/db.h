@@ -152,6 +152,8 @@ struct ts_hub_feedwatch *ts_hub_db_feedwatch(struct ts_hub_store *s);
 void ts_hub_db_set_feedwatch(struct ts_hub_store *s, struct ts_hub_feedwatch *fw,
                              void (*free_fn)(struct ts_hub_feedwatch *));
 
+/* The PostgreSQL listener's looks without a notice (ts_hub_store_feed_counts). */
+uint64_t ts_hub_db_rechecks(struct ts_hub_store *s);
 /* Wakes long-poll waiters after a commit that may have changed a feed. */
 void ts_hub_db_notify(struct ts_hub_store *s);
 /* How many changes were signalled so far; *closing once the store shuts

@@ -11,6 +11,7 @@
  */
 #include "parts.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 /* op 'upsert' or 'erase'; cid kept so an erase outlives the customer row,
@@ -98,6 +99,15 @@ static enum ts_err feed_item(ts_buf *b, const char *op, const char *cid, const c
     return ts_buf_printf(b, "{\"op\":\"erase\",\"cid\":\"%s\"}", cid);
 }
 
+/* Feed pages read since start, by every store of the process (metrics). */
+static _Atomic uint64_t feed_reads;
+
+void ts_hub_store_feed_counts(struct ts_hub_store *s, uint64_t *reads, uint64_t *rechecks)
+{
+    *reads = atomic_load(&feed_reads);
+    *rechecks = ts_hub_db_rechecks(s);
+}
+
 enum ts_err ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint64_t since,
                               int limit, struct ts_hub_feed_page *page)
 {
@@ -108,6 +118,7 @@ enum ts_err ts_hub_store_feed(struct ts_hub_store *s, const char *store_id, uint
     page->nitems = 0;
     page->more = false;
     page->last_seq = since;
+    atomic_fetch_add(&feed_reads, 1);
     /* One read transaction: the horizon and the rows from one snapshot, so
      * a prune committing in between cannot slip a tombstone past us. */
     struct ts_sql *db = ts_hub_db_read_begin(s, true);

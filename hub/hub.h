@@ -371,9 +371,17 @@ bool ts_hub_store_feed_seen(struct ts_hub_store *s, const char *store_id, uint64
 /* Whether ts_hub_store_shutdown was called. */
 bool ts_hub_store_closing(struct ts_hub_store *s);
 /* How often a parked long-poll must look by itself for changes nobody
- * signals: 0 (never) once ts_hub_store_watch runs on SQLite; 10 s while the
- * PostgreSQL listener hears other processes; else 1 s. */
-int ts_hub_store_recheck_ms(struct ts_hub_store *s);
+ * signals: 0 (never) once ts_hub_store_watch runs on SQLite, and on
+ * PostgreSQL for a poll parked on its store's seq (watched: the listener
+ * thread looks for the whole process, at a notice, after a reconnect and
+ * every 10 s, 1 s while it cannot listen); else 10 s while the PostgreSQL
+ * listener hears other processes, 1 s otherwise. */
+int ts_hub_store_recheck_ms(struct ts_hub_store *s, bool watched);
+/* Feed pages read since the process started (ts_hub_store_feed, one query
+ * each), and the PostgreSQL listener's looks without a notice since the
+ * store was opened (one query each for the process, whatever the number of
+ * parked polls). */
+void ts_hub_store_feed_counts(struct ts_hub_store *s, uint64_t *reads, uint64_t *rechecks);
 /* `run`, on SQLite: a thread that looks once a second whether another
  * process committed (PRAGMA data_version) and signals the change notice
  * then, so parked long-polls need not look each by itself. Stopped by

@@ -108,6 +108,15 @@ static void httpd_metrics(ts_buf *b)
                               "class=\"%s\"} %ld\n",
                               l, cls[k], st[i].refused_class_n[k]);
     }
+    ts_buf_puts(b, "# HELP tillside_hub_tls_handshakes_total TLS handshakes completed since start, "
+                   "full or resumed (a session ticket).\n"
+                   "# TYPE tillside_hub_tls_handshakes_total counter\n");
+    for (int i = 0; i < nservers; i++)
+        ts_buf_printf(b,
+                      "tillside_hub_tls_handshakes_total{listener=\"%s\",kind=\"full\"} %ld\n"
+                      "tillside_hub_tls_handshakes_total{listener=\"%s\",kind=\"resumed\"} %ld\n",
+                      servers[i].listener, st[i].handshakes_full, servers[i].listener,
+                      st[i].handshakes_resumed);
     pthread_mutex_unlock(&servers_mu);
 }
 
@@ -167,6 +176,16 @@ void ts_hub_metrics_handle(struct ts_hub_api *api, const struct ts_httpd_req *re
         metric(b, "tillside_hub_upstream_last_success_timestamp_seconds", "gauge",
                "Wall-clock time of the last request the CDP accepted.",
                (double)m.last_success_ms / 1000.0);
+    uint64_t reads, rechecks;
+    ts_hub_store_feed_counts(api->store, &reads, &rechecks);
+    metric(b, "tillside_hub_feed_reads_total", "counter",
+           "Feed pages read from the database since start (one query each): polls, and parked "
+           "long-polls looking again.",
+           (double)reads);
+    metric(b, "tillside_hub_feed_rechecks_total", "counter",
+           "Looks at the feed for other processes' commits made without a notice (PostgreSQL: "
+           "one query for the whole process every 10 s, each second while it cannot listen).",
+           (double)rechecks);
     ts_hub_sink_metrics_text(api->store, api->upstream, b);
     ts_hub_throttle_metrics(api->throttle, b);
     /* Per store, from the terminals' last reports (fleet_db.c). */

@@ -398,6 +398,20 @@ int ts_sql_wait_notice(struct ts_sql *db, int wake_fd, int timeout_ms)
     return drain_notices(db->pg) ? 1 : 0;
 }
 
+int ts_sql_has_column(struct ts_sql *db, const char *table, const char *column)
+{
+    struct ts_sql_stmt *st = NULL;
+    int rc = -1;
+    if (ts_sql_prepare(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", &st) == TS_OK) {
+        ts_sql_bind_text(st, 1, table);
+        ts_sql_bind_text(st, 2, column);
+        int step = ts_sql_step(st);
+        rc = step == TS_SQL_ROW ? 1 : step == TS_SQL_DONE ? 0 : -1;
+    }
+    ts_sql_finalize(st);
+    return rc;
+}
+
 enum ts_err ts_sql_exec_ddl(struct ts_sql *db, const char *ddl)
 {
     if (!db->pg)

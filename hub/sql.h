@@ -91,6 +91,8 @@ enum ts_err ts_sql_exec(struct ts_sql *db, const char *sql);
  * id given on insert), INTEGER BIGINT (times are in ms), REAL DOUBLE
  * PRECISION, and WITHOUT ROWID goes. */
 enum ts_err ts_sql_exec_ddl(struct ts_sql *db, const char *ddl);
+/* SQLite: does table have column? -1 on error. */
+int ts_sql_has_column(struct ts_sql *db, const char *table, const char *column);
 /*
  * Bulk loading on PostgreSQL: ts_sql_copy_begin runs copy_sql (a "COPY
  * table(columns) FROM STDIN"), ts_sql_copy_row sends one row of n values

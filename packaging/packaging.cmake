@@ -52,7 +52,7 @@ foreach(pkg tillside tillside-hub)
             COMPONENT ${pkg})
 endforeach()
 install(FILES ${TS_PKG_DIR}/copyright DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/tillside COMPONENT tillside)
-install(FILES ${TS_PKG_DIR}/nginx/tillside-hub.conf
+install(FILES ${TS_PKG_DIR}/nginx/tillside-hub.conf ${TS_PKG_DIR}/nginx/tillside-hub-stream.conf
         DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/tillside-hub/examples/nginx COMPONENT tillside-hub)
 install(FILES ${TS_PKG_DIR}/copyright DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/doc/tillside-hub
         COMPONENT tillside-hub)

@@ -254,6 +254,8 @@ void ts_httpd_stats(struct ts_httpd *s, struct ts_httpd_stats *o)
     o->timed_out_head = atomic_load(&s->st_to_head);
     o->woken = atomic_load(&s->st_woken);
     o->stop_answered = atomic_load(&s->st_stop_answered);
+    o->handshakes_full = atomic_load(&s->st_hs_full);
+    o->handshakes_resumed = atomic_load(&s->st_hs_resumed);
 }
 
 /*

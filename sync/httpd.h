@@ -115,6 +115,7 @@ struct ts_httpd_stats {
     long refused_class_n[TS_HTTPD_CLASSES];
     long timed_out_handshake, timed_out_head;
     long woken, stop_answered;
+    long handshakes_full, handshakes_resumed; /* TLS handshakes completed, since start */
 };
 
 enum ts_err ts_httpd_start(const struct ts_httpd_opts *o, ts_httpd_handler h, void *ud,

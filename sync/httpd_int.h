@@ -109,7 +109,8 @@ struct ts_httpd {
     pthread_t *workers;
     /* counters (ts_httpd_stats) */
     _Atomic long st_conns, st_pending, st_parked, st_ref_pending, st_ref_source, st_ref_capacity,
-        st_ref_class, st_timed_out, st_to_handshake, st_to_head, st_woken, st_stop_answered;
+        st_ref_class, st_timed_out, st_to_handshake, st_to_head, st_woken, st_stop_answered,
+        st_hs_full, st_hs_resumed;
     _Atomic long st_ref_class_n[TS_HTTPD_CLASSES];
 };
 

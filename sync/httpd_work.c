@@ -215,11 +215,14 @@ static enum conn_next run_request(struct ts_httpd *s, struct hconn *c)
     return rc == TS_OK && keep ? N_READ : N_CLOSE;
 }
 
-/* One step of a TLS handshake, as far as the socket allows. */
-static enum conn_next handshake_step(struct hconn *c)
+/* One step of a TLS handshake, as far as the socket allows; a completed
+ * one counted as full or resumed. */
+static enum conn_next handshake_step(struct ts_httpd *s, struct hconn *c)
 {
     c->hs_err[0] = '\0';
     enum ts_err rc = ts_tls_accept_step(c->tc, &c->hs_want_write, c->hs_err, sizeof c->hs_err);
+    if (rc == TS_OK)
+        atomic_fetch_add(ts_tls_resumed(c->tc) ? &s->st_hs_resumed : &s->st_hs_full, 1);
     return rc == TS_OK ? N_HS_DONE : rc == TS_ERR_AGAIN ? N_HS_AGAIN : N_HS_FAILED;
 }
 
@@ -240,7 +243,7 @@ static void *worker_main(void *arg)
         if (!*q)
             *(q == &s->jobs ? &s->jobs_tail : &s->rejobs_tail) = NULL;
         pthread_mutex_unlock(&s->mu);
-        c->next_step = c->hs_job ? handshake_step(c) : run_request(s, c);
+        c->next_step = c->hs_job ? handshake_step(s, c) : run_request(s, c);
         pthread_mutex_lock(&s->mu);
         c->qnext = NULL;
         if (s->done_tail)

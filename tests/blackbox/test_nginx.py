@@ -39,63 +39,85 @@ def nginx_bin():
     return None
 
 
-class Nginx:
-    """nginx in the foreground under w.dir/nginx with the shipped site."""
+STREAM = os.path.join(SRC, "packaging", "nginx", "tillside-hub-stream.conf")
+STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
-    def __init__(self, w, hub_plain_port):
+
+def rewrite(path, subs):
+    """The shipped file at path with each (old, new) replaced (every old
+    must be there) and its IPv6 lines dropped (IPv6 may be off in a CI
+    container)."""
+    with open(path) as f:
+        text = f.read()
+    for old, new in subs:
+        check(old in text, f"the shipped {os.path.basename(path)} no longer has '{old}'")
+        text = text.replace(old, new)
+    return "\n".join(l for l in text.splitlines() if "[::]" not in l)
+
+
+class Nginx:
+    """nginx in the foreground under w.dir/nginx with the shipped site
+    (hub_plain_port: nginx does the TLS) or the shipped stream balancer
+    (stream_to: two hubs' TLS ports, nginx passes TCP through round robin)."""
+
+    def __init__(self, w, hub_plain_port=None, stream_to=None):
         self.w = w
         self.dir = os.path.join(w.dir, "nginx")
         for d in ("", "tmp", "logs"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
         self.port = tslib.free_port()      # terminals (mTLS)
-        self.cdp_port = tslib.free_port()  # CDP and enrolment
         self.crl = os.path.join(w.dir, "crl.pem")
         c = w.certs
-        with open(SITE) as f:
-            site = f.read()
-        subs = [
-            ("server 127.0.0.1:8080;", f"server 127.0.0.1:{hub_plain_port};"),
-            ("listen 8443 ssl;", f"listen 127.0.0.1:{self.port} ssl;"),
-            ("listen 8444 ssl;", f"listen 127.0.0.1:{self.cdp_port} ssl;"),
-            ("/etc/tillside-hub/tls/server.pem", f"{c}/hub.pem"),
-            ("/etc/tillside-hub/tls/server.key", f"{c}/hub.key"),
-            ("/etc/tillside-hub/pki/ca.pem", f"{c}/ca.pem"),
-            ("/var/lib/tillside-hub/crl.pem", self.crl),
-        ]
-        for old, new in subs:
-            check(old in site, f"the shipped nginx site no longer has '{old}'")
-            site = site.replace(old, new)
-        # IPv6 may be off in a CI container.
-        site = "\n".join(l for l in site.splitlines() if "[::]" not in l)
-        self.site = os.path.join(self.dir, "site.conf")
+        d = self.dir
+        self.site = os.path.join(d, "site.conf")
+        if stream_to:
+            a, b = stream_to
+            site = rewrite(STREAM, [("server 192.0.2.11:8443", f"server 127.0.0.1:{a}"),
+                                    ("server 192.0.2.12:8443", f"server 127.0.0.1:{b}"),
+                                    ("listen 8443;", f"listen 127.0.0.1:{self.port};")])
+            # Debian loads it from /etc/nginx/modules-enabled, which this
+            # nginx.conf does not include; a missing module fails `nginx -t`.
+            mods = f"load_module {STREAM_MODULE};\n" if os.path.exists(STREAM_MODULE) else ""
+            blocks = f"include {self.site};\n"
+        else:
+            self.cdp_port = tslib.free_port()  # CDP and enrolment
+            site = rewrite(SITE, [
+                ("server 127.0.0.1:8080;", f"server 127.0.0.1:{hub_plain_port};"),
+                ("listen 8443 ssl;", f"listen 127.0.0.1:{self.port} ssl;"),
+                ("listen 8444 ssl;", f"listen 127.0.0.1:{self.cdp_port} ssl;"),
+                ("/etc/tillside-hub/tls/server.pem", f"{c}/hub.pem"),
+                ("/etc/tillside-hub/tls/server.key", f"{c}/hub.key"),
+                ("/etc/tillside-hub/pki/ca.pem", f"{c}/ca.pem"),
+                ("/var/lib/tillside-hub/crl.pem", self.crl),
+            ])
+            temps = "\n".join(f"    {k}_temp_path {d}/tmp/{k};"
+                              for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+            mods = ""
+            blocks = (f"http {{\n    access_log {d}/logs/access.log;\n{temps}\n"
+                    f"    include {self.site};\n}}\n")
         with open(self.site, "w") as f:
             f.write(site)
-        d = self.dir
-        temps = "\n".join(f"    {k}_temp_path {d}/tmp/{k};"
-                          for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         # As root the workers would switch to nobody, who cannot traverse
         # the private temp dir; they read nothing after start, but keep the
         # user that owns it.
         user = "user root root;\n" if os.geteuid() == 0 else ""
         self.conf = os.path.join(d, "nginx.conf")
         with open(self.conf, "w") as f:
-            f.write(f"""{user}daemon off;
+            f.write(f"""{mods}{user}daemon off;
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/logs/error.log info;
 events {{ worker_connections 512; }}
-http {{
-    access_log {d}/logs/access.log;
-{temps}
-    include {self.site};
-}}
-""")
+{blocks}""")
+        self.stream = bool(stream_to)
         self.proc = None
 
     def start(self):
         p = tslib.run([nginx_bin(), "-t", "-p", self.dir, "-e", f"{self.dir}/logs/early.log",
                        "-c", self.conf], check_rc=False)
-        check(p.returncode == 0, f"nginx -t refused the shipped site:\n{p.stderr}")
+        hint = ("" if not self.stream or os.path.exists(STREAM_MODULE) else
+                f" ({STREAM_MODULE} is missing: apt-get install libnginx-mod-stream)")
+        check(p.returncode == 0, f"nginx -t refused the shipped config{hint}:\n{p.stderr}")
         self.proc = tslib.Proc("nginx", [nginx_bin(), "-p", self.dir, "-e",
                                          f"{self.dir}/logs/early.log", "-c", self.conf],
                                os.path.join(self.dir, "logs", "stdout.log"))

@@ -91,7 +91,8 @@ def package_install_upgrade(w):
                   "/lib/udev/rules.d/60-tillside-scanners.rules",
                   "/usr/share/man/man1/tillside.1.gz", "/usr/share/man/man1/tillside-hub.1.gz",
                   "/usr/share/man/man5/tillside.conf.5.gz",
-                  "/usr/share/doc/tillside-hub/examples/nginx/tillside-hub.conf"):
+                  "/usr/share/doc/tillside-hub/examples/nginx/tillside-hub.conf",
+                  "/usr/share/doc/tillside-hub/examples/nginx/tillside-hub-stream.conf"):
             check(os.path.isfile(f), f"{f} installed")
         conffiles = run(["dpkg-query", "-W", "-f=${Conffiles}", "tillside", "tillside-hub"]).stdout
         check("/etc/tillside/tillside.conf" in conffiles and "/etc/tillside-hub/hub.conf" in

@@ -8,6 +8,7 @@ import glob
 import http.client
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -317,6 +318,101 @@ def tickets_across_hubs_best(w):
     tickets_across_hubs(w, best=True)
 
 
+def counter(w, hub, name):
+    """One sample of the hub's /metrics (the main listener's, if labelled)."""
+    st, text = metrics(w, hub["port"])
+    check(st == 200, f"/metrics answered {st}")
+    m = re.search(r'^%s(?:\{listener="main"\})? (\S+)$' % name, text, re.M)
+    check(m, f"/metrics has no {name}")
+    return float(m.group(1))
+
+
+LISTENERS = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'ts_hub' AND query = 'LISTEN tillside_feed'"
+
+
+def parked_polls_lost_notify(w):
+    """On PostgreSQL a parked long-poll does not look by itself: the
+    listener thread looks for the whole process (one query every 10 s, each
+    second while it cannot listen) and wakes the stores that moved. Idle
+    parked polls make no feed reads across such a look; a change committed
+    through hub B while both hubs' LISTEN connections are killed (and kept
+    out by the role's connection limit, so its NOTIFY reaches nobody) still
+    reaches the polls parked on hub A within their wait; with the listeners
+    back, a change wakes them through NOTIFY again."""
+    # a role that is no superuser, so that its connection limit holds
+    tslib.pg_query("DO $$BEGIN CREATE ROLE ts_hub LOGIN; EXCEPTION WHEN duplicate_object THEN "
+                   "NULL; END$$; ALTER SCHEMA public OWNER TO ts_hub")
+    check("user=tillside" in tslib.PG_URI, f"TS_TEST_PG names no user: {tslib.PG_URI}")
+    w.db = tslib.PG_URI.replace("user=tillside", "user=ts_hub")
+    a, b = start_hubs(w)
+    st, _ = send(w, a["port"], customer_batch())
+    check(st == 200, "first batch")
+    _, cursor = read_feed(w, a["port"])
+    wait_for(lambda: tslib.pg_query(LISTENERS)[0][0] == "2", what="both hubs to listen")
+
+    def park(n, since):
+        got, threads = [], []
+        for _ in range(n):
+            def poll():
+                t0 = time.monotonic()
+                r = request(w, a["port"], "GET", f"/v1/feed?since={since}&wait=25", timeout=40)
+                got.append((r, time.monotonic() - t0))
+            threads.append(threading.Thread(target=poll))
+            threads[-1].start()
+        wait_for(lambda: counter(w, a, "tillside_hub_httpd_parked") == n, what=f"{n} polls parked")
+        return got, threads
+
+    def answered(got, threads, name, within):
+        """Each poll answered name's change after at most within seconds of
+        its 25: woken by it (at the end of its wait it would answer it too)."""
+        for t in threads:
+            t.join(40)
+        check(len(got) == len(threads), f"{len(threads) - len(got)} polls never answered")
+        for (st, page), took in got:
+            check(st == 200 and [i["card"]["name"] for i in page["items"]] == [name],
+                  f"parked poll answered {st}: {page}")
+            check(took < within, f"a parked poll waited {took:.1f}s of 25: not woken by the change")
+        return got[0][0][1]["cursor"]
+
+    # Idle: across one of the listener's looks, and longer than a poll's own
+    # recheck used to be (10 s), no parked poll reads the feed.
+    got, threads = park(3, cursor)
+    parked_at = time.monotonic()
+    reads = counter(w, a, "tillside_hub_feed_reads_total")
+    looks = counter(w, a, "tillside_hub_feed_rechecks_total")
+    wait_for(lambda: counter(w, a, "tillside_hub_feed_rechecks_total") > looks and
+             time.monotonic() - parked_at > 11, timeout=22, interval=0.5,
+             what="the listener's timed look")
+    check(counter(w, a, "tillside_hub_feed_reads_total") == reads,
+          f"idle parked polls read the feed: {reads} -> "
+          f"{counter(w, a, 'tillside_hub_feed_reads_total')}")
+    check(counter(w, a, "tillside_hub_httpd_parked") == 3, "the idle polls did not stay parked")
+    st, _ = send(w, b["port"], [rename("u-ada", "Ada Byron", "ren-1")])
+    check(st == 200, "rename through B")
+    cursor = answered(got, threads, "Ada Byron", 23)  # parked for the idle look first
+
+    # The NOTIFY lost: both listeners killed and kept out.
+    got, threads = park(3, cursor)
+    n = int(tslib.pg_query("SELECT count(*) FROM pg_stat_activity WHERE usename = 'ts_hub'")[0][0])
+    tslib.pg_query(f"ALTER ROLE ts_hub CONNECTION LIMIT {n - 2}")
+    try:
+        tslib.pg_query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = "
+                       "'ts_hub' AND query = 'LISTEN tillside_feed'")
+        wait_for(lambda: tslib.pg_query(LISTENERS)[0][0] == "0", what="the listeners to be gone")
+        st, _ = send(w, b["port"], [rename("u-ada", "Ada Lovelace", "ren-2")])
+        check(st == 200, "rename through B without listeners")
+        check(tslib.pg_query(LISTENERS)[0][0] == "0", "a listener came back before the commit")
+        cursor = answered(got, threads, "Ada Lovelace", 15)
+    finally:
+        tslib.pg_query("ALTER ROLE ts_hub CONNECTION LIMIT -1")
+    wait_for(lambda: tslib.pg_query(LISTENERS)[0][0] == "2", timeout=30,
+             what="both listeners to reconnect")
+    got, threads = park(2, cursor)
+    st, _ = send(w, b["port"], [rename("u-ada", "Ada King", "ren-3")])
+    check(st == 200, "rename through B with listeners back")
+    answered(got, threads, "Ada King", 15)
+
+
 if __name__ == "__main__":
     if not tslib.PG_URI:
         print("TS_TEST_PG is not set: run under tests/tools/with_pg.sh", file=sys.stderr)
@@ -326,4 +422,5 @@ if __name__ == "__main__":
           "long_poll_across_hubs": long_poll_across_hubs,
           "pg_restart": pg_restart,
           "tickets_across_hubs": tickets_across_hubs,
-          "tickets_across_hubs_best": tickets_across_hubs_best})
+          "tickets_across_hubs_best": tickets_across_hubs_best,
+          "parked_polls_lost_notify": parked_polls_lost_notify})

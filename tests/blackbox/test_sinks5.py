@@ -10,9 +10,11 @@ vendors' contract servers (tests/contract/*_server.py):
 - an offer redeemed at the till (POST /api/v1/offers/redeem) arrives once at
   each as the custom event coupon_redeemed;
 - at Iterable, a purchase, a consent and a redeemed offer queued while it is
-  away each go to their own endpoint when it is back.
+  away each go to their own endpoint when it is back, and a backlog of 40
+  purchases drains with no answer 429 from the first second on.
 """
 import os
+import signal
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -191,8 +193,34 @@ def iterable_kinds_own_endpoints(w):
         it.stop()
 
 
+def iterable_backlog_no_429(w):
+    """40 purchases waiting when the hub starts drain into Iterable's fixed
+    one-second window (10 requests) without one answer 429: the sink does not
+    start with a burst."""
+    it = Iterable(w.certs, IT_KEY)
+    try:
+        it.down = True
+        start(w, iterable_conf(it))
+        cid = online_customer(w)
+        for i in range(0, 40, 20):
+            st, ans = post(w, sales(20, cid, prefix=f"m-b{i}", start_no=2000 + i))
+            check(st == 200 and len(ans["accepted"]) == 20, f"purchases answered {st}: {ans}")
+        wait_for(lambda: sinks_stats(w)["it"]["pending"] == 40, timeout=30,
+                 what="40 queued for Iterable")
+        w.hub.stop(sig=signal.SIGTERM)
+        it.down = False
+        with it.lock:
+            it.requests.clear()
+        start(w, iterable_conf(it))
+        wait_for(lambda: len(it.purchases) == 40, timeout=120, what="the 40 at Iterable")
+        check(it.n429() == 0, f"{it.n429()} answers 429 of {it.count()} requests")
+        check(it.count() == 40 and it.repeats == [], f"{it.count()} requests for 40 purchases")
+    finally:
+        it.stop()
+
+
 TESTS = {f.__name__: f for f in (braze_consent_and_coupon, bloomreach_consent_and_coupon,
-                                  iterable_kinds_own_endpoints)}
+                                  iterable_kinds_own_endpoints, iterable_backlog_no_429)}
 
 if __name__ == "__main__":
     main(TESTS)

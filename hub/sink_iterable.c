@@ -82,6 +82,17 @@ static bool it_by_email(const struct it_state *s, const struct ts_sink_event *e)
     return s->by_email && e->email && strcmp(e->profile, e->email) == 0;
 }
 
+/* The custom event name of e with dataFields fields (stolen) through
+ * /api/events/track; its id, the stored event's messageId, is the dedup key. */
+static enum ts_err it_event(const struct it_state *s, const struct ts_sink_event *e,
+                            const char *name, json_t *fields, struct ts_sink_items *out)
+{
+    json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:o}", "eventName", name,
+                          it_by_email(s, e) ? "email" : "userId", e->profile, "id", e->id,
+                          "createdAt", (json_int_t)(e->at_ms / 1000), "dataFields", fields);
+    return ts_sink_items_add(out, j, e->id);
+}
+
 /*
  * A return: Iterable's Commerce API tracks purchases and carts only, so a
  * refund is the documented custom event, POST /api/events/track
@@ -103,10 +114,7 @@ static enum ts_err it_map_refund(const struct it_state *s, const struct ts_sink_
         json_object_set_new(f, "currency", json_string(o->currency));
     if (f && o->store)
         json_object_set_new(f, "storeId", json_string(o->store));
-    json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:o}", "eventName", "refund",
-                          it_by_email(s, e) ? "email" : "userId", e->profile, "id", e->id,
-                          "createdAt", (json_int_t)(e->at_ms / 1000), "dataFields", f);
-    return ts_sink_items_add(out, j, e->id);
+    return it_event(s, e, "refund", f, out);
 }
 
 /*
@@ -121,11 +129,7 @@ static enum ts_err it_map_coupon(const struct it_state *s, const struct ts_sink_
     struct ts_sink_coupon c;
     if (ts_sink_coupon_of(e, &c, err, errsz) != TS_OK)
         return TS_ERR_INVAL;
-    json_t *j =
-        json_pack("{s:s,s:s,s:s,s:I,s:o}", "eventName", "coupon_redeemed",
-                  it_by_email(s, e) ? "email" : "userId", e->profile, "id", e->id, "createdAt",
-                  (json_int_t)(e->at_ms / 1000), "dataFields", ts_sink_coupon_props(&c));
-    return ts_sink_items_add(out, j, e->id);
+    return it_event(s, e, "coupon_redeemed", ts_sink_coupon_props(&c), out);
 }
 
 /*

@@ -139,10 +139,13 @@ static enum ts_err it_map_coupon(const struct it_state *s, const struct ts_sink_
  * with the choices as the profile fields personalization_consent,
  * email_consent and sms_consent (each only when asked at the till), and
  * consent_updated_at / consent_store. A resend sets the same fields again:
- * no dedup key is needed. Iterable's own opt-out of a channel
- * (updateSubscriptions, the subscriptions endpoints) needs the project's
- * channel ids and overwrites or needs enabling by Iterable: not sent; a
- * retailer's journeys filter on email_consent.
+ * no dedup key is needed. Iterable's own opt-out of a channel is not sent:
+ * POST /api/users/updateSubscriptions (unsubscribedChannelIds) "overwrites
+ * existing data if the field is provided and not null" (#users_updateSubscriptions),
+ * so one till's choice would re-subscribe the customer to every channel she
+ * left elsewhere, and the per-user subscriptions endpoints (PATCH/DELETE
+ * /api/subscriptions/{group}/{id}/user/{email}) are off until "you contact
+ * your CSM" (#subscriptions); a retailer's journeys filter on email_consent.
  */
 static enum ts_err it_map_consent(const struct it_state *s, const struct ts_sink_event *e,
                                   struct ts_sink_items *out, char *err, size_t errsz)

@@ -269,10 +269,13 @@ def one_run(bins, Vs, n, work):
 
 def spread(rs):
     """The median, the least and the greatest of each measure over runs rs;
-    the load average is the least at a drain's start and the greatest at an end."""
+    for the load average (lo["load0"], hi["load1"]) the least and the
+    greatest seen at any drain's start or end."""
     keys = rs[0].keys()
-    return ({k: median([r[k] for r in rs]) for k in keys},
-            {k: min(r[k] for r in rs) for k in keys}, {k: max(r[k] for r in rs) for k in keys})
+    lo, hi = {k: min(r[k] for r in rs) for k in keys}, {k: max(r[k] for r in rs) for k in keys}
+    loads = [r[k] for r in rs for k in ("load0", "load1")]
+    lo["load0"], hi["load1"] = min(loads), max(loads)
+    return {k: median([r[k] for r in rs]) for k in keys}, lo, hi
 
 
 def main():

@@ -16,7 +16,11 @@ hub's CPU seconds (user + system over the drain).
                                [--iterable-events 1000] [--runs 1] [--together]
 
 Iterable takes one purchase per request at 10/s, so 100,000 would take 2.8
-hours: its count is separate. Results: a Markdown table on stdout.
+hours: its count is separate. With --runs N each vendor is drained N times
+(a fresh hub and contract server each time): the table gives the median of
+the N with the least and greatest, and the load average at the drains'
+starts and ends. Results: a Markdown table on stdout, each run's figures
+on stderr as it ends.
 """
 import argparse
 import json
@@ -236,9 +240,10 @@ def one_run(bins, Vs, n, work):
             v.http.down = False
             with v.http.lock:
                 v.http.requests.clear()
+        load0 = os.getloadavg()[0]
         hub = Proc("hub", [bins.hub, "run", "-c", base], os.path.join(work, "hub.log"))
         t0 = time.monotonic()
-        log(f"{names}: draining")
+        log(f"{names}: draining (load average {load0:.2f})")
         done = {}
 
         def all_done():
@@ -252,13 +257,25 @@ def one_run(bins, Vs, n, work):
         for v in vs:
             out[v.name] = {"seconds": done[v.name], "floor": v.floor(n),
                            "n429": v.http.count(lambda r: r.status == 429),
-                           "requests": v.http.count(), "duplicates": v.duplicates(), "cpu": cpu}
+                           "requests": v.http.count(), "duplicates": v.duplicates(), "cpu": cpu,
+                           "load0": load0, "load1": os.getloadavg()[0]}
         hub.stop()
         log(f"{names}: {out}")
         return out
     finally:
         for v in vs:
             (getattr(v, "stop", None) or v.s.stop)()
+
+
+def spread(rs):
+    """The median, the least and the greatest of each measure over runs rs;
+    for the load average (lo["load0"], hi["load1"]) the least and the
+    greatest seen at any drain's start or end."""
+    keys = rs[0].keys()
+    lo, hi = {k: min(r[k] for r in rs) for k in keys}, {k: max(r[k] for r in rs) for k in keys}
+    loads = [r[k] for r in rs for k in ("load0", "load1")]
+    lo["load0"], hi["load1"] = min(loads), max(loads)
+    return {k: median([r[k] for r in rs]) for k in keys}, lo, hi
 
 
 def main():
@@ -279,24 +296,23 @@ def main():
         rs = [one_run(bins, [VENDORS[x] for x in names], a.events, os.path.join(work, f"all-{k}"))
               for k in range(a.runs)]
         for name in names:
-            m = {k: median([r[name][k] for r in rs]) for k in rs[0][name]}
-            rows.append((name, a.events, m))
+            rows.append((name, a.events) + spread([r[name] for r in rs]))
     for name in [] if a.together else names:
         n = a.iterable_events if name == "iterable" else a.events
         rs = [one_run(bins, [VENDORS[name]], n, os.path.join(work, f"{name}-{k}"))[name]
               for k in range(a.runs)]
-        m = {k: median([r[k] for r in rs]) for k in rs[0]}
-        rows.append((name, n, m))
+        rows.append((name, n) + spread(rs))
     print(f"### Sink drain{' (all at once, one hub)' if a.together else ''} "
           f"(`bench/sink_drain2.py`, median of {a.runs} run(s))\n")
     print(f"{machine()}\n")
-    print("| vendor | purchases | drain (s) | floor (s) | drain/floor | requests | 429s | "
-          "duplicates | hub CPU (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, n, m in rows:
-        print(f"| {name} | {n:,} | {m['seconds']:.1f} | {m['floor']:.1f} | "
-              f"{m['seconds'] / m['floor']:.2f} | {m['requests']:.0f} | {m['n429']:.0f} | "
-              f"{m['duplicates']:.0f} | {m['cpu']:.1f} |")
+    print("| vendor | purchases | drain (s), median (min–max) | floor (s) | drain/floor | requests | "
+          "429s, median (min–max) | resent | hub CPU (s) | load average |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, n, m, lo, hi in rows:
+        print(f"| {name} | {n:,} | {m['seconds']:.1f} ({lo['seconds']:.1f}–{hi['seconds']:.1f}) | "
+              f"{m['floor']:.1f} | {m['seconds'] / m['floor']:.2f} | {m['requests']:.0f} | "
+              f"{m['n429']:.0f} ({lo['n429']:.0f}–{hi['n429']:.0f}) | {m['duplicates']:.0f} | "
+              f"{m['cpu']:.1f} | {lo['load0']:.1f}–{hi['load1']:.1f} |")
 
 
 if __name__ == "__main__":

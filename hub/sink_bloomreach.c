@@ -33,8 +33,20 @@
  *   and the request's data is ignored, so a 429 is never an acknowledgement.
  * Dedup: Bloomreach has none: an acknowledged command is never sent again
  *   (the forwarder's rule for a vendor without a dedup key).
+ * Consent at the till (https://documentation.bloomreach.com/engagement/docs/consent,
+ *   "Tracking Consent": the event "has to be consent", with action "accept"
+ *   or "reject", category "the ID of the consent category, as defined in
+ *   project settings", timestamp, and valid_until, a Unix time or
+ *   "unlimited", needed when granting): one consent command per choice made,
+ *   in the same batch endpoint; the categories are [sink.NAME]
+ *   consent_email, consent_sms and consent_personalization (defaults email,
+ *   sms, personalization), a choice whose category is set to "" not sent.
+ * A redeemed offer: the custom event coupon_redeemed (custom-events above:
+ *   any event type with its properties) with coupon_id, coupon_name,
+ *   order_id, store.
  */
 #include "sink_line.h"
+#include "sink_till.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -43,12 +55,15 @@
 
 static const char *const required[] = {"project_token", "key_id", "key_secret", NULL};
 static const char *const secrets[] = {"key_id", "key_secret", NULL};
-static const char *const options[] = {"customer_id", NULL};
+static const char *const options[] = {"customer_id", "consent_email", "consent_sms",
+                                      "consent_personalization", NULL};
 
 struct br_state {
     char path[400];
     char auth[600];
     char id_key[64]; /* the customer_ids key of the profile */
+    /* the consent categories of e-mail, SMS and personalization; "" = not sent */
+    char cat[3][64];
 };
 
 static enum ts_err br_init(const struct ts_sink_conf *c, void **state, char *err, size_t errsz)
@@ -82,6 +97,19 @@ static enum ts_err br_init(const struct ts_sink_conf *c, void **state, char *err
     ts_base64_encode(user, strlen(user), enc, sizeof enc);
     snprintf(s->auth, sizeof s->auth, "Authorization: Basic %s\r\n", enc);
     ts_strlcpy(s->id_key, idk, sizeof s->id_key);
+    static const char *const cat_key[3][2] = {{"consent_email", "email"},
+                                              {"consent_sms", "sms"},
+                                              {"consent_personalization", "personalization"}};
+    for (int i = 0; i < 3; i++) {
+        const char *v = ts_sink_conf_get(c, cat_key[i][0], cat_key[i][1]);
+        if (strlen(v) >= sizeof s->cat[i] || strpbrk(v, "\"\\\r\n")) {
+            free(s);
+            ts_errf(err, errsz, "[sink.%s] %s: expected a consent category's id", c->name,
+                    cat_key[i][0]);
+            return TS_ERR_INVAL;
+        }
+        ts_strlcpy(s->cat[i], v, sizeof s->cat[i]);
+    }
     *state = s;
     return TS_OK;
 }
@@ -115,17 +143,55 @@ static const char *purchase_status(const struct ts_sink_event *e)
     return e->kind == TS_SINK_RETURN ? "refunded" : "success";
 }
 
+/* A consent choice: a consent command per channel asked (the header). */
+static enum ts_err br_map_consent(const struct br_state *s, const struct ts_sink_event *e,
+                                  struct ts_sink_items *out, char *err, size_t errsz)
+{
+    struct ts_sink_consent c;
+    if (ts_sink_consent_of(e, &c, err, errsz) != TS_OK)
+        return TS_ERR_INVAL;
+    const int choice[3] = {c.email, c.sms, c.personalization};
+    enum ts_err rc = TS_OK;
+    size_t k = 0;
+    for (size_t i = 0; rc == TS_OK && i < 3; i++) {
+        if (choice[i] < 0 || !s->cat[i][0])
+            continue;
+        json_t *p = json_pack("{s:s,s:s,s:I}", "action", choice[i] ? "accept" : "reject",
+                              "category", s->cat[i], "timestamp", (json_int_t)(e->at_ms / 1000));
+        if (p && choice[i])
+            json_object_set_new(p, "valid_until", json_string("unlimited"));
+        if (p && c.store)
+            json_object_set_new(p, "store", json_string(c.store));
+        if (p)
+            json_object_set_new(p, "source", json_string("pos"));
+        rc = command(s, e, "consent", p, k++, out);
+    }
+    if (rc == TS_OK && k == 0) {
+        ts_errf(err, errsz, "no consent category configured for the choices made");
+        return TS_ERR_INVAL;
+    }
+    return rc;
+}
+
 static enum ts_err br_map(void *state, const struct ts_sink_event *e, struct ts_sink_items *out,
                           char *err, size_t errsz)
 {
     struct br_state *s = state;
-    struct ts_sink_order o;
-    if (ts_sink_order_of(e, &o, err, errsz) != TS_OK)
-        return TS_ERR_INVAL;
     if (!e->profile) {
         ts_errf(err, errsz, "no known customer: Bloomreach needs a customer id");
         return TS_ERR_INVAL;
     }
+    if (e->kind == TS_SINK_CONSENT)
+        return br_map_consent(s, e, out, err, errsz);
+    if (e->kind == TS_SINK_COUPON) {
+        struct ts_sink_coupon c;
+        if (ts_sink_coupon_of(e, &c, err, errsz) != TS_OK)
+            return TS_ERR_INVAL;
+        return command(s, e, "coupon_redeemed", ts_sink_coupon_props(&c), 0, out);
+    }
+    struct ts_sink_order o;
+    if (ts_sink_order_of(e, &o, err, errsz) != TS_OK)
+        return TS_ERR_INVAL;
     struct ts_sink_line *lines = calloc(o.nlines ? o.nlines : 1, sizeof *lines);
     if (!lines)
         return TS_ERR_NOMEM;
@@ -242,7 +308,7 @@ static enum ts_sink_verdict br_parse(void *state, const struct ts_sink_answer *a
 
 const struct ts_sink_vendor ts_sink_bloomreach = {
     .type = "bloomreach",
-    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN,
+    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN | TS_SINK_CONSENT | TS_SINK_COUPON,
     .anonymous = false,
     .limits = {.max_items = 50, .rate = 100, .burst = 100, .max_in_flight = 4}, /* no order */
     .required = required,

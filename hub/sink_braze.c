@@ -23,8 +23,24 @@
  * Purchase object (the legacy way, [sink.NAME] purchases = legacy),
  * https://www.braze.com/docs/api/objects_filters/purchase_object/
  *   - one object per product: product_id, currency, price, quantity, time
+ * Consent at the till: one user attributes object in the same request's
+ * "attributes" array, https://www.braze.com/docs/api/objects_filters/user_attributes_object/
+ *   - "_update_existing_only": false (the default for an external_id; said,
+ *     so a profile known by e-mail is created as one known by id would be)
+ *   - the Braze profile field email_subscribe: "opted_in" (explicitly
+ *     confirmed) or "unsubscribed" ("Managing user subscriptions",
+ *     https://www.braze.com/docs/user_guide/message_building_by_channel/email/managing_user_subscriptions)
+ *   - SMS is a subscription group in Braze: with [sink.NAME] sms_group (the
+ *     group's id) the profile field subscription_groups [{subscription_group_id,
+ *     subscription_state: "subscribed" | "unsubscribed"}]; without one the
+ *     custom attribute sms_consent (true/false)
+ *   - personalization_consent: a custom attribute (true/false)
+ * A redeemed offer: the custom event "coupon_redeemed" (event object,
+ * https://www.braze.com/docs/api/objects_filters/event_object/: name, time,
+ * properties) with coupon_id, coupon_name, order_id, store.
  */
 #include "sink.h"
+#include "sink_till.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -33,11 +49,12 @@
 
 static const char *const required[] = {"api_key", NULL};
 static const char *const secrets[] = {"api_key", NULL};
-static const char *const options[] = {"purchases", NULL};
+static const char *const options[] = {"purchases", "sms_group", NULL};
 
 struct braze {
     char auth[400];
-    bool legacy; /* purchases = legacy: the purchases array, one per line */
+    bool legacy;        /* purchases = legacy: the purchases array, one per line */
+    char sms_group[80]; /* the SMS subscription group's id; "" = none */
 };
 
 static enum ts_err init(const struct ts_sink_conf *c, void **state, char *err, size_t errsz)
@@ -53,6 +70,13 @@ static enum ts_err init(const struct ts_sink_conf *c, void **state, char *err, s
         return TS_ERR_NOMEM;
     }
     b->legacy = strcmp(mode, "legacy") == 0;
+    const char *grp = ts_sink_conf_get(c, "sms_group", "");
+    if (strlen(grp) >= sizeof b->sms_group || strpbrk(grp, "\"\\\r\n")) {
+        free(b);
+        ts_errf(err, errsz, "[sink.%s] sms_group: expected a subscription group's id", c->name);
+        return TS_ERR_CONFIG;
+    }
+    ts_strlcpy(b->sms_group, grp, sizeof b->sms_group);
     snprintf(b->auth, sizeof b->auth, "Authorization: Bearer %s\r\n",
              ts_sink_conf_get(c, "api_key", ""));
     *state = b;
@@ -120,10 +144,61 @@ static enum ts_err map_refund(const struct ts_sink_event *e, const json_t *p,
     return rc;
 }
 
+/* A consent choice: one user attributes object (the header above). */
+static enum ts_err map_consent(const struct braze *b, const struct ts_sink_event *e,
+                               struct ts_sink_items *out, char *err, size_t errsz)
+{
+    struct ts_sink_consent c;
+    if (ts_sink_consent_of(e, &c, err, errsz) != TS_OK)
+        return TS_ERR_INVAL;
+    json_t *o = json_pack("{s:b}", "_update_existing_only", 0);
+    if (!o)
+        return TS_ERR_NOMEM;
+    who(o, e);
+    if (c.email >= 0)
+        json_object_set_new(o, "email_subscribe",
+                            json_string(c.email ? "opted_in" : "unsubscribed"));
+    if (c.sms >= 0 && b->sms_group[0])
+        json_object_set_new(o, "subscription_groups",
+                            json_pack("[{s:s,s:s}]", "subscription_group_id", b->sms_group,
+                                      "subscription_state", c.sms ? "subscribed" : "unsubscribed"));
+    else if (c.sms >= 0)
+        json_object_set_new(o, "sms_consent", json_boolean(c.sms));
+    if (c.personalization >= 0)
+        json_object_set_new(o, "personalization_consent", json_boolean(c.personalization));
+    enum ts_err rc = ts_sink_items_add(out, o, NULL);
+    if (rc != TS_OK)
+        ts_errf(err, errsz, "out of memory");
+    return rc;
+}
+
+/* A redeemed offer: the custom event coupon_redeemed. */
+static enum ts_err map_coupon(const struct ts_sink_event *e, struct ts_sink_items *out, char *err,
+                              size_t errsz)
+{
+    struct ts_sink_coupon c;
+    if (ts_sink_coupon_of(e, &c, err, errsz) != TS_OK)
+        return TS_ERR_INVAL;
+    char when[40];
+    ts_iso8601(e->at_ms, when, sizeof when);
+    json_t *o = json_pack("{s:s,s:s,s:o}", "name", "coupon_redeemed", "time", when, "properties",
+                          ts_sink_coupon_props(&c));
+    if (o)
+        who(o, e);
+    enum ts_err rc = ts_sink_items_add(out, o, NULL);
+    if (rc != TS_OK)
+        ts_errf(err, errsz, "out of memory");
+    return rc;
+}
+
 static enum ts_err map(void *state, const struct ts_sink_event *e, struct ts_sink_items *out,
                        char *err, size_t errsz)
 {
     struct braze *b = state;
+    if (e->profile && e->kind == TS_SINK_CONSENT)
+        return map_consent(b, e, out, err, errsz);
+    if (e->profile && e->kind == TS_SINK_COUPON)
+        return map_coupon(e, out, err, errsz);
     const json_t *p = ts_sink_props(e);
     if (!p || !e->profile) {
         ts_errf(err, errsz, "no order properties or no profile");
@@ -166,9 +241,13 @@ static enum ts_err map(void *state, const struct ts_sink_event *e, struct ts_sin
     return rc;
 }
 
-/* A legacy purchase object has product_id at the top; an event has name. */
-static bool is_purchase(const struct ts_sink_item *it)
+/* The users/track array of an item: a consent is an attributes object, a
+ * legacy purchase object has product_id at the top, an event has name. */
+static const char *const arrays[] = {"events", "purchases", "attributes"};
+static int array_of(const struct ts_sink_item *it)
 {
+    if (it->kind == TS_SINK_CONSENT)
+        return 2;
     return strncmp(it->json, "{\"product_id\"", 13) == 0;
 }
 
@@ -178,12 +257,12 @@ static enum ts_err build(void *state, const struct ts_sink_item *const *items, s
     (void)state;
     snprintf(req->path, sizeof req->path, "/users/track");
     enum ts_err rc = ts_buf_puts(&req->body, "{\"events\":[");
-    for (int pass = 0; rc == TS_OK && pass < 2; pass++) {
+    for (int pass = 0; rc == TS_OK && pass < 3; pass++) {
         bool first = true;
-        if (pass == 1)
-            rc = ts_buf_puts(&req->body, "],\"purchases\":[");
+        if (pass > 0)
+            rc = ts_buf_puts(&req->body, pass == 1 ? "],\"purchases\":[" : "],\"attributes\":[");
         for (size_t i = 0; rc == TS_OK && i < n; i++) {
-            if (is_purchase(items[i]) != (pass == 1))
+            if (array_of(items[i]) != pass)
                 continue;
             if (!first)
                 rc = ts_buf_puts(&req->body, ",");
@@ -208,13 +287,17 @@ static enum ts_err auth(void *state, const struct ts_sink_conf *c, struct ts_sin
 }
 
 /* Braze names a refused object by its array and its index there; build()
- * sent the events first, then the purchases: that maps it back. */
+ * sent the events first, then the purchases, then the attributes: that
+ * maps it back. */
 static size_t item_of(const struct ts_sink_item *const *items, size_t n, const char *array,
                       size_t idx)
 {
-    bool want = array && strcmp(array, "purchases") == 0;
+    int want = 0;
+    for (int a = 0; array && a < 3; a++)
+        if (strcmp(array, arrays[a]) == 0)
+            want = a;
     for (size_t i = 0, k = 0; i < n; i++)
-        if (is_purchase(items[i]) == want && k++ == idx)
+        if (array_of(items[i]) == want && k++ == idx)
             return i;
     return n;
 }
@@ -281,7 +364,7 @@ static void rate(void *state, const struct ts_sink_answer *a, struct ts_sink_rat
 
 const struct ts_sink_vendor ts_sink_braze = {
     .type = "braze",
-    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN,
+    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN | TS_SINK_CONSENT | TS_SINK_COUPON,
     .anonymous = false, /* every object must name a user */
     .limits = {.max_items = 75,
                .max_bytes = 4u * 1024u * 1024u, /* not documented; kept moderate */

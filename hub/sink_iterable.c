@@ -1,6 +1,8 @@
 /*
  * Iterable: purchases through the Commerce API's trackPurchase; returns as
- * the custom event "refund" (it_map_refund below).
+ * the custom event "refund" (it_map_refund below); a redeemed offer as the
+ * custom event "coupon_redeemed" (it_map_coupon); a consent choice as
+ * profile fields through POST /api/users/update (it_map_consent).
  *
  * Reference: https://api.iterable.com/api/docs#commerce_trackPurchase
  *   POST {url}/api/commerce/trackPurchase, JSON body
@@ -23,14 +25,21 @@
  *   permission for this endpoint) retried too, for it is a setting to fix.
  * Rate: Iterable limits each endpoint per project and answers 429 past it;
  *   the figure for trackPurchase is not in the material we could read, so
- *   the default below is a conservative 10 requests per second per project
- *   (the figure Iterable gives for its bulk track endpoint), which
- *   [sink.NAME] rate overrides with the figure from the project's contract.
+ *   the default is a conservative 10 requests per second per project (the
+ *   figure Iterable gives for its bulk track endpoint), which [sink.NAME]
+ *   rate overrides with the figure from the project's contract. The limit
+ *   counts requests in fixed one-second windows, so the bucket is one
+ *   request deep (burst 1: never ten at once on a start with a backlog, as
+ *   a deeper bucket did -- up to 8 answers 429 in bench/sink_drain2.py) and
+ *   paces 9 a second: a tenth under the limit, so the time between our send
+ *   and Iterable's count (TLS, the network, its front end) cannot put an
+ *   eleventh into one window.
  * Identity: user.userId is the CDP user id; with identity = email the
  *   e-mail address where the hub knows it. An event without a customer is
  *   not sent (Iterable needs a user): counted by the forwarder.
  */
 #include "sink_line.h"
+#include "sink_till.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -68,6 +77,22 @@ static void it_fini(void *state)
     free(state);
 }
 
+static bool it_by_email(const struct it_state *s, const struct ts_sink_event *e)
+{
+    return s->by_email && e->email && strcmp(e->profile, e->email) == 0;
+}
+
+/* The custom event name of e with dataFields fields (stolen) through
+ * /api/events/track; its id, the stored event's messageId, is the dedup key. */
+static enum ts_err it_event(const struct it_state *s, const struct ts_sink_event *e,
+                            const char *name, json_t *fields, struct ts_sink_items *out)
+{
+    json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:o}", "eventName", name,
+                          it_by_email(s, e) ? "email" : "userId", e->profile, "id", e->id,
+                          "createdAt", (json_int_t)(e->at_ms / 1000), "dataFields", fields);
+    return ts_sink_items_add(out, j, e->id);
+}
+
 /*
  * A return: Iterable's Commerce API tracks purchases and carts only, so a
  * refund is the documented custom event, POST /api/events/track
@@ -76,7 +101,6 @@ static void it_fini(void *state)
  * added: the messageId makes a resend harmless), createdAt (seconds) and
  * dataFields with the refunded order, amount and lines.
  */
-#define REFUND_EVENT "{\"eventName\""
 static enum ts_err it_map_refund(const struct it_state *s, const struct ts_sink_event *e,
                                  const struct ts_sink_order *o, struct ts_sink_items *out)
 {
@@ -90,24 +114,78 @@ static enum ts_err it_map_refund(const struct it_state *s, const struct ts_sink_
         json_object_set_new(f, "currency", json_string(o->currency));
     if (f && o->store)
         json_object_set_new(f, "storeId", json_string(o->store));
-    bool by_email = s->by_email && e->email && strcmp(e->profile, e->email) == 0;
-    json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:o}", "eventName", "refund",
-                          by_email ? "email" : "userId", e->profile, "id", e->id, "createdAt",
-                          (json_int_t)(e->at_ms / 1000), "dataFields", f);
-    return ts_sink_items_add(out, j, e->id);
+    return it_event(s, e, "refund", f, out);
+}
+
+/*
+ * A redeemed offer: the custom event "coupon_redeemed" through POST
+ * /api/events/track (as a refund above; its id, the stored event's
+ * messageId, makes a resend an update of the same event), dataFields the
+ * coupon_id, coupon_name, order_id and store.
+ */
+static enum ts_err it_map_coupon(const struct it_state *s, const struct ts_sink_event *e,
+                                 struct ts_sink_items *out, char *err, size_t errsz)
+{
+    struct ts_sink_coupon c;
+    if (ts_sink_coupon_of(e, &c, err, errsz) != TS_OK)
+        return TS_ERR_INVAL;
+    return it_event(s, e, "coupon_redeemed", ts_sink_coupon_props(&c), out);
+}
+
+/*
+ * A consent choice: POST /api/users/update (https://api.iterable.com/api/docs
+ * #users_updateUser: email or userId, dataFields "to store in the user
+ * profile", preferUserId to create a user by userId, mergeNestedObjects)
+ * with the choices as the profile fields personalization_consent,
+ * email_consent and sms_consent (each only when asked at the till), and
+ * consent_updated_at / consent_store. A resend sets the same fields again:
+ * no dedup key is needed. Iterable's own opt-out of a channel is not sent:
+ * POST /api/users/updateSubscriptions (unsubscribedChannelIds) "overwrites
+ * existing data if the field is provided and not null" (#users_updateSubscriptions),
+ * so one till's choice would re-subscribe the customer to every channel she
+ * left elsewhere, and the per-user subscriptions endpoints (PATCH/DELETE
+ * /api/subscriptions/{group}/{id}/user/{email}) are off until "you contact
+ * your CSM" (#subscriptions); a retailer's journeys filter on email_consent.
+ */
+static enum ts_err it_map_consent(const struct it_state *s, const struct ts_sink_event *e,
+                                  struct ts_sink_items *out, char *err, size_t errsz)
+{
+    struct ts_sink_consent c;
+    if (ts_sink_consent_of(e, &c, err, errsz) != TS_OK)
+        return TS_ERR_INVAL;
+    char at[40];
+    ts_iso8601(e->at_ms, at, sizeof at);
+    json_t *f = json_pack("{s:s}", "consent_updated_at", at);
+    if (f && c.personalization >= 0)
+        json_object_set_new(f, "personalization_consent", json_boolean(c.personalization));
+    if (f && c.email >= 0)
+        json_object_set_new(f, "email_consent", json_boolean(c.email));
+    if (f && c.sms >= 0)
+        json_object_set_new(f, "sms_consent", json_boolean(c.sms));
+    if (f && c.store)
+        json_object_set_new(f, "consent_store", json_string(c.store));
+    bool by_email = it_by_email(s, e);
+    json_t *j = by_email ? json_pack("{s:o,s:s}", "dataFields", f, "email", e->profile)
+                         : json_pack("{s:o,s:s,s:b}", "dataFields", f, "userId", e->profile,
+                                     "preferUserId", 1);
+    return ts_sink_items_add(out, j, NULL);
 }
 
 static enum ts_err it_map(void *state, const struct ts_sink_event *e, struct ts_sink_items *out,
                           char *err, size_t errsz)
 {
     struct it_state *s = state;
-    struct ts_sink_order o;
-    if (ts_sink_order_of(e, &o, err, errsz) != TS_OK)
-        return TS_ERR_INVAL;
     if (!e->profile) {
         ts_errf(err, errsz, "no known customer: Iterable needs a user");
         return TS_ERR_INVAL;
     }
+    if (e->kind == TS_SINK_CONSENT)
+        return it_map_consent(s, e, out, err, errsz);
+    if (e->kind == TS_SINK_COUPON)
+        return it_map_coupon(s, e, out, err, errsz);
+    struct ts_sink_order o;
+    if (ts_sink_order_of(e, &o, err, errsz) != TS_OK)
+        return TS_ERR_INVAL;
     if (e->kind == TS_SINK_RETURN)
         return it_map_refund(s, e, &o, out);
     json_t *items = json_array();
@@ -126,9 +204,9 @@ static enum ts_err it_map(void *state, const struct ts_sink_event *e, struct ts_
     }
     if (rc)
         goto out;
-    bool by_email = s->by_email && e->email && strcmp(e->profile, e->email) == 0;
-    json_t *user = by_email ? json_pack("{s:s}", "email", e->profile)
-                            : json_pack("{s:s,s:b}", "userId", e->profile, "preferUserId", 1);
+    json_t *user = it_by_email(s, e)
+                       ? json_pack("{s:s}", "email", e->profile)
+                       : json_pack("{s:s,s:b}", "userId", e->profile, "preferUserId", 1);
     json_t *fields = json_pack("{s:s,s:s}", "orderId", o.order_id, "channel", "in store");
     if (fields && o.store)
         json_object_set_new(fields, "storeId", json_string(o.store));
@@ -146,14 +224,33 @@ out:
     return rc;
 }
 
+/* The endpoint of an item, by its kind: a purchase, a custom event (a
+ * refund, a redeemed offer) or a profile update (consent). */
+static const char *it_path(const struct ts_sink_item *it)
+{
+    switch (it->kind) {
+    case TS_SINK_RETURN:
+    case TS_SINK_COUPON:
+        return "/api/events/track";
+    case TS_SINK_CONSENT:
+        return "/api/users/update";
+    default:
+        return "/api/commerce/trackPurchase";
+    }
+}
+
+/* One endpoint per request (each takes one object; max_items is 1 anyway). */
+static bool it_together(void *state, const struct ts_sink_item *a, const struct ts_sink_item *b)
+{
+    (void)state;
+    return strcmp(it_path(a), it_path(b)) == 0;
+}
+
 static enum ts_err it_build(void *state, const struct ts_sink_item *const *items, size_t n,
                             struct ts_sink_request *req, char *err, size_t errsz)
 {
     (void)state, (void)err, (void)errsz;
-    /* one item per request: a refund event, or a purchase */
-    bool refund = n == 1 && strncmp(items[0]->json, REFUND_EVENT, strlen(REFUND_EVENT)) == 0;
-    snprintf(req->path, sizeof req->path,
-             refund ? "/api/events/track" : "/api/commerce/trackPurchase");
+    snprintf(req->path, sizeof req->path, "%s", it_path(items[0]));
     return ts_sink_join(items, n, "", "", &req->body);
 }
 
@@ -188,9 +285,9 @@ static enum ts_sink_verdict it_parse(void *state, const struct ts_sink_answer *a
 
 const struct ts_sink_vendor ts_sink_iterable = {
     .type = "iterable",
-    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN,
+    .kinds = TS_SINK_PURCHASE | TS_SINK_RETURN | TS_SINK_CONSENT | TS_SINK_COUPON,
     .anonymous = false,
-    .limits = {.max_items = 1, .rate = 10, .burst = 10, .max_in_flight = 2}, /* no order */
+    .limits = {.max_items = 1, .rate = 9, .burst = 1, .max_in_flight = 2}, /* no order */
     .required = required,
     .secrets = secrets,
     .options = NULL,
@@ -201,4 +298,5 @@ const struct ts_sink_vendor ts_sink_iterable = {
     .auth = it_auth,
     .parse = it_parse,
     .rate = NULL,
+    .together = it_together,
 };

@@ -145,6 +145,11 @@ ts_blackbox_test(bb_sinks3_max_in_flight_override test_sinks3.py max_in_flight_o
 ts_blackbox_test(bb_sinks3_check_config_vendor_keys test_sinks3.py check_config_vendor_keys)
 ts_blackbox_test(bb_sinks3_klaviyo_email_from_customer test_sinks3.py klaviyo_email_from_customer)
 ts_blackbox_test(bb_sinks3_fleet_shows_sinks test_sinks3.py fleet_shows_sinks)
+# Issues 16/18: consent and redeemed offers at Braze, Bloomreach and Iterable.
+foreach(t braze_consent_and_coupon bloomreach_consent_and_coupon iterable_kinds_own_endpoints
+        iterable_backlog_no_429)
+    ts_blackbox_test(bb_sinks5_${t} test_sinks5.py ${t})
+endforeach()
 # Inbound CDP sources, one adapter per vendor (hub/source*.c).
 foreach(src seg rs braze klaviyo bloomreach sfdc)
     ts_blackbox_test(bb_sources_${src}_activity_on_card test_sources.py ${src}_activity_on_card)

@@ -46,3 +46,7 @@ ts_blackbox_pg_test(bb_pg_returns_arrive_once test_returns.py return_arrives_onc
 ts_blackbox_pg_test(bb_pg_consent_withdrawn_everywhere test_returns.py consent_withdrawn_everywhere)
 # Issues 16 and 18: consent and coupon records in Data Cloud, stored on PostgreSQL.
 ts_blackbox_pg_test(bb_pg_sinks4_datacloud_consent_and_coupon test_sinks4.py datacloud_consent_and_coupon)
+# Issue 16: the sinks' concurrency, e-mail and consent on PostgreSQL.
+ts_blackbox_pg_test(bb_pg_sinks3_several_in_flight_kill9 test_sinks3.py several_in_flight_kill9)
+ts_blackbox_pg_test(bb_pg_sinks3_klaviyo_email_from_customer test_sinks3.py klaviyo_email_from_customer)
+ts_blackbox_pg_test(bb_pg_sinks5_iterable_kinds_own_endpoints test_sinks5.py iterable_kinds_own_endpoints)

@@ -28,6 +28,12 @@ Rules:
   https://documentation.bloomreach.com/engagement/docs/custom-events
 - An attribute value holds at most 16 KB (128 Kbit).
   https://documentation.bloomreach.com/engagement/docs/tracking
+- A consent event: event_type "consent" with action "accept" or "reject"
+  (lowercase), category (string), timestamp (number), and valid_until (a
+  Unix time or "unlimited") when granting; a consent event without them is
+  no valid consent (refused here, so a test sees it).
+  https://documentation.bloomreach.com/engagement/docs/consent and
+  https://documentation.bloomreach.com/engagement/docs/help-how-to-manage-consents-through-a-scenario
 """
 import base64
 import os
@@ -45,6 +51,9 @@ PURCHASE = {"purchase_id": "string", "purchase_status": "string", "total_price":
             "product_ids": "array", "product_list": "array"}
 PURCHASE_ITEM = {"purchase_id": "string", "purchase_status": "string", "product_id": "string",
                  "price": "number", "quantity": "number"}
+
+# consent: the required attributes of a consent event
+CONSENT = {"action": "string", "category": "string", "timestamp": "number"}
 
 
 def _fail(msg):
@@ -85,11 +94,20 @@ class Bloomreach(ContractServer):
         for k, v in props.items():
             if isinstance(v, str) and len(v.encode()) > self.max_value:
                 return _fail(f"value of '{k}' is longer than {self.max_value} bytes")
-        schema = {"purchase": PURCHASE, "purchase_item": PURCHASE_ITEM}.get(d["event_type"], {})
+        schema = {"purchase": PURCHASE, "purchase_item": PURCHASE_ITEM,
+                  "consent": CONSENT}.get(d["event_type"], {})
         for k, want in schema.items():
             m = check_type(props, k, want)
             if m:
                 return _fail(m)
+        if d["event_type"] == "consent":
+            if props["action"] not in ("accept", "reject"):
+                return _fail("consent: action must be accept or reject")
+            vu = props.get("valid_until")
+            if props["action"] == "accept" and not (
+                    vu == "unlimited" or (isinstance(vu, (int, float)) and not
+                                          isinstance(vu, bool))):
+                return _fail("consent: valid_until (a Unix time or unlimited) when granting")
         cid = c.get("command_id")
         with self.lock:
             if cid is not None and cid in self.seen:
@@ -110,6 +128,11 @@ class Bloomreach(ContractServer):
         need(1 <= len(cmds) <= MAX_COMMANDS, 400,
              {"success": False, "message": f"1 to {MAX_COMMANDS} commands per batch"})
         return 200, {"success": True, "results": [self._command(c) for c in cmds]}, {}
+
+    def of_type(self, event_type):
+        """The data of every accepted event of event_type, in arrival order."""
+        with self.lock:
+            return [d for _, d in self.events if d["event_type"] == event_type]
 
     def purchases(self):
         """{purchase_id: (purchase properties, [purchase_item properties])}."""

@@ -29,6 +29,17 @@ must honour. Rules, each from the reference:
   B10 ecommerce.order_refunded (same page): the same order-level schema as
      order_placed -- order_id (the refunded order), total_value, currency,
      source and products are required.
+  https://www.braze.com/docs/api/endpoints/user_data/post_user_track/
+  B11 "up to 75 objects in total combined between attributes, events and
+     purchases" per request (the current page; B6 is the older per-array
+     figure, also held).
+  https://www.braze.com/docs/api/objects_filters/user_attributes_object/
+  B12 an attributes object names its user (B3); "_update_existing_only" is
+     a boolean; the profile field email_subscribe is "opted_in",
+     "subscribed" or "unsubscribed"; subscription_groups is an array of
+     {subscription_group_id (string), subscription_state "subscribed" or
+     "unsubscribed"}; other keys are custom attributes (string values at
+     most 255 characters). An object updates the profile: later values win.
 Braze keeps no dedup key: every object stored counts (ledger key None), so
 a re-sent object is a duplicate the test sees.
 """
@@ -79,6 +90,29 @@ def event_problem(ev):
                 p = check_type(pr, key, want)
                 if p:
                     return ev["name"] + " products: " + p
+    return None
+
+
+def attribute_problem(a):
+    if not any(a.get(k) for k in USER_IDS):
+        return "an object needs external_id, user_alias, braze_id, email or phone"  # B3
+    p = check_type(a, "_update_existing_only", "boolean", required=False)
+    if p:
+        return p  # B12
+    if "email_subscribe" in a and a["email_subscribe"] not in ("opted_in", "subscribed",
+                                                               "unsubscribed"):
+        return "email_subscribe must be opted_in, subscribed or unsubscribed"  # B12
+    groups = a.get("subscription_groups", [])
+    if not isinstance(groups, list):
+        return "subscription_groups must be an array"
+    for g in groups:
+        if (check_type(g, "subscription_group_id", "string") or
+                g.get("subscription_state") not in ("subscribed", "unsubscribed")):
+            return "subscription_groups: subscription_group_id and subscription_state " \
+                   "(subscribed or unsubscribed)"  # B12
+    for v in a.values():
+        if isinstance(v, str) and len(v) > 255:
+            return "attribute string values must be at most 255 characters"
     return None
 
 
@@ -133,8 +167,11 @@ class BrazeServer(ContractServer):
         for k, v in arrays.items():
             need(isinstance(v, list), 400, {"message": f"{k} must be an array"}, hdrs)  # B2
             need(len(v) <= 75, 400, {"message": f"at most 75 {k} per request"}, hdrs)  # B6
-        errors, stored = [], {"events": 0, "purchases": 0}
-        for name, check in (("events", event_problem), ("purchases", purchase_problem)):
+        need(sum(len(v) for v in arrays.values()) <= 75, 400,
+             {"message": "at most 75 objects per request"}, hdrs)  # B11
+        errors, stored = [], {"events": 0, "purchases": 0, "attributes": 0}
+        for name, check in (("events", event_problem), ("purchases", purchase_problem),
+                            ("attributes", attribute_problem)):
             for i, o in enumerate(arrays[name]):
                 why = check(o) if isinstance(o, dict) else "not an object"
                 if why:
@@ -144,10 +181,17 @@ class BrazeServer(ContractServer):
                     self.ledger.add(None, dict(o, _array=name))
         total = sum(len(v) for v in arrays.values())
         body = {"message": "success", "events_processed": stored["events"],
-                "purchases_processed": stored["purchases"]}
+                "purchases_processed": stored["purchases"],
+                "attributes_processed": stored["attributes"]}
         if errors:
             body["errors"] = errors
             if sum(stored.values()) == 0 and total:
                 body["message"] = "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."
                 return 400, body, hdrs  # B5
         return 201, body, hdrs
+
+    def stored(self, array, pred=lambda o: True):
+        """The objects of one array ("events", "purchases", "attributes")
+        stored so far that satisfy pred, in arrival order."""
+        with self.ledger.lock:
+            return [o for o in self.ledger.items if o["_array"] == array and pred(o)]

@@ -4,6 +4,10 @@ Iterable's published API reference (each rule cites its page).
     srv = Iterable(certs, api_key="...")
     srv.purchases -> {id: body} of tracked purchases (one per id)
     srv.repeats   -> ids sent again after they were tracked (dedup absorbed them)
+    srv.events    -> {id: body} of custom events (/api/events/track)
+    srv.users     -> {email or userId: dataFields} after /api/users/update
+    srv.updates   -> [body] of every accepted /api/users/update, in order
+    srv.n429()    -> how many requests were answered 429
     srv.windows   -> the rate limit (contract.Windows)
     srv.storm     -> contract.Storm: 429 to everything for a while
     srv.down      -> True (connections cut) or a status such as 503
@@ -29,9 +33,17 @@ Rules:
   that id, the event will be updated", so a resend is no second event),
   createdAt (integer, seconds) and dataFields (object) optional.
   https://api.iterable.com/api/docs#events_track
+- POST /api/users/update (how a consent choice reaches Iterable): email or
+  userId (string; "if both are passed in, email takes precedence"),
+  dataFields (object, "data fields to store in the user profile"; merged
+  into the profile's fields), preferUserId and mergeNestedObjects
+  (booleans) optional.
+  https://api.iterable.com/api/docs#users_updateUser
 - Rate: per endpoint and project, 429 past it. The trackPurchase figure was
   not in the material available to us; 10 requests/second is the default
-  here (Iterable's figure for its bulk track endpoint), settable per test.
+  here (Iterable's figure for its bulk track endpoint), settable per test,
+  counted in fixed one-second windows over all endpoints together (stricter
+  than per endpoint).
 """
 import os
 import re
@@ -52,11 +64,13 @@ class Iterable(ContractServer):
     def __init__(self, certs, api_key, port=0):
         self.api_key, self.purchases, self.repeats = api_key, {}, []
         self.events = {}  # id -> body of tracked custom events
+        self.users, self.updates = {}, []
         self.windows = Windows(RATE)
         self.storm = Storm()
         self.valid_email = EMAIL.match  # a test may let the project take what it refused
         super().__init__(certs, {("POST", "/api/commerce/trackPurchase"): self._track,
-                                 ("POST", "/api/events/track"): self._event},
+                                 ("POST", "/api/events/track"): self._event,
+                                 ("POST", "/api/users/update"): self._update},
                          port=port, name="iterable")
 
     def _gate(self, req):
@@ -88,6 +102,30 @@ class Iterable(ContractServer):
                 self.repeats.append(b["id"])
             self.events[b.get("id")] = b  # the same id updates the event
         return 200, {"msg": "", "code": "Success", "params": {"id": b.get("id")}}, {}
+
+    def n429(self):
+        return self.count(lambda r: r.status == 429)
+
+    def _update(self, srv, req):
+        refused = self._gate(req)
+        if refused:
+            return refused
+        b = req.json
+        problems = [m for m in (check_type(b, "dataFields", "object", required=False),
+                                check_type(b, "preferUserId", "boolean", required=False),
+                                check_type(b, "mergeNestedObjects", "boolean", required=False))
+                    if m]
+        if problems:
+            return _err(400, "BadParams", "; ".join(problems))
+        who = b.get("email") if isinstance(b.get("email"), str) else b.get("userId")
+        if not isinstance(who, str) or not who:
+            return _err(400, "BadParams", "either email or userId must be specified")
+        if "email" in b and not self.valid_email(str(b["email"])):
+            return _err(400, "InvalidEmailAddressError", f"Invalid email: {b['email']}")
+        with self.lock:
+            self.users.setdefault(who, {}).update(b.get("dataFields") or {})
+            self.updates.append(b)
+        return 200, {"msg": "", "code": "Success", "params": None}, {}
 
     def _track(self, srv, req):
         refused = self._gate(req)

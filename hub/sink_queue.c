@@ -90,9 +90,10 @@ void ts_hub_sinkq_set_targets(const struct ts_sink_conf *const *sinks, size_t n)
 static const char *const queue_sql[] = {
     "INSERT INTO sink_queue(sink, event_id, item, kind, next_at, created)"
     " VALUES(?1, ?2, -1, ?3, ?4, ?4) ON CONFLICT DO NOTHING",
-    /* a redeemed offer for a sink without a coupon event: counted as skipped */
+    /* a redeemed offer for a sink not sent coupons (its send, or a Data
+     * Cloud sink without coupon_object): counted as skipped */
     "INSERT INTO sink_queue(sink, event_id, item, kind, state, reason, next_at, created, done_at)"
-    " VALUES(?1, ?2, -1, ?3, 'skipped', 'this sink type has no coupon event', ?4, ?4, ?4)"
+    " VALUES(?1, ?2, -1, ?3, 'skipped', 'this sink is not sent coupons (send)', ?4, ?4, ?4)"
     " ON CONFLICT DO NOTHING",
 };
 static const struct ts_hub_stmts queue_stmts = {queue_sql, NULL, 2};

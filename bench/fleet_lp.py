@@ -135,7 +135,9 @@ def main():
                     help="mean seconds between purchases per terminal")
     ap.add_argument("--cdp-every", type=float, default=0.5,
                     help="seconds between the CDP's changes (each one store's new customer)")
-    ap.add_argument("--baseline-batches", type=int, default=100)
+    ap.add_argument("--baseline-batches", type=int, default=200)
+    ap.add_argument("--baseline-every", type=float, default=0.2,
+                    help="seconds between the baseline's batches (the idle hub)")
     a = ap.parse_args()
 
     bins = benchlib.Bins(a.bin)
@@ -156,7 +158,7 @@ def main():
     try:
         time.sleep(1)
         log(f"baseline: {a.baseline_batches} CDP batches against the idle hub")
-        base = changes(cdp, "lpbase", stores, a.baseline_batches, a.cdp_every)
+        base = changes(cdp, "lpbase", stores, a.baseline_batches, a.baseline_every)
         time.sleep(1)
         rss_idle = hub.proc_status("VmRSS")
         cpu_idle0, w_idle0 = fleet.cpu_s(hub.pid), time.monotonic()

@@ -20,7 +20,10 @@
  * does), reads and writes with timeout 0 (one try on the nonblocking
  * socket; a request is small enough for the socket buffer). Connects are
  * timed from the TCP connect to the handshake's end (connect_full,
- * connect_resumed).
+ * connect_resumed). Against 127.0.0.1 each store's terminals connect from
+ * their own address, 127.1.X.Y (a store's router), so the hub's limit per
+ * source address ([hub] max_unauthenticated_per_address, 128) applies per
+ * store as it would in the field, not to the whole fleet at once.
  *
  * Recorded per terminal: every `lpmark-N` in an answer's inflated body (a
  * card name bench/fleet_lp.py gives a customer through /v1/batch), with the
@@ -43,6 +46,7 @@
 #include <string.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
@@ -182,6 +186,19 @@ static void buy_schedule(struct lworker *w, struct lterm *t)
 
 /* The request failed: counted, the connection closed, the next try
  * scheduled. */
+static atomic_int g_told; /* errors described on stderr so far */
+
+static void fail(struct lworker *w, struct lconn *c, enum ekind k);
+
+/* fail(), and the first few failures in words on stderr. */
+static void fail_why(struct lworker *w, struct lconn *c, enum ekind k, const char *why)
+{
+    if (atomic_fetch_add(&g_told, 1) < 10)
+        fprintf(stderr, "fleetsim: %s %s %s: %s: %s\n", c->t->store, c->t->name,
+                c->purchase ? "purchase" : "feed", ekind_name[k], why);
+    fail(w, c, k);
+}
+
 static void fail(struct lworker *w, struct lconn *c, enum ekind k)
 {
     w->errors[in_window(w, fleet_now_ms())][k]++;
@@ -234,7 +251,7 @@ static void tls_step(struct lworker *w, struct lconn *c)
         return;
     }
     if (rc != TS_OK) {
-        fail(w, c, E_TLS);
+        fail_why(w, c, E_TLS, err);
         return;
     }
     double now = fleet_now_ms();
@@ -282,6 +299,20 @@ static void conn_start(struct lworker *w, struct lconn *c)
     if (c->fd < 0) {
         fail(w, c, E_CONNECT);
         return;
+    }
+    if (w->o->addr.ss_family == AF_INET &&
+        ((const struct sockaddr_in *)&w->o->addr)->sin_addr.s_addr == htonl(INADDR_LOOPBACK)) {
+        /* a store's terminals share its address (its router), as the hub
+         * sees a real fleet: 127.1.X.Y per store, within the hub's limit
+         * of connections in the handshake per address */
+        int si = c->t->idx % w->o->stores;
+        struct sockaddr_in src = {.sin_family = AF_INET,
+                                  .sin_addr.s_addr = htonl(0x7f010000u | (uint32_t)(si / 200) << 8 |
+                                                           (uint32_t)(si % 200 + 10))};
+        if (bind(c->fd, (const struct sockaddr *)&src, sizeof src) != 0) {
+            fail_why(w, c, E_CONNECT, strerror(errno));
+            return;
+        }
     }
     int r = connect(c->fd, (const struct sockaddr *)&w->o->addr, w->o->addrlen);
     if (r != 0 && errno != EINPROGRESS) {
@@ -501,7 +532,8 @@ static void on_readable(struct lworker *w, struct lconn *c)
         conn_start(w, c);
         return;
     }
-    fail(w, c, why == TS_ERR_CLOSED ? E_CLOSED : E_TLS);
+    fail_why(w, c, why == TS_ERR_CLOSED ? E_CLOSED : E_TLS,
+             why == TS_ERR_CLOSED ? "closed under the request" : ts_strerror(why));
 }
 
 static void timers(struct lworker *w, double now)

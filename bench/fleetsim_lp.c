@@ -551,9 +551,9 @@ static void timers(struct lworker *w, double now)
             start_feed(w, t);
         }
         if (win && w->o->purchase_every_s > 0) {
-            if (!t->buy_due && !t->buy.busy)
+            if (t->buy_due == 0 && !t->buy.busy)
                 buy_schedule(w, t);
-            else if (t->buy_due && now >= t->buy_due && !t->buy.busy)
+            else if (t->buy_due > 0 && now >= t->buy_due && !t->buy.busy)
                 start_purchase(w, t);
         }
     }

@@ -17,8 +17,8 @@
  * handshake without certificates or ECDHE/ECDSA); only a terminal's first
  * poll, and the first after the hub's ticket lifetime (1 h), does a full
  * handshake. --no-resume makes every poll a full handshake (the agent
- * before resumption). No long-poll (?wait=): that holds a hub thread per
- * terminal, which this measures separately (docs/BENCHMARKS.md).
+ * before resumption). No long-poll (?wait=) in this mode: that is
+ * --long-poll (below), the agents' default.
  *
  * A fleet that has been running a while has its sessions already; one that
  * starts cold (every terminal's first poll: a full handshake and a full

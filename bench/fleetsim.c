@@ -17,8 +17,8 @@
  * handshake without certificates or ECDHE/ECDSA); only a terminal's first
  * poll, and the first after the hub's ticket lifetime (1 h), does a full
  * handshake. --no-resume makes every poll a full handshake (the agent
- * before resumption). No long-poll (?wait=): that holds a hub thread per
- * terminal, which this measures separately (docs/BENCHMARKS.md).
+ * before resumption). No long-poll (?wait=) in this mode: that is
+ * --long-poll (below), the agents' default.
  *
  * A fleet that has been running a while has its sessions already; one that
  * starts cold (every terminal's first poll: a full handshake and a full
@@ -31,7 +31,11 @@
  * the handshakes (full and resumed) and the simulator's own CPU time over
  * the measured window (cpu_s, all threads), so a caller can put a cost on a
  * poll; "fleetsim: measuring" on stderr marks the window's start.
+ *
+ * --long-poll S is the other mode, the agents' default: kept connections
+ * long-polling with ?wait=S, many per thread (fleetsim_lp.c).
  */
+#include "fleetsim.h"
 #include "feed.h"
 #include "gzip.h"
 #include "httpc.h"
@@ -55,11 +59,6 @@ struct opts {
     bool no_resume;
 };
 
-struct samples {
-    double *v;
-    size_t n, cap;
-};
-
 struct term {
     int idx;
     char store[16], name[16];
@@ -78,14 +77,14 @@ struct worker {
     struct term *t;
     size_t nt;
     unsigned seed;
-    double measure_at; /* now_ms() when the measured window begins */
-    struct samples first, feed, purchase, late, warm_late;
+    double measure_at; /* fleet_now_ms() when the measured window begins */
+    struct fleet_samples first, feed, purchase, late, warm_late;
     unsigned long errors, non2xx, items;
 };
 
 static atomic_int g_stop;
 
-static void add(struct samples *s, double v)
+void fleet_add(struct fleet_samples *s, double v)
 {
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 1024;
@@ -98,7 +97,7 @@ static void add(struct samples *s, double v)
     s->v[s->n++] = v;
 }
 
-static double now_ms(void)
+double fleet_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -106,7 +105,7 @@ static double now_ms(void)
 }
 
 /* CPU time of the whole process (every thread), seconds. */
-static double cpu_now_s(void)
+double fleet_cpu_now_s(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -114,7 +113,7 @@ static double cpu_now_s(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static double jitter(unsigned *seed, double span)
+double fleet_jitter(unsigned *seed, double span)
 {
     return span * ((double)rand_r(seed) / RAND_MAX);
 }
@@ -127,16 +126,16 @@ static bool poll_feed(struct worker *w, struct term *t)
         snprintf(path, sizeof path, "/v1/feed?limit=500%s%s", t->cursor[0] ? "&since=" : "",
                  t->cursor);
         struct ts_http_resp r = {0};
-        double t0 = now_ms();
+        double t0 = fleet_now_ms();
         int rc = ts_httpc_request(t->c, "GET", path, "Accept-Encoding: gzip\r\n", NULL, NULL, 0,
                                   30000, &r);
-        double dt = now_ms() - t0;
+        double dt = fleet_now_ms() - t0;
         if (rc != TS_OK) {
             w->errors++;
             ts_http_resp_free(&r);
             return false;
         }
-        add(t->synced ? &w->feed : &w->first, dt);
+        fleet_add(t->synced ? &w->feed : &w->first, dt);
         if (r.status != 200) {
             w->non2xx++;
             ts_http_resp_free(&r);
@@ -162,20 +161,19 @@ static bool poll_feed(struct worker *w, struct term *t)
     return true;
 }
 
-/* A one-sale batch as the purchase contract has it (contract.md). */
-static void upload_purchase(struct worker *w, struct term *t)
+int fleet_purchase_body(char *body, size_t bodysz, const char *store, const char *name, int idx,
+                        unsigned long receipt_no, unsigned *seed, char *mid)
 {
-    char receipt[64], mid[96], ts[32], body[2048];
+    char receipt[64], ts[32];
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    t->receipts++;
-    snprintf(receipt, sizeof receipt, "%s-%s-%06lu-%ld", t->store, t->name, t->receipts, (long)now);
-    snprintf(mid, sizeof mid, "fleet-%s", receipt);
-    double total = 5.0 + (double)(rand_r(&w->seed) % 9000) / 100.0;
+    snprintf(receipt, sizeof receipt, "%s-%s-%06lu-%ld", store, name, receipt_no, (long)now);
+    snprintf(mid, 96, "fleet-%s", receipt);
+    double total = 5.0 + (double)(rand_r(seed) % 9000) / 100.0;
     int n = snprintf(
-        body, sizeof body,
+        body, bodysz,
         "{\"batch\":[{\"type\":\"track\",\"event\":\"Order Completed\",\"messageId\":\"%s\","
         "\"anonymousId\":\"%s:%s\",\"originalTimestamp\":\"%s\",\"sentAt\":\"%s\","
         "\"properties\":{\"order_id\":\"%s\",\"total\":%.2f,\"revenue\":%.2f,\"tax\":0,"
@@ -183,17 +181,29 @@ static void upload_purchase(struct worker *w, struct term *t)
         "\"sku\":\"SKU-%d\",\"name\":\"Fleet item\",\"price\":%.2f,\"quantity\":1}]},"
         "\"context\":{\"tillside\":{\"store\":\"%s\",\"terminal\":\"%s\",\"receipt\":\"%s\","
         "\"source\":\"api\"}}}],\"sentAt\":\"%s\"}",
-        mid, t->store, t->name, ts, ts, receipt, total, total, t->idx % 50, t->idx % 50, total,
-        t->store, t->name, receipt, ts);
+        mid, store, name, ts, ts, receipt, total, total, idx % 50, idx % 50, total, store, name,
+        receipt, ts);
+    return n < 0 || (size_t)n >= bodysz ? -1 : n;
+}
+
+static void upload_purchase(struct worker *w, struct term *t)
+{
+    char mid[96], body[2048];
+    int n = fleet_purchase_body(body, sizeof body, t->store, t->name, t->idx, ++t->receipts,
+                                &w->seed, mid);
+    if (n < 0) {
+        w->errors++;
+        return;
+    }
     struct ts_http_resp r = {0};
-    double t0 = now_ms();
+    double t0 = fleet_now_ms();
     int rc = ts_httpc_request(t->c, "POST", "/v1/purchases", NULL, "application/json", body,
                               (size_t)n, 30000, &r);
-    double dt = now_ms() - t0;
+    double dt = fleet_now_ms() - t0;
     if (rc != TS_OK)
         w->errors++;
     else {
-        add(&w->purchase, dt);
+        fleet_add(&w->purchase, dt);
         if (r.status != 200 || !strstr(r.body.data ? r.body.data : "", mid))
             w->non2xx++;
     }
@@ -211,17 +221,17 @@ static void *worker_main(void *arg)
         for (size_t i = 0; i < w->nt; i++)
             if (!next || w->t[i].due < next->due)
                 next = &w->t[i];
-        double wait = (double)next->due - now_ms();
-        if (now_ms() + (wait > 0 ? wait : 0) >= end)
+        double wait = (double)next->due - fleet_now_ms();
+        if (fleet_now_ms() + (wait > 0 ? wait : 0) >= end)
             break;
         if (wait > 0) {
             ts_sleep_ms((int64_t)wait + 1);
             continue; /* re-check the stop flag and the order */
         }
         bool warm = (double)next->due < w->measure_at;
-        add(warm ? &w->warm_late : &w->late, -wait);
+        fleet_add(warm ? &w->warm_late : &w->late, -wait);
         bool ok = poll_feed(w, next);
-        if (!warm && ok && jitter(&w->seed, 1.0) < p_purchase)
+        if (!warm && ok && fleet_jitter(&w->seed, 1.0) < p_purchase)
             upload_purchase(w, next);
         ts_httpc_disconnect(next->c);
         if (warm) {
@@ -229,12 +239,12 @@ static void *worker_main(void *arg)
              * one interval, as in a fleet that has been running a while */
             next->warm_connects = ts_httpc_connects(next->c);
             next->warm_resumed = ts_httpc_resumed(next->c);
-            next->due = (int64_t)(w->measure_at + jitter(&w->seed, o->interval_s * 1000.0));
+            next->due = (int64_t)(w->measure_at + fleet_jitter(&w->seed, o->interval_s * 1000.0));
             continue;
         }
         /* the agent's schedule: the interval plus up to 10 % jitter */
-        next->due =
-            (int64_t)(now_ms() + o->interval_s * 1000.0 + jitter(&w->seed, o->interval_s * 100.0));
+        next->due = (int64_t)(fleet_now_ms() + o->interval_s * 1000.0 +
+                              fleet_jitter(&w->seed, o->interval_s * 100.0));
     }
     return NULL;
 }
@@ -245,7 +255,7 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void print_stats(const char *name, struct samples *s, bool comma)
+void fleet_print_stats(const char *name, struct fleet_samples *s, bool comma)
 {
     qsort(s->v, s->n, sizeof *s->v, cmp_d);
     double p50 = 0, p90 = 0, p99 = 0, max = 0;
@@ -259,36 +269,35 @@ static void print_stats(const char *name, struct samples *s, bool comma)
            name, s->n, p50, p90, p99, max, comma ? "," : "");
 }
 
-static void merge(struct samples *into, const struct samples *from)
+void fleet_merge(struct fleet_samples *into, const struct fleet_samples *from)
 {
     for (size_t i = 0; i < from->n; i++)
-        add(into, from->v[i]);
+        fleet_add(into, from->v[i]);
 }
 
-/* tNNNN.pem/key under pki/fleet, made once with the bench CA. */
-static int ensure_cert(const struct opts *o, struct term *t)
+int fleet_ensure_cert(const char *pki, const char *store, const char *name, char *cert, char *key)
 {
     char dir[400], ca[512], cakey[512], err[256];
-    snprintf(dir, sizeof dir, "%s/fleet", o->pki);
+    snprintf(dir, sizeof dir, "%s/fleet", pki);
     mkdir(dir, 0700);
-    snprintf(t->cert, sizeof t->cert, "%s/%s-%s.pem", dir, t->store, t->name);
-    snprintf(t->key, sizeof t->key, "%s/%s-%s.key", dir, t->store, t->name);
-    if (access(t->cert, R_OK) == 0 && access(t->key, R_OK) == 0)
+    snprintf(cert, 512, "%s/%s-%s.pem", dir, store, name);
+    snprintf(key, 512, "%s/%s-%s.key", dir, store, name);
+    if (access(cert, R_OK) == 0 && access(key, R_OK) == 0)
         return 0;
-    snprintf(ca, sizeof ca, "%s/ca.pem", o->pki);
-    snprintf(cakey, sizeof cakey, "%s/ca.key", o->pki);
+    snprintf(ca, sizeof ca, "%s/ca.pem", pki);
+    snprintf(cakey, sizeof cakey, "%s/ca.key", pki);
     int64_t now = (int64_t)time(NULL);
     struct ts_pki_issue p = {.ca_cert_file = ca,
                              .ca_key_file = cakey,
-                             .cn = t->name,
-                             .ou = t->store,
+                             .cn = name,
+                             .ou = store,
                              .o = "acme",
                              .not_before = now - 3600,
                              .not_after = now + 30 * 86400,
-                             .out_cert_file = t->cert,
-                             .out_key_file = t->key};
+                             .out_cert_file = cert,
+                             .out_key_file = key};
     if (ts_pki_issue(&p, err, sizeof err)) {
-        fprintf(stderr, "fleetsim: %s: %s\n", t->cert, err);
+        fprintf(stderr, "fleetsim: %s: %s\n", cert, err);
         return -1;
     }
     return 0;
@@ -302,6 +311,9 @@ int main(int argc, char **argv)
                      .interval_s = 30,
                      .duration_s = 90,
                      .purchase_every_s = 300};
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--long-poll"))
+            return fleet_lp_main(argc, argv);
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
         if (!strcmp(a, "--no-resume")) {
@@ -343,14 +355,14 @@ int main(int argc, char **argv)
     struct worker *ws = calloc((size_t)o.threads, sizeof *ws);
     char ca[512];
     snprintf(ca, sizeof ca, "%s/ca.pem", o.pki);
-    double start = now_ms();
+    double start = fleet_now_ms();
     unsigned seed = 42;
     for (int i = 0; i < o.terminals; i++) {
         struct term *t = &terms[i];
         t->idx = i;
         snprintf(t->store, sizeof t->store, "S%03d", i % o.stores + 1);
         snprintf(t->name, sizeof t->name, "T%04d", i / o.stores + 1);
-        if (ensure_cert(&o, t))
+        if (fleet_ensure_cert(o.pki, t->store, t->name, t->cert, t->key))
             return 1;
         struct ts_httpc_opts ho = {.base_url = o.url,
                                    .ca_file = ca,
@@ -364,13 +376,13 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    double setup_ms = now_ms() - start;
+    double setup_ms = fleet_now_ms() - start;
     /* First polls spread evenly over the warm-up, or else over one interval
      * of the measured window. */
-    double t0 = now_ms(), measure_at = t0 + o.warmup_s * 1000.0;
+    double t0 = fleet_now_ms(), measure_at = t0 + o.warmup_s * 1000.0;
     double first_span = o.warmup_s > 0 ? o.warmup_s : o.interval_s;
     for (int i = 0; i < o.terminals; i++)
-        terms[i].due = (int64_t)(t0 + jitter(&seed, first_span * 1000.0));
+        terms[i].due = (int64_t)(t0 + fleet_jitter(&seed, first_span * 1000.0));
     for (int k = 0; k < o.threads; k++) {
         ws[k].o = &o;
         ws[k].seed = (unsigned)k * 7919u + 1;
@@ -385,26 +397,26 @@ int main(int argc, char **argv)
     for (int k = 0; k < o.threads; k++)
         pthread_create(&ws[k].thr, NULL, worker_main, &ws[k]);
     /* the caller (bench/fleet.py) starts its own measurements on this line */
-    if (measure_at > now_ms())
-        ts_sleep_ms((int64_t)(measure_at - now_ms()));
-    double cpu0 = cpu_now_s();
+    if (measure_at > fleet_now_ms())
+        ts_sleep_ms((int64_t)(measure_at - fleet_now_ms()));
+    double cpu0 = fleet_cpu_now_s();
     fprintf(stderr, "fleetsim: measuring\n");
     fflush(stderr);
-    struct samples first = {0}, feed = {0}, purchase = {0}, late = {0}, warm_late = {0};
+    struct fleet_samples first = {0}, feed = {0}, purchase = {0}, late = {0}, warm_late = {0};
     unsigned long errors = 0, non2xx = 0, items = 0, connects = 0, resumed = 0, warm_connects = 0,
                   warm_resumed = 0;
     for (int k = 0; k < o.threads; k++) {
         pthread_join(ws[k].thr, NULL);
-        merge(&first, &ws[k].first);
-        merge(&feed, &ws[k].feed);
-        merge(&purchase, &ws[k].purchase);
-        merge(&late, &ws[k].late);
-        merge(&warm_late, &ws[k].warm_late);
+        fleet_merge(&first, &ws[k].first);
+        fleet_merge(&feed, &ws[k].feed);
+        fleet_merge(&purchase, &ws[k].purchase);
+        fleet_merge(&late, &ws[k].late);
+        fleet_merge(&warm_late, &ws[k].warm_late);
         errors += ws[k].errors;
         non2xx += ws[k].non2xx;
         items += ws[k].items;
     }
-    double ran = (now_ms() - measure_at) / 1000.0, cpu = cpu_now_s() - cpu0;
+    double ran = (fleet_now_ms() - measure_at) / 1000.0, cpu = fleet_cpu_now_s() - cpu0;
     for (int k = 0; k < o.threads; k++)
         for (size_t i = 0; i < ws[k].nt; i++) {
             const struct term *t = &ws[k].t[i];
@@ -423,11 +435,11 @@ int main(int argc, char **argv)
            o.terminals, o.stores, o.threads, o.interval_s, ran, setup_ms / 1000.0, errors, non2xx,
            items, o.no_resume ? "false" : "true", o.warmup_s, connects - resumed, resumed,
            warm_connects - warm_resumed, warm_resumed, cpu);
-    print_stats("feed_first", &first, true);
-    print_stats("feed", &feed, true);
-    print_stats("purchase", &purchase, true);
-    print_stats("sched_late_warmup", &warm_late, true);
-    print_stats("sched_late", &late, false);
+    fleet_print_stats("feed_first", &first, true);
+    fleet_print_stats("feed", &feed, true);
+    fleet_print_stats("purchase", &purchase, true);
+    fleet_print_stats("sched_late_warmup", &warm_late, true);
+    fleet_print_stats("sched_late", &late, false);
     printf("}\n");
     return errors ? 1 : 0;
 }

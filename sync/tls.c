@@ -699,6 +699,42 @@ enum ts_err ts_tls_accept_step(struct ts_tls_conn *c, bool *want_write, char *er
     return rc;
 }
 
+enum ts_err ts_tls_connect_begin(struct ts_tls_ctx *ctx, int fd, const char *host, int port,
+                                 struct ts_tls_conn **out, char *err, size_t errsz)
+{
+    if (fd < 0 || !out || !host || port <= 0 || port > 65535 || (ctx && ctx->server)) {
+        ts_errf(err, errsz, "invalid connect arguments");
+        return TS_ERR_INVAL;
+    }
+    set_socket_opts(fd);
+    struct ts_tls_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return TS_ERR_NOMEM;
+    c->fd = fd;
+    int rc = ctx ? conn_start_tls(c, ctx, host, port, NO_HANDSHAKE, err, errsz) : TS_OK;
+    if (rc) {
+        c->fd = -1;
+        ts_tls_close(c);
+        return rc;
+    }
+    c->hs_done = !ctx;
+    *out = c;
+    return TS_OK;
+}
+
+enum ts_err ts_tls_connect_step(struct ts_tls_conn *c, bool *want_write, char *err, size_t errsz)
+{
+    *want_write = false;
+    if (c->hs_done)
+        return TS_OK;
+    enum ts_err rc = handshake_step(c, false, c->host, want_write, err, errsz);
+    if (rc == TS_OK && (rc = handshake_done(c, c->host, err, errsz)) == TS_OK)
+        c->hs_done = true;
+    else if (rc != TS_ERR_AGAIN)
+        ts_tls_forget_session(c->ctx); /* as ts_tls_connect: the next one is a full handshake */
+    return rc;
+}
+
 int ts_tls_fd(const struct ts_tls_conn *c)
 {
     return c ? c->fd : -1;

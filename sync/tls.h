@@ -148,6 +148,19 @@ enum ts_err ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct
 enum ts_err ts_tls_accept_begin(struct ts_tls_ctx *ctx, int fd, struct ts_tls_conn **out, char *err,
                                 size_t errsz);
 enum ts_err ts_tls_accept_step(struct ts_tls_conn *c, bool *want_write, char *err, size_t errsz);
+/*
+ * Client, for an event loop: wraps a connected nonblocking socket (the
+ * caller's TCP connect is over) for host:port without running the
+ * handshake, offering the context's kept session as ts_tls_connect does;
+ * ts_tls_connect_step then runs as much of the handshake as the socket
+ * allows, with the returns of ts_tls_accept_step and the verification and
+ * words of ts_tls_connect. A failed step forgets the kept session; unlike
+ * ts_tls_connect it does not try again by itself. The connection owns fd
+ * from ts_tls_connect_begin's success on (ts_tls_close).
+ */
+enum ts_err ts_tls_connect_begin(struct ts_tls_ctx *ctx, int fd, const char *host, int port,
+                                 struct ts_tls_conn **out, char *err, size_t errsz);
+enum ts_err ts_tls_connect_step(struct ts_tls_conn *c, bool *want_write, char *err, size_t errsz);
 /* The connection's socket. */
 int ts_tls_fd(const struct ts_tls_conn *c);
 

@@ -6,6 +6,8 @@
  */
 #include "tls_fx.h"
 
+#include <poll.h>
+
 static void test_mutual_tls_sees_identity(void **state)
 {
     (void)state;
@@ -444,6 +446,102 @@ static void test_pin(void **state)
     ts_httpd_stop(s);
 }
 
+/* The client handshake in steps (ts_tls_connect_begin/step, an event
+ * loop's connect): one poll() per step, as the fleet simulator's epoll loop
+ * runs it. Returns the step's final code; err in words. */
+static int stepped_connect(struct ts_tls_ctx *ctx, int port, struct ts_tls_conn **out, char *err,
+                           size_t errsz)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (void)connect(fd, (struct sockaddr *)&sa, sizeof sa); /* EINPROGRESS */
+    struct pollfd pw = {.fd = fd, .events = POLLOUT};
+    assert_int_equal(poll(&pw, 1, 10000), 1);
+    assert_int_equal(ts_tls_connect_begin(ctx, fd, "localhost", port, out, err, errsz), TS_OK);
+    for (int i = 0; i < 1000; i++) {
+        bool want_write = false;
+        int rc = ts_tls_connect_step(*out, &want_write, err, errsz);
+        if (rc != TS_ERR_AGAIN)
+            return rc;
+        struct pollfd p = {.fd = ts_tls_fd(*out), .events = want_write ? POLLOUT : POLLIN};
+        assert_int_equal(poll(&p, 1, 10000), 1);
+    }
+    fail_msg("the handshake did not end in 1000 steps");
+    return TS_ERR_TIMEOUT;
+}
+
+/* A request on a stepped connection: the echo server's JSON (who it saw). */
+static json_t *stepped_get(struct ts_tls_conn *c)
+{
+    const char req[] = "GET /v1/feed HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_int_equal(ts_tls_write(c, req, sizeof req - 1, 5000), TS_OK);
+    ts_buf in = {0};
+    struct ts_http_msg m = {0};
+    size_t used = 0;
+    int rc = TS_ERR_AGAIN;
+    while (rc == TS_ERR_AGAIN) {
+        char buf[4096];
+        long n = ts_tls_read(c, buf, sizeof buf, 5000);
+        assert_true(n > 0);
+        assert_int_equal(ts_buf_append(&in, buf, (size_t)n), TS_OK);
+        rc = ts_http_parse(&m, false, in.data, in.len, 1 << 20, &used);
+    }
+    assert_int_equal(rc, TS_OK);
+    assert_int_equal(m.status, 200);
+    json_error_t je;
+    json_t *j = json_loadb(m.body.data, m.body.len, 0, &je);
+    assert_non_null(j);
+    ts_http_msg_clear(&m);
+    ts_buf_free(&in);
+    return j;
+}
+
+static void test_stepped_client_handshake(void **state)
+{
+    (void)state;
+    struct ts_httpd *s = start("hub", 0, 0);
+    char crt[512], key[512], ca[512], err[256] = "";
+    snprintf(crt, sizeof crt, "%s/t01.pem", g_dir);
+    snprintf(key, sizeof key, "%s/t01.key", g_dir);
+    path(ca, sizeof ca, "ca/ca.pem");
+    struct ts_tls_opts o = {.ca_file = ca, .cert_file = crt, .key_file = key};
+    struct ts_tls_ctx *ctx = NULL;
+    assert_int_equal(ts_tls_ctx_new(&o, &ctx, err, sizeof err), TS_OK);
+    /* first connect: a full handshake, both certificates verified */
+    struct ts_tls_conn *c = NULL;
+    int rc = stepped_connect(ctx, ts_httpd_port(s), &c, err, sizeof err);
+    if (rc != TS_OK)
+        fail_msg("stepped handshake failed: %s", err);
+    assert_false(ts_tls_resumed(c));
+    assert_string_equal(ts_tls_peer(c)->cn, "localhost");
+    json_t *j = stepped_get(c);
+    assert_string_equal(json_string_value(json_object_get(j, "cn")), "T01");
+    assert_true(json_is_true(json_object_get(j, "verified")));
+    json_decref(j);
+    ts_tls_close(c);
+    /* the second resumes the session the first one kept */
+    rc = stepped_connect(ctx, ts_httpd_port(s), &c, err, sizeof err);
+    if (rc != TS_OK)
+        fail_msg("stepped resumption failed: %s", err);
+    assert_true(ts_tls_resumed(c));
+    j = stepped_get(c);
+    assert_string_equal(json_string_value(json_object_get(j, "ou")), "S001");
+    json_decref(j);
+    ts_tls_close(c);
+    ts_httpd_stop(s);
+    /* a hub from another CA is refused with the words ts_tls_connect has */
+    s = start("evilhub", 0, 0);
+    rc = stepped_connect(ctx, ts_httpd_port(s), &c, err, sizeof err);
+    assert_int_equal(rc, TS_ERR_CERT);
+    if (!strstr(err, "not trusted by the configured CA"))
+        fail_msg("error \"%s\" does not say why", err);
+    ts_tls_close(c);
+    ts_tls_ctx_free(ctx);
+    ts_httpd_stop(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_stop_with_open_connection),
         cmocka_unit_test(test_pki_files_and_cli),
         cmocka_unit_test(test_pin),
+        cmocka_unit_test(test_stepped_client_handshake),
     };
     ts_log_set_level(TS_LOG_ERROR);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

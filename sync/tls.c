@@ -664,20 +664,17 @@ enum ts_err ts_tls_accept(struct ts_tls_ctx *ctx, int fd, int timeout_ms, struct
     return TS_OK;
 }
 
-/* Event loops (tls.h): set up now, the handshake in steps. */
-enum ts_err ts_tls_accept_begin(struct ts_tls_ctx *ctx, int fd, struct ts_tls_conn **out, char *err,
-                                size_t errsz)
+/* Event loops (tls.h): set up now, the handshake in steps. host NULL: the
+ * server's side. On failure the socket stays the caller's. */
+static enum ts_err conn_begin(struct ts_tls_ctx *ctx, int fd, const char *host, int port,
+                              struct ts_tls_conn **out, char *err, size_t errsz)
 {
-    if (fd < 0 || !out || (ctx && !ctx->server)) {
-        ts_errf(err, errsz, "invalid accept arguments");
-        return TS_ERR_INVAL;
-    }
     set_socket_opts(fd);
     struct ts_tls_conn *c = calloc(1, sizeof *c);
     if (!c)
         return TS_ERR_NOMEM;
     c->fd = fd;
-    int rc = ctx ? conn_start_tls(c, ctx, NULL, 0, NO_HANDSHAKE, err, errsz) : TS_OK;
+    int rc = ctx ? conn_start_tls(c, ctx, host, port, NO_HANDSHAKE, err, errsz) : TS_OK;
     if (rc) {
         c->fd = -1;
         ts_tls_close(c);
@@ -686,6 +683,16 @@ enum ts_err ts_tls_accept_begin(struct ts_tls_ctx *ctx, int fd, struct ts_tls_co
     c->hs_done = !ctx;
     *out = c;
     return TS_OK;
+}
+
+enum ts_err ts_tls_accept_begin(struct ts_tls_ctx *ctx, int fd, struct ts_tls_conn **out, char *err,
+                                size_t errsz)
+{
+    if (fd < 0 || !out || (ctx && !ctx->server)) {
+        ts_errf(err, errsz, "invalid accept arguments");
+        return TS_ERR_INVAL;
+    }
+    return conn_begin(ctx, fd, NULL, 0, out, err, errsz);
 }
 
 enum ts_err ts_tls_accept_step(struct ts_tls_conn *c, bool *want_write, char *err, size_t errsz)
@@ -706,20 +713,7 @@ enum ts_err ts_tls_connect_begin(struct ts_tls_ctx *ctx, int fd, const char *hos
         ts_errf(err, errsz, "invalid connect arguments");
         return TS_ERR_INVAL;
     }
-    set_socket_opts(fd);
-    struct ts_tls_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return TS_ERR_NOMEM;
-    c->fd = fd;
-    int rc = ctx ? conn_start_tls(c, ctx, host, port, NO_HANDSHAKE, err, errsz) : TS_OK;
-    if (rc) {
-        c->fd = -1;
-        ts_tls_close(c);
-        return rc;
-    }
-    c->hs_done = !ctx;
-    *out = c;
-    return TS_OK;
+    return conn_begin(ctx, fd, host, port, out, err, errsz);
 }
 
 enum ts_err ts_tls_connect_step(struct ts_tls_conn *c, bool *want_write, char *err, size_t errsz)

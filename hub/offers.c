@@ -356,9 +356,14 @@ void ts_hub_offers_handle(struct ts_hub_api *api, const struct ts_httpd_req *req
     int64_t now = api->now_ms();
     struct ts_hub_store *s = api->store;
     enum ts_err rc = ts_hub_db_write_begin(s, TS_HUB_TXN_DURABLE);
-    if (rc == TS_OK)
-        rc = ts_hub_db_write_end(s, redeem_locked(s, &r, store, terminal, now, &oc),
-                                 oc.status == 200);
+    if (rc == TS_OK) {
+        /* Two statements: the order in which a call's arguments are
+         * evaluated is unspecified, and GCC read oc.status before
+         * redeem_locked set it, so a redemption never told this process's
+         * long-polls (on SQLite they learned it only when their wait ran out). */
+        rc = redeem_locked(s, &r, store, terminal, now, &oc);
+        rc = ts_hub_db_write_end(s, rc, oc.status == 200);
+    }
     if (rc != TS_OK) {
         snprintf(resp->extra_headers, sizeof resp->extra_headers, "Retry-After: 5\r\n");
         ts_httpd_error(resp, rc == TS_ERR_FULL ? 507 : 503, "cannot redeem the offer now");

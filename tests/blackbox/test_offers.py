@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tslib import (AGENT_BIN, LOOKUP_MS, TENANT_KEY, Proc, check, customer_batch, free_port, main,  # noqa: E402
+from tslib import (AGENT_BIN, LOOKUP_MS, TENANT_KEY, Proc, check, customer_batch, free_port, hub_metric, main,  # noqa: E402
                    wait_for)
 from test_purchases_hub import FakeCDP, start_hub  # noqa: E402
 
@@ -115,6 +115,7 @@ def redeemed_once_gone_everywhere(w):
         # Without the token: refused, nothing redeemed.
         st, _ = w.api("POST", "/api/v1/offers/redeem", {"code": "SPRING10"}, auth=False)
         check(st == 401, f"redeem without token: {st}")
+        woken0 = hub_metric(w, "tillside_hub_httpd_woken_total", listener="main")
         st, r = w.api("POST", "/api/v1/offers/redeem", {"code": "SPRING10", "receipt": "R-1"})
         check(st == 200 and r["redeemed"] and r["offer"]["code"] == "SPRING10" and
               r["offer"]["store"] == "S001", f"redeem: {st} {r}")
@@ -140,6 +141,12 @@ def redeemed_once_gone_everywhere(w):
         # The S002 till's card loses the offer with its next feed page.
         wait_for(lambda: card_offers(other.api("POST", "/api/v1/scan", {"code": LOYALTY})[1])
                  == ["4711"], what="the redeemed offer to leave the S002 till's card")
+        # ... because the redemption woke its parked long-poll, not because the
+        # poll's wait ran out (a redemption that told no long-poll passed here
+        # after 20 s on SQLite).
+        woken = hub_metric(w, "tillside_hub_httpd_woken_total", listener="main")
+        check(woken is not None and woken > woken0,
+              f"no parked long-poll was woken by the redemption ({woken0} -> {woken})")
         # Upstream: Coupon Applied once, for Ada, with the code and receipt.
         ev = wait_for(lambda: [e for e in cdp.received.values()
                                if e.get("event") == "Coupon Applied"] or None,

@@ -17,7 +17,7 @@ import threading
 import time
 
 import tslib
-from tslib import check, wait_for, customer_batch, WRITE_KEY
+from tslib import check, wait_for, customer_batch, hub_metric, WRITE_KEY
 
 FEED = "/v1/feed"
 
@@ -188,18 +188,6 @@ def other_process_wakes_parked(w):
     # the wait was 25 s: an answer with the item before it means it was woken
     check(time.monotonic() - t0 < 20, "the long-poll was not woken by the import")
     s.close()
-
-
-def hub_metric(w, name, **labels):
-    """One sample of the hub's /metrics, by name and labels; None if absent."""
-    st, text = w.hub_request("GET", "/metrics")
-    check(st == 200, f"/metrics answered {st}")
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        head, _, val = line.rpartition(" ")
-        if head == (f"{name}{{{want}}}" if want else name):
-            return float(val)
-    return None
 
 
 def store_poll(w, cert, cursor, wait_s=25):

@@ -420,6 +420,18 @@ listen = 127.0.0.1:{self.api_port}
                 print(f"---- {p.name} log ----\n{p.log()[-4000:]}", file=sys.stderr)
 
 
+def hub_metric(w, name, **labels):
+    """One sample of the hub's /metrics, by name and labels; None if absent."""
+    st, text = w.hub_request("GET", "/metrics")
+    check(st == 200, f"/metrics answered {st}")
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        head, _, val = line.rpartition(" ")
+        if head == (f"{name}{{{want}}}" if want else name):
+            return float(val)
+    return None
+
+
 class SSEClient:
     """Collects Server-Sent Events from the agent in a background thread.
     With reconnect=True it behaves as the page's EventSource does: a stream

@@ -68,10 +68,19 @@ static bool whole_key(const char *s, size_t n)
     return letter;
 }
 
+/* whole_key, or "<lowercase word>:" + whole_key (a journal key). */
+static bool journal_key(const char *s, size_t n)
+{
+    size_t w = 0;
+    while (w < n && w < 16 && s[w] >= 'a' && s[w] <= 'z')
+        w++;
+    return (w > 0 && w < n && s[w] == ':' && whole_key(s + w + 1, n - w - 1)) || whole_key(s, n);
+}
+
 /* The oracle: aborts if s[0..n) still holds a card number. */
 static void clean(const char *s, size_t n)
 {
-    if (whole_key(s, n))
+    if (journal_key(s, n))
         return;
     for (size_t i = 0; i < n;) {
         if (!dg(s[i])) {

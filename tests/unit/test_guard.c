@@ -140,10 +140,18 @@ static void guard_masks_text(void **st)
     }
     /* Machine-made keys and zero-padded numbers are not card numbers. */
     const char *keys[] = {"3f2b1c4d-1234-4567-8910-123456789012", /* UUID */
-                          "0123456789012345678901234567890a",     /* hex-32 card reference */
-                          "0001-0001-000000123"};                 /* a zero-padded receipt number */
+                          /* the agent's consent key around a UUID whose groups hold a
+                           * Luhn-valid run (5787343439045): the hub refused such keys */
+                          "consent:681e39c5-7873-4343-9045-aa3e616abf7d",
+                          "return:681e39c5-7873-4343-9045-aa3e616abf7d",
+                          "0123456789012345678901234567890a", /* hex-32 card reference */
+                          "0001-0001-000000123"};             /* a zero-padded receipt number */
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         assert_int_equal(ts_guard_find(NULL, keys[i], strlen(keys[i]), NULL), TS_GUARD_PASS);
+    /* ...a word before a card number is no key... */
+    assert_int_equal(ts_guard_find(NULL, "consent:4111111111111111", 24, NULL), TS_GUARD_PAN);
+    assert_int_equal(ts_guard_find(NULL, "Consent:681e39c5-7873-4343-9045-aa3e616abf7d", 44, NULL),
+                     TS_GUARD_PAN);
     /* ...but a card number with zeros in front of it, in one run, is one. */
     assert_int_equal(ts_guard_find(NULL, "0004111111111111111", 19, NULL), TS_GUARD_PAN);
     struct ts_guard_hit h;

@@ -349,6 +349,12 @@ def each_mode(w):
                 # (timeout_ms + the long-poll wait), so allow for that.
                 wait_for(lambda: "offline" in mon.links.get(mode, ()) or mon.violation,
                          timeout=40, what=f"status to say offline during {mode}")
+            if mode == "delay":
+                # A slow link is still a link: seen online while delayed. The
+                # delay hits the link at once, so without this wait the mode
+                # could end before the monitor had looked at all.
+                wait_for(lambda: "online" in mon.links.get(mode, ()) or mon.violation,
+                         timeout=40, what="status to say online during delay")
             mon.check()
             px.set_mode("pass")
             time.sleep(1)
